@@ -1,0 +1,57 @@
+//! `spark check <spark.toml>`: validate a manifest and load (compile, link) every component
+//! it names, without serving. Exits non-zero with every problem listed.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use spark_manifest::{Manifest, Trigger};
+use spark_runtime::{EngineSettings, Expect, Runtime, RuntimeConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The manifest to check.
+    manifest: PathBuf,
+    /// Store directory whose AOT cache is used (and warmed).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
+    let manifest = Manifest::load(&args.manifest)?;
+    let runtime = Runtime::new(&RuntimeConfig {
+        engine: EngineSettings {
+            max_instances: 1,
+            max_memory: manifest.node.max_module_memory,
+            ..EngineSettings::default()
+        },
+        cache_dir: Some(super::data_dir(args.data_dir, &manifest).join("aot")),
+    })
+    .context("creating the Wasm engine")?;
+    let mut failures = Vec::new();
+    for module in &manifest.modules {
+        let expect = match module.trigger {
+            Trigger::Http { .. } => Expect::Http,
+            Trigger::Schedule { .. } => Expect::Job,
+        };
+        match runtime.prepare(&module.component, expect).await {
+            Ok(prepared) => println!(
+                "ok    {:<20} {:<18} {:>9} bytes  {}  sha256:{}",
+                module.id.as_str(),
+                prepared.entry.world(),
+                prepared.report.wasm_bytes,
+                module.priority,
+                &prepared.digest[..16]
+            ),
+            Err(e) => {
+                println!("FAIL  {:<20} {e}", module.id.as_str());
+                failures.push(module.id.to_string());
+            }
+        }
+    }
+    if failures.is_empty() {
+        println!("{}: {} module(s) valid", args.manifest.display(), manifest.modules.len());
+        Ok(())
+    } else {
+        anyhow::bail!("{} module(s) failed: {}", failures.len(), failures.join(", "))
+    }
+}

@@ -1,0 +1,67 @@
+//! One file per subcommand.
+
+mod check;
+mod serve;
+mod status;
+mod up;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Start a node serving the applications a manifest describes.
+    Up(up::UpArgs),
+    /// Validate a manifest and its components without serving.
+    Check(check::CheckArgs),
+    /// Serve one component at `/` with default limits (like `wasmtime serve`).
+    Serve(serve::ServeArgs),
+    /// Show a running node's modules, limits and counters.
+    Status(status::StatusArgs),
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(args) => up::run(args).await,
+        Command::Check(args) => check::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Status(args) => status::run(args).await,
+    }
+}
+
+/// The data directory: the flag, else the manifest's `node.data_dir`, else `.spark` next to
+/// the manifest.
+pub(crate) fn data_dir(flag: Option<PathBuf>, manifest: &spark_manifest::Manifest) -> PathBuf {
+    flag.or_else(|| manifest.node.data_dir.clone()).unwrap_or_else(|| {
+        manifest
+            .source
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(".spark")
+    })
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => { result.context("waiting for SIGINT")?; Ok("SIGINT") }
+        _ = term.recv() => Ok("SIGTERM"),
+    }
+}
+
+/// Runs a started node until a signal, then shuts it down gracefully.
+pub(crate) async fn serve_until_signal(node: spark_node::RunningNode) -> anyhow::Result<()> {
+    let token = node.shutdown_token();
+    tokio::spawn(async move {
+        match shutdown_signal().await {
+            Ok(signal) => tracing::info!(signal, "shutting down: finishing in-flight requests"),
+            Err(e) => tracing::error!(error = %e, "signal handling failed; shutting down"),
+        }
+        token.cancel();
+    });
+    node.wait().await;
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `spark status`: what a running node serves, its limits and counters, from `/v1/status`.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use spark_node::NodeStatus;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The node's admin address.
+    #[arg(long, default_value = "127.0.0.1:9090", env = "SPARK_ADMIN")]
+    admin: SocketAddr,
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let body = get(&format!("http://{}/v1/status", args.admin)).await?;
+    if args.json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(());
+    }
+    let status: NodeStatus = serde_json::from_slice(&body).context("reading the node's status")?;
+    print(&status);
+    Ok(())
+}
+
+pub(crate) async fn get(url: &str) -> anyhow::Result<bytes::Bytes> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let uri: http::Uri = url.parse().context("building the admin URL")?;
+    let response = client.get(uri).await.with_context(|| format!("cannot reach the node at {url}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await.context("reading the answer")?.to_bytes();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}: {}", String::from_utf8_lossy(&body));
+    Ok(body)
+}
+
+fn print(status: &NodeStatus) {
+    println!(
+        "node v{}  up {}s  serving {}  admin {}  allocation {}",
+        status.version, status.uptime_secs, status.listen, status.admin, status.allocation
+    );
+    println!(
+        "{:<18} {:<10} {:<22} {:>6} {:>6} {:>9} {:>7} {:>7} {:>9}",
+        "MODULE", "PRIORITY", "TRIGGER", "RUN", "QUEUE", "REQUESTS", "TRAPS", "TMOUT", "CPU(s)"
+    );
+    for m in &status.modules {
+        println!(
+            "{:<18} {:<10} {:<22} {:>6} {:>6} {:>9} {:>7} {:>7} {:>9.3}",
+            m.id,
+            m.priority,
+            truncate(&m.trigger, 22),
+            m.running,
+            m.queued,
+            m.stats.invocations,
+            m.stats.traps,
+            m.stats.timeouts,
+            m.stats.cpu_nanos as f64 / 1e9
+        );
+    }
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else {
+        let cut: String = text.chars().take(width - 1).collect();
+        format!("{cut}…")
+    }
+}

@@ -1,0 +1,187 @@
+//! The `spark` binary as users run it: real processes, real signals, real HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use spark_testkit::{get, guest};
+
+fn spark() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_spark"));
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+fn write_manifest(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("spark.toml");
+    std::fs::write(&path, spark_testkit_expand(text)).unwrap();
+    path
+}
+
+fn spark_testkit_expand(text: &str) -> String {
+    text.replace("{hello}", &guest("hello").display().to_string())
+        .replace("{echo}", &guest("echo").display().to_string())
+        .replace("{job}", &guest("inventory-sync").display().to_string())
+}
+
+fn run(command: &mut Command) -> (Output, String, String) {
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stdout, stderr)
+}
+
+const GOOD: &str = r#"version = 1
+[node]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[[module]]
+id = "hello"
+component = "{hello}"
+routes = ["/hello"]
+
+[[module]]
+id = "api"
+component = "{echo}"
+routes = ["/api/..."]
+allowed_outbound_hosts = ["http://127.0.0.1:*"]
+
+[[module]]
+id = "sync"
+component = "{job}"
+schedule = { every = "1h" }
+"#;
+
+#[test]
+fn check_accepts_a_good_manifest_and_lists_its_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), GOOD);
+    let (output, stdout, stderr) = run(spark().arg("check").arg(&manifest));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("ok    hello") && stdout.contains("wasi:http/proxy"), "{stdout}");
+    assert!(stdout.contains("ok    sync") && stdout.contains("wasi:cli/command"), "{stdout}");
+    assert!(stdout.contains("3 module(s) valid"), "{stdout}");
+}
+
+#[test]
+fn check_names_file_line_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = GOOD.replace("routes = [\"/hello\"]", "routes = [\"/hello\"]\nmemory_limit = \"1GiB\"");
+    let manifest = write_manifest(dir.path(), &bad);
+    let (output, _, stderr) = run(spark().arg("check").arg(&manifest));
+    assert!(!output.status.success());
+    let expected = format!("{}:10:1: unknown field `memory_limit`", manifest.display());
+    assert!(stderr.contains(&expected), "expected {expected:?} in:\n{stderr}");
+}
+
+#[test]
+fn check_reports_a_corrupt_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm\x0d\0\x01\0garbage").unwrap();
+    let text = GOOD.replace("{job}", &junk.display().to_string());
+    let manifest = write_manifest(dir.path(), &text);
+    let (output, stdout, stderr) = run(spark().arg("check").arg(&manifest));
+    assert!(!output.status.success());
+    assert!(stdout.contains("FAIL  sync") && stdout.contains("is not a valid component"), "{stdout}");
+    assert!(stderr.contains("1 module(s) failed: sync"), "{stderr}");
+}
+
+/// A spawned `spark` process that is killed if the test fails.
+struct Process(Child, Option<std::io::Lines<BufReader<std::process::ChildStdout>>>);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    fn spawn(command: &mut Command) -> Process {
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Process(child, Some(lines))
+    }
+
+    /// Reads stdout until a line containing `marker`; returns the first `http://ADDR` on it.
+    fn address_after(&mut self, marker: &str) -> String {
+        let lines = self.1.as_mut().unwrap();
+        for line in lines {
+            let line = line.unwrap();
+            if line.contains(marker) {
+                let start = line.find("http://").expect("an address") + "http://".len();
+                let end = line[start..].find(['/', ' ']).map_or(line.len(), |i| start + i);
+                return line[start..end].to_owned();
+            }
+        }
+        panic!("process ended before printing {marker:?}");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.0.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the process did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_reports_status_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), GOOD);
+    let mut node = Process::spawn(spark().arg("up").arg(&manifest));
+    let addr = node.address_after("Spark node serving");
+    let admin = node.address_after("Admin:");
+
+    let hello = get(&format!("http://{addr}/hello")).await.unwrap();
+    assert_eq!((hello.status, hello.text().as_str()), (200, "Hello from Spark!\n"));
+
+    let (output, stdout, stderr) = run(spark().args(["status", "--admin", &admin]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("hello") && stdout.contains("/api/...") && stdout.contains("every 3600s"), "{stdout}");
+
+    // The data directory defaults to `.spark` beside the manifest, holding the AOT cache.
+    assert!(dir.path().join(".spark/aot").is_dir());
+
+    node.signal("TERM");
+    assert!(node.wait_exit(Duration::from_secs(15)).success(), "a graceful stop exits 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_a_single_component_at_the_root() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Process::spawn(
+        spark()
+            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .arg(guest("hello")),
+    );
+    let addr = server.address_after("Serving");
+    for path in ["/", "/any/path?x=1"] {
+        let reply = get(&format!("http://{addr}{path}")).await.unwrap();
+        assert_eq!((reply.status, reply.text().as_str()), (200, "Hello from Spark!\n"));
+    }
+    server.signal("INT");
+    assert!(server.wait_exit(Duration::from_secs(15)).success());
+}
+
+#[test]
+fn up_refuses_a_bad_manifest_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), &GOOD.replace("\"/api/...\"", "\"/hello\""));
+    let (output, _, stderr) = run(spark().arg("up").arg(&manifest));
+    assert!(!output.status.success());
+    assert!(stderr.contains("duplicate route /hello (already served by module 'hello')"), "{stderr}");
+}

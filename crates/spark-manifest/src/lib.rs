@@ -1,0 +1,263 @@
+//! The `spark.toml` manifest: what a node serves and under which limits.
+//!
+//! Parsing happens in two stages, as Spin's manifest crate does. [`schema`] mirrors the file
+//! (`deny_unknown_fields`, spans kept on every value worth pointing at); [`validate`] turns it into
+//! the types the rest of Spark uses ([`Manifest`], [`ModuleSpec`], ...), where every value has
+//! been checked. A value that survives validation is never checked again downstream.
+//!
+//! The decision worth knowing: errors are collected, not short-circuited, and each one names the
+//! file, the line and the column of the offending value, because the person reading it is
+//! usually editing the file on a node over SSH.
+//!
+//! This crate does no I/O beyond reading the manifest and checking that referenced files exist
+//! ([`Manifest::load`]); [`Manifest::parse`] is pure and is what tests use.
+
+mod error;
+mod outbound;
+mod routes;
+mod schema;
+mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{Diagnostic, ManifestError};
+pub use outbound::{AllowedHost, OutboundPolicy};
+pub use routes::{Route, RouteTable};
+pub use units::{parse_byte_size, parse_duration};
+
+/// The only manifest version this build reads.
+pub const MANIFEST_VERSION: i64 = 1;
+
+/// A validated manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// Where the manifest came from (for messages); relative paths inside it were resolved
+    /// against its directory.
+    pub source: PathBuf,
+    pub node: NodeSettings,
+    pub modules: Vec<ModuleSpec>,
+}
+
+impl Manifest {
+    /// Parses and validates manifest text. `source` names the file in error messages and its
+    /// parent directory anchors relative paths. Does not touch the file system.
+    pub fn parse(text: &str, source: &Path) -> Result<Manifest, ManifestError> {
+        validate::parse_and_validate(text, source)
+    }
+
+    /// Reads, parses and validates a manifest file, then checks that every component it names
+    /// exists and is a regular file.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let manifest = Manifest::parse(&text, path)?;
+        validate::check_files(&text, &manifest)?;
+        Ok(manifest)
+    }
+
+    /// A manifest for one component served at `/...` with default limits: what `spark serve`
+    /// runs.
+    pub fn single(component: PathBuf, listen: SocketAddr) -> Manifest {
+        let id = ModuleId::new("app").expect("literal id is valid");
+        Manifest {
+            source: component.clone(),
+            node: NodeSettings {
+                listen,
+                ..NodeSettings::default()
+            },
+            modules: vec![ModuleSpec {
+                id,
+                component,
+                trigger: Trigger::Http {
+                    routes: vec![Route::parse("/...").expect("literal route is valid")],
+                },
+                priority: Priority::Normal,
+                weight: DEFAULT_WEIGHT,
+                limits: Limits::default(),
+                env: BTreeMap::new(),
+                config: BTreeMap::new(),
+                outbound: OutboundPolicy::deny_all(),
+                health: None,
+            }],
+        }
+    }
+
+    /// The module with this id, if any.
+    pub fn module(&self, id: &str) -> Option<&ModuleSpec> {
+        self.modules.iter().find(|m| m.id.as_str() == id)
+    }
+}
+
+/// Node-wide settings from the optional `[node]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSettings {
+    /// Where applications are served.
+    pub listen: SocketAddr,
+    /// Where `/healthz`, `/metrics` and the admin API are served.
+    pub admin: SocketAddr,
+    /// The node's embedded store (AOT cache, releases, history). `None`: the CLI decides.
+    pub data_dir: Option<PathBuf>,
+    /// Instances that may exist at once across all modules (sizes the pooling allocator).
+    pub max_instances: u32,
+    /// The largest linear memory any module may be given.
+    pub max_module_memory: u64,
+    /// How long in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+pub const DEFAULT_MAX_MODULE_MEMORY: u64 = 1 << 30;
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        NodeSettings {
+            listen: DEFAULT_LISTEN.parse().expect("literal address"),
+            admin: DEFAULT_ADMIN.parse().expect("literal address"),
+            data_dir: None,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_module_memory: DEFAULT_MAX_MODULE_MEMORY,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// A module's identifier: lowercase letters, digits, `-` and `_`, starting with a letter or
+/// digit, at most 63 characters (it appears in metric labels, paths and log lines).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleId(String);
+
+impl ModuleId {
+    pub fn new(id: &str) -> Result<ModuleId, String> {
+        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        let first_ok = id
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !first_ok || id.len() > 63 || !id.chars().all(valid_char) {
+            return Err(format!(
+                "invalid module id {id:?}: use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+            ));
+        }
+        Ok(ModuleId(id.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ModuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One application on the node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleSpec {
+    pub id: ModuleId,
+    /// Absolute (or manifest-relative, resolved) path of the `.wasm` component.
+    pub component: PathBuf,
+    pub trigger: Trigger,
+    pub priority: Priority,
+    /// Relative CPU weight within the priority class (1..=1000).
+    pub weight: u32,
+    pub limits: Limits,
+    /// Environment variables the guest sees (`wasi:cli/environment`).
+    pub env: BTreeMap<String, String>,
+    /// Configuration values the guest reads through `wasi:config/store`.
+    pub config: BTreeMap<String, String>,
+    /// Hosts the guest may call over `wasi:http/outgoing-handler`.
+    pub outbound: OutboundPolicy,
+    /// Path that must answer 2xx before the module takes traffic (HTTP modules only).
+    pub health: Option<String>,
+}
+
+pub const DEFAULT_WEIGHT: u32 = 1;
+
+/// What makes a module run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    /// Serve HTTP requests on these routes.
+    Http { routes: Vec<Route> },
+    /// Run as a job every `every` (the first run one period after start).
+    Schedule { every: Duration },
+}
+
+/// Priority class: who gets CPU and capacity first when the node is short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    Background,
+    Normal,
+    Critical,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::Normal => "normal",
+            Priority::Background => "background",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-module resource limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Linear memory per instance, in bytes.
+    pub memory: u64,
+    /// Requests (or job runs) executing at once.
+    pub concurrency: u32,
+    /// Requests waiting for a free slot before new ones get 503.
+    pub queue: u32,
+    /// How long a request may wait in the queue before it gets 503.
+    pub queue_timeout: Duration,
+    /// Wall-clock time per request, from admission to the end of the response body.
+    pub timeout: Duration,
+    /// Guest CPU time per request.
+    pub cpu_time: Duration,
+    /// Bytes of response body the guest may produce per request.
+    pub response_body: u64,
+}
+
+pub const DEFAULT_MEMORY: u64 = 128 << 20;
+pub const DEFAULT_CONCURRENCY: u32 = 64;
+pub const DEFAULT_QUEUE: u32 = 256;
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_CPU_TIME: Duration = Duration::from_secs(10);
+pub const DEFAULT_RESPONSE_BODY: u64 = 64 << 20;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: DEFAULT_MEMORY,
+            concurrency: DEFAULT_CONCURRENCY,
+            queue: DEFAULT_QUEUE,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+            cpu_time: DEFAULT_CPU_TIME,
+            response_body: DEFAULT_RESPONSE_BODY,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

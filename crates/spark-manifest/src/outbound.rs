@@ -1,0 +1,210 @@
+//! Which hosts a guest may call. Nothing is allowed unless the manifest names it.
+//!
+//! An entry is `scheme://host[:port]`: the scheme is `http`, `https` or `*`; the host is a name,
+//! an IP address, `*` (any host) or `*.example.com` (subdomains of example.com); the port is a
+//! number or `*`, and when omitted it is the scheme's default (80 or 443), so
+//! `https://api.example.com` does not silently allow port 8443.
+
+use std::fmt;
+
+/// One allowed destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    scheme: Pattern,
+    host: HostPattern,
+    port: Pattern,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    Any,
+    Exact(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    Any,
+    Exact(String),
+    /// `*.suffix`: matches hosts ending in `.suffix`.
+    Subdomains(String),
+}
+
+impl AllowedHost {
+    pub fn parse(text: &str) -> Result<AllowedHost, String> {
+        let err = |why: &str| format!("invalid outbound host {text:?}: {why}");
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| err("expected scheme://host[:port], e.g. \"https://api.example.com\""))?;
+        let scheme = match scheme {
+            "*" => Pattern::Any,
+            "http" | "https" => Pattern::Exact(scheme.to_owned()),
+            _ => return Err(err("the scheme must be http, https or *")),
+        };
+        if rest.contains(['/', '?', '#', '@']) {
+            return Err(err("give only scheme, host and port, no path or credentials"));
+        }
+        let (host, port) = split_host_port(rest).map_err(|why| err(&why))?;
+        let host = parse_host(&host).map_err(|why| err(&why))?;
+        let port = match port.as_deref() {
+            Some("*") => Pattern::Any,
+            Some(number) => {
+                number
+                    .parse::<u16>()
+                    .map_err(|_| err("the port must be a number from 0 to 65535 or *"))?;
+                Pattern::Exact(number.to_owned())
+            }
+            None => match &scheme {
+                Pattern::Exact(s) if s == "http" => Pattern::Exact("80".into()),
+                Pattern::Exact(_) => Pattern::Exact("443".into()),
+                Pattern::Any => return Err(err("with scheme * give a port (a number or *)")),
+            },
+        };
+        Ok(AllowedHost { scheme, host, port })
+    }
+
+    /// Whether a request to `scheme://host:port` is allowed by this entry.
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let scheme_ok = match &self.scheme {
+            Pattern::Any => true,
+            Pattern::Exact(s) => s.eq_ignore_ascii_case(scheme),
+        };
+        let host_ok = match &self.host {
+            HostPattern::Any => true,
+            HostPattern::Exact(h) => *h == host,
+            HostPattern::Subdomains(suffix) => host
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|head| head.ends_with('.') && head.len() > 1),
+        };
+        let port_ok = match &self.port {
+            Pattern::Any => true,
+            Pattern::Exact(p) => *p == port.to_string(),
+        };
+        scheme_ok && host_ok && port_ok
+    }
+}
+
+fn split_host_port(rest: &str) -> Result<(String, Option<String>), String> {
+    if let Some(after_bracket) = rest.strip_prefix('[') {
+        let (host, tail) = after_bracket
+            .split_once(']')
+            .ok_or("unclosed '[' in IPv6 address")?;
+        let port = match tail {
+            "" => None,
+            _ => Some(tail.strip_prefix(':').ok_or("expected ':' after ']'")?.to_owned()),
+        };
+        return Ok((host.to_owned(), port));
+    }
+    match rest.rsplit_once(':') {
+        Some((host, port)) => Ok((host.to_owned(), Some(port.to_owned()))),
+        None => Ok((rest.to_owned(), None)),
+    }
+}
+
+fn parse_host(host: &str) -> Result<HostPattern, String> {
+    let host = host.to_ascii_lowercase();
+    if host == "*" {
+        return Ok(HostPattern::Any);
+    }
+    if let Some(suffix) = host.strip_prefix("*.") {
+        check_host_chars(suffix)?;
+        return Ok(HostPattern::Subdomains(suffix.to_owned()));
+    }
+    check_host_chars(&host)?;
+    Ok(HostPattern::Exact(host))
+}
+
+fn check_host_chars(host: &str) -> Result<(), String> {
+    let ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err("the host must be a name, an IP address, * or *.domain".into())
+    }
+}
+
+impl fmt::Display for AllowedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match &self.scheme {
+            Pattern::Any => "*",
+            Pattern::Exact(s) => s,
+        };
+        let host = match &self.host {
+            HostPattern::Any => "*".to_owned(),
+            HostPattern::Exact(h) if h.contains(':') => format!("[{h}]"),
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Subdomains(s) => format!("*.{s}"),
+        };
+        let port = match &self.port {
+            Pattern::Any => "*",
+            Pattern::Exact(p) => p,
+        };
+        write!(f, "{scheme}://{host}:{port}")
+    }
+}
+
+/// The set of destinations a module may reach; empty means none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundPolicy {
+    allowed: Vec<AllowedHost>,
+}
+
+impl OutboundPolicy {
+    pub fn deny_all() -> OutboundPolicy {
+        OutboundPolicy::default()
+    }
+
+    pub fn new(allowed: Vec<AllowedHost>) -> OutboundPolicy {
+        OutboundPolicy { allowed }
+    }
+
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.allowed.iter().any(|a| a.allows(scheme, host, port))
+    }
+
+    pub fn entries(&self) -> &[AllowedHost] {
+        &self.allowed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(text: &str) -> AllowedHost {
+        AllowedHost::parse(text).unwrap()
+    }
+
+    #[test]
+    fn default_ports_are_explicit() {
+        let h = host("https://api.example.com");
+        assert!(h.allows("https", "api.example.com", 443));
+        assert!(!h.allows("https", "api.example.com", 8443));
+        assert!(!h.allows("http", "api.example.com", 443));
+        assert!(host("http://127.0.0.1").allows("http", "127.0.0.1", 80));
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(host("http://127.0.0.1:*").allows("http", "127.0.0.1", 39001));
+        let sub = host("https://*.example.com:443");
+        assert!(sub.allows("https", "a.example.com", 443));
+        assert!(!sub.allows("https", "example.com", 443));
+        assert!(!sub.allows("https", "badexample.com", 443));
+        assert!(host("*://*:*").allows("http", "anything", 1));
+        assert!(host("http://[::1]:8080").allows("http", "[::1]", 8080));
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(AllowedHost::parse("example.com").is_err());
+        assert!(AllowedHost::parse("ftp://example.com").is_err());
+        assert!(AllowedHost::parse("https://example.com/path").is_err());
+        assert!(AllowedHost::parse("https://example.com:99999").is_err());
+        assert!(AllowedHost::parse("*://example.com").is_err());
+        assert!(!OutboundPolicy::deny_all().allows("http", "127.0.0.1", 80));
+    }
+}

@@ -1,0 +1,193 @@
+//! What an HTTP route means and which module a path goes to.
+//!
+//! Two forms, as in Spin: `/exact/path` matches that path only, `/prefix/...` matches the prefix
+//! and everything below it (`/...` matches everything). The most specific route wins: an exact
+//! route beats any wildcard, and a longer wildcard prefix beats a shorter one. That rule makes
+//! the outcome independent of declaration order, so two identical routes are the only conflict.
+
+use std::fmt;
+
+/// A validated route pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// Matches exactly this path.
+    Exact(String),
+    /// Matches this prefix (without trailing slash, empty for the root) and everything under it.
+    Wildcard(String),
+}
+
+impl Route {
+    pub fn parse(text: &str) -> Result<Route, String> {
+        if !text.starts_with('/') {
+            return Err(format!("route {text:?} must start with '/'"));
+        }
+        if text.contains(['?', '#', ' ']) {
+            return Err(format!(
+                "route {text:?} may not contain '?', '#' or spaces: routes match paths only"
+            ));
+        }
+        if let Some(prefix) = text.strip_suffix("/...") {
+            if prefix.contains("...") {
+                return Err(format!("route {text:?}: '...' may only end a route"));
+            }
+            return Ok(Route::Wildcard(prefix.trim_end_matches('/').to_owned()));
+        }
+        if text.contains("...") {
+            return Err(format!(
+                "route {text:?}: '...' may only appear as a final '/...' segment"
+            ));
+        }
+        let normalized = if text.len() > 1 {
+            text.trim_end_matches('/')
+        } else {
+            text
+        };
+        Ok(Route::Exact(normalized.to_owned()))
+    }
+
+    /// Whether `path` (without query) is served by this route.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            Route::Exact(exact) => {
+                path == exact || (exact != "/" && path.strip_suffix('/') == Some(exact))
+            }
+            Route::Wildcard(prefix) => {
+                prefix.is_empty()
+                    || path == prefix
+                    || path
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+        }
+    }
+
+    /// The part of `path` below the route's prefix (`/x/y` for `/api/...` and `/api/x/y`);
+    /// empty for exact routes. Only meaningful when the route matches `path`.
+    pub fn path_info<'p>(&self, path: &'p str) -> &'p str {
+        match self {
+            Route::Exact(_) => "",
+            Route::Wildcard(prefix) => path.get(prefix.len()..).unwrap_or(""),
+        }
+    }
+
+    /// Higher is more specific.
+    fn specificity(&self) -> (u8, usize) {
+        match self {
+            Route::Exact(path) => (1, path.len()),
+            Route::Wildcard(prefix) => (0, prefix.len()),
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Route::Exact(path) => f.write_str(path),
+            Route::Wildcard(prefix) => write!(f, "{prefix}/..."),
+        }
+    }
+}
+
+/// Routes to targets (module indexes, ids, ...), most specific first.
+#[derive(Debug, Clone)]
+pub struct RouteTable<T> {
+    entries: Vec<(Route, T)>,
+}
+
+impl<T> Default for RouteTable<T> {
+    fn default() -> Self {
+        RouteTable {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T> RouteTable<T> {
+    /// Builds a table; fails with the duplicated route if two entries are identical.
+    pub fn new(entries: impl IntoIterator<Item = (Route, T)>) -> Result<RouteTable<T>, Route> {
+        let mut entries: Vec<(Route, T)> = entries.into_iter().collect();
+        entries.sort_by(|a, b| b.0.specificity().cmp(&a.0.specificity()));
+        for pair in entries.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                return Err(pair[0].0.clone());
+            }
+        }
+        Ok(RouteTable { entries })
+    }
+
+    /// The target of the most specific route matching `path`.
+    pub fn lookup(&self, path: &str) -> Option<&T> {
+        self.lookup_route(path).map(|(_, target)| target)
+    }
+
+    /// The most specific route matching `path`, with its target.
+    pub fn lookup_route(&self, path: &str) -> Option<(&Route, &T)> {
+        self.entries
+            .iter()
+            .find(|(route, _)| route.matches(path))
+            .map(|(route, target)| (route, target))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(Route, T)> {
+        self.entries.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(text: &str) -> Route {
+        Route::parse(text).unwrap()
+    }
+
+    #[test]
+    fn parsing() {
+        assert_eq!(route("/api/..."), Route::Wildcard("/api".into()));
+        assert_eq!(route("/..."), Route::Wildcard(String::new()));
+        assert_eq!(route("/hello/"), Route::Exact("/hello".into()));
+        assert_eq!(route("/"), Route::Exact("/".into()));
+        assert!(Route::parse("api").is_err());
+        assert!(Route::parse("/a/.../b").is_err());
+        assert!(Route::parse("/a?x=1").is_err());
+        assert_eq!(route("/api/...").to_string(), "/api/...");
+    }
+
+    #[test]
+    fn matching() {
+        assert!(route("/api/...").matches("/api"));
+        assert!(route("/api/...").matches("/api/x/y"));
+        assert!(!route("/api/...").matches("/apix"));
+        assert!(route("/...").matches("/anything"));
+        assert!(route("/hello").matches("/hello/"));
+        assert!(!route("/hello").matches("/hello/x"));
+        assert!(route("/").matches("/"));
+        assert!(!route("/").matches("/x"));
+        assert_eq!(route("/api/...").path_info("/api/x/y"), "/x/y");
+        assert_eq!(route("/...").path_info("/x"), "/x");
+        assert_eq!(route("/hello").path_info("/hello"), "");
+    }
+
+    #[test]
+    fn most_specific_wins_regardless_of_order() {
+        let table = RouteTable::new([
+            (route("/..."), "root"),
+            (route("/api/..."), "api"),
+            (route("/api/v2/..."), "v2"),
+            (route("/api/health"), "health"),
+        ])
+        .unwrap();
+        assert_eq!(table.lookup("/x"), Some(&"root"));
+        assert_eq!(table.lookup("/api/x"), Some(&"api"));
+        assert_eq!(table.lookup("/api/v2/x"), Some(&"v2"));
+        assert_eq!(table.lookup("/api/health"), Some(&"health"));
+        let empty: RouteTable<u8> = RouteTable::new([]).unwrap();
+        assert_eq!(empty.lookup("/"), None);
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let dup = RouteTable::new([(route("/a/..."), 1), (route("/a/"), 2), (route("/a/..."), 3)]);
+        assert_eq!(dup.unwrap_err(), route("/a/..."));
+    }
+}

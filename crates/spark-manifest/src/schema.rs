@@ -1,0 +1,74 @@
+//! The manifest exactly as written: serde structs that mirror `spark.toml` version 1.
+//!
+//! Every table refuses unknown fields, and every value that validation may complain about is
+//! `Spanned` so the complaint can name its line. Nothing here is trusted; see `validate`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Read first, alone and leniently, so a manifest of another version gets a version error
+/// rather than a confusing field error.
+#[derive(Debug, Deserialize)]
+pub(crate) struct VersionProbe {
+    pub version: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawManifest {
+    #[allow(dead_code)] // checked by VersionProbe
+    pub version: i64,
+    pub node: Option<RawNode>,
+    #[serde(default, rename = "module")]
+    pub modules: Vec<Spanned<RawModule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNode {
+    pub listen: Option<Spanned<String>>,
+    pub admin: Option<Spanned<String>>,
+    pub data_dir: Option<Spanned<String>>,
+    pub max_instances: Option<Spanned<i64>>,
+    pub max_module_memory: Option<Spanned<String>>,
+    pub shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModule {
+    pub id: Spanned<String>,
+    pub component: Spanned<String>,
+    pub routes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub schedule: Option<Spanned<RawSchedule>>,
+    pub priority: Option<Spanned<String>>,
+    pub weight: Option<Spanned<i64>>,
+    pub limits: Option<RawLimits>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub config: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<Spanned<String>>,
+    pub health: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchedule {
+    pub every: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub memory: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<i64>>,
+    pub queue: Option<Spanned<i64>>,
+    pub queue_timeout: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub cpu_time: Option<Spanned<String>>,
+    pub response_body: Option<Spanned<String>>,
+}

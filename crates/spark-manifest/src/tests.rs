@@ -1,0 +1,209 @@
+//! Manifest parsing and validation: good manifests, and every kind of bad one with its line.
+
+use super::*;
+
+const GOOD: &str = r#"
+version = 1
+
+[node]
+listen = "127.0.0.1:18080"
+admin = "127.0.0.1:19090"
+max_instances = 200
+shutdown_grace = "5s"
+
+[[module]]
+id = "storefront"
+component = "guests/hello.wasm"
+routes = ["/", "/shop/..."]
+priority = "critical"
+weight = 4
+allowed_outbound_hosts = ["http://127.0.0.1:*"]
+health = "/shop/health"
+
+[module.limits]
+memory = "32MiB"
+concurrency = 8
+queue = 16
+queue_timeout = "500ms"
+timeout = "2s"
+cpu_time = "1s"
+response_body = "1MiB"
+
+[module.env]
+GREETING = "hej"
+
+[[module]]
+id = "inventory-sync"
+component = "/abs/job.wasm"
+schedule = { every = "30s" }
+priority = "background"
+"#;
+
+fn parse(text: &str) -> Result<Manifest, ManifestError> {
+    Manifest::parse(text, Path::new("/etc/spark/spark.toml"))
+}
+
+/// 1-based line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).expect("needle in text");
+    text[..at].matches('\n').count() + 1
+}
+
+/// The single diagnostic of a refused manifest, as `line: message`.
+fn refusal(text: &str) -> (usize, String) {
+    let err = parse(text).expect_err("manifest should be refused");
+    let d = err.diagnostics();
+    assert_eq!(d.len(), 1, "expected one diagnostic, got {d:?}");
+    (d[0].line, d[0].message.clone())
+}
+
+#[test]
+fn good_manifest_is_fully_validated() {
+    let m = parse(GOOD).unwrap();
+    assert_eq!(m.node.listen.to_string(), "127.0.0.1:18080");
+    assert_eq!(m.node.max_instances, 200);
+    assert_eq!(m.node.shutdown_grace, Duration::from_secs(5));
+    let shop = m.module("storefront").unwrap();
+    assert_eq!(shop.component, Path::new("/etc/spark/guests/hello.wasm"));
+    assert_eq!(shop.priority, Priority::Critical);
+    assert_eq!(shop.weight, 4);
+    assert_eq!(shop.limits.memory, 32 << 20);
+    assert_eq!(shop.limits.concurrency, 8);
+    assert_eq!(shop.limits.queue_timeout, Duration::from_millis(500));
+    assert_eq!(shop.limits.response_body, 1 << 20);
+    assert_eq!(shop.env["GREETING"], "hej");
+    assert!(shop.outbound.allows("http", "127.0.0.1", 9000));
+    assert!(!shop.outbound.allows("https", "example.com", 443));
+    assert_eq!(shop.health.as_deref(), Some("/shop/health"));
+    let job = m.module("inventory-sync").unwrap();
+    assert_eq!(job.component, Path::new("/abs/job.wasm"));
+    assert_eq!(job.trigger, Trigger::Schedule { every: Duration::from_secs(30) });
+    assert_eq!(job.priority, Priority::Background);
+    assert_eq!(job.limits, Limits::default());
+    assert!(job.outbound.entries().is_empty(), "no outbound hosts by default");
+}
+
+#[test]
+fn unknown_field_names_its_line() {
+    let text = GOOD.replace("weight = 4", "weight = 4\nwieght = 5");
+    let (line, message) = refusal(&text);
+    assert_eq!(line, line_of(&text, "wieght"));
+    assert!(message.contains("unknown field `wieght`"), "{message}");
+}
+
+#[test]
+fn unknown_limit_field_is_refused() {
+    let text = GOOD.replace("concurrency = 8", "concurency = 8");
+    let (line, message) = refusal(&text);
+    assert_eq!(line, line_of(&text, "concurency"));
+    assert!(message.contains("concurency"), "{message}");
+}
+
+#[test]
+fn bad_limit_values_name_the_value() {
+    let (line, message) = refusal(&GOOD.replace("\"32MiB\"", "\"32 potatoes\""));
+    assert_eq!(line, line_of(GOOD, "32MiB"));
+    assert!(message.contains("limits.memory") && message.contains("MiB"), "{message}");
+
+    let (line, message) = refusal(&GOOD.replace("concurrency = 8", "concurrency = 0"));
+    assert_eq!(line, line_of(GOOD, "concurrency = 8"));
+    assert!(message.contains("between 1 and"), "{message}");
+
+    let (_, message) = refusal(&GOOD.replace("timeout = \"2s\"", "timeout = \"0s\""));
+    assert!(message.contains("greater than zero"), "{message}");
+
+    let (_, message) = refusal(&GOOD.replace("\"32MiB\"", "\"2GiB\""));
+    assert!(message.contains("max_module_memory"), "{message}");
+
+    let (_, message) = refusal(&GOOD.replace("concurrency = 8", "concurrency = \"eight\""));
+    assert!(message.contains("invalid type"), "{message}");
+}
+
+#[test]
+fn duplicate_route_names_both_modules() {
+    let text = GOOD.replace(
+        "schedule = { every = \"30s\" }",
+        "routes = [\"/shop/...\"]",
+    );
+    let (line, message) = refusal(&text);
+    assert_eq!(line, line_of(&text, "routes = [\"/shop/...\"]"));
+    assert!(message.contains("duplicate route /shop/..."), "{message}");
+    assert!(message.contains("'storefront'"), "{message}");
+}
+
+#[test]
+fn duplicate_ids_and_bad_ids() {
+    let text = GOOD.replace("id = \"inventory-sync\"", "id = \"storefront\"");
+    let (line, message) = refusal(&text);
+    assert_eq!(line, line_of(GOOD, "id = \"inventory-sync\""));
+    assert!(message.contains("duplicate module id"), "{message}");
+    let (_, message) = refusal(&GOOD.replace("id = \"storefront\"", "id = \"Store Front\""));
+    assert!(message.contains("invalid module id"), "{message}");
+}
+
+#[test]
+fn routes_and_schedule_are_exclusive_and_one_is_required() {
+    let both = GOOD.replace(
+        "schedule = { every = \"30s\" }",
+        "schedule = { every = \"30s\" }\nroutes = [\"/job\"]",
+    );
+    assert!(refusal(&both).1.contains("not both"));
+    let neither = GOOD.replace("schedule = { every = \"30s\" }", "");
+    assert!(refusal(&neither).1.contains("give `routes"));
+    let fast = GOOD.replace("every = \"30s\"", "every = \"10ms\"");
+    assert!(refusal(&fast).1.contains("at least 1s"));
+}
+
+#[test]
+fn version_is_checked_first() {
+    let (line, message) = refusal(&GOOD.replace("version = 1", "version = 2"));
+    assert_eq!(line, 2);
+    assert!(message.contains("unsupported manifest version 2"), "{message}");
+    let (_, message) = refusal(&GOOD.replace("version = 1", ""));
+    assert!(message.contains("missing `version = 1`"), "{message}");
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    let (line, _) = refusal(&GOOD.replace("priority = \"critical\"", "priority = \"critical"));
+    assert_eq!(line, line_of(GOOD, "priority = \"critical\""));
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let text = GOOD
+        .replace("priority = \"critical\"", "priority = \"urgent\"")
+        .replace("\"http://127.0.0.1:*\"", "\"127.0.0.1\"");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.diagnostics().len(), 2, "{err}");
+    let rendered = err.to_string();
+    let expected = format!("/etc/spark/spark.toml:{}:", line_of(GOOD, "priority = \"critical\""));
+    assert!(rendered.contains(&expected), "{rendered}");
+    assert!(rendered.contains("unknown priority"), "{rendered}");
+    assert!(rendered.contains("invalid outbound host"), "{rendered}");
+}
+
+#[test]
+fn no_modules_is_an_error() {
+    assert!(refusal("version = 1\n").1.contains("no modules"));
+}
+
+#[test]
+fn missing_component_file_names_its_line() {
+    let dir = std::env::temp_dir().join(format!("spark-manifest-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("spark.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let err = Manifest::load(&path).unwrap_err();
+    let lines: Vec<usize> = err.diagnostics().iter().map(|d| d.line).collect();
+    assert_eq!(lines, vec![line_of(GOOD, "guests/hello.wasm"), line_of(GOOD, "/abs/job.wasm")], "{err}");
+    assert!(err.to_string().contains("hello.wasm cannot be read"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn single_component_manifest_serves_everything() {
+    let m = Manifest::single("/x/app.wasm".into(), "127.0.0.1:0".parse().unwrap());
+    let Trigger::Http { routes } = &m.modules[0].trigger else { panic!("http module expected") };
+    assert!(routes[0].matches("/any/path"));
+}

@@ -1,0 +1,94 @@
+//! Human-written sizes (`64MiB`) and durations (`250ms`, `30s`) as they appear in manifests.
+//!
+//! Deliberately strict: an integer and a unit, nothing else, so `64M` (mega or mebi?) and
+//! `1.5s` are refused with a message that says what is accepted.
+
+use std::time::Duration;
+
+const SIZE_UNITS: &[(&str, u64)] = &[
+    ("B", 1),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+    ("KB", 1_000),
+    ("MB", 1_000_000),
+    ("GB", 1_000_000_000),
+];
+
+const DURATION_UNITS: &[(&str, u64)] = &[
+    ("ms", 1),
+    ("s", 1_000),
+    ("m", 60_000),
+    ("h", 3_600_000),
+];
+
+/// Parses `"64MiB"`, `"512KiB"`, `"1GB"` or `"4096B"` into bytes.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let (number, unit) = split_number(text)?;
+    let (_, factor) = SIZE_UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .ok_or_else(|| {
+            format!("invalid size {text:?}: expected an integer and a unit (B, KiB, MiB, GiB, KB, MB, GB), e.g. \"64MiB\"")
+        })?;
+    number
+        .checked_mul(*factor)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+/// Parses `"250ms"`, `"30s"`, `"5m"` or `"1h"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = split_number(text)?;
+    let (_, millis) = DURATION_UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .ok_or_else(|| {
+            format!("invalid duration {text:?}: expected an integer and a unit (ms, s, m, h), e.g. \"30s\"")
+        })?;
+    let total = number
+        .checked_mul(*millis)
+        .ok_or_else(|| format!("duration {text:?} is too large"))?;
+    Ok(Duration::from_millis(total))
+}
+
+fn split_number(text: &str) -> Result<(u64, &str), String> {
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    if digits_end == 0 {
+        return Err(format!(
+            "invalid value {text:?}: expected an integer followed by a unit"
+        ));
+    }
+    let number = trimmed[..digits_end]
+        .parse::<u64>()
+        .map_err(|_| format!("number in {text:?} is too large"))?;
+    Ok((number, trimmed[digits_end..].trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_byte_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_byte_size("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_byte_size("4096B"), Ok(4096));
+        assert!(parse_byte_size("64M").unwrap_err().contains("MiB"));
+        assert!(parse_byte_size("-1MiB").is_err());
+        assert!(parse_byte_size("1.5GiB").is_err());
+        assert!(parse_byte_size("99999999999999999GiB").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("30").unwrap_err().contains("unit"));
+        assert!(parse_duration("s").is_err());
+    }
+}

@@ -1,0 +1,362 @@
+//! From the raw schema to validated types, collecting every problem with its position.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::error::{Diagnostic, ManifestError};
+use crate::outbound::{AllowedHost, OutboundPolicy};
+use crate::routes::Route;
+use crate::schema::{RawLimits, RawManifest, RawModule, RawNode, VersionProbe};
+use crate::units::{parse_byte_size, parse_duration};
+use crate::{
+    Limits, MANIFEST_VERSION, Manifest, ModuleId, ModuleSpec, NodeSettings, Priority, Trigger,
+    DEFAULT_WEIGHT,
+};
+
+const MIN_MEMORY: u64 = 64 << 10;
+const MAX_CONCURRENCY: i64 = 100_000;
+const MAX_QUEUE: i64 = 1_000_000;
+const MAX_WEIGHT: i64 = 1000;
+const MAX_INSTANCES: i64 = 100_000;
+
+/// Parses and validates; on success also returns each module's component span, for
+/// [`check_files`].
+pub(crate) fn parse_and_validate(text: &str, source: &Path) -> Result<Manifest, ManifestError> {
+    parse_with_spans(text, source).map(|(manifest, _)| manifest)
+}
+
+fn parse_with_spans(
+    text: &str,
+    source: &Path,
+) -> Result<(Manifest, Vec<Range<usize>>), ManifestError> {
+    let invalid = |diagnostics| ManifestError::Invalid {
+        file: source.to_path_buf(),
+        diagnostics,
+    };
+    check_version(text).map_err(|d| invalid(vec![d]))?;
+    let raw: RawManifest = toml::from_str(text).map_err(|e| invalid(vec![toml_diagnostic(text, &e)]))?;
+    let base = source.parent().unwrap_or(Path::new("")).to_path_buf();
+    let mut v = Validator {
+        text,
+        base,
+        diagnostics: Vec::new(),
+    };
+    let node = v.node(raw.node.as_ref());
+    let mut modules = Vec::new();
+    let mut spans = Vec::new();
+    for raw_module in &raw.modules {
+        if let Some(module) = v.module(raw_module, &node) {
+            spans.push(raw_module.get_ref().component.span());
+            modules.push(module);
+        }
+    }
+    v.cross_module_checks(&raw.modules);
+    if raw.modules.is_empty() {
+        v.diagnostics.push(Diagnostic {
+            line: 1,
+            column: 1,
+            message: "the manifest declares no modules: add at least one [[module]]".into(),
+        });
+    }
+    if !v.diagnostics.is_empty() {
+        return Err(invalid(v.diagnostics));
+    }
+    let manifest = Manifest {
+        source: source.to_path_buf(),
+        node,
+        modules,
+    };
+    Ok((manifest, spans))
+}
+
+/// Checks that every component file exists; errors point at the `component` line.
+pub(crate) fn check_files(text: &str, manifest: &Manifest) -> Result<(), ManifestError> {
+    let (_, spans) = parse_with_spans(text, &manifest.source)?;
+    let mut diagnostics = Vec::new();
+    for (module, span) in manifest.modules.iter().zip(spans) {
+        let problem = match std::fs::metadata(&module.component) {
+            Ok(meta) if meta.is_file() => continue,
+            Ok(_) => "is not a regular file".to_owned(),
+            Err(e) => format!("cannot be read: {e}"),
+        };
+        diagnostics.push(Diagnostic::at(
+            text,
+            span,
+            format!(
+                "module '{}': component {} {problem}",
+                module.id,
+                module.component.display()
+            ),
+        ));
+    }
+    if diagnostics.is_empty() {
+        Ok(())
+    } else {
+        Err(ManifestError::Invalid {
+            file: manifest.source.clone(),
+            diagnostics,
+        })
+    }
+}
+
+fn check_version(text: &str) -> Result<(), Diagnostic> {
+    let probe: VersionProbe = toml::from_str(text).map_err(|e| toml_diagnostic(text, &e))?;
+    let Some(version) = probe.version else {
+        return Err(Diagnostic {
+            line: 1,
+            column: 1,
+            message: format!("missing `version = {MANIFEST_VERSION}` at the top of the manifest"),
+        });
+    };
+    match version.get_ref().as_integer() {
+        Some(MANIFEST_VERSION) => Ok(()),
+        _ => Err(Diagnostic::at(
+            text,
+            version.span(),
+            format!(
+                "unsupported manifest version {}: this Spark reads version {MANIFEST_VERSION}",
+                version.get_ref()
+            ),
+        )),
+    }
+}
+
+fn toml_diagnostic(text: &str, error: &toml::de::Error) -> Diagnostic {
+    let span = error.span().unwrap_or(0..0);
+    Diagnostic::at(text, span, error.message().trim().to_owned())
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    base: PathBuf,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::at(self.text, span, message));
+    }
+
+    fn node(&mut self, raw: Option<&RawNode>) -> NodeSettings {
+        let defaults = NodeSettings::default();
+        let Some(raw) = raw else { return defaults };
+        NodeSettings {
+            listen: self.addr(raw.listen.as_ref(), defaults.listen, "node.listen"),
+            admin: self.addr(raw.admin.as_ref(), defaults.admin, "node.admin"),
+            data_dir: raw.data_dir.as_ref().map(|d| self.base.join(d.get_ref())),
+            max_instances: self.int(
+                raw.max_instances.as_ref(),
+                defaults.max_instances as i64,
+                1..=MAX_INSTANCES,
+                "node.max_instances",
+            ) as u32,
+            max_module_memory: self.size(
+                raw.max_module_memory.as_ref(),
+                defaults.max_module_memory,
+                "node.max_module_memory",
+            ),
+            shutdown_grace: self.duration(
+                raw.shutdown_grace.as_ref(),
+                defaults.shutdown_grace,
+                "node.shutdown_grace",
+            ),
+        }
+    }
+
+    fn module(&mut self, raw: &Spanned<RawModule>, node: &NodeSettings) -> Option<ModuleSpec> {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let id = match ModuleId::new(raw.id.get_ref()) {
+            Ok(id) => id,
+            Err(why) => {
+                self.error(raw.id.span(), why);
+                return None;
+            }
+        };
+        let who = format!("module '{id}'");
+        if raw.component.get_ref().trim().is_empty() {
+            self.error(raw.component.span(), format!("{who}: `component` is empty"));
+        }
+        let trigger = self.trigger(raw, span, &who)?;
+        let health = self.health(raw, &trigger, &who);
+        Some(ModuleSpec {
+            component: self.base.join(raw.component.get_ref()),
+            priority: self.priority(raw, &who),
+            weight: self.int(raw.weight.as_ref(), DEFAULT_WEIGHT as i64, 1..=MAX_WEIGHT, &format!("{who}: weight")) as u32,
+            limits: self.limits(raw.limits.as_ref(), node, &who),
+            env: self.env(&raw.env, &who),
+            config: raw.config.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect(),
+            outbound: self.outbound(&raw.allowed_outbound_hosts, &who),
+            trigger,
+            health,
+            id,
+        })
+    }
+
+    fn trigger(&mut self, raw: &RawModule, span: Range<usize>, who: &str) -> Option<Trigger> {
+        match (&raw.routes, &raw.schedule) {
+            (Some(_), Some(schedule)) => {
+                self.error(schedule.span(), format!("{who}: give either `routes` (an HTTP module) or `schedule` (a job), not both"));
+                None
+            }
+            (None, None) => {
+                self.error(span, format!("{who}: give `routes = [\"/path/...\"]` (an HTTP module) or `schedule = {{ every = \"30s\" }}` (a job)"));
+                None
+            }
+            (Some(routes), None) => {
+                if routes.get_ref().is_empty() {
+                    self.error(routes.span(), format!("{who}: `routes` is empty"));
+                    return None;
+                }
+                let mut parsed = Vec::new();
+                for route in routes.get_ref() {
+                    match Route::parse(route.get_ref()) {
+                        Ok(r) => parsed.push(r),
+                        Err(why) => self.error(route.span(), format!("{who}: {why}")),
+                    }
+                }
+                Some(Trigger::Http { routes: parsed })
+            }
+            (None, Some(schedule)) => {
+                let every = self.duration(Some(&schedule.get_ref().every), Duration::ZERO, &format!("{who}: schedule.every"));
+                if every < Duration::from_secs(1) {
+                    self.error(schedule.get_ref().every.span(), format!("{who}: schedule.every must be at least 1s"));
+                }
+                Some(Trigger::Schedule { every })
+            }
+        }
+    }
+
+    fn health(&mut self, raw: &RawModule, trigger: &Trigger, who: &str) -> Option<String> {
+        let health = raw.health.as_ref()?;
+        if !matches!(trigger, Trigger::Http { .. }) {
+            self.error(health.span(), format!("{who}: `health` applies to HTTP modules only"));
+        } else if !health.get_ref().starts_with('/') {
+            self.error(health.span(), format!("{who}: `health` must be a path starting with '/'"));
+        }
+        Some(health.get_ref().clone())
+    }
+
+    fn priority(&mut self, raw: &RawModule, who: &str) -> Priority {
+        let Some(p) = &raw.priority else { return Priority::Normal };
+        match p.get_ref().as_str() {
+            "critical" => Priority::Critical,
+            "normal" => Priority::Normal,
+            "background" => Priority::Background,
+            other => {
+                self.error(p.span(), format!("{who}: unknown priority {other:?}: use \"critical\", \"normal\" or \"background\""));
+                Priority::Normal
+            }
+        }
+    }
+
+    fn limits(&mut self, raw: Option<&RawLimits>, node: &NodeSettings, who: &str) -> Limits {
+        let d = Limits::default();
+        let Some(raw) = raw else { return d };
+        let memory = self.size(raw.memory.as_ref(), d.memory, &format!("{who}: limits.memory"));
+        if let Some(span) = raw.memory.as_ref().map(Spanned::span) {
+            if memory < MIN_MEMORY {
+                self.error(span.clone(), format!("{who}: limits.memory must be at least 64KiB (one Wasm page)"));
+            } else if memory > node.max_module_memory {
+                self.error(span, format!("{who}: limits.memory exceeds node.max_module_memory ({} bytes)", node.max_module_memory));
+            }
+        }
+        Limits {
+            memory,
+            concurrency: self.int(raw.concurrency.as_ref(), d.concurrency as i64, 1..=MAX_CONCURRENCY, &format!("{who}: limits.concurrency")) as u32,
+            queue: self.int(raw.queue.as_ref(), d.queue as i64, 0..=MAX_QUEUE, &format!("{who}: limits.queue")) as u32,
+            queue_timeout: self.duration(raw.queue_timeout.as_ref(), d.queue_timeout, &format!("{who}: limits.queue_timeout")),
+            timeout: self.positive_duration(raw.timeout.as_ref(), d.timeout, &format!("{who}: limits.timeout")),
+            cpu_time: self.positive_duration(raw.cpu_time.as_ref(), d.cpu_time, &format!("{who}: limits.cpu_time")),
+            response_body: self.size(raw.response_body.as_ref(), d.response_body, &format!("{who}: limits.response_body")),
+        }
+    }
+
+    fn env(&mut self, raw: &BTreeMap<String, Spanned<String>>, who: &str) -> BTreeMap<String, String> {
+        for (key, value) in raw {
+            if key.is_empty() || key.contains(['=', '\0']) || value.get_ref().contains('\0') {
+                self.error(value.span(), format!("{who}: env {key:?}: names may not be empty or contain '=' or NUL; values may not contain NUL"));
+            }
+        }
+        raw.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect()
+    }
+
+    fn outbound(&mut self, raw: &[Spanned<String>], who: &str) -> OutboundPolicy {
+        let mut allowed = Vec::new();
+        for entry in raw {
+            match AllowedHost::parse(entry.get_ref()) {
+                Ok(host) => allowed.push(host),
+                Err(why) => self.error(entry.span(), format!("{who}: {why}")),
+            }
+        }
+        OutboundPolicy::new(allowed)
+    }
+
+    fn cross_module_checks(&mut self, modules: &[Spanned<RawModule>]) {
+        let mut ids: HashMap<&str, ()> = HashMap::new();
+        let mut routes: HashMap<Route, String> = HashMap::new();
+        for module in modules.iter().map(Spanned::get_ref) {
+            let id = module.id.get_ref().as_str();
+            if ids.insert(id, ()).is_some() {
+                self.error(module.id.span(), format!("duplicate module id '{id}'"));
+            }
+            for route in module.routes.iter().flat_map(|r| r.get_ref()) {
+                let Ok(parsed) = Route::parse(route.get_ref()) else { continue };
+                if let Some(owner) = routes.insert(parsed.clone(), id.to_owned()) {
+                    self.error(route.span(), format!("module '{id}': duplicate route {parsed} (already served by module '{owner}')"));
+                }
+            }
+        }
+    }
+
+    fn addr(&mut self, raw: Option<&Spanned<String>>, default: SocketAddr, what: &str) -> SocketAddr {
+        let Some(raw) = raw else { return default };
+        raw.get_ref().parse().unwrap_or_else(|_| {
+            self.error(raw.span(), format!("{what}: {:?} is not an address like \"127.0.0.1:8080\"", raw.get_ref()));
+            default
+        })
+    }
+
+    fn int(&mut self, raw: Option<&Spanned<i64>>, default: i64, range: std::ops::RangeInclusive<i64>, what: &str) -> i64 {
+        let Some(raw) = raw else { return default };
+        let value = *raw.get_ref();
+        if range.contains(&value) {
+            value
+        } else {
+            self.error(raw.span(), format!("{what} must be between {} and {}, got {value}", range.start(), range.end()));
+            default
+        }
+    }
+
+    fn size(&mut self, raw: Option<&Spanned<String>>, default: u64, what: &str) -> u64 {
+        let Some(raw) = raw else { return default };
+        parse_byte_size(raw.get_ref()).unwrap_or_else(|why| {
+            self.error(raw.span(), format!("{what}: {why}"));
+            default
+        })
+    }
+
+    fn duration(&mut self, raw: Option<&Spanned<String>>, default: Duration, what: &str) -> Duration {
+        let Some(raw) = raw else { return default };
+        parse_duration(raw.get_ref()).unwrap_or_else(|why| {
+            self.error(raw.span(), format!("{what}: {why}"));
+            default
+        })
+    }
+
+    fn positive_duration(&mut self, raw: Option<&Spanned<String>>, default: Duration, what: &str) -> Duration {
+        let value = self.duration(raw, default, what);
+        if value.is_zero() {
+            if let Some(raw) = raw {
+                self.error(raw.span(), format!("{what} must be greater than zero"));
+            }
+            return default;
+        }
+        value
+    }
+}

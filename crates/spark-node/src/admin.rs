@@ -1,0 +1,82 @@
+//! The admin listener, on its own port: `/healthz`, Prometheus `/metrics`, `/v1/status`, and
+//! `POST /v1/jobs/{id}/run` to run a job now.
+//!
+//! Kept apart from application traffic so a saturated application port never hides the
+//! node's health or metrics from the operator.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+
+use crate::jobs::{self, JobOutcome};
+use crate::metrics::SharedMetrics;
+use crate::state::SharedSnapshot;
+use crate::status::{self, NodeStatus};
+
+/// What the admin handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    pub snapshot: SharedSnapshot,
+    pub metrics: SharedMetrics,
+    pub started: Instant,
+    pub listen: String,
+    pub admin: String,
+    pub allocation: String,
+    pub shutting_down: CancellationToken,
+}
+
+pub fn router(state: AdminState) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(node_status))
+        .route("/v1/jobs/{id}/run", post(run_job))
+        .with_state(Arc::new(state))
+}
+
+async fn healthz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    if state.shutting_down.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+}
+
+async fn node_status(State(state): State<Arc<AdminState>>) -> Json<NodeStatus> {
+    let snapshot = state.snapshot.load();
+    Json(NodeStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_secs: state.started.elapsed().as_secs(),
+        listen: state.listen.clone(),
+        admin: state.admin.clone(),
+        allocation: state.allocation.clone(),
+        modules: status::modules(&snapshot),
+    })
+}
+
+async fn run_job(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+) -> Result<Json<JobOutcome>, (StatusCode, String)> {
+    let slot = state.snapshot.load().module(&id).cloned();
+    let Some(slot) = slot else {
+        return Err((StatusCode::NOT_FOUND, format!("no module '{id}'\n")));
+    };
+    if !matches!(slot.spec.trigger, spark_manifest::Trigger::Schedule { .. }) {
+        return Err((StatusCode::CONFLICT, format!("module '{id}' is not a job\n")));
+    }
+    Ok(Json(jobs::run_once(&slot).await))
+}

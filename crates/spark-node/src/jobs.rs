@@ -1,0 +1,98 @@
+//! Scheduled jobs: each `schedule = { every = ... }` module runs once per period.
+//!
+//! A run that is still going when the next one is due is not doubled up: the tick is skipped
+//! and counted. The scheduler looks the module up in the current snapshot at every tick, so a
+//! module replaced by a new version runs as that version from its next tick on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use spark_runtime::InvokeError;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::{ModuleSlot, SharedSnapshot};
+
+/// How a job run ended, as reported by the admin API.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct JobOutcome {
+    pub module: String,
+    pub outcome: String,
+    pub millis: u64,
+    pub error: Option<String>,
+}
+
+/// Runs every scheduled module of the snapshot until `shutdown`, then waits up to `grace` for
+/// runs in progress.
+pub async fn run_schedules(snapshot: SharedSnapshot, shutdown: CancellationToken, grace: Duration) {
+    let mut schedules = JoinSet::new();
+    let current = snapshot.load_full();
+    for slot in &current.modules {
+        if let spark_manifest::Trigger::Schedule { every } = slot.spec.trigger {
+            let id = slot.id().to_owned();
+            schedules.spawn(schedule(snapshot.clone(), id, every, shutdown.clone()));
+        }
+    }
+    let drained = async { while schedules.join_next().await.is_some() {} };
+    shutdown.cancelled().await;
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!("job runs still in progress after the grace period were abandoned");
+    }
+}
+
+async fn schedule(snapshot: SharedSnapshot, id: String, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut runs = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.cancelled() => break,
+        }
+        while runs.try_join_next().is_some() {}
+        let Some(slot) = snapshot.load().module(&id).cloned() else {
+            tracing::info!(module = %id, "job module removed; its schedule stops");
+            break;
+        };
+        runs.spawn(async move { run_once(&slot).await });
+    }
+    while runs.join_next().await.is_some() {}
+}
+
+/// Runs a job now unless a run is already in progress (then it reports `skipped`).
+pub async fn run_once(slot: &Arc<ModuleSlot>) -> JobOutcome {
+    let module = slot.id().to_owned();
+    let Some(_ticket) = slot.admission.try_admit() else {
+        slot.metrics.job_run("skipped", Duration::ZERO);
+        tracing::info!(%module, "job still running from the previous period; skipping this run");
+        return JobOutcome { module, outcome: "skipped".into(), millis: 0, error: None };
+    };
+    let started = std::time::Instant::now();
+    let result = slot.guest.run_job().await;
+    let took = started.elapsed();
+    let (outcome, error) = match &result {
+        Ok(report) => {
+            tracing::info!(%module, took_ms = took.as_millis() as u64, cpu_ms = report.cpu.as_millis() as u64, "job run succeeded");
+            ("ok", None)
+        }
+        Err(e) => {
+            tracing::warn!(%module, kind = e.kind(), error = %e, "job run failed");
+            (outcome_label(e), Some(e.to_string()))
+        }
+    };
+    slot.metrics.job_run(outcome, took);
+    JobOutcome {
+        module,
+        outcome: outcome.into(),
+        millis: took.as_millis() as u64,
+        error,
+    }
+}
+
+fn outcome_label(error: &InvokeError) -> &'static str {
+    match error {
+        InvokeError::JobFailed => "failed",
+        InvokeError::Timeout(_) | InvokeError::CpuLimit(_) => "timeout",
+        _ => "error",
+    }
+}

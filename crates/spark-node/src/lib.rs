@@ -1,0 +1,24 @@
+//! The composition root of a Spark node: it turns a manifest into a serving node.
+//!
+//! Request path: [`front`] (hyper, HTTP/1.1 and HTTP/2) -> route lookup in the current
+//! [`state::Snapshot`] -> [`admission`] (per-module concurrency, bounded queue with deadline)
+//! -> the module's [`spark_runtime::GuestModule`] -> response body streamed back, with the
+//! module's slot held until the last byte. Control surfaces: [`admin`] (health, metrics,
+//! status, run-a-job-now) on its own listener, and [`jobs`] for scheduled modules.
+//!
+//! The decision worth knowing: the request path reads one immutable snapshot through an
+//! `ArcSwap` and never waits on anything the control side holds. Whatever changes the node
+//! (today: startup; later: deploys and the orchestrator) publishes a new snapshot.
+
+pub mod admin;
+pub mod admission;
+pub mod front;
+pub mod jobs;
+pub mod metrics;
+pub mod node;
+pub mod state;
+pub mod status;
+
+pub use jobs::JobOutcome;
+pub use node::{NodeError, NodeOptions, RunningNode};
+pub use status::{ModuleStatus, NodeStatus};

@@ -1,0 +1,13 @@
+//! Integration tests of a node: real guests built from `guests/`, a real node on 127.0.0.1,
+//! real HTTP. One binary, one module per topic (as Wasmtime's `tests/all`).
+
+mod admission;
+mod aot_cache;
+mod bad_components;
+mod faults;
+mod jobs;
+mod metrics;
+mod outbound;
+mod serving;
+mod shutdown;
+mod upstream;

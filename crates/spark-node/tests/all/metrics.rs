@@ -1,0 +1,57 @@
+//! The admin listener: health, Prometheus metrics and status reflect what happened.
+
+use spark_node::NodeStatus;
+use spark_testkit::{TestNode, get};
+
+const MANIFEST: &str = r#"
+version = 1
+
+[[module]]
+id = "hello"
+component = "{guest:hello}"
+routes = ["/hello"]
+priority = "critical"
+
+[[module]]
+id = "faults"
+component = "{guest:faults}"
+routes = ["/faults/..."]
+priority = "background"
+"#;
+
+#[tokio::test]
+async fn metrics_and_status_reflect_traffic() {
+    let node = TestNode::start(MANIFEST).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(get(&node.url("/hello")).await.unwrap().status, 200);
+    }
+    assert_eq!(get(&node.url("/faults/trap")).await.unwrap().status, 500);
+    assert_eq!(get(&node.url("/missing")).await.unwrap().status, 404);
+
+    let health = get(&node.admin_url("/healthz")).await.unwrap();
+    assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
+
+    let metrics = get(&node.admin_url("/metrics")).await.unwrap().text();
+    for expected in [
+        r#"spark_http_requests_total{module="hello",code="200"} 3"#,
+        r#"spark_http_requests_total{module="faults",code="500"} 1"#,
+        r#"spark_http_request_duration_seconds_count{module="hello"} 3"#,
+        r#"spark_instantiation_duration_seconds_count{module="hello"} 3"#,
+        r#"spark_guest_traps_total{module="faults"} 1"#,
+        r#"spark_guest_traps_total{module="hello"} 0"#,
+        r#"spark_instantiations_total{module="hello"} 3"#,
+        "spark_unrouted_requests_total 1",
+        r#"spark_module_info{module="hello",priority="critical",world="wasi:http/proxy""#,
+    ] {
+        assert!(metrics.contains(expected), "missing {expected:?} in:\n{metrics}");
+    }
+    assert!(metrics.contains(r#"spark_guest_cpu_seconds_total{module="hello"}"#));
+
+    let status: NodeStatus = serde_json::from_slice(&get(&node.admin_url("/v1/status")).await.unwrap().body).unwrap();
+    let hello = status.modules.iter().find(|m| m.id == "hello").unwrap();
+    assert_eq!(hello.priority, "critical");
+    assert_eq!(hello.stats.invocations, 3);
+    assert_eq!(hello.digest.len(), 64);
+    assert!(status.allocation == "pooling" || status.allocation.starts_with("on-demand"));
+    node.stop().await;
+}

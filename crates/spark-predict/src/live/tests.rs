@@ -1,0 +1,167 @@
+//! Tests of the live API: forecasts from real timestamps, snapshots, and the planner.
+
+use super::*;
+
+const MIN: u64 = 60_000;
+
+fn timer_model(period_min: u64, calls: u64) -> DemandModel {
+    let mut d = DemandModel::new();
+    for k in 0..calls {
+        d.observe("cron", k * period_min * MIN + 30_000, 1);
+    }
+    d
+}
+
+#[test]
+fn forecast_of_a_timer_points_at_its_next_run() {
+    let d = timer_model(10, 30);
+    let last = 29 * 10 * MIN + 30_000;
+    let f = d.forecast("cron", last + MIN).unwrap();
+    assert_eq!(f.period_ms, Some(10 * MIN));
+    let next = f.next_likely_ms.unwrap();
+    assert!(
+        next.abs_diff(last + 10 * MIN) <= MIN,
+        "next {next} vs {}",
+        last + 10 * MIN
+    );
+    assert!(
+        f.p_within(5 * MIN) < 0.1 && f.p_within(15 * MIN) > 0.9,
+        "{f:?}"
+    );
+    let ps: Vec<f64> = f.p_next_within.iter().map(|p| p.1).collect();
+    assert!(ps.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(d.forecast("unknown", 0), None);
+}
+
+#[test]
+fn concurrency_follows_peak_rate_and_duration() {
+    let mut d = DemandModel::new();
+    d.observe("api", 10 * MIN, 120);
+    d.observe_duration("api", 2_000.0);
+    let f = d.forecast("api", 10 * MIN + 1_000).unwrap();
+    // 120 calls in a minute, 2 s each: 4 busy at once on average.
+    assert!(
+        (f.expected_concurrency - 4.0).abs() < 1e-9,
+        "{}",
+        f.expected_concurrency
+    );
+}
+
+#[test]
+fn restored_history_forecasts_like_the_original() {
+    let d = timer_model(15, 40);
+    let snap = d.snapshot("cron").unwrap();
+    let json = serde_json::to_string(&snap).unwrap();
+    let mut restored = DemandModel::new();
+    restored
+        .restore("cron", &serde_json::from_str(&json).unwrap())
+        .unwrap();
+    let now = 40 * 15 * MIN + 5 * MIN;
+    assert_eq!(restored.forecast("cron", now), d.forecast("cron", now));
+    let bad = HistorySnapshot {
+        version: 42,
+        minutes: vec![],
+    };
+    assert_eq!(restored.restore("x", &bad), Err(RestoreError::Version(42)));
+    restored.forget("cron");
+    assert_eq!(restored.modules().count(), 0);
+}
+
+fn forecast(p: f64, calls_per_day: f64, concurrency: f64) -> Forecast {
+    Forecast {
+        p_next_within: FORECAST_HORIZONS_MS.iter().map(|&h| (h, p)).collect(),
+        expected_concurrency: concurrency,
+        next_likely_ms: None,
+        calls_per_day,
+        period_ms: None,
+    }
+}
+
+const COSTS: LevelCosts = LevelCosts {
+    load_bytes: 100,
+    load_ms: 50.0,
+    instance_bytes: 10,
+    instantiate_ms: 5.0,
+};
+
+fn planner(budget_bytes: u64, exchange: f64) -> WarmthPlanner {
+    WarmthPlanner {
+        budget_bytes,
+        horizon_ms: 60_000,
+        exchange,
+    }
+}
+
+fn demand<'a>(module: &'a str, forecast: &'a Forecast, costs: LevelCosts) -> ModuleDemand<'a> {
+    ModuleDemand {
+        module,
+        forecast,
+        costs,
+    }
+}
+
+#[test]
+fn planner_warms_the_likely_module_first_and_respects_the_budget() {
+    let likely = forecast(0.9, 100.0, 2.0);
+    let unlikely = forecast(0.01, 100.0, 1.0);
+    let demands = [
+        demand("unlikely", &unlikely, COSTS),
+        demand("likely", &likely, COSTS),
+    ];
+    // Loading "likely" is worth 0.9 x 0.05 s x 1/sqrt(100) = 4.5 ms; at 0.1 MB-min per second
+    // that beats 100 B held for 1 min (9.5e-5 MB-min). "Unlikely" (0.05 ms) does not, even
+    // with room to spare.
+    let plan = planner(1000, 0.1).plan(&demands, 0.0);
+    assert_eq!(
+        plan.targets[1],
+        ("likely".to_owned(), WarmthLevel::Ready(2))
+    );
+    assert_eq!(
+        plan.targets[0],
+        ("unlikely".to_owned(), WarmthLevel::Compiled)
+    );
+    assert_eq!(plan.bytes, 120);
+    assert_eq!(
+        plan.eviction_order,
+        vec!["unlikely".to_owned(), "likely".to_owned()]
+    );
+    let tight = planner(115, 0.1).plan(&demands, 0.0);
+    assert_eq!(
+        tight.targets[1].1,
+        WarmthLevel::Ready(1),
+        "the second instance does not fit"
+    );
+}
+
+#[test]
+fn planner_keeps_only_what_is_worth_its_memory_and_yields_to_pressure() {
+    let likely = forecast(0.9, 10.0, 1.0);
+    let demands = [demand("m", &likely, COSTS)];
+    let level = |p: WarmthPlanner, pressure: f64| p.plan(&demands, pressure).targets[0].1;
+    assert_eq!(level(planner(1 << 30, 0.1), 0.0), WarmthLevel::Ready(1));
+    assert_eq!(level(planner(1 << 30, 0.1), 1.0), WarmthLevel::Compiled);
+    assert_eq!(level(planner(1 << 30, 1e-6), 0.0), WarmthLevel::Compiled);
+    assert_eq!(level(planner(105, 0.1), 0.0), WarmthLevel::Loaded);
+}
+
+#[test]
+fn an_instance_is_never_planned_without_its_component() {
+    // Instances are cheap and valuable, the component dear: they are merged into one step, so
+    // a budget too small for both plans neither.
+    let f = forecast(0.9, 10.0, 1.0);
+    let costs = LevelCosts {
+        load_bytes: 1000,
+        load_ms: 1.0,
+        instance_bytes: 1,
+        instantiate_ms: 500.0,
+    };
+    let demands = [demand("m", &f, costs)];
+    assert_eq!(
+        planner(500, 0.1).plan(&demands, 0.0).targets[0].1,
+        WarmthLevel::Compiled
+    );
+    assert_eq!(
+        planner(2000, 0.1).plan(&demands, 0.0).targets[0].1,
+        WarmthLevel::Ready(1)
+    );
+}

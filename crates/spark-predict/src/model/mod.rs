@@ -1,0 +1,218 @@
+//! The per-application demand model: when is the next call likely, learned online from calls.
+//!
+//! The model predicts the gap from an app's last call to its next one as a mixture of experts
+//! (see [`experts`] and [`periodic`]): *repeat* (the last gaps again, to the minute: timers),
+//! *recent* (the last gaps, loosely: bursts and rate changes), *histogram* (the long-term
+//! idle-time distribution, as the hybrid policy keeps, on log bins up to a week), *burst-rate*
+//! (Poisson at the last hour's rate), *daily-rate* (Poisson at an uncertain long-run rate),
+//! *phase* (a period detected by autocorrelation, in absolute time: timers mixed with other
+//! calls), *time-of-day* (the hourly profile over past days), and a heavy-tailed *prior*.
+//! Each expert gives a survival function; after every call each expert is scored on the
+//! probability it gave to the gap that happened, and the mixture weights are the softmax of
+//! those log-scores with forgetting ([`FORGETTING`]), so an app's weights follow what has been
+//! predicting it lately. The prior keeps a floor weight ([`PRIOR_FLOOR`]) so no app is ever
+//! declared certain never to come back.
+//!
+//! Decision worth knowing: the model forecasts a *distribution* (a survival function of the
+//! gap), not a point. Everything downstream reads it through the conditional probability of a
+//! call in a time window given that none has come yet, which is what an expected-value decision
+//! needs, and the same code serves the simulator and the live node.
+
+pub mod experts;
+mod history;
+pub mod periodic;
+
+pub use history::{HistorySnapshot, MinuteHistory};
+pub use periodic::PhaseFit;
+
+use serde::{Deserialize, Serialize};
+
+use experts::{
+    DAY_MIN, DailyRate, LogHistogram, RecentGaps, ShortRate, TimeOfDay, exact_tolerance,
+    loose_tolerance, prior,
+};
+use periodic::PhaseModel;
+
+/// Number of experts in the mixture.
+pub const EXPERTS: usize = 8;
+/// Names of the experts, in weight order.
+pub const EXPERT_NAMES: [&str; EXPERTS] = [
+    "repeat",
+    "recent",
+    "histogram",
+    "burst-rate",
+    "daily-rate",
+    "phase",
+    "time-of-day",
+    "prior",
+];
+/// Each expert's log-score is multiplied by this before a new one is added: recent calls
+/// count more (memory of about ten calls).
+pub const FORGETTING: f64 = 0.9;
+/// Minimum weight of the heavy-tailed prior in the mixture.
+pub const PRIOR_FLOOR: f64 = 0.02;
+/// Probability floor when scoring an expert, so one miss does not erase it.
+const SCORE_FLOOR: f64 = 1e-4;
+const PRIOR: usize = EXPERTS - 1;
+
+/// What the model knows about one application.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppModel {
+    last: Option<f64>,
+    calls: u64,
+    day_count: f64,
+    recent: RecentGaps,
+    histogram: LogHistogram,
+    rate: ShortRate,
+    daily: DailyRate,
+    phase: PhaseModel,
+    time_of_day: TimeOfDay,
+    log_score: [f64; EXPERTS],
+    weights: [f64; EXPERTS],
+}
+
+impl Default for AppModel {
+    fn default() -> Self {
+        AppModel {
+            last: None,
+            calls: 0,
+            day_count: 0.0,
+            recent: RecentGaps::default(),
+            histogram: LogHistogram::default(),
+            rate: ShortRate::default(),
+            daily: DailyRate::default(),
+            phase: PhaseModel::default(),
+            time_of_day: TimeOfDay::default(),
+            log_score: [0.0; EXPERTS],
+            weights: mix_weights(&[0.0; EXPERTS]),
+        }
+    }
+}
+
+impl AppModel {
+    /// Records one call at `t` (minutes; calls must come in non-decreasing time order).
+    pub fn observe(&mut self, t: f64) {
+        if let Some(last) = self.last {
+            let gap = (t - last).max(0.0);
+            self.score(last, gap);
+            self.recent.push(gap);
+            self.histogram.push(gap);
+            self.day_count *= (-(t - last).max(0.0) / DAY_MIN).exp();
+        }
+        self.rate.push(t);
+        self.daily.push(t);
+        self.phase.push(t);
+        self.time_of_day.push(t);
+        self.day_count += 1.0;
+        self.calls += 1;
+        self.last = Some(self.last.map_or(t, |l| l.max(t)));
+    }
+
+    fn score(&mut self, last: f64, gap: f64) {
+        let (lo, hi) = ((gap - 0.5).max(0.0), gap + 0.5);
+        for e in 0..EXPERTS {
+            let p = self.expert_survival(e, last, lo) - self.expert_survival(e, last, hi);
+            self.log_score[e] = FORGETTING * self.log_score[e] + p.max(SCORE_FLOOR).ln();
+        }
+        self.weights = mix_weights(&self.log_score);
+    }
+
+    fn expert_survival(&self, expert: usize, last: f64, x: f64) -> f64 {
+        match expert {
+            0 => self.recent.survival(x, exact_tolerance),
+            1 => self.recent.survival(x, loose_tolerance),
+            2 => self.histogram.survival(x),
+            3 => self.rate.survival(x),
+            4 => self.daily.survival(x),
+            5 => self.phase.survival(last, x),
+            6 => self.time_of_day.survival(last, x),
+            _ => prior(x),
+        }
+    }
+
+    /// `P(gap > x)`: probability that no call comes within `x` minutes of the last one.
+    pub fn survival(&self, x: f64) -> f64 {
+        let last = self.last.unwrap_or(0.0);
+        (0..EXPERTS)
+            .map(|e| self.weights[e] * self.expert_survival(e, last, x))
+            .sum()
+    }
+
+    /// Probability of at least one call in `(now, now + within]`, given none since the last
+    /// call; `None` before the first call.
+    pub fn p_call_within(&self, now: f64, within: f64) -> Option<f64> {
+        let last = self.last?;
+        let elapsed = (now - last).max(0.0);
+        let s0 = self.survival(elapsed);
+        if s0 <= 0.0 {
+            return Some(0.0);
+        }
+        Some((1.0 - self.survival(elapsed + within.max(0.0)) / s0).clamp(0.0, 1.0))
+    }
+
+    /// The time by which the next call has probability `q` (given none until `now`), searched
+    /// minute by minute up to `horizon` minutes ahead; `None` if not within the horizon.
+    pub fn quantile_after(&self, now: f64, q: f64, horizon: f64) -> Option<f64> {
+        let mut dt = 0.0;
+        while dt <= horizon {
+            if self.p_call_within(now, dt)? >= q {
+                return Some(now + dt);
+            }
+            dt += 1.0;
+        }
+        None
+    }
+
+    /// Time of the last call.
+    pub fn last_call(&self) -> Option<f64> {
+        self.last
+    }
+
+    /// Calls seen.
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// Calls in the last day, exponentially weighted (time constant one day), at the last call.
+    pub fn calls_per_day(&self) -> f64 {
+        self.day_count
+    }
+
+    /// Short-term rate (calls per minute) at the last call.
+    pub fn rate_per_min(&self) -> f64 {
+        self.rate.rate()
+    }
+
+    /// The detected period (minutes): the phase expert's, else the one the recent gaps agree on.
+    pub fn period(&self) -> Option<f64> {
+        self.phase
+            .fit()
+            .map(|f| f.period)
+            .or_else(|| self.recent.period().map(|p| p.0))
+    }
+
+    /// The phase expert's fit, if it detected a period.
+    pub fn phase(&self) -> Option<PhaseFit> {
+        self.phase.fit()
+    }
+
+    /// Current mixture weights, in [`EXPERT_NAMES`] order.
+    pub fn weights(&self) -> [f64; EXPERTS] {
+        self.weights
+    }
+}
+
+/// Softmax of the log-scores, with the prior's floor.
+fn mix_weights(log_score: &[f64; EXPERTS]) -> [f64; EXPERTS] {
+    let max = log_score.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut w = log_score.map(|l| (l - max).exp());
+    let sum: f64 = w.iter().sum();
+    for x in &mut w {
+        *x = *x / sum * (1.0 - PRIOR_FLOOR);
+    }
+    w[PRIOR] += PRIOR_FLOOR;
+    w
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,226 @@
+//! The AOT cache: native code for a component, compiled once and reused across restarts.
+//!
+//! An artifact is keyed by the SHA-256 of the `.wasm` bytes and a digest of the engine's
+//! compatibility hash (Wasmtime version, target, settings), so a changed component or a changed
+//! engine never picks up stale code.
+//!
+//! The decision worth knowing: deserializing is `unsafe` in Wasmtime because the bytes become
+//! executable code, so only artifacts this node wrote may ever be loaded. Every artifact file
+//! carries an HMAC-SHA256 over its bytes under a per-node key (created on first use, mode 0600,
+//! next to the cache). A file someone else dropped into the directory, a truncated write or a
+//! flipped bit fails the check and is recompiled, never loaded.
+
+use std::fs;
+use std::hash::Hasher;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+
+use crate::error::RuntimeError;
+
+const MAGIC: &[u8; 8] = b"SPARKAOT";
+const TAG_LEN: usize = 32;
+const HEADER_LEN: usize = MAGIC.len() + TAG_LEN;
+const KEY_FILE: &str = "aot.key";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A directory of authenticated precompiled artifacts.
+#[derive(Clone)]
+pub struct ArtifactCache {
+    dir: PathBuf,
+    key: [u8; 32],
+    engine_tag: String,
+}
+
+impl std::fmt::Debug for ArtifactCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactCache").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+/// The content digest (lowercase hex SHA-256) of some bytes.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl ArtifactCache {
+    /// Opens (creating if needed) the cache in `dir` for artifacts of `engine`.
+    pub fn open(dir: &Path, engine: &Engine) -> Result<ArtifactCache, RuntimeError> {
+        let io = |source| RuntimeError::Cache {
+            path: dir.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(io)?;
+        restrict_to_owner(dir, 0o700).map_err(io)?;
+        let key = load_or_create_key(&dir.join(KEY_FILE)).map_err(io)?;
+        Ok(ArtifactCache {
+            dir: dir.to_path_buf(),
+            key,
+            engine_tag: engine_tag(engine),
+        })
+    }
+
+    /// Where the artifact for a component with this content digest lives.
+    pub fn path_for(&self, wasm_digest: &str) -> PathBuf {
+        self.dir.join(format!("{wasm_digest}-{}.cwasm", self.engine_tag))
+    }
+
+    /// The artifact bytes for `wasm_digest`, if present and written by this node.
+    /// Anything unreadable or unauthenticated is reported and treated as absent.
+    pub fn get(&self, wasm_digest: &str) -> Option<Vec<u8>> {
+        let path = self.path_for(wasm_digest);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read AOT artifact; recompiling");
+                return None;
+            }
+        };
+        match self.verify(&bytes) {
+            true => Some(bytes[HEADER_LEN..].to_vec()),
+            false => {
+                tracing::warn!(path = %path.display(), "AOT artifact failed authentication; discarding and recompiling");
+                let _ = fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Stores an artifact atomically (temporary file, fsync, rename).
+    pub fn put(&self, wasm_digest: &str, artifact: &[u8]) -> std::io::Result<()> {
+        let path = self.path_for(wasm_digest);
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        tmp.write_all(MAGIC)?;
+        tmp.write_all(&self.tag(artifact))?;
+        tmp.write_all(artifact)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Removes an artifact (after Wasmtime refused it, for instance).
+    pub fn remove(&self, wasm_digest: &str) {
+        let _ = fs::remove_file(self.path_for(wasm_digest));
+    }
+
+    fn tag(&self, artifact: &[u8]) -> [u8; TAG_LEN] {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        mac.update(artifact);
+        mac.finalize().into_bytes().into()
+    }
+
+    fn verify(&self, file: &[u8]) -> bool {
+        if file.len() < HEADER_LEN || &file[..MAGIC.len()] != MAGIC {
+            return false;
+        }
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        mac.update(&file[HEADER_LEN..]);
+        mac.verify_slice(&file[MAGIC.len()..HEADER_LEN]).is_ok()
+    }
+}
+
+/// A short digest of the engine's precompile compatibility hash.
+fn engine_tag(engine: &Engine) -> String {
+    struct ShaHasher(Sha256);
+    impl Hasher for ShaHasher {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut hasher = ShaHasher(Sha256::new());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+    hex::encode(&hasher.0.finalize()[..8])
+}
+
+fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    if let Ok(bytes) = fs::read(path) {
+        if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(key);
+        }
+        tracing::warn!(path = %path.display(), "AOT key file is malformed; creating a new key (old artifacts will be recompiled)");
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    restrict_to_owner(tmp.path(), 0o600)?;
+    tmp.write_all(&key)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(key)
+}
+
+#[cfg(unix)]
+fn restrict_to_owner(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(dir: &Path) -> ArtifactCache {
+        ArtifactCache::open(dir, &Engine::default()).unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_key_persistence() {
+        let dir = tempfile::tempdir().unwrap();
+        cache(dir.path()).put("abc", b"native code").unwrap();
+        // A second open (a restarted node) reads the key back and accepts the artifact.
+        assert_eq!(cache(dir.path()).get("abc").as_deref(), Some(&b"native code"[..]));
+        assert_eq!(cache(dir.path()).get("missing"), None);
+    }
+
+    #[test]
+    fn foreign_or_corrupt_artifacts_are_never_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path());
+        c.put("abc", b"native code").unwrap();
+        let path = c.path_for("abc");
+        let mut bytes = fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert_eq!(c.get("abc"), None, "a flipped bit must fail authentication");
+        assert!(!path.exists(), "the bad artifact is removed");
+
+        // A file written by someone without the key.
+        let mut forged = MAGIC.to_vec();
+        forged.extend_from_slice(&[0u8; TAG_LEN]);
+        forged.extend_from_slice(b"evil");
+        fs::write(c.path_for("def"), forged).unwrap();
+        assert_eq!(c.get("def"), None);
+        fs::write(c.path_for("short"), b"SPARK").unwrap();
+        assert_eq!(c.get("short"), None);
+    }
+
+    #[test]
+    fn key_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        cache(dir.path());
+        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn digests_are_content_addressed() {
+        assert_eq!(digest(b"a"), digest(b"a"));
+        assert_ne!(digest(b"a"), digest(b"b"));
+        assert_eq!(digest(b"").len(), 64);
+    }
+}

@@ -1,0 +1,156 @@
+//! The execution budget of one invocation: wall-clock deadline, CPU time, and the pacing hook.
+//!
+//! CPU time is measured around guest execution: [`Metered`] times every poll of the future that
+//! runs the guest (instantiation, Wasm code and the host calls it makes), which is where the
+//! thread's CPU goes. The epoch callback reads the total at every tick and stops the guest when
+//! a limit is passed; it records *why*, so the failure is reported as a timeout or a CPU limit
+//! rather than as an anonymous trap.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::error::InvokeError;
+use crate::stats::ModuleStats;
+
+/// A future the guest waits on before it may continue (see [`Pacer`]).
+pub type PaceFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Decides, at each epoch tick while a module's guest runs, whether it must wait before it
+/// continues. The orchestrator implements this to enforce CPU shares: a module over its share
+/// gets a future that completes when it may run again. `None` means "yield and carry on".
+pub trait Pacer: Send + Sync {
+    fn on_tick(&self) -> Option<PaceFuture>;
+}
+
+/// Limits and accounting for one invocation, shared by the store and the metering wrapper.
+pub struct Budget {
+    pub(crate) deadline: Instant,
+    pub(crate) timeout: Duration,
+    pub(crate) cpu_limit: Duration,
+    cpu_used_nanos: AtomicU64,
+    instantiate_nanos: AtomicU64,
+    verdict: Mutex<Option<InvokeError>>,
+    pub(crate) pacer: Option<Arc<dyn Pacer>>,
+}
+
+impl Budget {
+    pub(crate) fn new(timeout: Duration, cpu_limit: Duration, pacer: Option<Arc<dyn Pacer>>) -> Budget {
+        Budget {
+            deadline: Instant::now() + timeout,
+            timeout,
+            cpu_limit,
+            cpu_used_nanos: AtomicU64::new(0),
+            instantiate_nanos: AtomicU64::new(0),
+            verdict: Mutex::new(None),
+            pacer,
+        }
+    }
+
+    pub(crate) fn cpu_used(&self) -> Duration {
+        Duration::from_nanos(self.cpu_used_nanos.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn instantiated(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.instantiate_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    pub(crate) fn instantiate_time(&self) -> Duration {
+        Duration::from_nanos(self.instantiate_nanos.load(Ordering::Relaxed))
+    }
+
+    fn add_cpu(&self, spent: Duration) {
+        let nanos = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
+        self.cpu_used_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Checks the limits; on a breach records the reason and returns it.
+    pub(crate) fn check(&self) -> Option<InvokeError> {
+        let breach = if Instant::now() >= self.deadline {
+            InvokeError::Timeout(self.timeout)
+        } else if self.cpu_used() >= self.cpu_limit {
+            InvokeError::CpuLimit(self.cpu_limit)
+        } else {
+            return None;
+        };
+        self.record(breach.clone());
+        Some(breach)
+    }
+
+    /// Remembers the first reason this invocation was stopped.
+    pub(crate) fn record(&self, reason: InvokeError) {
+        let mut verdict = self.verdict.lock().expect("budget lock");
+        verdict.get_or_insert(reason);
+    }
+
+    /// The reason recorded by [`Budget::check`] or [`Budget::record`], if any.
+    pub(crate) fn verdict(&self) -> Option<InvokeError> {
+        self.verdict.lock().expect("budget lock").clone()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Runs a guest future and charges the time spent polling it to the invocation's budget
+    /// and to its module's CPU counter.
+    pub(crate) struct Metered<F> {
+        #[pin]
+        inner: F,
+        budget: Arc<Budget>,
+        stats: Arc<ModuleStats>,
+    }
+}
+
+impl<F> Metered<F> {
+    pub(crate) fn new(inner: F, budget: Arc<Budget>, stats: Arc<ModuleStats>) -> Metered<F> {
+        Metered { inner, budget, stats }
+    }
+}
+
+impl<F: Future> Future for Metered<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let start = Instant::now();
+        let result = this.inner.poll(cx);
+        let spent = start.elapsed();
+        this.budget.add_cpu(spent);
+        this.stats.add_cpu(spent);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_breach_wins() {
+        let budget = Budget::new(Duration::ZERO, Duration::from_secs(1), None);
+        assert!(matches!(budget.check(), Some(InvokeError::Timeout(_))));
+        budget.record(InvokeError::StackOverflow);
+        assert!(matches!(budget.verdict(), Some(InvokeError::Timeout(_))));
+    }
+
+    #[test]
+    fn cpu_limit_is_detected() {
+        let budget = Budget::new(Duration::from_secs(60), Duration::from_millis(5), None);
+        assert!(budget.check().is_none());
+        budget.add_cpu(Duration::from_millis(6));
+        assert!(matches!(budget.check(), Some(InvokeError::CpuLimit(_))));
+    }
+
+    #[tokio::test]
+    async fn metering_charges_poll_time() {
+        let budget = Arc::new(Budget::new(Duration::from_secs(60), Duration::from_secs(60), None));
+        let stats = Arc::new(ModuleStats::default());
+        Metered::new(async { std::thread::sleep(Duration::from_millis(20)) }, budget.clone(), stats.clone()).await;
+        assert!(budget.cpu_used() >= Duration::from_millis(20));
+        assert!(stats.cpu_time() >= Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,154 @@
+//! The one Wasmtime [`Engine`] of a node: configuration, pooling with fallback, epoch ticks.
+//!
+//! Pooling is the fast path (slots for instances, memories and stacks reserved once; memory
+//! images mapped copy-on-write), but it reserves several TiB of virtual address space. Boards
+//! with a 39-bit address space cannot give that, so the pooled engine is attempted first and, if
+//! Wasmtime cannot reserve the pool, the node falls back to on-demand allocation and says so in
+//! a log line. Everything else behaves the same either way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::error::RuntimeError;
+
+/// How often the engine's epoch advances; the granularity of preemption and time limits.
+pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Wasm stack per instance. Deep enough for real guests; overflow traps cleanly.
+const MAX_WASM_STACK: usize = 1 << 20;
+/// Native stack for each async guest invocation (must exceed `MAX_WASM_STACK`).
+const ASYNC_STACK: usize = 2 << 20;
+
+/// Whether to use the pooling allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolingMode {
+    /// Try pooling; fall back to on-demand allocation if the pool cannot be reserved.
+    Auto,
+    /// Always allocate on demand (what small boards end up with).
+    Off,
+}
+
+/// Engine settings that a node derives from its configuration.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Instances (one per in-flight request or job run) that may exist at once.
+    pub max_instances: u32,
+    /// The largest linear memory any instance may have.
+    pub max_memory: u64,
+    pub pooling: PoolingMode,
+    pub epoch_tick: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            max_instances: 1000,
+            max_memory: 1 << 30,
+            pooling: PoolingMode::Auto,
+            epoch_tick: DEFAULT_EPOCH_TICK,
+        }
+    }
+}
+
+/// What the node ended up with, for logs and `spark status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allocation {
+    Pooling,
+    OnDemand { reason: String },
+}
+
+/// Builds the engine, trying pooling first when allowed.
+pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, Allocation), RuntimeError> {
+    if settings.pooling == PoolingMode::Auto {
+        match Engine::new(&base_config(Some(pooling_config(settings)))) {
+            Ok(engine) => return Ok((engine, Allocation::Pooling)),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::warn!(
+                    %reason,
+                    "pooling allocator unavailable (too little address space?); falling back to on-demand allocation"
+                );
+                let engine = Engine::new(&base_config(None)).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+                return Ok((engine, Allocation::OnDemand { reason }));
+            }
+        }
+    }
+    let engine = Engine::new(&base_config(None)).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+    let reason = "pooling disabled by configuration".to_owned();
+    tracing::info!(%reason, "using on-demand instance allocation");
+    Ok((engine, Allocation::OnDemand { reason }))
+}
+
+fn base_config(pooling: Option<PoolingAllocationConfig>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(MAX_WASM_STACK);
+    config.async_stack_size(ASYNC_STACK);
+    config.memory_init_cow(true);
+    config.parallel_compilation(true);
+    if let Some(pool) = pooling {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Pool sizes for `max_instances` component instances. Real components (Rust std, JS, Python)
+/// contain several core instances, tables and sometimes more than one memory, so those pools
+/// get a multiple of the component count.
+fn pooling_config(settings: &EngineSettings) -> PoolingAllocationConfig {
+    let n = settings.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .total_gc_heaps(n)
+        .max_memories_per_module(2)
+        .max_tables_per_module(4)
+        .table_elements(100_000)
+        .max_memory_size(usize::try_from(settings.max_memory).unwrap_or(usize::MAX))
+        .max_unused_warm_slots(n / 10 + 8)
+        .linear_memory_keep_resident(64 << 10);
+    pool
+}
+
+/// A thread that advances the engine's epoch every tick until dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: Engine, tick: Duration) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("spark-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

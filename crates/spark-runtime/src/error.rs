@@ -1,0 +1,120 @@
+//! What can go wrong in the runtime, sorted by who has to act on it.
+//!
+//! [`LoadError`]: a component could not be made ready (the operator fixes the deploy).
+//! [`InvokeError`]: one request or job run failed (the caller gets a 4xx/5xx; nobody else
+//! notices). [`RuntimeError`]: the engine itself could not start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The engine could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot create the Wasmtime engine: {0}")]
+    Engine(String),
+    #[error("cannot prepare the host interfaces: {0}")]
+    Linker(String),
+    #[error("AOT cache at {}: {source}", path.display())]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A component could not be loaded, compiled or linked.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a WebAssembly file (it does not start with the \\0asm magic bytes)", path.display())]
+    NotWasm { path: PathBuf },
+    #[error(
+        "{} is a core WebAssembly module, not a component: Spark runs components (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)",
+        path.display()
+    )]
+    CoreModule { path: PathBuf },
+    #[error("{} is not a valid component: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{} imports something this node does not provide: {reason}", path.display())]
+    Link { path: PathBuf, reason: String },
+    #[error("{} does not fit this module: {reason}", path.display())]
+    WrongWorld { path: PathBuf, reason: String },
+    #[error("compiling {} was interrupted: {reason}", path.display())]
+    Interrupted { path: PathBuf, reason: String },
+}
+
+/// Why one invocation (a request or a job run) failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InvokeError {
+    /// The guest trapped (panic, unreachable, out of bounds, ...).
+    #[error("the guest trapped: {0}")]
+    Trap(String),
+    /// The guest asked for more linear memory than its limit.
+    #[error("the guest exceeded its memory limit of {limit} bytes")]
+    MemoryLimit { limit: u64 },
+    /// The guest overflowed its Wasm stack.
+    #[error("the guest overflowed its stack")]
+    StackOverflow,
+    /// The invocation took longer than its wall-clock limit.
+    #[error("the guest exceeded its time limit of {0:?}")]
+    Timeout(Duration),
+    /// The guest used more CPU time than its limit.
+    #[error("the guest exceeded its CPU time limit of {0:?}")]
+    CpuLimit(Duration),
+    /// No instance could be created right now (instance pool exhausted).
+    #[error("no instance available: {0}")]
+    Capacity(String),
+    /// The guest returned without producing a response.
+    #[error("the guest returned without sending a response")]
+    NoResponse,
+    /// The guest sent an error code instead of a response.
+    #[error("the guest answered with error code {0}")]
+    GuestError(String),
+    /// The incoming request could not be handed to the guest.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The guest declared a response body larger than the module's limit.
+    #[error("the guest's response body exceeds the module's limit of {0} bytes")]
+    BodyTooLarge(u64),
+    /// A job exited with a failure status.
+    #[error("the job exited with a failure status")]
+    JobFailed,
+    /// The node is shutting down or the module was retired.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+}
+
+impl InvokeError {
+    /// A short label for metrics (`trap`, `timeout`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvokeError::Trap(_) => "trap",
+            InvokeError::MemoryLimit { .. } => "memory_limit",
+            InvokeError::StackOverflow => "stack_overflow",
+            InvokeError::Timeout(_) => "timeout",
+            InvokeError::CpuLimit(_) => "cpu_limit",
+            InvokeError::Capacity(_) => "capacity",
+            InvokeError::NoResponse => "no_response",
+            InvokeError::GuestError(_) => "guest_error",
+            InvokeError::BadRequest(_) => "bad_request",
+            InvokeError::BodyTooLarge(_) => "body_too_large",
+            InvokeError::JobFailed => "job_failed",
+            InvokeError::Cancelled(_) => "cancelled",
+        }
+    }
+
+    /// The HTTP status a client should see for this failure.
+    pub fn status(&self) -> u16 {
+        match self {
+            InvokeError::Timeout(_) | InvokeError::CpuLimit(_) => 504,
+            InvokeError::Capacity(_) | InvokeError::Cancelled(_) => 503,
+            InvokeError::BadRequest(_) => 400,
+            _ => 500,
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! A module ready to run: one pre-linked component plus its limits and settings.
+//!
+//! Every request (or job run) gets a fresh store and a fresh instance, so nothing leaks from
+//! one invocation to the next, and a guest that traps, loops or exhausts its memory takes only
+//! its own invocation down. The guest runs in its own task; the caller gets the response as
+//! soon as the guest sets it, while the body keeps streaming from that task.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use spark_manifest::OutboundPolicy;
+use tokio::sync::oneshot;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+use crate::body::ResponseBody;
+use crate::budget::{Budget, Metered, Pacer};
+use crate::error::InvokeError;
+use crate::guest_log::{GuestLog, Stream};
+use crate::host::{Host, MemoryLimiter};
+use crate::loader::{Entry, Prepared};
+use crate::outbound::OutboundHooks;
+use crate::stats::ModuleStats;
+
+/// Resource handles (streams, fields, ...) one invocation may hold at once.
+const MAX_RESOURCES: usize = 100_000;
+
+/// Limits enforced on every invocation of a module.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuestLimits {
+    pub memory: u64,
+    pub timeout: Duration,
+    pub cpu_time: Duration,
+    pub response_body: u64,
+}
+
+impl From<&spark_manifest::Limits> for GuestLimits {
+    fn from(l: &spark_manifest::Limits) -> Self {
+        GuestLimits {
+            memory: l.memory,
+            timeout: l.timeout,
+            cpu_time: l.cpu_time,
+            response_body: l.response_body,
+        }
+    }
+}
+
+/// What a module's guests see of the world besides the request.
+#[derive(Debug, Clone, Default)]
+pub struct GuestSettings {
+    pub env: BTreeMap<String, String>,
+    pub config: BTreeMap<String, String>,
+    pub outbound: OutboundPolicy,
+}
+
+/// Attached to every response: how the invocation went before the response was sent.
+#[derive(Debug, Clone, Copy)]
+pub struct InvocationInfo {
+    pub instantiate: Duration,
+}
+
+/// How a job run ended.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    pub took: Duration,
+    pub cpu: Duration,
+}
+
+/// A module ready to serve: cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct GuestModule {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: Arc<str>,
+    engine: Engine,
+    prepared: Arc<Prepared>,
+    limits: GuestLimits,
+    env: Vec<(String, String)>,
+    config: Arc<WasiConfigVariables>,
+    outbound: Arc<OutboundPolicy>,
+    stats: Arc<ModuleStats>,
+    pacer: Option<Arc<dyn Pacer>>,
+}
+
+impl GuestModule {
+    pub(crate) fn new(
+        id: &str,
+        engine: Engine,
+        prepared: Arc<Prepared>,
+        limits: GuestLimits,
+        settings: GuestSettings,
+        pacer: Option<Arc<dyn Pacer>>,
+    ) -> GuestModule {
+        GuestModule {
+            inner: Arc::new(Inner {
+                id: Arc::from(id),
+                engine,
+                prepared,
+                limits,
+                env: settings.env.into_iter().collect(),
+                config: Arc::new(settings.config.into_iter().collect()),
+                outbound: Arc::new(settings.outbound),
+                stats: Arc::new(ModuleStats::default()),
+                pacer,
+            }),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    pub fn prepared(&self) -> &Arc<Prepared> {
+        &self.inner.prepared
+    }
+
+    pub fn limits(&self) -> &GuestLimits {
+        &self.inner.limits
+    }
+
+    pub fn stats(&self) -> &Arc<ModuleStats> {
+        &self.inner.stats
+    }
+
+    /// Serves one HTTP request with a fresh instance.
+    pub async fn handle<B>(
+        &self,
+        request: http::Request<B>,
+    ) -> Result<http::Response<ResponseBody>, InvokeError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let Entry::Http(pre) = &self.inner.prepared.entry else {
+            return Err(InvokeError::BadRequest(format!("module '{}' is not an HTTP component", self.id())));
+        };
+        let budget = self.budget();
+        let mut store = self.new_store(budget.clone());
+        let (sender, receiver) = oneshot::channel();
+        let http = &mut store.data_mut().http();
+        let request = http
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|e| InvokeError::BadRequest(format!("{e:#}")))?;
+        let out = http
+            .new_response_outparam(sender)
+            .map_err(|e| InvokeError::BadRequest(format!("{e:#}")))?;
+        let pre = pre.clone();
+        let stats = self.inner.stats.clone();
+        let run = async move {
+            let started = Instant::now();
+            let proxy = match pre.instantiate_async(&mut store).await {
+                Ok(proxy) => proxy,
+                Err(e) => return Err(classify(e, &store)),
+            };
+            stats.instantiated(started.elapsed());
+            store.data().budget.instantiated(started.elapsed());
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, out)
+                .await
+                .map_err(|e| classify(e, &store))
+        };
+        let task = tokio::spawn(self.supervise(run, budget.clone()));
+        match receiver.await {
+            Ok(Ok(response)) => self.accept_response(response, &budget, task),
+            Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
+            Err(_) => Err(match task.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => InvokeError::NoResponse,
+                Err(join) => InvokeError::Trap(format!("guest task failed: {join}")),
+            }),
+        }
+    }
+
+    fn accept_response(
+        &self,
+        response: http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
+        budget: &Budget,
+        task: tokio::task::JoinHandle<Result<(), InvokeError>>,
+    ) -> Result<http::Response<ResponseBody>, InvokeError> {
+        let limit = self.inner.limits.response_body;
+        let declared = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit) {
+            task.abort();
+            return Err(InvokeError::BodyTooLarge(limit));
+        }
+        let info = InvocationInfo {
+            instantiate: budget.instantiate_time(),
+        };
+        let stats = self.inner.stats.clone();
+        let mut response = response.map(|body| ResponseBody::new(body, limit, stats));
+        response.extensions_mut().insert(info);
+        Ok(response)
+    }
+
+    /// Runs the module as a job: `wasi:cli/run` for commands, `GET /` for HTTP components.
+    pub async fn run_job(&self) -> Result<JobReport, InvokeError> {
+        let started = Instant::now();
+        let budget = self.budget();
+        let outcome = match &self.inner.prepared.entry {
+            Entry::Command(pre) => {
+                let pre = pre.clone();
+                let mut store = self.new_store(budget.clone());
+                let stats = self.inner.stats.clone();
+                let run = async move {
+                    let t0 = Instant::now();
+                    let command = pre.instantiate_async(&mut store).await.map_err(|e| classify(e, &store))?;
+                    stats.instantiated(t0.elapsed());
+                    match command.wasi_cli_run().call_run(&mut store).await {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(())) => Err(InvokeError::JobFailed),
+                        Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                            Some(exit) if exit.0 == 0 => Ok(()),
+                            Some(_) => Err(InvokeError::JobFailed),
+                            None => Err(classify(e, &store)),
+                        },
+                    }
+                };
+                tokio::spawn(self.supervise(run, budget.clone()))
+                    .await
+                    .unwrap_or_else(|join| Err(InvokeError::Trap(format!("job task failed: {join}"))))
+            }
+            Entry::Http(_) => self.run_http_job().await,
+        };
+        outcome.map(|()| JobReport {
+            took: started.elapsed(),
+            cpu: budget.cpu_used(),
+        })
+    }
+
+    async fn run_http_job(&self) -> Result<(), InvokeError> {
+        let status = self.probe("/").await?;
+        if (200..300).contains(&status) { Ok(()) } else { Err(InvokeError::JobFailed) }
+    }
+
+    /// Sends `GET path` (with an `x-spark-probe` header), reads the whole body and returns the
+    /// status: health checks and HTTP jobs.
+    pub async fn probe(&self, path: &str) -> Result<u16, InvokeError> {
+        use http_body_util::BodyExt;
+        let request = http::Request::get(format!("http://localhost{path}"))
+            .header(http::header::HOST, "localhost")
+            .header("x-spark-probe", self.id())
+            .body(http_body_util::Empty::<Bytes>::new().map_err(|never| -> wasmtime_wasi_http::Error { match never {} }))
+            .map_err(|e| InvokeError::BadRequest(e.to_string()))?;
+        let response = self.handle(request).await?;
+        let status = response.status().as_u16();
+        response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| InvokeError::Trap(e.to_string()))?;
+        Ok(status)
+    }
+
+    fn budget(&self) -> Arc<Budget> {
+        Arc::new(Budget::new(
+            self.inner.limits.timeout,
+            self.inner.limits.cpu_time,
+            self.inner.pacer.clone(),
+        ))
+    }
+
+    /// Wraps a guest run with CPU metering, the wall-clock deadline and outcome accounting.
+    fn supervise(
+        &self,
+        run: impl Future<Output = Result<(), InvokeError>> + Send + 'static,
+        budget: Arc<Budget>,
+    ) -> impl Future<Output = Result<(), InvokeError>> + Send + 'static {
+        let stats = self.inner.stats.clone();
+        let module = self.inner.id.clone();
+        stats.started();
+        async move {
+            let deadline = tokio::time::Instant::from_std(budget.deadline);
+            let metered = Metered::new(run, budget.clone(), stats.clone());
+            let outcome = match tokio::time::timeout_at(deadline, metered).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    budget.record(InvokeError::Timeout(budget.timeout));
+                    Err(budget.verdict().unwrap_or(InvokeError::Timeout(budget.timeout)))
+                }
+            };
+            if let Err(e) = &outcome {
+                tracing::warn!(%module, kind = e.kind(), error = %e, "invocation failed");
+            }
+            stats.finished(outcome.as_ref().map(|_| ()));
+            outcome
+        }
+    }
+
+    fn new_store(&self, budget: Arc<Budget>) -> Store<Host> {
+        let inner = &self.inner;
+        let wasi = WasiCtxBuilder::new()
+            .envs(&inner.env)
+            .arg(&*inner.id)
+            .stdout(GuestLog::new(inner.id.clone(), Stream::Stdout))
+            .stderr(GuestLog::new(inner.id.clone(), Stream::Stderr))
+            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let host = Host {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table,
+            hooks: OutboundHooks {
+                policy: inner.outbound.clone(),
+                stats: inner.stats.clone(),
+                module: inner.id.clone(),
+            },
+            config: inner.config.clone(),
+            memory: MemoryLimiter::new(inner.limits.memory),
+            budget,
+        };
+        let mut store = Store::new(&inner.engine, host);
+        store.limiter(|host| &mut host.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            let budget = &ctx.data().budget;
+            if let Some(breach) = budget.check() {
+                return Err(wasmtime::Error::msg(breach.to_string()));
+            }
+            // Tokio's `yield_now` re-queues the guest only after the runtime has polled its
+            // timers and I/O; Wasmtime's plain `Yield` would let a spinning guest keep its
+            // worker for dozens of ticks before a timer or socket gets a look in.
+            let wait = match budget.pacer.as_ref().and_then(|p| p.on_tick()) {
+                Some(wait) => wait,
+                None => Box::pin(tokio::task::yield_now()),
+            };
+            Ok(UpdateDeadline::YieldCustom(1, wait))
+        });
+        store
+    }
+}
+
+/// Turns a Wasmtime error into the reason the invocation failed.
+fn classify(error: wasmtime::Error, store: &Store<Host>) -> InvokeError {
+    let host = store.data();
+    if let Some(verdict) = host.budget.verdict() {
+        return verdict;
+    }
+    if host.memory.exceeded {
+        return InvokeError::MemoryLimit {
+            limit: host.memory.limit() as u64,
+        };
+    }
+    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        if *trap == wasmtime::Trap::StackOverflow {
+            return InvokeError::StackOverflow;
+        }
+    }
+    if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        return InvokeError::Capacity(format!("{error:#}"));
+    }
+    InvokeError::Trap(format!("{error:#}"))
+}

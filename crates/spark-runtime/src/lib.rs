@@ -1,0 +1,162 @@
+//! The only crate in Spark that knows Wasmtime.
+//!
+//! A node has one [`Runtime`]: one [`wasmtime::Engine`] (pooling allocator with copy-on-write
+//! memory images, epoch interruption), one linker with the host interfaces a standard
+//! component expects (`wasi:cli`, `wasi:filesystem`, `wasi:sockets`, `wasi:clocks`,
+//! `wasi:random`, `wasi:http`, `wasi:config`; all of WASI 0.2.x, as `wasmtime serve -Scli`
+//! gives), and an [`ArtifactCache`] of native code.
+//!
+//! [`Runtime::prepare`] turns a `.wasm` file into a [`Prepared`] component (checked, compiled or
+//! loaded from the AOT cache, pre-linked). [`Runtime::module`] pairs it with limits and
+//! settings into a [`GuestModule`], which serves requests ([`GuestModule::handle`]) and runs
+//! jobs ([`GuestModule::run_job`]), each in a fresh, isolated instance.
+//!
+//! The decision worth knowing: guests always run on the async path with an epoch deadline
+//! callback every tick. That is where time and CPU limits are enforced, and where a [`Pacer`]
+//! (the orchestrator) can make a module over its CPU share wait, without restarting it.
+//!
+//! Guests get no ambient authority: no preopened directories, no sockets, no name lookup, and
+//! outbound HTTP only to the hosts their manifest allows.
+
+mod aot;
+mod body;
+mod budget;
+mod engine;
+mod error;
+mod guest;
+mod guest_log;
+mod host;
+mod loader;
+mod outbound;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+pub use aot::{ArtifactCache, digest};
+pub use body::{BodyError, ResponseBody};
+pub use budget::{PaceFuture, Pacer};
+pub use engine::{Allocation, DEFAULT_EPOCH_TICK, EngineSettings, PoolingMode};
+pub use error::{InvokeError, LoadError, RuntimeError};
+pub use guest::{GuestLimits, GuestModule, GuestSettings, InvocationInfo, JobReport};
+pub use host::Host;
+pub use loader::{CodeSource, Entry, Expect, LoadReport, Prepared};
+pub use stats::{ModuleStats, StatsSnapshot};
+
+use engine::EpochTicker;
+
+/// Where the runtime keeps its artifacts, and how the engine is sized.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    pub engine: EngineSettings,
+    /// Directory of the AOT cache; `None` compiles every time (benchmarks' cold runs).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The node's Wasm engine, linker and AOT cache.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    allocation: Allocation,
+    linker: Linker<Host>,
+    cache: Option<ArtifactCache>,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(config: &RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let (engine, allocation) = engine::build_engine(&config.engine)?;
+        let linker = build_linker(&engine)?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
+            None => None,
+        };
+        let ticker = EpochTicker::start(engine.clone(), config.engine.epoch_tick);
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                allocation,
+                linker,
+                cache,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Pooling or on-demand, and why.
+    pub fn allocation(&self) -> &Allocation {
+        &self.inner.allocation
+    }
+
+    /// Loads a component file: checks it, compiles it (or loads its AOT artifact) on a
+    /// blocking thread, links it and finds its world.
+    pub async fn prepare(&self, path: &Path, expect: Expect) -> Result<Arc<Prepared>, LoadError> {
+        let inner = self.inner.clone();
+        let path = path.to_path_buf();
+        let fallback = path.clone();
+        tokio::task::spawn_blocking(move || {
+            loader::prepare_file(&inner.engine, &inner.linker, inner.cache.as_ref(), &path, expect)
+        })
+        .await
+        .unwrap_or_else(|join| {
+            Err(LoadError::Interrupted {
+                path: fallback,
+                reason: join.to_string(),
+            })
+        })
+    }
+
+    /// As [`Runtime::prepare`], for bytes in memory; `name` identifies them in errors.
+    pub async fn prepare_bytes(
+        &self,
+        name: &Path,
+        bytes: Arc<[u8]>,
+        expect: Expect,
+    ) -> Result<Arc<Prepared>, LoadError> {
+        let inner = self.inner.clone();
+        let name = name.to_path_buf();
+        let fallback = name.clone();
+        tokio::task::spawn_blocking(move || {
+            loader::prepare_bytes(&inner.engine, &inner.linker, inner.cache.as_ref(), &name, &bytes, expect)
+        })
+        .await
+        .unwrap_or_else(|join| {
+            Err(LoadError::Interrupted {
+                path: fallback,
+                reason: join.to_string(),
+            })
+        })
+    }
+
+    /// A module serving `prepared` under these limits and settings.
+    pub fn module(
+        &self,
+        id: &str,
+        prepared: Arc<Prepared>,
+        limits: GuestLimits,
+        settings: GuestSettings,
+        pacer: Option<Arc<dyn Pacer>>,
+    ) -> GuestModule {
+        GuestModule::new(id, self.inner.engine.clone(), prepared, limits, settings, pacer)
+    }
+}
+
+fn build_linker(engine: &Engine) -> Result<Linker<Host>, RuntimeError> {
+    let mut linker = Linker::<Host>::new(engine);
+    let fail = |e: wasmtime::Error| RuntimeError::Linker(format!("{e:#}"));
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fail)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(fail)?;
+    wasmtime_wasi_config::add_to_linker(&mut linker, Host::config_view).map_err(fail)?;
+    Ok(linker)
+}

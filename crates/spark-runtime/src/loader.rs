@@ -1,0 +1,224 @@
+//! From `.wasm` bytes to a pre-linked component: check, compile (or load the AOT artifact),
+//! link against the host interfaces, and find which world it serves.
+//!
+//! Every step that can fail names the file and says what is wrong in terms the person
+//! deploying it can act on: not Wasm, a core module, a missing import, no HTTP export.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::Engine;
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::aot::{self, ArtifactCache};
+use crate::error::LoadError;
+use crate::host::Host;
+
+/// What a component can be asked to do.
+#[derive(Clone)]
+pub enum Entry {
+    /// It exports `wasi:http/incoming-handler` (the `wasi:http/proxy` world).
+    Http(ProxyPre<Host>),
+    /// It exports `wasi:cli/run` (the `wasi:cli/command` world).
+    Command(CommandPre<Host>),
+}
+
+impl Entry {
+    pub fn world(&self) -> &'static str {
+        match self {
+            Entry::Http(_) => "wasi:http/proxy",
+            Entry::Command(_) => "wasi:cli/command",
+        }
+    }
+}
+
+/// Which worlds a module accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// An HTTP module: must export `wasi:http/incoming-handler`.
+    Http,
+    /// A job: a command (`wasi:cli/run`) or an HTTP component (called with a request).
+    Job,
+}
+
+/// Where the native code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeSource {
+    Compiled,
+    AotCache,
+}
+
+/// How a load went, for logs, metrics and the cold-start benchmark.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadReport {
+    pub source: CodeSource,
+    pub wasm_bytes: u64,
+    /// Time to compile, or to read, authenticate and deserialize the artifact.
+    pub code: Duration,
+    pub link: Duration,
+}
+
+/// A component compiled and pre-linked, ready to instantiate.
+pub struct Prepared {
+    pub digest: String,
+    pub entry: Entry,
+    pub report: LoadReport,
+    /// Bytes of native code (what the component costs in memory when loaded).
+    pub code_bytes: usize,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("digest", &self.digest)
+            .field("world", &self.entry.world())
+            .field("report", &self.report)
+            .finish()
+    }
+}
+
+/// Blocking: reads, compiles or loads, links. Run it on a blocking thread.
+pub(crate) fn prepare_file(
+    engine: &Engine,
+    linker: &Linker<Host>,
+    cache: Option<&ArtifactCache>,
+    path: &Path,
+    expect: Expect,
+) -> Result<Arc<Prepared>, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    prepare_bytes(engine, linker, cache, path, &bytes, expect)
+}
+
+/// Blocking: as [`prepare_file`], for bytes already in memory (`path` names them in errors).
+pub(crate) fn prepare_bytes(
+    engine: &Engine,
+    linker: &Linker<Host>,
+    cache: Option<&ArtifactCache>,
+    path: &Path,
+    bytes: &[u8],
+    expect: Expect,
+) -> Result<Arc<Prepared>, LoadError> {
+    check_header(path, bytes)?;
+    let digest = aot::digest(bytes);
+    let started = Instant::now();
+    let (component, source) = compile_or_load(engine, cache, path, bytes, &digest)?;
+    let code = started.elapsed();
+    let started = Instant::now();
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| LoadError::Link {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        })?;
+    let entry = classify(engine, &component, pre, path, expect)?;
+    let report = LoadReport {
+        source,
+        wasm_bytes: bytes.len() as u64,
+        code,
+        link: started.elapsed(),
+    };
+    if let Err(e) = component.initialize_copy_on_write_image() {
+        tracing::debug!(error = %format!("{e:#}"), "no copy-on-write memory image");
+    }
+    let code_bytes = component.text().len();
+    Ok(Arc::new(Prepared {
+        digest,
+        entry,
+        report,
+        code_bytes,
+    }))
+}
+
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm {
+            path: path.to_path_buf(),
+        });
+    }
+    match bytes[4..8] {
+        [1, 0, 0, 0] => Err(LoadError::CoreModule {
+            path: path.to_path_buf(),
+        }),
+        [_, _, 1, 0] => Ok(()),
+        _ => Err(LoadError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!("unknown WebAssembly version/layer bytes {:02x?}", &bytes[4..8]),
+        }),
+    }
+}
+
+fn compile_or_load(
+    engine: &Engine,
+    cache: Option<&ArtifactCache>,
+    path: &Path,
+    bytes: &[u8],
+    digest: &str,
+) -> Result<(Component, CodeSource), LoadError> {
+    if let Some(cache) = cache {
+        if let Some(artifact) = cache.get(digest) {
+            // SAFETY: `ArtifactCache::get` returns only bytes whose HMAC verified under this
+            // node's private key, i.e. bytes this node produced with `Component::serialize` for
+            // an engine with the same compatibility hash (part of the artifact's name).
+            // Wasmtime additionally checks the artifact header against this engine.
+            match unsafe { Component::deserialize(engine, &artifact) } {
+                Ok(component) => return Ok((component, CodeSource::AotCache)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "AOT artifact rejected by the engine; recompiling");
+                    cache.remove(digest);
+                }
+            }
+        }
+    }
+    let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid {
+        path: path.to_path_buf(),
+        reason: format!("{e:#}"),
+    })?;
+    if let Some(cache) = cache {
+        match component.serialize() {
+            Ok(artifact) => {
+                if let Err(e) = cache.put(digest, &artifact) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot write AOT artifact; the next start compiles again");
+                }
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot serialize compiled component"),
+        }
+    }
+    Ok((component, CodeSource::Compiled))
+}
+
+fn classify(
+    engine: &Engine,
+    component: &Component,
+    pre: InstancePre<Host>,
+    path: &Path,
+    expect: Expect,
+) -> Result<Entry, LoadError> {
+    if let Ok(proxy) = ProxyPre::new(pre.clone()) {
+        return Ok(Entry::Http(proxy));
+    }
+    if expect == Expect::Job {
+        if let Ok(command) = CommandPre::new(pre) {
+            return Ok(Entry::Command(command));
+        }
+    }
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let wanted = match expect {
+        Expect::Http => "an HTTP module must export wasi:http/incoming-handler@0.2.x (the wasi:http/proxy world)",
+        Expect::Job => "a job must export wasi:cli/run@0.2.x (a command) or wasi:http/incoming-handler@0.2.x",
+    };
+    Err(LoadError::WrongWorld {
+        path: path.to_path_buf(),
+        reason: format!("{wanted}; it exports [{}]", exports.join(", ")),
+    })
+}

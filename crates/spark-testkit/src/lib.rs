@@ -1,0 +1,14 @@
+//! Test support shared by every crate's integration tests: real guest components built from
+//! `guests/`, real nodes listening on 127.0.0.1, and a small HTTP client.
+//!
+//! Guests are built once per test process with the same cargo command the README uses. Set
+//! `SPARK_GUESTS_DIR` to a directory of prebuilt `.wasm` files to skip the build (CI does,
+//! after building them once).
+
+mod client;
+mod guests;
+mod node;
+
+pub use client::{Reply, get, post, request, request_with};
+pub use guests::{guest, guests_dir};
+pub use node::TestNode;

@@ -1,0 +1,93 @@
+//! A node started in-process from manifest text, on free ports, with its own store.
+
+use std::path::PathBuf;
+
+use spark_manifest::Manifest;
+use spark_node::{NodeError, NodeOptions, RunningNode};
+use spark_runtime::PoolingMode;
+
+/// A running node and the temporary directory holding its manifest and store.
+pub struct TestNode {
+    pub node: RunningNode,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    /// Starts a node from manifest text. `{guest:NAME}` is replaced by the path of that guest,
+    /// and unless the text has a `[node]` table, the node listens on free ports.
+    pub async fn start(manifest: &str) -> Result<TestNode, NodeError> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        Self::start_in(manifest, dir, PoolingMode::Auto).await
+    }
+
+    /// As [`TestNode::start`], reusing a directory (and so the AOT cache) from an earlier node.
+    pub async fn start_in(manifest: &str, dir: tempfile::TempDir, pooling: PoolingMode) -> Result<TestNode, NodeError> {
+        init_logging();
+        let manifest = Self::manifest(manifest, &dir);
+        let options = NodeOptions {
+            data_dir: dir.path().join("data"),
+            pooling,
+            aot_cache: true,
+            manifest,
+        };
+        let node = RunningNode::start(options).await?;
+        Ok(TestNode { node, dir })
+    }
+
+    /// Parses manifest text the way [`TestNode::start`] does, without starting anything.
+    pub fn manifest(text: &str, dir: &tempfile::TempDir) -> Manifest {
+        let text = expand(text);
+        let path = dir.path().join("spark.toml");
+        std::fs::write(&path, &text).expect("writing the manifest");
+        Manifest::load(&path).unwrap_or_else(|e| panic!("test manifest is invalid:\n{e}"))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.node.http_addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.node.admin_addr)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Shuts the node down and hands back its directory (to restart on the same store).
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.node.shutdown().await;
+        self.dir
+    }
+}
+
+/// Replaces `{guest:NAME}` with guest paths and adds free-port listeners when no `[node]`
+/// table is given.
+pub fn expand(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{guest:") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("unclosed {guest:...}") + start;
+        let name = &rest[start + "{guest:".len()..end];
+        out.push_str(&crate::guest(name).display().to_string());
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    if !out.contains("[node]") {
+        out = out.replacen(
+            "version = 1",
+            "version = 1\n[node]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n",
+            1,
+        );
+    }
+    out
+}
+
+/// Node logs go to the test's captured output (shown for failing tests, or with
+/// `--nocapture`); `RUST_LOG` filters them (default `warn`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}

@@ -1,0 +1,86 @@
+//! A JSON transform and a window on what the host gives a guest.
+//!
+//! - `POST /...` with a JSON body: answers `{"method","path","query","fields","transformed"}`
+//!   where `transformed` is the body with every string upper-cased, and `fields` counts the
+//!   values in it; plus `route` and `path_info` from the host's routing headers, if any. A body that is not JSON gets a 400 from the guest itself.
+//! Paths are matched on their last segment, so the guest works under any route prefix.
+//! - `GET .../env`: the environment variables the guest sees, as a JSON object.
+//! - `GET .../fetch?url=...`: makes an outbound request through `wasi:http/outgoing-handler` and
+//!   answers with its status and body, or 502 and the error code the host returned (for
+//!   instance `HttpRequestDenied` when the host is not allowed).
+
+use guest_util::wasip2::exports::http::incoming_handler::Guest;
+use guest_util::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
+use serde_json::{Value, json};
+
+mod fetch;
+
+struct Echo;
+
+impl Guest for Echo {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let request = guest_util::Request::new(request);
+        match (&request.method, request.last_segment()) {
+            (Method::Get, "env") => {
+                let env: serde_json::Map<String, Value> =
+                    std::env::vars().map(|(k, v)| (k, Value::String(v))).collect();
+                reply_json(out, 200, &Value::Object(env));
+            }
+            (Method::Get, "fetch") => fetch::fetch(&request, out),
+            _ => transform(&request, out),
+        }
+    }
+}
+
+fn transform(request: &guest_util::Request, out: ResponseOutparam) {
+    let body = request.body();
+    let parsed: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = json!({ "error": format!("body is not JSON: {e}") });
+                return reply_json(out, 400, &msg);
+            }
+        }
+    };
+    let mut fields = 0;
+    let transformed = upper(parsed, &mut fields);
+    let method = guest_util::method_name(&request.method);
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    let answer = json!({
+        "route": header("spark-matched-route"),
+        "path_info": header("spark-path-info"),
+        "method": method,
+        "path": request.path,
+        "query": request.query,
+        "fields": fields,
+        "transformed": transformed,
+    });
+    reply_json(out, 200, &answer);
+}
+
+fn upper(value: Value, count: &mut u64) -> Value {
+    *count += 1;
+    match value {
+        Value::String(s) => Value::String(s.to_uppercase()),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| upper(v, count)).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, upper(v, count))).collect()),
+        other => other,
+    }
+}
+
+fn reply_json(out: ResponseOutparam, status: u16, value: &Value) {
+    let mut body = serde_json::to_vec(value).expect("serializable");
+    body.push(b'\n');
+    guest_util::respond(out, status, "application/json", &body);
+}
+
+guest_util::wasip2::http::proxy::export!(Echo with_types_in guest_util::wasip2);
