@@ -9,7 +9,11 @@ mod logging;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(name = "spark", version, about = "Spark: a self-optimizing WebAssembly edge runtime")]
+#[command(
+    name = "spark",
+    version,
+    about = "Spark: a self-optimizing WebAssembly edge runtime"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text, env = "SPARK_LOG_FORMAT")]

@@ -60,20 +60,32 @@ fn check_accepts_a_good_manifest_and_lists_its_modules() {
     let manifest = write_manifest(dir.path(), GOOD);
     let (output, stdout, stderr) = run(spark().arg("check").arg(&manifest));
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("ok    hello") && stdout.contains("wasi:http/proxy"), "{stdout}");
-    assert!(stdout.contains("ok    sync") && stdout.contains("wasi:cli/command"), "{stdout}");
+    assert!(
+        stdout.contains("ok    hello") && stdout.contains("wasi:http/proxy"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok    sync") && stdout.contains("wasi:cli/command"),
+        "{stdout}"
+    );
     assert!(stdout.contains("3 module(s) valid"), "{stdout}");
 }
 
 #[test]
 fn check_names_file_line_and_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = GOOD.replace("routes = [\"/hello\"]", "routes = [\"/hello\"]\nmemory_limit = \"1GiB\"");
+    let bad = GOOD.replace(
+        "routes = [\"/hello\"]",
+        "routes = [\"/hello\"]\nmemory_limit = \"1GiB\"",
+    );
     let manifest = write_manifest(dir.path(), &bad);
     let (output, _, stderr) = run(spark().arg("check").arg(&manifest));
     assert!(!output.status.success());
     let expected = format!("{}:10:1: unknown field `memory_limit`", manifest.display());
-    assert!(stderr.contains(&expected), "expected {expected:?} in:\n{stderr}");
+    assert!(
+        stderr.contains(&expected),
+        "expected {expected:?} in:\n{stderr}"
+    );
 }
 
 #[test]
@@ -85,12 +97,18 @@ fn check_reports_a_corrupt_component() {
     let manifest = write_manifest(dir.path(), &text);
     let (output, stdout, stderr) = run(spark().arg("check").arg(&manifest));
     assert!(!output.status.success());
-    assert!(stdout.contains("FAIL  sync") && stdout.contains("is not a valid component"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  sync") && stdout.contains("is not a valid component"),
+        "{stdout}"
+    );
     assert!(stderr.contains("1 module(s) failed: sync"), "{stderr}");
 }
 
 /// A spawned `spark` process that is killed if the test fails.
-struct Process(Child, Option<std::io::Lines<BufReader<std::process::ChildStdout>>>);
+struct Process(
+    Child,
+    Option<std::io::Lines<BufReader<std::process::ChildStdout>>>,
+);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -113,7 +131,9 @@ impl Process {
             let line = line.unwrap();
             if line.contains(marker) {
                 let start = line.find("http://").expect("an address") + "http://".len();
-                let end = line[start..].find(['/', ' ']).map_or(line.len(), |i| start + i);
+                let end = line[start..]
+                    .find(['/', ' '])
+                    .map_or(line.len(), |i| start + i);
                 return line[start..end].to_owned();
             }
         }
@@ -121,7 +141,11 @@ impl Process {
     }
 
     fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.0.id().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -131,7 +155,10 @@ impl Process {
             if let Some(status) = self.0.try_wait().unwrap() {
                 return status;
             }
-            assert!(std::time::Instant::now() < deadline, "the process did not exit within {within:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the process did not exit within {within:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -146,17 +173,26 @@ async fn up_serves_reports_status_and_stops_gracefully_on_sigterm() {
     let admin = node.address_after("Admin:");
 
     let hello = get(&format!("http://{addr}/hello")).await.unwrap();
-    assert_eq!((hello.status, hello.text().as_str()), (200, "Hello from Spark!\n"));
+    assert_eq!(
+        (hello.status, hello.text().as_str()),
+        (200, "Hello from Spark!\n")
+    );
 
     let (output, stdout, stderr) = run(spark().args(["status", "--admin", &admin]));
     assert!(output.status.success(), "{stderr}");
-    assert!(stdout.contains("hello") && stdout.contains("/api/...") && stdout.contains("every 3600s"), "{stdout}");
+    assert!(
+        stdout.contains("hello") && stdout.contains("/api/...") && stdout.contains("every 3600s"),
+        "{stdout}"
+    );
 
     // The data directory defaults to `.spark` beside the manifest, holding the AOT cache.
     assert!(dir.path().join(".spark/aot").is_dir());
 
     node.signal("TERM");
-    assert!(node.wait_exit(Duration::from_secs(15)).success(), "a graceful stop exits 0");
+    assert!(
+        node.wait_exit(Duration::from_secs(15)).success(),
+        "a graceful stop exits 0"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +207,10 @@ async fn serve_runs_a_single_component_at_the_root() {
     let addr = server.address_after("Serving");
     for path in ["/", "/any/path?x=1"] {
         let reply = get(&format!("http://{addr}{path}")).await.unwrap();
-        assert_eq!((reply.status, reply.text().as_str()), (200, "Hello from Spark!\n"));
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, "Hello from Spark!\n")
+        );
     }
     server.signal("INT");
     assert!(server.wait_exit(Duration::from_secs(15)).success());
@@ -183,5 +222,8 @@ fn up_refuses_a_bad_manifest_with_its_location() {
     let manifest = write_manifest(dir.path(), &GOOD.replace("\"/api/...\"", "\"/hello\""));
     let (output, _, stderr) = run(spark().arg("up").arg(&manifest));
     assert!(!output.status.success());
-    assert!(stderr.contains("duplicate route /hello (already served by module 'hello')"), "{stderr}");
+    assert!(
+        stderr.contains("duplicate route /hello (already served by module 'hello')"),
+        "{stderr}"
+    );
 }

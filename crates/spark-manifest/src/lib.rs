@@ -138,7 +138,8 @@ pub struct ModuleId(String);
 
 impl ModuleId {
     pub fn new(id: &str) -> Result<ModuleId, String> {
-        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        let valid_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
         let first_ok = id
             .chars()
             .next()

@@ -32,16 +32,18 @@ enum HostPattern {
 impl AllowedHost {
     pub fn parse(text: &str) -> Result<AllowedHost, String> {
         let err = |why: &str| format!("invalid outbound host {text:?}: {why}");
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| err("expected scheme://host[:port], e.g. \"https://api.example.com\""))?;
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            err("expected scheme://host[:port], e.g. \"https://api.example.com\"")
+        })?;
         let scheme = match scheme {
             "*" => Pattern::Any,
             "http" | "https" => Pattern::Exact(scheme.to_owned()),
             _ => return Err(err("the scheme must be http, https or *")),
         };
         if rest.contains(['/', '?', '#', '@']) {
-            return Err(err("give only scheme, host and port, no path or credentials"));
+            return Err(err(
+                "give only scheme, host and port, no path or credentials",
+            ));
         }
         let (host, port) = split_host_port(rest).map_err(|why| err(&why))?;
         let host = parse_host(&host).map_err(|why| err(&why))?;
@@ -64,7 +66,10 @@ impl AllowedHost {
 
     /// Whether a request to `scheme://host:port` is allowed by this entry.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let scheme_ok = match &self.scheme {
             Pattern::Any => true,
             Pattern::Exact(s) => s.eq_ignore_ascii_case(scheme),
@@ -91,7 +96,11 @@ fn split_host_port(rest: &str) -> Result<(String, Option<String>), String> {
             .ok_or("unclosed '[' in IPv6 address")?;
         let port = match tail {
             "" => None,
-            _ => Some(tail.strip_prefix(':').ok_or("expected ':' after ']'")?.to_owned()),
+            _ => Some(
+                tail.strip_prefix(':')
+                    .ok_or("expected ':' after ']'")?
+                    .to_owned(),
+            ),
         };
         return Ok((host.to_owned(), port));
     }

@@ -106,7 +106,7 @@ impl<T> RouteTable<T> {
     /// Builds a table; fails with the duplicated route if two entries are identical.
     pub fn new(entries: impl IntoIterator<Item = (Route, T)>) -> Result<RouteTable<T>, Route> {
         let mut entries: Vec<(Route, T)> = entries.into_iter().collect();
-        entries.sort_by(|a, b| b.0.specificity().cmp(&a.0.specificity()));
+        entries.sort_by_key(|(route, _)| std::cmp::Reverse(route.specificity()));
         for pair in entries.windows(2) {
             if pair[0].0 == pair[1].0 {
                 return Err(pair[0].0.clone());
@@ -187,7 +187,11 @@ mod tests {
 
     #[test]
     fn duplicates_are_refused() {
-        let dup = RouteTable::new([(route("/a/..."), 1), (route("/a/"), 2), (route("/a/..."), 3)]);
+        let dup = RouteTable::new([
+            (route("/a/..."), 1),
+            (route("/a/"), 2),
+            (route("/a/..."), 3),
+        ]);
         assert_eq!(dup.unwrap_err(), route("/a/..."));
     }
 }

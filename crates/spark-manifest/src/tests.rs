@@ -77,10 +77,18 @@ fn good_manifest_is_fully_validated() {
     assert_eq!(shop.health.as_deref(), Some("/shop/health"));
     let job = m.module("inventory-sync").unwrap();
     assert_eq!(job.component, Path::new("/abs/job.wasm"));
-    assert_eq!(job.trigger, Trigger::Schedule { every: Duration::from_secs(30) });
+    assert_eq!(
+        job.trigger,
+        Trigger::Schedule {
+            every: Duration::from_secs(30)
+        }
+    );
     assert_eq!(job.priority, Priority::Background);
     assert_eq!(job.limits, Limits::default());
-    assert!(job.outbound.entries().is_empty(), "no outbound hosts by default");
+    assert!(
+        job.outbound.entries().is_empty(),
+        "no outbound hosts by default"
+    );
 }
 
 #[test]
@@ -103,7 +111,10 @@ fn unknown_limit_field_is_refused() {
 fn bad_limit_values_name_the_value() {
     let (line, message) = refusal(&GOOD.replace("\"32MiB\"", "\"32 potatoes\""));
     assert_eq!(line, line_of(GOOD, "32MiB"));
-    assert!(message.contains("limits.memory") && message.contains("MiB"), "{message}");
+    assert!(
+        message.contains("limits.memory") && message.contains("MiB"),
+        "{message}"
+    );
 
     let (line, message) = refusal(&GOOD.replace("concurrency = 8", "concurrency = 0"));
     assert_eq!(line, line_of(GOOD, "concurrency = 8"));
@@ -121,10 +132,7 @@ fn bad_limit_values_name_the_value() {
 
 #[test]
 fn duplicate_route_names_both_modules() {
-    let text = GOOD.replace(
-        "schedule = { every = \"30s\" }",
-        "routes = [\"/shop/...\"]",
-    );
+    let text = GOOD.replace("schedule = { every = \"30s\" }", "routes = [\"/shop/...\"]");
     let (line, message) = refusal(&text);
     assert_eq!(line, line_of(&text, "routes = [\"/shop/...\"]"));
     assert!(message.contains("duplicate route /shop/..."), "{message}");
@@ -158,7 +166,10 @@ fn routes_and_schedule_are_exclusive_and_one_is_required() {
 fn version_is_checked_first() {
     let (line, message) = refusal(&GOOD.replace("version = 1", "version = 2"));
     assert_eq!(line, 2);
-    assert!(message.contains("unsupported manifest version 2"), "{message}");
+    assert!(
+        message.contains("unsupported manifest version 2"),
+        "{message}"
+    );
     let (_, message) = refusal(&GOOD.replace("version = 1", ""));
     assert!(message.contains("missing `version = 1`"), "{message}");
 }
@@ -177,7 +188,10 @@ fn all_problems_are_reported_at_once() {
     let err = parse(&text).unwrap_err();
     assert_eq!(err.diagnostics().len(), 2, "{err}");
     let rendered = err.to_string();
-    let expected = format!("/etc/spark/spark.toml:{}:", line_of(GOOD, "priority = \"critical\""));
+    let expected = format!(
+        "/etc/spark/spark.toml:{}:",
+        line_of(GOOD, "priority = \"critical\"")
+    );
     assert!(rendered.contains(&expected), "{rendered}");
     assert!(rendered.contains("unknown priority"), "{rendered}");
     assert!(rendered.contains("invalid outbound host"), "{rendered}");
@@ -196,14 +210,26 @@ fn missing_component_file_names_its_line() {
     std::fs::write(&path, GOOD).unwrap();
     let err = Manifest::load(&path).unwrap_err();
     let lines: Vec<usize> = err.diagnostics().iter().map(|d| d.line).collect();
-    assert_eq!(lines, vec![line_of(GOOD, "guests/hello.wasm"), line_of(GOOD, "/abs/job.wasm")], "{err}");
-    assert!(err.to_string().contains("hello.wasm cannot be read"), "{err}");
+    assert_eq!(
+        lines,
+        vec![
+            line_of(GOOD, "guests/hello.wasm"),
+            line_of(GOOD, "/abs/job.wasm")
+        ],
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("hello.wasm cannot be read"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn single_component_manifest_serves_everything() {
     let m = Manifest::single("/x/app.wasm".into(), "127.0.0.1:0".parse().unwrap());
-    let Trigger::Http { routes } = &m.modules[0].trigger else { panic!("http module expected") };
+    let Trigger::Http { routes } = &m.modules[0].trigger else {
+        panic!("http module expected")
+    };
     assert!(routes[0].matches("/any/path"));
 }

@@ -15,12 +15,7 @@ const SIZE_UNITS: &[(&str, u64)] = &[
     ("GB", 1_000_000_000),
 ];
 
-const DURATION_UNITS: &[(&str, u64)] = &[
-    ("ms", 1),
-    ("s", 1_000),
-    ("m", 60_000),
-    ("h", 3_600_000),
-];
+const DURATION_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
 
 /// Parses `"64MiB"`, `"512KiB"`, `"1GB"` or `"4096B"` into bytes.
 pub fn parse_byte_size(text: &str) -> Result<u64, String> {
@@ -79,7 +74,11 @@ mod tests {
         assert!(parse_byte_size("64M").unwrap_err().contains("MiB"));
         assert!(parse_byte_size("-1MiB").is_err());
         assert!(parse_byte_size("1.5GiB").is_err());
-        assert!(parse_byte_size("99999999999999999GiB").unwrap_err().contains("too large"));
+        assert!(
+            parse_byte_size("99999999999999999GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use crate::routes::Route;
 use crate::schema::{RawLimits, RawManifest, RawModule, RawNode, VersionProbe};
 use crate::units::{parse_byte_size, parse_duration};
 use crate::{
-    Limits, MANIFEST_VERSION, Manifest, ModuleId, ModuleSpec, NodeSettings, Priority, Trigger,
-    DEFAULT_WEIGHT,
+    DEFAULT_WEIGHT, Limits, MANIFEST_VERSION, Manifest, ModuleId, ModuleSpec, NodeSettings,
+    Priority, Trigger,
 };
 
 const MIN_MEMORY: u64 = 64 << 10;
@@ -39,7 +39,8 @@ fn parse_with_spans(
         diagnostics,
     };
     check_version(text).map_err(|d| invalid(vec![d]))?;
-    let raw: RawManifest = toml::from_str(text).map_err(|e| invalid(vec![toml_diagnostic(text, &e)]))?;
+    let raw: RawManifest =
+        toml::from_str(text).map_err(|e| invalid(vec![toml_diagnostic(text, &e)]))?;
     let base = source.parent().unwrap_or(Path::new("")).to_path_buf();
     let mut v = Validator {
         text,
@@ -139,7 +140,8 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic::at(self.text, span, message));
+        self.diagnostics
+            .push(Diagnostic::at(self.text, span, message));
     }
 
     fn node(&mut self, raw: Option<&RawNode>) -> NodeSettings {
@@ -187,10 +189,19 @@ impl Validator<'_> {
         Some(ModuleSpec {
             component: self.base.join(raw.component.get_ref()),
             priority: self.priority(raw, &who),
-            weight: self.int(raw.weight.as_ref(), DEFAULT_WEIGHT as i64, 1..=MAX_WEIGHT, &format!("{who}: weight")) as u32,
+            weight: self.int(
+                raw.weight.as_ref(),
+                DEFAULT_WEIGHT as i64,
+                1..=MAX_WEIGHT,
+                &format!("{who}: weight"),
+            ) as u32,
             limits: self.limits(raw.limits.as_ref(), node, &who),
             env: self.env(&raw.env, &who),
-            config: raw.config.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect(),
+            config: raw
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+                .collect(),
             outbound: self.outbound(&raw.allowed_outbound_hosts, &who),
             trigger,
             health,
@@ -223,9 +234,16 @@ impl Validator<'_> {
                 Some(Trigger::Http { routes: parsed })
             }
             (None, Some(schedule)) => {
-                let every = self.duration(Some(&schedule.get_ref().every), Duration::ZERO, &format!("{who}: schedule.every"));
+                let every = self.duration(
+                    Some(&schedule.get_ref().every),
+                    Duration::ZERO,
+                    &format!("{who}: schedule.every"),
+                );
                 if every < Duration::from_secs(1) {
-                    self.error(schedule.get_ref().every.span(), format!("{who}: schedule.every must be at least 1s"));
+                    self.error(
+                        schedule.get_ref().every.span(),
+                        format!("{who}: schedule.every must be at least 1s"),
+                    );
                 }
                 Some(Trigger::Schedule { every })
             }
@@ -235,15 +253,23 @@ impl Validator<'_> {
     fn health(&mut self, raw: &RawModule, trigger: &Trigger, who: &str) -> Option<String> {
         let health = raw.health.as_ref()?;
         if !matches!(trigger, Trigger::Http { .. }) {
-            self.error(health.span(), format!("{who}: `health` applies to HTTP modules only"));
+            self.error(
+                health.span(),
+                format!("{who}: `health` applies to HTTP modules only"),
+            );
         } else if !health.get_ref().starts_with('/') {
-            self.error(health.span(), format!("{who}: `health` must be a path starting with '/'"));
+            self.error(
+                health.span(),
+                format!("{who}: `health` must be a path starting with '/'"),
+            );
         }
         Some(health.get_ref().clone())
     }
 
     fn priority(&mut self, raw: &RawModule, who: &str) -> Priority {
-        let Some(p) = &raw.priority else { return Priority::Normal };
+        let Some(p) = &raw.priority else {
+            return Priority::Normal;
+        };
         match p.get_ref().as_str() {
             "critical" => Priority::Critical,
             "normal" => Priority::Normal,
@@ -258,32 +284,77 @@ impl Validator<'_> {
     fn limits(&mut self, raw: Option<&RawLimits>, node: &NodeSettings, who: &str) -> Limits {
         let d = Limits::default();
         let Some(raw) = raw else { return d };
-        let memory = self.size(raw.memory.as_ref(), d.memory, &format!("{who}: limits.memory"));
+        let memory = self.size(
+            raw.memory.as_ref(),
+            d.memory,
+            &format!("{who}: limits.memory"),
+        );
         if let Some(span) = raw.memory.as_ref().map(Spanned::span) {
             if memory < MIN_MEMORY {
-                self.error(span.clone(), format!("{who}: limits.memory must be at least 64KiB (one Wasm page)"));
+                self.error(
+                    span.clone(),
+                    format!("{who}: limits.memory must be at least 64KiB (one Wasm page)"),
+                );
             } else if memory > node.max_module_memory {
-                self.error(span, format!("{who}: limits.memory exceeds node.max_module_memory ({} bytes)", node.max_module_memory));
+                self.error(
+                    span,
+                    format!(
+                        "{who}: limits.memory exceeds node.max_module_memory ({} bytes)",
+                        node.max_module_memory
+                    ),
+                );
             }
         }
         Limits {
             memory,
-            concurrency: self.int(raw.concurrency.as_ref(), d.concurrency as i64, 1..=MAX_CONCURRENCY, &format!("{who}: limits.concurrency")) as u32,
-            queue: self.int(raw.queue.as_ref(), d.queue as i64, 0..=MAX_QUEUE, &format!("{who}: limits.queue")) as u32,
-            queue_timeout: self.duration(raw.queue_timeout.as_ref(), d.queue_timeout, &format!("{who}: limits.queue_timeout")),
-            timeout: self.positive_duration(raw.timeout.as_ref(), d.timeout, &format!("{who}: limits.timeout")),
-            cpu_time: self.positive_duration(raw.cpu_time.as_ref(), d.cpu_time, &format!("{who}: limits.cpu_time")),
-            response_body: self.size(raw.response_body.as_ref(), d.response_body, &format!("{who}: limits.response_body")),
+            concurrency: self.int(
+                raw.concurrency.as_ref(),
+                d.concurrency as i64,
+                1..=MAX_CONCURRENCY,
+                &format!("{who}: limits.concurrency"),
+            ) as u32,
+            queue: self.int(
+                raw.queue.as_ref(),
+                d.queue as i64,
+                0..=MAX_QUEUE,
+                &format!("{who}: limits.queue"),
+            ) as u32,
+            queue_timeout: self.duration(
+                raw.queue_timeout.as_ref(),
+                d.queue_timeout,
+                &format!("{who}: limits.queue_timeout"),
+            ),
+            timeout: self.positive_duration(
+                raw.timeout.as_ref(),
+                d.timeout,
+                &format!("{who}: limits.timeout"),
+            ),
+            cpu_time: self.positive_duration(
+                raw.cpu_time.as_ref(),
+                d.cpu_time,
+                &format!("{who}: limits.cpu_time"),
+            ),
+            response_body: self.size(
+                raw.response_body.as_ref(),
+                d.response_body,
+                &format!("{who}: limits.response_body"),
+            ),
         }
     }
 
-    fn env(&mut self, raw: &BTreeMap<String, Spanned<String>>, who: &str) -> BTreeMap<String, String> {
+    fn env(
+        &mut self,
+        raw: &BTreeMap<String, Spanned<String>>,
+        who: &str,
+    ) -> BTreeMap<String, String> {
         for (key, value) in raw {
             if key.is_empty() || key.contains(['=', '\0']) || value.get_ref().contains('\0') {
                 self.error(value.span(), format!("{who}: env {key:?}: names may not be empty or contain '=' or NUL; values may not contain NUL"));
             }
         }
-        raw.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect()
+        raw.iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect()
     }
 
     fn outbound(&mut self, raw: &[Spanned<String>], who: &str) -> OutboundPolicy {
@@ -306,7 +377,9 @@ impl Validator<'_> {
                 self.error(module.id.span(), format!("duplicate module id '{id}'"));
             }
             for route in module.routes.iter().flat_map(|r| r.get_ref()) {
-                let Ok(parsed) = Route::parse(route.get_ref()) else { continue };
+                let Ok(parsed) = Route::parse(route.get_ref()) else {
+                    continue;
+                };
                 if let Some(owner) = routes.insert(parsed.clone(), id.to_owned()) {
                     self.error(route.span(), format!("module '{id}': duplicate route {parsed} (already served by module '{owner}')"));
                 }
@@ -314,21 +387,45 @@ impl Validator<'_> {
         }
     }
 
-    fn addr(&mut self, raw: Option<&Spanned<String>>, default: SocketAddr, what: &str) -> SocketAddr {
+    fn addr(
+        &mut self,
+        raw: Option<&Spanned<String>>,
+        default: SocketAddr,
+        what: &str,
+    ) -> SocketAddr {
         let Some(raw) = raw else { return default };
         raw.get_ref().parse().unwrap_or_else(|_| {
-            self.error(raw.span(), format!("{what}: {:?} is not an address like \"127.0.0.1:8080\"", raw.get_ref()));
+            self.error(
+                raw.span(),
+                format!(
+                    "{what}: {:?} is not an address like \"127.0.0.1:8080\"",
+                    raw.get_ref()
+                ),
+            );
             default
         })
     }
 
-    fn int(&mut self, raw: Option<&Spanned<i64>>, default: i64, range: std::ops::RangeInclusive<i64>, what: &str) -> i64 {
+    fn int(
+        &mut self,
+        raw: Option<&Spanned<i64>>,
+        default: i64,
+        range: std::ops::RangeInclusive<i64>,
+        what: &str,
+    ) -> i64 {
         let Some(raw) = raw else { return default };
         let value = *raw.get_ref();
         if range.contains(&value) {
             value
         } else {
-            self.error(raw.span(), format!("{what} must be between {} and {}, got {value}", range.start(), range.end()));
+            self.error(
+                raw.span(),
+                format!(
+                    "{what} must be between {} and {}, got {value}",
+                    range.start(),
+                    range.end()
+                ),
+            );
             default
         }
     }
@@ -341,7 +438,12 @@ impl Validator<'_> {
         })
     }
 
-    fn duration(&mut self, raw: Option<&Spanned<String>>, default: Duration, what: &str) -> Duration {
+    fn duration(
+        &mut self,
+        raw: Option<&Spanned<String>>,
+        default: Duration,
+        what: &str,
+    ) -> Duration {
         let Some(raw) = raw else { return default };
         parse_duration(raw.get_ref()).unwrap_or_else(|why| {
             self.error(raw.span(), format!("{what}: {why}"));
@@ -349,7 +451,12 @@ impl Validator<'_> {
         })
     }
 
-    fn positive_duration(&mut self, raw: Option<&Spanned<String>>, default: Duration, what: &str) -> Duration {
+    fn positive_duration(
+        &mut self,
+        raw: Option<&Spanned<String>>,
+        default: Duration,
+        what: &str,
+    ) -> Duration {
         let value = self.duration(raw, default, what);
         if value.is_zero() {
             if let Some(raw) = raw {

@@ -50,7 +50,10 @@ async fn healthz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }
@@ -76,7 +79,10 @@ async fn run_job(
         return Err((StatusCode::NOT_FOUND, format!("no module '{id}'\n")));
     };
     if !matches!(slot.spec.trigger, spark_manifest::Trigger::Schedule { .. }) {
-        return Err((StatusCode::CONFLICT, format!("module '{id}' is not a job\n")));
+        return Err((
+            StatusCode::CONFLICT,
+            format!("module '{id}' is not a job\n"),
+        ));
     }
     Ok(Json(jobs::run_once(&slot).await))
 }

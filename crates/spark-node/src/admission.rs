@@ -67,7 +67,8 @@ impl Admission {
         let result = if queued >= self.queue_capacity {
             Err(Rejection::QueueFull)
         } else {
-            match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await {
+            match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await
+            {
                 Ok(Ok(permit)) => Ok(Ticket { _permit: permit }),
                 Ok(Err(_)) | Err(_) => Err(Rejection::QueueTimeout),
             }

@@ -51,7 +51,12 @@ pub struct Front {
 }
 
 /// Accepts connections until `shutdown`, then gives open connections `grace` to finish.
-pub async fn serve(listener: TcpListener, front: Arc<Front>, shutdown: CancellationToken, grace: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    front: Arc<Front>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
@@ -85,7 +90,10 @@ pub async fn serve(listener: TcpListener, front: Arc<Front>, shutdown: Cancellat
 }
 
 impl Front {
-    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Result<Response<NodeBody>, Infallible> {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<NodeBody>, Infallible> {
         let started = Instant::now();
         let snapshot = self.snapshot.load_full();
         let Some((route, slot)) = snapshot.route(request.uri().path()) else {
@@ -138,10 +146,11 @@ impl Front {
             headers.insert(PATH_INFO_HEADER, path_info);
             headers.insert(MATCHED_ROUTE_HEADER, matched);
         }
-        if request.uri().authority().is_none() && !request.headers().contains_key(header::HOST) {
-            if let Ok(value) = HeaderValue::from_str(&self.local_addr.to_string()) {
-                request.headers_mut().insert(header::HOST, value);
-            }
+        if request.uri().authority().is_none()
+            && !request.headers().contains_key(header::HOST)
+            && let Ok(value) = HeaderValue::from_str(&self.local_addr.to_string())
+        {
+            request.headers_mut().insert(header::HOST, value);
         }
         request
     }
@@ -154,9 +163,10 @@ pub fn text(status: StatusCode, message: &str) -> Response<NodeBody> {
         .boxed_unsync();
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -166,7 +176,9 @@ fn busy(rejection: Rejection) -> Response<NodeBody> {
         Rejection::QueueTimeout => "module busy: no slot freed up in time",
     };
     let mut response = text(StatusCode::SERVICE_UNAVAILABLE, message);
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     response
 }
 
@@ -178,7 +190,9 @@ fn failure(error: &InvokeError) -> Response<NodeBody> {
     };
     let mut response = text(status, &message);
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     }
     response
 }
@@ -207,7 +221,10 @@ impl Body for Tracked {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
             self.done.take();

@@ -40,7 +40,12 @@ pub async fn run_schedules(snapshot: SharedSnapshot, shutdown: CancellationToken
     }
 }
 
-async fn schedule(snapshot: SharedSnapshot, id: String, every: Duration, shutdown: CancellationToken) {
+async fn schedule(
+    snapshot: SharedSnapshot,
+    id: String,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut runs = JoinSet::new();
@@ -65,7 +70,12 @@ pub async fn run_once(slot: &Arc<ModuleSlot>) -> JobOutcome {
     let Some(_ticket) = slot.admission.try_admit() else {
         slot.metrics.job_run("skipped", Duration::ZERO);
         tracing::info!(%module, "job still running from the previous period; skipping this run");
-        return JobOutcome { module, outcome: "skipped".into(), millis: 0, error: None };
+        return JobOutcome {
+            module,
+            outcome: "skipped".into(),
+            millis: 0,
+            error: None,
+        };
     };
     let started = std::time::Instant::now();
     let result = slot.guest.run_job().await;

@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use spark_runtime::StatsSnapshot;
 
-use crate::state::SharedSnapshot;
+use crate::state::{ModuleSlot, SharedSnapshot};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModuleLabel {
@@ -69,19 +69,53 @@ impl NodeMetrics {
     pub fn new(snapshot: SharedSnapshot) -> NodeMetrics {
         let mut registry = Registry::with_prefix("spark");
         let requests = Family::<StatusLabels, Counter>::default();
-        let latency = Family::<ModuleLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        let instantiation = Family::<ModuleLabel, Histogram>::new_with_constructor(instantiation_histogram as fn() -> Histogram);
+        let latency = Family::<ModuleLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let instantiation = Family::<ModuleLabel, Histogram>::new_with_constructor(
+            instantiation_histogram as fn() -> Histogram,
+        );
         let rejections = Family::<ReasonLabels, Counter>::default();
         let job_runs = Family::<ReasonLabels, Counter>::default();
-        let job_duration = Family::<ModuleLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let job_duration = Family::<ModuleLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let unrouted = Counter::default();
-        registry.register("http_requests", "HTTP requests served, by module and status code", requests.clone());
-        registry.register("http_request_duration_seconds", "Time from admission to the end of the response body", latency.clone());
-        registry.register("instantiation_duration_seconds", "Time to create a fresh instance for a request", instantiation.clone());
-        registry.register("admission_rejections", "Requests refused by admission control (503), by reason", rejections.clone());
-        registry.register("job_runs", "Scheduled job runs, by outcome", job_runs.clone());
-        registry.register("job_duration_seconds", "Wall time of scheduled job runs", job_duration.clone());
-        registry.register("unrouted_requests", "Requests that matched no route (404)", unrouted.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by module and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from admission to the end of the response body",
+            latency.clone(),
+        );
+        registry.register(
+            "instantiation_duration_seconds",
+            "Time to create a fresh instance for a request",
+            instantiation.clone(),
+        );
+        registry.register(
+            "admission_rejections",
+            "Requests refused by admission control (503), by reason",
+            rejections.clone(),
+        );
+        registry.register(
+            "job_runs",
+            "Scheduled job runs, by outcome",
+            job_runs.clone(),
+        );
+        registry.register(
+            "job_duration_seconds",
+            "Wall time of scheduled job runs",
+            job_duration.clone(),
+        );
+        registry.register(
+            "unrouted_requests",
+            "Requests that matched no route (404)",
+            unrouted.clone(),
+        );
         registry.register_collector(Box::new(RuntimeCollector { snapshot }));
         NodeMetrics {
             registry,
@@ -98,11 +132,19 @@ impl NodeMetrics {
     /// Handles for one module, created once when the module is installed. Latency series
     /// exist for HTTP modules, run-duration series for jobs.
     pub fn module(&self, id: &str, is_job: bool) -> ModuleMetrics {
-        let label = ModuleLabel { module: id.to_owned() };
+        let label = ModuleLabel {
+            module: id.to_owned(),
+        };
         let (latency, job_duration) = if is_job {
-            (latency_histogram(), self.job_duration.get_or_create(&label).clone())
+            (
+                latency_histogram(),
+                self.job_duration.get_or_create(&label).clone(),
+            )
         } else {
-            (self.latency.get_or_create(&label).clone(), latency_histogram())
+            (
+                self.latency.get_or_create(&label).clone(),
+                latency_histogram(),
+            )
         };
         ModuleMetrics {
             module: id.to_owned(),
@@ -122,7 +164,8 @@ impl NodeMetrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
@@ -182,18 +225,57 @@ impl std::fmt::Debug for RuntimeCollector {
 }
 
 type Counted = (&'static str, &'static str, fn(&StatsSnapshot) -> f64);
+type Gauged = (&'static str, &'static str, fn(&ModuleSlot) -> i64);
 
 const COUNTERS: &[Counted] = &[
-    ("guest_cpu_seconds", "Guest CPU time measured around guest execution", |s| s.cpu_nanos as f64 / 1e9),
-    ("instantiations", "Instances created", |s| s.instantiations as f64),
-    ("guest_traps", "Invocations that trapped or returned no response", |s| s.traps as f64),
-    ("guest_timeouts", "Invocations stopped at their wall-clock limit", |s| s.timeouts as f64),
-    ("guest_cpu_limit_exceeded", "Invocations stopped at their CPU-time limit", |s| s.cpu_limits as f64),
-    ("guest_memory_limit_exceeded", "Invocations stopped at their memory limit", |s| s.memory_limits as f64),
-    ("guest_stack_overflows", "Invocations that overflowed the Wasm stack", |s| s.stack_overflows as f64),
-    ("guest_response_body_limit_exceeded", "Responses aborted at the body size limit", |s| s.body_limits as f64),
-    ("outbound_requests", "Outbound HTTP requests attempted by guests", |s| s.outbound_requests as f64),
-    ("outbound_denied", "Outbound HTTP requests refused by the allow list", |s| s.outbound_denied as f64),
+    (
+        "guest_cpu_seconds",
+        "Guest CPU time measured around guest execution",
+        |s| s.cpu_nanos as f64 / 1e9,
+    ),
+    ("instantiations", "Instances created", |s| {
+        s.instantiations as f64
+    }),
+    (
+        "guest_traps",
+        "Invocations that trapped or returned no response",
+        |s| s.traps as f64,
+    ),
+    (
+        "guest_timeouts",
+        "Invocations stopped at their wall-clock limit",
+        |s| s.timeouts as f64,
+    ),
+    (
+        "guest_cpu_limit_exceeded",
+        "Invocations stopped at their CPU-time limit",
+        |s| s.cpu_limits as f64,
+    ),
+    (
+        "guest_memory_limit_exceeded",
+        "Invocations stopped at their memory limit",
+        |s| s.memory_limits as f64,
+    ),
+    (
+        "guest_stack_overflows",
+        "Invocations that overflowed the Wasm stack",
+        |s| s.stack_overflows as f64,
+    ),
+    (
+        "guest_response_body_limit_exceeded",
+        "Responses aborted at the body size limit",
+        |s| s.body_limits as f64,
+    ),
+    (
+        "outbound_requests",
+        "Outbound HTTP requests attempted by guests",
+        |s| s.outbound_requests as f64,
+    ),
+    (
+        "outbound_denied",
+        "Outbound HTTP requests refused by the allow list",
+        |s| s.outbound_denied as f64,
+    ),
 ];
 
 impl Collector for RuntimeCollector {
@@ -202,25 +284,49 @@ impl Collector for RuntimeCollector {
         let rows: Vec<(ModuleLabel, StatsSnapshot)> = snapshot
             .modules
             .iter()
-            .map(|slot| (ModuleLabel { module: slot.id().to_owned() }, slot.guest.stats().snapshot()))
+            .map(|slot| {
+                (
+                    ModuleLabel {
+                        module: slot.id().to_owned(),
+                    },
+                    slot.guest.stats().snapshot(),
+                )
+            })
             .collect();
         for (name, help, read) in COUNTERS {
-            let mut family = encoder.encode_descriptor(name, help, None, ConstCounter::new(0.0).metric_type())?;
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                ConstCounter::new(0.0).metric_type(),
+            )?;
             for (label, stats) in &rows {
                 ConstCounter::new(read(stats)).encode(family.encode_family(label)?)?;
             }
         }
-        let gauges: [(&str, &str, Box<dyn Fn(usize) -> i64>); 2] = [
-            ("module_in_flight", "Invocations running now", Box::new(|i| i64::from(snapshot.modules[i].admission.running()))),
-            ("module_queued", "Requests waiting for admission now", Box::new(|i| i64::from(snapshot.modules[i].admission.queued()))),
+        let gauges: [Gauged; 2] = [
+            ("module_in_flight", "Invocations running now", |slot| {
+                i64::from(slot.admission.running())
+            }),
+            (
+                "module_queued",
+                "Requests waiting for admission now",
+                |slot| i64::from(slot.admission.queued()),
+            ),
         ];
-        for (name, help, read) in &gauges {
-            let mut family = encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
-            for (i, (label, _)) in rows.iter().enumerate() {
-                ConstGauge::new(read(i)).encode(family.encode_family(label)?)?;
+        for (name, help, read) in gauges {
+            let mut family =
+                encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+            for (slot, (label, _)) in snapshot.modules.iter().zip(&rows) {
+                ConstGauge::new(read(slot)).encode(family.encode_family(label)?)?;
             }
         }
-        let mut info = encoder.encode_descriptor("module_info", "Modules installed on this node", None, ConstGauge::new(0i64).metric_type())?;
+        let mut info = encoder.encode_descriptor(
+            "module_info",
+            "Modules installed on this node",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
         for slot in &snapshot.modules {
             let labels = InfoLabels {
                 module: slot.id().to_owned(),

@@ -105,11 +105,23 @@ impl RunningNode {
 
         let listener = bind(manifest.node.listen).await?;
         let admin_listener = bind(manifest.node.admin).await?;
-        let http_addr = listener.local_addr().map_err(|source| NodeError::Bind { addr: manifest.node.listen, source })?;
-        let admin_addr = admin_listener.local_addr().map_err(|source| NodeError::Bind { addr: manifest.node.admin, source })?;
+        let http_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: manifest.node.listen,
+            source,
+        })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| NodeError::Bind {
+                addr: manifest.node.admin,
+                source,
+            })?;
         let shutdown = CancellationToken::new();
         let grace = manifest.node.shutdown_grace;
-        let front = Arc::new(Front { snapshot: snapshot.clone(), metrics: metrics.clone(), local_addr: http_addr });
+        let front = Arc::new(Front {
+            snapshot: snapshot.clone(),
+            metrics: metrics.clone(),
+            local_addr: http_addr,
+        });
         let admin_state = AdminState {
             snapshot: snapshot.clone(),
             metrics,
@@ -122,7 +134,11 @@ impl RunningNode {
         let tasks = vec![
             tokio::spawn(front::serve(listener, front, shutdown.clone(), grace)),
             tokio::spawn(serve_admin(admin_listener, admin_state, shutdown.clone())),
-            tokio::spawn(jobs::run_schedules(snapshot.clone(), shutdown.clone(), grace)),
+            tokio::spawn(jobs::run_schedules(
+                snapshot.clone(),
+                shutdown.clone(),
+                grace,
+            )),
         ];
         tracing::info!(
             %http_addr, %admin_addr, modules = manifest.modules.len(),
@@ -130,7 +146,14 @@ impl RunningNode {
             startup_ms = started.elapsed().as_millis() as u64,
             "node serving"
         );
-        Ok(RunningNode { http_addr, admin_addr, runtime, snapshot, shutdown, tasks })
+        Ok(RunningNode {
+            http_addr,
+            admin_addr,
+            runtime,
+            snapshot,
+            shutdown,
+            tasks,
+        })
     }
 
     /// The modules being served now.
@@ -159,13 +182,18 @@ impl RunningNode {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
-    TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { addr, source })
 }
 
 async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
     let stop = shutdown.clone();
     let app = admin::router(state);
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+    {
         tracing::error!(error = %e, "admin listener failed");
     }
 }
@@ -199,22 +227,49 @@ pub(crate) async fn load_modules(
                     config: spec.config.clone(),
                     outbound: spec.outbound.clone(),
                 };
-                let guest = runtime.module(spec.id.as_str(), prepared, GuestLimits::from(&spec.limits), settings, None);
-                slots.push(Arc::new(ModuleSlot::new(spec.clone(), guest, metrics.module(spec.id.as_str(), matches!(spec.trigger, Trigger::Schedule { .. })))));
+                let guest = runtime.module(
+                    spec.id.as_str(),
+                    prepared,
+                    GuestLimits::from(&spec.limits),
+                    settings,
+                    None,
+                );
+                slots.push(Arc::new(ModuleSlot::new(
+                    spec.clone(),
+                    guest,
+                    metrics.module(
+                        spec.id.as_str(),
+                        matches!(spec.trigger, Trigger::Schedule { .. }),
+                    ),
+                )));
             }
             Err(e) => failures.push((spec.id.to_string(), e)),
         }
     }
-    if failures.is_empty() { Ok(slots) } else { Err(NodeError::Modules(failures)) }
+    if failures.is_empty() {
+        Ok(slots)
+    } else {
+        Err(NodeError::Modules(failures))
+    }
 }
 
 /// Sends `GET <health>` to the module and requires a 2xx within [`HEALTH_TIMEOUT`].
 pub(crate) async fn check_health(slot: &ModuleSlot) -> Result<(), NodeError> {
-    let Some(path) = slot.spec.health.clone() else { return Ok(()) };
-    let fail = |reason: String| NodeError::Health { module: slot.id().to_owned(), path: path.clone(), reason };
+    let Some(path) = slot.spec.health.clone() else {
+        return Ok(());
+    };
+    let fail = |reason: String| NodeError::Health {
+        module: slot.id().to_owned(),
+        path: path.clone(),
+        reason,
+    };
     let status = tokio::time::timeout(HEALTH_TIMEOUT, slot.guest.probe(&path))
         .await
         .map_err(|_| fail(format!("no answer within {HEALTH_TIMEOUT:?}")))?
         .map_err(|e| fail(e.to_string()))?;
-    if (200..300).contains(&status) { Ok(()) } else { Err(fail(format!("answered {status}"))) }
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(fail(format!("answered {status}")))
+    }
 }

@@ -27,7 +27,9 @@ impl ModuleSlot {
         let admission = match spec.trigger {
             // A job runs once at a time: an overdue run is skipped, never doubled up.
             Trigger::Schedule { .. } => Admission::new(1, 0, limits.queue_timeout),
-            Trigger::Http { .. } => Admission::new(limits.concurrency, limits.queue, limits.queue_timeout),
+            Trigger::Http { .. } => {
+                Admission::new(limits.concurrency, limits.queue, limits.queue_timeout)
+            }
         };
         ModuleSlot {
             spec,

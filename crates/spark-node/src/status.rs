@@ -62,7 +62,11 @@ fn module(slot: &ModuleSlot) -> ModuleStatus {
     let spec = &slot.spec;
     let prepared = slot.guest.prepared();
     let trigger = match &spec.trigger {
-        Trigger::Http { routes } => routes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+        Trigger::Http { routes } => routes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
         Trigger::Schedule { every } => format!("every {}s", every.as_secs()),
     };
     let report = &prepared.report;

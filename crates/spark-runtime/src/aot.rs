@@ -38,7 +38,9 @@ pub struct ArtifactCache {
 
 impl std::fmt::Debug for ArtifactCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArtifactCache").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("ArtifactCache")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -66,7 +68,8 @@ impl ArtifactCache {
 
     /// Where the artifact for a component with this content digest lives.
     pub fn path_for(&self, wasm_digest: &str) -> PathBuf {
-        self.dir.join(format!("{wasm_digest}-{}.cwasm", self.engine_tag))
+        self.dir
+            .join(format!("{wasm_digest}-{}.cwasm", self.engine_tag))
     }
 
     /// The artifact bytes for `wasm_digest`, if present and written by this node.
@@ -182,7 +185,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         cache(dir.path()).put("abc", b"native code").unwrap();
         // A second open (a restarted node) reads the key back and accepts the artifact.
-        assert_eq!(cache(dir.path()).get("abc").as_deref(), Some(&b"native code"[..]));
+        assert_eq!(
+            cache(dir.path()).get("abc").as_deref(),
+            Some(&b"native code"[..])
+        );
         assert_eq!(cache(dir.path()).get("missing"), None);
     }
 
@@ -213,7 +219,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         cache(dir.path());
-        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

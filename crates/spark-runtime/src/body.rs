@@ -33,7 +33,11 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
-    pub(crate) fn new(inner: HyperOutgoingBody, limit: u64, stats: Arc<ModuleStats>) -> ResponseBody {
+    pub(crate) fn new(
+        inner: HyperOutgoingBody,
+        limit: u64,
+        stats: Arc<ModuleStats>,
+    ) -> ResponseBody {
         ResponseBody {
             inner,
             limit,
@@ -58,7 +62,10 @@ impl Body for ResponseBody {
                     this.sent += data.len() as u64;
                     if this.sent > this.limit {
                         this.stats.body_limit_hit();
-                        tracing::warn!(limit = this.limit, "response body over the limit; aborting the response");
+                        tracing::warn!(
+                            limit = this.limit,
+                            "response body over the limit; aborting the response"
+                        );
                         return Poll::Ready(Some(Err(BodyError::TooLarge(this.limit))));
                     }
                 }

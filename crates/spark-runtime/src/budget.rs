@@ -39,7 +39,11 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub(crate) fn new(timeout: Duration, cpu_limit: Duration, pacer: Option<Arc<dyn Pacer>>) -> Budget {
+    pub(crate) fn new(
+        timeout: Duration,
+        cpu_limit: Duration,
+        pacer: Option<Arc<dyn Pacer>>,
+    ) -> Budget {
         Budget {
             deadline: Instant::now() + timeout,
             timeout,
@@ -107,7 +111,11 @@ pin_project_lite::pin_project! {
 
 impl<F> Metered<F> {
     pub(crate) fn new(inner: F, budget: Arc<Budget>, stats: Arc<ModuleStats>) -> Metered<F> {
-        Metered { inner, budget, stats }
+        Metered {
+            inner,
+            budget,
+            stats,
+        }
     }
 }
 
@@ -147,9 +155,18 @@ mod tests {
 
     #[tokio::test]
     async fn metering_charges_poll_time() {
-        let budget = Arc::new(Budget::new(Duration::from_secs(60), Duration::from_secs(60), None));
+        let budget = Arc::new(Budget::new(
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            None,
+        ));
         let stats = Arc::new(ModuleStats::default());
-        Metered::new(async { std::thread::sleep(Duration::from_millis(20)) }, budget.clone(), stats.clone()).await;
+        Metered::new(
+            async { std::thread::sleep(Duration::from_millis(20)) },
+            budget.clone(),
+            stats.clone(),
+        )
+        .await;
         assert!(budget.cpu_used() >= Duration::from_millis(20));
         assert!(stats.cpu_time() >= Duration::from_millis(20));
     }

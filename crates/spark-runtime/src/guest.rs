@@ -140,7 +140,10 @@ impl GuestModule {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let Entry::Http(pre) = &self.inner.prepared.entry else {
-            return Err(InvokeError::BadRequest(format!("module '{}' is not an HTTP component", self.id())));
+            return Err(InvokeError::BadRequest(format!(
+                "module '{}' is not an HTTP component",
+                self.id()
+            )));
         };
         let budget = self.budget();
         let mut store = self.new_store(budget.clone());
@@ -216,7 +219,10 @@ impl GuestModule {
                 let stats = self.inner.stats.clone();
                 let run = async move {
                     let t0 = Instant::now();
-                    let command = pre.instantiate_async(&mut store).await.map_err(|e| classify(e, &store))?;
+                    let command = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| classify(e, &store))?;
                     stats.instantiated(t0.elapsed());
                     match command.wasi_cli_run().call_run(&mut store).await {
                         Ok(Ok(())) => Ok(()),
@@ -230,7 +236,9 @@ impl GuestModule {
                 };
                 tokio::spawn(self.supervise(run, budget.clone()))
                     .await
-                    .unwrap_or_else(|join| Err(InvokeError::Trap(format!("job task failed: {join}"))))
+                    .unwrap_or_else(|join| {
+                        Err(InvokeError::Trap(format!("job task failed: {join}")))
+                    })
             }
             Entry::Http(_) => self.run_http_job().await,
         };
@@ -242,7 +250,11 @@ impl GuestModule {
 
     async fn run_http_job(&self) -> Result<(), InvokeError> {
         let status = self.probe("/").await?;
-        if (200..300).contains(&status) { Ok(()) } else { Err(InvokeError::JobFailed) }
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(InvokeError::JobFailed)
+        }
     }
 
     /// Sends `GET path` (with an `x-spark-probe` header), reads the whole body and returns the
@@ -252,7 +264,10 @@ impl GuestModule {
         let request = http::Request::get(format!("http://localhost{path}"))
             .header(http::header::HOST, "localhost")
             .header("x-spark-probe", self.id())
-            .body(http_body_util::Empty::<Bytes>::new().map_err(|never| -> wasmtime_wasi_http::Error { match never {} }))
+            .body(
+                http_body_util::Empty::<Bytes>::new()
+                    .map_err(|never| -> wasmtime_wasi_http::Error { match never {} }),
+            )
             .map_err(|e| InvokeError::BadRequest(e.to_string()))?;
         let response = self.handle(request).await?;
         let status = response.status().as_u16();
@@ -288,7 +303,9 @@ impl GuestModule {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     budget.record(InvokeError::Timeout(budget.timeout));
-                    Err(budget.verdict().unwrap_or(InvokeError::Timeout(budget.timeout)))
+                    Err(budget
+                        .verdict()
+                        .unwrap_or(InvokeError::Timeout(budget.timeout)))
                 }
             };
             if let Err(e) = &outcome {
@@ -354,12 +371,13 @@ fn classify(error: wasmtime::Error, store: &Store<Host>) -> InvokeError {
             limit: host.memory.limit() as u64,
         };
     }
-    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-        if *trap == wasmtime::Trap::StackOverflow {
-            return InvokeError::StackOverflow;
-        }
+    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::StackOverflow) {
+        return InvokeError::StackOverflow;
     }
-    if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+    if error
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
         return InvokeError::Capacity(format!("{error:#}"));
     }
     InvokeError::Trap(format!("{error:#}"))

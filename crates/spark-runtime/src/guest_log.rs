@@ -90,8 +90,12 @@ impl LineWriter {
         self.logged += line.len() + 1;
         let text = String::from_utf8_lossy(&line);
         match self.log.stream {
-            Stream::Stdout => tracing::info!(target: "guest", module = %self.log.module, stream = self.log.stream.name(), "{text}"),
-            Stream::Stderr => tracing::warn!(target: "guest", module = %self.log.module, stream = self.log.stream.name(), "{text}"),
+            Stream::Stdout => {
+                tracing::info!(target: "guest", module = %self.log.module, stream = self.log.stream.name(), "{text}")
+            }
+            Stream::Stderr => {
+                tracing::warn!(target: "guest", module = %self.log.module, stream = self.log.stream.name(), "{text}")
+            }
         }
     }
 }
@@ -108,7 +112,11 @@ impl Drop for LineWriter {
 }
 
 impl AsyncWrite for LineWriter {
-    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.accept(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -106,7 +106,13 @@ impl Runtime {
         let path = path.to_path_buf();
         let fallback = path.clone();
         tokio::task::spawn_blocking(move || {
-            loader::prepare_file(&inner.engine, &inner.linker, inner.cache.as_ref(), &path, expect)
+            loader::prepare_file(
+                &inner.engine,
+                &inner.linker,
+                inner.cache.as_ref(),
+                &path,
+                expect,
+            )
         })
         .await
         .unwrap_or_else(|join| {
@@ -128,7 +134,14 @@ impl Runtime {
         let name = name.to_path_buf();
         let fallback = name.clone();
         tokio::task::spawn_blocking(move || {
-            loader::prepare_bytes(&inner.engine, &inner.linker, inner.cache.as_ref(), &name, &bytes, expect)
+            loader::prepare_bytes(
+                &inner.engine,
+                &inner.linker,
+                inner.cache.as_ref(),
+                &name,
+                &bytes,
+                expect,
+            )
         })
         .await
         .unwrap_or_else(|join| {
@@ -148,7 +161,14 @@ impl Runtime {
         settings: GuestSettings,
         pacer: Option<Arc<dyn Pacer>>,
     ) -> GuestModule {
-        GuestModule::new(id, self.inner.engine.clone(), prepared, limits, settings, pacer)
+        GuestModule::new(
+            id,
+            self.inner.engine.clone(),
+            prepared,
+            limits,
+            settings,
+            pacer,
+        )
     }
 }
 

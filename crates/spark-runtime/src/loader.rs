@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::Engine;
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -149,7 +149,10 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
         [_, _, 1, 0] => Ok(()),
         _ => Err(LoadError::Invalid {
             path: path.to_path_buf(),
-            reason: format!("unknown WebAssembly version/layer bytes {:02x?}", &bytes[4..8]),
+            reason: format!(
+                "unknown WebAssembly version/layer bytes {:02x?}",
+                &bytes[4..8]
+            ),
         }),
     }
 }
@@ -161,18 +164,18 @@ fn compile_or_load(
     bytes: &[u8],
     digest: &str,
 ) -> Result<(Component, CodeSource), LoadError> {
-    if let Some(cache) = cache {
-        if let Some(artifact) = cache.get(digest) {
-            // SAFETY: `ArtifactCache::get` returns only bytes whose HMAC verified under this
-            // node's private key, i.e. bytes this node produced with `Component::serialize` for
-            // an engine with the same compatibility hash (part of the artifact's name).
-            // Wasmtime additionally checks the artifact header against this engine.
-            match unsafe { Component::deserialize(engine, &artifact) } {
-                Ok(component) => return Ok((component, CodeSource::AotCache)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "AOT artifact rejected by the engine; recompiling");
-                    cache.remove(digest);
-                }
+    if let Some(cache) = cache
+        && let Some(artifact) = cache.get(digest)
+    {
+        // SAFETY: `ArtifactCache::get` returns only bytes whose HMAC verified under this
+        // node's private key, i.e. bytes this node produced with `Component::serialize` for
+        // an engine with the same compatibility hash (part of the artifact's name).
+        // Wasmtime additionally checks the artifact header against this engine.
+        match unsafe { Component::deserialize(engine, &artifact) } {
+            Ok(component) => return Ok((component, CodeSource::AotCache)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "AOT artifact rejected by the engine; recompiling");
+                cache.remove(digest);
             }
         }
     }
@@ -187,7 +190,9 @@ fn compile_or_load(
                     tracing::warn!(path = %path.display(), error = %e, "cannot write AOT artifact; the next start compiles again");
                 }
             }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot serialize compiled component"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot serialize compiled component")
+            }
         }
     }
     Ok((component, CodeSource::Compiled))
@@ -203,10 +208,10 @@ fn classify(
     if let Ok(proxy) = ProxyPre::new(pre.clone()) {
         return Ok(Entry::Http(proxy));
     }
-    if expect == Expect::Job {
-        if let Ok(command) = CommandPre::new(pre) {
-            return Ok(Entry::Command(command));
-        }
+    if expect == Expect::Job
+        && let Ok(command) = CommandPre::new(pre)
+    {
+        return Ok(Entry::Command(command));
     }
     let exports: Vec<String> = component
         .component_type()
@@ -214,8 +219,12 @@ fn classify(
         .map(|(name, _)| name.to_owned())
         .collect();
     let wanted = match expect {
-        Expect::Http => "an HTTP module must export wasi:http/incoming-handler@0.2.x (the wasi:http/proxy world)",
-        Expect::Job => "a job must export wasi:cli/run@0.2.x (a command) or wasi:http/incoming-handler@0.2.x",
+        Expect::Http => {
+            "an HTTP module must export wasi:http/incoming-handler@0.2.x (the wasi:http/proxy world)"
+        }
+        Expect::Job => {
+            "a job must export wasi:cli/run@0.2.x (a command) or wasi:http/incoming-handler@0.2.x"
+        }
     };
     Err(LoadError::WrongWorld {
         path: path.to_path_buf(),

@@ -62,7 +62,8 @@ impl ModuleStats {
 
     pub(crate) fn instantiated(&self, took: Duration) {
         self.instantiations.fetch_add(1, Ordering::Relaxed);
-        self.instantiate_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+        self.instantiate_nanos
+            .fetch_add(nanos(took), Ordering::Relaxed);
     }
 
     pub(crate) fn started(&self) {
@@ -74,7 +75,9 @@ impl ModuleStats {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let Err(error) = outcome else { return };
         let counter = match error {
-            InvokeError::Trap(_) | InvokeError::NoResponse | InvokeError::GuestError(_) => &self.traps,
+            InvokeError::Trap(_) | InvokeError::NoResponse | InvokeError::GuestError(_) => {
+                &self.traps
+            }
             InvokeError::Timeout(_) => &self.timeouts,
             InvokeError::CpuLimit(_) => &self.cpu_limits,
             InvokeError::MemoryLimit { .. } => &self.memory_limits,
@@ -89,7 +92,8 @@ impl ModuleStats {
         if !allowed {
             self.outbound_denied.fetch_add(1, Ordering::Relaxed);
         }
-        self.outbound_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+        self.outbound_nanos
+            .fetch_add(nanos(took), Ordering::Relaxed);
     }
 
     pub(crate) fn body_limit_hit(&self) {

@@ -29,7 +29,12 @@ pub async fn request(method: &str, url: &str, body: &[u8]) -> Result<Reply, Stri
 }
 
 /// As [`request`], with extra request headers.
-pub async fn request_with(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Reply, String> {
+pub async fn request_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Reply, String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut builder = http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
@@ -39,10 +44,21 @@ pub async fn request_with(method: &str, url: &str, headers: &[(&str, &str)], bod
         .body(Full::new(Bytes::copy_from_slice(body)))
         .map_err(|e| e.to_string())?;
     let send = async {
-        let response = client.request(request).await.map_err(|e| format!("{e:?}"))?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| format!("body: {e:?}"))?.to_bytes();
-        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e:?}"))?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
     };
     tokio::time::timeout(Duration::from_secs(60), send)
         .await

@@ -6,7 +6,10 @@ use std::sync::OnceLock;
 
 /// The repository root (two levels above this crate).
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 /// The directory holding the built guest components.
@@ -37,7 +40,10 @@ pub fn guests_dir() -> &'static Path {
 pub fn guest(name: &str) -> PathBuf {
     let file = name.replace('-', "_");
     let dir = guests_dir();
-    for candidate in [dir.join(format!("{name}.wasm")), dir.join(format!("{file}.wasm"))] {
+    for candidate in [
+        dir.join(format!("{name}.wasm")),
+        dir.join(format!("{file}.wasm")),
+    ] {
         if candidate.exists() {
             return candidate;
         }

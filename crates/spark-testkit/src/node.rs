@@ -21,7 +21,11 @@ impl TestNode {
     }
 
     /// As [`TestNode::start`], reusing a directory (and so the AOT cache) from an earlier node.
-    pub async fn start_in(manifest: &str, dir: tempfile::TempDir, pooling: PoolingMode) -> Result<TestNode, NodeError> {
+    pub async fn start_in(
+        manifest: &str,
+        dir: tempfile::TempDir,
+        pooling: PoolingMode,
+    ) -> Result<TestNode, NodeError> {
         init_logging();
         let manifest = Self::manifest(manifest, &dir);
         let options = NodeOptions {
@@ -89,5 +93,8 @@ pub fn expand(text: &str) -> String {
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }

@@ -5,6 +5,7 @@
 //!   values in it; plus `route` and `path_info` from the host's routing headers, if any. A body that is not JSON gets a 400 from the guest itself.
 //! Paths are matched on their last segment, so the guest works under any route prefix.
 //! - `GET .../env`: the environment variables the guest sees, as a JSON object.
+//! - `GET .../config`: the `wasi:config/store` values the guest sees, as a JSON object.
 //! - `GET .../fetch?url=...`: makes an outbound request through `wasi:http/outgoing-handler` and
 //!   answers with its status and body, or 502 and the error code the host returned (for
 //!   instance `HttpRequestDenied` when the host is not allowed).
@@ -14,6 +15,9 @@ use guest_util::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam}
 use serde_json::{Value, json};
 
 mod fetch;
+
+wit_bindgen::generate!({ world: "echo", path: "wit", generate_all });
+use wasi::config;
 
 struct Echo;
 
@@ -27,6 +31,14 @@ impl Guest for Echo {
                 reply_json(out, 200, &Value::Object(env));
             }
             (Method::Get, "fetch") => fetch::fetch(&request, out),
+            (Method::Get, "config") => match config::store::get_all() {
+                Ok(pairs) => {
+                    let map: serde_json::Map<String, Value> =
+                        pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+                    reply_json(out, 200, &Value::Object(map));
+                }
+                Err(e) => reply_json(out, 500, &json!({ "error": format!("{e:?}") })),
+            },
             _ => transform(&request, out),
         }
     }

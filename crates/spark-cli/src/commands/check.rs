@@ -49,9 +49,17 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
         }
     }
     if failures.is_empty() {
-        println!("{}: {} module(s) valid", args.manifest.display(), manifest.modules.len());
+        println!(
+            "{}: {} module(s) valid",
+            args.manifest.display(),
+            manifest.modules.len()
+        );
         Ok(())
     } else {
-        anyhow::bail!("{} module(s) failed: {}", failures.len(), failures.join(", "))
+        anyhow::bail!(
+            "{} module(s) failed: {}",
+            failures.len(),
+            failures.join(", ")
+        )
     }
 }

@@ -1,7 +1,9 @@
 //! One file per subcommand.
 
+mod bench;
 mod check;
 mod serve;
+mod sim;
 mod status;
 mod up;
 
@@ -19,6 +21,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Show a running node's modules, limits and counters.
     Status(status::StatusArgs),
+    /// Run a benchmark scenario (baseline and Spark in the same run).
+    Bench(bench::BenchArgs),
+    /// Replay an invocation trace through the keep-alive policies in simulated time (B4).
+    Sim(sim::SimArgs),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -27,19 +33,22 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Check(args) => check::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Sim(args) => sim::run(args),
     }
 }
 
 /// The data directory: the flag, else the manifest's `node.data_dir`, else `.spark` next to
 /// the manifest.
 pub(crate) fn data_dir(flag: Option<PathBuf>, manifest: &spark_manifest::Manifest) -> PathBuf {
-    flag.or_else(|| manifest.node.data_dir.clone()).unwrap_or_else(|| {
-        manifest
-            .source
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(".spark")
-    })
+    flag.or_else(|| manifest.node.data_dir.clone())
+        .unwrap_or_else(|| {
+            manifest
+                .source
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(".spark")
+        })
 }
 
 /// Waits for SIGINT or SIGTERM.

@@ -69,12 +69,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let options = NodeOptions {
         data_dir: args.data_dir.unwrap_or_else(default_data_dir),
-        pooling: if args.no_pooling { PoolingMode::Off } else { PoolingMode::Auto },
+        pooling: if args.no_pooling {
+            PoolingMode::Off
+        } else {
+            PoolingMode::Auto
+        },
         aot_cache: !args.no_aot_cache,
         manifest,
     };
-    let node = RunningNode::start(options).await.context("starting the node")?;
-    println!("Serving {} on http://{}/ (admin http://{})", args.component.display(), node.http_addr, node.admin_addr);
+    let node = RunningNode::start(options)
+        .await
+        .context("starting the node")?;
+    println!(
+        "Serving {} on http://{}/ (admin http://{})",
+        args.component.display(),
+        node.http_addr,
+        node.admin_addr
+    );
     super::serve_until_signal(node).await
 }
 

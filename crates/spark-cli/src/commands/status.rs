@@ -32,10 +32,22 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
 pub(crate) async fn get(url: &str) -> anyhow::Result<bytes::Bytes> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
     let uri: http::Uri = url.parse().context("building the admin URL")?;
-    let response = client.get(uri).await.with_context(|| format!("cannot reach the node at {url}"))?;
+    let response = client
+        .get(uri)
+        .await
+        .with_context(|| format!("cannot reach the node at {url}"))?;
     let status = response.status();
-    let body = response.into_body().collect().await.context("reading the answer")?.to_bytes();
-    anyhow::ensure!(status.is_success(), "{url} answered {status}: {}", String::from_utf8_lossy(&body));
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .context("reading the answer")?
+        .to_bytes();
+    anyhow::ensure!(
+        status.is_success(),
+        "{url} answered {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
     Ok(body)
 }
 

@@ -37,7 +37,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = super::data_dir(args.data_dir, &manifest);
     let options = NodeOptions {
         data_dir,
-        pooling: if args.no_pooling { PoolingMode::Off } else { PoolingMode::Auto },
+        pooling: if args.no_pooling {
+            PoolingMode::Off
+        } else {
+            PoolingMode::Auto
+        },
         aot_cache: true,
         manifest: manifest.clone(),
     };
@@ -49,7 +53,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 }
 
 fn print_hints(manifest: &Manifest, node: &RunningNode) {
-    println!("Spark node serving {} module(s) on http://{}", manifest.modules.len(), node.http_addr);
+    println!(
+        "Spark node serving {} module(s) on http://{}",
+        manifest.modules.len(),
+        node.http_addr
+    );
     for module in &manifest.modules {
         match &module.trigger {
             Trigger::Http { routes } => {
@@ -57,11 +65,20 @@ fn print_hints(manifest: &Manifest, node: &RunningNode) {
                 println!("  {:<16} curl http://{}{}", module.id, node.http_addr, path);
             }
             Trigger::Schedule { every } => {
-                println!("  {:<16} job every {}s (run now: curl -X POST http://{}/v1/jobs/{}/run)", module.id, every.as_secs(), node.admin_addr, module.id);
+                println!(
+                    "  {:<16} job every {}s (run now: curl -X POST http://{}/v1/jobs/{}/run)",
+                    module.id,
+                    every.as_secs(),
+                    node.admin_addr,
+                    module.id
+                );
             }
         }
     }
-    println!("Admin: http://{0}/healthz  http://{0}/metrics  http://{0}/v1/status", node.admin_addr);
+    println!(
+        "Admin: http://{0}/healthz  http://{0}/metrics  http://{0}/v1/status",
+        node.admin_addr
+    );
     println!("Stop with Ctrl-C (in-flight requests finish).");
 }
 

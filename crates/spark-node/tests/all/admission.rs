@@ -37,10 +37,18 @@ async fn queue_full_and_queue_timeout_get_503_with_retry_after() {
 
     let timed_out = queued.await.unwrap().unwrap();
     assert_eq!(timed_out.status, 503);
-    assert!(timed_out.text().contains("no slot freed up in time"), "{}", timed_out.text());
+    assert!(
+        timed_out.text().contains("no slot freed up in time"),
+        "{}",
+        timed_out.text()
+    );
 
     assert_eq!(hog.await.unwrap().unwrap().status, 504);
-    assert_eq!(get(&node.url("/ok")).await.unwrap().status, 200, "capacity is back once the hog ends");
+    assert_eq!(
+        get(&node.url("/ok")).await.unwrap().status,
+        200,
+        "capacity is back once the hog ends"
+    );
     let slot = node.node.snapshot().module("slowpoke").cloned().unwrap();
     assert_eq!(slot.admission.rejected(), 2);
     assert_eq!(slot.admission.running(), 0);

@@ -14,7 +14,14 @@ routes = ["/..."]
 "#;
 
 fn source(node: &TestNode) -> CodeSource {
-    node.node.snapshot().module("catalogue").unwrap().guest.prepared().report.source
+    node.node
+        .snapshot()
+        .module("catalogue")
+        .unwrap()
+        .guest
+        .prepared()
+        .report
+        .source
 }
 
 fn artifacts(node_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -29,11 +36,20 @@ fn artifacts(node_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn restart_loads_from_cache_and_tampering_forces_a_recompile() {
     let first = TestNode::start(MANIFEST).await.unwrap();
     assert_eq!(source(&first), CodeSource::Compiled);
-    assert_eq!(get(&first.url("/search?q=kettle")).await.unwrap().status, 200);
+    assert_eq!(
+        get(&first.url("/search?q=kettle")).await.unwrap().status,
+        200
+    );
     let dir = first.stop().await;
 
-    let second = TestNode::start_in(MANIFEST, dir, PoolingMode::Auto).await.unwrap();
-    assert_eq!(source(&second), CodeSource::AotCache, "a restarted node must not recompile");
+    let second = TestNode::start_in(MANIFEST, dir, PoolingMode::Auto)
+        .await
+        .unwrap();
+    assert_eq!(
+        source(&second),
+        CodeSource::AotCache,
+        "a restarted node must not recompile"
+    );
     let reply = get(&second.url("/search?q=kettle")).await.unwrap();
     assert!(reply.text().contains("Kettle"), "{}", reply.text());
     let dir = second.stop().await;
@@ -45,21 +61,41 @@ async fn restart_loads_from_cache_and_tampering_forces_a_recompile() {
     bytes[middle] ^= 0xff;
     std::fs::write(&files[0], &bytes).unwrap();
 
-    let third = TestNode::start_in(MANIFEST, dir, PoolingMode::Auto).await.unwrap();
-    assert_eq!(source(&third), CodeSource::Compiled, "a tampered artifact is recompiled, not loaded");
-    assert_eq!(get(&third.url("/search?q=kettle")).await.unwrap().status, 200);
+    let third = TestNode::start_in(MANIFEST, dir, PoolingMode::Auto)
+        .await
+        .unwrap();
+    assert_eq!(
+        source(&third),
+        CodeSource::Compiled,
+        "a tampered artifact is recompiled, not loaded"
+    );
+    assert_eq!(
+        get(&third.url("/search?q=kettle")).await.unwrap().status,
+        200
+    );
     let dir = third.stop().await;
 
-    let fourth = TestNode::start_in(MANIFEST, dir, PoolingMode::Auto).await.unwrap();
-    assert_eq!(source(&fourth), CodeSource::AotCache, "the recompiled artifact replaced the bad one");
+    let fourth = TestNode::start_in(MANIFEST, dir, PoolingMode::Auto)
+        .await
+        .unwrap();
+    assert_eq!(
+        source(&fourth),
+        CodeSource::AotCache,
+        "the recompiled artifact replaced the bad one"
+    );
     fourth.stop().await;
 }
 
 #[tokio::test]
 async fn on_demand_allocation_serves_the_same() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start_in(MANIFEST, dir, PoolingMode::Off).await.unwrap();
-    assert!(matches!(node.node.runtime.allocation(), spark_runtime::Allocation::OnDemand { .. }));
+    let node = TestNode::start_in(MANIFEST, dir, PoolingMode::Off)
+        .await
+        .unwrap();
+    assert!(matches!(
+        node.node.runtime.allocation(),
+        spark_runtime::Allocation::OnDemand { .. }
+    ));
     let reply = get(&node.url("/thumb?size=16")).await.unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(&reply.body[1..4], b"PNG");

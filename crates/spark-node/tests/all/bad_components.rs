@@ -14,7 +14,10 @@ async fn refusal(component_bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.wasm");
     std::fs::write(&path, component_bytes).unwrap();
-    let error = TestNode::start(&manifest_with(&path, "routes = [\"/...\"]")).await.err().expect("startup must fail");
+    let error = TestNode::start(&manifest_with(&path, "routes = [\"/...\"]"))
+        .await
+        .err()
+        .expect("startup must fail");
     assert!(matches!(error, NodeError::Modules(_)), "{error}");
     let message = error.to_string();
     assert!(message.contains("module 'app'"), "{message}");
@@ -30,7 +33,10 @@ async fn a_file_that_is_not_wasm() {
 #[tokio::test]
 async fn a_core_module_where_a_component_is_expected() {
     let message = refusal(&wat::parse_str("(module (func (export \"run\")))").unwrap()).await;
-    assert!(message.contains("is a core WebAssembly module, not a component"), "{message}");
+    assert!(
+        message.contains("is a core WebAssembly module, not a component"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -47,15 +53,24 @@ async fn a_component_importing_what_the_node_does_not_provide() {
     )
     .unwrap();
     let message = refusal(&component).await;
-    assert!(message.contains("imports something this node does not provide"), "{message}");
+    assert!(
+        message.contains("imports something this node does not provide"),
+        "{message}"
+    );
     assert!(message.contains("acme:fancy/thing"), "{message}");
 }
 
 #[tokio::test]
 async fn a_component_of_the_wrong_world() {
     let message = refusal(&std::fs::read(guest("inventory-sync")).unwrap()).await;
-    assert!(message.contains("must export wasi:http/incoming-handler"), "{message}");
-    assert!(message.contains("wasi:cli/run"), "it lists what the component does export: {message}");
+    assert!(
+        message.contains("must export wasi:http/incoming-handler"),
+        "{message}"
+    );
+    assert!(
+        message.contains("wasi:cli/run"),
+        "it lists what the component does export: {message}"
+    );
 }
 
 #[tokio::test]
@@ -70,9 +85,19 @@ async fn every_failure_is_reported_at_once() {
         junk.display(),
         guest("hello").display()
     );
-    let message = TestNode::start(&manifest).await.err().expect("startup must fail").to_string();
-    assert!(message.starts_with("2 module(s) failed to load"), "{message}");
-    assert!(message.contains("module 'one'") && message.contains("module 'two'"), "{message}");
+    let message = TestNode::start(&manifest)
+        .await
+        .err()
+        .expect("startup must fail")
+        .to_string();
+    assert!(
+        message.starts_with("2 module(s) failed to load"),
+        "{message}"
+    );
+    assert!(
+        message.contains("module 'one'") && message.contains("module 'two'"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -81,10 +106,16 @@ async fn a_failing_health_check_refuses_startup() {
         "version = 1\n[[module]]\nid = \"app\"\ncomponent = \"{}\"\nroutes = [\"/...\"]\nhealth = \"/trap\"\n",
         guest("faults").display()
     );
-    let error = TestNode::start(&manifest).await.err().expect("startup must fail");
+    let error = TestNode::start(&manifest)
+        .await
+        .err()
+        .expect("startup must fail");
     let message = error.to_string();
     assert!(matches!(error, NodeError::Health { .. }), "{message}");
-    assert!(message.contains("module 'app' failed its health check at /trap"), "{message}");
+    assert!(
+        message.contains("module 'app' failed its health check at /trap"),
+        "{message}"
+    );
 
     let healthy = manifest.replace("/trap", "/ok");
     TestNode::start(&healthy).await.unwrap().stop().await;

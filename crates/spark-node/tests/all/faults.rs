@@ -35,12 +35,25 @@ cpu_time = "60s"
 
 async fn assert_neighbours_fine(node: &TestNode) {
     let hello = get(&node.url("/hello")).await.unwrap();
-    assert_eq!((hello.status, hello.text().as_str()), (200, "Hello from Spark!\n"));
-    assert_eq!(get(&node.url("/faults/ok")).await.unwrap().status, 200, "the faulty module itself recovers");
+    assert_eq!(
+        (hello.status, hello.text().as_str()),
+        (200, "Hello from Spark!\n")
+    );
+    assert_eq!(
+        get(&node.url("/faults/ok")).await.unwrap().status,
+        200,
+        "the faulty module itself recovers"
+    );
 }
 
 fn stats(node: &TestNode, id: &str) -> spark_runtime::StatsSnapshot {
-    node.node.snapshot().module(id).unwrap().guest.stats().snapshot()
+    node.node
+        .snapshot()
+        .module(id)
+        .unwrap()
+        .guest
+        .stats()
+        .snapshot()
 }
 
 #[tokio::test]
@@ -64,11 +77,19 @@ async fn an_endless_loop_hits_its_cpu_limit_while_others_keep_serving() {
     // While the guest spins, a critical neighbour is served promptly.
     let during = Instant::now();
     assert_eq!(get(&node.url("/hello")).await.unwrap().status, 200);
-    assert!(during.elapsed() < Duration::from_millis(400), "neighbour waited {:?}", during.elapsed());
+    assert!(
+        during.elapsed() < Duration::from_millis(400),
+        "neighbour waited {:?}",
+        during.elapsed()
+    );
     let reply = looping.await.unwrap().unwrap();
     assert_eq!(reply.status, 504);
     assert!(reply.text().contains("CPU time limit"), "{}", reply.text());
-    assert!(started.elapsed() < Duration::from_secs(5), "preempted at its limit, took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "preempted at its limit, took {:?}",
+        started.elapsed()
+    );
     assert_eq!(stats(&node, "faults").cpu_limits, 1);
     assert_neighbours_fine(&node).await;
     node.stop().await;
@@ -80,8 +101,16 @@ async fn an_endless_loop_hits_its_wall_clock_limit() {
     let started = Instant::now();
     let reply = get(&node.url("/spinner/loop")).await.unwrap();
     assert_eq!(reply.status, 504);
-    assert!(reply.text().contains("time limit of 1s"), "{}", reply.text());
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        reply.text().contains("time limit of 1s"),
+        "{}",
+        reply.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(stats(&node, "spinner").timeouts, 1);
     assert_neighbours_fine(&node).await;
     node.stop().await;
@@ -122,12 +151,19 @@ async fn a_huge_body_is_cut_at_the_limit() {
     // Declared up front: refused before any byte is sent.
     let declared = get(&node.url("/faults/huge-declared?mb=64")).await.unwrap();
     assert_eq!(declared.status, 500);
-    assert!(declared.text().contains("exceeds the module's limit"), "{}", declared.text());
+    assert!(
+        declared.text().contains("exceeds the module's limit"),
+        "{}",
+        declared.text()
+    );
     // Streamed: the response is aborted once past the limit, so the client never sees a
     // complete body.
     match get(&node.url("/faults/huge?mb=64")).await {
         Err(error) => assert!(error.contains("body"), "{error}"),
-        Ok(reply) => panic!("a truncated body must not look complete ({} bytes)", reply.body.len()),
+        Ok(reply) => panic!(
+            "a truncated body must not look complete ({} bytes)",
+            reply.body.len()
+        ),
     }
     assert_eq!(stats(&node, "faults").body_limits, 1);
     // Within the limit, streaming works.

@@ -39,7 +39,9 @@ schedule = { every = "1h" }
 "#;
 
 async fn run_now(node: &TestNode, id: &str) -> JobOutcome {
-    let reply = post(&node.admin_url(&format!("/v1/jobs/{id}/run")), b"").await.unwrap();
+    let reply = post(&node.admin_url(&format!("/v1/jobs/{id}/run")), b"")
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     serde_json::from_slice(&reply.body).unwrap()
 }
@@ -48,15 +50,30 @@ async fn run_now(node: &TestNode, id: &str) -> JobOutcome {
 async fn a_job_runs_every_period() {
     let node = TestNode::start(MANIFEST).await.unwrap();
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let runs = node.node.snapshot().module("sync").unwrap().guest.stats().snapshot().invocations;
-    assert!((2..=4).contains(&runs), "expected about 3 runs in 3.5 s with every = 1s, got {runs}");
+    let runs = node
+        .node
+        .snapshot()
+        .module("sync")
+        .unwrap()
+        .guest
+        .stats()
+        .snapshot()
+        .invocations;
+    assert!(
+        (2..=4).contains(&runs),
+        "expected about 3 runs in 3.5 s with every = 1s, got {runs}"
+    );
     node.stop().await;
 }
 
 #[tokio::test]
 async fn outcomes_are_reported() {
     let node = TestNode::start(MANIFEST).await.unwrap();
-    assert_eq!(run_now(&node, "http-job").await.outcome, "ok", "an HTTP component runs as a job with GET /");
+    assert_eq!(
+        run_now(&node, "http-job").await.outcome,
+        "ok",
+        "an HTTP component runs as a job with GET /"
+    );
     let failed = run_now(&node, "broken-sync").await;
     assert_eq!(failed.outcome, "failed");
     assert!(failed.error.unwrap().contains("failure status"));
@@ -67,9 +84,14 @@ async fn outcomes_are_reported() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(run_now(&node, "slow-sync").await.outcome, "skipped");
     let slow: JobOutcome = serde_json::from_slice(&slow.await.unwrap().unwrap().body).unwrap();
-    assert_eq!(slow.outcome, "timeout", "the 3 s limit stops a run that would take far longer");
+    assert_eq!(
+        slow.outcome, "timeout",
+        "the 3 s limit stops a run that would take far longer"
+    );
 
-    let unknown = post(&node.admin_url("/v1/jobs/nope/run"), b"").await.unwrap();
+    let unknown = post(&node.admin_url("/v1/jobs/nope/run"), b"")
+        .await
+        .unwrap();
     assert_eq!(unknown.status, 404);
     node.stop().await;
 }

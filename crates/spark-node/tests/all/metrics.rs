@@ -43,11 +43,15 @@ async fn metrics_and_status_reflect_traffic() {
         "spark_unrouted_requests_total 1",
         r#"spark_module_info{module="hello",priority="critical",world="wasi:http/proxy""#,
     ] {
-        assert!(metrics.contains(expected), "missing {expected:?} in:\n{metrics}");
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in:\n{metrics}"
+        );
     }
     assert!(metrics.contains(r#"spark_guest_cpu_seconds_total{module="hello"}"#));
 
-    let status: NodeStatus = serde_json::from_slice(&get(&node.admin_url("/v1/status")).await.unwrap().body).unwrap();
+    let status: NodeStatus =
+        serde_json::from_slice(&get(&node.admin_url("/v1/status")).await.unwrap().body).unwrap();
     let hello = status.modules.iter().find(|m| m.id == "hello").unwrap();
     assert_eq!(hello.priority, "critical");
     assert_eq!(hello.stats.invocations, 3);

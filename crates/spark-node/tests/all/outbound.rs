@@ -35,17 +35,42 @@ routes = ["/default/..."]
     let node = TestNode::start(&manifest).await.unwrap();
     let target = format!("http://{upstream}/data");
 
-    let ok = get(&node.url(&format!("/allowed/fetch?url={target}"))).await.unwrap();
-    assert_eq!((ok.status, ok.text().as_str()), (200, "upstream 200: upstream says hi"));
+    let ok = get(&node.url(&format!("/allowed/fetch?url={target}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        (ok.status, ok.text().as_str()),
+        (200, "upstream 200: upstream says hi")
+    );
 
     for module in ["other-port", "default"] {
-        let denied = get(&node.url(&format!("/{module}/fetch?url={target}"))).await.unwrap();
+        let denied = get(&node.url(&format!("/{module}/fetch?url={target}")))
+            .await
+            .unwrap();
         assert_eq!(denied.status, 502, "{module}: {}", denied.text());
-        assert!(denied.text().contains("HttpRequestDenied"), "{module}: {}", denied.text());
-        let stats = node.node.snapshot().module(module).unwrap().guest.stats().snapshot();
+        assert!(
+            denied.text().contains("HttpRequestDenied"),
+            "{module}: {}",
+            denied.text()
+        );
+        let stats = node
+            .node
+            .snapshot()
+            .module(module)
+            .unwrap()
+            .guest
+            .stats()
+            .snapshot();
         assert_eq!((stats.outbound_requests, stats.outbound_denied), (1, 1));
     }
-    let stats = node.node.snapshot().module("allowed").unwrap().guest.stats().snapshot();
+    let stats = node
+        .node
+        .snapshot()
+        .module("allowed")
+        .unwrap()
+        .guest
+        .stats()
+        .snapshot();
     assert_eq!((stats.outbound_requests, stats.outbound_denied), (1, 0));
     node.stop().await;
 }

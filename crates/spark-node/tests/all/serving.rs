@@ -18,6 +18,8 @@ priority = "critical"
 [module.env]
 GREETING = "hej"
 STORE = "store-42"
+[module.config]
+checkout_mode = "express"
 "#;
 
 #[tokio::test]
@@ -29,7 +31,12 @@ async fn serves_routes_env_and_json() {
     assert_eq!(hello.text(), "Hello from Spark!\n");
     assert_eq!(get(&node.url("/hello/")).await.unwrap().status, 200);
 
-    let echoed = post(&node.url("/api/orders?x=1"), br#"{"item":"beans","tags":["a","b"]}"#).await.unwrap();
+    let echoed = post(
+        &node.url("/api/orders?x=1"),
+        br#"{"item":"beans","tags":["a","b"]}"#,
+    )
+    .await
+    .unwrap();
     assert_eq!(echoed.status, 200);
     let body = echoed.text();
     assert!(body.contains(r#""item":"BEANS""#), "{body}");
@@ -43,8 +50,20 @@ async fn serves_routes_env_and_json() {
 
     let env = get(&node.url("/api/env")).await.unwrap();
     assert!(env.text().contains(r#""GREETING":"hej""#), "{}", env.text());
-    assert!(env.text().contains(r#""STORE":"store-42""#), "{}", env.text());
-    assert!(!env.text().contains("PATH"), "the host environment is not leaked: {}", env.text());
+    assert!(
+        env.text().contains(r#""STORE":"store-42""#),
+        "{}",
+        env.text()
+    );
+    assert!(
+        !env.text().contains("PATH"),
+        "the host environment is not leaked: {}",
+        env.text()
+    );
+
+    let config = get(&node.url("/api/config")).await.unwrap();
+    assert_eq!(config.status, 200, "{}", config.text());
+    assert_eq!(config.text(), "{\"checkout_mode\":\"express\"}\n");
 
     let missing = get(&node.url("/nope")).await.unwrap();
     assert_eq!(missing.status, 404);
@@ -54,8 +73,13 @@ async fn serves_routes_env_and_json() {
 #[tokio::test]
 async fn guests_see_the_matched_route_and_path_info_not_forged_ones() {
     let node = TestNode::start(MANIFEST).await.unwrap();
-    let forged = [("spark-path-info", "/evil"), ("spark-matched-route", "/admin/...")];
-    let reply = request_with("POST", &node.url("/api/a/b"), &forged, b"{}").await.unwrap();
+    let forged = [
+        ("spark-path-info", "/evil"),
+        ("spark-matched-route", "/admin/..."),
+    ];
+    let reply = request_with("POST", &node.url("/api/a/b"), &forged, b"{}")
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200);
     let body = reply.text();
     assert!(body.contains(r#""path_info":"/a/b""#), "{body}");

@@ -14,11 +14,15 @@ pub async fn start(body: &'static str, delay: Duration) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |_req| async move {
                     tokio::time::sleep(delay).await;
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes()))))
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                        body.as_bytes(),
+                    ))))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)

@@ -1,0 +1,34 @@
+# Spark: the two commands that matter are `make demo` and `make test`.
+#
+#   make demo    build the guests and Spark (release), start a demo node, print what to curl
+#   make test    build the guests, run every test in the workspace
+#   make lint    rustfmt --check and clippy -D warnings
+#   make bench   the benchmark scenarios (release build), see BENCHMARKS in README.md
+
+CARGO ?= cargo
+GUESTS_TARGET ?= $(CURDIR)/guests/target
+GUESTS_DIR := $(GUESTS_TARGET)/wasm32-wasip2/release
+
+.PHONY: demo test lint guests wasm-target bench
+
+wasm-target:
+	@command -v rustup >/dev/null 2>&1 && rustup target list --installed | grep -q '^wasm32-wasip2$$' \
+		|| rustup target add wasm32-wasip2
+
+guests: wasm-target
+	cd guests && $(CARGO) build --release --target wasm32-wasip2 --target-dir $(GUESTS_TARGET)
+
+demo: guests
+	$(CARGO) run --release -p spark-cli -- up examples/demo/spark.toml
+
+test: guests
+	SPARK_GUESTS_DIR=$(GUESTS_DIR) $(CARGO) test --workspace --all-targets
+	SPARK_GUESTS_DIR=$(GUESTS_DIR) $(CARGO) test --workspace --doc
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: guests
+	$(CARGO) run --release -p spark-cli -- bench serve --quick
+	$(CARGO) run --release -p spark-cli -- bench coldstart --quick

@@ -1,0 +1,69 @@
+//! Benchmark scenarios behind `spark bench`: each runs its baseline and Spark in the same run
+//! and prints the ratio, because absolute times on a shared machine move from run to run while
+//! ratios measured side by side hold. Each writes its full result as JSON under
+//! `target/spark-bench/` and ends its output with one `<scenario>: key=value ...` line
+//! (see ../shared/BENCHMARKS.md).
+
+pub mod coldstart;
+pub mod loadgen;
+pub mod serve;
+
+use std::path::{Path, PathBuf};
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot start {0}")]
+    Spawn(String),
+    #[error("server at {0} never became ready")]
+    NotReady(String),
+    #[error("runtime: {0}")]
+    Runtime(String),
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// A port free right now on 127.0.0.1.
+pub fn free_port() -> Result<u16, BenchError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Writes `value` as pretty JSON to `dir/name`.
+pub fn write_json(
+    dir: &Path,
+    name: &str,
+    value: &impl serde::Serialize,
+) -> Result<PathBuf, BenchError> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(name);
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// The built guest `name`: from `SPARK_GUESTS_DIR`, else `guests/target/wasm32-wasip2/release`
+/// under the current directory.
+pub fn guest(name: &str) -> Result<PathBuf, BenchError> {
+    let dir = std::env::var_os("SPARK_GUESTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("guests/target/wasm32-wasip2/release"));
+    let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    let alt = dir.join(format!("{name}.wasm"));
+    [path, alt].into_iter().find(|p| p.exists()).ok_or_else(|| {
+        BenchError::Missing(format!(
+            "guest {name}.wasm not found in {} (run `make guests`)",
+            dir.display()
+        ))
+    })
+}
+
+/// `target/spark-bench` (or under `CARGO_TARGET_DIR`).
+pub fn default_out_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("spark-bench")
+}

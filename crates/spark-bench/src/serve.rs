@@ -1,0 +1,205 @@
+//! B1: warm HTTP serving, Spark against `wasmtime serve`, same component, same run.
+//!
+//! Both servers run as separate processes on 127.0.0.1 and get the same load from the same
+//! generator at each concurrency, alternating which goes first, so drift on a shared machine
+//! hits both alike. Fresh instance per request on both sides (the default of each).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::loadgen::{self, Load, LoadResult};
+use crate::{BenchError, free_port, write_json};
+
+/// Settings of `spark bench serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The `wasi:http` component both servers serve.
+    pub component: PathBuf,
+    /// The `wasmtime` CLI to compare with (`None`: Spark alone).
+    pub peer: Option<PathBuf>,
+    /// The `spark` executable to run as the server.
+    pub spark: PathBuf,
+    pub quick: bool,
+    pub out_dir: PathBuf,
+}
+
+/// Both servers at one concurrency.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServePoint {
+    pub concurrency: usize,
+    pub spark: LoadResult,
+    pub peer: Option<LoadResult>,
+    pub rps_ratio: Option<f64>,
+    pub p50_ratio: Option<f64>,
+    pub p99_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServeReport {
+    pub component: String,
+    pub peer: Option<String>,
+    pub mode: &'static str,
+    pub points: Vec<ServePoint>,
+}
+
+const CONCURRENCY: [usize; 3] = [1, 16, 64];
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(mut command: Command, addr: SocketAddr, what: &str) -> Result<Server, BenchError> {
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env("RUST_LOG", "error")
+        .spawn()
+        .map_err(|e| BenchError::Spawn(format!("{what}: {e}")))?;
+    Ok(Server { child, addr })
+}
+
+fn spark_server(options: &ServeOptions, data_dir: &Path) -> Result<Server, BenchError> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let mut command = Command::new(&options.spark);
+    command
+        .arg("serve")
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--concurrency")
+        .arg("1024")
+        .arg(&options.component);
+    start(command, addr, "spark serve")
+}
+
+fn peer_server(peer: &Path, component: &Path) -> Result<Server, BenchError> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let mut command = Command::new(peer);
+    command
+        .arg("serve")
+        .arg("-Scli")
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg(component);
+    start(command, addr, "wasmtime serve")
+}
+
+/// Runs B1 and writes `serve.json`.
+pub async fn run(options: &ServeOptions) -> Result<ServeReport, BenchError> {
+    let data_dir = tempfile::tempdir().map_err(BenchError::Io)?;
+    let spark = spark_server(options, data_dir.path())?;
+    let peer = options
+        .peer
+        .as_deref()
+        .map(|p| peer_server(p, &options.component))
+        .transpose()?;
+    for server in std::iter::once(&spark).chain(peer.as_ref()) {
+        if !loadgen::wait_ready(server.addr, "/", Duration::from_secs(120)).await {
+            return Err(BenchError::NotReady(server.addr.to_string()));
+        }
+    }
+    let (warmup, duration) = if options.quick {
+        (Duration::from_millis(500), Duration::from_secs(2))
+    } else {
+        (Duration::from_secs(2), Duration::from_secs(10))
+    };
+    let mut points = Vec::new();
+    for (i, &concurrency) in CONCURRENCY.iter().enumerate() {
+        let load = |addr| Load {
+            target: addr,
+            path: "/".into(),
+            connections: concurrency,
+            warmup,
+            duration,
+        };
+        let spark_first = i % 2 == 0;
+        let mut spark_result = None;
+        let mut peer_result = None;
+        for turn in 0..2 {
+            let run_spark = (turn == 0) == spark_first;
+            if run_spark {
+                spark_result = Some(loadgen::run(&load(spark.addr)).await);
+            } else if let Some(peer) = &peer {
+                peer_result = Some(loadgen::run(&load(peer.addr)).await);
+            }
+        }
+        let spark_result = spark_result.expect("spark always runs");
+        let ratio =
+            |f: fn(&LoadResult) -> f64| peer_result.as_ref().map(|p| f(&spark_result) / f(p));
+        points.push(ServePoint {
+            concurrency,
+            rps_ratio: ratio(|r| r.rps),
+            p50_ratio: ratio(|r| r.p50_ms),
+            p99_ratio: ratio(|r| r.p99_ms),
+            spark: spark_result,
+            peer: peer_result,
+        });
+    }
+    let report = ServeReport {
+        component: options.component.display().to_string(),
+        peer: options.peer.as_ref().map(|p| p.display().to_string()),
+        mode: "fresh instance per request (both)",
+        points,
+    };
+    write_json(&options.out_dir, "serve.json", &report)?;
+    Ok(report)
+}
+
+/// The table and the closing `B1:` line.
+pub fn render(report: &ServeReport) -> String {
+    let mut out = format!("B1 warm serving: {} ({})\n", report.component, report.mode);
+    out.push_str(&format!(
+        "{:>4} {:>11} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}\n",
+        "c", "spark rps", "p50 ms", "p99 ms", "peer rps", "p50 ms", "p99 ms", "rps x", "p99 x"
+    ));
+    for p in &report.points {
+        let peer = |f: fn(&LoadResult) -> f64| {
+            p.peer
+                .as_ref()
+                .map_or("-".to_owned(), |r| format!("{:.2}", f(r)))
+        };
+        let ratio = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.2}"));
+        out.push_str(&format!(
+            "{:>4} {:>11.0} {:>9.3} {:>9.3} {:>11} {:>9} {:>9} {:>9} {:>9}\n",
+            p.concurrency,
+            p.spark.rps,
+            p.spark.p50_ms,
+            p.spark.p99_ms,
+            peer(|r| r.rps),
+            peer(|r| r.p50_ms),
+            peer(|r| r.p99_ms),
+            ratio(p.rps_ratio),
+            ratio(p.p99_ratio)
+        ));
+    }
+    let at16 = report.points.iter().find(|p| p.concurrency == 16);
+    let key = |r: Option<f64>| r.map_or("na".to_owned(), |r| format!("{r:.3}"));
+    let errors: u64 = report
+        .points
+        .iter()
+        .map(|p| p.spark.errors + p.peer.as_ref().map_or(0, |r| r.errors))
+        .sum();
+    out.push_str(&format!(
+        "B1: rps_ratio={} p99_ratio={} spark_rps_c16={:.0} peer_rps_c16={} errors={errors}\n",
+        key(at16.and_then(|p| p.rps_ratio)),
+        key(at16.and_then(|p| p.p99_ratio)),
+        at16.map_or(0.0, |p| p.spark.rps),
+        at16.and_then(|p| p.peer.as_ref())
+            .map_or("na".to_owned(), |r| format!("{:.0}", r.rps)),
+    ));
+    out
+}

@@ -1,0 +1,110 @@
+//! `spark bench <scenario>`: the benchmark scenarios of ../shared/BENCHMARKS.md.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use spark_bench::{coldstart, serve};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Scenario {
+    /// B1: warm HTTP serving vs `wasmtime serve` on the same component.
+    Serve {
+        /// Component to serve (default: the `hello` guest).
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// The `wasmtime` CLI to compare with (default: `wasmtime` on PATH, if any).
+        #[arg(long)]
+        peer: Option<PathBuf>,
+        /// A short run (about 20 s).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// B2: first-response latency cold vs AOT-cached vs pre-warmed.
+    Coldstart {
+        /// Components to measure (default: the `big` and `hello` guests).
+        #[arg(long)]
+        component: Vec<PathBuf>,
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.scenario {
+        Scenario::Serve {
+            component,
+            peer,
+            quick,
+            out,
+        } => {
+            let component = match component {
+                Some(c) => c,
+                None => spark_bench::guest("hello")?,
+            };
+            let peer = peer.or_else(|| find_on_path("wasmtime"));
+            if peer.is_none() {
+                eprintln!(
+                    "note: no `wasmtime` found (give --peer PATH, or `cargo install wasmtime-cli --locked`); measuring Spark alone"
+                );
+            }
+            let options = serve::ServeOptions {
+                component: std::path::absolute(component)?,
+                peer,
+                spark: std::env::current_exe().context("locating the spark executable")?,
+                quick,
+                out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
+            };
+            let report = serve::run(&options).await?;
+            print!("{}", serve::render(&report));
+        }
+        Scenario::Coldstart {
+            component,
+            quick,
+            out,
+        } => {
+            let components = if component.is_empty() {
+                vec![
+                    ("big".to_owned(), spark_bench::guest("big")?),
+                    ("hello".to_owned(), spark_bench::guest("hello")?),
+                ]
+            } else {
+                component
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p.file_stem()
+                                .map_or("component".into(), |s| s.to_string_lossy().into_owned()),
+                            p,
+                        )
+                    })
+                    .collect()
+            };
+            let options = coldstart::ColdstartOptions {
+                components,
+                quick,
+                out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
+            };
+            let results = coldstart::run(&options).await?;
+            print!("{}", coldstart::render(&results));
+        }
+    }
+    Ok(())
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
