@@ -64,7 +64,13 @@ async fn first_response(
             .map_err(|e| BenchError::Runtime(e.to_string()))?,
     };
     let limits = GuestLimits::from(&spark_manifest::Limits::default());
-    let module = runtime.module("bench", prepared, limits, GuestSettings::default(), None);
+    let module = runtime.module(
+        "bench",
+        prepared,
+        limits,
+        GuestSettings::default(),
+        Default::default(),
+    );
     let status = module
         .probe("/")
         .await

@@ -4,9 +4,12 @@
 //! `target/spark-bench/` and ends its output with one `<scenario>: key=value ...` line
 //! (see ../shared/BENCHMARKS.md).
 
+pub mod admin;
 pub mod coldstart;
 pub mod loadgen;
+pub mod openloop;
 pub mod serve;
+pub mod surge;
 
 use std::path::{Path, PathBuf};
 

@@ -21,6 +21,7 @@ pub(crate) struct RawManifest {
     #[allow(dead_code)] // checked by VersionProbe
     pub version: i64,
     pub node: Option<RawNode>,
+    pub orchestrator: Option<RawOrchestrator>,
     #[serde(default, rename = "module")]
     pub modules: Vec<Spanned<RawModule>>,
 }
@@ -71,4 +72,19 @@ pub(crate) struct RawLimits {
     pub timeout: Option<Spanned<String>>,
     pub cpu_time: Option<Spanned<String>>,
     pub response_body: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOrchestrator {
+    pub enabled: Option<bool>,
+    pub interval: Option<Spanned<String>>,
+    pub probe_root: Option<Spanned<String>>,
+    #[serde(default)]
+    pub upstreams: Vec<Spanned<String>>,
+    pub background_min_share: Option<Spanned<f64>>,
+    pub background_nice: Option<Spanned<i64>>,
+    pub battery_low: Option<Spanned<f64>>,
+    pub uplink_slow: Option<Spanned<String>>,
+    pub memory_high: Option<Spanned<f64>>,
 }

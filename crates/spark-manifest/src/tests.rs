@@ -233,3 +233,51 @@ fn single_component_manifest_serves_everything() {
     };
     assert!(routes[0].matches("/any/path"));
 }
+
+#[test]
+fn orchestrator_settings_are_validated() {
+    let m = parse(GOOD).unwrap();
+    assert_eq!(m.orchestrator, OrchestratorSettings::default());
+    assert!(m.orchestrator.enabled);
+
+    let text = GOOD.replace(
+        "[[module]]\nid = \"storefront\"",
+        "[orchestrator]\nenabled = false\ninterval = \"250ms\"\nprobe_root = \"fixtures/laptop\"\nupstreams = [\"tcp://10.0.0.1:443\"]\nbackground_min_share = 0.2\nbattery_low = 15\n\n[[module]]\nid = \"storefront\"",
+    );
+    let o = parse(&text).unwrap().orchestrator;
+    assert!(!o.enabled);
+    assert_eq!(o.interval, Duration::from_millis(250));
+    assert_eq!(o.probe_root, Path::new("/etc/spark/fixtures/laptop"));
+    assert_eq!(o.upstreams, vec!["tcp://10.0.0.1:443".to_owned()]);
+    assert_eq!(o.background_min_share, 0.2);
+    assert_eq!(o.battery_low, 15.0);
+
+    for (bad, expected) in [
+        (
+            "background_min_share = 1.5",
+            "background_min_share must be between 0.01 and 1",
+        ),
+        (
+            "interval = \"20ms\"",
+            "interval must be between 100ms and 10s",
+        ),
+        ("upstreams = [\"10.0.0.1\"]", "must be tcp://host:port"),
+        (
+            "background_nice = 40",
+            "background_nice must be between 0 and 19",
+        ),
+        ("bogus = 1", "unknown field `bogus`"),
+    ] {
+        let text = GOOD.replace(
+            "[[module]]\nid = \"storefront\"",
+            &format!("[orchestrator]\n{bad}\n\n[[module]]\nid = \"storefront\""),
+        );
+        let (line, message) = refusal(&text);
+        assert_eq!(
+            line,
+            line_of(&text, bad.split(' ').next().unwrap()),
+            "{bad}"
+        );
+        assert!(message.contains(expected), "{bad}: {message}");
+    }
+}

@@ -11,11 +11,11 @@ use toml::Spanned;
 use crate::error::{Diagnostic, ManifestError};
 use crate::outbound::{AllowedHost, OutboundPolicy};
 use crate::routes::Route;
-use crate::schema::{RawLimits, RawManifest, RawModule, RawNode, VersionProbe};
+use crate::schema::{RawLimits, RawManifest, RawModule, RawNode, RawOrchestrator, VersionProbe};
 use crate::units::{parse_byte_size, parse_duration};
 use crate::{
     DEFAULT_WEIGHT, Limits, MANIFEST_VERSION, Manifest, ModuleId, ModuleSpec, NodeSettings,
-    Priority, Trigger,
+    OrchestratorSettings, Priority, Trigger,
 };
 
 const MIN_MEMORY: u64 = 64 << 10;
@@ -23,6 +23,8 @@ const MAX_CONCURRENCY: i64 = 100_000;
 const MAX_QUEUE: i64 = 1_000_000;
 const MAX_WEIGHT: i64 = 1000;
 const MAX_INSTANCES: i64 = 100_000;
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Parses and validates; on success also returns each module's component span, for
 /// [`check_files`].
@@ -48,6 +50,7 @@ fn parse_with_spans(
         diagnostics: Vec::new(),
     };
     let node = v.node(raw.node.as_ref());
+    let orchestrator = v.orchestrator(raw.orchestrator.as_ref());
     let mut modules = Vec::new();
     let mut spans = Vec::new();
     for raw_module in &raw.modules {
@@ -70,6 +73,7 @@ fn parse_with_spans(
     let manifest = Manifest {
         source: source.to_path_buf(),
         node,
+        orchestrator,
         modules,
     };
     Ok((manifest, spans))
@@ -167,6 +171,88 @@ impl Validator<'_> {
                 defaults.shutdown_grace,
                 "node.shutdown_grace",
             ),
+        }
+    }
+
+    fn orchestrator(&mut self, raw: Option<&RawOrchestrator>) -> OrchestratorSettings {
+        let d = OrchestratorSettings::default();
+        let Some(raw) = raw else { return d };
+        let interval = self.duration(raw.interval.as_ref(), d.interval, "orchestrator.interval");
+        if let Some(span) = raw.interval.as_ref().map(Spanned::span)
+            && !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval)
+        {
+            self.error(span, "orchestrator.interval must be between 100ms and 10s");
+        }
+        for upstream in &raw.upstreams {
+            let text = upstream.get_ref();
+            let ok = ["tcp://", "http://", "https://"]
+                .iter()
+                .any(|p| text.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
+            if !ok {
+                self.error(upstream.span(), format!("orchestrator.upstreams: {text:?} must be tcp://host:port, http://host[:port]/path or https://host[:port]"));
+            }
+        }
+        OrchestratorSettings {
+            enabled: raw.enabled.unwrap_or(d.enabled),
+            interval,
+            probe_root: raw
+                .probe_root
+                .as_ref()
+                .map_or(d.probe_root.clone(), |r| self.base.join(r.get_ref())),
+            upstreams: raw.upstreams.iter().map(|u| u.get_ref().clone()).collect(),
+            background_min_share: self.number(
+                raw.background_min_share.as_ref(),
+                d.background_min_share,
+                0.01..=1.0,
+                "orchestrator.background_min_share",
+            ),
+            background_nice: self.int(
+                raw.background_nice.as_ref(),
+                i64::from(d.background_nice),
+                0..=19,
+                "orchestrator.background_nice",
+            ) as i32,
+            battery_low: self.number(
+                raw.battery_low.as_ref(),
+                d.battery_low,
+                0.0..=100.0,
+                "orchestrator.battery_low (percent)",
+            ),
+            uplink_slow: self.positive_duration(
+                raw.uplink_slow.as_ref(),
+                d.uplink_slow,
+                "orchestrator.uplink_slow",
+            ),
+            memory_high: self.number(
+                raw.memory_high.as_ref(),
+                d.memory_high,
+                0.05..=1.0,
+                "orchestrator.memory_high",
+            ),
+        }
+    }
+
+    fn number(
+        &mut self,
+        raw: Option<&Spanned<f64>>,
+        default: f64,
+        range: std::ops::RangeInclusive<f64>,
+        what: &str,
+    ) -> f64 {
+        let Some(raw) = raw else { return default };
+        let value = *raw.get_ref();
+        if range.contains(&value) {
+            value
+        } else {
+            self.error(
+                raw.span(),
+                format!(
+                    "{what} must be between {} and {}, got {value}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            default
         }
     }
 

@@ -1,5 +1,6 @@
-//! The admin listener, on its own port: `/healthz`, Prometheus `/metrics`, `/v1/status`, and
-//! `POST /v1/jobs/{id}/run` to run a job now.
+//! The admin listener, on its own port: `/healthz`, Prometheus `/metrics`, `/v1/status`,
+//! `/v1/orchestrator` (telemetry, modes, decisions), and `POST /v1/jobs/{id}/run` to run a job
+//! now.
 //!
 //! Kept apart from application traffic so a saturated application port never hides the
 //! node's health or metrics from the operator.
@@ -14,6 +15,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
+use crate::capacity::NodeCapacity;
+use crate::control::ControlView;
 use crate::jobs::{self, JobOutcome};
 use crate::metrics::SharedMetrics;
 use crate::state::SharedSnapshot;
@@ -29,6 +32,8 @@ pub struct AdminState {
     pub admin: String,
     pub allocation: String,
     pub shutting_down: CancellationToken,
+    pub capacity: Arc<NodeCapacity>,
+    pub orchestrator: Option<Arc<ControlView>>,
 }
 
 pub fn router(state: AdminState) -> axum::Router {
@@ -36,6 +41,7 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/status", get(node_status))
+        .route("/v1/orchestrator", get(orchestrator))
         .route("/v1/jobs/{id}/run", post(run_job))
         .with_state(Arc::new(state))
 }
@@ -67,7 +73,24 @@ async fn node_status(State(state): State<Arc<AdminState>>) -> Json<NodeStatus> {
         admin: state.admin.clone(),
         allocation: state.allocation.clone(),
         modules: status::modules(&snapshot),
+        orchestrator: state
+            .orchestrator
+            .as_deref()
+            .map(|view| status::orchestrator(view, 20)),
     })
+}
+
+/// The orchestrator's view with its whole decision log.
+async fn orchestrator(
+    State(state): State<Arc<AdminState>>,
+) -> Result<Json<status::OrchestratorStatus>, (StatusCode, &'static str)> {
+    match &state.orchestrator {
+        Some(view) => Ok(Json(status::orchestrator(view, usize::MAX))),
+        None => Err((
+            StatusCode::NOT_FOUND,
+            "the orchestrator is off on this node\n",
+        )),
+    }
 }
 
 async fn run_job(
@@ -84,5 +107,5 @@ async fn run_job(
             format!("module '{id}' is not a job\n"),
         ));
     }
-    Ok(Json(jobs::run_once(&slot).await))
+    Ok(Json(jobs::run_once(&slot, &state.capacity).await))
 }

@@ -4,6 +4,11 @@
 //!
 //! Refusing early is the point: a module that cannot keep up must not hold connections and
 //! memory for requests it will never serve in time, and must not slow down its neighbours.
+//!
+//! The orchestrator changes the caps live ([`Admission::set_limits`]): raising the concurrency
+//! adds slots at once; lowering it takes free slots away at once and the rest as running
+//! invocations finish (their slots are retired instead of returned), so nothing in flight is
+//! disturbed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -18,6 +23,8 @@ pub enum Rejection {
     QueueFull,
     /// The request waited `queue_timeout` without getting a slot.
     QueueTimeout,
+    /// The node is at capacity and this class must leave the rest to higher ones.
+    NodeFull,
 }
 
 impl Rejection {
@@ -25,6 +32,7 @@ impl Rejection {
         match self {
             Rejection::QueueFull => "queue_full",
             Rejection::QueueTimeout => "queue_timeout",
+            Rejection::NodeFull => "node_full",
         }
     }
 }
@@ -33,43 +41,91 @@ impl Rejection {
 #[derive(Debug)]
 pub struct Admission {
     slots: Arc<Semaphore>,
-    concurrency: u32,
-    queue_capacity: u32,
+    /// Current cap (what `set_limits` last asked for).
+    concurrency: AtomicU32,
+    /// Slots still to retire after a lowered cap, as running invocations finish.
+    debt: Arc<AtomicU32>,
+    queue_capacity: AtomicU32,
     queue_timeout: Duration,
     queued: AtomicU32,
     rejected: AtomicU64,
 }
 
-/// A running invocation's slot; released on drop.
+/// A running invocation's slot; returned on drop (or retired, if the cap was lowered).
 #[derive(Debug)]
 pub struct Ticket {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    debt: Arc<AtomicU32>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let retire = self
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+            .is_ok();
+        if let Some(permit) = self.permit.take()
+            && retire
+        {
+            permit.forget();
+        }
+    }
 }
 
 impl Admission {
     pub fn new(concurrency: u32, queue_capacity: u32, queue_timeout: Duration) -> Admission {
         Admission {
             slots: Arc::new(Semaphore::new(concurrency as usize)),
-            concurrency,
-            queue_capacity,
+            concurrency: AtomicU32::new(concurrency),
+            debt: Arc::new(AtomicU32::new(0)),
+            queue_capacity: AtomicU32::new(queue_capacity),
             queue_timeout,
             queued: AtomicU32::new(0),
             rejected: AtomicU64::new(0),
         }
     }
 
+    fn ticket(&self, permit: OwnedSemaphorePermit) -> Ticket {
+        Ticket {
+            permit: Some(permit),
+            debt: self.debt.clone(),
+        }
+    }
+
+    /// Changes the concurrency cap and queue capacity, live.
+    pub fn set_limits(&self, concurrency: u32, queue: u32) {
+        self.queue_capacity.store(queue, Ordering::Release);
+        let old = self.concurrency.swap(concurrency, Ordering::AcqRel);
+        if concurrency > old {
+            let mut raise = concurrency - old;
+            // First cancel slots still owed from an earlier lowering.
+            let _ = self
+                .debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                    let cancel = d.min(raise);
+                    raise -= cancel;
+                    Some(d - cancel)
+                });
+            self.slots.add_permits(raise as usize);
+        } else if concurrency < old {
+            let lower = old - concurrency;
+            let taken = self.slots.forget_permits(lower as usize) as u32;
+            self.debt.fetch_add(lower - taken, Ordering::AcqRel);
+        }
+    }
+
     /// Waits for a slot, within the queue's capacity and timeout.
     pub async fn admit(&self) -> Result<Ticket, Rejection> {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
-            return Ok(Ticket { _permit: permit });
+            return Ok(self.ticket(permit));
         }
         let queued = self.queued.fetch_add(1, Ordering::AcqRel);
-        let result = if queued >= self.queue_capacity {
+        let result = if queued >= self.queue_capacity.load(Ordering::Acquire) {
             Err(Rejection::QueueFull)
         } else {
             match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await
             {
-                Ok(Ok(permit)) => Ok(Ticket { _permit: permit }),
+                Ok(Ok(permit)) => Ok(self.ticket(permit)),
                 Ok(Err(_)) | Err(_) => Err(Rejection::QueueTimeout),
             }
         };
@@ -86,17 +142,24 @@ impl Admission {
             .clone()
             .try_acquire_owned()
             .ok()
-            .map(|permit| Ticket { _permit: permit })
+            .map(|permit| self.ticket(permit))
     }
 
     /// Invocations running now.
     pub fn running(&self) -> u32 {
-        self.concurrency - self.slots.available_permits() as u32
+        let cap = self.concurrency.load(Ordering::Acquire) + self.debt.load(Ordering::Acquire);
+        cap.saturating_sub(self.slots.available_permits() as u32)
     }
 
     /// Requests waiting now.
     pub fn queued(&self) -> u32 {
-        self.queued.load(Ordering::Acquire).min(self.queue_capacity)
+        self.queued
+            .load(Ordering::Acquire)
+            .min(self.queue_capacity.load(Ordering::Acquire))
+    }
+
+    pub fn queue_capacity(&self) -> u32 {
+        self.queue_capacity.load(Ordering::Acquire)
     }
 
     pub fn rejected(&self) -> u64 {
@@ -104,7 +167,7 @@ impl Admission {
     }
 
     pub fn concurrency(&self) -> u32 {
-        self.concurrency
+        self.concurrency.load(Ordering::Acquire)
     }
 }
 
@@ -140,5 +203,33 @@ mod tests {
         assert_eq!(waiter.await.unwrap(), Ok(()));
         assert_eq!(gate.running(), 0);
         assert!(gate.try_admit().is_some());
+    }
+
+    #[tokio::test]
+    async fn lowering_the_cap_waits_for_running_invocations() {
+        let gate = Admission::new(4, 0, Duration::from_millis(10));
+        let running: Vec<Ticket> = (0..3).map(|_| gate.try_admit().unwrap()).collect();
+        gate.set_limits(1, 0);
+        assert_eq!(gate.concurrency(), 1);
+        assert_eq!(gate.running(), 3, "in-flight work is not disturbed");
+        assert!(
+            gate.try_admit().is_none(),
+            "over the new cap: no new admissions"
+        );
+        drop(running);
+        assert_eq!(gate.running(), 0);
+        let one = gate.try_admit().expect("one slot under the new cap");
+        assert!(gate.try_admit().is_none());
+        drop(one);
+
+        // Raising restores slots, cancelling any debt first.
+        let a = gate.try_admit().unwrap();
+        gate.set_limits(0, 0);
+        gate.set_limits(3, 5);
+        drop(a);
+        let tickets: Vec<Ticket> = (0..3).map(|_| gate.try_admit().unwrap()).collect();
+        assert!(gate.try_admit().is_none());
+        assert_eq!((gate.running(), gate.queue_capacity()), (3, 5));
+        drop(tickets);
     }
 }

@@ -28,8 +28,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Rejection, Ticket};
-use crate::metrics::{ModuleMetrics, SharedMetrics};
-use crate::state::SharedSnapshot;
+use crate::capacity::{NodeCapacity, NodeSlot};
+use crate::metrics::SharedMetrics;
+use crate::state::{ModuleSlot, SharedSnapshot};
 
 /// Header carrying the part of the path below the matched route's prefix.
 pub const PATH_INFO_HEADER: &str = "spark-path-info";
@@ -47,6 +48,7 @@ pub type NodeBody = UnsyncBoxBody<Bytes, BoxError>;
 pub struct Front {
     pub snapshot: SharedSnapshot,
     pub metrics: SharedMetrics,
+    pub capacity: Arc<NodeCapacity>,
     pub local_addr: SocketAddr,
 }
 
@@ -110,6 +112,15 @@ impl Front {
                 return Ok(busy(rejection));
             }
         };
+        let Some(node_slot) = self
+            .capacity
+            .admit(slot.spec.priority, slot.spec.limits.queue_timeout)
+            .await
+        else {
+            slot.metrics.rejected(Rejection::NodeFull.as_str());
+            slot.metrics.request(503, started.elapsed());
+            return Ok(busy(Rejection::NodeFull));
+        };
         match slot.guest.handle(request).await {
             Ok(response) => {
                 if let Some(info) = response.extensions().get::<InvocationInfo>() {
@@ -120,16 +131,18 @@ impl Front {
                 let body = Tracked {
                     inner: body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
                     done: Some(Completion {
-                        metrics: slot.metrics.clone(),
+                        slot,
                         status,
                         started,
                         _ticket: ticket,
+                        _node_slot: node_slot,
                     }),
                 };
                 Ok(Response::from_parts(parts, UnsyncBoxBody::new(body)))
             }
             Err(error) => {
                 slot.metrics.request(error.status(), started.elapsed());
+                slot.latency.record(started.elapsed());
                 Ok(failure(&error))
             }
         }
@@ -174,6 +187,7 @@ fn busy(rejection: Rejection) -> Response<NodeBody> {
     let message = match rejection {
         Rejection::QueueFull => "module busy: its queue is full",
         Rejection::QueueTimeout => "module busy: no slot freed up in time",
+        Rejection::NodeFull => "node at capacity: lower-priority work is shed first",
     };
     let mut response = text(StatusCode::SERVICE_UNAVAILABLE, message);
     response
@@ -199,15 +213,18 @@ fn failure(error: &InvokeError) -> Response<NodeBody> {
 
 /// Recorded when the response body is done (or dropped, if the client went away).
 struct Completion {
-    metrics: ModuleMetrics,
+    slot: Arc<ModuleSlot>,
     status: u16,
     started: Instant,
     _ticket: Ticket,
+    _node_slot: NodeSlot,
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        self.metrics.request(self.status, self.started.elapsed());
+        let took = self.started.elapsed();
+        self.slot.metrics.request(self.status, took);
+        self.slot.latency.record(took);
     }
 }
 

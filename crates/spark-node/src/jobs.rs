@@ -11,6 +11,7 @@ use spark_runtime::InvokeError;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::capacity::NodeCapacity;
 use crate::state::{ModuleSlot, SharedSnapshot};
 
 /// How a job run ended, as reported by the admin API.
@@ -24,13 +25,24 @@ pub struct JobOutcome {
 
 /// Runs every scheduled module of the snapshot until `shutdown`, then waits up to `grace` for
 /// runs in progress.
-pub async fn run_schedules(snapshot: SharedSnapshot, shutdown: CancellationToken, grace: Duration) {
+pub async fn run_schedules(
+    snapshot: SharedSnapshot,
+    capacity: Arc<NodeCapacity>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
     let mut schedules = JoinSet::new();
     let current = snapshot.load_full();
     for slot in &current.modules {
         if let spark_manifest::Trigger::Schedule { every } = slot.spec.trigger {
             let id = slot.id().to_owned();
-            schedules.spawn(schedule(snapshot.clone(), id, every, shutdown.clone()));
+            schedules.spawn(schedule(
+                snapshot.clone(),
+                capacity.clone(),
+                id,
+                every,
+                shutdown.clone(),
+            ));
         }
     }
     let drained = async { while schedules.join_next().await.is_some() {} };
@@ -40,32 +52,41 @@ pub async fn run_schedules(snapshot: SharedSnapshot, shutdown: CancellationToken
     }
 }
 
+/// One job's schedule. The period is read at every run, so a pacing factor set by the
+/// orchestrator (power save) stretches the next wait without restarting anything.
 async fn schedule(
     snapshot: SharedSnapshot,
+    capacity: Arc<NodeCapacity>,
     id: String,
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut runs = JoinSet::new();
+    let mut last = tokio::time::Instant::now();
     loop {
+        let pacing = snapshot
+            .load()
+            .module(&id)
+            .map_or(1.0, |slot| slot.controls.job_pacing());
         tokio::select! {
-            _ = ticks.tick() => {}
+            () = tokio::time::sleep_until(last + every.mul_f64(pacing)) => {}
             () = shutdown.cancelled() => break,
         }
+        last = tokio::time::Instant::now();
         while runs.try_join_next().is_some() {}
         let Some(slot) = snapshot.load().module(&id).cloned() else {
             tracing::info!(module = %id, "job module removed; its schedule stops");
             break;
         };
-        runs.spawn(async move { run_once(&slot).await });
+        let capacity = capacity.clone();
+        runs.spawn(async move { run_once(&slot, &capacity).await });
     }
     while runs.join_next().await.is_some() {}
 }
 
-/// Runs a job now unless a run is already in progress (then it reports `skipped`).
-pub async fn run_once(slot: &Arc<ModuleSlot>) -> JobOutcome {
+/// Runs a job now unless a run is already in progress (then it reports `skipped`) or the node
+/// has no capacity left for its class (`shed`).
+pub async fn run_once(slot: &Arc<ModuleSlot>, capacity: &NodeCapacity) -> JobOutcome {
     let module = slot.id().to_owned();
     let Some(_ticket) = slot.admission.try_admit() else {
         slot.metrics.job_run("skipped", Duration::ZERO);
@@ -73,6 +94,16 @@ pub async fn run_once(slot: &Arc<ModuleSlot>) -> JobOutcome {
         return JobOutcome {
             module,
             outcome: "skipped".into(),
+            millis: 0,
+            error: None,
+        };
+    };
+    let Some(_node_slot) = capacity.admit(slot.spec.priority, Duration::ZERO).await else {
+        slot.metrics.job_run("shed", Duration::ZERO);
+        tracing::info!(%module, "node at capacity; this job run is shed");
+        return JobOutcome {
+            module,
+            outcome: "shed".into(),
             millis: 0,
             error: None,
         };

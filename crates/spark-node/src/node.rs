@@ -12,19 +12,24 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use futures::future::join_all;
-use spark_manifest::{Manifest, ModuleSpec, Trigger};
+use spark_manifest::{Manifest, ModuleSpec, Priority, Trigger};
 use spark_runtime::{
-    EngineSettings, Expect, GuestLimits, GuestSettings, LoadError, PoolingMode, Runtime,
-    RuntimeConfig, RuntimeError,
+    EngineSettings, Expect, GuestLimits, GuestSettings, LatencySink, LoadError, ModuleControls,
+    OutboundPacing, PoolingMode, Runtime, RuntimeConfig, RuntimeError,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
+use crate::capacity::NodeCapacity;
+use crate::control::{self, ControlView};
+use crate::executor::BackgroundExecutor;
 use crate::front::{self, Front};
 use crate::jobs;
 use crate::metrics::NodeMetrics;
+use crate::pacing::ModulePacer;
+use crate::state::SlotControls;
 use crate::state::{ModuleSlot, SharedSnapshot, Snapshot};
 use crate::status::allocation_label;
 
@@ -55,6 +60,13 @@ pub enum NodeError {
         path: String,
         reason: String,
     },
+    #[error("orchestrator configuration: {0}")]
+    Orchestrator(String),
+    #[error("cannot start the background executor: {source}")]
+    Executor {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -79,6 +91,8 @@ pub struct RunningNode {
     snapshot: SharedSnapshot,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    control: Option<Arc<ControlView>>,
+    _background: Option<BackgroundExecutor>,
 }
 
 impl RunningNode {
@@ -96,8 +110,33 @@ impl RunningNode {
             cache_dir: options.aot_cache.then(|| options.data_dir.join("aot")),
         })?;
         let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(Vec::new())));
-        let metrics = Arc::new(NodeMetrics::new(snapshot.clone()));
-        let slots = load_modules(&runtime, &metrics, &manifest.modules).await?;
+        let orchestrated = manifest.orchestrator.enabled;
+        let control = orchestrated.then(|| Arc::new(ControlView::default()));
+        let metrics = Arc::new(NodeMetrics::new(snapshot.clone(), control.clone()));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let background = match orchestrated {
+            true => Some(
+                BackgroundExecutor::start(cpus, manifest.orchestrator.background_nice)
+                    .map_err(|source| NodeError::Executor { source })?,
+            ),
+            false => None,
+        };
+        let probes = match orchestrated {
+            true => Some(
+                control::probes(&manifest.orchestrator)
+                    .map_err(|e| NodeError::Orchestrator(e.to_string()))?,
+            ),
+            false => None,
+        };
+        let placement = Placement {
+            cpus: cpus as f64,
+            background: background.as_ref().map(BackgroundExecutor::handle),
+            paced: orchestrated,
+            outbound_latency: probes
+                .as_ref()
+                .map(|p| Arc::new(ObservedOutbound(p.outbound())) as Arc<dyn LatencySink>),
+        };
+        let slots = load_modules(&runtime, &metrics, &manifest.modules, &placement).await?;
         for slot in &slots {
             check_health(slot).await?;
         }
@@ -117,9 +156,11 @@ impl RunningNode {
             })?;
         let shutdown = CancellationToken::new();
         let grace = manifest.node.shutdown_grace;
+        let capacity = Arc::new(NodeCapacity::new(manifest.node.max_instances, orchestrated));
         let front = Arc::new(Front {
             snapshot: snapshot.clone(),
             metrics: metrics.clone(),
+            capacity: capacity.clone(),
             local_addr: http_addr,
         });
         let admin_state = AdminState {
@@ -130,19 +171,33 @@ impl RunningNode {
             admin: admin_addr.to_string(),
             allocation: allocation_label(runtime.allocation()),
             shutting_down: shutdown.clone(),
+            capacity: capacity.clone(),
+            orchestrator: control.clone(),
         };
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(front::serve(listener, front, shutdown.clone(), grace)),
             tokio::spawn(serve_admin(admin_listener, admin_state, shutdown.clone())),
             tokio::spawn(jobs::run_schedules(
                 snapshot.clone(),
+                capacity,
                 shutdown.clone(),
                 grace,
             )),
         ];
+        if let (Some(view), Some(probes)) = (&control, probes) {
+            let settings = manifest.orchestrator.clone();
+            tasks.push(tokio::spawn(control::run(
+                snapshot.clone(),
+                settings,
+                probes,
+                view.clone(),
+                shutdown.clone(),
+            )));
+        }
         tracing::info!(
             %http_addr, %admin_addr, modules = manifest.modules.len(),
             allocation = %allocation_label(runtime.allocation()),
+            orchestrator = orchestrated,
             startup_ms = started.elapsed().as_millis() as u64,
             "node serving"
         );
@@ -153,12 +208,19 @@ impl RunningNode {
             snapshot,
             shutdown,
             tasks,
+            control,
+            _background: background,
         })
     }
 
     /// The modules being served now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// What the orchestrator last saw and decided (`None` when it is off).
+    pub fn control(&self) -> Option<&Arc<ControlView>> {
+        self.control.as_ref()
     }
 
     /// A token that, when cancelled, starts a graceful shutdown.
@@ -198,11 +260,51 @@ async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: Cancell
     }
 }
 
+/// Where and how modules run: the CPU count shares are computed against, the executor for
+/// background guests, and whether pacing is on.
+pub(crate) struct Placement {
+    pub cpus: f64,
+    pub background: Option<tokio::runtime::Handle>,
+    pub paced: bool,
+    /// Where guests' outbound round trips are reported (the uplink probe's passive side).
+    pub outbound_latency: Option<Arc<dyn LatencySink>>,
+}
+
+/// Feeds guests' outbound round trips to the orchestrator's passive uplink probe.
+struct ObservedOutbound(spark_orchestrator::probes::OutboundLatency);
+
+impl LatencySink for ObservedOutbound {
+    fn record(&self, latency: Duration) {
+        self.0.record(latency);
+    }
+}
+
+impl Placement {
+    fn controls(&self, spec: &ModuleSpec) -> (ModuleControls, SlotControls) {
+        let pacer = Arc::new(ModulePacer::new(self.cpus));
+        let outbound = Arc::new(OutboundPacing::default());
+        let executor = match spec.priority {
+            Priority::Background => self.background.clone(),
+            _ => None,
+        };
+        let runtime_controls = ModuleControls {
+            pacer: self
+                .paced
+                .then(|| pacer.clone() as Arc<dyn spark_runtime::Pacer>),
+            executor,
+            outbound: outbound.clone(),
+            outbound_latency: self.outbound_latency.clone(),
+        };
+        (runtime_controls, SlotControls::new(pacer, outbound))
+    }
+}
+
 /// Loads every module concurrently; fails with all load errors at once.
 pub(crate) async fn load_modules(
     runtime: &Runtime,
     metrics: &NodeMetrics,
     specs: &[ModuleSpec],
+    placement: &Placement,
 ) -> Result<Vec<Arc<ModuleSlot>>, NodeError> {
     let loads = specs.iter().map(|spec| async move {
         let expect = match spec.trigger {
@@ -227,12 +329,13 @@ pub(crate) async fn load_modules(
                     config: spec.config.clone(),
                     outbound: spec.outbound.clone(),
                 };
+                let (controls, slot_controls) = placement.controls(spec);
                 let guest = runtime.module(
                     spec.id.as_str(),
                     prepared,
                     GuestLimits::from(&spec.limits),
                     settings,
-                    None,
+                    controls,
                 );
                 slots.push(Arc::new(ModuleSlot::new(
                     spec.clone(),
@@ -241,6 +344,7 @@ pub(crate) async fn load_modules(
                         spec.id.as_str(),
                         matches!(spec.trigger, Trigger::Schedule { .. }),
                     ),
+                    slot_controls,
                 )));
             }
             Err(e) => failures.push((spec.id.to_string(), e)),

@@ -4,14 +4,18 @@
 //! the node from routing to response, readers never take a lock, and whoever changes the node
 //! builds the next snapshot off to the side and publishes it in one store.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use spark_manifest::{ModuleSpec, Route, RouteTable, Trigger};
-use spark_runtime::GuestModule;
+use spark_orchestrator::policy::ModulePlan;
+use spark_runtime::{GuestModule, OutboundPacing};
 
 use crate::admission::Admission;
+use crate::latency::LatencyWindow;
 use crate::metrics::ModuleMetrics;
+use crate::pacing::ModulePacer;
 
 /// One module as the node runs it.
 pub struct ModuleSlot {
@@ -19,10 +23,57 @@ pub struct ModuleSlot {
     pub guest: GuestModule,
     pub admission: Admission,
     pub metrics: ModuleMetrics,
+    /// The live controls the orchestrator turns.
+    pub controls: SlotControls,
+    /// Latencies since the control loop last looked.
+    pub latency: LatencyWindow,
+}
+
+/// A module's actuators: CPU share, outbound pacing, job pacing, and the plan in force.
+pub struct SlotControls {
+    pub pacer: Arc<ModulePacer>,
+    pub outbound: Arc<OutboundPacing>,
+    job_pacing_bits: AtomicU64,
+    plan: Mutex<Option<ModulePlan>>,
+}
+
+impl SlotControls {
+    pub fn new(pacer: Arc<ModulePacer>, outbound: Arc<OutboundPacing>) -> SlotControls {
+        SlotControls {
+            pacer,
+            outbound,
+            job_pacing_bits: AtomicU64::new(1.0f64.to_bits()),
+            plan: Mutex::new(None),
+        }
+    }
+
+    /// Multiplier on a job's period (1 = as configured).
+    pub fn job_pacing(&self) -> f64 {
+        f64::from_bits(self.job_pacing_bits.load(Ordering::Relaxed))
+    }
+
+    pub fn set_job_pacing(&self, factor: f64) {
+        self.job_pacing_bits
+            .store(factor.max(1.0).to_bits(), Ordering::Relaxed);
+    }
+
+    /// The plan last applied, if the orchestrator has run.
+    pub fn plan(&self) -> Option<ModulePlan> {
+        *self.plan.lock().expect("plan lock")
+    }
+
+    pub fn set_plan(&self, plan: ModulePlan) {
+        *self.plan.lock().expect("plan lock") = Some(plan);
+    }
 }
 
 impl ModuleSlot {
-    pub fn new(spec: ModuleSpec, guest: GuestModule, metrics: ModuleMetrics) -> ModuleSlot {
+    pub fn new(
+        spec: ModuleSpec,
+        guest: GuestModule,
+        metrics: ModuleMetrics,
+        controls: SlotControls,
+    ) -> ModuleSlot {
         let limits = &spec.limits;
         let admission = match spec.trigger {
             // A job runs once at a time: an overdue run is skipped, never doubled up.
@@ -36,6 +87,8 @@ impl ModuleSlot {
             guest,
             admission,
             metrics,
+            controls,
+            latency: LatencyWindow::default(),
         }
     }
 

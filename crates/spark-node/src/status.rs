@@ -3,8 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 use spark_manifest::Trigger;
+use spark_orchestrator::policy::{Decision, Modes, NodeSignals};
+use spark_orchestrator::probes::Telemetry;
 use spark_runtime::{Allocation, StatsSnapshot};
 
+use crate::control::ControlView;
 use crate::state::{ModuleSlot, Snapshot};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -16,6 +19,20 @@ pub struct NodeStatus {
     /// `pooling` or `on-demand (reason)`.
     pub allocation: String,
     pub modules: Vec<ModuleStatus>,
+    /// `None` when the orchestrator is off.
+    pub orchestrator: Option<OrchestratorStatus>,
+}
+
+/// What the orchestrator sees and has decided.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrchestratorStatus {
+    pub modes: Modes,
+    pub signals: Option<NodeSignals>,
+    pub telemetry: Option<Telemetry>,
+    /// Most recent last.
+    pub decisions: Vec<Decision>,
+    pub cpu_seconds: f64,
+    pub ticks: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +52,19 @@ pub struct ModuleStatus {
     pub queued: u32,
     pub rejected: u64,
     pub stats: StatsSnapshot,
+    pub controls: ControlStatus,
+}
+
+/// A module's live controls (what the orchestrator has set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlStatus {
+    /// Fraction of the node's CPU; `None`: uncapped.
+    pub cpu_share: Option<f64>,
+    pub concurrency: u32,
+    pub queue: u32,
+    pub throttled_ms: u64,
+    pub job_pacing: f64,
+    pub outbound_gap_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,5 +122,27 @@ fn module(slot: &ModuleSlot) -> ModuleStatus {
         queued: slot.admission.queued(),
         rejected: slot.admission.rejected(),
         stats: slot.guest.stats().snapshot(),
+        controls: ControlStatus {
+            cpu_share: slot.controls.pacer.share(),
+            concurrency: slot.admission.concurrency(),
+            queue: slot.admission.queue_capacity(),
+            throttled_ms: slot.controls.pacer.waited().as_millis() as u64,
+            job_pacing: slot.controls.job_pacing(),
+            outbound_gap_ms: slot.controls.outbound.gap().as_millis() as u64,
+        },
+    }
+}
+
+pub(crate) fn orchestrator(view: &ControlView, recent: usize) -> OrchestratorStatus {
+    let state = view.state();
+    let (cpu, ticks) = view.cost();
+    let skip = state.decisions.len().saturating_sub(recent);
+    OrchestratorStatus {
+        modes: state.plan.modes,
+        signals: state.signals,
+        telemetry: state.telemetry,
+        decisions: state.decisions.into_iter().skip(skip).collect(),
+        cpu_seconds: cpu.as_secs_f64(),
+        ticks,
     }
 }

@@ -1,8 +1,9 @@
 //! The execution budget of one invocation: wall-clock deadline, CPU time, and the pacing hook.
 //!
-//! CPU time is measured around guest execution: [`Metered`] times every poll of the future that
-//! runs the guest (instantiation, Wasm code and the host calls it makes), which is where the
-//! thread's CPU goes. The epoch callback reads the total at every tick and stops the guest when
+//! CPU time is measured around guest execution: [`Metered`] reads the thread's CPU clock
+//! before and after every poll of the future that runs the guest (instantiation, Wasm code and
+//! the host calls it makes). The thread clock, not the wall clock, so time a thread spends
+//! preempted by the kernel (a low-priority executor under contention) is not charged. The epoch callback reads the total at every tick and stops the guest when
 //! a limit is passed; it records *why*, so the failure is reported as a timeout or a CPU limit
 //! rather than as an anonymous trap.
 
@@ -23,8 +24,15 @@ pub type PaceFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Decides, at each epoch tick while a module's guest runs, whether it must wait before it
 /// continues. The orchestrator implements this to enforce CPU shares: a module over its share
 /// gets a future that completes when it may run again. `None` means "yield and carry on".
+/// `stats` are the module's counters (its CPU time so far among them).
 pub trait Pacer: Send + Sync {
-    fn on_tick(&self) -> Option<PaceFuture>;
+    fn on_tick(&self, stats: &ModuleStats) -> Option<PaceFuture>;
+}
+
+/// CPU time of the calling thread.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// Limits and accounting for one invocation, shared by the store and the metering wrapper.
@@ -124,9 +132,9 @@ impl<F: Future> Future for Metered<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let start = Instant::now();
+        let start = thread_cpu_time();
         let result = this.inner.poll(cx);
-        let spent = start.elapsed();
+        let spent = thread_cpu_time().saturating_sub(start);
         this.budget.add_cpu(spent);
         this.stats.add_cpu(spent);
         result
@@ -154,20 +162,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn metering_charges_poll_time() {
+    async fn metering_charges_cpu_not_sleep() {
         let budget = Arc::new(Budget::new(
             Duration::from_secs(60),
             Duration::from_secs(60),
             None,
         ));
         let stats = Arc::new(ModuleStats::default());
-        Metered::new(
-            async { std::thread::sleep(Duration::from_millis(20)) },
-            budget.clone(),
-            stats.clone(),
-        )
-        .await;
+        let burn = async {
+            let start = thread_cpu_time();
+            while thread_cpu_time() - start < Duration::from_millis(20) {
+                std::hint::black_box(0u64);
+            }
+        };
+        Metered::new(burn, budget.clone(), stats.clone()).await;
         assert!(budget.cpu_used() >= Duration::from_millis(20));
         assert!(stats.cpu_time() >= Duration::from_millis(20));
+        let sleep = async { std::thread::sleep(Duration::from_millis(50)) };
+        Metered::new(sleep, budget.clone(), stats.clone()).await;
+        assert!(
+            budget.cpu_used() < Duration::from_millis(40),
+            "sleeping is not CPU time: {:?}",
+            budget.cpu_used()
+        );
     }
 }

@@ -25,7 +25,7 @@ use crate::error::InvokeError;
 use crate::guest_log::{GuestLog, Stream};
 use crate::host::{Host, MemoryLimiter};
 use crate::loader::{Entry, Prepared};
-use crate::outbound::OutboundHooks;
+use crate::outbound::{OutboundHooks, OutboundPacing};
 use crate::stats::ModuleStats;
 
 /// Resource handles (streams, fields, ...) one invocation may hold at once.
@@ -87,7 +87,26 @@ struct Inner {
     config: Arc<WasiConfigVariables>,
     outbound: Arc<OutboundPolicy>,
     stats: Arc<ModuleStats>,
-    pacer: Option<Arc<dyn Pacer>>,
+    controls: ModuleControls,
+}
+
+/// Live controls over how a module runs, set by the orchestrator (all optional).
+#[derive(Clone, Default)]
+pub struct ModuleControls {
+    /// Consulted at every epoch tick of the module's guests (CPU shares).
+    pub pacer: Option<Arc<dyn Pacer>>,
+    /// Where the module's guests run (e.g. a low-priority executor for background modules);
+    /// `None`: the caller's runtime.
+    pub executor: Option<tokio::runtime::Handle>,
+    /// Minimum gap between the module's outbound requests.
+    pub outbound: Arc<OutboundPacing>,
+    /// Told the round trip of every outbound request (the orchestrator's uplink view).
+    pub outbound_latency: Option<Arc<dyn LatencySink>>,
+}
+
+/// Receives latencies observed on the request path. Must be cheap and never block for long.
+pub trait LatencySink: Send + Sync {
+    fn record(&self, latency: Duration);
 }
 
 impl GuestModule {
@@ -97,7 +116,7 @@ impl GuestModule {
         prepared: Arc<Prepared>,
         limits: GuestLimits,
         settings: GuestSettings,
-        pacer: Option<Arc<dyn Pacer>>,
+        controls: ModuleControls,
     ) -> GuestModule {
         GuestModule {
             inner: Arc::new(Inner {
@@ -109,7 +128,7 @@ impl GuestModule {
                 config: Arc::new(settings.config.into_iter().collect()),
                 outbound: Arc::new(settings.outbound),
                 stats: Arc::new(ModuleStats::default()),
-                pacer,
+                controls,
             }),
         }
     }
@@ -171,7 +190,7 @@ impl GuestModule {
                 .await
                 .map_err(|e| classify(e, &store))
         };
-        let task = tokio::spawn(self.supervise(run, budget.clone()));
+        let task = self.spawn(self.supervise(run, budget.clone()));
         match receiver.await {
             Ok(Ok(response)) => self.accept_response(response, &budget, task),
             Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
@@ -234,7 +253,7 @@ impl GuestModule {
                         },
                     }
                 };
-                tokio::spawn(self.supervise(run, budget.clone()))
+                self.spawn(self.supervise(run, budget.clone()))
                     .await
                     .unwrap_or_else(|join| {
                         Err(InvokeError::Trap(format!("job task failed: {join}")))
@@ -283,8 +302,20 @@ impl GuestModule {
         Arc::new(Budget::new(
             self.inner.limits.timeout,
             self.inner.limits.cpu_time,
-            self.inner.pacer.clone(),
+            self.inner.controls.pacer.clone(),
         ))
+    }
+
+    /// Runs a guest task on the module's executor.
+    fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.inner.controls.executor {
+            Some(executor) => executor.spawn(task),
+            None => tokio::spawn(task),
+        }
     }
 
     /// Wraps a guest run with CPU metering, the wall-clock deadline and outcome accounting.
@@ -334,6 +365,8 @@ impl GuestModule {
                 policy: inner.outbound.clone(),
                 stats: inner.stats.clone(),
                 module: inner.id.clone(),
+                pacing: inner.controls.outbound.clone(),
+                latency: inner.controls.outbound_latency.clone(),
             },
             config: inner.config.clone(),
             memory: MemoryLimiter::new(inner.limits.memory),
@@ -343,14 +376,19 @@ impl GuestModule {
         store.limiter(|host| &mut host.memory);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
-            let budget = &ctx.data().budget;
+            let host = ctx.data();
+            let budget = &host.budget;
             if let Some(breach) = budget.check() {
                 return Err(wasmtime::Error::msg(breach.to_string()));
             }
             // Tokio's `yield_now` re-queues the guest only after the runtime has polled its
             // timers and I/O; Wasmtime's plain `Yield` would let a spinning guest keep its
             // worker for dozens of ticks before a timer or socket gets a look in.
-            let wait = match budget.pacer.as_ref().and_then(|p| p.on_tick()) {
+            let wait = match budget
+                .pacer
+                .as_ref()
+                .and_then(|p| p.on_tick(&host.hooks.stats))
+            {
                 Some(wait) => wait,
                 None => Box::pin(tokio::task::yield_now()),
             };

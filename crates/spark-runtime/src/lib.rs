@@ -41,9 +41,12 @@ pub use body::{BodyError, ResponseBody};
 pub use budget::{PaceFuture, Pacer};
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, EngineSettings, PoolingMode};
 pub use error::{InvokeError, LoadError, RuntimeError};
-pub use guest::{GuestLimits, GuestModule, GuestSettings, InvocationInfo, JobReport};
+pub use guest::{
+    GuestLimits, GuestModule, GuestSettings, InvocationInfo, JobReport, LatencySink, ModuleControls,
+};
 pub use host::Host;
 pub use loader::{CodeSource, Entry, Expect, LoadReport, Prepared};
+pub use outbound::OutboundPacing;
 pub use stats::{ModuleStats, StatsSnapshot};
 
 use engine::EpochTicker;
@@ -159,7 +162,7 @@ impl Runtime {
         prepared: Arc<Prepared>,
         limits: GuestLimits,
         settings: GuestSettings,
-        pacer: Option<Arc<dyn Pacer>>,
+        controls: ModuleControls,
     ) -> GuestModule {
         GuestModule::new(
             id,
@@ -167,7 +170,7 @@ impl Runtime {
             prepared,
             limits,
             settings,
-            pacer,
+            controls,
         )
     }
 }

@@ -10,6 +10,20 @@ use spark_runtime::PoolingMode;
 pub struct TestNode {
     pub node: RunningNode,
     pub dir: tempfile::TempDir,
+    _gate: Gate,
+}
+
+/// Tests in one binary run in parallel; those that measure CPU shares need the machine to
+/// themselves. Every node holds the gate shared; [`TestNode::start_exclusive`] holds it alone.
+enum Gate {
+    Shared(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>),
+    Exclusive(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>),
+}
+
+fn gate() -> std::sync::Arc<tokio::sync::RwLock<()>> {
+    static GATE: std::sync::OnceLock<std::sync::Arc<tokio::sync::RwLock<()>>> =
+        std::sync::OnceLock::new();
+    GATE.get_or_init(Default::default).clone()
 }
 
 impl TestNode {
@@ -26,6 +40,24 @@ impl TestNode {
         dir: tempfile::TempDir,
         pooling: PoolingMode,
     ) -> Result<TestNode, NodeError> {
+        let gate = Gate::Shared(gate().read_owned().await);
+        Self::start_gated(manifest, dir, pooling, gate).await
+    }
+
+    /// As [`TestNode::start`], with no other test's node running meanwhile (for tests that
+    /// measure CPU time).
+    pub async fn start_exclusive(manifest: &str) -> Result<TestNode, NodeError> {
+        let gate = Gate::Exclusive(gate().write_owned().await);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        Self::start_gated(manifest, dir, PoolingMode::Auto, gate).await
+    }
+
+    async fn start_gated(
+        manifest: &str,
+        dir: tempfile::TempDir,
+        pooling: PoolingMode,
+        gate: Gate,
+    ) -> Result<TestNode, NodeError> {
         init_logging();
         let manifest = Self::manifest(manifest, &dir);
         let options = NodeOptions {
@@ -35,7 +67,11 @@ impl TestNode {
             manifest,
         };
         let node = RunningNode::start(options).await?;
-        Ok(TestNode { node, dir })
+        Ok(TestNode {
+            node,
+            dir,
+            _gate: gate,
+        })
     }
 
     /// Parses manifest text the way [`TestNode::start`] does, without starting anything.
@@ -60,8 +96,9 @@ impl TestNode {
 
     /// Shuts the node down and hands back its directory (to restart on the same store).
     pub async fn stop(self) -> tempfile::TempDir {
-        self.node.shutdown().await;
-        self.dir
+        let TestNode { node, dir, _gate } = self;
+        node.shutdown().await;
+        dir
     }
 }
 

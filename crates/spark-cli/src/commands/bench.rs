@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use spark_bench::{coldstart, serve};
+use spark_bench::{coldstart, serve, surge};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -22,6 +22,17 @@ enum Scenario {
         #[arg(long)]
         peer: Option<PathBuf>,
         /// A short run (about 20 s).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// B3: a critical module's latency through a surge while a background module burns CPU,
+    /// alone / orchestrator on / orchestrator off.
+    Surge {
+        /// The CPU-bound component for both modules (default: the `busy` guest).
+        #[arg(long)]
+        component: Option<PathBuf>,
         #[arg(long)]
         quick: bool,
         #[arg(long)]
@@ -66,6 +77,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             let report = serve::run(&options).await?;
             print!("{}", serve::render(&report));
+        }
+        Scenario::Surge {
+            component,
+            quick,
+            out,
+        } => {
+            let component = match component {
+                Some(c) => c,
+                None => spark_bench::guest("busy")?,
+            };
+            let options = surge::SurgeOptions {
+                spark: std::env::current_exe().context("locating the spark executable")?,
+                component: std::path::absolute(component)?,
+                job: std::path::absolute(spark_bench::guest("inventory-sync")?)?,
+                quick,
+                out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
+            };
+            let report = surge::run(&options).await?;
+            print!("{}", surge::render(&report));
         }
         Scenario::Coldstart {
             component,

@@ -7,6 +7,7 @@ mod bad_components;
 mod faults;
 mod jobs;
 mod metrics;
+mod orchestrator;
 mod outbound;
 mod serving;
 mod shutdown;

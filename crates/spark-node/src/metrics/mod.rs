@@ -9,19 +9,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+mod collector;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use spark_runtime::StatsSnapshot;
 
-use crate::state::{ModuleSlot, SharedSnapshot};
+use crate::control::ControlView;
+use crate::state::SharedSnapshot;
+use collector::NodeCollector;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ModuleLabel {
+pub(crate) struct ModuleLabel {
     module: String,
 }
 
@@ -37,14 +38,6 @@ struct ReasonLabels {
     reason: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct InfoLabels {
-    module: String,
-    priority: String,
-    world: String,
-    digest: String,
-}
-
 /// The node's registry and metric families.
 pub struct NodeMetrics {
     registry: Registry,
@@ -54,6 +47,7 @@ pub struct NodeMetrics {
     rejections: Family<ReasonLabels, Counter>,
     job_runs: Family<ReasonLabels, Counter>,
     job_duration: Family<ModuleLabel, Histogram>,
+    decisions: Family<ModuleLabel, Counter>,
     unrouted: Counter,
 }
 
@@ -66,7 +60,7 @@ fn instantiation_histogram() -> Histogram {
 }
 
 impl NodeMetrics {
-    pub fn new(snapshot: SharedSnapshot) -> NodeMetrics {
+    pub fn new(snapshot: SharedSnapshot, control: Option<Arc<ControlView>>) -> NodeMetrics {
         let mut registry = Registry::with_prefix("spark");
         let requests = Family::<StatusLabels, Counter>::default();
         let latency = Family::<ModuleLabel, Histogram>::new_with_constructor(
@@ -81,6 +75,7 @@ impl NodeMetrics {
             latency_histogram as fn() -> Histogram,
         );
         let unrouted = Counter::default();
+        let decisions = Family::<ModuleLabel, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests served, by module and status code",
@@ -116,7 +111,12 @@ impl NodeMetrics {
             "Requests that matched no route (404)",
             unrouted.clone(),
         );
-        registry.register_collector(Box::new(RuntimeCollector { snapshot }));
+        registry.register(
+            "orchestrator_decisions",
+            "Plan changes the orchestrator made to a module",
+            decisions.clone(),
+        );
+        registry.register_collector(Box::new(NodeCollector { snapshot, control }));
         NodeMetrics {
             registry,
             requests,
@@ -125,6 +125,7 @@ impl NodeMetrics {
             rejections,
             job_runs,
             job_duration,
+            decisions,
             unrouted,
         }
     }
@@ -154,6 +155,7 @@ impl NodeMetrics {
             rejections: self.rejections.clone(),
             job_runs: self.job_runs.clone(),
             job_duration,
+            decisions: self.decisions.get_or_create(&label).clone(),
         }
     }
 
@@ -180,9 +182,14 @@ pub struct ModuleMetrics {
     rejections: Family<ReasonLabels, Counter>,
     job_runs: Family<ReasonLabels, Counter>,
     job_duration: Histogram,
+    decisions: Counter,
 }
 
 impl ModuleMetrics {
+    pub fn decision(&self) {
+        self.decisions.inc();
+    }
+
     pub fn request(&self, status: u16, took: Duration) {
         let labels = StatusLabels {
             module: self.module.clone(),
@@ -210,133 +217,6 @@ impl ModuleMetrics {
             module: self.module.clone(),
             reason: reason.to_owned(),
         }
-    }
-}
-
-/// Reads the runtime's per-module atomics at scrape time.
-struct RuntimeCollector {
-    snapshot: SharedSnapshot,
-}
-
-impl std::fmt::Debug for RuntimeCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RuntimeCollector")
-    }
-}
-
-type Counted = (&'static str, &'static str, fn(&StatsSnapshot) -> f64);
-type Gauged = (&'static str, &'static str, fn(&ModuleSlot) -> i64);
-
-const COUNTERS: &[Counted] = &[
-    (
-        "guest_cpu_seconds",
-        "Guest CPU time measured around guest execution",
-        |s| s.cpu_nanos as f64 / 1e9,
-    ),
-    ("instantiations", "Instances created", |s| {
-        s.instantiations as f64
-    }),
-    (
-        "guest_traps",
-        "Invocations that trapped or returned no response",
-        |s| s.traps as f64,
-    ),
-    (
-        "guest_timeouts",
-        "Invocations stopped at their wall-clock limit",
-        |s| s.timeouts as f64,
-    ),
-    (
-        "guest_cpu_limit_exceeded",
-        "Invocations stopped at their CPU-time limit",
-        |s| s.cpu_limits as f64,
-    ),
-    (
-        "guest_memory_limit_exceeded",
-        "Invocations stopped at their memory limit",
-        |s| s.memory_limits as f64,
-    ),
-    (
-        "guest_stack_overflows",
-        "Invocations that overflowed the Wasm stack",
-        |s| s.stack_overflows as f64,
-    ),
-    (
-        "guest_response_body_limit_exceeded",
-        "Responses aborted at the body size limit",
-        |s| s.body_limits as f64,
-    ),
-    (
-        "outbound_requests",
-        "Outbound HTTP requests attempted by guests",
-        |s| s.outbound_requests as f64,
-    ),
-    (
-        "outbound_denied",
-        "Outbound HTTP requests refused by the allow list",
-        |s| s.outbound_denied as f64,
-    ),
-];
-
-impl Collector for RuntimeCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snapshot = self.snapshot.load();
-        let rows: Vec<(ModuleLabel, StatsSnapshot)> = snapshot
-            .modules
-            .iter()
-            .map(|slot| {
-                (
-                    ModuleLabel {
-                        module: slot.id().to_owned(),
-                    },
-                    slot.guest.stats().snapshot(),
-                )
-            })
-            .collect();
-        for (name, help, read) in COUNTERS {
-            let mut family = encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                ConstCounter::new(0.0).metric_type(),
-            )?;
-            for (label, stats) in &rows {
-                ConstCounter::new(read(stats)).encode(family.encode_family(label)?)?;
-            }
-        }
-        let gauges: [Gauged; 2] = [
-            ("module_in_flight", "Invocations running now", |slot| {
-                i64::from(slot.admission.running())
-            }),
-            (
-                "module_queued",
-                "Requests waiting for admission now",
-                |slot| i64::from(slot.admission.queued()),
-            ),
-        ];
-        for (name, help, read) in gauges {
-            let mut family =
-                encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
-            for (slot, (label, _)) in snapshot.modules.iter().zip(&rows) {
-                ConstGauge::new(read(slot)).encode(family.encode_family(label)?)?;
-            }
-        }
-        let mut info = encoder.encode_descriptor(
-            "module_info",
-            "Modules installed on this node",
-            None,
-            ConstGauge::new(0i64).metric_type(),
-        )?;
-        for slot in &snapshot.modules {
-            let labels = InfoLabels {
-                module: slot.id().to_owned(),
-                priority: slot.spec.priority.as_str().to_owned(),
-                world: slot.guest.prepared().entry.world().to_owned(),
-                digest: slot.guest.prepared().digest.clone(),
-            };
-            ConstGauge::new(1i64).encode(info.encode_family(&labels)?)?;
-        }
-        Ok(())
     }
 }
 

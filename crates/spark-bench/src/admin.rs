@@ -1,0 +1,83 @@
+//! Reading a node's `/v1/status` from a benchmark.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use spark_node::NodeStatus;
+
+use crate::BenchError;
+
+/// The parts of a module's status the benchmarks compare.
+#[derive(Debug, Clone)]
+pub struct ModuleCounters {
+    pub id: String,
+    pub digest: String,
+    pub load_ms: f64,
+    pub cpu_seconds: f64,
+    pub invocations: u64,
+}
+
+/// A node's status, reduced.
+#[derive(Debug, Clone)]
+pub struct StatusSummary {
+    pub modules: Vec<ModuleCounters>,
+    pub orchestrator_cpu: f64,
+    pub decisions: usize,
+    /// The most recent decisions, as text.
+    pub decision_log: Vec<String>,
+}
+
+impl StatusSummary {
+    pub fn module(&self, id: &str) -> &ModuleCounters {
+        self.modules
+            .iter()
+            .find(|m| m.id == id)
+            .expect("module in status")
+    }
+}
+
+pub async fn status(admin: SocketAddr) -> Result<StatusSummary, BenchError> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let uri: http::Uri = format!("http://{admin}/v1/status")
+        .parse()
+        .map_err(|e| BenchError::Runtime(format!("{e}")))?;
+    let response = client
+        .get(uri)
+        .await
+        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| BenchError::Runtime(e.to_string()))?
+        .to_bytes();
+    let status: NodeStatus =
+        serde_json::from_slice(&body).map_err(|e| BenchError::Runtime(e.to_string()))?;
+    Ok(StatusSummary {
+        modules: status
+            .modules
+            .iter()
+            .map(|m| ModuleCounters {
+                id: m.id.clone(),
+                digest: m.digest.clone(),
+                load_ms: m.load_ms,
+                cpu_seconds: m.stats.cpu_nanos as f64 / 1e9,
+                invocations: m.stats.invocations,
+            })
+            .collect(),
+        orchestrator_cpu: status.orchestrator.as_ref().map_or(0.0, |o| o.cpu_seconds),
+        decisions: status
+            .orchestrator
+            .as_ref()
+            .map_or(0, |o| o.decisions.len()),
+        decision_log: status
+            .orchestrator
+            .iter()
+            .flat_map(|o| &o.decisions)
+            .map(|d| format!("{} {}: {} ({})", d.at_ms, d.scope, d.change, d.reason))
+            .collect(),
+    })
+}

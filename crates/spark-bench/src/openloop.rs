@@ -1,0 +1,127 @@
+//! An open-loop HTTP generator: requests leave on a fixed schedule (per phase rate), whatever
+//! the server's latency, over a pool of keep-alive connections; each latency is measured from
+//! the request's *scheduled* time, so a stalled server shows up as latency instead of as a
+//! quietly lower request rate (no coordinated omission).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
+
+/// A stretch of constant request rate.
+#[derive(Debug, Clone, Copy)]
+pub struct Phase {
+    pub duration: Duration,
+    pub rate: f64,
+}
+
+/// What an open-loop run measured.
+#[derive(Debug, Clone)]
+pub struct OpenLoopResult {
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// p99 within each phase.
+    pub phase_p99_ms: Vec<f64>,
+}
+
+type PooledClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+fn client() -> PooledClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(512)
+        .build_http()
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds")
+}
+
+/// One GET on a fresh pooled client (for closed-loop workers).
+pub async fn get(addr: SocketAddr, path: &str) -> Result<(), String> {
+    thread_local! { static CLIENT: PooledClient = client(); }
+    let client = CLIENT.with(Clone::clone);
+    send(&client, addr, path).await
+}
+
+async fn send(client: &PooledClient, addr: SocketAddr, path: &str) -> Result<(), String> {
+    let uri: http::Uri = format!("http://{addr}{path}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let response = client.get(uri).await.map_err(|e| e.to_string())?;
+    let ok = response.status().is_success();
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    if ok { Ok(()) } else { Err("status".into()) }
+}
+
+/// Sends `GET path` at each phase's rate, phase after phase. The first `warmup` phases load
+/// the server but are left out of the results.
+pub async fn run(
+    addr: SocketAddr,
+    path: String,
+    phases: Vec<Phase>,
+    warmup: usize,
+) -> OpenLoopResult {
+    let client = client();
+    let per_phase: Arc<Vec<Mutex<Histogram<u64>>>> =
+        Arc::new(phases.iter().map(|_| Mutex::new(histogram())).collect());
+    let errors = Arc::new(Mutex::new(0u64));
+    let mut tasks = Vec::new();
+    let mut at = Instant::now();
+    for (index, phase) in phases.iter().enumerate() {
+        let count = (phase.rate * phase.duration.as_secs_f64()).round() as u64;
+        let gap = Duration::from_secs_f64(1.0 / phase.rate.max(f64::EPSILON));
+        for _ in 0..count {
+            let scheduled = at;
+            at += gap;
+            let (client, path, per_phase, errors) = (
+                client.clone(),
+                path.clone(),
+                per_phase.clone(),
+                errors.clone(),
+            );
+            tokio::time::sleep_until(scheduled).await;
+            tasks.push(tokio::spawn(async move {
+                match send(&client, addr, &path).await {
+                    Ok(()) => {
+                        let micros = scheduled.elapsed().as_micros() as u64;
+                        per_phase[index]
+                            .lock()
+                            .expect("histogram lock")
+                            .saturating_record(micros.max(1));
+                    }
+                    Err(_) => *errors.lock().expect("errors lock") += 1,
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let mut all = histogram();
+    let mut phase_p99_ms = Vec::new();
+    for h in per_phase.iter().skip(warmup) {
+        let h = h.lock().expect("histogram lock");
+        phase_p99_ms.push(h.value_at_quantile(0.99) as f64 / 1e3);
+        all.add(&*h).expect("same bounds");
+    }
+    let errors = *errors.lock().expect("errors lock");
+    OpenLoopResult {
+        requests: all.len(),
+        errors,
+        p50_ms: all.value_at_quantile(0.50) as f64 / 1e3,
+        p99_ms: all.value_at_quantile(0.99) as f64 / 1e3,
+        phase_p99_ms,
+    }
+}

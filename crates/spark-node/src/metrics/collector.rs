@@ -1,0 +1,285 @@
+//! Metrics read at scrape time: the runtime's per-module atomics, the orchestrator's live
+//! controls, and its view of the node (telemetry, modes, own cost).
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use spark_runtime::StatsSnapshot;
+
+use super::ModuleLabel;
+use crate::control::ControlView;
+use crate::state::{ModuleSlot, SharedSnapshot, Snapshot};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    module: String,
+    priority: String,
+    world: String,
+    digest: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabel {
+    mode: String,
+}
+
+pub(super) struct NodeCollector {
+    pub(super) snapshot: SharedSnapshot,
+    pub(super) control: Option<Arc<ControlView>>,
+}
+
+impl std::fmt::Debug for NodeCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeCollector")
+    }
+}
+
+type Counted = (&'static str, &'static str, fn(&StatsSnapshot) -> f64);
+type Gauged = (&'static str, &'static str, fn(&ModuleSlot) -> f64);
+
+const COUNTERS: &[Counted] = &[
+    (
+        "guest_cpu_seconds",
+        "Guest CPU time measured around guest execution",
+        |s| s.cpu_nanos as f64 / 1e9,
+    ),
+    ("instantiations", "Instances created", |s| {
+        s.instantiations as f64
+    }),
+    (
+        "guest_traps",
+        "Invocations that trapped or returned no response",
+        |s| s.traps as f64,
+    ),
+    (
+        "guest_timeouts",
+        "Invocations stopped at their wall-clock limit",
+        |s| s.timeouts as f64,
+    ),
+    (
+        "guest_cpu_limit_exceeded",
+        "Invocations stopped at their CPU-time limit",
+        |s| s.cpu_limits as f64,
+    ),
+    (
+        "guest_memory_limit_exceeded",
+        "Invocations stopped at their memory limit",
+        |s| s.memory_limits as f64,
+    ),
+    (
+        "guest_stack_overflows",
+        "Invocations that overflowed the Wasm stack",
+        |s| s.stack_overflows as f64,
+    ),
+    (
+        "guest_response_body_limit_exceeded",
+        "Responses aborted at the body size limit",
+        |s| s.body_limits as f64,
+    ),
+    (
+        "outbound_requests",
+        "Outbound HTTP requests attempted by guests",
+        |s| s.outbound_requests as f64,
+    ),
+    (
+        "outbound_denied",
+        "Outbound HTTP requests refused by the allow list",
+        |s| s.outbound_denied as f64,
+    ),
+];
+
+const GAUGES: &[Gauged] = &[
+    ("module_in_flight", "Invocations running now", |slot| {
+        f64::from(slot.admission.running())
+    }),
+    (
+        "module_queued",
+        "Requests waiting for admission now",
+        |slot| f64::from(slot.admission.queued()),
+    ),
+    (
+        "module_concurrency_limit",
+        "Concurrency cap in force (the plan's, or the manifest's)",
+        |slot| f64::from(slot.admission.concurrency()),
+    ),
+    (
+        "module_cpu_share",
+        "CPU share of the node the module may use (1 = uncapped)",
+        |slot| slot.controls.pacer.share().unwrap_or(1.0),
+    ),
+    (
+        "module_job_pacing",
+        "Multiplier on a job's period (1 = as configured)",
+        |slot| slot.controls.job_pacing(),
+    ),
+];
+
+const MODULE_COUNTERS: &[Gauged] = &[
+    (
+        "module_throttled_seconds",
+        "Time the module's guests were made to wait for their CPU share",
+        |slot| slot.controls.pacer.waited().as_secs_f64(),
+    ),
+    (
+        "module_rejected",
+        "Requests refused by the module's admission control",
+        |slot| slot.admission.rejected() as f64,
+    ),
+];
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = self.snapshot.load();
+        encode_runtime(&mut encoder, &snapshot)?;
+        encode_controls(&mut encoder, &snapshot)?;
+        encode_info(&mut encoder, &snapshot)?;
+        if let Some(control) = &self.control {
+            encode_orchestrator(&mut encoder, control)?;
+        }
+        Ok(())
+    }
+}
+
+fn label(slot: &ModuleSlot) -> ModuleLabel {
+    ModuleLabel {
+        module: slot.id().to_owned(),
+    }
+}
+
+fn encode_runtime(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &Snapshot,
+) -> Result<(), std::fmt::Error> {
+    let rows: Vec<(ModuleLabel, StatsSnapshot)> = snapshot
+        .modules
+        .iter()
+        .map(|slot| (label(slot), slot.guest.stats().snapshot()))
+        .collect();
+    for (name, help, read) in COUNTERS {
+        let mut family =
+            encoder.encode_descriptor(name, help, None, ConstCounter::new(0.0).metric_type())?;
+        for (label, stats) in &rows {
+            ConstCounter::new(read(stats)).encode(family.encode_family(label)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_controls(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &Snapshot,
+) -> Result<(), std::fmt::Error> {
+    for (name, help, read) in GAUGES {
+        let mut family =
+            encoder.encode_descriptor(name, help, None, ConstGauge::new(0.0).metric_type())?;
+        for slot in &snapshot.modules {
+            ConstGauge::new(read(slot)).encode(family.encode_family(&label(slot))?)?;
+        }
+    }
+    for (name, help, read) in MODULE_COUNTERS {
+        let mut family =
+            encoder.encode_descriptor(name, help, None, ConstCounter::new(0.0).metric_type())?;
+        for slot in &snapshot.modules {
+            ConstCounter::new(read(slot)).encode(family.encode_family(&label(slot))?)?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_info(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &Snapshot,
+) -> Result<(), std::fmt::Error> {
+    let mut info = encoder.encode_descriptor(
+        "module_info",
+        "Modules installed on this node",
+        None,
+        ConstGauge::new(0i64).metric_type(),
+    )?;
+    for slot in &snapshot.modules {
+        let labels = InfoLabels {
+            module: slot.id().to_owned(),
+            priority: slot.spec.priority.as_str().to_owned(),
+            world: slot.guest.prepared().entry.world().to_owned(),
+            digest: slot.guest.prepared().digest.clone(),
+        };
+        ConstGauge::new(1i64).encode(info.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn encode_orchestrator(
+    encoder: &mut DescriptorEncoder,
+    control: &ControlView,
+) -> Result<(), std::fmt::Error> {
+    let (cpu, ticks) = control.cost();
+    let counter = ConstCounter::new(0.0).metric_type();
+    ConstCounter::new(cpu.as_secs_f64()).encode(encoder.encode_descriptor(
+        "orchestrator_cpu_seconds",
+        "CPU time the control loop used",
+        None,
+        counter,
+    )?)?;
+    ConstCounter::new(ticks as f64).encode(encoder.encode_descriptor(
+        "orchestrator_ticks",
+        "Control loop ticks",
+        None,
+        counter,
+    )?)?;
+    let view = control.state();
+    let modes = view.plan.modes;
+    let mut family = encoder.encode_descriptor(
+        "orchestrator_mode",
+        "Node-wide modes (1 = active)",
+        None,
+        ConstGauge::new(0i64).metric_type(),
+    )?;
+    for (mode, on) in [
+        ("surge", modes.surge),
+        ("memory_pressure", modes.memory_pressure),
+        ("power_save", modes.power_save),
+        ("uplink_slow", modes.uplink_slow),
+    ] {
+        ConstGauge::new(i64::from(on))
+            .encode(family.encode_family(&ModeLabel { mode: mode.into() })?)?;
+    }
+    let Some(signals) = view.signals else {
+        return Ok(());
+    };
+    let gauge = ConstGauge::new(0.0).metric_type();
+    let readings = [
+        ("node_cpus", "CPUs the node may use", Some(signals.cpus)),
+        (
+            "node_cpu_utilisation",
+            "Busy fraction of the node's CPUs",
+            signals.cpu_utilisation,
+        ),
+        (
+            "node_memory_pressure",
+            "Memory pressure, 0 to 1",
+            signals.memory_pressure,
+        ),
+        (
+            "node_uplink_latency_seconds",
+            "Worst recent upstream round trip",
+            signals.uplink_latency_ms.map(|ms| ms / 1e3),
+        ),
+        (
+            "node_battery_percent",
+            "Battery charge (absent on mains)",
+            match signals.power {
+                spark_orchestrator::policy::PowerSignal::Battery { percent, .. } => Some(percent),
+                spark_orchestrator::policy::PowerSignal::Mains => None,
+            },
+        ),
+    ];
+    for (name, help, value) in readings {
+        if let Some(value) = value {
+            ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, gauge)?)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! The policy: a pure function from what the node sees to what it should do.
+//!
+//! `plan(now, signals, observations, config, state)` returns a [`Plan`] (per-module CPU share,
+//! concurrency cap, queue, warm-pool limit, job pacing, outbound pacing) and the
+//! [`Decision`]s that changed something, each with its reason. No clock, no I/O: the caller
+//! passes time and data, so every trigger and every hysteresis path is tested
+//! deterministically and can be replayed offline.
+//!
+//! The decision worth knowing: surge detection looks at what throttling cannot change. It
+//! enters on pressure at a critical module (queueing, rejections, p99 well above its calm
+//! baseline) or on its request rate jumping above its calm baseline, and it exits only when
+//! the critical request rate has come back down, with nothing queueing or refused, for several
+//! ticks. Exiting on "latency is fine again" would flap: throttling the background is exactly
+//! what makes latency fine again. A surge that turns out to be the new normal (steady, no
+//! pressure, for `settle_ticks`) becomes the baseline.
+
+mod hysteresis;
+mod rules;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use spark_manifest::Priority;
+
+pub use hysteresis::Hysteresis;
+pub use rules::plan;
+
+/// What the probes say about the node, reduced to what the policy uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeSignals {
+    /// CPUs the node may use (cgroup limit or online CPUs).
+    pub cpus: f64,
+    /// Busy fraction of those CPUs over the last interval, if known.
+    pub cpu_utilisation: Option<f64>,
+    /// Memory pressure in 0..=1, if known.
+    pub memory_pressure: Option<f64>,
+    pub power: PowerSignal,
+    /// Worst recent round trip to the configured upstreams (or observed outbound), if known.
+    pub uplink_latency_ms: Option<f64>,
+}
+
+impl Default for NodeSignals {
+    fn default() -> Self {
+        NodeSignals {
+            cpus: 1.0,
+            cpu_utilisation: None,
+            memory_pressure: None,
+            power: PowerSignal::Mains,
+            uplink_latency_ms: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum PowerSignal {
+    Mains,
+    Battery { percent: f64, charging: bool },
+}
+
+/// One module over the last interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleObservation {
+    pub id: String,
+    pub priority: Priority,
+    pub weight: u32,
+    /// A scheduled job rather than an HTTP module.
+    pub job: bool,
+    /// Configured concurrency and queue (the caps the plan never exceeds).
+    pub concurrency: u32,
+    pub queue: u32,
+    /// Requests completed (or job runs) in the interval.
+    pub requests: u64,
+    /// Requests refused by admission in the interval.
+    pub rejected: u64,
+    /// Waiting and running right now.
+    pub queued: u32,
+    pub in_flight: u32,
+    /// Guest CPU seconds used in the interval.
+    pub cpu_seconds: f64,
+    /// p99 latency of requests completed in the interval, if any.
+    pub p99_ms: Option<f64>,
+    /// Length of the interval.
+    pub window_secs: f64,
+}
+
+impl ModuleObservation {
+    fn rate(&self) -> f64 {
+        if self.window_secs > 0.0 {
+            self.requests as f64 / self.window_secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Thresholds and factors; defaults are named constants in [`PolicyConfig::default`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyConfig {
+    /// CPU share (of the whole node) background modules keep even during a surge, split
+    /// among them by weight.
+    pub background_min_share: f64,
+    pub surge_enter_ticks: u32,
+    pub surge_exit_ticks: u32,
+    /// Critical request rate over its calm baseline that counts as a surge.
+    pub surge_rate_factor: f64,
+    /// Critical request rate over its calm baseline below which a surge may end.
+    pub calm_rate_factor: f64,
+    /// Critical p99 over its calm baseline that counts as pressure.
+    pub surge_latency_factor: f64,
+    /// Memory pressure (0..=1) that enters / leaves the memory-pressure mode.
+    pub memory_high: f64,
+    pub memory_low: f64,
+    /// Battery percentage at or below which (discharging) the node saves power, and at or
+    /// above which it stops.
+    pub battery_low_percent: f64,
+    pub battery_ok_percent: f64,
+    /// Uplink round trip that makes the uplink slow / fine again.
+    pub uplink_slow_ms: f64,
+    pub uplink_ok_ms: f64,
+    /// How much longer background job periods get in power-save mode.
+    pub power_save_job_pacing: f64,
+    /// Minimum gap between outbound requests of a background module on a slow uplink.
+    pub slow_uplink_outbound_interval_ms: u64,
+    /// Ticks a mode needs to switch on (memory, power, uplink) and off.
+    pub enter_ticks: u32,
+    pub exit_ticks: u32,
+    /// Smoothing of the calm baselines (weight of the newest interval).
+    pub baseline_alpha: f64,
+    /// Intervals of pressure-free, steady load after which a surge's rate becomes the baseline.
+    pub settle_ticks: u32,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            background_min_share: 0.10,
+            surge_enter_ticks: 2,
+            surge_exit_ticks: 6,
+            surge_rate_factor: 2.0,
+            calm_rate_factor: 1.25,
+            surge_latency_factor: 2.0,
+            memory_high: 0.60,
+            memory_low: 0.30,
+            battery_low_percent: 20.0,
+            battery_ok_percent: 30.0,
+            uplink_slow_ms: 300.0,
+            uplink_ok_ms: 150.0,
+            power_save_job_pacing: 4.0,
+            slow_uplink_outbound_interval_ms: 1000,
+            enter_ticks: 2,
+            exit_ticks: 6,
+            baseline_alpha: 0.1,
+            settle_ticks: 40,
+        }
+    }
+}
+
+/// What the policy remembers between ticks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicyState {
+    pub surge: Hysteresis,
+    pub memory: Hysteresis,
+    pub power_save: Hysteresis,
+    pub uplink: Hysteresis,
+    /// Calm-period baselines of critical modules.
+    pub baselines: BTreeMap<String, Baseline>,
+    /// The plan of the previous tick (decisions are the differences to it).
+    pub last: Option<Plan>,
+}
+
+/// A critical module's calm behaviour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub rate: f64,
+    pub p99_ms: f64,
+    pub samples: u32,
+    /// During a surge: the rate the load has been steady at, and for how many intervals.
+    pub settling_rate: f64,
+    pub settled_ticks: u32,
+}
+
+/// Node-wide modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Modes {
+    pub surge: bool,
+    pub memory_pressure: bool,
+    pub power_save: bool,
+    pub uplink_slow: bool,
+}
+
+/// What the node should do now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub modes: Modes,
+    pub modules: BTreeMap<String, ModulePlan>,
+}
+
+/// One module's allowances.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ModulePlan {
+    /// Fraction of the node's CPU the module may use; `None`: no cap.
+    pub cpu_share: Option<f64>,
+    /// Invocations at once.
+    pub concurrency: u32,
+    /// Requests that may wait; 0 sheds at once (503 + Retry-After) when at the cap.
+    pub queue: u32,
+    /// Most instances the predictor may keep warm; `None`: its own judgement.
+    pub warm_limit: Option<u32>,
+    /// Multiplier on a job's period (1 = as configured).
+    pub job_pacing: f64,
+    /// Minimum gap between the module's outbound requests, ms (0 = none).
+    pub outbound_interval_ms: u64,
+}
+
+/// One change the policy made, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub at_ms: u64,
+    /// `node` or a module id.
+    pub scope: String,
+    pub change: String,
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests;

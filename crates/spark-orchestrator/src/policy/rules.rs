@@ -1,0 +1,425 @@
+//! The rules: modes from signals (with hysteresis), then each module's allowances from the
+//! modes and its priority class, then the decisions as differences to the previous plan.
+
+use std::collections::BTreeMap;
+
+use spark_manifest::Priority;
+
+use super::{
+    Baseline, Decision, Modes, ModuleObservation, ModulePlan, NodeSignals, Plan, PolicyConfig,
+    PolicyState, PowerSignal,
+};
+
+/// Baselines need this many calm intervals before rate or latency jumps count.
+const BASELINE_MIN_SAMPLES: u32 = 3;
+/// Rates below this (requests/s) are treated as this, so an idle module's first requests are
+/// not a "surge".
+const MIN_BASELINE_RATE: f64 = 1.0;
+/// p99 baselines below this (ms) are treated as this.
+const MIN_BASELINE_P99_MS: f64 = 1.0;
+
+/// One policy tick. See the module docs of [`super`].
+pub fn plan(
+    now_ms: u64,
+    signals: &NodeSignals,
+    modules: &[ModuleObservation],
+    config: &PolicyConfig,
+    state: &mut PolicyState,
+) -> (Plan, Vec<Decision>) {
+    let mut decisions = Vec::new();
+    let (modes, pressured) = update_modes(now_ms, signals, modules, config, state, &mut decisions);
+    if !modes.surge {
+        learn_baselines(modules, &pressured, config, state);
+    }
+    let plan = Plan {
+        modes,
+        modules: modules
+            .iter()
+            .map(|m| (m.id.clone(), module_plan(m, modes, modules, config)))
+            .collect(),
+    };
+    diff_modules(now_ms, state.last.as_ref(), &plan, &mut decisions);
+    state.last = Some(plan.clone());
+    (plan, decisions)
+}
+
+fn update_modes(
+    now_ms: u64,
+    signals: &NodeSignals,
+    modules: &[ModuleObservation],
+    config: &PolicyConfig,
+    state: &mut PolicyState,
+    decisions: &mut Vec<Decision>,
+) -> (Modes, Vec<String>) {
+    let surge = surge_signals(modules, config, &state.baselines);
+    let surging = !surge.pressured.is_empty() || !surge.jumped.is_empty();
+    if state.surge.active {
+        rebaseline_if_settled(modules, &surge.pressured, config, state, now_ms, decisions);
+    }
+    let (calm, why) = (surge.calm, surge.why);
+    let mut unsettled = surge.pressured;
+    unsettled.extend(surge.jumped);
+    let mut flip = |name: &str, changed: Option<bool>, on_reason: String, off_reason: &str| {
+        if let Some(active) = changed {
+            decisions.push(Decision {
+                at_ms: now_ms,
+                scope: "node".into(),
+                change: format!("{name} {}", if active { "started" } else { "ended" }),
+                reason: if active { on_reason } else { off_reason.into() },
+            });
+        }
+    };
+    let changed = state.surge.update(
+        surging,
+        calm,
+        config.surge_enter_ticks,
+        config.surge_exit_ticks,
+    );
+    flip(
+        "surge",
+        changed,
+        why,
+        "critical load back to its baseline, no queueing",
+    );
+
+    let pressure = signals.memory_pressure;
+    let changed = state.memory.update(
+        pressure.is_some_and(|p| p >= config.memory_high),
+        pressure.is_none_or(|p| p <= config.memory_low),
+        config.enter_ticks,
+        config.exit_ticks,
+    );
+    flip(
+        "memory pressure",
+        changed,
+        format!(
+            "memory pressure {:.2} >= {:.2}",
+            pressure.unwrap_or(0.0),
+            config.memory_high
+        ),
+        "memory pressure back below its low mark",
+    );
+
+    let (low, ok) = match signals.power {
+        PowerSignal::Mains => (false, true),
+        PowerSignal::Battery { percent, charging } => (
+            !charging && percent <= config.battery_low_percent,
+            charging || percent >= config.battery_ok_percent,
+        ),
+    };
+    let changed = state
+        .power_save
+        .update(low, ok, config.enter_ticks, config.exit_ticks);
+    let battery = match signals.power {
+        PowerSignal::Battery { percent, .. } => format!("on battery at {percent:.0}%"),
+        PowerSignal::Mains => "on mains".into(),
+    };
+    flip(
+        "power save",
+        changed,
+        format!("{battery} (low mark {:.0}%)", config.battery_low_percent),
+        "back on mains or charged",
+    );
+
+    let latency = signals.uplink_latency_ms;
+    let changed = state.uplink.update(
+        latency.is_some_and(|l| l >= config.uplink_slow_ms),
+        latency.is_none_or(|l| l <= config.uplink_ok_ms),
+        config.enter_ticks,
+        config.exit_ticks,
+    );
+    flip(
+        "slow uplink",
+        changed,
+        format!(
+            "uplink round trip {:.0} ms >= {:.0} ms",
+            latency.unwrap_or(0.0),
+            config.uplink_slow_ms
+        ),
+        "uplink round trip back to normal",
+    );
+
+    let modes = Modes {
+        surge: state.surge.active,
+        memory_pressure: state.memory.active,
+        power_save: state.power_save.active,
+        uplink_slow: state.uplink.active,
+    };
+    (modes, unsettled)
+}
+
+/// What the critical modules say about a surge.
+struct SurgeSignals {
+    /// Modules queueing, refusing, or slow compared with their baseline.
+    pressured: Vec<String>,
+    /// Modules whose request rate jumped above their baseline.
+    jumped: Vec<String>,
+    /// Every critical module is calm (no pressure, rate near its baseline).
+    calm: bool,
+    why: String,
+}
+
+fn surge_signals(
+    modules: &[ModuleObservation],
+    config: &PolicyConfig,
+    baselines: &BTreeMap<String, Baseline>,
+) -> SurgeSignals {
+    let mut reasons = Vec::new();
+    let mut pressured = Vec::new();
+    let mut jumped = Vec::new();
+    let mut all_calm = true;
+    for m in modules.iter().filter(|m| m.priority == Priority::Critical) {
+        let base = baselines.get(&m.id).copied().unwrap_or_default();
+        let known = base.samples >= BASELINE_MIN_SAMPLES;
+        let base_rate = base.rate.max(MIN_BASELINE_RATE);
+        let base_p99 = base.p99_ms.max(MIN_BASELINE_P99_MS);
+        let mut pressure = Vec::new();
+        let mut hard = false;
+        if m.queued > 0 {
+            pressure.push(format!("{} queued", m.queued));
+            hard = true;
+        }
+        if m.rejected > 0 {
+            pressure.push(format!("{} rejected", m.rejected));
+            hard = true;
+        }
+        if let Some(p99) = m
+            .p99_ms
+            .filter(|&p| known && p > config.surge_latency_factor * base_p99)
+        {
+            pressure.push(format!("p99 {p99:.1} ms vs baseline {base_p99:.1} ms"));
+        }
+        if !pressure.is_empty() {
+            pressured.push(m.id.clone());
+        }
+        let rate = m.rate();
+        if known && rate > config.surge_rate_factor * base_rate {
+            pressure.push(format!("{rate:.0} req/s vs baseline {base_rate:.0} req/s"));
+            jumped.push(m.id.clone());
+        }
+        // Ending a surge looks only at what throttling cannot fix: queueing, refusals and the
+        // request rate. Latency is an entry signal only; with the background throttled it
+        // recovers by design, and a lone slow request must not hold the surge open.
+        let calm = !hard && (!known || rate <= config.calm_rate_factor * base_rate);
+        all_calm &= calm;
+        if !pressure.is_empty() {
+            reasons.push(format!(
+                "critical module '{}': {}",
+                m.id,
+                pressure.join(", ")
+            ));
+        }
+    }
+    SurgeSignals {
+        pressured,
+        jumped,
+        calm: all_calm,
+        why: reasons.join("; "),
+    }
+}
+
+/// A surge that has become the new normal: during a surge the baselines do not learn, so a
+/// critical module whose load stepped up for good would keep the background throttled
+/// forever. After `settle_ticks` intervals of surge without any pressure and with a steady
+/// rate, the current rate becomes the baseline (the surge then ends through the normal exit).
+fn rebaseline_if_settled(
+    modules: &[ModuleObservation],
+    pressured: &[String],
+    config: &PolicyConfig,
+    state: &mut PolicyState,
+    now_ms: u64,
+    decisions: &mut Vec<Decision>,
+) {
+    for m in modules
+        .iter()
+        .filter(|m| m.priority == Priority::Critical && m.requests > 0)
+    {
+        let base = state.baselines.entry(m.id.clone()).or_default();
+        let steady = pressured.is_empty()
+            && (m.rate() - base.settling_rate).abs()
+                <= 0.25 * base.settling_rate.max(MIN_BASELINE_RATE);
+        if steady {
+            base.settled_ticks += 1;
+        } else {
+            base.settled_ticks = 0;
+            base.settling_rate = m.rate();
+        }
+        if base.settled_ticks >= config.settle_ticks {
+            decisions.push(Decision {
+                at_ms: now_ms,
+                scope: m.id.clone(),
+                change: format!("baseline {:.0} -> {:.0} req/s", base.rate, m.rate()),
+                reason: format!(
+                    "load steady for {} intervals without pressure: the new normal",
+                    config.settle_ticks
+                ),
+            });
+            base.rate = m.rate();
+            base.settled_ticks = 0;
+        }
+    }
+}
+
+/// Baselines learn only from calm intervals with traffic: a module under pressure would teach
+/// the policy that pressure is normal, and an idle one that any traffic is a surge.
+fn learn_baselines(
+    modules: &[ModuleObservation],
+    pressured: &[String],
+    config: &PolicyConfig,
+    state: &mut PolicyState,
+) {
+    let calm = modules.iter().filter(|m| {
+        m.priority == Priority::Critical && m.requests > 0 && !pressured.contains(&m.id)
+    });
+    for m in calm {
+        let base = state.baselines.entry(m.id.clone()).or_default();
+        let a = if base.samples == 0 {
+            1.0
+        } else {
+            config.baseline_alpha
+        };
+        base.rate += a * (m.rate() - base.rate);
+        if let Some(p99) = m.p99_ms {
+            let b = if base.p99_ms == 0.0 {
+                1.0
+            } else {
+                config.baseline_alpha
+            };
+            base.p99_ms += b * (p99 - base.p99_ms);
+        }
+        base.samples = base.samples.saturating_add(1);
+    }
+}
+
+fn module_plan(
+    m: &ModuleObservation,
+    modes: Modes,
+    all: &[ModuleObservation],
+    config: &PolicyConfig,
+) -> ModulePlan {
+    let mut plan = ModulePlan {
+        cpu_share: None,
+        concurrency: m.concurrency,
+        queue: m.queue,
+        warm_limit: None,
+        job_pacing: 1.0,
+        outbound_interval_ms: 0,
+    };
+    let background = m.priority == Priority::Background;
+    if background && (modes.surge || modes.power_save) {
+        plan.cpu_share = Some(background_min_share(m, all, config));
+    }
+    if background && modes.surge {
+        plan.concurrency = (m.concurrency / 4).max(1);
+        plan.queue = 0;
+    }
+    if modes.memory_pressure {
+        match m.priority {
+            Priority::Background => {
+                plan.warm_limit = Some(0);
+                plan.concurrency = (plan.concurrency / 2).max(1);
+            }
+            Priority::Normal => plan.warm_limit = Some(1),
+            Priority::Critical => {}
+        }
+    }
+    if modes.power_save {
+        if m.priority != Priority::Critical {
+            plan.warm_limit = Some(0);
+        }
+        if background && m.job {
+            plan.job_pacing = config.power_save_job_pacing;
+        }
+    }
+    if background && modes.uplink_slow {
+        plan.outbound_interval_ms = config.slow_uplink_outbound_interval_ms;
+    }
+    plan
+}
+
+/// This background module's part of the background minimum share, by weight.
+fn background_min_share(
+    m: &ModuleObservation,
+    all: &[ModuleObservation],
+    config: &PolicyConfig,
+) -> f64 {
+    let total: u32 = all
+        .iter()
+        .filter(|o| o.priority == Priority::Background)
+        .map(|o| o.weight)
+        .sum();
+    config.background_min_share * f64::from(m.weight) / f64::from(total.max(1))
+}
+
+fn diff_modules(now_ms: u64, last: Option<&Plan>, plan: &Plan, decisions: &mut Vec<Decision>) {
+    for (id, new) in &plan.modules {
+        let old = last.and_then(|l| l.modules.get(id));
+        let Some(old) = old else { continue };
+        let reason = reason_for(plan.modes);
+        let mut push = |change: String| {
+            decisions.push(Decision {
+                at_ms: now_ms,
+                scope: id.clone(),
+                change,
+                reason: reason.clone(),
+            });
+        };
+        if old.cpu_share != new.cpu_share {
+            push(format!(
+                "cpu share {} -> {}",
+                share(old.cpu_share),
+                share(new.cpu_share)
+            ));
+        }
+        if old.concurrency != new.concurrency || old.queue != new.queue {
+            push(format!(
+                "concurrency {}/queue {} -> {}/{}",
+                old.concurrency, old.queue, new.concurrency, new.queue
+            ));
+        }
+        if old.warm_limit != new.warm_limit {
+            push(format!(
+                "warm limit {} -> {}",
+                limit(old.warm_limit),
+                limit(new.warm_limit)
+            ));
+        }
+        if old.job_pacing != new.job_pacing {
+            push(format!(
+                "job pacing x{} -> x{}",
+                old.job_pacing, new.job_pacing
+            ));
+        }
+        if old.outbound_interval_ms != new.outbound_interval_ms {
+            push(format!(
+                "outbound gap {} ms -> {} ms",
+                old.outbound_interval_ms, new.outbound_interval_ms
+            ));
+        }
+    }
+}
+
+fn reason_for(modes: Modes) -> String {
+    let active: Vec<&str> = [
+        (modes.surge, "surge"),
+        (modes.memory_pressure, "memory pressure"),
+        (modes.power_save, "power save"),
+        (modes.uplink_slow, "slow uplink"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if active.is_empty() {
+        "no constraint active: restored".into()
+    } else {
+        format!("active: {}", active.join(", "))
+    }
+}
+
+fn share(s: Option<f64>) -> String {
+    s.map_or("unlimited".into(), |s| format!("{:.0}%", s * 100.0))
+}
+
+fn limit(l: Option<u32>) -> String {
+    l.map_or("free".into(), |l| l.to_string())
+}
