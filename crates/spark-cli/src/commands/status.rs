@@ -57,22 +57,64 @@ fn print(status: &NodeStatus) {
         status.version, status.uptime_secs, status.listen, status.admin, status.allocation
     );
     println!(
-        "{:<18} {:<10} {:<22} {:>6} {:>6} {:>9} {:>7} {:>7} {:>9}",
-        "MODULE", "PRIORITY", "TRIGGER", "RUN", "QUEUE", "REQUESTS", "TRAPS", "TMOUT", "CPU(s)"
+        "{:<18} {:<10} {:<22} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9} {:>7} {:>10}",
+        "MODULE", "PRIORITY", "TRIGGER", "RUN/CAP", "QUEUE", "REQUESTS", "TRAPS", "TMOUT", "CPU(s)", "SHARE", "THROTTLED"
     );
     for m in &status.modules {
+        let share = m.controls.cpu_share.map_or("-".to_owned(), |s| format!("{:.0}%", s * 100.0));
         println!(
-            "{:<18} {:<10} {:<22} {:>6} {:>6} {:>9} {:>7} {:>7} {:>9.3}",
+            "{:<18} {:<10} {:<22} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9.3} {:>7} {:>9}ms",
             m.id,
             m.priority,
             truncate(&m.trigger, 22),
-            m.running,
+            format!("{}/{}", m.running, m.controls.concurrency),
             m.queued,
             m.stats.invocations,
             m.stats.traps,
             m.stats.timeouts,
-            m.stats.cpu_nanos as f64 / 1e9
+            m.stats.cpu_nanos as f64 / 1e9,
+            share,
+            m.controls.throttled_ms,
         );
+    }
+    match &status.orchestrator {
+        None => println!("orchestrator: off"),
+        Some(o) => print_orchestrator(o),
+    }
+}
+
+fn print_orchestrator(o: &spark_node::status::OrchestratorStatus) {
+    let modes = [
+        (o.modes.surge, "surge"),
+        (o.modes.memory_pressure, "memory-pressure"),
+        (o.modes.power_save, "power-save"),
+        (o.modes.uplink_slow, "slow-uplink"),
+    ];
+    let active: Vec<&str> = modes.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
+    println!(
+        "orchestrator: modes [{}]  ticks {}  own cpu {:.3}s",
+        active.join(", "),
+        o.ticks,
+        o.cpu_seconds
+    );
+    if let Some(s) = &o.signals {
+        let pct = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{:.0}%", v * 100.0));
+        let power = match s.power {
+            spark_orchestrator::policy::PowerSignal::Mains => "mains".to_owned(),
+            spark_orchestrator::policy::PowerSignal::Battery { percent, charging } => {
+                format!("battery {percent:.0}%{}", if charging { " charging" } else { "" })
+            }
+        };
+        let uplink = s.uplink_latency_ms.map_or("?".to_owned(), |ms| format!("{ms:.0}ms"));
+        println!(
+            "  cpu {} of {} cpus  memory pressure {}  {power}  uplink {uplink}",
+            pct(s.cpu_utilisation),
+            s.cpus,
+            pct(s.memory_pressure)
+        );
+    }
+    for d in o.decisions.iter().rev().take(10) {
+        println!("  {} {}: {} ({})", d.at_ms, d.scope, d.change, d.reason);
     }
 }
 
