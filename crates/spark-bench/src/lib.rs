@@ -8,6 +8,7 @@ pub mod admin;
 pub mod coldstart;
 pub mod loadgen;
 pub mod openloop;
+pub mod replay;
 pub mod serve;
 pub mod surge;
 

@@ -41,6 +41,7 @@ pub struct Manifest {
     pub source: PathBuf,
     pub node: NodeSettings,
     pub orchestrator: OrchestratorSettings,
+    pub predictor: PredictorSettings,
     pub modules: Vec<ModuleSpec>,
 }
 
@@ -74,6 +75,7 @@ impl Manifest {
                 ..NodeSettings::default()
             },
             orchestrator: OrchestratorSettings::default(),
+            predictor: PredictorSettings::default(),
             modules: vec![ModuleSpec {
                 id,
                 component,
@@ -178,6 +180,33 @@ impl Default for OrchestratorSettings {
             battery_low: DEFAULT_BATTERY_LOW,
             uplink_slow: DEFAULT_UPLINK_SLOW,
             memory_high: DEFAULT_MEMORY_HIGH,
+        }
+    }
+}
+
+/// The predictor's settings from the optional `[predictor]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictorSettings {
+    /// Off: every module stays loaded (as at startup); history is still kept.
+    pub enabled: bool,
+    /// Memory that loaded components and ready instances of non-critical modules may use.
+    pub memory_budget: u64,
+    /// How often warmth levels are revised.
+    pub interval: Duration,
+    /// Model time per real time (1 in production; replays compress traces with more).
+    pub time_scale: f64,
+}
+
+pub const DEFAULT_WARM_MEMORY: u64 = 256 << 20;
+pub const DEFAULT_PREDICTOR_INTERVAL: Duration = Duration::from_secs(10);
+
+impl Default for PredictorSettings {
+    fn default() -> Self {
+        PredictorSettings {
+            enabled: true,
+            memory_budget: DEFAULT_WARM_MEMORY,
+            interval: DEFAULT_PREDICTOR_INTERVAL,
+            time_scale: 1.0,
         }
     }
 }

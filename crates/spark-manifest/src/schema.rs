@@ -22,6 +22,7 @@ pub(crate) struct RawManifest {
     pub version: i64,
     pub node: Option<RawNode>,
     pub orchestrator: Option<RawOrchestrator>,
+    pub predictor: Option<RawPredictor>,
     #[serde(default, rename = "module")]
     pub modules: Vec<Spanned<RawModule>>,
 }
@@ -87,4 +88,13 @@ pub(crate) struct RawOrchestrator {
     pub battery_low: Option<Spanned<f64>>,
     pub uplink_slow: Option<Spanned<String>>,
     pub memory_high: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPredictor {
+    pub enabled: Option<bool>,
+    pub memory_budget: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub time_scale: Option<Spanned<f64>>,
 }

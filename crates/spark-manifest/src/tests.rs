@@ -281,3 +281,30 @@ fn orchestrator_settings_are_validated() {
         assert!(message.contains(expected), "{bad}: {message}");
     }
 }
+
+#[test]
+fn predictor_settings_are_validated() {
+    assert_eq!(parse(GOOD).unwrap().predictor, PredictorSettings::default());
+    let with = |body: &str| {
+        GOOD.replace(
+            "[[module]]\nid = \"storefront\"",
+            &format!("[predictor]\n{body}\n\n[[module]]\nid = \"storefront\""),
+        )
+    };
+    let p = parse(&with(
+        "memory_budget = \"64MiB\"\ninterval = \"2s\"\ntime_scale = 60.0",
+    ))
+    .unwrap()
+    .predictor;
+    assert_eq!(
+        (p.memory_budget, p.interval, p.time_scale),
+        (64 << 20, Duration::from_secs(2), 60.0)
+    );
+    let (_, message) = refusal(&with("time_scale = 0.5"));
+    assert!(
+        message.contains("time_scale must be between 1 and 3600"),
+        "{message}"
+    );
+    let (_, message) = refusal(&with("memory_budget = \"lots\""));
+    assert!(message.contains("predictor.memory_budget"), "{message}");
+}

@@ -11,11 +11,13 @@ use toml::Spanned;
 use crate::error::{Diagnostic, ManifestError};
 use crate::outbound::{AllowedHost, OutboundPolicy};
 use crate::routes::Route;
-use crate::schema::{RawLimits, RawManifest, RawModule, RawNode, RawOrchestrator, VersionProbe};
+use crate::schema::{
+    RawLimits, RawManifest, RawModule, RawNode, RawOrchestrator, RawPredictor, VersionProbe,
+};
 use crate::units::{parse_byte_size, parse_duration};
 use crate::{
     DEFAULT_WEIGHT, Limits, MANIFEST_VERSION, Manifest, ModuleId, ModuleSpec, NodeSettings,
-    OrchestratorSettings, Priority, Trigger,
+    OrchestratorSettings, PredictorSettings, Priority, Trigger,
 };
 
 const MIN_MEMORY: u64 = 64 << 10;
@@ -51,6 +53,7 @@ fn parse_with_spans(
     };
     let node = v.node(raw.node.as_ref());
     let orchestrator = v.orchestrator(raw.orchestrator.as_ref());
+    let predictor = v.predictor(raw.predictor.as_ref());
     let mut modules = Vec::new();
     let mut spans = Vec::new();
     for raw_module in &raw.modules {
@@ -74,6 +77,7 @@ fn parse_with_spans(
         source: source.to_path_buf(),
         node,
         orchestrator,
+        predictor,
         modules,
     };
     Ok((manifest, spans))
@@ -228,6 +232,32 @@ impl Validator<'_> {
                 d.memory_high,
                 0.05..=1.0,
                 "orchestrator.memory_high",
+            ),
+        }
+    }
+
+    fn predictor(&mut self, raw: Option<&RawPredictor>) -> PredictorSettings {
+        let d = PredictorSettings::default();
+        let Some(raw) = raw else { return d };
+        let interval = self.duration(raw.interval.as_ref(), d.interval, "predictor.interval");
+        if let Some(span) = raw.interval.as_ref().map(Spanned::span)
+            && !(MIN_INTERVAL..=Duration::from_secs(600)).contains(&interval)
+        {
+            self.error(span, "predictor.interval must be between 100ms and 10m");
+        }
+        PredictorSettings {
+            enabled: raw.enabled.unwrap_or(d.enabled),
+            memory_budget: self.size(
+                raw.memory_budget.as_ref(),
+                d.memory_budget,
+                "predictor.memory_budget",
+            ),
+            interval,
+            time_scale: self.number(
+                raw.time_scale.as_ref(),
+                d.time_scale,
+                1.0..=3600.0,
+                "predictor.time_scale",
             ),
         }
     }

@@ -21,6 +21,7 @@ use crate::jobs::{self, JobOutcome};
 use crate::metrics::SharedMetrics;
 use crate::state::SharedSnapshot;
 use crate::status::{self, NodeStatus};
+use crate::warmth::{WarmthState, WarmthView};
 
 /// What the admin handlers read.
 #[derive(Clone)]
@@ -34,6 +35,7 @@ pub struct AdminState {
     pub shutting_down: CancellationToken,
     pub capacity: Arc<NodeCapacity>,
     pub orchestrator: Option<Arc<ControlView>>,
+    pub warmth: Arc<WarmthView>,
 }
 
 pub fn router(state: AdminState) -> axum::Router {
@@ -42,6 +44,7 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/metrics", get(metrics))
         .route("/v1/status", get(node_status))
         .route("/v1/orchestrator", get(orchestrator))
+        .route("/v1/predictor", get(predictor))
         .route("/v1/jobs/{id}/run", post(run_job))
         .with_state(Arc::new(state))
 }
@@ -72,7 +75,7 @@ async fn node_status(State(state): State<Arc<AdminState>>) -> Json<NodeStatus> {
         listen: state.listen.clone(),
         admin: state.admin.clone(),
         allocation: state.allocation.clone(),
-        modules: status::modules(&snapshot),
+        modules: status::modules(&snapshot, &state.warmth.state()),
         orchestrator: state
             .orchestrator
             .as_deref()
@@ -91,6 +94,11 @@ async fn orchestrator(
             "the orchestrator is off on this node\n",
         )),
     }
+}
+
+/// The warmth controller's view: budget, per-module level, target and forecast, eviction order.
+async fn predictor(State(state): State<Arc<AdminState>>) -> Json<WarmthState> {
+    Json(state.warmth.state())
 }
 
 async fn run_job(

@@ -30,12 +30,26 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::{Rejection, Ticket};
 use crate::capacity::{NodeCapacity, NodeSlot};
 use crate::metrics::SharedMetrics;
+use crate::residency::ColdStart;
 use crate::state::{ModuleSlot, SharedSnapshot};
 
 /// Header carrying the part of the path below the matched route's prefix.
 pub const PATH_INFO_HEADER: &str = "spark-path-info";
 /// Header carrying the route that matched (`/api/...`).
 pub const MATCHED_ROUTE_HEADER: &str = "spark-matched-route";
+
+/// Header on responses that waited for their module to be loaded: `load` (from the AOT
+/// cache) or `compile`, then the milliseconds it cost, e.g. `load; 7.2ms`.
+pub const COLD_START_HEADER: &str = "spark-cold-start";
+
+fn cold_start_value(cold: ColdStart) -> HeaderValue {
+    let kind = match cold.source {
+        spark_runtime::CodeSource::AotCache => "load",
+        spark_runtime::CodeSource::Compiled => "compile",
+    };
+    let value = format!("{kind}; {:.1}ms", cold.took.as_secs_f64() * 1e3);
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("cold"))
+}
 
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: u64 = 1;
@@ -121,13 +135,36 @@ impl Front {
             slot.metrics.request(503, started.elapsed());
             return Ok(busy(Rejection::NodeFull));
         };
-        match slot.guest.handle(request).await {
+        let (guest, cold) = match slot.residency.acquire().await {
+            Ok(acquired) => acquired,
+            Err(error) => {
+                tracing::error!(module = %slot.id(), %error, "module could not be loaded");
+                slot.metrics.request(503, started.elapsed());
+                let mut response = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "module unavailable: its code could not be loaded",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                return Ok(response);
+            }
+        };
+        if let Some(cold) = cold {
+            slot.metrics.cold_start(cold);
+        }
+        match guest.handle(request).await {
             Ok(response) => {
                 if let Some(info) = response.extensions().get::<InvocationInfo>() {
                     slot.metrics.instantiated(info.instantiate);
                 }
                 let status = response.status().as_u16();
-                let (parts, body) = response.into_parts();
+                let (mut parts, body) = response.into_parts();
+                if let Some(cold) = cold {
+                    parts
+                        .headers
+                        .insert(COLD_START_HEADER, cold_start_value(cold));
+                }
                 let body = Tracked {
                     inner: body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
                     done: Some(Completion {

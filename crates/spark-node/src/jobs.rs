@@ -109,7 +109,17 @@ pub async fn run_once(slot: &Arc<ModuleSlot>, capacity: &NodeCapacity) -> JobOut
         };
     };
     let started = std::time::Instant::now();
-    let result = slot.guest.run_job().await;
+    let result = match slot.residency.acquire().await {
+        Ok((guest, cold)) => {
+            if let Some(cold) = cold {
+                slot.metrics.cold_start(cold);
+            }
+            guest.run_job().await
+        }
+        Err(e) => Err(spark_runtime::InvokeError::Cancelled(format!(
+            "its code could not be loaded: {e}"
+        ))),
+    };
     let took = started.elapsed();
     let (outcome, error) = match &result {
         Ok(report) => {

@@ -24,8 +24,10 @@ pub mod latency;
 pub mod metrics;
 pub mod node;
 pub mod pacing;
+pub mod residency;
 pub mod state;
 pub mod status;
+pub mod warmth;
 
 pub use jobs::JobOutcome;
 pub use node::{NodeError, NodeOptions, RunningNode};

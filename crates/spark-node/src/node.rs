@@ -14,8 +14,8 @@ use arc_swap::ArcSwap;
 use futures::future::join_all;
 use spark_manifest::{Manifest, ModuleSpec, Priority, Trigger};
 use spark_runtime::{
-    EngineSettings, Expect, GuestLimits, GuestSettings, LatencySink, LoadError, ModuleControls,
-    OutboundPacing, PoolingMode, Runtime, RuntimeConfig, RuntimeError,
+    EngineSettings, Expect, LatencySink, LoadError, ModuleControls, ModuleStats, OutboundPacing,
+    PoolingMode, Runtime, RuntimeConfig, RuntimeError,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -29,15 +29,17 @@ use crate::front::{self, Front};
 use crate::jobs;
 use crate::metrics::NodeMetrics;
 use crate::pacing::ModulePacer;
+use crate::residency::Residency;
 use crate::state::SlotControls;
 use crate::state::{ModuleSlot, SharedSnapshot, Snapshot};
 use crate::status::allocation_label;
+use crate::warmth::{HistoryStore, WarmthController, WarmthView};
 
 /// How long a module's health route may take to answer at startup.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything needed to start a node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeOptions {
     pub manifest: Manifest,
     /// The node's embedded store (AOT cache, ...).
@@ -45,6 +47,8 @@ pub struct NodeOptions {
     pub pooling: PoolingMode,
     /// Keep compiled artifacts on disk (off only for cold-start measurements).
     pub aot_cache: bool,
+    /// Where demand histories are saved (`None`: not kept across restarts).
+    pub history: Option<Arc<dyn HistoryStore>>,
 }
 
 /// Why a node did not start.
@@ -92,6 +96,7 @@ pub struct RunningNode {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     control: Option<Arc<ControlView>>,
+    warmth: Arc<WarmthView>,
     _background: Option<BackgroundExecutor>,
 }
 
@@ -163,6 +168,7 @@ impl RunningNode {
             capacity: capacity.clone(),
             local_addr: http_addr,
         });
+        let warmth = Arc::new(WarmthView::default());
         let admin_state = AdminState {
             snapshot: snapshot.clone(),
             metrics,
@@ -173,6 +179,7 @@ impl RunningNode {
             shutting_down: shutdown.clone(),
             capacity: capacity.clone(),
             orchestrator: control.clone(),
+            warmth: warmth.clone(),
         };
         let mut tasks = vec![
             tokio::spawn(front::serve(listener, front, shutdown.clone(), grace)),
@@ -184,6 +191,14 @@ impl RunningNode {
                 grace,
             )),
         ];
+        let controller = WarmthController::new(
+            snapshot.clone(),
+            manifest.predictor.clone(),
+            options.history.clone(),
+            control.clone(),
+            warmth.clone(),
+        );
+        tasks.push(tokio::spawn(controller.run(shutdown.clone())));
         if let (Some(view), Some(probes)) = (&control, probes) {
             let settings = manifest.orchestrator.clone();
             tasks.push(tokio::spawn(control::run(
@@ -209,6 +224,7 @@ impl RunningNode {
             shutdown,
             tasks,
             control,
+            warmth,
             _background: background,
         })
     }
@@ -221,6 +237,11 @@ impl RunningNode {
     /// What the orchestrator last saw and decided (`None` when it is off).
     pub fn control(&self) -> Option<&Arc<ControlView>> {
         self.control.as_ref()
+    }
+
+    /// What the warmth controller last decided.
+    pub fn warmth(&self) -> &Arc<WarmthView> {
+        &self.warmth
     }
 
     /// A token that, when cancelled, starts a graceful shutdown.
@@ -294,6 +315,7 @@ impl Placement {
             executor,
             outbound: outbound.clone(),
             outbound_latency: self.outbound_latency.clone(),
+            stats: Arc::new(ModuleStats::default()),
         };
         (runtime_controls, SlotControls::new(pacer, outbound))
     }
@@ -324,22 +346,14 @@ pub(crate) async fn load_modules(
                     code_ms = report.code.as_millis() as u64, wasm_bytes = report.wasm_bytes,
                     "module loaded"
                 );
-                let settings = GuestSettings {
-                    env: spec.env.clone(),
-                    config: spec.config.clone(),
-                    outbound: spec.outbound.clone(),
-                };
                 let (controls, slot_controls) = placement.controls(spec);
-                let guest = runtime.module(
-                    spec.id.as_str(),
-                    prepared,
-                    GuestLimits::from(&spec.limits),
-                    settings,
-                    controls,
-                );
+                let stats = controls.stats.clone();
+                let residency =
+                    Residency::loaded(runtime.clone(), spec.clone(), controls, prepared);
                 slots.push(Arc::new(ModuleSlot::new(
                     spec.clone(),
-                    guest,
+                    residency,
+                    stats,
                     metrics.module(
                         spec.id.as_str(),
                         matches!(spec.trigger, Trigger::Schedule { .. }),
@@ -367,7 +381,10 @@ pub(crate) async fn check_health(slot: &ModuleSlot) -> Result<(), NodeError> {
         path: path.clone(),
         reason,
     };
-    let status = tokio::time::timeout(HEALTH_TIMEOUT, slot.guest.probe(&path))
+    let Some(guest) = slot.residency.current() else {
+        return Err(fail("not loaded".into()));
+    };
+    let status = tokio::time::timeout(HEALTH_TIMEOUT, guest.probe(&path))
         .await
         .map_err(|_| fail(format!("no answer within {HEALTH_TIMEOUT:?}")))?
         .map_err(|e| fail(e.to_string()))?;

@@ -10,17 +10,21 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use spark_manifest::{ModuleSpec, Route, RouteTable, Trigger};
 use spark_orchestrator::policy::ModulePlan;
-use spark_runtime::{GuestModule, OutboundPacing};
+use spark_runtime::{ModuleStats, OutboundPacing};
 
 use crate::admission::Admission;
 use crate::latency::LatencyWindow;
 use crate::metrics::ModuleMetrics;
 use crate::pacing::ModulePacer;
+use crate::residency::{CodeInfo, Residency};
 
 /// One module as the node runs it.
 pub struct ModuleSlot {
     pub spec: ModuleSpec,
-    pub guest: GuestModule,
+    /// The module's code in memory (or not), loaded on demand.
+    pub residency: Residency,
+    /// The module's counters, kept across loads and unloads of its code.
+    pub stats: Arc<ModuleStats>,
     pub admission: Admission,
     pub metrics: ModuleMetrics,
     /// The live controls the orchestrator turns.
@@ -70,7 +74,8 @@ impl SlotControls {
 impl ModuleSlot {
     pub fn new(
         spec: ModuleSpec,
-        guest: GuestModule,
+        residency: Residency,
+        stats: Arc<ModuleStats>,
         metrics: ModuleMetrics,
         controls: SlotControls,
     ) -> ModuleSlot {
@@ -84,7 +89,8 @@ impl ModuleSlot {
         };
         ModuleSlot {
             spec,
-            guest,
+            residency,
+            stats,
             admission,
             metrics,
             controls,
@@ -94,6 +100,11 @@ impl ModuleSlot {
 
     pub fn id(&self) -> &str {
         self.spec.id.as_str()
+    }
+
+    /// Facts about the module's code (kept while it is unloaded).
+    pub fn info(&self) -> CodeInfo {
+        self.residency.info()
     }
 }
 

@@ -8,7 +8,9 @@ use spark_orchestrator::probes::Telemetry;
 use spark_runtime::{Allocation, StatsSnapshot};
 
 use crate::control::ControlView;
+use crate::residency::ColdStarts;
 use crate::state::{ModuleSlot, Snapshot};
+use crate::warmth::{ModuleWarmth, WarmthState};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
@@ -47,12 +49,17 @@ pub struct ModuleStatus {
     pub component: String,
     pub code_source: String,
     pub load_ms: f64,
+    /// Native code in memory while loaded.
+    pub code_bytes: u64,
     pub limits: LimitsStatus,
     pub running: u32,
     pub queued: u32,
     pub rejected: u64,
     pub stats: StatsSnapshot,
     pub controls: ControlStatus,
+    /// Loaded or not, instances ready, and what the predictor expects.
+    pub warmth: Option<ModuleWarmth>,
+    pub cold_starts: ColdStarts,
 }
 
 /// A module's live controls (what the orchestrator has set).
@@ -84,13 +91,17 @@ pub(crate) fn allocation_label(allocation: &Allocation) -> String {
     }
 }
 
-pub(crate) fn modules(snapshot: &Snapshot) -> Vec<ModuleStatus> {
-    snapshot.modules.iter().map(|slot| module(slot)).collect()
+pub(crate) fn modules(snapshot: &Snapshot, warmth: &WarmthState) -> Vec<ModuleStatus> {
+    snapshot
+        .modules
+        .iter()
+        .map(|slot| module(slot, warmth.modules.get(slot.id()).cloned()))
+        .collect()
 }
 
-fn module(slot: &ModuleSlot) -> ModuleStatus {
+fn module(slot: &ModuleSlot, warmth: Option<ModuleWarmth>) -> ModuleStatus {
     let spec = &slot.spec;
-    let prepared = slot.guest.prepared();
+    let info = slot.info();
     let trigger = match &spec.trigger {
         Trigger::Http { routes } => routes
             .iter()
@@ -99,17 +110,18 @@ fn module(slot: &ModuleSlot) -> ModuleStatus {
             .join(" "),
         Trigger::Schedule { every } => format!("every {}s", every.as_secs()),
     };
-    let report = &prepared.report;
+    let report = &info.report;
     ModuleStatus {
         id: spec.id.to_string(),
         priority: spec.priority.to_string(),
         weight: spec.weight,
         trigger,
-        world: prepared.entry.world().into(),
-        digest: prepared.digest.clone(),
+        world: info.world.into(),
+        digest: info.digest.clone(),
         component: spec.component.display().to_string(),
         code_source: format!("{:?}", report.source),
         load_ms: (report.code + report.link).as_secs_f64() * 1e3,
+        code_bytes: info.code_bytes as u64,
         limits: LimitsStatus {
             memory_bytes: spec.limits.memory,
             concurrency: slot.admission.concurrency(),
@@ -121,7 +133,7 @@ fn module(slot: &ModuleSlot) -> ModuleStatus {
         running: slot.admission.running(),
         queued: slot.admission.queued(),
         rejected: slot.admission.rejected(),
-        stats: slot.guest.stats().snapshot(),
+        stats: slot.stats.snapshot(),
         controls: ControlStatus {
             cpu_share: slot.controls.pacer.share(),
             concurrency: slot.admission.concurrency(),
@@ -130,6 +142,8 @@ fn module(slot: &ModuleSlot) -> ModuleStatus {
             job_pacing: slot.controls.job_pacing(),
             outbound_gap_ms: slot.controls.outbound.gap().as_millis() as u64,
         },
+        warmth,
+        cold_starts: slot.residency.cold_starts(),
     }
 }
 

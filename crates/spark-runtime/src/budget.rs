@@ -37,7 +37,9 @@ pub(crate) fn thread_cpu_time() -> Duration {
 
 /// Limits and accounting for one invocation, shared by the store and the metering wrapper.
 pub struct Budget {
-    pub(crate) deadline: Instant,
+    /// When the budget was created; the deadline is kept relative to it so it can be reset.
+    origin: Instant,
+    deadline_ns: AtomicU64,
     pub(crate) timeout: Duration,
     pub(crate) cpu_limit: Duration,
     cpu_used_nanos: AtomicU64,
@@ -53,7 +55,8 @@ impl Budget {
         pacer: Option<Arc<dyn Pacer>>,
     ) -> Budget {
         Budget {
-            deadline: Instant::now() + timeout,
+            origin: Instant::now(),
+            deadline_ns: AtomicU64::new(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX)),
             timeout,
             cpu_limit,
             cpu_used_nanos: AtomicU64::new(0),
@@ -61,6 +64,21 @@ impl Budget {
             verdict: Mutex::new(None),
             pacer,
         }
+    }
+
+    /// When the invocation must end.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.origin + Duration::from_nanos(self.deadline_ns.load(Ordering::Relaxed))
+    }
+
+    /// Starts the clock again: a pre-instantiated instance's budget begins when a request
+    /// takes it, not when it was prepared. The CPU spent instantiating stays charged.
+    pub(crate) fn restart(&self) {
+        let deadline = self.origin.elapsed() + self.timeout;
+        self.deadline_ns.store(
+            u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     pub(crate) fn cpu_used(&self) -> Duration {
@@ -83,7 +101,7 @@ impl Budget {
 
     /// Checks the limits; on a breach records the reason and returns it.
     pub(crate) fn check(&self) -> Option<InvokeError> {
-        let breach = if Instant::now() >= self.deadline {
+        let breach = if Instant::now() >= self.deadline() {
             InvokeError::Timeout(self.timeout)
         } else if self.cpu_used() >= self.cpu_limit {
             InvokeError::CpuLimit(self.cpu_limit)

@@ -17,6 +17,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::body::ResponseBody;
@@ -88,6 +89,7 @@ struct Inner {
     outbound: Arc<OutboundPolicy>,
     stats: Arc<ModuleStats>,
     controls: ModuleControls,
+    ready: std::sync::Mutex<Vec<ReadyInstance>>,
 }
 
 /// Live controls over how a module runs, set by the orchestrator (all optional).
@@ -102,6 +104,8 @@ pub struct ModuleControls {
     pub outbound: Arc<OutboundPacing>,
     /// Told the round trip of every outbound request (the orchestrator's uplink view).
     pub outbound_latency: Option<Arc<dyn LatencySink>>,
+    /// The module's counters; shared so they outlive a reload of the module's code.
+    pub stats: Arc<ModuleStats>,
 }
 
 /// Receives latencies observed on the request path. Must be cheap and never block for long.
@@ -127,8 +131,9 @@ impl GuestModule {
                 env: settings.env.into_iter().collect(),
                 config: Arc::new(settings.config.into_iter().collect()),
                 outbound: Arc::new(settings.outbound),
-                stats: Arc::new(ModuleStats::default()),
+                stats: controls.stats.clone(),
                 controls,
+                ready: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -164,8 +169,16 @@ impl GuestModule {
                 self.id()
             )));
         };
-        let budget = self.budget();
-        let mut store = self.new_store(budget.clone());
+        let (mut store, budget, ready) = match self.take_ready() {
+            Some(instance) => {
+                instance.budget.restart();
+                (instance.store, instance.budget, Some(instance.proxy))
+            }
+            None => {
+                let budget = self.budget();
+                (self.new_store(budget.clone()), budget, None)
+            }
+        };
         let (sender, receiver) = oneshot::channel();
         let http = &mut store.data_mut().http();
         let request = http
@@ -177,13 +190,10 @@ impl GuestModule {
         let pre = pre.clone();
         let stats = self.inner.stats.clone();
         let run = async move {
-            let started = Instant::now();
-            let proxy = match pre.instantiate_async(&mut store).await {
-                Ok(proxy) => proxy,
-                Err(e) => return Err(classify(e, &store)),
+            let proxy = match ready {
+                Some(proxy) => proxy,
+                None => instantiate(&pre, &mut store, &stats).await?,
             };
-            stats.instantiated(started.elapsed());
-            store.data().budget.instantiated(started.elapsed());
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, request, out)
@@ -200,6 +210,57 @@ impl GuestModule {
                 Err(join) => InvokeError::Trap(format!("guest task failed: {join}")),
             }),
         }
+    }
+
+    /// Instantiates up to `count` instances ahead of requests (the "instances ready" warmth
+    /// level); each serves exactly one request, so isolation is unchanged. Returns how many are
+    /// ready now. Only HTTP components have ready instances.
+    pub async fn prewarm(&self, count: usize) -> Result<usize, InvokeError> {
+        let Entry::Http(pre) = &self.inner.prepared.entry else {
+            return Ok(0);
+        };
+        while self.ready_count() < count {
+            let budget = self.budget();
+            let mut store = self.new_store(budget.clone());
+            let (pre, stats) = (pre.clone(), self.inner.stats.clone());
+            let made = self
+                .spawn(Metered::new(
+                    async move {
+                        let proxy = instantiate(&pre, &mut store, &stats).await?;
+                        Ok::<_, InvokeError>((store, proxy))
+                    },
+                    budget.clone(),
+                    self.inner.stats.clone(),
+                ))
+                .await
+                .map_err(|join| InvokeError::Trap(format!("prewarm task failed: {join}")))??;
+            let (store, proxy) = made;
+            self.inner
+                .ready
+                .lock()
+                .expect("ready lock")
+                .push(ReadyInstance {
+                    store,
+                    proxy,
+                    budget,
+                });
+        }
+        Ok(self.ready_count())
+    }
+
+    /// Instances ready to take a request.
+    pub fn ready_count(&self) -> usize {
+        self.inner.ready.lock().expect("ready lock").len()
+    }
+
+    /// Drops ready instances beyond `keep` (memory goes back to the pool).
+    pub fn trim_ready(&self, keep: usize) {
+        let mut ready = self.inner.ready.lock().expect("ready lock");
+        ready.truncate(keep);
+    }
+
+    fn take_ready(&self) -> Option<ReadyInstance> {
+        self.inner.ready.lock().expect("ready lock").pop()
     }
 
     fn accept_response(
@@ -328,7 +389,7 @@ impl GuestModule {
         let module = self.inner.id.clone();
         stats.started();
         async move {
-            let deadline = tokio::time::Instant::from_std(budget.deadline);
+            let deadline = tokio::time::Instant::from_std(budget.deadline());
             let metered = Metered::new(run, budget.clone(), stats.clone());
             let outcome = match tokio::time::timeout_at(deadline, metered).await {
                 Ok(outcome) => outcome,
@@ -396,6 +457,30 @@ impl GuestModule {
         });
         store
     }
+}
+
+/// An instance created ahead of its request.
+struct ReadyInstance {
+    store: Store<Host>,
+    proxy: Proxy,
+    budget: Arc<Budget>,
+}
+
+/// Instantiates a proxy in `store`, recording the time and the instance's memory.
+async fn instantiate(
+    pre: &ProxyPre<Host>,
+    store: &mut Store<Host>,
+    stats: &ModuleStats,
+) -> Result<Proxy, InvokeError> {
+    let started = Instant::now();
+    let proxy = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(|e| classify(e, store))?;
+    stats.instantiated(started.elapsed());
+    stats.set_instance_bytes(store.data().memory.in_use() as u64);
+    store.data().budget.instantiated(started.elapsed());
+    Ok(proxy)
 }
 
 /// Turns a Wasmtime error into the reason the invocation failed.

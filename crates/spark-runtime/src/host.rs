@@ -74,6 +74,11 @@ impl MemoryLimiter {
     pub(crate) fn limit(&self) -> usize {
         self.limit
     }
+
+    /// Linear memory the instance holds now, across its memories.
+    pub(crate) fn in_use(&self) -> usize {
+        self.in_use
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {

@@ -25,6 +25,7 @@ pub struct ModuleStats {
     outbound_denied: AtomicU64,
     outbound_nanos: AtomicU64,
     body_limits: AtomicU64,
+    instance_bytes: AtomicU64,
 }
 
 /// A consistent-enough copy of [`ModuleStats`] for reporting.
@@ -94,6 +95,15 @@ impl ModuleStats {
         }
         self.outbound_nanos
             .fetch_add(nanos(took), Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_instance_bytes(&self, bytes: u64) {
+        self.instance_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Linear memory of the most recently created instance (what a ready instance costs).
+    pub fn instance_bytes(&self) -> u64 {
+        self.instance_bytes.load(Ordering::Relaxed)
     }
 
     pub(crate) fn body_limit_hit(&self) {

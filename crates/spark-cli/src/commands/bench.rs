@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use spark_bench::{coldstart, serve, surge};
+use spark_bench::{coldstart, replay, serve, surge};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -33,6 +33,37 @@ enum Scenario {
         /// The CPU-bound component for both modules (default: the `busy` guest).
         #[arg(long)]
         component: Option<PathBuf>,
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// B4 live: a time-compressed slice of an invocation trace against a real node, observed
+    /// cold starts next to the simulator's prediction for the same slice.
+    Replay {
+        /// Invocations per minute (Azure Functions 2019 format).
+        #[arg(long)]
+        invocations: PathBuf,
+        #[arg(long)]
+        durations: Option<PathBuf>,
+        #[arg(long)]
+        memory: Option<PathBuf>,
+        /// Applications to replay (each becomes a module).
+        #[arg(long, default_value_t = 40)]
+        apps: usize,
+        /// First trace minute of the slice.
+        #[arg(long, default_value_t = 720)]
+        start: usize,
+        /// Trace minutes to replay.
+        #[arg(long, default_value_t = 60)]
+        minutes: usize,
+        /// Trace minutes per real minute.
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        /// The node's predictor memory budget.
+        #[arg(long, default_value = "8MiB")]
+        memory_budget: String,
+        /// 20 apps, 20 minutes at 120x (10 s).
         #[arg(long)]
         quick: bool,
         #[arg(long)]
@@ -96,6 +127,46 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             let report = surge::run(&options).await?;
             print!("{}", surge::render(&report));
+        }
+        Scenario::Replay {
+            invocations,
+            durations,
+            memory,
+            apps,
+            start,
+            minutes,
+            speed,
+            memory_budget,
+            quick,
+            out,
+        } => {
+            let trace = spark_predict::TraceSet::load(
+                &invocations,
+                durations.as_deref(),
+                memory.as_deref(),
+            )?;
+            let (apps, minutes, speed) = if quick {
+                (20, 20, 120.0)
+            } else {
+                (apps, minutes, speed)
+            };
+            let guests = ["hello", "echo", "busy", "big"]
+                .iter()
+                .map(|g| spark_bench::guest(g).and_then(|p| Ok(std::path::absolute(p)?)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let options = replay::ReplayOptions {
+                spark: std::env::current_exe().context("locating the spark executable")?,
+                trace,
+                guests,
+                apps,
+                start_minute: start,
+                minutes,
+                speed,
+                memory_budget,
+                out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
+            };
+            let report = replay::run(&options).await?;
+            print!("{}", replay::render(&report));
         }
         Scenario::Coldstart {
             component,

@@ -57,13 +57,29 @@ fn print(status: &NodeStatus) {
         status.version, status.uptime_secs, status.listen, status.admin, status.allocation
     );
     println!(
-        "{:<18} {:<10} {:<22} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9} {:>7} {:>10}",
-        "MODULE", "PRIORITY", "TRIGGER", "RUN/CAP", "QUEUE", "REQUESTS", "TRAPS", "TMOUT", "CPU(s)", "SHARE", "THROTTLED"
+        "{:<18} {:<10} {:<22} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9} {:>7} {:>10} {:>9} {:>5}",
+        "MODULE",
+        "PRIORITY",
+        "TRIGGER",
+        "RUN/CAP",
+        "QUEUE",
+        "REQUESTS",
+        "TRAPS",
+        "TMOUT",
+        "CPU(s)",
+        "SHARE",
+        "THROTTLED",
+        "WARMTH",
+        "COLD"
     );
     for m in &status.modules {
-        let share = m.controls.cpu_share.map_or("-".to_owned(), |s| format!("{:.0}%", s * 100.0));
+        let share = m
+            .controls
+            .cpu_share
+            .map_or("-".to_owned(), |s| format!("{:.0}%", s * 100.0));
+        let warmth = m.warmth.as_ref().map_or("-", |w| w.level.as_str());
         println!(
-            "{:<18} {:<10} {:<22} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9.3} {:>7} {:>9}ms",
+            "{:<18} {:<10} {:<22} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9.3} {:>7} {:>9}ms {:>9} {:>5}",
             m.id,
             m.priority,
             truncate(&m.trigger, 22),
@@ -75,6 +91,8 @@ fn print(status: &NodeStatus) {
             m.stats.cpu_nanos as f64 / 1e9,
             share,
             m.controls.throttled_ms,
+            warmth,
+            m.cold_starts.loads + m.cold_starts.compiles,
         );
     }
     match &status.orchestrator {
@@ -90,7 +108,11 @@ fn print_orchestrator(o: &spark_node::status::OrchestratorStatus) {
         (o.modes.power_save, "power-save"),
         (o.modes.uplink_slow, "slow-uplink"),
     ];
-    let active: Vec<&str> = modes.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
+    let active: Vec<&str> = modes
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
     println!(
         "orchestrator: modes [{}]  ticks {}  own cpu {:.3}s",
         active.join(", "),
@@ -102,10 +124,15 @@ fn print_orchestrator(o: &spark_node::status::OrchestratorStatus) {
         let power = match s.power {
             spark_orchestrator::policy::PowerSignal::Mains => "mains".to_owned(),
             spark_orchestrator::policy::PowerSignal::Battery { percent, charging } => {
-                format!("battery {percent:.0}%{}", if charging { " charging" } else { "" })
+                format!(
+                    "battery {percent:.0}%{}",
+                    if charging { " charging" } else { "" }
+                )
             }
         };
-        let uplink = s.uplink_latency_ms.map_or("?".to_owned(), |ms| format!("{ms:.0}ms"));
+        let uplink = s
+            .uplink_latency_ms
+            .map_or("?".to_owned(), |ms| format!("{ms:.0}ms"));
         println!(
             "  cpu {} of {} cpus  memory pressure {}  {power}  uplink {uplink}",
             pct(s.cpu_utilisation),

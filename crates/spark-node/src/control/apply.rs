@@ -13,9 +13,7 @@ pub fn apply(plan: &Plan, snapshot: &Snapshot) {
         };
         let old = slot.controls.plan();
         if old.map(|o| o.cpu_share) != Some(new.cpu_share) {
-            slot.controls
-                .pacer
-                .set_share(new.cpu_share, slot.guest.stats());
+            slot.controls.pacer.set_share(new.cpu_share, &slot.stats);
         }
         if old.map(|o| (o.concurrency, o.queue)) != Some((new.concurrency, new.queue)) {
             slot.admission.set_limits(new.concurrency, new.queue);

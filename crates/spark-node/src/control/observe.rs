@@ -28,7 +28,7 @@ impl Observer {
             .modules
             .iter()
             .map(|slot| {
-                let stats = slot.guest.stats().snapshot();
+                let stats = slot.stats.snapshot();
                 let now = Counters {
                     invocations: stats.invocations,
                     rejected: slot.admission.rejected(),

@@ -156,7 +156,7 @@ fn encode_runtime(
     let rows: Vec<(ModuleLabel, StatsSnapshot)> = snapshot
         .modules
         .iter()
-        .map(|slot| (label(slot), slot.guest.stats().snapshot()))
+        .map(|slot| (label(slot), slot.stats.snapshot()))
         .collect();
     for (name, help, read) in COUNTERS {
         let mut family =
@@ -203,8 +203,8 @@ fn encode_info(
         let labels = InfoLabels {
             module: slot.id().to_owned(),
             priority: slot.spec.priority.as_str().to_owned(),
-            world: slot.guest.prepared().entry.world().to_owned(),
-            digest: slot.guest.prepared().digest.clone(),
+            world: slot.info().world.to_owned(),
+            digest: slot.info().digest,
         };
         ConstGauge::new(1i64).encode(info.encode_family(&labels)?)?;
     }

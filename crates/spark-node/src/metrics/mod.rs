@@ -48,6 +48,8 @@ pub struct NodeMetrics {
     job_runs: Family<ReasonLabels, Counter>,
     job_duration: Family<ModuleLabel, Histogram>,
     decisions: Family<ModuleLabel, Counter>,
+    cold_starts: Family<ReasonLabels, Counter>,
+    cold_start_seconds: Family<ModuleLabel, Histogram>,
     unrouted: Counter,
 }
 
@@ -76,6 +78,10 @@ impl NodeMetrics {
         );
         let unrouted = Counter::default();
         let decisions = Family::<ModuleLabel, Counter>::default();
+        let cold_starts = Family::<ReasonLabels, Counter>::default();
+        let cold_start_seconds = Family::<ModuleLabel, Histogram>::new_with_constructor(
+            instantiation_histogram as fn() -> Histogram,
+        );
         registry.register(
             "http_requests",
             "HTTP requests served, by module and status code",
@@ -116,6 +122,16 @@ impl NodeMetrics {
             "Plan changes the orchestrator made to a module",
             decisions.clone(),
         );
+        registry.register(
+            "cold_starts",
+            "Requests or job runs that waited for their module's code to be loaded, by kind (load: from the AOT cache; compile)",
+            cold_starts.clone(),
+        );
+        registry.register(
+            "cold_start_duration_seconds",
+            "Time a cold start added to a request",
+            cold_start_seconds.clone(),
+        );
         registry.register_collector(Box::new(NodeCollector { snapshot, control }));
         NodeMetrics {
             registry,
@@ -126,6 +142,8 @@ impl NodeMetrics {
             job_runs,
             job_duration,
             decisions,
+            cold_starts,
+            cold_start_seconds,
             unrouted,
         }
     }
@@ -156,6 +174,8 @@ impl NodeMetrics {
             job_runs: self.job_runs.clone(),
             job_duration,
             decisions: self.decisions.get_or_create(&label).clone(),
+            cold_starts: self.cold_starts.clone(),
+            cold_start_seconds: self.cold_start_seconds.get_or_create(&label).clone(),
         }
     }
 
@@ -183,11 +203,22 @@ pub struct ModuleMetrics {
     job_runs: Family<ReasonLabels, Counter>,
     job_duration: Histogram,
     decisions: Counter,
+    cold_starts: Family<ReasonLabels, Counter>,
+    cold_start_seconds: Histogram,
 }
 
 impl ModuleMetrics {
     pub fn decision(&self) {
         self.decisions.inc();
+    }
+
+    pub fn cold_start(&self, cold: crate::residency::ColdStart) {
+        let kind = match cold.source {
+            spark_runtime::CodeSource::AotCache => "load",
+            spark_runtime::CodeSource::Compiled => "compile",
+        };
+        self.cold_starts.get_or_create(&self.reason(kind)).inc();
+        self.cold_start_seconds.observe(cold.took.as_secs_f64());
     }
 
     pub fn request(&self, status: u16, took: Duration) {

@@ -18,8 +18,7 @@ fn source(node: &TestNode) -> CodeSource {
         .snapshot()
         .module("catalogue")
         .unwrap()
-        .guest
-        .prepared()
+        .info()
         .report
         .source
 }

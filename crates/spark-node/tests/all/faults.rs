@@ -47,13 +47,7 @@ async fn assert_neighbours_fine(node: &TestNode) {
 }
 
 fn stats(node: &TestNode, id: &str) -> spark_runtime::StatsSnapshot {
-    node.node
-        .snapshot()
-        .module(id)
-        .unwrap()
-        .guest
-        .stats()
-        .snapshot()
+    node.node.snapshot().module(id).unwrap().stats.snapshot()
 }
 
 #[tokio::test]

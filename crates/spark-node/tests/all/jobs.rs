@@ -55,8 +55,7 @@ async fn a_job_runs_every_period() {
         .snapshot()
         .module("sync")
         .unwrap()
-        .guest
-        .stats()
+        .stats
         .snapshot()
         .invocations;
     assert!(

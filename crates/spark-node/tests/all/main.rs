@@ -12,3 +12,4 @@ mod outbound;
 mod serving;
 mod shutdown;
 mod upstream;
+mod warmth;

@@ -42,9 +42,9 @@ fn decisions(node: &TestNode) -> Vec<String> {
 /// CPU the module used over `window`, in cores.
 async fn cores_used(node: &TestNode, id: &str, window: Duration) -> f64 {
     let slot = node.node.snapshot().module(id).cloned().unwrap();
-    let before = slot.guest.stats().cpu_time();
+    let before = slot.stats.cpu_time();
     tokio::time::sleep(window).await;
-    (slot.guest.stats().cpu_time() - before).as_secs_f64() / window.as_secs_f64()
+    (slot.stats.cpu_time() - before).as_secs_f64() / window.as_secs_f64()
 }
 
 /// Closed-loop clients hitting `url` until `stop`; counts successes.

@@ -58,8 +58,7 @@ routes = ["/default/..."]
             .snapshot()
             .module(module)
             .unwrap()
-            .guest
-            .stats()
+            .stats
             .snapshot();
         assert_eq!((stats.outbound_requests, stats.outbound_denied), (1, 1));
     }
@@ -68,8 +67,7 @@ routes = ["/default/..."]
         .snapshot()
         .module("allowed")
         .unwrap()
-        .guest
-        .stats()
+        .stats
         .snapshot();
     assert_eq!((stats.outbound_requests, stats.outbound_denied), (1, 0));
     node.stop().await;

@@ -100,7 +100,7 @@ async fn serves_many_concurrent_requests_with_fresh_instances() {
     }
     let status = node.node.snapshot();
     let hello = status.module("hello").unwrap();
-    let stats = hello.guest.stats().snapshot();
+    let stats = hello.stats.snapshot();
     assert_eq!(stats.invocations, 200);
     assert_eq!(stats.instantiations, 200, "one fresh instance per request");
     node.stop().await;

@@ -1,0 +1,302 @@
+//! Live replay (B4's live half): a time-compressed slice of an invocation trace driven at a
+//! real node with real modules, its observed cold starts next to what the simulator predicts
+//! for the same slice.
+//!
+//! Each trace application becomes a module (`app-0`, `app-1`, ...); a few guest binaries are
+//! shared among them round-robin. A minute's n calls leave at `(m + (j + 0.5)/n)` minutes, as
+//! in the simulator, divided by the speed-up. The node's predictor runs on model time
+//! (`predictor.time_scale` = the speed-up), so it sees the trace's minutes, and works to its
+//! memory budget. A request is cold when the node reports it (`spark-cold-start`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use spark_predict::{SimOptions, TraceSet, run_b4};
+use tokio::time::Instant;
+
+use crate::{BenchError, free_port, loadgen, write_json};
+
+/// Settings of `spark bench replay`.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub spark: PathBuf,
+    pub trace: TraceSet,
+    /// Guest components shared by the modules, round-robin.
+    pub guests: Vec<PathBuf>,
+    pub apps: usize,
+    pub start_minute: usize,
+    pub minutes: usize,
+    /// Trace minutes per real minute.
+    pub speed: f64,
+    /// The node's `predictor.memory_budget`, e.g. "4MiB".
+    pub memory_budget: String,
+    pub out_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulatedPolicy {
+    pub name: String,
+    pub cold_starts: u64,
+    pub cold_pct_p75: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    pub apps: usize,
+    pub minutes: usize,
+    pub start_minute: usize,
+    pub speed: f64,
+    pub memory_budget: String,
+    pub requests: u64,
+    pub errors: u64,
+    /// Requests the node reported as cold (their module had to be loaded).
+    pub observed_cold: u64,
+    /// The same, leaving out each application's first call in the slice.
+    pub observed_cold_after_first: u64,
+    pub cold_latency_p50_ms: f64,
+    pub cold_latency_p99_ms: f64,
+    pub warm_latency_p50_ms: f64,
+    pub warm_latency_p99_ms: f64,
+    /// What the simulator predicts for the same slice (first calls cold for every policy).
+    pub simulated: Vec<SimulatedPolicy>,
+}
+
+/// The slice `[start, start + minutes)` of `apps` applications that have calls in it, chosen
+/// evenly across the trace's order.
+pub fn slice(trace: &TraceSet, apps: usize, start: usize, minutes: usize) -> TraceSet {
+    let end = (start + minutes) as u32;
+    let shifted: Vec<_> = trace
+        .apps
+        .iter()
+        .map(|app| {
+            let mut app = app.clone();
+            app.counts = app
+                .counts
+                .iter()
+                .filter(|&&(m, _)| m >= start as u32 && m < end)
+                .map(|&(m, c)| (m - start as u32, c))
+                .collect();
+            app
+        })
+        .filter(|app| !app.counts.is_empty())
+        .collect();
+    let step = (shifted.len() as f64 / apps.max(1) as f64).max(1.0);
+    let chosen = (0..apps.min(shifted.len()))
+        .map(|i| shifted[(i as f64 * step) as usize].clone())
+        .collect();
+    TraceSet {
+        minutes,
+        apps: chosen,
+    }
+}
+
+fn manifest(options: &ReplayOptions, addr: SocketAddr, admin: SocketAddr, apps: usize) -> String {
+    let mut text = format!(
+        "version = 1\n[node]\nlisten = \"{addr}\"\nadmin = \"{admin}\"\n[predictor]\ninterval = \"250ms\"\ntime_scale = {:.1}\nmemory_budget = \"{}\"\n",
+        options.speed, options.memory_budget
+    );
+    for i in 0..apps {
+        let guest = &options.guests[i % options.guests.len()];
+        text.push_str(&format!(
+            "\n[[module]]\nid = \"app-{i}\"\ncomponent = \"{}\"\nroutes = [\"/app-{i}/...\"]\n[module.limits]\nconcurrency = 256\nqueue = 1024\n",
+            guest.display()
+        ));
+    }
+    text
+}
+
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[derive(Default)]
+struct Observed {
+    cold: Vec<(usize, bool, f64)>,
+    errors: u64,
+}
+
+/// Runs the replay and writes `replay.json`.
+pub async fn run(options: &ReplayOptions) -> Result<ReplayReport, BenchError> {
+    let trace = slice(
+        &options.trace,
+        options.apps,
+        options.start_minute,
+        options.minutes,
+    );
+    if trace.apps.is_empty() {
+        return Err(BenchError::Missing(
+            "no application has calls in that slice".into(),
+        ));
+    }
+    let simulated = simulate(&trace);
+    let dir = tempfile::tempdir()?;
+    let (addr, admin) = (
+        SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+        SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+    );
+    let path = dir.path().join("spark.toml");
+    std::fs::write(&path, manifest(options, addr, admin, trace.apps.len()))?;
+    let child = Command::new(&options.spark)
+        .arg("up")
+        .arg(&path)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| BenchError::Spawn(format!("spark up: {e}")))?;
+    let _node = Node(child);
+    if !loadgen::wait_ready(addr, "/app-0/", Duration::from_secs(120)).await {
+        return Err(BenchError::NotReady(addr.to_string()));
+    }
+    // Give the predictor a few ticks to settle the startup state before the first call.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let observed = drive(&trace, addr, options.speed).await;
+    let first: BTreeMap<usize, usize> = first_call_index(&observed.cold);
+    let cold: Vec<f64> = observed.cold.iter().filter(|c| c.1).map(|c| c.2).collect();
+    let warm: Vec<f64> = observed.cold.iter().filter(|c| !c.1).map(|c| c.2).collect();
+    let after_first = observed
+        .cold
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| c.1 && first.get(&c.0) != Some(i))
+        .count() as u64;
+    let report = ReplayReport {
+        apps: trace.apps.len(),
+        minutes: options.minutes,
+        start_minute: options.start_minute,
+        speed: options.speed,
+        memory_budget: options.memory_budget.clone(),
+        requests: observed.cold.len() as u64,
+        errors: observed.errors,
+        observed_cold: cold.len() as u64,
+        observed_cold_after_first: after_first,
+        cold_latency_p50_ms: percentile(&cold, 0.50),
+        cold_latency_p99_ms: percentile(&cold, 0.99),
+        warm_latency_p50_ms: percentile(&warm, 0.50),
+        warm_latency_p99_ms: percentile(&warm, 0.99),
+        simulated,
+    };
+    write_json(&options.out_dir, "replay.json", &report)?;
+    Ok(report)
+}
+
+fn simulate(trace: &TraceSet) -> Vec<SimulatedPolicy> {
+    let report = run_b4(
+        trace,
+        &SimOptions {
+            scored_from: 0.0,
+            ..SimOptions::default()
+        },
+    );
+    report
+        .policies
+        .iter()
+        .map(|p| SimulatedPolicy {
+            name: p.name.clone(),
+            cold_starts: p.scores.whole.cold_starts,
+            cold_pct_p75: p.scores.whole.p75,
+        })
+        .collect()
+}
+
+/// Sends every call of the slice at its (compressed) time; records (app, cold, latency ms).
+async fn drive(trace: &TraceSet, addr: SocketAddr, speed: f64) -> Observed {
+    let mut calls: Vec<(f64, usize)> = trace
+        .apps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, app)| app.arrivals().map(move |t| (t, i)))
+        .collect();
+    calls.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let observed = Arc::new(Mutex::new(Observed::default()));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(calls.len());
+    for (minute, app) in calls {
+        let at = start + Duration::from_secs_f64(minute * 60.0 / speed);
+        tokio::time::sleep_until(at).await;
+        let (client, observed) = (client.clone(), observed.clone());
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let uri: http::Uri = format!("http://{addr}/app-{app}/x")
+                .parse()
+                .expect("valid uri");
+            let result = client.get(uri).await;
+            let mut observed = observed.lock().expect("observed lock");
+            match result {
+                Ok(response) if response.status().is_success() => {
+                    let cold = response.headers().contains_key("spark-cold-start");
+                    drop(response);
+                    observed
+                        .cold
+                        .push((app, cold, sent.elapsed().as_secs_f64() * 1e3));
+                }
+                _ => observed.errors += 1,
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    Arc::try_unwrap(observed).map_or_else(
+        |_| Observed::default(),
+        |m| m.into_inner().expect("observed lock"),
+    )
+}
+
+fn first_call_index(calls: &[(usize, bool, f64)]) -> BTreeMap<usize, usize> {
+    let mut first = BTreeMap::new();
+    for (i, (app, _, _)) in calls.iter().enumerate() {
+        first.entry(*app).or_insert(i);
+    }
+    first
+}
+
+fn percentile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// The table and the closing `replay:` line.
+pub fn render(report: &ReplayReport) -> String {
+    let mut out = format!(
+        "Live replay: {} apps, minutes {}..{} at {}x, predictor budget {}\n",
+        report.apps,
+        report.start_minute,
+        report.start_minute + report.minutes,
+        report.speed,
+        report.memory_budget
+    );
+    out.push_str(&format!(
+        "  observed: {} requests, {} errors, {} cold ({} after each app's first call); cold p50/p99 {:.2}/{:.2} ms, warm p50/p99 {:.2}/{:.2} ms\n",
+        report.requests, report.errors, report.observed_cold, report.observed_cold_after_first,
+        report.cold_latency_p50_ms, report.cold_latency_p99_ms, report.warm_latency_p50_ms, report.warm_latency_p99_ms
+    ));
+    for p in &report.simulated {
+        out.push_str(&format!(
+            "  simulated {:<28} {:>6} cold, per-app p75 {:.1}%\n",
+            p.name, p.cold_starts, p.cold_pct_p75
+        ));
+    }
+    out.push_str(&format!(
+        "replay: requests={} observed_cold={} observed_cold_after_first={} cold_p50_ms={:.2} warm_p50_ms={:.2} errors={}\n",
+        report.requests, report.observed_cold, report.observed_cold_after_first, report.cold_latency_p50_ms, report.warm_latency_p50_ms, report.errors
+    ));
+    out
+}

@@ -1,0 +1,216 @@
+//! Whether a module's code is in memory: loaded (and maybe with instances ready), or only
+//! compiled on disk. The warmth controller moves modules between those levels; a request for a
+//! module that is not loaded loads it first (a cold start, counted and reported).
+//!
+//! The decision worth knowing: unloading only drops the node's reference. Requests in flight
+//! hold their own reference to the module, so its code stays mapped until the last of them
+//! finishes; nothing running is ever cut short by an eviction. Loads are single-flight: many
+//! requests arriving at a cold module cause one load, not many.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use spark_manifest::{ModuleSpec, Trigger};
+use spark_runtime::{
+    CodeSource, Expect, GuestLimits, GuestModule, GuestSettings, LoadError, LoadReport,
+    ModuleControls, Prepared, Runtime,
+};
+
+/// What a cold start cost one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColdStart {
+    /// Compiled from the `.wasm`, or loaded from the AOT cache.
+    pub source: CodeSource,
+    pub took: Duration,
+}
+
+/// Facts about a module's code that outlive its unloading (for status and metrics).
+#[derive(Debug, Clone)]
+pub struct CodeInfo {
+    pub digest: String,
+    pub world: &'static str,
+    pub report: LoadReport,
+    /// Native code size: what keeping the module loaded costs.
+    pub code_bytes: usize,
+}
+
+impl CodeInfo {
+    fn of(prepared: &Prepared) -> CodeInfo {
+        CodeInfo {
+            digest: prepared.digest.clone(),
+            world: prepared.entry.world(),
+            report: prepared.report.clone(),
+            code_bytes: prepared.code_bytes,
+        }
+    }
+}
+
+/// How to build the module again after it was unloaded.
+struct Loader {
+    runtime: Runtime,
+    spec: ModuleSpec,
+    controls: ModuleControls,
+}
+
+impl Loader {
+    fn expect(&self) -> Expect {
+        match self.spec.trigger {
+            Trigger::Http { .. } => Expect::Http,
+            Trigger::Schedule { .. } => Expect::Job,
+        }
+    }
+
+    fn module(&self, prepared: Arc<Prepared>) -> GuestModule {
+        let settings = GuestSettings {
+            env: self.spec.env.clone(),
+            config: self.spec.config.clone(),
+            outbound: self.spec.outbound.clone(),
+        };
+        self.runtime.module(
+            self.spec.id.as_str(),
+            prepared,
+            GuestLimits::from(&self.spec.limits),
+            settings,
+            self.controls.clone(),
+        )
+    }
+}
+
+/// A module's residency.
+pub struct Residency {
+    loaded: ArcSwapOption<GuestModule>,
+    loading: tokio::sync::Mutex<()>,
+    loader: Loader,
+    info: Mutex<CodeInfo>,
+    cold_loads: AtomicU64,
+    cold_compiles: AtomicU64,
+    cold_nanos: AtomicU64,
+    unloads: AtomicU64,
+}
+
+impl Residency {
+    /// A module loaded at startup from `prepared`.
+    pub fn loaded(
+        runtime: Runtime,
+        spec: ModuleSpec,
+        controls: ModuleControls,
+        prepared: Arc<Prepared>,
+    ) -> Residency {
+        let loader = Loader {
+            runtime,
+            spec,
+            controls,
+        };
+        let info = CodeInfo::of(&prepared);
+        let module = loader.module(prepared);
+        Residency {
+            loaded: ArcSwapOption::from_pointee(module),
+            loading: tokio::sync::Mutex::new(()),
+            loader,
+            info: Mutex::new(info),
+            cold_loads: AtomicU64::new(0),
+            cold_compiles: AtomicU64::new(0),
+            cold_nanos: AtomicU64::new(0),
+            unloads: AtomicU64::new(0),
+        }
+    }
+
+    /// The module, if its code is in memory now.
+    pub fn current(&self) -> Option<GuestModule> {
+        self.loaded.load_full().map(|m| (*m).clone())
+    }
+
+    /// The module, loading it first if needed (then also saying what the cold start cost).
+    pub async fn acquire(&self) -> Result<(GuestModule, Option<ColdStart>), LoadError> {
+        if let Some(module) = self.current() {
+            return Ok((module, None));
+        }
+        let started = Instant::now();
+        let _single_flight = self.loading.lock().await;
+        if let Some(module) = self.current() {
+            // Loaded by the request we waited for: this one waited through a cold start too.
+            let source = self.info().report.source;
+            return Ok((
+                module,
+                Some(ColdStart {
+                    source,
+                    took: started.elapsed(),
+                }),
+            ));
+        }
+        let module = self.load().await?;
+        let cold = ColdStart {
+            source: module.prepared().report.source,
+            took: started.elapsed(),
+        };
+        self.cold_nanos
+            .fetch_add(cold.took.as_nanos() as u64, Ordering::Relaxed);
+        let counter = match cold.source {
+            CodeSource::Compiled => &self.cold_compiles,
+            CodeSource::AotCache => &self.cold_loads,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok((module, Some(cold)))
+    }
+
+    /// Loads the module if it is not loaded (pre-warming); true if it had to load.
+    pub async fn ensure_loaded(&self) -> Result<bool, LoadError> {
+        if self.current().is_some() {
+            return Ok(false);
+        }
+        let _single_flight = self.loading.lock().await;
+        if self.current().is_some() {
+            return Ok(false);
+        }
+        self.load().await?;
+        Ok(true)
+    }
+
+    async fn load(&self) -> Result<GuestModule, LoadError> {
+        let prepared = self
+            .loader
+            .runtime
+            .prepare(&self.loader.spec.component, self.loader.expect())
+            .await?;
+        *self.info.lock().expect("info lock") = CodeInfo::of(&prepared);
+        let module = self.loader.module(prepared);
+        self.loaded.store(Some(Arc::new(module.clone())));
+        Ok(module)
+    }
+
+    /// Drops the node's reference to the module's code (and its ready instances). Requests in
+    /// flight keep theirs. True if it was loaded.
+    pub fn unload(&self) -> bool {
+        let was = self.loaded.swap(None).is_some();
+        if was {
+            self.unloads.fetch_add(1, Ordering::Relaxed);
+        }
+        was
+    }
+
+    pub fn info(&self) -> CodeInfo {
+        self.info.lock().expect("info lock").clone()
+    }
+
+    /// (loads from the AOT cache, compiles, total time) of cold starts so far, and unloads.
+    pub fn cold_starts(&self) -> ColdStarts {
+        ColdStarts {
+            loads: self.cold_loads.load(Ordering::Relaxed),
+            compiles: self.cold_compiles.load(Ordering::Relaxed),
+            seconds: self.cold_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            unloads: self.unloads.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Cold-start counters of one module.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ColdStarts {
+    pub loads: u64,
+    pub compiles: u64,
+    pub seconds: f64,
+    pub unloads: u64,
+}

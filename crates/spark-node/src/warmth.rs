@@ -1,0 +1,395 @@
+//! The warmth controller: learns each module's demand and keeps it at the right warmth level
+//! (compiled on disk, loaded in memory, or with instances ready) within a memory budget.
+//!
+//! Every `predictor.interval` it feeds the invocations since the last tick into the
+//! predictor's [`DemandModel`] (the same model the B4 simulator replays), asks the
+//! [`WarmthPlanner`] for a level per module, and moves modules there: pre-warming (loading,
+//! instantiating ahead) modules likely to be called within the horizon, evicting those least
+//! likely to be needed first. History is saved to the node's store and restored at startup.
+//!
+//! Rules on top of the planner: critical modules are never evicted below "loaded"; the
+//! orchestrator's plan caps ready instances (`warm_limit`) and its modes shrink the budget
+//! (memory pressure, power save); pre-warming runs one module at a time in this task, on the
+//! modules' own executors, so it never competes with critical work for more than a core.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use spark_manifest::{PredictorSettings, Priority};
+use spark_predict::live::{
+    DemandModel, Forecast, LevelCosts, ModuleDemand, WarmthLevel, WarmthPlanner,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::control::ControlView;
+use crate::state::{ModuleSlot, SharedSnapshot};
+
+/// MB-minutes of memory worth one second of cold start of a module called once a day. Edge
+/// nodes have little memory but every millisecond is a user's: with this rate the budget, not
+/// the price, is what normally limits warmth.
+const EXCHANGE: f64 = 1.0e6;
+/// History is saved this often (and at shutdown).
+const SAVE_EVERY: Duration = Duration::from_secs(60);
+/// Probability assumed for a module never called yet, so it stays loaded while memory allows
+/// but goes first when it does not.
+const UNKNOWN_P: f64 = 0.05;
+
+/// Where module histories are kept between restarts.
+pub trait HistoryStore: Send + Sync {
+    fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, String>;
+    fn save(&self, module: &str, snapshot: &[u8]) -> Result<(), String>;
+}
+
+/// One module as the controller last saw it, for status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ModuleWarmth {
+    pub level: String,
+    pub target: String,
+    pub ready: usize,
+    pub p_within_1m: Option<f64>,
+    pub next_likely_ms: Option<u64>,
+    pub period_ms: Option<u64>,
+    pub calls_per_day: Option<f64>,
+}
+
+/// What the controller last decided, for `/v1/predictor` and `spark status`.
+#[derive(Debug, Default)]
+pub struct WarmthView {
+    state: Mutex<WarmthState>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WarmthState {
+    pub budget_bytes: u64,
+    pub planned_bytes: u64,
+    pub modules: HashMap<String, ModuleWarmth>,
+    pub eviction_order: Vec<String>,
+    pub history_note: Option<String>,
+}
+
+impl WarmthView {
+    pub fn state(&self) -> WarmthState {
+        self.state.lock().expect("warmth view").clone()
+    }
+}
+
+/// Model time: Unix milliseconds, optionally running faster than real time (replays).
+#[derive(Debug, Clone, Copy)]
+struct ModelClock {
+    origin_unix_ms: u64,
+    origin: Instant,
+    scale: f64,
+}
+
+impl ModelClock {
+    fn new(scale: f64) -> ModelClock {
+        let origin_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        ModelClock {
+            origin_unix_ms,
+            origin: Instant::now(),
+            scale,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin_unix_ms + (self.origin.elapsed().as_secs_f64() * 1e3 * self.scale) as u64
+    }
+}
+
+/// The controller's state between ticks.
+pub struct WarmthController {
+    snapshot: SharedSnapshot,
+    settings: PredictorSettings,
+    demand: DemandModel,
+    clock: ModelClock,
+    seen: HashMap<String, (u64, u64)>,
+    store: Option<Arc<dyn HistoryStore>>,
+    control: Option<Arc<ControlView>>,
+    view: Arc<WarmthView>,
+}
+
+impl WarmthController {
+    pub fn new(
+        snapshot: SharedSnapshot,
+        settings: PredictorSettings,
+        store: Option<Arc<dyn HistoryStore>>,
+        control: Option<Arc<ControlView>>,
+        view: Arc<WarmthView>,
+    ) -> WarmthController {
+        let mut controller = WarmthController {
+            clock: ModelClock::new(settings.time_scale),
+            snapshot,
+            settings,
+            demand: DemandModel::new(),
+            seen: HashMap::new(),
+            store,
+            control,
+            view,
+        };
+        controller.restore();
+        controller
+    }
+
+    /// Restores saved histories; a store that cannot be read leaves the history empty (said in
+    /// the log and in the status).
+    fn restore(&mut self) {
+        let Some(store) = &self.store else { return };
+        let note = match store.load_all() {
+            Ok(histories) => {
+                let mut restored = 0;
+                for (module, bytes) in histories {
+                    let parsed = serde_json::from_slice(&bytes).map_err(|e| e.to_string());
+                    match parsed
+                        .and_then(|s| self.demand.restore(&module, &s).map_err(|e| e.to_string()))
+                    {
+                        Ok(()) => restored += 1,
+                        Err(e) => {
+                            tracing::warn!(%module, error = %e, "module history unreadable; starting it empty")
+                        }
+                    }
+                }
+                tracing::info!(modules = restored, "demand history restored");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "demand history store unreadable; starting with an empty history");
+                Some(format!("history store unreadable, started empty: {e}"))
+            }
+        };
+        self.view.state.lock().expect("warmth view").history_note = note;
+    }
+
+    /// Runs until `shutdown`, then saves the history.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.settings.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut saved = Instant::now();
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = shutdown.cancelled() => break,
+            }
+            self.tick().await;
+            if saved.elapsed() >= SAVE_EVERY {
+                self.save();
+                saved = Instant::now();
+            }
+        }
+        self.save();
+    }
+
+    /// One revision: observe, forecast, plan, move modules.
+    pub async fn tick(&mut self) {
+        let now = self.clock.now_ms();
+        let snapshot = self.snapshot.load_full();
+        self.observe(&snapshot.modules, now);
+        if !self.settings.enabled {
+            return;
+        }
+        let forecasts: Vec<Option<Forecast>> = snapshot
+            .modules
+            .iter()
+            .map(|slot| self.demand.forecast(slot.id(), now))
+            .collect();
+        let unknown = unknown_forecast();
+        let demands: Vec<ModuleDemand<'_>> = snapshot
+            .modules
+            .iter()
+            .zip(&forecasts)
+            .map(|(slot, forecast)| ModuleDemand {
+                module: slot.id(),
+                forecast: forecast.as_ref().unwrap_or(&unknown),
+                costs: costs(slot),
+            })
+            .collect();
+        let (pressure, horizon) = (self.pressure(), self.horizon());
+        let planner = WarmthPlanner {
+            budget_bytes: self.settings.memory_budget,
+            horizon_ms: horizon,
+            exchange: EXCHANGE,
+        };
+        let plan = planner.plan(&demands, pressure);
+        let mut modules = HashMap::new();
+        for ((slot, (_, target)), forecast) in
+            snapshot.modules.iter().zip(&plan.targets).zip(&forecasts)
+        {
+            let target = self.adjust(slot, *target);
+            move_to(slot, target).await;
+            modules.insert(
+                slot.id().to_owned(),
+                describe(slot, target, forecast.as_ref()),
+            );
+        }
+        let mut state = self.view.state.lock().expect("warmth view");
+        state.budget_bytes = self.settings.memory_budget;
+        state.planned_bytes = plan.bytes;
+        state.modules = modules;
+        state.eviction_order = plan.eviction_order;
+    }
+
+    fn observe(&mut self, slots: &[Arc<ModuleSlot>], now: u64) {
+        for slot in slots {
+            let stats = slot.stats.snapshot();
+            let (calls, cpu) = self
+                .seen
+                .insert(slot.id().to_owned(), (stats.invocations, stats.cpu_nanos))
+                .unwrap_or((0, 0));
+            let new_calls = stats.invocations.saturating_sub(calls);
+            if new_calls > 0 {
+                self.demand
+                    .observe(slot.id(), now, new_calls.min(u64::from(u32::MAX)) as u32);
+                let per_call = stats.cpu_nanos.saturating_sub(cpu) as f64 / new_calls as f64 / 1e6;
+                self.demand.observe_duration(slot.id(), per_call);
+            }
+        }
+    }
+
+    /// Share of the budget the orchestrator wants back: memory pressure or power save.
+    fn pressure(&self) -> f64 {
+        let Some(control) = &self.control else {
+            return 0.0;
+        };
+        let modes = control.state().plan.modes;
+        if modes.memory_pressure {
+            0.5
+        } else if modes.power_save {
+            0.25
+        } else {
+            0.0
+        }
+    }
+
+    /// Plans cover at least one interval, and at least a minute of model time.
+    fn horizon(&self) -> u64 {
+        let interval_model_ms =
+            self.settings.interval.as_secs_f64() * 1e3 * self.settings.time_scale;
+        (interval_model_ms as u64).max(60_000)
+    }
+
+    /// Critical modules stay loaded; the orchestrator's warm limit caps ready instances.
+    fn adjust(&self, slot: &ModuleSlot, target: WarmthLevel) -> WarmthLevel {
+        let mut target = target;
+        if slot.spec.priority == Priority::Critical && target == WarmthLevel::Compiled {
+            target = WarmthLevel::Loaded;
+        }
+        // A command component runs `wasi:cli/run` once per instance: nothing to instantiate ahead.
+        if slot.info().world == "wasi:cli/command" && matches!(target, WarmthLevel::Ready(_)) {
+            target = WarmthLevel::Loaded;
+        }
+        let limit = slot.controls.plan().and_then(|p| p.warm_limit);
+        if let (WarmthLevel::Ready(n), Some(limit)) = (target, limit) {
+            target = if limit == 0 {
+                WarmthLevel::Loaded
+            } else {
+                WarmthLevel::Ready(n.min(limit))
+            };
+        }
+        target
+    }
+
+    fn save(&self) {
+        let Some(store) = &self.store else { return };
+        for module in self.demand.modules() {
+            let Some(snapshot) = self.demand.snapshot(module) else {
+                continue;
+            };
+            let saved = serde_json::to_vec(&snapshot)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| store.save(module, &bytes));
+            if let Err(e) = saved {
+                tracing::warn!(%module, error = %e, "cannot save demand history");
+            }
+        }
+    }
+}
+
+fn unknown_forecast() -> Forecast {
+    Forecast {
+        p_next_within: spark_predict::live::FORECAST_HORIZONS_MS
+            .iter()
+            .map(|&h| (h, UNKNOWN_P))
+            .collect(),
+        expected_concurrency: 1.0,
+        next_likely_ms: None,
+        calls_per_day: 1.0,
+        period_ms: None,
+    }
+}
+
+/// What each warmth level costs this module, from what was measured of it.
+fn costs(slot: &ModuleSlot) -> LevelCosts {
+    let info = slot.info();
+    let stats = slot.stats.snapshot();
+    let load_ms = match info.report.source {
+        spark_runtime::CodeSource::AotCache => info.report.code.as_secs_f64() * 1e3,
+        // Compiled at startup: a reload deserializes the artifact, about a hundredth of that.
+        spark_runtime::CodeSource::Compiled => info.report.code.as_secs_f64() * 1e3 / 100.0,
+    } + info.report.link.as_secs_f64() * 1e3;
+    let instantiate_ms = match stats.instantiations {
+        0 => 0.2,
+        n => stats.instantiate_nanos as f64 / n as f64 / 1e6,
+    };
+    LevelCosts {
+        load_bytes: (info.code_bytes as u64).max(64 << 10),
+        load_ms: load_ms.max(0.1),
+        instance_bytes: slot.stats.instance_bytes().max(64 << 10),
+        instantiate_ms,
+    }
+}
+
+/// Brings a module to `target`, logging what changed.
+async fn move_to(slot: &ModuleSlot, target: WarmthLevel) {
+    let module = slot.id();
+    match target {
+        WarmthLevel::Compiled => {
+            if slot.residency.unload() {
+                tracing::info!(%module, "evicted: compiled artifact kept on disk");
+            }
+        }
+        WarmthLevel::Loaded | WarmthLevel::Ready(_) => {
+            match slot.residency.ensure_loaded().await {
+                Ok(true) => tracing::info!(%module, "pre-warmed: loaded ahead of predicted demand"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(%module, error = %e, "pre-warming failed");
+                    return;
+                }
+            }
+            let Some(guest) = slot.residency.current() else {
+                return;
+            };
+            let want = match target {
+                WarmthLevel::Ready(n) => n as usize,
+                _ => 0,
+            };
+            guest.trim_ready(want);
+            if want > guest.ready_count()
+                && let Err(e) = guest.prewarm(want).await
+            {
+                tracing::warn!(%module, error = %e, "instantiating ahead failed");
+            }
+        }
+    }
+}
+
+fn describe(slot: &ModuleSlot, target: WarmthLevel, forecast: Option<&Forecast>) -> ModuleWarmth {
+    let ready = slot.residency.current().map_or(0, |g| g.ready_count());
+    let level = match (slot.residency.current().is_some(), ready) {
+        (false, _) => "compiled".to_owned(),
+        (true, 0) => "loaded".to_owned(),
+        (true, n) => format!("ready({n})"),
+    };
+    ModuleWarmth {
+        level,
+        target: format!("{target:?}").to_lowercase(),
+        ready,
+        p_within_1m: forecast.map(|f| f.p_within(60_000)),
+        next_likely_ms: forecast.and_then(|f| f.next_likely_ms),
+        period_ms: forecast.and_then(|f| f.period_ms),
+        calls_per_day: forecast.map(|f| f.calls_per_day),
+    }
+}

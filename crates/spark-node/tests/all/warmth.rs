@@ -1,0 +1,120 @@
+//! The predictor on a real node: idle modules are evicted to their compiled artifact, a
+//! request for one is a (counted, reported) cold load, and a module called on a schedule is
+//! loaded again just before its calls.
+
+use std::time::Duration;
+
+use spark_testkit::{TestNode, get};
+
+fn loaded(node: &TestNode, id: &str) -> bool {
+    node.node
+        .snapshot()
+        .module(id)
+        .unwrap()
+        .residency
+        .current()
+        .is_some()
+}
+
+async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+#[tokio::test]
+async fn an_evicted_module_is_loaded_on_demand_and_reports_the_cold_start() {
+    let manifest = r#"
+version = 1
+[predictor]
+interval = "200ms"
+memory_budget = "64KiB"
+
+[[module]]
+id = "hello"
+component = "{guest:hello}"
+routes = ["/hello"]
+
+[[module]]
+id = "shop"
+component = "{guest:hello}"
+routes = ["/shop"]
+priority = "critical"
+"#;
+    let node = TestNode::start(manifest).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || !loaded(&node, "hello")).await,
+        "an idle module over the budget is evicted"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(loaded(&node, "shop"), "critical modules are never evicted");
+
+    let cold = get(&node.url("/hello")).await.unwrap();
+    assert_eq!(
+        (cold.status, cold.text().as_str()),
+        (200, "Hello from Spark!\n")
+    );
+    let header = cold
+        .headers
+        .get("spark-cold-start")
+        .expect("cold start reported")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        header.starts_with("load; "),
+        "loaded from the AOT cache, not compiled: {header}"
+    );
+    let warm = get(&node.url("/hello")).await.unwrap();
+    assert!(
+        warm.headers.get("spark-cold-start").is_none(),
+        "the next request is warm"
+    );
+    let slot = node.node.snapshot().module("hello").cloned().unwrap();
+    let cold_starts = slot.residency.cold_starts();
+    assert_eq!((cold_starts.loads, cold_starts.compiles), (1, 0));
+    assert!(cold_starts.unloads >= 1);
+    let metrics = get(&node.admin_url("/metrics")).await.unwrap().text();
+    assert!(
+        metrics.contains(r#"spark_cold_starts_total{module="hello",reason="load"} 1"#),
+        "{metrics}"
+    );
+    node.stop().await;
+}
+
+/// Model time runs 600x faster (a minute every 100 ms): a module called every 20 minutes is
+/// called every 2 s, and evicted in between by modules nobody has called yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_called_on_a_schedule_is_prewarmed_before_its_calls() {
+    let mut manifest = String::from(
+        "version = 1\n[predictor]\ninterval = \"100ms\"\ntime_scale = 600.0\nmemory_budget = \"1MiB\"\n",
+    );
+    for id in ["report", "idle-a", "idle-b", "idle-c", "idle-d"] {
+        manifest.push_str(&format!("\n[[module]]\nid = \"{id}\"\ncomponent = \"{{guest:echo}}\"\nroutes = [\"/{id}/...\"]\n"));
+    }
+    let node = TestNode::start(&manifest).await.unwrap();
+    let mut cold = Vec::new();
+    for _ in 0..8 {
+        let reply = get(&node.url("/report/env")).await.unwrap();
+        assert_eq!(reply.status, 200);
+        cold.push(reply.headers.contains_key("spark-cold-start"));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let report = node.node.snapshot().module("report").cloned().unwrap();
+    let state = node.node.warmth().state();
+    assert!(
+        report.residency.cold_starts().unloads >= 2,
+        "evicted between calls: {state:?}"
+    );
+    assert_eq!(
+        &cold[5..],
+        &[false, false, false],
+        "once the period is learned every call is warm: {cold:?} {state:?}"
+    );
+    node.stop().await;
+}
