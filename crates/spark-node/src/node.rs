@@ -47,8 +47,6 @@ pub struct NodeOptions {
     pub pooling: PoolingMode,
     /// Keep compiled artifacts on disk (off only for cold-start measurements).
     pub aot_cache: bool,
-    /// Where demand histories are saved (`None`: not kept across restarts).
-    pub history: Option<Arc<dyn HistoryStore>>,
 }
 
 /// Why a node did not start.
@@ -64,6 +62,8 @@ pub enum NodeError {
         path: String,
         reason: String,
     },
+    #[error("cannot open the node's store: {0}")]
+    Store(String),
     #[error("orchestrator configuration: {0}")]
     Orchestrator(String),
     #[error("cannot start the background executor: {source}")]
@@ -114,6 +114,7 @@ impl RunningNode {
             },
             cache_dir: options.aot_cache.then(|| options.data_dir.join("aot")),
         })?;
+        let (store, store_warning) = open_store(&options.data_dir).await?;
         let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(Vec::new())));
         let orchestrated = manifest.orchestrator.enabled;
         let control = orchestrated.then(|| Arc::new(ControlView::default()));
@@ -169,6 +170,9 @@ impl RunningNode {
             local_addr: http_addr,
         });
         let warmth = Arc::new(WarmthView::default());
+        if let Some(warning) = store_warning {
+            warmth.note(format!("{warning}; demand history starts empty"));
+        }
         let admin_state = AdminState {
             snapshot: snapshot.clone(),
             metrics,
@@ -191,10 +195,11 @@ impl RunningNode {
                 grace,
             )),
         ];
+        let history = Some(store.clone() as Arc<dyn HistoryStore>);
         let controller = WarmthController::new(
             snapshot.clone(),
             manifest.predictor.clone(),
-            options.history.clone(),
+            history,
             control.clone(),
             warmth.clone(),
         );
@@ -261,6 +266,25 @@ impl RunningNode {
             let _ = task.await;
         }
         tracing::info!("node stopped");
+    }
+}
+
+/// Opens the node's embedded store; a damaged database is moved aside and the node starts with
+/// an empty one (and says so), since nothing in it is worth refusing to serve for.
+async fn open_store(
+    data_dir: &std::path::Path,
+) -> Result<(Arc<spark_store::Store>, Option<String>), NodeError> {
+    let dir = data_dir.join("store");
+    let opened = tokio::task::spawn_blocking(move || spark_store::Store::open_or_reset(dir)).await;
+    match opened {
+        Ok(Ok((store, warning))) => {
+            if let Some(warning) = &warning {
+                tracing::warn!(%warning, "node store was damaged and has been reset");
+            }
+            Ok((Arc::new(store), warning))
+        }
+        Ok(Err(e)) => Err(NodeError::Store(e.to_string())),
+        Err(e) => Err(NodeError::Store(e.to_string())),
     }
 }
 

@@ -36,10 +36,25 @@ const SAVE_EVERY: Duration = Duration::from_secs(60);
 /// but goes first when it does not.
 const UNKNOWN_P: f64 = 0.05;
 
-/// Where module histories are kept between restarts.
+/// Where module histories are kept between restarts (blocking calls: the controller runs
+/// them on a blocking thread).
 pub trait HistoryStore: Send + Sync {
     fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, String>;
-    fn save(&self, module: &str, snapshot: &[u8]) -> Result<(), String>;
+    fn save_all(&self, snapshots: &[(String, Vec<u8>)]) -> Result<(), String>;
+}
+
+impl HistoryStore for spark_store::Store {
+    fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+        self.all_history().map_err(|e| e.to_string())
+    }
+
+    fn save_all(&self, snapshots: &[(String, Vec<u8>)]) -> Result<(), String> {
+        let entries: Vec<(&str, &[u8])> = snapshots
+            .iter()
+            .map(|(m, s)| (m.as_str(), s.as_slice()))
+            .collect();
+        self.put_history_many(&entries).map_err(|e| e.to_string())
+    }
 }
 
 /// One module as the controller last saw it, for status.
@@ -70,6 +85,11 @@ pub struct WarmthState {
 }
 
 impl WarmthView {
+    /// Records something an operator should know about the history (shown in the status).
+    pub fn note(&self, text: String) {
+        self.state.lock().expect("warmth view").history_note = Some(text);
+    }
+
     pub fn state(&self) -> WarmthState {
         self.state.lock().expect("warmth view").clone()
     }
@@ -160,7 +180,9 @@ impl WarmthController {
                 Some(format!("history store unreadable, started empty: {e}"))
             }
         };
-        self.view.state.lock().expect("warmth view").history_note = note;
+        if let Some(note) = note {
+            self.view.note(note);
+        }
     }
 
     /// Runs until `shutdown`, then saves the history.
@@ -175,11 +197,11 @@ impl WarmthController {
             }
             self.tick().await;
             if saved.elapsed() >= SAVE_EVERY {
-                self.save();
+                self.save().await;
                 saved = Instant::now();
             }
         }
-        self.save();
+        self.save().await;
     }
 
     /// One revision: observe, forecast, plan, move modules.
@@ -291,18 +313,26 @@ impl WarmthController {
         target
     }
 
-    fn save(&self) {
-        let Some(store) = &self.store else { return };
-        for module in self.demand.modules() {
-            let Some(snapshot) = self.demand.snapshot(module) else {
-                continue;
-            };
-            let saved = serde_json::to_vec(&snapshot)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| store.save(module, &bytes));
-            if let Err(e) = saved {
-                tracing::warn!(%module, error = %e, "cannot save demand history");
-            }
+    /// Saves every module's history in one transaction.
+    async fn save(&self) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let snapshots: Vec<(String, Vec<u8>)> = self
+            .demand
+            .modules()
+            .filter_map(|m| {
+                Some((
+                    m.to_owned(),
+                    serde_json::to_vec(&self.demand.snapshot(m)?).ok()?,
+                ))
+            })
+            .collect();
+        let saved = tokio::task::spawn_blocking(move || store.save_all(&snapshots)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot save demand history"),
+            Err(e) => tracing::warn!(error = %e, "saving demand history was interrupted"),
         }
     }
 }

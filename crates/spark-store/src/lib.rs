@@ -59,8 +59,8 @@
 //! - A release is created only when all its artifacts verify, and is never modified.
 //! - The current release always exists and its artifacts are present ([`Store::commit`]
 //!   refuses otherwise, and gc never removes them).
-//! - Every mutation is one redb write transaction with immediate durability: when a call
-//!   returns `Ok`, its effect survives a crash; when it fails, none of it happened.
+//! - Every database mutation is one redb write transaction with immediate durability: when
+//!   a call returns `Ok`, its effect survives a crash; when it fails, none of it happened.
 //! - The store knows nothing of Wasm, manifests or canary analysis: manifests, rollouts and
 //!   history are text or bytes it keeps, not data it interprets.
 

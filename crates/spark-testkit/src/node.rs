@@ -61,7 +61,6 @@ impl TestNode {
         init_logging();
         let manifest = Self::manifest(manifest, &dir);
         let options = NodeOptions {
-            history: None,
             data_dir: dir.path().join("data"),
             pooling,
             aot_cache: true,

@@ -68,7 +68,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         module.limits.concurrency = concurrency;
     }
     let options = NodeOptions {
-        history: None,
         data_dir: args.data_dir.unwrap_or_else(default_data_dir),
         pooling: if args.no_pooling {
             PoolingMode::Off

@@ -36,7 +36,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let data_dir = super::data_dir(args.data_dir, &manifest);
     let options = NodeOptions {
-        history: None,
         data_dir,
         pooling: if args.no_pooling {
             PoolingMode::Off

@@ -118,3 +118,55 @@ async fn a_module_called_on_a_schedule_is_prewarmed_before_its_calls() {
     );
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_survives_a_restart_and_a_damaged_store_starts_empty() {
+    let manifest = "version = 1\n[predictor]\ninterval = \"100ms\"\ntime_scale = 600.0\n\n[[module]]\nid = \"report\"\ncomponent = \"{guest:hello}\"\nroutes = [\"/report\"]\n";
+    let node = TestNode::start(manifest).await.unwrap();
+    for _ in 0..4 {
+        assert_eq!(get(&node.url("/report")).await.unwrap().status, 200);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    let dir = node.stop().await;
+
+    let restarted = TestNode::start_in(manifest, dir, spark_runtime::PoolingMode::Auto)
+        .await
+        .unwrap();
+    let known = || {
+        restarted
+            .node
+            .warmth()
+            .state()
+            .modules
+            .get("report")
+            .is_some_and(|m| m.calls_per_day.is_some())
+    };
+    assert!(
+        eventually(Duration::from_secs(3), known).await,
+        "history restored: {:?}",
+        restarted.node.warmth().state()
+    );
+    assert!(restarted.node.warmth().state().history_note.is_none());
+    let dir = restarted.stop().await;
+
+    std::fs::write(
+        dir.path().join("data/store").join(spark_store::DB_FILE),
+        b"this is not a database",
+    )
+    .unwrap();
+    let damaged = TestNode::start_in(manifest, dir, spark_runtime::PoolingMode::Auto)
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&damaged.url("/report")).await.unwrap().status,
+        200,
+        "a damaged store never stops the node"
+    );
+    let state = damaged.node.warmth().state();
+    let note = state.history_note.clone().unwrap_or_default();
+    assert!(
+        note.contains("demand history starts empty"),
+        "the node says so: {state:?}"
+    );
+    damaged.stop().await;
+}
