@@ -39,13 +39,21 @@ impl StatusSummary {
     }
 }
 
-pub async fn status(admin: SocketAddr) -> Result<StatusSummary, BenchError> {
+/// A node's admin token, from the data directory `spark up` gives it (`.spark` beside the
+/// manifest).
+pub fn token(manifest_dir: &std::path::Path) -> Result<String, BenchError> {
+    let path = manifest_dir.join(".spark/admin.token");
+    Ok(std::fs::read_to_string(&path)?.trim().to_owned())
+}
+
+pub async fn status(admin: SocketAddr, token: &str) -> Result<StatusSummary, BenchError> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let uri: http::Uri = format!("http://{admin}/v1/status")
-        .parse()
-        .map_err(|e| BenchError::Runtime(format!("{e}")))?;
+    let request = http::Request::get(format!("http://{admin}/v1/status"))
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Empty::new())
+        .map_err(|e| BenchError::Runtime(e.to_string()))?;
     let response = client
-        .get(uri)
+        .request(request)
         .await
         .map_err(|e| BenchError::Runtime(e.to_string()))?;
     let body = response

@@ -5,8 +5,10 @@
 //! (see ../shared/BENCHMARKS.md).
 
 pub mod admin;
+pub mod canary;
 pub mod coldstart;
 pub mod loadgen;
+pub mod node;
 pub mod openloop;
 pub mod replay;
 pub mod serve;

@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +18,8 @@ use serde::Serialize;
 use spark_predict::{SimOptions, TraceSet, run_b4};
 use tokio::time::Instant;
 
-use crate::{BenchError, free_port, loadgen, write_json};
+use crate::node::{NodeLaunch, SparkNode};
+use crate::{BenchError, write_json};
 
 /// Settings of `spark bench replay`.
 #[derive(Debug, Clone)]
@@ -110,15 +110,6 @@ fn manifest(options: &ReplayOptions, addr: SocketAddr, admin: SocketAddr, apps: 
     text
 }
 
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[derive(Default)]
 struct Observed {
     cold: Vec<(usize, bool, f64)>,
@@ -139,25 +130,17 @@ pub async fn run(options: &ReplayOptions) -> Result<ReplayReport, BenchError> {
         ));
     }
     let simulated = simulate(&trace);
-    let dir = tempfile::tempdir()?;
-    let (addr, admin) = (
-        SocketAddr::from(([127, 0, 0, 1], free_port()?)),
-        SocketAddr::from(([127, 0, 0, 1], free_port()?)),
-    );
-    let path = dir.path().join("spark.toml");
-    std::fs::write(&path, manifest(options, addr, admin, trace.apps.len()))?;
-    let child = Command::new(&options.spark)
-        .arg("up")
-        .arg(&path)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| BenchError::Spawn(format!("spark up: {e}")))?;
-    let _node = Node(child);
-    if !loadgen::wait_ready(addr, "/app-0/", Duration::from_secs(120)).await {
-        return Err(BenchError::NotReady(addr.to_string()));
-    }
+    let apps = trace.apps.len();
+    let manifest = |addr, admin| manifest(options, addr, admin, apps);
+    let node = SparkNode::start(NodeLaunch {
+        spark: &options.spark,
+        manifest: &manifest,
+        ready_path: "/app-0/",
+        out_dir: &options.out_dir,
+        log_name: "replay-node",
+    })
+    .await?;
+    let addr = node.addr;
     // Give the predictor a few ticks to settle the startup state before the first call.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let observed = drive(&trace, addr, options.speed).await;

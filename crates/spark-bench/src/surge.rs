@@ -8,14 +8,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::admin::{ModuleCounters, StatusSummary, status};
+use crate::node::{NodeLaunch, SparkNode};
 use crate::openloop::{self, Phase};
-use crate::{BenchError, free_port, loadgen, write_json};
+use crate::{BenchError, write_json};
 
 /// Settings of `spark bench surge`.
 #[derive(Debug, Clone)]
@@ -67,20 +67,6 @@ const JOBS: [&str; 2] = ["sync-a", "sync-b"];
 const JOB_ITEMS: u64 = 20_000_000;
 /// Rounds of the `busy` guest per critical request.
 const CRITICAL_WORK: u32 = 1;
-
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn manifest(
     options: &SurgeOptions,
@@ -135,42 +121,20 @@ async fn start_node(
     options: &SurgeOptions,
     orchestrated: bool,
     jobs: bool,
-) -> Result<Node, BenchError> {
-    let dir = tempfile::tempdir()?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let path = dir.path().join("spark.toml");
-    std::fs::write(&path, manifest(options, addr, admin, orchestrated, jobs))?;
-    // SPARK_BENCH_NODE_LOG=<filter> keeps the node's log in the output directory.
-    let (filter, stderr) = match std::env::var("SPARK_BENCH_NODE_LOG") {
-        Ok(filter) => {
-            std::fs::create_dir_all(&options.out_dir)?;
-            let log = std::fs::File::create(options.out_dir.join(format!(
-                "surge-node-{}.log",
-                if orchestrated { "on" } else { "off" }
-            )))?;
-            (filter, Stdio::from(log))
-        }
-        Err(_) => ("error".to_owned(), Stdio::null()),
-    };
-    let child = Command::new(&options.spark)
-        .arg("up")
-        .arg(&path)
-        .env("RUST_LOG", filter)
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| BenchError::Spawn(format!("spark up: {e}")))?;
-    let node = Node {
-        child,
-        addr,
-        admin,
-        _dir: dir,
-    };
-    if !loadgen::wait_ready(addr, "/shop/?work=0", Duration::from_secs(120)).await {
-        return Err(BenchError::NotReady(addr.to_string()));
-    }
-    Ok(node)
+) -> Result<SparkNode, BenchError> {
+    let manifest = |addr, admin| manifest(options, addr, admin, orchestrated, jobs);
+    SparkNode::start(NodeLaunch {
+        spark: &options.spark,
+        manifest: &manifest,
+        ready_path: "/shop/?work=0",
+        out_dir: &options.out_dir,
+        log_name: if orchestrated {
+            "surge-node-on"
+        } else {
+            "surge-node-off"
+        },
+    })
+    .await
 }
 
 async fn one_run(
@@ -192,11 +156,11 @@ async fn one_run(
     all_phases.extend_from_slice(phases);
     let critical = tokio::spawn(openloop::run(node.addr, path, all_phases, 1));
     tokio::time::sleep(WARMUP).await;
-    let first = status(node.admin).await?;
+    let first = status(node.admin, &node.token).await?;
     let mut marks = vec![(Instant::now(), first.clone())];
     for phase in phases {
         tokio::time::sleep(phase.duration).await;
-        marks.push((Instant::now(), status(node.admin).await?));
+        marks.push((Instant::now(), status(node.admin, &node.token).await?));
     }
     let critical = critical
         .await

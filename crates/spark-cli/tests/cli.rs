@@ -178,7 +178,10 @@ async fn up_serves_reports_status_and_stops_gracefully_on_sigterm() {
         (200, "Hello from Spark!\n")
     );
 
-    let (output, stdout, stderr) = run(spark().args(["status", "--admin", &admin]));
+    let data_dir = dir.path().join(".spark");
+    let (output, stdout, stderr) = run(spark()
+        .args(["status", "--admin", &admin, "--data-dir"])
+        .arg(&data_dir));
     assert!(output.status.success(), "{stderr}");
     assert!(
         stdout.contains("hello") && stdout.contains("/api/...") && stdout.contains("every 3600s"),

@@ -39,6 +39,8 @@ pub struct Manifest {
     /// Where the manifest came from (for messages); relative paths inside it were resolved
     /// against its directory.
     pub source: PathBuf,
+    /// The text it was parsed from (what a release records).
+    pub text: String,
     pub node: NodeSettings,
     pub orchestrator: OrchestratorSettings,
     pub predictor: PredictorSettings,
@@ -68,7 +70,12 @@ impl Manifest {
     /// runs.
     pub fn single(component: PathBuf, listen: SocketAddr) -> Manifest {
         let id = ModuleId::new("app").expect("literal id is valid");
+        let text = format!(
+            "version = 1\n\n[[module]]\nid = \"app\"\ncomponent = {:?}\nroutes = [\"/...\"]\n",
+            component.display().to_string()
+        );
         Manifest {
+            text,
             source: component.clone(),
             node: NodeSettings {
                 listen,
@@ -78,7 +85,7 @@ impl Manifest {
             predictor: PredictorSettings::default(),
             modules: vec![ModuleSpec {
                 id,
-                component,
+                component: ComponentRef::File(component),
                 trigger: Trigger::Http {
                     routes: vec![Route::parse("/...").expect("literal route is valid")],
                 },
@@ -89,6 +96,7 @@ impl Manifest {
                 config: BTreeMap::new(),
                 outbound: OutboundPolicy::deny_all(),
                 health: None,
+                rollout: RolloutSettings::default(),
             }],
         }
     }
@@ -160,9 +168,11 @@ pub struct OrchestratorSettings {
 
 pub const DEFAULT_ORCHESTRATOR_INTERVAL: Duration = Duration::from_millis(500);
 pub const DEFAULT_BACKGROUND_MIN_SHARE: f64 = 0.10;
-/// Background threads at nice 19 weigh 15 against a normal thread's 1024: the kernel runs
-/// them in the gaps and preempts them the moment foreground work wakes (B3 measured the
-/// critical p99 within noise of running alone; at nice 10 it was 10-25% higher).
+/// Background threads at nice 19 weigh 15 against a normal thread's 1024: the kernel runs them
+/// in the gaps and preempts them the moment foreground work wakes (B3: critical p99 within
+/// noise of running alone; at nice 10 it was twice as high at 450 req/s). The price: when
+/// critical work alone saturates every CPU, the kernel leaves background about 1.5%, below a
+/// `background_min_share` of 10%. `background_nice = 10` makes the kernel itself hold ~10%.
 pub const DEFAULT_BACKGROUND_NICE: i32 = 19;
 pub const DEFAULT_BATTERY_LOW: f64 = 20.0;
 pub const DEFAULT_UPLINK_SLOW: Duration = Duration::from_millis(300);
@@ -247,8 +257,8 @@ impl fmt::Display for ModuleId {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModuleSpec {
     pub id: ModuleId,
-    /// Absolute (or manifest-relative, resolved) path of the `.wasm` component.
-    pub component: PathBuf,
+    /// The `.wasm` component: a file (manifest-relative paths resolved) or an artifact.
+    pub component: ComponentRef,
     pub trigger: Trigger,
     pub priority: Priority,
     /// Relative CPU weight within the priority class (1..=1000).
@@ -262,9 +272,76 @@ pub struct ModuleSpec {
     pub outbound: OutboundPolicy,
     /// Path that must answer 2xx before the module takes traffic (HTTP modules only).
     pub health: Option<String>,
+    /// How a new version of this module is rolled out.
+    pub rollout: RolloutSettings,
+}
+
+/// Canary settings of a module (`[module.rollout]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutSettings {
+    /// Shares of traffic (percent, increasing, ending at 100) the new version gets in turn.
+    pub steps: Vec<f64>,
+    /// Least time a step lasts before the analysis may advance it.
+    pub step_duration: Duration,
+    /// Requests each version must have served in a step before the analysis may advance it.
+    pub min_requests: u64,
+    /// A request header whose value keeps a client on one version (sticky canary).
+    pub sticky_header: Option<String>,
+}
+
+pub const DEFAULT_ROLLOUT_STEPS: [f64; 4] = [5.0, 25.0, 50.0, 100.0];
+pub const DEFAULT_STEP_DURATION: Duration = Duration::from_secs(30);
+pub const DEFAULT_MIN_REQUESTS: u64 = 100;
+
+impl Default for RolloutSettings {
+    fn default() -> Self {
+        RolloutSettings {
+            steps: DEFAULT_ROLLOUT_STEPS.to_vec(),
+            step_duration: DEFAULT_STEP_DURATION,
+            min_requests: DEFAULT_MIN_REQUESTS,
+            sticky_header: None,
+        }
+    }
 }
 
 pub const DEFAULT_WEIGHT: u32 = 1;
+
+/// Where a module's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ComponentRef {
+    /// A file; relative paths in a manifest are resolved against the manifest's directory.
+    File(PathBuf),
+    /// An artifact in the node's content-addressed store, written `sha256:<hex>` in a
+    /// manifest (what `spark deploy` sends after uploading the files).
+    Artifact(String),
+}
+
+impl ComponentRef {
+    /// `sha256:<64 lowercase hex>` as an artifact reference, if that is what `text` is.
+    pub fn parse_artifact(text: &str) -> Option<Result<ComponentRef, String>> {
+        let hex = text.strip_prefix("sha256:")?;
+        let valid = hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        Some(if valid {
+            Ok(ComponentRef::Artifact(hex.to_owned()))
+        } else {
+            Err(format!(
+                "invalid artifact reference {text:?}: expected sha256: and 64 lowercase hex digits"
+            ))
+        })
+    }
+}
+
+impl fmt::Display for ComponentRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ComponentRef::File(path) => write!(f, "{}", path.display()),
+            ComponentRef::Artifact(digest) => write!(f, "sha256:{digest}"),
+        }
+    }
+}
 
 /// What makes a module run.
 #[derive(Debug, Clone, PartialEq)]

@@ -55,6 +55,16 @@ pub(crate) struct RawModule {
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<Spanned<String>>,
     pub health: Option<Spanned<String>>,
+    pub rollout: Option<RawRollout>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRollout {
+    pub steps: Option<Spanned<Vec<f64>>>,
+    pub step_duration: Option<Spanned<String>>,
+    pub min_requests: Option<Spanned<i64>>,
+    pub sticky_header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -64,7 +64,10 @@ fn good_manifest_is_fully_validated() {
     assert_eq!(m.node.max_instances, 200);
     assert_eq!(m.node.shutdown_grace, Duration::from_secs(5));
     let shop = m.module("storefront").unwrap();
-    assert_eq!(shop.component, Path::new("/etc/spark/guests/hello.wasm"));
+    assert_eq!(
+        shop.component,
+        ComponentRef::File("/etc/spark/guests/hello.wasm".into())
+    );
     assert_eq!(shop.priority, Priority::Critical);
     assert_eq!(shop.weight, 4);
     assert_eq!(shop.limits.memory, 32 << 20);
@@ -76,7 +79,7 @@ fn good_manifest_is_fully_validated() {
     assert!(!shop.outbound.allows("https", "example.com", 443));
     assert_eq!(shop.health.as_deref(), Some("/shop/health"));
     let job = m.module("inventory-sync").unwrap();
-    assert_eq!(job.component, Path::new("/abs/job.wasm"));
+    assert_eq!(job.component, ComponentRef::File("/abs/job.wasm".into()));
     assert_eq!(
         job.trigger,
         Trigger::Schedule {
@@ -307,4 +310,75 @@ fn predictor_settings_are_validated() {
     );
     let (_, message) = refusal(&with("memory_budget = \"lots\""));
     assert!(message.contains("predictor.memory_budget"), "{message}");
+}
+
+#[test]
+fn components_may_be_artifacts_by_digest() {
+    let digest = "ab".repeat(32);
+    let text = GOOD.replace(
+        "component = \"guests/hello.wasm\"",
+        &format!("component = \"sha256:{digest}\""),
+    );
+    let m = parse(&text).unwrap();
+    assert_eq!(
+        m.module("storefront").unwrap().component,
+        ComponentRef::Artifact(digest.clone())
+    );
+    assert_eq!(
+        m.module("storefront").unwrap().component.to_string(),
+        format!("sha256:{digest}")
+    );
+    let (_, message) = refusal(&GOOD.replace(
+        "component = \"guests/hello.wasm\"",
+        "component = \"sha256:XYZ\"",
+    ));
+    assert!(message.contains("invalid artifact reference"), "{message}");
+}
+
+#[test]
+fn rollout_settings_are_validated() {
+    let m = parse(GOOD).unwrap();
+    assert_eq!(
+        m.module("storefront").unwrap().rollout,
+        RolloutSettings::default()
+    );
+    let with = |body: &str| {
+        GOOD.replace(
+            "[module.env]\nGREETING",
+            &format!("[module.rollout]\n{body}\n\n[module.env]\nGREETING"),
+        )
+    };
+    let r = parse(&with(
+        "steps = [10, 100]\nstep_duration = \"5s\"\nmin_requests = 20\nsticky_header = \"X-User\"",
+    ))
+    .unwrap();
+    let r = &r.module("storefront").unwrap().rollout;
+    assert_eq!(
+        (
+            r.steps.clone(),
+            r.step_duration,
+            r.min_requests,
+            r.sticky_header.clone()
+        ),
+        (
+            vec![10.0, 100.0],
+            Duration::from_secs(5),
+            20,
+            Some("x-user".into())
+        )
+    );
+    for bad in [
+        "steps = [50, 25, 100]",
+        "steps = [5, 50]",
+        "steps = []",
+        "sticky_header = \"x y\"",
+        "min_requests = 0",
+    ] {
+        let (line, message) = refusal(&with(bad));
+        assert_eq!(
+            line,
+            line_of(&with(bad), bad.split(' ').next().unwrap()),
+            "{bad}: {message}"
+        );
+    }
 }

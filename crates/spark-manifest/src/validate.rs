@@ -12,12 +12,13 @@ use crate::error::{Diagnostic, ManifestError};
 use crate::outbound::{AllowedHost, OutboundPolicy};
 use crate::routes::Route;
 use crate::schema::{
-    RawLimits, RawManifest, RawModule, RawNode, RawOrchestrator, RawPredictor, VersionProbe,
+    RawLimits, RawManifest, RawModule, RawNode, RawOrchestrator, RawPredictor, RawRollout,
+    VersionProbe,
 };
 use crate::units::{parse_byte_size, parse_duration};
 use crate::{
-    DEFAULT_WEIGHT, Limits, MANIFEST_VERSION, Manifest, ModuleId, ModuleSpec, NodeSettings,
-    OrchestratorSettings, PredictorSettings, Priority, Trigger,
+    ComponentRef, DEFAULT_WEIGHT, Limits, MANIFEST_VERSION, Manifest, ModuleId, ModuleSpec,
+    NodeSettings, OrchestratorSettings, PredictorSettings, Priority, RolloutSettings, Trigger,
 };
 
 const MIN_MEMORY: u64 = 64 << 10;
@@ -74,6 +75,7 @@ fn parse_with_spans(
         return Err(invalid(v.diagnostics));
     }
     let manifest = Manifest {
+        text: text.to_owned(),
         source: source.to_path_buf(),
         node,
         orchestrator,
@@ -88,7 +90,10 @@ pub(crate) fn check_files(text: &str, manifest: &Manifest) -> Result<(), Manifes
     let (_, spans) = parse_with_spans(text, &manifest.source)?;
     let mut diagnostics = Vec::new();
     for (module, span) in manifest.modules.iter().zip(spans) {
-        let problem = match std::fs::metadata(&module.component) {
+        let ComponentRef::File(file) = &module.component else {
+            continue;
+        };
+        let problem = match std::fs::metadata(file) {
             Ok(meta) if meta.is_file() => continue,
             Ok(_) => "is not a regular file".to_owned(),
             Err(e) => format!("cannot be read: {e}"),
@@ -99,7 +104,7 @@ pub(crate) fn check_files(text: &str, manifest: &Manifest) -> Result<(), Manifes
             format!(
                 "module '{}': component {} {problem}",
                 module.id,
-                module.component.display()
+                file.display()
             ),
         ));
     }
@@ -303,7 +308,7 @@ impl Validator<'_> {
         let trigger = self.trigger(raw, span, &who)?;
         let health = self.health(raw, &trigger, &who);
         Some(ModuleSpec {
-            component: self.base.join(raw.component.get_ref()),
+            component: self.component(raw, &who),
             priority: self.priority(raw, &who),
             weight: self.int(
                 raw.weight.as_ref(),
@@ -319,10 +324,70 @@ impl Validator<'_> {
                 .map(|(k, v)| (k.clone(), v.get_ref().clone()))
                 .collect(),
             outbound: self.outbound(&raw.allowed_outbound_hosts, &who),
+            rollout: self.rollout(raw.rollout.as_ref(), &who),
             trigger,
             health,
             id,
         })
+    }
+
+    fn component(&mut self, raw: &RawModule, who: &str) -> ComponentRef {
+        let text = raw.component.get_ref();
+        match ComponentRef::parse_artifact(text) {
+            Some(Ok(artifact)) => artifact,
+            Some(Err(why)) => {
+                self.error(raw.component.span(), format!("{who}: {why}"));
+                ComponentRef::Artifact(String::new())
+            }
+            None => ComponentRef::File(self.base.join(text)),
+        }
+    }
+
+    fn rollout(&mut self, raw: Option<&RawRollout>, who: &str) -> RolloutSettings {
+        let d = RolloutSettings::default();
+        let Some(raw) = raw else { return d };
+        let steps = match &raw.steps {
+            None => d.steps.clone(),
+            Some(steps) => {
+                let list = steps.get_ref();
+                let increasing = list.windows(2).all(|w| w[0] < w[1]);
+                let in_range = list.iter().all(|s| *s > 0.0 && *s <= 100.0);
+                if list.is_empty() || !increasing || !in_range || list.last() != Some(&100.0) {
+                    self.error(steps.span(), format!("{who}: rollout.steps must be increasing percentages in (0, 100] ending at 100, e.g. [5, 25, 50, 100]"));
+                    d.steps.clone()
+                } else {
+                    list.clone()
+                }
+            }
+        };
+        let header = raw.sticky_header.as_ref().map(|h| {
+            let ok = !h.get_ref().is_empty()
+                && h.get_ref()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                self.error(
+                    h.span(),
+                    format!("{who}: rollout.sticky_header must be a header name"),
+                );
+            }
+            h.get_ref().to_ascii_lowercase()
+        });
+        RolloutSettings {
+            steps,
+            step_duration: self.duration(
+                raw.step_duration.as_ref(),
+                d.step_duration,
+                &format!("{who}: rollout.step_duration"),
+            ),
+            min_requests: self.int(
+                raw.min_requests.as_ref(),
+                d.min_requests as i64,
+                1..=10_000_000,
+                &format!("{who}: rollout.min_requests"),
+            ) as u64,
+            sticky_header: header,
+        }
     }
 
     fn trigger(&mut self, raw: &RawModule, span: Range<usize>, who: &str) -> Option<Trigger> {

@@ -116,13 +116,13 @@ impl Front {
             self.metrics.unrouted();
             return Ok(text(StatusCode::NOT_FOUND, "no route matches this path"));
         };
-        let slot = slot.clone();
+        let slot = snapshot.version_for(slot, Some(request.headers())).clone();
         let request = self.prepare(request, route);
         let ticket = match slot.admission.admit().await {
             Ok(ticket) => ticket,
             Err(rejection) => {
                 slot.metrics.rejected(rejection.as_str());
-                slot.metrics.request(503, started.elapsed());
+                slot.refused(503, started.elapsed());
                 return Ok(busy(rejection));
             }
         };
@@ -132,14 +132,14 @@ impl Front {
             .await
         else {
             slot.metrics.rejected(Rejection::NodeFull.as_str());
-            slot.metrics.request(503, started.elapsed());
+            slot.refused(503, started.elapsed());
             return Ok(busy(Rejection::NodeFull));
         };
         let (guest, cold) = match slot.residency.acquire().await {
             Ok(acquired) => acquired,
             Err(error) => {
                 tracing::error!(module = %slot.id(), %error, "module could not be loaded");
-                slot.metrics.request(503, started.elapsed());
+                slot.refused(503, started.elapsed());
                 let mut response = text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "module unavailable: its code could not be loaded",
@@ -178,8 +178,7 @@ impl Front {
                 Ok(Response::from_parts(parts, UnsyncBoxBody::new(body)))
             }
             Err(error) => {
-                slot.metrics.request(error.status(), started.elapsed());
-                slot.latency.record(started.elapsed());
+                slot.finished(error.status(), started.elapsed());
                 Ok(failure(&error))
             }
         }
@@ -259,9 +258,7 @@ struct Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        let took = self.started.elapsed();
-        self.slot.metrics.request(self.status, took);
-        self.slot.latency.record(took);
+        self.slot.finished(self.status, self.started.elapsed());
     }
 }
 

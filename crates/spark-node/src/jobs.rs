@@ -74,10 +74,12 @@ async fn schedule(
         }
         last = tokio::time::Instant::now();
         while runs.try_join_next().is_some() {}
-        let Some(slot) = snapshot.load().module(&id).cloned() else {
+        let current = snapshot.load();
+        let Some(stable) = current.module(&id) else {
             tracing::info!(module = %id, "job module removed; its schedule stops");
             break;
         };
+        let slot = current.version_for(stable, None).clone();
         let capacity = capacity.clone();
         runs.spawn(async move { run_once(&slot, &capacity).await });
     }
@@ -132,6 +134,8 @@ pub async fn run_once(slot: &Arc<ModuleSlot>, capacity: &NodeCapacity) -> JobOut
         }
     };
     slot.metrics.job_run(outcome, took);
+    slot.outcomes
+        .record(if error.is_none() { 200 } else { 500 }, took);
     JobOutcome {
         module,
         outcome: outcome.into(),

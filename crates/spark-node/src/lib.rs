@@ -15,8 +15,10 @@
 
 pub mod admin;
 pub mod admission;
+pub mod auth;
 pub mod capacity;
 pub mod control;
+pub mod deploy;
 pub mod executor;
 pub mod front;
 pub mod jobs;
@@ -27,6 +29,7 @@ pub mod pacing;
 pub mod residency;
 pub mod state;
 pub mod status;
+pub mod versions;
 pub mod warmth;
 
 pub use jobs::JobOutcome;

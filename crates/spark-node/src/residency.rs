@@ -18,6 +18,7 @@ use spark_runtime::{
     CodeSource, Expect, GuestLimits, GuestModule, GuestSettings, LoadError, LoadReport,
     ModuleControls, Prepared, Runtime,
 };
+use spark_store::Store;
 
 /// What a cold start cost one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,21 +49,53 @@ impl CodeInfo {
     }
 }
 
-/// How to build the module again after it was unloaded.
+/// How to build the module again after it was unloaded: its artifact is read back from the
+/// node's store (verified against its digest) and compiled or taken from the AOT cache.
 struct Loader {
     runtime: Runtime,
+    store: Arc<Store>,
+    digest: String,
     spec: ModuleSpec,
     controls: ModuleControls,
 }
 
-impl Loader {
-    fn expect(&self) -> Expect {
-        match self.spec.trigger {
-            Trigger::Http { .. } => Expect::Http,
-            Trigger::Schedule { .. } => Expect::Job,
-        }
+/// What a module's trigger needs its component to export.
+pub fn expect(spec: &ModuleSpec) -> Expect {
+    match spec.trigger {
+        Trigger::Http { .. } => Expect::Http,
+        Trigger::Schedule { .. } => Expect::Job,
     }
+}
 
+/// Reads artifact `digest` from the store (verified) and prepares it for `spec`.
+pub async fn prepare_artifact(
+    runtime: &Runtime,
+    store: &Arc<Store>,
+    digest: &str,
+    spec: &ModuleSpec,
+) -> Result<Arc<Prepared>, LoadError> {
+    let name = std::path::PathBuf::from(format!(
+        "module '{}' (sha256:{})",
+        spec.id,
+        &digest[..digest.len().min(12)]
+    ));
+    let (store, wanted, fallback) = (store.clone(), digest.to_owned(), name.clone());
+    let bytes = tokio::task::spawn_blocking(move || {
+        let digest = spark_store::Digest::parse(&wanted).map_err(|e| e.to_string())?;
+        store.artifacts().get(&digest).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()))
+    .map_err(|reason| LoadError::Invalid {
+        path: fallback,
+        reason: format!("artifact unavailable: {reason}"),
+    })?;
+    runtime
+        .prepare_bytes(&name, Arc::from(bytes), expect(spec))
+        .await
+}
+
+impl Loader {
     fn module(&self, prepared: Arc<Prepared>) -> GuestModule {
         let settings = GuestSettings {
             env: self.spec.env.clone(),
@@ -92,15 +125,19 @@ pub struct Residency {
 }
 
 impl Residency {
-    /// A module loaded at startup from `prepared`.
+    /// A module already loaded from `prepared` (its artifact is `prepared.digest` in `store`).
     pub fn loaded(
         runtime: Runtime,
+        store: Arc<Store>,
         spec: ModuleSpec,
         controls: ModuleControls,
         prepared: Arc<Prepared>,
     ) -> Residency {
+        let digest = prepared.digest.clone();
         let loader = Loader {
             runtime,
+            store,
+            digest,
             spec,
             controls,
         };
@@ -170,13 +207,11 @@ impl Residency {
     }
 
     async fn load(&self) -> Result<GuestModule, LoadError> {
-        let prepared = self
-            .loader
-            .runtime
-            .prepare(&self.loader.spec.component, self.loader.expect())
-            .await?;
+        let loader = &self.loader;
+        let prepared =
+            prepare_artifact(&loader.runtime, &loader.store, &loader.digest, &loader.spec).await?;
         *self.info.lock().expect("info lock") = CodeInfo::of(&prepared);
-        let module = self.loader.module(prepared);
+        let module = loader.module(prepared);
         self.loaded.store(Some(Arc::new(module.clone())));
         Ok(module)
     }

@@ -4,6 +4,7 @@
 //! the node from routing to response, readers never take a lock, and whoever changes the node
 //! builds the next snapshot off to the side and publishes it in one store.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +18,7 @@ use crate::latency::LatencyWindow;
 use crate::metrics::ModuleMetrics;
 use crate::pacing::ModulePacer;
 use crate::residency::{CodeInfo, Residency};
+use crate::versions::VersionCounters;
 
 /// One module as the node runs it.
 pub struct ModuleSlot {
@@ -31,6 +33,10 @@ pub struct ModuleSlot {
     pub controls: SlotControls,
     /// Latencies since the control loop last looked.
     pub latency: LatencyWindow,
+    /// The release this version of the module belongs to.
+    pub release: String,
+    /// Outcomes of this version (canary analysis).
+    pub outcomes: VersionCounters,
 }
 
 /// A module's actuators: CPU share, outbound pacing, job pacing, and the plan in force.
@@ -78,6 +84,7 @@ impl ModuleSlot {
         stats: Arc<ModuleStats>,
         metrics: ModuleMetrics,
         controls: SlotControls,
+        release: String,
     ) -> ModuleSlot {
         let limits = &spec.limits;
         let admission = match spec.trigger {
@@ -95,11 +102,26 @@ impl ModuleSlot {
             metrics,
             controls,
             latency: LatencyWindow::default(),
+            release,
+            outcomes: VersionCounters::default(),
         }
     }
 
     pub fn id(&self) -> &str {
         self.spec.id.as_str()
+    }
+
+    /// A request this version served (or failed), finished after `took`.
+    pub fn finished(&self, status: u16, took: std::time::Duration) {
+        self.metrics.request(status, took);
+        self.outcomes.record(status, took);
+        self.latency.record(took);
+    }
+
+    /// A request refused before it reached the guest (admission, capacity, loading).
+    pub fn refused(&self, status: u16, took: std::time::Duration) {
+        self.metrics.request(status, took);
+        self.outcomes.record(status, took);
     }
 
     /// Facts about the module's code (kept while it is unloaded).
@@ -110,13 +132,35 @@ impl ModuleSlot {
 
 /// The node's modules at one point in time.
 pub struct Snapshot {
+    /// The stable release these modules belong to.
+    pub release: Option<String>,
     pub modules: Vec<Arc<ModuleSlot>>,
     pub routes: RouteTable<usize>,
+    /// Canary versions of modules being rolled out, by module id.
+    pub canaries: HashMap<String, Canary>,
+}
+
+/// A module's new version taking part of its traffic.
+pub struct Canary {
+    pub slot: Arc<ModuleSlot>,
+    /// A fresh copy of the stable version, taking as much traffic as the canary, to compare
+    /// it with (see `spark_rollout::split`). None if it could not be built.
+    pub baseline: Option<Arc<ModuleSlot>>,
+    /// Percent of the module's requests (or job runs) it takes.
+    pub share: f64,
 }
 
 impl Snapshot {
     /// Builds the route table over `modules`; duplicates were refused by manifest validation.
     pub fn new(modules: Vec<Arc<ModuleSlot>>) -> Snapshot {
+        Snapshot::with(None, modules, HashMap::new())
+    }
+
+    pub fn with(
+        release: Option<String>,
+        modules: Vec<Arc<ModuleSlot>>,
+        canaries: HashMap<String, Canary>,
+    ) -> Snapshot {
         let entries = modules.iter().enumerate().flat_map(|(index, slot)| {
             let routes = match &slot.spec.trigger {
                 Trigger::Http { routes } => routes.clone(),
@@ -127,20 +171,57 @@ impl Snapshot {
         let routes = RouteTable::new(entries).unwrap_or_else(|duplicate| {
             panic!("duplicate route {duplicate} passed manifest validation")
         });
-        Snapshot { modules, routes }
+        Snapshot {
+            release,
+            modules,
+            routes,
+            canaries,
+        }
     }
 
-    /// The module serving `path`, if any, with the route that matched.
+    /// The module serving `path`, if any, with the route that matched (the stable version).
     pub fn route(&self, path: &str) -> Option<(&Route, &Arc<ModuleSlot>)> {
         self.routes
             .lookup_route(path)
             .map(|(route, &index)| (route, &self.modules[index]))
     }
 
+    /// The version of `stable`'s module that serves this request: the canary for its share of
+    /// requests, the baseline for as many (sticky per client when the module names a key
+    /// header and the request has it), else the stable version.
+    pub fn version_for<'a>(
+        &'a self,
+        stable: &'a Arc<ModuleSlot>,
+        headers: Option<&http::HeaderMap>,
+    ) -> &'a Arc<ModuleSlot> {
+        let Some(canary) = self.canaries.get(stable.id()) else {
+            return stable;
+        };
+        let key = canary
+            .slot
+            .spec
+            .rollout
+            .sticky_header
+            .as_deref()
+            .and_then(|name| headers?.get(name))
+            .map(|v| v.as_bytes());
+        let sequence = REQUESTS.fetch_add(1, Ordering::Relaxed);
+        match spark_rollout::choose_version(canary.share, canary.baseline.is_some(), key, sequence)
+        {
+            spark_rollout::Pick::Canary => &canary.slot,
+            spark_rollout::Pick::Baseline => canary.baseline.as_ref().unwrap_or(stable),
+            spark_rollout::Pick::Stable => stable,
+        }
+    }
+
+    /// The stable version of module `id`.
     pub fn module(&self, id: &str) -> Option<&Arc<ModuleSlot>> {
         self.modules.iter().find(|slot| slot.id() == id)
     }
 }
+
+/// Spreads requests without a key over versions.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
 /// The published snapshot.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;

@@ -20,9 +20,42 @@ pub struct NodeStatus {
     pub admin: String,
     /// `pooling` or `on-demand (reason)`.
     pub allocation: String,
+    /// The stable release being served.
+    pub release: Option<String>,
     pub modules: Vec<ModuleStatus>,
+    /// New versions taking part of their module's traffic during a rollout.
+    pub canaries: Vec<CanaryStatus>,
     /// `None` when the orchestrator is off.
     pub orchestrator: Option<OrchestratorStatus>,
+}
+
+/// A canary version during a rollout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CanaryStatus {
+    pub module: String,
+    pub release: String,
+    pub share: f64,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+pub(crate) fn canaries(snapshot: &Snapshot) -> Vec<CanaryStatus> {
+    let mut list: Vec<CanaryStatus> = snapshot
+        .canaries
+        .iter()
+        .map(|(module, canary)| {
+            let outcomes = canary.slot.outcomes.snapshot();
+            CanaryStatus {
+                module: module.clone(),
+                release: canary.slot.release.clone(),
+                share: canary.share,
+                requests: outcomes.requests,
+                errors: outcomes.errors,
+            }
+        })
+        .collect();
+    list.sort_by(|a, b| a.module.cmp(&b.module));
+    list
 }
 
 /// What the orchestrator sees and has decided.
@@ -40,6 +73,8 @@ pub struct OrchestratorStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModuleStatus {
     pub id: String,
+    /// The release this version belongs to.
+    pub release: String,
     pub priority: String,
     pub weight: u32,
     /// Routes (`/a/...`) or the schedule (`every 30s`).
@@ -113,12 +148,13 @@ fn module(slot: &ModuleSlot, warmth: Option<ModuleWarmth>) -> ModuleStatus {
     let report = &info.report;
     ModuleStatus {
         id: spec.id.to_string(),
+        release: slot.release.clone(),
         priority: spec.priority.to_string(),
         weight: spec.weight,
         trigger,
         world: info.world.into(),
         digest: info.digest.clone(),
-        component: spec.component.display().to_string(),
+        component: spec.component.to_string(),
         code_source: format!("{:?}", report.source),
         load_ms: (report.code + report.link).as_secs_f64() * 1e3,
         code_bytes: info.code_bytes as u64,

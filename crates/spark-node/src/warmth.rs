@@ -34,7 +34,7 @@ const EXCHANGE: f64 = 1.0e6;
 const SAVE_EVERY: Duration = Duration::from_secs(60);
 /// Probability assumed for a module never called yet, so it stays loaded while memory allows
 /// but goes first when it does not.
-const UNKNOWN_P: f64 = 0.05;
+const UNKNOWN_P: f64 = 0.01;
 
 /// Where module histories are kept between restarts (blocking calls: the controller runs
 /// them on a blocking thread).
@@ -285,11 +285,13 @@ impl WarmthController {
         }
     }
 
-    /// Plans cover at least one interval, and at least a minute of model time.
+    /// Plans cover two intervals, and at least a minute of model time: a call due just after
+    /// the next revision must already be covered by this one, since the next revision's load
+    /// may finish after the call arrives (and a revision may run late on a busy node).
     fn horizon(&self) -> u64 {
         let interval_model_ms =
             self.settings.interval.as_secs_f64() * 1e3 * self.settings.time_scale;
-        (interval_model_ms as u64).max(60_000)
+        ((2.0 * interval_model_ms) as u64).max(60_000)
     }
 
     /// Critical modules stay loaded; the orchestrator's warm limit caps ready instances.

@@ -105,11 +105,19 @@ fn base_config(pooling: Option<PoolingAllocationConfig>) -> Config {
     config
 }
 
-/// Pool sizes for `max_instances` component instances. Real components (Rust std, JS, Python)
+/// Instances the predictor may keep ready (instantiated ahead of requests) on top of
+/// `max_instances`: a quarter more, at least 4. Ready instances are a cache and must never take
+/// the pool slot a request needs, so the pool is sized for both and the runtime caps ready
+/// instances at this number.
+pub fn ready_headroom(max_instances: u32) -> u32 {
+    (max_instances / 4).max(4)
+}
+
+/// Pool sizes for `max_instances` component instances (plus [`ready_headroom`]). Real components (Rust std, JS, Python)
 /// contain several core instances, tables and sometimes more than one memory, so those pools
 /// get a multiple of the component count.
 fn pooling_config(settings: &EngineSettings) -> PoolingAllocationConfig {
-    let n = settings.max_instances.max(1);
+    let n = settings.max_instances.max(1) + ready_headroom(settings.max_instances);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(8))

@@ -90,6 +90,8 @@ struct Inner {
     stats: Arc<ModuleStats>,
     controls: ModuleControls,
     ready: std::sync::Mutex<Vec<ReadyInstance>>,
+    /// Node-wide permits for ready instances; each ready instance holds one.
+    ready_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Live controls over how a module runs, set by the orchestrator (all optional).
@@ -121,6 +123,7 @@ impl GuestModule {
         limits: GuestLimits,
         settings: GuestSettings,
         controls: ModuleControls,
+        ready_slots: Arc<tokio::sync::Semaphore>,
     ) -> GuestModule {
         GuestModule {
             inner: Arc::new(Inner {
@@ -134,6 +137,7 @@ impl GuestModule {
                 stats: controls.stats.clone(),
                 controls,
                 ready: std::sync::Mutex::new(Vec::new()),
+                ready_slots,
             }),
         }
     }
@@ -170,8 +174,11 @@ impl GuestModule {
             )));
         };
         let (mut store, budget, ready) = match self.take_ready() {
-            Some(instance) => {
+            Some(mut instance) => {
+                // Its clocks start now: the wall-clock budget, and the epoch deadline (which
+                // passed long ago while it waited, and would make the guest yield at once).
                 instance.budget.restart();
+                instance.store.set_epoch_deadline(1);
                 (instance.store, instance.budget, Some(instance.proxy))
             }
             None => {
@@ -214,12 +221,16 @@ impl GuestModule {
 
     /// Instantiates up to `count` instances ahead of requests (the "instances ready" warmth
     /// level); each serves exactly one request, so isolation is unchanged. Returns how many are
-    /// ready now. Only HTTP components have ready instances.
+    /// ready now (fewer when the node's ready-instance headroom is used up). Only HTTP
+    /// components have ready instances.
     pub async fn prewarm(&self, count: usize) -> Result<usize, InvokeError> {
         let Entry::Http(pre) = &self.inner.prepared.entry else {
             return Ok(0);
         };
         while self.ready_count() < count {
+            let Ok(slot) = self.inner.ready_slots.clone().try_acquire_owned() else {
+                break;
+            };
             let budget = self.budget();
             let mut store = self.new_store(budget.clone());
             let (pre, stats) = (pre.clone(), self.inner.stats.clone());
@@ -243,6 +254,7 @@ impl GuestModule {
                     store,
                     proxy,
                     budget,
+                    _slot: slot,
                 });
         }
         Ok(self.ready_count())
@@ -464,6 +476,8 @@ struct ReadyInstance {
     store: Store<Host>,
     proxy: Proxy,
     budget: Arc<Budget>,
+    /// Released when the instance is taken by a request or dropped.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Instantiates a proxy in `store`, recording the time and the instance's memory.

@@ -70,6 +70,8 @@ struct RuntimeInner {
     allocation: Allocation,
     linker: Linker<Host>,
     cache: Option<ArtifactCache>,
+    /// Permits for instances kept ready across all modules (see [`engine::ready_headroom`]).
+    ready_slots: Arc<tokio::sync::Semaphore>,
     _ticker: EpochTicker,
 }
 
@@ -88,6 +90,9 @@ impl Runtime {
                 allocation,
                 linker,
                 cache,
+                ready_slots: Arc::new(tokio::sync::Semaphore::new(engine::ready_headroom(
+                    config.engine.max_instances,
+                ) as usize)),
                 _ticker: ticker,
             }),
         })
@@ -171,6 +176,7 @@ impl Runtime {
             limits,
             settings,
             controls,
+            self.inner.ready_slots.clone(),
         )
     }
 }

@@ -39,6 +39,7 @@ pub(crate) const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("h
 
 pub(crate) const KEY_CURRENT: &str = "current";
 pub(crate) const KEY_ROLLOUT: &str = "rollout";
+pub(crate) const KEY_STARTED_FROM: &str = "started_from";
 const KEY_SCHEMA: &str = "schema";
 
 /// An open database and the file handle under it (kept so the file can be detached).

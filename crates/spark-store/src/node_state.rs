@@ -11,7 +11,10 @@
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{EVENTS, KEY_CURRENT, KEY_ROLLOUT, NODE, RELEASES, decode, decode_current, encode};
+use crate::db::{
+    EVENTS, KEY_CURRENT, KEY_ROLLOUT, KEY_STARTED_FROM, NODE, RELEASES, decode, decode_current,
+    encode,
+};
 use crate::error::StoreError;
 use crate::release::{Release, ReleaseId};
 use crate::store::Store;
@@ -84,6 +87,26 @@ impl Store {
             };
             let rollout = node.get(KEY_ROLLOUT)?.map(|v| v.value().to_vec());
             Ok(NodeState { current, rollout })
+        })
+    }
+
+    /// The fingerprint of the manifest file the node last took a release from at startup,
+    /// so a restart with the same file keeps releases deployed since through the API, and
+    /// an edited file is noticed.
+    pub fn started_from(&self) -> Result<Option<String>, StoreError> {
+        self.read(|txn| {
+            let node = txn.open_table(NODE)?;
+            let value = node.get(KEY_STARTED_FROM)?;
+            Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+        })
+    }
+
+    /// Records the fingerprint of the manifest file the node started from.
+    pub fn set_started_from(&self, fingerprint: &str) -> Result<(), StoreError> {
+        self.write(|txn| {
+            txn.open_table(NODE)?
+                .insert(KEY_STARTED_FROM, fingerprint.as_bytes())?;
+            Ok(())
         })
     }
 

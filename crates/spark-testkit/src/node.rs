@@ -90,6 +90,32 @@ impl TestNode {
         format!("http://{}{path}", self.node.admin_addr)
     }
 
+    /// The admin API's bearer token (created by the node in its data directory).
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("admin.token"))
+            .expect("the node wrote its admin token")
+    }
+
+    /// An authenticated admin API call.
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<crate::Reply, String> {
+        let auth = format!("Bearer {}", self.token());
+        crate::request_with(
+            method,
+            &self.admin_url(path),
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+        .await
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -1,4 +1,5 @@
-//! A JSON transform and a window on what the host gives a guest.
+//! A JSON transform and a window on what the host gives a guest (plus `WORK` and
+//! `FAIL_PERCENT` knobs for rollout tests and benchmarks, see `behave`).
 //!
 //! - `POST /...` with a JSON body: answers `{"method","path","query","fields","transformed"}`
 //!   where `transformed` is the body with every string upper-cased, and `fields` counts the
@@ -24,6 +25,9 @@ struct Echo;
 impl Guest for Echo {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = guest_util::Request::new(request);
+        if let Some(failure) = behave() {
+            return reply_json(out, 500, &json!({ "error": failure }));
+        }
         match (&request.method, request.last_segment()) {
             (Method::Get, "env") => {
                 let env: serde_json::Map<String, Value> =
@@ -42,6 +46,26 @@ impl Guest for Echo {
             _ => transform(&request, out),
         }
     }
+}
+
+/// Test and benchmark knobs, all off unless set in the module's environment: `WORK` rounds of
+/// CPU work per request (as the `busy` guest does), and `FAIL_PERCENT` of requests answered
+/// with a 500 (chosen with `wasi:random`). Returns the failure to report, if this request fails.
+fn behave() -> Option<String> {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(rounds) = env("WORK") {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..rounds * 200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        }
+        std::hint::black_box(x);
+    }
+    let percent = env("FAIL_PERCENT")?;
+    let draw = guest_util::wasip2::random::random::get_random_u64() % 100;
+    (draw < percent).then(|| format!("failing on purpose ({percent}% of requests)"))
 }
 
 fn transform(request: &guest_util::Request, out: ResponseOutparam) {

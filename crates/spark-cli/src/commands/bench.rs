@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use spark_bench::{coldstart, replay, serve, surge};
+use spark_bench::{canary, coldstart, replay, serve, surge};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -64,6 +64,18 @@ enum Scenario {
         #[arg(long, default_value = "8MiB")]
         memory_budget: String,
         /// 20 apps, 20 minutes at 120x (10 s).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// B5: canary rollouts under steady load: a failing, a slow and a good version deployed
+    /// in turn; exposure, decision time, switch failures, time to promotion.
+    Canary {
+        /// The `echo` guest, or a component with its VERSION/WORK/FAIL_PERCENT knobs.
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// Steps of 2 s instead of 5 s.
         #[arg(long)]
         quick: bool,
         #[arg(long)]
@@ -167,6 +179,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             let report = replay::run(&options).await?;
             print!("{}", replay::render(&report));
+        }
+        Scenario::Canary {
+            component,
+            quick,
+            out,
+        } => {
+            let component = match component {
+                Some(c) => c,
+                None => spark_bench::guest("echo")?,
+            };
+            let options = canary::CanaryOptions {
+                spark: std::env::current_exe().context("locating the spark executable")?,
+                component: std::path::absolute(component)?,
+                quick,
+                out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
+            };
+            let report = canary::run(&options).await?;
+            print!("{}", canary::render(&report));
         }
         Scenario::Coldstart {
             component,

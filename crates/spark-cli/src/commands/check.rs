@@ -33,7 +33,15 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
             Trigger::Http { .. } => Expect::Http,
             Trigger::Schedule { .. } => Expect::Job,
         };
-        match runtime.prepare(&module.component, expect).await {
+        let spark_manifest::ComponentRef::File(file) = &module.component else {
+            println!(
+                "skip  {:<20} {} is an artifact reference: checked by the node on deploy",
+                module.id.as_str(),
+                module.component
+            );
+            continue;
+        };
+        match runtime.prepare(file, expect).await {
             Ok(prepared) => println!(
                 "ok    {:<20} {:<18} {:>9} bytes  {}  sha256:{}",
                 module.id.as_str(),

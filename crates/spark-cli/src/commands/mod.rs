@@ -2,6 +2,10 @@
 
 mod bench;
 mod check;
+mod client;
+mod deploy;
+mod releases;
+mod rollout;
 mod serve;
 mod sim;
 mod status;
@@ -25,6 +29,14 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Replay an invocation trace through the keep-alive policies in simulated time (B4).
     Sim(sim::SimArgs),
+    /// Upload a manifest's components to a running node and deploy them as a new release.
+    Deploy(deploy::DeployArgs),
+    /// List the node's releases.
+    Releases(releases::ReleasesArgs),
+    /// Follow or steer the rollout in progress.
+    Rollout(rollout::RolloutArgs),
+    /// Switch back to an earlier release.
+    Rollback(rollout::RollbackArgs),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -35,6 +47,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Status(args) => status::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Sim(args) => sim::run(args),
+        Command::Deploy(args) => deploy::run(args).await,
+        Command::Releases(args) => releases::run(args).await,
+        Command::Rollout(args) => rollout::run(args).await,
+        Command::Rollback(args) => rollout::rollback(args).await,
     }
 }
 

@@ -1,25 +1,19 @@
 //! `spark status`: what a running node serves, its limits and counters, from `/v1/status`.
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use spark_node::NodeStatus;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The node's admin address.
-    #[arg(long, default_value = "127.0.0.1:9090", env = "SPARK_ADMIN")]
-    admin: SocketAddr,
+    #[command(flatten)]
+    admin: super::client::AdminArgs,
     /// Print the raw JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let body = get(&format!("http://{}/v1/status", args.admin)).await?;
+    let body = args.admin.client()?.get("/v1/status").await?;
     if args.json {
         println!("{}", String::from_utf8_lossy(&body));
         return Ok(());
@@ -29,33 +23,22 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn get(url: &str) -> anyhow::Result<bytes::Bytes> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
-    let uri: http::Uri = url.parse().context("building the admin URL")?;
-    let response = client
-        .get(uri)
-        .await
-        .with_context(|| format!("cannot reach the node at {url}"))?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .context("reading the answer")?
-        .to_bytes();
-    anyhow::ensure!(
-        status.is_success(),
-        "{url} answered {status}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    Ok(body)
-}
-
 fn print(status: &NodeStatus) {
     println!(
-        "node v{}  up {}s  serving {}  admin {}  allocation {}",
-        status.version, status.uptime_secs, status.listen, status.admin, status.allocation
+        "node v{}  up {}s  serving {}  admin {}  allocation {}  release {}",
+        status.version,
+        status.uptime_secs,
+        status.listen,
+        status.admin,
+        status.allocation,
+        status.release.as_deref().unwrap_or("-")
     );
+    for c in &status.canaries {
+        println!(
+            "canary: module '{}' at {:.0}% on {} ({} requests, {} errors)",
+            c.module, c.share, c.release, c.requests, c.errors
+        );
+    }
     println!(
         "{:<18} {:<10} {:<22} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9} {:>7} {:>10} {:>9} {:>5}",
         "MODULE",

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use spark_node::JobOutcome;
-use spark_testkit::{TestNode, post};
+use spark_testkit::TestNode;
 
 const MANIFEST: &str = r#"
 version = 1
@@ -39,7 +39,8 @@ schedule = { every = "1h" }
 "#;
 
 async fn run_now(node: &TestNode, id: &str) -> JobOutcome {
-    let reply = post(&node.admin_url(&format!("/v1/jobs/{id}/run")), b"")
+    let reply = node
+        .admin("POST", &format!("/v1/jobs/{id}/run"), b"")
         .await
         .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -78,8 +79,13 @@ async fn outcomes_are_reported() {
     assert!(failed.error.unwrap().contains("failure status"));
 
     // A run that is still going is not doubled up.
-    let url = node.admin_url("/v1/jobs/slow-sync/run");
-    let slow = tokio::spawn(async move { post(&url, b"").await });
+    let (url, auth) = (
+        node.admin_url("/v1/jobs/slow-sync/run"),
+        format!("Bearer {}", node.token()),
+    );
+    let slow = tokio::spawn(async move {
+        spark_testkit::request_with("POST", &url, &[("authorization", auth.as_str())], b"").await
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(run_now(&node, "slow-sync").await.outcome, "skipped");
     let slow: JobOutcome = serde_json::from_slice(&slow.await.unwrap().unwrap().body).unwrap();
@@ -88,9 +94,7 @@ async fn outcomes_are_reported() {
         "the 3 s limit stops a run that would take far longer"
     );
 
-    let unknown = post(&node.admin_url("/v1/jobs/nope/run"), b"")
-        .await
-        .unwrap();
+    let unknown = node.admin("POST", "/v1/jobs/nope/run", b"").await.unwrap();
     assert_eq!(unknown.status, 404);
     node.stop().await;
 }

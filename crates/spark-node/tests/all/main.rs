@@ -9,6 +9,7 @@ mod jobs;
 mod metrics;
 mod orchestrator;
 mod outbound;
+mod releases;
 mod serving;
 mod shutdown;
 mod upstream;

@@ -51,7 +51,7 @@ async fn metrics_and_status_reflect_traffic() {
     assert!(metrics.contains(r#"spark_guest_cpu_seconds_total{module="hello"}"#));
 
     let status: NodeStatus =
-        serde_json::from_slice(&get(&node.admin_url("/v1/status")).await.unwrap().body).unwrap();
+        serde_json::from_slice(&node.admin("GET", "/v1/status", b"").await.unwrap().body).unwrap();
     let hello = status.modules.iter().find(|m| m.id == "hello").unwrap();
     assert_eq!(hello.priority, "critical");
     assert_eq!(hello.stats.invocations, 3);

@@ -1,42 +1,41 @@
 //! Starting and stopping a node.
 //!
-//! Startup is all-or-nothing: every module is loaded (in parallel, compiling on blocking
-//! threads), linked and, where it declares a health route, probed before any listener opens.
-//! If one fails, the node refuses to start and names every failure. Shutdown stops accepting,
-//! lets in-flight requests and job runs finish within the grace period, then returns.
+//! Startup is all-or-nothing: the release to serve is chosen ([`startup`]), every module is
+//! loaded (in parallel, compiling on blocking threads), linked, instantiated once and, where it
+//! declares a health route, probed before any listener opens ([`modules`]). If one fails, the
+//! node refuses to start and names every failure. Shutdown stops accepting, lets in-flight
+//! requests and job runs finish within the grace period, then returns.
+
+pub mod modules;
+pub mod startup;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use futures::future::join_all;
-use spark_manifest::{Manifest, ModuleSpec, Priority, Trigger};
+use spark_manifest::Manifest;
 use spark_runtime::{
-    EngineSettings, Expect, LatencySink, LoadError, ModuleControls, ModuleStats, OutboundPacing,
-    PoolingMode, Runtime, RuntimeConfig, RuntimeError,
+    EngineSettings, LatencySink, PoolingMode, Runtime, RuntimeConfig, RuntimeError,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
+use crate::auth;
 use crate::capacity::NodeCapacity;
 use crate::control::{self, ControlView};
+use crate::deploy::Deployer;
 use crate::executor::BackgroundExecutor;
 use crate::front::{self, Front};
 use crate::jobs;
 use crate::metrics::NodeMetrics;
-use crate::pacing::ModulePacer;
-use crate::residency::Residency;
-use crate::state::SlotControls;
-use crate::state::{ModuleSlot, SharedSnapshot, Snapshot};
+use crate::state::{SharedSnapshot, Snapshot};
 use crate::status::allocation_label;
 use crate::warmth::{HistoryStore, WarmthController, WarmthView};
-
-/// How long a module's health route may take to answer at startup.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
+use modules::{BuildError, ModuleFactory, ObservedOutbound, Placement};
 
 /// Everything needed to start a node.
 #[derive(Clone)]
@@ -55,7 +54,7 @@ pub enum NodeError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("{} module(s) failed to load:\n{}", .0.len(), render_failures(.0))]
-    Modules(Vec<(String, LoadError)>),
+    Modules(Vec<(String, BuildError)>),
     #[error("module '{module}' failed its health check at {path}: {reason}")]
     Health {
         module: String,
@@ -79,7 +78,7 @@ pub enum NodeError {
     },
 }
 
-fn render_failures(failures: &[(String, LoadError)]) -> String {
+fn render_failures(failures: &[(String, BuildError)]) -> String {
     failures
         .iter()
         .map(|(id, e)| format!("  module '{id}': {e}"))
@@ -97,6 +96,7 @@ pub struct RunningNode {
     tasks: Vec<JoinHandle<()>>,
     control: Option<Arc<ControlView>>,
     warmth: Arc<WarmthView>,
+    deployer: Arc<Deployer>,
     _background: Option<BackgroundExecutor>,
 }
 
@@ -142,11 +142,15 @@ impl RunningNode {
                 .as_ref()
                 .map(|p| Arc::new(ObservedOutbound(p.outbound())) as Arc<dyn LatencySink>),
         };
-        let slots = load_modules(&runtime, &metrics, &manifest.modules, &placement).await?;
-        for slot in &slots {
-            check_health(slot).await?;
-        }
-        snapshot.store(Arc::new(Snapshot::new(slots)));
+        let factory = ModuleFactory {
+            runtime: runtime.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            placement,
+        };
+        let deployer = Arc::new(start_releases(factory, &store, manifest, snapshot.clone()).await?);
+        let token = auth::load_or_create_token(&options.data_dir)
+            .map_err(|e| NodeError::Store(format!("admin token: {e}")))?;
 
         let listener = bind(manifest.node.listen).await?;
         let admin_listener = bind(manifest.node.admin).await?;
@@ -184,6 +188,8 @@ impl RunningNode {
             capacity: capacity.clone(),
             orchestrator: control.clone(),
             warmth: warmth.clone(),
+            deployer: deployer.clone(),
+            token,
         };
         let mut tasks = vec![
             tokio::spawn(front::serve(listener, front, shutdown.clone(), grace)),
@@ -204,6 +210,7 @@ impl RunningNode {
             warmth.clone(),
         );
         tasks.push(tokio::spawn(controller.run(shutdown.clone())));
+        tasks.push(tokio::spawn(deployer.clone().run(shutdown.clone())));
         if let (Some(view), Some(probes)) = (&control, probes) {
             let settings = manifest.orchestrator.clone();
             tasks.push(tokio::spawn(control::run(
@@ -230,6 +237,7 @@ impl RunningNode {
             tasks,
             control,
             warmth,
+            deployer,
             _background: background,
         })
     }
@@ -242,6 +250,11 @@ impl RunningNode {
     /// What the orchestrator last saw and decided (`None` when it is off).
     pub fn control(&self) -> Option<&Arc<ControlView>> {
         self.control.as_ref()
+    }
+
+    /// The release manager (deploys, rollouts, rollbacks).
+    pub fn deployer(&self) -> &Arc<Deployer> {
+        &self.deployer
     }
 
     /// What the warmth controller last decided.
@@ -267,6 +280,50 @@ impl RunningNode {
         }
         tracing::info!("node stopped");
     }
+}
+
+/// Chooses the release to serve, builds its modules (and a resumed rollout's canaries).
+async fn start_releases(
+    factory: ModuleFactory,
+    store: &Arc<spark_store::Store>,
+    manifest: &Manifest,
+    snapshot: SharedSnapshot,
+) -> Result<Deployer, NodeError> {
+    let (plan_store, plan_manifest) = (store.clone(), manifest.clone());
+    let plan = tokio::task::spawn_blocking(move || startup::plan(&plan_store, &plan_manifest))
+        .await
+        .map_err(|e| NodeError::Store(e.to_string()))??;
+    let slots = match factory
+        .build_all(&plan.modules, plan.current.id.as_str())
+        .await
+    {
+        Ok(slots) => slots,
+        Err(failures) => return Err(startup_failure(failures)),
+    };
+    let deployer = Deployer::new(factory, snapshot, plan.current, slots);
+    if let Some((rollout, release, modules)) = plan.rollout
+        && let Err(failures) = deployer.resume(rollout, release, modules).await
+    {
+        let reasons: Vec<String> = failures
+            .iter()
+            .map(|(m, e)| format!("module '{m}': {e}"))
+            .collect();
+        tracing::error!(reasons = %reasons.join("; "), "the rollout in progress cannot resume; serving the current release");
+        let _ = deployer.store().clear_rollout();
+    }
+    Ok(deployer)
+}
+
+/// A health failure alone is reported as such; anything else lists every module.
+fn startup_failure(failures: Vec<(String, BuildError)>) -> NodeError {
+    if let [(module, BuildError::Health { path, reason })] = &failures[..] {
+        return NodeError::Health {
+            module: module.clone(),
+            path: path.clone(),
+            reason: reason.clone(),
+        };
+    }
+    NodeError::Modules(failures)
 }
 
 /// Opens the node's embedded store; a damaged database is moved aside and the node starts with
@@ -302,119 +359,5 @@ async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: Cancell
         .await
     {
         tracing::error!(error = %e, "admin listener failed");
-    }
-}
-
-/// Where and how modules run: the CPU count shares are computed against, the executor for
-/// background guests, and whether pacing is on.
-pub(crate) struct Placement {
-    pub cpus: f64,
-    pub background: Option<tokio::runtime::Handle>,
-    pub paced: bool,
-    /// Where guests' outbound round trips are reported (the uplink probe's passive side).
-    pub outbound_latency: Option<Arc<dyn LatencySink>>,
-}
-
-/// Feeds guests' outbound round trips to the orchestrator's passive uplink probe.
-struct ObservedOutbound(spark_orchestrator::probes::OutboundLatency);
-
-impl LatencySink for ObservedOutbound {
-    fn record(&self, latency: Duration) {
-        self.0.record(latency);
-    }
-}
-
-impl Placement {
-    fn controls(&self, spec: &ModuleSpec) -> (ModuleControls, SlotControls) {
-        let pacer = Arc::new(ModulePacer::new(self.cpus));
-        let outbound = Arc::new(OutboundPacing::default());
-        let executor = match spec.priority {
-            Priority::Background => self.background.clone(),
-            _ => None,
-        };
-        let runtime_controls = ModuleControls {
-            pacer: self
-                .paced
-                .then(|| pacer.clone() as Arc<dyn spark_runtime::Pacer>),
-            executor,
-            outbound: outbound.clone(),
-            outbound_latency: self.outbound_latency.clone(),
-            stats: Arc::new(ModuleStats::default()),
-        };
-        (runtime_controls, SlotControls::new(pacer, outbound))
-    }
-}
-
-/// Loads every module concurrently; fails with all load errors at once.
-pub(crate) async fn load_modules(
-    runtime: &Runtime,
-    metrics: &NodeMetrics,
-    specs: &[ModuleSpec],
-    placement: &Placement,
-) -> Result<Vec<Arc<ModuleSlot>>, NodeError> {
-    let loads = specs.iter().map(|spec| async move {
-        let expect = match spec.trigger {
-            Trigger::Http { .. } => Expect::Http,
-            Trigger::Schedule { .. } => Expect::Job,
-        };
-        (spec, runtime.prepare(&spec.component, expect).await)
-    });
-    let mut slots = Vec::new();
-    let mut failures = Vec::new();
-    for (spec, loaded) in join_all(loads).await {
-        match loaded {
-            Ok(prepared) => {
-                let report = &prepared.report;
-                tracing::info!(
-                    module = %spec.id, world = prepared.entry.world(), source = ?report.source,
-                    code_ms = report.code.as_millis() as u64, wasm_bytes = report.wasm_bytes,
-                    "module loaded"
-                );
-                let (controls, slot_controls) = placement.controls(spec);
-                let stats = controls.stats.clone();
-                let residency =
-                    Residency::loaded(runtime.clone(), spec.clone(), controls, prepared);
-                slots.push(Arc::new(ModuleSlot::new(
-                    spec.clone(),
-                    residency,
-                    stats,
-                    metrics.module(
-                        spec.id.as_str(),
-                        matches!(spec.trigger, Trigger::Schedule { .. }),
-                    ),
-                    slot_controls,
-                )));
-            }
-            Err(e) => failures.push((spec.id.to_string(), e)),
-        }
-    }
-    if failures.is_empty() {
-        Ok(slots)
-    } else {
-        Err(NodeError::Modules(failures))
-    }
-}
-
-/// Sends `GET <health>` to the module and requires a 2xx within [`HEALTH_TIMEOUT`].
-pub(crate) async fn check_health(slot: &ModuleSlot) -> Result<(), NodeError> {
-    let Some(path) = slot.spec.health.clone() else {
-        return Ok(());
-    };
-    let fail = |reason: String| NodeError::Health {
-        module: slot.id().to_owned(),
-        path: path.clone(),
-        reason,
-    };
-    let Some(guest) = slot.residency.current() else {
-        return Err(fail("not loaded".into()));
-    };
-    let status = tokio::time::timeout(HEALTH_TIMEOUT, guest.probe(&path))
-        .await
-        .map_err(|_| fail(format!("no answer within {HEALTH_TIMEOUT:?}")))?
-        .map_err(|e| fail(e.to_string()))?;
-    if (200..300).contains(&status) {
-        Ok(())
-    } else {
-        Err(fail(format!("answered {status}")))
     }
 }

@@ -1,9 +1,11 @@
-//! The admin listener, on its own port: `/healthz`, Prometheus `/metrics`, `/v1/status`,
-//! `/v1/orchestrator` (telemetry, modes, decisions), and `POST /v1/jobs/{id}/run` to run a job
-//! now.
+//! The admin listener, on its own port: `/healthz` and Prometheus `/metrics` open to
+//! monitoring; behind the bearer token, `/v1/status`, `/v1/orchestrator` (telemetry, modes,
+//! decisions), `/v1/predictor`, `POST /v1/jobs/{id}/run`, and the release API ([`releases`]).
 //!
 //! Kept apart from application traffic so a saturated application port never hides the
 //! node's health or metrics from the operator.
+
+mod releases;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,8 +17,10 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth;
 use crate::capacity::NodeCapacity;
 use crate::control::ControlView;
+use crate::deploy::Deployer;
 use crate::jobs::{self, JobOutcome};
 use crate::metrics::SharedMetrics;
 use crate::state::SharedSnapshot;
@@ -36,17 +40,45 @@ pub struct AdminState {
     pub capacity: Arc<NodeCapacity>,
     pub orchestrator: Option<Arc<ControlView>>,
     pub warmth: Arc<WarmthView>,
+    pub deployer: Arc<Deployer>,
+    /// Bearer token required on `/v1/*`.
+    pub token: String,
 }
 
 pub fn router(state: AdminState) -> axum::Router {
-    axum::Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    let state = Arc::new(state);
+    let api = axum::Router::new()
         .route("/v1/status", get(node_status))
         .route("/v1/orchestrator", get(orchestrator))
         .route("/v1/predictor", get(predictor))
         .route("/v1/jobs/{id}/run", post(run_job))
-        .with_state(Arc::new(state))
+        .merge(releases::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .with_state(state)
+}
+
+/// `/v1/*` needs `Authorization: Bearer <token>` (the token in `<data_dir>/admin.token`).
+async fn require_token(
+    State(state): State<Arc<AdminState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth::authorized(header, &state.token) {
+        next.run(request).await
+    } else {
+        (StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer <token from <data_dir>/admin.token>)\n").into_response()
+    }
 }
 
 async fn healthz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
@@ -75,7 +107,9 @@ async fn node_status(State(state): State<Arc<AdminState>>) -> Json<NodeStatus> {
         listen: state.listen.clone(),
         admin: state.admin.clone(),
         allocation: state.allocation.clone(),
+        release: snapshot.release.clone(),
         modules: status::modules(&snapshot, &state.warmth.state()),
+        canaries: status::canaries(&snapshot),
         orchestrator: state
             .orchestrator
             .as_deref()

@@ -1,0 +1,131 @@
+//! A `spark up` child process for the scenarios that drive a whole node: its manifest in a
+//! temporary directory, its addresses, its admin token, and its admin API. Killed on drop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::{BenchError, free_port, loadgen};
+
+/// A running node.
+pub struct SparkNode {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub token: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for SparkNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How to start one.
+pub struct NodeLaunch<'a> {
+    pub spark: &'a Path,
+    /// The manifest, given the front and admin addresses chosen for the node.
+    pub manifest: &'a dyn Fn(SocketAddr, SocketAddr) -> String,
+    /// A path that answers once the node serves.
+    pub ready_path: &'a str,
+    /// `SPARK_BENCH_NODE_LOG=<filter>` keeps the node's log as `<out_dir>/<log_name>.log`.
+    pub out_dir: &'a Path,
+    pub log_name: &'a str,
+}
+
+impl SparkNode {
+    pub async fn start(launch: NodeLaunch<'_>) -> Result<SparkNode, BenchError> {
+        let dir = tempfile::tempdir()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let path = dir.path().join("spark.toml");
+        std::fs::write(&path, (launch.manifest)(addr, admin))?;
+        let (filter, stderr) = match std::env::var("SPARK_BENCH_NODE_LOG") {
+            Ok(filter) => {
+                std::fs::create_dir_all(launch.out_dir)?;
+                let log =
+                    std::fs::File::create(launch.out_dir.join(format!("{}.log", launch.log_name)))?;
+                (filter, Stdio::from(log))
+            }
+            Err(_) => ("error".to_owned(), Stdio::null()),
+        };
+        let mut child = Command::new(launch.spark)
+            .arg("up")
+            .arg(&path)
+            .env("RUST_LOG", filter)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| BenchError::Spawn(format!("spark up: {e}")))?;
+        if !loadgen::wait_ready(addr, launch.ready_path, Duration::from_secs(120)).await {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BenchError::NotReady(addr.to_string()));
+        }
+        let token = crate::admin::token(dir.path())?;
+        Ok(SparkNode {
+            child,
+            addr,
+            admin,
+            token,
+            dir,
+        })
+    }
+
+    /// The directory holding the manifest and the node's data (`.spark`).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// One admin API call; the status and body.
+    pub async fn admin_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Bytes), BenchError> {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.admin))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| BenchError::Runtime(e.to_string()))?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| BenchError::Runtime(e.to_string()))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| BenchError::Runtime(e.to_string()))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    /// An admin API GET answered with JSON.
+    pub async fn admin_json(&self, path: &str) -> Result<serde_json::Value, BenchError> {
+        let (status, body) = self.admin_call("GET", path, Vec::new()).await?;
+        if status != 200 {
+            return Err(BenchError::Runtime(format!(
+                "GET {path}: {status} {}",
+                String::from_utf8_lossy(&body)
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|e| BenchError::Runtime(format!("GET {path}: {e}")))
+    }
+}

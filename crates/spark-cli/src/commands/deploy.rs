@@ -1,0 +1,68 @@
+//! `spark deploy <spark.toml>`: upload the manifest's components to a running node and deploy
+//! them as a new release (a canary rollout for changed modules, at once for the rest).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use spark_manifest::{ComponentRef, Manifest};
+use spark_node::deploy::{DeployOutcome, DeployRequest};
+
+use super::client::AdminArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The manifest to deploy (its component files are uploaded).
+    manifest: PathBuf,
+    /// A note recorded with the release.
+    #[arg(long, default_value = "")]
+    note: String,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
+    let manifest = Manifest::load(&args.manifest)?;
+    let client = args.admin.client()?;
+    let mut components = BTreeMap::new();
+    for module in &manifest.modules {
+        let ComponentRef::File(path) = &module.component else {
+            continue;
+        };
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        client
+            .post_bytes(&format!("/v1/artifacts/{digest}"), bytes)
+            .await
+            .with_context(|| format!("uploading module '{}'", module.id))?;
+        println!(
+            "uploaded  {:<20} sha256:{}",
+            module.id.as_str(),
+            &digest[..16]
+        );
+        components.insert(module.id.to_string(), digest);
+    }
+    let request = DeployRequest {
+        manifest: manifest.text.clone(),
+        components,
+        note: args.note,
+    };
+    let answer = client.post_json("/v1/deploy", &request).await?;
+    let outcome: DeployOutcome =
+        serde_json::from_slice(&answer).context("reading the node's answer")?;
+    println!("release {}: {}", outcome.release, outcome.action);
+    for (what, list) in [
+        ("canary", &outcome.canary),
+        ("added", &outcome.added),
+        ("removed", &outcome.removed),
+    ] {
+        if !list.is_empty() {
+            println!("  {what}: {}", list.join(", "));
+        }
+    }
+    if outcome.action == "rollout" {
+        println!("follow it with: spark rollout status");
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! `spark rollout status|promote|abort`: follow and steer the rollout in progress, and
+//! `spark rollback [release]`: switch back to an earlier release.
+
+use anyhow::Context;
+use spark_node::deploy::RolloutStatus;
+
+use super::client::AdminArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    action: Action,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Where the rollout stands: each module's share, step and last verdict.
+    Status,
+    /// Promote the new release now.
+    Promote,
+    /// Abort the rollout: the stable release serves everything again.
+    Abort,
+}
+
+pub async fn run(args: RolloutArgs) -> anyhow::Result<()> {
+    let client = args.admin.client()?;
+    let by = serde_json::json!({ "by": "spark CLI" });
+    match args.action {
+        Action::Status => {
+            let body = client.get("/v1/rollout").await?;
+            let status: RolloutStatus =
+                serde_json::from_slice(&body).context("reading the rollout status")?;
+            print_status(&status);
+        }
+        Action::Promote => println!(
+            "{}",
+            String::from_utf8_lossy(&client.post_json("/v1/rollout/promote", &by).await?)
+        ),
+        Action::Abort => println!(
+            "{}",
+            String::from_utf8_lossy(&client.post_json("/v1/rollout/abort", &by).await?)
+        ),
+    }
+    Ok(())
+}
+
+fn print_status(status: &RolloutStatus) {
+    println!("current release: {}", status.current);
+    let Some(r) = &status.rollout else {
+        println!("no rollout in progress");
+        return;
+    };
+    println!(
+        "rolling out {} over {} ({:?})",
+        r.to,
+        r.from.as_deref().unwrap_or("-"),
+        r.state
+    );
+    for (id, m) in &r.modules {
+        println!(
+            "  {id:<20} {:>5.1}% (step {} of {})  canary {}/{} errors  {} {}/{}  {}",
+            m.share,
+            m.step + 1,
+            m.steps.len(),
+            m.canary_errors,
+            m.canary_requests,
+            m.compared_with,
+            m.stable_errors,
+            m.stable_requests,
+            m.last.as_deref().unwrap_or("")
+        );
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The release to switch to (default: the one before the current).
+    release: Option<String>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "release": args.release });
+    let answer = args
+        .admin
+        .client()?
+        .post_json("/v1/rollback", &body)
+        .await?;
+    println!("{}", String::from_utf8_lossy(&answer));
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! Releases through the `spark` binary against a real node process: deploy, follow, promote,
+//! roll back; and kill -9 in the middle of a rollout and of promotions, after which the node
+//! comes back serving one consistent release and losing no committed one.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use spark_testkit::{get, guest};
+
+fn spark() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_spark"));
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+fn manifest(version: u32, step: &str) -> String {
+    format!(
+        "version = 1\n[node]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n[[module]]\nid = \"api\"\ncomponent = \"{}\"\nroutes = [\"/api/...\"]\n[module.env]\nVERSION = \"{version}\"\n[module.rollout]\nsteps = [20, 100]\nstep_duration = \"{step}\"\nmin_requests = 5\n",
+        guest("echo").display()
+    )
+}
+
+/// A `spark up` process; killed (SIGKILL) when dropped.
+struct Node {
+    child: Child,
+    addr: String,
+    admin: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    fn start(path: &Path) -> Node {
+        let mut child = spark()
+            .arg("up")
+            .arg(path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut address = |marker: &str| loop {
+            let line = lines.next().expect("the node exited early").unwrap();
+            if line.contains(marker) {
+                let start = line.find("http://").unwrap() + 7;
+                let end = line[start..]
+                    .find(['/', ' '])
+                    .map_or(line.len(), |i| start + i);
+                return line[start..end].to_owned();
+            }
+        };
+        let addr = address("Spark node serving");
+        let admin = address("Admin:");
+        std::thread::spawn(move || for _ in lines {});
+        Node { child, addr, admin }
+    }
+
+    fn cli(&self, data_dir: &Path, args: &[&str]) -> (bool, String) {
+        let output = spark()
+            .args(args)
+            .args(["--admin", &self.admin, "--data-dir"])
+            .arg(data_dir)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    }
+
+    async fn version(&self) -> String {
+        let reply = get(&format!("http://{}/api/env", self.addr)).await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let env: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        env["VERSION"].as_str().unwrap().to_owned()
+    }
+}
+
+struct Site {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+    data: PathBuf,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_path_buf();
+        Site {
+            data: base.join(".spark"),
+            base,
+            _dir: dir,
+        }
+    }
+
+    /// Writes manifest `name` and returns its path.
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.base.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_follow_promote_and_roll_back_with_the_cli() {
+    let site = Site::new();
+    let node = Node::start(&site.write("spark.toml", &manifest(1, "1h")));
+    assert_eq!(node.version().await, "1");
+
+    let v2 = site.write("v2.toml", &manifest(2, "1h"));
+    let (ok, out) = node.cli(
+        &site.data,
+        &["deploy", v2.to_str().unwrap(), "--note", "price fix"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("uploaded  api") && out.contains(": rollout") && out.contains("canary: api"),
+        "{out}"
+    );
+    let (ok, out) = node.cli(&site.data, &["rollout", "status"]);
+    assert!(
+        ok && out.contains("20.0%") && out.contains("step 1 of 2"),
+        "{out}"
+    );
+    let (ok, out) = node.cli(&site.data, &["deploy", v2.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("409") && out.contains("in progress"),
+        "a second deploy is refused: {out}"
+    );
+
+    let (ok, out) = node.cli(&site.data, &["rollout", "promote"]);
+    assert!(ok, "{out}");
+    assert_eq!(node.version().await, "2");
+    let (ok, out) = node.cli(&site.data, &["releases"]);
+    assert!(
+        ok && out.contains("price fix") && out.lines().filter(|l| l.starts_with('r')).count() == 2,
+        "{out}"
+    );
+
+    let (ok, out) = node.cli(&site.data, &["rollback"]);
+    assert!(ok && out.contains("r1-"), "{out}");
+    assert_eq!(node.version().await, "1");
+    let (ok, out) = node.cli(&site.data, &["status"]);
+    assert!(ok && out.contains("release r1-"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_rollout_resumes_it() {
+    let site = Site::new();
+    let first = site.write("spark.toml", &manifest(1, "1h"));
+    let node = Node::start(&first);
+    let v2 = site.write("v2.toml", &manifest(2, "1h"));
+    let (ok, out) = node.cli(&site.data, &["deploy", v2.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    drop(node); // SIGKILL
+
+    let node = Node::start(&first);
+    let (ok, out) = node.cli(&site.data, &["rollout", "status"]);
+    assert!(
+        ok && out.contains("rolling out r2-") && out.contains("20.0%"),
+        "the rollout resumed: {out}"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        seen.insert(node.version().await);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec!["1", "2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_promotions_loses_no_committed_release() {
+    let site = Site::new();
+    let first = site.write("spark.toml", &manifest(1, "100ms"));
+    let mut node = Node::start(&first);
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut committed = 1;
+    for version in 2..=5u32 {
+        let next = site.write(&format!("v{version}.toml"), &manifest(version, "100ms"));
+        let (ok, out) = node.cli(&site.data, &["deploy", next.to_str().unwrap()]);
+        assert!(ok, "{out}");
+        // Traffic drives the canary through its steps; the kill lands somewhere in them.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let kill_after = Duration::from_millis(100 + seed % 900);
+        let started = Instant::now();
+        while started.elapsed() < kill_after {
+            let _ = get(&format!("http://{}/api/env", node.addr)).await;
+        }
+        drop(node); // SIGKILL
+        node = Node::start(&first);
+        let (ok, status) = node.cli(&site.data, &["rollout", "status"]);
+        assert!(ok, "{status}");
+        let current: u32 = status
+            .lines()
+            .next()
+            .unwrap()
+            .split("current release: r")
+            .nth(1)
+            .unwrap()
+            .split('-')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            current >= committed,
+            "a committed release was lost: serving r{current} after r{committed}\n{status}"
+        );
+        if status.contains("no rollout in progress") {
+            // Serving exactly one version, the current release's.
+            let expected = current.to_string();
+            for _ in 0..10 {
+                assert_eq!(node.version().await, expected, "{status}");
+            }
+        } else {
+            assert!(
+                status.contains(&format!("rolling out r{version}-")),
+                "{status}"
+            );
+            let (ok, out) = node.cli(&site.data, &["rollout", "promote"]);
+            assert!(ok, "{out}");
+        }
+        committed = current;
+        let (ok, releases) = node.cli(&site.data, &["releases"]);
+        assert!(
+            ok && releases.lines().filter(|l| l.starts_with('r')).count() == version as usize,
+            "every release survives: {releases}"
+        );
+    }
+}

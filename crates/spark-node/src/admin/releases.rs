@@ -1,0 +1,202 @@
+//! The release API: upload artifacts, deploy, follow and steer rollouts, roll back.
+//!
+//! `POST /v1/artifacts/{digest}` (body: the `.wasm`; refused unless it hashes to the digest),
+//! `POST /v1/deploy` (a [`DeployRequest`]), `GET /v1/releases`, `GET /v1/rollout`,
+//! `POST /v1/rollout/promote`, `POST /v1/rollout/abort`, `POST /v1/rollback`
+//! (`{"release": "r3-..."}` or `{}` for the one before), `GET /v1/events`.
+//! Every refusal is a status code with a sentence saying why.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::AdminState;
+use crate::deploy::{DeployError, DeployRequest, release_list};
+
+/// Largest component accepted by an upload.
+const MAX_ARTIFACT: usize = 512 << 20;
+
+pub(super) fn routes() -> axum::Router<Arc<AdminState>> {
+    axum::Router::new()
+        .route(
+            "/v1/artifacts/{digest}",
+            post(upload).layer(DefaultBodyLimit::max(MAX_ARTIFACT)),
+        )
+        .route(
+            "/v1/deploy",
+            post(deploy).layer(DefaultBodyLimit::max(16 << 20)),
+        )
+        .route("/v1/releases", get(releases))
+        .route("/v1/rollout", get(rollout))
+        .route("/v1/rollout/promote", post(promote))
+        .route("/v1/rollout/abort", post(abort))
+        .route("/v1/rollback", post(rollback))
+        .route("/v1/events", get(events))
+}
+
+fn refusal(error: DeployError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, format!("{error}\n")).into_response()
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, DeployError> + Send + 'static,
+) -> Result<T, DeployError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(DeployError::Store(e.to_string())))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Uploaded {
+    pub digest: String,
+    pub bytes: usize,
+}
+
+async fn upload(
+    State(state): State<Arc<AdminState>>,
+    Path(digest): Path<String>,
+    body: Bytes,
+) -> Response {
+    let store = state.deployer.store().clone();
+    let size = body.len();
+    let result = blocking(move || {
+        let expected =
+            spark_store::Digest::parse(&digest).map_err(|e| DeployError::Invalid(e.to_string()))?;
+        store
+            .artifacts()
+            .put_expecting(&body, &expected)
+            .map_err(|e| DeployError::Invalid(e.to_string()))?;
+        Ok(expected.as_str().to_owned())
+    })
+    .await;
+    match result {
+        Ok(digest) => (
+            StatusCode::CREATED,
+            Json(Uploaded {
+                digest,
+                bytes: size,
+            }),
+        )
+            .into_response(),
+        Err(e) => refusal(e),
+    }
+}
+
+async fn deploy(
+    State(state): State<Arc<AdminState>>,
+    Json(request): Json<DeployRequest>,
+) -> Response {
+    match state.deployer.deploy(request).await {
+        Ok(outcome) => (StatusCode::ACCEPTED, Json(outcome)).into_response(),
+        Err(e) => refusal(e),
+    }
+}
+
+async fn releases(State(state): State<Arc<AdminState>>) -> Response {
+    let current = state.deployer.current().await;
+    let store = state.deployer.store().clone();
+    match blocking(move || release_list(&store, &current)).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => refusal(e),
+    }
+}
+
+async fn rollout(State(state): State<Arc<AdminState>>) -> Response {
+    Json(state.deployer.rollout_status().await).into_response()
+}
+
+/// Who asked, for the decision log.
+#[derive(Debug, Default, Deserialize)]
+pub struct Actor {
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+async fn promote(State(state): State<Arc<AdminState>>, body: Option<Json<Actor>>) -> Response {
+    let by = body
+        .and_then(|Json(a)| a.by)
+        .unwrap_or_else(|| "admin API".into());
+    match state.deployer.promote(&by).await {
+        Ok(release) => Json(serde_json::json!({ "promoted": release })).into_response(),
+        Err(e) => refusal(e),
+    }
+}
+
+async fn abort(State(state): State<Arc<AdminState>>, body: Option<Json<Actor>>) -> Response {
+    let by = body
+        .and_then(|Json(a)| a.by)
+        .unwrap_or_else(|| "admin API".into());
+    match state.deployer.abort(&by).await {
+        Ok(release) => Json(serde_json::json!({ "serving": release })).into_response(),
+        Err(e) => refusal(e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub release: Option<String>,
+}
+
+async fn rollback(
+    State(state): State<Arc<AdminState>>,
+    body: Option<Json<RollbackRequest>>,
+) -> Response {
+    let target = body.and_then(|Json(r)| r.release);
+    match state.deployer.rollback(target.as_deref()).await {
+        Ok(release) => Json(serde_json::json!({ "serving": release })).into_response(),
+        Err(e) => refusal(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventView {
+    pub at_ms: u64,
+    pub kind: String,
+    pub release: Option<String>,
+    pub detail: String,
+}
+
+async fn events(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<EventsQuery>,
+) -> Response {
+    let store = state.deployer.store().clone();
+    let result = blocking(move || {
+        let events = store
+            .events(query.limit)
+            .map_err(|e| DeployError::Store(e.to_string()))?;
+        Ok(events
+            .into_iter()
+            .map(|e| EventView {
+                at_ms: e.at_ms,
+                kind: e.kind,
+                release: e.release.map(|r| r.as_str().to_owned()),
+                detail: e.detail,
+            })
+            .collect::<Vec<_>>())
+    })
+    .await;
+    match result {
+        Ok(events) => Json(events).into_response(),
+        Err(e) => refusal(e),
+    }
+}

@@ -1,0 +1,178 @@
+//! Building module versions: an artifact from the store becomes a running [`ModuleSlot`]
+//! (compiled or taken from the AOT cache, linked, instantiated once, health-checked), placed on
+//! its executor with its pacer. Used at startup, for deploys and for rollbacks alike, so a
+//! version that would not start is refused before it sees any traffic.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use spark_manifest::{ModuleSpec, Priority, Trigger};
+use spark_runtime::{LatencySink, LoadError, ModuleControls, ModuleStats, OutboundPacing, Runtime};
+use spark_store::Store;
+
+use crate::metrics::NodeMetrics;
+use crate::pacing::ModulePacer;
+use crate::residency::{Residency, prepare_artifact};
+use crate::state::{ModuleSlot, SlotControls};
+
+/// How long a module's health route may take to answer.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and how modules run: the CPU count shares are computed against, the executor for
+/// background guests, and whether pacing is on.
+pub struct Placement {
+    pub cpus: f64,
+    pub background: Option<tokio::runtime::Handle>,
+    pub paced: bool,
+    /// Where guests' outbound round trips are reported (the uplink probe's passive side).
+    pub outbound_latency: Option<Arc<dyn LatencySink>>,
+}
+
+/// Feeds guests' outbound round trips to the orchestrator's passive uplink probe.
+pub struct ObservedOutbound(pub spark_orchestrator::probes::OutboundLatency);
+
+impl LatencySink for ObservedOutbound {
+    fn record(&self, latency: Duration) {
+        self.0.record(latency);
+    }
+}
+
+impl Placement {
+    fn controls(&self, spec: &ModuleSpec) -> (ModuleControls, SlotControls) {
+        let pacer = Arc::new(ModulePacer::new(self.cpus));
+        let outbound = Arc::new(OutboundPacing::default());
+        let executor = match spec.priority {
+            Priority::Background => self.background.clone(),
+            _ => None,
+        };
+        let runtime_controls = ModuleControls {
+            pacer: self
+                .paced
+                .then(|| pacer.clone() as Arc<dyn spark_runtime::Pacer>),
+            executor,
+            outbound: outbound.clone(),
+            outbound_latency: self.outbound_latency.clone(),
+            stats: Arc::new(ModuleStats::default()),
+        };
+        (runtime_controls, SlotControls::new(pacer, outbound))
+    }
+}
+
+/// Why a module version was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("failed its health check at {path}: {reason}")]
+    Health { path: String, reason: String },
+    #[error("could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+/// Everything needed to turn a module spec and an artifact into a running version.
+pub struct ModuleFactory {
+    pub runtime: Runtime,
+    pub store: Arc<Store>,
+    pub metrics: Arc<NodeMetrics>,
+    pub placement: Placement,
+}
+
+impl ModuleFactory {
+    /// Loads, links, instantiates once and health-checks one version of a module.
+    pub async fn build(
+        &self,
+        spec: &ModuleSpec,
+        digest: &str,
+        release: &str,
+    ) -> Result<Arc<ModuleSlot>, BuildError> {
+        let prepared = prepare_artifact(&self.runtime, &self.store, digest, spec).await?;
+        let report = &prepared.report;
+        tracing::info!(
+            module = %spec.id, %release, world = prepared.entry.world(), source = ?report.source,
+            code_ms = report.code.as_millis() as u64, wasm_bytes = report.wasm_bytes,
+            "module loaded"
+        );
+        let (controls, slot_controls) = self.placement.controls(spec);
+        let stats = controls.stats.clone();
+        let residency = Residency::loaded(
+            self.runtime.clone(),
+            self.store.clone(),
+            spec.clone(),
+            controls,
+            prepared,
+        );
+        let job = matches!(spec.trigger, Trigger::Schedule { .. });
+        let metrics = self.metrics.module(spec.id.as_str(), job);
+        let slot = Arc::new(ModuleSlot::new(
+            spec.clone(),
+            residency,
+            stats,
+            metrics,
+            slot_controls,
+            release.to_owned(),
+        ));
+        check_instance(&slot).await?;
+        check_health(&slot).await?;
+        Ok(slot)
+    }
+
+    /// Builds every module concurrently; all failures at once.
+    pub async fn build_all(
+        &self,
+        modules: &[(ModuleSpec, String)],
+        release: &str,
+    ) -> Result<Vec<Arc<ModuleSlot>>, Vec<(String, BuildError)>> {
+        let builds = modules
+            .iter()
+            .map(|(spec, digest)| async move { (spec, self.build(spec, digest, release).await) });
+        let mut slots = Vec::new();
+        let mut failures = Vec::new();
+        for (spec, built) in join_all(builds).await {
+            match built {
+                Ok(slot) => slots.push(slot),
+                Err(e) => failures.push((spec.id.to_string(), e)),
+            }
+        }
+        if failures.is_empty() {
+            Ok(slots)
+        } else {
+            Err(failures)
+        }
+    }
+}
+
+/// An HTTP module must instantiate; the instance is kept ready for its first request.
+async fn check_instance(slot: &ModuleSlot) -> Result<(), BuildError> {
+    let Some(guest) = slot.residency.current() else {
+        return Ok(());
+    };
+    guest
+        .prewarm(1)
+        .await
+        .map(drop)
+        .map_err(|e| BuildError::Instantiate(e.to_string()))
+}
+
+/// Sends `GET <health>` to the module and requires a 2xx within [`HEALTH_TIMEOUT`].
+async fn check_health(slot: &ModuleSlot) -> Result<(), BuildError> {
+    let Some(path) = slot.spec.health.clone() else {
+        return Ok(());
+    };
+    let fail = |reason: String| BuildError::Health {
+        path: path.clone(),
+        reason,
+    };
+    let Some(guest) = slot.residency.current() else {
+        return Err(fail("not loaded".into()));
+    };
+    let status = tokio::time::timeout(HEALTH_TIMEOUT, guest.probe(&path))
+        .await
+        .map_err(|_| fail(format!("no answer within {HEALTH_TIMEOUT:?}")))?
+        .map_err(|e| fail(e.to_string()))?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(fail(format!("answered {status}")))
+    }
+}

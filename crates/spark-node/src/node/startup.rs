@@ -1,0 +1,233 @@
+//! Which release a starting node serves.
+//!
+//! The store decides, so a restarted node resumes exactly where it was: its current release,
+//! and a rollout in progress at the step it had reached. The manifest file given to `spark up`
+//! is imported into the store on every start (components as content-addressed artifacts); if
+//! it differs from the file of the last start (it was edited), it becomes a new release and
+//! the current one, unless a rollout is in progress, which always wins.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use spark_manifest::{ComponentRef, Manifest, ModuleSpec};
+use spark_rollout::Rollout;
+use spark_store::{
+    Digest, NewEvent, NewRelease, Release, ReleaseId, ReleaseModule, RolloutChange, Store,
+    Transition,
+};
+
+use super::NodeError;
+
+/// A module of a release with its artifact digest.
+pub type ReleaseModules = Vec<(ModuleSpec, String)>;
+
+/// A rollout found in the store: its state, the canary release and that release's modules.
+pub type ResumedRollout = (Rollout, Release, ReleaseModules);
+
+/// What the node starts serving.
+pub struct StartupPlan {
+    /// The stable release and its modules.
+    pub current: Release,
+    pub modules: ReleaseModules,
+    /// A rollout to resume, with the canary release's modules.
+    pub rollout: Option<ResumedRollout>,
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn store_error(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Store(e.to_string())
+}
+
+/// The modules of a release: its manifest's specs, each pointed at the release's artifact.
+pub fn release_modules(release: &Release) -> Result<Vec<(ModuleSpec, String)>, String> {
+    let name = format!("release {}", release.id.as_str());
+    let manifest =
+        Manifest::parse(&release.manifest, Path::new(&name)).map_err(|e| e.to_string())?;
+    manifest
+        .modules
+        .into_iter()
+        .map(|mut spec| {
+            let module = release
+                .module(spec.id.as_str())
+                .ok_or_else(|| format!("{name} has no artifact for module '{}'", spec.id))?;
+            spec.component = ComponentRef::Artifact(module.digest.as_str().to_owned());
+            Ok((spec, module.digest.as_str().to_owned()))
+        })
+        .collect()
+}
+
+/// Puts the manifest's component files into the store; returns each module with its digest.
+pub fn import(store: &Store, manifest: &Manifest) -> Result<Vec<(ModuleSpec, String)>, NodeError> {
+    let mut modules = Vec::new();
+    for spec in &manifest.modules {
+        let digest = match &spec.component {
+            ComponentRef::File(path) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    NodeError::Store(format!(
+                        "module '{}': cannot read {}: {e}",
+                        spec.id,
+                        path.display()
+                    ))
+                })?;
+                store
+                    .artifacts()
+                    .put(&bytes)
+                    .map_err(store_error)?
+                    .as_str()
+                    .to_owned()
+            }
+            ComponentRef::Artifact(digest) => {
+                let parsed = Digest::parse(digest).map_err(store_error)?;
+                if !store.artifacts().contains(&parsed) {
+                    return Err(NodeError::Store(format!(
+                        "module '{}': artifact sha256:{digest} is not in the store",
+                        spec.id
+                    )));
+                }
+                digest.clone()
+            }
+        };
+        let mut spec = spec.clone();
+        spec.component = ComponentRef::Artifact(digest.clone());
+        modules.push((spec, digest));
+    }
+    Ok(modules)
+}
+
+/// The release modules of `(spec, digest)` pairs.
+pub fn release_entries(modules: &[(ModuleSpec, String)]) -> Result<Vec<ReleaseModule>, NodeError> {
+    modules
+        .iter()
+        .map(|(spec, digest)| {
+            Ok(ReleaseModule {
+                id: spec.id.to_string(),
+                digest: Digest::parse(digest).map_err(store_error)?,
+            })
+        })
+        .collect()
+}
+
+/// The content part of the id a release of this manifest and these modules would get.
+pub fn content_hash(manifest: &str, modules: &[ReleaseModule]) -> String {
+    let mut sorted = modules.to_vec();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    Digest::of(spark_store::canonical_json(manifest, &sorted).as_bytes())
+        .short(12)
+        .to_owned()
+}
+
+/// Decides what to serve (blocking: runs on a blocking thread).
+///
+/// The file takes over only when it is new to the store: the first start, or a file edited
+/// since the last start. A restart with the file as it was keeps whatever was deployed since
+/// (through the API or a rollout), so a supervisor restarting `spark up spark.toml` never
+/// undoes a deploy.
+pub fn plan(store: &Arc<Store>, manifest: &Manifest) -> Result<StartupPlan, NodeError> {
+    let imported = import(store, manifest)?;
+    let entries = release_entries(&imported)?;
+    let fingerprint = content_hash(&manifest.text, &entries);
+    let file_is_new =
+        store.started_from().map_err(store_error)?.as_deref() != Some(fingerprint.as_str());
+    let state = store.state().map_err(store_error)?;
+    let resumed = match (&state.current, &state.rollout) {
+        (Some(_), Some(bytes)) => resume(store, bytes)?,
+        _ => None,
+    };
+    let current = match state.current {
+        Some(id) if resumed.is_some() => {
+            if file_is_new {
+                tracing::warn!(
+                    "the manifest file changed, but a rollout is in progress: it wins; restart once it is done"
+                );
+            }
+            return finish(load(store, &id)?, resumed);
+        }
+        Some(id) if !file_is_new || id.content_hash() == fingerprint => load(store, &id)?,
+        Some(id) => {
+            tracing::info!(previous = %id.as_str(), "the manifest file changed since the last start; it becomes the current release");
+            bootstrap(store, manifest, entries, "manifest file changed at startup")?
+        }
+        None => bootstrap(store, manifest, entries, "first start")?,
+    };
+    if file_is_new {
+        store.set_started_from(&fingerprint).map_err(store_error)?;
+    }
+    finish(current, None)
+}
+
+fn finish(current: Release, rollout: Option<ResumedRollout>) -> Result<StartupPlan, NodeError> {
+    let modules = release_modules(&current).map_err(NodeError::Store)?;
+    Ok(StartupPlan {
+        current,
+        modules,
+        rollout,
+    })
+}
+
+fn load(store: &Store, id: &ReleaseId) -> Result<Release, NodeError> {
+    store.release(id).map_err(store_error)?.ok_or_else(|| {
+        NodeError::Store(format!(
+            "current release {} is missing from the store",
+            id.as_str()
+        ))
+    })
+}
+
+fn bootstrap(
+    store: &Store,
+    manifest: &Manifest,
+    entries: Vec<ReleaseModule>,
+    why: &str,
+) -> Result<Release, NodeError> {
+    let note = format!("{why}: {}", manifest.source.display());
+    let release = store
+        .create_release(NewRelease {
+            manifest: manifest.text.clone(),
+            modules: entries,
+            author_note: note.clone(),
+            created_ms: unix_ms(),
+        })
+        .map_err(store_error)?;
+    let transition = Transition {
+        current: Some(release.id.clone()),
+        rollout: RolloutChange::Keep,
+    };
+    let event = NewEvent {
+        kind: "release",
+        release: Some(&release.id),
+        detail: &note,
+        at_ms: unix_ms(),
+    };
+    store
+        .commit_with_event(transition, event)
+        .map_err(store_error)?;
+    Ok(release)
+}
+
+/// A stored rollout still running, with its canary release; a finished or unreadable one is
+/// cleared (the current release stands).
+fn resume(store: &Store, bytes: &[u8]) -> Result<Option<ResumedRollout>, NodeError> {
+    let rollout: Rollout = match serde_json::from_slice(bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "stored rollout unreadable; serving the current release");
+            store.clear_rollout().map_err(store_error)?;
+            return Ok(None);
+        }
+    };
+    if !rollout.running() {
+        store.clear_rollout().map_err(store_error)?;
+        return Ok(None);
+    }
+    let id = ReleaseId::parse(&rollout.to).map_err(store_error)?;
+    let canary = load(store, &id)?;
+    let modules = release_modules(&canary).map_err(NodeError::Store)?;
+    tracing::info!(release = %rollout.to, "resuming the rollout in progress");
+    Ok(Some((rollout, canary, modules)))
+}

@@ -1,0 +1,137 @@
+//! The state machine on scripted windows.
+
+use super::*;
+use crate::stats::bucket;
+
+fn window(requests: u64, errors: u64, millis: f64) -> VersionWindow {
+    let mut w = VersionWindow {
+        requests,
+        errors,
+        ..VersionWindow::default()
+    };
+    w.latency[bucket((millis * 1e3) as u64)] = requests;
+    w
+}
+
+fn rules() -> StepRules {
+    StepRules {
+        steps: vec![5.0, 25.0, 50.0, 100.0],
+        step_duration_ms: 10_000,
+        min_requests: 50,
+    }
+}
+
+fn windows(
+    stable: VersionWindow,
+    canary: VersionWindow,
+) -> BTreeMap<String, (VersionWindow, VersionWindow)> {
+    BTreeMap::from([("api".to_owned(), (stable, canary))])
+}
+
+#[test]
+fn a_good_canary_walks_its_steps_and_is_promoted() {
+    let mut r = Rollout::start(
+        Some("r1".into()),
+        "r2".into(),
+        vec![("api".into(), rules())],
+        0,
+    );
+    let cfg = AnalysisConfig::default();
+    assert_eq!(r.share("api"), Some(5.0));
+    assert_eq!(r.share("other"), None);
+    let good = windows(window(500, 0, 2.0), window(60, 0, 2.0));
+    assert!(
+        r.evaluate(5_000, &good, &cfg).is_empty(),
+        "healthy but the step time is not up"
+    );
+    assert!(
+        r.modules["api"]
+            .last
+            .as_deref()
+            .unwrap()
+            .starts_with("healthy so far")
+    );
+    let d = r.evaluate(10_000, &good, &cfg);
+    assert!(
+        matches!(&d[..], [Decision::Advance { from, to, .. }] if *from == 5.0 && *to == 25.0),
+        "{d:?}"
+    );
+    let d = r.evaluate(20_000, &good, &cfg);
+    assert!(
+        matches!(&d[..], [Decision::Advance { to, .. }] if *to == 50.0),
+        "{d:?}"
+    );
+    let d = r.evaluate(30_000, &good, &cfg);
+    assert!(
+        matches!(&d[..], [Decision::Advance { to, .. }, Decision::Promote { .. }] if *to == 100.0),
+        "{d:?}"
+    );
+    assert!(matches!(r.state, RolloutState::Promoted { .. }));
+    assert_eq!(r.share("api"), None, "no longer running");
+}
+
+#[test]
+fn too_few_requests_hold_the_step() {
+    let mut r = Rollout::start(None, "r2".into(), vec![("api".into(), rules())], 0);
+    let sparse = windows(window(500, 0, 2.0), window(10, 0, 2.0));
+    assert!(
+        r.evaluate(60_000, &sparse, &AnalysisConfig::default())
+            .is_empty()
+    );
+    assert_eq!(r.share("api"), Some(5.0));
+    assert!(
+        r.modules["api"]
+            .last
+            .as_deref()
+            .unwrap()
+            .contains("needs 50 requests")
+    );
+}
+
+#[test]
+fn a_bad_module_rolls_the_release_back() {
+    let mut r = Rollout::start(
+        Some("r1".into()),
+        "r2".into(),
+        vec![("api".into(), rules()), ("web".into(), rules())],
+        0,
+    );
+    let mut w = windows(window(500, 0, 2.0), window(100, 12, 2.0));
+    w.insert("web".into(), (window(500, 0, 2.0), window(100, 0, 2.0)));
+    let d = r.evaluate(3_000, &w, &AnalysisConfig::default());
+    let [Decision::Rollback { reason }] = &d[..] else {
+        panic!("{d:?}")
+    };
+    assert!(
+        reason.starts_with("module 'api' at 5%: canary fails more"),
+        "{reason}"
+    );
+    assert!(!r.running());
+    assert!(
+        r.evaluate(4_000, &w, &AnalysisConfig::default()).is_empty(),
+        "a finished rollout does nothing"
+    );
+}
+
+#[test]
+fn people_win_and_state_survives_serialization() {
+    let mut r = Rollout::start(
+        Some("r1".into()),
+        "r2".into(),
+        vec![("api".into(), rules())],
+        0,
+    );
+    let json = serde_json::to_string(&r).unwrap();
+    let mut restored: Rollout = serde_json::from_str(&json).unwrap();
+    assert_eq!(restored, r);
+    restored.resume(99_000);
+    assert_eq!(restored.modules["api"].step_started_ms, 99_000);
+    assert!(matches!(r.abort(1, "ops"), Some(Decision::Rollback { .. })));
+    assert!(
+        r.promote(2, "ops").is_none(),
+        "nothing to promote once aborted"
+    );
+    assert!(
+        matches!(restored.promote(100_000, "ops"), Some(Decision::Promote { reason }) if reason == "promoted by ops")
+    );
+}

@@ -1,0 +1,135 @@
+//! What one version of a module did during a rollout step: requests, failures, timeouts and a
+//! latency histogram, as differences of the node's cumulative counters.
+//!
+//! The latency histogram uses quarter-octave buckets of microseconds (the same scheme as the
+//! node's latency windows), so percentiles are known to within about 19% and the rank test
+//! can treat the bucket index as an ordinal value.
+
+use serde::{Deserialize, Serialize};
+
+/// Buckets of the latency histogram.
+pub const LATENCY_BUCKETS: usize = 160;
+
+/// Counts of one version over one window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionWindow {
+    pub requests: u64,
+    /// Responses with a 5xx status (traps, limits and guest errors included).
+    pub errors: u64,
+    /// Of the errors, those that ran out of time.
+    pub timeouts: u64,
+    /// Latency histogram (quarter-octave buckets of microseconds).
+    pub latency: Vec<u64>,
+}
+
+impl Default for VersionWindow {
+    fn default() -> Self {
+        VersionWindow {
+            requests: 0,
+            errors: 0,
+            timeouts: 0,
+            latency: vec![0; LATENCY_BUCKETS],
+        }
+    }
+}
+
+impl VersionWindow {
+    /// `self - earlier`: the window between two cumulative snapshots.
+    pub fn since(&self, earlier: &VersionWindow) -> VersionWindow {
+        VersionWindow {
+            requests: self.requests.saturating_sub(earlier.requests),
+            errors: self.errors.saturating_sub(earlier.errors),
+            timeouts: self.timeouts.saturating_sub(earlier.timeouts),
+            latency: self
+                .latency
+                .iter()
+                .zip(earlier.latency.iter().chain(std::iter::repeat(&0)))
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+        }
+    }
+
+    pub fn error_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.requests as f64
+        }
+    }
+
+    /// The `q` quantile of latency in milliseconds (upper edge of its bucket), if any samples.
+    pub fn latency_ms(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.latency.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (bucket, count) in self.latency.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Some(upper_edge_micros(bucket) as f64 / 1e3);
+            }
+        }
+        None
+    }
+}
+
+/// The bucket of a latency in microseconds.
+pub fn bucket(micros: u64) -> usize {
+    if micros < 8 {
+        return micros as usize;
+    }
+    let octave = (u64::BITS - 1 - micros.leading_zeros()) as usize;
+    let quarter = ((micros >> (octave - 2)) & 0b11) as usize;
+    (octave * 4 + quarter).min(LATENCY_BUCKETS - 1)
+}
+
+/// Smallest latency (µs) above every value in `bucket`.
+pub fn upper_edge_micros(bucket: usize) -> u64 {
+    if bucket < 8 {
+        return bucket as u64 + 1;
+    }
+    let (octave, quarter) = (bucket / 4, (bucket % 4) as u64);
+    if octave < 3 {
+        return 8;
+    }
+    (1u64 << octave) + ((quarter + 1) << (octave - 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_and_quantiles() {
+        let mut later = VersionWindow {
+            requests: 110,
+            errors: 12,
+            ..VersionWindow::default()
+        };
+        for _ in 0..100 {
+            later.latency[bucket(1_000)] += 1;
+        }
+        for _ in 0..10 {
+            later.latency[bucket(50_000)] += 1;
+        }
+        let mut earlier = VersionWindow {
+            requests: 10,
+            errors: 2,
+            ..VersionWindow::default()
+        };
+        earlier.latency[bucket(50_000)] = 10;
+        let window = later.since(&earlier);
+        assert_eq!((window.requests, window.errors), (100, 10));
+        assert!((window.error_rate() - 0.1).abs() < 1e-12);
+        let p50 = window.latency_ms(0.5).unwrap();
+        assert!((1.0..1.2).contains(&p50), "{p50}");
+        assert_eq!(
+            window.latency_ms(0.99),
+            window.latency_ms(0.5),
+            "the slow ones were before the window"
+        );
+        assert_eq!(VersionWindow::default().latency_ms(0.5), None);
+    }
+}
