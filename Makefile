@@ -1,7 +1,7 @@
 # Spark: the two commands that matter are `make demo` and `make test`.
 #
 #   make demo    build the guests and Spark (release), start a demo node, print what to curl
-#   make test    build the guests, run every test in the workspace
+#   make test    build the guests (Rust, and JS/Python ones), run every test in the workspace
 #   make lint    rustfmt --check and clippy -D warnings
 #   make bench   the benchmark scenarios (release build), see BENCHMARKS in README.md
 
@@ -9,7 +9,7 @@ CARGO ?= cargo
 GUESTS_TARGET ?= $(CURDIR)/guests/target
 GUESTS_DIR := $(GUESTS_TARGET)/wasm32-wasip2/release
 
-.PHONY: demo test lint guests wasm-target bench
+.PHONY: demo test lint guests foreign-guests wasm-target bench
 
 wasm-target:
 	@command -v rustup >/dev/null 2>&1 && rustup target list --installed | grep -q '^wasm32-wasip2$$' \
@@ -18,10 +18,15 @@ wasm-target:
 guests: wasm-target
 	cd guests && $(CARGO) build --release --target wasm32-wasip2 --target-dir $(GUESTS_TARGET)
 
+# Guests written in JavaScript and Python (pinned toolchains from npm and PyPI), for the tests
+# that serve components built elsewhere.
+foreign-guests:
+	bash scripts/build-foreign-guests.sh $(GUESTS_DIR)
+
 demo: guests
 	$(CARGO) run --release -p spark-cli -- up examples/demo/spark.toml
 
-test: guests
+test: guests foreign-guests
 	SPARK_GUESTS_DIR=$(GUESTS_DIR) $(CARGO) test --workspace --all-targets
 	SPARK_GUESTS_DIR=$(GUESTS_DIR) $(CARGO) test --workspace --doc
 

@@ -219,6 +219,41 @@ async fn serve_runs_a_single_component_at_the_root() {
     assert!(server.wait_exit(Duration::from_secs(15)).success());
 }
 
+/// Like `wasmtime serve`, several `spark serve` run side by side on the default data directory
+/// (each component and address gets its own store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_side_by_side_on_the_default_data_dir() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut servers: Vec<(Process, &str)> = [("hello", "Hello from Spark!\n"), ("echo", "")]
+        .into_iter()
+        .map(|(name, text)| {
+            let server = Process::spawn(
+                spark()
+                    .env("XDG_CACHE_HOME", cache.path())
+                    .args(["serve", "--addr", "127.0.0.1:0"])
+                    .arg(guest(name)),
+            );
+            (server, text)
+        })
+        .collect();
+    for (server, text) in &mut servers {
+        let addr = server.address_after("Serving");
+        let reply = get(&format!("http://{addr}/")).await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        if !text.is_empty() {
+            assert_eq!(reply.text(), *text);
+        }
+    }
+    for (server, _) in servers {
+        server.signal("INT");
+        assert!(server.wait_exit(Duration::from_secs(15)).success());
+    }
+    let dirs = std::fs::read_dir(cache.path().join("spark/serve"))
+        .unwrap()
+        .count();
+    assert_eq!(dirs, 2, "one data directory per component and address");
+}
+
 #[test]
 fn up_refuses_a_bad_manifest_with_its_location() {
     let dir = tempfile::tempdir().unwrap();

@@ -34,7 +34,8 @@ pub struct ServeArgs {
     /// Requests served at once.
     #[arg(long)]
     concurrency: Option<u32>,
-    /// Store directory for the AOT cache (default: ~/.cache/spark).
+    /// Data directory: AOT cache and the node's store (default: one per component and address
+    /// under ~/.cache/spark/serve, so several `spark serve` can run at once).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Compile every start instead of using the AOT cache.
@@ -53,6 +54,10 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let component = std::path::absolute(&args.component).context("resolving the component path")?;
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => default_data_dir(&component, &args.addr),
+    };
     let mut manifest = Manifest::single(component, args.addr);
     manifest.node.admin = args.admin_addr;
     let module = &mut manifest.modules[0];
@@ -68,7 +73,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         module.limits.concurrency = concurrency;
     }
     let options = NodeOptions {
-        data_dir: args.data_dir.unwrap_or_else(default_data_dir),
+        data_dir,
         pooling: if args.no_pooling {
             PoolingMode::Off
         } else {
@@ -89,10 +94,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     super::serve_until_signal(node).await
 }
 
-fn default_data_dir() -> PathBuf {
+/// A data directory of its own for this component on this address: a node's store admits one
+/// node at a time, and `spark serve` is expected to run side by side like `wasmtime serve`.
+fn default_data_dir(component: &std::path::Path, addr: &impl std::fmt::Display) -> PathBuf {
+    use sha2::Digest;
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    base.join("spark")
+    let key = sha2::Sha256::digest(format!("{}\n{addr}", component.display()));
+    base.join("spark/serve").join(&hex::encode(key)[..16])
 }

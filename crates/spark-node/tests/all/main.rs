@@ -5,6 +5,7 @@ mod admission;
 mod aot_cache;
 mod bad_components;
 mod faults;
+mod foreign;
 mod jobs;
 mod metrics;
 mod orchestrator;
