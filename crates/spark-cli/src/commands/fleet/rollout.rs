@@ -23,11 +23,11 @@ enum Action {
     Rollback(Target),
 }
 
+/// A person's change to the rollout (`plan::promote` or `plan::rollback`).
+type Steer = fn(&plan::FleetRollout, &str) -> Option<plan::FleetRollout>;
+
 pub async fn run(args: RolloutArgs) -> anyhow::Result<()> {
-    let (target, action): (
-        &Target,
-        fn(&plan::FleetRollout, &str) -> Option<plan::FleetRollout>,
-    ) = match &args.action {
+    let (target, action): (&Target, Steer) = match &args.action {
         Action::Status(target) => return status(target).await,
         Action::Promote(target) => (target, plan::promote),
         Action::Rollback(target) => (target, plan::rollback),

@@ -82,7 +82,7 @@ fn print_nodes(nodes: &[NodeReport]) {
         "node", "app", "release", "rollout", "requests", "running", "mem", "battery"
     );
     for n in nodes {
-        let release = format!("{}", n.release_key.as_deref().unwrap_or("-"));
+        let release = n.release_key.as_deref().unwrap_or("-");
         let rollout = n.rollout.as_ref().map_or("-".to_owned(), |r| {
             let shares: Vec<String> = r.shares.iter().map(|(m, s)| format!("{m}:{s}%")).collect();
             format!(
