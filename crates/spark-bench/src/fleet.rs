@@ -1,10 +1,12 @@
 //! B8, the fleet: a nats-server and three `spark up --fleet` processes on loopback, under light
 //! traffic (each node's own canary needs requests). Measured with the real CLI:
-//! - `converge_s`: `spark fleet deploy` (every node at once) until all three serve the release;
-//! - `canary_s` / `fleet_canary_s`: a deploy with `--canary-nodes 1` until the canary node
-//!   serves it, and until every node does (canary verdict, then the rest);
+//! - `converge_s`: `spark fleet deploy` (every node at once) until the fleet rollout is
+//!   complete (every node's own canary promoted it, and the planner saw it);
+//! - `canary_s` / `fleet_canary_s`: a deploy with `--canary-nodes 1` until the canary verdict
+//!   releases the next wave, and until the rollout is complete;
 //! - `recover_s`: a node killed with SIGKILL while a release is deployed, restarted: from the
-//!   restart until it serves the desired release (`node_start_s` of that is process start).
+//!   restart until its heartbeat reports the desired release as current (`node_start_s` of
+//!   that is process start).
 //!
 //! Each node runs its node-level canary (steps 50%, 100%; 1 s; 5 requests), so the figures are
 //! dominated by that analysis, on purpose: it is what a real deploy waits for.
@@ -59,29 +61,28 @@ pub async fn run(options: &FleetOptions) -> Result<FleetReport, BenchError> {
 
     let started = Instant::now();
     deploy(options, dir.path(), &url, 2, &[])?;
-    wait_all(&nodes, "2").await?;
+    wait_rollout(options, &url, "complete").await?;
     let converge_s = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
     deploy(options, dir.path(), &url, 3, &["--canary-nodes", "1"])?;
-    wait_all(&nodes[..1], "3").await?;
+    wait_rollout(options, &url, "wave 1").await?;
     let canary_s = started.elapsed().as_secs_f64();
-    wait_all(&nodes, "3").await?;
+    wait_rollout(options, &url, "complete").await?;
     let fleet_canary_s = started.elapsed().as_secs_f64();
 
     nodes[1].process.kill();
     tokio::time::sleep(Duration::from_secs(11)).await; // its heartbeat expires
     deploy(options, dir.path(), &url, 4, &[])?;
-    let (first, rest) = nodes.split_at(1);
-    wait_all(first, "4").await?;
-    wait_all(&rest[1..], "4").await?;
+    wait_rollout(options, &url, "complete").await?;
     let started = Instant::now();
     nodes[1].restart(options, &url)?;
     let node_start_s = started.elapsed().as_secs_f64();
     let restarted = nodes[1].addr.clone();
     let extra = tokio::spawn(traffic(vec![restarted], stop.clone()));
-    wait_all(&nodes[1..2], "4").await?;
+    wait_node_current(options, &url, "n2").await?;
     let recover_s = started.elapsed().as_secs_f64();
+    wait_all(&nodes, "4").await?;
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::join!(load, extra);
     let report = FleetReport {
@@ -99,9 +100,9 @@ pub async fn run(options: &FleetOptions) -> Result<FleetReport, BenchError> {
 pub fn render(report: &FleetReport) -> String {
     format!(
         "B8 fleet: 3 nodes + nats-server on loopback, node canary 50%/100% x 1 s each\n\
-         deploy to every node:        {:.2} s\n\
-         canary on 1 node:            {:.2} s (canary node), {:.2} s (whole fleet)\n\
-         killed node back on release: {:.2} s (process start {:.2} s)\n\
+         deploy complete on every node: {:.2} s\n\
+         canary on 1 node:              {:.2} s (verdict), {:.2} s (whole fleet)\n\
+         killed node back on release:   {:.2} s (process start {:.2} s)\n\
          fleet: converge_s={:.2} canary_s={:.2} fleet_canary_s={:.2} recover_s={:.2}\n",
         report.converge_s,
         report.canary_s,
@@ -159,6 +160,57 @@ async fn wait_heartbeats(options: &FleetOptions, url: &str) -> Result<(), BenchE
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err(BenchError::NotReady("three heartbeats".into()))
+}
+
+/// `spark fleet rollout status` output (the first line names the desired release key).
+fn rollout_status(options: &FleetOptions, url: &str) -> Result<String, BenchError> {
+    let output = Command::new(&options.spark)
+        .args([
+            "fleet", "rollout", "status", "--nats", url, "--app", "bench",
+        ])
+        .output()?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Waits until the fleet rollout's status mentions `marker` (`wave 1`, `complete`).
+async fn wait_rollout(options: &FleetOptions, url: &str, marker: &str) -> Result<(), BenchError> {
+    let deadline = Instant::now() + PHASE_LIMIT;
+    while Instant::now() < deadline {
+        if rollout_status(options, url)?.contains(marker) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(BenchError::NotReady(format!("the fleet rollout: {marker}")))
+}
+
+/// Waits until `node`'s heartbeat says its current release is the desired one (promoted by
+/// its own canary, not merely started).
+async fn wait_node_current(
+    options: &FleetOptions,
+    url: &str,
+    node: &str,
+) -> Result<(), BenchError> {
+    let status = rollout_status(options, url)?;
+    let key = status
+        .split_whitespace()
+        .skip_while(|w| *w != "release")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let deadline = Instant::now() + PHASE_LIMIT;
+    while Instant::now() < deadline {
+        let output = Command::new(&options.spark)
+            .args(["fleet", "status", "--nats", url])
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let line = text.lines().find(|l| l.starts_with(&format!("{node} ")));
+        if line.is_some_and(|l| l.split_whitespace().nth(2) == Some(key.as_str())) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(BenchError::NotReady(format!("{node} on release {key}")))
 }
 
 async fn wait_all(nodes: &[FleetNode], version: &str) -> Result<(), BenchError> {
