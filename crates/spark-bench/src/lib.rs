@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod canary;
 pub mod coldstart;
+pub mod fleet;
 pub mod loadgen;
 pub mod node;
 pub mod openloop;

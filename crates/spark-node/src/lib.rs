@@ -20,6 +20,7 @@ pub mod capacity;
 pub mod control;
 pub mod deploy;
 pub mod executor;
+pub mod fleet;
 pub mod front;
 pub mod jobs;
 pub mod latency;

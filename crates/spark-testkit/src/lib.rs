@@ -1,5 +1,6 @@
 //! Test support shared by every crate's integration tests: real guest components built from
-//! `guests/`, real nodes listening on 127.0.0.1, and a small HTTP client.
+//! `guests/`, real nodes listening on 127.0.0.1, a real nats-server for the fleet tests, and a
+//! small HTTP client.
 //!
 //! Guests are built once per test process with the same cargo command the README uses. Set
 //! `SPARK_GUESTS_DIR` to a directory of prebuilt `.wasm` files to skip the build (CI does,
@@ -7,8 +8,10 @@
 
 mod client;
 mod guests;
+mod nats;
 mod node;
 
 pub use client::{Reply, get, post, request, request_with};
 pub use guests::{guest, guests_dir};
+pub use nats::{NatsServer, nats_server_bin};
 pub use node::TestNode;

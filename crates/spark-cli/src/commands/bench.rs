@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use spark_bench::{canary, coldstart, replay, serve, surge};
+use spark_bench::{canary, coldstart, fleet, replay, serve, surge};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -66,6 +66,15 @@ enum Scenario {
         /// 20 apps, 20 minutes at 120x (10 s).
         #[arg(long)]
         quick: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// B8: a fleet of three nodes on a nats-server: deploy convergence, a fleet canary on one
+    /// node first, a killed node's recovery.
+    Fleet {
+        /// The nats-server binary (default: SPARK_NATS_SERVER, else scripts/fetch-nats.sh's cache).
+        #[arg(long, env = "SPARK_NATS_SERVER")]
+        nats_server: Option<PathBuf>,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -180,6 +189,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let report = replay::run(&options).await?;
             print!("{}", replay::render(&report));
         }
+        Scenario::Fleet { nats_server, out } => {
+            let options = fleet::FleetOptions {
+                spark: std::env::current_exe().context("locating the spark executable")?,
+                component: std::path::absolute(spark_bench::guest("echo")?)?,
+                nats_server: nats_server
+                    .or_else(cached_nats)
+                    .context("no nats-server: run scripts/fetch-nats.sh or pass --nats-server")?,
+                out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
+            };
+            let report = fleet::run(&options).await?;
+            print!("{}", fleet::render(&report));
+        }
         Scenario::Canary {
             component,
             quick,
@@ -230,6 +251,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where scripts/fetch-nats.sh keeps the pinned nats-server.
+fn cached_nats() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let path = PathBuf::from(home).join(".cache/spark-nats/2.15.1/nats-server");
+    path.is_file().then_some(path)
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {

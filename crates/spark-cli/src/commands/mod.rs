@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod client;
 mod deploy;
+mod fleet;
 mod releases;
 mod rollout;
 mod serve;
@@ -37,6 +38,8 @@ pub enum Command {
     Rollout(rollout::RolloutArgs),
     /// Switch back to an earlier release.
     Rollback(rollout::RollbackArgs),
+    /// Manage a fleet of nodes through NATS JetStream: deploy, status, rollout.
+    Fleet(fleet::FleetArgs),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -51,6 +54,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Releases(args) => releases::run(args).await,
         Command::Rollout(args) => rollout::run(args).await,
         Command::Rollback(args) => rollout::rollback(args).await,
+        Command::Fleet(args) => fleet::run(args).await,
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use spark_manifest::{Manifest, Trigger};
+use spark_node::fleet::{FleetOptions, persistent_node_id};
 use spark_node::{NodeOptions, RunningNode};
 use spark_runtime::PoolingMode;
 
@@ -24,6 +25,51 @@ pub struct UpArgs {
     /// Allocate instances on demand instead of from the pooling allocator.
     #[arg(long)]
     no_pooling: bool,
+    #[command(flatten)]
+    fleet: FleetFlags,
+}
+
+/// Joining a fleet.
+#[derive(Debug, clap::Args)]
+struct FleetFlags {
+    /// Join the fleet on this NATS server (URLs comma-separated); the node keeps serving from
+    /// its own store whenever NATS is unreachable.
+    #[arg(long, value_name = "NATS_URL")]
+    fleet: Option<String>,
+    /// A label the fleet can select this node by (repeatable).
+    #[arg(long = "label", value_name = "K=V", requires = "fleet")]
+    labels: Vec<String>,
+    /// This node's id in the fleet (default: one kept in the data directory).
+    #[arg(long, requires = "fleet")]
+    node_id: Option<String>,
+    /// The application this node runs.
+    #[arg(long, default_value = "default", requires = "fleet")]
+    app: String,
+}
+
+impl FleetFlags {
+    fn options(&self, data_dir: &std::path::Path) -> anyhow::Result<Option<FleetOptions>> {
+        let Some(url) = &self.fleet else {
+            return Ok(None);
+        };
+        let node_id = match &self.node_id {
+            Some(id) => id.clone(),
+            None => persistent_node_id(data_dir).context("keeping the fleet node id")?,
+        };
+        spark_fleet::check_name("node id", &node_id)?;
+        spark_fleet::check_name("application", &self.app)?;
+        let labels = self
+            .labels
+            .iter()
+            .map(|l| spark_fleet::parse_label(l))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(FleetOptions {
+            url: url.clone(),
+            app: self.app.clone(),
+            node_id,
+            labels,
+        }))
+    }
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -35,6 +81,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         manifest.node.admin = admin;
     }
     let data_dir = super::data_dir(args.data_dir, &manifest);
+    let fleet = args.fleet.options(&data_dir)?;
     let options = NodeOptions {
         data_dir,
         pooling: if args.no_pooling {
@@ -45,10 +92,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         aot_cache: true,
         manifest: manifest.clone(),
     };
-    let node = RunningNode::start(options)
+    let mut node = RunningNode::start(options)
         .await
         .with_context(|| format!("starting the node from {}", args.manifest.display()))?;
     print_hints(&manifest, &node);
+    if let Some(fleet) = fleet {
+        println!(
+            "Fleet: node {} of app '{}' on {}",
+            fleet.node_id, fleet.app, fleet.url
+        );
+        node.join_fleet(fleet);
+    }
     super::serve_until_signal(node).await
 }
 

@@ -262,6 +262,20 @@ impl RunningNode {
         &self.warmth
     }
 
+    /// Joins a fleet: the agent (reconciler, heartbeat, planner) runs beside the node until
+    /// shutdown, connecting in the background; the node serves meanwhile.
+    pub fn join_fleet(&mut self, options: crate::fleet::FleetOptions) {
+        let reporter = crate::fleet::Reporter {
+            snapshot: self.snapshot.clone(),
+            control: self.control.clone(),
+            http: self.http_addr.to_string(),
+            admin: self.admin_addr.to_string(),
+        };
+        let agent = crate::fleet::Agent::new(options, self.deployer.clone(), reporter);
+        self.tasks
+            .push(tokio::spawn(agent.run(self.shutdown.clone())));
+    }
+
     /// A token that, when cancelled, starts a graceful shutdown.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()

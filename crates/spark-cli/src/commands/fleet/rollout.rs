@@ -1,0 +1,61 @@
+//! `spark fleet rollout status|promote|rollback`: follow or steer an application's fleet
+//! rollout. Steering is a compare-and-set write of the desired state, like a deploy.
+
+use anyhow::bail;
+use spark_fleet::plan;
+
+use super::Target;
+use super::status::{print_app, stage_label};
+
+#[derive(Debug, clap::Args)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Where the rollout stands: targets, converged, pending, rejected.
+    Status(Target),
+    /// Every node takes the release now.
+    Promote(Target),
+    /// Every node returns to the previous release.
+    Rollback(Target),
+}
+
+/// A person's change to the rollout (`plan::promote` or `plan::rollback`).
+type Steer = fn(&plan::FleetRollout, &str) -> Option<plan::FleetRollout>;
+
+pub async fn run(args: RolloutArgs) -> anyhow::Result<()> {
+    let (target, action): (&Target, Steer) = match &args.action {
+        Action::Status(target) => return status(target).await,
+        Action::Promote(target) => (target, plan::promote),
+        Action::Rollback(target) => (target, plan::rollback),
+    };
+    let fleet = target.connect().await?;
+    let Some(current) = fleet.desired(&target.app).await? else {
+        bail!("nothing deployed for '{}'", target.app);
+    };
+    let Some(next) = action(&current.value.rollout, "spark fleet rollout") else {
+        bail!(
+            "nothing to do: the rollout is {}",
+            stage_label(&current.value.rollout.stage)
+        );
+    };
+    let mut desired = current.value;
+    desired.rollout = next;
+    desired.updated_by = "spark fleet rollout".into();
+    fleet.put_desired(&desired, Some(current.revision)).await?;
+    println!("{}: {}", desired.app, stage_label(&desired.rollout.stage));
+    Ok(())
+}
+
+async fn status(target: &Target) -> anyhow::Result<()> {
+    let fleet = target.connect().await?;
+    let Some(current) = fleet.desired(&target.app).await? else {
+        bail!("nothing deployed for '{}'", target.app);
+    };
+    let nodes = fleet.app_nodes(&target.app).await?;
+    print_app(&current.value, &nodes);
+    Ok(())
+}

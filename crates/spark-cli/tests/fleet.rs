@@ -1,0 +1,230 @@
+//! The fleet end to end: a real nats-server (JetStream, 127.0.0.1) and three real `spark up
+//! --fleet` processes, driven by the `spark fleet` CLI. Deploys converge; a node killed with
+//! SIGKILL comes back to the desired state; NATS killed mid-rollout leaves the nodes serving
+//! and the rollout finishes when it returns; a bad canary rolls the fleet back; a damaged
+//! artifact is refused; of two concurrent deploys exactly one wins.
+
+#[path = "fleet/support.rs"]
+mod support;
+
+use spark_fleet::plan::Stage;
+use spark_testkit::{NatsServer, guest};
+use support::*;
+
+async fn stage(url: &str) -> Option<Stage> {
+    let fleet = connect(url).await;
+    fleet
+        .desired("shop")
+        .await
+        .ok()
+        .flatten()
+        .map(|d| d.value.rollout.stage)
+}
+
+fn three(base: &std::path::Path, url: &str) -> (Node, Node, Node) {
+    (
+        Node::start(base, "n1", url, &["zone=canary"]),
+        Node::start(base, "n2", url, &["zone=main"]),
+        Node::start(base, "n3", url, &["zone=main"]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_converges_on_three_nodes_and_a_killed_node_comes_back() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (n1, mut n2, n3) = three(dir.path(), &url);
+    let fleet = connect(&url).await;
+    eventually(20, "three heartbeats", || async {
+        live_nodes(&fleet).await == 3
+    })
+    .await;
+
+    // v2 everywhere at once (no canary flags): each node's canary needs traffic.
+    let traffic = Traffic::start(vec![n1.addr.clone(), n2.addr.clone(), n3.addr.clone()]);
+    let v2 = write(dir.path(), "v2.toml", &manifest(2, 0));
+    let (ok, out) = fleet_cli(&url, &["deploy", &v2, "--wait", "--timeout", "60"]);
+    assert!(ok, "{out}");
+    assert!(all_serve(&[&n1, &n2, &n3], "2").await);
+    let (ok, out) = fleet_cli(&url, &["status"]);
+    assert!(
+        ok && out.contains("complete") && out.contains("n3"),
+        "{out}"
+    );
+
+    // n2 dies (SIGKILL); v3 is deployed while it is down; restarted, it catches up.
+    n2.kill();
+    eventually(20, "n2's heartbeat expires", || async {
+        live_nodes(&fleet).await == 2
+    })
+    .await;
+    let v3 = write(dir.path(), "v3.toml", &manifest(3, 0));
+    let (ok, out) = fleet_cli(&url, &["deploy", &v3, "--wait", "--timeout", "60"]);
+    assert!(ok, "{out}");
+    assert!(all_serve(&[&n1, &n3], "3").await);
+    n2.restart();
+    let restarted = Traffic::start(vec![n2.addr.clone()]);
+    eventually(60, "the restarted node serves v3", || async {
+        n2.version().await.as_deref() == Some("3")
+    })
+    .await;
+    restarted.stop().await;
+    traffic.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_killed_mid_rollout_nodes_keep_serving_and_it_completes() {
+    let mut nats = NatsServer::start();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (n1, n2, n3) = three(dir.path(), &url);
+    let fleet = connect(&url).await;
+    eventually(20, "three heartbeats", || async {
+        live_nodes(&fleet).await == 3
+    })
+    .await;
+    let traffic = Traffic::start(vec![n1.addr.clone(), n2.addr.clone(), n3.addr.clone()]);
+
+    let v2 = write(dir.path(), "v2.toml", &manifest(2, 0));
+    let (ok, out) = fleet_cli(&url, &["deploy", &v2, "--canary-selector", "zone=canary"]);
+    assert!(ok && out.contains("canary on n1"), "{out}");
+    let key = fleet
+        .desired("shop")
+        .await
+        .unwrap()
+        .unwrap()
+        .value
+        .release
+        .key();
+    eventually(20, "the canary node takes v2", || async {
+        fleet.app_nodes("shop").await.is_ok_and(|nodes| {
+            nodes.iter().any(|n| {
+                n.node == "n1"
+                    && (n.rollout.is_some() || n.release_key.as_deref() == Some(key.as_str()))
+            })
+        })
+    })
+    .await;
+    nats.kill();
+    // NATS is down: every node keeps serving over real HTTP.
+    let before = traffic.failed.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    for node in [&n1, &n2, &n3] {
+        assert!(
+            node.version().await.is_some(),
+            "{} serves without NATS",
+            node.id
+        );
+    }
+    assert_eq!(
+        traffic.failed.load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "no request failed while NATS was down"
+    );
+    nats.restart();
+    eventually(60, "the rollout completes after NATS returns", || async {
+        matches!(stage(&url).await, Some(Stage::Complete { .. }))
+    })
+    .await;
+    eventually(30, "every node serves v2", || async {
+        all_serve(&[&n1, &n2, &n3], "2").await
+    })
+    .await;
+    let (sent, failed) = traffic.stop().await;
+    assert_eq!(failed, 0, "{failed} of {sent} requests failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_canary_rolls_the_fleet_back() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (n1, n2, n3) = three(dir.path(), &url);
+    let fleet = connect(&url).await;
+    eventually(20, "three heartbeats", || async {
+        live_nodes(&fleet).await == 3
+    })
+    .await;
+    let traffic = Traffic::start(vec![n1.addr.clone()]);
+    let bad = write(dir.path(), "bad.toml", &manifest(2, 100));
+    let (ok, out) = fleet_cli(
+        &url,
+        &[
+            "deploy",
+            &bad,
+            "--canary-nodes",
+            "1",
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+    );
+    assert!(
+        !ok && out.contains("rolled back") && out.contains("n1"),
+        "{out}"
+    );
+    traffic.stop().await;
+    assert!(
+        all_serve(&[&n1, &n2, &n3], "1").await,
+        "every node serves v1"
+    );
+    let (ok, out) = fleet_cli(&url, &["rollout", "status"]);
+    assert!(ok && out.contains("rolled back"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_artifact_is_refused() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let n1 = Node::start(dir.path(), "n1", &url, &[]);
+    let fleet = connect(&url).await;
+    eventually(20, "a heartbeat", || async {
+        live_nodes(&fleet).await == 1
+    })
+    .await;
+    // The object store holds other bytes under hello.wasm's digest.
+    let hello = std::fs::read(guest("hello")).unwrap();
+    fleet
+        .put_object(&spark_fleet::sha256_hex(&hello), b"not the component")
+        .await
+        .unwrap();
+    let text = manifest(1, 0).replace(
+        guest("echo").to_str().unwrap(),
+        guest("hello").to_str().unwrap(),
+    );
+    let path = write(dir.path(), "hello.toml", &text);
+    let (ok, out) = fleet_cli(&url, &["deploy", &path, "--wait", "--timeout", "30"]);
+    assert!(!ok && out.contains("rolled back"), "{out}");
+    let (ok, out) = fleet_cli(&url, &["status"]);
+    assert!(ok && out.contains("refused"), "the node says why: {out}");
+    assert_eq!(n1.version().await.as_deref(), Some("1"), "still serving v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_concurrent_deploys_exactly_one_wins() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.toml", &manifest(2, 0));
+    let b = write(dir.path(), "b.toml", &manifest(3, 0));
+    let (ua, ub) = (url.clone(), url.clone());
+    let ta = std::thread::spawn(move || fleet_cli(&ua, &["deploy", &a]));
+    let tb = std::thread::spawn(move || fleet_cli(&ub, &["deploy", &b]));
+    let (ra, rb) = (ta.join().unwrap(), tb.join().unwrap());
+    assert!(ra.0 != rb.0, "exactly one wins:\n{}\n{}", ra.1, rb.1);
+    let loser = if ra.0 { rb.1 } else { ra.1 };
+    assert!(loser.contains("conflict"), "{loser}");
+    let fleet = connect(&url).await;
+    assert_eq!(
+        fleet
+            .desired("shop")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .generation,
+        1
+    );
+}

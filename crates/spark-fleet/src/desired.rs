@@ -1,0 +1,132 @@
+//! Desired state: one KV entry per application (`app.<name>`), written only with
+//! compare-and-set on the revision the writer read.
+
+use async_nats::jetstream::kv;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{FleetRollout, Target, target_for};
+use crate::{Fleet, FleetError, FleetRelease, check_name};
+
+/// What an application should run across the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredApp {
+    pub app: String,
+    /// Bumped by every `spark fleet deploy`.
+    pub generation: u64,
+    pub release: FleetRelease,
+    /// What nodes return to when the rollout rolls back (none on the first deploy).
+    pub previous: Option<FleetRelease>,
+    pub rollout: FleetRollout,
+    /// Who wrote this state last (a person, or `node <id>` for a planning step).
+    #[serde(default)]
+    pub updated_by: String,
+}
+
+impl DesiredApp {
+    /// The release `node` should run, or `None` when it should keep what it has.
+    pub fn release_for(&self, node: &str) -> Option<&FleetRelease> {
+        match target_for(&self.rollout, node) {
+            Target::New => Some(&self.release),
+            Target::Previous => self.previous.as_ref(),
+        }
+    }
+}
+
+/// A value with the KV revision it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub revision: u64,
+}
+
+pub(crate) fn app_key(app: &str) -> String {
+    format!("app.{app}")
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, FleetError> {
+    serde_json::from_slice(bytes).map_err(|e| FleetError::Json {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+impl Fleet {
+    /// The desired state of `app` and its revision, if any.
+    pub async fn desired(&self, app: &str) -> Result<Option<Versioned<DesiredApp>>, FleetError> {
+        check_name("application", app)?;
+        let entry = self
+            .desired
+            .entry(app_key(app))
+            .await
+            .map_err(|e| FleetError::nats("reading desired state", e))?;
+        match entry {
+            Some(entry) if entry.operation == kv::Operation::Put => Ok(Some(Versioned {
+                value: decode(&entry.key, &entry.value)?,
+                revision: entry.revision,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes `state` if the entry is still at `expected` (`None`: only if there is none).
+    /// Returns the new revision; a lost race is [`FleetError::Conflict`] or
+    /// [`FleetError::AlreadyExists`], with nothing written.
+    pub async fn put_desired(
+        &self,
+        state: &DesiredApp,
+        expected: Option<u64>,
+    ) -> Result<u64, FleetError> {
+        check_name("application", &state.app)?;
+        let bytes = serde_json::to_vec(state)
+            .expect("desired state serializes")
+            .into();
+        let key = app_key(&state.app);
+        match expected {
+            None => self.desired.create(&key, bytes).await.map_err(|e| {
+                if e.kind() == kv::CreateErrorKind::AlreadyExists {
+                    FleetError::AlreadyExists {
+                        app: state.app.clone(),
+                    }
+                } else {
+                    FleetError::nats("writing desired state", e)
+                }
+            }),
+            Some(revision) => self
+                .desired
+                .update(&key, bytes, revision)
+                .await
+                .map_err(|e| {
+                    if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+                        FleetError::Conflict {
+                            app: state.app.clone(),
+                            expected: revision,
+                        }
+                    } else {
+                        FleetError::nats("writing desired state", e)
+                    }
+                }),
+        }
+    }
+
+    /// Every application's desired state.
+    pub async fn apps(&self) -> Result<Vec<Versioned<DesiredApp>>, FleetError> {
+        let keys = match self.desired.keys().await {
+            Ok(keys) => keys,
+            Err(e) => return Err(FleetError::nats("listing applications", e)),
+        };
+        let keys: Vec<String> = keys.filter_map(|k| async move { k.ok() }).collect().await;
+        let mut apps = Vec::new();
+        for key in keys {
+            if let Some(app) = key.strip_prefix("app.")
+                && let Some(state) = self.desired(app).await?
+            {
+                apps.push(state);
+            }
+        }
+        Ok(apps)
+    }
+}

@@ -1,0 +1,122 @@
+//! Heartbeats: each node writes its report to `node.<id>` every second or so; the bucket's
+//! `max_age` drops the entry of a node that stops, so the listing is the live fleet.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::desired::decode;
+use crate::plan::NodeView;
+use crate::{Fleet, FleetError, check_name};
+
+/// What a node says about itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub node: String,
+    pub app: String,
+    pub labels: BTreeMap<String, String>,
+    /// Application and admin addresses.
+    pub http: String,
+    pub admin: String,
+    /// The node's current release id (`r3-...`) and its content key.
+    pub release: Option<String>,
+    pub release_key: Option<String>,
+    /// A node-level rollout in progress.
+    pub rollout: Option<NodeRollout>,
+    /// Release keys this node rolled back (for the desired generation it last saw).
+    pub rejected: Vec<String>,
+    /// The desired generation the node last acted on.
+    pub generation: u64,
+    /// Why the node could not apply the desired state, if it could not.
+    pub last_error: Option<String>,
+    /// Requests in flight and handled so far, over all modules.
+    pub running: u64,
+    pub requests: u64,
+    /// CPU busy fraction, memory pressure (PSI some avg10 or used fraction) and battery
+    /// percent, when the node's probes know them.
+    pub cpu: Option<f64>,
+    pub memory_pressure: Option<f64>,
+    pub battery: Option<f64>,
+    /// Active orchestrator modes (`surge`, `power-save`, ...).
+    pub modes: Vec<String>,
+    pub modules: Vec<ModuleHealth>,
+    pub at_ms: u64,
+}
+
+/// A node-level rollout as reported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeRollout {
+    pub to: String,
+    pub to_key: Option<String>,
+    /// Module id -> canary share in percent.
+    pub shares: BTreeMap<String, f64>,
+}
+
+/// One module's health on a node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModuleHealth {
+    pub id: String,
+    pub release: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub running: u32,
+    pub rejected: u64,
+}
+
+impl NodeReport {
+    /// The planner's view of this node.
+    pub fn view(&self) -> NodeView {
+        NodeView {
+            id: self.node.clone(),
+            labels: self.labels.clone(),
+            release_key: self.release_key.clone(),
+            rejected: self.rejected.clone(),
+        }
+    }
+}
+
+impl Fleet {
+    /// Writes this node's heartbeat.
+    pub async fn report(&self, report: &NodeReport) -> Result<(), FleetError> {
+        check_name("node id", &report.node)?;
+        let bytes = serde_json::to_vec(report)
+            .expect("reports serialize")
+            .into();
+        self.nodes
+            .put(format!("node.{}", report.node), bytes)
+            .await
+            .map(drop)
+            .map_err(|e| FleetError::nats("writing a heartbeat", e))
+    }
+
+    /// The live nodes' latest reports, sorted by node id.
+    pub async fn nodes(&self) -> Result<Vec<NodeReport>, FleetError> {
+        let keys = self
+            .nodes
+            .keys()
+            .await
+            .map_err(|e| FleetError::nats("listing nodes", e))?;
+        let keys: Vec<String> = keys.filter_map(|k| async move { k.ok() }).collect().await;
+        let mut reports = Vec::new();
+        for key in keys {
+            let value = self
+                .nodes
+                .get(&key)
+                .await
+                .map_err(|e| FleetError::nats("reading a heartbeat", e))?;
+            if let Some(bytes) = value {
+                reports.push(decode::<NodeReport>(&key, &bytes)?);
+            }
+        }
+        reports.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(reports)
+    }
+
+    /// The live nodes of one application.
+    pub async fn app_nodes(&self, app: &str) -> Result<Vec<NodeReport>, FleetError> {
+        let mut nodes = self.nodes().await?;
+        nodes.retain(|n| n.app == app);
+        Ok(nodes)
+    }
+}

@@ -1,0 +1,41 @@
+//! Spark's fleet: many nodes kept on one desired state through NATS JetStream, an existing,
+//! proven engine, rather than consensus of our own.
+//!
+//! What lives where in JetStream:
+//!
+//! | bucket | kind | holds |
+//! |---|---|---|
+//! | [`DESIRED_BUCKET`] | KV, history kept | per application: the release it should run and its fleet rollout ([`DesiredApp`]) |
+//! | [`NODES_BUCKET`] | KV, entries expire | per node: its heartbeat and telemetry ([`NodeReport`]) |
+//! | [`ARTIFACTS_BUCKET`] | Object Store | components, named by the SHA-256 of their bytes |
+//!
+//! The decisions worth knowing:
+//! - Desired state changes **only by compare-and-set** on the key's revision
+//!   ([`Fleet::put_desired`]): two writers that read the same revision cannot both win; the
+//!   loser gets [`FleetError::Conflict`] and nothing is written.
+//! - **Artifacts are verified on download** ([`Fleet::fetch_artifact`]): bytes that do not hash
+//!   to their name are refused, whatever the object store says about them.
+//! - **Watches resume** ([`Fleet::watch_desired`]): a JetStream watch can end (a leader change, a
+//!   missed heartbeat, a restarted server); the loop opens a new one from the last revision
+//!   seen + 1, so no change is skipped and none is seen twice.
+//! - The fleet canary's planning ([`plan`]) is pure: node reports and the rollout in, the next
+//!   rollout out; it is tested without NATS and applied with compare-and-set by whoever runs it.
+
+mod artifacts;
+mod connect;
+mod desired;
+mod error;
+mod heartbeat;
+mod names;
+pub mod plan;
+pub mod release;
+mod watch;
+
+pub use artifacts::sha256_hex;
+pub use connect::{ARTIFACTS_BUCKET, DESIRED_BUCKET, Fleet, FleetConfig, NODES_BUCKET};
+pub use desired::{DesiredApp, Versioned};
+pub use error::FleetError;
+pub use heartbeat::{ModuleHealth, NodeReport, NodeRollout};
+pub use names::{check_name, parse_label};
+pub use release::FleetRelease;
+pub use watch::Change;

@@ -1,0 +1,129 @@
+//! The agent's tasks: connect (retrying, while the node serves), then a heartbeat every
+//! second, and a reconcile loop woken by the desired-state watch or by its own tick.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use spark_fleet::{DesiredApp, Fleet, FleetConfig, plan};
+use tokio_util::sync::CancellationToken;
+
+use super::report::Reporter;
+use super::{AgentState, FleetOptions};
+use crate::deploy::Deployer;
+
+/// Heartbeat, re-read of desired state, and planning step period.
+const TICK: Duration = Duration::from_secs(1);
+
+/// A node's fleet agent.
+pub struct Agent {
+    pub(super) options: FleetOptions,
+    pub(super) deployer: Arc<Deployer>,
+    pub(super) reporter: Reporter,
+    pub(super) state: Arc<Mutex<AgentState>>,
+}
+
+impl Agent {
+    pub(crate) fn new(options: FleetOptions, deployer: Arc<Deployer>, reporter: Reporter) -> Agent {
+        Agent {
+            options,
+            deployer,
+            reporter,
+            state: Arc::default(),
+        }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Some(fleet) = self.connect(&shutdown).await else {
+            return;
+        };
+        tracing::info!(url = %self.options.url, node = %self.options.node_id, app = %self.options.app, "joined the fleet");
+        let agent = Arc::new(self);
+        let heartbeat = tokio::spawn(agent.clone().heartbeat(fleet.clone(), shutdown.clone()));
+        agent.reconcile_loop(&fleet, &shutdown).await;
+        let _ = heartbeat.await;
+    }
+
+    async fn connect(&self, shutdown: &CancellationToken) -> Option<Fleet> {
+        let config = FleetConfig::new(&self.options.url);
+        let mut said = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                connected = Fleet::connect(&config) => match connected {
+                    Ok(fleet) => return Some(fleet),
+                    Err(e) if !said => {
+                        tracing::warn!(error = %e, "fleet unreachable; serving from the local store and retrying");
+                        said = true;
+                    }
+                    Err(_) => {}
+                },
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    async fn heartbeat(self: Arc<Self>, fleet: Fleet, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        while !shutdown.is_cancelled() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let report = self.report().await;
+            if let Err(e) = fleet.report(&report).await {
+                tracing::debug!(error = %e, "heartbeat not written");
+            }
+        }
+    }
+
+    async fn reconcile_loop(&self, fleet: &Fleet, shutdown: &CancellationToken) {
+        let mut changes = fleet.watch_desired(&self.options.app, 0);
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                change = changes.recv() => {
+                    if let Some(Some(desired)) = change.map(|c| c.value) {
+                        self.reconcile(fleet, &desired).await;
+                    }
+                }
+                _ = tick.tick() => {
+                    match fleet.desired(&self.options.app).await {
+                        Ok(Some(desired)) => {
+                            self.reconcile(fleet, &desired.value).await;
+                            self.drive(fleet, desired).await;
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!(error = %e, "desired state not read"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One planning step of the fleet rollout, written with compare-and-set.
+    async fn drive(&self, fleet: &Fleet, desired: spark_fleet::Versioned<DesiredApp>) {
+        let nodes = match fleet.app_nodes(&self.options.app).await {
+            Ok(nodes) => nodes,
+            Err(_) => return,
+        };
+        let views: Vec<plan::NodeView> = nodes.iter().map(|n| n.view()).collect();
+        let Some(next) = plan::step(&desired.value.rollout, &views) else {
+            return;
+        };
+        let mut state = desired.value;
+        state.rollout = next;
+        state.updated_by = format!("node {}", self.options.node_id);
+        match fleet.put_desired(&state, Some(desired.revision)).await {
+            Ok(_) => {
+                tracing::info!(app = %state.app, step = state.rollout.log.last().map(String::as_str).unwrap_or(""), "fleet rollout advanced")
+            }
+            Err(e) if e.is_conflict() => tracing::debug!("another node advanced the rollout first"),
+            Err(e) => tracing::debug!(error = %e, "fleet rollout step not written"),
+        }
+    }
+}

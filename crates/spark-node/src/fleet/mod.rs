@@ -1,0 +1,68 @@
+//! The node's fleet agent (`spark up --fleet`): a reconciler that makes the node run what the
+//! fleet's desired state wants here, a heartbeat, and the fleet-canary planner's driver.
+//!
+//! The decisions worth knowing:
+//! - **Edge autonomy.** The agent is a side task. The node starts from its own store and
+//!   serves whether or not NATS answers; the request path never touches the agent. Losing NATS
+//!   only pauses reconciliation, which resumes (re-watch from the last revision + 1, plus a
+//!   full re-read every tick) when the link returns.
+//! - **One deploy path.** Changes are applied through the same [`Deployer`] the admin API
+//!   uses, so a fleet deploy gets exactly the validation, canary and crash safety of
+//!   `spark deploy`. Artifacts are fetched from the object store, verified, and put in the
+//!   node's store (which verifies again) before the deploy sees them.
+//! - **Every node drives the rollout.** Each tick every node runs the pure planner
+//!   ([`spark_fleet::plan::step`]) on the heartbeats and writes a change with compare-and-set;
+//!   one write wins, the others re-read and find nothing left to do. So the rollout survives
+//!   the operator's CLI exiting and any node dying, without a lease or a leader.
+
+mod agent;
+mod decide;
+mod reconcile;
+mod report;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+pub use agent::Agent;
+pub use decide::{Action, Local, decide};
+pub(crate) use report::Reporter;
+
+/// How a node joins a fleet.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// NATS server URL(s), comma-separated.
+    pub url: String,
+    /// The application this node runs (its key in the desired-state bucket).
+    pub app: String,
+    pub node_id: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What the agent remembers between ticks (and reports).
+#[derive(Debug, Default)]
+struct AgentState {
+    /// The desired generation last acted on; a new one forgets `rejected`.
+    generation: u64,
+    rejected: BTreeSet<String>,
+    /// A node-level rollout the agent is following: (release id, content key).
+    attempt: Option<(String, String)>,
+    last_error: Option<String>,
+}
+
+/// The node id kept in `<data_dir>/fleet-node-id`, created on first use (`node-` and 8 hex
+/// digits), so a restarted node is the same node to the fleet.
+pub fn persistent_node_id(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("fleet-node-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_owned();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let id = format!("node-{}", hex::encode(bytes));
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::write(&path, &id)?;
+    Ok(id)
+}

@@ -1,0 +1,185 @@
+//! Applying desired state on this node: read where the node stands ([`Local`]), [`decide`],
+//! then act through the [`Deployer`] (deploy, switch back, abort). A release the node's canary
+//! rolled back, or that cannot be built or whose artifact is damaged, is *rejected*: reported
+//! in the heartbeat (which rolls the fleet back) and not retried for this generation.
+
+use std::collections::BTreeMap;
+
+use spark_fleet::release::content_key;
+use spark_fleet::{DesiredApp, Fleet, FleetError, FleetRelease, plan};
+use spark_store::{Digest, Release};
+
+use super::agent::Agent;
+use super::decide::{Action, Local, decide};
+use crate::deploy::{DeployError, DeployRequest};
+
+/// The content key of a release in the node's store (as [`FleetRelease::key`] computes it).
+pub(super) fn release_key(release: &Release) -> String {
+    let components: BTreeMap<String, String> = release
+        .modules
+        .iter()
+        .map(|m| (m.id.clone(), m.digest.as_str().to_owned()))
+        .collect();
+    content_key(&release.manifest, &components)
+}
+
+impl Agent {
+    pub(super) async fn reconcile(&self, fleet: &Fleet, desired: &DesiredApp) {
+        let node = &self.options.node_id;
+        let wanted = desired.release_for(node);
+        let returning = plan::target_for(&desired.rollout, node) == plan::Target::Previous;
+        let local = match self.local(desired.generation).await {
+            Ok(local) => local,
+            Err(e) => return self.failed(format!("reading the node's store: {e}")),
+        };
+        let key = wanted.map(FleetRelease::key);
+        let action = decide(key.as_deref(), returning, &local);
+        let (Some(release), Some(key)) = (wanted, key) else {
+            return;
+        };
+        match action {
+            Action::Idle | Action::Wait => {}
+            Action::Abort => {
+                self.state.lock().expect("agent state").attempt = None;
+                let _ = self.deployer.abort("fleet").await;
+            }
+            Action::Switch(id) => match self.deployer.rollback(Some(&id)).await {
+                Ok(_) => tracing::info!(release = %id, "fleet: switched back"),
+                Err(e) => self.failed(format!("switching to {id}: {e}")),
+            },
+            Action::Deploy => self.deploy(fleet, desired, release, key).await,
+        }
+    }
+
+    /// Where the node stands, after noting what became of a rollout the agent followed.
+    async fn local(&self, generation: u64) -> Result<Local, String> {
+        let status = self.deployer.rollout_status().await;
+        let store = self.deployer.store().clone();
+        let releases =
+            tokio::task::spawn_blocking(move || -> Result<Vec<(Release, bool)>, String> {
+                let list = store.releases().map_err(|e| e.to_string())?;
+                Ok(list
+                    .into_iter()
+                    .map(|r| {
+                        let ok = store.rollbackable(&r.id).unwrap_or(false);
+                        (r, ok)
+                    })
+                    .collect())
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+        let key_of = |id: &str| {
+            releases
+                .iter()
+                .find(|(r, _)| r.id.as_str() == id)
+                .map(|(r, _)| release_key(r))
+        };
+        let rolling_to = status
+            .rollout
+            .as_ref()
+            .and_then(|r| key_of(&r.to).map(|k| (r.to.clone(), k)));
+        let mut state = self.state.lock().expect("agent state");
+        if state.generation != generation {
+            state.generation = generation;
+            state.rejected.clear();
+            state.last_error = None;
+        }
+        if let Some((id, key)) = state.attempt.clone()
+            && rolling_to.as_ref().map(|(to, _)| to) != Some(&id)
+        {
+            state.attempt = None;
+            if status.current != id {
+                tracing::warn!(release = %id, "fleet: the node's canary rolled the release back");
+                state.last_error = Some(format!(
+                    "release {id} was rolled back by this node's canary"
+                ));
+                state.rejected.insert(key);
+            }
+        }
+        if state.attempt.is_none() {
+            state.attempt = rolling_to.clone();
+        }
+        Ok(Local {
+            current_key: key_of(&status.current),
+            rolling_to,
+            switchable: releases
+                .iter()
+                .filter(|(_, ok)| *ok)
+                .map(|(r, _)| (r.id.as_str().to_owned(), release_key(r)))
+                .collect(),
+            rejected: state.rejected.clone(),
+        })
+    }
+
+    async fn deploy(
+        &self,
+        fleet: &Fleet,
+        desired: &DesiredApp,
+        release: &FleetRelease,
+        key: String,
+    ) {
+        if let Err(e) = self.fetch(fleet, release).await {
+            let reject = matches!(e, FleetError::DigestMismatch { .. });
+            return self.refuse(key, format!("fetching artifacts: {e}"), reject);
+        }
+        let request = DeployRequest {
+            manifest: release.manifest.clone(),
+            components: release.components.clone(),
+            note: format!("fleet: {} generation {}", desired.app, desired.generation),
+        };
+        match self.deployer.deploy(request).await {
+            Ok(outcome) => {
+                tracing::info!(release = %outcome.release, action = %outcome.action, "fleet: deployed");
+                let mut state = self.state.lock().expect("agent state");
+                state.last_error = None;
+                if outcome.action == "rollout" {
+                    state.attempt = Some((outcome.release, key));
+                }
+            }
+            Err(e @ (DeployError::Refused(_) | DeployError::Invalid(_))) => {
+                self.refuse(key, format!("deploy refused: {e}"), true)
+            }
+            Err(e) => self.failed(format!("deploy: {e}")),
+        }
+    }
+
+    /// Puts every artifact of `release` the node lacks into its store, verified.
+    async fn fetch(&self, fleet: &Fleet, release: &FleetRelease) -> Result<(), FleetError> {
+        for digest in release.components.values() {
+            let parsed = Digest::parse(digest).map_err(|e| FleetError::DigestMismatch {
+                expected: digest.clone(),
+                actual: e.to_string(),
+            })?;
+            if self.deployer.store().artifacts().contains(&parsed) {
+                continue;
+            }
+            let bytes = fleet.fetch_artifact(digest).await?;
+            let store = self.deployer.store().clone();
+            tokio::task::spawn_blocking(move || store.artifacts().put_expecting(&bytes, &parsed))
+                .await
+                .map_err(|e| FleetError::Nats {
+                    what: "caching an artifact",
+                    reason: e.to_string(),
+                })?
+                .map_err(|e| FleetError::Nats {
+                    what: "caching an artifact",
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    fn refuse(&self, key: String, reason: String, reject: bool) {
+        tracing::warn!(%reason, "fleet: cannot apply the desired release");
+        let mut state = self.state.lock().expect("agent state");
+        if reject {
+            state.rejected.insert(key);
+        }
+        state.last_error = Some(reason);
+    }
+
+    fn failed(&self, reason: String) {
+        tracing::warn!(%reason, "fleet: reconcile failed; retrying");
+        self.state.lock().expect("agent state").last_error = Some(reason);
+    }
+}
