@@ -4,18 +4,27 @@
 #   make test    build the guests, run every test in the workspace
 #   make lint    rustfmt --check and clippy -D warnings
 #   make bench   the benchmark scenarios (release build), see BENCHMARKS in README.md
+#   make nn-deps ONNX Runtime (WebGPU) and Mesa lavapipe for the accelerated inference tests
 
 CARGO ?= cargo
 GUESTS_TARGET ?= $(CURDIR)/guests/target
 GUESTS_DIR := $(GUESTS_TARGET)/wasm32-wasip2/release
 
-.PHONY: demo test lint guests wasm-target bench
+.PHONY: demo test lint guests wasm-target bench model nn-deps
 
 wasm-target:
 	@command -v rustup >/dev/null 2>&1 && rustup target list --installed | grep -q '^wasm32-wasip2$$' \
 		|| rustup target add wasm32-wasip2
 
-guests: wasm-target
+# The classify guest embeds a real model, fetched (pinned, hash-checked) into ~/.cache/spark-nn.
+model:
+	bash scripts/fetch-model.sh
+
+# Everything the inference tests use: the model, ONNX Runtime with WebGPU, Mesa's lavapipe.
+nn-deps:
+	bash scripts/fetch-nn.sh
+
+guests: wasm-target model
 	cd guests && $(CARGO) build --release --target wasm32-wasip2 --target-dir $(GUESTS_TARGET)
 
 demo: guests

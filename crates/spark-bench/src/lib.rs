@@ -8,6 +8,7 @@ pub mod admin;
 pub mod canary;
 pub mod coldstart;
 pub mod loadgen;
+pub mod nn;
 pub mod node;
 pub mod openloop;
 pub mod replay;

@@ -96,7 +96,7 @@ fn gpu_adapter(config: &NnConfig, inventory: &DeviceInventory) -> Result<String,
         Some(a) if a.is_software() => Ok(format!("{} (software, allowed by config)", a.name)),
         Some(a) => Ok(format!("{} ({:?})", a.name, a.kind)),
         None => Err(format!(
-            "only software Vulkan adapters ({}); allow_software_accelerators is off",
+            "only software Vulkan adapters ({}); software adapters are not accelerators unless allowed (allow_software_adapters)",
             adapters
                 .iter()
                 .map(|a| a.name.as_str())

@@ -61,4 +61,5 @@ pub use policy::{DevicePolicy, Health, Preference, Target};
 pub use router::{Attempt, Outcome};
 pub use service::{Inference, NnService};
 pub use wasmtime_wasi_nn::backend::NamedTensor;
+pub use wasmtime_wasi_nn::wit::WasiNnView;
 pub use wasmtime_wasi_nn::{Backend, Tensor};

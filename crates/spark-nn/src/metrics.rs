@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::DeviceClass;
 use crate::backend::ort::OrtInfo;
@@ -20,7 +20,7 @@ use crate::router::Outcome;
 use crate::service::Inner;
 
 /// Counters of one backend.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BackendCounters {
     /// Inferences this backend served.
     pub served: u64,
@@ -83,7 +83,7 @@ impl Metrics {
 }
 
 /// The inference part of a node's status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NnStatus {
     pub devices: DeviceInventory,
     pub onnxruntime: Result<OrtInfo, String>,
@@ -99,7 +99,7 @@ pub struct NnStatus {
 }
 
 /// One backend: whether this node has it, why not, how it is doing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackendStatus {
     pub name: String,
     pub device: DeviceClass,

@@ -164,6 +164,7 @@ fn attempt(
     inputs: &[NamedTensor],
     contexts: &mut Contexts,
 ) -> Result<Vec<NamedTensor>, NnError> {
+    let _busy = engine.busy();
     if !contexts.contains_key(&engine.name) {
         let graph = compiled(inner, engine, model, target)?;
         let context = guarded(&engine.name, || {

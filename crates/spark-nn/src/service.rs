@@ -217,6 +217,21 @@ impl NnService {
         *inner.inventory.write().expect("inventory lock") = inventory;
     }
 
+    /// Per available accelerator (non-CPU engine): its name and the inferences running on
+    /// it now. The orchestrator marks one `Saturated` above its threshold.
+    pub fn accelerators_in_flight(&self) -> Vec<(String, u32)> {
+        let inner = &self.inner;
+        let extra = inner.extra.read().expect("extra lock");
+        let engines = inner.engines.read().expect("engines lock");
+        extra
+            .iter()
+            .map(|(e, _)| e)
+            .chain(engines.iter())
+            .filter(|e| e.device != crate::DeviceClass::Cpu && e.available.is_ok())
+            .map(|e| (e.name.to_string(), e.in_flight()))
+            .collect()
+    }
+
     /// What was found, what is used, and why the rest is not (for `spark status`).
     pub fn status(&self) -> NnStatus {
         crate::metrics::status(&self.inner)

@@ -13,6 +13,7 @@ pub mod ort;
 pub mod tract;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,8 @@ pub struct Engine {
     pub(crate) detail: String,
     pub(crate) available: Result<(), String>,
     backend: Option<Mutex<Backend>>,
+    /// Inferences running on it now (the orchestrator's saturation signal).
+    in_flight: AtomicU32,
 }
 
 impl Engine {
@@ -53,6 +56,7 @@ impl Engine {
             detail: detail.into(),
             available: Ok(()),
             backend: Some(Mutex::new(backend.into())),
+            in_flight: AtomicU32::new(0),
         }
     }
 
@@ -65,6 +69,7 @@ impl Engine {
             detail: String::new(),
             available: Err(reason),
             backend: None,
+            in_flight: AtomicU32::new(0),
         }
     }
 
@@ -79,6 +84,17 @@ impl Engine {
     /// What it runs on ("ONNX Runtime 1.30.0, WebGPU EP, adapter ...").
     pub fn detail(&self) -> &str {
         &self.detail
+    }
+
+    /// Inferences running on this engine now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts one inference as running until the guard drops.
+    pub(crate) fn busy(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
     }
 
     pub fn availability(&self) -> Result<(), &str> {
@@ -97,6 +113,15 @@ impl Engine {
                 .load(&[bytes], target)
                 .map_err(|e| from_backend(&self.name, &e))
         })
+    }
+}
+
+/// One running inference on an engine (see [`Engine::busy`]).
+pub(crate) struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

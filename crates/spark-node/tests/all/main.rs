@@ -7,6 +7,7 @@ mod bad_components;
 mod faults;
 mod jobs;
 mod metrics;
+mod nn;
 mod orchestrator;
 mod outbound;
 mod releases;
