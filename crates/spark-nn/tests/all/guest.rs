@@ -102,7 +102,7 @@ async fn software_adapters_are_not_accelerators_unless_allowed() {
     if software && !hardware {
         assert!(!webgpu.available);
         assert!(
-            webgpu.detail.contains("allow_software_accelerators"),
+            webgpu.detail.contains("unless allowed"),
             "{}",
             webgpu.detail
         );

@@ -98,7 +98,7 @@ async fn module_without_guest_models_can_still_load_by_name() {
 fn a_model_file_with_the_wrong_digest_is_refused() {
     let mut config = support::config();
     config.models[0].sha256 = Some("00".repeat(32));
-    let err = spark_nn::NnService::start(config).err().expect("refused");
+    let err = spark_nn::NnService::start(config).expect_err("refused");
     assert!(err.to_string().contains("SHA-256"), "{err}");
 }
 
@@ -114,7 +114,7 @@ fn garbage_is_not_a_model() {
         path,
         sha256: None,
     });
-    let err = spark_nn::NnService::start(config).err().expect("refused");
+    let err = spark_nn::NnService::start(config).expect_err("refused");
     assert!(matches!(err, NnError::Model { .. }), "{err}");
     drop(service);
 }
