@@ -21,6 +21,8 @@ struct Node {
     child: Child,
     http: String,
     admin: String,
+    /// Kept open: the node prints to stdout after startup, and a closed pipe would kill it.
+    _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
 }
 
 impl Drop for Node {
@@ -60,7 +62,12 @@ impl Node {
         };
         let http = address("Spark node serving");
         let admin = address("Admin:");
-        Node { child, http, admin }
+        Node {
+            child,
+            http,
+            admin,
+            _stdout: lines,
+        }
     }
 
     async fn classify(&self, image: &[u8], target: &str) -> Value {
