@@ -309,3 +309,36 @@ async fn power_save_moves_inference_to_cpu_and_back_without_a_restart() {
     }
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_appears_is_discovered_without_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "device_root = {:?}\nrediscover = \"1s\"",
+        root.path().display().to_string()
+    );
+    let text = manifest(&extra, "", "").replace("rediscover = \"0s\"\n", "");
+    let node = TestNode::start(&text).await.unwrap();
+    let npus = || {
+        node.node
+            .nn()
+            .unwrap()
+            .status()
+            .devices
+            .npus
+            .iter()
+            .map(|n| n.driver.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    assert!(npus().is_empty());
+    nn::fake_npu_tree(root.path(), "intel_vpu");
+    assert!(
+        eventually(Duration::from_secs(5), || npus() == ["intel_vpu"]).await,
+        "{:?}",
+        npus()
+    );
+    let (image, label) = &nn::samples()[0];
+    let answer = classify_ok(&node, image, "target=tpu").await;
+    assert_eq!(answer["class"], *label, "{answer}");
+    node.stop().await;
+}
