@@ -342,3 +342,52 @@ async fn a_device_that_appears_is_discovered_without_a_restart() {
     assert_eq!(answer["class"], *label, "{answer}");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_accelerator_sends_new_inferences_to_the_cpu_and_gets_them_back() {
+    if nn::ort_library().is_none() || !nn::require_accel() {
+        eprintln!("NOTE: saturation needs an accelerator (SPARK_NN_REQUIRE_ACCEL=1 with ONNX Runtime and lavapipe); not tested here");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let head = format!(
+        "[orchestrator]\ninterval = \"100ms\"\nprobe_root = {:?}\n",
+        root.path().display().to_string()
+    );
+    let node = TestNode::start(&manifest(&all_backends("saturation = 1"), "", &head))
+        .await
+        .unwrap();
+    let url = node.url("/nn/classify?target=gpu");
+    let (image, label) = nn::samples()[0].clone();
+    let load = |url: String, image: Vec<u8>| async move {
+        let mut seen = Vec::new();
+        for _ in 0..60 {
+            let reply = post(&url, &image).await.unwrap();
+            let body: Value = serde_json::from_slice(&reply.body).unwrap();
+            seen.push(body);
+        }
+        seen
+    };
+    let clients: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(load(url.clone(), image.clone())))
+        .collect();
+    let mut answers = Vec::new();
+    for c in clients {
+        answers.extend(c.await.unwrap());
+    }
+    assert!(answers.iter().all(|a| a["class"] == label));
+    let moved = answers.iter().find(|a| {
+        a["device"] == "cpu"
+            && a["skipped"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["backend"] == "ort-webgpu" && s["error"] == "saturated")
+    });
+    assert!(moved.is_some(), "no inference moved to the CPU while saturated");
+    assert!(answers.iter().any(|a| a["backend"] == "ort-webgpu"));
+    let decisions = node.admin("GET", "/v1/orchestrator", b"").await.unwrap().text();
+    assert!(decisions.contains("ort-webgpu saturated"), "{decisions}");
+    assert!(decisions.contains("no longer saturated"), "{decisions}");
+    node.stop().await;
+}
