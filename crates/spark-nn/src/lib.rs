@@ -19,6 +19,10 @@
 //! - [`bench`]: benchmark B6.
 //!
 //! # Wiring into a runtime
+//! Spark's node does exactly this: `spark-runtime` adds [`add_to_linker`] to its one linker
+//! and keeps an [`NnInvocation`] in every store (`Host::nn`), made from the module's
+//! `ModuleControls::nn` (the node's [`NnService`]) and its `GuestLimits::nn` ([`NnLimits`]);
+//! `spark-node` starts the service from `[nn]` and steers its [`DevicePolicy`].
 //! ```text
 //! let nn = spark_nn::NnService::start(config)?;            // once, on a blocking thread
 //! struct Host { table: ResourceTable, nn: spark_nn::NnInvocation, /* ... */ }
