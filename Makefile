@@ -41,3 +41,4 @@ lint:
 bench: guests
 	$(CARGO) run --release -p spark-cli -- bench serve --quick
 	$(CARGO) run --release -p spark-cli -- bench coldstart --quick
+	$(CARGO) run --release -p spark-cli -- bench nn --quick
