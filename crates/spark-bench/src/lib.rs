@@ -9,6 +9,7 @@ pub mod canary;
 pub mod coldstart;
 pub mod fleet;
 pub mod loadgen;
+pub mod nn;
 pub mod node;
 pub mod openloop;
 pub mod replay;

@@ -13,6 +13,7 @@
 //! ([`Manifest::load`]); [`Manifest::parse`] is pure and is what tests use.
 
 mod error;
+mod nn;
 mod outbound;
 mod routes;
 mod schema;
@@ -26,6 +27,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{Diagnostic, ManifestError};
+pub use nn::{
+    DEFAULT_NN_MODEL, DEFAULT_NN_REDISCOVER, DEFAULT_NN_TENSOR, NN_BACKENDS, NnModel, NnSettings,
+};
 pub use outbound::{AllowedHost, OutboundPolicy};
 pub use routes::{Route, RouteTable};
 pub use units::{parse_byte_size, parse_duration};
@@ -44,6 +48,8 @@ pub struct Manifest {
     pub node: NodeSettings,
     pub orchestrator: OrchestratorSettings,
     pub predictor: PredictorSettings,
+    /// The inference host (`[nn]`); `None`: the node runs none.
+    pub nn: Option<NnSettings>,
     pub modules: Vec<ModuleSpec>,
 }
 
@@ -83,6 +89,7 @@ impl Manifest {
             },
             orchestrator: OrchestratorSettings::default(),
             predictor: PredictorSettings::default(),
+            nn: None,
             modules: vec![ModuleSpec {
                 id,
                 component: ComponentRef::File(component),
@@ -396,6 +403,11 @@ pub struct Limits {
     pub cpu_time: Duration,
     /// Bytes of response body the guest may produce per request.
     pub response_body: u64,
+    /// Largest model the guest may pass as bytes to `wasi:nn` `graph.load` (0: only models
+    /// the host serves by name).
+    pub nn_model: u64,
+    /// Largest input tensor (bytes of data) the guest may pass to `wasi:nn`.
+    pub nn_tensor: u64,
 }
 
 pub const DEFAULT_MEMORY: u64 = 128 << 20;
@@ -416,6 +428,8 @@ impl Default for Limits {
             timeout: DEFAULT_TIMEOUT,
             cpu_time: DEFAULT_CPU_TIME,
             response_body: DEFAULT_RESPONSE_BODY,
+            nn_model: DEFAULT_NN_MODEL,
+            nn_tensor: DEFAULT_NN_TENSOR,
         }
     }
 }

@@ -23,6 +23,7 @@ pub(crate) struct RawManifest {
     pub node: Option<RawNode>,
     pub orchestrator: Option<RawOrchestrator>,
     pub predictor: Option<RawPredictor>,
+    pub nn: Option<RawNn>,
     #[serde(default, rename = "module")]
     pub modules: Vec<Spanned<RawModule>>,
 }
@@ -83,6 +84,8 @@ pub(crate) struct RawLimits {
     pub timeout: Option<Spanned<String>>,
     pub cpu_time: Option<Spanned<String>>,
     pub response_body: Option<Spanned<String>>,
+    pub nn_model: Option<Spanned<String>>,
+    pub nn_tensor: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,4 +110,27 @@ pub(crate) struct RawPredictor {
     pub memory_budget: Option<Spanned<String>>,
     pub interval: Option<Spanned<String>>,
     pub time_scale: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNn {
+    pub backends: Option<Spanned<Vec<Spanned<String>>>>,
+    pub ort_library: Option<Spanned<String>>,
+    pub allow_software_adapters: Option<bool>,
+    pub device_root: Option<Spanned<String>>,
+    pub cpu_threads: Option<Spanned<i64>>,
+    pub rediscover: Option<Spanned<String>>,
+    pub power_save_cpu_only: Option<bool>,
+    pub saturation: Option<Spanned<i64>>,
+    #[serde(default, rename = "model")]
+    pub models: Vec<Spanned<RawNnModel>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNnModel {
+    pub name: Spanned<String>,
+    pub path: Spanned<String>,
+    pub sha256: Option<Spanned<String>>,
 }

@@ -382,3 +382,63 @@ fn rollout_settings_are_validated() {
         );
     }
 }
+
+#[test]
+fn nn_settings_and_limits_are_validated() {
+    let m = parse(GOOD).unwrap();
+    assert_eq!(m.nn, None);
+    assert_eq!(m.modules[0].limits.nn_tensor, DEFAULT_NN_TENSOR);
+
+    let table = "[nn]\nbackends = [\"ort-webgpu\", \"ort-cpu\"]\nort_library = \"lib/libonnxruntime.so.1\"\nallow_software_adapters = true\ndevice_root = \"fixtures/npu\"\nrediscover = \"0s\"\n\n[[nn.model]]\nname = \"ppocr-cls\"\npath = \"models/cls.onnx\"\n\n";
+    let text = GOOD
+        .replace(
+            "[[module]]\nid = \"storefront\"",
+            &format!("{table}[[module]]\nid = \"storefront\""),
+        )
+        .replace(
+            "response_body = \"1MiB\"",
+            "response_body = \"1MiB\"\nnn_model = \"0B\"\nnn_tensor = \"64KiB\"",
+        );
+    let m = parse(&text).unwrap();
+    let nn = m.nn.unwrap();
+    assert_eq!(nn.backends, ["ort-webgpu", "ort-cpu", "tract"]);
+    assert_eq!(
+        nn.ort_library.unwrap(),
+        Path::new("/etc/spark/lib/libonnxruntime.so.1")
+    );
+    assert!(nn.allow_software_adapters);
+    assert_eq!(nn.device_root, Path::new("/etc/spark/fixtures/npu"));
+    assert!(nn.rediscover.is_zero());
+    assert_eq!(nn.models[0].path, Path::new("/etc/spark/models/cls.onnx"));
+    assert_eq!(m.modules[0].limits.nn_model, 0);
+    assert_eq!(m.modules[0].limits.nn_tensor, 64 << 10);
+
+    for (bad, expected) in [
+        ("backends = [\"cuda\"]", "unknown backend \"cuda\""),
+        ("rediscover = \"10ms\"", "nn.rediscover must be at least 1s"),
+        (
+            "cpu_threads = 0",
+            "nn.cpu_threads must be between 1 and 256",
+        ),
+        ("turbo = true", "unknown field `turbo`"),
+    ] {
+        let text = GOOD.replace(
+            "[[module]]\nid = \"storefront\"",
+            &format!("[nn]\n{bad}\n\n[[module]]\nid = \"storefront\""),
+        );
+        let (line, message) = refusal(&text);
+        assert_eq!(
+            line,
+            line_of(&text, bad.split(' ').next().unwrap()),
+            "{bad}"
+        );
+        assert!(message.contains(expected), "{bad}: {message}");
+    }
+    let text = GOOD.replace(
+        "response_body = \"1MiB\"",
+        "response_body = \"1MiB\"\nnn_tensor = \"lots\"",
+    );
+    let (line, message) = refusal(&text);
+    assert_eq!(line, line_of(&text, "nn_tensor"));
+    assert!(message.contains("limits.nn_tensor"), "{message}");
+}

@@ -1,5 +1,7 @@
 //! From the raw schema to validated types, collecting every problem with its position.
 
+mod nn;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -55,6 +57,7 @@ fn parse_with_spans(
     let node = v.node(raw.node.as_ref());
     let orchestrator = v.orchestrator(raw.orchestrator.as_ref());
     let predictor = v.predictor(raw.predictor.as_ref());
+    let nn = v.nn(raw.nn.as_ref());
     let mut modules = Vec::new();
     let mut spans = Vec::new();
     for raw_module in &raw.modules {
@@ -80,6 +83,7 @@ fn parse_with_spans(
         node,
         orchestrator,
         predictor,
+        nn,
         modules,
     };
     Ok((manifest, spans))
@@ -519,6 +523,16 @@ impl Validator<'_> {
                 raw.response_body.as_ref(),
                 d.response_body,
                 &format!("{who}: limits.response_body"),
+            ),
+            nn_model: self.size(
+                raw.nn_model.as_ref(),
+                d.nn_model,
+                &format!("{who}: limits.nn_model"),
+            ),
+            nn_tensor: self.size(
+                raw.nn_tensor.as_ref(),
+                d.nn_tensor,
+                &format!("{who}: limits.nn_tensor"),
             ),
         }
     }

@@ -25,6 +25,7 @@ pub mod front;
 pub mod jobs;
 pub mod latency;
 pub mod metrics;
+pub mod nn;
 pub mod node;
 pub mod pacing;
 pub mod residency;

@@ -27,6 +27,10 @@ pub struct NodeStatus {
     pub canaries: Vec<CanaryStatus>,
     /// `None` when the orchestrator is off.
     pub orchestrator: Option<OrchestratorStatus>,
+    /// Inference: devices found, backends used and why the others are not, counters.
+    /// `None` when the node runs no inference host (no `[nn]`).
+    #[serde(default)]
+    pub nn: Option<spark_nn::NnStatus>,
 }
 
 /// A canary version during a rollout.

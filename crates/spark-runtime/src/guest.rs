@@ -39,6 +39,8 @@ pub struct GuestLimits {
     pub timeout: Duration,
     pub cpu_time: Duration,
     pub response_body: u64,
+    /// What the module may ask of `wasi:nn` (model and tensor sizes).
+    pub nn: spark_nn::NnLimits,
 }
 
 impl From<&spark_manifest::Limits> for GuestLimits {
@@ -48,6 +50,11 @@ impl From<&spark_manifest::Limits> for GuestLimits {
             timeout: l.timeout,
             cpu_time: l.cpu_time,
             response_body: l.response_body,
+            nn: spark_nn::NnLimits {
+                max_model_bytes: l.nn_model,
+                max_tensor_bytes: l.nn_tensor,
+                allow_guest_models: l.nn_model > 0,
+            },
         }
     }
 }
@@ -108,6 +115,8 @@ pub struct ModuleControls {
     pub outbound_latency: Option<Arc<dyn LatencySink>>,
     /// The module's counters; shared so they outlive a reload of the module's code.
     pub stats: Arc<ModuleStats>,
+    /// The node's inference host; `None`: `wasi:nn` calls fail (no backend, no models).
+    pub nn: Option<spark_nn::NnService>,
 }
 
 /// Receives latencies observed on the request path. Must be cheap and never block for long.
@@ -444,6 +453,10 @@ impl GuestModule {
             config: inner.config.clone(),
             memory: MemoryLimiter::new(inner.limits.memory),
             budget,
+            nn: match &inner.controls.nn {
+                Some(service) => service.invocation(&inner.id, inner.limits.nn),
+                None => spark_nn::NnInvocation::disabled(),
+            },
         };
         let mut store = Store::new(&inner.engine, host);
         store.limiter(|host| &mut host.memory);

@@ -1,5 +1,6 @@
 //! The per-invocation host state (`T` in `Store<T>`): WASI contexts, the resource table,
-//! the outbound policy, memory accounting and the execution budget.
+//! the outbound policy, memory accounting, the execution budget and the inference state
+//! (`wasi:nn`, served by `spark-nn`).
 //!
 //! One `Host` lives exactly as long as one request or job run; nothing in it is shared with
 //! another invocation except read-only configuration behind `Arc`s.
@@ -23,6 +24,8 @@ pub struct Host {
     pub(crate) config: Arc<WasiConfigVariables>,
     pub(crate) memory: MemoryLimiter,
     pub(crate) budget: Arc<Budget>,
+    /// This invocation's `wasi:nn` state (disabled when the node runs no inference host).
+    pub(crate) nn: spark_nn::NnInvocation,
 }
 
 impl WasiView for Host {
@@ -47,6 +50,14 @@ impl WasiHttpView for Host {
 impl Host {
     pub(crate) fn config_view(&mut self) -> WasiConfig<'_> {
         WasiConfig::from(&*self.config)
+    }
+
+    pub(crate) fn nn_view(&mut self) -> spark_nn::WasiNnView<'_> {
+        self.nn.view(&mut self.table)
+    }
+
+    pub(crate) fn nn_info(&mut self) -> &mut spark_nn::NnInvocation {
+        &mut self.nn
     }
 }
 

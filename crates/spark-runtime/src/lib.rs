@@ -4,7 +4,8 @@
 //! memory images, epoch interruption), one linker with the host interfaces a standard
 //! component expects (`wasi:cli`, `wasi:filesystem`, `wasi:sockets`, `wasi:clocks`,
 //! `wasi:random`, `wasi:http`, `wasi:config`; all of WASI 0.2.x, as `wasmtime serve -Scli`
-//! gives), and an [`ArtifactCache`] of native code.
+//! gives; plus `wasi:nn` and `spark:nn/info`, served by `spark-nn`'s router), and an
+//! [`ArtifactCache`] of native code.
 //!
 //! [`Runtime::prepare`] turns a `.wasm` file into a [`Prepared`] component (checked, compiled or
 //! loaded from the AOT cache, pre-linked). [`Runtime::module`] pairs it with limits and
@@ -187,5 +188,6 @@ fn build_linker(engine: &Engine) -> Result<Linker<Host>, RuntimeError> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fail)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(fail)?;
     wasmtime_wasi_config::add_to_linker(&mut linker, Host::config_view).map_err(fail)?;
+    spark_nn::add_to_linker(&mut linker, Host::nn_view, Host::nn_info).map_err(fail)?;
     Ok(linker)
 }

@@ -5,10 +5,14 @@
 //! Guests are built once per test process with the same cargo command the README uses. Set
 //! `SPARK_GUESTS_DIR` to a directory of prebuilt `.wasm` files to skip the build (CI does,
 //! after building them once).
+//!
+//! [`nn`] finds the inference test material (the real model, ONNX Runtime) and says loudly
+//! what it cannot test; `SPARK_NN_REQUIRE_ACCEL=1` (CI) turns a missing piece into a failure.
 
 mod client;
 mod guests;
 mod nats;
+pub mod nn;
 mod node;
 
 pub use client::{Reply, get, post, request, request_with};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use spark_bench::{canary, coldstart, fleet, replay, serve, surge};
+use spark_bench::{canary, coldstart, fleet, nn, replay, serve, surge};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -85,6 +85,30 @@ enum Scenario {
         #[arg(long)]
         component: Option<PathBuf>,
         /// Steps of 2 s instead of 5 s.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// B6: one `.wasm` classifying on every inference backend present: latency and top-1
+    /// agreement per backend, the automatic choice, fallback and saturation costs.
+    Nn {
+        /// The `classify` guest (default: from `make guests`).
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// ONNX Runtime library (default: ~/.cache/spark-nn/ort/libonnxruntime.so.1 if present).
+        #[arg(long)]
+        ort: Option<PathBuf>,
+        /// Do not use ONNX Runtime (tract only).
+        #[arg(long)]
+        no_ort: bool,
+        /// Do not count software Vulkan adapters (lavapipe) as GPUs.
+        #[arg(long)]
+        no_software: bool,
+        /// Requests per image per backend.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// 3 rounds.
         #[arg(long)]
         quick: bool,
         #[arg(long)]
@@ -219,6 +243,38 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let report = canary::run(&options).await?;
             print!("{}", canary::render(&report));
         }
+        Scenario::Nn {
+            component,
+            ort,
+            no_ort,
+            no_software,
+            rounds,
+            quick,
+            out,
+        } => {
+            let component = match component {
+                Some(c) => c,
+                None => spark_bench::guest("classify")?,
+            };
+            let ort_library = match no_ort {
+                true => None,
+                false => ort.or_else(default_ort),
+            };
+            if ort_library.is_none() {
+                eprintln!(
+                    "note: no ONNX Runtime (scripts/fetch-ort.sh, or --ort PATH): tract only"
+                );
+            }
+            let options = nn::NnBenchOptions {
+                component: std::path::absolute(component)?,
+                ort_library,
+                allow_software: !no_software,
+                rounds: if quick { 3 } else { rounds },
+                out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
+            };
+            let report = nn::run(&options).await?;
+            print!("{}", nn::render(&report));
+        }
         Scenario::Coldstart {
             component,
             quick,
@@ -258,6 +314,14 @@ fn cached_nats() -> Option<PathBuf> {
     let home = std::env::var_os("HOME")?;
     let path = PathBuf::from(home).join(".cache/spark-nats/2.15.1/nats-server");
     path.is_file().then_some(path)
+}
+
+/// The library `scripts/fetch-ort.sh` installs, if it did.
+fn default_ort() -> Option<PathBuf> {
+    let cache = std::env::var_os("SPARK_NN_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/spark-nn")))?;
+    Some(cache.join("ort/libonnxruntime.so.1")).filter(|p| p.is_file())
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {

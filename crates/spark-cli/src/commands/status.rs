@@ -82,6 +82,76 @@ fn print(status: &NodeStatus) {
         None => println!("orchestrator: off"),
         Some(o) => print_orchestrator(o),
     }
+    match &status.nn {
+        None => println!("inference: off (no [nn] table)"),
+        Some(nn) => print_nn(nn),
+    }
+}
+
+/// Devices found, each backend (used or why not) with its counters, the chains.
+fn print_nn(nn: &spark_nn::NnStatus) {
+    let d = &nn.devices;
+    let adapters: Vec<String> = d
+        .vulkan
+        .adapters()
+        .iter()
+        .map(|a| {
+            let kind = if a.is_software() {
+                "software"
+            } else {
+                "hardware"
+            };
+            format!("{} ({kind})", a.name)
+        })
+        .collect();
+    println!(
+        "inference: preference {:?}  npus {}  render nodes {}  vulkan [{}]  fallbacks {}  exhausted {}  rejected {}",
+        nn.preference,
+        d.npus.len(),
+        d.render_nodes.len(),
+        adapters.join(", "),
+        nn.fallbacks,
+        nn.exhausted,
+        nn.rejected
+    );
+    match &nn.onnxruntime {
+        Ok(info) => println!(
+            "  onnxruntime: {} (providers: {})",
+            info.path.display(),
+            info.providers.join(", ")
+        ),
+        Err(reason) => println!("  onnxruntime: not used: {reason}"),
+    }
+    println!(
+        "  {:<11} {:<4} {:<10} {:>8} {:>8} {:>7}  DETAIL",
+        "BACKEND", "DEV", "STATE", "SERVED", "FAILED", "AVG(ms)"
+    );
+    for b in &nn.backends {
+        let state = match (&b.available, &b.benched, &b.health) {
+            (false, _, _) => "not used".to_owned(),
+            (true, Some(_), _) => "benched".to_owned(),
+            (true, None, spark_nn::Health::Healthy) => "ready".to_owned(),
+            (true, None, health) => format!("{health:?}").to_lowercase(),
+        };
+        let avg = match b.counters.served {
+            0 => "-".to_owned(),
+            n => format!("{:.2}", b.counters.micros_total as f64 / n as f64 / 1e3),
+        };
+        let detail = b.benched.as_deref().unwrap_or(&b.detail);
+        println!(
+            "  {:<11} {:<4} {:<10} {:>8} {:>8} {:>7}  {}",
+            b.name,
+            format!("{:?}", b.device).to_lowercase(),
+            state,
+            b.counters.served,
+            b.counters.failures,
+            avg,
+            truncate(detail, 100)
+        );
+    }
+    for (target, chain) in &nn.chains {
+        println!("  target {target}: {}", chain.join(" -> "));
+    }
 }
 
 fn print_orchestrator(o: &spark_node::status::OrchestratorStatus) {

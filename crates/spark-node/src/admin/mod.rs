@@ -41,6 +41,8 @@ pub struct AdminState {
     pub orchestrator: Option<Arc<ControlView>>,
     pub warmth: Arc<WarmthView>,
     pub deployer: Arc<Deployer>,
+    /// The inference host (`None` without `[nn]`).
+    pub nn: Option<spark_nn::NnService>,
     /// Bearer token required on `/v1/*`.
     pub token: String,
 }
@@ -114,6 +116,7 @@ async fn node_status(State(state): State<Arc<AdminState>>) -> Json<NodeStatus> {
             .orchestrator
             .as_deref()
             .map(|view| status::orchestrator(view, 20)),
+        nn: state.nn.as_ref().map(spark_nn::NnService::status),
     })
 }
 

@@ -113,6 +113,7 @@ pub async fn run(
     settings: OrchestratorSettings,
     mut probes: Probes,
     view: Arc<ControlView>,
+    mut nn: Option<crate::nn::NnControl>,
     shutdown: CancellationToken,
 ) {
     let config = policy_config(&settings);
@@ -136,7 +137,14 @@ pub async fn run(
             &mut state,
             window,
         );
-        let (cpu, (telemetry, signals, plan, decisions)) = CpuMeter::new(tick).await;
+        let (cpu, (telemetry, signals, plan, mut decisions)) = CpuMeter::new(tick).await;
+        if let Some(nn) = &mut nn {
+            let taken = nn.apply(plan.modes.power_save, unix_ms());
+            for d in &taken {
+                tracing::info!(target: "spark::decision", scope = %d.scope, change = %d.change, reason = %d.reason, "orchestrator decision");
+            }
+            decisions.extend(taken);
+        }
         let cpu = cpu + probes.last_sample_cpu();
         view.cpu_nanos
             .fetch_add(cpu.as_nanos() as u64, Ordering::Relaxed);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod collector;
+mod nn;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -62,7 +63,11 @@ fn instantiation_histogram() -> Histogram {
 }
 
 impl NodeMetrics {
-    pub fn new(snapshot: SharedSnapshot, control: Option<Arc<ControlView>>) -> NodeMetrics {
+    pub fn new(
+        snapshot: SharedSnapshot,
+        control: Option<Arc<ControlView>>,
+        nn: Option<spark_nn::NnService>,
+    ) -> NodeMetrics {
         let mut registry = Registry::with_prefix("spark");
         let requests = Family::<StatusLabels, Counter>::default();
         let latency = Family::<ModuleLabel, Histogram>::new_with_constructor(
@@ -133,6 +138,9 @@ impl NodeMetrics {
             cold_start_seconds.clone(),
         );
         registry.register_collector(Box::new(NodeCollector { snapshot, control }));
+        if let Some(nn) = nn {
+            registry.register_collector(Box::new(nn::NnCollector(nn)));
+        }
         NodeMetrics {
             registry,
             requests,

@@ -65,6 +65,8 @@ pub enum NodeError {
     Store(String),
     #[error("orchestrator configuration: {0}")]
     Orchestrator(String),
+    #[error("inference host ([nn]): {0}")]
+    Nn(String),
     #[error("cannot start the background executor: {source}")]
     Executor {
         #[source]
@@ -97,6 +99,7 @@ pub struct RunningNode {
     control: Option<Arc<ControlView>>,
     warmth: Arc<WarmthView>,
     deployer: Arc<Deployer>,
+    nn: Option<spark_nn::NnService>,
     _background: Option<BackgroundExecutor>,
 }
 
@@ -118,7 +121,14 @@ impl RunningNode {
         let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(Vec::new())));
         let orchestrated = manifest.orchestrator.enabled;
         let control = orchestrated.then(|| Arc::new(ControlView::default()));
-        let metrics = Arc::new(NodeMetrics::new(snapshot.clone(), control.clone()));
+        let nn = crate::nn::start(manifest.nn.as_ref())
+            .await
+            .map_err(NodeError::Nn)?;
+        let metrics = Arc::new(NodeMetrics::new(
+            snapshot.clone(),
+            control.clone(),
+            nn.clone(),
+        ));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let background = match orchestrated {
             true => Some(
@@ -141,6 +151,7 @@ impl RunningNode {
             outbound_latency: probes
                 .as_ref()
                 .map(|p| Arc::new(ObservedOutbound(p.outbound())) as Arc<dyn LatencySink>),
+            nn: nn.clone(),
         };
         let factory = ModuleFactory {
             runtime: runtime.clone(),
@@ -189,6 +200,7 @@ impl RunningNode {
             orchestrator: control.clone(),
             warmth: warmth.clone(),
             deployer: deployer.clone(),
+            nn: nn.clone(),
             token,
         };
         let mut tasks = vec![
@@ -211,13 +223,25 @@ impl RunningNode {
         );
         tasks.push(tokio::spawn(controller.run(shutdown.clone())));
         tasks.push(tokio::spawn(deployer.clone().run(shutdown.clone())));
+        if let (Some(service), Some(settings)) = (&nn, &manifest.nn)
+            && !settings.rediscover.is_zero()
+        {
+            let every = settings.rediscover;
+            let rediscovery = crate::nn::rediscover(service.clone(), every, shutdown.clone());
+            tasks.push(tokio::spawn(rediscovery));
+        }
         if let (Some(view), Some(probes)) = (&control, probes) {
             let settings = manifest.orchestrator.clone();
+            let nn_control = nn
+                .clone()
+                .zip(manifest.nn.as_ref())
+                .map(|(service, s)| crate::nn::NnControl::new(service, s));
             tasks.push(tokio::spawn(control::run(
                 snapshot.clone(),
                 settings,
                 probes,
                 view.clone(),
+                nn_control,
                 shutdown.clone(),
             )));
         }
@@ -238,6 +262,7 @@ impl RunningNode {
             control,
             warmth,
             deployer,
+            nn,
             _background: background,
         })
     }
@@ -250,6 +275,11 @@ impl RunningNode {
     /// What the orchestrator last saw and decided (`None` when it is off).
     pub fn control(&self) -> Option<&Arc<ControlView>> {
         self.control.as_ref()
+    }
+
+    /// The inference host (`None` without an `[nn]` table).
+    pub fn nn(&self) -> Option<&spark_nn::NnService> {
+        self.nn.as_ref()
     }
 
     /// The release manager (deploys, rollouts, rollbacks).

@@ -27,6 +27,8 @@ pub struct Placement {
     pub paced: bool,
     /// Where guests' outbound round trips are reported (the uplink probe's passive side).
     pub outbound_latency: Option<Arc<dyn LatencySink>>,
+    /// The node's inference host, handed to every module's guests.
+    pub nn: Option<spark_nn::NnService>,
 }
 
 /// Feeds guests' outbound round trips to the orchestrator's passive uplink probe.
@@ -54,6 +56,7 @@ impl Placement {
             outbound: outbound.clone(),
             outbound_latency: self.outbound_latency.clone(),
             stats: Arc::new(ModuleStats::default()),
+            nn: self.nn.clone(),
         };
         (runtime_controls, SlotControls::new(pacer, outbound))
     }

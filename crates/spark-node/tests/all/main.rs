@@ -8,6 +8,7 @@ mod faults;
 mod foreign;
 mod jobs;
 mod metrics;
+mod nn;
 mod orchestrator;
 mod outbound;
 mod releases;

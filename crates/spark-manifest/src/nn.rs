@@ -1,0 +1,69 @@
+//! The inference settings: the node's `[nn]` table ([`NnSettings`]) and the per-module
+//! inference limits in `[module.limits]` (`nn_model`, `nn_tensor`).
+//!
+//! The decision worth knowing: `[nn]` is node-wide and read once at node start (devices,
+//! libraries and the models the host serves are the node's, not a release's), while the
+//! limits are per module and travel with each release like the other limits. Without an
+//! `[nn]` table the node runs no inference host and guests' `wasi:nn` calls fail cleanly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The backends a node may be told to use, best first (names as in logs and metrics).
+pub const NN_BACKENDS: &[&str] = &["ort-npu", "ort-webgpu", "ort-cpu", "tract"];
+/// Default cap on a model a guest passes as bytes to `graph.load`.
+pub const DEFAULT_NN_MODEL: u64 = 32 << 20;
+/// Default cap on one input tensor's data.
+pub const DEFAULT_NN_TENSOR: u64 = 16 << 20;
+/// How often devices are looked for again by default.
+pub const DEFAULT_NN_REDISCOVER: Duration = Duration::from_secs(30);
+
+/// The node's inference host, from the optional `[nn]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NnSettings {
+    /// Backends this node may use (from [`NN_BACKENDS`]); `tract` is always kept.
+    pub backends: Vec<String>,
+    /// The ONNX Runtime library (`libonnxruntime.so`); `None`: ONNX Runtime is not used.
+    pub ort_library: Option<PathBuf>,
+    /// Count software GPU adapters (Mesa's lavapipe) as accelerators. A test setting.
+    pub allow_software_adapters: bool,
+    /// Where device discovery reads `/dev` and `/sys` (fake trees in tests).
+    pub device_root: PathBuf,
+    /// Threads one CPU inference may use.
+    pub cpu_threads: u32,
+    /// How often devices are discovered again (zero: only at startup).
+    pub rediscover: Duration,
+    /// In the orchestrator's power-save mode, run inference on the CPU only.
+    pub power_save_cpu_only: bool,
+    /// Inferences running at once on one accelerator beyond which it counts as saturated
+    /// and new ones go to the CPU (zero: never).
+    pub saturation: u32,
+    /// Models the host serves by name (`graph.load-by-name`).
+    pub models: Vec<NnModel>,
+}
+
+impl Default for NnSettings {
+    fn default() -> Self {
+        NnSettings {
+            backends: NN_BACKENDS.iter().map(|b| (*b).to_owned()).collect(),
+            ort_library: None,
+            allow_software_adapters: false,
+            device_root: PathBuf::from("/"),
+            cpu_threads: 1,
+            rediscover: DEFAULT_NN_REDISCOVER,
+            power_save_cpu_only: true,
+            saturation: 0,
+            models: Vec::new(),
+        }
+    }
+}
+
+/// A model the host registers under a name (`[[nn.model]]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NnModel {
+    pub name: String,
+    /// The ONNX file (manifest-relative paths resolved).
+    pub path: PathBuf,
+    /// Expected SHA-256 (lowercase hex); a mismatch stops the node from starting.
+    pub sha256: Option<String>,
+}

@@ -1,0 +1,175 @@
+//! Backends: one [`Engine`] per way of running a model (`tract`, `ort-cpu`, `ort-webgpu`,
+//! `ort-npu`, or one a test brings), each wrapping a `wasmtime-wasi-nn` backend.
+//!
+//! Every Spark backend implements the `wasmtime-wasi-nn` crate's public traits
+//! (`BackendInner` / `BackendGraph` / `BackendExecutionContext`), so any backend written for
+//! that crate can be plugged in as an engine too.
+//!
+//! The decision worth knowing: every call into a backend goes through [`guarded`], which turns
+//! a panic into [`NnError::Panic`]. A stock backend's panic is never seen by the guest (it gets
+//! an answer from the next backend) nor by the host (the node keeps serving).
+
+pub mod ort;
+pub mod tract;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use wasmtime_wasi_nn::wit::ExecutionTarget;
+use wasmtime_wasi_nn::{Backend, Graph};
+
+use crate::error::NnError;
+
+/// The kind of device an engine computes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceClass {
+    Cpu,
+    Gpu,
+    Npu,
+}
+
+/// A named backend, whether it exists on this node, and on what device it runs.
+pub struct Engine {
+    pub(crate) name: Arc<str>,
+    pub(crate) device: DeviceClass,
+    pub(crate) detail: String,
+    pub(crate) available: Result<(), String>,
+    backend: Option<Mutex<Backend>>,
+    /// Inferences running on it now (the orchestrator's saturation signal).
+    in_flight: AtomicU32,
+}
+
+impl Engine {
+    /// An engine that can run models.
+    pub fn new(
+        name: &str,
+        device: DeviceClass,
+        detail: impl Into<String>,
+        backend: impl Into<Backend>,
+    ) -> Engine {
+        Engine {
+            name: Arc::from(name),
+            device,
+            detail: detail.into(),
+            available: Ok(()),
+            backend: Some(Mutex::new(backend.into())),
+            in_flight: AtomicU32::new(0),
+        }
+    }
+
+    /// An engine this node does not have, and why (listed in status, never tried).
+    pub fn unavailable(name: &str, device: DeviceClass, reason: impl Into<String>) -> Engine {
+        let reason = reason.into();
+        Engine {
+            name: Arc::from(name),
+            device,
+            detail: String::new(),
+            available: Err(reason),
+            backend: None,
+            in_flight: AtomicU32::new(0),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn device(&self) -> DeviceClass {
+        self.device
+    }
+
+    /// What it runs on ("ONNX Runtime 1.30.0, WebGPU EP, adapter ...").
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// Inferences running on this engine now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts one inference as running until the guard drops.
+    pub(crate) fn busy(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+
+    pub fn availability(&self) -> Result<(), &str> {
+        self.available.as_ref().map(|_| ()).map_err(|e| e.as_str())
+    }
+
+    /// Compiles `bytes` on this backend (a panic becomes an error).
+    pub(crate) fn load(&self, bytes: &[u8], target: ExecutionTarget) -> Result<Graph, NnError> {
+        let Some(backend) = &self.backend else {
+            let reason = self.available.clone().err().unwrap_or_default();
+            return Err(NnError::backend(&self.name, reason));
+        };
+        guarded(&self.name, || {
+            let mut backend = backend.lock().unwrap_or_else(|p| p.into_inner());
+            backend
+                .load(&[bytes], target)
+                .map_err(|e| from_backend(&self.name, &e))
+        })
+    }
+}
+
+/// One running inference on an engine (see [`Engine::busy`]).
+pub(crate) struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs `f`, turning a panic into [`NnError::Panic`] for `backend`.
+pub(crate) fn guarded<T>(
+    backend: &str,
+    f: impl FnOnce() -> Result<T, NnError>,
+) -> Result<T, NnError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            tracing::error!(backend, %message, "inference backend panicked; caught");
+            Err(NnError::Panic {
+                backend: backend.to_owned(),
+                message,
+            })
+        }
+    }
+}
+
+/// Our error for what a `wasmtime-wasi-nn` backend returned: its whole message, causes
+/// included, without the crate's generic outer text or a repeated backend name.
+pub(crate) fn from_backend(backend: &str, e: &wasmtime_wasi_nn::backend::BackendError) -> NnError {
+    use wasmtime_wasi_nn::backend::BackendError as E;
+    let text = match e {
+        E::BackendAccess(inner) => format!("{inner:#}"),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    };
+    let prefix = format!("backend {backend}: ");
+    let reason = text.strip_prefix(&prefix).unwrap_or(&text).trim_end();
+    NnError::backend(backend, reason)
+}
+
+/// A `wasmtime-wasi-nn` error carrying one of ours.
+pub(crate) fn to_backend_error(e: NnError) -> wasmtime_wasi_nn::backend::BackendError {
+    e.into()
+}

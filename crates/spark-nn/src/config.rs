@@ -1,0 +1,136 @@
+//! Node-wide inference settings ([`NnConfig`]) and per-module limits ([`NnLimits`]).
+//!
+//! The decision worth knowing: software GPU adapters (Mesa's lavapipe, SwiftShader) are never
+//! treated as accelerators unless [`NnConfig::allow_software_accelerators`] says so. It is a
+//! test setting: it lets CI run the accelerated branch for real on a machine without a GPU,
+//! while a production node never routes work to a "GPU" slower than its CPU.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default cap on a model a guest hands to `graph.load`, in bytes.
+pub const DEFAULT_MAX_MODEL_BYTES: u64 = 32 << 20;
+/// Default cap on one input tensor's data, in bytes.
+pub const DEFAULT_MAX_TENSOR_BYTES: u64 = 16 << 20;
+/// Most dimensions an input tensor may have.
+pub const MAX_TENSOR_RANK: usize = 8;
+/// Most input tensors one `compute` may pass.
+pub const MAX_INPUTS: usize = 16;
+/// Consecutive failures after which a backend is benched.
+pub const DEFAULT_FAILURES_TO_BENCH: u32 = 3;
+/// How long a benched backend waits before it is tried again.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Models compiled from guest-supplied bytes kept per node (by SHA-256).
+pub const GUEST_MODEL_CACHE: usize = 8;
+
+/// The backends Spark knows, by the name used in config, logs, metrics and `spark:nn/info`.
+pub const KNOWN_BACKENDS: &[&str] = &[ORT_NPU, ORT_WEBGPU, ORT_CPU, TRACT];
+/// ONNX Runtime with the execution provider matching a discovered NPU's driver.
+pub const ORT_NPU: &str = "ort-npu";
+/// ONNX Runtime with its WebGPU execution provider (Dawn on Vulkan).
+pub const ORT_WEBGPU: &str = "ort-webgpu";
+/// ONNX Runtime's CPU execution provider.
+pub const ORT_CPU: &str = "ort-cpu";
+/// The pure-Rust CPU backend; always present.
+pub const TRACT: &str = "tract";
+
+/// Node-wide inference settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NnConfig {
+    /// Backends this node may use (names from [`KNOWN_BACKENDS`]); `tract` is always added.
+    pub backends: Vec<String>,
+    /// The ONNX Runtime shared library (`libonnxruntime.so`); `None`: ONNX Runtime is not used.
+    pub ort_library: Option<PathBuf>,
+    /// Where discovery looks for `/dev` and `/sys` (a fake tree in tests).
+    pub root: PathBuf,
+    /// Enumerate Vulkan adapters through the system's loader.
+    pub vulkan: VulkanProbe,
+    /// Count software GPU adapters (lavapipe) as accelerators. A test setting.
+    pub allow_software_accelerators: bool,
+    /// Threads each CPU backend may use for one inference.
+    pub cpu_threads: usize,
+    /// Models the host serves by name (`graph.load-by-name`).
+    pub models: Vec<ModelSource>,
+    /// Consecutive failures after which a backend is benched for `retry_after`.
+    pub failures_to_bench: u32,
+    #[serde(with = "millis")]
+    pub retry_after: Duration,
+}
+
+impl Default for NnConfig {
+    fn default() -> Self {
+        NnConfig {
+            backends: KNOWN_BACKENDS.iter().map(|s| (*s).to_owned()).collect(),
+            ort_library: None,
+            root: PathBuf::from("/"),
+            vulkan: VulkanProbe::Loader,
+            allow_software_accelerators: false,
+            cpu_threads: 1,
+            models: Vec::new(),
+            failures_to_bench: DEFAULT_FAILURES_TO_BENCH,
+            retry_after: DEFAULT_RETRY_AFTER,
+        }
+    }
+}
+
+/// How discovery learns about Vulkan adapters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VulkanProbe {
+    /// Ask the system's Vulkan loader (`libvulkan.so.1`), honouring `VK_DRIVER_FILES`.
+    Loader,
+    /// Do not probe: no adapters are known.
+    Off,
+    /// Pretend these adapters were found (tests: a GPU that is listed but fails to work).
+    Assume(Vec<crate::discovery::Adapter>),
+}
+
+/// A model the host serves by name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    pub name: String,
+    pub path: PathBuf,
+    /// Expected SHA-256 of the file (hex); a mismatch refuses the model.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// What one module may ask of the inference host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NnLimits {
+    /// Largest model the guest may pass to `graph.load` (bytes); host models are not counted.
+    pub max_model_bytes: u64,
+    /// Largest input tensor (bytes of data).
+    pub max_tensor_bytes: u64,
+    /// Whether the guest may load models from its own bytes at all.
+    pub allow_guest_models: bool,
+}
+
+impl Default for NnLimits {
+    fn default() -> Self {
+        NnLimits {
+            max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
+            max_tensor_bytes: DEFAULT_MAX_TENSOR_BYTES,
+            allow_guest_models: true,
+        }
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}

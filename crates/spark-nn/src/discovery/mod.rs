@@ -1,0 +1,134 @@
+//! Device discovery: what accelerators and inference libraries this node has, and why each is
+//! or is not used.
+//!
+//! NPUs come from `/dev/accel/accel*` and `/sys/class/accel/*/device/` (driver, PCI ids); GPUs
+//! from `/dev/dri/renderD*` (`/sys/class/drm/renderD*/device/`) and from the Vulkan loader,
+//! which also says which adapters are software (`VK_PHYSICAL_DEVICE_TYPE_CPU`: lavapipe,
+//! SwiftShader). Paths are read under a configurable root so tests use fake sysfs trees.
+//!
+//! The decision worth knowing: discovery never fails. Each probe degrades alone to "unknown,
+//! because ..." with one log line, and the CPU backend does not depend on any of them.
+
+mod sysfs;
+mod vulkan;
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::VulkanProbe;
+
+pub use sysfs::{Accel, RenderNode};
+
+/// What discovery found, at one moment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceInventory {
+    /// Seconds since the Unix epoch when this inventory was taken.
+    pub taken_at: u64,
+    /// NPUs (`/dev/accel/accel*`).
+    pub npus: Vec<Accel>,
+    /// GPU render nodes (`/dev/dri/renderD*`).
+    pub render_nodes: Vec<RenderNode>,
+    /// Vulkan adapters, or why there are none.
+    pub vulkan: VulkanReport,
+    /// Inference libraries looked for.
+    pub libraries: Vec<LibraryReport>,
+}
+
+/// The Vulkan loader's view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum VulkanReport {
+    NotProbed,
+    /// The loader answered; possibly with no adapters.
+    Adapters {
+        adapters: Vec<Adapter>,
+    },
+    /// The loader or the instance could not be had.
+    Unavailable {
+        reason: String,
+    },
+}
+
+/// One Vulkan physical device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Adapter {
+    pub name: String,
+    pub kind: AdapterKind,
+    pub vendor_id: u32,
+    pub device_id: u32,
+}
+
+/// Vulkan's physical device types; `Cpu` is a software rasteriser (lavapipe, SwiftShader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdapterKind {
+    Discrete,
+    Integrated,
+    Virtual,
+    Cpu,
+    Other,
+}
+
+impl Adapter {
+    pub fn is_software(&self) -> bool {
+        self.kind == AdapterKind::Cpu
+    }
+}
+
+/// An inference library looked for on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LibraryReport {
+    pub name: String,
+    pub path: PathBuf,
+    pub present: bool,
+}
+
+impl VulkanReport {
+    pub fn adapters(&self) -> &[Adapter] {
+        match self {
+            VulkanReport::Adapters { adapters } => adapters,
+            _ => &[],
+        }
+    }
+}
+
+/// Takes an inventory: sysfs under `root`, Vulkan as `vulkan` says, and the ORT library.
+pub fn discover(root: &Path, vulkan: &VulkanProbe, ort_library: Option<&Path>) -> DeviceInventory {
+    let vulkan = match vulkan {
+        VulkanProbe::Off => VulkanReport::NotProbed,
+        VulkanProbe::Assume(adapters) => VulkanReport::Adapters {
+            adapters: adapters.clone(),
+        },
+        VulkanProbe::Loader => vulkan::probe(),
+    };
+    if let VulkanReport::Unavailable { reason } = &vulkan {
+        tracing::info!(%reason, "no Vulkan adapters");
+    }
+    let libraries = ort_library
+        .map(|path| LibraryReport {
+            name: "onnxruntime".into(),
+            path: path.to_path_buf(),
+            present: path.is_file(),
+        })
+        .into_iter()
+        .collect();
+    let inventory = DeviceInventory {
+        taken_at: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        npus: sysfs::accels(root),
+        render_nodes: sysfs::render_nodes(root),
+        vulkan,
+        libraries,
+    };
+    tracing::info!(
+        npus = inventory.npus.len(),
+        render_nodes = inventory.render_nodes.len(),
+        vulkan_adapters = inventory.vulkan.adapters().len(),
+        "devices discovered"
+    );
+    inventory
+}

@@ -1,0 +1,69 @@
+//! Hardware-agnostic inference for Spark: guests call the standard `wasi:nn`; the host picks a
+//! device, falls through explicitly on any failure, and says what it did.
+//!
+//! # Tour
+//! - [`discovery`]: NPUs (`/dev/accel`, `/sys/class/accel`), GPU render nodes, Vulkan adapters
+//!   (hardware vs software) and the ONNX Runtime library, under a configurable root.
+//! - [`backend`]: the engines: `tract` (pure Rust, always there), and ONNX Runtime loaded at run
+//!   time (`ort-cpu`, `ort-webgpu`, `ort-npu`) with accelerated providers registered explicitly.
+//!   Each implements the `wasmtime-wasi-nn` backend traits.
+//! - [`policy`]: the guest's target (cpu/gpu/tpu) is a hint mapped to a chain of backends,
+//!   filtered at every call by the orchestrator's [`DevicePolicy`] (CPU only on battery,
+//!   saturated or unhealthy devices skipped) and by backends' recent failures.
+//! - `router`: validates the guest's tensors against the model's signature and limits, then
+//!   tries the chain, catching errors *and panics*, and records an [`Outcome`].
+//! - [`NnService`]: one per node; [`NnInvocation`]: one per store; [`add_to_linker`] adds
+//!   `wasi:nn` (the crate's standard bindings) and `spark:nn/info` (which backend served).
+//! - [`harness`]: a minimal embedding (WASI + `wasi:http` + `wasi:nn`) for tests and B6;
+//!   the node itself runs guests through `spark-runtime`.
+//! - [`bench`]: benchmark B6.
+//!
+//! # Wiring into a runtime
+//! Spark's node does exactly this: `spark-runtime` adds [`add_to_linker`] to its one linker
+//! and keeps an [`NnInvocation`] in every store (`Host::nn`), made from the module's
+//! `ModuleControls::nn` (the node's [`NnService`]) and its `GuestLimits::nn` ([`NnLimits`]);
+//! `spark-node` starts the service from `[nn]` and steers its [`DevicePolicy`].
+//! ```text
+//! let nn = spark_nn::NnService::start(config)?;            // once, on a blocking thread
+//! struct Host { table: ResourceTable, nn: spark_nn::NnInvocation, /* ... */ }
+//! spark_nn::add_to_linker(&mut linker, |h: &mut Host| h.nn.view(&mut h.table), |h| &mut h.nn)?;
+//! let host = Host { nn: nn.invocation("module-id", limits), /* ... */ };  // per store
+//! nn.policy().set_preference(spark_nn::Preference::CpuOnly);       // orchestrator, on battery
+//! ```
+//!
+//! The decision worth knowing: nothing is silent. A backend that is not used says why
+//! ([`NnService::status`]); a backend that fails is skipped *visibly* (log, metrics, and the
+//! guest's `spark:nn/info`); and no backend's panic reaches the guest or the node.
+
+pub mod backend;
+pub mod bench;
+mod config;
+pub mod discovery;
+mod engines;
+mod error;
+pub mod harness;
+mod host;
+mod info;
+mod metrics;
+mod model;
+pub mod policy;
+mod router;
+pub mod samples;
+mod service;
+pub mod tensor;
+
+pub use backend::{DeviceClass, Engine};
+pub use config::{
+    DEFAULT_FAILURES_TO_BENCH, DEFAULT_MAX_MODEL_BYTES, DEFAULT_MAX_TENSOR_BYTES, KNOWN_BACKENDS,
+    ModelSource, NnConfig, NnLimits, ORT_CPU, ORT_NPU, ORT_WEBGPU, TRACT, VulkanProbe,
+};
+pub use error::NnError;
+pub use host::{NnInvocation, add_to_linker};
+pub use metrics::{BackendCounters, BackendStatus, NnStatus};
+pub use model::{ModelInfo, TensorSpec};
+pub use policy::{DevicePolicy, Health, Preference, Target};
+pub use router::{Attempt, Outcome};
+pub use service::{Inference, NnService};
+pub use wasmtime_wasi_nn::backend::NamedTensor;
+pub use wasmtime_wasi_nn::wit::WasiNnView;
+pub use wasmtime_wasi_nn::{Backend, Tensor};

@@ -1,0 +1,270 @@
+//! Counters per backend, and the status report (`spark status`, `/v1/status`, `/metrics`).
+//!
+//! The decision worth knowing: the status shows every backend Spark knows, including those
+//! this node does not use, each with the reason (no device, software adapter not allowed,
+//! library missing, benched after failures, policy), because "why is my GPU not used?" is the
+//! question an operator asks first.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::DeviceClass;
+use crate::backend::ort::OrtInfo;
+use crate::discovery::DeviceInventory;
+use crate::error::NnError;
+use crate::policy::{Health, Preference, Target};
+use crate::router::Outcome;
+use crate::service::Inner;
+
+/// Counters of one backend.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackendCounters {
+    /// Inferences this backend served.
+    pub served: u64,
+    /// Attempts that failed (the router fell through).
+    pub failures: u64,
+    /// Of those, panics caught.
+    pub panics: u64,
+    pub micros_total: u64,
+    pub last_micros: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    inner: Mutex<Counters>,
+}
+
+#[derive(Default, Clone)]
+struct Counters {
+    backends: BTreeMap<String, BackendCounters>,
+    /// Computes served after at least one fall-through.
+    fallbacks: u64,
+    /// Computes no backend could serve.
+    exhausted: u64,
+    /// Computes refused before any backend (bad input, limits).
+    rejected: u64,
+    last_backend: Option<String>,
+}
+
+impl Metrics {
+    pub fn record(&self, outcome: &Outcome, error: Option<&NnError>) {
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for attempt in &outcome.fallbacks {
+            let b = c.backends.entry(attempt.backend.clone()).or_default();
+            b.failures += 1;
+            if attempt.error.starts_with("panicked: ") {
+                b.panics += 1;
+            }
+            b.last_error = Some(attempt.error.clone());
+        }
+        match (&outcome.backend, error) {
+            (Some(backend), _) => {
+                let b = c.backends.entry(backend.clone()).or_default();
+                b.served += 1;
+                b.micros_total += outcome.micros;
+                b.last_micros = outcome.micros;
+                if !outcome.fallbacks.is_empty() {
+                    c.fallbacks += 1;
+                }
+                c.last_backend = Some(backend.clone());
+            }
+            (None, Some(NnError::Exhausted(_))) => c.exhausted += 1,
+            (None, _) => c.rejected += 1,
+        }
+    }
+
+    fn snapshot(&self) -> Counters {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The inference part of a node's status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NnStatus {
+    pub devices: DeviceInventory,
+    pub onnxruntime: Result<OrtInfo, String>,
+    pub preference: Preference,
+    pub backends: Vec<BackendStatus>,
+    /// Per target, the chain in order.
+    pub chains: BTreeMap<String, Vec<String>>,
+    pub models: Vec<String>,
+    pub fallbacks: u64,
+    pub exhausted: u64,
+    pub rejected: u64,
+    pub last_backend: Option<String>,
+}
+
+/// One backend: whether this node has it, why not, how it is doing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub name: String,
+    pub device: DeviceClass,
+    pub available: bool,
+    /// Why it is not available, or what it runs on.
+    pub detail: String,
+    pub health: Health,
+    /// Set while the router has it benched after repeated failures.
+    pub benched: Option<String>,
+    pub counters: BackendCounters,
+}
+
+pub(crate) fn status(inner: &Inner) -> NnStatus {
+    let counters = inner.metrics.snapshot();
+    let policy = inner.policy.snapshot();
+    let mut engines: Vec<_> = inner
+        .extra
+        .read()
+        .expect("extra lock")
+        .iter()
+        .map(|(e, _)| e.clone())
+        .collect();
+    engines.extend(inner.engines.read().expect("engines lock").iter().cloned());
+    let backends = engines
+        .iter()
+        .map(|e| BackendStatus {
+            name: e.name.to_string(),
+            device: e.device,
+            available: e.available.is_ok(),
+            detail: match &e.available {
+                Ok(()) => e.detail.clone(),
+                Err(reason) => reason.clone(),
+            },
+            health: policy
+                .health
+                .get(&*e.name)
+                .cloned()
+                .unwrap_or(Health::Healthy),
+            benched: policy
+                .streaks
+                .get(&*e.name)
+                .filter(|s| {
+                    s.benched_until
+                        .is_some_and(|u| u > std::time::Instant::now())
+                })
+                .map(|s| s.last_error.clone()),
+            counters: counters.backends.get(&*e.name).cloned().unwrap_or_default(),
+        })
+        .collect();
+    let chains = [Target::Cpu, Target::Gpu, Target::Tpu]
+        .into_iter()
+        .map(|t| {
+            let names = inner.chain(t).iter().map(|e| e.name.to_string()).collect();
+            (t.name().to_owned(), names)
+        })
+        .collect();
+    let mut models: Vec<String> = inner
+        .models
+        .read()
+        .expect("models")
+        .keys()
+        .cloned()
+        .collect();
+    models.sort();
+    NnStatus {
+        devices: inner.inventory.read().expect("inventory lock").clone(),
+        onnxruntime: inner.ort.clone(),
+        preference: policy.preference.unwrap_or(Preference::Auto),
+        backends,
+        chains,
+        models,
+        fallbacks: counters.fallbacks,
+        exhausted: counters.exhausted,
+        rejected: counters.rejected,
+        last_backend: counters.last_backend,
+    }
+}
+
+/// Prometheus text format, `spark_nn_*` families.
+pub(crate) fn prometheus(inner: &Inner) -> String {
+    let s = status(inner);
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    family(
+        "spark_nn_backend_available",
+        "gauge",
+        "1 if the node has this inference backend.",
+    );
+    family(
+        "spark_nn_inferences",
+        "counter",
+        "Inferences served, by backend.",
+    );
+    family(
+        "spark_nn_backend_failures",
+        "counter",
+        "Failed attempts (fallen through), by backend.",
+    );
+    family(
+        "spark_nn_backend_panics",
+        "counter",
+        "Panics caught, by backend.",
+    );
+    family(
+        "spark_nn_inference_seconds",
+        "counter",
+        "Time spent serving inferences, by backend.",
+    );
+    family(
+        "spark_nn_fallbacks",
+        "counter",
+        "Inferences served after falling through.",
+    );
+    family(
+        "spark_nn_exhausted",
+        "counter",
+        "Inferences no backend could serve.",
+    );
+    family(
+        "spark_nn_rejected",
+        "counter",
+        "Inference calls refused before any backend.",
+    );
+    family("spark_nn_devices", "gauge", "Devices discovered, by kind.");
+    let _ = &mut family;
+    for b in &s.backends {
+        let l = format!("backend=\"{}\",device=\"{:?}\"", b.name, b.device).to_lowercase();
+        let c = &b.counters;
+        let _ = writeln!(
+            out,
+            "spark_nn_backend_available{{{l}}} {}",
+            u8::from(b.available)
+        );
+        let _ = writeln!(out, "spark_nn_inferences_total{{{l}}} {}", c.served);
+        let _ = writeln!(out, "spark_nn_backend_failures_total{{{l}}} {}", c.failures);
+        let _ = writeln!(out, "spark_nn_backend_panics_total{{{l}}} {}", c.panics);
+        let secs = c.micros_total as f64 / 1e6;
+        let _ = writeln!(out, "spark_nn_inference_seconds_total{{{l}}} {secs}");
+    }
+    let _ = writeln!(out, "spark_nn_fallbacks_total {}", s.fallbacks);
+    let _ = writeln!(out, "spark_nn_exhausted_total {}", s.exhausted);
+    let _ = writeln!(out, "spark_nn_rejected_total {}", s.rejected);
+    let d = &s.devices;
+    let software = d
+        .vulkan
+        .adapters()
+        .iter()
+        .filter(|a| a.is_software())
+        .count();
+    let hardware = d.vulkan.adapters().len() - software;
+    let _ = writeln!(out, "spark_nn_devices{{kind=\"npu\"}} {}", d.npus.len());
+    let _ = writeln!(
+        out,
+        "spark_nn_devices{{kind=\"render_node\"}} {}",
+        d.render_nodes.len()
+    );
+    let _ = writeln!(
+        out,
+        "spark_nn_devices{{kind=\"vulkan_hardware\"}} {hardware}"
+    );
+    let _ = writeln!(
+        out,
+        "spark_nn_devices{{kind=\"vulkan_software\"}} {software}"
+    );
+    out
+}

@@ -1,0 +1,341 @@
+//! [`NnService`]: the node-wide inference host. One per node; it owns the device inventory,
+//! the engines, the models served by name, the [`DevicePolicy`] and the metrics, and hands each
+//! invocation a fresh [`NnInvocation`].
+//!
+//! The decision worth knowing: everything an invocation holds is per-invocation (its graphs'
+//! execution contexts, its last outcome) except compiled models, which are shared read-only by
+//! content: the same model bytes are compiled once per backend per node, whoever loads them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use wasmtime_wasi_nn::backend::NamedTensor;
+
+use crate::backend::Engine;
+use crate::backend::ort::OrtInfo;
+use crate::config::{GUEST_MODEL_CACHE, NnConfig, NnLimits};
+use crate::discovery::{self, DeviceInventory};
+use crate::error::NnError;
+use crate::host::NnInvocation;
+use crate::metrics::{Metrics, NnStatus};
+use crate::model::Model;
+use crate::policy::{DevicePolicy, Target};
+use crate::router::{self, Contexts, Outcome};
+
+/// The node's inference host; cheap to clone.
+#[derive(Clone)]
+pub struct NnService {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: NnConfig,
+    pub ort: Result<OrtInfo, String>,
+    pub inventory: RwLock<DeviceInventory>,
+    pub engines: RwLock<Vec<Arc<Engine>>>,
+    /// Engines added by the embedder (tried before the built-in ones of the same chain).
+    pub extra: RwLock<Vec<(Arc<Engine>, Vec<Target>)>>,
+    pub policy: DevicePolicy,
+    pub models: RwLock<HashMap<String, Arc<Model>>>,
+    pub guest_models: Mutex<VecDeque<Arc<Model>>>,
+    pub metrics: Metrics,
+}
+
+impl Inner {
+    /// The engines of `target`'s chain, best first.
+    pub fn chain(&self, target: Target) -> Vec<Arc<Engine>> {
+        let mut chain: Vec<Arc<Engine>> = self
+            .extra
+            .read()
+            .expect("extra lock")
+            .iter()
+            .filter(|(_, targets)| targets.contains(&target))
+            .map(|(e, _)| e.clone())
+            .collect();
+        let engines = self.engines.read().expect("engines lock");
+        for name in target.chain() {
+            if let Some(e) = engines.iter().find(|e| &*e.name == *name)
+                && !chain.iter().any(|c| c.name == e.name)
+            {
+                chain.push(e.clone());
+            }
+        }
+        chain
+    }
+}
+
+/// The result of [`NnService::infer`].
+pub struct Inference {
+    pub outputs: Vec<NamedTensor>,
+    pub outcome: Outcome,
+}
+
+impl std::fmt::Debug for NnService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let engines = self.inner.engines.read().expect("engines lock");
+        let ready: Vec<&str> = engines
+            .iter()
+            .filter(|e| e.available.is_ok())
+            .map(|e| &*e.name)
+            .collect();
+        f.debug_struct("NnService")
+            .field("backends", &ready)
+            .field("models", &self.models())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Inference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let outputs: Vec<(&str, &[u32])> = self
+            .outputs
+            .iter()
+            .map(|t| (t.name.as_str(), t.tensor.dimensions.as_slice()))
+            .collect();
+        f.debug_struct("Inference")
+            .field("outputs", &outputs)
+            .field("outcome", &self.outcome)
+            .finish()
+    }
+}
+
+impl NnService {
+    /// Discovers devices, binds ONNX Runtime if configured, builds the engines and loads the
+    /// named models. Blocking (file reads, library loading, the Vulkan probe): call it from a
+    /// blocking thread. Fails only on a bad config or an unusable model file.
+    pub fn start(config: NnConfig) -> Result<NnService, NnError> {
+        for name in &config.backends {
+            if !crate::config::KNOWN_BACKENDS.contains(&name.as_str()) {
+                return Err(NnError::Config(format!(
+                    "unknown backend '{name}' (known: {:?})",
+                    crate::config::KNOWN_BACKENDS
+                )));
+            }
+        }
+        let inventory =
+            discovery::discover(&config.root, &config.vulkan, config.ort_library.as_deref());
+        let ort = crate::engines::bind_ort(&config);
+        if let Err(reason) = &ort {
+            tracing::info!(%reason, "ONNX Runtime not used");
+        }
+        let engines = crate::engines::build(&config, &inventory, &ort);
+        let mut models = HashMap::new();
+        for source in &config.models {
+            let model = load_model_file(source)?;
+            models.insert(source.name.clone(), Arc::new(model));
+        }
+        let service = NnService {
+            inner: Arc::new(Inner {
+                policy: DevicePolicy::new(config.failures_to_bench, config.retry_after),
+                config,
+                ort,
+                inventory: RwLock::new(inventory),
+                engines: RwLock::new(engines),
+                extra: RwLock::new(Vec::new()),
+                models: RwLock::new(models),
+                guest_models: Mutex::new(VecDeque::new()),
+                metrics: Metrics::default(),
+            }),
+        };
+        for engine in service.inner.engines.read().expect("engines").iter() {
+            match engine.availability() {
+                Ok(()) => {
+                    tracing::info!(backend = %engine.name, detail = %engine.detail, "inference backend ready")
+                }
+                Err(reason) => {
+                    tracing::info!(backend = %engine.name, %reason, "inference backend not used")
+                }
+            }
+        }
+        Ok(service)
+    }
+
+    /// Adds an engine of the embedder's (an OpenVINO backend, a test double) in front of the
+    /// built-in ones for `targets`; one with a built-in's name replaces it.
+    pub fn add_engine(&self, engine: Engine, targets: &[Target]) {
+        let engine = Arc::new(engine);
+        self.inner
+            .engines
+            .write()
+            .expect("engines lock")
+            .retain(|e| e.name != engine.name);
+        self.inner
+            .extra
+            .write()
+            .expect("extra lock")
+            .push((engine, targets.to_vec()));
+    }
+
+    /// The live policy handle for the orchestrator.
+    pub fn policy(&self) -> DevicePolicy {
+        self.inner.policy.clone()
+    }
+
+    /// The per-invocation state for one store of module `module`.
+    pub fn invocation(&self, module: &str, limits: NnLimits) -> NnInvocation {
+        NnInvocation::new(self.inner.clone(), module, limits)
+    }
+
+    /// Takes a new device inventory and rebuilds the engines from it (a device that appeared
+    /// or went away). Compiled models of engines that changed are dropped. Blocking.
+    pub fn refresh_devices(&self) {
+        let inner = &self.inner;
+        let config = &inner.config;
+        let inventory =
+            discovery::discover(&config.root, &config.vulkan, config.ort_library.as_deref());
+        let engines = crate::engines::build(config, &inventory, &inner.ort);
+        let replaced: Vec<String> = {
+            let extra = inner.extra.read().expect("extra lock");
+            let mut current = inner.engines.write().expect("engines lock");
+            let changed = engines
+                .iter()
+                .filter(|new| {
+                    !current.iter().any(|old| {
+                        old.name == new.name
+                            && old.detail == new.detail
+                            && old.available == new.available
+                    })
+                })
+                .map(|e| e.name.to_string())
+                .collect();
+            *current = engines
+                .into_iter()
+                .filter(|e| !extra.iter().any(|(x, _)| x.name == e.name))
+                .collect();
+            changed
+        };
+        for model in inner.models.read().expect("models lock").values() {
+            for name in &replaced {
+                model.forget(name);
+            }
+        }
+        if !replaced.is_empty() {
+            tracing::info!(?replaced, "inference backends changed with the devices");
+        }
+        *inner.inventory.write().expect("inventory lock") = inventory;
+    }
+
+    /// Per available accelerator (non-CPU engine): its name and the inferences running on
+    /// it now. The orchestrator marks one `Saturated` above its threshold.
+    pub fn accelerators_in_flight(&self) -> Vec<(String, u32)> {
+        let inner = &self.inner;
+        let extra = inner.extra.read().expect("extra lock");
+        let engines = inner.engines.read().expect("engines lock");
+        extra
+            .iter()
+            .map(|(e, _)| e)
+            .chain(engines.iter())
+            .filter(|e| e.device != crate::DeviceClass::Cpu && e.available.is_ok())
+            .map(|e| (e.name.to_string(), e.in_flight()))
+            .collect()
+    }
+
+    /// What was found, what is used, and why the rest is not (for `spark status`).
+    pub fn status(&self) -> NnStatus {
+        crate::metrics::status(&self.inner)
+    }
+
+    /// Prometheus text exposition of the inference metrics (to append to `/metrics`).
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::prometheus(&self.inner)
+    }
+
+    /// Names of the models served by name.
+    pub fn models(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .models
+            .read()
+            .expect("models lock")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Runs a named model from the host (benchmarks, health checks): the same validation,
+    /// routing and fall-through a guest gets.
+    pub fn infer(
+        &self,
+        model: &str,
+        target: Target,
+        inputs: Vec<NamedTensor>,
+    ) -> Result<Inference, NnError> {
+        let model = self.named(model)?;
+        let mut contexts = Contexts::new();
+        let (result, outcome) = router::compute(
+            &self.inner,
+            &model,
+            target,
+            inputs,
+            &NnLimits::default(),
+            &mut contexts,
+        );
+        result.map(|outputs| Inference { outputs, outcome })
+    }
+
+    /// Compiles the named model on the first backend of `target`'s chain that accepts it, with
+    /// a zero input of its declared shape (free dimensions as 1), so the first request does not
+    /// pay for it. Returns the backend that took it.
+    pub fn warm(&self, model: &str, target: Target) -> Result<Outcome, NnError> {
+        let m = self.named(model)?;
+        let inputs = crate::samples::zeros(&m.info)?;
+        let started = Instant::now();
+        let inference = self.infer(model, target, inputs)?;
+        tracing::info!(model, backend = ?inference.outcome.backend, took_ms = started.elapsed().as_millis() as u64, "model warmed");
+        Ok(inference.outcome)
+    }
+
+    pub(crate) fn named(&self, model: &str) -> Result<Arc<Model>, NnError> {
+        self.inner
+            .models
+            .read()
+            .expect("models lock")
+            .get(model)
+            .cloned()
+            .ok_or_else(|| NnError::NotFound(model.to_owned()))
+    }
+}
+
+impl Inner {
+    /// The shared model for guest-supplied bytes (parsed once per content, LRU-kept).
+    pub fn guest_model(&self, bytes: &[u8]) -> Result<Arc<Model>, NnError> {
+        let digest = hex::encode(Sha256::digest(bytes));
+        let mut cache = self.guest_models.lock().expect("guest models lock");
+        if let Some(i) = cache.iter().position(|m| m.sha256 == digest) {
+            let model = cache.remove(i).expect("present");
+            cache.push_front(model.clone());
+            return Ok(model);
+        }
+        let name = format!("guest:{}", &digest[..12]);
+        let model = Arc::new(Model::new(&name, Arc::from(bytes))?);
+        cache.push_front(model.clone());
+        cache.truncate(GUEST_MODEL_CACHE);
+        Ok(model)
+    }
+}
+
+fn load_model_file(source: &crate::config::ModelSource) -> Result<Model, NnError> {
+    let bytes = std::fs::read(&source.path).map_err(|e| NnError::Io {
+        path: source.path.clone(),
+        source: e,
+    })?;
+    let model = Model::new(&source.name, Arc::from(bytes))?;
+    if let Some(want) = &source.sha256
+        && !want.eq_ignore_ascii_case(&model.sha256)
+    {
+        return Err(NnError::Model {
+            name: source.name.clone(),
+            reason: format!(
+                "{} has SHA-256 {}, expected {want}",
+                source.path.display(),
+                model.sha256
+            ),
+        });
+    }
+    tracing::info!(model = %source.name, path = %source.path.display(), "model registered");
+    Ok(model)
+}

@@ -1,0 +1,131 @@
+//! Paths to the real model, ONNX Runtime, the guest and the probe; services for tests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use spark_nn::{ModelSource, NnConfig, NnService, VulkanProbe};
+
+pub const MODEL_NAME: &str = "ppocr-cls";
+pub const MODEL_SHA256: &str = "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c";
+
+fn cache() -> PathBuf {
+    std::env::var_os("SPARK_NN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/spark-nn")
+        })
+}
+
+/// The real model; panics with the fix when it was not fetched.
+pub fn model() -> PathBuf {
+    let path = std::env::var_os("SPARK_NN_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache().join("models/ch_ppocr_mobile_v2.0_cls_infer.onnx"));
+    assert!(
+        path.is_file(),
+        "no model at {}: run scripts/fetch-model.sh (or scripts/fetch-nn.sh)",
+        path.display()
+    );
+    path
+}
+
+/// The ONNX Runtime library, if fetched (required when accelerators are).
+pub fn ort() -> Option<PathBuf> {
+    let path = std::env::var_os("SPARK_NN_ORT_LIB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache().join("ort/libonnxruntime.so.1"));
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        !require_accel(),
+        "SPARK_NN_REQUIRE_ACCEL=1 but no ONNX Runtime at {}: run scripts/fetch-ort.sh",
+        path.display()
+    );
+    eprintln!(
+        "note: no ONNX Runtime at {}: testing tract only",
+        path.display()
+    );
+    None
+}
+
+/// CI sets this once ONNX Runtime and lavapipe are installed: the GPU branch must run.
+pub fn require_accel() -> bool {
+    std::env::var("SPARK_NN_REQUIRE_ACCEL").is_ok_and(|v| v == "1")
+}
+
+/// The `classify` guest.
+pub fn classify_wasm() -> PathBuf {
+    let dir = std::env::var_os("SPARK_GUESTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../guests/target/wasm32-wasip2/release")
+        });
+    let path = dir.join("classify.wasm");
+    assert!(
+        path.is_file(),
+        "no guest at {}: run `make guests` (after scripts/fetch-model.sh)",
+        path.display()
+    );
+    path
+}
+
+pub fn probe_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_spark-nn-probe"))
+}
+
+/// The node config tests start from: the real model by name, ORT if present, software
+/// adapters allowed (the test setting), Vulkan through the loader.
+pub fn config() -> NnConfig {
+    NnConfig {
+        ort_library: ort(),
+        allow_software_accelerators: true,
+        vulkan: VulkanProbe::Loader,
+        models: vec![ModelSource {
+            name: MODEL_NAME.into(),
+            path: model(),
+            sha256: Some(MODEL_SHA256.into()),
+        }],
+        ..NnConfig::default()
+    }
+}
+
+pub fn service(config: NnConfig) -> NnService {
+    NnService::start(config).expect("inference host starts")
+}
+
+/// Backends available in `service`, in status order.
+pub fn available(service: &NnService) -> Vec<String> {
+    service
+        .status()
+        .backends
+        .into_iter()
+        .filter(|b| b.available)
+        .map(|b| b.name)
+        .collect()
+}
+
+/// Upright and turned-over sample lines with their labels.
+pub fn samples() -> Vec<(Arc<spark_nn::samples::Image>, usize)> {
+    spark_nn::samples::TEXTS
+        .iter()
+        .flat_map(|t| {
+            let image = spark_nn::samples::text_line(t, 3);
+            [(Arc::new(image.rotated()), 1), (Arc::new(image), 0)]
+        })
+        .collect()
+}
+
+/// Top-1 class of one sample through the host API.
+pub fn top1(
+    service: &NnService,
+    target: spark_nn::Target,
+    image: &spark_nn::samples::Image,
+) -> (usize, spark_nn::Outcome) {
+    let inference = service
+        .infer(MODEL_NAME, target, spark_nn::samples::input(image))
+        .expect("inference");
+    let (class, _) = spark_nn::samples::top1(&inference.outputs[0].tensor).expect("scores");
+    (class, inference.outcome)
+}
