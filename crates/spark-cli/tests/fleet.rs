@@ -228,3 +228,73 @@ async fn of_two_concurrent_deploys_exactly_one_wins() {
         1
     );
 }
+
+/// Every node serves `version` on several requests in a row (no canary split left).
+async fn all_only_serve(nodes: &[&Node], version: &str) -> bool {
+    for _ in 0..8 {
+        if !all_serve(nodes, version).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// A manual promote wins at every level: the nodes' own canaries (hour-long steps here) are
+/// promoted at once. A rollback returns everyone to the previous fleet release, and is refused
+/// with the reason when there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_promotes_past_the_node_canaries_and_rolls_back() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (n1, n2, n3) = three(dir.path(), &url);
+    let fleet = connect(&url).await;
+    eventually(20, "three heartbeats", || async {
+        live_nodes(&fleet).await == 3
+    })
+    .await;
+    let slow =
+        |version| manifest(version, 0).replace("step_duration = \"1s\"", "step_duration = \"1h\"");
+
+    let v2 = write(dir.path(), "v2.toml", &slow(2));
+    let (ok, out) = fleet_cli(&url, &["deploy", &v2, "--canary-selector", "zone=canary"]);
+    assert!(ok, "{out}");
+    eventually(20, "n1 starts its own canary of v2", || async {
+        fleet
+            .app_nodes("shop")
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|n| n.node == "n1" && n.rollout.is_some())
+    })
+    .await;
+    assert!(
+        all_only_serve(&[&n2, &n3], "1").await,
+        "only the canary node takes v2"
+    );
+    let (ok, out) = fleet_cli(&url, &["rollout", "rollback"]);
+    assert!(!ok && out.contains("no earlier fleet release"), "{out}");
+
+    let (ok, out) = fleet_cli(&url, &["rollout", "promote"]);
+    assert!(ok && out.contains("complete"), "{out}");
+    eventually(30, "every node serves only v2", || async {
+        all_only_serve(&[&n1, &n2, &n3], "2").await
+    })
+    .await;
+
+    let v3 = write(dir.path(), "v3.toml", &slow(3));
+    let (ok, out) = fleet_cli(&url, &["deploy", &v3]);
+    assert!(ok, "{out}");
+    let (ok, out) = fleet_cli(&url, &["rollout", "promote"]);
+    assert!(ok, "{out}");
+    eventually(30, "every node serves only v3", || async {
+        all_only_serve(&[&n1, &n2, &n3], "3").await
+    })
+    .await;
+    let (ok, out) = fleet_cli(&url, &["rollout", "rollback"]);
+    assert!(ok && out.contains("rolled back"), "{out}");
+    eventually(30, "every node is back on v2", || async {
+        all_only_serve(&[&n1, &n2, &n3], "2").await
+    })
+    .await;
+}

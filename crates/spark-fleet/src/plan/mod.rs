@@ -67,6 +67,10 @@ pub struct FleetRollout {
     pub waves: usize,
     pub wave_size: usize,
     pub stage: Stage,
+    /// A person promoted it: nodes skip what is left of their own canary and take the
+    /// release at once (a manual promote wins at every level).
+    #[serde(default)]
+    pub forced: bool,
     /// What happened, oldest first (bounded).
     pub log: Vec<String>,
 }
@@ -118,6 +122,7 @@ pub fn start(
         waves: 0,
         wave_size: spec.wave_size,
         stage: Stage::Rolling,
+        forced: false,
         log: vec![format!("started: {what}")],
     })
 }
@@ -241,6 +246,7 @@ pub fn step(rollout: &FleetRollout, nodes: &[NodeView]) -> Option<FleetRollout> 
 pub fn promote(rollout: &FleetRollout, by: &str) -> Option<FleetRollout> {
     (rollout.stage == Stage::Rolling).then(|| {
         let mut next = rollout.clone();
+        next.forced = true;
         next.finish(Stage::Complete {
             reason: format!("promoted by {by}"),
         });

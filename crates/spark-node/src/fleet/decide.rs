@@ -26,6 +26,9 @@ pub enum Action {
     Idle,
     /// A node-level rollout towards the wanted release is running: let it finish.
     Wait,
+    /// A node-level rollout towards the wanted release is running and a person promoted the
+    /// fleet rollout: promote it now.
+    Promote,
     /// A node-level rollout towards something else is running: abort it first.
     Abort,
     /// Switch at once to this release id from the store.
@@ -34,17 +37,32 @@ pub enum Action {
     Deploy,
 }
 
-/// `wanted`: content key of the release the fleet wants here; `returning`: true when it is the
-/// release to go back to (a fleet rollback, or a node outside the rollout's targets).
-pub fn decide(wanted: Option<&str>, returning: bool, local: &Local) -> Action {
-    let Some(wanted) = wanted else {
+/// What the fleet asks of this node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wanted<'a> {
+    /// Content key of the release the fleet wants here.
+    pub key: Option<&'a str>,
+    /// It is the release to go back to (a fleet rollback, or a node outside the targets).
+    pub returning: bool,
+    /// A person promoted the fleet rollout: no node-level canary is awaited.
+    pub forced: bool,
+}
+
+/// The next action for `wanted`, given what the node has.
+pub fn decide(wanted: Wanted<'_>, local: &Local) -> Action {
+    let Wanted {
+        key,
+        returning,
+        forced,
+    } = wanted;
+    let Some(wanted) = key else {
         return Action::Idle;
     };
     if let Some((_, to_key)) = &local.rolling_to {
-        return if to_key == wanted {
-            Action::Wait
-        } else {
-            Action::Abort
+        return match (to_key == wanted, forced) {
+            (true, true) => Action::Promote,
+            (true, false) => Action::Wait,
+            (false, _) => Action::Abort,
         };
     }
     if local.current_key.as_deref() == Some(wanted) || local.rejected.contains(wanted) {
@@ -66,6 +84,17 @@ mod tests {
             switchable: vec![("r1-x".into(), "k1".into())],
             ..Local::default()
         }
+    }
+
+    fn decide(key: Option<&str>, returning: bool, local: &Local) -> Action {
+        super::decide(
+            Wanted {
+                key,
+                returning,
+                forced: false,
+            },
+            local,
+        )
     }
 
     #[test]
@@ -91,6 +120,21 @@ mod tests {
         here.rolling_to = Some(("r2-y".into(), "k2".into()));
         assert_eq!(decide(Some("k2"), false, &here), Action::Wait);
         assert_eq!(decide(Some("k1"), true, &here), Action::Abort);
+    }
+
+    #[test]
+    fn a_person_promoting_the_fleet_promotes_the_node_canary() {
+        let mut here = local("k1");
+        here.rolling_to = Some(("r2-y".into(), "k2".into()));
+        let forced = |key| Wanted {
+            key: Some(key),
+            returning: false,
+            forced: true,
+        };
+        assert_eq!(super::decide(forced("k2"), &here), Action::Promote);
+        assert_eq!(super::decide(forced("k3"), &here), Action::Abort);
+        here.rolling_to = None;
+        assert_eq!(super::decide(forced("k2"), &here), Action::Deploy);
     }
 
     #[test]

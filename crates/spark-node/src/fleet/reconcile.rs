@@ -10,7 +10,7 @@ use spark_fleet::{DesiredApp, Fleet, FleetError, FleetRelease, plan};
 use spark_store::{Digest, Release};
 
 use super::agent::Agent;
-use super::decide::{Action, Local, decide};
+use super::decide::{Action, Local, Wanted, decide};
 use crate::deploy::{DeployError, DeployRequest};
 
 /// The content key of a release in the node's store (as [`FleetRelease::key`] computes it).
@@ -33,12 +33,23 @@ impl Agent {
             Err(e) => return self.failed(format!("reading the node's store: {e}")),
         };
         let key = wanted.map(FleetRelease::key);
-        let action = decide(key.as_deref(), returning, &local);
+        let wanted_here = Wanted {
+            key: key.as_deref(),
+            returning,
+            forced: desired.rollout.forced && !returning,
+        };
+        let action = decide(wanted_here, &local);
         let (Some(release), Some(key)) = (wanted, key) else {
             return;
         };
         match action {
             Action::Idle | Action::Wait => {}
+            Action::Promote => match self.deployer.promote("fleet").await {
+                Ok(_) => tracing::info!(
+                    "fleet: promoted the node's canary (the fleet rollout was promoted)"
+                ),
+                Err(e) => self.failed(format!("promoting the node's canary: {e}")),
+            },
             Action::Abort => {
                 self.state.lock().expect("agent state").attempt = None;
                 let _ = self.deployer.abort("fleet").await;

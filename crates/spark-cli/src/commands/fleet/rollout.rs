@@ -36,6 +36,13 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<()> {
     let Some(current) = fleet.desired(&target.app).await? else {
         bail!("nothing deployed for '{}'", target.app);
     };
+    if matches!(args.action, Action::Rollback(_)) && current.value.previous.is_none() {
+        bail!(
+            "'{}' has no earlier fleet release to return to (generation {} was the first): deploy the release you want with `spark fleet deploy`",
+            target.app,
+            current.value.generation
+        );
+    }
     let Some(next) = action(&current.value.rollout, "spark fleet rollout") else {
         bail!(
             "nothing to do: the rollout is {}",
