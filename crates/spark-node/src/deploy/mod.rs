@@ -188,13 +188,7 @@ impl Deployer {
             .map_or(1, |r| r.id.number() + 1);
         let label = format!("r{next}-{}", content_hash(&manifest.text, &entries));
         let (changed, added, removed) = diff(&state.stable, &modules);
-        let to_build: Vec<(ModuleSpec, String)> = modules
-            .iter()
-            .filter(|(spec, _)| {
-                changed.contains(&spec.id.to_string()) || added.contains(&spec.id.to_string())
-            })
-            .cloned()
-            .collect();
+        let to_build = changed_or_added(&modules, &changed, &added);
         let built = self
             .factory
             .build_all(&to_build, &label)
@@ -407,13 +401,7 @@ impl Deployer {
         let release = self.rollback_target(&state.stable.release, target)?;
         let modules = release_modules(&release).map_err(DeployError::Invalid)?;
         let (changed, added, _) = diff(&state.stable, &modules);
-        let to_build: Vec<_> = modules
-            .iter()
-            .filter(|(s, _)| {
-                changed.contains(&s.id.to_string()) || added.contains(&s.id.to_string())
-            })
-            .cloned()
-            .collect();
+        let to_build = changed_or_added(&modules, &changed, &added);
         let built = self
             .factory
             .build_all(&to_build, release.id.as_str())
@@ -507,6 +495,20 @@ fn refused(failures: BuildFailures) -> DeployError {
 }
 
 /// (changed, added, removed) module ids of `modules` against what `stable` serves.
+/// The modules of a release that must be built: those new or different from stable.
+fn changed_or_added(
+    modules: &[(ModuleSpec, String)],
+    changed: &[String],
+    added: &[String],
+) -> Vec<(ModuleSpec, String)> {
+    let differs = |id: &str| changed.iter().chain(added).any(|m| m == id);
+    modules
+        .iter()
+        .filter(|(spec, _)| differs(spec.id.as_str()))
+        .cloned()
+        .collect()
+}
+
 fn diff(
     stable: &Serving,
     modules: &[(ModuleSpec, String)],
