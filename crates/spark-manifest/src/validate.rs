@@ -278,6 +278,17 @@ impl Validator<'_> {
         range: std::ops::RangeInclusive<f64>,
         what: &str,
     ) -> f64 {
+        self.in_range(raw, default, range, what)
+    }
+
+    /// `raw` if within `range`, else an error at its span and `default`; `default` if absent.
+    fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
+        &mut self,
+        raw: Option<&Spanned<T>>,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+        what: &str,
+    ) -> T {
         let Some(raw) = raw else { return default };
         let value = *raw.get_ref();
         if range.contains(&value) {
@@ -608,21 +619,7 @@ impl Validator<'_> {
         range: std::ops::RangeInclusive<i64>,
         what: &str,
     ) -> i64 {
-        let Some(raw) = raw else { return default };
-        let value = *raw.get_ref();
-        if range.contains(&value) {
-            value
-        } else {
-            self.error(
-                raw.span(),
-                format!(
-                    "{what} must be between {} and {}, got {value}",
-                    range.start(),
-                    range.end()
-                ),
-            );
-            default
-        }
+        self.in_range(raw, default, range, what)
     }
 
     fn size(&mut self, raw: Option<&Spanned<String>>, default: u64, what: &str) -> u64 {
