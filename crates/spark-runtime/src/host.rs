@@ -26,6 +26,8 @@ pub struct Host {
     pub(crate) budget: Arc<Budget>,
     /// This invocation's `wasi:nn` state (disabled when the node runs no inference host).
     pub(crate) nn: spark_nn::NnInvocation,
+    /// Epoch ticks since the guest last gave its worker thread away.
+    pub(crate) ticks_since_yield: u32,
 }
 
 impl WasiView for Host {
