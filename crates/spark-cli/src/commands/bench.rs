@@ -134,10 +134,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             quick,
             out,
         } => {
-            let component = match component {
-                Some(c) => c,
-                None => spark_bench::guest("hello")?,
-            };
+            let component = component_or(component, "hello")?;
             let peer = peer.or_else(|| find_on_path("wasmtime"));
             if peer.is_none() {
                 eprintln!(
@@ -145,9 +142,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 );
             }
             let options = serve::ServeOptions {
-                component: std::path::absolute(component)?,
+                component,
                 peer,
-                spark: std::env::current_exe().context("locating the spark executable")?,
+                spark: spark_exe()?,
                 quick,
                 out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
             };
@@ -159,14 +156,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             quick,
             out,
         } => {
-            let component = match component {
-                Some(c) => c,
-                None => spark_bench::guest("busy")?,
-            };
+            let component = component_or(component, "busy")?;
             let options = surge::SurgeOptions {
-                spark: std::env::current_exe().context("locating the spark executable")?,
-                component: std::path::absolute(component)?,
-                job: std::path::absolute(spark_bench::guest("inventory-sync")?)?,
+                spark: spark_exe()?,
+                component,
+                job: component_or(None, "inventory-sync")?,
                 quick,
                 out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
             };
@@ -200,7 +194,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .map(|g| spark_bench::guest(g).and_then(|p| Ok(std::path::absolute(p)?)))
                 .collect::<Result<Vec<_>, _>>()?;
             let options = replay::ReplayOptions {
-                spark: std::env::current_exe().context("locating the spark executable")?,
+                spark: spark_exe()?,
                 trace,
                 guests,
                 apps,
@@ -215,8 +209,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         Scenario::Fleet { nats_server, out } => {
             let options = fleet::FleetOptions {
-                spark: std::env::current_exe().context("locating the spark executable")?,
-                component: std::path::absolute(spark_bench::guest("echo")?)?,
+                spark: spark_exe()?,
+                component: component_or(None, "echo")?,
                 nats_server: nats_server
                     .or_else(cached_nats)
                     .context("no nats-server: run scripts/fetch-nats.sh or pass --nats-server")?,
@@ -230,13 +224,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             quick,
             out,
         } => {
-            let component = match component {
-                Some(c) => c,
-                None => spark_bench::guest("echo")?,
-            };
+            let component = component_or(component, "echo")?;
             let options = canary::CanaryOptions {
-                spark: std::env::current_exe().context("locating the spark executable")?,
-                component: std::path::absolute(component)?,
+                spark: spark_exe()?,
+                component,
                 quick,
                 out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
             };
@@ -252,10 +243,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             quick,
             out,
         } => {
-            let component = match component {
-                Some(c) => c,
-                None => spark_bench::guest("classify")?,
-            };
+            let component = component_or(component, "classify")?;
             let ort_library = match no_ort {
                 true => None,
                 false => ort.or_else(default_ort),
@@ -266,7 +254,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 );
             }
             let options = nn::NnBenchOptions {
-                component: std::path::absolute(component)?,
+                component,
                 ort_library,
                 allow_software: !no_software,
                 rounds: if quick { 3 } else { rounds },
@@ -307,6 +295,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The `spark` binary running now: the benchmarks start nodes with it.
+fn spark_exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("locating the spark executable")
+}
+
+/// The component to measure, as an absolute path: the one given, or guest `default`.
+fn component_or(given: Option<PathBuf>, default: &str) -> anyhow::Result<PathBuf> {
+    let component = match given {
+        Some(path) => path,
+        None => spark_bench::guest(default)?,
+    };
+    Ok(std::path::absolute(component)?)
 }
 
 /// Where scripts/fetch-nats.sh keeps the pinned nats-server.

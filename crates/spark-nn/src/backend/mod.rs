@@ -22,6 +22,32 @@ use wasmtime_wasi_nn::{Backend, Graph};
 
 use crate::error::NnError;
 
+/// Sets input `name` of an execution context to `tensor`, replacing an earlier one.
+pub(crate) fn set_named_input(
+    inputs: &mut Vec<wasmtime_wasi_nn::backend::NamedTensor>,
+    name: String,
+    tensor: &wasmtime_wasi_nn::Tensor,
+) {
+    inputs.retain(|t| t.name != name);
+    inputs.push(wasmtime_wasi_nn::backend::NamedTensor {
+        name,
+        tensor: tensor.clone(),
+    });
+}
+
+/// Output `id` (by index or name) of the last computation, if there is one.
+pub(crate) fn find_output(
+    outputs: &[wasmtime_wasi_nn::backend::NamedTensor],
+    id: &wasmtime_wasi_nn::backend::Id,
+) -> Option<wasmtime_wasi_nn::Tensor> {
+    use wasmtime_wasi_nn::backend::Id;
+    let found = match id {
+        Id::Index(i) => outputs.get(*i as usize),
+        Id::Name(n) => outputs.iter().find(|t| &t.name == n),
+    };
+    found.map(|t| t.tensor.clone())
+}
+
 /// The kind of device an engine computes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -28,7 +28,7 @@ use wasmtime_wasi_nn::backend::{
 use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding};
 use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor};
 
-use crate::backend::{guarded, to_backend_error};
+use crate::backend::{find_output, guarded, set_named_input, to_backend_error};
 use crate::error::NnError;
 use crate::tensor::ElemType;
 
@@ -316,21 +316,12 @@ impl BackendExecutionContext for OrtContext {
         let Id::Name(name) = id else {
             return Err(to_backend_error(self.fail("inputs are set by name")));
         };
-        self.inputs.retain(|t| t.name != name);
-        self.inputs.push(NamedTensor {
-            name,
-            tensor: tensor.clone(),
-        });
+        set_named_input(&mut self.inputs, name, tensor);
         Ok(())
     }
 
     fn get_output(&mut self, id: Id) -> Result<Tensor, BackendError> {
-        let found = match &id {
-            Id::Index(i) => self.outputs.get(*i as usize),
-            Id::Name(n) => self.outputs.iter().find(|t| &t.name == n),
-        };
-        found
-            .map(|t| t.tensor.clone())
+        find_output(&self.outputs, &id)
             .ok_or_else(|| to_backend_error(self.fail(format!("no output {id:?}"))))
     }
 
