@@ -13,6 +13,7 @@
 //! ([`Manifest::load`]); [`Manifest::parse`] is pure and is what tests use.
 
 mod error;
+mod listener;
 mod nn;
 mod outbound;
 mod routes;
@@ -27,6 +28,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{Diagnostic, ManifestError};
+pub use listener::{
+    CertificateFiles, DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_H2_KEEPALIVE_INTERVAL,
+    DEFAULT_H2_MAX_CONCURRENT_STREAMS, DEFAULT_H2_RESET_BUDGET, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    DEFAULT_REQUEST_BODY_TIMEOUT, DEFAULT_SEND_TIMEOUT, H2_KEEPALIVE_TIMEOUT, ListenerLimits,
+};
 pub use nn::{
     DEFAULT_NN_MODEL, DEFAULT_NN_REDISCOVER, DEFAULT_NN_TENSOR, NN_BACKENDS, NnModel, NnSettings,
 };
@@ -129,6 +136,18 @@ pub struct NodeSettings {
     pub max_module_memory: u64,
     /// How long in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// What running invocations may commit node-wide: the sum of their `limits.memory` and
+    /// `limits.host_memory`. `None`: three quarters of the machine's (or the cgroup's) memory,
+    /// read when the node starts.
+    pub max_memory: Option<u64>,
+    /// Front-door limits of the public listener (the admin listener shares the timeouts).
+    pub limits: ListenerLimits,
+    /// Connections the admin listener takes at once.
+    pub admin_max_connections: u32,
+    /// Certificates of the public listener; empty: plain HTTP.
+    pub tls: Vec<CertificateFiles>,
+    /// Certificates of the admin listener; empty: plain HTTP.
+    pub admin_tls: Vec<CertificateFiles>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -146,6 +165,11 @@ impl Default for NodeSettings {
             max_instances: DEFAULT_MAX_INSTANCES,
             max_module_memory: DEFAULT_MAX_MODULE_MEMORY,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_memory: None,
+            limits: ListenerLimits::default(),
+            admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
+            tls: Vec::new(),
+            admin_tls: Vec::new(),
         }
     }
 }
@@ -408,6 +432,17 @@ pub struct Limits {
     pub nn_model: u64,
     /// Largest input tensor (bytes of data) the guest may pass to `wasi:nn`.
     pub nn_tensor: u64,
+    /// Bytes of request body the guest may receive (a larger `Content-Length` is a 413).
+    pub request_body: u64,
+    /// Host memory one invocation may hold outside its linear memory: headers, bodies in
+    /// flight, tensors, models, resource handles, log lines.
+    pub host_memory: u64,
+    /// Resource handles (fields, streams, requests, tensors, ...) one invocation may hold.
+    pub resources: u32,
+    /// Outbound HTTP requests one invocation may have in flight at once.
+    pub outbound_requests: u32,
+    /// Bytes one invocation may write to stdout and stderr together.
+    pub log: u64,
 }
 
 pub const DEFAULT_MEMORY: u64 = 128 << 20;
@@ -417,6 +452,11 @@ pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CPU_TIME: Duration = Duration::from_secs(10);
 pub const DEFAULT_RESPONSE_BODY: u64 = 64 << 20;
+pub const DEFAULT_REQUEST_BODY: u64 = 16 << 20;
+pub const DEFAULT_HOST_MEMORY: u64 = 32 << 20;
+pub const DEFAULT_RESOURCES: u32 = 1_000;
+pub const DEFAULT_OUTBOUND_REQUESTS: u32 = 16;
+pub const DEFAULT_LOG: u64 = 256 << 10;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -430,6 +470,11 @@ impl Default for Limits {
             response_body: DEFAULT_RESPONSE_BODY,
             nn_model: DEFAULT_NN_MODEL,
             nn_tensor: DEFAULT_NN_TENSOR,
+            request_body: DEFAULT_REQUEST_BODY,
+            host_memory: DEFAULT_HOST_MEMORY,
+            resources: DEFAULT_RESOURCES,
+            outbound_requests: DEFAULT_OUTBOUND_REQUESTS,
+            log: DEFAULT_LOG,
         }
     }
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 /// The backends a node may be told to use, best first (names as in logs and metrics).
 pub const NN_BACKENDS: &[&str] = &["ort-npu", "ort-webgpu", "ort-cpu", "tract"];
-/// Default cap on a model a guest passes as bytes to `graph.load`.
-pub const DEFAULT_NN_MODEL: u64 = 32 << 20;
+/// Default cap on a model a guest passes as bytes to `graph.load`: none may (guest-supplied
+/// models are host memory and code the node did not vet; a module opts in with `nn_model`).
+pub const DEFAULT_NN_MODEL: u64 = 0;
 /// Default cap on one input tensor's data.
 pub const DEFAULT_NN_TENSOR: u64 = 16 << 20;
 /// How often devices are looked for again by default.

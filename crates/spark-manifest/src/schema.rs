@@ -37,6 +37,29 @@ pub(crate) struct RawNode {
     pub max_instances: Option<Spanned<i64>>,
     pub max_module_memory: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
+    pub max_memory: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_connections_per_client: Option<Spanned<i64>>,
+    pub admin_max_connections: Option<Spanned<i64>>,
+    pub header_read_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub send_timeout: Option<Spanned<String>>,
+    pub request_body_timeout: Option<Spanned<String>>,
+    pub h2_max_concurrent_streams: Option<Spanned<i64>>,
+    pub h2_keepalive_interval: Option<Spanned<String>>,
+    pub h2_reset_budget: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub tls: Vec<Spanned<RawCertificate>>,
+    #[serde(default)]
+    pub admin_tls: Vec<Spanned<RawCertificate>>,
+}
+
+/// One `[[node.tls]]` / `[[node.admin_tls]]` entry: a certificate chain and its key (PEM).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +109,11 @@ pub(crate) struct RawLimits {
     pub response_body: Option<Spanned<String>>,
     pub nn_model: Option<Spanned<String>>,
     pub nn_tensor: Option<Spanned<String>>,
+    pub request_body: Option<Spanned<String>>,
+    pub host_memory: Option<Spanned<String>>,
+    pub resources: Option<Spanned<i64>>,
+    pub outbound_requests: Option<Spanned<i64>>,
+    pub log: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

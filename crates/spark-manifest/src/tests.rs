@@ -442,3 +442,130 @@ fn nn_settings_and_limits_are_validated() {
     assert_eq!(line, line_of(&text, "nn_tensor"));
     assert!(message.contains("limits.nn_tensor"), "{message}");
 }
+
+#[test]
+fn front_door_limits_and_certificates_are_validated() {
+    let manifest = parse(
+        r#"version = 1
+[node]
+max_memory = "2GiB"
+max_connections = 500
+max_connections_per_client = 1000
+header_read_timeout = "5s"
+idle_timeout = "30s"
+send_timeout = "10s"
+request_body_timeout = "3s"
+h2_max_concurrent_streams = 50
+h2_keepalive_interval = "0s"
+h2_reset_budget = 20
+admin_max_connections = 8
+[[node.tls]]
+cert = "certs/a.pem"
+key = "certs/a.key"
+[[node.tls]]
+cert = "/etc/b.pem"
+key = "/etc/b.key"
+[[module]]
+id = "a"
+component = "a.wasm"
+routes = ["/"]
+"#,
+    )
+    .unwrap();
+    let node = &manifest.node;
+    assert_eq!(node.max_memory, Some(2 << 30));
+    let limits = node.limits;
+    assert_eq!(limits.max_connections, 500);
+    assert_eq!(
+        limits.max_connections_per_client, 500,
+        "a client never gets more than the listener"
+    );
+    assert_eq!(limits.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(limits.idle_timeout, Duration::from_secs(30));
+    assert_eq!(limits.send_timeout, Duration::from_secs(10));
+    assert_eq!(limits.request_body_timeout, Duration::from_secs(3));
+    assert_eq!(limits.h2_max_concurrent_streams, 50);
+    assert!(limits.h2_keepalive_interval.is_zero());
+    assert_eq!(limits.h2_reset_budget, 20);
+    let admin = limits.for_admin(node.admin_max_connections);
+    assert_eq!(
+        (admin.max_connections, admin.max_connections_per_client),
+        (8, 8)
+    );
+    assert_eq!(node.tls.len(), 2);
+    assert_eq!(node.tls[0].cert, Path::new("/etc/spark/certs/a.pem"));
+    assert_eq!(node.tls[1].key, Path::new("/etc/b.key"));
+    assert!(node.admin_tls.is_empty());
+
+    let defaults = parse(GOOD).unwrap().node;
+    assert_eq!(
+        defaults.max_memory, None,
+        "derived from the machine at start"
+    );
+    assert!(defaults.limits.header_read_timeout <= Duration::from_secs(30));
+    assert!(defaults.tls.is_empty());
+
+    for (field, value, expect) in [
+        ("header_read_timeout", "\"0s\"", "between 100ms and 1h"),
+        ("idle_timeout", "\"2h\"", "between 100ms and 1h"),
+        ("max_connections", "0", "between 1 and"),
+        ("max_memory", "\"1MiB\"", "at least 16MiB"),
+        ("h2_keepalive_interval", "\"10ms\"", "or \"0s\": off"),
+    ] {
+        let text = format!(
+            "version = 1\n[node]\n{field} = {value}\n[[module]]\nid = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n"
+        );
+        let (line, message) = refusal(&text);
+        assert_eq!(line, 3, "{field}: {message}");
+        assert!(message.contains(expect), "{field}: {message}");
+    }
+    let (line, message) = refusal(
+        "version = 1\n[node]\n[[node.tls]]\ncert = \"a.pem\"\n[[module]]\nid = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n",
+    );
+    assert!(message.contains("missing field `key`"), "{line}: {message}");
+}
+
+#[test]
+fn host_resource_limits_are_validated() {
+    let manifest = parse(
+        r#"version = 1
+[[module]]
+id = "a"
+component = "a.wasm"
+routes = ["/"]
+[module.limits]
+request_body = "1MiB"
+host_memory = "8MiB"
+resources = 64
+outbound_requests = 2
+log = "4KiB"
+nn_tensor = "4MiB"
+"#,
+    )
+    .unwrap();
+    let limits = manifest.modules[0].limits;
+    assert_eq!(limits.request_body, 1 << 20);
+    assert_eq!(limits.host_memory, 8 << 20);
+    assert_eq!(limits.resources, 64);
+    assert_eq!(limits.outbound_requests, 2);
+    assert_eq!(limits.log, 4 << 10);
+    assert_eq!(
+        limits.nn_model, 0,
+        "guest-supplied models are off by default"
+    );
+
+    let defaults = Limits::default();
+    assert!(defaults.resources <= 10_000, "far below 100,000");
+    assert!(defaults.nn_tensor <= defaults.host_memory);
+
+    let (line, message) = refusal(
+        "version = 1\n[[module]]\nid = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n[module.limits]\nhost_memory = \"1MiB\"\nnn_tensor = \"2MiB\"\n",
+    );
+    assert_eq!(line, 8);
+    assert!(message.contains("exceeds limits.host_memory"), "{message}");
+    let (line, message) = refusal(
+        "version = 1\n[[module]]\nid = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n[module.limits]\nresources = 100001\n",
+    );
+    assert_eq!(line, 7);
+    assert!(message.contains("limits.resources"), "{message}");
+}

@@ -1,6 +1,7 @@
 //! From the raw schema to validated types, collecting every problem with its position.
 
 mod nn;
+mod node;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -14,8 +15,7 @@ use crate::error::{Diagnostic, ManifestError};
 use crate::outbound::{AllowedHost, OutboundPolicy};
 use crate::routes::Route;
 use crate::schema::{
-    RawLimits, RawManifest, RawModule, RawNode, RawOrchestrator, RawPredictor, RawRollout,
-    VersionProbe,
+    RawLimits, RawManifest, RawModule, RawOrchestrator, RawPredictor, RawRollout, VersionProbe,
 };
 use crate::units::{parse_byte_size, parse_duration};
 use crate::{
@@ -27,7 +27,12 @@ const MIN_MEMORY: u64 = 64 << 10;
 const MAX_CONCURRENCY: i64 = 100_000;
 const MAX_QUEUE: i64 = 1_000_000;
 const MAX_WEIGHT: i64 = 1000;
-const MAX_INSTANCES: i64 = 100_000;
+pub(super) const MAX_INSTANCES: i64 = 100_000;
+/// A guest needs a few handles for its request alone (request, headers, body, streams).
+const MIN_RESOURCES: i64 = 16;
+/// "far below 100,000": each handle costs host memory the guest does not pay for.
+const MAX_RESOURCES: i64 = 100_000;
+const MAX_OUTBOUND_REQUESTS: i64 = 10_000;
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -159,32 +164,6 @@ impl Validator<'_> {
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.diagnostics
             .push(Diagnostic::at(self.text, span, message));
-    }
-
-    fn node(&mut self, raw: Option<&RawNode>) -> NodeSettings {
-        let defaults = NodeSettings::default();
-        let Some(raw) = raw else { return defaults };
-        NodeSettings {
-            listen: self.addr(raw.listen.as_ref(), defaults.listen, "node.listen"),
-            admin: self.addr(raw.admin.as_ref(), defaults.admin, "node.admin"),
-            data_dir: raw.data_dir.as_ref().map(|d| self.base.join(d.get_ref())),
-            max_instances: self.int(
-                raw.max_instances.as_ref(),
-                defaults.max_instances as i64,
-                1..=MAX_INSTANCES,
-                "node.max_instances",
-            ) as u32,
-            max_module_memory: self.size(
-                raw.max_module_memory.as_ref(),
-                defaults.max_module_memory,
-                "node.max_module_memory",
-            ),
-            shutdown_grace: self.duration(
-                raw.shutdown_grace.as_ref(),
-                defaults.shutdown_grace,
-                "node.shutdown_grace",
-            ),
-        }
     }
 
     fn orchestrator(&mut self, raw: Option<&RawOrchestrator>) -> OrchestratorSettings {
@@ -501,7 +480,7 @@ impl Validator<'_> {
                 );
             }
         }
-        Limits {
+        let limits = Limits {
             memory,
             concurrency: self.int(
                 raw.concurrency.as_ref(),
@@ -545,6 +524,53 @@ impl Validator<'_> {
                 d.nn_tensor,
                 &format!("{who}: limits.nn_tensor"),
             ),
+            request_body: self.size(
+                raw.request_body.as_ref(),
+                d.request_body,
+                &format!("{who}: limits.request_body"),
+            ),
+            host_memory: self.size(
+                raw.host_memory.as_ref(),
+                d.host_memory,
+                &format!("{who}: limits.host_memory"),
+            ),
+            resources: self.int(
+                raw.resources.as_ref(),
+                i64::from(d.resources),
+                MIN_RESOURCES..=MAX_RESOURCES,
+                &format!("{who}: limits.resources"),
+            ) as u32,
+            outbound_requests: self.int(
+                raw.outbound_requests.as_ref(),
+                i64::from(d.outbound_requests),
+                0..=MAX_OUTBOUND_REQUESTS,
+                &format!("{who}: limits.outbound_requests"),
+            ) as u32,
+            log: self.size(raw.log.as_ref(), d.log, &format!("{who}: limits.log")),
+        };
+        self.host_memory_covers(raw, &limits, who);
+        limits
+    }
+
+    /// Tensors and guest-supplied models live in host memory, so they must fit in it.
+    fn host_memory_covers(&mut self, raw: &RawLimits, limits: &Limits, who: &str) {
+        let over = [
+            ("nn_tensor", limits.nn_tensor, raw.nn_tensor.as_ref()),
+            ("nn_model", limits.nn_model, raw.nn_model.as_ref()),
+        ];
+        for (name, bytes, span) in over {
+            if bytes > limits.host_memory {
+                let span = span
+                    .or(raw.host_memory.as_ref())
+                    .map_or(0..0, Spanned::span);
+                self.error(
+                    span,
+                    format!(
+                        "{who}: limits.{name} ({bytes} bytes) exceeds limits.host_memory ({} bytes), where it would be held",
+                        limits.host_memory
+                    ),
+                );
+            }
         }
     }
 

@@ -1,39 +1,28 @@
 //! The composition root of a Spark node: it turns a manifest into a serving node.
 //!
-//! Request path: [`front`] (hyper, HTTP/1.1 and HTTP/2) -> route lookup in the current
-//! [`state::Snapshot`] -> [`admission`] (per-module concurrency, bounded queue with deadline)
-//! -> node [`capacity`] by priority class -> the module's [`spark_runtime::GuestModule`] (on
-//! the module's [`executor`], paced by its [`pacing::ModulePacer`]) -> response body streamed
-//! back, with the module's slots held until the last byte. Control surfaces: [`admin`]
-//! (health, metrics, status, decisions, run-a-job-now) on its own listener, [`jobs`] for
-//! scheduled modules, and [`control`], the orchestrator's loop: probes -> policy -> plan ->
-//! actuators (shares, caps, pacing), applied live.
+//! The tree shows the node's planes, as ARCHITECTURE.md draws them:
+//! - [`serve`], the data plane: listeners and connections (front-door limits, TLS), the HTTP
+//!   front end, route lookup in the current immutable snapshot, admission (per module),
+//!   node capacity (slots and memory, by priority class), residency, pacing, the executor
+//!   of background guests, and scheduled jobs. It reads what the other planes publish and
+//!   never waits on them.
+//! - [`control`], the control plane: the orchestrator's loop (probes -> pure policy -> plan
+//!   -> actuators), the predictor live (warmth), and the inference host's controls.
+//! - [`release`]: what the node runs and how that changes: startup, module building,
+//!   deploys and canary rollouts, and the fleet agent.
+//! - [`admin`]: the operator's listener (health, metrics, status, the release API) and its
+//!   token.
 //!
 //! The decision worth knowing: the request path reads one immutable snapshot through an
-//! `ArcSwap` and never waits on anything the control side holds. Whatever changes the node
-//! (today: startup; later: deploys and the orchestrator) publishes a new snapshot.
+//! `ArcSwap` and never waits on anything the control side holds; whatever changes the node
+//! (startup, deploys, rollouts) publishes a new snapshot.
 
 pub mod admin;
-pub mod admission;
-pub mod auth;
-pub mod capacity;
 pub mod control;
-pub mod deploy;
-pub mod executor;
-pub mod fleet;
-pub mod front;
-pub mod jobs;
-pub mod latency;
-pub mod metrics;
-pub mod nn;
-pub mod node;
-pub mod pacing;
-pub mod residency;
-pub mod state;
-pub mod status;
-pub mod versions;
-pub mod warmth;
+mod node;
+pub mod release;
+pub mod serve;
 
-pub use jobs::JobOutcome;
+pub use admin::status::{ModuleStatus, NodeStatus, OrchestratorStatus};
 pub use node::{NodeError, NodeOptions, RunningNode};
-pub use status::{ModuleStatus, NodeStatus};
+pub use serve::jobs::JobOutcome;

@@ -1,9 +1,15 @@
-//! The response body a guest streams out, with its size limit enforced on the way.
+//! The response body a guest streams out, with its size limit enforced on the way, and the
+//! guest task it comes from.
 //!
 //! Guests stream with backpressure (one chunk buffered at a time), so a huge body never sits
 //! in host memory; what the limit stops is a guest tying up a connection and bandwidth. When
 //! the limit is passed the stream ends with an error, which makes the HTTP server abort the
 //! response (the client sees a truncated body, not a "complete" one).
+//!
+//! The decision worth knowing: the body owns the guest task. A body dropped before its end
+//! (the client went away, the connection was closed for stalling) cancels the guest at its
+//! next yield, so no guest runs for a client that is gone; a body read to its end lets the
+//! guest finish whatever it does after the response, within its limits.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,7 +19,67 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::error::InvokeError;
 use crate::stats::ModuleStats;
+
+/// The task running one guest invocation. Dropped before [`GuestTask::detach`] or
+/// [`GuestTask::join`], it cancels the guest (at its next epoch yield or host await).
+pub(crate) struct GuestTask {
+    handle: Option<tokio::task::JoinHandle<Result<(), InvokeError>>>,
+}
+
+impl GuestTask {
+    pub(crate) fn new(handle: tokio::task::JoinHandle<Result<(), InvokeError>>) -> GuestTask {
+        GuestTask {
+            handle: Some(handle),
+        }
+    }
+
+    /// Waits for the guest to end.
+    pub(crate) async fn join(mut self) -> Result<(), InvokeError> {
+        let handle = self.handle.take().expect("joined once");
+        handle
+            .await
+            .unwrap_or_else(|join| Err(InvokeError::Trap(format!("guest task failed: {join}"))))
+    }
+
+    /// Lets the guest run to its own end (within its limits) without anyone waiting.
+    pub(crate) fn detach(mut self) {
+        self.handle.take();
+    }
+}
+
+impl Drop for GuestTask {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+    }
+}
+
+/// Why a request body could not be read to its end (what the front end's limits report;
+/// the guest reading the body sees the matching `wasi:http` error code).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestBodyError {
+    #[error("the client sent nothing for {0:?} while its request body was being read")]
+    Timeout(std::time::Duration),
+    #[error("the request body exceeds the module's limit of {0} bytes")]
+    TooLarge(u64),
+    #[error("reading the request body failed: {0}")]
+    Client(#[source] hyper::Error),
+}
+
+impl From<RequestBodyError> for wasmtime_wasi_http::Error {
+    fn from(error: RequestBodyError) -> Self {
+        match error {
+            RequestBodyError::Timeout(_) => wasmtime_wasi_http::Error::ConnectionReadTimeout,
+            RequestBodyError::TooLarge(limit) => {
+                wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
+            }
+            RequestBodyError::Client(e) => wasmtime_wasi_http::Error::Hyper(e),
+        }
+    }
+}
 
 /// Error of a response body stream.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +96,8 @@ pub struct ResponseBody {
     limit: u64,
     sent: u64,
     stats: Arc<ModuleStats>,
+    /// The guest producing the body; cancelled if the body is dropped before its end.
+    task: Option<GuestTask>,
 }
 
 impl ResponseBody {
@@ -37,12 +105,14 @@ impl ResponseBody {
         inner: HyperOutgoingBody,
         limit: u64,
         stats: Arc<ModuleStats>,
+        task: GuestTask,
     ) -> ResponseBody {
         ResponseBody {
             inner,
             limit,
             sent: 0,
             stats,
+            task: Some(task),
         }
     }
 }
@@ -72,7 +142,12 @@ impl Body for ResponseBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Guest(format!("{e}"))))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                if let Some(task) = this.task.take() {
+                    task.detach();
+                }
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }

@@ -1,4 +1,5 @@
-//! The execution budget of one invocation: wall-clock deadline, CPU time, and the pacing hook.
+//! The execution budget of one invocation: wall-clock deadline, CPU time, host memory, and
+//! the pacing hook.
 //!
 //! CPU time is measured around guest execution: [`Metered`] reads the thread's CPU clock
 //! before and after every poll of the future that runs the guest (instantiation, Wasm code and
@@ -16,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::error::InvokeError;
+use crate::host_memory::{self, HostAccount};
 use crate::stats::ModuleStats;
 
 /// A future the guest waits on before it may continue (see [`Pacer`]).
@@ -46,12 +48,16 @@ pub struct Budget {
     instantiate_nanos: AtomicU64,
     verdict: Mutex<Option<InvokeError>>,
     pub(crate) pacer: Option<Arc<dyn Pacer>>,
+    /// Host memory held for the invocation, charged while its guest is polled.
+    pub(crate) host: HostAccount,
+    pub(crate) host_limit: u64,
 }
 
 impl Budget {
     pub(crate) fn new(
         timeout: Duration,
         cpu_limit: Duration,
+        host_limit: u64,
         pacer: Option<Arc<dyn Pacer>>,
     ) -> Budget {
         Budget {
@@ -63,6 +69,8 @@ impl Budget {
             instantiate_nanos: AtomicU64::new(0),
             verdict: Mutex::new(None),
             pacer,
+            host: HostAccount::new(),
+            host_limit,
         }
     }
 
@@ -105,6 +113,10 @@ impl Budget {
             InvokeError::Timeout(self.timeout)
         } else if self.cpu_used() >= self.cpu_limit {
             InvokeError::CpuLimit(self.cpu_limit)
+        } else if self.host.bytes() as u64 > self.host_limit {
+            InvokeError::HostMemoryLimit {
+                limit: self.host_limit,
+            }
         } else {
             return None;
         };
@@ -150,6 +162,7 @@ impl<F: Future> Future for Metered<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
+        let _charged = host_memory::enter(&this.budget.host);
         let start = thread_cpu_time();
         let result = this.inner.poll(cx);
         let spent = thread_cpu_time().saturating_sub(start);
@@ -165,7 +178,7 @@ mod tests {
 
     #[test]
     fn first_breach_wins() {
-        let budget = Budget::new(Duration::ZERO, Duration::from_secs(1), None);
+        let budget = Budget::new(Duration::ZERO, Duration::from_secs(1), u64::MAX, None);
         assert!(matches!(budget.check(), Some(InvokeError::Timeout(_))));
         budget.record(InvokeError::StackOverflow);
         assert!(matches!(budget.verdict(), Some(InvokeError::Timeout(_))));
@@ -173,7 +186,12 @@ mod tests {
 
     #[test]
     fn cpu_limit_is_detected() {
-        let budget = Budget::new(Duration::from_secs(60), Duration::from_millis(5), None);
+        let budget = Budget::new(
+            Duration::from_secs(60),
+            Duration::from_millis(5),
+            u64::MAX,
+            None,
+        );
         assert!(budget.check().is_none());
         budget.add_cpu(Duration::from_millis(6));
         assert!(matches!(budget.check(), Some(InvokeError::CpuLimit(_))));
@@ -184,6 +202,7 @@ mod tests {
         let budget = Arc::new(Budget::new(
             Duration::from_secs(60),
             Duration::from_secs(60),
+            u64::MAX,
             None,
         ));
         let stats = Arc::new(ModuleStats::default());

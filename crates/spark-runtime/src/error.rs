@@ -57,6 +57,15 @@ pub enum InvokeError {
     /// The guest asked for more linear memory than its limit.
     #[error("the guest exceeded its memory limit of {limit} bytes")]
     MemoryLimit { limit: u64 },
+    /// The host held more memory on the guest's behalf (headers, bodies, tensors, handles)
+    /// than the module's `limits.host_memory`.
+    #[error(
+        "the guest exceeded its host memory limit of {limit} bytes (memory the host holds for it outside its linear memory)"
+    )]
+    HostMemoryLimit { limit: u64 },
+    /// The guest held more resource handles at once than the module's `limits.resources`.
+    #[error("the guest exceeded its limit on resource handles: {0}")]
+    ResourceLimit(String),
     /// The guest overflowed its Wasm stack.
     #[error("the guest overflowed its stack")]
     StackOverflow,
@@ -96,6 +105,8 @@ impl InvokeError {
             InvokeError::Trap(_) => "trap",
             InvokeError::MemoryLimit { .. } => "memory_limit",
             InvokeError::StackOverflow => "stack_overflow",
+            InvokeError::HostMemoryLimit { .. } => "host_memory_limit",
+            InvokeError::ResourceLimit(_) => "resource_limit",
             InvokeError::Timeout(_) => "timeout",
             InvokeError::CpuLimit(_) => "cpu_limit",
             InvokeError::Capacity(_) => "capacity",

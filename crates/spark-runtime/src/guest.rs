@@ -20,17 +20,15 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use crate::body::ResponseBody;
+use crate::body::{GuestTask, ResponseBody};
 use crate::budget::{Budget, Metered, Pacer};
 use crate::error::InvokeError;
-use crate::guest_log::{GuestLog, Stream};
+use crate::guest_log::{GuestLog, LogBudget, Stream};
 use crate::host::{Host, MemoryLimiter};
 use crate::loader::{Entry, Prepared};
 use crate::outbound::{OutboundHooks, OutboundPacing};
 use crate::stats::ModuleStats;
 
-/// Resource handles (streams, fields, ...) one invocation may hold at once.
-const MAX_RESOURCES: usize = 100_000;
 /// A guest that is not being paced gives its worker away every this many epoch ticks (limits
 /// are still checked on every tick). Yielding on every tick turned CPU-bound requests into
 /// round-robin time slicing: each took about as long as all the others in flight, which on
@@ -48,6 +46,14 @@ pub struct GuestLimits {
     pub response_body: u64,
     /// What the module may ask of `wasi:nn` (model and tensor sizes).
     pub nn: spark_nn::NnLimits,
+    /// Host memory one invocation may hold outside its linear memory.
+    pub host_memory: u64,
+    /// Resource handles one invocation may hold at once.
+    pub resources: u32,
+    /// Outbound requests one invocation may have in flight.
+    pub outbound_requests: u32,
+    /// Bytes one invocation may log (stdout and stderr together).
+    pub log: u64,
 }
 
 impl From<&spark_manifest::Limits> for GuestLimits {
@@ -62,6 +68,10 @@ impl From<&spark_manifest::Limits> for GuestLimits {
                 max_tensor_bytes: l.nn_tensor,
                 allow_guest_models: l.nn_model > 0,
             },
+            host_memory: l.host_memory,
+            resources: l.resources,
+            outbound_requests: l.outbound_requests,
+            log: l.log,
         }
     }
 }
@@ -174,10 +184,14 @@ impl GuestModule {
         &self.inner.stats
     }
 
-    /// Serves one HTTP request with a fresh instance.
+    /// Serves one HTTP request with a fresh instance. `hold` (the caller's admission slots)
+    /// is kept exactly as long as the guest runs: it is dropped when the guest ends, however
+    /// it ends. Dropping the returned future before the response, or the response body before
+    /// its end, cancels the guest.
     pub async fn handle<B>(
         &self,
         request: http::Request<B>,
+        hold: impl Send + 'static,
     ) -> Result<http::Response<ResponseBody>, InvokeError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -213,6 +227,7 @@ impl GuestModule {
         let pre = pre.clone();
         let stats = self.inner.stats.clone();
         let run = async move {
+            let _hold = hold;
             let proxy = match ready {
                 Some(proxy) => proxy,
                 None => instantiate(&pre, &mut store, &stats).await?,
@@ -223,14 +238,13 @@ impl GuestModule {
                 .await
                 .map_err(|e| classify(e, &store))
         };
-        let task = self.spawn(self.supervise(run, budget.clone()));
+        let task = GuestTask::new(self.spawn(self.supervise(run, budget.clone())));
         match receiver.await {
             Ok(Ok(response)) => self.accept_response(response, &budget, task),
             Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
-            Err(_) => Err(match task.await {
-                Ok(Err(e)) => e,
-                Ok(Ok(())) => InvokeError::NoResponse,
-                Err(join) => InvokeError::Trap(format!("guest task failed: {join}")),
+            Err(_) => Err(match task.join().await {
+                Err(e) => e,
+                Ok(()) => InvokeError::NoResponse,
             }),
         }
     }
@@ -295,7 +309,7 @@ impl GuestModule {
         &self,
         response: http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
         budget: &Budget,
-        task: tokio::task::JoinHandle<Result<(), InvokeError>>,
+        task: GuestTask,
     ) -> Result<http::Response<ResponseBody>, InvokeError> {
         let limit = self.inner.limits.response_body;
         let declared = response
@@ -304,14 +318,14 @@ impl GuestModule {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit) {
-            task.abort();
+            drop(task);
             return Err(InvokeError::BodyTooLarge(limit));
         }
         let info = InvocationInfo {
             instantiate: budget.instantiate_time(),
         };
         let stats = self.inner.stats.clone();
-        let mut response = response.map(|body| ResponseBody::new(body, limit, stats));
+        let mut response = response.map(|body| ResponseBody::new(body, limit, stats, task));
         response.extensions_mut().insert(info);
         Ok(response)
     }
@@ -342,11 +356,9 @@ impl GuestModule {
                         },
                     }
                 };
-                self.spawn(self.supervise(run, budget.clone()))
+                GuestTask::new(self.spawn(self.supervise(run, budget.clone())))
+                    .join()
                     .await
-                    .unwrap_or_else(|join| {
-                        Err(InvokeError::Trap(format!("job task failed: {join}")))
-                    })
             }
             Entry::Http(_) => self.run_http_job().await,
         };
@@ -377,7 +389,7 @@ impl GuestModule {
                     .map_err(|never| -> wasmtime_wasi_http::Error { match never {} }),
             )
             .map_err(|e| InvokeError::BadRequest(e.to_string()))?;
-        let response = self.handle(request).await?;
+        let response = self.handle(request, ()).await?;
         let status = response.status().as_u16();
         response
             .into_body()
@@ -391,6 +403,7 @@ impl GuestModule {
         Arc::new(Budget::new(
             self.inner.limits.timeout,
             self.inner.limits.cpu_time,
+            self.inner.limits.host_memory,
             self.inner.controls.pacer.clone(),
         ))
     }
@@ -415,8 +428,8 @@ impl GuestModule {
     ) -> impl Future<Output = Result<(), InvokeError>> + Send + 'static {
         let stats = self.inner.stats.clone();
         let module = self.inner.id.clone();
-        stats.started();
         async move {
+            let in_flight = stats.started();
             let deadline = tokio::time::Instant::from_std(budget.deadline());
             let metered = Metered::new(run, budget.clone(), stats.clone());
             let outcome = match tokio::time::timeout_at(deadline, metered).await {
@@ -431,21 +444,22 @@ impl GuestModule {
             if let Err(e) = &outcome {
                 tracing::warn!(%module, kind = e.kind(), error = %e, "invocation failed");
             }
-            stats.finished(outcome.as_ref().map(|_| ()));
+            in_flight.finish(outcome.as_ref().map(|_| ()));
             outcome
         }
     }
 
     fn new_store(&self, budget: Arc<Budget>) -> Store<Host> {
         let inner = &self.inner;
+        let log = LogBudget::new(inner.limits.log);
         let wasi = WasiCtxBuilder::new()
             .envs(&inner.env)
             .arg(&*inner.id)
-            .stdout(GuestLog::new(inner.id.clone(), Stream::Stdout))
-            .stderr(GuestLog::new(inner.id.clone(), Stream::Stderr))
+            .stdout(GuestLog::new(inner.id.clone(), Stream::Stdout, log.clone()))
+            .stderr(GuestLog::new(inner.id.clone(), Stream::Stderr, log))
             .build();
         let mut table = ResourceTable::new();
-        table.set_max_capacity(MAX_RESOURCES);
+        table.set_max_capacity(inner.limits.resources as usize);
         let host = Host {
             wasi,
             http: WasiHttpCtx::new(),
@@ -539,6 +553,18 @@ fn classify(error: wasmtime::Error, store: &Store<Host>) -> InvokeError {
     }
     if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::StackOverflow) {
         return InvokeError::StackOverflow;
+    }
+    let table_full = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    });
+    if table_full {
+        return InvokeError::ResourceLimit(format!(
+            "more than {} handles at once",
+            host.table.max_capacity()
+        ));
     }
     if error
         .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()

@@ -1,12 +1,14 @@
 //! Guest stdout/stderr become structured log lines tagged with the module id.
 //!
 //! Output is split into lines; each line is capped, and each invocation may log a bounded
-//! number of bytes, so a guest printing in a loop cannot flood the node's log or its memory.
-//! What is dropped is counted and reported once when the stream ends.
+//! number of bytes across all its streams (`limits.log`: stdout and stderr together, however
+//! many times the guest asks for them), so a guest printing in a loop cannot flood the node's
+//! log or its memory. What is dropped is counted and reported once when the stream ends.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
@@ -14,8 +16,29 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 /// Longest line kept; the rest of a longer line is cut.
 const MAX_LINE: usize = 4096;
-/// Bytes one invocation may log per stream.
-const MAX_BYTES_PER_INVOCATION: usize = 256 << 10;
+
+/// What one invocation may still log, shared by all its output streams.
+#[derive(Debug)]
+pub(crate) struct LogBudget {
+    left: AtomicU64,
+}
+
+impl LogBudget {
+    pub(crate) fn new(bytes: u64) -> Arc<LogBudget> {
+        Arc::new(LogBudget {
+            left: AtomicU64::new(bytes),
+        })
+    }
+
+    /// Takes `bytes` if that many are left.
+    fn take(&self, bytes: u64) -> bool {
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok()
+    }
+}
 
 /// Which guest stream this is.
 #[derive(Debug, Clone, Copy)]
@@ -38,11 +61,16 @@ impl Stream {
 pub(crate) struct GuestLog {
     module: Arc<str>,
     stream: Stream,
+    budget: Arc<LogBudget>,
 }
 
 impl GuestLog {
-    pub(crate) fn new(module: Arc<str>, stream: Stream) -> GuestLog {
-        GuestLog { module, stream }
+    pub(crate) fn new(module: Arc<str>, stream: Stream, budget: Arc<LogBudget>) -> GuestLog {
+        GuestLog {
+            module,
+            stream,
+            budget,
+        }
     }
 }
 
@@ -57,7 +85,6 @@ impl StdoutStream for GuestLog {
         Box::new(LineWriter {
             log: self.clone(),
             line: Vec::new(),
-            logged: 0,
             dropped: 0,
         })
     }
@@ -66,7 +93,6 @@ impl StdoutStream for GuestLog {
 struct LineWriter {
     log: GuestLog,
     line: Vec<u8>,
-    logged: usize,
     dropped: usize,
 }
 
@@ -83,11 +109,10 @@ impl LineWriter {
 
     fn emit(&mut self) {
         let line = std::mem::take(&mut self.line);
-        if self.logged + line.len() > MAX_BYTES_PER_INVOCATION {
+        if !self.log.budget.take(line.len() as u64 + 1) {
             self.dropped += line.len() + 1;
             return;
         }
-        self.logged += line.len() + 1;
         let text = String::from_utf8_lossy(&line);
         match self.log.stream {
             Stream::Stdout => {

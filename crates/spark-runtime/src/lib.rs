@@ -27,6 +27,7 @@ mod error;
 mod guest;
 mod guest_log;
 mod host;
+pub mod host_memory;
 mod loader;
 mod outbound;
 mod stats;
@@ -38,7 +39,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 pub use aot::{ArtifactCache, digest};
-pub use body::{BodyError, ResponseBody};
+pub use body::{BodyError, RequestBodyError, ResponseBody};
 pub use budget::{PaceFuture, Pacer};
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, EngineSettings, PoolingMode};
 pub use error::{InvokeError, LoadError, RuntimeError};
@@ -71,6 +72,8 @@ struct RuntimeInner {
     allocation: Allocation,
     linker: Linker<Host>,
     cache: Option<ArtifactCache>,
+    /// Compiled code in memory, shared by digest (identical components compile once).
+    code: loader::CodeCache,
     /// Permits for instances kept ready across all modules (see [`engine::ready_headroom`]).
     ready_slots: Arc<tokio::sync::Semaphore>,
     _ticker: EpochTicker,
@@ -91,6 +94,7 @@ impl Runtime {
                 allocation,
                 linker,
                 cache,
+                code: loader::CodeCache::default(),
                 ready_slots: Arc::new(tokio::sync::Semaphore::new(engine::ready_headroom(
                     config.engine.max_instances,
                 ) as usize)),
@@ -114,22 +118,14 @@ impl Runtime {
         let inner = self.inner.clone();
         let path = path.to_path_buf();
         let fallback = path.clone();
-        tokio::task::spawn_blocking(move || {
-            loader::prepare_file(
-                &inner.engine,
-                &inner.linker,
-                inner.cache.as_ref(),
-                &path,
-                expect,
-            )
-        })
-        .await
-        .unwrap_or_else(|join| {
-            Err(LoadError::Interrupted {
-                path: fallback,
-                reason: join.to_string(),
+        tokio::task::spawn_blocking(move || loader::prepare_file(&inner.code(), &path, expect))
+            .await
+            .unwrap_or_else(|join| {
+                Err(LoadError::Interrupted {
+                    path: fallback,
+                    reason: join.to_string(),
+                })
             })
-        })
     }
 
     /// As [`Runtime::prepare`], for bytes in memory; `name` identifies them in errors.
@@ -143,14 +139,7 @@ impl Runtime {
         let name = name.to_path_buf();
         let fallback = name.clone();
         tokio::task::spawn_blocking(move || {
-            loader::prepare_bytes(
-                &inner.engine,
-                &inner.linker,
-                inner.cache.as_ref(),
-                &name,
-                &bytes,
-                expect,
-            )
+            loader::prepare_bytes(&inner.code(), &name, &bytes, expect)
         })
         .await
         .unwrap_or_else(|join| {
@@ -180,6 +169,23 @@ impl Runtime {
             self.inner.ready_slots.clone(),
         )
     }
+}
+
+impl RuntimeInner {
+    fn code(&self) -> loader::Code<'_> {
+        loader::Code {
+            engine: &self.engine,
+            linker: &self.linker,
+            cache: self.cache.as_ref(),
+            shared: &self.code,
+        }
+    }
+}
+
+/// Host bytes held right now on behalf of all running invocations together (headers, bodies,
+/// tensors, handles: what `limits.host_memory` caps per invocation).
+pub fn host_memory_in_use() -> u64 {
+    host_memory::charged_total() as u64
 }
 
 fn build_linker(engine: &Engine) -> Result<Linker<Host>, RuntimeError> {

@@ -4,8 +4,9 @@
 //! Every step that can fail names the file and says what is wrong in terms the person
 //! deploying it can act on: not Wasm, a core module, a missing import, no HTTP export.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
@@ -50,6 +51,8 @@ pub enum Expect {
 pub enum CodeSource {
     Compiled,
     AotCache,
+    /// Already in memory for another module with the same component.
+    Shared,
 }
 
 /// How a load went, for logs, metrics and the cold-start benchmark.
@@ -69,6 +72,47 @@ pub struct Prepared {
     pub report: LoadReport,
     /// Bytes of native code (what the component costs in memory when loaded).
     pub code_bytes: usize,
+    /// The compiled code, shared with every other module loaded from the same component.
+    _code: Arc<SharedCode>,
+}
+
+/// Compiled code in memory, shared by content digest.
+struct SharedCode {
+    component: Component,
+}
+
+/// Compiled components by digest, so identical components are compiled (or loaded from the
+/// AOT cache) once however many modules use them, and kept in memory once while any of them
+/// is loaded. Concurrent loads of one digest wait for the first instead of compiling again.
+#[derive(Default)]
+pub(crate) struct CodeCache {
+    by_digest: Mutex<HashMap<String, Arc<Mutex<Weak<SharedCode>>>>>,
+}
+
+impl CodeCache {
+    /// The code for `digest`: shared if some module holds it, else made by `make` (only one
+    /// caller per digest makes it; the others wait and share).
+    fn get_or_make(
+        &self,
+        digest: &str,
+        make: impl FnOnce() -> Result<(Component, CodeSource), LoadError>,
+    ) -> Result<(Arc<SharedCode>, CodeSource), LoadError> {
+        let slot = {
+            let mut map = self.by_digest.lock().expect("code cache lock");
+            map.retain(|_, slot| {
+                Arc::strong_count(slot) > 1 || slot.try_lock().is_ok_and(|w| w.strong_count() > 0)
+            });
+            map.entry(digest.to_owned()).or_default().clone()
+        };
+        let mut shared = slot.lock().expect("code slot lock");
+        if let Some(code) = shared.upgrade() {
+            return Ok((code, CodeSource::Shared));
+        }
+        let (component, source) = make()?;
+        let code = Arc::new(SharedCode { component });
+        *shared = Arc::downgrade(&code);
+        Ok((code, source))
+    }
 }
 
 impl std::fmt::Debug for Prepared {
@@ -83,9 +127,7 @@ impl std::fmt::Debug for Prepared {
 
 /// Blocking: reads, compiles or loads, links. Run it on a blocking thread.
 pub(crate) fn prepare_file(
-    engine: &Engine,
-    linker: &Linker<Host>,
-    cache: Option<&ArtifactCache>,
+    code: &Code<'_>,
     path: &Path,
     expect: Expect,
 ) -> Result<Arc<Prepared>, LoadError> {
@@ -93,23 +135,40 @@ pub(crate) fn prepare_file(
         path: path.to_path_buf(),
         source,
     })?;
-    prepare_bytes(engine, linker, cache, path, &bytes, expect)
+    prepare_bytes(code, path, &bytes, expect)
+}
+
+/// Where prepared code comes from: the engine, the linker, the AOT cache and the node's
+/// in-memory code shared by digest.
+#[derive(Clone, Copy)]
+pub(crate) struct Code<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) linker: &'a Linker<Host>,
+    pub(crate) cache: Option<&'a ArtifactCache>,
+    pub(crate) shared: &'a CodeCache,
 }
 
 /// Blocking: as [`prepare_file`], for bytes already in memory (`path` names them in errors).
 pub(crate) fn prepare_bytes(
-    engine: &Engine,
-    linker: &Linker<Host>,
-    cache: Option<&ArtifactCache>,
+    code: &Code<'_>,
     path: &Path,
     bytes: &[u8],
     expect: Expect,
 ) -> Result<Arc<Prepared>, LoadError> {
+    let Code {
+        engine,
+        linker,
+        cache,
+        shared,
+    } = *code;
     check_header(path, bytes)?;
     let digest = aot::digest(bytes);
     let started = Instant::now();
-    let (component, source) = compile_or_load(engine, cache, path, bytes, &digest)?;
-    let code = started.elapsed();
+    let (shared_code, source) = shared.get_or_make(&digest, || {
+        compile_or_load(engine, cache, path, bytes, &digest)
+    })?;
+    let component = shared_code.component.clone();
+    let code_time = started.elapsed();
     let started = Instant::now();
     let pre = linker
         .instantiate_pre(&component)
@@ -121,10 +180,12 @@ pub(crate) fn prepare_bytes(
     let report = LoadReport {
         source,
         wasm_bytes: bytes.len() as u64,
-        code,
+        code: code_time,
         link: started.elapsed(),
     };
-    if let Err(e) = component.initialize_copy_on_write_image() {
+    if source != CodeSource::Shared
+        && let Err(e) = component.initialize_copy_on_write_image()
+    {
         tracing::debug!(error = %format!("{e:#}"), "no copy-on-write memory image");
     }
     let code_bytes = component.text().len();
@@ -133,6 +194,7 @@ pub(crate) fn prepare_bytes(
         entry,
         report,
         code_bytes,
+        _code: shared_code,
     }))
 }
 

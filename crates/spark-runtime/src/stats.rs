@@ -2,6 +2,7 @@
 //! invocations ended. Plain atomics, written on the request path without locks and read by
 //! whoever exports metrics or runs the control loop.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ pub struct ModuleStats {
     outbound_denied: AtomicU64,
     outbound_nanos: AtomicU64,
     body_limits: AtomicU64,
+    host_memory_limits: AtomicU64,
+    resource_limits: AtomicU64,
+    cancelled: AtomicU64,
     instance_bytes: AtomicU64,
 }
 
@@ -46,6 +50,15 @@ pub struct StatsSnapshot {
     pub outbound_denied: u64,
     pub outbound_nanos: u64,
     pub body_limits: u64,
+    /// Invocations stopped for holding more host memory than `limits.host_memory`.
+    #[serde(default)]
+    pub host_memory_limits: u64,
+    /// Invocations that hit `limits.resources` (too many handles at once).
+    #[serde(default)]
+    pub resource_limits: u64,
+    /// Invocations cancelled because their client went away.
+    #[serde(default)]
+    pub cancelled: u64,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -67,13 +80,22 @@ impl ModuleStats {
             .fetch_add(nanos(took), Ordering::Relaxed);
     }
 
-    pub(crate) fn started(&self) {
+    /// A guest starts running; it counts as in flight until the guard is finished or
+    /// dropped (a cancelled guest is counted as such).
+    pub(crate) fn started(self: &Arc<Self>) -> InFlight {
         self.invocations.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            stats: Some(self.clone()),
+        }
     }
 
-    pub(crate) fn finished(&self, outcome: Result<(), &InvokeError>) {
+    fn ended(&self, outcome: Option<Result<(), &InvokeError>>) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let Some(outcome) = outcome else {
+            self.cancelled.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         let Err(error) = outcome else { return };
         let counter = match error {
             InvokeError::Trap(_) | InvokeError::NoResponse | InvokeError::GuestError(_) => {
@@ -83,6 +105,8 @@ impl ModuleStats {
             InvokeError::CpuLimit(_) => &self.cpu_limits,
             InvokeError::MemoryLimit { .. } => &self.memory_limits,
             InvokeError::StackOverflow => &self.stack_overflows,
+            InvokeError::HostMemoryLimit { .. } => &self.host_memory_limits,
+            InvokeError::ResourceLimit(_) => &self.resource_limits,
             _ => &self.other_failures,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -128,6 +152,32 @@ impl ModuleStats {
             outbound_denied: load(&self.outbound_denied),
             outbound_nanos: load(&self.outbound_nanos),
             body_limits: load(&self.body_limits),
+            host_memory_limits: load(&self.host_memory_limits),
+            resource_limits: load(&self.resource_limits),
+            cancelled: load(&self.cancelled),
+        }
+    }
+}
+
+/// A running guest as counted in [`ModuleStats`]: `in_flight` goes back down when the guest
+/// ends, however it ends (a future dropped mid-run counts as cancelled).
+pub(crate) struct InFlight {
+    stats: Option<Arc<ModuleStats>>,
+}
+
+impl InFlight {
+    /// The guest ended with `outcome`.
+    pub(crate) fn finish(mut self, outcome: Result<(), &InvokeError>) {
+        if let Some(stats) = self.stats.take() {
+            stats.ended(Some(outcome));
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(stats) = self.stats.take() {
+            stats.ended(None);
         }
     }
 }

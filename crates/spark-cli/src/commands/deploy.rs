@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use spark_manifest::{ComponentRef, Manifest};
-use spark_node::deploy::{DeployOutcome, DeployRequest};
+use spark_node::release::deploy::{DeployOutcome, DeployRequest};
 
 use super::client::AdminArgs;
 

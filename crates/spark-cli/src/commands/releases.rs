@@ -1,7 +1,7 @@
 //! `spark releases`: every release the node knows, newest first.
 
 use anyhow::Context;
-use spark_node::deploy::ReleaseSummary;
+use spark_node::release::deploy::ReleaseSummary;
 
 use super::client::AdminArgs;
 

@@ -2,7 +2,7 @@
 //! `spark rollback [release]`: switch back to an earlier release.
 
 use anyhow::Context;
-use spark_node::deploy::RolloutStatus;
+use spark_node::release::deploy::RolloutStatus;
 
 use super::client::AdminArgs;
 

@@ -154,7 +154,7 @@ fn print_nn(nn: &spark_nn::NnStatus) {
     }
 }
 
-fn print_orchestrator(o: &spark_node::status::OrchestratorStatus) {
+fn print_orchestrator(o: &spark_node::OrchestratorStatus) {
     let modes = [
         (o.modes.surge, "surge"),
         (o.modes.memory_pressure, "memory-pressure"),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use spark_manifest::{Manifest, Trigger};
-use spark_node::fleet::{FleetOptions, persistent_node_id};
+use spark_node::release::fleet::{FleetOptions, persistent_node_id};
 use spark_node::{NodeOptions, RunningNode};
 use spark_runtime::PoolingMode;
 

@@ -5,7 +5,10 @@
 //! Kept apart from application traffic so a saturated application port never hides the
 //! node's health or metrics from the operator.
 
+pub mod auth;
+pub mod metrics;
 mod releases;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,15 +20,14 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth;
-use crate::capacity::NodeCapacity;
+use crate::admin::metrics::SharedMetrics;
 use crate::control::ControlView;
-use crate::deploy::Deployer;
-use crate::jobs::{self, JobOutcome};
-use crate::metrics::SharedMetrics;
-use crate::state::SharedSnapshot;
-use crate::status::{self, NodeStatus};
-use crate::warmth::{WarmthState, WarmthView};
+use crate::control::warmth::{WarmthState, WarmthView};
+use crate::release::deploy::Deployer;
+use crate::serve::capacity::NodeCapacity;
+use crate::serve::jobs::{self, JobOutcome};
+use crate::serve::snapshot::SharedSnapshot;
+use status::NodeStatus;
 
 /// What the admin handlers read.
 #[derive(Clone)]

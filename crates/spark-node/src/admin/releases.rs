@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::AdminState;
-use crate::deploy::{DeployError, DeployRequest, release_list};
+use crate::release::deploy::{DeployError, DeployRequest, release_list};
 
 /// Largest component accepted by an upload.
 const MAX_ARTIFACT: usize = 512 << 20;

@@ -4,7 +4,7 @@
 
 use spark_orchestrator::policy::Plan;
 
-use crate::state::Snapshot;
+use crate::serve::snapshot::Snapshot;
 
 pub fn apply(plan: &Plan, snapshot: &Snapshot) {
     for slot in &snapshot.modules {

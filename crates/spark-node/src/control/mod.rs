@@ -7,7 +7,9 @@
 //! CPU time so its cost is visible (`spark_orchestrator_cpu_seconds_total`).
 
 mod apply;
+pub mod nn;
 mod observe;
+pub mod warmth;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -26,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use apply::apply;
 pub use observe::Observer;
 
-use crate::state::SharedSnapshot;
+use crate::serve::snapshot::SharedSnapshot;
 
 /// Decisions kept for the admin API.
 const DECISION_LOG: usize = 200;
@@ -113,7 +115,7 @@ pub async fn run(
     settings: OrchestratorSettings,
     mut probes: Probes,
     view: Arc<ControlView>,
-    mut nn: Option<crate::nn::NnControl>,
+    mut nn: Option<crate::control::nn::NnControl>,
     shutdown: CancellationToken,
 ) {
     let config = policy_config(&settings);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use spark_manifest::Trigger;
 use spark_orchestrator::policy::ModuleObservation;
 
-use crate::state::Snapshot;
+use crate::serve::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {

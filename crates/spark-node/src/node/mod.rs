@@ -1,41 +1,44 @@
 //! Starting and stopping a node.
 //!
-//! Startup is all-or-nothing: the release to serve is chosen ([`startup`]), every module is
+//! Startup is all-or-nothing: the release to serve is chosen ([`startup`](crate::release::startup)), every module is
 //! loaded (in parallel, compiling on blocking threads), linked, instantiated once and, where it
-//! declares a health route, probed before any listener opens ([`modules`]). If one fails, the
+//! declares a health route, probed before any listener opens ([`factory`](crate::release::factory)). If one fails, the
 //! node refuses to start and names every failure. Shutdown stops accepting, lets in-flight
 //! requests and job runs finish within the grace period, then returns.
-
-pub mod modules;
-pub mod startup;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod doors;
+mod sizing;
+
+use doors::{Door, DoorConfig};
+
 use arc_swap::ArcSwap;
 use spark_manifest::Manifest;
 use spark_runtime::{
     EngineSettings, LatencySink, PoolingMode, Runtime, RuntimeConfig, RuntimeError,
 };
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::auth;
+use crate::admin::metrics::NodeMetrics;
+use crate::admin::status::allocation_label;
 use crate::admin::{self, AdminState};
-use crate::auth;
-use crate::capacity::NodeCapacity;
+use crate::control::warmth::{HistoryStore, WarmthController, WarmthView};
 use crate::control::{self, ControlView};
-use crate::deploy::Deployer;
-use crate::executor::BackgroundExecutor;
-use crate::front::{self, Front};
-use crate::jobs;
-use crate::metrics::NodeMetrics;
-use crate::state::{SharedSnapshot, Snapshot};
-use crate::status::allocation_label;
-use crate::warmth::{HistoryStore, WarmthController, WarmthView};
-use modules::{BuildError, ModuleFactory, ObservedOutbound, Placement};
+use crate::release::deploy::Deployer;
+use crate::release::factory::{BuildError, ModuleFactory, ObservedOutbound, Placement};
+use crate::release::startup;
+use crate::serve::capacity::NodeCapacity;
+use crate::serve::executor::BackgroundExecutor;
+use crate::serve::front::Front;
+use crate::serve::jobs;
+use crate::serve::listener::ListenerStats;
+use crate::serve::snapshot::{SharedSnapshot, Snapshot};
 
 /// Everything needed to start a node.
 #[derive(Clone)]
@@ -78,6 +81,12 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS for {listener}: {source}")]
+    Tls {
+        listener: &'static str,
+        #[source]
+        source: Box<crate::serve::tls::TlsError>,
+    },
 }
 
 fn render_failures(failures: &[(String, BuildError)]) -> String {
@@ -117,17 +126,43 @@ impl RunningNode {
             },
             cache_dir: options.aot_cache.then(|| options.data_dir.join("aot")),
         })?;
+        let sizing = sizing::size(
+            &manifest.node,
+            machine_memory(&manifest.orchestrator.probe_root),
+            crate::serve::listener::raise_fd_limit(),
+            manifest.modules.len(),
+        );
+        for note in &sizing.notes {
+            tracing::warn!("{note}");
+        }
         let (store, store_warning) = open_store(&options.data_dir).await?;
         let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(Vec::new())));
-        let orchestrated = manifest.orchestrator.enabled;
-        let control = orchestrated.then(|| Arc::new(ControlView::default()));
-        let nn = crate::nn::start(manifest.nn.as_ref())
+        let control = manifest
+            .orchestrator
+            .enabled
+            .then(|| Arc::new(ControlView::default()));
+        let nn = crate::control::nn::start(manifest.nn.as_ref())
             .await
             .map_err(NodeError::Nn)?;
+        let orchestrated = manifest.orchestrator.enabled;
+        let capacity = Arc::new(NodeCapacity::new(
+            manifest.node.max_instances,
+            sizing.invocation_memory,
+            orchestrated,
+        ));
+        let listeners = [
+            Arc::new(ListenerStats::default()),
+            Arc::new(ListenerStats::default()),
+        ];
         let metrics = Arc::new(NodeMetrics::new(
             snapshot.clone(),
             control.clone(),
             nn.clone(),
+            crate::admin::metrics::FrontView {
+                capacity: capacity.clone(),
+                public: listeners[0].clone(),
+                admin: listeners[1].clone(),
+            },
         ));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let background = match orchestrated {
@@ -158,36 +193,30 @@ impl RunningNode {
             store: store.clone(),
             metrics: metrics.clone(),
             placement,
+            invocation_memory: sizing.invocation_memory,
         };
         let deployer = Arc::new(start_releases(factory, &store, manifest, snapshot.clone()).await?);
         let token = auth::load_or_create_token(&options.data_dir)
             .map_err(|e| NodeError::Store(format!("admin token: {e}")))?;
 
-        let listener = bind(manifest.node.listen).await?;
-        let admin_listener = bind(manifest.node.admin).await?;
-        let http_addr = listener.local_addr().map_err(|source| NodeError::Bind {
-            addr: manifest.node.listen,
-            source,
-        })?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .map_err(|source| NodeError::Bind {
-                addr: manifest.node.admin,
-                source,
-            })?;
+        let public = Door::open(manifest.node.listen, &manifest.node.tls, "node.listen").await?;
+        let admin_door =
+            Door::open(manifest.node.admin, &manifest.node.admin_tls, "node.admin").await?;
+        let (http_addr, admin_addr) = (public.addr, admin_door.addr);
         let shutdown = CancellationToken::new();
         let grace = manifest.node.shutdown_grace;
-        let capacity = Arc::new(NodeCapacity::new(manifest.node.max_instances, orchestrated));
         let front = Arc::new(Front {
             snapshot: snapshot.clone(),
             metrics: metrics.clone(),
             capacity: capacity.clone(),
-            local_addr: http_addr,
+            authority: http::HeaderValue::from_str(&http_addr.to_string())
+                .expect("a socket address is a valid header value"),
         });
         let warmth = Arc::new(WarmthView::default());
         if let Some(warning) = store_warning {
             warmth.note(format!("{warning}; demand history starts empty"));
         }
+        let scheme = public.scheme();
         let admin_state = AdminState {
             snapshot: snapshot.clone(),
             metrics,
@@ -203,16 +232,25 @@ impl RunningNode {
             nn: nn.clone(),
             token,
         };
-        let mut tasks = vec![
-            tokio::spawn(front::serve(listener, front, shutdown.clone(), grace)),
-            tokio::spawn(serve_admin(admin_listener, admin_state, shutdown.clone())),
-            tokio::spawn(jobs::run_schedules(
-                snapshot.clone(),
-                capacity,
-                shutdown.clone(),
-                grace,
-            )),
-        ];
+        let [public_stats, admin_stats] = listeners;
+        let mut tasks = public.serve(
+            doors::front_handler(front),
+            DoorConfig::public(&sizing, &manifest.node),
+            public_stats,
+            shutdown.clone(),
+        );
+        tasks.extend(admin_door.serve(
+            doors::admin_handler(admin::router(admin_state)),
+            DoorConfig::admin(&sizing, &manifest.node),
+            admin_stats,
+            shutdown.clone(),
+        ));
+        tasks.push(tokio::spawn(jobs::run_schedules(
+            snapshot.clone(),
+            capacity,
+            shutdown.clone(),
+            grace,
+        )));
         let history = Some(store.clone() as Arc<dyn HistoryStore>);
         let controller = WarmthController::new(
             snapshot.clone(),
@@ -227,7 +265,8 @@ impl RunningNode {
             && !settings.rediscover.is_zero()
         {
             let every = settings.rediscover;
-            let rediscovery = crate::nn::rediscover(service.clone(), every, shutdown.clone());
+            let rediscovery =
+                crate::control::nn::rediscover(service.clone(), every, shutdown.clone());
             tasks.push(tokio::spawn(rediscovery));
         }
         if let (Some(view), Some(probes)) = (&control, probes) {
@@ -235,7 +274,7 @@ impl RunningNode {
             let nn_control = nn
                 .clone()
                 .zip(manifest.nn.as_ref())
-                .map(|(service, s)| crate::nn::NnControl::new(service, s));
+                .map(|(service, s)| crate::control::nn::NnControl::new(service, s));
             tasks.push(tokio::spawn(control::run(
                 snapshot.clone(),
                 settings,
@@ -246,7 +285,8 @@ impl RunningNode {
             )));
         }
         tracing::info!(
-            %http_addr, %admin_addr, modules = manifest.modules.len(),
+            %http_addr, %admin_addr, scheme, modules = manifest.modules.len(),
+            max_memory = sizing.max_memory, invocation_memory = sizing.invocation_memory,
             allocation = %allocation_label(runtime.allocation()),
             orchestrator = orchestrated,
             startup_ms = started.elapsed().as_millis() as u64,
@@ -294,14 +334,14 @@ impl RunningNode {
 
     /// Joins a fleet: the agent (reconciler, heartbeat, planner) runs beside the node until
     /// shutdown, connecting in the background; the node serves meanwhile.
-    pub fn join_fleet(&mut self, options: crate::fleet::FleetOptions) {
-        let reporter = crate::fleet::Reporter {
+    pub fn join_fleet(&mut self, options: crate::release::fleet::FleetOptions) {
+        let reporter = crate::release::fleet::Reporter {
             snapshot: self.snapshot.clone(),
             control: self.control.clone(),
             http: self.http_addr.to_string(),
             admin: self.admin_addr.to_string(),
         };
-        let agent = crate::fleet::Agent::new(options, self.deployer.clone(), reporter);
+        let agent = crate::release::fleet::Agent::new(options, self.deployer.clone(), reporter);
         self.tasks
             .push(tokio::spawn(agent.run(self.shutdown.clone())));
     }
@@ -389,19 +429,12 @@ async fn open_store(
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| NodeError::Bind { addr, source })
-}
-
-async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
-    let stop = shutdown.clone();
-    let app = admin::router(state);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-    {
-        tracing::error!(error = %e, "admin listener failed");
+/// The machine's memory (or its cgroup's limit, if lower), read where the probes read it.
+fn machine_memory(probe_root: &std::path::Path) -> Option<u64> {
+    let reading = spark_orchestrator::probes::MemoryProbe::new(probe_root).sample();
+    let total = reading.total_kib.map(|kib| kib * 1024);
+    match (total, reading.cgroup_max_bytes) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
     }
 }

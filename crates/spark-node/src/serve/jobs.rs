@@ -11,8 +11,8 @@ use spark_runtime::InvokeError;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::capacity::NodeCapacity;
-use crate::state::{ModuleSlot, SharedSnapshot};
+use crate::serve::capacity::NodeCapacity;
+use crate::serve::snapshot::{ModuleSlot, SharedSnapshot};
 
 /// How a job run ended, as reported by the admin API.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -100,7 +100,11 @@ pub async fn run_once(slot: &Arc<ModuleSlot>, capacity: &NodeCapacity) -> JobOut
             error: None,
         };
     };
-    let Some(_node_slot) = capacity.admit(slot.spec.priority, Duration::ZERO).await else {
+    let reserve = super::capacity::reservation(&slot.spec.limits);
+    let Ok(_node_slot) = capacity
+        .admit(slot.spec.priority, reserve, Duration::ZERO)
+        .await
+    else {
         slot.metrics.job_run("shed", Duration::ZERO);
         tracing::info!(%module, "node at capacity; this job run is shed");
         return JobOutcome {

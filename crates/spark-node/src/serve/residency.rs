@@ -187,7 +187,7 @@ impl Residency {
             .fetch_add(cold.took.as_nanos() as u64, Ordering::Relaxed);
         let counter = match cold.source {
             CodeSource::Compiled => &self.cold_compiles,
-            CodeSource::AotCache => &self.cold_loads,
+            CodeSource::AotCache | CodeSource::Shared => &self.cold_loads,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         Ok((module, Some(cold)))

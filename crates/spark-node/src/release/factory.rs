@@ -11,10 +11,11 @@ use spark_manifest::{ModuleSpec, Priority, Trigger};
 use spark_runtime::{LatencySink, LoadError, ModuleControls, ModuleStats, OutboundPacing, Runtime};
 use spark_store::Store;
 
-use crate::metrics::NodeMetrics;
-use crate::pacing::ModulePacer;
-use crate::residency::{Residency, prepare_artifact};
-use crate::state::{ModuleSlot, SlotControls};
+use crate::admin::metrics::NodeMetrics;
+use crate::serve::capacity::reservation;
+use crate::serve::pacing::ModulePacer;
+use crate::serve::residency::{Residency, prepare_artifact};
+use crate::serve::snapshot::{ModuleSlot, SlotControls};
 
 /// How long a module's health route may take to answer.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,6 +72,10 @@ pub enum BuildError {
     Health { path: String, reason: String },
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
+    #[error(
+        "needs {needs} bytes per invocation (limits.memory + limits.host_memory) but the node has {has} bytes for running invocations (node.max_memory)"
+    )]
+    TooLarge { needs: u64, has: u64 },
 }
 
 /// Everything needed to turn a module spec and an artifact into a running version.
@@ -79,6 +84,8 @@ pub struct ModuleFactory {
     pub store: Arc<Store>,
     pub metrics: Arc<NodeMetrics>,
     pub placement: Placement,
+    /// Memory the node has for running invocations: no module may need more than this.
+    pub invocation_memory: u64,
 }
 
 impl ModuleFactory {
@@ -89,6 +96,13 @@ impl ModuleFactory {
         digest: &str,
         release: &str,
     ) -> Result<Arc<ModuleSlot>, BuildError> {
+        let needs = reservation(&spec.limits);
+        if needs > self.invocation_memory {
+            return Err(BuildError::TooLarge {
+                needs,
+                has: self.invocation_memory,
+            });
+        }
         let prepared = prepare_artifact(&self.runtime, &self.store, digest, spec).await?;
         let report = &prepared.report;
         tracing::info!(

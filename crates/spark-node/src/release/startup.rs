@@ -17,7 +17,7 @@ use spark_store::{
     Transition,
 };
 
-use super::NodeError;
+use crate::node::NodeError;
 
 /// A module of a release with its artifact digest.
 pub type ReleaseModules = Vec<(ModuleSpec, String)>;

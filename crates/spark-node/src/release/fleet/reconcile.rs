@@ -11,7 +11,7 @@ use spark_store::{Digest, Release};
 
 use super::agent::Agent;
 use super::decide::{Action, Local, Wanted, decide};
-use crate::deploy::{DeployError, DeployRequest};
+use crate::release::deploy::{DeployError, DeployRequest};
 
 /// The content key of a release in the node's store (as [`FleetRelease::key`] computes it).
 pub(super) fn release_key(release: &Release) -> String {

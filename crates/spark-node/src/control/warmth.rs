@@ -24,7 +24,7 @@ use spark_predict::live::{
 use tokio_util::sync::CancellationToken;
 
 use crate::control::ControlView;
-use crate::state::{ModuleSlot, SharedSnapshot};
+use crate::serve::snapshot::{ModuleSlot, SharedSnapshot};
 
 /// MB-minutes of memory worth one second of cold start of a module called once a day. Edge
 /// nodes have little memory but every millisecond is a user's: with this rate the budget, not
@@ -357,7 +357,11 @@ fn costs(slot: &ModuleSlot) -> LevelCosts {
     let info = slot.info();
     let stats = slot.stats.snapshot();
     let load_ms = match info.report.source {
-        spark_runtime::CodeSource::AotCache => info.report.code.as_secs_f64() * 1e3,
+        // Loaded, or shared with a module that had it loaded (which may be unloaded by the
+        // time this one reloads): a reload deserializes the artifact.
+        spark_runtime::CodeSource::AotCache | spark_runtime::CodeSource::Shared => {
+            info.report.code.as_secs_f64() * 1e3
+        }
         // Compiled at startup: a reload deserializes the artifact, about a hundredth of that.
         spark_runtime::CodeSource::Compiled => info.report.code.as_secs_f64() * 1e3 / 100.0,
     } + info.report.link.as_secs_f64() * 1e3;

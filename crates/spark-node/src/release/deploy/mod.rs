@@ -21,9 +21,9 @@ use spark_store::{
     Digest, NewEvent, NewRelease, Release, ReleaseId, RolloutChange, Store, Transition,
 };
 
-use crate::node::modules::{BuildError, ModuleFactory};
-use crate::node::startup::{content_hash, release_entries, release_modules, unix_ms};
-use crate::state::{Canary, ModuleSlot, SharedSnapshot, Snapshot};
+use crate::release::factory::{BuildError, ModuleFactory};
+use crate::release::startup::{content_hash, release_entries, release_modules, unix_ms};
+use crate::serve::snapshot::{Canary, ModuleSlot, SharedSnapshot, Snapshot};
 
 pub use rollout::RolloutStatus;
 

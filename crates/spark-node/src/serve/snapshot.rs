@@ -13,12 +13,12 @@ use spark_manifest::{ModuleSpec, Route, RouteTable, Trigger};
 use spark_orchestrator::policy::ModulePlan;
 use spark_runtime::{ModuleStats, OutboundPacing};
 
-use crate::admission::Admission;
-use crate::latency::LatencyWindow;
-use crate::metrics::ModuleMetrics;
-use crate::pacing::ModulePacer;
-use crate::residency::{CodeInfo, Residency};
-use crate::versions::VersionCounters;
+use crate::admin::metrics::ModuleMetrics;
+use crate::serve::admission::Admission;
+use crate::serve::latency::LatencyWindow;
+use crate::serve::pacing::ModulePacer;
+use crate::serve::residency::{CodeInfo, Residency};
+use crate::serve::versions::VersionCounters;
 
 /// One module as the node runs it.
 pub struct ModuleSlot {

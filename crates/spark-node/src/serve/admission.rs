@@ -72,6 +72,26 @@ impl Drop for Ticket {
     }
 }
 
+/// A place in a module's queue, given back on drop.
+struct QueuePlace<'a> {
+    queued: &'a AtomicU32,
+    /// Requests that were waiting when this one arrived.
+    ahead: u32,
+}
+
+impl<'a> QueuePlace<'a> {
+    fn take(queued: &'a AtomicU32) -> QueuePlace<'a> {
+        let ahead = queued.fetch_add(1, Ordering::AcqRel);
+        QueuePlace { queued, ahead }
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Admission {
     pub fn new(concurrency: u32, queue_capacity: u32, queue_timeout: Duration) -> Admission {
         Admission {
@@ -119,8 +139,10 @@ impl Admission {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Ok(self.ticket(permit));
         }
-        let queued = self.queued.fetch_add(1, Ordering::AcqRel);
-        let result = if queued >= self.queue_capacity.load(Ordering::Acquire) {
+        // The queue place is held by a guard: a waiter whose client gives up (its future is
+        // dropped mid-wait) gives its place back.
+        let place = QueuePlace::take(&self.queued);
+        let result = if place.ahead >= self.queue_capacity.load(Ordering::Acquire) {
             Err(Rejection::QueueFull)
         } else {
             match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await
@@ -129,7 +151,7 @@ impl Admission {
                 Ok(Err(_)) | Err(_) => Err(Rejection::QueueTimeout),
             }
         };
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        drop(place);
         if result.is_err() {
             self.rejected.fetch_add(1, Ordering::Relaxed);
         }
@@ -203,6 +225,35 @@ mod tests {
         assert_eq!(waiter.await.unwrap(), Ok(()));
         assert_eq!(gate.running(), 0);
         assert!(gate.try_admit().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_gives_up_gives_its_queue_place_back() {
+        let gate = Arc::new(Admission::new(1, 2, Duration::from_secs(60)));
+        let _running = gate.admit().await.unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let gate = gate.clone();
+                tokio::spawn(async move { gate.admit().await.map(drop) })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(gate.queued(), 2);
+        for waiter in &waiters {
+            waiter.abort();
+        }
+        for waiter in waiters {
+            assert!(waiter.await.unwrap_err().is_cancelled());
+        }
+        assert_eq!(gate.queued(), 0, "abandoned places are free again");
+        let waiter = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.admit().await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(gate.queued(), 1, "and the queue takes new waiters");
+        drop(_running);
+        assert_eq!(waiter.await.unwrap(), Ok(()));
     }
 
     #[tokio::test]

@@ -14,8 +14,8 @@ use spark_store::{NewEvent, RolloutChange, Transition};
 use tokio_util::sync::CancellationToken;
 
 use super::{Active, DeployError, Deployer, Serving, State, publish, store_error};
-use crate::node::startup::unix_ms;
-use crate::state::ModuleSlot;
+use crate::release::startup::unix_ms;
+use crate::serve::snapshot::ModuleSlot;
 
 /// How often a running rollout is evaluated.
 const TICK: Duration = Duration::from_millis(500);
@@ -252,7 +252,7 @@ fn state_stable_slots(state: &State) -> Vec<Arc<ModuleSlot>> {
 /// The slots of the promoted release: canaries for changed modules, added ones, and the
 /// unchanged stable ones; modules the new release dropped are gone.
 fn promoted_slots(stable: &Serving, active: &Active) -> Vec<Arc<ModuleSlot>> {
-    let Ok(modules) = crate::node::startup::release_modules(&active.release) else {
+    let Ok(modules) = crate::release::startup::release_modules(&active.release) else {
         return stable.slots.clone();
     };
     modules

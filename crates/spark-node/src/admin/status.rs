@@ -8,9 +8,9 @@ use spark_orchestrator::probes::Telemetry;
 use spark_runtime::{Allocation, StatsSnapshot};
 
 use crate::control::ControlView;
-use crate::residency::ColdStarts;
-use crate::state::{ModuleSlot, Snapshot};
-use crate::warmth::{ModuleWarmth, WarmthState};
+use crate::control::warmth::{ModuleWarmth, WarmthState};
+use crate::serve::residency::ColdStarts;
+use crate::serve::snapshot::{ModuleSlot, Snapshot};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {

@@ -10,8 +10,8 @@ use spark_orchestrator::policy::PowerSignal;
 use super::agent::Agent;
 use super::reconcile::release_key;
 use crate::control::ControlView;
-use crate::node::startup::unix_ms;
-use crate::state::SharedSnapshot;
+use crate::release::startup::unix_ms;
+use crate::serve::snapshot::SharedSnapshot;
 
 /// What the heartbeat reads.
 pub(crate) struct Reporter {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::report::Reporter;
 use super::{AgentState, FleetOptions};
-use crate::deploy::Deployer;
+use crate::release::deploy::Deployer;
 
 /// Heartbeat, re-read of desired state, and planning step period.
 const TICK: Duration = Duration::from_secs(1);

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod collector;
+mod front;
 mod nn;
+
+pub use front::FrontView;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,7 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::control::ControlView;
-use crate::state::SharedSnapshot;
+use crate::serve::snapshot::SharedSnapshot;
 use collector::NodeCollector;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,6 +70,7 @@ impl NodeMetrics {
         snapshot: SharedSnapshot,
         control: Option<Arc<ControlView>>,
         nn: Option<spark_nn::NnService>,
+        front: FrontView,
     ) -> NodeMetrics {
         let mut registry = Registry::with_prefix("spark");
         let requests = Family::<StatusLabels, Counter>::default();
@@ -129,7 +133,7 @@ impl NodeMetrics {
         );
         registry.register(
             "cold_starts",
-            "Requests or job runs that waited for their module's code to be loaded, by kind (load: from the AOT cache; compile)",
+            "Requests or job runs that waited for their module's code to be loaded, by kind (load: from the AOT cache; shared: in memory for another module; compile)",
             cold_starts.clone(),
         );
         registry.register(
@@ -138,6 +142,7 @@ impl NodeMetrics {
             cold_start_seconds.clone(),
         );
         registry.register_collector(Box::new(NodeCollector { snapshot, control }));
+        registry.register_collector(Box::new(front));
         if let Some(nn) = nn {
             registry.register_collector(Box::new(nn::NnCollector(nn)));
         }
@@ -220,11 +225,8 @@ impl ModuleMetrics {
         self.decisions.inc();
     }
 
-    pub fn cold_start(&self, cold: crate::residency::ColdStart) {
-        let kind = match cold.source {
-            spark_runtime::CodeSource::AotCache => "load",
-            spark_runtime::CodeSource::Compiled => "compile",
-        };
+    pub fn cold_start(&self, cold: crate::serve::residency::ColdStart) {
+        let kind = crate::serve::front::cold_kind(cold);
         self.cold_starts.get_or_create(&self.reason(kind)).inc();
         self.cold_start_seconds.observe(cold.took.as_secs_f64());
     }

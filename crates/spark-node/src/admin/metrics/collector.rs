@@ -11,7 +11,7 @@ use spark_runtime::StatsSnapshot;
 
 use super::ModuleLabel;
 use crate::control::ControlView;
-use crate::state::{ModuleSlot, SharedSnapshot, Snapshot};
+use crate::serve::snapshot::{ModuleSlot, SharedSnapshot, Snapshot};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {
@@ -78,6 +78,21 @@ const COUNTERS: &[Counted] = &[
         "guest_response_body_limit_exceeded",
         "Responses aborted at the body size limit",
         |s| s.body_limits as f64,
+    ),
+    (
+        "guest_host_memory_limit_exceeded",
+        "Invocations stopped at their host memory limit (limits.host_memory)",
+        |s| s.host_memory_limits as f64,
+    ),
+    (
+        "guest_resource_limit_exceeded",
+        "Invocations stopped at their limit on resource handles (limits.resources)",
+        |s| s.resource_limits as f64,
+    ),
+    (
+        "guest_cancelled",
+        "Invocations cancelled because their client went away",
+        |s| s.cancelled as f64,
     ),
     (
         "outbound_requests",

@@ -1,0 +1,85 @@
+//! What a client may hold of a listener, and for how long: the front-door limits of `[node]`
+//! and the TLS certificates of each listener (`[[node.tls]]`, `[[node.admin_tls]]`).
+//!
+//! The decision worth knowing: the defaults are for a node on the open internet, not for a
+//! benchmark. Every timeout is finite and every count is capped, because the clients that
+//! matter most to the limits are the ones that never finish a request, never read a
+//! response or never close a socket. A node behind a trusted proxy can raise them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Limits every connection on a listener is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// A new connection must deliver a complete request head within this (and a request head
+    /// begun on an idle connection must be finished within it): slowloris ends here.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// A response the client does not take for this long (socket or HTTP/2 window stalled)
+    /// closes the connection, which releases everything its requests hold.
+    pub send_timeout: Duration,
+    /// A request body that delivers nothing for this long fails (the guest sees an error).
+    pub request_body_timeout: Duration,
+    /// Connections open at once on the listener; beyond it new ones are closed at accept.
+    pub max_connections: u32,
+    /// Connections open at once from one client address.
+    pub max_connections_per_client: u32,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub h2_max_concurrent_streams: u32,
+    /// How often an idle HTTP/2 peer is pinged (zero: never); a peer that does not answer
+    /// within [`H2_KEEPALIVE_TIMEOUT`] is dropped.
+    pub h2_keepalive_interval: Duration,
+    /// Requests a connection may abandon (HTTP/2 `RST_STREAM`, or a close mid-request) per
+    /// minute before it is closed.
+    pub h2_reset_budget: u32,
+}
+
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 256;
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: u32 = 128;
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+pub const DEFAULT_H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long an HTTP/2 keep-alive ping may go unanswered.
+pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DEFAULT_H2_RESET_BUDGET: u32 = 200;
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            request_body_timeout: DEFAULT_REQUEST_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
+            h2_keepalive_interval: DEFAULT_H2_KEEPALIVE_INTERVAL,
+            h2_reset_budget: DEFAULT_H2_RESET_BUDGET,
+        }
+    }
+}
+
+impl ListenerLimits {
+    /// The admin listener's limits: the same timeouts, its own (smaller) connection cap.
+    pub fn for_admin(&self, max_connections: u32) -> ListenerLimits {
+        ListenerLimits {
+            max_connections,
+            max_connections_per_client: self.max_connections_per_client.min(max_connections),
+            ..*self
+        }
+    }
+}
+
+/// A certificate chain and its private key, both PEM files (manifest-relative paths resolved).
+/// The names it serves are read from the certificate itself (its subject alternative names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}

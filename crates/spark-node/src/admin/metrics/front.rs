@@ -1,0 +1,142 @@
+//! Front-door metrics read at scrape time: each listener's connections (open, accepted,
+//! refused and closed by reason, the memory they use), the node's capacity (instance slots
+//! and reserved invocation memory) and the host memory guests hold outside their linear
+//! memory.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::serve::capacity::NodeCapacity;
+use crate::serve::listener::ListenerStats;
+
+/// What the front-door collector reads.
+#[derive(Clone)]
+pub struct FrontView {
+    pub capacity: Arc<NodeCapacity>,
+    pub public: Arc<ListenerStats>,
+    pub admin: Arc<ListenerStats>,
+}
+
+impl std::fmt::Debug for FrontView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrontView")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerReason {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+type Read = fn(&ListenerStats) -> f64;
+
+const LISTENER_GAUGES: &[(&str, &str, Read)] = &[
+    ("connections_open", "Client connections open now", |s| {
+        s.open.load(Ordering::Relaxed) as f64
+    }),
+    (
+        "connection_memory_bytes",
+        "Memory the listener's connections use now (buffers, HTTP/2 stream state)",
+        |s| s.memory.bytes() as f64,
+    ),
+];
+
+impl Collector for FrontView {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let listeners = [("public", &self.public), ("admin", &self.admin)];
+        for (name, help, read) in LISTENER_GAUGES {
+            let mut family =
+                encoder.encode_descriptor(name, help, None, ConstGauge::new(0.0).metric_type())?;
+            for (listener, stats) in listeners {
+                ConstGauge::new(read(stats))
+                    .encode(family.encode_family(&ListenerLabel { listener })?)?;
+            }
+        }
+        let mut accepted = encoder.encode_descriptor(
+            "connections_accepted",
+            "Client connections accepted (before the caps are applied)",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (listener, stats) in listeners {
+            ConstCounter::new(stats.accepted.load(Ordering::Relaxed))
+                .encode(accepted.encode_family(&ListenerLabel { listener })?)?;
+        }
+        let mut refused = encoder.encode_descriptor(
+            "connections_refused",
+            "Connections reset at accept, by the cap that refused them",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (listener, stats) in listeners {
+            for (reason, counter) in [
+                ("max_connections", &stats.refused_total_cap),
+                ("max_connections_per_client", &stats.refused_client_cap),
+                ("connection_memory", &stats.refused_memory),
+            ] {
+                ConstCounter::new(counter.load(Ordering::Relaxed))
+                    .encode(refused.encode_family(&ListenerReason { listener, reason })?)?;
+            }
+        }
+        let mut closed = encoder.encode_descriptor(
+            "connections_closed",
+            "Connections the node closed, by reason (header_timeout, idle, send_stall, reset_budget, tls_handshake)",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (listener, stats) in listeners {
+            for (reason, n) in stats.closed() {
+                let labels = ListenerReason {
+                    listener,
+                    reason: reason.as_str(),
+                };
+                ConstCounter::new(n).encode(closed.encode_family(&labels)?)?;
+            }
+        }
+        let capacity = &self.capacity;
+        let node_gauges = [
+            (
+                "node_slots_in_use",
+                "Instance slots held by running invocations",
+                f64::from(capacity.in_use()),
+            ),
+            (
+                "node_slots",
+                "Instance slots the node has (node.max_instances)",
+                f64::from(capacity.total()),
+            ),
+            (
+                "node_memory_reserved_bytes",
+                "Memory reserved by running invocations (their limits.memory + limits.host_memory)",
+                capacity.memory_in_use() as f64,
+            ),
+            (
+                "node_memory_bytes",
+                "Memory the node has for running invocations (from node.max_memory)",
+                capacity.memory_total() as f64,
+            ),
+            (
+                "host_memory_bytes",
+                "Host memory held now for running guests outside their linear memory",
+                spark_runtime::host_memory_in_use() as f64,
+            ),
+        ];
+        for (name, help, value) in node_gauges {
+            let metric = ConstGauge::new(value);
+            let family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            metric.encode(family)?;
+        }
+        Ok(())
+    }
+}

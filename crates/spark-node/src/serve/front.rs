@@ -1,0 +1,373 @@
+//! The HTTP front end: route, admit, invoke, answer.
+//!
+//! A request's life is one owned unit. Its admission ticket (the module's concurrency slot)
+//! is owned by the guest task and released when the guest ends, however it ends; its node
+//! slot (instance slot and reserved memory) is shared by the guest task and the response
+//! body and released when both are done; the client going away (an HTTP/1 close, an HTTP/2
+//! reset, a connection closed for stalling) drops the response body or the request future,
+//! which cancels the guest. Nothing is counted up without a guard that counts it down.
+//!
+//! Every failure becomes a response in one place ([`Refusal::respond`]): 404 no route, 413 a
+//! declared body over the module's limit, 503 + `Retry-After` when admission or the node
+//! refuses or the module cannot be loaded, 500 for a guest that trapped, 504 for one that ran
+//! out of time. One module's trouble is one request's status code and nothing more.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use spark_manifest::Route;
+use spark_runtime::{InvocationInfo, InvokeError, LoadError};
+
+use super::admission::Rejection;
+use super::bodies::{Progress, RequestBody};
+use super::capacity::{NodeCapacity, NodeRefusal, NodeSlot, reservation};
+use super::residency::ColdStart;
+use super::snapshot::{ModuleSlot, SharedSnapshot};
+use crate::admin::metrics::SharedMetrics;
+
+/// Header carrying the part of the path below the matched route's prefix.
+pub const PATH_INFO_HEADER: &str = "spark-path-info";
+/// Header carrying the route that matched (`/api/...`).
+pub const MATCHED_ROUTE_HEADER: &str = "spark-matched-route";
+
+/// Header on responses that waited for their module to be loaded: `load` (from the AOT
+/// cache), `shared` (another module had the same code in memory) or `compile`, then the
+/// milliseconds it cost, e.g. `load; 7.2ms`.
+pub const COLD_START_HEADER: &str = "spark-cold-start";
+
+/// Recorded for a request whose client went away before its response was complete (the
+/// status nginx uses for "client closed request").
+pub const CLIENT_CLOSED: u16 = 499;
+
+fn cold_start_value(cold: ColdStart) -> HeaderValue {
+    let value = format!(
+        "{}; {:.1}ms",
+        cold_kind(cold),
+        cold.took.as_secs_f64() * 1e3
+    );
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("cold"))
+}
+
+/// How a cold start got its code, as headers and metrics name it.
+pub fn cold_kind(cold: ColdStart) -> &'static str {
+    match cold.source {
+        spark_runtime::CodeSource::AotCache => "load",
+        spark_runtime::CodeSource::Shared => "shared",
+        spark_runtime::CodeSource::Compiled => "compile",
+    }
+}
+
+/// Seconds a client is told to wait after a 503.
+const RETRY_AFTER_SECS: u64 = 1;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every response the node sends.
+pub type NodeBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Routes and invokes; shared by all connections.
+pub struct Front {
+    pub snapshot: SharedSnapshot,
+    pub metrics: SharedMetrics,
+    pub capacity: Arc<NodeCapacity>,
+    /// The listener's address (the `Host` of HTTP/1.0 requests that name none).
+    pub authority: HeaderValue,
+}
+
+/// Why a routed request got no answer from its guest.
+#[derive(Debug)]
+enum Refusal {
+    BodyTooLarge(u64),
+    Admission(Rejection),
+    Node(NodeRefusal),
+    Unloadable(LoadError),
+    Guest(InvokeError),
+}
+
+impl Refusal {
+    /// The response, with the module's metrics recorded: the one exit for every failure.
+    fn respond(self, slot: &ModuleSlot, started: Instant) -> Response<NodeBody> {
+        let (status, message) = match &self {
+            Refusal::BodyTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over the module's limit of {limit} bytes"),
+            ),
+            Refusal::Admission(Rejection::QueueFull) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "module busy: its queue is full".to_owned(),
+            ),
+            Refusal::Admission(Rejection::QueueTimeout) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "module busy: no slot freed up in time".to_owned(),
+            ),
+            Refusal::Admission(Rejection::NodeFull) | Refusal::Node(NodeRefusal::Slots) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node at capacity: lower-priority work is shed first".to_owned(),
+            ),
+            Refusal::Node(NodeRefusal::Memory) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node memory fully reserved: lower-priority work is shed first".to_owned(),
+            ),
+            Refusal::Unloadable(error) => {
+                tracing::error!(module = %slot.id(), %error, "module could not be loaded");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "module unavailable: its code could not be loaded".to_owned(),
+                )
+            }
+            Refusal::Guest(error) => (
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                match error {
+                    InvokeError::Trap(_) => "the module failed (trap); see the node log".to_owned(),
+                    other => other.to_string(),
+                },
+            ),
+        };
+        match &self {
+            Refusal::Admission(rejection) => slot.metrics.rejected(rejection.as_str()),
+            Refusal::Node(refusal) => slot.metrics.rejected(refusal.as_str()),
+            Refusal::BodyTooLarge(_) => slot.metrics.rejected("body_too_large"),
+            Refusal::Unloadable(_) | Refusal::Guest(_) => {}
+        }
+        let took = started.elapsed();
+        match self {
+            Refusal::Guest(_) => slot.finished(status.as_u16(), took),
+            _ => slot.refused(status.as_u16(), took),
+        }
+        let mut response = text(status, &message);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+impl Front {
+    /// Serves one request. Never fails: every error is a response.
+    pub async fn handle(self: Arc<Self>, request: Request<RequestBody>) -> Response<NodeBody> {
+        let started = Instant::now();
+        let snapshot = self.snapshot.load_full();
+        let Some((route, stable)) = snapshot.route(request.uri().path()) else {
+            self.metrics.unrouted();
+            return text(StatusCode::NOT_FOUND, "no route matches this path");
+        };
+        let slot = snapshot
+            .version_for(stable, Some(request.headers()))
+            .clone();
+        let mut record = Record::new(slot.clone(), started);
+        let request = self.prepare(request, route);
+        match self.invoke(&slot, request, started).await {
+            Ok(response) => {
+                record.disarm();
+                response
+            }
+            Err(refusal) => {
+                record.disarm();
+                refusal.respond(&slot, started)
+            }
+        }
+    }
+
+    /// Admission, node capacity, residency, then the guest; each step's refusal is a `?`.
+    async fn invoke(
+        &self,
+        slot: &Arc<ModuleSlot>,
+        request: Request<RequestBody>,
+        started: Instant,
+    ) -> Result<Response<NodeBody>, Refusal> {
+        let limits = &slot.spec.limits;
+        if let Some(declared) = request.body().declared_length()
+            && declared > limits.request_body
+        {
+            return Err(Refusal::BodyTooLarge(limits.request_body));
+        }
+        let request = request.map(|body| body.limit(limits.request_body));
+        let ticket = slot.admission.admit().await.map_err(Refusal::Admission)?;
+        let node_slot = self
+            .capacity
+            .admit(
+                slot.spec.priority,
+                reservation(limits),
+                limits.queue_timeout,
+            )
+            .await
+            .map_err(Refusal::Node)?;
+        let (guest, cold) = slot
+            .residency
+            .acquire()
+            .await
+            .map_err(Refusal::Unloadable)?;
+        if let Some(cold) = cold {
+            slot.metrics.cold_start(cold);
+        }
+        let node_slot = Arc::new(node_slot);
+        let response = guest
+            .handle(request, (ticket, node_slot.clone()))
+            .await
+            .map_err(Refusal::Guest)?;
+        if let Some(info) = response.extensions().get::<InvocationInfo>() {
+            slot.metrics.instantiated(info.instantiate);
+        }
+        let status = response.status().as_u16();
+        let (mut parts, body) = response.into_parts();
+        if let Some(cold) = cold {
+            parts
+                .headers
+                .insert(COLD_START_HEADER, cold_start_value(cold));
+        }
+        let inner = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
+        let progress = Progress::declared(&parts.headers, &inner);
+        let body = Tracked {
+            progress,
+            inner,
+            done: Some(Completion {
+                record: Record::new(slot.clone(), started).with_status(status),
+                _node_slot: node_slot,
+            }),
+        };
+        Ok(Response::from_parts(parts, UnsyncBoxBody::new(body)))
+    }
+
+    /// Tells the guest which route matched and what lies below it (as Spin does with its
+    /// `spin-path-info`), overwriting whatever the client sent under those names; and gives
+    /// HTTP/1.0 requests without a `Host` the authority `wasi:http` requires.
+    fn prepare(&self, mut request: Request<RequestBody>, route: &Route) -> Request<RequestBody> {
+        let path_info = HeaderValue::from_str(route.path_info(request.uri().path()));
+        let matched = HeaderValue::from_str(&route.to_string());
+        let headers = request.headers_mut();
+        if let (Ok(path_info), Ok(matched)) = (path_info, matched) {
+            headers.insert(PATH_INFO_HEADER, path_info);
+            headers.insert(MATCHED_ROUTE_HEADER, matched);
+        }
+        if request.uri().authority().is_none() && !request.headers().contains_key(header::HOST) {
+            let authority = self.authority.clone();
+            request.headers_mut().insert(header::HOST, authority);
+        }
+        request
+    }
+}
+
+/// A plain-text response from the node itself.
+pub fn text(status: StatusCode, message: &str) -> Response<NodeBody> {
+    let body = Full::new(Bytes::from(format!("{message}\n")))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Records a request in its module's metrics exactly once: with its status when it is done,
+/// or as [`CLIENT_CLOSED`] if it is dropped first (the client went away).
+struct Record {
+    slot: Option<Arc<ModuleSlot>>,
+    started: Instant,
+    status: u16,
+}
+
+impl Record {
+    fn new(slot: Arc<ModuleSlot>, started: Instant) -> Record {
+        Record {
+            slot: Some(slot),
+            started,
+            status: CLIENT_CLOSED,
+        }
+    }
+
+    fn with_status(mut self, status: u16) -> Record {
+        self.status = status;
+        self
+    }
+
+    /// Someone else records this request.
+    fn disarm(&mut self) {
+        self.slot = None;
+    }
+
+    /// Records `status` now.
+    fn done(&mut self, status: u16) {
+        if let Some(slot) = self.slot.take() {
+            slot.finished(status, self.started.elapsed());
+        }
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        self.done(CLIENT_CLOSED);
+    }
+}
+
+/// Held by a response body: its record, and its share of the node slot.
+struct Completion {
+    record: Record,
+    _node_slot: Arc<NodeSlot>,
+}
+
+/// A body that releases its node slot and records its request once finished.
+struct Tracked {
+    inner: NodeBody,
+    progress: Progress,
+    done: Option<Completion>,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            self.progress.sent(frame);
+        }
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => self.progress.finished(self.inner.is_end_stream()),
+            Poll::Ready(Some(Err(_))) => true,
+            Poll::Pending => false,
+        };
+        if ended && let Some(mut done) = self.done.take() {
+            let status = done.record.status;
+            done.record.done(status);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // A body at its end may be dropped without a last poll (an empty body, a known
+        // length): that is a finished request, not an abandoned one.
+        if let Some(mut done) = self.done.take() {
+            let status = if self.progress.finished(self.inner.is_end_stream()) {
+                done.record.status
+            } else {
+                CLIENT_CLOSED
+            };
+            done.record.done(status);
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! Listeners: accept, refuse what is over the caps, terminate TLS, serve each connection
+//! (HTTP/1.1 or HTTP/2) under the front-door limits, and close it when its watchdog says so.
+//! Both the public and the admin listener run here, each with its own caps.
+//!
+//! What a client can hold, and for how long: a connection (at most `max_connections` in all,
+//! `max_connections_per_client` per address, refused at accept beyond either, and beyond the
+//! listener's share of memory), for at most `header_read_timeout` without a complete request
+//! head, `idle_timeout` without a request, `send_timeout` without taking its response;
+//! requests within the module's admission and the node's capacity, each only as long as its
+//! connection and its guest's limits allow. Overload is refused fast (a reset at accept, a 503
+//! from admission), never by `accept()` failing: the connection cap sits well below the
+//! file-descriptor limit, which the node raises to its hard maximum at start.
+//!
+//! The decision worth knowing: the memory a connection uses (hyper's buffers, HTTP/2 stream
+//! state, request bodies in flight) is measured, not estimated: every poll of a connection
+//! and of its HTTP/2 streams is charged to the listener's account by the accounting allocator
+//! (`spark_runtime::host_memory`), and new connections are refused while it is over budget.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use spark_manifest::{H2_KEEPALIVE_TIMEOUT, ListenerLimits};
+use spark_runtime::host_memory::{Charged, HostAccount};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::either::Either;
+use tokio_util::sync::CancellationToken;
+
+use super::bodies::{Outgoing, RequestBody};
+use super::connection::{CloseReason, Connection, Verdict, Watched, verdict};
+use super::front::NodeBody;
+use super::tls::TlsTerminator;
+
+/// What serves the requests of a listener.
+pub type Handler =
+    Arc<dyn Fn(Request<RequestBody>) -> BoxFuture<'static, Response<NodeBody>> + Send + Sync>;
+
+/// A request head may use this much of hyper's HTTP/1 read buffer (the default is 400 KiB:
+/// thousands of slow clients each filling it would be gigabytes).
+const H1_MAX_BUF: usize = 64 << 10;
+/// Largest HTTP/2 header list accepted (h2's default is 16 MiB).
+const H2_MAX_HEADER_LIST: u32 = 64 << 10;
+/// HTTP/2 flow-control windows: what a client may send before the node reads it.
+const H2_STREAM_WINDOW: u32 = 256 << 10;
+const H2_CONNECTION_WINDOW: u32 = 1 << 20;
+/// How long an idle connection told to close (HTTP/2 `GOAWAY`) gets to go quietly.
+const IDLE_GRACE: Duration = Duration::from_secs(1);
+
+/// Everything a listener needs besides its socket and handler.
+#[derive(Clone)]
+pub struct ListenerConfig {
+    pub limits: ListenerLimits,
+    pub tls: Option<Arc<TlsTerminator>>,
+    /// Memory all connections together may use before new ones are refused.
+    pub memory_budget: u64,
+    /// How long open connections get after shutdown starts.
+    pub grace: Duration,
+}
+
+/// A listener's counters, read by `/metrics` and the hostile-clients benchmark.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    pub open: AtomicU64,
+    pub accepted: AtomicU64,
+    pub refused_total_cap: AtomicU64,
+    pub refused_client_cap: AtomicU64,
+    pub refused_memory: AtomicU64,
+    closed: [AtomicU64; CloseReason::ALL.len()],
+    /// Memory used by the listener's connections (their buffers and stream state).
+    pub memory: HostAccount,
+}
+
+impl ListenerStats {
+    fn closed_for(&self, reason: CloseReason) {
+        let index = CloseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("every reason is listed");
+        self.closed[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections the node closed, by reason.
+    pub fn closed(&self) -> Vec<(CloseReason, u64)> {
+        CloseReason::ALL
+            .iter()
+            .zip(&self.closed)
+            .map(|(reason, n)| (*reason, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// Accepts connections until `shutdown`, then gives open ones `grace` to finish their
+/// requests and closes the rest.
+pub async fn serve(
+    listener: TcpListener,
+    handler: Handler,
+    config: ListenerConfig,
+    stats: Arc<ListenerStats>,
+    shutdown: CancellationToken,
+) {
+    let gate = Arc::new(Gate::new(config.limits));
+    let mut connections = JoinSet::new();
+    let mut accept_errors = AcceptErrors::default();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                accept_errors.note(&error).await;
+                continue;
+            }
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let refusal = if stats.memory.bytes() as u64 > config.memory_budget {
+            Some(&stats.refused_memory)
+        } else {
+            None
+        };
+        let permit = match refusal {
+            Some(counter) => Err(counter),
+            None => gate.admit(peer.ip()).map_err(|cap| match cap {
+                Cap::Total => &stats.refused_total_cap,
+                Cap::PerClient => &stats.refused_client_cap,
+            }),
+        };
+        let permit = match permit {
+            Ok(permit) => permit,
+            Err(counter) => {
+                counter.fetch_add(1, Ordering::Relaxed);
+                refuse(stream);
+                continue;
+            }
+        };
+        let task = Connected {
+            stream,
+            peer,
+            handler: handler.clone(),
+            config: config.clone(),
+            stats: stats.clone(),
+            shutdown: shutdown.clone(),
+            _permit: permit,
+        };
+        connections.spawn(Charged::new(task.run(), stats.memory.clone()));
+    }
+    drop(listener);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(config.grace, drained).await.is_err() {
+        tracing::warn!(grace = ?config.grace, "grace period over; closing remaining connections");
+        connections.abort_all();
+    }
+}
+
+/// Closes a refused connection with a reset, so neither side keeps it in `TIME_WAIT`.
+fn refuse(stream: TcpStream) {
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    drop(stream);
+}
+
+/// One accepted connection, until it ends.
+struct Connected {
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: Handler,
+    config: ListenerConfig,
+    stats: Arc<ListenerStats>,
+    shutdown: CancellationToken,
+    _permit: Permit,
+}
+
+impl Connected {
+    async fn run(self) {
+        self.stats.open.fetch_add(1, Ordering::Relaxed);
+        let stats = self.stats.clone();
+        self.serve().await;
+        stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    async fn serve(self) {
+        let limits = self.config.limits;
+        let _ = self.stream.set_nodelay(true);
+        let conn = Connection::new(self.peer.ip(), limits.h2_reset_budget);
+        let io = match &self.config.tls {
+            None => Either::Left(self.stream),
+            Some(tls) => {
+                let handshake = tls.accept(self.stream);
+                match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                    Ok(Ok((stream, h2))) => {
+                        if h2 {
+                            conn.set_h2();
+                        }
+                        Either::Right(stream)
+                    }
+                    Ok(Err(error)) => {
+                        tracing::debug!(peer = %self.peer, %error, "TLS handshake failed");
+                        self.stats.closed_for(CloseReason::Handshake);
+                        return;
+                    }
+                    Err(_) => {
+                        self.stats.closed_for(CloseReason::Handshake);
+                        return;
+                    }
+                }
+            }
+        };
+        let io = TokioIo::new(Watched::new(io, conn.clone()));
+        let service = {
+            let (conn, handler) = (conn.clone(), self.handler.clone());
+            let body_timeout = limits.request_body_timeout;
+            hyper::service::service_fn(move |request: Request<Incoming>| {
+                let guard = conn.request();
+                let request = request.map(|body| RequestBody::new(body, body_timeout));
+                let response = handler(request);
+                async move {
+                    let response = response.await;
+                    Ok::<_, Infallible>(Outgoing::wrap(response, guard))
+                }
+            })
+        };
+        let builder = builder(&limits, self.stats.memory.clone());
+        let mut connection = pin!(builder.serve_connection(io, service));
+        let mut watchdog = tokio::time::interval(watch_period(&limits));
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut closing = false;
+        let mut idle_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(peer = %self.peer, %error, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = self.shutdown.cancelled(), if !closing => {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                () = conn.alarm.notified() => {
+                    tracing::info!(peer = %self.peer, "connection closed: it abandoned more requests than its reset budget");
+                    self.stats.closed_for(CloseReason::ResetBudget);
+                    return;
+                }
+                _ = watchdog.tick() => {
+                    if idle_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        return;
+                    }
+                    match verdict(&conn.observe(), &limits) {
+                        Verdict::Keep => {}
+                        Verdict::Close(CloseReason::Idle) => {
+                            if !closing {
+                                self.stats.closed_for(CloseReason::Idle);
+                                closing = true;
+                                connection.as_mut().graceful_shutdown();
+                                idle_deadline = Some(tokio::time::Instant::now() + IDLE_GRACE);
+                            }
+                        }
+                        Verdict::Close(reason) => {
+                            tracing::debug!(peer = %self.peer, reason = reason.as_str(), "connection closed");
+                            self.stats.closed_for(reason);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How often a connection's watchdog looks: often enough to act within a small part of the
+/// shortest timeout, at most once a second.
+fn watch_period(limits: &ListenerLimits) -> Duration {
+    let shortest = limits
+        .header_read_timeout
+        .min(limits.idle_timeout)
+        .min(limits.send_timeout);
+    (shortest / 8).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// hyper's connection settings from the listener's limits. HTTP/1 header timeouts are the
+/// watchdog's (hyper's own would also close idle keep-alive connections at the header
+/// timeout); HTTP/2 gets hyper's stream, reset and keep-alive limits.
+fn builder(limits: &ListenerLimits, account: HostAccount) -> auto::Builder<ChargedExecutor> {
+    let mut builder = auto::Builder::new(ChargedExecutor(account));
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_buf_size(H1_MAX_BUF);
+    let keepalive =
+        (!limits.h2_keepalive_interval.is_zero()).then_some(limits.h2_keepalive_interval);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(limits.h2_max_concurrent_streams as usize)
+        .max_local_error_reset_streams(limits.h2_reset_budget as usize)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .keep_alive_interval(keepalive)
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT);
+    builder
+}
+
+/// Spawns hyper's HTTP/2 stream tasks charged to the listener's memory account.
+#[derive(Clone)]
+struct ChargedExecutor(HostAccount);
+
+impl<F> hyper::rt::Executor<F> for ChargedExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(Charged::new(future, self.0.clone()));
+    }
+}
+
+/// Which cap refused a connection.
+#[derive(Debug, Clone, Copy)]
+enum Cap {
+    Total,
+    PerClient,
+}
+
+/// Open connections, in all and per client address.
+struct Gate {
+    limits: ListenerLimits,
+    open: Mutex<(u32, HashMap<IpAddr, u32>)>,
+}
+
+/// One open connection's place under the caps; given back on drop.
+struct Permit {
+    gate: Arc<Gate>,
+    peer: IpAddr,
+}
+
+impl Gate {
+    fn new(limits: ListenerLimits) -> Gate {
+        Gate {
+            limits,
+            open: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Permit, Cap> {
+        let peer = canonical(peer);
+        let mut open = self.open.lock().expect("gate lock");
+        let (total, per_client) = &mut *open;
+        if *total >= self.limits.max_connections {
+            return Err(Cap::Total);
+        }
+        let mine = per_client.entry(peer).or_insert(0);
+        if *mine >= self.limits.max_connections_per_client {
+            return Err(Cap::PerClient);
+        }
+        *mine += 1;
+        *total += 1;
+        Ok(Permit {
+            gate: self.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut open = self.gate.open.lock().expect("gate lock");
+        let (total, per_client) = &mut *open;
+        *total -= 1;
+        if let Some(mine) = per_client.get_mut(&self.peer) {
+            *mine -= 1;
+            if *mine == 0 {
+                per_client.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// An IPv4 client is the same client over IPv4-mapped IPv6.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Accept errors are logged at most once a second; out of file descriptors (which the caps
+/// are sized to prevent) the loop backs off instead of spinning.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    async fn note(&mut self, error: &std::io::Error) {
+        let now = std::time::Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            tracing::warn!(%error, suppressed = self.suppressed, "accept failed; retrying");
+            self.last_logged = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        let exhausted = matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+        let pause = if exhausted { 100 } else { 5 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// Raises the open-files soft limit to the hard limit and returns it: the connection caps
+/// must fit under it with room for the node's own files.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum
+        && limit.current != Some(hard)
+    {
+        let raised = Rlimit {
+            current: Some(hard),
+            maximum: Some(hard),
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(%error, "cannot raise the open-files limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_caps_connections_in_all_and_per_client() {
+        let limits = ListenerLimits {
+            max_connections: 3,
+            max_connections_per_client: 2,
+            ..ListenerLimits::default()
+        };
+        let gate = Arc::new(Gate::new(limits));
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let b = IpAddr::from([10, 0, 0, 2]);
+        let first = gate.admit(a).unwrap();
+        let _second = gate.admit(a).unwrap();
+        assert!(matches!(gate.admit(a), Err(Cap::PerClient)));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert!(
+            matches!(gate.admit(mapped), Err(Cap::PerClient)),
+            "the same client over IPv4-mapped IPv6"
+        );
+        let _third = gate.admit(b).unwrap();
+        assert!(matches!(gate.admit(b), Err(Cap::Total)));
+        drop(first);
+        assert!(gate.admit(b).is_ok(), "a closed connection frees its place");
+    }
+
+    #[test]
+    fn the_watchdog_looks_often_enough() {
+        let limits = ListenerLimits {
+            header_read_timeout: Duration::from_millis(400),
+            ..ListenerLimits::default()
+        };
+        assert_eq!(watch_period(&limits), Duration::from_millis(50));
+        assert_eq!(
+            watch_period(&ListenerLimits::default()),
+            Duration::from_secs(1)
+        );
+    }
+}
