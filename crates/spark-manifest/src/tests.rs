@@ -558,6 +558,11 @@ nn_tensor = "4MiB"
     assert!(defaults.resources <= 10_000, "far below 100,000");
     assert!(defaults.nn_tensor <= defaults.host_memory);
 
+    let small = parse(
+        "version = 1\n[[module]]\nid = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n[module.limits]\nhost_memory = \"1MiB\"\n",
+    )
+    .unwrap();
+    assert_eq!(small.modules[0].limits.nn_tensor, 1 << 20, "a default is lowered to fit");
     let (line, message) = refusal(
         "version = 1\n[[module]]\nid = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n[module.limits]\nhost_memory = \"1MiB\"\nnn_tensor = \"2MiB\"\n",
     );

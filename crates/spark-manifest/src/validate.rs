@@ -480,7 +480,7 @@ impl Validator<'_> {
                 );
             }
         }
-        let limits = Limits {
+        let mut limits = Limits {
             memory,
             concurrency: self.int(
                 raw.concurrency.as_ref(),
@@ -548,26 +548,34 @@ impl Validator<'_> {
             ) as u32,
             log: self.size(raw.log.as_ref(), d.log, &format!("{who}: limits.log")),
         };
-        self.host_memory_covers(raw, &limits, who);
+        self.host_memory_covers(raw, &mut limits, who);
         limits
     }
 
-    /// Tensors and guest-supplied models live in host memory, so they must fit in it.
-    fn host_memory_covers(&mut self, raw: &RawLimits, limits: &Limits, who: &str) {
+    /// Tensors and guest-supplied models live in host memory, so they must fit in it: a
+    /// default larger than a smaller `host_memory` is lowered to it; a value written in the
+    /// manifest is an error.
+    fn host_memory_covers(&mut self, raw: &RawLimits, limits: &mut Limits, who: &str) {
+        let host_memory = limits.host_memory;
         let over = [
-            ("nn_tensor", limits.nn_tensor, raw.nn_tensor.as_ref()),
-            ("nn_model", limits.nn_model, raw.nn_model.as_ref()),
+            ("nn_tensor", &mut limits.nn_tensor, raw.nn_tensor.as_ref()),
+            ("nn_model", &mut limits.nn_model, raw.nn_model.as_ref()),
         ];
-        for (name, bytes, span) in over {
-            if bytes > limits.host_memory {
-                let span = span
-                    .or(raw.host_memory.as_ref())
-                    .map_or(0..0, Spanned::span);
+        for (name, bytes, written) in over {
+            if *bytes <= host_memory {
+                continue;
+            }
+            let Some(written) = written else {
+                *bytes = host_memory;
+                continue;
+            };
+            {
+                let bytes = *bytes;
+                let span = written.span();
                 self.error(
                     span,
                     format!(
-                        "{who}: limits.{name} ({bytes} bytes) exceeds limits.host_memory ({} bytes), where it would be held",
-                        limits.host_memory
+                        "{who}: limits.{name} ({bytes} bytes) exceeds limits.host_memory ({host_memory} bytes), where it would be held"
                     ),
                 );
             }

@@ -19,3 +19,24 @@ pub use client::{Reply, get, post, request, request_with};
 pub use guests::{guest, guests_dir};
 pub use nats::{NatsServer, nats_server_bin};
 pub use node::TestNode;
+
+/// Polls `check` every 20 ms until it holds or `within` passes; whether it held.
+pub async fn eventually(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of one series (`name{labels}` exactly as exposed) in a Prometheus text page.
+pub fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}

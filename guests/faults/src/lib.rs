@@ -7,7 +7,17 @@
 //! - `/stack-shadow`: recurses until the shadow stack in linear memory overflows;
 //! - `/huge?mb=N`: streams an N MiB body without a content-length;
 //! - `/huge-declared?mb=N`: declares an N MiB content-length, then streams it;
+//! - `/hog-fields`: fills header `fields` resources with ~120 KiB each, keeping them all
+//!   (host memory outside linear memory);
+//! - `/hog-bodies`: creates outgoing requests and fills their bodies without sending them;
+//! - `/hog-handles`: creates empty `fields` handles until the host refuses one;
+//! - `/log-flood?mb=N`: writes N MiB of lines to stdout and stderr, asking for a new stream
+//!   for every line;
 //! - anything else: 200 "ok".
+//!
+//! The hogs report how far they got (`200`, then the host should have stopped them first).
+
+mod hog;
 
 use std::hint::black_box;
 
@@ -36,6 +46,10 @@ impl Guest for Faults {
                 let mb = request.number("mb", 1024);
                 stream(mb, Some(mb << 20), out)
             }
+            "hog-fields" => hog::fields(out),
+            "hog-bodies" => hog::bodies(out),
+            "hog-handles" => hog::handles(out),
+            "log-flood" => hog::log_flood(request.number("mb", 64), out),
             _ => guest_util::respond(out, 200, "text/plain", b"ok\n"),
         }
     }

@@ -67,8 +67,8 @@ priority = "critical"
         .unwrap()
         .to_owned();
     assert!(
-        header.starts_with("load; "),
-        "loaded from the AOT cache, not compiled: {header}"
+        header.starts_with("shared; "),
+        "the same component is in memory for `shop`: shared, not loaded again or compiled: {header}"
     );
     let warm = get(&node.url("/hello")).await.unwrap();
     assert!(
@@ -81,7 +81,7 @@ priority = "critical"
     assert!(cold_starts.unloads >= 1);
     let metrics = get(&node.admin_url("/metrics")).await.unwrap().text();
     assert!(
-        metrics.contains(r#"spark_cold_starts_total{module="hello",reason="load"} 1"#),
+        metrics.contains(r#"spark_cold_starts_total{module="hello",reason="shared"} 1"#),
         "{metrics}"
     );
     node.stop().await;

@@ -1,0 +1,108 @@
+//! Too many connections: at the cap, new connections are reset at once (never left hanging,
+//! never an `accept()` failure) while the open ones keep being served; one client address
+//! cannot take every place.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use spark_testkit::TestNode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::support::{closed_by_node, series};
+
+const CAPPED: &str = r#"
+version = 1
+[node]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+max_connections = 20
+max_connections_per_client = 12
+header_read_timeout = "30s"
+
+[[module]]
+id = "shop"
+component = "{guest:hello}"
+routes = ["/shop"]
+"#;
+
+/// Connects from a chosen loopback address (Linux answers on all of 127.0.0.0/8).
+async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    try_connect_from(from, to).await.expect("connect")
+}
+
+/// As [`connect_from`]; a refused connection may already be reset when `connect` returns.
+async fn try_connect_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((from, 0)))
+        .expect("bind a loopback source address");
+    socket.connect(to).await
+}
+
+/// Whether a connection from `from` is refused at once.
+async fn refused(from: [u8; 4], to: SocketAddr) -> bool {
+    match try_connect_from(from, to).await {
+        Err(_) => true,
+        Ok(mut stream) => closed_by_node(&mut stream, Duration::from_secs(1)).await,
+    }
+}
+
+async fn served(stream: &mut TcpStream) -> bool {
+    if stream
+        .write_all(b"GET /shop HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = vec![0u8; 1024];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await,
+        Ok(Ok(n)) if buf[..n].starts_with(b"HTTP/1.1 200")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_caps_new_connections_are_refused_fast_and_open_ones_served() {
+    let node = TestNode::start(CAPPED).await.unwrap();
+    let to = node.node.http_addr;
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        held.push(connect_from([127, 0, 0, 1], to).await);
+    }
+    // The thirteenth from the same client is over its own cap.
+    let started = Instant::now();
+    assert!(refused([127, 0, 0, 1], to).await);
+    assert!(started.elapsed() < Duration::from_millis(500), "refused fast");
+    // Another client still gets in, up to the listener's cap.
+    for _ in 0..8 {
+        held.push(connect_from([127, 0, 0, 2], to).await);
+    }
+    assert!(refused([127, 0, 0, 3], to).await);
+    assert!(series(&node, r#"spark_connections_refused_total{listener="public",reason="max_connections_per_client"}"#).await >= 1.0);
+    assert!(series(&node, r#"spark_connections_refused_total{listener="public",reason="max_connections"}"#).await >= 1.0);
+    // Those already in are served.
+    assert!(served(&mut held[0]).await);
+    assert!(served(&mut held[19]).await);
+    // A closed connection frees its place.
+    held.truncate(10);
+    let mut back = Vec::new();
+    for _ in 0..50 {
+        let Ok(mut stream) = try_connect_from([127, 0, 0, 3], to).await else {
+            continue;
+        };
+        if served(&mut stream).await {
+            back.push(stream);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(back.len(), 1, "a place freed up");
+    // The admin listener has its own cap: health answers throughout.
+    assert_eq!(
+        spark_testkit::get(&node.admin_url("/healthz")).await.unwrap().status,
+        200
+    );
+    node.stop().await;
+}

@@ -1,0 +1,191 @@
+//! Clients that stall: a request head never finished (slowloris), a socket that never speaks,
+//! an idle keep-alive connection, a reader that stops reading (HTTP/1 zero window, HTTP/2
+//! window held at zero), a request body that stops arriving. Each is cut off at its timeout
+//! with everything it held released, while the node keeps answering everyone else.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use spark_testkit::{TestNode, get};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::support::{IDLE, closed_by_node, raw, series, settle};
+
+const SLOW: &str = r#"
+version = 1
+[node]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+header_read_timeout = "1s"
+idle_timeout = "2s"
+send_timeout = "1s"
+request_body_timeout = "1s"
+max_connections_per_client = 1000
+
+[[module]]
+id = "stream"
+component = "{guest:faults}"
+routes = ["/stream/..."]
+[module.limits]
+timeout = "60s"
+cpu_time = "60s"
+
+[[module]]
+id = "echo"
+component = "{guest:echo}"
+routes = ["/echo/..."]
+[module.limits]
+request_body = "64KiB"
+
+[[module]]
+id = "shop"
+component = "{guest:hello}"
+routes = ["/shop"]
+priority = "critical"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_and_silent_sockets_are_closed_at_the_header_timeout_while_the_node_answers() {
+    let node = TestNode::start(SLOW).await.unwrap();
+    let mut sockets = Vec::new();
+    for i in 0..300 {
+        let partial: &[u8] = if i % 3 == 0 { b"" } else { b"GET /shop HTTP/1.1\r\nHost: x\r\n" };
+        sockets.push(raw(&node, partial).await);
+    }
+    let started = Instant::now();
+    // A byte now and then does not keep a head alive.
+    for socket in sockets.iter_mut().skip(1).step_by(3).take(50) {
+        let _ = socket.write_all(b"X-Drip: 1\r\n").await;
+    }
+    assert_eq!(get(&node.admin_url("/healthz")).await.unwrap().status, 200);
+    assert_eq!(get(&node.url("/shop")).await.unwrap().status, 200);
+    for socket in &mut sockets {
+        assert!(
+            closed_by_node(socket, Duration::from_secs(3)).await,
+            "a stalled socket is still open after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let closed = series(&node, r#"spark_connections_closed_total{listener="public",reason="header_timeout"}"#).await;
+    assert!(closed >= 300.0, "{closed}");
+    assert_eq!(series(&node, r#"spark_connections_open{listener="public"}"#).await, 0.0);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keepalive_connection_is_closed_at_the_idle_timeout() {
+    let node = TestNode::start(SLOW).await.unwrap();
+    let mut socket = raw(&node, b"GET /shop HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut buf = vec![0u8; 4096];
+    let n = socket.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let idle_from = Instant::now();
+    assert!(closed_by_node(&mut socket, Duration::from_secs(4)).await);
+    let idle = idle_from.elapsed();
+    assert!(
+        idle >= Duration::from_millis(1800),
+        "kept for the idle timeout, not the header timeout: {idle:?}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_loses_its_slot_and_connection_at_the_send_timeout() {
+    let node = TestNode::start(SLOW).await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(node.node.http_addr).await.unwrap();
+    stream
+        .write_all(b"GET /stream/huge?mb=256 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let stream_slot = node.node.snapshot().module("stream").cloned().unwrap();
+    assert!(spark_testkit::eventually(Duration::from_secs(5), || stream_slot.admission.running() == 1).await);
+    // Never read: the node's writes block, and it gives up after `send_timeout`.
+    let after = settle(&node, "stream", Duration::from_secs(4)).await;
+    assert_eq!(after, IDLE, "the stalled reader holds nothing");
+    assert!(series(&node, r#"spark_connections_closed_total{listener="public",reason="send_stall"}"#).await >= 1.0);
+    let mut sink = vec![0u8; 1 << 16];
+    let mut total = 0usize;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    assert!(ended, "the connection ends after what was buffered ({total} bytes)");
+    assert!(total < 64 << 20, "the body was cut short: {total} bytes");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_window_held_at_zero_loses_its_slot_at_the_send_timeout() {
+    let node = TestNode::start(SLOW).await.unwrap();
+    let stream = TcpStream::connect(node.node.http_addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(0)
+        .initial_connection_window_size(65_535)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    let request = http::Request::get(node.url("/stream/huge?mb=64"))
+        .body(Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    // Hold the response without reading: the stream's window stays at zero.
+    let after = settle(&node, "stream", Duration::from_secs(4)).await;
+    assert_eq!(after, IDLE);
+    assert!(series(&node, r#"spark_connections_closed_total{listener="public",reason="send_stall"}"#).await >= 1.0);
+    let read = tokio::time::timeout(Duration::from_secs(2), response.into_body().collect()).await;
+    assert!(
+        matches!(read, Ok(Err(_))),
+        "the stream was cut, not completed"
+    );
+    driver.abort();
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stops_arriving_fails_at_its_timeout_and_an_oversized_one_is_refused() {
+    let node = TestNode::start(SLOW).await.unwrap();
+    let mut socket = raw(
+        &node,
+        b"POST /echo/body HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly a little",
+    )
+    .await;
+    let started = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
+        .await
+        .expect("an answer, not a hang")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        head.starts_with("HTTP/1.1 4") || head.starts_with("HTTP/1.1 5"),
+        "{head}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert_eq!(settle(&node, "echo", Duration::from_secs(3)).await, IDLE);
+
+    let mut socket = raw(
+        &node,
+        b"POST /echo/body HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n",
+    )
+    .await;
+    let n = socket.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    let echo = node.node.snapshot().module("echo").cloned().unwrap();
+    assert_eq!(echo.stats.snapshot().invocations, 1, "the 413 never reached a guest");
+    node.stop().await;
+}

@@ -1,0 +1,106 @@
+//! What the hostile tests share: raw sockets, an HTTP/2 client, and the node's gauges.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use spark_testkit::{TestNode, get, metric};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The node's gauges that must all read zero once nothing is going on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gauges {
+    pub running: u32,
+    pub queued: u32,
+    pub guests: u64,
+    pub node_slots: f64,
+    pub node_memory: f64,
+}
+
+pub async fn gauges(node: &TestNode, module: &str) -> Gauges {
+    let slot = node.node.snapshot().module(module).cloned().expect("module");
+    let page = get(&node.admin_url("/metrics")).await.expect("metrics").text();
+    Gauges {
+        running: slot.admission.running(),
+        queued: slot.admission.queued(),
+        guests: slot.stats.snapshot().in_flight,
+        node_slots: metric(&page, "spark_node_slots_in_use").expect("slots gauge"),
+        node_memory: metric(&page, "spark_node_memory_reserved_bytes").expect("memory gauge"),
+    }
+}
+
+pub const IDLE: Gauges = Gauges {
+    running: 0,
+    queued: 0,
+    guests: 0,
+    node_slots: 0.0,
+    node_memory: 0.0,
+};
+
+/// Waits until the module's gauges are all back to zero; the last reading if they are not.
+pub async fn settle(node: &TestNode, module: &str, within: Duration) -> Gauges {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let now = gauges(node, module).await;
+        if now == IDLE || tokio::time::Instant::now() >= deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One series from the admin listener's metrics.
+pub async fn series(node: &TestNode, name: &str) -> f64 {
+    let page = get(&node.admin_url("/metrics")).await.expect("metrics").text();
+    metric(&page, name).unwrap_or_else(|| panic!("no series {name}"))
+}
+
+/// Sends raw bytes on a new connection to the node's public port.
+pub async fn raw(node: &TestNode, bytes: &[u8]) -> TcpStream {
+    raw_from(node, [127, 0, 0, 1], bytes).await
+}
+
+/// As [`raw`], from a chosen loopback source address (127.0.0.0/8 all answers locally).
+pub async fn raw_from(node: &TestNode, from: [u8; 4], bytes: &[u8]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from((from, 0)))
+        .expect("bind a loopback source address");
+    let mut stream = socket.connect(node.node.http_addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    stream
+}
+
+/// Whether the node has closed `stream` (EOF or reset), waiting up to `within`.
+pub async fn closed_by_node(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// An HTTP/2 connection (prior knowledge, no TLS) to the node's public port.
+pub async fn h2(node: &TestNode) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+    let stream = TcpStream::connect(node.node.http_addr).await.expect("connect");
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+/// A GET for the node's public port.
+pub fn request(node: &TestNode, path: &str) -> http::Request<Empty<Bytes>> {
+    http::Request::get(node.url(path))
+        .body(Empty::new())
+        .expect("request")
+}

@@ -1,0 +1,148 @@
+//! TLS on the public listener: two certificates chosen by SNI, HTTP/1.1 and HTTP/2 by ALPN,
+//! a handshake that never finishes cut off at the header timeout, and a certificate replaced
+//! on disk picked up without a restart while open connections carry on.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use spark_testkit::TestNode;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::support::{closed_by_node, series};
+
+struct Issued {
+    der: CertificateDer<'static>,
+}
+
+/// A self-signed certificate for `name`, written as `<stem>.pem` and `<stem>.key`.
+fn issue(dir: &Path, stem: &str, name: &str) -> Issued {
+    let issued = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+    let cert = dir.join(format!("{stem}.pem"));
+    let key = dir.join(format!("{stem}.key"));
+    // Write under another name and rename: a renewal is atomic, as certbot's is.
+    std::fs::write(dir.join("tmp.pem"), issued.cert.pem()).unwrap();
+    std::fs::write(dir.join("tmp.key"), issued.signing_key.serialize_pem()).unwrap();
+    std::fs::rename(dir.join("tmp.key"), key).unwrap();
+    std::fs::rename(dir.join("tmp.pem"), cert).unwrap();
+    Issued {
+        der: issued.cert.der().clone(),
+    }
+}
+
+fn connector(trusted: &[&Issued], alpn: &[&[u8]]) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in trusted {
+        roots.add(cert.der.clone()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsConnector::from(Arc::new(config))
+}
+
+async fn handshake(node: &TestNode, connector: &TlsConnector, name: &str) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(node.node.http_addr).await.unwrap();
+    let name = ServerName::try_from(name.to_owned()).unwrap();
+    connector.connect(name, tcp).await.expect("TLS handshake")
+}
+
+fn presented(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    stream.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
+}
+
+async fn h1_get(stream: TlsStream<TcpStream>, path: &str) -> (u16, hyper::client::conn::http1::SendRequest<Empty<Bytes>>) {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header("host", "a.test")
+        .body(Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    response.into_body().collect().await.unwrap();
+    (status, sender)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_certificates_by_sni_both_protocols_and_a_swap_without_restart() {
+    let certs = tempfile::tempdir().unwrap();
+    let a = issue(certs.path(), "a", "a.test");
+    let b = issue(certs.path(), "b", "b.test");
+    let dir = certs.path().display();
+    let manifest = format!(
+        r#"
+version = 1
+[node]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+header_read_timeout = "1s"
+[[node.tls]]
+cert = "{dir}/a.pem"
+key = "{dir}/a.key"
+[[node.tls]]
+cert = "{dir}/b.pem"
+key = "{dir}/b.key"
+
+[[module]]
+id = "shop"
+component = "{{guest:hello}}"
+routes = ["/shop"]
+"#
+    );
+    let node = TestNode::start(&manifest).await.unwrap();
+    let both = connector(&[&a, &b], &[b"http/1.1"]);
+    let to_a = handshake(&node, &both, "a.test").await;
+    assert_eq!(presented(&to_a), a.der, "SNI a.test gets a's certificate");
+    let to_b = handshake(&node, &both, "b.test").await;
+    assert_eq!(presented(&to_b), b.der, "SNI b.test gets b's certificate");
+    let (status, mut kept) = h1_get(to_a, "/shop").await;
+    assert_eq!(status, 200, "HTTP/1.1 over TLS");
+
+    let h2 = connector(&[&a], &[b"h2"]);
+    let stream = handshake(&node, &h2, "a.test").await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get("https://a.test/shop").body(Empty::<Bytes>::new()).unwrap();
+    assert_eq!(sender.send_request(request).await.unwrap().status(), 200, "HTTP/2 over TLS");
+
+    // A handshake that never finishes is cut off like a head that never finishes.
+    let mut stalled = TcpStream::connect(node.node.http_addr).await.unwrap();
+    assert!(closed_by_node(&mut stalled, Duration::from_secs(3)).await);
+    assert!(series(&node, r#"spark_connections_closed_total{listener="public",reason="tls_handshake"}"#).await >= 1.0);
+
+    // Renew a's certificate on disk: new handshakes get the new one, without a restart.
+    let renewed = issue(certs.path(), "a", "a.test");
+    let trusting_both = connector(&[&a, &renewed], &[b"http/1.1"]);
+    let mut swapped = false;
+    for _ in 0..100 {
+        let stream = handshake(&node, &trusting_both, "a.test").await;
+        if presented(&stream) == renewed.der {
+            swapped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(swapped, "the renewed certificate is served");
+    // The connection opened before the swap carries on.
+    kept.ready().await.unwrap();
+    let request = http::Request::get("/shop").header("host", "a.test").body(Empty::new()).unwrap();
+    assert_eq!(kept.send_request(request).await.unwrap().status(), 200);
+    node.stop().await;
+}
