@@ -89,3 +89,29 @@ pub async fn status(admin: SocketAddr, token: &str) -> Result<StatusSummary, Ben
             .collect(),
     })
 }
+
+/// The node's Prometheus page (`/metrics` is open, no token).
+pub async fn metrics(admin: SocketAddr) -> Result<String, BenchError> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let uri: http::Uri = format!("http://{admin}/metrics")
+        .parse()
+        .map_err(|e| BenchError::Runtime(format!("{e}")))?;
+    let response = client
+        .get(uri)
+        .await
+        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| BenchError::Runtime(e.to_string()))?
+        .to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of one series (`name{labels}` as exposed) in a Prometheus page.
+pub fn series(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}

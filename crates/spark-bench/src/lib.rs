@@ -5,9 +5,11 @@
 //! (see ../shared/BENCHMARKS.md).
 
 pub mod admin;
+pub mod attacks;
 pub mod canary;
 pub mod coldstart;
 pub mod fleet;
+pub mod hostile;
 pub mod loadgen;
 pub mod nn;
 pub mod node;

@@ -80,6 +80,16 @@ impl SparkNode {
         })
     }
 
+    /// The node's process id (to read its memory and open files from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the node process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The directory holding the manifest and the node's data (`.spark`).
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_owned()

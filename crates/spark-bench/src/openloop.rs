@@ -4,6 +4,7 @@
 //! quietly lower request rate (no coordinated omission).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +31,13 @@ pub struct OpenLoopResult {
     pub p99_ms: f64,
     /// p99 within each phase.
     pub phase_p99_ms: Vec<f64>,
+    /// Requests answered with success, and failed ones, within each phase.
+    pub phase_ok: Vec<u64>,
+    pub phase_errors: Vec<u64>,
 }
+
+/// A request that has not answered by then counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 type PooledClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 
@@ -76,7 +83,7 @@ pub async fn run(
     let client = client();
     let per_phase: Arc<Vec<Mutex<Histogram<u64>>>> =
         Arc::new(phases.iter().map(|_| Mutex::new(histogram())).collect());
-    let errors = Arc::new(Mutex::new(0u64));
+    let errors: Arc<Vec<AtomicU64>> = Arc::new(phases.iter().map(|_| AtomicU64::new(0)).collect());
     let mut tasks = Vec::new();
     let mut at = Instant::now();
     for (index, phase) in phases.iter().enumerate() {
@@ -93,7 +100,8 @@ pub async fn run(
             );
             tokio::time::sleep_until(scheduled).await;
             tasks.push(tokio::spawn(async move {
-                match send(&client, addr, &path).await {
+                let sent = tokio::time::timeout(REQUEST_TIMEOUT, send(&client, addr, &path)).await;
+                match sent.unwrap_or_else(|_| Err("timed out".into())) {
                     Ok(()) => {
                         let micros = scheduled.elapsed().as_micros() as u64;
                         per_phase[index]
@@ -101,7 +109,9 @@ pub async fn run(
                             .expect("histogram lock")
                             .saturating_record(micros.max(1));
                     }
-                    Err(_) => *errors.lock().expect("errors lock") += 1,
+                    Err(_) => {
+                        errors[index].fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }));
         }
@@ -110,18 +120,21 @@ pub async fn run(
         let _ = task.await;
     }
     let mut all = histogram();
-    let mut phase_p99_ms = Vec::new();
-    for h in per_phase.iter().skip(warmup) {
+    let (mut phase_p99_ms, mut phase_ok, mut phase_errors) = (Vec::new(), Vec::new(), Vec::new());
+    for (h, failed) in per_phase.iter().zip(errors.iter()).skip(warmup) {
         let h = h.lock().expect("histogram lock");
         phase_p99_ms.push(h.value_at_quantile(0.99) as f64 / 1e3);
+        phase_ok.push(h.len());
+        phase_errors.push(failed.load(Ordering::Relaxed));
         all.add(&*h).expect("same bounds");
     }
-    let errors = *errors.lock().expect("errors lock");
     OpenLoopResult {
         requests: all.len(),
-        errors,
+        errors: phase_errors.iter().sum(),
         p50_ms: all.value_at_quantile(0.50) as f64 / 1e3,
         p99_ms: all.value_at_quantile(0.99) as f64 / 1e3,
         phase_p99_ms,
+        phase_ok,
+        phase_errors,
     }
 }

@@ -203,7 +203,7 @@ async fn one_run(
 
 /// Modules whose code was loaded again between two status reads (a restart would show as a
 /// new load report or a lost module).
-fn restarts(before: &[ModuleCounters], after: &[ModuleCounters]) -> u64 {
+pub fn restarts(before: &[ModuleCounters], after: &[ModuleCounters]) -> u64 {
     before
         .iter()
         .filter(|b| {

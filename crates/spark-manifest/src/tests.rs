@@ -562,7 +562,11 @@ nn_tensor = "4MiB"
         "version = 1\n[[module]]\nid = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n[module.limits]\nhost_memory = \"1MiB\"\n",
     )
     .unwrap();
-    assert_eq!(small.modules[0].limits.nn_tensor, 1 << 20, "a default is lowered to fit");
+    assert_eq!(
+        small.modules[0].limits.nn_tensor,
+        1 << 20,
+        "a default is lowered to fit"
+    );
     let (line, message) = refusal(
         "version = 1\n[[module]]\nid = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n[module.limits]\nhost_memory = \"1MiB\"\nnn_tensor = \"2MiB\"\n",
     );

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use spark_bench::{canary, coldstart, fleet, nn, replay, serve, surge};
+use spark_bench::{canary, coldstart, fleet, hostile, nn, replay, serve, surge};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -33,6 +33,18 @@ enum Scenario {
         /// The CPU-bound component for both modules (default: the `busy` guest).
         #[arg(long)]
         component: Option<PathBuf>,
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// B9: a critical module's success rate and p99 while disconnect storms, slowloris,
+    /// zero-window readers, host-memory hogs and a log flood hit other modules.
+    Hostile {
+        /// The critical module's component (default: the `hello` guest).
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// A short run (about a minute).
         #[arg(long)]
         quick: bool,
         #[arg(long)]
@@ -166,6 +178,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             let report = surge::run(&options).await?;
             print!("{}", surge::render(&report));
+        }
+        Scenario::Hostile {
+            component,
+            quick,
+            out,
+        } => {
+            let options = hostile::HostileOptions {
+                spark: spark_exe()?,
+                component: component_or(component, "hello")?,
+                faults: component_or(None, "faults")?,
+                quick,
+                out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
+            };
+            let report = hostile::run(&options).await?;
+            print!("{}", hostile::render(&report));
         }
         Scenario::Replay {
             invocations,

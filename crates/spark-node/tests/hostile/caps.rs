@@ -74,14 +74,24 @@ async fn at_the_connection_caps_new_connections_are_refused_fast_and_open_ones_s
     // The thirteenth from the same client is over its own cap.
     let started = Instant::now();
     assert!(refused([127, 0, 0, 1], to).await);
-    assert!(started.elapsed() < Duration::from_millis(500), "refused fast");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refused fast"
+    );
     // Another client still gets in, up to the listener's cap.
     for _ in 0..8 {
         held.push(connect_from([127, 0, 0, 2], to).await);
     }
     assert!(refused([127, 0, 0, 3], to).await);
     assert!(series(&node, r#"spark_connections_refused_total{listener="public",reason="max_connections_per_client"}"#).await >= 1.0);
-    assert!(series(&node, r#"spark_connections_refused_total{listener="public",reason="max_connections"}"#).await >= 1.0);
+    assert!(
+        series(
+            &node,
+            r#"spark_connections_refused_total{listener="public",reason="max_connections"}"#
+        )
+        .await
+            >= 1.0
+    );
     // Those already in are served.
     assert!(served(&mut held[0]).await);
     assert!(served(&mut held[19]).await);
@@ -101,7 +111,10 @@ async fn at_the_connection_caps_new_connections_are_refused_fast_and_open_ones_s
     assert_eq!(back.len(), 1, "a place freed up");
     // The admin listener has its own cap: health answers throughout.
     assert_eq!(
-        spark_testkit::get(&node.admin_url("/healthz")).await.unwrap().status,
+        spark_testkit::get(&node.admin_url("/healthz"))
+            .await
+            .unwrap()
+            .status,
         200
     );
     node.stop().await;

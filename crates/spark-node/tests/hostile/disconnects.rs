@@ -45,7 +45,11 @@ priority = "critical"
 "#;
 
 /// Samples the most guests `module` ever had running at once until `stop`.
-fn watch_guests(node: &TestNode, module: &str, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+fn watch_guests(
+    node: &TestNode,
+    module: &str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
     let slot = node.node.snapshot().module(module).cloned().unwrap();
     tokio::spawn(async move {
         let mut most = 0;
@@ -102,7 +106,14 @@ async fn an_http1_disconnect_storm_leaves_at_most_one_guest_and_every_gauge_at_z
     let (most, (ok, bad)) = (most.await.unwrap(), shop.await.unwrap());
     assert!(most <= 1, "{most} guests ran at once with concurrency = 1");
     assert_eq!(after, IDLE, "every gauge back at zero");
-    let stats = node.node.snapshot().module("spin").cloned().unwrap().stats.snapshot();
+    let stats = node
+        .node
+        .snapshot()
+        .module("spin")
+        .cloned()
+        .unwrap()
+        .stats
+        .snapshot();
     assert!(stats.cancelled >= 1, "the guests were cancelled: {stats:?}");
     assert!(ok > 0 && bad == 0, "critical: {ok} ok, {bad} refused");
     node.stop().await;
@@ -122,11 +133,18 @@ async fn http2_resets_cancel_their_guests_and_the_connection_stays_usable() {
     }
     let after = settle(&node, "spin", Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
-    assert!(most.await.unwrap() <= 1, "resets never run guests past the cap");
+    assert!(
+        most.await.unwrap() <= 1,
+        "resets never run guests past the cap"
+    );
     assert_eq!(after, IDLE);
     sender.ready().await.unwrap();
     let reply = sender.send_request(request(&node, "/shop")).await.unwrap();
-    assert_eq!(reply.status(), 200, "the connection is within its reset budget");
+    assert_eq!(
+        reply.status(),
+        200,
+        "the connection is within its reset budget"
+    );
     node.stop().await;
 }
 
@@ -136,9 +154,13 @@ async fn a_queued_request_whose_client_left_frees_its_queue_place() {
     let node = TestNode::start(&manifest).await.unwrap();
     let running = raw(&node, b"GET /spin/loop HTTP/1.1\r\nHost: spark\r\n\r\n").await;
     let spin = node.node.snapshot().module("spin").cloned().unwrap();
-    assert!(spark_testkit::eventually(Duration::from_secs(5), || spin.admission.running() == 1).await);
+    assert!(
+        spark_testkit::eventually(Duration::from_secs(5), || spin.admission.running() == 1).await
+    );
     let queued = raw(&node, b"GET /spin/loop HTTP/1.1\r\nHost: spark\r\n\r\n").await;
-    assert!(spark_testkit::eventually(Duration::from_secs(5), || spin.admission.queued() == 1).await);
+    assert!(
+        spark_testkit::eventually(Duration::from_secs(5), || spin.admission.queued() == 1).await
+    );
     drop(queued);
     assert!(
         spark_testkit::eventually(Duration::from_secs(5), || spin.admission.queued() == 0).await,
@@ -187,14 +209,20 @@ async fn abandoned_lower_class_work_never_makes_a_critical_module_refuse() {
     // 25 clients keep up to 18 loops running (the node's 20 slots less critical's reserve):
     // critical shares the CPU with them (same executor), but it is never refused.
     assert!(ok > 0, "critical answered {ok} times");
-    assert_eq!(bad, 0, "critical was refused {bad} times while 25 clients abandoned work");
+    assert_eq!(
+        bad, 0,
+        "critical was refused {bad} times while 25 clients abandoned work"
+    );
     assert_eq!(settle(&node, "wide", Duration::from_secs(5)).await, IDLE);
     node.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_resets_past_its_budget_is_closed() {
-    let manifest = STORM.replace("max_instances = 20", "max_instances = 20\nh2_reset_budget = 5");
+    let manifest = STORM.replace(
+        "max_instances = 20",
+        "max_instances = 20\nh2_reset_budget = 5",
+    );
     let node = TestNode::start(&manifest).await.unwrap();
     let mut sender = h2(&node).await;
     let mut refused = false;
@@ -208,7 +236,14 @@ async fn a_connection_that_resets_past_its_budget_is_closed() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(refused, "the node closed the connection");
-    assert!(series(&node, r#"spark_connections_closed_total{listener="public",reason="reset_budget"}"#).await >= 1.0);
+    assert!(
+        series(
+            &node,
+            r#"spark_connections_closed_total{listener="public",reason="reset_budget"}"#
+        )
+        .await
+            >= 1.0
+    );
     assert_eq!(gauges(&node, "spin").await.queued, 0);
     node.stop().await;
 }

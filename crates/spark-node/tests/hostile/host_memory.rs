@@ -62,7 +62,10 @@ async fn guests_exhausting_host_memory_are_stopped_at_their_limit() {
         }
     }
     let flood = get(&node.url("/hog/log-flood?mb=32")).await.unwrap();
-    assert_eq!(flood.status, 200, "logging past the limit drops lines, it does not fail");
+    assert_eq!(
+        flood.status, 200,
+        "logging past the limit drops lines, it does not fail"
+    );
     peak = peak.max(rss());
     assert!(
         peak < before + (160 << 20),
@@ -70,8 +73,22 @@ async fn guests_exhausting_host_memory_are_stopped_at_their_limit() {
         before >> 20,
         peak >> 20
     );
-    assert!(series(&node, r#"spark_guest_host_memory_limit_exceeded_total{module="hog"}"#).await >= 3.0);
-    assert!(series(&node, r#"spark_guest_resource_limit_exceeded_total{module="hog"}"#).await >= 3.0);
+    assert!(
+        series(
+            &node,
+            r#"spark_guest_host_memory_limit_exceeded_total{module="hog"}"#
+        )
+        .await
+            >= 3.0
+    );
+    assert!(
+        series(
+            &node,
+            r#"spark_guest_resource_limit_exceeded_total{module="hog"}"#
+        )
+        .await
+            >= 3.0
+    );
     assert_eq!(settle(&node, "hog", Duration::from_secs(3)).await, IDLE);
     assert!(
         series(&node, "spark_host_memory_bytes").await < (1 << 20) as f64,
@@ -118,7 +135,9 @@ async fn running_invocations_never_reserve_more_than_the_node_bound() {
         loops.push(super::support::raw(&node, b"GET /spin/loop HTTP/1.1\r\nHost: x\r\n\r\n").await);
     }
     let spin = node.node.snapshot().module("spin").cloned().unwrap();
-    assert!(spark_testkit::eventually(Duration::from_secs(5), || spin.admission.running() == 3).await);
+    assert!(
+        spark_testkit::eventually(Duration::from_secs(5), || spin.admission.running() == 3).await
+    );
     let refused = get(&node.url("/spin/loop")).await.unwrap();
     assert_eq!(refused.status, 503);
     assert!(refused.text().contains("memory"), "{}", refused.text());
@@ -126,7 +145,11 @@ async fn running_invocations_never_reserve_more_than_the_node_bound() {
     let reserved = series(&node, "spark_node_memory_reserved_bytes").await;
     assert_eq!(reserved, (3 * 80 << 20) as f64);
     for _ in 0..5 {
-        assert_eq!(get(&node.url("/shop")).await.unwrap().status, 200, "critical fits in its reserve");
+        assert_eq!(
+            get(&node.url("/shop")).await.unwrap().status,
+            200,
+            "critical fits in its reserve"
+        );
     }
     drop(loops);
     assert_eq!(settle(&node, "spin", Duration::from_secs(5)).await, IDLE);

@@ -52,7 +52,11 @@ async fn slowloris_and_silent_sockets_are_closed_at_the_header_timeout_while_the
     let node = TestNode::start(SLOW).await.unwrap();
     let mut sockets = Vec::new();
     for i in 0..300 {
-        let partial: &[u8] = if i % 3 == 0 { b"" } else { b"GET /shop HTTP/1.1\r\nHost: x\r\n" };
+        let partial: &[u8] = if i % 3 == 0 {
+            b""
+        } else {
+            b"GET /shop HTTP/1.1\r\nHost: x\r\n"
+        };
         sockets.push(raw(&node, partial).await);
     }
     let started = Instant::now();
@@ -70,9 +74,16 @@ async fn slowloris_and_silent_sockets_are_closed_at_the_header_timeout_while_the
         );
     }
     assert!(started.elapsed() < Duration::from_secs(4));
-    let closed = series(&node, r#"spark_connections_closed_total{listener="public",reason="header_timeout"}"#).await;
+    let closed = series(
+        &node,
+        r#"spark_connections_closed_total{listener="public",reason="header_timeout"}"#,
+    )
+    .await;
     assert!(closed >= 300.0, "{closed}");
-    assert_eq!(series(&node, r#"spark_connections_open{listener="public"}"#).await, 0.0);
+    assert_eq!(
+        series(&node, r#"spark_connections_open{listener="public"}"#).await,
+        0.0
+    );
     node.stop().await;
 }
 
@@ -104,11 +115,22 @@ async fn a_reader_that_stops_reading_loses_its_slot_and_connection_at_the_send_t
         .await
         .unwrap();
     let stream_slot = node.node.snapshot().module("stream").cloned().unwrap();
-    assert!(spark_testkit::eventually(Duration::from_secs(5), || stream_slot.admission.running() == 1).await);
+    assert!(
+        spark_testkit::eventually(Duration::from_secs(5), || stream_slot.admission.running()
+            == 1)
+        .await
+    );
     // Never read: the node's writes block, and it gives up after `send_timeout`.
     let after = settle(&node, "stream", Duration::from_secs(4)).await;
     assert_eq!(after, IDLE, "the stalled reader holds nothing");
-    assert!(series(&node, r#"spark_connections_closed_total{listener="public",reason="send_stall"}"#).await >= 1.0);
+    assert!(
+        series(
+            &node,
+            r#"spark_connections_closed_total{listener="public",reason="send_stall"}"#
+        )
+        .await
+            >= 1.0
+    );
     let mut sink = vec![0u8; 1 << 16];
     let mut total = 0usize;
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
@@ -121,7 +143,10 @@ async fn a_reader_that_stops_reading_loses_its_slot_and_connection_at_the_send_t
     })
     .await
     .unwrap_or(false);
-    assert!(ended, "the connection ends after what was buffered ({total} bytes)");
+    assert!(
+        ended,
+        "the connection ends after what was buffered ({total} bytes)"
+    );
     assert!(total < 64 << 20, "the body was cut short: {total} bytes");
     node.stop().await;
 }
@@ -145,7 +170,14 @@ async fn an_http2_window_held_at_zero_loses_its_slot_at_the_send_timeout() {
     // Hold the response without reading: the stream's window stays at zero.
     let after = settle(&node, "stream", Duration::from_secs(4)).await;
     assert_eq!(after, IDLE);
-    assert!(series(&node, r#"spark_connections_closed_total{listener="public",reason="send_stall"}"#).await >= 1.0);
+    assert!(
+        series(
+            &node,
+            r#"spark_connections_closed_total{listener="public",reason="send_stall"}"#
+        )
+        .await
+            >= 1.0
+    );
     let read = tokio::time::timeout(Duration::from_secs(2), response.into_body().collect()).await;
     assert!(
         matches!(read, Ok(Err(_))),
@@ -174,7 +206,11 @@ async fn a_request_body_that_stops_arriving_fails_at_its_timeout_and_an_oversize
         head.starts_with("HTTP/1.1 4") || head.starts_with("HTTP/1.1 5"),
         "{head}"
     );
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(settle(&node, "echo", Duration::from_secs(3)).await, IDLE);
 
     let mut socket = raw(
@@ -186,6 +222,10 @@ async fn a_request_body_that_stops_arriving_fails_at_its_timeout_and_an_oversize
     let head = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
     let echo = node.node.snapshot().module("echo").cloned().unwrap();
-    assert_eq!(echo.stats.snapshot().invocations, 1, "the 413 never reached a guest");
+    assert_eq!(
+        echo.stats.snapshot().invocations,
+        1,
+        "the 413 never reached a guest"
+    );
     node.stop().await;
 }

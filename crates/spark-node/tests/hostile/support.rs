@@ -20,8 +20,16 @@ pub struct Gauges {
 }
 
 pub async fn gauges(node: &TestNode, module: &str) -> Gauges {
-    let slot = node.node.snapshot().module(module).cloned().expect("module");
-    let page = get(&node.admin_url("/metrics")).await.expect("metrics").text();
+    let slot = node
+        .node
+        .snapshot()
+        .module(module)
+        .cloned()
+        .expect("module");
+    let page = get(&node.admin_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text();
     Gauges {
         running: slot.admission.running(),
         queued: slot.admission.queued(),
@@ -53,7 +61,10 @@ pub async fn settle(node: &TestNode, module: &str, within: Duration) -> Gauges {
 
 /// One series from the admin listener's metrics.
 pub async fn series(node: &TestNode, name: &str) -> f64 {
-    let page = get(&node.admin_url("/metrics")).await.expect("metrics").text();
+    let page = get(&node.admin_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text();
     metric(&page, name).unwrap_or_else(|| panic!("no series {name}"))
 }
 
@@ -89,7 +100,9 @@ pub async fn closed_by_node(stream: &mut TcpStream, within: Duration) -> bool {
 
 /// An HTTP/2 connection (prior knowledge, no TLS) to the node's public port.
 pub async fn h2(node: &TestNode) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
-    let stream = TcpStream::connect(node.node.http_addr).await.expect("connect");
+    let stream = TcpStream::connect(node.node.http_addr)
+        .await
+        .expect("connect");
     let (sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await

@@ -58,10 +58,15 @@ async fn handshake(node: &TestNode, connector: &TlsConnector, name: &str) -> Tls
 }
 
 fn presented(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
-    stream.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
+    stream.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned()
 }
 
-async fn h1_get(stream: TlsStream<TcpStream>, path: &str) -> (u16, hyper::client::conn::http1::SendRequest<Empty<Bytes>>) {
+async fn h1_get(
+    stream: TlsStream<TcpStream>,
+    path: &str,
+) -> (u16, hyper::client::conn::http1::SendRequest<Empty<Bytes>>) {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -119,13 +124,26 @@ routes = ["/shop"]
             .await
             .unwrap();
     tokio::spawn(connection);
-    let request = http::Request::get("https://a.test/shop").body(Empty::<Bytes>::new()).unwrap();
-    assert_eq!(sender.send_request(request).await.unwrap().status(), 200, "HTTP/2 over TLS");
+    let request = http::Request::get("https://a.test/shop")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(
+        sender.send_request(request).await.unwrap().status(),
+        200,
+        "HTTP/2 over TLS"
+    );
 
     // A handshake that never finishes is cut off like a head that never finishes.
     let mut stalled = TcpStream::connect(node.node.http_addr).await.unwrap();
     assert!(closed_by_node(&mut stalled, Duration::from_secs(3)).await);
-    assert!(series(&node, r#"spark_connections_closed_total{listener="public",reason="tls_handshake"}"#).await >= 1.0);
+    assert!(
+        series(
+            &node,
+            r#"spark_connections_closed_total{listener="public",reason="tls_handshake"}"#
+        )
+        .await
+            >= 1.0
+    );
 
     // Renew a's certificate on disk: new handshakes get the new one, without a restart.
     let renewed = issue(certs.path(), "a", "a.test");
@@ -142,7 +160,10 @@ routes = ["/shop"]
     assert!(swapped, "the renewed certificate is served");
     // The connection opened before the swap carries on.
     kept.ready().await.unwrap();
-    let request = http::Request::get("/shop").header("host", "a.test").body(Empty::new()).unwrap();
+    let request = http::Request::get("/shop")
+        .header("host", "a.test")
+        .body(Empty::new())
+        .unwrap();
     assert_eq!(kept.send_request(request).await.unwrap().status(), 200);
     node.stop().await;
 }
