@@ -4,7 +4,9 @@
 //! real node process: critical alone (the jobs' schedules far away); critical + jobs with the
 //! orchestrator on; the same with it off (plain FIFO). Critical load is open-loop (requests
 //! are sent on schedule whatever the latency, and latency is measured from the scheduled time,
-//! so queueing is not hidden). Background work is counted in items reconciled.
+//! so queueing is not hidden). Background work is counted in items reconciled. A fourth run
+//! repeats "orchestrator on" while a disconnect storm (HTTP/1 closes and HTTP/2 resets of a
+//! looping route) hits a background HTTP module: abandoned work must cost no more than work.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +27,8 @@ pub struct SurgeOptions {
     pub component: PathBuf,
     /// The background job (`inventory-sync`).
     pub job: PathBuf,
+    /// The looping guest the storm run abandons requests to (`faults`).
+    pub faults: PathBuf,
     pub quick: bool,
     pub out_dir: PathBuf,
 }
@@ -75,6 +79,7 @@ fn manifest(
     orchestrated: bool,
     jobs: bool,
 ) -> String {
+    let faults = options.faults.display();
     let every = if jobs { "1s" } else { "24h" };
     let mut text = format!(
         r#"version = 1
@@ -94,6 +99,16 @@ priority = "critical"
 [module.limits]
 concurrency = 256
 queue = 1024
+
+[[module]]
+id = "bg-http"
+component = "{faults}"
+routes = ["/bg/..."]
+priority = "background"
+[module.limits]
+concurrency = 8
+timeout = "30s"
+cpu_time = "30s"
 "#,
         c = options.component.display()
     );
@@ -142,9 +157,11 @@ async fn one_run(
     name: &'static str,
     jobs: bool,
     orchestrated: bool,
+    storm: bool,
     phases: &[Phase; 3],
 ) -> Result<SurgeRun, BenchError> {
     let node = start_node(options, orchestrated, jobs).await?;
+    let storm = storm.then(|| crate::attacks::disconnect_storm(node.addr, "/bg/loop", 40, 2));
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     // Steady critical load first, so the orchestrator knows what normal looks like.
     let warmup = Phase {
@@ -165,6 +182,9 @@ async fn one_run(
     let critical = critical
         .await
         .map_err(|e| BenchError::Runtime(e.to_string()))?;
+    if let Some(storm) = storm {
+        storm.stop().await;
+    }
     let background = |s: &StatusSummary, f: fn(&ModuleCounters) -> f64| {
         JOBS.iter().map(|j| f(s.module(j))).sum::<f64>()
     };
@@ -226,9 +246,10 @@ pub async fn run(options: &SurgeOptions) -> Result<SurgeReport, BenchError> {
         rate: rates[i],
     });
     let runs = vec![
-        one_run(options, "alone", false, true, &phases).await?,
-        one_run(options, "orchestrator on", true, true, &phases).await?,
-        one_run(options, "orchestrator off", true, false, &phases).await?,
+        one_run(options, "alone", false, true, false, &phases).await?,
+        one_run(options, "orchestrator on", true, true, false, &phases).await?,
+        one_run(options, "orchestrator off", true, false, false, &phases).await?,
+        one_run(options, "on + disconnects", true, true, true, &phases).await?,
     ];
     let report = SurgeReport {
         phases_secs: secs,
@@ -273,11 +294,13 @@ pub fn render(report: &SurgeReport) -> String {
     let alone = &report.runs[0];
     let on = &report.runs[1];
     let off = &report.runs[2];
+    let storm = &report.runs[3];
     let restarts: u64 = report.runs.iter().map(|r| r.restarts).sum();
     out.push_str(&format!(
-        "B3: p99_ratio_on={:.3} p99_ratio_off={:.3} surge_p99_ratio_on={:.3} surge_p99_ratio_off={:.3} bg_share={:.3} bg_share_min={:.3} bg_catchup={:.2} restarts={restarts} orchestrator_cpu_pct={:.2}\n",
+        "B3: p99_ratio_on={:.3} p99_ratio_off={:.3} p99_ratio_storm={:.3} surge_p99_ratio_on={:.3} surge_p99_ratio_off={:.3} bg_share={:.3} bg_share_min={:.3} bg_catchup={:.2} restarts={restarts} orchestrator_cpu_pct={:.2}\n",
         on.p99_ms / alone.p99_ms,
         off.p99_ms / alone.p99_ms,
+        storm.p99_ms / alone.p99_ms,
         on.surge_p99_ms / alone.surge_p99_ms,
         off.surge_p99_ms / alone.surge_p99_ms,
         on.bg_share[1],

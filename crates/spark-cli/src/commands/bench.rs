@@ -173,6 +173,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 spark: spark_exe()?,
                 component,
                 job: component_or(None, "inventory-sync")?,
+                faults: component_or(None, "faults")?,
                 quick,
                 out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
             };
