@@ -4,8 +4,14 @@
 //! an IP address, `*` (any host) or `*.example.com` (subdomains of example.com); the port is a
 //! number or `*`, and when omitted it is the scheme's default (80 or 443), so
 //! `https://api.example.com` does not silently allow port 8443.
+//!
+//! Names are only half of it: the runtime resolves the host and refuses addresses the node
+//! protects (loopback, link-local, unspecified, its own listeners) unless an entry names that
+//! exact address by IP literal, with its scheme and port ([`OutboundPolicy::names_address`]).
+//! A name or a wildcard never reaches them, so `http://*:*` cannot be turned on the node itself.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
 /// One allowed destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +92,20 @@ impl AllowedHost {
             Pattern::Exact(p) => *p == port.to_string(),
         };
         scheme_ok && host_ok && port_ok
+    }
+
+    /// Whether this entry names exactly `addr` for `scheme`: an exact scheme, an IP literal
+    /// host equal to the address, and an exact port (a default port counts, being explicit
+    /// by design). Names and wildcards never do.
+    pub fn names_address(&self, scheme: &str, addr: SocketAddr) -> bool {
+        let (Pattern::Exact(s), HostPattern::Exact(host), Pattern::Exact(port)) =
+            (&self.scheme, &self.host, &self.port)
+        else {
+            return false;
+        };
+        s.eq_ignore_ascii_case(scheme)
+            && host.parse::<IpAddr>().is_ok_and(|ip| ip == addr.ip())
+            && *port == addr.port().to_string()
     }
 }
 
@@ -174,6 +194,12 @@ impl OutboundPolicy {
         self.allowed.iter().any(|a| a.allows(scheme, host, port))
     }
 
+    /// Whether some entry names exactly `addr` by IP literal (see [`AllowedHost::names_address`]):
+    /// the only way a protected address may be reached.
+    pub fn names_address(&self, scheme: &str, addr: SocketAddr) -> bool {
+        self.allowed.iter().any(|a| a.names_address(scheme, addr))
+    }
+
     pub fn entries(&self) -> &[AllowedHost] {
         &self.allowed
     }
@@ -205,6 +231,40 @@ mod tests {
         assert!(!sub.allows("https", "badexample.com", 443));
         assert!(host("*://*:*").allows("http", "anything", 1));
         assert!(host("http://[::1]:8080").allows("http", "[::1]", 8080));
+    }
+
+    #[test]
+    fn only_an_exact_ip_literal_names_an_address() {
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let exact = host("http://127.0.0.1:8081");
+        assert!(exact.names_address("http", addr("127.0.0.1:8081")));
+        assert!(exact.names_address("HTTP", addr("127.0.0.1:8081")));
+        assert!(!exact.names_address("https", addr("127.0.0.1:8081")));
+        assert!(!exact.names_address("http", addr("127.0.0.1:8082")));
+        assert!(!exact.names_address("http", addr("127.0.0.2:8081")));
+        assert!(!exact.names_address("http", addr("[::ffff:127.0.0.1]:8081")));
+        assert!(host("http://127.0.0.1").names_address("http", addr("127.0.0.1:80")));
+        assert!(host("http://[::1]:8081").names_address("http", addr("[::1]:8081")));
+        assert!(
+            host("http://[0:0:0:0:0:0:0:1]:8081").names_address("http", addr("[::1]:8081")),
+            "IPv6 literals compare as addresses, not text"
+        );
+        for wide in [
+            "http://localhost:8081",
+            "http://*:*",
+            "http://*:8081",
+            "http://127.0.0.1:*",
+            "*://127.0.0.1:8081",
+            "http://*.0.0.1:8081",
+        ] {
+            assert!(
+                !host(wide).names_address("http", addr("127.0.0.1:8081")),
+                "{wide}"
+            );
+        }
+        let policy = OutboundPolicy::new(vec![host("http://*:*"), exact]);
+        assert!(policy.names_address("http", addr("127.0.0.1:8081")));
+        assert!(!OutboundPolicy::deny_all().names_address("http", addr("127.0.0.1:8081")));
     }
 
     #[test]

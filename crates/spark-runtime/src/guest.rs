@@ -26,7 +26,7 @@ use crate::error::InvokeError;
 use crate::guest_log::{GuestLog, LogBudget, Stream};
 use crate::host::{Host, MemoryLimiter};
 use crate::loader::{Entry, Prepared};
-use crate::outbound::{OutboundHooks, OutboundPacing};
+use crate::outbound::{InFlight, NodeOutbound, OutboundClient, OutboundHooks, OutboundPacing};
 use crate::stats::ModuleStats;
 
 /// A guest that is not being paced gives its worker away every this many epoch ticks (limits
@@ -110,7 +110,8 @@ struct Inner {
     limits: GuestLimits,
     env: Vec<(String, String)>,
     config: Arc<WasiConfigVariables>,
-    outbound: Arc<OutboundPolicy>,
+    /// Outbound HTTP: the module's policy and its connection pool.
+    outbound: OutboundClient,
     stats: Arc<ModuleStats>,
     controls: ModuleControls,
     ready: std::sync::Mutex<Vec<ReadyInstance>>,
@@ -136,6 +137,14 @@ pub struct ModuleControls {
     pub nn: Option<spark_nn::NnService>,
 }
 
+/// What a module gets from the node's runtime besides the engine.
+pub(crate) struct Shared {
+    /// Permits for ready instances across the node; each ready instance holds one.
+    pub(crate) ready_slots: Arc<tokio::sync::Semaphore>,
+    /// The node's listeners and TLS roots, for outbound HTTP.
+    pub(crate) outbound: Arc<NodeOutbound>,
+}
+
 /// Receives latencies observed on the request path. Must be cheap and never block for long.
 pub trait LatencySink: Send + Sync {
     fn record(&self, latency: Duration);
@@ -149,21 +158,23 @@ impl GuestModule {
         limits: GuestLimits,
         settings: GuestSettings,
         controls: ModuleControls,
-        ready_slots: Arc<tokio::sync::Semaphore>,
+        node: Shared,
     ) -> GuestModule {
+        let id: Arc<str> = Arc::from(id);
+        let outbound = OutboundClient::new(id.clone(), Arc::new(settings.outbound), node.outbound);
         GuestModule {
             inner: Arc::new(Inner {
-                id: Arc::from(id),
+                id,
                 engine,
                 prepared,
                 limits,
                 env: settings.env.into_iter().collect(),
                 config: Arc::new(settings.config.into_iter().collect()),
-                outbound: Arc::new(settings.outbound),
+                outbound,
                 stats: controls.stats.clone(),
                 controls,
                 ready: std::sync::Mutex::new(Vec::new()),
-                ready_slots,
+                ready_slots: node.ready_slots,
             }),
         }
     }
@@ -465,11 +476,12 @@ impl GuestModule {
             http: WasiHttpCtx::new(),
             table,
             hooks: OutboundHooks {
-                policy: inner.outbound.clone(),
+                client: inner.outbound.clone(),
                 stats: inner.stats.clone(),
                 module: inner.id.clone(),
                 pacing: inner.controls.outbound.clone(),
                 latency: inner.controls.outbound_latency.clone(),
+                in_flight: InFlight::new(inner.limits.outbound_requests),
             },
             config: inner.config.clone(),
             memory: MemoryLimiter::new(inner.limits.memory),

@@ -17,7 +17,9 @@
 //! (the orchestrator) can make a module over its CPU share wait, without restarting it.
 //!
 //! Guests get no ambient authority: no preopened directories, no sockets, no name lookup, and
-//! outbound HTTP only to the hosts their manifest allows.
+//! outbound HTTP only to the hosts their manifest allows, never to loopback, link-local or the
+//! node's own listeners unless an entry names that address by IP literal and port (the node
+//! tells the runtime its listeners with [`Runtime::set_listeners`]).
 
 mod aot;
 mod body;
@@ -32,6 +34,7 @@ mod loader;
 mod outbound;
 mod stats;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -76,6 +79,8 @@ struct RuntimeInner {
     code: loader::CodeCache,
     /// Permits for instances kept ready across all modules (see [`engine::ready_headroom`]).
     ready_slots: Arc<tokio::sync::Semaphore>,
+    /// What every module's outbound HTTP shares: the node's listeners, the TLS roots.
+    outbound: Arc<outbound::NodeOutbound>,
     _ticker: EpochTicker,
 }
 
@@ -98,6 +103,7 @@ impl Runtime {
                 ready_slots: Arc::new(tokio::sync::Semaphore::new(engine::ready_headroom(
                     config.engine.max_instances,
                 ) as usize)),
+                outbound: Arc::default(),
                 _ticker: ticker,
             }),
         })
@@ -166,8 +172,19 @@ impl Runtime {
             limits,
             settings,
             controls,
-            self.inner.ready_slots.clone(),
+            guest::Shared {
+                ready_slots: self.inner.ready_slots.clone(),
+                outbound: self.inner.outbound.clone(),
+            },
         )
+    }
+
+    /// The node's own listening addresses, as bound. Guests' outbound requests may not
+    /// connect to them (a listener on `0.0.0.0` or `::` covers every local address on its
+    /// port) unless the module names the exact address by IP literal and port. Call it once
+    /// the listeners are bound: it applies at once to every module, those built before too.
+    pub fn set_listeners(&self, listeners: &[SocketAddr]) {
+        self.inner.outbound.set_listeners(listeners);
     }
 }
 

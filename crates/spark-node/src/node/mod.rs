@@ -203,6 +203,8 @@ impl RunningNode {
         let admin_door =
             Door::open(manifest.node.admin, &manifest.node.admin_tls, "node.admin").await?;
         let (http_addr, admin_addr) = (public.addr, admin_door.addr);
+        // Guests' outbound requests may not come back to the node through its own doors.
+        runtime.set_listeners(&[http_addr, admin_addr]);
         let shutdown = CancellationToken::new();
         let grace = manifest.node.shutdown_grace;
         let front = Arc::new(Front {

@@ -212,7 +212,7 @@ async fn a_background_hog_is_throttled_during_a_surge_and_restored_after() {
 async fn the_pacer_holds_background_to_its_share_even_on_an_idle_cpu() {
     let upstream = crate::upstream::start("slow", Duration::from_millis(300)).await;
     let manifest = SURGE
-        .replace("component = \"{guest:busy}\"\nroutes = [\"/shop/...\"]", "component = \"{guest:echo}\"\nroutes = [\"/shop/...\"]\nallowed_outbound_hosts = [\"http://127.0.0.1:*\"]");
+        .replace("component = \"{guest:busy}\"\nroutes = [\"/shop/...\"]", &format!("component = \"{{guest:echo}}\"\nroutes = [\"/shop/...\"]\nallowed_outbound_hosts = [\"http://{upstream}\"]"));
     let node = TestNode::start_exclusive(&manifest).await.unwrap();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let stop = Arc::new(AtomicBool::new(false));
@@ -449,7 +449,9 @@ async fn a_slow_uplink_paces_background_outbound_requests() {
     let root = tempfile::tempdir().unwrap();
     let extra =
         format!("upstreams = [\"http://{slow}/\"]\nuplink_slow = \"300ms\"\ninterval = \"500ms\"");
-    let manifest = fixture_manifest(root.path(), &extra).replace("interval = \"200ms\"\n", "");
+    let manifest = fixture_manifest(root.path(), &extra)
+        .replace("interval = \"200ms\"\n", "")
+        .replace("http://127.0.0.1:*", &format!("http://{fast}"));
     let node = TestNode::start(&manifest).await.unwrap();
     let reports = node.node.snapshot().module("reports").cloned().unwrap();
     assert!(

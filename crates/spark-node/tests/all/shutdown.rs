@@ -9,15 +9,17 @@ use crate::upstream;
 #[tokio::test]
 async fn in_flight_requests_finish_during_shutdown() {
     let upstream = upstream::start("slow answer", Duration::from_millis(1500)).await;
-    let manifest = r#"
+    let manifest = format!(
+        r#"
 version = 1
 [[module]]
 id = "api"
-component = "{guest:echo}"
+component = "{{guest:echo}}"
 routes = ["/..."]
-allowed_outbound_hosts = ["http://127.0.0.1:*"]
-"#;
-    let node = TestNode::start(manifest).await.unwrap();
+allowed_outbound_hosts = ["http://{upstream}"]
+"#
+    );
+    let node = TestNode::start(&manifest).await.unwrap();
     let url = node.url(&format!("/fetch?url=http://{upstream}/"));
     let in_flight = tokio::spawn(async move { get(&url).await });
     tokio::time::sleep(Duration::from_millis(300)).await;

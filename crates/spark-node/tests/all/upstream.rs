@@ -1,22 +1,44 @@
-//! A real HTTP server on 127.0.0.1 standing in for an upstream API that guests call.
+//! A real HTTP server standing in for an upstream API that guests call.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 
-/// Serves `body` after `delay` to every request, until the test ends.
+/// Serves `body` after `delay` to every request on 127.0.0.1, until the test ends.
 pub async fn start(body: &'static str, delay: Duration) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on("127.0.0.1:0", body, delay).await.addr
+}
+
+/// A running upstream and the TCP connections it has accepted so far.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// As [`start`], listening on `bind` (keep-alive on, connections counted).
+pub async fn start_on(bind: &str, body: &'static str, delay: Duration) -> Upstream {
+    let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            counted.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |_req| async move {
                     tokio::time::sleep(delay).await;
@@ -30,5 +52,5 @@ pub async fn start(body: &'static str, delay: Duration) -> SocketAddr {
             });
         }
     });
-    addr
+    Upstream { addr, connections }
 }
