@@ -50,6 +50,7 @@ fn runtime(cache_dir: Option<PathBuf>) -> Result<Runtime, BenchError> {
             ..EngineSettings::default()
         },
         cache_dir,
+        nn: false,
     })
     .map_err(|e| BenchError::Runtime(e.to_string()))
 }

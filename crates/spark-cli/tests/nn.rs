@@ -35,8 +35,9 @@ impl Drop for Node {
 impl Node {
     fn up(dir: &Path, nn_table: &str, env: &[(&str, &str)]) -> Node {
         let manifest = dir.join("spark.toml");
+        // `classify` passes its embedded model as bytes: the module needs an `nn_model` limit.
         let text = format!(
-            "version = 1\n[node]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n[nn]\nrediscover = \"0s\"\nallow_software_adapters = true\n{nn_table}\n\n[[module]]\nid = \"classify\"\ncomponent = {:?}\nroutes = [\"/nn/...\"]\nhealth = \"/nn/health\"\n",
+            "version = 1\n[node]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n[nn]\nrediscover = \"0s\"\nallow_software_adapters = true\n{nn_table}\n\n[[module]]\nid = \"classify\"\ncomponent = {:?}\nroutes = [\"/nn/...\"]\nhealth = \"/nn/health\"\n[module.limits]\nnn_model = \"1MiB\"\n",
             guest("classify").display().to_string()
         );
         std::fs::write(&manifest, text).unwrap();

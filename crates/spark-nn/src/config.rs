@@ -14,6 +14,24 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_MAX_MODEL_BYTES: u64 = 32 << 20;
 /// Default cap on one input tensor's data, in bytes.
 pub const DEFAULT_MAX_TENSOR_BYTES: u64 = 16 << 20;
+/// Default cap on the bytes of all tensors one invocation holds at once: what
+/// [`total_tensor_bytes`] gives for the manifest's defaults (`nn_tensor` 16 MiB,
+/// `host_memory` 32 MiB).
+pub const DEFAULT_MAX_TOTAL_TENSOR_BYTES: u64 = 16 << 20;
+
+/// The cap on all of an invocation's tensors together, for a module whose largest tensor is
+/// `max_tensor_bytes` and whose host memory is `host_memory`: half its host memory, but
+/// always room for one tensor of its largest size.
+///
+/// Why half: tensor bytes are host memory (the allocator charges them to the invocation), so
+/// without a cap of their own a guest hoarding tensors would be stopped by the host-memory
+/// limit at the next epoch tick (a 500, the guest's work lost). Half leaves the rest (headers,
+/// bodies, handles, the names Wasmtime lifts) room, so a refused tensor is a wasi-nn error the
+/// guest can handle and survive. Why not a multiple of `nn_tensor`: that would be a second
+/// number unrelated to the memory it protects.
+pub fn total_tensor_bytes(max_tensor_bytes: u64, host_memory: u64) -> u64 {
+    max_tensor_bytes.max(host_memory / 2)
+}
 /// Most dimensions an input tensor may have.
 pub const MAX_TENSOR_RANK: usize = 8;
 /// Most input tensors one `compute` may pass.
@@ -52,6 +70,9 @@ pub struct NnConfig {
     pub allow_software_accelerators: bool,
     /// Threads each CPU backend may use for one inference.
     pub cpu_threads: usize,
+    /// Inferences computed at once, node-wide (the inference pool's threads); 0: the
+    /// machine's cores divided by `cpu_threads`, at least one.
+    pub workers: usize,
     /// Models the host serves by name (`graph.load-by-name`).
     pub models: Vec<ModelSource>,
     /// Consecutive failures after which a backend is benched for `retry_after`.
@@ -69,6 +90,7 @@ impl Default for NnConfig {
             vulkan: VulkanProbe::Loader,
             allow_software_accelerators: false,
             cpu_threads: 1,
+            workers: 0,
             models: Vec::new(),
             failures_to_bench: DEFAULT_FAILURES_TO_BENCH,
             retry_after: DEFAULT_RETRY_AFTER,
@@ -105,8 +127,12 @@ pub struct ModelSource {
 pub struct NnLimits {
     /// Largest model the guest may pass to `graph.load` (bytes); host models are not counted.
     pub max_model_bytes: u64,
-    /// Largest input tensor (bytes of data).
+    /// Largest tensor (bytes of data) the guest may create.
     pub max_tensor_bytes: u64,
+    /// Bytes all tensors of one invocation may hold together: those the guest created and
+    /// has not yet passed to `compute`, those being computed, and the outputs it holds. A node
+    /// sets it with [`total_tensor_bytes`] from the module's `nn_tensor` and `host_memory`.
+    pub max_total_tensor_bytes: u64,
     /// Whether the guest may load models from its own bytes at all.
     pub allow_guest_models: bool,
 }
@@ -116,6 +142,7 @@ impl Default for NnLimits {
         NnLimits {
             max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
             max_tensor_bytes: DEFAULT_MAX_TENSOR_BYTES,
+            max_total_tensor_bytes: DEFAULT_MAX_TOTAL_TENSOR_BYTES,
             allow_guest_models: true,
         }
     }

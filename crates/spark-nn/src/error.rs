@@ -1,8 +1,8 @@
 //! The crate's one error type.
 //!
 //! The decision worth knowing: errors are split by *whose fault* they are. `InvalidInput`,
-//! `TooLarge`, `Unsupported` and `NotFound` are the guest's (or the operator's) and end the call at
-//! once; `Backend` and `Panic` are a backend's and make the router fall through to the next one;
+//! `TooLarge`, `Unsupported`, `Denied` and `NotFound` are the guest's (or the operator's) and end
+//! the call at once; `Backend` and `Panic` are a backend's and make the router fall through to the next one;
 //! `Exhausted` says every backend in the chain was tried and lists what each one said.
 
 use std::path::PathBuf;
@@ -19,6 +19,9 @@ pub enum NnError {
     /// A valid request this host does not serve (e.g. an encoding other than ONNX).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A request the module's limits do not allow (models from bytes with `nn_model` 0).
+    #[error("not allowed: {0}")]
+    Denied(String),
     /// No model registered under this name.
     #[error("model not found: {0}")]
     NotFound(String),
@@ -43,6 +46,13 @@ pub enum NnError {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The inference threads could not be started.
+    #[error("cannot start the inference threads: {source}")]
+    Workers {
+        #[source]
         source: std::io::Error,
     },
 }
@@ -68,6 +78,7 @@ impl NnError {
             NnError::InvalidInput(_) => "invalid-input",
             NnError::TooLarge(_) => "too-large",
             NnError::Unsupported(_) => "unsupported",
+            NnError::Denied(_) => "denied",
             NnError::NotFound(_) => "not-found",
             NnError::Model { .. } => "model",
             NnError::Backend { .. } => "backend",
@@ -76,6 +87,7 @@ impl NnError {
             NnError::Config(_) => "config",
             NnError::Guest(_) => "guest",
             NnError::Io { .. } => "io",
+            NnError::Workers { .. } => "workers",
         }
     }
 

@@ -87,12 +87,7 @@ impl Harness {
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(guest_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(guest_err)?;
-        add_to_linker(
-            &mut linker,
-            |s: &mut State| s.nn.view(&mut s.table),
-            |s: &mut State| &mut s.nn,
-        )
-        .map_err(guest_err)?;
+        add_to_linker(&mut linker, |s: &mut State| s.nn.view(&mut s.table)).map_err(guest_err)?;
         let component = Component::from_file(&engine, wasm)
             .map_err(|e| NnError::Guest(format!("{}: {e:#}", wasm.display())))?;
         let pre = linker.instantiate_pre(&component).map_err(guest_err)?;

@@ -7,7 +7,7 @@
 
 use wasmtime::component::HasData;
 
-use crate::host::NnInvocation;
+use crate::host::NnView;
 use crate::router;
 
 mod bindings {
@@ -22,7 +22,7 @@ use bindings::spark::nn::info::{self as wit, Attempt, Outcome};
 /// Adds `spark:nn/info` to a linker.
 pub(crate) fn add_to_linker<T: 'static>(
     linker: &mut wasmtime::component::Linker<T>,
-    get: fn(&mut T) -> &mut NnInvocation,
+    get: fn(&mut T) -> NnView<'_>,
 ) -> wasmtime::Result<()> {
     wit::add_to_linker::<T, HasInfo>(linker, get)
 }
@@ -30,12 +30,12 @@ pub(crate) fn add_to_linker<T: 'static>(
 struct HasInfo;
 
 impl HasData for HasInfo {
-    type Data<'a> = &'a mut NnInvocation;
+    type Data<'a> = NnView<'a>;
 }
 
-impl wit::Host for NnInvocation {
+impl wit::Host for NnView<'_> {
     fn last_outcome(&mut self) -> Option<Outcome> {
-        NnInvocation::last_outcome(self).map(|o| to_wit(&o))
+        self.nn.last_outcome().map(|o| to_wit(&o))
     }
 }
 

@@ -12,8 +12,12 @@
 //!   saturated or unhealthy devices skipped) and by backends' recent failures.
 //! - `router`: validates the guest's tensors against the model's signature and limits, then
 //!   tries the chain, catching errors *and panics*, and records an [`Outcome`].
+//! - `wit`: Spark's own bindings for the standard `wasi:nn`: sizes checked before guest bytes
+//!   are copied, tensor bytes capped per invocation, `compute` async.
+//! - `pool`: the few threads inference runs on, off the async workers; a guest awaits its
+//!   result, so its deadline and cancellation stop the wait.
 //! - [`NnService`]: one per node; [`NnInvocation`]: one per store; [`add_to_linker`] adds
-//!   `wasi:nn` (the crate's standard bindings) and `spark:nn/info` (which backend served).
+//!   `wasi:nn` and `spark:nn/info` (which backend served).
 //! - [`harness`]: a minimal embedding (WASI + `wasi:http` + `wasi:nn`) for tests and B6;
 //!   the node itself runs guests through `spark-runtime`.
 //! - [`bench`]: benchmark B6.
@@ -22,11 +26,12 @@
 //! Spark's node does exactly this: `spark-runtime` adds [`add_to_linker`] to its one linker
 //! and keeps an [`NnInvocation`] in every store (`Host::nn`), made from the module's
 //! `ModuleControls::nn` (the node's [`NnService`]) and its `GuestLimits::nn` ([`NnLimits`]);
-//! `spark-node` starts the service from `[nn]` and steers its [`DevicePolicy`].
+//! `spark-node` starts the service from `[nn]` and steers its [`DevicePolicy`]. A runtime
+//! for a node without `[nn]` does not link `wasi:nn` at all (its guests cannot import it).
 //! ```text
 //! let nn = spark_nn::NnService::start(config)?;            // once, on a blocking thread
 //! struct Host { table: ResourceTable, nn: spark_nn::NnInvocation, /* ... */ }
-//! spark_nn::add_to_linker(&mut linker, |h: &mut Host| h.nn.view(&mut h.table), |h| &mut h.nn)?;
+//! spark_nn::add_to_linker(&mut linker, |h: &mut Host| h.nn.view(&mut h.table))?;
 //! let host = Host { nn: nn.invocation("module-id", limits), /* ... */ };  // per store
 //! nn.policy().set_preference(spark_nn::Preference::CpuOnly);       // orchestrator, on battery
 //! ```
@@ -47,23 +52,25 @@ mod info;
 mod metrics;
 mod model;
 pub mod policy;
+mod pool;
 mod router;
 pub mod samples;
 mod service;
 pub mod tensor;
+mod wit;
 
 pub use backend::{DeviceClass, Engine};
 pub use config::{
-    DEFAULT_FAILURES_TO_BENCH, DEFAULT_MAX_MODEL_BYTES, DEFAULT_MAX_TENSOR_BYTES, KNOWN_BACKENDS,
-    ModelSource, NnConfig, NnLimits, ORT_CPU, ORT_NPU, ORT_WEBGPU, TRACT, VulkanProbe,
+    DEFAULT_FAILURES_TO_BENCH, DEFAULT_MAX_MODEL_BYTES, DEFAULT_MAX_TENSOR_BYTES,
+    DEFAULT_MAX_TOTAL_TENSOR_BYTES, KNOWN_BACKENDS, ModelSource, NnConfig, NnLimits, ORT_CPU,
+    ORT_NPU, ORT_WEBGPU, TRACT, VulkanProbe, total_tensor_bytes,
 };
 pub use error::NnError;
-pub use host::{NnInvocation, add_to_linker};
+pub use host::{NnInvocation, NnView, add_to_linker};
 pub use metrics::{BackendCounters, BackendStatus, NnStatus};
 pub use model::{ModelInfo, TensorSpec};
 pub use policy::{DevicePolicy, Health, Preference, Target};
 pub use router::{Attempt, Outcome};
 pub use service::{Inference, NnService};
 pub use wasmtime_wasi_nn::backend::NamedTensor;
-pub use wasmtime_wasi_nn::wit::WasiNnView;
 pub use wasmtime_wasi_nn::{Backend, Tensor};

@@ -96,6 +96,20 @@ pub struct NnStatus {
     pub exhausted: u64,
     pub rejected: u64,
     pub last_backend: Option<String>,
+    /// The inference pool: its threads, and the computations waiting and running now.
+    #[serde(default)]
+    pub workers: usize,
+    #[serde(default)]
+    pub queued: u64,
+    #[serde(default)]
+    pub running: u64,
+    /// Computations that finished after their guest had gone (deadline, client gone): the
+    /// result was dropped.
+    #[serde(default)]
+    pub abandoned: u64,
+    /// Computations skipped because their guest had gone before they started.
+    #[serde(default)]
+    pub cancelled: u64,
 }
 
 /// One backend: whether this node has it, why not, how it is doing.
@@ -164,6 +178,7 @@ pub(crate) fn status(inner: &Inner) -> NnStatus {
         .cloned()
         .collect();
     models.sort();
+    let pool = inner.pool.figures();
     NnStatus {
         devices: inner.inventory.read().expect("inventory lock").clone(),
         onnxruntime: inner.ort.clone(),
@@ -175,6 +190,11 @@ pub(crate) fn status(inner: &Inner) -> NnStatus {
         exhausted: counters.exhausted,
         rejected: counters.rejected,
         last_backend: counters.last_backend,
+        workers: pool.workers,
+        queued: pool.queued,
+        running: pool.running,
+        abandoned: pool.abandoned,
+        cancelled: pool.cancelled,
     }
 }
 
@@ -225,6 +245,27 @@ pub(crate) fn prometheus(inner: &Inner) -> String {
         "counter",
         "Inference calls refused before any backend.",
     );
+    family(
+        "spark_nn_workers",
+        "gauge",
+        "Threads of the inference pool (computations run at once).",
+    );
+    family(
+        "spark_nn_queued",
+        "gauge",
+        "Computations waiting for an inference thread.",
+    );
+    family("spark_nn_running", "gauge", "Computations running now.");
+    family(
+        "spark_nn_abandoned",
+        "counter",
+        "Computations that finished after their guest had gone (deadline or client); the result was dropped.",
+    );
+    family(
+        "spark_nn_cancelled",
+        "counter",
+        "Queued computations skipped because their guest had gone.",
+    );
     family("spark_nn_devices", "gauge", "Devices discovered, by kind.");
     let _ = &mut family;
     for b in &s.backends {
@@ -244,6 +285,11 @@ pub(crate) fn prometheus(inner: &Inner) -> String {
     let _ = writeln!(out, "spark_nn_fallbacks_total {}", s.fallbacks);
     let _ = writeln!(out, "spark_nn_exhausted_total {}", s.exhausted);
     let _ = writeln!(out, "spark_nn_rejected_total {}", s.rejected);
+    let _ = writeln!(out, "spark_nn_workers {}", s.workers);
+    let _ = writeln!(out, "spark_nn_queued {}", s.queued);
+    let _ = writeln!(out, "spark_nn_running {}", s.running);
+    let _ = writeln!(out, "spark_nn_abandoned_total {}", s.abandoned);
+    let _ = writeln!(out, "spark_nn_cancelled_total {}", s.cancelled);
     let d = &s.devices;
     let software = d
         .vulkan

@@ -1,6 +1,7 @@
 //! Test images and inputs made here, so tests and B6 need no image files: text lines drawn with
 //! a built-in 5x7 bitmap font (upright, or turned 180 degrees), the PP-OCR text-orientation
-//! preprocessing, and zero inputs for warming a model.
+//! preprocessing, zero inputs for warming a model, and a real ONNX model that is slow on
+//! purpose ([`slow_model`], for deadline tests).
 //!
 //! The decision worth knowing: the orientation classifier is real (`ch_ppocr_mobile_v2.0_cls`,
 //! from the `rapidocr-onnxruntime` package) and so are these images' labels: an upright line
@@ -149,6 +150,80 @@ pub fn zeros(info: &ModelInfo) -> Result<Vec<NamedTensor>, NnError> {
             })
         })
         .collect()
+}
+
+/// A real ONNX model that takes the classifier's input (`x`, 1x3x48x192 float32) and is slow
+/// on purpose: it makes a (192·`tiles`)-square matrix of it, squares that `rounds` times
+/// (2·(192·`tiles`)³ flops each) and answers the mean (`y`, 1x1). For tests of deadlines and
+/// abandoned computations: a model no backend can finish quickly, run for real.
+pub fn slow_model(tiles: i64, rounds: usize) -> Vec<u8> {
+    use prost::Message as _;
+    use tract_onnx::pb;
+    let node = |op: &str, inputs: &[&str], output: &str| pb::NodeProto {
+        op_type: op.into(),
+        input: inputs.iter().map(|s| (*s).to_owned()).collect(),
+        output: vec![output.to_owned()],
+        name: output.to_owned(),
+        ..Default::default()
+    };
+    let int64s = |name: &str, values: Vec<i64>| pb::TensorProto {
+        name: name.into(),
+        dims: vec![values.len() as i64],
+        data_type: 7,
+        int64_data: values,
+        ..Default::default()
+    };
+    let value = |name: &str, dims: &[i64]| pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| pb::tensor_shape_proto::Dimension {
+                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut nodes = vec![
+        node("Reshape", &["x", "rows"], "a"),
+        node("Transpose", &["a"], "at"),
+        node("MatMul", &["at", "a"], "g"),
+        node("Tile", &["g", "tiles"], "m0"),
+    ];
+    for i in 0..rounds {
+        let (from, to) = (format!("m{i}"), format!("m{}", i + 1));
+        nodes.push(node("MatMul", &[&from, &from], &to));
+    }
+    nodes.push(node("ReduceMean", &[&format!("m{rounds}")], "y"));
+    let model = pb::ModelProto {
+        ir_version: 7,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        producer_name: "spark-nn samples::slow_model".into(),
+        graph: Some(pb::GraphProto {
+            name: "slow".into(),
+            node: nodes,
+            initializer: vec![
+                int64s("rows", vec![144, 192]),
+                int64s("tiles", vec![tiles, tiles]),
+            ],
+            input: vec![value("x", &[1, 3, 48, 192])],
+            output: vec![value("y", &[1, 1])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    model.encode_to_vec()
 }
 
 /// 5x7 glyphs, one byte per row, bit 4 leftmost. Unknown characters are blank.

@@ -22,6 +22,7 @@ use crate::host::NnInvocation;
 use crate::metrics::{Metrics, NnStatus};
 use crate::model::Model;
 use crate::policy::{DevicePolicy, Target};
+use crate::pool::Pool;
 use crate::router::{self, Contexts, Outcome};
 
 /// The node's inference host; cheap to clone.
@@ -41,6 +42,8 @@ pub(crate) struct Inner {
     pub models: RwLock<HashMap<String, Arc<Model>>>,
     pub guest_models: Mutex<VecDeque<Arc<Model>>>,
     pub metrics: Metrics,
+    /// The threads guests' computations run on.
+    pub pool: Pool,
 }
 
 impl Inner {
@@ -126,6 +129,12 @@ impl NnService {
             let model = load_model_file(source)?;
             models.insert(source.name.clone(), Arc::new(model));
         }
+        let workers = match config.workers {
+            0 => Pool::default_size(config.cpu_threads),
+            n => n,
+        };
+        let pool = Pool::start(workers)?;
+        tracing::debug!(workers, "inference pool started");
         let service = NnService {
             inner: Arc::new(Inner {
                 policy: DevicePolicy::new(config.failures_to_bench, config.retry_after),
@@ -137,6 +146,7 @@ impl NnService {
                 models: RwLock::new(models),
                 guest_models: Mutex::new(VecDeque::new()),
                 metrics: Metrics::default(),
+                pool,
             }),
         };
         for engine in service.inner.engines.read().expect("engines").iter() {
@@ -257,7 +267,7 @@ impl NnService {
     }
 
     /// Runs a named model from the host (benchmarks, health checks): the same validation,
-    /// routing and fall-through a guest gets.
+    /// routing and fall-through a guest gets, on the caller's thread (it blocks).
     pub fn infer(
         &self,
         model: &str,

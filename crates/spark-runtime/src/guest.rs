@@ -66,6 +66,7 @@ impl From<&spark_manifest::Limits> for GuestLimits {
             nn: spark_nn::NnLimits {
                 max_model_bytes: l.nn_model,
                 max_tensor_bytes: l.nn_tensor,
+                max_total_tensor_bytes: spark_nn::total_tensor_bytes(l.nn_tensor, l.host_memory),
                 allow_guest_models: l.nn_model > 0,
             },
             host_memory: l.host_memory,

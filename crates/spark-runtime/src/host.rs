@@ -54,12 +54,8 @@ impl Host {
         WasiConfig::from(&*self.config)
     }
 
-    pub(crate) fn nn_view(&mut self) -> spark_nn::WasiNnView<'_> {
+    pub(crate) fn nn_view(&mut self) -> spark_nn::NnView<'_> {
         self.nn.view(&mut self.table)
-    }
-
-    pub(crate) fn nn_info(&mut self) -> &mut spark_nn::NnInvocation {
-        &mut self.nn
     }
 }
 

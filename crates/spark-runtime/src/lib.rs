@@ -4,8 +4,9 @@
 //! memory images, epoch interruption), one linker with the host interfaces a standard
 //! component expects (`wasi:cli`, `wasi:filesystem`, `wasi:sockets`, `wasi:clocks`,
 //! `wasi:random`, `wasi:http`, `wasi:config`; all of WASI 0.2.x, as `wasmtime serve -Scli`
-//! gives; plus `wasi:nn` and `spark:nn/info`, served by `spark-nn`'s router), and an
-//! [`ArtifactCache`] of native code.
+//! gives; plus, on a node with an inference host ([`RuntimeConfig::nn`]), `wasi:nn` and
+//! `spark:nn/info`, served by `spark-nn`'s router), and an [`ArtifactCache`] of native code.
+//! A component importing `wasi:nn` on a runtime without it is refused at load time.
 //!
 //! [`Runtime::prepare`] turns a `.wasm` file into a [`Prepared`] component (checked, compiled or
 //! loaded from the AOT cache, pre-linked). [`Runtime::module`] pairs it with limits and
@@ -62,6 +63,9 @@ pub struct RuntimeConfig {
     pub engine: EngineSettings,
     /// Directory of the AOT cache; `None` compiles every time (benchmarks' cold runs).
     pub cache_dir: Option<PathBuf>,
+    /// Link `wasi:nn` and `spark:nn/info` (the node runs an inference host: `[nn]`).
+    /// Without it, a component importing them is refused at load time.
+    pub nn: bool,
 }
 
 /// The node's Wasm engine, linker and AOT cache.
@@ -74,6 +78,8 @@ struct RuntimeInner {
     engine: Engine,
     allocation: Allocation,
     linker: Linker<Host>,
+    /// Whether `linker` has `wasi:nn`.
+    nn: bool,
     cache: Option<ArtifactCache>,
     /// Compiled code in memory, shared by digest (identical components compile once).
     code: loader::CodeCache,
@@ -87,7 +93,7 @@ struct RuntimeInner {
 impl Runtime {
     pub fn new(config: &RuntimeConfig) -> Result<Runtime, RuntimeError> {
         let (engine, allocation) = engine::build_engine(&config.engine)?;
-        let linker = build_linker(&engine)?;
+        let linker = build_linker(&engine, config.nn)?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
             None => None,
@@ -98,6 +104,7 @@ impl Runtime {
                 engine,
                 allocation,
                 linker,
+                nn: config.nn,
                 cache,
                 code: loader::CodeCache::default(),
                 ready_slots: Arc::new(tokio::sync::Semaphore::new(engine::ready_headroom(
@@ -193,6 +200,7 @@ impl RuntimeInner {
         loader::Code {
             engine: &self.engine,
             linker: &self.linker,
+            nn: self.nn,
             cache: self.cache.as_ref(),
             shared: &self.code,
         }
@@ -205,12 +213,14 @@ pub fn host_memory_in_use() -> u64 {
     host_memory::charged_total() as u64
 }
 
-fn build_linker(engine: &Engine) -> Result<Linker<Host>, RuntimeError> {
+fn build_linker(engine: &Engine, nn: bool) -> Result<Linker<Host>, RuntimeError> {
     let mut linker = Linker::<Host>::new(engine);
     let fail = |e: wasmtime::Error| RuntimeError::Linker(format!("{e:#}"));
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fail)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(fail)?;
     wasmtime_wasi_config::add_to_linker(&mut linker, Host::config_view).map_err(fail)?;
-    spark_nn::add_to_linker(&mut linker, Host::nn_view, Host::nn_info).map_err(fail)?;
+    if nn {
+        spark_nn::add_to_linker(&mut linker, Host::nn_view).map_err(fail)?;
+    }
     Ok(linker)
 }

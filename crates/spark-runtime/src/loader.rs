@@ -144,6 +144,8 @@ pub(crate) fn prepare_file(
 pub(crate) struct Code<'a> {
     pub(crate) engine: &'a Engine,
     pub(crate) linker: &'a Linker<Host>,
+    /// Whether `linker` has `wasi:nn` (the node runs an inference host).
+    pub(crate) nn: bool,
     pub(crate) cache: Option<&'a ArtifactCache>,
     pub(crate) shared: &'a CodeCache,
 }
@@ -158,6 +160,7 @@ pub(crate) fn prepare_bytes(
     let Code {
         engine,
         linker,
+        nn,
         cache,
         shared,
     } = *code;
@@ -170,6 +173,9 @@ pub(crate) fn prepare_bytes(
     let component = shared_code.component.clone();
     let code_time = started.elapsed();
     let started = Instant::now();
+    if !nn {
+        refuse_inference_imports(engine, &component, path)?;
+    }
     let pre = linker
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link {
@@ -196,6 +202,34 @@ pub(crate) fn prepare_bytes(
         code_bytes,
         _code: shared_code,
     }))
+}
+
+/// On a node without an inference host (no `[nn]`), `wasi:nn` is not linked at all: a
+/// component importing it is told so in those words, rather than by Wasmtime's "no matching
+/// implementation" for the first such import.
+fn refuse_inference_imports(
+    engine: &Engine,
+    component: &Component,
+    path: &Path,
+) -> Result<(), LoadError> {
+    let wanted: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("wasi:nn/") || name.starts_with("spark:nn/"))
+        .map(str::to_owned)
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    Err(LoadError::Link {
+        path: path.to_path_buf(),
+        reason: format!(
+            "it imports {} (inference), and this node runs no inference host: the node's \
+             manifest needs an [nn] table",
+            wanted.join(", ")
+        ),
+    })
 }
 
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {

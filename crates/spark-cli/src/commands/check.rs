@@ -25,6 +25,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
             ..EngineSettings::default()
         },
         cache_dir: Some(super::data_dir(args.data_dir, &manifest).join("aot")),
+        nn: manifest.nn.is_some(),
     })
     .context("creating the Wasm engine")?;
     let mut failures = Vec::new();

@@ -8,6 +8,7 @@
 mod discovery;
 mod fallback;
 mod guest;
+mod limits;
 mod routing;
 mod support;
 mod validation;

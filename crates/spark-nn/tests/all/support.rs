@@ -56,13 +56,22 @@ pub fn require_accel() -> bool {
 
 /// The `classify` guest.
 pub fn classify_wasm() -> PathBuf {
+    guest_wasm("classify")
+}
+
+/// The `nn-limits` guest (it pushes the host's limits; a library crate, hence `nn_limits`).
+pub fn nn_limits_wasm() -> PathBuf {
+    guest_wasm("nn_limits")
+}
+
+fn guest_wasm(name: &str) -> PathBuf {
     let dir = std::env::var_os("SPARK_GUESTS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("../../guests/target/wasm32-wasip2/release")
         });
-    let path = dir.join("classify.wasm");
+    let path = dir.join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
         "no guest at {}: run `make guests` (after scripts/fetch-model.sh)",
@@ -90,6 +99,28 @@ pub fn config() -> NnConfig {
         ..NnConfig::default()
     }
 }
+
+/// A deliberately slow real model (`samples::slow_model`, a few seconds on tract here),
+/// registered as `slow` next to the real one; `dir` keeps its file.
+pub fn config_with_slow_model(dir: &std::path::Path) -> NnConfig {
+    let path = dir.join("slow.onnx");
+    std::fs::write(
+        &path,
+        spark_nn::samples::slow_model(SLOW_TILES, SLOW_ROUNDS),
+    )
+    .unwrap();
+    let mut config = config();
+    config.models.push(ModelSource {
+        name: "slow".into(),
+        path,
+        sha256: None,
+    });
+    config
+}
+
+/// The slow model's size: a 1536-square matrix squared 8 times.
+pub const SLOW_TILES: i64 = 8;
+pub const SLOW_ROUNDS: usize = 8;
 
 pub fn service(config: NnConfig) -> NnService {
     NnService::start(config).expect("inference host starts")

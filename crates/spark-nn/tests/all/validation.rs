@@ -78,6 +78,7 @@ async fn module_without_guest_models_can_still_load_by_name() {
         .expect("reply");
     assert_eq!(own.status, 502);
     assert!(String::from_utf8_lossy(&own.body).contains("may not load its own models"));
+    assert!(String::from_utf8_lossy(&own.body).contains("load: ErrorCode::Security"));
     let named = h
         .request(
             "POST",

@@ -125,6 +125,7 @@ impl RunningNode {
                 ..EngineSettings::default()
             },
             cache_dir: options.aot_cache.then(|| options.data_dir.join("aot")),
+            nn: manifest.nn.is_some(),
         })?;
         let sizing = sizing::size(
             &manifest.node,

@@ -9,6 +9,7 @@ mod foreign;
 mod jobs;
 mod metrics;
 mod nn;
+mod nn_limits;
 mod orchestrator;
 mod outbound;
 mod releases;

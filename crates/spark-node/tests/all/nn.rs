@@ -11,7 +11,14 @@ use serde_json::Value;
 use spark_testkit::{TestNode, get, nn, post};
 
 /// A node serving `classify` at `/nn/...` with `[nn]` (plus `nn_extra`) and module limits.
-fn manifest(nn_extra: &str, limits: &str, head: &str) -> String {
+/// `classify` passes its embedded 585 KB model to `graph.load` as bytes, which a module may
+/// do only with an `nn_model` limit (0 by default): 1 MiB unless `limits` sets one.
+pub(crate) fn manifest(nn_extra: &str, limits: &str, head: &str) -> String {
+    let limits = if limits.contains("nn_model") {
+        limits.to_owned()
+    } else {
+        format!("nn_model = \"1MiB\"\n{limits}")
+    };
     format!(
         r#"
 version = 1
@@ -46,7 +53,7 @@ fn all_backends(extra: &str) -> String {
     )
 }
 
-async fn classify(node: &TestNode, image: &[u8], query: &str) -> (u16, Value) {
+pub(crate) async fn classify(node: &TestNode, image: &[u8], query: &str) -> (u16, Value) {
     let reply = post(&node.url(&format!("/nn/classify?{query}")), image)
         .await
         .unwrap();
@@ -60,11 +67,11 @@ async fn classify_ok(node: &TestNode, image: &[u8], query: &str) -> Value {
     body
 }
 
-async fn still_up(node: &TestNode) {
+pub(crate) async fn still_up(node: &TestNode) {
     assert_eq!(get(&node.url("/nn/health")).await.unwrap().status, 200);
 }
 
-async fn status_nn(node: &TestNode) -> Value {
+pub(crate) async fn status_nn(node: &TestNode) -> Value {
     let reply = node.admin("GET", "/v1/status", b"").await.unwrap();
     let status: Value = serde_json::from_slice(&reply.body).unwrap();
     status["nn"].clone()
@@ -253,7 +260,7 @@ fn write(root: &Path, path: &str, text: &str) {
     std::fs::write(file, text).unwrap();
 }
 
-async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if check() {

@@ -122,8 +122,35 @@ fn encode_totals(
             "Inference calls refused before any backend (bad input, limits)",
             status.rejected,
         ),
+        (
+            "nn_abandoned",
+            "Computations that finished after their guest had gone (deadline or client); the result was dropped",
+            status.abandoned,
+        ),
+        (
+            "nn_cancelled",
+            "Queued computations skipped because their guest had gone",
+            status.cancelled,
+        ),
     ] {
         ConstCounter::new(value).encode(encoder.encode_descriptor(name, help, None, counter)?)?;
+    }
+    let gauge = ConstGauge::new(0i64).metric_type();
+    for (name, help, value) in [
+        (
+            "nn_workers",
+            "Threads of the inference pool (computations run at once)",
+            status.workers as u64,
+        ),
+        (
+            "nn_queued",
+            "Computations waiting for an inference thread",
+            status.queued,
+        ),
+        ("nn_running", "Computations running now", status.running),
+    ] {
+        ConstGauge::new(value as i64)
+            .encode(encoder.encode_descriptor(name, help, None, gauge)?)?;
     }
     let cpu_only = status.preference == spark_nn::Preference::CpuOnly;
     ConstGauge::new(i64::from(cpu_only)).encode(encoder.encode_descriptor(
