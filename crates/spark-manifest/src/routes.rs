@@ -70,6 +70,13 @@ impl Route {
         }
     }
 
+    /// The path or prefix, without the form.
+    fn pattern(&self) -> &str {
+        match self {
+            Route::Exact(path) | Route::Wildcard(path) => path,
+        }
+    }
+
     /// Higher is more specific.
     fn specificity(&self) -> (u8, usize) {
         match self {
@@ -106,7 +113,10 @@ impl<T> RouteTable<T> {
     /// Builds a table; fails with the duplicated route if two entries are identical.
     pub fn new(entries: impl IntoIterator<Item = (Route, T)>) -> Result<RouteTable<T>, Route> {
         let mut entries: Vec<(Route, T)> = entries.into_iter().collect();
-        entries.sort_by_key(|(route, _)| std::cmp::Reverse(route.specificity()));
+        // Equally specific routes by text too, so that identical ones end up side by side.
+        entries.sort_by(|(a, _), (b, _)| {
+            (b.specificity().cmp(&a.specificity())).then_with(|| a.pattern().cmp(b.pattern()))
+        });
         for pair in entries.windows(2) {
             if pair[0].0 == pair[1].0 {
                 return Err(pair[0].0.clone());
@@ -193,5 +203,8 @@ mod tests {
             (route("/a/..."), 3),
         ]);
         assert_eq!(dup.unwrap_err(), route("/a/..."));
+        // Equally specific routes between the two copies hid them from each other.
+        let apart = RouteTable::new([(route("/a"), 1), (route("/b"), 2), (route("/a"), 3)]);
+        assert_eq!(apart.unwrap_err(), route("/a"));
     }
 }

@@ -51,6 +51,15 @@ pub enum ParseErrorKind {
         /// "integer count" or "number".
         what: &'static str,
     },
+    /// An application's sum over its rows grew past the largest finite number (each value
+    /// alone was finite: the file is adding up absurd values).
+    #[error("app `{app}`: the sum of `{column}` over its rows is too large")]
+    SumTooLarge {
+        /// The application (`HashApp`).
+        app: String,
+        /// The column summed.
+        column: &'static str,
+    },
     /// An empty application id.
     #[error("empty `{0}`")]
     EmptyId(&'static str),

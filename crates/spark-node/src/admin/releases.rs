@@ -4,7 +4,8 @@
 //! `POST /v1/deploy` (a [`DeployRequest`]), `GET /v1/releases`, `GET /v1/rollout`,
 //! `POST /v1/rollout/promote`, `POST /v1/rollout/abort`, `POST /v1/rollback`
 //! (`{"release": "r3-..."}` or `{}` for the one before), `GET /v1/events`.
-//! Every refusal is a status code with a sentence saying why.
+//! Every refusal is a status code with a sentence saying why. The request bodies and their
+//! checks that need no node are [`spark_api`]'s.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use spark_api::{Actor, EventsQuery, RollbackRequest};
 
 use super::AdminState;
 use crate::release::deploy::{DeployError, DeployRequest, release_list};
@@ -113,13 +115,6 @@ async fn rollout(State(state): State<Arc<AdminState>>) -> Response {
     Json(state.deployer.rollout_status().await).into_response()
 }
 
-/// Who asked, for the decision log.
-#[derive(Debug, Default, Deserialize)]
-pub struct Actor {
-    #[serde(default)]
-    pub by: Option<String>,
-}
-
 async fn promote(State(state): State<Arc<AdminState>>, body: Option<Json<Actor>>) -> Response {
     let by = body
         .and_then(|Json(a)| a.by)
@@ -140,12 +135,6 @@ async fn abort(State(state): State<Arc<AdminState>>, body: Option<Json<Actor>>) 
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct RollbackRequest {
-    #[serde(default)]
-    pub release: Option<String>,
-}
-
 async fn rollback(
     State(state): State<Arc<AdminState>>,
     body: Option<Json<RollbackRequest>>,
@@ -155,16 +144,6 @@ async fn rollback(
         Ok(release) => Json(serde_json::json!({ "serving": release })).into_response(),
         Err(e) => refusal(e),
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct EventsQuery {
-    #[serde(default = "default_limit")]
-    pub limit: usize,
-}
-
-fn default_limit() -> usize {
-    50
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -29,17 +29,34 @@ pub struct Memory {
 pub fn parse_durations(text: &str, file: &str) -> Result<Durations, TraceError> {
     let mut acc: HashMap<String, (f64, f64, f64, u32)> = HashMap::new();
     for_each_row(text, file, &["HashApp", "Average", "Count"], |vals| {
-        let e = acc.entry(vals.app).or_insert((0.0, 0.0, 0.0, 0));
-        e.0 += vals.nums[0] * vals.nums[1];
-        e.1 += vals.nums[1];
-        e.2 += vals.nums[0];
-        e.3 += 1;
+        let (average, count) = (vals.nums[0], vals.nums[1]);
+        let (weighted, counts, plain, rows) = acc.get(&vals.app).copied().unwrap_or_default();
+        let next = (
+            weighted + average * count,
+            counts + count,
+            plain + average,
+            rows.saturating_add(1),
+        );
+        let too_large = |column| ParseErrorKind::SumTooLarge {
+            app: vals.app.clone(),
+            column,
+        };
+        if !next.1.is_finite() {
+            return Err(too_large("Count"));
+        }
+        if !(next.0.is_finite() && next.2.is_finite()) {
+            return Err(too_large("Average"));
+        }
+        acc.insert(vals.app, next);
+        Ok(())
     })?;
     let by_app = acc
         .into_iter()
         .map(|(app, (weighted, count, plain, rows))| {
             let mean = if count > 0.0 {
-                weighted / count
+                // At most the largest `Average` but for rounding, which may tip a value
+                // next to f64::MAX over it.
+                (weighted / count).min(f64::MAX)
             } else {
                 plain / f64::from(rows)
             };
@@ -53,7 +70,15 @@ pub fn parse_durations(text: &str, file: &str) -> Result<Durations, TraceError> 
 pub fn parse_memory(text: &str, file: &str) -> Result<Memory, TraceError> {
     let mut by_app: HashMap<String, f64> = HashMap::new();
     for_each_row(text, file, &["HashApp", "AverageAllocatedMb"], |vals| {
-        *by_app.entry(vals.app).or_insert(0.0) += vals.nums[0];
+        let next = by_app.get(&vals.app).copied().unwrap_or_default() + vals.nums[0];
+        if !next.is_finite() {
+            return Err(ParseErrorKind::SumTooLarge {
+                app: vals.app,
+                column: "AverageAllocatedMb",
+            });
+        }
+        by_app.insert(vals.app, next);
+        Ok(())
     })?;
     Ok(Memory { by_app })
 }
@@ -63,12 +88,13 @@ struct RowValues {
     nums: Vec<f64>,
 }
 
-/// Finds `required` columns (the first is the app id, the rest numbers) and calls `f` per row.
+/// Finds `required` columns (the first is the app id, the rest numbers) and calls `f` per row;
+/// an error from `f` names the row's line.
 fn for_each_row(
     text: &str,
     file: &str,
     required: &[&'static str],
-    mut f: impl FnMut(RowValues),
+    mut f: impl FnMut(RowValues) -> Result<(), ParseErrorKind>,
 ) -> Result<(), TraceError> {
     let mut records = csv::records(text, file);
     let header = records
@@ -79,9 +105,9 @@ fn for_each_row(
     for rec in records {
         let rec = rec?;
         rows += 1;
-        let vals = row_values(&rec, header.fields.len(), &cols, required)
+        row_values(&rec, header.fields.len(), &cols, required)
+            .and_then(&mut f)
             .map_err(|k| TraceError::at(file, rec.line, k))?;
-        f(vals);
     }
     if rows == 0 {
         return Err(TraceError::whole(file, ParseErrorKind::NoRows));

@@ -100,7 +100,7 @@ fn parse_header(rec: &Record<'_>) -> Result<Header, ParseErrorKind> {
                     .ok_or_else(|| ParseErrorKind::UnknownColumn(other.to_owned()))?;
                 match previous {
                     None => first_minute = n,
-                    Some(p) if n == p + 1 => {}
+                    Some(p) if p.checked_add(1) == Some(n) => {}
                     Some(p) => {
                         return Err(ParseErrorKind::NonConsecutiveMinutes {
                             previous: p,

@@ -173,7 +173,8 @@ fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     Some(if v.len() % 2 == 1 {
         v[mid]
     } else {
-        (v[mid - 1] + v[mid]) / 2.0
+        // Halfway from the lower to the upper: `(a + b) / 2` overflows for large a and b.
+        v[mid - 1] + (v[mid] - v[mid - 1]) / 2.0
     })
 }
 
@@ -200,5 +201,8 @@ mod tests {
         assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
         assert_eq!(median([4.0, 1.0].into_iter()), Some(2.5));
         assert_eq!(median(std::iter::empty()), None);
+        // Found by the `trace` fuzz target: two apps of 1e308 MB gave an infinite fallback.
+        assert_eq!(median([f64::MAX, f64::MAX].into_iter()), Some(f64::MAX));
+        assert_eq!(median([1e308, 1.7e308].into_iter()), Some(1.35e308));
     }
 }

@@ -155,6 +155,64 @@ fn invocation_errors_name_their_line() {
 }
 
 #[test]
+fn the_last_minute_number_is_followed_by_none() {
+    // Found by the `trace` fuzz target: `u64::MAX + 1` overflowed (a panic in debug builds; in
+    // release it wrapped, taking `0` for the minute after the last one).
+    for next in ["0", "1"] {
+        let text =
+            format!("HashOwner,HashApp,HashFunction,18446744073709551615,{next}\no,a,f,1,1\n");
+        let (line, kind) = err_at(inv(&text));
+        assert_eq!(line, Some(1));
+        assert!(
+            matches!(
+                kind,
+                ParseErrorKind::NonConsecutiveMinutes {
+                    previous: u64::MAX,
+                    ..
+                }
+            ),
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn sums_past_the_largest_number_are_refused_at_their_row() {
+    // Found by the `trace` fuzz target: every value finite, their sum infinite, and an infinite
+    // (or NaN) duration or memory went on into the replay.
+    let e =
+        parse_durations("HashApp,Average,Count\na,1e308,1\na,1e308,1\n", "run.csv").unwrap_err();
+    assert_eq!(e.line(), Some(3));
+    assert_eq!(
+        e.to_string(),
+        "run.csv:3: app `a`: the sum of `Average` over its rows is too large"
+    );
+    let e = parse_durations(
+        "HashApp,Average,Count\na,1,1e308\nb,1,1\na,1,1e308\n",
+        "run.csv",
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.line(), e.kind()),
+        (
+            Some(4),
+            Some(&ParseErrorKind::SumTooLarge {
+                app: "a".into(),
+                column: "Count"
+            })
+        )
+    );
+    let e = parse_memory("HashApp,AverageAllocatedMb\na,1e308\na,1e308\n", "mem.csv").unwrap_err();
+    assert_eq!(e.line(), Some(3));
+    let d = parse_durations(
+        "HashApp,Average,Count\na,1.7976931348623157e308,1\n",
+        "run.csv",
+    )
+    .unwrap();
+    assert_eq!(d.by_app["a"], f64::MAX, "the largest value alone is kept");
+}
+
+#[test]
 fn a_truncated_file_fails_on_its_last_line() {
     let full = "HashOwner,HashApp,HashFunction,1,2,3\no,a,f,1,2,3\no,b,f,4,5,6\n";
     let cut = &full[..full.len() - 4];

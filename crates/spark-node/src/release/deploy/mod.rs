@@ -11,11 +11,10 @@
 mod rollout;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use spark_manifest::{ComponentRef, Manifest, ModuleSpec};
+use spark_manifest::{ComponentRef, ModuleSpec};
 use spark_rollout::{Rollout, VersionWindow};
 use spark_store::{
     Digest, NewEvent, NewRelease, Release, ReleaseId, RolloutChange, Store, Transition,
@@ -26,6 +25,7 @@ use crate::release::startup::{content_hash, release_entries, release_modules, un
 use crate::serve::snapshot::{Canary, ModuleSlot, SharedSnapshot, Snapshot};
 
 pub use rollout::RolloutStatus;
+pub use spark_api::DeployRequest;
 
 /// Why a deploy, promotion or rollback was refused.
 #[derive(Debug, thiserror::Error)]
@@ -56,17 +56,6 @@ impl DeployError {
 
 fn store_error(e: impl std::fmt::Display) -> DeployError {
     DeployError::Store(e.to_string())
-}
-
-/// What `spark deploy` sends: the manifest text and, for modules whose `component` is a file,
-/// the digest of the artifact uploaded for it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct DeployRequest {
-    pub manifest: String,
-    #[serde(default)]
-    pub components: BTreeMap<String, String>,
-    #[serde(default)]
-    pub note: String,
 }
 
 /// What a deploy did.
@@ -177,9 +166,11 @@ impl Deployer {
                 active.release.id.as_str()
             )));
         }
-        let manifest = Manifest::parse(&request.manifest, Path::new("deployed manifest"))
+        let checked = request
+            .check()
             .map_err(|e| DeployError::Invalid(e.to_string()))?;
-        let modules = self.resolve(&manifest, &request.components)?;
+        let manifest = checked.manifest;
+        let modules = self.uploaded(checked.modules)?;
         let entries = release_entries(&modules).map_err(|e| DeployError::Invalid(e.to_string()))?;
         let next = self
             .store
@@ -262,34 +253,21 @@ impl Deployer {
         Ok(outcome)
     }
 
-    /// The modules of a deployed manifest with their artifact digests (uploaded beforehand).
-    fn resolve(
+    /// The modules of a checked deploy, refused unless every artifact was uploaded beforehand.
+    fn uploaded(
         &self,
-        manifest: &Manifest,
-        components: &BTreeMap<String, String>,
+        modules: Vec<(ModuleSpec, Digest)>,
     ) -> Result<Vec<(ModuleSpec, String)>, DeployError> {
-        manifest
-            .modules
-            .iter()
-            .map(|spec| {
-                let digest = match (&spec.component, components.get(spec.id.as_str())) {
-                    (_, Some(digest)) => digest.clone(),
-                    (ComponentRef::Artifact(digest), None) => digest.clone(),
-                    (ComponentRef::File(path), None) => {
-                        return Err(DeployError::Invalid(format!(
-                            "module '{}': component {} is a file on your machine: upload it and pass its digest (spark deploy does)",
-                            spec.id,
-                            path.display()
-                        )));
-                    }
-                };
-                let parsed = Digest::parse(&digest).map_err(|e| DeployError::Invalid(format!("module '{}': {e}", spec.id)))?;
-                if !self.store.artifacts().contains(&parsed) {
-                    return Err(DeployError::Invalid(format!("module '{}': artifact sha256:{digest} was not uploaded", spec.id)));
+        modules
+            .into_iter()
+            .map(|(spec, digest)| {
+                if !self.store.artifacts().contains(&digest) {
+                    return Err(DeployError::Invalid(format!(
+                        "module '{}': artifact sha256:{digest} was not uploaded",
+                        spec.id
+                    )));
                 }
-                let mut spec = spec.clone();
-                spec.component = ComponentRef::Artifact(digest.clone());
-                Ok((spec, digest))
+                Ok((spec, digest.as_str().to_owned()))
             })
             .collect()
     }
@@ -425,11 +403,7 @@ impl Deployer {
     ) -> Result<Release, DeployError> {
         let releases = self.store.releases().map_err(store_error)?;
         let wanted = match target {
-            Some(id) => id
-                .trim_start_matches('r')
-                .split('-')
-                .next()
-                .and_then(|n| n.parse::<u64>().ok()),
+            Some(id) => spark_api::release_number(id),
             None => self.previously_current(current)?,
         };
         let found = match wanted {
