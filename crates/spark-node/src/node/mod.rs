@@ -34,7 +34,7 @@ use crate::release::deploy::Deployer;
 use crate::release::factory::{BuildError, ModuleFactory, ObservedOutbound, Placement};
 use crate::release::startup;
 use crate::serve::capacity::NodeCapacity;
-use crate::serve::executor::BackgroundExecutor;
+use crate::serve::executor::GuestExecutor;
 use crate::serve::front::Front;
 use crate::serve::jobs;
 use crate::serve::listener::ListenerStats;
@@ -109,7 +109,7 @@ pub struct RunningNode {
     warmth: Arc<WarmthView>,
     deployer: Arc<Deployer>,
     nn: Option<spark_nn::NnService>,
-    _background: Option<BackgroundExecutor>,
+    _executors: Vec<GuestExecutor>,
 }
 
 impl RunningNode {
@@ -166,12 +166,19 @@ impl RunningNode {
             },
         ));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let background = match orchestrated {
-            true => Some(
-                BackgroundExecutor::start(cpus, manifest.orchestrator.background_nice)
+        // With the orchestrator on, critical and background guests get runtimes of their own.
+        let executors = match orchestrated {
+            true => vec![
+                GuestExecutor::start("spark-critical", cpus, 0)
                     .map_err(|source| NodeError::Executor { source })?,
-            ),
-            false => None,
+                GuestExecutor::start(
+                    "spark-background",
+                    cpus,
+                    manifest.orchestrator.background_nice,
+                )
+                .map_err(|source| NodeError::Executor { source })?,
+            ],
+            false => Vec::new(),
         };
         let probes = match orchestrated {
             true => Some(
@@ -182,7 +189,8 @@ impl RunningNode {
         };
         let placement = Placement {
             cpus: cpus as f64,
-            background: background.as_ref().map(BackgroundExecutor::handle),
+            critical: executors.first().map(GuestExecutor::handle),
+            background: executors.get(1).map(GuestExecutor::handle),
             paced: orchestrated,
             outbound_latency: probes
                 .as_ref()
@@ -306,7 +314,7 @@ impl RunningNode {
             warmth,
             deployer,
             nn,
-            _background: background,
+            _executors: executors,
         })
     }
 

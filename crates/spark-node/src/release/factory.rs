@@ -25,6 +25,8 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Placement {
     pub cpus: f64,
     pub background: Option<tokio::runtime::Handle>,
+    /// The executor for critical guests (`None`: the caller's runtime).
+    pub critical: Option<tokio::runtime::Handle>,
     pub paced: bool,
     /// Where guests' outbound round trips are reported (the uplink probe's passive side).
     pub outbound_latency: Option<Arc<dyn LatencySink>>,
@@ -47,7 +49,8 @@ impl Placement {
         let outbound = Arc::new(OutboundPacing::default());
         let executor = match spec.priority {
             Priority::Background => self.background.clone(),
-            _ => None,
+            Priority::Critical => self.critical.clone(),
+            Priority::Normal => None,
         };
         let runtime_controls = ModuleControls {
             pacer: self

@@ -1,28 +1,32 @@
-//! Where guests run. Critical and normal guests run on the node's main runtime; with the
-//! orchestrator on, background guests run on a runtime of their own whose threads have a
-//! higher nice value, so the kernel preempts them the moment foreground work is runnable. The
-//! epoch-tick pacer enforces shares on top; the nice value makes the preemption immediate
-//! rather than at the next tick.
+//! Where guests run. Normal guests run on the node's main runtime, beside the connections.
+//! With the orchestrator on, the other classes get runtimes of their own: background guests
+//! one whose threads have a higher nice value, so the kernel preempts them the moment
+//! foreground work is runnable (the epoch-tick pacer enforces shares on top; the nice value
+//! makes the preemption immediate rather than at the next tick); critical guests one whose run
+//! queue holds nothing else, so a critical request never waits in line behind normal guests
+//! that use their whole time slice (a woken critical thread is scheduled by the kernel at
+//! once, where a task in a shared queue would wait for every guest ahead of it to yield).
 //!
 //! The nice value is set once per thread and never lowered again: lowering it needs a
 //! privilege a node should not require.
 
-/// A low-priority executor for background guests.
-pub struct BackgroundExecutor {
+/// A runtime of its own for one class of guests.
+pub struct GuestExecutor {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
 }
 
-impl BackgroundExecutor {
-    pub fn start(threads: usize, nice: i32) -> std::io::Result<BackgroundExecutor> {
+impl GuestExecutor {
+    /// `threads` worker threads named `name`, at `nice` (0: unchanged).
+    pub fn start(name: &str, threads: usize, nice: i32) -> std::io::Result<GuestExecutor> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
-            .thread_name("spark-background")
+            .thread_name(name)
             .enable_all()
             .on_thread_start(move || lower_priority(nice))
             .build()?;
         let handle = runtime.handle().clone();
-        Ok(BackgroundExecutor {
+        Ok(GuestExecutor {
             runtime: Some(runtime),
             handle,
         })
@@ -33,7 +37,7 @@ impl BackgroundExecutor {
     }
 }
 
-impl Drop for BackgroundExecutor {
+impl Drop for GuestExecutor {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
@@ -57,7 +61,7 @@ mod tests {
 
     #[test]
     fn background_threads_run_at_the_requested_nice_value() {
-        let executor = BackgroundExecutor::start(1, 7).unwrap();
+        let executor = GuestExecutor::start("test", 1, 7).unwrap();
         let nice = std::thread::spawn({
             let handle = executor.handle();
             move || {

@@ -54,6 +54,9 @@ const H2_MAX_HEADER_LIST: u32 = 64 << 10;
 /// HTTP/2 flow-control windows: what a client may send before the node reads it.
 const H2_STREAM_WINDOW: u32 = 256 << 10;
 const H2_CONNECTION_WINDOW: u32 = 1 << 20;
+/// Streams a client may reset before the node has even started serving them (h2's own
+/// rapid-reset guard; its default). Resets after that count against `h2_reset_budget`.
+const H2_PENDING_ACCEPT_RESETS: usize = 20;
 /// How long an idle connection told to close (HTTP/2 `GOAWAY`) gets to go quietly.
 const IDLE_GRACE: Duration = Duration::from_secs(1);
 
@@ -306,7 +309,7 @@ fn builder(limits: &ListenerLimits, account: HostAccount) -> auto::Builder<Charg
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_pending_accept_reset_streams(limits.h2_max_concurrent_streams as usize)
+        .max_pending_accept_reset_streams(H2_PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(limits.h2_reset_budget as usize)
         .max_header_list_size(H2_MAX_HEADER_LIST)
         .initial_stream_window_size(H2_STREAM_WINDOW)
