@@ -154,3 +154,30 @@ impl AsyncWrite for LineWriter {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_budget_covers_every_stream_of_an_invocation() {
+        let budget = LogBudget::new(100);
+        let out = GuestLog::new(Arc::from("m"), Stream::Stdout, budget.clone());
+        let err = GuestLog::new(Arc::from("m"), Stream::Stderr, budget.clone());
+        let mut writers: Vec<LineWriter> = (0..4)
+            .map(|i| LineWriter {
+                log: if i % 2 == 0 { out.clone() } else { err.clone() },
+                line: Vec::new(),
+                dropped: 0,
+            })
+            .collect();
+        for writer in &mut writers {
+            writer.accept(&[b'x'; 39]);
+            writer.accept(b"\n");
+        }
+        // Two 40-byte lines fit in 100 bytes; the other two streams' lines are dropped.
+        let dropped: usize = writers.iter().map(|w| w.dropped).sum();
+        assert_eq!(dropped, 80);
+        assert!(!budget.take(21) && budget.take(20));
+    }
+}

@@ -100,3 +100,42 @@ async fn on_demand_allocation_serves_the_same() {
     assert_eq!(&reply.body[1..4], b"PNG");
     node.stop().await;
 }
+
+/// Modules sharing one component on first start (empty AOT cache): it is compiled once and
+/// its code is in memory once, however many modules use it.
+#[tokio::test]
+async fn identical_components_compile_once_however_many_modules_use_them() {
+    let mut manifest = String::from("version = 1\n");
+    for i in 0..24 {
+        manifest.push_str(&format!(
+            "\n[[module]]\nid = \"copy-{i}\"\ncomponent = \"{{guest:big}}\"\nroutes = [\"/copy-{i}/...\"]\n"
+        ));
+    }
+    let node = TestNode::start(&manifest).await.unwrap();
+    let sources: Vec<CodeSource> = node
+        .node
+        .snapshot()
+        .modules
+        .iter()
+        .map(|slot| slot.info().report.source)
+        .collect();
+    let compiled = sources
+        .iter()
+        .filter(|s| **s == CodeSource::Compiled)
+        .count();
+    assert_eq!(compiled, 1, "{sources:?}");
+    assert_eq!(
+        sources.iter().filter(|s| **s == CodeSource::Shared).count(),
+        23,
+        "{sources:?}"
+    );
+    assert_eq!(artifacts(node.dir.path()).len(), 1, "one artifact on disk");
+    assert_eq!(
+        get(&node.url("/copy-17/search?q=kettle"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    node.stop().await;
+}
