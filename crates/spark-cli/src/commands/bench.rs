@@ -207,11 +207,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             quick,
             out,
         } => {
-            let trace = spark_predict::TraceSet::load(
-                &invocations,
-                durations.as_deref(),
-                memory.as_deref(),
-            )?;
+            let trace =
+                spark_sim::TraceSet::load(&invocations, durations.as_deref(), memory.as_deref())?;
             let (apps, minutes, speed) = if quick {
                 (20, 20, 120.0)
             } else {

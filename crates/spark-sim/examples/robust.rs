@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use spark_predict::b4::{curve, log_grid, match_baseline, run};
-use spark_predict::policy::{Hybrid, HybridParams};
-use spark_predict::sim::Horizon;
-use spark_predict::{SimOptions, TraceSet, run_b4, synth};
+use spark_sim::b4::{curve, log_grid, match_baseline, run};
+use spark_sim::policy::{Hybrid, HybridParams};
+use spark_sim::replay::Horizon;
+use spark_sim::{SimOptions, TraceSet, run_b4, synth};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().collect();
@@ -84,7 +84,7 @@ fn hybrid_sensitivity(trace: &TraceSet) {
     }
 }
 
-fn ratios(r: &spark_predict::Report) -> (f64, f64) {
+fn ratios(r: &spark_sim::Report) -> (f64, f64) {
     let get = |n: &str| {
         r.matched_to(n)
             .and_then(|m| m.p75_ratio)

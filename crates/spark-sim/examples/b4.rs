@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use spark_predict::report::{cdf_svg, render_table, tradeoff_svg};
-use spark_predict::{SimOptions, TraceSet, run_b4};
+use spark_sim::report::{cdf_svg, render_table, tradeoff_svg};
+use spark_sim::{SimOptions, TraceSet, run_b4};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files = Vec::new();

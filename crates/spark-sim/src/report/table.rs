@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::{Report, fmt_num};
-use crate::sim::PeriodScore;
+use crate::replay::PeriodScore;
 
 /// Renders the report as a table followed by the matched comparisons and the summary line.
 pub fn render_table(report: &Report) -> String {

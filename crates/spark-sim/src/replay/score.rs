@@ -87,7 +87,7 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::Tally;
+    use crate::replay::Tally;
 
     #[test]
     fn percentiles_interpolate() {

@@ -18,7 +18,7 @@
 //! ours: with the CV test alone a single idle time makes a perfectly "representative" spike
 //! (CV ~ 15.5), which would trust one observation.
 
-use crate::sim::{AppInfo, AppPolicy, Policy, Segment};
+use crate::replay::{AppInfo, AppPolicy, Policy, Segment};
 
 /// Parameters of the hybrid histogram policy (defaults: the paper's, see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq)]

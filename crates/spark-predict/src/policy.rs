@@ -1,4 +1,6 @@
-//! Spark's policy: the demand model's forecast turned into load decisions by expected value.
+//! Spark's decision rule: the demand model's forecast turned into load decisions by expected
+//! value, shared by the node's [`crate::live::WarmthPlanner`] and the B4 simulator (`spark-sim`
+//! replays it as its `Spark` policy).
 //!
 //! An idle period is cut into one-minute bins after the last call (edges half a minute off whole
 //! minutes, so a timer's calls land mid-bin; sub-minute gaps get a partial first bin). A bin
@@ -7,8 +9,8 @@
 //! of the gap (the integral, by Simpson's rule, is the expected idle time in the bin). That is
 //! the optimal rule for the Lagrangian "cold starts x value + memory x time" under the model's
 //! distribution, so sweeping the budget traces the best trade-off curve the model can reach;
-//! each bin carries its *critical budget* (where the two sides are equal), which lets
-//! [`crate::sim::sweep`] score a whole grid of budgets in one replay.
+//! each bin carries its *critical budget* (where the two sides are equal, [`CriticalBins`]),
+//! which lets the simulator score a whole grid of budgets in one replay.
 //!
 //! Decision worth knowing: the value of avoiding one cold start is `budget / sqrt(calls per
 //! day)` (calls in the last day, exponentially weighted; see [`cold_start_weight`]). Weighting
@@ -19,101 +21,20 @@
 //! did worse on held-out halves of the real trace and on synthetic traces, and it needs no cap.
 
 use crate::model::AppModel;
-use crate::sim::{AppInfo, AppPolicy, BudgetedApp, BudgetedPolicy, Critical, Policy, Segment};
 
 /// Gaps beyond this (minutes; one week) are never planned for.
 pub const MAX_PLAN_MIN: f64 = 7.0 * 1440.0;
 
-/// Spark's policy for the simulator.
+/// A stretch of an idle period (in the model's minutes) and the smallest budget at which it is
+/// loaded (strictly above).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Spark {
-    /// MB-minutes of idle memory worth spending to avoid one cold start of an app called once
-    /// a day (the memory budget's exchange rate; larger = more memory, fewer cold starts).
+pub struct Critical {
+    /// Start (minutes).
+    pub start: f64,
+    /// End (minutes).
+    pub end: f64,
+    /// Loaded for budgets `> budget`.
     pub budget: f64,
-}
-
-/// Spark's policy as a family indexed by the budget, for [`crate::sim::sweep`].
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct SparkFamily;
-
-/// Per-application state of [`Spark`].
-#[derive(Debug, Clone)]
-pub struct SparkApp {
-    model: AppModel,
-    memory_mb: f64,
-    budget: f64,
-}
-
-impl Policy for Spark {
-    type App = SparkApp;
-
-    fn name(&self) -> String {
-        format!("spark(budget={:.3e})", self.budget)
-    }
-
-    fn for_app(&self, info: &AppInfo) -> SparkApp {
-        SparkApp {
-            model: AppModel::default(),
-            memory_mb: info.memory_mb,
-            budget: self.budget,
-        }
-    }
-}
-
-impl BudgetedPolicy for SparkFamily {
-    type App = SparkApp;
-
-    fn for_app(&self, info: &AppInfo) -> SparkApp {
-        Spark { budget: 0.0 }.for_app(info)
-    }
-}
-
-impl AppPolicy for SparkApp {
-    type Plan<'a> = LoadPlan<'a>;
-
-    fn on_arrival(&mut self, t: f64) {
-        self.model.observe(t);
-    }
-
-    fn plan_idle(&mut self, idle_start: f64) -> LoadPlan<'_> {
-        LoadPlan {
-            bins: CriticalBins::new(&self.model, idle_start, self.memory_mb),
-            budget: self.budget,
-        }
-    }
-}
-
-impl BudgetedApp for SparkApp {
-    type Bins<'a> = CriticalBins<'a>;
-
-    fn on_arrival(&mut self, t: f64) {
-        self.model.observe(t);
-    }
-
-    fn critical_plan(&mut self, idle_start: f64) -> CriticalBins<'_> {
-        CriticalBins::new(&self.model, idle_start, self.memory_mb)
-    }
-}
-
-/// The plan of [`Spark`] at one budget: a bin is loaded when the budget exceeds its critical
-/// budget (the same comparison [`crate::sim::sweep`] makes for a whole grid of budgets).
-#[derive(Debug, Clone)]
-pub struct LoadPlan<'a> {
-    bins: CriticalBins<'a>,
-    budget: f64,
-}
-
-impl Iterator for LoadPlan<'_> {
-    type Item = Segment;
-
-    fn next(&mut self) -> Option<Segment> {
-        let c = self.bins.next()?;
-        Some(Segment {
-            start: c.start,
-            end: c.end,
-            loaded: self.budget > c.budget,
-        })
-    }
 }
 
 /// Weight of one cold start of an app called `calls_per_day` times a day (at least once):

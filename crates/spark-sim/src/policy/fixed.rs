@@ -4,7 +4,7 @@
 //! 1-second one in `wasmtime serve`); it learns nothing, so it is the baseline every learned
 //! policy must beat at equal memory.
 
-use crate::sim::{AppInfo, AppPolicy, Policy, Segment};
+use crate::replay::{AppInfo, AppPolicy, Policy, Segment};
 
 /// B4's fixed keep-alive, in minutes.
 pub const FIXED_KEEP_ALIVE_MIN: f64 = 10.0;

@@ -1,9 +1,9 @@
 //! Parsing every header variant, and every malformed input with the line it names.
 
-use spark_predict::trace::{TraceSet, parse_durations, parse_invocations, parse_memory, read_text};
-use spark_predict::{ParseErrorKind, TraceError};
+use spark_sim::trace::{TraceSet, parse_durations, parse_invocations, parse_memory, read_text};
+use spark_sim::{ParseErrorKind, TraceError};
 
-fn inv(text: &str) -> Result<spark_predict::trace::Invocations, TraceError> {
+fn inv(text: &str) -> Result<spark_sim::trace::Invocations, TraceError> {
     parse_invocations(text, "inv.csv")
 }
 
@@ -282,16 +282,16 @@ fn assembly_joins_attributes_with_documented_defaults() {
     assert!(
         bare.apps
             .iter()
-            .all(|a| a.memory_mb == spark_predict::trace::DEFAULT_MEMORY_MB)
+            .all(|a| a.memory_mb == spark_sim::trace::DEFAULT_MEMORY_MB)
     );
     assert_eq!(bare.invocations(), 4);
 }
 
 #[test]
 fn synthetic_traces_round_trip_through_both_header_styles() {
-    let t = spark_predict::synth::mixed(25, 300, 2);
+    let t = spark_sim::synth::mixed(25, 300, 2);
     for in_vitro in [true, false] {
-        let csv = spark_predict::synth::invocations_csv(&t, in_vitro);
+        let csv = spark_sim::synth::invocations_csv(&t, in_vitro);
         let back = TraceSet::parse(("inv.csv", &csv), None, None).unwrap();
         assert_eq!(back.minutes, t.minutes);
         let with_calls: Vec<_> = t.apps.iter().filter(|a| !a.counts.is_empty()).collect();

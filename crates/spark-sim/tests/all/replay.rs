@@ -1,10 +1,10 @@
 //! End-to-end B4 on synthetic traces: the report, its renderings, and Spark against baselines.
 
-use spark_predict::policy::{FixedKeepAlive, Hybrid, Spark};
-use spark_predict::report::{cdf_svg, render_table, tradeoff_svg};
-use spark_predict::sim::{Horizon, score, simulate};
-use spark_predict::synth::{self, Pattern};
-use spark_predict::{Report, SimOptions, run_b4};
+use spark_sim::policy::{FixedKeepAlive, Hybrid, Spark};
+use spark_sim::replay::{Horizon, score, simulate};
+use spark_sim::report::{cdf_svg, render_table, tradeoff_svg};
+use spark_sim::synth::{self, Pattern};
+use spark_sim::{Report, SimOptions, run_b4};
 
 #[test]
 fn spark_needs_half_the_hybrids_memory_on_long_timers_and_one_off_apps() {
@@ -99,10 +99,10 @@ fn b4_report_is_complete_consistent_and_serializable() {
 }
 
 /// Spark's scored p75 at (no more than) `baseline`'s scored wasted memory.
-fn spark_at(trace: &spark_predict::TraceSet, waste: f64) -> f64 {
+fn spark_at(trace: &spark_sim::TraceSet, waste: f64) -> f64 {
     let h = Horizon::of(trace, 0.5);
-    let budgets = spark_predict::b4::log_grid(1e2, 1e10, 8);
-    let curve = spark_predict::b4::curve(trace, &budgets, h);
+    let budgets = spark_sim::b4::log_grid(1e2, 1e10, 8);
+    let curve = spark_sim::b4::curve(trace, &budgets, h);
     curve
         .iter()
         .filter(|c| c.scored.wasted_mb_min <= waste)

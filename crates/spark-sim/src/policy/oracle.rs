@@ -5,7 +5,7 @@
 //! policy can know. It is the only policy built from the trace itself rather than from
 //! [`AppInfo`].
 
-use crate::sim::{AppInfo, AppPolicy, Policy, Segment};
+use crate::replay::{AppInfo, AppPolicy, Policy, Segment};
 use crate::trace::TraceSet;
 
 /// Knows the future of every app of one trace.

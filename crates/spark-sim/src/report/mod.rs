@@ -14,7 +14,7 @@ pub use table::render_table;
 use serde::{Deserialize, Serialize};
 
 use crate::b4::scored_cold_pct;
-use crate::sim::{AppOutcome, Horizon, PeriodScore, Scores, score};
+use crate::replay::{AppOutcome, Horizon, PeriodScore, Scores, score};
 use crate::trace::TraceSet;
 
 /// The trace replayed.

@@ -2,14 +2,14 @@
 //!
 //! Decision worth knowing: Spark is compared with a baseline at the baseline's own wasted
 //! memory (second half), found on its trade-off curve rather than with a fixed setting: one
-//! replay scores a log-spaced grid of budgets ([`crate::sim::sweep`]), a second one refines
+//! replay scores a log-spaced grid of budgets ([`crate::replay::sweep`]), a second one refines
 //! between the two grid budgets around the target, and the largest budget whose waste does not
 //! exceed the target is then replayed on its own through the ordinary [`Policy`] path, which is
 //! what the report shows (so the matched figures come from the same code a node runs).
 
 use crate::policy::{FixedKeepAlive, Hybrid, Oracle, Spark, SparkFamily};
+use crate::replay::{AppOutcome, Horizon, PeriodScore, Policy, score, simulate, sweep};
 use crate::report::{CurvePoint, Matched, PolicyResult, Report, TraceSummary};
-use crate::sim::{AppOutcome, Horizon, PeriodScore, Policy, score, simulate, sweep};
 use crate::trace::TraceSet;
 
 /// Options of a B4 run.

@@ -124,7 +124,7 @@ pub fn tradeoff_svg(report: &Report) -> String {
     );
     let hi = max.fold(10.0, f64::max);
     let lo = hi / 1000.0;
-    let curve = |f: fn(&crate::sim::PeriodScore) -> f64| {
+    let curve = |f: fn(&crate::replay::PeriodScore) -> f64| {
         let pts = report
             .curve
             .iter()
@@ -132,7 +132,7 @@ pub fn tradeoff_svg(report: &Report) -> String {
             .map(|c| (c.scored.wasted_mb_min, f(&c.scored)));
         Series::line("spark (budget sweep)", pts.collect())
     };
-    let markers = |f: fn(&crate::sim::PeriodScore) -> f64| {
+    let markers = |f: fn(&crate::replay::PeriodScore) -> f64| {
         report.policies.iter().map(move |p| {
             let s = p.scores.scored;
             Series {
@@ -148,8 +148,8 @@ pub fn tradeoff_svg(report: &Report) -> String {
         max: hi,
         log: true,
     };
-    let p75 = |s: &crate::sim::PeriodScore| s.p75;
-    let colds = |s: &crate::sim::PeriodScore| s.cold_starts.max(1) as f64;
+    let p75 = |s: &crate::replay::PeriodScore| s.p75;
+    let colds = |s: &crate::replay::PeriodScore| s.cold_starts.max(1) as f64;
     let max_colds = report
         .curve
         .iter()

@@ -8,19 +8,10 @@
 //! gives exactly what [`super::simulate`] gives budget by budget (a test checks it), at the
 //! cost of one replay, and makes the outcome monotone in the budget by construction.
 
+pub use spark_predict::policy::Critical;
+
 use super::{AppInfo, AppOutcome, Horizon, app_info};
 use crate::trace::TraceSet;
-
-/// A stretch of an idle period and the smallest budget at which it is loaded (strictly above).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Critical {
-    /// Start (minutes).
-    pub start: f64,
-    /// End (minutes).
-    pub end: f64,
-    /// Loaded for budgets `> budget`.
-    pub budget: f64,
-}
 
 /// Per-application state of a budgeted policy.
 pub trait BudgetedApp {
