@@ -1,7 +1,8 @@
 //! The node links no offline tool (test only): no crate `spark-node` depends on, directly or
 //! through another Spark crate, is the B4 simulator (`spark-sim`), the benchmarks
-//! (`spark-bench`), the CLI (`spark-cli`) or the test support (`spark-testkit`). So
-//! `spark-predict`, which the node links, never depends on `spark-sim`.
+//! (`spark-bench`), the CLI (`spark-cli`) or the test support (`spark-testkit`), and none has a
+//! command-line parser (`clap`: command lines are `spark-cli`'s). So `spark-predict`, which
+//! the node links, never depends on `spark-sim`, and `spark-nn` ships no probe binary.
 //!
 //! The decision worth knowing: the check reads the crates' own `Cargo.toml` (compiled in with
 //! `include_str!`) rather than running `cargo tree` or `cargo metadata`: it needs no cargo, no
@@ -40,8 +41,14 @@ const MANIFESTS: &[(&str, &str)] = &[
     ("spark-store", include_str!("../../spark-store/Cargo.toml")),
 ];
 
-/// Offline tools and test support: never linked into the node.
-const OFFLINE: &[&str] = &["spark-sim", "spark-bench", "spark-cli", "spark-testkit"];
+/// Offline tools, test support and what only they need: never linked into the node.
+const OFFLINE: &[&str] = &[
+    "spark-sim",
+    "spark-bench",
+    "spark-cli",
+    "spark-testkit",
+    "clap",
+];
 
 /// The names of what `manifest` links into its library: `[dependencies]`,
 /// `[build-dependencies]` and their per-target forms (not `[dev-dependencies]`).
@@ -97,7 +104,10 @@ fn node_tree() -> Vec<(&'static str, BTreeSet<String>)> {
 fn the_node_links_no_offline_tool() {
     let tree = node_tree();
     let names: Vec<&str> = tree.iter().map(|(name, _)| *name).collect();
-    assert!(names.contains(&"spark-predict"), "{names:?}");
+    assert!(
+        names.contains(&"spark-predict") && names.contains(&"spark-nn"),
+        "{names:?}"
+    );
     for (name, deps) in &tree {
         for offline in OFFLINE {
             assert!(

@@ -344,7 +344,7 @@ fn cached_nats() -> Option<PathBuf> {
 }
 
 /// The library `scripts/fetch-ort.sh` installs, if it did.
-fn default_ort() -> Option<PathBuf> {
+pub(super) fn default_ort() -> Option<PathBuf> {
     let cache = std::env::var_os("SPARK_NN_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/spark-nn")))?;

@@ -1,18 +1,14 @@
-//! Test images and inputs made here, so tests and B6 need no image files: text lines drawn with
-//! a built-in 5x7 bitmap font (upright, or turned 180 degrees), the PP-OCR text-orientation
-//! preprocessing, zero inputs for warming a model, and a real ONNX model that is slow on
-//! purpose ([`slow_model`], for deadline tests).
+//! Test images and inputs made here, so tests, B6 and `spark nn classify` need no image files:
+//! text lines drawn with a built-in 5x7 bitmap font (upright, or turned 180 degrees), the PP-OCR
+//! text-orientation preprocessing done on the host side (the `classify` guest does the same
+//! inside), and a real ONNX model that is slow on purpose ([`slow_model`], for deadline tests).
 //!
 //! The decision worth knowing: the orientation classifier is real (`ch_ppocr_mobile_v2.0_cls`,
 //! from the `rapidocr-onnxruntime` package) and so are these images' labels: an upright line
 //! should come out as class 0 ("0") and the same line turned over as class 1 ("180").
 
-use wasmtime_wasi_nn::Tensor;
-use wasmtime_wasi_nn::backend::NamedTensor;
-
-use crate::error::NnError;
-use crate::model::ModelInfo;
-use crate::tensor::ElemType;
+use spark_nn::tensor::ElemType;
+use spark_nn::{NamedTensor, Tensor};
 
 /// The classifier's labels, by output index.
 pub const LABELS: [&str; 2] = ["0", "180"];
@@ -133,25 +129,6 @@ pub fn top1(output: &Tensor) -> Option<(usize, f32)> {
         .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
-/// Zero inputs of the model's declared shapes (free dimensions as 1).
-pub fn zeros(info: &ModelInfo) -> Result<Vec<NamedTensor>, NnError> {
-    info.inputs
-        .iter()
-        .map(|spec| {
-            let ty = spec.ty.filter(|t| t.supported()).ok_or_else(|| {
-                NnError::Unsupported(format!("input '{}' has no usable type", spec.name))
-            })?;
-            let dims: Vec<u32> = spec.dims.iter().map(|d| d.unwrap_or(1) as u32).collect();
-            let len = crate::tensor::expected_len(&dims, ty)
-                .ok_or_else(|| NnError::InvalidInput(format!("input '{}' shape", spec.name)))?;
-            Ok(NamedTensor {
-                name: spec.name.clone(),
-                tensor: Tensor::new(dims, ty.to_wit(), vec![0; len]),
-            })
-        })
-        .collect()
-}
-
 /// A real ONNX model that takes the classifier's input (`x`, 1x3x48x192 float32) and is slow
 /// on purpose: it makes a (192·`tiles`)-square matrix of it, squares that `rounds` times
 /// (2·(192·`tiles`)³ flops each) and answers the mean (`y`, 1x1). For tests of deadlines and
@@ -209,7 +186,7 @@ pub fn slow_model(tiles: i64, rounds: usize) -> Vec<u8> {
             domain: String::new(),
             version: 13,
         }],
-        producer_name: "spark-nn samples::slow_model".into(),
+        producer_name: "spark-testkit nn::samples::slow_model".into(),
         graph: Some(pb::GraphProto {
             name: "slow".into(),
             node: nodes,

@@ -7,22 +7,20 @@
 //! `spark:nn/info` reports it (`infer_us`; the guest's image decoding is excluded) plus the
 //! whole request, per backend pinned with [`Preference::Only`]. Fallback is measured twice:
 //! a preferred accelerator whose provider fails (an NPU provider this ONNX Runtime build does
-//! not have, or a failing stand-in without ONNX Runtime), and a saturated one.
+//! not have, or a failing stand-in without ONNX Runtime), and a saturated one. It drives the
+//! inference host only through `spark-nn`'s public API (pinning, `add_engine`, health), the
+//! same calls the node's orchestrator makes.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use wasmtime_wasi_nn::backend::{BackendError, BackendFromDir, BackendInner};
-use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding};
-
-use crate::backend::{DeviceClass, Engine};
-use crate::config::{NnLimits, ORT_CPU, ORT_NPU, TRACT};
-use crate::error::NnError;
-use crate::harness::Harness;
-use crate::policy::{Health, Preference, Target};
-use crate::samples;
-use crate::service::NnService;
+use spark_nn::backend::ort::{OrtBackend, Provider};
+use spark_nn::backend::{DeviceClass, Engine};
+use spark_nn::harness::Harness;
+use spark_nn::{Health, NnError, NnLimits, NnService, ORT_CPU, ORT_NPU, Preference, TRACT, Target};
+use spark_testkit::nn::FailingBackend;
+use spark_testkit::nn::samples;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -31,6 +29,9 @@ pub struct B6Options {
     pub wasm: PathBuf,
     /// Requests per image per backend (after one warm-up pass).
     pub rounds: usize,
+    /// The ONNX Runtime library the service was started with, if any: the stand-in NPU of
+    /// the fallback measurement is ONNX Runtime's OpenVINO provider on it.
+    pub ort_library: Option<PathBuf>,
 }
 
 /// Figures for one backend.
@@ -108,21 +109,6 @@ impl B6Report {
             self.saturated_backend.as_deref().unwrap_or("-"),
             self.recovered_backend.as_deref().unwrap_or("-"),
         )
-    }
-
-    /// Writes `b6.json` under `dir`.
-    pub fn write_json(&self, dir: &Path) -> Result<PathBuf, NnError> {
-        std::fs::create_dir_all(dir).map_err(|e| NnError::Io {
-            path: dir.to_path_buf(),
-            source: e,
-        })?;
-        let path = dir.join("b6.json");
-        let text = serde_json::to_string_pretty(self).expect("serializable");
-        std::fs::write(&path, text).map_err(|e| NnError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        Ok(path)
     }
 }
 
@@ -208,7 +194,8 @@ pub async fn run(service: NnService, options: &B6Options) -> Result<B6Report, Nn
     let chosen_gpu = chosen(classify(&harness, first, "gpu").await);
     let chosen_tpu = chosen(classify(&harness, first, "tpu").await);
     let chosen_cpu = chosen(classify(&harness, first, "cpu").await);
-    let (fallback_first_ms, fallback_next_ms) = fallback(&service, &harness, first).await;
+    let (fallback_first_ms, fallback_next_ms) =
+        fallback(&service, options.ort_library.as_deref(), &harness, first).await;
     let (saturated_ms, saturated_backend, recovered_backend) =
         saturation(&service, &harness, first, chosen_gpu.as_deref()).await;
     let measured: Vec<&BackendFigures> = figures.iter().filter(|f| f.agrees.is_some()).collect();
@@ -264,19 +251,19 @@ async fn measure(
 }
 
 /// A preferred NPU whose provider fails; the tpu target must end on a working backend.
-async fn fallback(service: &NnService, h: &Harness, image: &[u8]) -> (Option<f64>, Option<f64>) {
+async fn fallback(
+    service: &NnService,
+    ort_library: Option<&Path>,
+    h: &Harness,
+    image: &[u8],
+) -> (Option<f64>, Option<f64>) {
     let ort = service.status().onnxruntime;
-    let engine = match (&ort, service.inner.config.ort_library.as_ref()) {
+    let engine = match (&ort, ort_library) {
         (Ok(_), Some(path)) => Engine::new(
             ORT_NPU,
             DeviceClass::Npu,
             "ONNX Runtime, OpenVINO provider (NPU) - B6 stand-in device",
-            crate::backend::ort::OrtBackend::new(
-                ORT_NPU,
-                path,
-                crate::backend::ort::Provider::OpenVinoNpu,
-                1,
-            ),
+            OrtBackend::new(ORT_NPU, path, Provider::OpenVinoNpu, 1),
         ),
         _ => Engine::new(ORT_NPU, DeviceClass::Npu, "B6 stand-in NPU", FailingBackend),
     };
@@ -323,25 +310,4 @@ async fn saturation(
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// A backend that always fails to load: the stand-in NPU when ONNX Runtime is absent.
-pub struct FailingBackend;
-
-impl BackendInner for FailingBackend {
-    fn encoding(&self) -> GraphEncoding {
-        GraphEncoding::Onnx
-    }
-
-    fn load(
-        &mut self,
-        _builders: &[&[u8]],
-        _target: ExecutionTarget,
-    ) -> Result<wasmtime_wasi_nn::Graph, BackendError> {
-        Err(NnError::backend(ORT_NPU, "device not responding (stand-in)").into())
-    }
-
-    fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
-        None
-    }
 }

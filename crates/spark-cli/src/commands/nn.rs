@@ -1,33 +1,40 @@
-//! `spark-nn-probe`: runs the inference host in its own process. Used by the fallback tests
-//! (each scenario needs a fresh process: ONNX Runtime binds one library per process, and the
-//! Vulkan driver is chosen by environment at load) and by hand to see what a machine offers.
+//! `spark nn`: the inference host in this process, without a node (the former
+//! `spark-nn-probe`). Used by the fallback tests (each scenario needs a fresh process: ONNX
+//! Runtime binds one library per process, and the Vulkan driver is chosen by environment at
+//! load) and by hand to see what a machine offers.
 //!
 //! ```text
-//! spark-nn-probe status   [OPTIONS]                  # devices, backends, why not used (JSON)
-//! spark-nn-probe classify --wasm classify.wasm [--target gpu] [--rotated] [OPTIONS]
-//! spark-nn-probe bench    --wasm classify.wasm [--rounds N] [--out DIR] [OPTIONS]   # B6
+//! spark nn status   [OPTIONS]                  # devices, backends, why not used (JSON)
+//! spark nn classify --wasm classify.wasm [--target gpu] [--rotated] [OPTIONS]
+//! spark nn bench    --wasm classify.wasm [--rounds N] [--out DIR] [OPTIONS]   # B6
 //! OPTIONS: --ort LIB | --no-ort   --root DIR   --allow-software
 //!          --vulkan loader|off|assume-software|assume-hardware
 //! ```
 //! The ONNX Runtime library defaults to `$SPARK_NN_ORT_LIB`, else
 //! `$SPARK_NN_CACHE/ort/libonnxruntime.so.1` (cache default `~/.cache/spark-nn`) if present.
+//!
+//! The decision worth knowing: the host's options mirror the knobs of `[nn]` and of discovery
+//! (root, Vulkan probe, software adapters), so one process reproduces any node's view of the
+//! machine; `spark bench nn` is the benchmark as a node runs it, `spark nn bench` the same
+//! measurement under these knobs.
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+use spark_bench::nn::{B6Options, b6, probe};
 use spark_nn::discovery::{Adapter, AdapterKind};
 use spark_nn::{NnConfig, NnService, VulkanProbe};
 
-#[derive(Parser)]
-#[command(about = "Spark's inference host, in one process")]
-struct Cli {
+#[derive(Debug, clap::Args)]
+pub struct NnArgs {
     #[command(subcommand)]
-    command: Command,
+    command: NnCommand,
     #[command(flatten)]
     host: HostArgs,
 }
 
-#[derive(clap::Args)]
+#[derive(Debug, clap::Args)]
 struct HostArgs {
     /// ONNX Runtime library (default: $SPARK_NN_ORT_LIB or the fetch-ort.sh cache).
     #[arg(long, global = true)]
@@ -45,7 +52,7 @@ struct HostArgs {
     vulkan: Vulkan,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum Vulkan {
     Loader,
     Off,
@@ -54,9 +61,12 @@ enum Vulkan {
     AssumeHardware,
 }
 
-#[derive(Subcommand)]
-enum Command {
+#[derive(Debug, Subcommand)]
+enum NnCommand {
+    /// Devices, backends and why any is not used (JSON).
     Status,
+    /// Send a sample line of text to the `classify` guest; the answers and the host's status
+    /// (one JSON line).
     Classify {
         #[arg(long)]
         wasm: PathBuf,
@@ -70,6 +80,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         requests: usize,
     },
+    /// B6 on this host: one line per backend, `b6.json`, the `B6:` summary line.
     Bench {
         #[arg(long)]
         wasm: PathBuf,
@@ -111,59 +122,49 @@ fn config(args: &HostArgs) -> NnConfig {
     }
 }
 
+/// `$SPARK_NN_ORT_LIB`, else the library `scripts/fetch-ort.sh` installs, if it did.
 fn default_ort() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SPARK_NN_ORT_LIB") {
-        return Some(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("SPARK_NN_CACHE")
+    std::env::var_os("SPARK_NN_ORT_LIB")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/spark-nn")))?;
-    Some(cache.join("ort/libonnxruntime.so.1")).filter(|p| p.is_file())
+        .or_else(super::bench::default_ort)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
-    let config = config(&cli.host);
-    let service = tokio::task::spawn_blocking(move || NnService::start(config)).await??;
-    match cli.command {
-        Command::Status => {
+pub async fn run(args: NnArgs) -> anyhow::Result<()> {
+    let config = config(&args.host);
+    let ort_library = config.ort_library.clone();
+    let service = tokio::task::spawn_blocking(move || NnService::start(config))
+        .await
+        .context("the inference host's start panicked")?
+        .context("starting the inference host")?;
+    match args.command {
+        NnCommand::Status => {
             println!("{}", serde_json::to_string_pretty(&service.status())?);
         }
-        Command::Classify {
+        NnCommand::Classify {
             wasm,
             target,
             rotated,
             text,
             requests,
         } => {
-            let harness =
-                spark_nn::harness::Harness::new(service.clone(), &wasm, Default::default())?;
-            let line = spark_nn::samples::text_line(&text, 3);
-            let image = if rotated { line.rotated() } else { line };
-            let mut answers = Vec::new();
-            for _ in 0..requests {
-                let reply = harness
-                    .request(
-                        "POST",
-                        &format!("/classify?target={target}"),
-                        image.to_ppm(),
-                    )
-                    .await?;
-                let body: serde_json::Value = serde_json::from_slice(&reply.body)?;
-                answers.push(serde_json::json!({ "status": reply.status, "body": body }));
-            }
-            let out = serde_json::json!({ "answers": answers, "nn": service.status() });
+            let options = probe::ClassifyOptions {
+                wasm,
+                target,
+                text,
+                rotated,
+                requests,
+            };
+            let out = probe::classify(service, &options).await?;
             println!("{}", serde_json::to_string(&out)?);
         }
-        Command::Bench { wasm, rounds, out } => {
-            let options = spark_nn::bench::B6Options { wasm, rounds };
-            let report = spark_nn::bench::run(service, &options).await?;
-            let path = report.write_json(&out)?;
+        NnCommand::Bench { wasm, rounds, out } => {
+            let options = B6Options {
+                wasm,
+                rounds,
+                ort_library,
+            };
+            let report = b6::run(service, &options).await?;
+            let path = spark_bench::write_json(&out, "b6.json", &report)?;
             for b in &report.backends {
                 eprintln!(
                     "{:<11} available={:<5} infer_p50_ms={:<8} request_p50_ms={:<8} first_ms={:<8} agrees={:?} {}",

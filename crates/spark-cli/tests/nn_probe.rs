@@ -1,25 +1,26 @@
-//! The fallback scenarios, each in a fresh process (`spark-nn-probe`): the Vulkan
-//! driver hidden, a bogus ONNX Runtime library, `tpu` on a node without an NPU, and a fake
-//! sysfs NPU whose backend fails. Each must end on a working backend with the same top-1, and
-//! the process must stay up (it answers every request and exits cleanly).
+//! `spark-nn`'s fallback scenarios, each in a fresh process (`spark nn classify`, the inference
+//! host without a node): the Vulkan driver hidden, a bogus ONNX Runtime library, `tpu` on a
+//! node without an NPU, and a fake sysfs NPU whose backend fails. Each must end on a working
+//! backend with the same top-1, and the process must stay up (it answers every request and
+//! exits cleanly). A process each, because ONNX Runtime binds one library per process and the
+//! Vulkan driver is chosen by environment at load.
 
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
+use spark_testkit::{guest, nn};
 
-use crate::support;
-
-/// Runs `spark-nn-probe classify` for the upright and the turned-over line; returns both
-/// outputs after checking exit status and top-1 labels.
+/// Runs `spark nn classify` for the upright and the turned-over line; returns both outputs
+/// after checking exit status and top-1 labels.
 fn scenario(args: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
     [false, true]
         .into_iter()
         .map(|rotated| {
-            let mut cmd = Command::new(support::probe_bin());
-            cmd.arg("classify")
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_spark"));
+            cmd.env("RUST_LOG", "warn")
+                .args(["nn", "classify"])
                 .arg("--wasm")
-                .arg(support::classify_wasm())
+                .arg(guest("classify"))
                 .args(["--requests", "2"])
                 .args(args);
             if rotated {
@@ -28,15 +29,15 @@ fn scenario(args: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
             for (k, v) in env {
                 cmd.env(k, v);
             }
-            let out = cmd.output().expect("probe runs");
+            let out = cmd.output().expect("spark nn runs");
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
                 out.status.success(),
-                "probe failed ({}): {stderr}",
+                "spark nn failed ({}): {stderr}",
                 out.status
             );
             let v: Value = serde_json::from_slice(&out.stdout)
-                .unwrap_or_else(|e| panic!("probe output: {e}: {stderr}"));
+                .unwrap_or_else(|e| panic!("spark nn output: {e}: {stderr}"));
             for answer in v["answers"].as_array().unwrap() {
                 assert_eq!(answer["status"], 200, "{answer}");
                 assert_eq!(answer["body"]["class"], usize::from(rotated), "{answer}");
@@ -60,7 +61,7 @@ fn backend<'a>(v: &'a Value, name: &str) -> &'a Value {
 }
 
 fn ort_args() -> Vec<String> {
-    match support::ort() {
+    match nn::ort_library() {
         Some(lib) => vec!["--ort".into(), lib.display().to_string()],
         None => vec!["--no-ort".into()],
     }
@@ -113,7 +114,7 @@ fn vulkan_driver_gone_after_discovery_fails_the_provider_and_falls_through() {
     for v in &runs {
         let answer = first(v);
         assert_eq!(answer["device"], "cpu", "{answer}");
-        if support::ort().is_some() {
+        if nn::ort_library().is_some() {
             let failed = &answer["fallbacks"][0];
             assert_eq!(failed["backend"], spark_nn::ORT_WEBGPU, "{answer}");
             eprintln!("WebGPU provider without a driver: {}", failed["error"]);
@@ -169,33 +170,17 @@ fn tpu_on_a_node_without_an_npu_is_served_by_the_next_device() {
                 && s["error"].as_str().unwrap().contains("no NPU")),
             "{answer}"
         );
-        if support::require_accel() {
+        if nn::require_accel() {
             assert_eq!(answer["backend"], spark_nn::ORT_WEBGPU, "{answer}");
         }
     }
-}
-
-/// A fake sysfs tree with an Intel NPU (`intel_vpu`) at accel0.
-pub fn fake_npu_tree(root: &Path, driver: &str) {
-    std::fs::create_dir_all(root.join("dev/accel")).unwrap();
-    std::fs::write(root.join("dev/accel/accel0"), "").unwrap();
-    let device = root.join("sys/class/accel/accel0/device");
-    std::fs::create_dir_all(&device).unwrap();
-    std::fs::create_dir_all(root.join("sys/bus/pci/drivers").join(driver)).unwrap();
-    std::os::unix::fs::symlink(
-        root.join("sys/bus/pci/drivers").join(driver),
-        device.join("driver"),
-    )
-    .unwrap();
-    std::fs::write(device.join("vendor"), "0x8086\n").unwrap();
-    std::fs::write(device.join("device"), "0x7d1d\n").unwrap();
 }
 
 #[test]
 fn a_fake_npu_whose_backend_fails_falls_through_with_the_same_top1() {
     let ort = ort_args();
     let root = tempfile::tempdir().unwrap();
-    fake_npu_tree(root.path(), "intel_vpu");
+    nn::fake_npu_tree(root.path(), "intel_vpu");
     let root_arg = root.path().display().to_string();
     let runs = scenario(
         &args(
@@ -208,7 +193,7 @@ fn a_fake_npu_whose_backend_fails_falls_through_with_the_same_top1() {
         let answer = first(v);
         assert_eq!(v["nn"]["devices"]["npus"][0]["driver"], "intel_vpu");
         assert_ne!(answer["backend"], spark_nn::ORT_NPU, "{answer}");
-        if support::ort().is_some() {
+        if nn::ort_library().is_some() {
             // The NPU engine exists (device found, provider known) and fails for real:
             // this ONNX Runtime build has no OpenVINO provider.
             assert_eq!(backend(v, spark_nn::ORT_NPU)["available"], true);

@@ -1,12 +1,19 @@
 //! Inference test material: the real model (`scripts/fetch-model.sh`), the ONNX Runtime
-//! library with WebGPU (`scripts/fetch-ort.sh`), sample images with known labels, and fake
-//! device trees.
+//! library with WebGPU (`scripts/fetch-ort.sh`), sample images with known labels and a slow
+//! model ([`mod@samples`]), a backend that always fails ([`FailingBackend`]), and fake device
+//! trees. B6 (`spark-bench`) and `spark nn classify` draw their images here too, so the node's
+//! `spark-nn` carries none of it.
 //!
 //! The decision worth knowing: a missing ONNX Runtime or Vulkan driver makes a test check
 //! only the CPU branch and print what it skipped, unless `SPARK_NN_REQUIRE_ACCEL=1` (set by
 //! CI after installing them), where it is a failure: CI must test both branches for real.
 
+pub mod samples;
+
 use std::path::{Path, PathBuf};
+
+use wasmtime_wasi_nn::backend::{BackendError, BackendFromDir, BackendInner};
+use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding};
 
 /// The model's SHA-256 (PP-OCR text-orientation classifier, `rapidocr-onnxruntime` 1.4.4).
 pub const MODEL_SHA256: &str = "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c";
@@ -67,10 +74,10 @@ pub fn ort_line() -> String {
 
 /// Upright (class 0) and turned-over (class 1) lines of text as PPM images.
 pub fn samples() -> Vec<(Vec<u8>, usize)> {
-    spark_nn::samples::TEXTS
+    samples::TEXTS
         .iter()
         .flat_map(|t| {
-            let image = spark_nn::samples::text_line(t, 3);
+            let image = samples::text_line(t, 3);
             [(image.rotated().to_ppm(), 1), (image.to_ppm(), 0)]
         })
         .collect()
@@ -87,4 +94,31 @@ pub fn fake_npu_tree(root: &Path, driver: &str) {
     std::os::unix::fs::symlink(&drivers, device.join("driver")).unwrap();
     std::fs::write(device.join("vendor"), "0x8086\n").unwrap();
     std::fs::write(device.join("device"), "0x7d1d\n").unwrap();
+}
+
+/// A backend that always fails to load: a stand-in device (an NPU that does not respond) for
+/// fall-through tests and B6, with the error a failing backend gives.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FailingBackend;
+
+impl BackendInner for FailingBackend {
+    fn encoding(&self) -> GraphEncoding {
+        GraphEncoding::Onnx
+    }
+
+    fn load(
+        &mut self,
+        _builders: &[&[u8]],
+        _target: ExecutionTarget,
+    ) -> Result<wasmtime_wasi_nn::Graph, BackendError> {
+        Err(spark_nn::NnError::Backend {
+            backend: spark_nn::ORT_NPU.to_owned(),
+            reason: "device not responding (stand-in)".to_owned(),
+        }
+        .into())
+    }
+
+    fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
+        None
+    }
 }

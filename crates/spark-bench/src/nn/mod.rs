@@ -1,16 +1,21 @@
 //! B6: hardware-agnostic inference. One `.wasm` (the `classify` guest, standard `wasi:nn`)
 //! classifies the same images on every backend this machine has, pinned one at a time, then
 //! with the automatic choice, a failing preferred NPU and a saturated accelerator; all in one
-//! run, each backend's latency printed as a ratio to the CPU reference (`tract`).
+//! run, each backend's latency printed as a ratio to the CPU reference (`tract`). [`probe`] is
+//! what `spark nn classify` runs (the inference host in one process).
 //!
-//! The decision worth knowing: the measurement itself lives in `spark_nn::bench` (it pins
-//! backends and adds a stand-in NPU through the inference host's own API); this module only
-//! configures the host the way a node's `[nn]` table would, and renders the figures.
+//! The decision worth knowing: the measurement ([`b6`]) pins backends and adds a stand-in NPU
+//! through the inference host's public API, on a host started here exactly as a node's `[nn]`
+//! table would start it; this module configures the host and renders the figures. It lives
+//! here, not in `spark-nn`, so the node does not link a benchmark (nor its sample images).
+
+pub mod b6;
+pub mod probe;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use spark_nn::bench::{B6Options, B6Report};
+pub use b6::{B6Options, B6Report, BackendFigures, Classified};
 use spark_nn::{NnConfig, NnService, VulkanProbe};
 
 use crate::BenchError;
@@ -44,8 +49,9 @@ pub async fn run(options: &NnBenchOptions) -> Result<B6Report, BenchError> {
     let b6 = B6Options {
         wasm: options.component.clone(),
         rounds: options.rounds,
+        ort_library: options.ort_library.clone(),
     };
-    let report = spark_nn::bench::run(service, &b6)
+    let report = b6::run(service, &b6)
         .await
         .map_err(|e| BenchError::Runtime(e.to_string()))?;
     crate::write_json(&options.out_dir, "b6.json", &report)?;
