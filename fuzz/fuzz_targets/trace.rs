@@ -1,4 +1,4 @@
-//! Fuzz target `trace`: the Azure Functions 2019 trace parsers of `spark-predict`
+//! Fuzz target `trace`: the Azure Functions 2019 trace parsers of `spark-sim`
 //! (invocations, durations, memory) on any bytes.
 //!
 //! The input is up to three files separated by NUL bytes (`inv\0durations\0memory`), each
@@ -11,8 +11,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spark_predict::TraceSet;
-use spark_predict::trace::{parse_durations, parse_invocations, parse_memory, read_text};
+use spark_sim::TraceSet;
+use spark_sim::trace::{parse_durations, parse_invocations, parse_memory, read_text};
 
 /// Arrivals checked per input (a count column may say four billion).
 const MAX_ARRIVALS: usize = 10_000;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use spark_predict::{SimOptions, TraceSet, run_b4};
+use spark_sim::{SimOptions, TraceSet, run_b4};
 use tokio::time::Instant;
 
 use crate::node::{NodeLaunch, SparkNode};

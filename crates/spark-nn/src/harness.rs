@@ -1,5 +1,5 @@
 //! A minimal embedding that runs a `wasi:http` guest with `wasi:nn`: for this crate's tests,
-//! the B6 benchmark and `spark-nn-probe`. The node runs guests through `spark-runtime`; this
+//! the B6 benchmark and `spark nn` (the in-process probe). The node runs guests through `spark-runtime`; this
 //! harness links the same interfaces the same way (WASI 0.2, `wasi:http`, [`add_to_linker`]).
 //!
 //! The decision worth knowing: each request gets a fresh store and a fresh [`NnInvocation`],

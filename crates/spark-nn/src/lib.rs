@@ -18,9 +18,13 @@
 //!   result, so its deadline and cancellation stop the wait.
 //! - [`NnService`]: one per node; [`NnInvocation`]: one per store; [`add_to_linker`] adds
 //!   `wasi:nn` and `spark:nn/info` (which backend served).
-//! - [`harness`]: a minimal embedding (WASI + `wasi:http` + `wasi:nn`) for tests and B6;
-//!   the node itself runs guests through `spark-runtime`.
-//! - [`bench`]: benchmark B6.
+//! - [`harness`]: a minimal embedding (WASI + `wasi:http` + `wasi:nn`) for this crate's
+//!   tests, B6 and `spark nn` (`spark-bench`, `spark-cli`); the node itself runs guests
+//!   through `spark-runtime`.
+//!
+//! What is not here, so the node does not link it: benchmark B6 (`spark-bench`'s `nn`), the
+//! in-process probe (`spark nn` in `spark-cli`), and the sample images and slow model tests use
+//! (`spark-testkit`'s `nn::samples`).
 //!
 //! # Wiring into a runtime
 //! Spark's node does exactly this: `spark-runtime` adds [`add_to_linker`] to its one linker
@@ -41,7 +45,6 @@
 //! guest's `spark:nn/info`); and no backend's panic reaches the guest or the node.
 
 pub mod backend;
-pub mod bench;
 mod config;
 pub mod discovery;
 mod engines;
@@ -54,7 +57,6 @@ mod model;
 pub mod policy;
 mod pool;
 mod router;
-pub mod samples;
 mod service;
 pub mod tensor;
 mod wit;

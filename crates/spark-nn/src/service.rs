@@ -292,7 +292,7 @@ impl NnService {
     /// pay for it. Returns the backend that took it.
     pub fn warm(&self, model: &str, target: Target) -> Result<Outcome, NnError> {
         let m = self.named(model)?;
-        let inputs = crate::samples::zeros(&m.info)?;
+        let inputs = crate::tensor::zeros(&m.info)?;
         let started = Instant::now();
         let inference = self.infer(model, target, inputs)?;
         tracing::info!(model, backend = ?inference.outcome.backend, took_ms = started.elapsed().as_millis() as u64, "model warmed");

@@ -1,10 +1,12 @@
-//! Element types and the input check every `compute` passes before a backend sees it.
+//! Element types, the input check every `compute` passes before a backend sees it, and the
+//! zero inputs a model is warmed with.
 //!
 //! The decision worth knowing: the check is complete, not a sanity check. Count, names, rank,
 //! every fixed dimension, element type and the exact data length (with overflow-checked
 //! arithmetic) are verified against the model's signature and the module's limits; whatever
 //! passes is exactly what a well-formed caller of the backend would pass.
 
+use wasmtime_wasi_nn::Tensor;
 use wasmtime_wasi_nn::backend::NamedTensor;
 use wasmtime_wasi_nn::wit::TensorType;
 
@@ -87,6 +89,25 @@ pub fn expected_len(dims: &[u32], ty: ElemType) -> Option<usize> {
             acc.checked_mul(d as usize)
         }
     })
+}
+
+/// Zero inputs of the model's declared shapes (free dimensions as 1).
+pub(crate) fn zeros(info: &ModelInfo) -> Result<Vec<NamedTensor>, NnError> {
+    info.inputs
+        .iter()
+        .map(|spec| {
+            let ty = spec.ty.filter(|t| t.supported()).ok_or_else(|| {
+                NnError::Unsupported(format!("input '{}' has no usable type", spec.name))
+            })?;
+            let dims: Vec<u32> = spec.dims.iter().map(|d| d.unwrap_or(1) as u32).collect();
+            let len = expected_len(&dims, ty)
+                .ok_or_else(|| NnError::InvalidInput(format!("input '{}' shape", spec.name)))?;
+            Ok(NamedTensor {
+                name: spec.name.clone(),
+                tensor: Tensor::new(dims, ty.to_wit(), vec![0; len]),
+            })
+        })
+        .collect()
 }
 
 /// Checks `inputs` against the model and the module's limits. A single unnamed-or-misnamed
@@ -207,7 +228,6 @@ pub fn check_output(backend: &str, output: &NamedTensor) -> Result<(), NnError> 
 mod tests {
     use super::*;
     use crate::model::TensorSpec;
-    use wasmtime_wasi_nn::Tensor;
 
     fn info() -> ModelInfo {
         ModelInfo {

@@ -20,6 +20,8 @@
 pub mod admin;
 pub mod control;
 mod node;
+#[cfg(test)]
+mod offline_tools;
 pub mod release;
 pub mod serve;
 

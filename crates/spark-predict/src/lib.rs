@@ -1,7 +1,8 @@
-//! Demand prediction and warmth planning for Spark, and the offline trace replay of benchmark
-//! B4. Pure logic: no clocks, no I/O outside [`trace::TraceSet::load`], no Wasmtime, no async.
-//! Time is an argument (simulated minutes as `f64`, or Unix milliseconds in [`live`]), so every
-//! result is deterministic and replayable.
+//! Demand prediction and warmth planning for Spark: what the node runs live to decide which
+//! modules to keep warm. Pure logic: no clocks, no I/O, no Wasmtime, no async. Time is an
+//! argument (the model's minutes as `f64`, or Unix milliseconds in [`live`]), so every result
+//! is deterministic and replayable; the B4 simulator (`spark-sim`, an offline tool the node
+//! does not link) replays this same code over traces.
 //!
 //! # Tour
 //!
@@ -22,10 +23,6 @@
 //! assert_eq!(plan.targets[0], ("report-job".to_owned(), WarmthLevel::Ready(1)));
 //! ```
 //!
-//! Offline, [`run_b4`] replays a [`TraceSet`] (Azure Functions 2019 format, see [`trace`])
-//! through every policy and returns a [`Report`] ([`report`] renders it as a table, JSON-ready
-//! structs, SVG plots and the `B4:` summary line).
-//!
 //! # Concepts
 //!
 //! - **The model** ([`model::AppModel`]): per application (module), a mixture of experts, each
@@ -38,40 +35,25 @@
 //!   time-of-day profile (after two days), and a heavy-tailed prior. Weights are the softmax of
 //!   each expert's out-of-sample log-score with forgetting. Output: `P(call within x)` and
 //!   quantiles of the next call, in [`live::Forecast`] for the node.
-//! - **The decision layer** ([`policy::Spark`], [`live::WarmthPlanner`]): expected value. A
+//! - **The decision rule** ([`policy`], [`live::WarmthPlanner`]): expected value. A
 //!   minute after the last call is kept loaded when `value x P(call in it) > memory x expected
 //!   idle time in it`; the value of a cold start is `budget / sqrt(calls per day)`. The budget
 //!   is the memory budget's exchange rate (its Lagrange multiplier): the simulator sweeps it to
 //!   trace the trade-off curve and to match each baseline's wasted memory; the planner applies
 //!   the same rule per warmth level and then fills a byte budget by value per byte.
-//! - **The simulator** ([`sim`]): B4's rules, one instance per app, lazily evaluated plans so a
-//!   policy never sees the next call; [`sim::sweep`] scores a whole budget grid in one replay.
-//! - **Baselines** ([`policy`]): fixed 10-minute keep-alive, the hybrid histogram policy of
-//!   Shahrad et al. (ATC 2020) with its parameters documented in [`policy::HybridParams`], and
-//!   the oracle (the floor).
 //!
 //! # Invariants
 //!
-//! - Policies learn from calls only, never from their own decisions, and never see a call
-//!   before deciding about it (only [`policy::Oracle`] is built from the trace).
-//! - Spark's outcome is monotone in the budget: more budget never means more cold starts or
-//!   less memory (tested).
-//! - The node and the simulator run the same [`model::AppModel`]; a restored
+//! - The model learns from calls only, never from the decisions taken on its forecasts.
+//! - The node and the simulator run the same [`model::AppModel`] and the same rule
+//!   ([`policy::cold_start_weight`], [`policy::critical_budget`]); a restored
 //!   [`model::HistorySnapshot`] forecasts what a replay of the same minutes would.
+//! - This crate depends on no other Spark crate; `spark-sim` depends on it, never the other
+//!   way, so the node links the model and the planner but not the simulator.
 //!
-//! See `DESIGN.md` next to this crate for the reasoning and the measured results.
+//! See `DESIGN.md` next to this crate for the reasoning; `spark-sim`'s for the simulator and
+//! the measured results.
 
-pub mod b4;
-pub mod error;
 pub mod live;
 pub mod model;
 pub mod policy;
-pub mod report;
-pub mod sim;
-pub mod synth;
-pub mod trace;
-
-pub use b4::{SimOptions, run_b4};
-pub use error::{ParseErrorKind, TraceError};
-pub use report::Report;
-pub use trace::TraceSet;

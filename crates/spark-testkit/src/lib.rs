@@ -8,6 +8,8 @@
 //!
 //! [`nn`] finds the inference test material (the real model, ONNX Runtime) and says loudly
 //! what it cannot test; `SPARK_NN_REQUIRE_ACCEL=1` (CI) turns a missing piece into a failure.
+//! It also draws the sample images (and builds the slow model) that `spark-nn`'s tests, B6 and
+//! `spark nn classify` use, so the node's `spark-nn` carries no test material.
 
 mod client;
 mod guests;

@@ -207,11 +207,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             quick,
             out,
         } => {
-            let trace = spark_predict::TraceSet::load(
-                &invocations,
-                durations.as_deref(),
-                memory.as_deref(),
-            )?;
+            let trace =
+                spark_sim::TraceSet::load(&invocations, durations.as_deref(), memory.as_deref())?;
             let (apps, minutes, speed) = if quick {
                 (20, 20, 120.0)
             } else {
@@ -347,7 +344,7 @@ fn cached_nats() -> Option<PathBuf> {
 }
 
 /// The library `scripts/fetch-ort.sh` installs, if it did.
-fn default_ort() -> Option<PathBuf> {
+pub(super) fn default_ort() -> Option<PathBuf> {
     let cache = std::env::var_os("SPARK_NN_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/spark-nn")))?;

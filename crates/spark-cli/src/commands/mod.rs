@@ -5,6 +5,7 @@ mod check;
 mod client;
 mod deploy;
 mod fleet;
+mod nn;
 mod releases;
 mod rollout;
 mod serve;
@@ -30,6 +31,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Replay an invocation trace through the keep-alive policies in simulated time (B4).
     Sim(sim::SimArgs),
+    /// Run the inference host in this process, without a node: what the machine offers, the
+    /// `classify` guest on a sample line, or B6 under the host's options.
+    Nn(nn::NnArgs),
     /// Upload a manifest's components to a running node and deploy them as a new release.
     Deploy(deploy::DeployArgs),
     /// List the node's releases.
@@ -50,6 +54,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Status(args) => status::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Sim(args) => sim::run(args),
+        Command::Nn(args) => nn::run(args).await,
         Command::Deploy(args) => deploy::run(args).await,
         Command::Releases(args) => releases::run(args).await,
         Command::Rollout(args) => rollout::run(args).await,

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use spark_predict::report::{cdf_svg, render_table, tradeoff_svg};
-use spark_predict::{SimOptions, TraceSet, run_b4};
+use spark_sim::report::{cdf_svg, render_table, tradeoff_svg};
+use spark_sim::{SimOptions, TraceSet, run_b4};
 
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {

@@ -3,8 +3,8 @@
 use spark_nn::discovery::{self, AdapterKind, VulkanReport};
 use spark_nn::{NnConfig, VulkanProbe};
 
-use crate::fallback::fake_npu_tree;
 use crate::support;
+use spark_testkit::nn::fake_npu_tree;
 
 fn config(root: &std::path::Path) -> NnConfig {
     NnConfig {

@@ -60,7 +60,7 @@ async fn the_guest_is_told_which_device_served_it() {
         NnLimits::default(),
     )
     .unwrap();
-    let image = spark_nn::samples::text_line("TOTAL 42.50 EUR", 3).to_ppm();
+    let image = spark_testkit::nn::samples::text_line("TOTAL 42.50 EUR", 3).to_ppm();
     let gpu = classify(&h, &image, "target=gpu").await;
     let cpu = classify(&h, &image, "target=cpu").await;
     assert_eq!(gpu["target"], "gpu");
@@ -118,7 +118,7 @@ async fn software_adapters_are_not_accelerators_unless_allowed() {
         NnLimits::default(),
     )
     .unwrap();
-    let image = spark_nn::samples::text_line("Keep upright please", 3).to_ppm();
+    let image = spark_testkit::nn::samples::text_line("Keep upright please", 3).to_ppm();
     let answer = classify(&h, &image, "target=gpu").await;
     assert_eq!(answer["class"], 0);
     if !hardware {
@@ -148,6 +148,6 @@ async fn bad_images_are_the_guests_400_and_the_node_stays_up() {
             String::from_utf8_lossy(&reply.body)
         );
     }
-    let image = spark_nn::samples::text_line("still up", 3).to_ppm();
+    let image = spark_testkit::nn::samples::text_line("still up", 3).to_ppm();
     classify(&h, &image, "target=tpu").await;
 }

@@ -34,7 +34,7 @@ async fn a_tensor_over_nn_tensor_is_refused_at_creation_and_never_computed() {
         ..NnLimits::default()
     };
     let h = Harness::new(service.clone(), &support::classify_wasm(), limits).unwrap();
-    let image = spark_nn::samples::text_line("far too large", 3).to_ppm();
+    let image = spark_testkit::nn::samples::text_line("far too large", 3).to_ppm();
     let path = format!("/classify?target=cpu&model={}", support::MODEL_NAME);
     let (status, body) = call(&h, &path, image).await;
     // The input is 1x3x48x192 f32 = 110592 bytes.
@@ -53,7 +53,7 @@ async fn a_tensor_over_nn_tensor_is_refused_at_creation_and_never_computed() {
     // The host keeps serving within the limit.
     let small = NnLimits::default();
     let h = Harness::new(service.clone(), &support::classify_wasm(), small).unwrap();
-    let image = spark_nn::samples::text_line("fits", 3).to_ppm();
+    let image = spark_testkit::nn::samples::text_line("fits", 3).to_ppm();
     let (status, body) = call(&h, &path, image).await;
     assert_eq!(status, 200, "{body}");
 }
@@ -152,7 +152,7 @@ async fn compute_runs_off_the_async_worker() {
             }
         }
     });
-    let image = spark_nn::samples::text_line("slow", 3).to_ppm();
+    let image = spark_testkit::nn::samples::text_line("slow", 3).to_ppm();
     let started = Instant::now();
     let (status, body) = call(&h, "/classify?target=cpu&model=slow", image).await;
     let took = started.elapsed();

@@ -1,8 +1,8 @@
 //! Fall-through on errors and panics, and the orchestrator moving work between devices.
 
 use spark_nn::backend::DeviceClass;
-use spark_nn::bench::FailingBackend;
 use spark_nn::{Engine, Health, Preference, Target};
+use spark_testkit::nn::FailingBackend;
 use wasmtime_wasi_nn::backend::{
     BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id,
     NamedTensor,

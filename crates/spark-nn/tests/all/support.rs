@@ -1,4 +1,4 @@
-//! Paths to the real model, ONNX Runtime, the guest and the probe; services for tests.
+//! Paths to the real model, ONNX Runtime and the guests; services for tests.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,10 +80,6 @@ fn guest_wasm(name: &str) -> PathBuf {
     path
 }
 
-pub fn probe_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_spark-nn-probe"))
-}
-
 /// The node config tests start from: the real model by name, ORT if present, software
 /// adapters allowed (the test setting), Vulkan through the loader.
 pub fn config() -> NnConfig {
@@ -100,13 +96,13 @@ pub fn config() -> NnConfig {
     }
 }
 
-/// A deliberately slow real model (`samples::slow_model`, a few seconds on tract here),
-/// registered as `slow` next to the real one; `dir` keeps its file.
+/// A deliberately slow real model (`spark-testkit`'s `nn::samples::slow_model`, a few seconds
+/// on tract here), registered as `slow` next to the real one; `dir` keeps its file.
 pub fn config_with_slow_model(dir: &std::path::Path) -> NnConfig {
     let path = dir.join("slow.onnx");
     std::fs::write(
         &path,
-        spark_nn::samples::slow_model(SLOW_TILES, SLOW_ROUNDS),
+        spark_testkit::nn::samples::slow_model(SLOW_TILES, SLOW_ROUNDS),
     )
     .unwrap();
     let mut config = config();
@@ -141,11 +137,11 @@ pub fn available(service: &NnService) -> Vec<String> {
 }
 
 /// Upright and turned-over sample lines with their labels.
-pub fn samples() -> Vec<(Arc<spark_nn::samples::Image>, usize)> {
-    spark_nn::samples::TEXTS
+pub fn samples() -> Vec<(Arc<spark_testkit::nn::samples::Image>, usize)> {
+    spark_testkit::nn::samples::TEXTS
         .iter()
         .flat_map(|t| {
-            let image = spark_nn::samples::text_line(t, 3);
+            let image = spark_testkit::nn::samples::text_line(t, 3);
             [(Arc::new(image.rotated()), 1), (Arc::new(image), 0)]
         })
         .collect()
@@ -155,11 +151,12 @@ pub fn samples() -> Vec<(Arc<spark_nn::samples::Image>, usize)> {
 pub fn top1(
     service: &NnService,
     target: spark_nn::Target,
-    image: &spark_nn::samples::Image,
+    image: &spark_testkit::nn::samples::Image,
 ) -> (usize, spark_nn::Outcome) {
     let inference = service
-        .infer(MODEL_NAME, target, spark_nn::samples::input(image))
+        .infer(MODEL_NAME, target, spark_testkit::nn::samples::input(image))
         .expect("inference");
-    let (class, _) = spark_nn::samples::top1(&inference.outputs[0].tensor).expect("scores");
+    let (class, _) =
+        spark_testkit::nn::samples::top1(&inference.outputs[0].tensor).expect("scores");
     (class, inference.outcome)
 }

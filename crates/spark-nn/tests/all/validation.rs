@@ -49,7 +49,7 @@ async fn guest_model_over_the_module_limit_is_refused() {
     };
     let h = spark_nn::harness::Harness::new(service.clone(), &support::classify_wasm(), limits)
         .expect("guest");
-    let image = spark_nn::samples::text_line("limits", 3).to_ppm();
+    let image = spark_testkit::nn::samples::text_line("limits", 3).to_ppm();
     let reply = h
         .request("POST", "/classify?target=cpu", image)
         .await
@@ -71,7 +71,7 @@ async fn module_without_guest_models_can_still_load_by_name() {
     };
     let h = spark_nn::harness::Harness::new(service.clone(), &support::classify_wasm(), limits)
         .expect("guest");
-    let image = spark_nn::samples::text_line("by name", 3).to_ppm();
+    let image = spark_testkit::nn::samples::text_line("by name", 3).to_ppm();
     let own = h
         .request("POST", "/classify?target=cpu", image.clone())
         .await

@@ -5,8 +5,9 @@
 //! ends the request with 504 at the deadline, and one whose client goes away is abandoned
 //! (finished in the background, its result dropped and counted).
 //!
-//! The slow computations are a real ONNX model run by tract (`spark_nn::samples::slow_model`:
-//! a 1536-square matrix squared twelve times, about 3 s alone on this machine), served by name.
+//! The slow computations are a real ONNX model run by tract (`spark-testkit`'s
+//! `nn::samples::slow_model`: a 1536-square matrix squared twelve times, about 3 s alone on
+//! this machine), served by name.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -59,7 +60,7 @@ health = "/nn/health"
 
 fn slow_model(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("slow.onnx");
-    std::fs::write(&path, spark_nn::samples::slow_model(8, 12)).unwrap();
+    std::fs::write(&path, nn::samples::slow_model(8, 12)).unwrap();
     path
 }
 

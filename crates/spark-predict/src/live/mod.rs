@@ -2,7 +2,7 @@
 //! snapshots, and the [`WarmthPlanner`] that turns forecasts into warmth levels.
 //!
 //! Decision worth knowing: this is the simulator's model, not a copy. [`DemandModel`] keeps one
-//! [`AppModel`] per module (the same type [`crate::policy::Spark`] replays) and only converts
+//! [`AppModel`] per module (the same type `spark-sim`'s `Spark` policy replays) and only converts
 //! Unix milliseconds to the model's minutes; restoring a [`HistorySnapshot`] replays its minute
 //! counts the way the simulator spreads a minute's calls, so a restarted node forecasts what a
 //! replay of the same history would.

@@ -1,0 +1,100 @@
+//! B6 from the command line: `spark bench nn` (the benchmark as a node's `[nn]` would run it)
+//! and `spark nn bench` (the same measurement under the probe's host options). Their options
+//! and output are quoted by other documents; tract only (`--no-ort`), so the run is short and
+//! the same on every machine, and the failing stand-in NPU is measured too.
+
+use std::process::Command;
+
+use spark_testkit::guest;
+
+fn spark(args: &[&str]) -> (String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_spark"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{args:?}: {stderr}");
+    (stdout, stderr)
+}
+
+/// Checks the `B6:` line of a tract-only run: every image right, the stand-in NPU fallen
+/// through.
+fn check_summary(line: &str) {
+    assert!(
+        line.starts_with("B6: backends=tract chosen=tract top1_agree=true cpu_ms="),
+        "{line}"
+    );
+    assert!(line.contains(" correct=8/8 fallback_first_ms="), "{line}");
+    assert!(line.ends_with(" recovered_backend=tract"), "{line}");
+}
+
+#[test]
+fn bench_nn_prints_its_table_and_summary_and_writes_b6_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let classify = guest("classify").display().to_string();
+    let (stdout, _) = spark(&[
+        "bench",
+        "nn",
+        "--component",
+        &classify,
+        "--no-ort",
+        "--quick",
+        "--out",
+        &out,
+    ]);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "BACKEND     FIRST(ms)  INFER(ms) REQUEST(ms)    VS CPU   TOP-1  DETAIL"
+    );
+    let tract = lines.iter().find(|l| l.starts_with("tract ")).unwrap();
+    assert!(tract.contains(" 1.00x   agree  tract-onnx"), "{tract}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("ort-npu ")
+            && l.ends_with("no NPU found (/dev/accel, /sys/class/accel)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "chosen: gpu -> tract, tpu -> tract, cpu -> tract; reference correct on 8/8 images"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fallback from a failing NPU: first "),
+        "{stdout}"
+    );
+    check_summary(lines.last().unwrap());
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("b6.json")).unwrap()).unwrap();
+    assert_eq!(json["reference_correct"], 8);
+    assert!(json["fallback_first_ms"].is_number(), "{json}");
+}
+
+#[test]
+fn nn_bench_prints_one_line_per_backend_and_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let classify = guest("classify").display().to_string();
+    let (stdout, stderr) = spark(&[
+        "nn", "bench", "--wasm", &classify, "--no-ort", "--rounds", "1", "--out", &out,
+    ]);
+    assert!(
+        stderr.contains("tract       available=true  infer_p50_ms="),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ort-cpu     available=false infer_p50_ms=-        "),
+        "{stderr}"
+    );
+    let result = dir.path().join("b6.json");
+    assert!(
+        stderr.contains(&format!("full result: {}", result.display())),
+        "{stderr}"
+    );
+    assert!(result.is_file());
+    check_summary(stdout.trim_end());
+}

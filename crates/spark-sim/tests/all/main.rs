@@ -1,0 +1,6 @@
+//! Integration tests of spark-sim, one module per topic. Traces are built here or by
+//! `spark_sim::synth`; nothing is read from outside the repository.
+
+mod model;
+mod parse;
+mod replay;
