@@ -46,22 +46,34 @@ pub fn token(manifest_dir: &std::path::Path) -> Result<String, BenchError> {
     Ok(std::fs::read_to_string(&path)?.trim().to_owned())
 }
 
-pub async fn status(admin: SocketAddr, token: &str) -> Result<StatusSummary, BenchError> {
+/// `GET path` on the admin listener (with the token, if given); the whole body.
+async fn admin_get(
+    admin: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> Result<Bytes, BenchError> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let request = http::Request::get(format!("http://{admin}/v1/status"))
-        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+    let mut request = http::Request::get(format!("http://{admin}{path}"));
+    if let Some(token) = token {
+        request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
         .body(Empty::new())
         .map_err(|e| BenchError::Runtime(e.to_string()))?;
     let response = client
         .request(request)
         .await
         .map_err(|e| BenchError::Runtime(e.to_string()))?;
-    let body = response
+    Ok(response
         .into_body()
         .collect()
         .await
         .map_err(|e| BenchError::Runtime(e.to_string()))?
-        .to_bytes();
+        .to_bytes())
+}
+
+pub async fn status(admin: SocketAddr, token: &str) -> Result<StatusSummary, BenchError> {
+    let body = admin_get(admin, "/v1/status", Some(token)).await?;
     let status: NodeStatus =
         serde_json::from_slice(&body).map_err(|e| BenchError::Runtime(e.to_string()))?;
     Ok(StatusSummary {
@@ -92,20 +104,7 @@ pub async fn status(admin: SocketAddr, token: &str) -> Result<StatusSummary, Ben
 
 /// The node's Prometheus page (`/metrics` is open, no token).
 pub async fn metrics(admin: SocketAddr) -> Result<String, BenchError> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let uri: http::Uri = format!("http://{admin}/metrics")
-        .parse()
-        .map_err(|e| BenchError::Runtime(format!("{e}")))?;
-    let response = client
-        .get(uri)
-        .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?
-        .to_bytes();
+    let body = admin_get(admin, "/metrics", None).await?;
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
