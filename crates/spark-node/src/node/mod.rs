@@ -166,10 +166,13 @@ impl RunningNode {
             },
         ));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // With the orchestrator on, critical and background guests get runtimes of their own.
+        // With the orchestrator on, each class's guests get a runtime of their own, apart from
+        // the connections' (see `serve::executor`).
         let executors = match orchestrated {
             true => vec![
                 GuestExecutor::start("spark-critical", cpus, 0)
+                    .map_err(|source| NodeError::Executor { source })?,
+                GuestExecutor::start("spark-normal", cpus, 0)
                     .map_err(|source| NodeError::Executor { source })?,
                 GuestExecutor::start(
                     "spark-background",
@@ -190,7 +193,8 @@ impl RunningNode {
         let placement = Placement {
             cpus: cpus as f64,
             critical: executors.first().map(GuestExecutor::handle),
-            background: executors.get(1).map(GuestExecutor::handle),
+            normal: executors.get(1).map(GuestExecutor::handle),
+            background: executors.get(2).map(GuestExecutor::handle),
             paced: orchestrated,
             outbound_latency: probes
                 .as_ref()

@@ -25,8 +25,9 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Placement {
     pub cpus: f64,
     pub background: Option<tokio::runtime::Handle>,
-    /// The executor for critical guests (`None`: the caller's runtime).
+    /// The executors for critical and normal guests (`None`: the caller's runtime).
     pub critical: Option<tokio::runtime::Handle>,
+    pub normal: Option<tokio::runtime::Handle>,
     pub paced: bool,
     /// Where guests' outbound round trips are reported (the uplink probe's passive side).
     pub outbound_latency: Option<Arc<dyn LatencySink>>,
@@ -50,7 +51,7 @@ impl Placement {
         let executor = match spec.priority {
             Priority::Background => self.background.clone(),
             Priority::Critical => self.critical.clone(),
-            Priority::Normal => None,
+            Priority::Normal => self.normal.clone(),
         };
         let runtime_controls = ModuleControls {
             pacer: self

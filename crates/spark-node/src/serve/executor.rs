@@ -1,11 +1,12 @@
-//! Where guests run. Normal guests run on the node's main runtime, beside the connections.
-//! With the orchestrator on, the other classes get runtimes of their own: background guests
-//! one whose threads have a higher nice value, so the kernel preempts them the moment
-//! foreground work is runnable (the epoch-tick pacer enforces shares on top; the nice value
-//! makes the preemption immediate rather than at the next tick); critical guests one whose run
-//! queue holds nothing else, so a critical request never waits in line behind normal guests
-//! that use their whole time slice (a woken critical thread is scheduled by the kernel at
-//! once, where a task in a shared queue would wait for every guest ahead of it to yield).
+//! Where guests run. With the orchestrator off, on the node's main runtime beside the
+//! connections (plain FIFO). With it on, each class on a runtime of its own, and the main
+//! runtime keeps only connections, routing and admission: background guests on threads with
+//! a higher nice value, so the kernel preempts them the moment foreground work is runnable
+//! (the epoch-tick pacer enforces shares on top; the nice value makes the preemption
+//! immediate rather than at the next tick); normal and critical guests each on their own
+//! threads, so neither a critical request nor the connection that carries it ever waits in a
+//! run queue behind guests that use their whole time slice (a woken thread is scheduled by the
+//! kernel at once, where a task in a shared queue waits for every guest ahead of it to yield).
 //!
 //! The nice value is set once per thread and never lowered again: lowering it needs a
 //! privilege a node should not require.
