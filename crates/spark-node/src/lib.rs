@@ -8,6 +8,8 @@
 //!   never waits on them.
 //! - [`control`], the control plane: the orchestrator's loop (probes -> pure policy -> plan
 //!   -> actuators), the predictor live (warmth), and the inference host's controls.
+//! - [`clock`]: the one clock the control plane and releases read, injected at start
+//!   ([`NodeOptions::clock`]); tests drive a [`ManualClock`].
 //! - [`release`]: what the node runs and how that changes: startup, module building,
 //!   deploys and canary rollouts, and the fleet agent.
 //! - [`admin`]: the operator's listener (health, metrics, status, the release API) and its
@@ -18,6 +20,7 @@
 //! (startup, deploys, rollouts) publishes a new snapshot.
 
 pub mod admin;
+pub mod clock;
 pub mod control;
 mod node;
 #[cfg(test)]
@@ -26,5 +29,6 @@ pub mod release;
 pub mod serve;
 
 pub use admin::status::{ModuleStatus, NodeStatus, OrchestratorStatus};
+pub use clock::{Clock, ManualClock};
 pub use node::{NodeError, NodeOptions, RunningNode};
 pub use serve::jobs::JobOutcome;

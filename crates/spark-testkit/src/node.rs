@@ -1,15 +1,22 @@
 //! A node started in-process from manifest text, on free ports, with its own store.
+//!
+//! A node runs on the system clock, or on a [`ManualClock`] ([`TestNode::start_manual`]): then
+//! its control loop, warmth controller and rollouts act only when the test moves time
+//! ([`TestNode::advance`]), and `advance` returns once they have acted, so a test asserts what
+//! they decided without sleeping or polling. Requests, latencies and CPU stay real.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use spark_manifest::Manifest;
-use spark_node::{NodeError, NodeOptions, RunningNode};
+use spark_node::{Clock, ManualClock, NodeError, NodeOptions, RunningNode};
 use spark_runtime::PoolingMode;
 
 /// A running node and the temporary directory holding its manifest and store.
 pub struct TestNode {
     pub node: RunningNode,
     pub dir: tempfile::TempDir,
+    manual: Option<ManualClock>,
     _gate: Gate,
 }
 
@@ -34,6 +41,25 @@ impl TestNode {
         Self::start_in(manifest, dir, PoolingMode::Auto).await
     }
 
+    /// As [`TestNode::start`], on a manual clock: the control side has run its first ticks
+    /// when this returns, and runs more only through [`TestNode::advance`].
+    pub async fn start_manual(manifest: &str) -> Result<TestNode, NodeError> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        Self::start_in_manual(manifest, dir).await
+    }
+
+    /// As [`TestNode::start_manual`], reusing a directory from an earlier node.
+    pub async fn start_in_manual(
+        manifest: &str,
+        dir: tempfile::TempDir,
+    ) -> Result<TestNode, NodeError> {
+        let gate = Gate::Shared(gate().read_owned().await);
+        let clock = ManualClock::new();
+        let node = Self::start_gated(manifest, dir, PoolingMode::Auto, gate, Some(clock)).await?;
+        node.settle().await;
+        Ok(node)
+    }
+
     /// As [`TestNode::start`], reusing a directory (and so the AOT cache) from an earlier node.
     pub async fn start_in(
         manifest: &str,
@@ -41,7 +67,7 @@ impl TestNode {
         pooling: PoolingMode,
     ) -> Result<TestNode, NodeError> {
         let gate = Gate::Shared(gate().read_owned().await);
-        Self::start_gated(manifest, dir, pooling, gate).await
+        Self::start_gated(manifest, dir, pooling, gate, None).await
     }
 
     /// As [`TestNode::start`], with no other test's node running meanwhile (for tests that
@@ -49,7 +75,7 @@ impl TestNode {
     pub async fn start_exclusive(manifest: &str) -> Result<TestNode, NodeError> {
         let gate = Gate::Exclusive(gate().write_owned().await);
         let dir = tempfile::tempdir().expect("temporary directory");
-        Self::start_gated(manifest, dir, PoolingMode::Auto, gate).await
+        Self::start_gated(manifest, dir, PoolingMode::Auto, gate, None).await
     }
 
     async fn start_gated(
@@ -57,6 +83,7 @@ impl TestNode {
         dir: tempfile::TempDir,
         pooling: PoolingMode,
         gate: Gate,
+        manual: Option<ManualClock>,
     ) -> Result<TestNode, NodeError> {
         init_logging();
         let manifest = Self::manifest(manifest, &dir);
@@ -65,13 +92,59 @@ impl TestNode {
             pooling,
             aot_cache: true,
             manifest,
+            clock: manual
+                .as_ref()
+                .map_or_else(Clock::system, ManualClock::clock),
         };
         let node = RunningNode::start(options).await?;
         Ok(TestNode {
             node,
             dir,
+            manual,
             _gate: gate,
         })
+    }
+
+    /// The node's manual clock.
+    ///
+    /// # Panics
+    /// If the node runs on the system clock.
+    pub fn clock(&self) -> &ManualClock {
+        self.manual
+            .as_ref()
+            .expect("a node started with TestNode::start_manual")
+    }
+
+    /// Moves the node's manual clock forward by `by`; returns once every tick due within it
+    /// has run (see [`ManualClock::advance`]).
+    pub async fn advance(&self, by: Duration) {
+        self.clock().advance(by).await;
+    }
+
+    /// Advances the clock `step` at a time until `check` holds, or `within` has passed;
+    /// whether it held. The node's time, not the test's: no sleeping, and as deterministic as
+    /// what `check` looks at.
+    pub async fn advance_until(
+        &self,
+        step: Duration,
+        within: Duration,
+        mut check: impl FnMut() -> bool,
+    ) -> bool {
+        let mut waited = Duration::ZERO;
+        while !check() {
+            if waited >= within {
+                return false;
+            }
+            self.advance(step).await;
+            waited += step;
+        }
+        true
+    }
+
+    /// Waits until the control side has finished the ticks due now (see
+    /// [`ManualClock::settle`]).
+    pub async fn settle(&self) {
+        self.clock().settle().await;
     }
 
     /// Parses manifest text the way [`TestNode::start`] does, without starting anything.
@@ -122,7 +195,9 @@ impl TestNode {
 
     /// Shuts the node down and hands back its directory (to restart on the same store).
     pub async fn stop(self) -> tempfile::TempDir {
-        let TestNode { node, dir, _gate } = self;
+        let TestNode {
+            node, dir, _gate, ..
+        } = self;
         node.shutdown().await;
         dir
     }

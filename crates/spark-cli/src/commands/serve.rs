@@ -81,6 +81,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         aot_cache: !args.no_aot_cache,
         manifest,
+        clock: spark_node::Clock::system(),
     };
     let node = RunningNode::start(options)
         .await

@@ -91,6 +91,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
         aot_cache: true,
         manifest: manifest.clone(),
+        clock: spark_node::Clock::system(),
     };
     let mut node = RunningNode::start(options)
         .await

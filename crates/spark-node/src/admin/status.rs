@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use spark_manifest::Trigger;
-use spark_orchestrator::policy::{Decision, Modes, NodeSignals};
+use spark_orchestrator::policy::{DecisionText, Modes, NodeSignals};
 use spark_orchestrator::probes::Telemetry;
 use spark_runtime::{Allocation, StatsSnapshot};
 
@@ -68,8 +68,8 @@ pub struct OrchestratorStatus {
     pub modes: Modes,
     pub signals: Option<NodeSignals>,
     pub telemetry: Option<Telemetry>,
-    /// Most recent last.
-    pub decisions: Vec<Decision>,
+    /// Most recent last, as text (the typed decisions rendered).
+    pub decisions: Vec<DecisionText>,
     pub cpu_seconds: f64,
     pub ticks: u64,
 }
@@ -195,7 +195,12 @@ pub(crate) fn orchestrator(view: &ControlView, recent: usize) -> OrchestratorSta
         modes: state.plan.modes,
         signals: state.signals,
         telemetry: state.telemetry,
-        decisions: state.decisions.into_iter().skip(skip).collect(),
+        decisions: state
+            .decisions
+            .iter()
+            .skip(skip)
+            .map(DecisionText::from)
+            .collect(),
         cpu_seconds: cpu.as_secs_f64(),
         ticks,
     }

@@ -1,27 +1,56 @@
-//! The actuators: a plan becomes CPU shares, admission caps, outbound and job pacing on the
-//! live modules. Only what changed is touched, and nothing is restarted: running invocations
-//! keep going and feel the new share at their next epoch tick.
+//! The actuators: at the end of every tick the whole plan is pushed, to the live modules (CPU
+//! share, admission caps, outbound and job pacing, warm limit) and to the node (the warm
+//! budget the predictor may use, where inference may run).
+//!
+//! The decision worth knowing: the plan is pushed, never pulled. Nothing keeps "the plan in
+//! force" for others to read and interpret later; each actuator holds its own setting, and
+//! whoever acts on it (the pacer at an epoch tick, admission, the job timer, the warmth
+//! controller, the inference router) reads that setting. An actuator is touched only when its
+//! setting changes, and nothing is restarted: running invocations keep going and feel a new
+//! share at their next epoch tick.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use spark_orchestrator::policy::Plan;
 
+use crate::control::nn::NnControl;
+use crate::control::warmth::WarmBudget;
 use crate::serve::snapshot::Snapshot;
 
-pub fn apply(plan: &Plan, snapshot: &Snapshot) {
+/// The node-wide actuators the plan is pushed to, besides the modules' own.
+pub struct Actuators {
+    /// The predictor's share of its memory budget.
+    pub warm_budget: Arc<WarmBudget>,
+    /// The inference host's device policy (`None` without `[nn]`).
+    pub nn: Option<NnControl>,
+}
+
+/// Sets every actuator to `plan`.
+pub fn apply(plan: &Plan, snapshot: &Snapshot, actuators: &mut Actuators) {
     for slot in &snapshot.modules {
         let Some(new) = plan.modules.get(slot.id()) else {
             continue;
         };
-        let old = slot.controls.plan();
-        if old.map(|o| o.cpu_share) != Some(new.cpu_share) {
-            slot.controls.pacer.set_share(new.cpu_share, &slot.stats);
+        let controls = &slot.controls;
+        if controls.pacer.share() != new.cpu_share {
+            controls.pacer.set_share(new.cpu_share, &slot.stats);
         }
-        if old.map(|o| (o.concurrency, o.queue)) != Some((new.concurrency, new.queue)) {
+        let caps = (
+            slot.admission.concurrency(),
+            slot.admission.queue_capacity(),
+        );
+        if caps != (new.concurrency, new.queue) {
             slot.admission.set_limits(new.concurrency, new.queue);
         }
-        slot.controls
+        controls
             .outbound
-            .set_gap(std::time::Duration::from_millis(new.outbound_interval_ms));
-        slot.controls.set_job_pacing(new.job_pacing);
-        slot.controls.set_plan(*new);
+            .set_gap(Duration::from_millis(new.outbound_interval_ms));
+        controls.set_job_pacing(new.job_pacing);
+        controls.set_warm_limit(new.warm_limit);
+    }
+    actuators.warm_budget.set_pressure(plan.warm_pressure);
+    if let Some(nn) = &mut actuators.nn {
+        nn.set(&plan.inference);
     }
 }

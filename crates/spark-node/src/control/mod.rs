@@ -1,8 +1,10 @@
-//! The orchestrator's control loop, one tick per interval:
+//! The orchestrator's control loop, one tick per interval of the node's [`Clock`]:
 //! probes -> [`NodeSignals`] -> observations -> pure policy -> [`Plan`] -> actuators.
 //!
 //! Runs beside the request path, never on it: the request path only reads atomics the
-//! actuators set. Every decision is logged as a structured event (`target: spark::decision`),
+//! actuators set. The whole plan is pushed to the actuators at the end of every tick
+//! ([`apply`]). Every decision is the policy's, typed, and recorded in one place
+//! ([`ControlView::record`]): logged once as a structured event (`target: spark::decision`),
 //! kept in a bounded ring for the admin API, and counted in metrics. The loop measures its own
 //! CPU time so its cost is visible (`spark_orchestrator_cpu_seconds_total`).
 
@@ -17,18 +19,21 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use spark_manifest::OrchestratorSettings;
-use spark_orchestrator::policy::{self, Decision, NodeSignals, Plan, PolicyConfig, PolicyState};
+use spark_orchestrator::policy::{
+    self, Decision, InferenceConfig, NodeSignals, Plan, PolicyConfig, PolicyState, Scope,
+};
 use spark_orchestrator::probes::{ProbeConfig, Probes, Telemetry};
 use tokio_util::sync::CancellationToken;
 
-pub use apply::apply;
+pub use apply::{Actuators, apply};
 pub use observe::Observer;
 
-use crate::serve::snapshot::SharedSnapshot;
+use crate::clock::Clock;
+use crate::serve::snapshot::{SharedSnapshot, Snapshot};
 
 /// Decisions kept for the admin API.
 const DECISION_LOG: usize = 200;
@@ -41,7 +46,7 @@ pub struct ControlView {
     ticks: AtomicU64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ViewState {
     pub telemetry: Option<Telemetry>,
     pub signals: Option<NodeSignals>,
@@ -62,13 +67,24 @@ impl ControlView {
         )
     }
 
+    /// Records a tick: what it saw, its plan, and its decisions, each logged once here and
+    /// counted against its module.
     fn record(
         &self,
+        snapshot: &Snapshot,
         telemetry: Telemetry,
         signals: NodeSignals,
         plan: Plan,
         decisions: Vec<Decision>,
     ) {
+        for d in &decisions {
+            tracing::info!(target: "spark::decision", scope = %d.scope, change = %d.change, reason = %d.reason, "orchestrator decision");
+            if let Scope::Module(id) = &d.scope
+                && let Some(slot) = snapshot.module(id)
+            {
+                slot.metrics.decision();
+            }
+        }
         let mut state = self.state.lock().expect("view lock");
         state.telemetry = Some(telemetry);
         state.signals = Some(signals);
@@ -82,8 +98,12 @@ impl ControlView {
     }
 }
 
-/// The control loop's configuration, from the manifest's `[orchestrator]` table.
-pub fn policy_config(settings: &OrchestratorSettings) -> PolicyConfig {
+/// The control loop's configuration, from the manifest's `[orchestrator]` table (and `[nn]`'s
+/// part, when the node has an inference host).
+pub fn policy_config(
+    settings: &OrchestratorSettings,
+    inference: Option<InferenceConfig>,
+) -> PolicyConfig {
     let slow = settings.uplink_slow.as_secs_f64() * 1e3;
     PolicyConfig {
         background_min_share: settings.background_min_share,
@@ -93,6 +113,7 @@ pub fn policy_config(settings: &OrchestratorSettings) -> PolicyConfig {
         uplink_ok_ms: slow / 2.0,
         memory_high: settings.memory_high,
         memory_low: settings.memory_high / 2.0,
+        inference: inference.unwrap_or_default(),
         ..PolicyConfig::default()
     }
 }
@@ -109,64 +130,64 @@ pub fn probes(
     })
 }
 
-/// Runs the loop until `shutdown`.
-pub async fn run(
-    snapshot: SharedSnapshot,
-    settings: OrchestratorSettings,
-    mut probes: Probes,
-    view: Arc<ControlView>,
-    mut nn: Option<crate::control::nn::NnControl>,
-    shutdown: CancellationToken,
-) {
-    let config = policy_config(&settings);
-    let mut state = PolicyState::default();
-    let mut observer = Observer::default();
-    let mut ticks = tokio::time::interval(settings.interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = Instant::now();
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        let window = last.elapsed();
-        last = Instant::now();
-        let tick = tick(
-            &snapshot,
-            &mut probes,
-            &mut observer,
-            &config,
-            &mut state,
-            window,
-        );
-        let (cpu, (telemetry, signals, plan, mut decisions)) = CpuMeter::new(tick).await;
-        if let Some(nn) = &mut nn {
-            let taken = nn.apply(plan.modes.power_save, unix_ms());
-            for d in &taken {
-                tracing::info!(target: "spark::decision", scope = %d.scope, change = %d.change, reason = %d.reason, "orchestrator decision");
+/// What the control loop works with.
+pub struct ControlLoop {
+    pub snapshot: SharedSnapshot,
+    pub settings: OrchestratorSettings,
+    pub probes: Probes,
+    pub view: Arc<ControlView>,
+    pub actuators: Actuators,
+    pub clock: Clock,
+}
+
+impl ControlLoop {
+    /// The loop until `shutdown`. Its ticker is taken now, before the task runs, so a manual
+    /// clock knows the loop from the start.
+    pub fn run(self, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+        let ticker = self.clock.ticker("control", self.settings.interval);
+        self.run_with(ticker, shutdown)
+    }
+
+    async fn run_with(mut self, mut ticker: crate::clock::Ticker, shutdown: CancellationToken) {
+        let inference = self.actuators.nn.as_ref().map(|nn| nn.config());
+        let config = policy_config(&self.settings, inference);
+        let mut state = PolicyState::default();
+        let mut observer = Observer::default();
+        let mut last = self.clock.now();
+        loop {
+            tokio::select! {
+                () = ticker.tick() => {}
+                () = shutdown.cancelled() => return,
             }
-            decisions.extend(taken);
+            let now = self.clock.now();
+            let window = now.saturating_sub(last);
+            last = now;
+            let tick = tick(&mut self, &mut observer, &config, &mut state, window);
+            let (cpu, ()) = CpuMeter::new(tick).await;
+            let cpu = cpu + self.probes.last_sample_cpu();
+            self.view
+                .cpu_nanos
+                .fetch_add(cpu.as_nanos() as u64, Ordering::Relaxed);
+            self.view.ticks.fetch_add(1, Ordering::Relaxed);
         }
-        let cpu = cpu + probes.last_sample_cpu();
-        view.cpu_nanos
-            .fetch_add(cpu.as_nanos() as u64, Ordering::Relaxed);
-        view.ticks.fetch_add(1, Ordering::Relaxed);
-        view.record(telemetry, signals, plan, decisions);
     }
 }
 
+/// One tick: sample, observe, plan, push the plan to every actuator, record.
 async fn tick(
-    snapshot: &SharedSnapshot,
-    probes: &mut Probes,
+    control: &mut ControlLoop,
     observer: &mut Observer,
     config: &PolicyConfig,
     state: &mut PolicyState,
     window: Duration,
-) -> (Telemetry, NodeSignals, Plan, Vec<Decision>) {
-    let now_ms = unix_ms();
-    let telemetry = probes.sample(now_ms).await;
-    let current = snapshot.load_full();
-    let signals = telemetry.node_signals();
+) {
+    let now_ms = control.clock.unix_ms();
+    let telemetry = control.probes.sample(now_ms).await;
+    let current = control.snapshot.load_full();
+    let mut signals = telemetry.node_signals();
+    if let Some(nn) = &control.actuators.nn {
+        signals.accelerators_in_flight = nn.in_flight();
+    }
     let observations = observer.observe(&current, window);
     let (plan, decisions) = policy::plan(now_ms, &signals, &observations, config, state);
     for o in observations
@@ -178,20 +199,10 @@ async fn tick(
             rejected = o.rejected, p99_ms = ?o.p99_ms, surge = plan.modes.surge, "critical module observed"
         );
     }
-    apply(&plan, &current);
-    for d in &decisions {
-        tracing::info!(target: "spark::decision", scope = %d.scope, change = %d.change, reason = %d.reason, "orchestrator decision");
-        if let Some(slot) = current.module(&d.scope) {
-            slot.metrics.decision();
-        }
-    }
-    (telemetry, signals, plan, decisions)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    apply(&plan, &current, &mut control.actuators);
+    control
+        .view
+        .record(&current, telemetry, signals, plan, decisions);
 }
 
 pin_project_lite::pin_project! {

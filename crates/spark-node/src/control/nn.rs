@@ -2,17 +2,18 @@
 //! table when the node starts (device discovery included), re-discovering devices in the
 //! background, and steered by the orchestrator through [`NnControl`].
 //!
-//! The decision worth knowing: the orchestrator never touches a guest or a graph. It changes
-//! the service's [`spark_nn::DevicePolicy`] (CPU only in power save; an accelerator with too
-//! many inferences in flight marked saturated), which the router reads at every `compute`:
-//! inference moves to the CPU and back with no restart and no change to the guest.
+//! The decision worth knowing: the orchestrator never touches a guest or a graph. The pure
+//! policy decides (CPU only in power save; an accelerator with too many inferences in flight
+//! marked saturated) and [`NnControl::set`] writes that into the service's
+//! [`spark_nn::DevicePolicy`], which the router reads at every `compute`: inference moves to
+//! the CPU and back with no restart and no change to the guest.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use spark_manifest::NnSettings;
 use spark_nn::{Health, ModelSource, NnConfig, NnService, Preference, VulkanProbe};
-use spark_orchestrator::policy::Decision;
+use spark_orchestrator::policy::{InferenceConfig, InferencePlan};
 use tokio_util::sync::CancellationToken;
 
 /// Starts the inference host for `[nn]` (on a blocking thread: discovery, library loading,
@@ -68,12 +69,12 @@ pub async fn rediscover(service: NnService, every: Duration, shutdown: Cancellat
     }
 }
 
-/// The orchestrator's hand on inference; called once per control tick.
+/// The orchestrator's hand on inference: reports the accelerators' load for the policy's
+/// signals, and is set to the plan's [`InferencePlan`] at the end of every tick.
 pub struct NnControl {
     service: NnService,
-    cpu_only_on_power_save: bool,
-    /// In-flight inferences at or above which an accelerator is saturated (0: never).
-    saturation: u32,
+    config: InferenceConfig,
+    /// What was last set: only changes touch the service's policy.
     cpu_only: bool,
     saturated: BTreeSet<String>,
 }
@@ -82,69 +83,43 @@ impl NnControl {
     pub fn new(service: NnService, settings: &NnSettings) -> NnControl {
         NnControl {
             service,
-            cpu_only_on_power_save: settings.power_save_cpu_only,
-            saturation: settings.saturation,
+            config: InferenceConfig {
+                cpu_only_on_power_save: settings.power_save_cpu_only,
+                saturation: settings.saturation,
+            },
             cpu_only: false,
             saturated: BTreeSet::new(),
         }
     }
 
-    /// Applies this tick's modes and device load; returns the decisions taken.
-    pub fn apply(&mut self, power_save: bool, now_ms: u64) -> Vec<Decision> {
-        let mut decisions = Vec::new();
-        let decide = |change: &str, reason: String| Decision {
-            at_ms: now_ms,
-            scope: "nn".into(),
-            change: change.into(),
-            reason,
-        };
-        let want_cpu_only = power_save && self.cpu_only_on_power_save;
-        if want_cpu_only != self.cpu_only {
-            self.cpu_only = want_cpu_only;
-            let policy = self.service.policy();
-            if want_cpu_only {
-                policy.set_preference(Preference::CpuOnly);
-                decisions.push(decide("inference on CPU only", "power save".into()));
-            } else {
-                policy.set_preference(Preference::Auto);
-                decisions.push(decide(
-                    "inference on the best device",
-                    "power save ended".into(),
-                ));
-            }
-        }
-        if self.saturation > 0 {
-            decisions.extend(self.saturation_changes().into_iter().map(|(b, on, n)| {
-                let change = if on {
-                    "saturated: inference moves on"
-                } else {
-                    "no longer saturated"
-                };
-                decide(
-                    &format!("{b} {change}"),
-                    format!("{n} inferences in flight (limit {})", self.saturation),
-                )
-            }));
-        }
-        decisions
+    /// The policy's settings for inference, from `[nn]`.
+    pub fn config(&self) -> InferenceConfig {
+        self.config
     }
 
-    /// Marks accelerators saturated at the threshold and clears them below half of it.
-    fn saturation_changes(&mut self) -> Vec<(String, bool, u32)> {
+    /// Inferences in flight on each accelerator now (a signal for the policy).
+    pub fn in_flight(&self) -> BTreeMap<String, u32> {
+        self.service.accelerators_in_flight().into_iter().collect()
+    }
+
+    /// Sets the service's device policy to `plan`: CPU only or auto, and each accelerator
+    /// saturated or healthy again. The router reads it at every `compute`.
+    pub fn set(&mut self, plan: &InferencePlan) {
         let policy = self.service.policy();
-        let mut changes = Vec::new();
-        for (backend, in_flight) in self.service.accelerators_in_flight() {
-            let marked = self.saturated.contains(&backend);
-            if !marked && in_flight >= self.saturation {
-                policy.set_health(&backend, Health::Saturated);
-                self.saturated.insert(backend.clone());
-                changes.push((backend, true, in_flight));
-            } else if marked && in_flight <= self.saturation / 2 {
-                policy.set_health(&backend, Health::Healthy);
-                self.saturated.remove(&backend);
-                changes.push((backend, false, in_flight));
-            }
+        if plan.cpu_only != self.cpu_only {
+            self.cpu_only = plan.cpu_only;
+            policy.set_preference(if plan.cpu_only {
+                Preference::CpuOnly
+            } else {
+                Preference::Auto
+            });
         }
-        changes
+        for backend in plan.saturated.difference(&self.saturated) {
+            policy.set_health(backend, Health::Saturated);
+        }
+        for backend in self.saturated.difference(&plan.saturated) {
+            policy.set_health(backend, Health::Healthy);
+        }
+        self.saturated.clone_from(&plan.saturated);
     }
 }

@@ -7,14 +7,21 @@
 //! instantiating ahead) modules likely to be called within the horizon, evicting those least
 //! likely to be needed first. History is saved to the node's store and restored at startup.
 //!
-//! Rules on top of the planner: critical modules are never evicted below "loaded"; the
-//! orchestrator's plan caps ready instances (`warm_limit`) and its modes shrink the budget
-//! (memory pressure, power save); pre-warming runs one module at a time in this task, on the
-//! modules' own executors, so it never competes with critical work for more than a core.
+//! Bounds on top of the planner ([`WarmthLevel::within`]): critical modules are never evicted
+//! below "loaded", and the orchestrator caps ready instances (each module's warm limit) and
+//! shrinks the budget ([`WarmBudget`]): it decides both in its pure policy (memory pressure,
+//! power save) and pushes them to these actuators every tick; this controller only reads
+//! them. Pre-warming runs one module at a time in this task, on the modules' own executors, so
+//! it never competes with critical work for more than a core.
+//!
+//! Time is the node's [`Clock`]: model time is its wall time at the start plus its monotonic
+//! time since, scaled (`time_scale`), so a test moves the model as it moves the clock.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use spark_manifest::{PredictorSettings, Priority};
@@ -23,7 +30,7 @@ use spark_predict::live::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::control::ControlView;
+use crate::clock::{Clock, Ticker};
 use crate::serve::snapshot::{ModuleSlot, SharedSnapshot};
 
 /// MB-minutes of memory worth one second of cold start of a module called once a day. Edge
@@ -95,28 +102,47 @@ impl WarmthView {
     }
 }
 
-/// Model time: Unix milliseconds, optionally running faster than real time (replays).
-#[derive(Debug, Clone, Copy)]
+/// The share of the memory budget the orchestrator wants back, in `[0, 1]`: an actuator the
+/// control loop sets every tick (0 when the orchestrator is off).
+#[derive(Debug, Default)]
+pub struct WarmBudget {
+    pressure_bits: AtomicU64,
+}
+
+impl WarmBudget {
+    pub fn pressure(&self) -> f64 {
+        f64::from_bits(self.pressure_bits.load(Ordering::Relaxed))
+    }
+
+    pub fn set_pressure(&self, pressure: f64) {
+        let pressure = pressure.clamp(0.0, 1.0);
+        self.pressure_bits
+            .store(pressure.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// Model time: Unix milliseconds, optionally running faster than the node's clock (replays).
+#[derive(Debug, Clone)]
 struct ModelClock {
+    clock: Clock,
     origin_unix_ms: u64,
-    origin: Instant,
+    origin: Duration,
     scale: f64,
 }
 
 impl ModelClock {
-    fn new(scale: f64) -> ModelClock {
-        let origin_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+    fn new(clock: Clock, scale: f64) -> ModelClock {
         ModelClock {
-            origin_unix_ms,
-            origin: Instant::now(),
+            origin_unix_ms: clock.unix_ms(),
+            origin: clock.now(),
+            clock,
             scale,
         }
     }
 
     fn now_ms(&self) -> u64 {
-        self.origin_unix_ms + (self.origin.elapsed().as_secs_f64() * 1e3 * self.scale) as u64
+        let elapsed = self.clock.now().saturating_sub(self.origin);
+        self.origin_unix_ms + (elapsed.as_secs_f64() * 1e3 * self.scale) as u64
     }
 }
 
@@ -128,26 +154,28 @@ pub struct WarmthController {
     clock: ModelClock,
     seen: HashMap<String, (u64, u64)>,
     store: Option<Arc<dyn HistoryStore>>,
-    control: Option<Arc<ControlView>>,
+    budget: Arc<WarmBudget>,
     view: Arc<WarmthView>,
 }
 
 impl WarmthController {
+    /// A controller on `clock`; the orchestrator's loop, if any, sets its [`WarmBudget`]
+    /// ([`WarmthController::budget`]).
     pub fn new(
         snapshot: SharedSnapshot,
         settings: PredictorSettings,
         store: Option<Arc<dyn HistoryStore>>,
-        control: Option<Arc<ControlView>>,
         view: Arc<WarmthView>,
+        clock: Clock,
     ) -> WarmthController {
         let mut controller = WarmthController {
-            clock: ModelClock::new(settings.time_scale),
+            clock: ModelClock::new(clock, settings.time_scale),
             snapshot,
             settings,
             demand: DemandModel::new(),
             seen: HashMap::new(),
             store,
-            control,
+            budget: Arc::new(WarmBudget::default()),
             view,
         };
         controller.restore();
@@ -185,20 +213,30 @@ impl WarmthController {
         }
     }
 
-    /// Runs until `shutdown`, then saves the history.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut ticks = tokio::time::interval(self.settings.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut saved = Instant::now();
+    /// The actuator through which the orchestrator shrinks the budget.
+    pub fn budget(&self) -> Arc<WarmBudget> {
+        self.budget.clone()
+    }
+
+    /// Runs until `shutdown`, then saves the history. The ticker is taken now, before the task
+    /// runs, so a manual clock knows the loop from the start.
+    pub fn run(self, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+        let ticker = self.clock.clock.ticker("warmth", self.settings.interval);
+        self.run_with(ticker, shutdown)
+    }
+
+    async fn run_with(mut self, mut ticker: Ticker, shutdown: CancellationToken) {
+        let clock = self.clock.clock.clone();
+        let mut saved = clock.now();
         loop {
             tokio::select! {
-                _ = ticks.tick() => {}
+                () = ticker.tick() => {}
                 () = shutdown.cancelled() => break,
             }
             self.tick().await;
-            if saved.elapsed() >= SAVE_EVERY {
+            if clock.now().saturating_sub(saved) >= SAVE_EVERY {
                 self.save().await;
-                saved = Instant::now();
+                saved = clock.now();
             }
         }
         self.save().await;
@@ -228,7 +266,7 @@ impl WarmthController {
                 costs: costs(slot),
             })
             .collect();
-        let (pressure, horizon) = (self.pressure(), self.horizon());
+        let (pressure, horizon) = (self.budget.pressure(), self.horizon());
         let planner = WarmthPlanner {
             budget_bytes: self.settings.memory_budget,
             horizon_ms: horizon,
@@ -270,21 +308,6 @@ impl WarmthController {
         }
     }
 
-    /// Share of the budget the orchestrator wants back: memory pressure or power save.
-    fn pressure(&self) -> f64 {
-        let Some(control) = &self.control else {
-            return 0.0;
-        };
-        let modes = control.state().plan.modes;
-        if modes.memory_pressure {
-            0.5
-        } else if modes.power_save {
-            0.25
-        } else {
-            0.0
-        }
-    }
-
     /// Plans cover two intervals, and at least a minute of model time: a call due just after
     /// the next revision must already be covered by this one, since the next revision's load
     /// may finish after the call arrives (and a revision may run late on a busy node).
@@ -296,23 +319,17 @@ impl WarmthController {
 
     /// Critical modules stay loaded; the orchestrator's warm limit caps ready instances.
     fn adjust(&self, slot: &ModuleSlot, target: WarmthLevel) -> WarmthLevel {
-        let mut target = target;
-        if slot.spec.priority == Priority::Critical && target == WarmthLevel::Compiled {
-            target = WarmthLevel::Loaded;
-        }
+        let floor = match slot.spec.priority {
+            Priority::Critical => WarmthLevel::Loaded,
+            _ => WarmthLevel::Compiled,
+        };
         // A command component runs `wasi:cli/run` once per instance: nothing to instantiate ahead.
-        if slot.info().world == "wasi:cli/command" && matches!(target, WarmthLevel::Ready(_)) {
-            target = WarmthLevel::Loaded;
-        }
-        let limit = slot.controls.plan().and_then(|p| p.warm_limit);
-        if let (WarmthLevel::Ready(n), Some(limit)) = (target, limit) {
-            target = if limit == 0 {
-                WarmthLevel::Loaded
-            } else {
-                WarmthLevel::Ready(n.min(limit))
-            };
-        }
-        target
+        let command = (slot.info().world == "wasi:cli/command").then_some(0);
+        let max_ready = match (command, slot.controls.warm_limit()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        target.within(floor, max_ready)
     }
 
     /// Saves every module's history in one transaction.

@@ -28,8 +28,9 @@ use crate::admin::auth;
 use crate::admin::metrics::NodeMetrics;
 use crate::admin::status::allocation_label;
 use crate::admin::{self, AdminState};
+use crate::clock::Clock;
 use crate::control::warmth::{HistoryStore, WarmthController, WarmthView};
-use crate::control::{self, ControlView};
+use crate::control::{self, Actuators, ControlLoop, ControlView};
 use crate::release::deploy::Deployer;
 use crate::release::factory::{BuildError, ModuleFactory, ObservedOutbound, Placement};
 use crate::release::startup;
@@ -49,6 +50,9 @@ pub struct NodeOptions {
     pub pooling: PoolingMode,
     /// Keep compiled artifacts on disk (off only for cold-start measurements).
     pub aot_cache: bool,
+    /// The clock of the control loop, the warmth controller and rollouts
+    /// ([`Clock::system`]; tests give a [`crate::ManualClock`]'s).
+    pub clock: Clock,
 }
 
 /// Why a node did not start.
@@ -109,6 +113,7 @@ pub struct RunningNode {
     warmth: Arc<WarmthView>,
     deployer: Arc<Deployer>,
     nn: Option<spark_nn::NnService>,
+    clock: Clock,
     _executors: Vec<GuestExecutor>,
 }
 
@@ -208,7 +213,10 @@ impl RunningNode {
             placement,
             invocation_memory: sizing.invocation_memory,
         };
-        let deployer = Arc::new(start_releases(factory, &store, manifest, snapshot.clone()).await?);
+        let clock = options.clock.clone();
+        let deployer = Arc::new(
+            start_releases(factory, &store, manifest, snapshot.clone(), clock.clone()).await?,
+        );
         let token = auth::load_or_create_token(&options.data_dir)
             .map_err(|e| NodeError::Store(format!("admin token: {e}")))?;
 
@@ -271,9 +279,10 @@ impl RunningNode {
             snapshot.clone(),
             manifest.predictor.clone(),
             history,
-            control.clone(),
             warmth.clone(),
+            clock.clone(),
         );
+        let warm_budget = controller.budget();
         tasks.push(tokio::spawn(controller.run(shutdown.clone())));
         tasks.push(tokio::spawn(deployer.clone().run(shutdown.clone())));
         if let (Some(service), Some(settings)) = (&nn, &manifest.nn)
@@ -290,14 +299,18 @@ impl RunningNode {
                 .clone()
                 .zip(manifest.nn.as_ref())
                 .map(|(service, s)| crate::control::nn::NnControl::new(service, s));
-            tasks.push(tokio::spawn(control::run(
-                snapshot.clone(),
+            let control = ControlLoop {
+                snapshot: snapshot.clone(),
                 settings,
                 probes,
-                view.clone(),
-                nn_control,
-                shutdown.clone(),
-            )));
+                view: view.clone(),
+                actuators: Actuators {
+                    warm_budget,
+                    nn: nn_control,
+                },
+                clock: clock.clone(),
+            };
+            tasks.push(tokio::spawn(control.run(shutdown.clone())));
         }
         tracing::info!(
             %http_addr, %admin_addr, scheme, modules = manifest.modules.len(),
@@ -318,6 +331,7 @@ impl RunningNode {
             warmth,
             deployer,
             nn,
+            clock,
             _executors: executors,
         })
     }
@@ -355,6 +369,7 @@ impl RunningNode {
             control: self.control.clone(),
             http: self.http_addr.to_string(),
             admin: self.admin_addr.to_string(),
+            clock: self.clock.clone(),
         };
         let agent = crate::release::fleet::Agent::new(options, self.deployer.clone(), reporter);
         self.tasks
@@ -387,11 +402,13 @@ async fn start_releases(
     store: &Arc<spark_store::Store>,
     manifest: &Manifest,
     snapshot: SharedSnapshot,
+    clock: Clock,
 ) -> Result<Deployer, NodeError> {
-    let (plan_store, plan_manifest) = (store.clone(), manifest.clone());
-    let plan = tokio::task::spawn_blocking(move || startup::plan(&plan_store, &plan_manifest))
-        .await
-        .map_err(|e| NodeError::Store(e.to_string()))??;
+    let (plan_store, plan_manifest, now_ms) = (store.clone(), manifest.clone(), clock.unix_ms());
+    let plan =
+        tokio::task::spawn_blocking(move || startup::plan(&plan_store, &plan_manifest, now_ms))
+            .await
+            .map_err(|e| NodeError::Store(e.to_string()))??;
     let slots = match factory
         .build_all(&plan.modules, plan.current.id.as_str())
         .await
@@ -399,7 +416,7 @@ async fn start_releases(
         Ok(slots) => slots,
         Err(failures) => return Err(startup_failure(failures)),
     };
-    let deployer = Deployer::new(factory, snapshot, plan.current, slots);
+    let deployer = Deployer::new(factory, snapshot, plan.current, slots, clock);
     if let Some((rollout, release, modules)) = plan.rollout
         && let Err(failures) = deployer.resume(rollout, release, modules).await
     {

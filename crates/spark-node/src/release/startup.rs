@@ -8,7 +8,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use spark_manifest::{ComponentRef, Manifest, ModuleSpec};
 use spark_rollout::Rollout;
@@ -32,12 +31,6 @@ pub struct StartupPlan {
     pub modules: ReleaseModules,
     /// A rollout to resume, with the canary release's modules.
     pub rollout: Option<ResumedRollout>,
-}
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn store_error(e: impl std::fmt::Display) -> NodeError {
@@ -127,8 +120,12 @@ pub fn content_hash(manifest: &str, modules: &[ReleaseModule]) -> String {
 /// The file takes over only when it is new to the store: the first start, or a file edited
 /// since the last start. A restart with the file as it was keeps whatever was deployed since
 /// (through the API or a rollout), so a supervisor restarting `spark up spark.toml` never
-/// undoes a deploy.
-pub fn plan(store: &Arc<Store>, manifest: &Manifest) -> Result<StartupPlan, NodeError> {
+/// undoes a deploy. `now_ms` (the node's clock) stamps a release made from the file.
+pub fn plan(
+    store: &Arc<Store>,
+    manifest: &Manifest,
+    now_ms: u64,
+) -> Result<StartupPlan, NodeError> {
     let imported = import(store, manifest)?;
     let entries = release_entries(&imported)?;
     let fingerprint = content_hash(&manifest.text, &entries);
@@ -151,9 +148,10 @@ pub fn plan(store: &Arc<Store>, manifest: &Manifest) -> Result<StartupPlan, Node
         Some(id) if !file_is_new || id.content_hash() == fingerprint => load(store, &id)?,
         Some(id) => {
             tracing::info!(previous = %id.as_str(), "the manifest file changed since the last start; it becomes the current release");
-            bootstrap(store, manifest, entries, "manifest file changed at startup")?
+            let why = "manifest file changed at startup";
+            bootstrap(store, manifest, entries, why, now_ms)?
         }
-        None => bootstrap(store, manifest, entries, "first start")?,
+        None => bootstrap(store, manifest, entries, "first start", now_ms)?,
     };
     if file_is_new {
         store.set_started_from(&fingerprint).map_err(store_error)?;
@@ -184,6 +182,7 @@ fn bootstrap(
     manifest: &Manifest,
     entries: Vec<ReleaseModule>,
     why: &str,
+    now_ms: u64,
 ) -> Result<Release, NodeError> {
     let note = format!("{why}: {}", manifest.source.display());
     let release = store
@@ -191,7 +190,7 @@ fn bootstrap(
             manifest: manifest.text.clone(),
             modules: entries,
             author_note: note.clone(),
-            created_ms: unix_ms(),
+            created_ms: now_ms,
         })
         .map_err(store_error)?;
     let transition = Transition {
@@ -202,7 +201,7 @@ fn bootstrap(
         kind: "release",
         release: Some(&release.id),
         detail: &note,
-        at_ms: unix_ms(),
+        at_ms: now_ms,
     };
     store
         .commit_with_event(transition, event)

@@ -5,12 +5,11 @@
 //! builds the next snapshot off to the side and publishes it in one store.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use spark_manifest::{ModuleSpec, Route, RouteTable, Trigger};
-use spark_orchestrator::policy::ModulePlan;
 use spark_runtime::{ModuleStats, OutboundPacing};
 
 use crate::admin::metrics::ModuleMetrics;
@@ -39,13 +38,18 @@ pub struct ModuleSlot {
     pub outcomes: VersionCounters,
 }
 
-/// A module's actuators: CPU share, outbound pacing, job pacing, and the plan in force.
+/// A module's actuators besides its admission caps: CPU share, outbound pacing, job pacing,
+/// and the warm limit. The control loop sets them every tick; the request path, the job timer
+/// and the warmth controller read them.
 pub struct SlotControls {
     pub pacer: Arc<ModulePacer>,
     pub outbound: Arc<OutboundPacing>,
     job_pacing_bits: AtomicU64,
-    plan: Mutex<Option<ModulePlan>>,
+    /// Ready instances the warmth controller may keep; [`NO_WARM_LIMIT`]: its own judgement.
+    warm_limit: AtomicU64,
 }
+
+const NO_WARM_LIMIT: u64 = u64::MAX;
 
 impl SlotControls {
     pub fn new(pacer: Arc<ModulePacer>, outbound: Arc<OutboundPacing>) -> SlotControls {
@@ -53,7 +57,7 @@ impl SlotControls {
             pacer,
             outbound,
             job_pacing_bits: AtomicU64::new(1.0f64.to_bits()),
-            plan: Mutex::new(None),
+            warm_limit: AtomicU64::new(NO_WARM_LIMIT),
         }
     }
 
@@ -67,13 +71,17 @@ impl SlotControls {
             .store(factor.max(1.0).to_bits(), Ordering::Relaxed);
     }
 
-    /// The plan last applied, if the orchestrator has run.
-    pub fn plan(&self) -> Option<ModulePlan> {
-        *self.plan.lock().expect("plan lock")
+    /// Most instances the warmth controller may keep ready; `None`: its own judgement.
+    pub fn warm_limit(&self) -> Option<u32> {
+        match self.warm_limit.load(Ordering::Relaxed) {
+            NO_WARM_LIMIT => None,
+            n => Some(n as u32),
+        }
     }
 
-    pub fn set_plan(&self, plan: ModulePlan) {
-        *self.plan.lock().expect("plan lock") = Some(plan);
+    pub fn set_warm_limit(&self, limit: Option<u32>) {
+        let raw = limit.map_or(NO_WARM_LIMIT, u64::from);
+        self.warm_limit.store(raw, Ordering::Relaxed);
     }
 }
 

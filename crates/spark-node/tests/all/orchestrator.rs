@@ -1,6 +1,11 @@
 //! The orchestrator on a real node: a background module really throttled during a real surge
 //! and restored after it, shedding by class, and every other trigger driven through probe
 //! fixture trees, all applied live without restarting a module.
+//!
+//! The triggers driven by fixtures run on a manual clock: the test moves time by whole ticks
+//! and asserts what the loop decided, exactly when the policy says it decides (a mode after
+//! its enter ticks, a restore after its exit ticks). The surge tests keep real time: what
+//! they measure is real CPU, shared by real threads over real seconds.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +14,12 @@ use std::time::{Duration, Instant};
 
 use spark_testkit::{TestNode, get};
 
-/// Polls `check` every 50 ms until it holds or `within` passes.
+/// The interval of the fixture manifests, and the ticks a mode takes to switch on and off.
+const TICK: Duration = Duration::from_millis(200);
+const ENTER_TICKS: u32 = 2;
+const EXIT_TICKS: u32 = 6;
+
+/// Polls `check` every 50 ms until it holds or `within` passes (real time: the surge tests).
 async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
@@ -374,15 +384,14 @@ async fn low_battery_paces_jobs_until_power_returns() {
     write(root.path(), &format!("{battery}/type"), "Battery\n");
     write(root.path(), &format!("{battery}/capacity"), "12\n");
     write(root.path(), &format!("{battery}/status"), "Discharging\n");
-    let node = TestNode::start(&fixture_manifest(root.path(), "battery_low = 20"))
+    let node = TestNode::start_manual(&fixture_manifest(root.path(), "battery_low = 20"))
         .await
         .unwrap();
     let sync = node.node.snapshot().module("sync").cloned().unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), || sync.controls.job_pacing() == 4.0).await,
-        "{:?}",
-        decisions(&node)
-    );
+    // The first tick ran at start; the mode is on at the second.
+    assert_eq!(sync.controls.job_pacing(), 1.0);
+    node.advance(TICK * (ENTER_TICKS - 1)).await;
+    assert!(sync.controls.job_pacing() == 4.0, "{:?}", decisions(&node));
     assert!(modes(&node).power_save);
     assert!(
         decisions(&node)
@@ -394,11 +403,10 @@ async fn low_battery_paces_jobs_until_power_returns() {
     assert_eq!(get(&node.url("/shop")).await.unwrap().status, 200);
 
     write(root.path(), &format!("{battery}/status"), "Charging\n");
-    assert!(
-        eventually(Duration::from_secs(5), || sync.controls.job_pacing() == 1.0).await,
-        "{:?}",
-        decisions(&node)
-    );
+    node.advance(TICK * (EXIT_TICKS - 1)).await;
+    assert!(modes(&node).power_save, "one tick short of the exit");
+    node.advance(TICK).await;
+    assert!(sync.controls.job_pacing() == 1.0, "{:?}", decisions(&node));
     assert!(!modes(&node).power_save);
     node.stop().await;
 }
@@ -417,28 +425,34 @@ async fn memory_pressure_shrinks_background_capacity_and_relief_restores_it() {
         "proc/meminfo",
         "MemTotal:       16000000 kB\nMemAvailable:    8000000 kB\n",
     );
-    let node = TestNode::start(&fixture_manifest(root.path(), ""))
+    let node = TestNode::start_manual(&fixture_manifest(root.path(), ""))
         .await
         .unwrap();
     let reports = node.node.snapshot().module("reports").cloned().unwrap();
+    node.advance(TICK * (ENTER_TICKS - 1)).await;
     assert!(
-        eventually(Duration::from_secs(5), || reports.admission.concurrency()
-            == 4)
-        .await,
+        reports.admission.concurrency() == 4,
         "{:?}",
         decisions(&node)
     );
     assert!(modes(&node).memory_pressure);
-    assert_eq!(reports.controls.plan().unwrap().warm_limit, Some(0));
+    assert_eq!(reports.controls.warm_limit(), Some(0));
+    assert!(
+        decisions(&node)
+            .iter()
+            .any(|d| d == "node: warm budget 100% -> 50% (active: memory pressure)"),
+        "the warm budget is the policy's, logged with the rest: {:?}",
+        decisions(&node)
+    );
 
     write(root.path(), "proc/pressure/memory", &psi(0.5));
+    node.advance(TICK * EXIT_TICKS).await;
     assert!(
-        eventually(Duration::from_secs(5), || reports.admission.concurrency()
-            == 8)
-        .await,
+        reports.admission.concurrency() == 8,
         "{:?}",
         decisions(&node)
     );
+    assert_eq!(reports.controls.warm_limit(), None);
     node.stop().await;
 }
 
@@ -452,15 +466,19 @@ async fn a_slow_uplink_paces_background_outbound_requests() {
     let manifest = fixture_manifest(root.path(), &extra)
         .replace("interval = \"200ms\"\n", "")
         .replace("http://127.0.0.1:*", &format!("http://{fast}"));
-    let node = TestNode::start(&manifest).await.unwrap();
+    let node = TestNode::start_manual(&manifest).await.unwrap();
     let reports = node.node.snapshot().module("reports").cloned().unwrap();
+    // The first tick probed the upstream (a real round trip); the second keeps its reading.
+    node.advance(Duration::from_millis(500) * (ENTER_TICKS - 1))
+        .await;
     assert!(
-        eventually(Duration::from_secs(10), || modes(&node).uplink_slow).await,
+        modes(&node).uplink_slow,
         "{:?}",
         node.node.control().unwrap().state().telemetry
     );
     assert_eq!(reports.controls.outbound.gap(), Duration::from_secs(1));
 
+    // The pacing itself is the data plane's, in real time.
     let url = node.url(&format!("/reports/fetch?url=http://{fast}/"));
     let started = Instant::now();
     for _ in 0..3 {
@@ -477,16 +495,13 @@ async fn a_slow_uplink_paces_background_outbound_requests() {
 #[tokio::test]
 async fn missing_probe_files_degrade_the_probes_not_the_node() {
     let root = tempfile::tempdir().unwrap();
-    let node = TestNode::start(&fixture_manifest(root.path(), ""))
+    let node = TestNode::start_manual(&fixture_manifest(root.path(), ""))
         .await
         .unwrap();
     let control = node.node.control().unwrap().clone();
     assert!(
-        eventually(Duration::from_secs(5), || control
-            .state()
-            .telemetry
-            .is_some())
-        .await
+        control.state().telemetry.is_some(),
+        "the first tick ran at start"
     );
     let telemetry = control.state().telemetry.unwrap();
     assert!(

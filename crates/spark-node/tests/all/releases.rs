@@ -1,10 +1,16 @@
 //! Releases on a real node: deploys validated before traffic, canary steps driven by the
 //! analysis, automatic rollback of a bad version, manual promote/abort, rollback to an earlier
 //! release, and no request failing because of a switch.
+//!
+//! Rollouts that walk their steps run on a manual clock moved by the traffic: one rollout tick
+//! passes per [`REQUESTS_PER_TICK`] answered requests, so a step's duration and its evidence
+//! (requests in the windows) keep the same proportion on a fast machine and a busy one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use serde_json::{Value, json};
 use spark_testkit::{TestNode, get, guest};
@@ -69,12 +75,22 @@ async fn version(node: &TestNode) -> Result<String, String> {
     Ok(env["VERSION"].as_str().unwrap_or("?").to_owned())
 }
 
-/// Clients hitting `/api/env` until stopped, counting answers per version and failures.
+/// The node's rollout tick, and how many answered requests stand for it.
+const TICK: Duration = Duration::from_millis(500);
+const REQUESTS_PER_TICK: u64 = 25;
+
+/// Clients hitting `/api/env` until stopped, counting answers per version and failures, and
+/// all answers (watched: [`wait_for`] moves the clock by them).
 fn load(
     node: &TestNode,
     stop: Arc<AtomicBool>,
-) -> (tokio::task::JoinHandle<()>, Arc<[AtomicU64; 4]>) {
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<[AtomicU64; 4]>,
+    watch::Receiver<u64>,
+) {
     let counts: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
+    let (answered, watched) = watch::channel(0u64);
     let url = node.url("/api/env");
     let (c, s) = (counts.clone(), stop.clone());
     let task = tokio::spawn(async move {
@@ -92,27 +108,41 @@ fn load(
                 _ => 3,
             };
             c[index].fetch_add(1, Ordering::Relaxed);
+            answered.send_modify(|n| *n += 1);
         }
     });
-    (task, counts)
+    (task, counts, watched)
 }
 
-async fn wait_for(node: &TestNode, within: Duration, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + within;
+/// Moves the node's clock one rollout tick per [`REQUESTS_PER_TICK`] answered requests until
+/// the rollout status passes `check`, or `within` of the node's time has passed.
+async fn wait_for(
+    node: &TestNode,
+    answered: &mut watch::Receiver<u64>,
+    within: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut waited = Duration::ZERO;
     loop {
         let status = rollout(node).await;
-        if check(&status) || std::time::Instant::now() > deadline {
+        if check(&status) || waited > within {
             return status;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let seen = *answered.borrow_and_update();
+        answered
+            .wait_for(|&n| n >= seen + REQUESTS_PER_TICK)
+            .await
+            .expect("the load runs until the rollout ends");
+        node.advance(TICK).await;
+        waited += TICK;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_version_walks_the_canary_steps_and_is_promoted_without_failing_a_request() {
-    let node = TestNode::start(V1).await.unwrap();
+    let node = TestNode::start_manual(V1).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let (task, counts) = load(&node, stop.clone());
+    let (task, counts, mut answered) = load(&node, stop.clone());
     let reply = deploy(&node, &V1.replace("VERSION = \"1\"", "VERSION = \"2\"")).await;
     assert_eq!(reply.status, 202, "{}", reply.text());
     let outcome: Value = serde_json::from_slice(&reply.body).unwrap();
@@ -130,7 +160,10 @@ async fn a_good_version_walks_the_canary_steps_and_is_promoted_without_failing_a
         during["rollout"]["modules"]["api"]["compared_with"], "baseline",
         "a fresh copy of v1 is the yardstick: {during}"
     );
-    let done = wait_for(&node, Duration::from_secs(30), |s| s["rollout"].is_null()).await;
+    let done = wait_for(&node, &mut answered, Duration::from_secs(30), |s| {
+        s["rollout"].is_null()
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     task.await.unwrap();
     let events = String::from_utf8(
@@ -167,13 +200,16 @@ async fn a_good_version_walks_the_canary_steps_and_is_promoted_without_failing_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_canary_is_rolled_back_automatically() {
-    let node = TestNode::start(V1).await.unwrap();
+    let node = TestNode::start_manual(V1).await.unwrap();
     let before = rollout(&node).await["current"].clone();
     let stop = Arc::new(AtomicBool::new(false));
-    let (task, counts) = load(&node, stop.clone());
+    let (task, counts, mut answered) = load(&node, stop.clone());
     let bad = V1.replace("VERSION = \"1\"", "VERSION = \"2\"\nFAIL_PERCENT = \"40\"");
     assert_eq!(deploy(&node, &bad).await.status, 202);
-    let done = wait_for(&node, Duration::from_secs(20), |s| s["rollout"].is_null()).await;
+    let done = wait_for(&node, &mut answered, Duration::from_secs(20), |s| {
+        s["rollout"].is_null()
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     task.await.unwrap();
     assert_eq!(
@@ -393,14 +429,17 @@ async fn a_restarted_node_resumes_its_rollout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slower_canary_is_rolled_back_on_latency_alone() {
-    let node = TestNode::start(V1).await.unwrap();
+    let node = TestNode::start_manual(V1).await.unwrap();
     let before = rollout(&node).await["current"].clone();
     let stop = Arc::new(AtomicBool::new(false));
-    let (task, counts) = load(&node, stop.clone());
+    let (task, counts, mut answered) = load(&node, stop.clone());
     // Every answer correct, but each costs ~30x the CPU of the stable version's.
     let slow = V1.replace("VERSION = \"1\"", "VERSION = \"2\"\nWORK = \"15\"");
     assert_eq!(deploy(&node, &slow).await.status, 202);
-    let done = wait_for(&node, Duration::from_secs(30), |s| s["rollout"].is_null()).await;
+    let done = wait_for(&node, &mut answered, Duration::from_secs(30), |s| {
+        s["rollout"].is_null()
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     task.await.unwrap();
     let events = String::from_utf8(

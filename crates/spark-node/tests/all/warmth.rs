@@ -1,6 +1,9 @@
 //! The predictor on a real node: idle modules are evicted to their compiled artifact, a
 //! request for one is a (counted, reported) cold load, and a module called on a schedule is
 //! loaded again just before its calls.
+//!
+//! Every node here runs on a manual clock: the test moves the node's time (and so the model's)
+//! between real requests, and the warmth controller has acted when `advance` returns.
 
 use std::time::Duration;
 
@@ -14,17 +17,6 @@ fn loaded(node: &TestNode, id: &str) -> bool {
         .residency
         .current()
         .is_some()
-}
-
-async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + within;
-    while std::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    check()
 }
 
 #[tokio::test]
@@ -46,12 +38,14 @@ component = "{guest:hello}"
 routes = ["/shop"]
 priority = "critical"
 "#;
-    let node = TestNode::start(manifest).await.unwrap();
+    let node = TestNode::start_manual(manifest).await.unwrap();
+    let tick = Duration::from_millis(200);
     assert!(
-        eventually(Duration::from_secs(5), || !loaded(&node, "hello")).await,
+        node.advance_until(tick, Duration::from_secs(5), || !loaded(&node, "hello"))
+            .await,
         "an idle module over the budget is evicted"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.advance(Duration::from_millis(500)).await;
     assert!(loaded(&node, "shop"), "critical modules are never evicted");
 
     let cold = get(&node.url("/hello")).await.unwrap();
@@ -87,8 +81,9 @@ priority = "critical"
     node.stop().await;
 }
 
-/// Model time runs 600x faster (a minute every 100 ms): a module called every 20 minutes is
-/// called every 2 s, and evicted in between by modules nobody has called yet.
+/// Model time runs 600x faster than the node's clock (a minute every 100 ms): a module called
+/// every 20 minutes is called every 2 s of it, and evicted in between by modules nobody has
+/// called yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_called_on_a_schedule_is_prewarmed_before_its_calls() {
     let mut manifest = String::from(
@@ -97,13 +92,13 @@ async fn a_module_called_on_a_schedule_is_prewarmed_before_its_calls() {
     for id in ["report", "idle-a", "idle-b", "idle-c", "idle-d"] {
         manifest.push_str(&format!("\n[[module]]\nid = \"{id}\"\ncomponent = \"{{guest:echo}}\"\nroutes = [\"/{id}/...\"]\n"));
     }
-    let node = TestNode::start(&manifest).await.unwrap();
+    let node = TestNode::start_manual(&manifest).await.unwrap();
     let mut cold = Vec::new();
     for _ in 0..8 {
         let reply = get(&node.url("/report/env")).await.unwrap();
         assert_eq!(reply.status, 200);
         cold.push(reply.headers.contains_key("spark-cold-start"));
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        node.advance(Duration::from_secs(2)).await;
     }
     let report = node.node.snapshot().module("report").cloned().unwrap();
     let state = node.node.warmth().state();
@@ -122,16 +117,14 @@ async fn a_module_called_on_a_schedule_is_prewarmed_before_its_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_survives_a_restart_and_a_damaged_store_starts_empty() {
     let manifest = "version = 1\n[predictor]\ninterval = \"100ms\"\ntime_scale = 600.0\n\n[[module]]\nid = \"report\"\ncomponent = \"{guest:hello}\"\nroutes = [\"/report\"]\n";
-    let node = TestNode::start(manifest).await.unwrap();
+    let node = TestNode::start_manual(manifest).await.unwrap();
     for _ in 0..4 {
         assert_eq!(get(&node.url("/report")).await.unwrap().status, 200);
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        node.advance(Duration::from_millis(600)).await;
     }
     let dir = node.stop().await;
 
-    let restarted = TestNode::start_in(manifest, dir, spark_runtime::PoolingMode::Auto)
-        .await
-        .unwrap();
+    let restarted = TestNode::start_in_manual(manifest, dir).await.unwrap();
     let known = || {
         restarted
             .node
@@ -142,7 +135,9 @@ async fn history_survives_a_restart_and_a_damaged_store_starts_empty() {
             .is_some_and(|m| m.calls_per_day.is_some())
     };
     assert!(
-        eventually(Duration::from_secs(3), known).await,
+        restarted
+            .advance_until(Duration::from_millis(100), Duration::from_secs(3), known)
+            .await,
         "history restored: {:?}",
         restarted.node.warmth().state()
     );

@@ -1,10 +1,12 @@
 //! The policy: a pure function from what the node sees to what it should do.
 //!
 //! `plan(now, signals, observations, config, state)` returns a [`Plan`] (per-module CPU share,
-//! concurrency cap, queue, warm-pool limit, job pacing, outbound pacing) and the
-//! [`Decision`]s that changed something, each with its reason. No clock, no I/O: the caller
-//! passes time and data, so every trigger and every hysteresis path is tested
-//! deterministically and can be replayed offline.
+//! concurrency cap, queue, warm-pool limit, job pacing, outbound pacing; node-wide, the share
+//! of the predictor's memory budget to give back and where inference may run) and the
+//! [`Decision`]s that changed something, each with its reason, typed. No clock, no I/O: the
+//! caller passes time and data, so every trigger and every hysteresis path is tested
+//! deterministically and can be replayed offline. The plan is complete: the node pushes all
+//! of it to its actuators every tick and nothing reads it back to decide.
 //!
 //! The decision worth knowing: surge detection looks at what throttling cannot change. It
 //! enters on pressure at a critical module (queueing, rejections, p99 well above its calm
@@ -14,15 +16,19 @@
 //! what makes latency fine again. A surge that turns out to be the new normal (steady, no
 //! pressure, for `settle_ticks`) becomes the baseline.
 
+mod decision;
 mod hysteresis;
+mod node;
 mod rules;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use spark_manifest::Priority;
 
+pub use decision::{Change, Decision, DecisionText, Mode, ModulePressure, Pressure, Reason, Scope};
 pub use hysteresis::Hysteresis;
+pub use node::{inference_plan, warm_pressure};
 pub use rules::plan;
 
 /// What the probes say about the node, reduced to what the policy uses.
@@ -37,6 +43,9 @@ pub struct NodeSignals {
     pub power: PowerSignal,
     /// Worst recent round trip to the configured upstreams (or observed outbound), if known.
     pub uplink_latency_ms: Option<f64>,
+    /// Inferences in flight on each accelerator backend (empty without an inference host).
+    #[serde(default)]
+    pub accelerators_in_flight: BTreeMap<String, u32>,
 }
 
 impl Default for NodeSignals {
@@ -47,6 +56,7 @@ impl Default for NodeSignals {
             memory_pressure: None,
             power: PowerSignal::Mains,
             uplink_latency_ms: None,
+            accelerators_in_flight: BTreeMap::new(),
         }
     }
 }
@@ -128,6 +138,22 @@ pub struct PolicyConfig {
     pub baseline_alpha: f64,
     /// Intervals of pressure-free, steady load after which a surge's rate becomes the baseline.
     pub settle_ticks: u32,
+    /// Share of the predictor's memory budget given back under memory pressure, and in power
+    /// save (the larger applies when both are on).
+    pub memory_pressure_warm_release: f64,
+    pub power_save_warm_release: f64,
+    pub inference: InferenceConfig,
+}
+
+/// How the policy steers the inference host (from the manifest's `[nn]`; the default, for a
+/// node without one, never changes anything).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InferenceConfig {
+    /// Power save keeps inference on the CPU.
+    pub cpu_only_on_power_save: bool,
+    /// In-flight inferences at or above which an accelerator is saturated, and at or below
+    /// half of which it no longer is (0: never).
+    pub saturation: u32,
 }
 
 impl Default for PolicyConfig {
@@ -151,6 +177,9 @@ impl Default for PolicyConfig {
             exit_ticks: 6,
             baseline_alpha: 0.1,
             settle_ticks: 40,
+            memory_pressure_warm_release: 0.5,
+            power_save_warm_release: 0.25,
+            inference: InferenceConfig::default(),
         }
     }
 }
@@ -193,6 +222,21 @@ pub struct Modes {
 pub struct Plan {
     pub modes: Modes,
     pub modules: BTreeMap<String, ModulePlan>,
+    /// Share of the predictor's memory budget it must give back, in `[0, 1]` (memory gets
+    /// dearer in proportion; see `spark_predict::live::WarmthPlanner::plan`).
+    #[serde(default)]
+    pub warm_pressure: f64,
+    #[serde(default)]
+    pub inference: InferencePlan,
+}
+
+/// Where inference may run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InferencePlan {
+    /// Every inference on the CPU.
+    pub cpu_only: bool,
+    /// Accelerator backends marked saturated: new inferences go elsewhere.
+    pub saturated: BTreeSet<String>,
 }
 
 /// One module's allowances.
@@ -210,16 +254,6 @@ pub struct ModulePlan {
     pub job_pacing: f64,
     /// Minimum gap between the module's outbound requests, ms (0 = none).
     pub outbound_interval_ms: u64,
-}
-
-/// One change the policy made, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Decision {
-    pub at_ms: u64,
-    /// `node` or a module id.
-    pub scope: String,
-    pub change: String,
-    pub reason: String,
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! The rules: modes from signals (with hysteresis), then each module's allowances from the
-//! modes and its priority class, then the decisions as differences to the previous plan.
+//! modes and its priority class, then the node-wide ones ([`super::node`]), then the decisions
+//! as differences to the previous plan.
 
 use std::collections::BTreeMap;
 
 use spark_manifest::Priority;
 
+use super::node::{diff_node, inference_plan, warm_pressure};
 use super::{
-    Baseline, Decision, Modes, ModuleObservation, ModulePlan, NodeSignals, Plan, PolicyConfig,
-    PolicyState, PowerSignal,
+    Baseline, Change, Decision, Mode, Modes, ModuleObservation, ModulePlan, ModulePressure,
+    NodeSignals, Plan, PolicyConfig, PolicyState, PowerSignal, Pressure, Reason, Scope,
 };
 
 /// Baselines need this many calm intervals before rate or latency jumps count.
@@ -31,14 +33,18 @@ pub fn plan(
     if !modes.surge {
         learn_baselines(modules, &pressured, config, state);
     }
+    let last = state.last.take().unwrap_or_default();
     let plan = Plan {
         modes,
         modules: modules
             .iter()
             .map(|m| (m.id.clone(), module_plan(m, modes, modules, config)))
             .collect(),
+        warm_pressure: warm_pressure(modes, config),
+        inference: inference_plan(modes, signals, &config.inference, &last.inference),
     };
-    diff_modules(now_ms, state.last.as_ref(), &plan, &mut decisions);
+    diff_modules(now_ms, &last, &plan, &mut decisions);
+    diff_node(now_ms, &last, &plan, signals, config, &mut decisions);
     state.last = Some(plan.clone());
     (plan, decisions)
 }
@@ -59,13 +65,13 @@ fn update_modes(
     let (calm, why) = (surge.calm, surge.why);
     let mut unsettled = surge.pressured;
     unsettled.extend(surge.jumped);
-    let mut flip = |name: &str, changed: Option<bool>, on_reason: String, off_reason: &str| {
+    let mut flip = |mode: Mode, changed: Option<bool>, on_reason: Reason, off_reason: Reason| {
         if let Some(active) = changed {
             decisions.push(Decision {
                 at_ms: now_ms,
-                scope: "node".into(),
-                change: format!("{name} {}", if active { "started" } else { "ended" }),
-                reason: if active { on_reason } else { off_reason.into() },
+                scope: Scope::Node,
+                change: Change::Mode { mode, active },
+                reason: if active { on_reason } else { off_reason },
             });
         }
     };
@@ -76,10 +82,10 @@ fn update_modes(
         config.surge_exit_ticks,
     );
     flip(
-        "surge",
+        Mode::Surge,
         changed,
-        why,
-        "critical load back to its baseline, no queueing",
+        Reason::CriticalPressure(why),
+        Reason::SurgeOver,
     );
 
     let pressure = signals.memory_pressure;
@@ -90,14 +96,13 @@ fn update_modes(
         config.exit_ticks,
     );
     flip(
-        "memory pressure",
+        Mode::MemoryPressure,
         changed,
-        format!(
-            "memory pressure {:.2} >= {:.2}",
-            pressure.unwrap_or(0.0),
-            config.memory_high
-        ),
-        "memory pressure back below its low mark",
+        Reason::MemoryHigh {
+            pressure: pressure.unwrap_or(0.0),
+            high: config.memory_high,
+        },
+        Reason::MemoryRelieved,
     );
 
     let (low, ok) = match signals.power {
@@ -110,15 +115,14 @@ fn update_modes(
     let changed = state
         .power_save
         .update(low, ok, config.enter_ticks, config.exit_ticks);
-    let battery = match signals.power {
-        PowerSignal::Battery { percent, .. } => format!("on battery at {percent:.0}%"),
-        PowerSignal::Mains => "on mains".into(),
-    };
     flip(
-        "power save",
+        Mode::PowerSave,
         changed,
-        format!("{battery} (low mark {:.0}%)", config.battery_low_percent),
-        "back on mains or charged",
+        Reason::BatteryLow {
+            power: signals.power,
+            low_percent: config.battery_low_percent,
+        },
+        Reason::PowerBack,
     );
 
     let latency = signals.uplink_latency_ms;
@@ -129,14 +133,13 @@ fn update_modes(
         config.exit_ticks,
     );
     flip(
-        "slow uplink",
+        Mode::UplinkSlow,
         changed,
-        format!(
-            "uplink round trip {:.0} ms >= {:.0} ms",
-            latency.unwrap_or(0.0),
-            config.uplink_slow_ms
-        ),
-        "uplink round trip back to normal",
+        Reason::UplinkSlow {
+            latency_ms: latency.unwrap_or(0.0),
+            slow_ms: config.uplink_slow_ms,
+        },
+        Reason::UplinkBack,
     );
 
     let modes = Modes {
@@ -156,7 +159,7 @@ struct SurgeSignals {
     jumped: Vec<String>,
     /// Every critical module is calm (no pressure, rate near its baseline).
     calm: bool,
-    why: String,
+    why: Vec<ModulePressure>,
 }
 
 fn surge_signals(
@@ -176,25 +179,31 @@ fn surge_signals(
         let mut pressure = Vec::new();
         let mut hard = false;
         if m.queued > 0 {
-            pressure.push(format!("{} queued", m.queued));
+            pressure.push(Pressure::Queued(m.queued));
             hard = true;
         }
         if m.rejected > 0 {
-            pressure.push(format!("{} rejected", m.rejected));
+            pressure.push(Pressure::Rejected(m.rejected));
             hard = true;
         }
         if let Some(p99) = m
             .p99_ms
             .filter(|&p| known && p > config.surge_latency_factor * base_p99)
         {
-            pressure.push(format!("p99 {p99:.1} ms vs baseline {base_p99:.1} ms"));
+            pressure.push(Pressure::SlowP99 {
+                p99_ms: p99,
+                baseline_ms: base_p99,
+            });
         }
         if !pressure.is_empty() {
             pressured.push(m.id.clone());
         }
         let rate = m.rate();
         if known && rate > config.surge_rate_factor * base_rate {
-            pressure.push(format!("{rate:.0} req/s vs baseline {base_rate:.0} req/s"));
+            pressure.push(Pressure::RateJump {
+                rate,
+                baseline: base_rate,
+            });
             jumped.push(m.id.clone());
         }
         // Ending a surge looks only at what throttling cannot fix: queueing, refusals and the
@@ -203,18 +212,17 @@ fn surge_signals(
         let calm = !hard && (!known || rate <= config.calm_rate_factor * base_rate);
         all_calm &= calm;
         if !pressure.is_empty() {
-            reasons.push(format!(
-                "critical module '{}': {}",
-                m.id,
-                pressure.join(", ")
-            ));
+            reasons.push(ModulePressure {
+                module: m.id.clone(),
+                signs: pressure,
+            });
         }
     }
     SurgeSignals {
         pressured,
         jumped,
         calm: all_calm,
-        why: reasons.join("; "),
+        why: reasons,
     }
 }
 
@@ -247,12 +255,14 @@ fn rebaseline_if_settled(
         if base.settled_ticks >= config.settle_ticks {
             decisions.push(Decision {
                 at_ms: now_ms,
-                scope: m.id.clone(),
-                change: format!("baseline {:.0} -> {:.0} req/s", base.rate, m.rate()),
-                reason: format!(
-                    "load steady for {} intervals without pressure: the new normal",
-                    config.settle_ticks
-                ),
+                scope: Scope::Module(m.id.clone()),
+                change: Change::Baseline {
+                    from: base.rate,
+                    to: m.rate(),
+                },
+                reason: Reason::Settled {
+                    ticks: config.settle_ticks,
+                },
             });
             base.rate = m.rate();
             base.settled_ticks = 0;
@@ -351,75 +361,48 @@ fn background_min_share(
     config.background_min_share * f64::from(m.weight) / f64::from(total.max(1))
 }
 
-fn diff_modules(now_ms: u64, last: Option<&Plan>, plan: &Plan, decisions: &mut Vec<Decision>) {
+fn diff_modules(now_ms: u64, last: &Plan, plan: &Plan, decisions: &mut Vec<Decision>) {
     for (id, new) in &plan.modules {
-        let old = last.and_then(|l| l.modules.get(id));
-        let Some(old) = old else { continue };
-        let reason = reason_for(plan.modes);
-        let mut push = |change: String| {
+        let Some(old) = last.modules.get(id) else {
+            continue;
+        };
+        let mut push = |change: Change| {
             decisions.push(Decision {
                 at_ms: now_ms,
-                scope: id.clone(),
+                scope: Scope::Module(id.clone()),
                 change,
-                reason: reason.clone(),
+                reason: Reason::Modes(plan.modes),
             });
         };
         if old.cpu_share != new.cpu_share {
-            push(format!(
-                "cpu share {} -> {}",
-                share(old.cpu_share),
-                share(new.cpu_share)
-            ));
+            push(Change::CpuShare {
+                from: old.cpu_share,
+                to: new.cpu_share,
+            });
         }
         if old.concurrency != new.concurrency || old.queue != new.queue {
-            push(format!(
-                "concurrency {}/queue {} -> {}/{}",
-                old.concurrency, old.queue, new.concurrency, new.queue
-            ));
+            push(Change::Admission {
+                from: (old.concurrency, old.queue),
+                to: (new.concurrency, new.queue),
+            });
         }
         if old.warm_limit != new.warm_limit {
-            push(format!(
-                "warm limit {} -> {}",
-                limit(old.warm_limit),
-                limit(new.warm_limit)
-            ));
+            push(Change::WarmLimit {
+                from: old.warm_limit,
+                to: new.warm_limit,
+            });
         }
         if old.job_pacing != new.job_pacing {
-            push(format!(
-                "job pacing x{} -> x{}",
-                old.job_pacing, new.job_pacing
-            ));
+            push(Change::JobPacing {
+                from: old.job_pacing,
+                to: new.job_pacing,
+            });
         }
         if old.outbound_interval_ms != new.outbound_interval_ms {
-            push(format!(
-                "outbound gap {} ms -> {} ms",
-                old.outbound_interval_ms, new.outbound_interval_ms
-            ));
+            push(Change::OutboundGap {
+                from_ms: old.outbound_interval_ms,
+                to_ms: new.outbound_interval_ms,
+            });
         }
     }
-}
-
-fn reason_for(modes: Modes) -> String {
-    let active: Vec<&str> = [
-        (modes.surge, "surge"),
-        (modes.memory_pressure, "memory pressure"),
-        (modes.power_save, "power save"),
-        (modes.uplink_slow, "slow uplink"),
-    ]
-    .into_iter()
-    .filter_map(|(on, name)| on.then_some(name))
-    .collect();
-    if active.is_empty() {
-        "no constraint active: restored".into()
-    } else {
-        format!("active: {}", active.join(", "))
-    }
-}
-
-fn share(s: Option<f64>) -> String {
-    s.map_or("unlimited".into(), |s| format!("{:.0}%", s * 100.0))
-}
-
-fn limit(l: Option<u32>) -> String {
-    l.map_or("free".into(), |l| l.to_string())
 }

@@ -101,10 +101,14 @@ fn a_rate_surge_throttles_background_and_the_end_restores_it() {
     assert!(plan.modes.surge);
     let started = decisions
         .iter()
-        .find(|d| d.change == "surge started")
+        .find(|d| d.change.to_string() == "surge started")
         .expect("surge decision");
     assert!(
-        started.reason.contains("critical module 'shop'") && started.reason.contains("req/s"),
+        started
+            .reason
+            .to_string()
+            .contains("critical module 'shop'")
+            && started.reason.to_string().contains("req/s"),
         "{}",
         started.reason
     );
@@ -116,9 +120,8 @@ fn a_rate_surge_throttles_background_and_the_end_restores_it() {
     );
     assert_eq!((reports.concurrency, reports.queue), (4, 0));
     assert!(
-        decisions
-            .iter()
-            .any(|d| d.scope == "reports" && d.change == "cpu share unlimited -> 5%"),
+        decisions.iter().any(|d| d.scope.to_string() == "reports"
+            && d.change.to_string() == "cpu share unlimited -> 5%"),
         "{decisions:?}"
     );
     assert_eq!(
@@ -137,10 +140,14 @@ fn a_rate_surge_throttles_background_and_the_end_restores_it() {
     assert!(plan.modes.surge, "five calm ticks are not yet enough");
     let (plan, decisions) = d.tick(&calm(), &node(10.0));
     assert!(!plan.modes.surge);
-    assert!(decisions.iter().any(|d| d.change == "surge ended"));
-    assert!(decisions.iter().any(|d| d.scope == "reports"
-        && d.change == "cpu share 5% -> unlimited"
-        && d.reason.contains("restored")));
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.change.to_string() == "surge ended")
+    );
+    assert!(decisions.iter().any(|d| d.scope.to_string() == "reports"
+        && d.change.to_string() == "cpu share 5% -> unlimited"
+        && d.reason.to_string().contains("restored")));
     assert_eq!(
         plan.modules["reports"],
         ModulePlan {
@@ -162,7 +169,7 @@ fn queueing_at_a_critical_module_is_a_surge_even_without_a_baseline() {
     let (plan, decisions) = d.ticks(2, &calm(), &modules);
     assert!(plan.modes.surge);
     assert!(
-        decisions[0].reason.contains("3 queued"),
+        decisions[0].reason.to_string().contains("3 queued"),
         "{}",
         decisions[0].reason
     );
@@ -179,6 +186,7 @@ fn latency_far_above_baseline_is_pressure() {
     assert!(
         decisions[0]
             .reason
+            .to_string()
             .contains("p99 25.0 ms vs baseline 4.0 ms"),
         "{}",
         decisions[0].reason
@@ -211,7 +219,8 @@ fn memory_pressure_shrinks_low_priority_first_with_hysteresis() {
     assert!(
         decisions
             .iter()
-            .any(|d| d.change == "memory pressure started" && d.reason.contains("0.70"))
+            .any(|d| d.change.to_string() == "memory pressure started"
+                && d.reason.to_string().contains("0.70"))
     );
     assert_eq!(plan.modules["reports"].warm_limit, Some(0));
     assert_eq!(plan.modules["reports"].concurrency, 8);
@@ -250,7 +259,8 @@ fn low_battery_saves_power_until_charging() {
     assert!(
         decisions
             .iter()
-            .any(|d| d.change == "power save started" && d.reason.contains("15%"))
+            .any(|d| d.change.to_string() == "power save started"
+                && d.reason.to_string().contains("15%"))
     );
     assert_eq!(
         plan.modules["sync"].job_pacing, 4.0,
@@ -306,7 +316,8 @@ fn a_slow_uplink_paces_background_outbound_only() {
     assert!(
         decisions
             .iter()
-            .any(|d| d.change == "slow uplink started" && d.reason.contains("450 ms"))
+            .any(|d| d.change.to_string() == "slow uplink started"
+                && d.reason.to_string().contains("450 ms"))
     );
     assert_eq!(plan.modules["reports"].outbound_interval_ms, 1000);
     assert_eq!(plan.modules["api"].outbound_interval_ms, 0);
@@ -358,10 +369,9 @@ fn a_lasting_step_up_without_pressure_becomes_the_new_baseline() {
         let (plan, decisions) = d.tick(&calm(), &node(40.0));
         ticks += 1;
         assert!(plan.modes.surge);
-        if decisions
-            .iter()
-            .any(|d| d.scope == "shop" && d.change == "baseline 10 -> 40 req/s")
-        {
+        if decisions.iter().any(|d| {
+            d.scope.to_string() == "shop" && d.change.to_string() == "baseline 10 -> 40 req/s"
+        }) {
             break;
         }
         assert!(
@@ -394,4 +404,219 @@ fn a_lone_slow_request_does_not_hold_a_surge_open() {
         ended,
         "the surge must end once the rate is back, outliers or not"
     );
+}
+
+#[test]
+fn memory_pressure_and_power_save_give_back_part_of_the_warm_budget_tick_by_tick() {
+    let mut d = Driver::new();
+    let pressured = NodeSignals {
+        memory_pressure: Some(0.7),
+        ..calm()
+    };
+    let (plan, decisions) = d.tick(&pressured, &node(10.0));
+    assert_eq!(plan.warm_pressure, 0.0, "one tick is not a mode yet");
+    assert!(decisions.is_empty(), "{decisions:?}");
+    let (plan, decisions) = d.tick(&pressured, &node(10.0));
+    assert_eq!(
+        plan.warm_pressure, 0.5,
+        "memory pressure: half the budget back"
+    );
+    let budget = decisions
+        .iter()
+        .find(|d| d.scope == Scope::Node && matches!(d.change, Change::WarmBudget { .. }))
+        .expect("the warm budget decision");
+    assert_eq!(
+        (
+            budget.change.to_string(),
+            budget.reason.to_string().as_str()
+        ),
+        (
+            "warm budget 100% -> 50%".to_owned(),
+            "active: memory pressure"
+        )
+    );
+
+    // Power save on top: the larger release holds; nothing changes, nothing is logged.
+    let both = NodeSignals {
+        power: PowerSignal::Battery {
+            percent: 10.0,
+            charging: false,
+        },
+        ..pressured.clone()
+    };
+    let (plan, decisions) = d.ticks(2, &both, &node(10.0));
+    assert!(plan.modes.power_save && plan.modes.memory_pressure);
+    assert_eq!(plan.warm_pressure, 0.5);
+    assert!(
+        !decisions
+            .iter()
+            .any(|d| matches!(d.change, Change::WarmBudget { .. })),
+        "{decisions:?}"
+    );
+
+    // Memory relieved (after its exit ticks), still on a low battery: a quarter back.
+    let battery_only = NodeSignals {
+        memory_pressure: Some(0.1),
+        ..both.clone()
+    };
+    for tick in 1..=5 {
+        let (plan, _) = d.tick(&battery_only, &node(10.0));
+        assert_eq!(plan.warm_pressure, 0.5, "tick {tick}: hysteresis holds");
+    }
+    let (plan, decisions) = d.tick(&battery_only, &node(10.0));
+    assert_eq!(plan.warm_pressure, 0.25);
+    assert!(
+        decisions.iter().any(|d| d.change
+            == Change::WarmBudget {
+                from: 0.5,
+                to: 0.75
+            }
+            && d.reason.to_string() == "active: power save"),
+        "{decisions:?}"
+    );
+
+    // Charging: after the exit ticks the whole budget is back.
+    let charging = NodeSignals {
+        power: PowerSignal::Battery {
+            percent: 10.0,
+            charging: true,
+        },
+        ..battery_only
+    };
+    let (plan, decisions) = d.ticks(6, &charging, &node(10.0));
+    assert_eq!(plan.warm_pressure, 0.0);
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.change.to_string() == "warm budget 75% -> 100%"
+                && d.reason.to_string() == "no constraint active: restored"),
+        "{decisions:?}"
+    );
+}
+
+#[test]
+fn warm_pressure_is_the_larger_release_of_the_active_modes() {
+    let config = PolicyConfig::default();
+    let modes = |memory_pressure, power_save| Modes {
+        memory_pressure,
+        power_save,
+        ..Modes::default()
+    };
+    assert_eq!(warm_pressure(modes(false, false), &config), 0.0);
+    assert_eq!(warm_pressure(modes(true, false), &config), 0.5);
+    assert_eq!(warm_pressure(modes(false, true), &config), 0.25);
+    assert_eq!(warm_pressure(modes(true, true), &config), 0.5);
+    let surge = Modes {
+        surge: true,
+        uplink_slow: true,
+        ..Modes::default()
+    };
+    assert_eq!(
+        warm_pressure(surge, &config),
+        0.0,
+        "surge and uplink leave warmth alone"
+    );
+}
+
+#[test]
+fn power_save_moves_inference_to_the_cpu_only_when_configured() {
+    let low = NodeSignals {
+        power: PowerSignal::Battery {
+            percent: 15.0,
+            charging: false,
+        },
+        ..calm()
+    };
+    // A node without an inference host: nothing to steer, nothing logged.
+    let mut d = Driver::new();
+    let (plan, decisions) = d.ticks(2, &low, &node(10.0));
+    assert!(plan.modes.power_save && !plan.inference.cpu_only);
+    assert!(!decisions.iter().any(|d| d.scope == Scope::Inference));
+
+    let mut d = Driver::new();
+    d.config.inference.cpu_only_on_power_save = true;
+    let (plan, _) = d.tick(&low, &node(10.0));
+    assert!(!plan.inference.cpu_only, "follows the mode's hysteresis");
+    let (plan, decisions) = d.tick(&low, &node(10.0));
+    assert!(plan.inference.cpu_only);
+    let moved: Vec<String> = decisions
+        .iter()
+        .filter(|d| d.scope == Scope::Inference)
+        .map(|d| format!("{}: {} ({})", d.scope, d.change, d.reason))
+        .collect();
+    assert_eq!(moved, ["nn: inference on CPU only (power save)"]);
+    let (plan, decisions) = d.ticks(6, &calm(), &node(10.0));
+    assert!(!plan.inference.cpu_only);
+    assert!(decisions.iter().any(|d| d.scope == Scope::Inference
+        && d.change.to_string() == "inference on the best device"
+        && d.reason.to_string() == "power save ended"));
+}
+
+#[test]
+fn a_busy_accelerator_is_saturated_until_half_its_limit() {
+    let mut d = Driver::new();
+    d.config.inference.saturation = 4;
+    let busy = |n: u32| NodeSignals {
+        accelerators_in_flight: [("ort-webgpu".to_owned(), n), ("ort-npu".to_owned(), 0)]
+            .into_iter()
+            .collect(),
+        ..calm()
+    };
+    let (plan, decisions) = d.tick(&busy(3), &node(10.0));
+    assert!(plan.inference.saturated.is_empty());
+    assert!(decisions.is_empty(), "{decisions:?}");
+    let (plan, decisions) = d.tick(&busy(4), &node(10.0));
+    assert_eq!(
+        plan.inference.saturated.iter().collect::<Vec<_>>(),
+        ["ort-webgpu"]
+    );
+    assert_eq!(
+        decisions
+            .iter()
+            .map(|d| format!("{}: {} ({})", d.scope, d.change, d.reason))
+            .collect::<Vec<_>>(),
+        ["nn: ort-webgpu saturated: inference moves on (4 inferences in flight (limit 4))"]
+    );
+    for n in [3, 5, 3] {
+        let (plan, decisions) = d.tick(&busy(n), &node(10.0));
+        assert!(plan.inference.saturated.contains("ort-webgpu"), "at {n}");
+        assert!(decisions.is_empty(), "{decisions:?}");
+    }
+    let (plan, decisions) = d.tick(&busy(2), &node(10.0));
+    assert!(plan.inference.saturated.is_empty());
+    assert_eq!(
+        decisions[0].change,
+        Change::Saturation {
+            backend: "ort-webgpu".into(),
+            saturated: false
+        }
+    );
+    assert_eq!(
+        decisions[0].change.to_string(),
+        "ort-webgpu no longer saturated"
+    );
+}
+
+#[test]
+fn decisions_serialize_to_the_same_text_as_before() {
+    let mut d = Driver::new();
+    d.ticks(5, &calm(), &node(10.0));
+    let (_, decisions) = d.ticks(2, &calm(), &node(30.0));
+    let json = serde_json::to_value(&decisions[0]).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "at_ms": 3500,
+            "scope": "node",
+            "change": "surge started",
+            "reason": "critical module 'shop': 30 req/s vs baseline 10 req/s",
+        })
+    );
+    let text: DecisionText = serde_json::from_value(json).unwrap();
+    assert_eq!(text, DecisionText::from(&decisions[0]));
+    assert!(matches!(
+        &decisions[0].reason,
+        Reason::CriticalPressure(modules) if modules[0].module == "shop"
+            && matches!(modules[0].signs[..], [Pressure::RateJump { .. }])
+    ));
 }

@@ -28,6 +28,8 @@ impl Telemetry {
                 .chain([self.network.outbound.ewma_p90_ms])
                 .flatten()
                 .reduce(f64::max),
+            // Not a probe's: the node adds what its inference host reports.
+            accelerators_in_flight: defaults.accelerators_in_flight,
         }
     }
 }

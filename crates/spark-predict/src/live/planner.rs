@@ -32,6 +32,19 @@ pub enum WarmthLevel {
     Ready(u32),
 }
 
+impl WarmthLevel {
+    /// This level within a module's bounds: at least `floor` (a critical module is never
+    /// evicted below loaded), and at most `max_ready` instances ready (0: loaded, none ready),
+    /// the cap the orchestrator's plan sets under memory pressure or power save.
+    pub fn within(self, floor: WarmthLevel, max_ready: Option<u32>) -> WarmthLevel {
+        match (self.max(floor), max_ready) {
+            (WarmthLevel::Ready(_), Some(0)) => WarmthLevel::Loaded,
+            (WarmthLevel::Ready(n), Some(limit)) => WarmthLevel::Ready(n.min(limit)),
+            (level, _) => level,
+        }
+    }
+}
+
 /// What each level costs a module.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LevelCosts {

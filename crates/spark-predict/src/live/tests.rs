@@ -165,3 +165,24 @@ fn an_instance_is_never_planned_without_its_component() {
         WarmthLevel::Ready(1)
     );
 }
+
+#[test]
+fn levels_stay_within_a_modules_floor_and_ready_cap() {
+    use WarmthLevel::{Compiled, Loaded, Ready};
+    assert_eq!(Compiled.within(Compiled, None), Compiled);
+    assert_eq!(
+        Compiled.within(Loaded, None),
+        Loaded,
+        "critical stays loaded"
+    );
+    assert_eq!(Ready(3).within(Loaded, None), Ready(3));
+    assert_eq!(Ready(3).within(Compiled, Some(1)), Ready(1), "capped");
+    assert_eq!(
+        Ready(3).within(Compiled, Some(0)),
+        Loaded,
+        "no instance ahead"
+    );
+    assert_eq!(Loaded.within(Compiled, Some(0)), Loaded);
+    assert_eq!(Compiled.within(Compiled, Some(0)), Compiled);
+    assert_eq!(Compiled.within(Loaded, Some(0)), Loaded);
+}

@@ -7,6 +7,9 @@
 //! snapshot is the switch (requests already running keep the version they started on, every
 //! new request sees exactly one version). A deploy during a rollout is refused, never queued
 //! or interleaved.
+//!
+//! Time is the node's [`Clock`]: rollout steps are timed, and releases and events stamped, by
+//! it, so a test walks a rollout by moving the clock.
 
 mod rollout;
 
@@ -20,8 +23,9 @@ use spark_store::{
     Digest, NewEvent, NewRelease, Release, ReleaseId, RolloutChange, Store, Transition,
 };
 
+use crate::clock::Clock;
 use crate::release::factory::{BuildError, ModuleFactory};
-use crate::release::startup::{content_hash, release_entries, release_modules, unix_ms};
+use crate::release::startup::{content_hash, release_entries, release_modules};
 use crate::serve::snapshot::{Canary, ModuleSlot, SharedSnapshot, Snapshot};
 
 pub use rollout::RolloutStatus;
@@ -101,15 +105,17 @@ pub struct Deployer {
     store: Arc<Store>,
     snapshot: SharedSnapshot,
     state: tokio::sync::Mutex<State>,
+    clock: Clock,
 }
 
 impl Deployer {
-    /// Serves `release` with its built `slots` (and publishes them).
+    /// Serves `release` with its built `slots` (and publishes them); times rollouts by `clock`.
     pub fn new(
         factory: ModuleFactory,
         snapshot: SharedSnapshot,
         release: Release,
         slots: Vec<Arc<ModuleSlot>>,
+        clock: Clock,
     ) -> Deployer {
         let store = factory.store.clone();
         let state = State {
@@ -122,6 +128,7 @@ impl Deployer {
             store,
             snapshot,
             state: tokio::sync::Mutex::new(state),
+            clock,
         }
     }
 
@@ -140,7 +147,7 @@ impl Deployer {
         let (canaries, added) = self
             .build_changes(&state.stable, &modules, release.id.as_str(), &rollout)
             .await?;
-        rollout.resume(unix_ms());
+        rollout.resume(self.clock.unix_ms());
         let baselines = self.build_baselines(&state.stable, &canaries).await;
         let mut active = Active {
             rollout,
@@ -196,7 +203,7 @@ impl Deployer {
                 manifest: manifest.text.clone(),
                 modules: entries,
                 author_note: note,
-                created_ms: unix_ms(),
+                created_ms: self.clock.unix_ms(),
             })
             .map_err(store_error)?;
         let (canary_slots, added_slots): (Vec<_>, Vec<_>) = built
@@ -226,7 +233,7 @@ impl Deployer {
                 Some(state.stable.release.id.as_str().to_owned()),
                 release.id.as_str().to_owned(),
                 rules,
-                unix_ms(),
+                self.clock.unix_ms(),
             );
             let canaries = canary_slots
                 .into_iter()
@@ -342,7 +349,7 @@ impl Deployer {
             kind: "switch",
             release: Some(&release.id),
             detail,
-            at_ms: unix_ms(),
+            at_ms: self.clock.unix_ms(),
         };
         self.store
             .commit_with_event(transition, event)
@@ -360,7 +367,7 @@ impl Deployer {
             kind,
             release: Some(&active.release.id),
             detail,
-            at_ms: unix_ms(),
+            at_ms: self.clock.unix_ms(),
         };
         self.store
             .commit_with_event(transition, event)

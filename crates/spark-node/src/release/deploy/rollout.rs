@@ -1,9 +1,11 @@
-//! Driving a rollout: every tick the canary's window and its baseline's (a fresh copy of the
-//! stable version with as much traffic) go to the pure state machine, and its decisions are committed and published: a step advances the canary's
-//! share, a promotion makes the new release current, a rollback drops the canary. A person's
-//! promote or abort goes through the same path.
+//! Driving a rollout: every tick of the node's clock the canary's window and its baseline's (a
+//! fresh copy of the stable version with as much traffic) go to the pure state machine, and its
+//! decisions are committed and published: a step advances the canary's share, a promotion makes
+//! the new release current, a rollback drops the canary. A person's promote or abort goes
+//! through the same path.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +16,6 @@ use spark_store::{NewEvent, RolloutChange, Transition};
 use tokio_util::sync::CancellationToken;
 
 use super::{Active, DeployError, Deployer, Serving, State, publish, store_error};
-use crate::release::startup::unix_ms;
 use crate::serve::snapshot::ModuleSlot;
 
 /// How often a running rollout is evaluated.
@@ -75,9 +76,10 @@ impl Deployer {
             return Ok(());
         };
         let windows = active.windows(&stable);
-        let decisions = active
-            .rollout
-            .evaluate(unix_ms(), &windows, &AnalysisConfig::default());
+        let decisions =
+            active
+                .rollout
+                .evaluate(self.clock.unix_ms(), &windows, &AnalysisConfig::default());
         self.apply(&mut state, decisions, "analysis")
     }
 
@@ -88,7 +90,11 @@ impl Deployer {
             .active
             .as_mut()
             .ok_or_else(|| DeployError::NotFound("no rollout in progress".into()))?;
-        let decisions: Vec<Decision> = active.rollout.promote(unix_ms(), by).into_iter().collect();
+        let decisions: Vec<Decision> = active
+            .rollout
+            .promote(self.clock.unix_ms(), by)
+            .into_iter()
+            .collect();
         let to = active.release.id.as_str().to_owned();
         self.apply(&mut state, decisions, by)?;
         Ok(to)
@@ -101,7 +107,11 @@ impl Deployer {
             .active
             .as_mut()
             .ok_or_else(|| DeployError::NotFound("no rollout in progress".into()))?;
-        let decisions: Vec<Decision> = active.rollout.abort(unix_ms(), by).into_iter().collect();
+        let decisions: Vec<Decision> = active
+            .rollout
+            .abort(self.clock.unix_ms(), by)
+            .into_iter()
+            .collect();
         self.apply(&mut state, decisions, by)?;
         Ok(state.stable.release.id.as_str().to_owned())
     }
@@ -148,7 +158,7 @@ impl Deployer {
                         kind: "promoted",
                         release: Some(&active.release.id),
                         detail: &reason,
-                        at_ms: unix_ms(),
+                        at_ms: self.clock.unix_ms(),
                     };
                     if let Err(e) = self.store.commit_with_event(transition, event) {
                         state.active = Some(active);
@@ -173,7 +183,7 @@ impl Deployer {
                         kind: "rolled-back",
                         release: Some(&active.release.id),
                         detail: &reason,
-                        at_ms: unix_ms(),
+                        at_ms: self.clock.unix_ms(),
                     };
                     if let Err(e) = self.store.commit_with_event(transition, event) {
                         state.active = Some(active);
@@ -230,16 +240,22 @@ impl Deployer {
         }
     }
 
-    /// Evaluates the rollout every [`TICK`] until `shutdown`.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut ticks = tokio::time::interval(TICK);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                () = shutdown.cancelled() => return,
-            }
-            if let Err(e) = self.tick().await {
-                tracing::error!(error = %e, "rollout evaluation failed; trying again next tick");
+    /// Evaluates the rollout every [`TICK`] until `shutdown`. The ticker is taken now, before
+    /// the task runs, so a manual clock knows the loop from the start.
+    pub fn run(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let mut ticker = self.clock.ticker("rollouts", TICK);
+        async move {
+            loop {
+                tokio::select! {
+                    () = ticker.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                if let Err(e) = self.tick().await {
+                    tracing::error!(error = %e, "rollout evaluation failed; trying again next tick");
+                }
             }
         }
     }

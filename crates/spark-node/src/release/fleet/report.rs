@@ -9,8 +9,8 @@ use spark_orchestrator::policy::PowerSignal;
 
 use super::agent::Agent;
 use super::reconcile::release_key;
+use crate::clock::Clock;
 use crate::control::ControlView;
-use crate::release::startup::unix_ms;
 use crate::serve::snapshot::SharedSnapshot;
 
 /// What the heartbeat reads.
@@ -19,6 +19,8 @@ pub(crate) struct Reporter {
     pub control: Option<Arc<ControlView>>,
     pub http: String,
     pub admin: String,
+    /// Stamps the heartbeat (the node's clock).
+    pub clock: Clock,
 }
 
 impl Agent {
@@ -62,7 +64,7 @@ impl Agent {
             rejected: state.rejected.iter().cloned().collect(),
             generation: state.generation,
             last_error: state.last_error.clone(),
-            at_ms: unix_ms(),
+            at_ms: self.reporter.clock.unix_ms(),
             ..NodeReport::default()
         };
         drop(state);

@@ -1,0 +1,308 @@
+//! Decisions: what the policy changed ([`Change`]), where ([`Scope`]) and why ([`Reason`]),
+//! as types, so tests and readers match on what happened rather than on wording.
+//!
+//! The decision worth knowing: the text is part of the interface. Operators read decisions in
+//! `spark status`, `/v1/orchestrator` and the log, and scripts grep them, so each type renders
+//! (`Display`) exactly the sentence the policy used to write, and a [`Decision`] serializes
+//! as `{at_ms, scope, change, reason}` with those sentences: the JSON is the same as when the
+//! fields were strings. Readers of that JSON get [`DecisionText`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Modes, PowerSignal};
+
+/// One change the policy made, when, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub at_ms: u64,
+    pub scope: Scope,
+    pub change: Change,
+    pub reason: Reason,
+}
+
+/// What a decision applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The node as a whole (modes, the warm budget): `node`.
+    Node,
+    /// The inference host: `nn`.
+    Inference,
+    /// One module, by id.
+    Module(String),
+}
+
+/// A node-wide mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Surge,
+    MemoryPressure,
+    PowerSave,
+    UplinkSlow,
+}
+
+/// What changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A mode switched on or off.
+    Mode { mode: Mode, active: bool },
+    /// A critical module's calm request rate was re-learned (req/s).
+    Baseline { from: f64, to: f64 },
+    /// CPU share (`None`: unlimited).
+    CpuShare { from: Option<f64>, to: Option<f64> },
+    /// Admission caps: (concurrency, queue).
+    Admission { from: (u32, u32), to: (u32, u32) },
+    /// Ready instances the predictor may keep (`None`: its own judgement).
+    WarmLimit { from: Option<u32>, to: Option<u32> },
+    /// Multiplier on a job's period.
+    JobPacing { from: f64, to: f64 },
+    /// Minimum gap between outbound requests, ms.
+    OutboundGap { from_ms: u64, to_ms: u64 },
+    /// Share of the predictor's memory budget it may use.
+    WarmBudget { from: f64, to: f64 },
+    /// Inference on the CPU only, or on the best device again.
+    InferenceCpuOnly { cpu_only: bool },
+    /// An accelerator marked saturated (inference moves on), or no longer.
+    Saturation { backend: String, saturated: bool },
+}
+
+/// One sign of pressure at a critical module.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pressure {
+    Queued(u32),
+    Rejected(u64),
+    SlowP99 { p99_ms: f64, baseline_ms: f64 },
+    RateJump { rate: f64, baseline: f64 },
+}
+
+/// A critical module under pressure and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModulePressure {
+    pub module: String,
+    pub signs: Vec<Pressure>,
+}
+
+/// Why it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    /// Critical modules under pressure (a surge started).
+    CriticalPressure(Vec<ModulePressure>),
+    /// Critical load back to its baseline with nothing queued (a surge ended).
+    SurgeOver,
+    MemoryHigh {
+        pressure: f64,
+        high: f64,
+    },
+    MemoryRelieved,
+    BatteryLow {
+        power: PowerSignal,
+        low_percent: f64,
+    },
+    PowerBack,
+    UplinkSlow {
+        latency_ms: f64,
+        slow_ms: f64,
+    },
+    UplinkBack,
+    /// A surge steady without pressure for this many intervals: the new normal.
+    Settled {
+        ticks: u32,
+    },
+    /// The modes in force (a module's allowances follow them).
+    Modes(Modes),
+    /// Power save started (`true`) or ended.
+    PowerSave(bool),
+    /// Inferences in flight on an accelerator against the saturation limit.
+    InFlight {
+        in_flight: u32,
+        limit: u32,
+    },
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Node => f.write_str("node"),
+            Scope::Inference => f.write_str("nn"),
+            Scope::Module(id) => f.write_str(id),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Surge => "surge",
+            Mode::MemoryPressure => "memory pressure",
+            Mode::PowerSave => "power save",
+            Mode::UplinkSlow => "slow uplink",
+        })
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Mode { mode, active } => {
+                write!(f, "{mode} {}", if *active { "started" } else { "ended" })
+            }
+            Change::Baseline { from, to } => write!(f, "baseline {from:.0} -> {to:.0} req/s"),
+            Change::CpuShare { from, to } => {
+                write!(f, "cpu share {} -> {}", share(*from), share(*to))
+            }
+            Change::Admission { from, to } => write!(
+                f,
+                "concurrency {}/queue {} -> {}/{}",
+                from.0, from.1, to.0, to.1
+            ),
+            Change::WarmLimit { from, to } => {
+                write!(f, "warm limit {} -> {}", limit(*from), limit(*to))
+            }
+            Change::JobPacing { from, to } => write!(f, "job pacing x{from} -> x{to}"),
+            Change::OutboundGap { from_ms, to_ms } => {
+                write!(f, "outbound gap {from_ms} ms -> {to_ms} ms")
+            }
+            Change::WarmBudget { from, to } => {
+                write!(f, "warm budget {:.0}% -> {:.0}%", from * 100.0, to * 100.0)
+            }
+            Change::InferenceCpuOnly { cpu_only: true } => f.write_str("inference on CPU only"),
+            Change::InferenceCpuOnly { cpu_only: false } => {
+                f.write_str("inference on the best device")
+            }
+            Change::Saturation {
+                backend,
+                saturated: true,
+            } => write!(f, "{backend} saturated: inference moves on"),
+            Change::Saturation {
+                backend,
+                saturated: false,
+            } => write!(f, "{backend} no longer saturated"),
+        }
+    }
+}
+
+impl fmt::Display for Pressure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pressure::Queued(n) => write!(f, "{n} queued"),
+            Pressure::Rejected(n) => write!(f, "{n} rejected"),
+            Pressure::SlowP99 {
+                p99_ms,
+                baseline_ms,
+            } => write!(f, "p99 {p99_ms:.1} ms vs baseline {baseline_ms:.1} ms"),
+            Pressure::RateJump { rate, baseline } => {
+                write!(f, "{rate:.0} req/s vs baseline {baseline:.0} req/s")
+            }
+        }
+    }
+}
+
+impl fmt::Display for ModulePressure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "critical module '{}': ", self.module)?;
+        write_joined(f, &self.signs, ", ")
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::CriticalPressure(modules) => write_joined(f, modules, "; "),
+            Reason::SurgeOver => f.write_str("critical load back to its baseline, no queueing"),
+            Reason::MemoryHigh { pressure, high } => {
+                write!(f, "memory pressure {pressure:.2} >= {high:.2}")
+            }
+            Reason::MemoryRelieved => f.write_str("memory pressure back below its low mark"),
+            Reason::BatteryLow { power, low_percent } => {
+                match power {
+                    PowerSignal::Battery { percent, .. } => {
+                        write!(f, "on battery at {percent:.0}%")?
+                    }
+                    PowerSignal::Mains => f.write_str("on mains")?,
+                }
+                write!(f, " (low mark {low_percent:.0}%)")
+            }
+            Reason::PowerBack => f.write_str("back on mains or charged"),
+            Reason::UplinkSlow {
+                latency_ms,
+                slow_ms,
+            } => write!(f, "uplink round trip {latency_ms:.0} ms >= {slow_ms:.0} ms"),
+            Reason::UplinkBack => f.write_str("uplink round trip back to normal"),
+            Reason::Settled { ticks } => write!(
+                f,
+                "load steady for {ticks} intervals without pressure: the new normal"
+            ),
+            Reason::Modes(modes) => {
+                let active: Vec<Mode> = [
+                    (modes.surge, Mode::Surge),
+                    (modes.memory_pressure, Mode::MemoryPressure),
+                    (modes.power_save, Mode::PowerSave),
+                    (modes.uplink_slow, Mode::UplinkSlow),
+                ]
+                .into_iter()
+                .filter_map(|(on, mode)| on.then_some(mode))
+                .collect();
+                if active.is_empty() {
+                    f.write_str("no constraint active: restored")
+                } else {
+                    f.write_str("active: ")?;
+                    write_joined(f, &active, ", ")
+                }
+            }
+            Reason::PowerSave(true) => f.write_str("power save"),
+            Reason::PowerSave(false) => f.write_str("power save ended"),
+            Reason::InFlight { in_flight, limit } => {
+                write!(f, "{in_flight} inferences in flight (limit {limit})")
+            }
+        }
+    }
+}
+
+fn write_joined<T: fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    items: &[T],
+    sep: &str,
+) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(sep)?;
+        }
+        write!(f, "{item}")?;
+    }
+    Ok(())
+}
+
+fn share(s: Option<f64>) -> String {
+    s.map_or("unlimited".into(), |s| format!("{:.0}%", s * 100.0))
+}
+
+fn limit(l: Option<u32>) -> String {
+    l.map_or("free".into(), |l| l.to_string())
+}
+
+/// A decision as text, the way the admin API serves it and `spark status` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionText {
+    pub at_ms: u64,
+    pub scope: String,
+    pub change: String,
+    pub reason: String,
+}
+
+impl From<&Decision> for DecisionText {
+    fn from(d: &Decision) -> DecisionText {
+        DecisionText {
+            at_ms: d.at_ms,
+            scope: d.scope.to_string(),
+            change: d.change.to_string(),
+            reason: d.reason.to_string(),
+        }
+    }
+}
+
+impl Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        DecisionText::from(self).serialize(serializer)
+    }
+}
