@@ -51,19 +51,15 @@ pub async fn status(admin: SocketAddr, token: &str) -> Result<StatusSummary, Ben
     let request = http::Request::get(format!("http://{admin}/v1/status"))
         .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Empty::new())
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+        .map_err(BenchError::runtime)?;
+    let response = client.request(request).await.map_err(BenchError::runtime)?;
     let body = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?
+        .map_err(BenchError::runtime)?
         .to_bytes();
-    let status: NodeStatus =
-        serde_json::from_slice(&body).map_err(|e| BenchError::Runtime(e.to_string()))?;
+    let status: NodeStatus = serde_json::from_slice(&body).map_err(BenchError::runtime)?;
     Ok(StatusSummary {
         modules: status
             .modules
@@ -95,16 +91,13 @@ pub async fn metrics(admin: SocketAddr) -> Result<String, BenchError> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let uri: http::Uri = format!("http://{admin}/metrics")
         .parse()
-        .map_err(|e| BenchError::Runtime(format!("{e}")))?;
-    let response = client
-        .get(uri)
-        .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+        .map_err(BenchError::runtime)?;
+    let response = client.get(uri).await.map_err(BenchError::runtime)?;
     let body = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?
+        .map_err(BenchError::runtime)?
         .to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())
 }

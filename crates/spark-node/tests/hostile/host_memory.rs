@@ -143,7 +143,7 @@ async fn running_invocations_never_reserve_more_than_the_node_bound() {
     assert!(refused.text().contains("memory"), "{}", refused.text());
     assert!(refused.headers.contains_key("retry-after"));
     let reserved = series(&node, "spark_node_memory_reserved_bytes").await;
-    assert_eq!(reserved, (3 * 80 << 20) as f64);
+    assert_eq!(reserved, ((3 * 80) << 20) as f64);
     for _ in 0..5 {
         assert_eq!(
             get(&node.url("/shop")).await.unwrap().status,
