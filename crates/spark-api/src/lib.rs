@@ -53,8 +53,12 @@ pub enum RequestError {
         path.display()
     )]
     LocalFile { module: String, path: PathBuf },
-    #[error("module '{module}': {source}")]
-    Digest { module: String, source: StoreError },
+    #[error("module '{module}'")]
+    Digest {
+        module: String,
+        #[source]
+        source: StoreError,
+    },
 }
 
 impl DeployRequest {

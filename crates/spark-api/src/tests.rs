@@ -56,7 +56,12 @@ fn refusals_name_the_module_and_why() {
         .check()
         .unwrap_err();
     assert!(matches!(e, RequestError::Digest { .. }), "{e:?}");
-    assert!(e.to_string().starts_with("module 'hello': "), "{e}");
+    assert_eq!(e.to_string(), "module 'hello'");
+    let why = spark_error::chain(&e).to_string();
+    assert!(
+        why.starts_with("module 'hello': invalid digest"),
+        "the cause is the store's refusal: {why}"
+    );
     let e = request("version = 2\n".into(), &[]).check().unwrap_err();
     assert!(
         e.to_string().starts_with("deployed manifest:1:"),

@@ -59,23 +59,23 @@ async fn admin_get(
     }
     let request = request
         .body(Empty::new())
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+        .map_err(BenchError::runtime)?;
     let response = client
         .request(request)
         .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+        .map_err(BenchError::runtime)?;
     Ok(response
         .into_body()
         .collect()
         .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?
+        .map_err(BenchError::runtime)?
         .to_bytes())
 }
 
 pub async fn status(admin: SocketAddr, token: &str) -> Result<StatusSummary, BenchError> {
     let body = admin_get(admin, "/v1/status", Some(token)).await?;
     let status: NodeStatus =
-        serde_json::from_slice(&body).map_err(|e| BenchError::Runtime(e.to_string()))?;
+        serde_json::from_slice(&body).map_err(BenchError::runtime)?;
     Ok(StatusSummary {
         modules: status
             .modules

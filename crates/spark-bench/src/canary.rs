@@ -225,10 +225,10 @@ impl Bench<'_> {
         let body = serde_json::to_vec(
             &serde_json::json!({ "manifest": text, "note": format!("bench canary v{version}") }),
         )
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+        .map_err(BenchError::runtime)?;
         let (status, answer) = self.node.admin_call("POST", "/v1/deploy", body).await?;
         if status != 202 && status != 200 {
-            return Err(BenchError::Runtime(format!(
+            return Err(BenchError::runtime(format!(
                 "deploy v{version}: {status} {}",
                 String::from_utf8_lossy(&answer)
             )));
@@ -297,7 +297,7 @@ impl Bench<'_> {
             .admin_call("POST", "/v1/rollback", b"{}".to_vec())
             .await?;
         if status != 200 {
-            return Err(BenchError::Runtime(format!(
+            return Err(BenchError::runtime(format!(
                 "rollback: {status} {}",
                 String::from_utf8_lossy(&answer)
             )));
@@ -395,7 +395,7 @@ async fn uploaded_digest(
         .admin_call("POST", &format!("/v1/artifacts/{digest}"), bytes)
         .await?;
     if !(200..300).contains(&status) {
-        return Err(BenchError::Runtime(format!(
+        return Err(BenchError::runtime(format!(
             "upload: {status} {}",
             String::from_utf8_lossy(&answer)
         )));

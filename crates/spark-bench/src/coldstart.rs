@@ -52,7 +52,7 @@ fn runtime(cache_dir: Option<PathBuf>) -> Result<Runtime, BenchError> {
         cache_dir,
         nn: false,
     })
-    .map_err(|e| BenchError::Runtime(e.to_string()))
+    .map_err(BenchError::runtime)
 }
 
 /// Prepares `component` on `runtime` (when `prepared` is None) and serves one `GET /`.
@@ -67,7 +67,7 @@ async fn first_response(
         None => runtime
             .prepare(component, Expect::Http)
             .await
-            .map_err(|e| BenchError::Runtime(e.to_string()))?,
+            .map_err(BenchError::runtime)?,
     };
     let limits = GuestLimits::from(&spark_manifest::Limits::default());
     let module = runtime.module(
@@ -77,12 +77,9 @@ async fn first_response(
         GuestSettings::default(),
         Default::default(),
     );
-    let status = module
-        .probe("/")
-        .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+    let status = module.probe("/").await.map_err(BenchError::runtime)?;
     if !(200..300).contains(&status) {
-        return Err(BenchError::Runtime(format!(
+        return Err(BenchError::runtime(format!(
             "{} answered {status}",
             component.display()
         )));
@@ -103,17 +100,11 @@ async fn ready_response(
         GuestSettings::default(),
         Default::default(),
     );
-    module
-        .prewarm(1)
-        .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+    module.prewarm(1).await.map_err(BenchError::runtime)?;
     let started = Instant::now();
-    let status = module
-        .probe("/")
-        .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+    let status = module.probe("/").await.map_err(BenchError::runtime)?;
     if !(200..300).contains(&status) {
-        return Err(BenchError::Runtime(format!("answered {status}")));
+        return Err(BenchError::runtime(format!("answered {status}")));
     }
     Ok(started.elapsed())
 }
@@ -139,7 +130,7 @@ async fn measure(
     let prepared = cached_runtime
         .prepare(component, Expect::Http)
         .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+        .map_err(BenchError::runtime)?;
     let mut prewarmed = Vec::new();
     for _ in 0..samples.max(10) {
         prewarmed.push(first_response(&cached_runtime, component, Some(prepared.clone())).await?);

@@ -139,7 +139,7 @@ fn deploy(
         .args(extra)
         .output()?;
     if !output.status.success() {
-        return Err(BenchError::Runtime(format!(
+        return Err(BenchError::runtime(format!(
             "spark fleet deploy: {}",
             String::from_utf8_lossy(&output.stderr)
         )));
@@ -266,7 +266,10 @@ impl Process {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| BenchError::Spawn(format!("{}: {e}", bin.display())))?;
+            .map_err(|source| BenchError::Spawn {
+                what: bin.display().to_string(),
+                source,
+            })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
@@ -332,7 +335,10 @@ impl FleetNode {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| BenchError::Spawn(format!("spark up: {e}")))?;
+            .map_err(|source| BenchError::Spawn {
+                what: "spark up".into(),
+                source,
+            })?;
         let stdout = child.stdout.take().expect("piped stdout");
         self.process = Process(Some(child));
         let mut lines = BufReader::new(stdout).lines();

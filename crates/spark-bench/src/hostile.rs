@@ -239,16 +239,10 @@ pub async fn run(options: &HostileOptions) -> Result<HostileReport, BenchError> 
             made += attack.stop().await;
         }
         stop.store(true, Ordering::Relaxed);
-        peaks.push(
-            sampler
-                .await
-                .map_err(|e| BenchError::Runtime(e.to_string()))?,
-        );
+        peaks.push(sampler.await.map_err(BenchError::runtime)?);
         attempts.push(made);
     }
-    let critical = critical
-        .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+    let critical = critical.await.map_err(BenchError::runtime)?;
     let restarts = if node.alive() {
         let after = status(node.admin, &node.token).await?;
         crate::surge::restarts(&before.modules, &after.modules)

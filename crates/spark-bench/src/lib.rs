@@ -20,19 +20,33 @@ pub mod surge;
 
 use std::path::{Path, PathBuf};
 
-/// Why a benchmark could not run.
+/// Why a benchmark could not run. `Display` says what failed and `source()` is the cause
+/// (`spark bench` prints the chain).
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("I/O: {0}")]
+    #[error("I/O")]
     Io(#[from] std::io::Error),
-    #[error("cannot start {0}")]
-    Spawn(String),
+    #[error("cannot start {what}")]
+    Spawn {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("server at {0} never became ready")]
     NotReady(String),
-    #[error("runtime: {0}")]
-    Runtime(String),
+    /// A step of the scenario failed: the error that made it fail, or what went wrong in
+    /// words (`BenchError::runtime("answered 500")`).
+    #[error("runtime")]
+    Runtime(#[source] spark_error::BoxError),
     #[error("{0}")]
     Missing(String),
+}
+
+impl BenchError {
+    /// A scenario step failed: `cause` is the error, or a message.
+    pub fn runtime(cause: impl Into<spark_error::BoxError>) -> BenchError {
+        BenchError::Runtime(cause.into())
+    }
 }
 
 /// A port free right now on 127.0.0.1.

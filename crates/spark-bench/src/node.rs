@@ -64,7 +64,10 @@ impl SparkNode {
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .map_err(|e| BenchError::Spawn(format!("spark up: {e}")))?;
+            .map_err(|source| BenchError::Spawn {
+                what: "spark up".into(),
+                source,
+            })?;
         if !loadgen::wait_ready(addr, launch.ready_path, Duration::from_secs(120)).await {
             let _ = child.kill();
             let _ = child.wait();
@@ -112,17 +115,14 @@ impl SparkNode {
             )
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| BenchError::Runtime(e.to_string()))?;
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| BenchError::Runtime(e.to_string()))?;
+            .map_err(BenchError::runtime)?;
+        let response = client.request(request).await.map_err(BenchError::runtime)?;
         let status = response.status().as_u16();
         let body = response
             .into_body()
             .collect()
             .await
-            .map_err(|e| BenchError::Runtime(e.to_string()))?
+            .map_err(BenchError::runtime)?
             .to_bytes();
         Ok((status, body))
     }
@@ -131,11 +131,12 @@ impl SparkNode {
     pub async fn admin_json(&self, path: &str) -> Result<serde_json::Value, BenchError> {
         let (status, body) = self.admin_call("GET", path, Vec::new()).await?;
         if status != 200 {
-            return Err(BenchError::Runtime(format!(
+            return Err(BenchError::runtime(format!(
                 "GET {path}: {status} {}",
                 String::from_utf8_lossy(&body)
             )));
         }
-        serde_json::from_slice(&body).map_err(|e| BenchError::Runtime(format!("GET {path}: {e}")))
+        serde_json::from_slice(&body)
+            .map_err(|e| BenchError::runtime(spark_error::context(format!("GET {path}"), e)))
     }
 }

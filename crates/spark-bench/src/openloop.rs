@@ -51,25 +51,44 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds")
 }
 
+/// Why one load-generator request did not count as a success.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestFailed {
+    #[error("bad URI")]
+    Uri(#[source] http::uri::InvalidUri),
+    #[error("no response")]
+    Send(#[source] hyper_util::client::legacy::Error),
+    #[error("body")]
+    Body(#[source] hyper::Error),
+    #[error("status {0}")]
+    Status(http::StatusCode),
+    #[error("timed out")]
+    Timeout,
+}
+
 /// One GET on a fresh pooled client (for closed-loop workers).
-pub async fn get(addr: SocketAddr, path: &str) -> Result<(), String> {
+pub async fn get(addr: SocketAddr, path: &str) -> Result<(), RequestFailed> {
     thread_local! { static CLIENT: PooledClient = client(); }
     let client = CLIENT.with(Clone::clone);
     send(&client, addr, path).await
 }
 
-async fn send(client: &PooledClient, addr: SocketAddr, path: &str) -> Result<(), String> {
+async fn send(client: &PooledClient, addr: SocketAddr, path: &str) -> Result<(), RequestFailed> {
     let uri: http::Uri = format!("http://{addr}{path}")
         .parse()
-        .map_err(|e| format!("{e}"))?;
-    let response = client.get(uri).await.map_err(|e| e.to_string())?;
-    let ok = response.status().is_success();
+        .map_err(RequestFailed::Uri)?;
+    let response = client.get(uri).await.map_err(RequestFailed::Send)?;
+    let status = response.status();
     response
         .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?;
-    if ok { Ok(()) } else { Err("status".into()) }
+        .map_err(RequestFailed::Body)?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(RequestFailed::Status(status))
+    }
 }
 
 /// Sends `GET path` at each phase's rate, phase after phase. The first `warmup` phases load
@@ -101,7 +120,7 @@ pub async fn run(
             tokio::time::sleep_until(scheduled).await;
             tasks.push(tokio::spawn(async move {
                 let sent = tokio::time::timeout(REQUEST_TIMEOUT, send(&client, addr, &path)).await;
-                match sent.unwrap_or_else(|_| Err("timed out".into())) {
+                match sent.unwrap_or(Err(RequestFailed::Timeout)) {
                     Ok(()) => {
                         let micros = scheduled.elapsed().as_micros() as u64;
                         per_phase[index]

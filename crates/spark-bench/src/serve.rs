@@ -67,7 +67,10 @@ fn start(mut command: Command, addr: SocketAddr, what: &str) -> Result<Server, B
         .stderr(Stdio::null())
         .env("RUST_LOG", "error")
         .spawn()
-        .map_err(|e| BenchError::Spawn(format!("{what}: {e}")))?;
+        .map_err(|source| BenchError::Spawn {
+            what: what.to_string(),
+            source,
+        })?;
     Ok(Server { child, addr })
 }
 

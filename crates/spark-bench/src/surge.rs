@@ -179,9 +179,7 @@ async fn one_run(
         tokio::time::sleep(phase.duration).await;
         marks.push((Instant::now(), status(node.admin, &node.token).await?));
     }
-    let critical = critical
-        .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+    let critical = critical.await.map_err(BenchError::runtime)?;
     if let Some(storm) = storm {
         storm.stop().await;
     }

@@ -1,7 +1,9 @@
 //! `spark`: run a Spark edge node, or talk to one.
 //!
 //! A thin main: parse flags, set up logging, dispatch to one file per subcommand in
-//! [`commands`]. Commands return `anyhow::Result`; errors are printed once, with context.
+//! [`commands`]. Commands return `anyhow::Result`; errors are printed once, with context:
+//! what failed, then each cause (`spark_error::chain`, anyhow's `{:#}` that also leaves out
+//! a cause a library already printed in its own message).
 
 mod commands;
 mod logging;
@@ -33,7 +35,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(commands::run(cli.command)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", spark_error::chain(&*error));
             std::process::ExitCode::FAILURE
         }
     }

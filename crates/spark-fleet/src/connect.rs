@@ -82,7 +82,7 @@ async fn client(config: &FleetConfig) -> Result<async_nats::Client, FleetError> 
         .collect::<Result<_, _>>()
         .map_err(|e: std::io::Error| FleetError::Connect {
             url: config.url.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
     let mut options = async_nats::ConnectOptions::new()
         .name("spark")
@@ -101,7 +101,7 @@ async fn client(config: &FleetConfig) -> Result<async_nats::Client, FleetError> 
         .await
         .map_err(|e| FleetError::Connect {
             url: config.url.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })
 }
 

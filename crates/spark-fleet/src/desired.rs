@@ -48,9 +48,9 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     what: &str,
     bytes: &[u8],
 ) -> Result<T, FleetError> {
-    serde_json::from_slice(bytes).map_err(|e| FleetError::Json {
+    serde_json::from_slice(bytes).map_err(|source| FleetError::Json {
         what: what.to_owned(),
-        reason: e.to_string(),
+        source,
     })
 }
 

@@ -1,10 +1,18 @@
-//! The crate's one error type: each variant says what was refused and why.
+//! The crate's one error type: each variant says what was refused and why; where NATS or a
+//! decoder said why, that error is the `source()`, not part of the message.
+
+use spark_error::BoxError;
 
 /// What went wrong talking to the fleet.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
-    #[error("cannot reach NATS at {url}: {reason}")]
-    Connect { url: String, reason: String },
+    /// A URL that does not parse, or no server answering.
+    #[error("cannot reach NATS at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: BoxError,
+    },
     #[error(
         "conflict: the desired state of '{app}' changed since it was read (revision {expected}); another change won. Check `spark fleet status` and retry"
     )]
@@ -25,17 +33,26 @@ pub enum FleetError {
         value: String,
         reason: &'static str,
     },
-    #[error("{what}: {reason}")]
-    Nats { what: &'static str, reason: String },
-    #[error("{what}: malformed JSON: {reason}")]
-    Json { what: String, reason: String },
+    /// A NATS operation (`what`: "writing desired state", ...) failed.
+    #[error("{what}")]
+    Nats {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{what}: malformed JSON")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl FleetError {
-    pub(crate) fn nats(what: &'static str, error: impl std::fmt::Display) -> FleetError {
+    pub(crate) fn nats(what: &'static str, error: impl Into<BoxError>) -> FleetError {
         FleetError::Nats {
             what,
-            reason: error.to_string(),
+            source: error.into(),
         }
     }
 

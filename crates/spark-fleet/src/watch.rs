@@ -54,13 +54,13 @@ async fn rewatch(store: kv::Store, key: String, mut next: u64, tx: &mpsc::Sender
                             }
                         }
                         Err(e) => {
-                            tracing::info!(%key, error = %e, next, "watch ended; watching again from the next revision");
+                            tracing::info!(%key, error = %spark_error::chain(&e), next, "watch ended; watching again from the next revision");
                             break;
                         }
                     }
                 }
             }
-            Err(e) => tracing::debug!(%key, error = %e, "cannot watch yet"),
+            Err(e) => tracing::debug!(%key, error = %spark_error::chain(&e), "cannot watch yet"),
         }
         tokio::time::sleep(REWATCH_DELAY).await;
     }
@@ -69,7 +69,7 @@ async fn rewatch(store: kv::Store, key: String, mut next: u64, tx: &mpsc::Sender
 fn change(entry: &kv::Entry) -> Change {
     let value = match entry.operation {
         kv::Operation::Put => decode(&entry.key, &entry.value)
-            .map_err(|e| tracing::warn!(error = %e, "ignoring an unreadable desired state"))
+            .map_err(|e| tracing::warn!(error = %spark_error::chain(&e), "ignoring an unreadable desired state"))
             .ok(),
         _ => None,
     };

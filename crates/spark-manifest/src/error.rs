@@ -1,4 +1,7 @@
 //! Manifest errors: every problem carries the file, line and column it points at.
+//!
+//! As everywhere in Spark, an error's `Display` says what failed and its `source()` is the
+//! cause, never both: print the chain (`{:#}` in the CLI) to see the cause.
 
 use std::fmt;
 use std::ops::Range;
@@ -7,7 +10,7 @@ use std::path::PathBuf;
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("cannot read manifest {}: {source}", path.display())]
+    #[error("cannot read manifest {}", path.display())]
     Read {
         path: PathBuf,
         #[source]

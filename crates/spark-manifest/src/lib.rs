@@ -37,9 +37,9 @@ pub use listener::{
 pub use nn::{
     DEFAULT_NN_MODEL, DEFAULT_NN_REDISCOVER, DEFAULT_NN_TENSOR, NN_BACKENDS, NnModel, NnSettings,
 };
-pub use outbound::{AllowedHost, OutboundPolicy};
-pub use routes::{Route, RouteTable};
-pub use units::{parse_byte_size, parse_duration};
+pub use outbound::{AllowedHost, HostProblem, OutboundHostError, OutboundPolicy};
+pub use routes::{Route, RouteError, RouteTable};
+pub use units::{UnitError, parse_byte_size, parse_duration};
 
 /// The only manifest version this build reads.
 pub const MANIFEST_VERSION: i64 = 1;
@@ -257,8 +257,17 @@ impl Default for PredictorSettings {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ModuleId(String);
 
+/// Why a module id was refused (holds the id as written).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid module id {id:?}: use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+)]
+pub struct ModuleIdError {
+    pub id: String,
+}
+
 impl ModuleId {
-    pub fn new(id: &str) -> Result<ModuleId, String> {
+    pub fn new(id: &str) -> Result<ModuleId, ModuleIdError> {
         let valid_char =
             |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
         let first_ok = id
@@ -266,9 +275,7 @@ impl ModuleId {
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if !first_ok || id.len() > 63 || !id.chars().all(valid_char) {
-            return Err(format!(
-                "invalid module id {id:?}: use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
-            ));
+            return Err(ModuleIdError { id: id.to_owned() });
         }
         Ok(ModuleId(id.to_owned()))
     }
@@ -347,9 +354,16 @@ pub enum ComponentRef {
     Artifact(String),
 }
 
+/// Why a `sha256:` component reference was refused (holds the text as written).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid artifact reference {text:?}: expected sha256: and 64 lowercase hex digits")]
+pub struct ArtifactRefError {
+    pub text: String,
+}
+
 impl ComponentRef {
     /// `sha256:<64 lowercase hex>` as an artifact reference, if that is what `text` is.
-    pub fn parse_artifact(text: &str) -> Option<Result<ComponentRef, String>> {
+    pub fn parse_artifact(text: &str) -> Option<Result<ComponentRef, ArtifactRefError>> {
         let hex = text.strip_prefix("sha256:")?;
         let valid = hex.len() == 64
             && hex
@@ -358,9 +372,9 @@ impl ComponentRef {
         Some(if valid {
             Ok(ComponentRef::Artifact(hex.to_owned()))
         } else {
-            Err(format!(
-                "invalid artifact reference {text:?}: expected sha256: and 64 lowercase hex digits"
-            ))
+            Err(ArtifactRefError {
+                text: text.to_owned(),
+            })
         })
     }
 }

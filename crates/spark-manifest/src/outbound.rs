@@ -35,36 +35,64 @@ enum HostPattern {
     Subdomains(String),
 }
 
+/// Why an outbound host entry was refused: the entry as written and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid outbound host {text:?}: {problem}")]
+pub struct OutboundHostError {
+    pub text: String,
+    pub problem: HostProblem,
+}
+
+/// What is wrong with an outbound host entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostProblem {
+    #[error("expected scheme://host[:port], e.g. \"https://api.example.com\"")]
+    NoScheme,
+    #[error("the scheme must be http, https or *")]
+    Scheme,
+    #[error("give only scheme, host and port, no path or credentials")]
+    PathOrCredentials,
+    #[error("unclosed '[' in IPv6 address")]
+    UnclosedBracket,
+    #[error("expected ':' after ']'")]
+    AfterBracket,
+    #[error("the host must be a name, an IP address, * or *.domain")]
+    Host,
+    #[error("the port must be a number from 0 to 65535 or *")]
+    Port,
+    #[error("with scheme * give a port (a number or *)")]
+    AnySchemeNeedsPort,
+}
+
 impl AllowedHost {
-    pub fn parse(text: &str) -> Result<AllowedHost, String> {
-        let err = |why: &str| format!("invalid outbound host {text:?}: {why}");
-        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
-            err("expected scheme://host[:port], e.g. \"https://api.example.com\"")
-        })?;
+    pub fn parse(text: &str) -> Result<AllowedHost, OutboundHostError> {
+        let err = |problem| OutboundHostError {
+            text: text.to_owned(),
+            problem,
+        };
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| err(HostProblem::NoScheme))?;
         let scheme = match scheme {
             "*" => Pattern::Any,
             "http" | "https" => Pattern::Exact(scheme.to_owned()),
-            _ => return Err(err("the scheme must be http, https or *")),
+            _ => return Err(err(HostProblem::Scheme)),
         };
         if rest.contains(['/', '?', '#', '@']) {
-            return Err(err(
-                "give only scheme, host and port, no path or credentials",
-            ));
+            return Err(err(HostProblem::PathOrCredentials));
         }
-        let (host, port) = split_host_port(rest).map_err(|why| err(&why))?;
-        let host = parse_host(&host).map_err(|why| err(&why))?;
+        let (host, port) = split_host_port(rest).map_err(err)?;
+        let host = parse_host(&host).map_err(err)?;
         let port = match port.as_deref() {
             Some("*") => Pattern::Any,
             Some(number) => {
-                number
-                    .parse::<u16>()
-                    .map_err(|_| err("the port must be a number from 0 to 65535 or *"))?;
+                number.parse::<u16>().map_err(|_| err(HostProblem::Port))?;
                 Pattern::Exact(number.to_owned())
             }
             None => match &scheme {
                 Pattern::Exact(s) if s == "http" => Pattern::Exact("80".into()),
                 Pattern::Exact(_) => Pattern::Exact("443".into()),
-                Pattern::Any => return Err(err("with scheme * give a port (a number or *)")),
+                Pattern::Any => return Err(err(HostProblem::AnySchemeNeedsPort)),
             },
         };
         Ok(AllowedHost { scheme, host, port })
@@ -109,16 +137,16 @@ impl AllowedHost {
     }
 }
 
-fn split_host_port(rest: &str) -> Result<(String, Option<String>), String> {
+fn split_host_port(rest: &str) -> Result<(String, Option<String>), HostProblem> {
     if let Some(after_bracket) = rest.strip_prefix('[') {
         let (host, tail) = after_bracket
             .split_once(']')
-            .ok_or("unclosed '[' in IPv6 address")?;
+            .ok_or(HostProblem::UnclosedBracket)?;
         let port = match tail {
             "" => None,
             _ => Some(
                 tail.strip_prefix(':')
-                    .ok_or("expected ':' after ']'")?
+                    .ok_or(HostProblem::AfterBracket)?
                     .to_owned(),
             ),
         };
@@ -130,7 +158,7 @@ fn split_host_port(rest: &str) -> Result<(String, Option<String>), String> {
     }
 }
 
-fn parse_host(host: &str) -> Result<HostPattern, String> {
+fn parse_host(host: &str) -> Result<HostPattern, HostProblem> {
     let host = host.to_ascii_lowercase();
     if host == "*" {
         return Ok(HostPattern::Any);
@@ -143,16 +171,12 @@ fn parse_host(host: &str) -> Result<HostPattern, String> {
     Ok(HostPattern::Exact(host))
 }
 
-fn check_host_chars(host: &str) -> Result<(), String> {
+fn check_host_chars(host: &str) -> Result<(), HostProblem> {
     let ok = !host.is_empty()
         && host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
-    if ok {
-        Ok(())
-    } else {
-        Err("the host must be a name, an IP address, * or *.domain".into())
-    }
+    if ok { Ok(()) } else { Err(HostProblem::Host) }
 }
 
 impl fmt::Display for AllowedHost {
@@ -273,7 +297,12 @@ mod tests {
         assert!(AllowedHost::parse("ftp://example.com").is_err());
         assert!(AllowedHost::parse("https://example.com/path").is_err());
         assert!(AllowedHost::parse("https://example.com:99999").is_err());
-        assert!(AllowedHost::parse("*://example.com").is_err());
+        assert_eq!(
+            AllowedHost::parse("*://example.com")
+                .unwrap_err()
+                .to_string(),
+            "invalid outbound host \"*://example.com\": with scheme * give a port (a number or *)"
+        );
         assert!(!OutboundPolicy::deny_all().allows("http", "127.0.0.1", 80));
     }
 }

@@ -16,26 +16,36 @@ pub enum Route {
     Wildcard(String),
 }
 
+/// Why a route pattern was refused; each variant holds the route as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("route {text:?} must start with '/'")]
+    NoLeadingSlash { text: String },
+    #[error("route {text:?} may not contain '?', '#' or spaces: routes match paths only")]
+    NotAPath { text: String },
+    #[error("route {text:?}: '...' may only end a route")]
+    DotsBeforeEnd { text: String },
+    #[error("route {text:?}: '...' may only appear as a final '/...' segment")]
+    DotsNotASegment { text: String },
+}
+
 impl Route {
-    pub fn parse(text: &str) -> Result<Route, String> {
+    pub fn parse(text: &str) -> Result<Route, RouteError> {
+        let text_owned = || text.to_owned();
         if !text.starts_with('/') {
-            return Err(format!("route {text:?} must start with '/'"));
+            return Err(RouteError::NoLeadingSlash { text: text_owned() });
         }
         if text.contains(['?', '#', ' ']) {
-            return Err(format!(
-                "route {text:?} may not contain '?', '#' or spaces: routes match paths only"
-            ));
+            return Err(RouteError::NotAPath { text: text_owned() });
         }
         if let Some(prefix) = text.strip_suffix("/...") {
             if prefix.contains("...") {
-                return Err(format!("route {text:?}: '...' may only end a route"));
+                return Err(RouteError::DotsBeforeEnd { text: text_owned() });
             }
             return Ok(Route::Wildcard(prefix.trim_end_matches('/').to_owned()));
         }
         if text.contains("...") {
-            return Err(format!(
-                "route {text:?}: '...' may only appear as a final '/...' segment"
-            ));
+            return Err(RouteError::DotsNotASegment { text: text_owned() });
         }
         let normalized = if text.len() > 1 {
             text.trim_end_matches('/')
@@ -159,7 +169,10 @@ mod tests {
         assert_eq!(route("/"), Route::Exact("/".into()));
         assert!(Route::parse("api").is_err());
         assert!(Route::parse("/a/.../b").is_err());
-        assert!(Route::parse("/a?x=1").is_err());
+        assert_eq!(
+            Route::parse("/a?x=1").unwrap_err().to_string(),
+            "route \"/a?x=1\" may not contain '?', '#' or spaces: routes match paths only"
+        );
         assert_eq!(route("/api/...").to_string(), "/api/...");
     }
 

@@ -17,48 +17,63 @@ const SIZE_UNITS: &[(&str, u64)] = &[
 
 const DURATION_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
 
+/// Why a size or a duration was refused; each variant holds the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("invalid value {text:?}: expected an integer followed by a unit")]
+    NoNumber { text: String },
+    #[error("number in {text:?} is too large")]
+    NumberTooLarge { text: String },
+    #[error(
+        "invalid size {text:?}: expected an integer and a unit (B, KiB, MiB, GiB, KB, MB, GB), e.g. \"64MiB\""
+    )]
+    SizeUnit { text: String },
+    #[error("size {text:?} is too large")]
+    SizeTooLarge { text: String },
+    #[error(
+        "invalid duration {text:?}: expected an integer and a unit (ms, s, m, h), e.g. \"30s\""
+    )]
+    DurationUnit { text: String },
+    #[error("duration {text:?} is too large")]
+    DurationTooLarge { text: String },
+}
+
 /// Parses `"64MiB"`, `"512KiB"`, `"1GB"` or `"4096B"` into bytes.
-pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+pub fn parse_byte_size(text: &str) -> Result<u64, UnitError> {
     let (number, unit) = split_number(text)?;
     let (_, factor) = SIZE_UNITS
         .iter()
         .find(|(name, _)| *name == unit)
-        .ok_or_else(|| {
-            format!("invalid size {text:?}: expected an integer and a unit (B, KiB, MiB, GiB, KB, MB, GB), e.g. \"64MiB\"")
-        })?;
+        .ok_or_else(|| UnitError::SizeUnit { text: text.into() })?;
     number
         .checked_mul(*factor)
-        .ok_or_else(|| format!("size {text:?} is too large"))
+        .ok_or_else(|| UnitError::SizeTooLarge { text: text.into() })
 }
 
 /// Parses `"250ms"`, `"30s"`, `"5m"` or `"1h"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let (number, unit) = split_number(text)?;
     let (_, millis) = DURATION_UNITS
         .iter()
         .find(|(name, _)| *name == unit)
-        .ok_or_else(|| {
-            format!("invalid duration {text:?}: expected an integer and a unit (ms, s, m, h), e.g. \"30s\"")
-        })?;
+        .ok_or_else(|| UnitError::DurationUnit { text: text.into() })?;
     let total = number
         .checked_mul(*millis)
-        .ok_or_else(|| format!("duration {text:?} is too large"))?;
+        .ok_or_else(|| UnitError::DurationTooLarge { text: text.into() })?;
     Ok(Duration::from_millis(total))
 }
 
-fn split_number(text: &str) -> Result<(u64, &str), String> {
+fn split_number(text: &str) -> Result<(u64, &str), UnitError> {
     let trimmed = text.trim();
     let digits_end = trimmed
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(trimmed.len());
     if digits_end == 0 {
-        return Err(format!(
-            "invalid value {text:?}: expected an integer followed by a unit"
-        ));
+        return Err(UnitError::NoNumber { text: text.into() });
     }
     let number = trimmed[..digits_end]
         .parse::<u64>()
-        .map_err(|_| format!("number in {text:?} is too large"))?;
+        .map_err(|_| UnitError::NumberTooLarge { text: text.into() })?;
     Ok((number, trimmed[digits_end..].trim()))
 }
 
@@ -71,12 +86,18 @@ mod tests {
         assert_eq!(parse_byte_size("64MiB"), Ok(64 << 20));
         assert_eq!(parse_byte_size("1GB"), Ok(1_000_000_000));
         assert_eq!(parse_byte_size("4096B"), Ok(4096));
-        assert!(parse_byte_size("64M").unwrap_err().contains("MiB"));
+        assert!(
+            parse_byte_size("64M")
+                .unwrap_err()
+                .to_string()
+                .contains("MiB")
+        );
         assert!(parse_byte_size("-1MiB").is_err());
         assert!(parse_byte_size("1.5GiB").is_err());
         assert!(
             parse_byte_size("99999999999999999GiB")
                 .unwrap_err()
+                .to_string()
                 .contains("too large")
         );
     }
@@ -87,7 +108,10 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("30").unwrap_err().contains("unit"));
+        assert_eq!(
+            parse_duration("30").unwrap_err().to_string(),
+            "invalid duration \"30\": expected an integer and a unit (ms, s, m, h), e.g. \"30s\""
+        );
         assert!(parse_duration("s").is_err());
     }
 }

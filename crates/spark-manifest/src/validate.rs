@@ -291,7 +291,7 @@ impl Validator<'_> {
         let id = match ModuleId::new(raw.id.get_ref()) {
             Ok(id) => id,
             Err(why) => {
-                self.error(raw.id.span(), why);
+                self.error(raw.id.span(), why.to_string());
                 return None;
             }
         };

@@ -9,17 +9,43 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::backend::ort::{OrtBackend, OrtInfo, Provider};
+use crate::backend::ort::{OrtBackend, OrtInfo, OrtUnavailable, Provider};
 use crate::backend::tract::TractBackend;
 use crate::backend::{DeviceClass, Engine};
 use crate::config::{NnConfig, ORT_CPU, ORT_NPU, ORT_WEBGPU, TRACT};
 use crate::discovery::{DeviceInventory, VulkanReport};
 
+/// Why this node does not have an engine (shown by `spark status`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unavailable {
+    #[error("disabled by config")]
+    Disabled,
+    #[error("no ONNX Runtime library")]
+    NoOrtLibrary,
+    #[error(transparent)]
+    Ort(#[from] OrtUnavailable),
+    #[error("Vulkan not probed (config)")]
+    VulkanNotProbed,
+    /// The Vulkan probe's report (a text in the device inventory).
+    #[error("no Vulkan adapter: {reason}")]
+    NoVulkan { reason: String },
+    #[error("the Vulkan loader reports no adapter")]
+    NoAdapter,
+    #[error(
+        "only software Vulkan adapters ({names}); software adapters are not accelerators unless allowed (allow_software_adapters)"
+    )]
+    OnlySoftware { names: String },
+    #[error("no NPU found (/dev/accel, /sys/class/accel)")]
+    NoNpu,
+    #[error("NPUs found but no provider known for their drivers: {found}")]
+    NoNpuProvider { found: String },
+}
+
 /// Builds every known engine (available or not) for this inventory.
 pub(crate) fn build(
     config: &NnConfig,
     inventory: &DeviceInventory,
-    ort: &Result<OrtInfo, String>,
+    ort: &Result<OrtInfo, OrtUnavailable>,
 ) -> Vec<Arc<Engine>> {
     let allowed = |name: &str| config.backends.iter().any(|b| b == name);
     let mut engines = vec![Engine::new(
@@ -30,7 +56,7 @@ pub(crate) fn build(
     )];
     let ort_engine = |name: &str, device, provider, detail: String| -> Engine {
         if !allowed(name) {
-            return Engine::unavailable(name, device, "disabled by config");
+            return Engine::unavailable(name, device, &Unavailable::Disabled);
         }
         match (ort, &config.ort_library) {
             (Ok(info), Some(path)) => Engine::new(
@@ -39,8 +65,8 @@ pub(crate) fn build(
                 format!("ONNX Runtime {}, {detail}", version(info)),
                 OrtBackend::new(name, path, provider, config.cpu_threads),
             ),
-            (Err(e), _) => Engine::unavailable(name, device, e.clone()),
-            (Ok(_), None) => Engine::unavailable(name, device, "no ONNX Runtime library"),
+            (Err(e), _) => Engine::unavailable(name, device, e),
+            (Ok(_), None) => Engine::unavailable(name, device, &Unavailable::NoOrtLibrary),
         }
     };
     engines.push(ort_engine(
@@ -56,36 +82,40 @@ pub(crate) fn build(
             Provider::WebGpu,
             format!("WebGPU provider on Vulkan adapter {adapter}"),
         ),
-        Err(reason) => Engine::unavailable(ORT_WEBGPU, DeviceClass::Gpu, reason),
+        Err(reason) => Engine::unavailable(ORT_WEBGPU, DeviceClass::Gpu, &reason),
     });
     engines.push(match npu(inventory) {
         Ok((provider, detail)) => ort_engine(ORT_NPU, DeviceClass::Npu, provider, detail),
-        Err(reason) => Engine::unavailable(ORT_NPU, DeviceClass::Npu, reason),
+        Err(reason) => Engine::unavailable(ORT_NPU, DeviceClass::Npu, &reason),
     });
     engines.into_iter().map(Arc::new).collect()
 }
 
 /// The ORT library to bind, or why there is none.
-pub(crate) fn bind_ort(config: &NnConfig) -> Result<OrtInfo, String> {
+pub(crate) fn bind_ort(config: &NnConfig) -> Result<OrtInfo, OrtUnavailable> {
     let ort_wanted = [ORT_CPU, ORT_WEBGPU, ORT_NPU]
         .iter()
         .any(|n| config.backends.iter().any(|b| b == n));
     match &config.ort_library {
-        _ if !ort_wanted => Err("ONNX Runtime disabled by config".into()),
-        None => Err("no ONNX Runtime library configured".into()),
+        _ if !ort_wanted => Err(OrtUnavailable::Disabled),
+        None => Err(OrtUnavailable::NotConfigured),
         Some(path) => crate::backend::ort::bind(Path::new(path)),
     }
 }
 
 /// The Vulkan adapter WebGPU would use, described; or why none qualifies.
-fn gpu_adapter(config: &NnConfig, inventory: &DeviceInventory) -> Result<String, String> {
+fn gpu_adapter(config: &NnConfig, inventory: &DeviceInventory) -> Result<String, Unavailable> {
     let adapters = match &inventory.vulkan {
-        VulkanReport::NotProbed => return Err("Vulkan not probed (config)".into()),
-        VulkanReport::Unavailable { reason } => return Err(format!("no Vulkan adapter: {reason}")),
+        VulkanReport::NotProbed => return Err(Unavailable::VulkanNotProbed),
+        VulkanReport::Unavailable { reason } => {
+            return Err(Unavailable::NoVulkan {
+                reason: reason.clone(),
+            });
+        }
         VulkanReport::Adapters { adapters } => adapters,
     };
     if adapters.is_empty() {
-        return Err("the Vulkan loader reports no adapter".into());
+        return Err(Unavailable::NoAdapter);
     }
     let usable = adapters.iter().find(|a| !a.is_software()).or_else(|| {
         adapters
@@ -95,21 +125,20 @@ fn gpu_adapter(config: &NnConfig, inventory: &DeviceInventory) -> Result<String,
     match usable {
         Some(a) if a.is_software() => Ok(format!("{} (software, allowed by config)", a.name)),
         Some(a) => Ok(format!("{} ({:?})", a.name, a.kind)),
-        None => Err(format!(
-            "only software Vulkan adapters ({}); software adapters are not accelerators unless allowed (allow_software_adapters)",
-            adapters
+        None => Err(Unavailable::OnlySoftware {
+            names: adapters
                 .iter()
                 .map(|a| a.name.as_str())
                 .collect::<Vec<_>>()
-                .join(", ")
-        )),
+                .join(", "),
+        }),
     }
 }
 
 /// The first NPU Spark has a provider for.
-fn npu(inventory: &DeviceInventory) -> Result<(Provider, String), String> {
+fn npu(inventory: &DeviceInventory) -> Result<(Provider, String), Unavailable> {
     if inventory.npus.is_empty() {
-        return Err("no NPU found (/dev/accel, /sys/class/accel)".into());
+        return Err(Unavailable::NoNpu);
     }
     for accel in &inventory.npus {
         if let Some(driver) = &accel.driver
@@ -119,19 +148,20 @@ fn npu(inventory: &DeviceInventory) -> Result<(Provider, String), String> {
             return Ok((provider, detail));
         }
     }
-    Err(format!(
-        "NPUs found but no provider known for their drivers: {}",
-        inventory
+    Err(Unavailable::NoNpuProvider {
+        found: inventory
             .npus
             .iter()
-            .map(|a| format!(
-                "{} ({})",
-                a.name,
-                a.driver.as_deref().unwrap_or("driver unknown")
-            ))
+            .map(|a| {
+                format!(
+                    "{} ({})",
+                    a.name,
+                    a.driver.as_deref().unwrap_or("driver unknown")
+                )
+            })
             .collect::<Vec<_>>()
-            .join(", ")
-    ))
+            .join(", "),
+    })
 }
 
 /// "1.30.0" out of ONNX Runtime's build string, else its commit, else the string itself.

@@ -4,8 +4,17 @@
 //! `TooLarge`, `Unsupported`, `Denied` and `NotFound` are the guest's (or the operator's) and end
 //! the call at once; `Backend` and `Panic` are a backend's and make the router fall through to the next one;
 //! `Exhausted` says every backend in the chain was tried and lists what each one said.
+//!
+//! As everywhere in Spark, `Display` says what failed and `source()` is the cause: a backend's
+//! own error (ONNX Runtime's, tract's, Wasmtime's) is kept as the source of `Backend`, `Model`
+//! and `Harness`, never flattened into their text. Guests, logs and the status see the whole
+//! chain (`spark_error::chain`): "backend ort-cpu: run: <ONNX Runtime's message>". The
+//! guest-facing refusals (`InvalidInput` ... `NotFound`, `Exhausted`, `Config`, `Guest`) are
+//! messages for people with no error beneath them, so they stay text.
 
 use std::path::PathBuf;
+
+use spark_error::BoxError;
 
 /// Everything that can go wrong in `spark-nn`.
 #[derive(Debug, thiserror::Error)]
@@ -25,12 +34,20 @@ pub enum NnError {
     /// No model registered under this name.
     #[error("model not found: {0}")]
     NotFound(String),
-    /// The model bytes are not a usable ONNX model.
-    #[error("model {name}: {reason}")]
-    Model { name: String, reason: String },
-    /// One backend failed; the router tries the next one.
-    #[error("backend {backend}: {reason}")]
-    Backend { backend: String, reason: String },
+    /// The model bytes are not a usable ONNX model (the source says why).
+    #[error("model {name}")]
+    Model {
+        name: String,
+        #[source]
+        source: BoxError,
+    },
+    /// One backend failed; the router tries the next one. The source is the backend's error.
+    #[error("backend {backend}")]
+    Backend {
+        backend: String,
+        #[source]
+        source: BoxError,
+    },
     /// One backend panicked; the panic was caught and the backend's state discarded.
     #[error("backend {backend} panicked: {message}")]
     Panic { backend: String, message: String },
@@ -43,14 +60,17 @@ pub enum NnError {
     /// The test/bench harness could not run the guest.
     #[error("guest: {0}")]
     Guest(String),
-    #[error("{path}: {source}")]
+    /// The test/bench harness failed to embed or run the guest (Wasmtime's error beneath).
+    #[error("guest")]
+    Harness(#[source] BoxError),
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// The inference threads could not be started.
-    #[error("cannot start the inference threads: {source}")]
+    #[error("cannot start the inference threads")]
     Workers {
         #[source]
         source: std::io::Error,
@@ -63,12 +83,13 @@ impl NnError {
         matches!(self, NnError::Backend { .. } | NnError::Panic { .. })
     }
 
-    /// The message without the backend's name (for lists already keyed by backend).
+    /// The message without the backend's name (for lists already keyed by backend): the
+    /// backend's error and its causes.
     pub fn reason(&self) -> String {
         match self {
-            NnError::Backend { reason, .. } => reason.clone(),
+            NnError::Backend { source, .. } => spark_error::chain(source.as_ref()).to_string(),
             NnError::Panic { message, .. } => format!("panicked: {message}"),
-            other => other.to_string(),
+            other => spark_error::chain(other).to_string(),
         }
     }
 
@@ -85,24 +106,64 @@ impl NnError {
             NnError::Panic { .. } => "panic",
             NnError::Exhausted(_) => "exhausted",
             NnError::Config(_) => "config",
-            NnError::Guest(_) => "guest",
+            NnError::Guest(_) | NnError::Harness(_) => "guest",
             NnError::Io { .. } => "io",
             NnError::Workers { .. } => "workers",
         }
     }
 
-    pub(crate) fn backend(backend: &str, reason: impl std::fmt::Display) -> NnError {
+    /// Backend `backend` failed: `cause` is its error, or a message when there is none.
+    pub fn backend(backend: &str, cause: impl Into<BoxError>) -> NnError {
         NnError::Backend {
             backend: backend.to_owned(),
-            reason: reason.to_string(),
+            source: cause.into(),
+        }
+    }
+
+    /// Backend `backend` failed at `step` ("run", "session builder", ...) because of `cause`.
+    pub(crate) fn backend_step(backend: &str, step: &str, cause: impl Into<BoxError>) -> NnError {
+        NnError::backend(backend, spark_error::context(step, cause))
+    }
+
+    /// Model `name` is not usable: `cause` is why.
+    pub(crate) fn model(name: &str, cause: impl Into<BoxError>) -> NnError {
+        NnError::Model {
+            name: name.to_owned(),
+            source: cause.into(),
         }
     }
 }
 
-/// Turns our error into the `wasi-nn` crate's backend error, keeping the whole message (the
-/// crate shows guests only the outer text, so the message is what `spark:nn/info` reports).
+/// Turns our error into the `wasi-nn` crate's backend error, keeping the whole chain as its
+/// message (the crate shows guests only the outer text, so the message is what
+/// `spark:nn/info` reports).
 impl From<NnError> for wasmtime_wasi_nn::backend::BackendError {
     fn from(e: NnError) -> Self {
-        wasmtime_wasi_nn::backend::BackendError::BackendAccess(wasmtime::Error::msg(e.to_string()))
+        let message = spark_error::chain(&e).to_string();
+        wasmtime_wasi_nn::backend::BackendError::BackendAccess(wasmtime::Error::msg(message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_error_keeps_the_backends_own_error_as_its_cause() {
+        let cause = std::io::Error::other("device lost");
+        let e = NnError::backend_step("ort-cpu", "run", cause);
+        assert_eq!(e.to_string(), "backend ort-cpu");
+        let step = std::error::Error::source(&e).expect("the step");
+        assert_eq!(step.to_string(), "run");
+        let io = step
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the backend's own error");
+        assert_eq!(io.to_string(), "device lost");
+        assert_eq!(e.reason(), "run: device lost");
+        assert_eq!(
+            spark_error::chain(&e).to_string(),
+            "backend ort-cpu: run: device lost"
+        );
     }
 }

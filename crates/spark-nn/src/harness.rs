@@ -74,8 +74,8 @@ impl WasiHttpHooks for NoOutbound {
     }
 }
 
-fn guest_err(e: impl std::fmt::Display) -> NnError {
-    NnError::Guest(format!("{e:#}"))
+fn guest_err(e: impl Into<spark_error::BoxError>) -> NnError {
+    NnError::Harness(e.into())
 }
 
 impl Harness {
@@ -89,7 +89,7 @@ impl Harness {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(guest_err)?;
         add_to_linker(&mut linker, |s: &mut State| s.nn.view(&mut s.table)).map_err(guest_err)?;
         let component = Component::from_file(&engine, wasm)
-            .map_err(|e| NnError::Guest(format!("{}: {e:#}", wasm.display())))?;
+            .map_err(|e| guest_err(spark_error::context(wasm.display().to_string(), e)))?;
         let pre = linker.instantiate_pre(&component).map_err(guest_err)?;
         let pre = ProxyPre::new(pre).map_err(guest_err)?;
         Ok(Harness {

@@ -130,7 +130,8 @@ impl Invocation {
     /// Marks the last outcome failed with `error` (when it did not say so already).
     pub fn fail_last(&mut self, error: &NnError) {
         if let Some(last) = &mut self.last {
-            last.error.get_or_insert_with(|| error.to_string());
+            last.error
+                .get_or_insert_with(|| spark_error::chain(error).to_string());
         }
     }
 
@@ -145,10 +146,10 @@ impl Invocation {
         let outcome = error_outcome(call, target, error);
         self.service.metrics.record(&outcome, Some(error));
         if self.refusal_logged {
-            tracing::debug!(call, error = %error, "wasi-nn call refused");
+            tracing::debug!(call, error = %spark_error::chain(error), "wasi-nn call refused");
         } else {
             self.refusal_logged = true;
-            tracing::info!(call, error = %error, "wasi-nn call refused");
+            tracing::info!(call, error = %spark_error::chain(error), "wasi-nn call refused");
         }
         self.record(outcome);
     }
@@ -239,7 +240,7 @@ fn error_outcome(call: &str, target: Target, error: &NnError) -> Outcome {
         fallbacks: Vec::new(),
         skipped: Vec::new(),
         micros: 0,
-        error: Some(error.to_string()),
+        error: Some(spark_error::chain(error).to_string()),
     }
 }
 

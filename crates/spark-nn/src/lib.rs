@@ -61,12 +61,14 @@ mod service;
 pub mod tensor;
 mod wit;
 
+pub use backend::ort::OrtUnavailable;
 pub use backend::{DeviceClass, Engine};
 pub use config::{
     DEFAULT_FAILURES_TO_BENCH, DEFAULT_MAX_MODEL_BYTES, DEFAULT_MAX_TENSOR_BYTES,
     DEFAULT_MAX_TOTAL_TENSOR_BYTES, KNOWN_BACKENDS, ModelSource, NnConfig, NnLimits, ORT_CPU,
     ORT_NPU, ORT_WEBGPU, TRACT, VulkanProbe, total_tensor_bytes,
 };
+pub use engines::Unavailable;
 pub use error::NnError;
 pub use host::{NnInvocation, NnView, add_to_linker};
 pub use metrics::{BackendCounters, BackendStatus, NnStatus};

@@ -86,6 +86,8 @@ impl Metrics {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NnStatus {
     pub devices: DeviceInventory,
+    /// The library in use, or why none is (`Err`: text for people; the wire form the CLI
+    /// reads).
     pub onnxruntime: Result<OrtInfo, String>,
     pub preference: Preference,
     pub backends: Vec<BackendStatus>,
@@ -142,11 +144,8 @@ pub(crate) fn status(inner: &Inner) -> NnStatus {
         .map(|e| BackendStatus {
             name: e.name.to_string(),
             device: e.device,
-            available: e.available.is_ok(),
-            detail: match &e.available {
-                Ok(()) => e.detail.clone(),
-                Err(reason) => reason.clone(),
-            },
+            available: e.unavailable.is_none(),
+            detail: e.unavailable.clone().unwrap_or_else(|| e.detail.clone()),
             health: policy
                 .health
                 .get(&*e.name)
@@ -181,7 +180,10 @@ pub(crate) fn status(inner: &Inner) -> NnStatus {
     let pool = inner.pool.figures();
     NnStatus {
         devices: inner.inventory.read().expect("inventory lock").clone(),
-        onnxruntime: inner.ort.clone(),
+        onnxruntime: inner
+            .ort
+            .clone()
+            .map_err(|e| spark_error::chain(&e).to_string()),
         preference: policy.preference.unwrap_or(Preference::Auto),
         backends,
         chains,

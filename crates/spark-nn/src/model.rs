@@ -68,13 +68,10 @@ impl Model {
 }
 
 fn parse_signature(name: &str, bytes: &[u8]) -> Result<ModelInfo, NnError> {
-    let bad = |reason: String| NnError::Model {
-        name: name.to_owned(),
-        reason,
-    };
+    let bad = |reason: String| NnError::model(name, reason);
     let proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &*bytes)
-        .map_err(|e| bad(format!("not an ONNX model: {e}")))?;
+        .map_err(|e| NnError::model(name, spark_error::context("not an ONNX model", e)))?;
     let graph = proto
         .graph
         .ok_or_else(|| bad("the model has no graph".into()))?;

@@ -79,7 +79,7 @@ pub(crate) fn compute(
     );
     outcome.micros = started.elapsed().as_micros() as u64;
     if let Err(e) = &result {
-        outcome.error = Some(e.to_string());
+        outcome.error = Some(spark_error::chain(e).to_string());
     }
     inner.metrics.record(&outcome, result.as_ref().err());
     log(&outcome);
@@ -225,10 +225,7 @@ fn compiled(
             Ok(graph)
         }
         Err(e) => {
-            let reason = match &e {
-                NnError::Backend { reason, .. } => reason.clone(),
-                other => other.to_string(),
-            };
+            let reason = e.reason();
             cache.insert(
                 engine.name.clone(),
                 Compiled::Failed {

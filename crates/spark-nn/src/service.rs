@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use wasmtime_wasi_nn::backend::NamedTensor;
 
 use crate::backend::Engine;
-use crate::backend::ort::OrtInfo;
+use crate::backend::ort::{OrtInfo, OrtUnavailable};
 use crate::config::{GUEST_MODEL_CACHE, NnConfig, NnLimits};
 use crate::discovery::{self, DeviceInventory};
 use crate::error::NnError;
@@ -33,7 +33,7 @@ pub struct NnService {
 
 pub(crate) struct Inner {
     pub config: NnConfig,
-    pub ort: Result<OrtInfo, String>,
+    pub ort: Result<OrtInfo, OrtUnavailable>,
     pub inventory: RwLock<DeviceInventory>,
     pub engines: RwLock<Vec<Arc<Engine>>>,
     /// Engines added by the embedder (tried before the built-in ones of the same chain).
@@ -80,7 +80,7 @@ impl std::fmt::Debug for NnService {
         let engines = self.inner.engines.read().expect("engines lock");
         let ready: Vec<&str> = engines
             .iter()
-            .filter(|e| e.available.is_ok())
+            .filter(|e| e.unavailable.is_none())
             .map(|e| &*e.name)
             .collect();
         f.debug_struct("NnService")
@@ -121,7 +121,7 @@ impl NnService {
             discovery::discover(&config.root, &config.vulkan, config.ort_library.as_deref());
         let ort = crate::engines::bind_ort(&config);
         if let Err(reason) = &ort {
-            tracing::info!(%reason, "ONNX Runtime not used");
+            tracing::info!(reason = %spark_error::chain(reason), "ONNX Runtime not used");
         }
         let engines = crate::engines::build(&config, &inventory, &ort);
         let mut models = HashMap::new();
@@ -205,7 +205,7 @@ impl NnService {
                     !current.iter().any(|old| {
                         old.name == new.name
                             && old.detail == new.detail
-                            && old.available == new.available
+                            && old.unavailable == new.unavailable
                     })
                 })
                 .map(|e| e.name.to_string())
@@ -237,7 +237,7 @@ impl NnService {
             .iter()
             .map(|(e, _)| e)
             .chain(engines.iter())
-            .filter(|e| e.device != crate::DeviceClass::Cpu && e.available.is_ok())
+            .filter(|e| e.device != crate::DeviceClass::Cpu && e.unavailable.is_none())
             .map(|e| (e.name.to_string(), e.in_flight()))
             .collect()
     }
@@ -337,14 +337,14 @@ fn load_model_file(source: &crate::config::ModelSource) -> Result<Model, NnError
     if let Some(want) = &source.sha256
         && !want.eq_ignore_ascii_case(&model.sha256)
     {
-        return Err(NnError::Model {
-            name: source.name.clone(),
-            reason: format!(
+        return Err(NnError::model(
+            &source.name,
+            format!(
                 "{} has SHA-256 {}, expected {want}",
                 source.path.display(),
                 model.sha256
             ),
-        });
+        ));
     }
     tracing::info!(model = %source.name, path = %source.path.display(), "model registered");
     Ok(model)

@@ -285,10 +285,10 @@ fn load<T: 'static>(
         Err(e) => return Ok(Err(e)),
     };
     if encoding != GraphEncoding::Onnx {
-        return Ok(Err(NnError::Model {
-            name: "guest".into(),
-            reason: format!("{encoding:?} models: this host runs ONNX models only"),
-        }));
+        return Ok(Err(NnError::model(
+            "guest",
+            format!("{encoding:?} models: this host runs ONNX models only"),
+        )));
     }
     let first = match builders.len() {
         1 => Some(builders.get(&mut *store, 0).expect("one builder")?),
@@ -320,7 +320,7 @@ impl NnView<'_> {
     fn fault(&mut self, e: &NnError) -> wasmtime::Result<Resource<NnFault>> {
         Ok(self.table.push(NnFault {
             code: code(e),
-            message: e.to_string(),
+            message: spark_error::chain(e).to_string(),
         })?)
     }
 }

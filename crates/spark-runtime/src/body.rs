@@ -65,7 +65,7 @@ pub enum RequestBodyError {
     Timeout(std::time::Duration),
     #[error("the request body exceeds the module's limit of {0} bytes")]
     TooLarge(u64),
-    #[error("reading the request body failed: {0}")]
+    #[error("reading the request body failed")]
     Client(#[source] hyper::Error),
 }
 
@@ -86,8 +86,8 @@ impl From<RequestBodyError> for wasmtime_wasi_http::Error {
 pub enum BodyError {
     #[error("response body exceeds the module's limit of {0} bytes")]
     TooLarge(u64),
-    #[error("the guest failed while streaming the body: {0}")]
-    Guest(String),
+    #[error("the guest failed while streaming the body")]
+    Guest(#[source] spark_error::BoxError),
 }
 
 /// A guest's response body, limited to `limit` bytes.
@@ -141,7 +141,7 @@ impl Body for ResponseBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Guest(format!("{e}"))))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Guest(e.into())))),
             Poll::Ready(None) => {
                 if let Some(task) = this.task.take() {
                     task.detach();

@@ -78,14 +78,13 @@ pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, Allocation), R
                     %reason,
                     "pooling allocator unavailable (too little address space?); falling back to on-demand allocation"
                 );
-                let engine = Engine::new(&base_config(None))
-                    .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+                let engine =
+                    Engine::new(&base_config(None)).map_err(|e| RuntimeError::Engine(e.into()))?;
                 return Ok((engine, Allocation::OnDemand { reason }));
             }
         }
     }
-    let engine =
-        Engine::new(&base_config(None)).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+    let engine = Engine::new(&base_config(None)).map_err(|e| RuntimeError::Engine(e.into()))?;
     let reason = "pooling disabled by configuration".to_owned();
     tracing::info!(%reason, "using on-demand instance allocation");
     Ok((engine, Allocation::OnDemand { reason }))

@@ -3,18 +3,24 @@
 //! [`LoadError`]: a component could not be made ready (the operator fixes the deploy).
 //! [`InvokeError`]: one request or job run failed (the caller gets a 4xx/5xx; nobody else
 //! notices). [`RuntimeError`]: the engine itself could not start.
+//!
+//! As everywhere in Spark, `Display` says what failed and `source()` is the cause: Wasmtime's
+//! own error (a `wasmtime::Error`, boxed with its chain) or the I/O error, never its text.
+//! Show them with `spark_error::chain` (or anyhow's `{:#}`) to see why.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use spark_error::BoxError;
+
 /// The engine could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("cannot create the Wasmtime engine: {0}")]
-    Engine(String),
-    #[error("cannot prepare the host interfaces: {0}")]
-    Linker(String),
-    #[error("AOT cache at {}: {source}", path.display())]
+    #[error("cannot create the Wasmtime engine")]
+    Engine(#[source] BoxError),
+    #[error("cannot prepare the host interfaces")]
+    Linker(#[source] BoxError),
+    #[error("AOT cache at {}", path.display())]
     Cache {
         path: PathBuf,
         #[source]
@@ -25,7 +31,7 @@ pub enum RuntimeError {
 /// A component could not be loaded, compiled or linked.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -38,14 +44,32 @@ pub enum LoadError {
         path.display()
     )]
     CoreModule { path: PathBuf },
-    #[error("{} is not a valid component: {reason}", path.display())]
-    Invalid { path: PathBuf, reason: String },
-    #[error("{} imports something this node does not provide: {reason}", path.display())]
-    Link { path: PathBuf, reason: String },
+    /// Wasmtime refused to compile it, or its header is not a component's (the source says
+    /// which).
+    #[error("{} is not a valid component", path.display())]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: BoxError,
+    },
+    /// Linking failed: Wasmtime's error, or which inference imports a node without `[nn]`
+    /// cannot satisfy.
+    #[error("{} imports something this node does not provide", path.display())]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: BoxError,
+    },
+    /// It is a component, but not of the world the module needs (`reason` says what it
+    /// exports and what was wanted).
     #[error("{} does not fit this module: {reason}", path.display())]
     WrongWorld { path: PathBuf, reason: String },
-    #[error("compiling {} was interrupted: {reason}", path.display())]
-    Interrupted { path: PathBuf, reason: String },
+    #[error("compiling {} was interrupted", path.display())]
+    Interrupted {
+        path: PathBuf,
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 /// Why one invocation (a request or a job run) failed.

@@ -133,10 +133,10 @@ impl Runtime {
         let fallback = path.clone();
         tokio::task::spawn_blocking(move || loader::prepare_file(&inner.code(), &path, expect))
             .await
-            .unwrap_or_else(|join| {
+            .unwrap_or_else(|source| {
                 Err(LoadError::Interrupted {
                     path: fallback,
-                    reason: join.to_string(),
+                    source,
                 })
             })
     }
@@ -155,10 +155,10 @@ impl Runtime {
             loader::prepare_bytes(&inner.code(), &name, &bytes, expect)
         })
         .await
-        .unwrap_or_else(|join| {
+        .unwrap_or_else(|source| {
             Err(LoadError::Interrupted {
                 path: fallback,
-                reason: join.to_string(),
+                source,
             })
         })
     }
@@ -215,7 +215,7 @@ pub fn host_memory_in_use() -> u64 {
 
 fn build_linker(engine: &Engine, nn: bool) -> Result<Linker<Host>, RuntimeError> {
     let mut linker = Linker::<Host>::new(engine);
-    let fail = |e: wasmtime::Error| RuntimeError::Linker(format!("{e:#}"));
+    let fail = |e: wasmtime::Error| RuntimeError::Linker(e.into());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fail)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(fail)?;
     wasmtime_wasi_config::add_to_linker(&mut linker, Host::config_view).map_err(fail)?;

@@ -180,7 +180,7 @@ pub(crate) fn prepare_bytes(
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link {
             path: path.to_path_buf(),
-            reason: format!("{e:#}"),
+            source: e.into(),
         })?;
     let entry = classify(engine, &component, pre, path, expect)?;
     let report = LoadReport {
@@ -224,11 +224,12 @@ fn refuse_inference_imports(
     }
     Err(LoadError::Link {
         path: path.to_path_buf(),
-        reason: format!(
+        source: format!(
             "it imports {} (inference), and this node runs no inference host: the node's \
              manifest needs an [nn] table",
             wanted.join(", ")
-        ),
+        )
+        .into(),
     })
 }
 
@@ -245,10 +246,11 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
         [_, _, 1, 0] => Ok(()),
         _ => Err(LoadError::Invalid {
             path: path.to_path_buf(),
-            reason: format!(
+            source: format!(
                 "unknown WebAssembly version/layer bytes {:02x?}",
                 &bytes[4..8]
-            ),
+            )
+            .into(),
         }),
     }
 }
@@ -277,7 +279,7 @@ fn compile_or_load(
     }
     let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid {
         path: path.to_path_buf(),
-        reason: format!("{e:#}"),
+        source: e.into(),
     })?;
     if let Some(cache) = cache {
         match component.serialize() {

@@ -122,7 +122,9 @@ pub(crate) fn open_db(dir: &Path) -> Result<(OpenDb, Option<String>), StoreError
 pub(crate) fn is_damage(e: &StoreError) -> bool {
     use std::io::ErrorKind;
     match e {
-        StoreError::CorruptRecord { .. } | StoreError::UnsupportedSchema { .. } => true,
+        StoreError::CorruptRecord { .. }
+        | StoreError::UndecodableRecord { .. }
+        | StoreError::UnsupportedSchema { .. } => true,
         StoreError::Database(db) => match db {
             redb::Error::Corrupted(_)
             | redb::Error::UpgradeRequired(_)
@@ -187,10 +189,10 @@ pub(crate) fn decode<T: DeserializeOwned>(
     key: impl ToString,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::CorruptRecord {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::UndecodableRecord {
         table,
         key: key.to_string(),
-        detail: e.to_string(),
+        source,
     })
 }
 

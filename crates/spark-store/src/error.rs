@@ -3,7 +3,8 @@
 //! Decision: integrity failures are their own variants ([`StoreError::ArtifactCorrupt`],
 //! [`StoreError::DigestMismatch`], [`StoreError::CorruptRecord`]) naming the digest and the
 //! path, never folded into a generic I/O error, so the node can tell "the disk lied" from
-//! "the disk failed" and say which file to look at.
+//! "the disk failed" and say which file to look at. As everywhere in Spark, `Display` says
+//! what failed and `source()` is the cause (print both with `spark_error::chain`).
 
 use std::path::PathBuf;
 
@@ -14,7 +15,7 @@ use crate::release::ReleaseId;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A file-system operation failed (including a full disk).
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -23,7 +24,7 @@ pub enum StoreError {
     },
 
     /// The embedded database reported an error.
-    #[error("store database: {0}")]
+    #[error("store database")]
     Database(#[from] redb::Error),
 
     /// Another process (or another `Store` in this one) holds the database.
@@ -96,6 +97,16 @@ pub enum StoreError {
         table: &'static str,
         key: String,
         detail: String,
+    },
+
+    /// A record in the database is not the JSON this build writes (damaged, or written by an
+    /// incompatible version); the decoder's error is the cause.
+    #[error("corrupt record {key} in table {table}")]
+    UndecodableRecord {
+        table: &'static str,
+        key: String,
+        #[source]
+        source: serde_json::Error,
     },
 
     /// The database was written by a newer, incompatible version of the store.

@@ -77,9 +77,10 @@ impl Store {
                 let path = dir.join(DB_FILE);
                 let aside = move_aside(&path)?;
                 let warning = format!(
-                    "store database {} is damaged ({e}); moved it aside to {} and started \
+                    "store database {} is damaged ({}); moved it aside to {} and started \
                      with an empty store (artifacts were kept)",
                     path.display(),
+                    spark_error::chain(&e),
                     aside.display()
                 );
                 let (db, _) = open_db(&dir)?;
@@ -153,7 +154,7 @@ impl Store {
         if let Err(e) = &result
             && e.requires_reopen()
         {
-            tracing::warn!(error = %e, "store database failed; it will be reopened on next use");
+            tracing::warn!(error = %spark_error::chain(e), "store database failed; it will be reopened on next use");
             // Dropping the failed handle releases the file lock for the reopen.
             drop(self.db.write().unwrap_or_else(|p| p.into_inner()).take());
         }

@@ -22,9 +22,22 @@ impl Reply {
     }
 }
 
-/// Sends a request and reads the whole body; errors are returned as text (connection reset,
-/// truncated body, ...), so tests can assert on them.
-pub async fn request(method: &str, url: &str, body: &[u8]) -> Result<Reply, String> {
+/// Why a request got no complete response (connection reset, truncated body, ...): which
+/// step failed, with hyper's error as the cause, so tests can assert on either.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot build the request")]
+    Build(#[source] http::Error),
+    #[error("no response")]
+    Send(#[source] hyper_util::client::legacy::Error),
+    #[error("body")]
+    Body(#[source] hyper::Error),
+    #[error("no answer within 60s")]
+    Timeout,
+}
+
+/// Sends a request and reads the whole body.
+pub async fn request(method: &str, url: &str, body: &[u8]) -> Result<Reply, ClientError> {
     request_with(method, url, &[], body).await
 }
 
@@ -34,7 +47,7 @@ pub async fn request_with(
     url: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> Result<Reply, String> {
+) -> Result<Reply, ClientError> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut builder = http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
@@ -42,18 +55,11 @@ pub async fn request_with(
     }
     let request = builder
         .body(Full::new(Bytes::copy_from_slice(body)))
-        .map_err(|e| e.to_string())?;
+        .map_err(ClientError::Build)?;
     let send = async {
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
+        let response = client.request(request).await.map_err(ClientError::Send)?;
         let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e:?}"))?
-            .to_bytes();
+        let body = body.collect().await.map_err(ClientError::Body)?.to_bytes();
         Ok(Reply {
             status: parts.status.as_u16(),
             headers: parts.headers,
@@ -62,13 +68,13 @@ pub async fn request_with(
     };
     tokio::time::timeout(Duration::from_secs(60), send)
         .await
-        .map_err(|_| "no answer within 60s".to_owned())?
+        .map_err(|_| ClientError::Timeout)?
 }
 
-pub async fn get(url: &str) -> Result<Reply, String> {
+pub async fn get(url: &str) -> Result<Reply, ClientError> {
     request("GET", url, b"").await
 }
 
-pub async fn post(url: &str, body: &[u8]) -> Result<Reply, String> {
+pub async fn post(url: &str, body: &[u8]) -> Result<Reply, ClientError> {
     request("POST", url, body).await
 }

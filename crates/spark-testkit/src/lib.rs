@@ -17,7 +17,7 @@ mod nats;
 pub mod nn;
 mod node;
 
-pub use client::{Reply, get, post, request, request_with};
+pub use client::{ClientError, Reply, get, post, request, request_with};
 pub use guests::{guest, guests_dir};
 pub use nats::{NatsServer, nats_server_bin};
 pub use node::TestNode;

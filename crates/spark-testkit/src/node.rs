@@ -152,7 +152,8 @@ impl TestNode {
         let text = expand(text);
         let path = dir.path().join("spark.toml");
         std::fs::write(&path, &text).expect("writing the manifest");
-        Manifest::load(&path).unwrap_or_else(|e| panic!("test manifest is invalid:\n{e}"))
+        Manifest::load(&path)
+            .unwrap_or_else(|e| panic!("test manifest is invalid:\n{}", spark_error::chain(&e)))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -175,7 +176,7 @@ impl TestNode {
         method: &str,
         path: &str,
         body: &[u8],
-    ) -> Result<crate::Reply, String> {
+    ) -> Result<crate::Reply, crate::ClientError> {
         let auth = format!("Bearer {}", self.token());
         crate::request_with(
             method,

@@ -44,8 +44,8 @@ pub async fn run(options: &NnBenchOptions) -> Result<B6Report, BenchError> {
     };
     let service = tokio::task::spawn_blocking(move || NnService::start(config))
         .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+        .map_err(BenchError::runtime)?
+        .map_err(BenchError::runtime)?;
     let b6 = B6Options {
         wasm: options.component.clone(),
         rounds: options.rounds,
@@ -53,7 +53,7 @@ pub async fn run(options: &NnBenchOptions) -> Result<B6Report, BenchError> {
     };
     let report = b6::run(service, &b6)
         .await
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+        .map_err(BenchError::runtime)?;
     crate::write_json(&options.out_dir, "b6.json", &report)?;
     Ok(report)
 }

@@ -52,7 +52,11 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
                 &prepared.digest[..16]
             ),
             Err(e) => {
-                println!("FAIL  {:<20} {e}", module.id.as_str());
+                println!(
+                    "FAIL  {:<20} {}",
+                    module.id.as_str(),
+                    spark_error::chain(&e)
+                );
                 failures.push(module.id.to_string());
             }
         }

@@ -92,7 +92,10 @@ pub(crate) async fn serve_until_signal(node: spark_node::RunningNode) -> anyhow:
     tokio::spawn(async move {
         match shutdown_signal().await {
             Ok(signal) => tracing::info!(signal, "shutting down: finishing in-flight requests"),
-            Err(e) => tracing::error!(error = %e, "signal handling failed; shutting down"),
+            Err(e) => tracing::error!(
+                error = %spark_error::chain(&*e),
+                "signal handling failed; shutting down"
+            ),
         }
         token.cancel();
     });

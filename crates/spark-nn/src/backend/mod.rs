@@ -62,7 +62,8 @@ pub struct Engine {
     pub(crate) name: Arc<str>,
     pub(crate) device: DeviceClass,
     pub(crate) detail: String,
-    pub(crate) available: Result<(), String>,
+    /// Why this node does not have it (for the status), `None` when it does.
+    pub(crate) unavailable: Option<String>,
     backend: Option<Mutex<Backend>>,
     /// Inferences running on it now (the orchestrator's saturation signal).
     in_flight: AtomicU32,
@@ -80,20 +81,24 @@ impl Engine {
             name: Arc::from(name),
             device,
             detail: detail.into(),
-            available: Ok(()),
+            unavailable: None,
             backend: Some(Mutex::new(backend.into())),
             in_flight: AtomicU32::new(0),
         }
     }
 
-    /// An engine this node does not have, and why (listed in status, never tried).
-    pub fn unavailable(name: &str, device: DeviceClass, reason: impl Into<String>) -> Engine {
-        let reason = reason.into();
+    /// An engine this node does not have, and why (listed in status, never tried): `reason`
+    /// with its causes.
+    pub fn unavailable(
+        name: &str,
+        device: DeviceClass,
+        reason: &(dyn std::error::Error + '_),
+    ) -> Engine {
         Engine {
             name: Arc::from(name),
             device,
             detail: String::new(),
-            available: Err(reason),
+            unavailable: Some(spark_error::chain(reason).to_string()),
             backend: None,
             in_flight: AtomicU32::new(0),
         }
@@ -123,14 +128,15 @@ impl Engine {
         InFlight(&self.in_flight)
     }
 
+    /// `Ok` when this node has the engine, else why not.
     pub fn availability(&self) -> Result<(), &str> {
-        self.available.as_ref().map(|_| ()).map_err(|e| e.as_str())
+        self.unavailable.as_deref().map_or(Ok(()), Err)
     }
 
     /// Compiles `bytes` on this backend (a panic becomes an error).
     pub(crate) fn load(&self, bytes: &[u8], target: ExecutionTarget) -> Result<Graph, NnError> {
         let Some(backend) = &self.backend else {
-            let reason = self.available.clone().err().unwrap_or_default();
+            let reason = self.unavailable.clone().unwrap_or_default();
             return Err(NnError::backend(&self.name, reason));
         };
         guarded(&self.name, || {

@@ -56,26 +56,52 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     EXCLUSIVE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Why this node uses no ONNX Runtime (shown by `spark status`, with its causes).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OrtUnavailable {
+    #[error("ONNX Runtime disabled by config")]
+    Disabled,
+    #[error("no ONNX Runtime library configured")]
+    NotConfigured,
+    #[error("no ONNX Runtime library at {}", path.display())]
+    NoLibrary { path: PathBuf },
+    #[error(
+        "this process already uses ONNX Runtime from {}; cannot also load {}",
+        bound.display(),
+        wanted.display()
+    )]
+    AlreadyBound { bound: PathBuf, wanted: PathBuf },
+    /// The library is there but would not load (the source is ONNX Runtime's error, or the
+    /// panic caught while loading).
+    #[error("cannot load ONNX Runtime from {}", path.display())]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: Arc<NnError>,
+    },
+}
+
 /// Loads ONNX Runtime from `path` (once per process), or says why it cannot be used.
-pub fn bind(path: &Path) -> Result<OrtInfo, String> {
+pub fn bind(path: &Path) -> Result<OrtInfo, OrtUnavailable> {
     bound(path).map(|b| b.info.clone())
 }
 
-fn bound(path: &Path) -> Result<Arc<Bound>, String> {
+fn bound(path: &Path) -> Result<Arc<Bound>, OrtUnavailable> {
     let cell = BOUND.get_or_init(|| Mutex::new(None));
     let mut slot = cell.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(b) = slot.as_ref() {
         if b.info.path == path {
             return Ok(b.clone());
         }
-        return Err(format!(
-            "this process already uses ONNX Runtime from {}; cannot also load {}",
-            b.info.path.display(),
-            path.display()
-        ));
+        return Err(OrtUnavailable::AlreadyBound {
+            bound: b.info.path.clone(),
+            wanted: path.to_path_buf(),
+        });
     }
     if !path.is_file() {
-        return Err(format!("no ONNX Runtime library at {}", path.display()));
+        return Err(OrtUnavailable::NoLibrary {
+            path: path.to_path_buf(),
+        });
     }
     let made = guarded("onnxruntime", || {
         let env = ort::init_from(path)
@@ -113,10 +139,10 @@ fn bound(path: &Path) -> Result<Arc<Bound>, String> {
             *slot = Some(b.clone());
             Ok(b)
         }
-        Err(e) => Err(format!(
-            "cannot load ONNX Runtime from {}: {e}",
-            path.display()
-        )),
+        Err(e) => Err(OrtUnavailable::Load {
+            path: path.to_path_buf(),
+            source: Arc::new(e),
+        }),
     }
 }
 
@@ -174,26 +200,32 @@ impl OrtBackend {
     }
 
     fn session(&self, bytes: &[u8]) -> Result<Session, NnError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            NnError::backend(&self.name, format!("{what}: {e}"))
-        };
         let bound = bound(&self.path).map_err(|e| NnError::backend(&self.name, e))?;
         let mut builder = Session::builder(&bound.env)
-            .map_err(|e| fail("session builder", &e))?
+            .map_err(step(&self.name, "session builder"))?
             .with_intra_threads(self.threads)
-            .map_err(|e| fail("threads", &e))?;
+            .map_err(step(&self.name, "threads"))?;
         if let Some(provider) = self.provider.dispatch() {
             builder = builder
                 .with_execution_providers([provider.error_on_failure()])
-                .map_err(|e| fail("execution provider", &e))?
+                .map_err(step(&self.name, "execution provider"))?
                 .with_config_entry("session.disable_cpu_ep_fallback", "1")
-                .map_err(|e| fail("config", &e))?;
+                .map_err(step(&self.name, "config"))?;
         }
         let _one_at_a_time = exclusive();
         builder
             .commit_from_memory(bytes)
-            .map_err(|e| fail("session", &e))
+            .map_err(step(&self.name, "session"))
     }
+}
+
+/// For `map_err`: `backend` failed at `what` because of ONNX Runtime's error (a session
+/// builder's error gives its builder back; only the error is kept).
+fn step<'a, E: Into<ort::Error>>(
+    backend: &'a str,
+    what: &'a str,
+) -> impl FnOnce(E) -> NnError + 'a {
+    move |e| NnError::backend_step(backend, what, e.into())
 }
 
 impl BackendInner for OrtBackend {
@@ -273,14 +305,18 @@ struct OrtContext {
 }
 
 impl OrtContext {
-    fn fail(&self, reason: impl std::fmt::Display) -> NnError {
+    fn fail(&self, reason: impl Into<spark_error::BoxError>) -> NnError {
         NnError::backend(&self.shared.name, reason)
+    }
+
+    fn failed_step(&self, step: &str, cause: ort::Error) -> NnError {
+        NnError::backend_step(&self.shared.name, step, cause)
     }
 
     fn run(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, NnError> {
         let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::new();
         for input in inputs {
-            let value = to_ort(&input.tensor).map_err(|e| self.fail(format!("input: {e}")))?;
+            let value = to_ort(&input.tensor).map_err(|e| self.failed_step("input", e))?;
             values.push((Cow::Owned(input.name), value));
         }
         let _device = self.shared.exclusive.then(exclusive);
@@ -294,7 +330,7 @@ impl OrtContext {
             .ok_or_else(|| self.fail("session released"))?;
         let outputs = session
             .run(values)
-            .map_err(|e| self.fail(format!("run: {e}")))?;
+            .map_err(|e| self.failed_step("run", e))?;
         self.shared
             .outputs
             .iter()
@@ -304,7 +340,7 @@ impl OrtContext {
                     .ok_or_else(|| self.fail(format!("no output '{name}'")))?;
                 Ok(NamedTensor {
                     name: name.clone(),
-                    tensor: from_ort(value).map_err(|e| self.fail(format!("output: {e}")))?,
+                    tensor: from_ort(value).map_err(|e| self.failed_step("output", e))?,
                 })
             })
             .collect()
@@ -360,22 +396,22 @@ fn to_ort(t: &Tensor) -> ort::Result<SessionInputValue<'static>> {
     })
 }
 
-fn from_ort(value: &DynValue) -> Result<Tensor, String> {
+fn from_ort(value: &DynValue) -> Result<Tensor, ort::Error> {
     let ValueType::Tensor { ty, .. } = value.dtype() else {
-        return Err("not a tensor".into());
+        return Err(ort::Error::new("not a tensor"));
     };
     fn pack<T, const N: usize>(
         value: &DynValue,
         f: fn(T) -> [u8; N],
         ty: ElemType,
-    ) -> Result<Tensor, String>
+    ) -> Result<Tensor, ort::Error>
     where
         T: Copy + ort::value::PrimitiveTensorElementType,
     {
-        let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| e.to_string())?;
+        let (shape, data) = value.try_extract_tensor::<T>()?;
         let dims = shape
             .iter()
-            .map(|&d| u32::try_from(d).map_err(|_| format!("dimension {d}")))
+            .map(|&d| u32::try_from(d).map_err(|_| ort::Error::new(format!("dimension {d}"))))
             .collect::<Result<_, _>>()?;
         let bytes = data.iter().flat_map(|&v| f(v)).collect();
         Ok(Tensor::new(dims, ty.to_wit(), bytes))
@@ -386,6 +422,8 @@ fn from_ort(value: &DynValue) -> Result<Tensor, String> {
         TensorElementType::Int32 => pack::<i32, 4>(value, i32::to_le_bytes, ElemType::I32),
         TensorElementType::Int64 => pack::<i64, 8>(value, i64::to_le_bytes, ElemType::I64),
         TensorElementType::Uint8 => pack::<u8, 1>(value, u8::to_le_bytes, ElemType::U8),
-        other => Err(format!("output type {other:?} cannot be returned")),
+        other => Err(ort::Error::new(format!(
+            "output type {other:?} cannot be returned"
+        ))),
     }
 }

@@ -42,7 +42,7 @@ impl BackendInner for TractBackend {
         };
         let model = tract_onnx::onnx()
             .model_for_read(&mut &**bytes)
-            .map_err(|e| to_backend_error(fail(format!("parse: {e:#}"))))?;
+            .map_err(|e| to_backend_error(step("parse")(e)))?;
         let inputs = model.input_outlets().map(|o| o.len()).unwrap_or(0);
         let names = (0..inputs)
             .map(|i| {
@@ -63,8 +63,13 @@ impl BackendInner for TractBackend {
     }
 }
 
-fn fail(reason: impl std::fmt::Display) -> NnError {
+fn fail(reason: impl Into<spark_error::BoxError>) -> NnError {
     NnError::backend(NAME, reason)
+}
+
+/// For `map_err`: tract failed at `what` because of the error given (kept as the cause).
+fn step<E: Into<spark_error::BoxError>>(what: &str) -> impl FnOnce(E) -> NnError + '_ {
+    move |e| NnError::backend_step(NAME, what, e)
 }
 
 struct TractGraph(Arc<Shared>);
@@ -91,12 +96,12 @@ impl Shared {
             let dt = datum(ElemType::from_wit(tensor.ty))?;
             model = model
                 .with_input_fact(*index, InferenceFact::dt_shape(dt, shape.as_slice()))
-                .map_err(|e| fail(format!("input fact: {e:#}")))?;
+                .map_err(step("input fact"))?;
         }
         let plan = model
             .into_optimized()
             .and_then(|m| m.into_runnable())
-            .map_err(|e| fail(format!("optimise: {e:#}")))?;
+            .map_err(step("optimise"))?;
         let mut plans = self.plans.lock().expect("plans");
         if plans.len() >= 16 {
             plans.clear();
@@ -138,7 +143,7 @@ impl TractContext {
             .iter()
             .map(|(_, t)| to_tract(t).map(|t| t.into_tvalue()))
             .collect::<Result<_, _>>()?;
-        let outputs = plan.run(values).map_err(|e| fail(format!("run: {e:#}")))?;
+        let outputs = plan.run(values).map_err(step("run"))?;
         let model = plan.model();
         outputs
             .into_iter()
@@ -222,7 +227,7 @@ fn to_tract(t: &Tensor) -> Result<tract_onnx::prelude::Tensor, NnError> {
         ElemType::U8 => tract_onnx::prelude::Tensor::from_shape(&shape, d.as_slice()),
         other => return Err(fail(format!("element type {other:?} not supported"))),
     };
-    made.map_err(|e| fail(format!("input tensor: {e:#}")))
+    made.map_err(step("input tensor"))
 }
 
 fn le<const N: usize, T>(bytes: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {

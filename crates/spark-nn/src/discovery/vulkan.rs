@@ -14,6 +14,19 @@ use super::{Adapter, AdapterKind, VulkanReport};
 /// How long the loader and drivers get to answer.
 const PROBE_DEADLINE: Duration = Duration::from_secs(20);
 
+/// Why the loader gave no adapters; its chain is the report's `reason`.
+#[derive(Debug, thiserror::Error)]
+enum VulkanError {
+    #[error("no Vulkan loader (libvulkan.so.1)")]
+    NoLoader(#[source] ash::LoadingError),
+    #[error("vkCreateInstance failed ({0}): no usable Vulkan driver")]
+    CreateInstance(vk::Result),
+    #[error("vkEnumeratePhysicalDevices failed")]
+    Enumerate(#[source] vk::Result),
+    #[error("the Vulkan loader or a driver panicked")]
+    Panicked,
+}
+
 /// Asks the loader for its physical devices.
 pub fn probe() -> VulkanReport {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -21,7 +34,8 @@ pub fn probe() -> VulkanReport {
         .name("spark-nn-vulkan-probe".into())
         .spawn(move || {
             let report = std::panic::catch_unwind(enumerate)
-                .unwrap_or_else(|_| Err("the Vulkan loader or a driver panicked".to_owned()));
+                .unwrap_or(Err(VulkanError::Panicked))
+                .map_err(|e| spark_error::chain(&e).to_string());
             let _ = tx.send(report);
         });
     if let Err(e) = spawned {
@@ -38,20 +52,19 @@ pub fn probe() -> VulkanReport {
     }
 }
 
-fn enumerate() -> Result<Vec<Adapter>, String> {
+fn enumerate() -> Result<Vec<Adapter>, VulkanError> {
     // SAFETY: `Entry::load` dlopens the system's Vulkan loader; ash requires `unsafe` because a
     // library's initialisers run on load. We load the loader the platform installed, by its
     // standard name, and keep `entry` alive until every Vulkan object made from it is gone.
-    let entry = unsafe { ash::Entry::load() }
-        .map_err(|e| format!("no Vulkan loader (libvulkan.so.1): {e}"))?;
+    let entry = unsafe { ash::Entry::load() }.map_err(VulkanError::NoLoader)?;
     let app = vk::ApplicationInfo::default()
         .application_name(c"spark-nn")
         .api_version(vk::API_VERSION_1_0);
     let info = vk::InstanceCreateInfo::default().application_info(&app);
     // SAFETY: `info` and `app` are valid, fully initialised structures that outlive the call;
     // no allocation callbacks are passed.
-    let instance = unsafe { entry.create_instance(&info, None) }
-        .map_err(|e| format!("vkCreateInstance failed ({e}): no usable Vulkan driver"))?;
+    let instance =
+        unsafe { entry.create_instance(&info, None) }.map_err(VulkanError::CreateInstance)?;
     // SAFETY: `instance` was created above and is destroyed only after this call.
     let devices = unsafe { instance.enumerate_physical_devices() };
     let adapters = devices.map(|devices| {
@@ -76,7 +89,7 @@ fn enumerate() -> Result<Vec<Adapter>, String> {
     // SAFETY: no object created from `instance` outlives this point (physical devices are not
     // owned objects), and it is destroyed exactly once.
     unsafe { instance.destroy_instance(None) };
-    adapters.map_err(|e| format!("vkEnumeratePhysicalDevices failed: {e}"))
+    adapters.map_err(VulkanError::Enumerate)
 }
 
 fn kind(t: vk::PhysicalDeviceType) -> AdapterKind {

@@ -100,7 +100,8 @@ fn a_model_file_with_the_wrong_digest_is_refused() {
     let mut config = support::config();
     config.models[0].sha256 = Some("00".repeat(32));
     let err = spark_nn::NnService::start(config).expect_err("refused");
-    assert!(err.to_string().contains("SHA-256"), "{err}");
+    let shown = spark_error::chain(&err).to_string();
+    assert!(shown.contains("SHA-256"), "{shown}");
 }
 
 #[test]

@@ -42,9 +42,10 @@ pub(super) fn routes() -> axum::Router<Arc<AdminState>> {
         .route("/v1/events", get(events))
 }
 
+/// The status code and, as the body, the error with every cause.
 fn refusal(error: DeployError) -> Response {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, format!("{error}\n")).into_response()
+    (status, format!("{}\n", spark_error::chain(&error))).into_response()
 }
 
 /// Runs blocking store work off the async threads.
@@ -53,7 +54,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, DeployError> {
     tokio::task::spawn_blocking(work)
         .await
-        .unwrap_or_else(|e| Err(DeployError::Store(e.to_string())))
+        .unwrap_or_else(|e| Err(DeployError::Store(e.into())))
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,12 +71,11 @@ async fn upload(
     let store = state.deployer.store().clone();
     let size = body.len();
     let result = blocking(move || {
-        let expected =
-            spark_store::Digest::parse(&digest).map_err(|e| DeployError::Invalid(e.to_string()))?;
+        let expected = spark_store::Digest::parse(&digest).map_err(DeployError::Rejected)?;
         store
             .artifacts()
             .put_expecting(&body, &expected)
-            .map_err(|e| DeployError::Invalid(e.to_string()))?;
+            .map_err(DeployError::Rejected)?;
         Ok(expected.as_str().to_owned())
     })
     .await;
@@ -162,7 +162,7 @@ async fn events(
     let result = blocking(move || {
         let events = store
             .events(query.limit)
-            .map_err(|e| DeployError::Store(e.to_string()))?;
+            .map_err(|e| DeployError::Store(e.into()))?;
         Ok(events
             .into_iter()
             .map(|e| EventView {
@@ -177,5 +177,43 @@ async fn events(
     match result {
         Ok(events) => Json(events).into_response(),
         Err(e) => refusal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+    use crate::release::deploy::store_error;
+
+    #[tokio::test]
+    async fn a_store_failure_is_a_500_that_keeps_the_io_error_and_says_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = spark_store::Store::open(dir.path()).unwrap();
+        let artifacts = dir.path().join("artifacts");
+        std::fs::remove_dir_all(&artifacts).unwrap();
+        std::fs::write(&artifacts, b"a file where the artifacts go").unwrap();
+        let error = store
+            .artifacts()
+            .put(b"\0asm\x0d\0\x01\0")
+            .map_err(store_error)
+            .unwrap_err();
+        assert!(matches!(error, DeployError::Store(_)), "{error:?}");
+        let io = error
+            .source()
+            .and_then(|cause| cause.downcast_ref::<spark_store::StoreError>())
+            .and_then(|store| store.source())
+            .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+            .expect("store error, then the I/O error, as causes");
+        let io = io.to_string();
+        let response = refusal(error);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.starts_with("store: "), "{text}");
+        assert_eq!(text.matches(&io).count(), 1, "the cause once: {text}");
     }
 }

@@ -16,17 +16,24 @@ use spark_nn::{Health, ModelSource, NnConfig, NnService, Preference, VulkanProbe
 use spark_orchestrator::policy::{InferenceConfig, InferencePlan};
 use tokio_util::sync::CancellationToken;
 
+/// Why the inference host did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NnStartError {
+    #[error(transparent)]
+    Service(#[from] spark_nn::NnError),
+    /// The blocking start-up task panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Starts the inference host for `[nn]` (on a blocking thread: discovery, library loading,
 /// model files). `None` when the manifest has no `[nn]` table.
-pub async fn start(settings: Option<&NnSettings>) -> Result<Option<NnService>, String> {
+pub async fn start(settings: Option<&NnSettings>) -> Result<Option<NnService>, NnStartError> {
     let Some(settings) = settings else {
         return Ok(None);
     };
     let config = config(settings);
-    let service = tokio::task::spawn_blocking(move || NnService::start(config))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let service = tokio::task::spawn_blocking(move || NnService::start(config)).await??;
     tracing::info!(?service, "inference host started");
     Ok(Some(service))
 }

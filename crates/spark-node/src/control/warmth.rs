@@ -28,6 +28,7 @@ use spark_manifest::{PredictorSettings, Priority};
 use spark_predict::live::{
     DemandModel, Forecast, LevelCosts, ModuleDemand, WarmthLevel, WarmthPlanner,
 };
+use spark_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, Ticker};
@@ -46,22 +47,31 @@ const UNKNOWN_P: f64 = 0.01;
 /// Where module histories are kept between restarts (blocking calls: the controller runs
 /// them on a blocking thread).
 pub trait HistoryStore: Send + Sync {
-    fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, String>;
-    fn save_all(&self, snapshots: &[(String, Vec<u8>)]) -> Result<(), String>;
+    fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    fn save_all(&self, snapshots: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
 }
 
 impl HistoryStore for spark_store::Store {
-    fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
-        self.all_history().map_err(|e| e.to_string())
+    fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.all_history()
     }
 
-    fn save_all(&self, snapshots: &[(String, Vec<u8>)]) -> Result<(), String> {
+    fn save_all(&self, snapshots: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         let entries: Vec<(&str, &[u8])> = snapshots
             .iter()
             .map(|(m, s)| (m.as_str(), s.as_slice()))
             .collect();
-        self.put_history_many(&entries).map_err(|e| e.to_string())
+        self.put_history_many(&entries)
     }
+}
+
+/// Why one module's saved history was not restored.
+#[derive(Debug, thiserror::Error)]
+enum HistoryUnreadable {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Restore(#[from] spark_predict::live::RestoreError),
 }
 
 /// One module as the controller last saw it, for status.
@@ -190,13 +200,13 @@ impl WarmthController {
             Ok(histories) => {
                 let mut restored = 0;
                 for (module, bytes) in histories {
-                    let parsed = serde_json::from_slice(&bytes).map_err(|e| e.to_string());
-                    match parsed
-                        .and_then(|s| self.demand.restore(&module, &s).map_err(|e| e.to_string()))
-                    {
+                    let restoring = serde_json::from_slice(&bytes)
+                        .map_err(HistoryUnreadable::from)
+                        .and_then(|s| Ok(self.demand.restore(&module, &s)?));
+                    match restoring {
                         Ok(()) => restored += 1,
                         Err(e) => {
-                            tracing::warn!(%module, error = %e, "module history unreadable; starting it empty")
+                            tracing::warn!(%module, error = %spark_error::chain(&e), "module history unreadable; starting it empty")
                         }
                     }
                 }
@@ -204,8 +214,11 @@ impl WarmthController {
                 None
             }
             Err(e) => {
-                tracing::warn!(error = %e, "demand history store unreadable; starting with an empty history");
-                Some(format!("history store unreadable, started empty: {e}"))
+                tracing::warn!(error = %spark_error::chain(&e), "demand history store unreadable; starting with an empty history");
+                Some(format!(
+                    "history store unreadable, started empty: {}",
+                    spark_error::chain(&e)
+                ))
             }
         };
         if let Some(note) = note {
@@ -350,8 +363,12 @@ impl WarmthController {
         let saved = tokio::task::spawn_blocking(move || store.save_all(&snapshots)).await;
         match saved {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot save demand history"),
-            Err(e) => tracing::warn!(error = %e, "saving demand history was interrupted"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %spark_error::chain(&e), "cannot save demand history")
+            }
+            Err(e) => {
+                tracing::warn!(error = %spark_error::chain(&e), "saving demand history was interrupted")
+            }
         }
     }
 }
@@ -408,7 +425,7 @@ async fn move_to(slot: &ModuleSlot, target: WarmthLevel) {
                 Ok(true) => tracing::info!(%module, "pre-warmed: loaded ahead of predicted demand"),
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(%module, error = %e, "pre-warming failed");
+                    tracing::warn!(%module, error = %spark_error::chain(&e), "pre-warming failed");
                     return;
                 }
             }
@@ -423,7 +440,7 @@ async fn move_to(slot: &ModuleSlot, target: WarmthLevel) {
             if want > guest.ready_count()
                 && let Err(e) = guest.prewarm(want).await
             {
-                tracing::warn!(%module, error = %e, "instantiating ahead failed");
+                tracing::warn!(%module, error = %spark_error::chain(&e), "instantiating ahead failed");
             }
         }
     }

@@ -33,7 +33,7 @@ use crate::control::warmth::{HistoryStore, WarmthController, WarmthView};
 use crate::control::{self, Actuators, ControlLoop, ControlView};
 use crate::release::deploy::Deployer;
 use crate::release::factory::{BuildError, ModuleFactory, ObservedOutbound, Placement};
-use crate::release::startup;
+use crate::release::startup::{self, StartupError};
 use crate::serve::capacity::NodeCapacity;
 use crate::serve::executor::GuestExecutor;
 use crate::serve::front::Front;
@@ -55,37 +55,46 @@ pub struct NodeOptions {
     pub clock: Clock,
 }
 
-/// Why a node did not start.
+/// Why a node did not start. `Display` says what failed; the cause is the `source()` (print
+/// the chain: `spark_error::chain`, or anyhow's `{:#}`). `Modules` is the exception that
+/// proves it: several causes, so its message lists each module with its whole chain.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("{} module(s) failed to load:\n{}", .0.len(), render_failures(.0))]
     Modules(Vec<(String, BuildError)>),
-    #[error("module '{module}' failed its health check at {path}: {reason}")]
+    /// The only module that failed, failed its health check (the source says how).
+    #[error("module '{module}' failed its health check at {path}")]
     Health {
         module: String,
         path: String,
-        reason: String,
+        #[source]
+        source: spark_error::BoxError,
     },
-    #[error("cannot open the node's store: {0}")]
-    Store(String),
-    #[error("orchestrator configuration: {0}")]
-    Orchestrator(String),
-    #[error("inference host ([nn]): {0}")]
-    Nn(String),
-    #[error("cannot start the background executor: {source}")]
+    #[error("cannot open the node's store")]
+    Store(#[source] StartupError),
+    #[error("orchestrator configuration")]
+    Orchestrator(#[source] spark_orchestrator::probes::ProbeConfigError),
+    #[error("inference host ([nn])")]
+    Nn(#[source] crate::control::nn::NnStartError),
+    #[error("cannot open the node's store: admin token")]
+    AdminToken {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the background executor")]
     Executor {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("TLS for {listener}: {source}")]
+    #[error("TLS for {listener}")]
     Tls {
         listener: &'static str,
         #[source]
@@ -93,10 +102,11 @@ pub enum NodeError {
     },
 }
 
-fn render_failures(failures: &[(String, BuildError)]) -> String {
+/// One line per module: its id and its error with every cause.
+pub(crate) fn render_failures(failures: &[(String, BuildError)]) -> String {
     failures
         .iter()
-        .map(|(id, e)| format!("  module '{id}': {e}"))
+        .map(|(id, e)| format!("  module '{id}': {}", spark_error::chain(e)))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -189,10 +199,7 @@ impl RunningNode {
             false => Vec::new(),
         };
         let probes = match orchestrated {
-            true => Some(
-                control::probes(&manifest.orchestrator)
-                    .map_err(|e| NodeError::Orchestrator(e.to_string()))?,
-            ),
+            true => Some(control::probes(&manifest.orchestrator).map_err(NodeError::Orchestrator)?),
             false => None,
         };
         let placement = Placement {
@@ -218,7 +225,7 @@ impl RunningNode {
             start_releases(factory, &store, manifest, snapshot.clone(), clock.clone()).await?,
         );
         let token = auth::load_or_create_token(&options.data_dir)
-            .map_err(|e| NodeError::Store(format!("admin token: {e}")))?;
+            .map_err(|source| NodeError::AdminToken { source })?;
 
         let public = Door::open(manifest.node.listen, &manifest.node.tls, "node.listen").await?;
         let admin_door =
@@ -408,7 +415,9 @@ async fn start_releases(
     let plan =
         tokio::task::spawn_blocking(move || startup::plan(&plan_store, &plan_manifest, now_ms))
             .await
-            .map_err(|e| NodeError::Store(e.to_string()))??;
+            .map_err(StartupError::from)
+            .and_then(|plan| plan)
+            .map_err(NodeError::Store)?;
     let slots = match factory
         .build_all(&plan.modules, plan.current.id.as_str())
         .await
@@ -422,7 +431,7 @@ async fn start_releases(
     {
         let reasons: Vec<String> = failures
             .iter()
-            .map(|(m, e)| format!("module '{m}': {e}"))
+            .map(|(m, e)| format!("module '{m}': {}", spark_error::chain(e)))
             .collect();
         tracing::error!(reasons = %reasons.join("; "), "the rollout in progress cannot resume; serving the current release");
         let _ = deployer.store().clear_rollout();
@@ -431,12 +440,14 @@ async fn start_releases(
 }
 
 /// A health failure alone is reported as such; anything else lists every module.
-fn startup_failure(failures: Vec<(String, BuildError)>) -> NodeError {
-    if let [(module, BuildError::Health { path, reason })] = &failures[..] {
+fn startup_failure(mut failures: Vec<(String, BuildError)>) -> NodeError {
+    if let [(_, BuildError::Health { .. })] = &failures[..]
+        && let Some((module, BuildError::Health { path, source })) = failures.pop()
+    {
         return NodeError::Health {
-            module: module.clone(),
-            path: path.clone(),
-            reason: reason.clone(),
+            module,
+            path,
+            source,
         };
     }
     NodeError::Modules(failures)
@@ -456,8 +467,8 @@ async fn open_store(
             }
             Ok((Arc::new(store), warning))
         }
-        Ok(Err(e)) => Err(NodeError::Store(e.to_string())),
-        Err(e) => Err(NodeError::Store(e.to_string())),
+        Ok(Err(e)) => Err(NodeError::Store(e.into())),
+        Err(e) => Err(NodeError::Store(e.into())),
     }
 }
 
@@ -468,5 +479,32 @@ fn machine_memory(probe_root: &std::path::Path) -> Option<u64> {
     match (total, reading.cgroup_max_bytes) {
         (Some(t), Some(c)) => Some(t.min(c)),
         (t, c) => t.or(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_that_cannot_open_keeps_the_store_error_and_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("store"), b"a file where the store goes").unwrap();
+        let Err(error) = open_store(dir.path()).await else {
+            panic!("a store opened inside a file");
+        };
+        let NodeError::Store(StartupError::Store(store)) = &error else {
+            panic!("not the store's error: {error:?}");
+        };
+        let io = std::error::Error::source(store)
+            .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+            .expect("the I/O error is the store error's cause");
+        assert_eq!(error.to_string(), "cannot open the node's store");
+        let shown = spark_error::chain(&error).to_string();
+        assert!(
+            shown.starts_with("cannot open the node's store: "),
+            "{shown}"
+        );
+        assert_eq!(shown.matches(&io.to_string()).count(), 1, "once: {shown}");
     }
 }

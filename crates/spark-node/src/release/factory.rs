@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use spark_manifest::{ModuleSpec, Priority, Trigger};
-use spark_runtime::{LatencySink, LoadError, ModuleControls, ModuleStats, OutboundPacing, Runtime};
+use spark_runtime::{
+    InvokeError, LatencySink, LoadError, ModuleControls, ModuleStats, OutboundPacing, Runtime,
+};
 use spark_store::Store;
 
 use crate::admin::metrics::NodeMetrics;
@@ -67,15 +69,20 @@ impl Placement {
     }
 }
 
-/// Why a module version was refused.
+/// Why a module version was refused. The cause is the `source()`: the guest's failure, or
+/// what the health check got instead of a 2xx.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(transparent)]
     Load(#[from] LoadError),
-    #[error("failed its health check at {path}: {reason}")]
-    Health { path: String, reason: String },
-    #[error("could not be instantiated: {0}")]
-    Instantiate(String),
+    #[error("failed its health check at {path}")]
+    Health {
+        path: String,
+        #[source]
+        source: spark_error::BoxError,
+    },
+    #[error("could not be instantiated")]
+    Instantiate(#[source] InvokeError),
     #[error(
         "needs {needs} bytes per invocation (limits.memory + limits.host_memory) but the node has {has} bytes for running invocations (node.max_memory)"
     )]
@@ -172,7 +179,7 @@ async fn check_instance(slot: &ModuleSlot) -> Result<(), BuildError> {
         .prewarm(1)
         .await
         .map(drop)
-        .map_err(|e| BuildError::Instantiate(e.to_string()))
+        .map_err(BuildError::Instantiate)
 }
 
 /// Sends `GET <health>` to the module and requires a 2xx within [`HEALTH_TIMEOUT`].
@@ -180,20 +187,20 @@ async fn check_health(slot: &ModuleSlot) -> Result<(), BuildError> {
     let Some(path) = slot.spec.health.clone() else {
         return Ok(());
     };
-    let fail = |reason: String| BuildError::Health {
+    let fail = |reason: spark_error::BoxError| BuildError::Health {
         path: path.clone(),
-        reason,
+        source: reason,
     };
     let Some(guest) = slot.residency.current() else {
         return Err(fail("not loaded".into()));
     };
     let status = tokio::time::timeout(HEALTH_TIMEOUT, guest.probe(&path))
         .await
-        .map_err(|_| fail(format!("no answer within {HEALTH_TIMEOUT:?}")))?
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|_| fail(format!("no answer within {HEALTH_TIMEOUT:?}").into()))?
+        .map_err(|e| fail(e.into()))?;
     if (200..300).contains(&status) {
         Ok(())
     } else {
-        Err(fail(format!("answered {status}")))
+        Err(fail(format!("answered {status}").into()))
     }
 }

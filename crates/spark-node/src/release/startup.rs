@@ -9,14 +9,46 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use spark_manifest::{ComponentRef, Manifest, ModuleSpec};
+use spark_manifest::{ComponentRef, Manifest, ManifestError, ModuleSpec};
 use spark_rollout::Rollout;
 use spark_store::{
     Digest, NewEvent, NewRelease, Release, ReleaseId, ReleaseModule, RolloutChange, Store,
-    Transition,
+    StoreError, Transition,
 };
 
-use crate::node::NodeError;
+/// Why the node's store could not give the release to serve (the node does not start; see
+/// [`crate::NodeError::Store`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("module '{module}': cannot read {}", path.display())]
+    Read {
+        module: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("module '{module}': artifact sha256:{digest} is not in the store")]
+    MissingArtifact { module: String, digest: String },
+    #[error("current release {id} is missing from the store")]
+    MissingRelease { id: String },
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    /// The blocking task doing this panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Why a stored release cannot be served as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// Its manifest no longer validates (the diagnostics say where).
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("release {release} has no artifact for module '{module}'")]
+    NoArtifact { release: String, module: String },
+}
 
 /// A module of a release with its artifact digest.
 pub type ReleaseModules = Vec<(ModuleSpec, String)>;
@@ -33,22 +65,21 @@ pub struct StartupPlan {
     pub rollout: Option<ResumedRollout>,
 }
 
-fn store_error(e: impl std::fmt::Display) -> NodeError {
-    NodeError::Store(e.to_string())
-}
-
 /// The modules of a release: its manifest's specs, each pointed at the release's artifact.
-pub fn release_modules(release: &Release) -> Result<Vec<(ModuleSpec, String)>, String> {
+pub fn release_modules(release: &Release) -> Result<Vec<(ModuleSpec, String)>, ReleaseError> {
     let name = format!("release {}", release.id.as_str());
-    let manifest =
-        Manifest::parse(&release.manifest, Path::new(&name)).map_err(|e| e.to_string())?;
+    let manifest = Manifest::parse(&release.manifest, Path::new(&name))?;
     manifest
         .modules
         .into_iter()
         .map(|mut spec| {
-            let module = release
-                .module(spec.id.as_str())
-                .ok_or_else(|| format!("{name} has no artifact for module '{}'", spec.id))?;
+            let module =
+                release
+                    .module(spec.id.as_str())
+                    .ok_or_else(|| ReleaseError::NoArtifact {
+                        release: release.id.as_str().to_owned(),
+                        module: spec.id.to_string(),
+                    })?;
             spec.component = ComponentRef::Artifact(module.digest.as_str().to_owned());
             Ok((spec, module.digest.as_str().to_owned()))
         })
@@ -56,32 +87,28 @@ pub fn release_modules(release: &Release) -> Result<Vec<(ModuleSpec, String)>, S
 }
 
 /// Puts the manifest's component files into the store; returns each module with its digest.
-pub fn import(store: &Store, manifest: &Manifest) -> Result<Vec<(ModuleSpec, String)>, NodeError> {
+pub fn import(
+    store: &Store,
+    manifest: &Manifest,
+) -> Result<Vec<(ModuleSpec, String)>, StartupError> {
     let mut modules = Vec::new();
     for spec in &manifest.modules {
         let digest = match &spec.component {
             ComponentRef::File(path) => {
-                let bytes = std::fs::read(path).map_err(|e| {
-                    NodeError::Store(format!(
-                        "module '{}': cannot read {}: {e}",
-                        spec.id,
-                        path.display()
-                    ))
+                let bytes = std::fs::read(path).map_err(|source| StartupError::Read {
+                    module: spec.id.to_string(),
+                    path: path.clone(),
+                    source,
                 })?;
-                store
-                    .artifacts()
-                    .put(&bytes)
-                    .map_err(store_error)?
-                    .as_str()
-                    .to_owned()
+                store.artifacts().put(&bytes)?.as_str().to_owned()
             }
             ComponentRef::Artifact(digest) => {
-                let parsed = Digest::parse(digest).map_err(store_error)?;
+                let parsed = Digest::parse(digest)?;
                 if !store.artifacts().contains(&parsed) {
-                    return Err(NodeError::Store(format!(
-                        "module '{}': artifact sha256:{digest} is not in the store",
-                        spec.id
-                    )));
+                    return Err(StartupError::MissingArtifact {
+                        module: spec.id.to_string(),
+                        digest: digest.clone(),
+                    });
                 }
                 digest.clone()
             }
@@ -94,13 +121,13 @@ pub fn import(store: &Store, manifest: &Manifest) -> Result<Vec<(ModuleSpec, Str
 }
 
 /// The release modules of `(spec, digest)` pairs.
-pub fn release_entries(modules: &[(ModuleSpec, String)]) -> Result<Vec<ReleaseModule>, NodeError> {
+pub fn release_entries(modules: &[(ModuleSpec, String)]) -> Result<Vec<ReleaseModule>, StoreError> {
     modules
         .iter()
         .map(|(spec, digest)| {
             Ok(ReleaseModule {
                 id: spec.id.to_string(),
-                digest: Digest::parse(digest).map_err(store_error)?,
+                digest: Digest::parse(digest)?,
             })
         })
         .collect()
@@ -125,13 +152,12 @@ pub fn plan(
     store: &Arc<Store>,
     manifest: &Manifest,
     now_ms: u64,
-) -> Result<StartupPlan, NodeError> {
+) -> Result<StartupPlan, StartupError> {
     let imported = import(store, manifest)?;
     let entries = release_entries(&imported)?;
     let fingerprint = content_hash(&manifest.text, &entries);
-    let file_is_new =
-        store.started_from().map_err(store_error)?.as_deref() != Some(fingerprint.as_str());
-    let state = store.state().map_err(store_error)?;
+    let file_is_new = store.started_from()?.as_deref() != Some(fingerprint.as_str());
+    let state = store.state()?;
     let resumed = match (&state.current, &state.rollout) {
         (Some(_), Some(bytes)) => resume(store, bytes)?,
         _ => None,
@@ -154,13 +180,13 @@ pub fn plan(
         None => bootstrap(store, manifest, entries, "first start", now_ms)?,
     };
     if file_is_new {
-        store.set_started_from(&fingerprint).map_err(store_error)?;
+        store.set_started_from(&fingerprint)?;
     }
     finish(current, None)
 }
 
-fn finish(current: Release, rollout: Option<ResumedRollout>) -> Result<StartupPlan, NodeError> {
-    let modules = release_modules(&current).map_err(NodeError::Store)?;
+fn finish(current: Release, rollout: Option<ResumedRollout>) -> Result<StartupPlan, StartupError> {
+    let modules = release_modules(&current)?;
     Ok(StartupPlan {
         current,
         modules,
@@ -168,13 +194,12 @@ fn finish(current: Release, rollout: Option<ResumedRollout>) -> Result<StartupPl
     })
 }
 
-fn load(store: &Store, id: &ReleaseId) -> Result<Release, NodeError> {
-    store.release(id).map_err(store_error)?.ok_or_else(|| {
-        NodeError::Store(format!(
-            "current release {} is missing from the store",
-            id.as_str()
-        ))
-    })
+fn load(store: &Store, id: &ReleaseId) -> Result<Release, StartupError> {
+    store
+        .release(id)?
+        .ok_or_else(|| StartupError::MissingRelease {
+            id: id.as_str().to_owned(),
+        })
 }
 
 fn bootstrap(
@@ -183,16 +208,14 @@ fn bootstrap(
     entries: Vec<ReleaseModule>,
     why: &str,
     now_ms: u64,
-) -> Result<Release, NodeError> {
+) -> Result<Release, StartupError> {
     let note = format!("{why}: {}", manifest.source.display());
-    let release = store
-        .create_release(NewRelease {
-            manifest: manifest.text.clone(),
-            modules: entries,
-            author_note: note.clone(),
-            created_ms: now_ms,
-        })
-        .map_err(store_error)?;
+    let release = store.create_release(NewRelease {
+        manifest: manifest.text.clone(),
+        modules: entries,
+        author_note: note.clone(),
+        created_ms: now_ms,
+    })?;
     let transition = Transition {
         current: Some(release.id.clone()),
         rollout: RolloutChange::Keep,
@@ -203,30 +226,28 @@ fn bootstrap(
         detail: &note,
         at_ms: now_ms,
     };
-    store
-        .commit_with_event(transition, event)
-        .map_err(store_error)?;
+    store.commit_with_event(transition, event)?;
     Ok(release)
 }
 
 /// A stored rollout still running, with its canary release; a finished or unreadable one is
 /// cleared (the current release stands).
-fn resume(store: &Store, bytes: &[u8]) -> Result<Option<ResumedRollout>, NodeError> {
+fn resume(store: &Store, bytes: &[u8]) -> Result<Option<ResumedRollout>, StartupError> {
     let rollout: Rollout = match serde_json::from_slice(bytes) {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, "stored rollout unreadable; serving the current release");
-            store.clear_rollout().map_err(store_error)?;
+            tracing::warn!(error = %spark_error::chain(&e), "stored rollout unreadable; serving the current release");
+            store.clear_rollout()?;
             return Ok(None);
         }
     };
     if !rollout.running() {
-        store.clear_rollout().map_err(store_error)?;
+        store.clear_rollout()?;
         return Ok(None);
     }
-    let id = ReleaseId::parse(&rollout.to).map_err(store_error)?;
+    let id = ReleaseId::parse(&rollout.to)?;
     let canary = load(store, &id)?;
-    let modules = release_modules(&canary).map_err(NodeError::Store)?;
+    let modules = release_modules(&canary)?;
     tracing::info!(release = %rollout.to, "resuming the rollout in progress");
     Ok(Some((rollout, canary, modules)))
 }

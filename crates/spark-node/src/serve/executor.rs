@@ -52,7 +52,7 @@ fn lower_priority(nice: i32) {
     }
     let thread = rustix::thread::gettid();
     if let Err(e) = rustix::process::setpriority_process(Some(thread), nice) {
-        tracing::warn!(error = %e, nice, "cannot lower the priority of a background thread; background guests run at normal priority");
+        tracing::warn!(error = %spark_error::chain(&e), nice, "cannot lower the priority of a background thread; background guests run at normal priority");
     }
 }
 

@@ -115,7 +115,7 @@ impl Refusal {
                 "node memory fully reserved: lower-priority work is shed first".to_owned(),
             ),
             Refusal::Unloadable(error) => {
-                tracing::error!(module = %slot.id(), %error, "module could not be loaded");
+                tracing::error!(module = %slot.id(), error = %spark_error::chain(error), "module could not be loaded");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "module unavailable: its code could not be loaded".to_owned(),

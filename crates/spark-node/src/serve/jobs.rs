@@ -123,7 +123,8 @@ pub async fn run_once(slot: &Arc<ModuleSlot>, capacity: &NodeCapacity) -> JobOut
             guest.run_job().await
         }
         Err(e) => Err(spark_runtime::InvokeError::Cancelled(format!(
-            "its code could not be loaded: {e}"
+            "its code could not be loaded: {}",
+            spark_error::chain(&e)
         ))),
     };
     let took = started.elapsed();
@@ -133,7 +134,7 @@ pub async fn run_once(slot: &Arc<ModuleSlot>, capacity: &NodeCapacity) -> JobOut
             ("ok", None)
         }
         Err(e) => {
-            tracing::warn!(%module, kind = e.kind(), error = %e, "job run failed");
+            tracing::warn!(%module, kind = e.kind(), error = %spark_error::chain(&e), "job run failed");
             (outcome_label(e), Some(e.to_string()))
         }
     };

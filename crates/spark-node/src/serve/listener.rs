@@ -209,7 +209,7 @@ impl Connected {
                         Either::Right(stream)
                     }
                     Ok(Err(error)) => {
-                        tracing::debug!(peer = %self.peer, %error, "TLS handshake failed");
+                        tracing::debug!(peer = %self.peer, error = %spark_error::chain(&error), "TLS handshake failed");
                         self.stats.closed_for(CloseReason::Handshake);
                         return;
                     }
@@ -244,7 +244,7 @@ impl Connected {
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(error) = result {
-                        tracing::debug!(peer = %self.peer, %error, "connection ended with an error");
+                        tracing::debug!(peer = %self.peer, error = %spark_error::chain(&*error), "connection ended with an error");
                     }
                     return;
                 }
@@ -417,7 +417,7 @@ impl AcceptErrors {
             .last_logged
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
         {
-            tracing::warn!(%error, suppressed = self.suppressed, "accept failed; retrying");
+            tracing::warn!(error = %spark_error::chain(&error), suppressed = self.suppressed, "accept failed; retrying");
             self.last_logged = Some(now);
             self.suppressed = 0;
         } else {
@@ -442,7 +442,7 @@ pub fn raise_fd_limit() -> u64 {
             maximum: Some(hard),
         };
         if let Err(error) = setrlimit(Resource::Nofile, raised) {
-            tracing::warn!(%error, "cannot raise the open-files limit");
+            tracing::warn!(error = %spark_error::chain(&error), "cannot raise the open-files limit");
         }
     }
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)

@@ -81,14 +81,15 @@ pub async fn prepare_artifact(
     ));
     let (store, wanted, fallback) = (store.clone(), digest.to_owned(), name.clone());
     let bytes = tokio::task::spawn_blocking(move || {
-        let digest = spark_store::Digest::parse(&wanted).map_err(|e| e.to_string())?;
-        store.artifacts().get(&digest).map_err(|e| e.to_string())
+        let digest = spark_store::Digest::parse(&wanted)?;
+        store.artifacts().get(&digest)
     })
     .await
-    .unwrap_or_else(|e| Err(e.to_string()))
-    .map_err(|reason| LoadError::Invalid {
+    .map_err(spark_error::BoxError::from)
+    .and_then(|read| read.map_err(spark_error::BoxError::from))
+    .map_err(|cause| LoadError::Invalid {
         path: fallback,
-        reason: format!("artifact unavailable: {reason}"),
+        source: spark_error::context("artifact unavailable", cause).into(),
     })?;
     runtime
         .prepare_bytes(&name, Arc::from(bytes), expect(spec))

@@ -33,25 +33,42 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 pub enum TlsError {
     #[error("no certificates configured")]
     Empty,
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("{}: not a PEM certificate chain: {reason}", path.display())]
-    Certificate { path: PathBuf, reason: String },
-    #[error("{}: not a PEM private key: {reason}", path.display())]
-    Key { path: PathBuf, reason: String },
-    #[error("{} and {}: {source}", cert.display(), key.display())]
+    #[error("{}: not a PEM certificate chain", path.display())]
+    Certificate {
+        path: PathBuf,
+        #[source]
+        source: PemProblem,
+    },
+    #[error("{}: not a PEM private key", path.display())]
+    Key {
+        path: PathBuf,
+        #[source]
+        source: PemProblem,
+    },
+    #[error("{} and {}", cert.display(), key.display())]
     Mismatch {
         cert: PathBuf,
         key: PathBuf,
         #[source]
         source: rustls::Error,
     },
-    #[error("TLS configuration: {0}")]
+    #[error("TLS configuration")]
     Config(#[source] rustls::Error),
+}
+
+/// What is wrong with a PEM file: the parser's error, or no section of the kind wanted.
+#[derive(Debug, thiserror::Error)]
+pub enum PemProblem {
+    #[error(transparent)]
+    Parse(#[from] rustls::pki_types::pem::Error),
+    #[error("no CERTIFICATE section found")]
+    NoCertificate,
 }
 
 /// A listener's TLS: the acceptor and the certificates behind it.
@@ -130,9 +147,11 @@ impl TlsTerminator {
                 ),
                 Ok(Ok(false)) => {}
                 Ok(Err(error)) => {
-                    tracing::error!(%error, "TLS certificates changed but cannot be loaded; keeping the ones in use")
+                    tracing::error!(error = %spark_error::chain(&error), "TLS certificates changed but cannot be loaded; keeping the ones in use")
                 }
-                Err(error) => tracing::error!(%error, "TLS reload task failed"),
+                Err(error) => {
+                    tracing::error!(error = %spark_error::chain(&error), "TLS reload task failed")
+                }
             }
         }
     }
@@ -203,18 +222,18 @@ fn load_one(files: &CertificateFiles, provider: &CryptoProvider) -> Result<Loade
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Certificate {
             path: files.cert.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
     if chain.is_empty() {
         return Err(TlsError::Certificate {
             path: files.cert.clone(),
-            reason: "no CERTIFICATE section found".into(),
+            source: PemProblem::NoCertificate,
         });
     }
     let key = read(&files.key)?;
     let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| TlsError::Key {
         path: files.key.clone(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     let key =
         CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Mismatch {

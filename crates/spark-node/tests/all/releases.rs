@@ -67,7 +67,9 @@ async fn rollout(node: &TestNode) -> Value {
 
 /// Which VERSION answered.
 async fn version(node: &TestNode) -> Result<String, String> {
-    let reply = get(&node.url("/api/env")).await?;
+    let reply = get(&node.url("/api/env"))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     if reply.status != 200 {
         return Err(format!("status {}", reply.status));
     }

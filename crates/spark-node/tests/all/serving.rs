@@ -96,7 +96,7 @@ async fn serves_many_concurrent_requests_with_fresh_instances() {
         tokio::spawn(async move { get(&url).await.map(|r| r.status) })
     });
     for request in requests {
-        assert_eq!(request.await.unwrap(), Ok(200));
+        assert_eq!(request.await.unwrap().unwrap(), 200);
     }
     let status = node.node.snapshot();
     let hello = status.module("hello").unwrap();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::health::{Fault, HealthLog, ProbeHealth};
-use super::source::{Reader, parse_number, read_text};
+use super::source::{Garbled, Reader, parse_number, read_text};
 
 /// Where the node's power comes from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -155,10 +155,10 @@ fn ratio(dir: &Path, prefix: &str) -> Option<f64> {
     Some((now as f64 * 100.0 / full as f64).min(100.0))
 }
 
-fn parse_percent(text: &str) -> Result<f64, String> {
+fn parse_percent(text: &str) -> Result<f64, Garbled> {
     let value: u8 = parse_number(text)?;
     if value > 100 {
-        return Err(format!("capacity {value} is over 100"));
+        return Err(Garbled::OverHundred { value });
     }
     Ok(f64::from(value))
 }

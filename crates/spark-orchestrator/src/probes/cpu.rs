@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::health::{HealthLog, ProbeHealth};
 use super::psi::parse_psi;
-use super::source::{Reader, cgroup_dir};
+use super::source::{Garbled, Reader, cgroup_dir};
 
 /// Period the kernel assumes when `cpu.max` names only the quota.
 const DEFAULT_CFS_PERIOD_US: u64 = 100_000;
@@ -137,15 +137,13 @@ fn cap(limit: f64, cpus: Option<u32>) -> f64 {
 /// Parses `/proc/stat`: the aggregate `cpu` line (at least user, nice, system, idle; the
 /// total counts up to steal, since guest time is already inside user and nice) and the
 /// number of `cpuN` lines.
-fn parse_stat(text: &str) -> Result<Stat, String> {
+fn parse_stat(text: &str) -> Result<Stat, Garbled> {
     let mut times = None;
     let mut cpus = 0;
     for line in text.lines() {
         let mut words = line.split_whitespace();
         match words.next() {
-            Some("cpu") => {
-                times = Some(parse_cpu_line(words).map_err(|e| format!("{e} in {line:?}"))?)
-            }
+            Some("cpu") => times = Some(parse_cpu_line(words).map_err(|e| e.in_line(line))?),
             Some(w)
                 if w.strip_prefix("cpu")
                     .is_some_and(|n| n.parse::<u32>().is_ok()) =>
@@ -155,20 +153,27 @@ fn parse_stat(text: &str) -> Result<Stat, String> {
             _ => {}
         }
     }
-    let times = times.ok_or("no aggregate `cpu` line")?;
+    let times = times.ok_or(Garbled::Missing("no aggregate `cpu` line"))?;
     if cpus == 0 {
-        return Err("no `cpuN` lines (truncated?)".into());
+        return Err(Garbled::Missing("no `cpuN` lines (truncated?)"));
     }
     Ok(Stat { times, cpus })
 }
 
-fn parse_cpu_line<'a>(words: impl Iterator<Item = &'a str>) -> Result<StatTimes, String> {
+fn parse_cpu_line<'a>(words: impl Iterator<Item = &'a str>) -> Result<StatTimes, Garbled> {
     let fields: Vec<u64> = words
         .take(8)
-        .map(|w| w.parse().map_err(|_| format!("non-numeric field {w:?}")))
+        .map(|w| {
+            w.parse().map_err(|_| Garbled::NonNumericField {
+                found: w.to_owned(),
+            })
+        })
         .collect::<Result<_, _>>()?;
     if fields.len() < 4 {
-        return Err(format!("{} fields, need at least 4", fields.len()));
+        return Err(Garbled::TooFewFields {
+            found: fields.len(),
+            need: 4,
+        });
     }
     let idle = fields[3] + fields.get(4).copied().unwrap_or(0);
     Ok(StatTimes {
@@ -178,30 +183,30 @@ fn parse_cpu_line<'a>(words: impl Iterator<Item = &'a str>) -> Result<StatTimes,
 }
 
 /// Parses `cpu.max`: `max PERIOD` (no limit, `None`) or `QUOTA PERIOD` (cores).
-fn parse_cpu_max(text: &str) -> Result<Option<f64>, String> {
+fn parse_cpu_max(text: &str) -> Result<Option<f64>, Garbled> {
     let mut words = text.split_whitespace();
-    let quota = words.next().ok_or("empty")?;
+    let quota = words.next().ok_or(Garbled::Missing("empty"))?;
     let period = match words.next() {
-        Some(p) => p.parse::<u64>().map_err(|_| format!("bad period {p:?}"))?,
+        Some(p) => p.parse::<u64>().map_err(|_| Garbled::bad("period", p))?,
         None => DEFAULT_CFS_PERIOD_US,
     };
     if quota == "max" {
         return Ok(None);
     }
-    let quota: u64 = quota.parse().map_err(|_| format!("bad quota {quota:?}"))?;
+    let quota: u64 = quota.parse().map_err(|_| Garbled::bad("quota", quota))?;
     if quota == 0 || period == 0 {
-        return Err(format!("zero quota or period in {:?}", text.trim()));
+        return Err(Garbled::ZeroQuota {
+            text: text.trim().to_owned(),
+        });
     }
     Ok(Some(quota as f64 / period as f64))
 }
 
 /// Parses `usage_usec` from a cgroup's `cpu.stat`.
-fn parse_usage_usec(text: &str) -> Result<u64, String> {
+fn parse_usage_usec(text: &str) -> Result<u64, Garbled> {
     let line = text.lines().find_map(|l| l.strip_prefix("usage_usec "));
-    let value = line.ok_or("no usage_usec line")?.trim();
-    value
-        .parse()
-        .map_err(|_| format!("bad usage_usec {value:?}"))
+    let value = line.ok_or(Garbled::Missing("no usage_usec line"))?.trim();
+    value.parse().map_err(|_| Garbled::bad("usage_usec", value))
 }
 
 #[cfg(test)]

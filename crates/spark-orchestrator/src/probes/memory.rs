@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::health::{HealthLog, ProbeHealth};
 use super::psi::{Psi, parse_psi};
-use super::source::{Reader, cgroup_dir, parse_number};
+use super::source::{Garbled, Reader, cgroup_dir, parse_number};
 
 /// `some avg10` (percent of time some task stalled on memory) that counts as full pressure.
 pub const PSI_SOME_SATURATION: f64 = 20.0;
@@ -133,8 +133,8 @@ impl MemoryProbe {
 }
 
 /// Parses `/proc/meminfo` into (total, available) KiB.
-fn parse_meminfo(text: &str) -> Result<(u64, u64), String> {
-    let field = |key: &str| -> Result<Option<u64>, String> {
+fn parse_meminfo(text: &str) -> Result<(u64, u64), Garbled> {
+    let field = |key: &str| -> Result<Option<u64>, Garbled> {
         let Some(line) = text.lines().find(|l| l.split(':').next() == Some(key)) else {
             return Ok(None);
         };
@@ -142,13 +142,14 @@ fn parse_meminfo(text: &str) -> Result<(u64, u64), String> {
         value
             .parse()
             .map(Some)
-            .map_err(|_| format!("bad {key} {value:?}"))
+            .map_err(|_| Garbled::bad(key, value))
     };
-    let total = field("MemTotal")?.ok_or("no MemTotal line")?;
+    let total = field("MemTotal")?.ok_or(Garbled::Missing("no MemTotal line"))?;
     let available = match field("MemAvailable")? {
         Some(available) => available,
         None => {
-            let free = field("MemFree")?.ok_or("neither MemAvailable nor MemFree")?;
+            let free =
+                field("MemFree")?.ok_or(Garbled::Missing("neither MemAvailable nor MemFree"))?;
             free + field("Buffers")?.unwrap_or(0) + field("Cached")?.unwrap_or(0)
         }
     };
@@ -156,16 +157,16 @@ fn parse_meminfo(text: &str) -> Result<(u64, u64), String> {
 }
 
 /// Parses `memory.max`: `max` (unlimited, `None`) or bytes.
-fn parse_max(text: &str) -> Result<Option<u64>, String> {
+fn parse_max(text: &str) -> Result<Option<u64>, Garbled> {
     match text.trim() {
         "max" => Ok(None),
         _ => parse_number(text).map(Some),
     }
 }
 
-fn parse_inactive_file(text: &str) -> Result<u64, String> {
+fn parse_inactive_file(text: &str) -> Result<u64, Garbled> {
     let line = text.lines().find_map(|l| l.strip_prefix("inactive_file "));
-    parse_number(line.ok_or("no inactive_file line")?)
+    parse_number(line.ok_or(Garbled::Missing("no inactive_file line"))?)
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub use network::{
 };
 pub use outbound::{OutboundLatency, OutboundReading, WINDOW_CAPACITY};
 pub use psi::{Psi, PsiLine};
-pub use upstream::{Target, Upstream, UpstreamError};
+pub use upstream::{Target, Upstream, UpstreamError, UpstreamProblem};
 
 /// How long an active network probe may take unless configured otherwise.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);

@@ -25,14 +25,15 @@ const MAX_STATUS_LINE: usize = 1024;
 pub enum MeasureError {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    #[error("connect failed: {0}")]
-    Connect(std::io::Error),
-    #[error("request failed: {0}")]
-    Io(std::io::Error),
+    #[error("connect failed")]
+    Connect(#[source] std::io::Error),
+    #[error("request failed")]
+    Io(#[source] std::io::Error),
+    /// What was wrong with the answer (not an HTTP/1.x status line, ...).
     #[error("bad response: {0}")]
     BadResponse(String),
-    #[error("probe task failed: {0}")]
-    Task(String),
+    #[error("probe task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// One upstream as of the latest sample.
@@ -119,11 +120,12 @@ impl NetworkProbe {
             .collect();
         let mut faults = Vec::new();
         for ((_, reading), task) in self.upstreams.iter_mut().zip(tasks) {
-            let result = task
-                .await
-                .unwrap_or_else(|e| Err(MeasureError::Task(e.to_string())));
+            let result = task.await.unwrap_or_else(|e| Err(MeasureError::Task(e)));
             if let Err(e) = &result {
-                faults.push(Fault::new(reading.name.clone(), e.to_string()));
+                faults.push(Fault::new(
+                    reading.name.clone(),
+                    spark_error::chain(e).to_string(),
+                ));
             }
             update(reading, result);
         }
@@ -149,7 +151,7 @@ fn update(reading: &mut UpstreamReading, result: Result<(Duration, Option<u16>),
             reading.last_rtt_ms = None;
             reading.consecutive_failures = reading.consecutive_failures.saturating_add(1);
             reading.last_status = None;
-            reading.last_error = Some(e.to_string());
+            reading.last_error = Some(spark_error::chain(&e).to_string());
         }
     }
 }

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::source::Garbled;
+
 /// One PSI line: percentages of wall time some (or all) tasks were stalled, averaged over
 /// 10 s, 60 s and 300 s, and the total stall time in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -25,7 +27,7 @@ pub struct Psi {
 }
 
 /// Parses a PSI file; the `some` line is required.
-pub fn parse_psi(text: &str) -> Result<Psi, String> {
+pub fn parse_psi(text: &str) -> Result<Psi, Garbled> {
     let mut some = None;
     let mut full = None;
     for line in text.lines() {
@@ -35,19 +37,22 @@ pub fn parse_psi(text: &str) -> Result<Psi, String> {
             Some("full") => &mut full,
             _ => continue,
         };
-        *slot = Some(parse_line(words).map_err(|e| format!("{e} in {line:?}"))?);
+        *slot = Some(parse_line(words).map_err(|e| e.in_line(line))?);
     }
-    let some = some.ok_or_else(|| "no `some` line".to_string())?;
+    let some = some.ok_or(Garbled::Missing("no `some` line"))?;
     Ok(Psi { some, full })
 }
 
-fn parse_line<'a>(pairs: impl Iterator<Item = &'a str>) -> Result<PsiLine, String> {
+fn parse_line<'a>(pairs: impl Iterator<Item = &'a str>) -> Result<PsiLine, Garbled> {
     let (mut avg10, mut avg60, mut avg300, mut total) = (None, None, None, None);
     for pair in pairs {
         let (key, value) = pair
             .split_once('=')
-            .ok_or_else(|| format!("bad pair {pair:?}"))?;
-        let bad = || format!("bad value for {key}: {value:?}");
+            .ok_or_else(|| Garbled::bad("pair", pair))?;
+        let bad = || Garbled::BadField {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        };
         match key {
             "avg10" => avg10 = Some(percent(value).ok_or_else(bad)?),
             "avg60" => avg60 = Some(percent(value).ok_or_else(bad)?),
@@ -63,7 +68,7 @@ fn parse_line<'a>(pairs: impl Iterator<Item = &'a str>) -> Result<PsiLine, Strin
             avg300,
             total_us,
         }),
-        _ => Err("missing avg10, avg60, avg300 or total".into()),
+        _ => Err(Garbled::Missing("missing avg10, avg60, avg300 or total")),
     }
 }
 

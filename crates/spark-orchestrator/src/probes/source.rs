@@ -10,31 +10,77 @@ use std::path::{Component, Path, PathBuf};
 
 use super::health::Fault;
 
-/// Why a source yielded nothing.
+/// Why a source yielded nothing. A fault's reason is its whole chain ("unreadable: Permission
+/// denied (os error 13)", "garbled: no `some` line").
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("missing")]
     Missing,
-    #[error("unreadable: {0}")]
-    Unreadable(std::io::Error),
-    #[error("garbled: {0}")]
-    Garbled(String),
+    #[error("unreadable")]
+    Unreadable(#[source] std::io::Error),
+    #[error("garbled")]
+    Garbled(#[source] Garbled),
+}
+
+/// What is wrong with a source's text, in words a person can check against the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Garbled {
+    #[error("not UTF-8 text")]
+    NotText,
+    /// A line or field the format requires is absent (the message names it).
+    #[error("{0}")]
+    Missing(&'static str),
+    #[error("expected a number, found {found:?}")]
+    NotANumber { found: String },
+    #[error("bad {what} {value:?}")]
+    BadValue { what: String, value: String },
+    #[error("bad value for {key}: {value:?}")]
+    BadField { key: String, value: String },
+    #[error("non-numeric field {found:?}")]
+    NonNumericField { found: String },
+    #[error("{found} fields, need at least {need}")]
+    TooFewFields { found: usize, need: usize },
+    #[error("zero quota or period in {text:?}")]
+    ZeroQuota { text: String },
+    #[error("capacity {value} is over 100")]
+    OverHundred { value: u8 },
+    /// A problem in one line of a file with many.
+    #[error("{problem} in {line:?}")]
+    InLine { problem: Box<Garbled>, line: String },
+}
+
+impl Garbled {
+    /// This problem, found in `line`.
+    pub fn in_line(self, line: &str) -> Garbled {
+        Garbled::InLine {
+            problem: Box::new(self),
+            line: line.to_owned(),
+        }
+    }
+
+    pub(crate) fn bad(what: &str, value: &str) -> Garbled {
+        Garbled::BadValue {
+            what: what.to_owned(),
+            value: value.to_owned(),
+        }
+    }
 }
 
 /// Reads a whole file; a missing file (or a missing parent directory) is [`SourceError::Missing`].
 pub fn read_text(path: &Path) -> Result<String, SourceError> {
     std::fs::read_to_string(path).map_err(|e| match e.kind() {
         ErrorKind::NotFound | ErrorKind::NotADirectory => SourceError::Missing,
-        ErrorKind::InvalidData => SourceError::Garbled("not UTF-8 text".into()),
+        ErrorKind::InvalidData => SourceError::Garbled(Garbled::NotText),
         _ => SourceError::Unreadable(e),
     })
 }
 
 /// Parses a file holding one number (sysfs and cgroup style), e.g. `57\n`.
-pub fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+pub fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T, Garbled> {
     let word = text.trim();
-    word.parse()
-        .map_err(|_| format!("expected a number, found {word:?}"))
+    word.parse().map_err(|_| Garbled::NotANumber {
+        found: word.to_owned(),
+    })
 }
 
 /// Collects the faults of one sample while the probe reads its sources.
@@ -49,7 +95,7 @@ impl Reader {
         &mut self,
         path: &Path,
         missing: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        parse: impl FnOnce(&str) -> Result<T, Garbled>,
     ) -> Option<T> {
         match read_text(path) {
             Err(SourceError::Missing) => self.fail(path, format!("missing ({missing})")),
@@ -61,7 +107,7 @@ impl Reader {
     pub fn optional<T>(
         &mut self,
         path: &Path,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        parse: impl FnOnce(&str) -> Result<T, Garbled>,
     ) -> Option<T> {
         match read_text(path) {
             Err(SourceError::Missing) => None,
@@ -84,7 +130,7 @@ impl Reader {
         &mut self,
         path: &Path,
         text: Result<String, SourceError>,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        parse: impl FnOnce(&str) -> Result<T, Garbled>,
     ) -> Option<T> {
         let error = match text {
             Ok(text) => match parse(&text) {
@@ -93,7 +139,7 @@ impl Reader {
             },
             Err(e) => e,
         };
-        self.fail(path, error.to_string())
+        self.fail(path, spark_error::chain(&error).to_string())
     }
 }
 
@@ -140,8 +186,23 @@ mod tests {
     fn parse_number_trims_and_names_the_bad_word() {
         assert_eq!(parse_number::<u8>("57\n"), Ok(57));
         assert_eq!(
-            parse_number::<u8>("full\n"),
-            Err("expected a number, found \"full\"".into())
+            parse_number::<u8>("full\n").unwrap_err().to_string(),
+            "expected a number, found \"full\""
         );
+    }
+
+    #[test]
+    fn a_fault_reason_is_the_whole_chain() {
+        let mut reader = Reader::default();
+        let dir = std::env::temp_dir().join(format!("spark-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pressure");
+        std::fs::write(&path, "some avg10=x\n").unwrap();
+        let parsed: Option<u8> =
+            reader.expected(&path, "no PSI", |_| Err(Garbled::Missing("no `some` line")));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(parsed, None);
+        let faults = reader.into_faults();
+        assert_eq!(faults[0].reason, "garbled: no `some` line");
     }
 }

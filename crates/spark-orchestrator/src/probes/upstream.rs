@@ -34,14 +34,43 @@ pub struct Upstream {
 #[error("upstream {entry:?}: {reason}")]
 pub struct UpstreamError {
     pub entry: String,
-    pub reason: String,
+    pub reason: UpstreamProblem,
+}
+
+/// What is wrong with an upstream entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamProblem {
+    #[error("contains whitespace or control characters")]
+    Unsafe,
+    #[error("{FORMS}")]
+    Form,
+    #[error("unknown scheme {scheme:?}; {FORMS}")]
+    Scheme { scheme: String },
+    #[error("credentials in upstream addresses are not supported")]
+    Credentials,
+    #[error("a tcp upstream takes no path")]
+    TcpPath,
+    #[error("a tcp upstream needs a port")]
+    TcpPort,
+    #[error("unclosed '[' in host")]
+    UnclosedBracket,
+    #[error("bad IPv6 address {text:?}")]
+    Ipv6 { text: String },
+    #[error("junk after ']'")]
+    AfterBracket,
+    #[error("no host")]
+    NoHost,
+    #[error("bad host {host:?}")]
+    Host { host: String },
+    #[error("bad port {port:?} (1..=65535)")]
+    Port { port: String },
 }
 
 const FORMS: &str = "expected tcp://host:port, http://host[:port][/path] or https://host[:port]";
 
 impl Upstream {
     pub fn parse(entry: &str) -> Result<Upstream, UpstreamError> {
-        let error = |reason: String| UpstreamError {
+        let error = |reason| UpstreamError {
             entry: entry.to_string(),
             reason,
         };
@@ -53,24 +82,24 @@ impl Upstream {
     }
 }
 
-fn parse_target(entry: &str) -> Result<Target, String> {
+fn parse_target(entry: &str) -> Result<Target, UpstreamProblem> {
     if entry.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains whitespace or control characters".into());
+        return Err(UpstreamProblem::Unsafe);
     }
-    let (scheme, rest) = entry.split_once("://").ok_or(FORMS)?;
+    let (scheme, rest) = entry.split_once("://").ok_or(UpstreamProblem::Form)?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     if authority.contains('@') {
-        return Err("credentials in upstream addresses are not supported".into());
+        return Err(UpstreamProblem::Credentials);
     }
     let (host, port) = split_authority(authority)?;
     match scheme.to_ascii_lowercase().as_str() {
-        "tcp" if path != "/" => Err("a tcp upstream takes no path".into()),
+        "tcp" if path != "/" => Err(UpstreamProblem::TcpPath),
         "tcp" => Ok(Target::Tcp {
             host,
-            port: port.ok_or("a tcp upstream needs a port")?,
+            port: port.ok_or(UpstreamProblem::TcpPort)?,
         }),
         "https" => Ok(Target::Tcp {
             host,
@@ -85,20 +114,29 @@ fn parse_target(entry: &str) -> Result<Target, String> {
                 path,
             })
         }
-        other => Err(format!("unknown scheme {other:?}; {FORMS}")),
+        other => Err(UpstreamProblem::Scheme {
+            scheme: other.to_owned(),
+        }),
     }
 }
 
 /// Splits `host[:port]` or `[v6][:port]` into a connectable host and the port, if any.
-fn split_authority(authority: &str) -> Result<(String, Option<u16>), String> {
+fn split_authority(authority: &str) -> Result<(String, Option<u16>), UpstreamProblem> {
     let (host, port) = match authority.strip_prefix('[') {
         Some(bracketed) => {
-            let (v6, after) = bracketed.split_once(']').ok_or("unclosed '[' in host")?;
-            v6.parse::<Ipv6Addr>()
-                .map_err(|_| format!("bad IPv6 address {v6:?}"))?;
+            let (v6, after) = bracketed
+                .split_once(']')
+                .ok_or(UpstreamProblem::UnclosedBracket)?;
+            v6.parse::<Ipv6Addr>().map_err(|_| UpstreamProblem::Ipv6 {
+                text: v6.to_owned(),
+            })?;
             let port = match after {
                 "" => None,
-                _ => Some(after.strip_prefix(':').ok_or("junk after ']'")?),
+                _ => Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or(UpstreamProblem::AfterBracket)?,
+                ),
             };
             (v6, port)
         }
@@ -108,18 +146,22 @@ fn split_authority(authority: &str) -> Result<(String, Option<u16>), String> {
         },
     };
     if host.is_empty() {
-        return Err("no host".into());
+        return Err(UpstreamProblem::NoHost);
     }
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':');
     if !host.chars().all(plain) {
-        return Err(format!("bad host {host:?}"));
+        return Err(UpstreamProblem::Host {
+            host: host.to_owned(),
+        });
     }
     Ok((host.to_string(), port.map(parse_port).transpose()?))
 }
 
-fn parse_port(port: &str) -> Result<u16, String> {
+fn parse_port(port: &str) -> Result<u16, UpstreamProblem> {
     match port.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("bad port {port:?} (1..=65535)")),
+        Ok(0) | Err(_) => Err(UpstreamProblem::Port {
+            port: port.to_owned(),
+        }),
         Ok(port) => Ok(port),
     }
 }
@@ -170,7 +212,7 @@ mod tests {
 
     #[test]
     fn rejected_forms_name_the_reason() {
-        let reason = |entry: &str| Upstream::parse(entry).unwrap_err().reason;
+        let reason = |entry: &str| Upstream::parse(entry).unwrap_err().reason.to_string();
         assert!(reason("db.local:5432").starts_with("expected"));
         assert_eq!(reason("tcp://db.local"), "a tcp upstream needs a port");
         assert_eq!(reason("tcp://db.local:0"), "bad port \"0\" (1..=65535)");

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     match run(&dir, max) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("store-crash-helper: {e}");
+            eprintln!("store-crash-helper: {}", spark_error::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -104,7 +104,7 @@ fn an_undecodable_record_is_damage() {
     }
     let err = Store::open(dir.path()).unwrap_err();
     assert!(
-        matches!(&err, StoreError::CorruptRecord { table: "releases", key, .. } if key == "2"),
+        matches!(&err, StoreError::UndecodableRecord { table: "releases", key, .. } if key == "2"),
         "{err:?}"
     );
     let (store, warning) = Store::open_or_reset(dir.path()).unwrap();

@@ -111,10 +111,10 @@ impl BackendInner for FailingBackend {
         _builders: &[&[u8]],
         _target: ExecutionTarget,
     ) -> Result<wasmtime_wasi_nn::Graph, BackendError> {
-        Err(spark_nn::NnError::Backend {
-            backend: spark_nn::ORT_NPU.to_owned(),
-            reason: "device not responding (stand-in)".to_owned(),
-        }
+        Err(spark_nn::NnError::backend(
+            spark_nn::ORT_NPU,
+            "device not responding (stand-in)",
+        )
         .into())
     }
 

@@ -25,25 +25,38 @@ use spark_store::{
 
 use crate::clock::Clock;
 use crate::release::factory::{BuildError, ModuleFactory};
-use crate::release::startup::{content_hash, release_entries, release_modules};
+use crate::release::startup::{ReleaseError, content_hash, release_entries, release_modules};
 use crate::serve::snapshot::{Canary, ModuleSlot, SharedSnapshot, Snapshot};
 
 pub use rollout::RolloutStatus;
 pub use spark_api::DeployRequest;
 
-/// Why a deploy, promotion or rollback was refused.
+/// Why a deploy, promotion or rollback was refused. `Display` says what failed, the cause is
+/// the `source()`; the admin API answers with the whole chain (`spark_error::chain`).
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error("{0}")]
     Conflict(String),
+    /// A request refused for what it says (in words: no error beneath).
     #[error("{0}")]
     Invalid(String),
-    #[error("{} module(s) refused:\n{}", .0.len(), .0.iter().map(|(m, e)| format!("  module '{m}': {e}")).collect::<Vec<_>>().join("\n"))]
-    Refused(Vec<(String, String)>),
+    /// The request's manifest or artifact digests do not check out.
+    #[error(transparent)]
+    Request(#[from] spark_api::RequestError),
+    /// The store refused what the request named: a malformed digest or release id, or an
+    /// upload whose bytes do not hash to its digest.
+    #[error(transparent)]
+    Rejected(spark_store::StoreError),
+    /// A stored release that cannot be served as it is.
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    #[error("{} module(s) refused:\n{}", .0.len(), crate::node::render_failures(.0))]
+    Refused(Vec<(String, BuildError)>),
     #[error("{0}")]
     NotFound(String),
-    #[error("store: {0}")]
-    Store(String),
+    /// The store failed (I/O, database) or its blocking task did: the node's fault.
+    #[error("store")]
+    Store(#[source] spark_error::BoxError),
 }
 
 impl DeployError {
@@ -51,15 +64,19 @@ impl DeployError {
     pub fn status(&self) -> u16 {
         match self {
             DeployError::Conflict(_) => 409,
-            DeployError::Invalid(_) | DeployError::Refused(_) => 422,
+            DeployError::Invalid(_)
+            | DeployError::Request(_)
+            | DeployError::Rejected(_)
+            | DeployError::Release(_)
+            | DeployError::Refused(_) => 422,
             DeployError::NotFound(_) => 404,
             DeployError::Store(_) => 500,
         }
     }
 }
 
-fn store_error(e: impl std::fmt::Display) -> DeployError {
-    DeployError::Store(e.to_string())
+pub(crate) fn store_error(e: impl Into<spark_error::BoxError>) -> DeployError {
+    DeployError::Store(e.into())
 }
 
 /// What a deploy did.
@@ -173,12 +190,10 @@ impl Deployer {
                 active.release.id.as_str()
             )));
         }
-        let checked = request
-            .check()
-            .map_err(|e| DeployError::Invalid(e.to_string()))?;
+        let checked = request.check()?;
         let manifest = checked.manifest;
         let modules = self.uploaded(checked.modules)?;
-        let entries = release_entries(&modules).map_err(|e| DeployError::Invalid(e.to_string()))?;
+        let entries = release_entries(&modules).map_err(DeployError::Rejected)?;
         let next = self
             .store
             .latest()
@@ -333,7 +348,7 @@ impl Deployer {
                     baselines.insert(id.clone(), baseline);
                 }
                 Err(e) => {
-                    tracing::warn!(module = %id, error = %e, "no baseline for the canary; comparing it with the stable version")
+                    tracing::warn!(module = %id, error = %spark_error::chain(&e), "no baseline for the canary; comparing it with the stable version")
                 }
             }
         }
@@ -384,7 +399,7 @@ impl Deployer {
             ));
         }
         let release = self.rollback_target(&state.stable.release, target)?;
-        let modules = release_modules(&release).map_err(DeployError::Invalid)?;
+        let modules = release_modules(&release)?;
         let (changed, added, _) = diff(&state.stable, &modules);
         let to_build = changed_or_added(&modules, &changed, &added);
         let built = self
@@ -467,12 +482,7 @@ impl Deployer {
 pub type BuildFailures = Vec<(String, BuildError)>;
 
 fn refused(failures: BuildFailures) -> DeployError {
-    DeployError::Refused(
-        failures
-            .into_iter()
-            .map(|(m, e)| (m, e.to_string()))
-            .collect(),
-    )
+    DeployError::Refused(failures)
 }
 
 /// (changed, added, removed) module ids of `modules` against what `stable` serves.
@@ -595,5 +605,5 @@ pub struct ReleaseSummary {
 
 /// Checks that `id` parses as a release id (for the API's path parameters).
 pub fn parse_release(id: &str) -> Result<ReleaseId, DeployError> {
-    ReleaseId::parse(id).map_err(|e| DeployError::Invalid(e.to_string()))
+    ReleaseId::parse(id).map_err(DeployError::Rejected)
 }

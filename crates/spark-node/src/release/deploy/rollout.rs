@@ -254,7 +254,7 @@ impl Deployer {
                     () = shutdown.cancelled() => return,
                 }
                 if let Err(e) = self.tick().await {
-                    tracing::error!(error = %e, "rollout evaluation failed; trying again next tick");
+                    tracing::error!(error = %spark_error::chain(&e), "rollout evaluation failed; trying again next tick");
                 }
             }
         }

@@ -53,7 +53,7 @@ impl Agent {
                 connected = Fleet::connect(&config) => match connected {
                     Ok(fleet) => return Some(fleet),
                     Err(e) if !said => {
-                        tracing::warn!(error = %e, "fleet unreachable; serving from the local store and retrying");
+                        tracing::warn!(error = %spark_error::chain(&e), "fleet unreachable; serving from the local store and retrying");
                         said = true;
                     }
                     Err(_) => {}
@@ -75,7 +75,7 @@ impl Agent {
             }
             let report = self.report().await;
             if let Err(e) = fleet.report(&report).await {
-                tracing::debug!(error = %e, "heartbeat not written");
+                tracing::debug!(error = %spark_error::chain(&e), "heartbeat not written");
             }
         }
     }
@@ -98,7 +98,7 @@ impl Agent {
                             self.drive(fleet, desired).await;
                         }
                         Ok(None) => {}
-                        Err(e) => tracing::debug!(error = %e, "desired state not read"),
+                        Err(e) => tracing::debug!(error = %spark_error::chain(&e), "desired state not read"),
                     }
                 }
             }
@@ -123,7 +123,9 @@ impl Agent {
                 tracing::info!(app = %state.app, step = state.rollout.log.last().map(String::as_str).unwrap_or(""), "fleet rollout advanced")
             }
             Err(e) if e.is_conflict() => tracing::debug!("another node advanced the rollout first"),
-            Err(e) => tracing::debug!(error = %e, "fleet rollout step not written"),
+            Err(e) => {
+                tracing::debug!(error = %spark_error::chain(&e), "fleet rollout step not written")
+            }
         }
     }
 }

@@ -5,13 +5,51 @@
 
 use std::collections::BTreeMap;
 
+use spark_error::chain;
 use spark_fleet::release::content_key;
 use spark_fleet::{DesiredApp, Fleet, FleetError, FleetRelease, plan};
-use spark_store::{Digest, Release};
+use spark_store::{Digest, Release, StoreError};
 
 use super::agent::Agent;
 use super::decide::{Action, Local, Wanted, decide};
-use crate::release::deploy::{DeployError, DeployRequest};
+use crate::release::deploy::DeployRequest;
+
+/// Why the agent could not put a release's artifacts into the node's store.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    /// The desired state names something that is not a digest: it will never fetch.
+    #[error("artifact {digest:?}")]
+    Digest {
+        digest: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("caching an artifact")]
+    Store(#[source] StoreError),
+    #[error("caching an artifact")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl FetchError {
+    /// Whether retrying cannot help (damaged or malformed artifacts): the release is rejected.
+    fn rejects(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Fleet(FleetError::DigestMismatch { .. }) | FetchError::Digest { .. }
+        )
+    }
+}
+
+/// Why the agent could not read where the node stands.
+#[derive(Debug, thiserror::Error)]
+enum LocalError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// The content key of a release in the node's store (as [`FleetRelease::key`] computes it).
 pub(super) fn release_key(release: &Release) -> String {
@@ -30,7 +68,7 @@ impl Agent {
         let returning = plan::target_for(&desired.rollout, node) == plan::Target::Previous;
         let local = match self.local(desired.generation).await {
             Ok(local) => local,
-            Err(e) => return self.failed(format!("reading the node's store: {e}")),
+            Err(e) => return self.failed(format!("reading the node's store: {}", chain(&e))),
         };
         let key = wanted.map(FleetRelease::key);
         let wanted_here = Wanted {
@@ -48,7 +86,7 @@ impl Agent {
                 Ok(_) => tracing::info!(
                     "fleet: promoted the node's canary (the fleet rollout was promoted)"
                 ),
-                Err(e) => self.failed(format!("promoting the node's canary: {e}")),
+                Err(e) => self.failed(format!("promoting the node's canary: {}", chain(&e))),
             },
             Action::Abort => {
                 self.state.lock().expect("agent state").attempt = None;
@@ -56,19 +94,19 @@ impl Agent {
             }
             Action::Switch(id) => match self.deployer.rollback(Some(&id)).await {
                 Ok(_) => tracing::info!(release = %id, "fleet: switched back"),
-                Err(e) => self.failed(format!("switching to {id}: {e}")),
+                Err(e) => self.failed(format!("switching to {id}: {}", chain(&e))),
             },
             Action::Deploy => self.deploy(fleet, desired, release, key).await,
         }
     }
 
     /// Where the node stands, after noting what became of a rollout the agent followed.
-    async fn local(&self, generation: u64) -> Result<Local, String> {
+    async fn local(&self, generation: u64) -> Result<Local, LocalError> {
         let status = self.deployer.rollout_status().await;
         let store = self.deployer.store().clone();
         let releases =
-            tokio::task::spawn_blocking(move || -> Result<Vec<(Release, bool)>, String> {
-                let list = store.releases().map_err(|e| e.to_string())?;
+            tokio::task::spawn_blocking(move || -> Result<Vec<(Release, bool)>, StoreError> {
+                let list = store.releases()?;
                 Ok(list
                     .into_iter()
                     .map(|r| {
@@ -77,8 +115,7 @@ impl Agent {
                     })
                     .collect())
             })
-            .await
-            .map_err(|e| e.to_string())??;
+            .await??;
         let key_of = |id: &str| {
             releases
                 .iter()
@@ -130,8 +167,8 @@ impl Agent {
         key: String,
     ) {
         if let Err(e) = self.fetch(fleet, release).await {
-            let reject = matches!(e, FleetError::DigestMismatch { .. });
-            return self.refuse(key, format!("fetching artifacts: {e}"), reject);
+            let reject = e.rejects();
+            return self.refuse(key, format!("fetching artifacts: {}", chain(&e)), reject);
         }
         let request = DeployRequest {
             manifest: release.manifest.clone(),
@@ -147,19 +184,20 @@ impl Agent {
                     state.attempt = Some((outcome.release, key));
                 }
             }
-            Err(e @ (DeployError::Refused(_) | DeployError::Invalid(_))) => {
-                self.refuse(key, format!("deploy refused: {e}"), true)
+            // Refused for what the release is (422): retrying this generation cannot help.
+            Err(e) if e.status() == 422 => {
+                self.refuse(key, format!("deploy refused: {}", chain(&e)), true)
             }
-            Err(e) => self.failed(format!("deploy: {e}")),
+            Err(e) => self.failed(format!("deploy: {}", chain(&e))),
         }
     }
 
     /// Puts every artifact of `release` the node lacks into its store, verified.
-    async fn fetch(&self, fleet: &Fleet, release: &FleetRelease) -> Result<(), FleetError> {
+    async fn fetch(&self, fleet: &Fleet, release: &FleetRelease) -> Result<(), FetchError> {
         for digest in release.components.values() {
-            let parsed = Digest::parse(digest).map_err(|e| FleetError::DigestMismatch {
-                expected: digest.clone(),
-                actual: e.to_string(),
+            let parsed = Digest::parse(digest).map_err(|source| FetchError::Digest {
+                digest: digest.clone(),
+                source,
             })?;
             if self.deployer.store().artifacts().contains(&parsed) {
                 continue;
@@ -168,14 +206,8 @@ impl Agent {
             let store = self.deployer.store().clone();
             tokio::task::spawn_blocking(move || store.artifacts().put_expecting(&bytes, &parsed))
                 .await
-                .map_err(|e| FleetError::Nats {
-                    what: "caching an artifact",
-                    reason: e.to_string(),
-                })?
-                .map_err(|e| FleetError::Nats {
-                    what: "caching an artifact",
-                    reason: e.to_string(),
-                })?;
+                .map_err(FetchError::Task)?
+                .map_err(FetchError::Store)?;
         }
         Ok(())
     }
