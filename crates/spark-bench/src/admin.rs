@@ -57,13 +57,8 @@ async fn admin_get(
     if let Some(token) = token {
         request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    let request = request
-        .body(Empty::new())
-        .map_err(BenchError::runtime)?;
-    let response = client
-        .request(request)
-        .await
-        .map_err(BenchError::runtime)?;
+    let request = request.body(Empty::new()).map_err(BenchError::runtime)?;
+    let response = client.request(request).await.map_err(BenchError::runtime)?;
     Ok(response
         .into_body()
         .collect()
@@ -74,8 +69,7 @@ async fn admin_get(
 
 pub async fn status(admin: SocketAddr, token: &str) -> Result<StatusSummary, BenchError> {
     let body = admin_get(admin, "/v1/status", Some(token)).await?;
-    let status: NodeStatus =
-        serde_json::from_slice(&body).map_err(BenchError::runtime)?;
+    let status: NodeStatus = serde_json::from_slice(&body).map_err(BenchError::runtime)?;
     Ok(StatusSummary {
         modules: status
             .modules

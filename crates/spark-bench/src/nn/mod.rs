@@ -51,9 +51,7 @@ pub async fn run(options: &NnBenchOptions) -> Result<B6Report, BenchError> {
         rounds: options.rounds,
         ort_library: options.ort_library.clone(),
     };
-    let report = b6::run(service, &b6)
-        .await
-        .map_err(BenchError::runtime)?;
+    let report = b6::run(service, &b6).await.map_err(BenchError::runtime)?;
     crate::write_json(&options.out_dir, "b6.json", &report)?;
     Ok(report)
 }

@@ -111,11 +111,10 @@ impl BackendInner for FailingBackend {
         _builders: &[&[u8]],
         _target: ExecutionTarget,
     ) -> Result<wasmtime_wasi_nn::Graph, BackendError> {
-        Err(spark_nn::NnError::backend(
-            spark_nn::ORT_NPU,
-            "device not responding (stand-in)",
+        Err(
+            spark_nn::NnError::backend(spark_nn::ORT_NPU, "device not responding (stand-in)")
+                .into(),
         )
-        .into())
     }
 
     fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
