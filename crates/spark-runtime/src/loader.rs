@@ -63,6 +63,11 @@ pub struct LoadReport {
     /// Time to compile, or to read, authenticate and deserialize the artifact.
     pub code: Duration,
     pub link: Duration,
+    /// How the code in memory was first made (compiled or loaded from the AOT cache), and
+    /// what that took: the same as `source` and `code` unless the code was `Shared`, when it
+    /// is what a reload would cost once no other module holds the code.
+    pub made_by: CodeSource,
+    pub made_in: Duration,
 }
 
 /// A component compiled and pre-linked, ready to instantiate.
@@ -79,6 +84,9 @@ pub struct Prepared {
 /// Compiled code in memory, shared by content digest.
 struct SharedCode {
     component: Component,
+    /// How it was made and how long that took.
+    made_by: CodeSource,
+    made_in: Duration,
 }
 
 /// Compiled components by digest, so identical components are compiled (or loaded from the
@@ -108,8 +116,13 @@ impl CodeCache {
         if let Some(code) = shared.upgrade() {
             return Ok((code, CodeSource::Shared));
         }
+        let started = std::time::Instant::now();
         let (component, source) = make()?;
-        let code = Arc::new(SharedCode { component });
+        let code = Arc::new(SharedCode {
+            component,
+            made_by: source,
+            made_in: started.elapsed(),
+        });
         *shared = Arc::downgrade(&code);
         Ok((code, source))
     }
@@ -188,6 +201,8 @@ pub(crate) fn prepare_bytes(
         wasm_bytes: bytes.len() as u64,
         code: code_time,
         link: started.elapsed(),
+        made_by: shared_code.made_by,
+        made_in: shared_code.made_in,
     };
     if source != CodeSource::Shared
         && let Err(e) = component.initialize_copy_on_write_image()

@@ -390,14 +390,13 @@ fn unknown_forecast() -> Forecast {
 fn costs(slot: &ModuleSlot) -> LevelCosts {
     let info = slot.info();
     let stats = slot.stats.snapshot();
-    let load_ms = match info.report.source {
-        // Loaded, or shared with a module that had it loaded (which may be unloaded by the
-        // time this one reloads): a reload deserializes the artifact.
-        spark_runtime::CodeSource::AotCache | spark_runtime::CodeSource::Shared => {
-            info.report.code.as_secs_f64() * 1e3
-        }
-        // Compiled at startup: a reload deserializes the artifact, about a hundredth of that.
-        spark_runtime::CodeSource::Compiled => info.report.code.as_secs_f64() * 1e3 / 100.0,
+    // What a reload costs once no other module holds the code: deserializing the artifact.
+    // (A module that shared another's code reports how that code was made.)
+    let made_ms = info.report.made_in.as_secs_f64() * 1e3;
+    let load_ms = match info.report.made_by {
+        spark_runtime::CodeSource::AotCache | spark_runtime::CodeSource::Shared => made_ms,
+        // Compiled: a reload deserializes the artifact, about a hundredth of that.
+        spark_runtime::CodeSource::Compiled => made_ms / 100.0,
     } + info.report.link.as_secs_f64() * 1e3;
     let instantiate_ms = match stats.instantiations {
         0 => 0.2,
