@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 const MANIFESTS: &[(&str, &str)] = &[
     ("spark-node", include_str!("../Cargo.toml")),
     ("spark-api", include_str!("../../spark-api/Cargo.toml")),
+    ("spark-error", include_str!("../../spark-error/Cargo.toml")),
     ("spark-fleet", include_str!("../../spark-fleet/Cargo.toml")),
     (
         "spark-manifest",
