@@ -44,7 +44,7 @@ demo: guests
 	$(CARGO) run --release -p spark-cli -- up examples/demo/spark.toml
 
 test: guests foreign-guests nats
-	SPARK_NATS_SERVER=$(NATS_SERVER) SPARK_GUESTS_DIR=$(GUESTS_DIR) $(CARGO) test --workspace --all-targets
+	SPARK_NATS_SERVER=$(NATS_SERVER) SPARK_GUESTS_DIR=$(GUESTS_DIR) $(CARGO) test --workspace --all-targets --no-fail-fast
 	SPARK_GUESTS_DIR=$(GUESTS_DIR) $(CARGO) test --workspace --doc
 
 lint:

@@ -239,7 +239,6 @@ impl GuestModule {
         let pre = pre.clone();
         let stats = self.inner.stats.clone();
         let run = async move {
-            let _hold = hold;
             let proxy = match ready {
                 Some(proxy) => proxy,
                 None => instantiate(&pre, &mut store, &stats).await?,
@@ -250,7 +249,7 @@ impl GuestModule {
                 .await
                 .map_err(|e| classify(e, &store))
         };
-        let task = GuestTask::new(self.spawn(self.supervise(run, budget.clone())));
+        let task = GuestTask::new(self.spawn(self.supervise(run, budget.clone(), hold)));
         match receiver.await {
             Ok(Ok(response)) => self.accept_response(response, &budget, task),
             Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
@@ -368,7 +367,7 @@ impl GuestModule {
                         },
                     }
                 };
-                GuestTask::new(self.spawn(self.supervise(run, budget.clone())))
+                GuestTask::new(self.spawn(self.supervise(run, budget.clone(), ())))
                     .join()
                     .await
             }
@@ -433,14 +432,19 @@ impl GuestModule {
     }
 
     /// Wraps a guest run with CPU metering, the wall-clock deadline and outcome accounting.
+    /// `hold` (admission slots) outlives the in-flight count however the run ends, aborted
+    /// included: locals drop in reverse order, so the guest's store and then its in-flight
+    /// count are gone before the next request can take the slot.
     fn supervise(
         &self,
         run: impl Future<Output = Result<(), InvokeError>> + Send + 'static,
         budget: Arc<Budget>,
+        hold: impl Send + 'static,
     ) -> impl Future<Output = Result<(), InvokeError>> + Send + 'static {
         let stats = self.inner.stats.clone();
         let module = self.inner.id.clone();
         async move {
+            let _hold = hold;
             let in_flight = stats.started();
             let deadline = tokio::time::Instant::from_std(budget.deadline());
             let metered = Metered::new(run, budget.clone(), stats.clone());
