@@ -42,7 +42,7 @@ impl StatusSummary {
 /// A node's admin token, from the data directory `spark up` gives it (`.spark` beside the
 /// manifest).
 pub fn token(manifest_dir: &std::path::Path) -> Result<String, BenchError> {
-    let path = manifest_dir.join(".spark/admin.token");
+    let path = spark_store::DataDir::new(manifest_dir.join(".spark")).admin_token_path();
     Ok(std::fs::read_to_string(&path)?.trim().to_owned())
 }
 

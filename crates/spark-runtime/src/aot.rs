@@ -25,6 +25,7 @@ const MAGIC: &[u8; 8] = b"SPARKAOT";
 const TAG_LEN: usize = 32;
 const HEADER_LEN: usize = MAGIC.len() + TAG_LEN;
 const KEY_FILE: &str = "aot.key";
+const KEY_LEN: usize = 32;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -32,7 +33,7 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
-    key: [u8; 32],
+    key: [u8; KEY_LEN],
     engine_tag: String,
 }
 
@@ -58,7 +59,13 @@ impl ArtifactCache {
         };
         fs::create_dir_all(dir).map_err(io)?;
         restrict_to_owner(dir, 0o700).map_err(io)?;
-        let key = load_or_create_key(&dir.join(KEY_FILE)).map_err(io)?;
+        let key = spark_store::load_or_create_secret(
+            &dir.join(KEY_FILE),
+            |bytes| bytes.len() == KEY_LEN,
+            || spark_store::random_bytes::<KEY_LEN>().map(Vec::from),
+        )
+        .map_err(RuntimeError::CacheKey)?;
+        let key = key.try_into().expect("a validated key has KEY_LEN bytes");
         Ok(ArtifactCache {
             dir: dir.to_path_buf(),
             key,
@@ -141,24 +148,6 @@ fn engine_tag(engine: &Engine) -> String {
     let mut hasher = ShaHasher(Sha256::new());
     std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
     hex::encode(&hasher.0.finalize()[..8])
-}
-
-fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
-    if let Ok(bytes) = fs::read(path) {
-        if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
-            return Ok(key);
-        }
-        tracing::warn!(path = %path.display(), "AOT key file is malformed; creating a new key (old artifacts will be recompiled)");
-    }
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    restrict_to_owner(tmp.path(), 0o600)?;
-    tmp.write_all(&key)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(key)
 }
 
 #[cfg(unix)]

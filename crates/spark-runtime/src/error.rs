@@ -26,6 +26,8 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("AOT cache key")]
+    CacheKey(#[source] spark_store::StoreError),
 }
 
 /// A component could not be loaded, compiled or linked.

@@ -23,6 +23,10 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// The operating system's random source failed while a secret was being made.
+    #[error("reading the operating system's random source")]
+    Random(#[source] getrandom::Error),
+
     /// The embedded database reported an error.
     #[error("store database")]
     Database(#[from] redb::Error),

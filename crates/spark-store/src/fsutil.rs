@@ -74,12 +74,29 @@ fn temp_name(dir: &Path, hint: &str) -> std::path::PathBuf {
 /// either the old `dest` (or none) or the complete new one, plus at most a temporary file.
 /// On error the temporary file is removed and `dest` is untouched.
 pub(crate) fn write_atomic(dest: &Path, bytes: &[u8], hint: &str) -> Result<(), StoreError> {
+    write_atomic_mode(dest, bytes, hint, 0o644)
+}
+
+/// [`write_atomic`] for a secret: the file is owner-only (0600 on unix) from its creation on,
+/// so the secret is never readable by others, not even while it is being written.
+pub(crate) fn write_secret(dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_atomic_mode(dest, bytes, "secret", 0o600)
+}
+
+fn write_atomic_mode(dest: &Path, bytes: &[u8], hint: &str, mode: u32) -> Result<(), StoreError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let tmp = temp_name(dir, hint);
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(mode);
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut file = options
             .open(&tmp)
             .map_err(StoreError::io("creating temporary file", &tmp))?;
         file.write_all(bytes)

@@ -65,6 +65,7 @@
 //!   history are text or bytes it keeps, not data it interprets.
 
 mod artifacts;
+mod data_dir;
 mod db;
 mod db_file;
 mod digest;
@@ -78,6 +79,7 @@ mod releases;
 mod store;
 
 pub use artifacts::ArtifactStore;
+pub use data_dir::{DataDir, load_or_create_secret, random_bytes};
 pub use db::{ARTIFACTS_DIR, DB_FILE, SCHEMA_VERSION};
 pub use digest::{DIGEST_HEX_LEN, Digest};
 pub use error::StoreError;

@@ -166,7 +166,7 @@ impl TestNode {
 
     /// The admin API's bearer token (created by the node in its data directory).
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.data_dir().join("admin.token"))
+        std::fs::read_to_string(spark_store::DataDir::new(self.data_dir()).admin_token_path())
             .expect("the node wrote its admin token")
     }
 

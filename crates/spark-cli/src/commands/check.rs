@@ -24,7 +24,9 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
             max_memory: manifest.node.max_module_memory,
             ..EngineSettings::default()
         },
-        cache_dir: Some(super::data_dir(args.data_dir, &manifest).join("aot")),
+        cache_dir: Some(
+            spark_store::DataDir::new(super::data_dir(args.data_dir, &manifest)).aot_cache(),
+        ),
         nn: manifest.nn.is_some(),
     })
     .context("creating the Wasm engine")?;

@@ -34,7 +34,7 @@ impl AdminArgs {
         let token = match (&self.token, &self.data_dir) {
             (Some(token), _) => token.clone(),
             (None, Some(dir)) => {
-                let path = dir.join("admin.token");
+                let path = spark_store::DataDir::new(dir).admin_token_path();
                 std::fs::read_to_string(&path)
                     .with_context(|| format!("reading the admin token from {}", path.display()))?
                     .trim()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use spark_manifest::{Manifest, Trigger};
-use spark_node::release::fleet::{FleetOptions, persistent_node_id};
+use spark_node::release::fleet::FleetOptions;
 use spark_node::{NodeOptions, RunningNode};
 use spark_runtime::PoolingMode;
 
@@ -54,7 +54,9 @@ impl FleetFlags {
         };
         let node_id = match &self.node_id {
             Some(id) => id.clone(),
-            None => persistent_node_id(data_dir).context("keeping the fleet node id")?,
+            None => spark_store::DataDir::new(data_dir)
+                .fleet_node_id()
+                .context("keeping the fleet node id")?,
         };
         spark_fleet::check_name("node id", &node_id)?;
         spark_fleet::check_name("application", &self.app)?;

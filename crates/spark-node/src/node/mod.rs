@@ -6,6 +6,7 @@
 //! node refuses to start and names every failure. Shutdown stops accepting, lets in-flight
 //! requests and job runs finish within the grace period, then returns.
 
+use spark_store::DataDir;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +25,6 @@ use spark_runtime::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::auth;
 use crate::admin::metrics::NodeMetrics;
 use crate::admin::status::allocation_label;
 use crate::admin::{self, AdminState};
@@ -78,10 +78,10 @@ pub enum NodeError {
     Orchestrator(#[source] spark_orchestrator::probes::ProbeConfigError),
     #[error("inference host ([nn])")]
     Nn(#[source] crate::control::nn::NnStartError),
-    #[error("cannot open the node's store: admin token")]
+    #[error("cannot read or make the admin token")]
     AdminToken {
         #[source]
-        source: std::io::Error,
+        source: spark_store::StoreError,
     },
     #[error("cannot start the background executor")]
     Executor {
@@ -139,7 +139,9 @@ impl RunningNode {
                 pooling: options.pooling,
                 ..EngineSettings::default()
             },
-            cache_dir: options.aot_cache.then(|| options.data_dir.join("aot")),
+            cache_dir: options
+                .aot_cache
+                .then(|| DataDir::new(&options.data_dir).aot_cache()),
             nn: manifest.nn.is_some(),
         })?;
         let sizing = sizing::size(
@@ -224,7 +226,8 @@ impl RunningNode {
         let deployer = Arc::new(
             start_releases(factory, &store, manifest, snapshot.clone(), clock.clone()).await?,
         );
-        let token = auth::load_or_create_token(&options.data_dir)
+        let token = DataDir::new(&options.data_dir)
+            .admin_token()
             .map_err(|source| NodeError::AdminToken { source })?;
 
         let public = Door::open(manifest.node.listen, &manifest.node.tls, "node.listen").await?;
@@ -458,7 +461,7 @@ fn startup_failure(mut failures: Vec<(String, BuildError)>) -> NodeError {
 async fn open_store(
     data_dir: &std::path::Path,
 ) -> Result<(Arc<spark_store::Store>, Option<String>), NodeError> {
-    let dir = data_dir.join("store");
+    let dir = DataDir::new(data_dir).store();
     let opened = tokio::task::spawn_blocking(move || spark_store::Store::open_or_reset(dir)).await;
     match opened {
         Ok(Ok((store, warning))) => {

@@ -21,7 +21,6 @@ mod reconcile;
 mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 pub use agent::Agent;
 pub use decide::{Action, Local, decide};
@@ -47,22 +46,4 @@ struct AgentState {
     /// A node-level rollout the agent is following: (release id, content key).
     attempt: Option<(String, String)>,
     last_error: Option<String>,
-}
-
-/// The node id kept in `<data_dir>/fleet-node-id`, created on first use (`node-` and 8 hex
-/// digits), so a restarted node is the same node to the fleet.
-pub fn persistent_node_id(data_dir: &Path) -> std::io::Result<String> {
-    let path = data_dir.join("fleet-node-id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
-        let id = id.trim().to_owned();
-        if !id.is_empty() {
-            return Ok(id);
-        }
-    }
-    let mut bytes = [0u8; 4];
-    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let id = format!("node-{}", hex::encode(bytes));
-    std::fs::create_dir_all(data_dir)?;
-    std::fs::write(&path, &id)?;
-    Ok(id)
 }
