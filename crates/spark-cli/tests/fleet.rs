@@ -7,8 +7,10 @@
 #[path = "fleet/support.rs"]
 mod support;
 
+use std::time::Duration;
+
 use spark_fleet::plan::Stage;
-use spark_testkit::{NatsServer, guest};
+use spark_testkit::{NatsServer, guest, wait_until};
 use support::*;
 
 async fn stage(url: &str) -> Option<Stage> {
@@ -36,7 +38,7 @@ async fn deploy_converges_on_three_nodes_and_a_killed_node_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let (n1, mut n2, n3) = three(dir.path(), &url);
     let fleet = connect(&url).await;
-    eventually(20, "three heartbeats", || async {
+    wait_until(Duration::from_secs(20), "three heartbeats", || async {
         live_nodes(&fleet).await == 3
     })
     .await;
@@ -55,9 +57,11 @@ async fn deploy_converges_on_three_nodes_and_a_killed_node_comes_back() {
 
     // n2 dies (SIGKILL); v3 is deployed while it is down; restarted, it catches up.
     n2.kill();
-    eventually(20, "n2's heartbeat expires", || async {
-        live_nodes(&fleet).await == 2
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "n2's heartbeat expires",
+        || async { live_nodes(&fleet).await == 2 },
+    )
     .await;
     let v3 = write(dir.path(), "v3.toml", &manifest(3, 0));
     let (ok, out) = fleet_cli(&url, &["deploy", &v3, "--wait", "--timeout", "60"]);
@@ -65,9 +69,11 @@ async fn deploy_converges_on_three_nodes_and_a_killed_node_comes_back() {
     assert!(all_serve(&[&n1, &n3], "3").await);
     n2.restart();
     let restarted = Traffic::start(vec![n2.addr.clone()]);
-    eventually(60, "the restarted node serves v3", || async {
-        n2.version().await.as_deref() == Some("3")
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "the restarted node serves v3",
+        || async { n2.version().await.as_deref() == Some("3") },
+    )
     .await;
     restarted.stop().await;
     traffic.stop().await;
@@ -80,7 +86,7 @@ async fn nats_killed_mid_rollout_nodes_keep_serving_and_it_completes() {
     let dir = tempfile::tempdir().unwrap();
     let (n1, n2, n3) = three(dir.path(), &url);
     let fleet = connect(&url).await;
-    eventually(20, "three heartbeats", || async {
+    wait_until(Duration::from_secs(20), "three heartbeats", || async {
         live_nodes(&fleet).await == 3
     })
     .await;
@@ -97,14 +103,18 @@ async fn nats_killed_mid_rollout_nodes_keep_serving_and_it_completes() {
         .value
         .release
         .key();
-    eventually(20, "the canary node takes v2", || async {
-        fleet.app_nodes("shop").await.is_ok_and(|nodes| {
-            nodes.iter().any(|n| {
-                n.node == "n1"
-                    && (n.rollout.is_some() || n.release_key.as_deref() == Some(key.as_str()))
+    wait_until(
+        Duration::from_secs(20),
+        "the canary node takes v2",
+        || async {
+            fleet.app_nodes("shop").await.is_ok_and(|nodes| {
+                nodes.iter().any(|n| {
+                    n.node == "n1"
+                        && (n.rollout.is_some() || n.release_key.as_deref() == Some(key.as_str()))
+                })
             })
-        })
-    })
+        },
+    )
     .await;
     nats.kill();
     // NATS is down: every node keeps serving over real HTTP.
@@ -123,11 +133,13 @@ async fn nats_killed_mid_rollout_nodes_keep_serving_and_it_completes() {
         "no request failed while NATS was down"
     );
     nats.restart();
-    eventually(60, "the rollout completes after NATS returns", || async {
-        matches!(stage(&url).await, Some(Stage::Complete { .. }))
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "the rollout completes after NATS returns",
+        || async { matches!(stage(&url).await, Some(Stage::Complete { .. })) },
+    )
     .await;
-    eventually(30, "every node serves v2", || async {
+    wait_until(Duration::from_secs(30), "every node serves v2", || async {
         all_serve(&[&n1, &n2, &n3], "2").await
     })
     .await;
@@ -142,7 +154,7 @@ async fn a_bad_canary_rolls_the_fleet_back() {
     let dir = tempfile::tempdir().unwrap();
     let (n1, n2, n3) = three(dir.path(), &url);
     let fleet = connect(&url).await;
-    eventually(20, "three heartbeats", || async {
+    wait_until(Duration::from_secs(20), "three heartbeats", || async {
         live_nodes(&fleet).await == 3
     })
     .await;
@@ -180,7 +192,7 @@ async fn a_damaged_artifact_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let n1 = Node::start(dir.path(), "n1", &url, &[]);
     let fleet = connect(&url).await;
-    eventually(20, "a heartbeat", || async {
+    wait_until(Duration::from_secs(20), "a heartbeat", || async {
         live_nodes(&fleet).await == 1
     })
     .await;
@@ -249,7 +261,7 @@ async fn a_person_promotes_past_the_node_canaries_and_rolls_back() {
     let dir = tempfile::tempdir().unwrap();
     let (n1, n2, n3) = three(dir.path(), &url);
     let fleet = connect(&url).await;
-    eventually(20, "three heartbeats", || async {
+    wait_until(Duration::from_secs(20), "three heartbeats", || async {
         live_nodes(&fleet).await == 3
     })
     .await;
@@ -259,14 +271,18 @@ async fn a_person_promotes_past_the_node_canaries_and_rolls_back() {
     let v2 = write(dir.path(), "v2.toml", &slow(2));
     let (ok, out) = fleet_cli(&url, &["deploy", &v2, "--canary-selector", "zone=canary"]);
     assert!(ok, "{out}");
-    eventually(20, "n1 starts its own canary of v2", || async {
-        fleet
-            .app_nodes("shop")
-            .await
-            .unwrap_or_default()
-            .iter()
-            .any(|n| n.node == "n1" && n.rollout.is_some())
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "n1 starts its own canary of v2",
+        || async {
+            fleet
+                .app_nodes("shop")
+                .await
+                .unwrap_or_default()
+                .iter()
+                .any(|n| n.node == "n1" && n.rollout.is_some())
+        },
+    )
     .await;
     assert!(
         all_only_serve(&[&n2, &n3], "1").await,
@@ -277,9 +293,11 @@ async fn a_person_promotes_past_the_node_canaries_and_rolls_back() {
 
     let (ok, out) = fleet_cli(&url, &["rollout", "promote"]);
     assert!(ok && out.contains("complete"), "{out}");
-    eventually(30, "every node serves only v2", || async {
-        all_only_serve(&[&n1, &n2, &n3], "2").await
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "every node serves only v2",
+        || async { all_only_serve(&[&n1, &n2, &n3], "2").await },
+    )
     .await;
 
     let v3 = write(dir.path(), "v3.toml", &slow(3));
@@ -287,14 +305,18 @@ async fn a_person_promotes_past_the_node_canaries_and_rolls_back() {
     assert!(ok, "{out}");
     let (ok, out) = fleet_cli(&url, &["rollout", "promote"]);
     assert!(ok, "{out}");
-    eventually(30, "every node serves only v3", || async {
-        all_only_serve(&[&n1, &n2, &n3], "3").await
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "every node serves only v3",
+        || async { all_only_serve(&[&n1, &n2, &n3], "3").await },
+    )
     .await;
     let (ok, out) = fleet_cli(&url, &["rollout", "rollback"]);
     assert!(ok && out.contains("rolled back"), "{out}");
-    eventually(30, "every node is back on v2", || async {
-        all_only_serve(&[&n1, &n2, &n3], "2").await
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "every node is back on v2",
+        || async { all_only_serve(&[&n1, &n2, &n3], "2").await },
+    )
     .await;
 }

@@ -22,18 +22,40 @@ pub use guests::{guest, guests_dir};
 pub use nats::{NatsServer, nats_server_bin};
 pub use node::TestNode;
 
-/// Polls `check` every 20 ms until it holds or `within` passes; whether it held.
+/// How often [`eventually`] and [`wait_until`] look again.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Polls `check` until it holds or `within` passes (looking once more at the deadline);
+/// whether it held. For state a node reaches on its own: gauges settling, modes switching.
 pub async fn eventually(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + within;
-    loop {
+    while tokio::time::Instant::now() < deadline {
         if check() {
             return true;
         }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(POLL_EVERY).await;
     }
+    check()
+}
+
+/// [`eventually`] for a check that must itself wait (an HTTP request, a NATS read): polls
+/// until it holds, and panics naming `what` if it does not within `within`.
+pub async fn wait_until<F, Fut>(within: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+    assert!(
+        check().await,
+        "timed out after {within:?} waiting for: {what}"
+    );
 }
 
 /// The value of one series (`name{labels}` exactly as exposed) in a Prometheus text page.

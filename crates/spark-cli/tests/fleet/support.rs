@@ -183,22 +183,6 @@ pub async fn connect(url: &str) -> Fleet {
     Fleet::connect(&FleetConfig::new(url)).await.unwrap()
 }
 
-/// Polls `check` every 200 ms until it holds; panics with `what` after `secs`.
-pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out after {secs}s waiting for: {what}");
-}
-
 /// Every node serves `version`.
 pub async fn all_serve(nodes: &[&Node], version: &str) -> bool {
     for node in nodes {

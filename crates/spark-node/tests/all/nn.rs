@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use spark_testkit::{TestNode, get, nn, post};
+use spark_testkit::{TestNode, eventually, get, nn, post};
 
 /// A node serving `classify` at `/nn/...` with `[nn]` (plus `nn_extra`) and module limits.
 /// `classify` passes its embedded 585 KB model to `graph.load` as bytes, which a module may
@@ -258,17 +258,6 @@ fn write(root: &Path, path: &str, text: &str) {
     let file = root.join(path);
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(file, text).unwrap();
-}
-
-pub(crate) async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    check()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

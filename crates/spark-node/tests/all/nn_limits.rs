@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use spark_testkit::{TestNode, get, guest, nn, post};
 
-use crate::nn::{classify, eventually, manifest, status_nn, still_up};
+use crate::nn::{classify, manifest, status_nn, still_up};
+use spark_testkit::eventually;
 
 /// A node with `[nn]` (the real model as `ppocr-cls`, a slow one as `slow`) serving the
 /// `nn-limits` guest at `/lim/...` and `classify` at `/nn/...`, both with `limits`.

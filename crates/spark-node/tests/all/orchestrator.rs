@@ -12,24 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use spark_testkit::{TestNode, get};
+use spark_testkit::{TestNode, eventually, get};
 
 /// The interval of the fixture manifests, and the ticks a mode takes to switch on and off.
 const TICK: Duration = Duration::from_millis(200);
 const ENTER_TICKS: u32 = 2;
 const EXIT_TICKS: u32 = 6;
-
-/// Polls `check` every 50 ms until it holds or `within` passes (real time: the surge tests).
-async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    check()
-}
 
 fn modes(node: &TestNode) -> spark_orchestrator::policy::Modes {
     node.node
