@@ -51,7 +51,7 @@ struct Counters {
 }
 
 impl Metrics {
-    pub fn record(&self, outcome: &Outcome, error: Option<&NnError>) {
+    pub(crate) fn record(&self, outcome: &Outcome, error: Option<&NnError>) {
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         for attempt in &outcome.fallbacks {
             let b = c.backends.entry(attempt.backend.clone()).or_default();

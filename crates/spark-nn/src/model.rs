@@ -50,7 +50,7 @@ pub(crate) enum Compiled {
 
 impl Model {
     /// Reads the signature; refuses bytes that are not an ONNX model with a graph.
-    pub fn new(name: &str, bytes: Arc<[u8]>) -> Result<Model, NnError> {
+    pub(crate) fn new(name: &str, bytes: Arc<[u8]>) -> Result<Model, NnError> {
         let info = parse_signature(name, &bytes)?;
         Ok(Model {
             name: name.to_owned(),
@@ -62,7 +62,7 @@ impl Model {
     }
 
     /// Forgets what a backend compiled (after a panic its state is not trusted).
-    pub fn forget(&self, backend: &str) {
+    pub(crate) fn forget(&self, backend: &str) {
         self.compiled.lock().expect("compiled lock").remove(backend);
     }
 }

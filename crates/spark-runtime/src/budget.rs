@@ -38,7 +38,7 @@ pub(crate) fn thread_cpu_time() -> Duration {
 }
 
 /// Limits and accounting for one invocation, shared by the store and the metering wrapper.
-pub struct Budget {
+pub(crate) struct Budget {
     /// When the budget was created; the deadline is kept relative to it so it can be reset.
     origin: Instant,
     deadline_ns: AtomicU64,

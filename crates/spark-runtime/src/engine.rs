@@ -68,7 +68,9 @@ pub enum Allocation {
 }
 
 /// Builds the engine, trying pooling first when allowed.
-pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, Allocation), RuntimeError> {
+pub(crate) fn build_engine(
+    settings: &EngineSettings,
+) -> Result<(Engine, Allocation), RuntimeError> {
     if settings.pooling == PoolingMode::Auto {
         match Engine::new(&base_config(Some(pooling_config(settings)))) {
             Ok(engine) => return Ok((engine, Allocation::Pooling)),
@@ -108,7 +110,7 @@ fn base_config(pooling: Option<PoolingAllocationConfig>) -> Config {
 /// `max_instances`: a quarter more, at least 4. Ready instances are a cache and must never take
 /// the pool slot a request needs, so the pool is sized for both and the runtime caps ready
 /// instances at this number.
-pub fn ready_headroom(max_instances: u32) -> u32 {
+pub(crate) fn ready_headroom(max_instances: u32) -> u32 {
     (max_instances / 4).max(4)
 }
 
@@ -142,13 +144,13 @@ fn pooling_config(settings: &EngineSettings) -> PoolingAllocationConfig {
 }
 
 /// A thread that advances the engine's epoch every tick until dropped.
-pub struct EpochTicker {
+pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    pub fn start(engine: Engine, tick: Duration) -> EpochTicker {
+    pub(crate) fn start(engine: Engine, tick: Duration) -> EpochTicker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()

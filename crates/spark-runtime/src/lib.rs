@@ -30,7 +30,15 @@ mod error;
 mod guest;
 mod guest_log;
 mod host;
+#[allow(
+    unsafe_code,
+    reason = "a global allocator is unsafe by nature; each block has its SAFETY note"
+)]
 pub mod host_memory;
+#[allow(
+    unsafe_code,
+    reason = "deserializing compiled code: only bytes this node signed (SAFETY note)"
+)]
 mod loader;
 mod outbound;
 mod stats;

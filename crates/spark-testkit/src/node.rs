@@ -206,7 +206,7 @@ impl TestNode {
 
 /// Replaces `{guest:NAME}` with guest paths and adds free-port listeners when no `[node]`
 /// table is given.
-pub fn expand(text: &str) -> String {
+pub(crate) fn expand(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("{guest:") {
@@ -229,7 +229,7 @@ pub fn expand(text: &str) -> String {
 
 /// Node logs go to the test's captured output (shown for failing tests, or with
 /// `--nocapture`); `RUST_LOG` filters them (default `warn`).
-pub fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()

@@ -10,6 +10,10 @@
 //! because ..." with one log line, and the CPU backend does not depend on any of them.
 
 mod sysfs;
+#[allow(
+    unsafe_code,
+    reason = "Vulkan is a C API reached through ash; each call has its SAFETY note"
+)]
 mod vulkan;
 
 use std::path::{Path, PathBuf};

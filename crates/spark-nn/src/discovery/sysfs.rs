@@ -27,7 +27,7 @@ pub struct RenderNode {
 }
 
 /// NPUs under `root`.
-pub fn accels(root: &Path) -> Vec<Accel> {
+pub(super) fn accels(root: &Path) -> Vec<Accel> {
     let mut names = entries(&root.join("dev/accel"), "accel");
     for name in entries(&root.join("sys/class/accel"), "accel") {
         if !names.contains(&name) {
@@ -51,7 +51,7 @@ pub fn accels(root: &Path) -> Vec<Accel> {
 }
 
 /// GPU render nodes under `root`.
-pub fn render_nodes(root: &Path) -> Vec<RenderNode> {
+pub(super) fn render_nodes(root: &Path) -> Vec<RenderNode> {
     let mut names = entries(&root.join("dev/dri"), "renderD");
     names.sort();
     names

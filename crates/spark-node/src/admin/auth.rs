@@ -5,12 +5,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Where the token lives.
-pub fn token_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.token")
 }
 
 /// Reads the token, creating it (mode 0600) on first start.
-pub fn load_or_create_token(data_dir: &Path) -> std::io::Result<String> {
+pub(crate) fn load_or_create_token(data_dir: &Path) -> std::io::Result<String> {
     let path = token_path(data_dir);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let token = text.trim().to_owned();
@@ -35,7 +35,7 @@ pub fn load_or_create_token(data_dir: &Path) -> std::io::Result<String> {
 }
 
 /// Whether an `Authorization` header carries the token (`Bearer <token>`).
-pub fn authorized(header: Option<&str>, token: &str) -> bool {
+pub(crate) fn authorized(header: Option<&str>, token: &str) -> bool {
     let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
         return false;
     };

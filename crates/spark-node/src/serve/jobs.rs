@@ -25,7 +25,7 @@ pub struct JobOutcome {
 
 /// Runs every scheduled module of the snapshot until `shutdown`, then waits up to `grace` for
 /// runs in progress.
-pub async fn run_schedules(
+pub(crate) async fn run_schedules(
     snapshot: SharedSnapshot,
     capacity: Arc<NodeCapacity>,
     shutdown: CancellationToken,
@@ -88,7 +88,7 @@ async fn schedule(
 
 /// Runs a job now unless a run is already in progress (then it reports `skipped`) or the node
 /// has no capacity left for its class (`shed`).
-pub async fn run_once(slot: &Arc<ModuleSlot>, capacity: &NodeCapacity) -> JobOutcome {
+pub(crate) async fn run_once(slot: &Arc<ModuleSlot>, capacity: &NodeCapacity) -> JobOutcome {
     let module = slot.id().to_owned();
     let Some(_ticket) = slot.admission.try_admit() else {
         slot.metrics.job_run("skipped", Duration::ZERO);

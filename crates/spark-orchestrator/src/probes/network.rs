@@ -157,7 +157,7 @@ fn update(reading: &mut UpstreamReading, result: Result<(Duration, Option<u16>),
 }
 
 /// Folds `value` into an exponentially weighted mean; the first value is taken as is.
-pub fn ewma(previous: Option<f64>, value: f64, alpha: f64) -> f64 {
+pub(super) fn ewma(previous: Option<f64>, value: f64, alpha: f64) -> f64 {
     previous.map_or(value, |p| p + alpha * (value - p))
 }
 

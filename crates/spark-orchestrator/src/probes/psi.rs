@@ -27,7 +27,7 @@ pub struct Psi {
 }
 
 /// Parses a PSI file; the `some` line is required.
-pub fn parse_psi(text: &str) -> Result<Psi, Garbled> {
+pub(super) fn parse_psi(text: &str) -> Result<Psi, Garbled> {
     let mut some = None;
     let mut full = None;
     for line in text.lines() {

@@ -19,9 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use spark_manifest::{ComponentRef, ModuleSpec};
 use spark_rollout::{Rollout, VersionWindow};
-use spark_store::{
-    Digest, NewEvent, NewRelease, Release, ReleaseId, RolloutChange, Store, Transition,
-};
+use spark_store::{Digest, NewEvent, NewRelease, Release, RolloutChange, Store, Transition};
 
 use crate::clock::Clock;
 use crate::release::factory::{BuildError, ModuleFactory};
@@ -479,7 +477,7 @@ impl Deployer {
 }
 
 /// Failures building module versions, by module.
-pub type BuildFailures = Vec<(String, BuildError)>;
+pub(crate) type BuildFailures = Vec<(String, BuildError)>;
 
 fn refused(failures: BuildFailures) -> DeployError {
     DeployError::Refused(failures)
@@ -574,7 +572,10 @@ impl Active {
 }
 
 /// Releases newest first, marked current and rollback-able, for the admin API.
-pub fn release_list(store: &Store, current: &str) -> Result<Vec<ReleaseSummary>, DeployError> {
+pub(crate) fn release_list(
+    store: &Store,
+    current: &str,
+) -> Result<Vec<ReleaseSummary>, DeployError> {
     let releases = store.releases().map_err(store_error)?;
     Ok(releases
         .into_iter()
@@ -601,9 +602,4 @@ pub struct ReleaseSummary {
     pub modules: BTreeMap<String, String>,
     pub current: bool,
     pub rollbackable: bool,
-}
-
-/// Checks that `id` parses as a release id (for the API's path parameters).
-pub fn parse_release(id: &str) -> Result<ReleaseId, DeployError> {
-    ReleaseId::parse(id).map_err(DeployError::Rejected)
 }

@@ -23,8 +23,7 @@ mod report;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-pub use agent::Agent;
-pub use decide::{Action, Local, decide};
+pub(crate) use agent::Agent;
 pub(crate) use report::Reporter;
 
 /// How a node joins a fleet.
