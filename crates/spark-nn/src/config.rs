@@ -77,6 +77,8 @@ pub struct NnConfig {
     pub models: Vec<ModelSource>,
     /// Consecutive failures after which a backend is benched for `retry_after`.
     pub failures_to_bench: u32,
+    /// How long a benched backend is skipped before it is tried again (milliseconds in the
+    /// config file).
     #[serde(with = "millis")]
     pub retry_after: Duration,
 }
@@ -114,7 +116,9 @@ pub enum VulkanProbe {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSource {
+    /// The name guests pass to `graph.load-by-name`.
     pub name: String,
+    /// The ONNX file; read once, when the service starts.
     pub path: PathBuf,
     /// Expected SHA-256 of the file (hex); a mismatch refuses the model.
     #[serde(default)]

@@ -19,6 +19,7 @@ use crate::tensor::ElemType;
 /// One input or output of a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSpec {
+    /// The name in the ONNX graph.
     pub name: String,
     /// `None` when the model does not say, or uses a type wasi-nn cannot carry.
     pub ty: Option<ElemType>,
@@ -29,7 +30,9 @@ pub struct TensorSpec {
 /// A model's inputs and outputs, in graph order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInfo {
+    /// What the caller must feed (initializers excluded), in graph order.
     pub inputs: Vec<TensorSpec>,
+    /// What the model produces, in graph order.
     pub outputs: Vec<TensorSpec>,
 }
 

@@ -71,7 +71,9 @@ impl Inner {
 
 /// The result of [`NnService::infer`].
 pub struct Inference {
+    /// The model's outputs, named as the backend named them.
     pub outputs: Vec<NamedTensor>,
+    /// How the compute went: who served, who fell through, what was skipped.
     pub outcome: Outcome,
 }
 

@@ -28,6 +28,8 @@ pub type PaceFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// gets a future that completes when it may run again. `None` means "yield and carry on".
 /// `stats` are the module's counters (its CPU time so far among them).
 pub trait Pacer: Send + Sync {
+    /// Called at every epoch tick while one of the module's guests runs (after the limits are
+    /// checked); `Some` makes the guest wait for the future before it continues. Must not block.
     fn on_tick(&self, stats: &ModuleStats) -> Option<PaceFuture>;
 }
 

@@ -45,7 +45,10 @@ pub struct EngineSettings {
     pub max_instances: u32,
     /// The largest linear memory any instance may have.
     pub max_memory: u64,
+    /// Whether to try the pooling allocator ([`Allocation`] says what the node got).
     pub pooling: PoolingMode,
+    /// How often the epoch advances (default [`DEFAULT_EPOCH_TICK`]): how late a time or CPU
+    /// limit may be noticed, and how often a [`crate::Pacer`] is asked.
     pub epoch_tick: Duration,
 }
 
@@ -63,8 +66,14 @@ impl Default for EngineSettings {
 /// What the node ended up with, for logs and `spark status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Allocation {
+    /// The pooling allocator: slots reserved up front, memory images mapped copy-on-write.
     Pooling,
-    OnDemand { reason: String },
+    /// Instances allocated one by one: pooling was disabled, or could not reserve its address
+    /// space.
+    OnDemand {
+        /// Why: `pooling disabled by configuration`, or Wasmtime's error reserving the pool.
+        reason: String,
+    },
 }
 
 /// Builds the engine, trying pooling first when allowed.

@@ -10,19 +10,28 @@ use serde::{Deserialize, Serialize};
 /// An NPU: `/dev/accel/accelN` with what `/sys/class/accel/accelN/device/` says about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accel {
+    /// The device name (`accel0`).
     pub name: String,
+    /// The device file, under the discovery root (`<root>/dev/accel/accel0`).
     pub dev_path: PathBuf,
+    /// The bound kernel driver (`intel_vpu`, `amdxdna`); `None` when sysfs does not say.
     pub driver: Option<String>,
+    /// PCI vendor ID as sysfs writes it (`0x8086`).
     pub vendor: Option<String>,
+    /// PCI device ID as sysfs writes it.
     pub device: Option<String>,
 }
 
 /// A GPU render node: `/dev/dri/renderDN` and its driver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenderNode {
+    /// The device name (`renderD128`).
     pub name: String,
+    /// The device file, under the discovery root (`<root>/dev/dri/renderD128`).
     pub dev_path: PathBuf,
+    /// The bound kernel driver (`i915`, `amdgpu`, ...); `None` when sysfs does not say.
     pub driver: Option<String>,
+    /// PCI vendor ID as sysfs writes it (`0x8086`).
     pub vendor: Option<String>,
 }
 

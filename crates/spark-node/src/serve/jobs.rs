@@ -17,9 +17,13 @@ use crate::serve::snapshot::{ModuleSlot, SharedSnapshot};
 /// How a job run ended, as reported by the admin API.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct JobOutcome {
+    /// The module id.
     pub module: String,
+    /// `ok`, `failed`, `timeout`, `error`, or `skipped`/`shed` when it did not run.
     pub outcome: String,
+    /// How long the run took, in ms (0 if it did not run).
     pub millis: u64,
+    /// What went wrong, when the run failed.
     pub error: Option<String>,
 }
 

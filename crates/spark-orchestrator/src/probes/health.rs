@@ -24,10 +24,12 @@ pub enum ProbeHealth {
 }
 
 impl ProbeHealth {
+    /// Whether every source was read and understood.
     pub fn is_ok(&self) -> bool {
         matches!(self, ProbeHealth::Ok)
     }
 
+    /// Whether some source failed (not sampled yet is neither ok nor degraded).
     pub fn is_degraded(&self) -> bool {
         matches!(self, ProbeHealth::Degraded(_))
     }

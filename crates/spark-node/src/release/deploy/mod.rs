@@ -80,12 +80,15 @@ pub(crate) fn store_error(e: impl Into<spark_error::BoxError>) -> DeployError {
 /// What a deploy did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployOutcome {
+    /// Id of the release the deploy created.
     pub release: String,
     /// `switched` (nothing to canary: the release is current now) or `rollout` (started).
     pub action: String,
     /// Modules whose new version is being canaried.
     pub canary: Vec<String>,
+    /// Modules the release adds.
     pub added: Vec<String>,
+    /// Modules the release drops.
     pub removed: Vec<String>,
 }
 
@@ -594,12 +597,19 @@ pub(crate) fn release_list(
         .collect())
 }
 
+/// One release in the admin API's list.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReleaseSummary {
+    /// The release id, `r<number>-<12 hex>`.
     pub id: String,
+    /// When it was created, in Unix milliseconds.
     pub created_ms: u64,
+    /// The deployer's note.
     pub note: String,
+    /// Each module id with its component's SHA-256 (hex).
     pub modules: BTreeMap<String, String>,
+    /// Whether it is the release being served.
     pub current: bool,
+    /// Whether it can be rolled back to (its artifacts are still stored).
     pub rollbackable: bool,
 }

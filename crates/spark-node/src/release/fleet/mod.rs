@@ -33,7 +33,9 @@ pub struct FleetOptions {
     pub url: String,
     /// The application this node runs (its key in the desired-state bucket).
     pub app: String,
+    /// This node's name in the fleet (see [`persistent_node_id`]).
     pub node_id: String,
+    /// `k=v` labels the fleet's canary selectors match.
     pub labels: BTreeMap<String, String>,
 }
 
