@@ -23,10 +23,12 @@ mod tests;
 /// file, the digest of the artifact uploaded for it (`POST /v1/artifacts/{digest}`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DeployRequest {
+    /// The manifest's TOML text (errors in it name the file `deployed manifest`).
     pub manifest: String,
     /// Module id -> artifact digest (64 lowercase hex).
     #[serde(default)]
     pub components: BTreeMap<String, String>,
+    /// The author's note stored with the release (empty: `deploy`).
     #[serde(default)]
     pub note: String,
 }
@@ -37,6 +39,7 @@ pub const DEPLOYED_MANIFEST: &str = "deployed manifest";
 /// A deploy request that passed every check needing no node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedDeploy {
+    /// The parsed, validated manifest.
     pub manifest: Manifest,
     /// Every module of the manifest, in its order, with `component` set to the artifact that
     /// serves it, and that artifact's digest.
@@ -46,16 +49,26 @@ pub struct CheckedDeploy {
 /// Why a deploy request was refused before the node looked at it.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
+    /// The manifest does not parse or fails validation.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A module's component is a local file and the request gives no digest for it.
     #[error(
         "module '{module}': component {} is a file on your machine: upload it and pass its digest (spark deploy does)",
         path.display()
     )]
-    LocalFile { module: String, path: PathBuf },
+    LocalFile {
+        /// The module's id.
+        module: String,
+        /// The file the manifest names.
+        path: PathBuf,
+    },
+    /// The digest given for a module, or its `sha256:` reference, is malformed.
     #[error("module '{module}'")]
     Digest {
+        /// The module's id.
         module: String,
+        /// Why the digest was refused.
         #[source]
         source: StoreError,
     },
@@ -98,6 +111,7 @@ impl DeployRequest {
 /// that served before the current one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RollbackRequest {
+    /// The release to go back to (`r3-<hash>`, `r3` or `3`); `None`: the one before the current.
     #[serde(default)]
     pub release: Option<String>,
 }
@@ -116,6 +130,7 @@ pub fn release_number(target: &str) -> Option<u64> {
 /// log.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Actor {
+    /// Who asked, as the decision log records it; `None`: `admin API`.
     #[serde(default)]
     pub by: Option<String>,
 }
@@ -124,6 +139,7 @@ pub struct Actor {
 /// [`DEFAULT_EVENTS`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventsQuery {
+    /// How many of the newest events to list.
     #[serde(default = "default_events")]
     pub limit: usize,
 }

@@ -13,24 +13,35 @@ use crate::BenchError;
 /// The parts of a module's status the benchmarks compare.
 #[derive(Debug, Clone)]
 pub struct ModuleCounters {
+    /// Module id from the manifest.
     pub id: String,
+    /// Digest of the loaded component.
     pub digest: String,
+    /// Compile + link time of the loaded code, ms; a changed value means the module was loaded
+    /// again.
     pub load_ms: f64,
+    /// Guest CPU time used so far, seconds (a counter).
     pub cpu_seconds: f64,
+    /// Calls so far, requests or job runs (a counter).
     pub invocations: u64,
 }
 
 /// A node's status, reduced.
 #[derive(Debug, Clone)]
 pub struct StatusSummary {
+    /// Every module in the status.
     pub modules: Vec<ModuleCounters>,
+    /// CPU time the orchestrator has used so far, seconds; 0 when it is off.
     pub orchestrator_cpu: f64,
+    /// Decisions the status lists (the node's most recent ones, capped; not a lifetime count);
+    /// 0 when the orchestrator is off.
     pub decisions: usize,
     /// The most recent decisions, as text.
     pub decision_log: Vec<String>,
 }
 
 impl StatusSummary {
+    /// The counters of module `id`; panics if the status has no such module.
     pub fn module(&self, id: &str) -> &ModuleCounters {
         self.modules
             .iter()
@@ -67,6 +78,7 @@ async fn admin_get(
         .to_bytes())
 }
 
+/// Reads `/v1/status` (authenticated with `token`) and reduces it.
 pub async fn status(admin: SocketAddr, token: &str) -> Result<StatusSummary, BenchError> {
     let body = admin_get(admin, "/v1/status", Some(token)).await?;
     let status: NodeStatus = serde_json::from_slice(&body).map_err(BenchError::runtime)?;

@@ -27,17 +27,22 @@ use crate::{BenchError, write_json};
 /// Settings of `spark bench canary`.
 #[derive(Debug, Clone)]
 pub struct CanaryOptions {
+    /// The `spark` executable the node runs.
     pub spark: PathBuf,
     /// The `echo` guest (it knows the `VERSION`, `WORK` and `FAIL_PERCENT` knobs).
     pub component: PathBuf,
+    /// Shorter rollout steps: 2 s each instead of 5 s.
     pub quick: bool,
+    /// Where `canary.json` (and the node log, if kept) go.
     pub out_dir: PathBuf,
 }
 
 /// Answers seen by the clients, by who gave them.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Tally {
+    /// Correct answers from the stable version (`VERSION` 1).
     pub stable: u64,
+    /// Correct answers from any other version (the one being rolled out).
     pub canary: u64,
     /// The bad version's deliberate failures.
     pub canary_failed: u64,
@@ -64,28 +69,41 @@ impl Tally {
 /// One deploy and what came of it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CanaryCase {
+    /// `bad`, `slow`, `good`, or `all-at-once` for the baseline.
     pub name: &'static str,
     /// `promoted`, `rolled-back`, or `undecided` (the run gave up waiting).
     pub outcome: String,
+    /// Why, from the `promoted` / `rolled-back` event (or why the run gave up waiting).
     pub reason: String,
     /// From the deploy call to the decision.
     pub decision_s: f64,
     /// Requests the new version answered (or failed) before the decision.
     pub canary_requests: u64,
+    /// Every request answered or failed in the window, whichever version.
     pub requests: u64,
     /// Share of all requests in the window that reached the new version, in percent.
     pub exposure_pct: f64,
+    /// Requests that failed in the window, on purpose or not.
     pub failed: u64,
+    /// Failures other than the bad version's deliberate ones: what the switch itself cost
+    /// (target: 0).
     pub switch_failures: u64,
+    /// The window's answers by who gave them.
     pub tally: Tally,
 }
 
+/// The whole B5 result, as written to `canary.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CanaryReport {
+    /// Closed-loop clients driving the node.
     pub clients: usize,
+    /// Rollout steps: percent of the module's traffic on the new version.
     pub steps: Vec<f64>,
+    /// Time at each step, seconds.
     pub step_duration_s: f64,
+    /// The canary deploys in order: `bad`, `slow`, `good`.
     pub cases: Vec<CanaryCase>,
+    /// The baseline: the failing release at 100% for as long as the canary took to reject `bad`.
     pub all_at_once: CanaryCase,
     /// Requests failed by a switch, over every case (target: 0).
     pub switch_failures: u64,

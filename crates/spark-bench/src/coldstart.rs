@@ -16,17 +16,26 @@ use crate::{BenchError, write_json};
 pub struct ColdstartOptions {
     /// (name, component) pairs; the first is the headline.
     pub components: Vec<(String, PathBuf)>,
+    /// Fewer samples: 3 instead of 7 for the cold and cached medians.
     pub quick: bool,
+    /// Where `coldstart.json` goes.
     pub out_dir: PathBuf,
 }
 
+/// B2 figures for one component; latencies are medians of first-response times.
 #[derive(Debug, Clone, Serialize)]
 pub struct ColdstartResult {
+    /// The component's name as given in the options.
     pub name: String,
+    /// Size of the `.wasm` file, bytes.
     pub wasm_bytes: u64,
+    /// Samples behind the cold and cached medians (pre-warmed and ready take at least 10).
     pub samples: usize,
+    /// Module never seen: compile + link + instantiate + first response, ms.
     pub cold_ms: f64,
+    /// AOT artifact on disk (a node restart): load + link + instantiate + first response, ms.
     pub cached_ms: f64,
+    /// Already loaded and linked: instantiate + first response, ms.
     pub prewarmed_ms: f64,
     /// Pre-warmed with an instance ready (what the predictor leaves for a module it expects
     /// to be called).
@@ -35,6 +44,7 @@ pub struct ColdstartResult {
     pub reduction_pct: f64,
     /// The same with an instance ready.
     pub ready_reduction_pct: f64,
+    /// How much faster the cached start is than cold, in percent.
     pub cached_reduction_pct: f64,
 }
 

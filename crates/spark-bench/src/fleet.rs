@@ -23,26 +23,40 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{BenchError, free_port, write_json};
 
+/// Settings of `spark bench fleet`.
 pub struct FleetOptions {
+    /// The `spark` executable: the three nodes and the `spark fleet` commands.
     pub spark: PathBuf,
+    /// The `echo` guest every release serves (its `VERSION` tells releases apart).
     pub component: PathBuf,
+    /// The `nats-server` executable (run with JetStream).
     pub nats_server: PathBuf,
+    /// Where `fleet.json` goes.
     pub out_dir: PathBuf,
 }
 
+/// The B8 result, as written to `fleet.json`; times in seconds.
 #[derive(Debug, Serialize)]
 pub struct FleetReport {
+    /// Nodes in the fleet.
     pub nodes: usize,
+    /// `spark fleet deploy` to the fleet rollout complete on every node.
     pub converge_s: f64,
+    /// Deploy with `--canary-nodes 1` to the canary verdict releasing the next wave.
     pub canary_s: f64,
+    /// The same deploy to the fleet rollout complete.
     pub fleet_canary_s: f64,
+    /// Restart of a SIGKILLed node to its heartbeat reporting the desired release as current.
     pub recover_s: f64,
+    /// Restart of that node to its `Spark node serving` line (the process-start part of
+    /// `recover_s`).
     pub node_start_s: f64,
 }
 
 /// Longest wait for any one phase.
 const PHASE_LIMIT: Duration = Duration::from_secs(120);
 
+/// Runs B8 and writes `fleet.json`.
 pub async fn run(options: &FleetOptions) -> Result<FleetReport, BenchError> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
@@ -97,6 +111,7 @@ pub async fn run(options: &FleetOptions) -> Result<FleetReport, BenchError> {
     Ok(report)
 }
 
+/// The summary and the closing `fleet:` line.
 pub fn render(report: &FleetReport) -> String {
     format!(
         "B8 fleet: 3 nodes + nats-server on loopback, node canary 50%/100% x 1 s each\n\

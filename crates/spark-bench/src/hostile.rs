@@ -25,12 +25,15 @@ use crate::{BenchError, write_json};
 /// Settings of `spark bench hostile`.
 #[derive(Debug, Clone)]
 pub struct HostileOptions {
+    /// The `spark` executable the node runs.
     pub spark: PathBuf,
     /// The critical module's component (`hello`).
     pub component: PathBuf,
     /// The misbehaving guest (`faults`).
     pub faults: PathBuf,
+    /// Shorter phases: 5 s each instead of 12 s.
     pub quick: bool,
+    /// Where `hostile.json` (and the node log, if kept) go.
     pub out_dir: PathBuf,
 }
 
@@ -44,25 +47,40 @@ const ZERO_WINDOW: usize = 50;
 /// What one phase measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseResult {
+    /// `calm`, the attack's name, or `all together`.
     pub name: &'static str,
+    /// Critical requests answered with success.
     pub crit_ok: u64,
+    /// Critical requests that failed or got no answer within 30 s.
     pub crit_errors: u64,
+    /// `crit_ok` over all critical requests of the phase, percent.
     pub crit_success_pct: f64,
+    /// Critical p99 latency, measured from each request's scheduled send time, ms.
     pub crit_p99_ms: f64,
+    /// Highest resident memory of the node process (sampled every 100 ms), MiB.
     pub rss_peak_mb: f64,
+    /// Most file descriptors the node process had open at once (sampled every 100 ms).
     pub fds_peak: u64,
     /// The most guests the looping module ran at once (its concurrency is the limit).
     pub spin_guests_peak: f64,
+    /// Requests or connections the phase's attacks made.
     pub attack_requests: u64,
 }
 
+/// The B9 result, as written to `hostile.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostileReport {
+    /// Length of each phase, seconds.
     pub phase_secs: f64,
+    /// Open-loop rate of the critical load, requests per second.
     pub critical_rate: f64,
+    /// The node's `max_memory`, MiB.
     pub max_memory_mb: u64,
+    /// Concurrency limit of the looping `spin` module.
     pub spin_concurrency: u32,
+    /// One result per phase, `calm` first.
     pub phases: Vec<PhaseResult>,
+    /// Modules loaded again over the run (1 if the node process died).
     pub restarts: u64,
 }
 

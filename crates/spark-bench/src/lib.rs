@@ -24,20 +24,29 @@ use std::path::{Path, PathBuf};
 /// (`spark bench` prints the chain).
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    /// A file or socket operation failed (temporary directory, result JSON, port probe,
+    /// component read).
     #[error("I/O")]
     Io(#[from] std::io::Error),
+    /// A process (`spark up`, `wasmtime serve`, `nats-server`) could not be started.
     #[error("cannot start {what}")]
     Spawn {
+        /// The program, as the message names it (`spark up`, a path).
         what: String,
+        /// Why spawning it failed.
         #[source]
         source: std::io::Error,
     },
+    /// Something waited for did not happen within its time limit; names what was awaited (an
+    /// address, `three heartbeats`, a rollout marker).
     #[error("server at {0} never became ready")]
     NotReady(String),
     /// A step of the scenario failed: the error that made it fail, or what went wrong in
     /// words (`BenchError::runtime("answered 500")`).
     #[error("runtime")]
     Runtime(#[source] spark_error::BoxError),
+    /// A required input is absent (a guest not built, a trace slice with no calls); the message
+    /// says which.
     #[error("{0}")]
     Missing(String),
 }

@@ -17,24 +17,38 @@ use serde::Serialize;
 /// One load run's settings.
 #[derive(Debug, Clone)]
 pub struct Load {
+    /// The server to load.
     pub target: SocketAddr,
+    /// Path of every `GET`.
     pub path: String,
+    /// Keep-alive connections, each with one request in flight.
     pub connections: usize,
+    /// Load sent before measuring starts (not counted).
     pub warmup: Duration,
+    /// The measurement window after the warm-up.
     pub duration: Duration,
 }
 
 /// What a load run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadResult {
+    /// Connections used.
     pub connections: usize,
+    /// Requests answered with success in the window.
     pub requests: u64,
+    /// Failed requests and connection attempts in the window (non-2xx, reset, refused).
     pub errors: u64,
+    /// Length of the measurement window, seconds.
     pub seconds: f64,
+    /// Successful requests per second.
     pub rps: f64,
+    /// Median latency of successful requests, ms.
     pub p50_ms: f64,
+    /// 90th percentile latency, ms.
     pub p90_ms: f64,
+    /// 99th percentile latency, ms.
     pub p99_ms: f64,
+    /// Slowest successful request, ms.
     pub max_ms: f64,
 }
 

@@ -16,8 +16,11 @@ use crate::{BenchError, free_port, loadgen};
 /// A running node.
 pub struct SparkNode {
     child: Child,
+    /// The node's front (HTTP) listener.
     pub addr: SocketAddr,
+    /// The node's admin API listener.
     pub admin: SocketAddr,
+    /// The admin API bearer token.
     pub token: String,
     dir: tempfile::TempDir,
 }
@@ -31,6 +34,7 @@ impl Drop for SparkNode {
 
 /// How to start one.
 pub struct NodeLaunch<'a> {
+    /// The `spark` executable.
     pub spark: &'a Path,
     /// The manifest, given the front and admin addresses chosen for the node.
     pub manifest: &'a dyn Fn(SocketAddr, SocketAddr) -> String,
@@ -38,10 +42,13 @@ pub struct NodeLaunch<'a> {
     pub ready_path: &'a str,
     /// `SPARK_BENCH_NODE_LOG=<filter>` keeps the node's log as `<out_dir>/<log_name>.log`.
     pub out_dir: &'a Path,
+    /// Name of that log file, without `.log`.
     pub log_name: &'a str,
 }
 
 impl SparkNode {
+    /// Writes the manifest into a new temporary directory, runs `spark up` on it with free ports,
+    /// and waits (up to 120 s) until `ready_path` answers with a success.
     pub async fn start(launch: NodeLaunch<'_>) -> Result<SparkNode, BenchError> {
         let dir = tempfile::tempdir()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));

@@ -18,21 +18,28 @@ use tokio::time::Instant;
 /// A stretch of constant request rate.
 #[derive(Debug, Clone, Copy)]
 pub struct Phase {
+    /// How long the phase lasts.
     pub duration: Duration,
+    /// Requests sent per second.
     pub rate: f64,
 }
 
 /// What an open-loop run measured.
 #[derive(Debug, Clone)]
 pub struct OpenLoopResult {
+    /// Requests answered with success over the measured phases.
     pub requests: u64,
+    /// Failed requests over the measured phases (non-2xx, no response, 30 s timeout).
     pub errors: u64,
+    /// Median latency from the scheduled send time over the measured phases, ms.
     pub p50_ms: f64,
+    /// 99th percentile latency, the same way, ms.
     pub p99_ms: f64,
     /// p99 within each phase.
     pub phase_p99_ms: Vec<f64>,
-    /// Requests answered with success, and failed ones, within each phase.
+    /// Requests answered with success, within each phase.
     pub phase_ok: Vec<u64>,
+    /// Requests that failed, within each phase.
     pub phase_errors: Vec<u64>,
 }
 
@@ -54,14 +61,19 @@ fn histogram() -> Histogram<u64> {
 /// Why one load-generator request did not count as a success.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestFailed {
+    /// `addr` and `path` do not make a valid URI.
     #[error("bad URI")]
     Uri(#[source] http::uri::InvalidUri),
+    /// No response: the connection failed, closed or was reset.
     #[error("no response")]
     Send(#[source] hyper_util::client::legacy::Error),
+    /// The response body broke off.
     #[error("body")]
     Body(#[source] hyper::Error),
+    /// The server answered with a non-2xx status.
     #[error("status {0}")]
     Status(http::StatusCode),
+    /// No complete answer within 30 s.
     #[error("timed out")]
     Timeout,
 }

@@ -24,43 +24,65 @@ use crate::{BenchError, write_json};
 /// Settings of `spark bench replay`.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
+    /// The `spark` executable the node runs.
     pub spark: PathBuf,
+    /// The whole invocation trace the slice is cut from.
     pub trace: TraceSet,
     /// Guest components shared by the modules, round-robin.
     pub guests: Vec<PathBuf>,
+    /// Applications to replay, at most (only those with calls in the slice count).
     pub apps: usize,
+    /// First trace minute of the slice.
     pub start_minute: usize,
+    /// Length of the slice, trace minutes.
     pub minutes: usize,
     /// Trace minutes per real minute.
     pub speed: f64,
     /// The node's `predictor.memory_budget`, e.g. "4MiB".
     pub memory_budget: String,
+    /// Where `replay.json` (and the node log, if kept) go.
     pub out_dir: PathBuf,
 }
 
+/// One keep-alive policy's cold starts, as the simulator predicts them for the slice.
 #[derive(Debug, Clone, Serialize)]
 pub struct SimulatedPolicy {
+    /// The policy's name, as in the B4 report.
     pub name: String,
+    /// Cold starts over the slice.
     pub cold_starts: u64,
+    /// 75th percentile over applications of each one's cold-start share, percent.
     pub cold_pct_p75: f64,
 }
 
+/// The live replay result, as written to `replay.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplayReport {
+    /// Applications replayed (those of the slice with calls).
     pub apps: usize,
+    /// Length of the slice, trace minutes.
     pub minutes: usize,
+    /// First trace minute of the slice.
     pub start_minute: usize,
+    /// Trace minutes per real minute.
     pub speed: f64,
+    /// The node's `predictor.memory_budget`.
     pub memory_budget: String,
+    /// Calls answered with success.
     pub requests: u64,
+    /// Calls that failed (error status or no response).
     pub errors: u64,
     /// Requests the node reported as cold (their module had to be loaded).
     pub observed_cold: u64,
     /// The same, leaving out each application's first call in the slice.
     pub observed_cold_after_first: u64,
+    /// Median latency of cold requests, ms (0 when there were none).
     pub cold_latency_p50_ms: f64,
+    /// 99th percentile latency of cold requests, ms.
     pub cold_latency_p99_ms: f64,
+    /// Median latency of warm requests, ms.
     pub warm_latency_p50_ms: f64,
+    /// 99th percentile latency of warm requests, ms.
     pub warm_latency_p99_ms: f64,
     /// What the simulator predicts for the same slice (first calls cold for every policy).
     pub simulated: Vec<SimulatedPolicy>,

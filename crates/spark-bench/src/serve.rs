@@ -23,26 +23,39 @@ pub struct ServeOptions {
     pub peer: Option<PathBuf>,
     /// The `spark` executable to run as the server.
     pub spark: PathBuf,
+    /// Shorter runs: 0.5 s warm-up and 2 s measured instead of 2 s and 10 s.
     pub quick: bool,
+    /// Where `serve.json` goes.
     pub out_dir: PathBuf,
 }
 
 /// Both servers at one concurrency.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServePoint {
+    /// Connections, each with one request in flight.
     pub concurrency: usize,
+    /// Spark's figures.
     pub spark: LoadResult,
+    /// `wasmtime serve`'s figures (`None` without a peer).
     pub peer: Option<LoadResult>,
+    /// Spark's requests per second over the peer's (above 1: Spark serves more).
     pub rps_ratio: Option<f64>,
+    /// Spark's median latency over the peer's (below 1: Spark is faster).
     pub p50_ratio: Option<f64>,
+    /// Spark's p99 latency over the peer's.
     pub p99_ratio: Option<f64>,
 }
 
+/// The B1 result, as written to `serve.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServeReport {
+    /// Path of the component both servers serve.
     pub component: String,
+    /// Path of the `wasmtime` CLI compared with, if any.
     pub peer: Option<String>,
+    /// How each side uses instances (a fresh one per request).
     pub mode: &'static str,
+    /// One point per concurrency: 1, 16, 64.
     pub points: Vec<ServePoint>,
 }
 

@@ -22,6 +22,7 @@ use crate::{BenchError, write_json};
 /// Settings of `spark bench surge`.
 #[derive(Debug, Clone)]
 pub struct SurgeOptions {
+    /// The `spark` executable the node runs.
     pub spark: PathBuf,
     /// The CPU-bound HTTP guest of the critical module (`busy`).
     pub component: PathBuf,
@@ -29,36 +30,57 @@ pub struct SurgeOptions {
     pub job: PathBuf,
     /// The looping guest the storm run abandons requests to (`faults`).
     pub faults: PathBuf,
+    /// Shorter phases at lower rates: 3/4/3 s at 100/300/100 req/s instead of 5/8/6 s at
+    /// 150/450/150.
     pub quick: bool,
+    /// Where `surge.json` (and the node logs, if kept) go.
     pub out_dir: PathBuf,
 }
 
-/// One of the three runs.
+/// One of the four runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct SurgeRun {
+    /// `alone`, `orchestrator on`, `orchestrator off` or `on + disconnects`.
     pub name: &'static str,
+    /// Critical requests answered with success over the three phases.
     pub critical_requests: u64,
+    /// Critical requests that failed or got no answer within 30 s.
     pub critical_errors: u64,
+    /// Successful critical requests per second over the three phases.
     pub critical_rps: f64,
+    /// Critical median latency, measured from each request's scheduled send time, ms.
     pub p50_ms: f64,
+    /// Critical p99 latency, the same way, ms.
     pub p99_ms: f64,
+    /// Critical p99 latency during the surge phase alone, ms.
     pub surge_p99_ms: f64,
     /// Background CPU as a fraction of the node's CPUs, before, during and after the surge.
     pub bg_share: [f64; 3],
-    /// Background work (job runs completed) per second, before, during and after the surge.
+    /// Background CPU time per second of wall time (CPU-seconds/s), before, during and after
+    /// the surge.
     pub bg_rate: [f64; 3],
+    /// Background job runs over the three phases.
     pub bg_runs: u64,
+    /// Modules loaded again during the run (see [`restarts`]).
     pub restarts: u64,
+    /// Orchestrator CPU time over the three phases, percent of the node's CPUs.
     pub orchestrator_cpu_pct: f64,
+    /// Decisions the status lists at the end (the most recent ones, capped).
     pub decisions: usize,
+    /// Those decisions, as text.
     pub decision_log: Vec<String>,
 }
 
+/// The B3 result, as written to `surge.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SurgeReport {
+    /// Length of the before, surge and after phases, seconds.
     pub phases_secs: [f64; 3],
+    /// Critical request rate in each phase, requests per second.
     pub rates: [f64; 3],
+    /// The orchestrator's `background_min_share`, a fraction of the node's CPUs.
     pub background_min_share: f64,
+    /// The four runs, `alone` first.
     pub runs: Vec<SurgeRun>,
 }
 

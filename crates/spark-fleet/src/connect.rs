@@ -31,8 +31,11 @@ pub struct FleetConfig {
 }
 
 impl FleetConfig {
+    /// Default heartbeat expiry: 10 s, about ten missed heartbeats.
     pub const DEFAULT_HEARTBEAT_TTL: Duration = Duration::from_secs(10);
 
+    /// Settings for `url` with the default heartbeat expiry, failing at once when no server
+    /// answers.
     pub fn new(url: impl Into<String>) -> FleetConfig {
         FleetConfig {
             url: url.into(),

@@ -11,12 +11,15 @@ use crate::{Fleet, FleetError, FleetRelease, check_name};
 /// What an application should run across the fleet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredApp {
+    /// The application's name (its key is `app.<name>`).
     pub app: String,
     /// Bumped by every `spark fleet deploy`.
     pub generation: u64,
+    /// The release being rolled out (or run, once the rollout is complete).
     pub release: FleetRelease,
     /// What nodes return to when the rollout rolls back (none on the first deploy).
     pub previous: Option<FleetRelease>,
+    /// Which nodes take `release` so far, and where the rollout stands.
     pub rollout: FleetRollout,
     /// Who wrote this state last (a person, or `node <id>` for a planning step).
     #[serde(default)]
@@ -36,7 +39,9 @@ impl DesiredApp {
 /// A value with the KV revision it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned<T> {
+    /// The decoded value.
     pub value: T,
+    /// The KV revision, to pass back for compare-and-set.
     pub revision: u64,
 }
 

@@ -9,40 +9,68 @@ pub enum FleetError {
     /// A URL that does not parse, or no server answering.
     #[error("cannot reach NATS at {url}")]
     Connect {
+        /// The server URLs as configured, comma-separated.
         url: String,
+        /// The parse or connection error.
         #[source]
         source: BoxError,
     },
+    /// A compare-and-set update lost: the entry is no longer at the revision read.
     #[error(
         "conflict: the desired state of '{app}' changed since it was read (revision {expected}); another change won. Check `spark fleet status` and retry"
     )]
-    Conflict { app: String, expected: u64 },
+    Conflict {
+        /// The application written.
+        app: String,
+        /// The revision the writer read and expected to replace.
+        expected: u64,
+    },
+    /// A create-only write (first deploy) found an entry already there.
     #[error(
         "conflict: '{app}' already has a desired state (someone deployed it first); check `spark fleet status` and retry"
     )]
-    AlreadyExists { app: String },
+    AlreadyExists {
+        /// The application written.
+        app: String,
+    },
+    /// A downloaded artifact's bytes do not hash to its name.
     #[error(
         "artifact sha256:{expected} refused: its bytes hash to sha256:{actual} (corrupt or tampered)"
     )]
-    DigestMismatch { expected: String, actual: String },
+    DigestMismatch {
+        /// The requested digest (hex SHA-256).
+        expected: String,
+        /// The digest of the bytes received (hex SHA-256).
+        actual: String,
+    },
+    /// No object under this digest (hex SHA-256) in the artifacts bucket.
     #[error("artifact sha256:{0} is not in the fleet's object store")]
     MissingArtifact(String),
+    /// An application or node name outside 1-64 of `[A-Za-z0-9_-]`, or a label without `=`.
     #[error("invalid {what} '{value}': {reason}")]
     InvalidName {
+        /// What was named: "application", "node id", "label".
         what: &'static str,
+        /// The text refused.
         value: String,
+        /// The rule it breaks.
         reason: &'static str,
     },
     /// A NATS operation (`what`: "writing desired state", ...) failed.
     #[error("{what}")]
     Nats {
+        /// The operation, as the message.
         what: &'static str,
+        /// The NATS client's error.
         #[source]
         source: BoxError,
     },
+    /// A KV entry (desired state or heartbeat) that does not decode.
     #[error("{what}: malformed JSON")]
     Json {
+        /// The entry's key (`app.<name>`, `node.<id>`).
         what: String,
+        /// The decoder's error.
         #[source]
         source: serde_json::Error,
     },

@@ -13,14 +13,19 @@ use crate::{Fleet, FleetError, check_name};
 /// What a node says about itself.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeReport {
+    /// The node's id (its key is `node.<id>`).
     pub node: String,
+    /// The application the node serves.
     pub app: String,
+    /// The node's `k=v` labels, matched by canary selectors.
     pub labels: BTreeMap<String, String>,
-    /// Application and admin addresses.
+    /// Address of the application listener.
     pub http: String,
+    /// Address of the admin listener.
     pub admin: String,
-    /// The node's current release id (`r3-...`) and its content key.
+    /// The node's current release id (`r3-...`).
     pub release: Option<String>,
+    /// The current release's content key ([`FleetRelease::key`](crate::FleetRelease::key)).
     pub release_key: Option<String>,
     /// A node-level rollout in progress.
     pub rollout: Option<NodeRollout>,
@@ -30,24 +35,31 @@ pub struct NodeReport {
     pub generation: u64,
     /// Why the node could not apply the desired state, if it could not.
     pub last_error: Option<String>,
-    /// Requests in flight and handled so far, over all modules.
+    /// Requests in flight now, over all modules.
     pub running: u64,
+    /// Requests handled so far, over all modules.
     pub requests: u64,
-    /// CPU busy fraction, memory pressure (PSI some avg10 or used fraction) and battery
-    /// percent, when the node's probes know them.
+    /// CPU busy fraction (0..1), when the node's probes know it.
     pub cpu: Option<f64>,
+    /// Memory pressure (PSI some avg10 or used fraction, 0..1), when known.
     pub memory_pressure: Option<f64>,
+    /// Battery charge in percent, when on battery.
     pub battery: Option<f64>,
     /// Active orchestrator modes (`surge`, `power-save`, ...).
     pub modes: Vec<String>,
+    /// Health of each loaded module version (a module under rollout appears once per
+    /// release).
     pub modules: Vec<ModuleHealth>,
+    /// When the report was written (Unix ms, the node's clock).
     pub at_ms: u64,
 }
 
 /// A node-level rollout as reported.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeRollout {
+    /// The release id being rolled out (`r3-...`).
     pub to: String,
+    /// Its content key, if the node has the release in its store.
     pub to_key: Option<String>,
     /// Module id -> canary share in percent.
     pub shares: BTreeMap<String, f64>,
@@ -56,11 +68,17 @@ pub struct NodeRollout {
 /// One module's health on a node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModuleHealth {
+    /// The module's id.
     pub id: String,
+    /// The release id this version of the module belongs to.
     pub release: String,
+    /// Requests handled so far.
     pub requests: u64,
+    /// Of those, responses with a 5xx status.
     pub errors: u64,
+    /// Invocations running now.
     pub running: u32,
+    /// Requests refused by admission (queue full or queue timeout) so far.
     pub rejected: u64,
 }
 

@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// A release to run across the fleet: what [`FleetRelease::key`] is computed over, plus a note.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetRelease {
     /// The manifest as deployed (component paths in it are replaced by `components`).
     pub manifest: String,
     /// Module id -> hex SHA-256 of its component.
     pub components: BTreeMap<String, String>,
+    /// Free text from the deployer; not part of the key.
     #[serde(default)]
     pub note: String,
 }

@@ -10,15 +10,21 @@ use std::path::PathBuf;
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// The manifest file could not be read.
     #[error("cannot read manifest {}", path.display())]
     Read {
+        /// The file that could not be read.
         path: PathBuf,
+        /// Why reading it failed.
         #[source]
         source: std::io::Error,
     },
+    /// The manifest was read but is malformed or refused by validation.
     #[error("{}", render(file, diagnostics))]
     Invalid {
+        /// The manifest the diagnostics point into.
         file: PathBuf,
+        /// Every problem found, not only the first; never empty.
         diagnostics: Vec<Diagnostic>,
     },
 }
@@ -48,6 +54,7 @@ pub struct Diagnostic {
     pub line: usize,
     /// 1-based column.
     pub column: usize,
+    /// What is wrong, for the person editing the file.
     pub message: String,
 }
 

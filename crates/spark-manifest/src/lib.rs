@@ -52,11 +52,15 @@ pub struct Manifest {
     pub source: PathBuf,
     /// The text it was parsed from (what a release records).
     pub text: String,
+    /// Node-wide settings (`[node]`).
     pub node: NodeSettings,
+    /// Orchestrator settings (`[orchestrator]`).
     pub orchestrator: OrchestratorSettings,
+    /// Predictor settings (`[predictor]`).
     pub predictor: PredictorSettings,
     /// The inference host (`[nn]`); `None`: the node runs none.
     pub nn: Option<NnSettings>,
+    /// The applications (`[[module]]`), in declaration order; never empty.
     pub modules: Vec<ModuleSpec>,
 }
 
@@ -150,10 +154,15 @@ pub struct NodeSettings {
     pub admin_tls: Vec<CertificateFiles>,
 }
 
+/// Default `node.listen`: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default `node.admin`: loopback only.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
+/// Default `node.max_instances`.
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+/// Default `node.max_module_memory`: 1 GiB.
 pub const DEFAULT_MAX_MODULE_MEMORY: u64 = 1 << 30;
+/// Default `node.shutdown_grace`: 30 s.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 impl Default for NodeSettings {
@@ -197,7 +206,9 @@ pub struct OrchestratorSettings {
     pub memory_high: f64,
 }
 
+/// Default `orchestrator.interval`: 500 ms.
 pub const DEFAULT_ORCHESTRATOR_INTERVAL: Duration = Duration::from_millis(500);
+/// Default `orchestrator.background_min_share`: 10% of the node's CPU.
 pub const DEFAULT_BACKGROUND_MIN_SHARE: f64 = 0.10;
 /// Background threads at nice 19 weigh 15 against a normal thread's 1024: the kernel runs them
 /// in the gaps and preempts them the moment foreground work wakes (B3: critical p99 within
@@ -205,8 +216,11 @@ pub const DEFAULT_BACKGROUND_MIN_SHARE: f64 = 0.10;
 /// critical work alone saturates every CPU, the kernel leaves background about 1.5%, below a
 /// `background_min_share` of 10%. `background_nice = 10` makes the kernel itself hold ~10%.
 pub const DEFAULT_BACKGROUND_NICE: i32 = 19;
+/// Default `orchestrator.battery_low`, in percent.
 pub const DEFAULT_BATTERY_LOW: f64 = 20.0;
+/// Default `orchestrator.uplink_slow`: 300 ms round trip.
 pub const DEFAULT_UPLINK_SLOW: Duration = Duration::from_millis(300);
+/// Default `orchestrator.memory_high`: memory pressure 0.6.
 pub const DEFAULT_MEMORY_HIGH: f64 = 0.6;
 
 impl Default for OrchestratorSettings {
@@ -238,7 +252,9 @@ pub struct PredictorSettings {
     pub time_scale: f64,
 }
 
+/// Default `predictor.memory_budget`: 256 MiB.
 pub const DEFAULT_WARM_MEMORY: u64 = 256 << 20;
+/// Default `predictor.interval`: 10 s.
 pub const DEFAULT_PREDICTOR_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Default for PredictorSettings {
@@ -263,10 +279,12 @@ pub struct ModuleId(String);
     "invalid module id {id:?}: use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
 )]
 pub struct ModuleIdError {
+    /// The id as written.
     pub id: String,
 }
 
 impl ModuleId {
+    /// Validates `id` against the rules stated on [`ModuleId`].
     pub fn new(id: &str) -> Result<ModuleId, ModuleIdError> {
         let valid_char =
             |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
@@ -280,6 +298,7 @@ impl ModuleId {
         Ok(ModuleId(id.to_owned()))
     }
 
+    /// The id as written in the manifest.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -294,13 +313,17 @@ impl fmt::Display for ModuleId {
 /// One application on the node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModuleSpec {
+    /// Unique within the manifest.
     pub id: ModuleId,
     /// The `.wasm` component: a file (manifest-relative paths resolved) or an artifact.
     pub component: ComponentRef,
+    /// What makes it run: HTTP routes or a schedule.
     pub trigger: Trigger,
+    /// Priority class; default `normal`.
     pub priority: Priority,
     /// Relative CPU weight within the priority class (1..=1000).
     pub weight: u32,
+    /// Resource limits (`[module.limits]`); each one not set takes its `DEFAULT_*`.
     pub limits: Limits,
     /// Environment variables the guest sees (`wasi:cli/environment`).
     pub env: BTreeMap<String, String>,
@@ -327,8 +350,11 @@ pub struct RolloutSettings {
     pub sticky_header: Option<String>,
 }
 
+/// Default `rollout.steps`: 5%, 25%, 50%, then all traffic.
 pub const DEFAULT_ROLLOUT_STEPS: [f64; 4] = [5.0, 25.0, 50.0, 100.0];
+/// Default `rollout.step_duration`: 30 s.
 pub const DEFAULT_STEP_DURATION: Duration = Duration::from_secs(30);
+/// Default `rollout.min_requests`.
 pub const DEFAULT_MIN_REQUESTS: u64 = 100;
 
 impl Default for RolloutSettings {
@@ -342,6 +368,7 @@ impl Default for RolloutSettings {
     }
 }
 
+/// Default module `weight`.
 pub const DEFAULT_WEIGHT: u32 = 1;
 
 /// Where a module's component comes from.
@@ -358,6 +385,7 @@ pub enum ComponentRef {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid artifact reference {text:?}: expected sha256: and 64 lowercase hex digits")]
 pub struct ArtifactRefError {
+    /// The reference as written.
     pub text: String,
 }
 
@@ -392,9 +420,15 @@ impl fmt::Display for ComponentRef {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
     /// Serve HTTP requests on these routes.
-    Http { routes: Vec<Route> },
+    Http {
+        /// Never empty.
+        routes: Vec<Route>,
+    },
     /// Run as a job every `every` (the first run one period after start).
-    Schedule { every: Duration },
+    Schedule {
+        /// The period; at least 1 s.
+        every: Duration,
+    },
 }
 
 /// Priority class: who gets CPU and capacity first when the node is short.
@@ -403,12 +437,17 @@ pub enum Trigger {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
+    /// Takes node capacity only above the reserves of both classes above it; runs on
+    /// low-priority (niced) threads.
     Background,
+    /// The default: takes node capacity only above the reserve kept for critical work.
     Normal,
+    /// Waits for node capacity instead of being refused, and always stays loaded.
     Critical,
 }
 
 impl Priority {
+    /// The name as written in a manifest (`"critical"`, `"normal"`, `"background"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::Critical => "critical",
@@ -459,17 +498,29 @@ pub struct Limits {
     pub log: u64,
 }
 
+/// Default `limits.memory`: 128 MiB.
 pub const DEFAULT_MEMORY: u64 = 128 << 20;
+/// Default `limits.concurrency`.
 pub const DEFAULT_CONCURRENCY: u32 = 64;
+/// Default `limits.queue`.
 pub const DEFAULT_QUEUE: u32 = 256;
+/// Default `limits.queue_timeout`: 2 s.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default `limits.timeout`: 30 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `limits.cpu_time`: 10 s.
 pub const DEFAULT_CPU_TIME: Duration = Duration::from_secs(10);
+/// Default `limits.response_body`: 64 MiB.
 pub const DEFAULT_RESPONSE_BODY: u64 = 64 << 20;
+/// Default `limits.request_body`: 16 MiB.
 pub const DEFAULT_REQUEST_BODY: u64 = 16 << 20;
+/// Default `limits.host_memory`: 32 MiB.
 pub const DEFAULT_HOST_MEMORY: u64 = 32 << 20;
+/// Default `limits.resources`.
 pub const DEFAULT_RESOURCES: u32 = 1_000;
+/// Default `limits.outbound_requests`.
 pub const DEFAULT_OUTBOUND_REQUESTS: u32 = 16;
+/// Default `limits.log`: 256 KiB.
 pub const DEFAULT_LOG: u64 = 256 << 10;
 
 impl Default for Limits {

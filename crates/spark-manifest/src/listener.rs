@@ -36,17 +36,27 @@ pub struct ListenerLimits {
     pub h2_reset_budget: u32,
 }
 
+/// Default `node.header_read_timeout`: 10 s.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `node.idle_timeout`: 60 s.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `node.send_timeout`: 20 s.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default `node.request_body_timeout`: 20 s.
 pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default `node.max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+/// Default `node.max_connections_per_client`.
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 256;
+/// Default `node.admin_max_connections`.
 pub const DEFAULT_ADMIN_MAX_CONNECTIONS: u32 = 128;
+/// Default `node.h2_max_concurrent_streams`.
 pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Default `node.h2_keepalive_interval`: 30 s.
 pub const DEFAULT_H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long an HTTP/2 keep-alive ping may go unanswered.
 pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default `node.h2_reset_budget`: abandoned requests per minute.
 pub const DEFAULT_H2_RESET_BUDGET: u32 = 200;
 
 impl Default for ListenerLimits {
@@ -80,6 +90,8 @@ impl ListenerLimits {
 /// The names it serves are read from the certificate itself (its subject alternative names).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateFiles {
+    /// The PEM certificate chain.
     pub cert: PathBuf,
+    /// The PEM private key of the certificate.
     pub key: PathBuf,
 }

@@ -62,6 +62,7 @@ impl Default for NnSettings {
 /// A model the host registers under a name (`[[nn.model]]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NnModel {
+    /// What guests pass to `graph.load-by-name`; unique on the node.
     pub name: String,
     /// The ONNX file (manifest-relative paths resolved).
     pub path: PathBuf,

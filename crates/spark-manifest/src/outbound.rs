@@ -39,32 +39,43 @@ enum HostPattern {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid outbound host {text:?}: {problem}")]
 pub struct OutboundHostError {
+    /// The entry as written.
     pub text: String,
+    /// What is wrong with it.
     pub problem: HostProblem,
 }
 
 /// What is wrong with an outbound host entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HostProblem {
+    /// No `://` separates a scheme from the host.
     #[error("expected scheme://host[:port], e.g. \"https://api.example.com\"")]
     NoScheme,
+    /// The scheme is not `http`, `https` or `*`.
     #[error("the scheme must be http, https or *")]
     Scheme,
+    /// The entry has a path, query, fragment or `user@` part.
     #[error("give only scheme, host and port, no path or credentials")]
     PathOrCredentials,
+    /// An IPv6 address opened with `[` has no `]`.
     #[error("unclosed '[' in IPv6 address")]
     UnclosedBracket,
+    /// Something other than `:port` follows the `]` of an IPv6 address.
     #[error("expected ':' after ']'")]
     AfterBracket,
+    /// The host is empty or has characters other than letters, digits, `.`, `-` and `:`.
     #[error("the host must be a name, an IP address, * or *.domain")]
     Host,
+    /// The port is neither `*` nor a number from 0 to 65535.
     #[error("the port must be a number from 0 to 65535 or *")]
     Port,
+    /// Scheme `*` without a port: there is no default port to assume.
     #[error("with scheme * give a port (a number or *)")]
     AnySchemeNeedsPort,
 }
 
 impl AllowedHost {
+    /// Parses one `allowed_outbound_hosts` entry; an omitted port becomes the scheme's default.
     pub fn parse(text: &str) -> Result<AllowedHost, OutboundHostError> {
         let err = |problem| OutboundHostError {
             text: text.to_owned(),
@@ -206,14 +217,18 @@ pub struct OutboundPolicy {
 }
 
 impl OutboundPolicy {
+    /// Allows nothing: a module without `allowed_outbound_hosts`.
     pub fn deny_all() -> OutboundPolicy {
         OutboundPolicy::default()
     }
 
+    /// Allows what any of `allowed` allows.
     pub fn new(allowed: Vec<AllowedHost>) -> OutboundPolicy {
         OutboundPolicy { allowed }
     }
 
+    /// Whether some entry allows a request to `scheme://host:port`. Protected addresses are
+    /// checked apart, with [`names_address`](Self::names_address).
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
         self.allowed.iter().any(|a| a.allows(scheme, host, port))
     }
@@ -224,6 +239,7 @@ impl OutboundPolicy {
         self.allowed.iter().any(|a| a.names_address(scheme, addr))
     }
 
+    /// The entries, in manifest order.
     pub fn entries(&self) -> &[AllowedHost] {
         &self.allowed
     }

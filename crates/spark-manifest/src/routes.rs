@@ -19,17 +19,34 @@ pub enum Route {
 /// Why a route pattern was refused; each variant holds the route as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
+    /// The route does not start with `/`.
     #[error("route {text:?} must start with '/'")]
-    NoLeadingSlash { text: String },
+    NoLeadingSlash {
+        /// The route as written.
+        text: String,
+    },
+    /// The route has a `?`, a `#` or a space.
     #[error("route {text:?} may not contain '?', '#' or spaces: routes match paths only")]
-    NotAPath { text: String },
+    NotAPath {
+        /// The route as written.
+        text: String,
+    },
+    /// The route ends in `/...` but has another `...` before it.
     #[error("route {text:?}: '...' may only end a route")]
-    DotsBeforeEnd { text: String },
+    DotsBeforeEnd {
+        /// The route as written.
+        text: String,
+    },
+    /// `...` appears other than as a final `/...` segment (`/api...`).
     #[error("route {text:?}: '...' may only appear as a final '/...' segment")]
-    DotsNotASegment { text: String },
+    DotsNotASegment {
+        /// The route as written.
+        text: String,
+    },
 }
 
 impl Route {
+    /// Parses `/exact/path` or `/prefix/...`; trailing slashes of a path or prefix are dropped.
     pub fn parse(text: &str) -> Result<Route, RouteError> {
         let text_owned = || text.to_owned();
         if !text.starts_with('/') {
@@ -148,6 +165,7 @@ impl<T> RouteTable<T> {
             .map(|(route, target)| (route, target))
     }
 
+    /// The routes and their targets, most specific first.
     pub fn iter(&self) -> impl Iterator<Item = &(Route, T)> {
         self.entries.iter()
     }

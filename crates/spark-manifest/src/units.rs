@@ -20,22 +20,46 @@ const DURATION_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000),
 /// Why a size or a duration was refused; each variant holds the text as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
+    /// The value does not start with a digit.
     #[error("invalid value {text:?}: expected an integer followed by a unit")]
-    NoNumber { text: String },
+    NoNumber {
+        /// The value as written.
+        text: String,
+    },
+    /// The number does not fit in a `u64`.
     #[error("number in {text:?} is too large")]
-    NumberTooLarge { text: String },
+    NumberTooLarge {
+        /// The value as written.
+        text: String,
+    },
+    /// A size whose unit is missing or not one of B, KiB, MiB, GiB, KB, MB, GB.
     #[error(
         "invalid size {text:?}: expected an integer and a unit (B, KiB, MiB, GiB, KB, MB, GB), e.g. \"64MiB\""
     )]
-    SizeUnit { text: String },
+    SizeUnit {
+        /// The value as written.
+        text: String,
+    },
+    /// A size whose byte count does not fit in a `u64`.
     #[error("size {text:?} is too large")]
-    SizeTooLarge { text: String },
+    SizeTooLarge {
+        /// The value as written.
+        text: String,
+    },
+    /// A duration whose unit is missing or not one of ms, s, m, h.
     #[error(
         "invalid duration {text:?}: expected an integer and a unit (ms, s, m, h), e.g. \"30s\""
     )]
-    DurationUnit { text: String },
+    DurationUnit {
+        /// The value as written.
+        text: String,
+    },
+    /// A duration whose millisecond count does not fit in a `u64`.
     #[error("duration {text:?} is too large")]
-    DurationTooLarge { text: String },
+    DurationTooLarge {
+        /// The value as written.
+        text: String,
+    },
 }
 
 /// Parses `"64MiB"`, `"512KiB"`, `"1GB"` or `"4096B"` into bytes.

@@ -33,15 +33,15 @@ pub fn total_tensor_bytes(max_tensor_bytes: u64, host_memory: u64) -> u64 {
     max_tensor_bytes.max(host_memory / 2)
 }
 /// Most dimensions an input tensor may have.
-pub const MAX_TENSOR_RANK: usize = 8;
+pub(crate) const MAX_TENSOR_RANK: usize = 8;
 /// Most input tensors one `compute` may pass.
-pub const MAX_INPUTS: usize = 16;
+pub(crate) const MAX_INPUTS: usize = 16;
 /// Consecutive failures after which a backend is benched.
 pub const DEFAULT_FAILURES_TO_BENCH: u32 = 3;
 /// How long a benched backend waits before it is tried again.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Models compiled from guest-supplied bytes kept per node (by SHA-256).
-pub const GUEST_MODEL_CACHE: usize = 8;
+pub(crate) const GUEST_MODEL_CACHE: usize = 8;
 
 /// The backends Spark knows, by the name used in config, logs, metrics and `spark:nn/info`.
 pub const KNOWN_BACKENDS: &[&str] = &[ORT_NPU, ORT_WEBGPU, ORT_CPU, TRACT];
@@ -77,6 +77,8 @@ pub struct NnConfig {
     pub models: Vec<ModelSource>,
     /// Consecutive failures after which a backend is benched for `retry_after`.
     pub failures_to_bench: u32,
+    /// How long a benched backend is skipped before it is tried again (milliseconds in the
+    /// config file).
     #[serde(with = "millis")]
     pub retry_after: Duration,
 }
@@ -114,7 +116,9 @@ pub enum VulkanProbe {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSource {
+    /// The name guests pass to `graph.load-by-name`.
     pub name: String,
+    /// The ONNX file; read once, when the service starts.
     pub path: PathBuf,
     /// Expected SHA-256 of the file (hex); a mismatch refuses the model.
     #[serde(default)]
@@ -153,11 +157,11 @@ mod millis {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_millis)
     }
 }

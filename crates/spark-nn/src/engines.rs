@@ -18,27 +18,45 @@ use crate::discovery::{DeviceInventory, VulkanReport};
 /// Why this node does not have an engine (shown by `spark status`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Unavailable {
+    /// The backend is not in the config's `backends`.
     #[error("disabled by config")]
     Disabled,
+    /// ONNX Runtime is loaded but the config names no library.
     #[error("no ONNX Runtime library")]
     NoOrtLibrary,
+    /// ONNX Runtime cannot be used on this node.
     #[error(transparent)]
     Ort(#[from] OrtUnavailable),
+    /// The config turned the Vulkan probe off, so no GPU is known.
     #[error("Vulkan not probed (config)")]
     VulkanNotProbed,
     /// The Vulkan probe's report (a text in the device inventory).
     #[error("no Vulkan adapter: {reason}")]
-    NoVulkan { reason: String },
+    NoVulkan {
+        /// Why the probe found none ([`crate::discovery::VulkanReport::Unavailable`]).
+        reason: String,
+    },
+    /// The Vulkan loader answered with no adapters.
     #[error("the Vulkan loader reports no adapter")]
     NoAdapter,
+    /// Every adapter is a software one, and the config does not allow those.
     #[error(
-        "only software Vulkan adapters ({names}); software adapters are not accelerators unless allowed (allow_software_adapters)"
+        "only software Vulkan adapters ({names}); software adapters are not accelerators unless allowed (allow_software_adapters in [nn])"
     )]
-    OnlySoftware { names: String },
+    OnlySoftware {
+        /// The adapters' names, comma-separated.
+        names: String,
+    },
+    /// No NPU under `/dev/accel` or `/sys/class/accel`.
     #[error("no NPU found (/dev/accel, /sys/class/accel)")]
     NoNpu,
+    /// NPUs were found, but none with a driver Spark knows a provider for (`intel_vpu`,
+    /// `amdxdna`).
     #[error("NPUs found but no provider known for their drivers: {found}")]
-    NoNpuProvider { found: String },
+    NoNpuProvider {
+        /// Each NPU with its driver, comma-separated.
+        found: String,
+    },
 }
 
 /// Builds every known engine (available or not) for this inventory.

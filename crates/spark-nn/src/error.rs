@@ -37,20 +37,30 @@ pub enum NnError {
     /// The model bytes are not a usable ONNX model (the source says why).
     #[error("model {name}")]
     Model {
+        /// The name it was registered under; `guest:<first 12 hex digits of its SHA-256>` for a
+        /// guest's bytes.
         name: String,
+        /// Why: not ONNX, no graph, no inputs or outputs, or not the configured SHA-256.
         #[source]
         source: BoxError,
     },
     /// One backend failed; the router tries the next one. The source is the backend's error.
     #[error("backend {backend}")]
     Backend {
+        /// The backend's name (`ort-webgpu`, ...).
         backend: String,
+        /// The backend's own error, under the step that failed.
         #[source]
         source: BoxError,
     },
     /// One backend panicked; the panic was caught and the backend's state discarded.
     #[error("backend {backend} panicked: {message}")]
-    Panic { backend: String, message: String },
+    Panic {
+        /// The backend's name.
+        backend: String,
+        /// The panic's message (`(no message)` when it carried no string).
+        message: String,
+    },
     /// Every backend in the chain failed or was skipped.
     #[error("no backend could serve the request: {0}")]
     Exhausted(String),
@@ -63,15 +73,19 @@ pub enum NnError {
     /// The test/bench harness failed to embed or run the guest (Wasmtime's error beneath).
     #[error("guest")]
     Harness(#[source] BoxError),
+    /// A model file named in the config could not be read.
     #[error("{path}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The file-system error.
         #[source]
         source: std::io::Error,
     },
     /// The inference threads could not be started.
     #[error("cannot start the inference threads")]
     Workers {
+        /// Why the system refused a thread.
         #[source]
         source: std::io::Error,
     },

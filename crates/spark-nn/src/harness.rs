@@ -33,8 +33,11 @@ pub struct Harness {
 /// A guest's answer.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// The HTTP status code.
     pub status: u16,
+    /// The headers as the guest set them.
     pub headers: http::HeaderMap,
+    /// The whole body, read to its end.
     pub body: Bytes,
 }
 
@@ -100,6 +103,7 @@ impl Harness {
         })
     }
 
+    /// The inference host the guest's `wasi:nn` calls go to.
     pub fn service(&self) -> &NnService {
         &self.service
     }

@@ -123,12 +123,12 @@ impl Drop for Held {
 }
 
 impl Invocation {
-    pub fn record(&mut self, outcome: Outcome) {
+    pub(crate) fn record(&mut self, outcome: Outcome) {
         self.last = Some(outcome);
     }
 
     /// Marks the last outcome failed with `error` (when it did not say so already).
-    pub fn fail_last(&mut self, error: &NnError) {
+    pub(crate) fn fail_last(&mut self, error: &NnError) {
         if let Some(last) = &mut self.last {
             last.error
                 .get_or_insert_with(|| spark_error::chain(error).to_string());
@@ -136,13 +136,13 @@ impl Invocation {
     }
 
     /// Sets the last outcome to a failure of `call` that no backend saw (not counted again).
-    pub fn record_error(&mut self, call: &str, target: Target, error: &NnError) {
+    pub(crate) fn record_error(&mut self, call: &str, target: Target, error: &NnError) {
         self.record(error_outcome(call, target, error));
     }
 
     /// A call refused before any backend: the guest's last outcome, the `rejected` counter,
     /// and the log (once per invocation at `info`).
-    pub fn refuse(&mut self, call: &str, target: Target, error: &NnError) {
+    pub(crate) fn refuse(&mut self, call: &str, target: Target, error: &NnError) {
         let outcome = error_outcome(call, target, error);
         self.service.metrics.record(&outcome, Some(error));
         if self.refusal_logged {
@@ -156,7 +156,7 @@ impl Invocation {
 
     /// Decides, from the sizes alone, whether a tensor the guest is creating may be kept;
     /// if so, reserves its bytes.
-    pub fn admit_tensor(&self, rank: usize, bytes: usize) -> Result<Held, NnError> {
+    pub(crate) fn admit_tensor(&self, rank: usize, bytes: usize) -> Result<Held, NnError> {
         if rank > MAX_TENSOR_RANK {
             return Err(NnError::InvalidInput(format!(
                 "a tensor of {rank} dimensions; at most {MAX_TENSOR_RANK}"
@@ -173,7 +173,7 @@ impl Invocation {
     }
 
     /// Reserves `bytes` more for this invocation's tensors, within its total.
-    pub fn reserve(&self, bytes: u64) -> Result<Held, NnError> {
+    pub(crate) fn reserve(&self, bytes: u64) -> Result<Held, NnError> {
         let cap = self.limits.max_total_tensor_bytes;
         let reserved = self
             .held
@@ -194,7 +194,7 @@ impl Invocation {
 
     /// Checks that the guest may load a model of `len` bytes from `builders` parts, before
     /// any byte is copied.
-    pub fn admit_model(&self, builders: usize, len: usize) -> Result<(), NnError> {
+    pub(crate) fn admit_model(&self, builders: usize, len: usize) -> Result<(), NnError> {
         if !self.limits.allow_guest_models {
             return Err(NnError::Denied(
                 "this module may not load its own models (its nn_model limit is 0): use \
@@ -217,7 +217,7 @@ impl Invocation {
     }
 
     /// A model the node serves by name.
-    pub fn named(&self, name: &str) -> Result<Arc<Model>, NnError> {
+    pub(crate) fn named(&self, name: &str) -> Result<Arc<Model>, NnError> {
         self.service
             .models
             .read()

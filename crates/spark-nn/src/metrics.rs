@@ -28,8 +28,12 @@ pub struct BackendCounters {
     pub failures: u64,
     /// Of those, panics caught.
     pub panics: u64,
+    /// Time of the computes it served, in µs, end to end (validation and fall-throughs before
+    /// it included).
     pub micros_total: u64,
+    /// The same, for the last compute it served, in µs.
     pub last_micros: u64,
+    /// Its latest failure (kept after later successes).
     pub last_error: Option<String>,
 }
 
@@ -51,7 +55,7 @@ struct Counters {
 }
 
 impl Metrics {
-    pub fn record(&self, outcome: &Outcome, error: Option<&NnError>) {
+    pub(crate) fn record(&self, outcome: &Outcome, error: Option<&NnError>) {
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         for attempt in &outcome.fallbacks {
             let b = c.backends.entry(attempt.backend.clone()).or_default();
@@ -85,24 +89,35 @@ impl Metrics {
 /// The inference part of a node's status.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NnStatus {
+    /// What discovery found at start or at the last device refresh.
     pub devices: DeviceInventory,
     /// The library in use, or why none is (`Err`: text for people; the wire form the CLI
     /// reads).
     pub onnxruntime: Result<OrtInfo, String>,
+    /// The orchestrator's preference (`Auto` until one is set).
     pub preference: Preference,
+    /// Every backend Spark knows (the embedder's first), available or not.
     pub backends: Vec<BackendStatus>,
     /// Per target, the chain in order.
     pub chains: BTreeMap<String, Vec<String>>,
+    /// Names of the models served by name, sorted.
     pub models: Vec<String>,
+    /// Computes served after at least one backend failed.
     pub fallbacks: u64,
+    /// Computes no backend could serve.
     pub exhausted: u64,
+    /// Computes that failed without exhausting the chain (mostly inputs refused before any
+    /// backend).
     pub rejected: u64,
+    /// The backend that served the latest successful compute.
     pub last_backend: Option<String>,
     /// The inference pool: its threads, and the computations waiting and running now.
     #[serde(default)]
     pub workers: usize,
+    /// Computations waiting for a pool thread.
     #[serde(default)]
     pub queued: u64,
+    /// Computations running on the pool.
     #[serde(default)]
     pub running: u64,
     /// Computations that finished after their guest had gone (deadline, client gone): the
@@ -117,14 +132,19 @@ pub struct NnStatus {
 /// One backend: whether this node has it, why not, how it is doing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackendStatus {
+    /// The backend's name (`tract`, `ort-cpu`, ...).
     pub name: String,
+    /// What it computes on.
     pub device: DeviceClass,
+    /// Whether this node has it.
     pub available: bool,
     /// Why it is not available, or what it runs on.
     pub detail: String,
+    /// How the orchestrator (or, after a panic, the router) last marked it.
     pub health: Health,
     /// Set while the router has it benched after repeated failures.
     pub benched: Option<String>,
+    /// What it did since the service started.
     pub counters: BackendCounters,
 }
 

@@ -19,6 +19,7 @@ use crate::tensor::ElemType;
 /// One input or output of a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSpec {
+    /// The name in the ONNX graph.
     pub name: String,
     /// `None` when the model does not say, or uses a type wasi-nn cannot carry.
     pub ty: Option<ElemType>,
@@ -29,7 +30,9 @@ pub struct TensorSpec {
 /// A model's inputs and outputs, in graph order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInfo {
+    /// What the caller must feed (initializers excluded), in graph order.
     pub inputs: Vec<TensorSpec>,
+    /// What the model produces, in graph order.
     pub outputs: Vec<TensorSpec>,
 }
 
@@ -50,7 +53,7 @@ pub(crate) enum Compiled {
 
 impl Model {
     /// Reads the signature; refuses bytes that are not an ONNX model with a graph.
-    pub fn new(name: &str, bytes: Arc<[u8]>) -> Result<Model, NnError> {
+    pub(crate) fn new(name: &str, bytes: Arc<[u8]>) -> Result<Model, NnError> {
         let info = parse_signature(name, &bytes)?;
         Ok(Model {
             name: name.to_owned(),
@@ -62,7 +65,7 @@ impl Model {
     }
 
     /// Forgets what a backend compiled (after a panic its state is not trusted).
-    pub fn forget(&self, backend: &str) {
+    pub(crate) fn forget(&self, backend: &str) {
         self.compiled.lock().expect("compiled lock").remove(backend);
     }
 }

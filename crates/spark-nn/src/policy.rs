@@ -18,12 +18,16 @@ use crate::config::{ORT_CPU, ORT_NPU, ORT_WEBGPU, TRACT};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Target {
+    /// `cpu`: ONNX Runtime's CPU provider, then tract.
     Cpu,
+    /// `gpu`: WebGPU first, then an NPU, then the CPU backends.
     Gpu,
+    /// `tpu`, taken to mean an NPU: the NPU first, then WebGPU, then the CPU backends.
     Tpu,
 }
 
 impl Target {
+    /// Its wasi-nn name (`cpu`, `gpu`, `tpu`), as in the status.
     pub fn name(self) -> &'static str {
         match self {
             Target::Cpu => "cpu",
@@ -69,6 +73,7 @@ pub enum Preference {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", content = "reason", rename_all = "kebab-case")]
 pub enum Health {
+    /// Usable (every backend, until marked otherwise).
     Healthy,
     /// Busy: skip it while it is (set and cleared by the orchestrator).
     Saturated,
@@ -79,7 +84,9 @@ pub enum Health {
 /// A backend as planning sees it.
 #[derive(Debug, Clone)]
 pub struct Candidate<'a> {
+    /// The backend's name.
     pub name: &'a str,
+    /// Whether it computes on the CPU (the only kind [`Preference::CpuOnly`] lets through).
     pub cpu: bool,
     /// `Err(reason)` when the backend does not exist on this node.
     pub available: Result<(), &'a str>,
@@ -88,7 +95,9 @@ pub struct Candidate<'a> {
 /// The outcome of planning: what to try, and what was left out and why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// Backends to try, in order.
     pub attempts: Vec<String>,
+    /// Backends left out, each with the reason (`policy: CPU only`, `saturated`, ...).
     pub skipped: Vec<(String, String)>,
 }
 
@@ -101,22 +110,33 @@ pub struct DevicePolicy {
 /// A copy of the policy at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyState {
+    /// `None` until the orchestrator sets one (planned as `Auto`).
     pub preference: Option<Preference>,
+    /// Backends marked other than healthy, by name; absent means healthy.
     pub health: HashMap<String, Health>,
+    /// Failure streaks the router counts, by backend name; removed on a success.
     pub streaks: HashMap<String, Streak>,
+    /// Consecutive failures that bench a backend (at least 1).
     pub failures_to_bench: u32,
+    /// How long a benched backend is skipped.
     pub retry_after: Duration,
 }
 
 /// Consecutive failures of one backend, and until when it is benched.
 #[derive(Debug, Clone, Default)]
 pub struct Streak {
+    /// Failures since its last success. It stays at the limit when a bench ends, so the next
+    /// failure benches the backend again at once.
     pub failures: u32,
+    /// Until when the router skips it; `None` while under the limit.
     pub benched_until: Option<Instant>,
+    /// The latest failure's reason.
     pub last_error: String,
 }
 
 impl DevicePolicy {
+    /// A policy with no preference and every backend healthy; a backend is benched for
+    /// `retry_after` after `failures_to_bench` (at least 1) consecutive failures.
     pub fn new(failures_to_bench: u32, retry_after: Duration) -> DevicePolicy {
         DevicePolicy {
             inner: Arc::new(RwLock::new(PolicyState {
@@ -133,6 +153,7 @@ impl DevicePolicy {
         self.write().preference = Some(preference);
     }
 
+    /// The node-wide preference (`Auto` until one is set).
     pub fn preference(&self) -> Preference {
         self.read().preference.clone().unwrap_or(Preference::Auto)
     }
@@ -149,6 +170,8 @@ impl DevicePolicy {
         }
     }
 
+    /// How `backend` is marked (`Healthy` unless marked otherwise); the router's benches are
+    /// not health marks and do not show here.
     pub fn health(&self, backend: &str) -> Health {
         self.read()
             .health
@@ -157,6 +180,7 @@ impl DevicePolicy {
             .unwrap_or(Health::Healthy)
     }
 
+    /// A copy of the whole state (what [`plan`] and the status read).
     pub fn snapshot(&self) -> PolicyState {
         self.read().clone()
     }

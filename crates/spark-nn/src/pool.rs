@@ -68,7 +68,7 @@ pub(crate) struct PoolFigures {
 
 impl Pool {
     /// Starts `workers` threads (at least one).
-    pub fn start(workers: usize) -> Result<Pool, NnError> {
+    pub(crate) fn start(workers: usize) -> Result<Pool, NnError> {
         let workers = workers.max(1);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
@@ -89,7 +89,7 @@ impl Pool {
     }
 
     /// The default size: the machine's cores shared out by `cpu_threads` per inference.
-    pub fn default_size(cpu_threads: usize) -> usize {
+    pub(crate) fn default_size(cpu_threads: usize) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         (cores / cpu_threads.max(1)).max(1)
     }
@@ -97,7 +97,10 @@ impl Pool {
     /// Runs `f` on a pool thread; the returned future resolves to its result. Dropping the
     /// future abandons the result: `f` is skipped if it has not started, otherwise it runs to
     /// the end and what it returns is dropped (on the pool thread) and counted.
-    pub fn run<R, F>(&self, f: F) -> impl Future<Output = Result<R, NnError>> + Send + 'static
+    pub(crate) fn run<R, F>(
+        &self,
+        f: F,
+    ) -> impl Future<Output = Result<R, NnError>> + Send + 'static
     where
         R: Send + 'static,
         F: FnOnce() -> R + Send + 'static,
@@ -142,7 +145,7 @@ impl Pool {
         }
     }
 
-    pub fn figures(&self) -> PoolFigures {
+    pub(crate) fn figures(&self) -> PoolFigures {
         let s = &self.shared.stats;
         PoolFigures {
             workers: self.workers,

@@ -25,23 +25,30 @@ use crate::tensor;
 /// How one `compute` went: who served it, who failed first, what was skipped and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
+    /// The model's name (`guest:<digest prefix>` for a guest's bytes).
     pub model: String,
+    /// The guest's execution target.
     pub target: Target,
     /// The backend that served; `None` when the call failed.
     pub backend: Option<String>,
+    /// The kind of device of the backend that served.
     pub device: Option<DeviceClass>,
     /// Backends tried before (or instead of) the one that served, with their errors.
     pub fallbacks: Vec<Attempt>,
     /// Backends of the chain not tried, with the reason.
     pub skipped: Vec<Attempt>,
+    /// Time of the whole compute, in µs (validation and fall-throughs included).
     pub micros: u64,
+    /// The error the guest got, with its causes; `None` on success.
     pub error: Option<String>,
 }
 
 /// One backend and what it said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
+    /// The backend's name.
     pub backend: String,
+    /// Its error, or why it was skipped.
     pub error: String,
 }
 

@@ -48,7 +48,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     /// The engines of `target`'s chain, best first.
-    pub fn chain(&self, target: Target) -> Vec<Arc<Engine>> {
+    pub(crate) fn chain(&self, target: Target) -> Vec<Arc<Engine>> {
         let mut chain: Vec<Arc<Engine>> = self
             .extra
             .read()
@@ -71,7 +71,9 @@ impl Inner {
 
 /// The result of [`NnService::infer`].
 pub struct Inference {
+    /// The model's outputs, named as the backend named them.
     pub outputs: Vec<NamedTensor>,
+    /// How the compute went: who served, who fell through, what was skipped.
     pub outcome: Outcome,
 }
 
@@ -312,7 +314,7 @@ impl NnService {
 
 impl Inner {
     /// The shared model for guest-supplied bytes (parsed once per content, LRU-kept).
-    pub fn guest_model(&self, bytes: &[u8]) -> Result<Arc<Model>, NnError> {
+    pub(crate) fn guest_model(&self, bytes: &[u8]) -> Result<Arc<Model>, NnError> {
         let digest = hex::encode(Sha256::digest(bytes));
         let mut cache = self.guest_models.lock().expect("guest models lock");
         if let Some(i) = cache.iter().position(|m| m.sha256 == digest) {

@@ -17,16 +17,24 @@ use crate::model::ModelInfo;
 /// The element types Spark's backends exchange with guests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElemType {
+    /// 32-bit float.
     F32,
+    /// 64-bit float.
     F64,
+    /// Unsigned byte.
     U8,
+    /// 32-bit signed integer.
     I32,
+    /// 64-bit signed integer.
     I64,
+    /// IEEE 754 half-precision float (no backend here computes with it; refused up front).
     F16,
+    /// bfloat16 (no backend here computes with it; refused up front).
     Bf16,
 }
 
 impl ElemType {
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             ElemType::U8 => 1,
@@ -50,6 +58,7 @@ impl ElemType {
         }
     }
 
+    /// From wasi-nn's `tensor-type`.
     pub fn from_wit(ty: TensorType) -> ElemType {
         match ty {
             TensorType::Fp16 => ElemType::F16,
@@ -62,6 +71,7 @@ impl ElemType {
         }
     }
 
+    /// Into wasi-nn's `tensor-type`.
     pub fn to_wit(self) -> TensorType {
         match self {
             ElemType::F16 => TensorType::Fp16,

@@ -72,6 +72,10 @@ const TENSOR: &str = "wasi:nn/tensor@0.2.0-rc-2024-10-28";
 const GRAPH: &str = "wasi:nn/graph@0.2.0-rc-2024-10-28";
 
 /// A tensor as the guest holds it. `data` is `Err` for a tensor refused at creation.
+#[allow(
+    unreachable_pub,
+    reason = "the generated bindings re-export it (`with`)"
+)]
 pub struct GuestTensor {
     dimensions: Vec<u32>,
     ty: TensorType,
@@ -80,12 +84,20 @@ pub struct GuestTensor {
 }
 
 /// A loaded model and the guest's target for it.
+#[allow(
+    unreachable_pub,
+    reason = "the generated bindings re-export it (`with`)"
+)]
 pub struct GuestGraph {
     model: Arc<Model>,
     target: Target,
 }
 
 /// An execution context: the backends' contexts for one graph, kept across `compute`s.
+#[allow(
+    unreachable_pub,
+    reason = "the generated bindings re-export it (`with`)"
+)]
 pub struct GuestContext {
     model: Arc<Model>,
     target: Target,
@@ -93,6 +105,10 @@ pub struct GuestContext {
 }
 
 /// wasi-nn's `error` resource: a code and the whole message.
+#[allow(
+    unreachable_pub,
+    reason = "the generated bindings re-export it (`with`)"
+)]
 pub struct NnFault {
     code: ErrorCode,
     message: String,

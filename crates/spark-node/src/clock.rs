@@ -189,6 +189,7 @@ impl std::fmt::Debug for ManualClock {
 }
 
 impl ManualClock {
+    /// A manual clock whose wall time starts at the system's current time.
     pub fn new() -> ManualClock {
         ManualClock::starting_at(Clock::system().unix_ms())
     }

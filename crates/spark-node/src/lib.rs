@@ -19,16 +19,18 @@
 //! `ArcSwap` and never waits on anything the control side holds; whatever changes the node
 //! (startup, deploys, rollouts) publishes a new snapshot.
 
-pub mod admin;
-pub mod clock;
-pub mod control;
+mod admin;
+mod clock;
+mod control;
 mod node;
 #[cfg(test)]
 mod offline_tools;
-pub mod release;
-pub mod serve;
+mod release;
+mod serve;
 
 pub use admin::status::{ModuleStatus, NodeStatus, OrchestratorStatus};
 pub use clock::{Clock, ManualClock};
 pub use node::{NodeError, NodeOptions, RunningNode};
+pub use release::deploy::{DeployOutcome, DeployRequest, ReleaseSummary, RolloutStatus};
+pub use release::fleet::FleetOptions;
 pub use serve::jobs::JobOutcome;

@@ -31,6 +31,8 @@ pub struct AnalysisConfig {
     pub min_error_increase: f64,
     /// Least slowdown worth a rollback: canary p50 over stable p50, or p99 over p99.
     pub p50_factor: f64,
+    /// Least p99 slowdown worth a rollback, canary over stable; only counts once both
+    /// versions have 200 requests.
     pub p99_factor: f64,
 }
 
@@ -52,11 +54,20 @@ impl Default for AnalysisConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Verdict {
     /// Not worse, with enough data: the step may advance (if its time is up).
-    Healthy { summary: String },
+    Healthy {
+        /// Error rates, p50 and p99 of both versions and the request counts, for status.
+        summary: String,
+    },
     /// Not enough data to tell.
-    Wait { reason: String },
+    Wait {
+        /// The requests needed and those seen on each side.
+        reason: String,
+    },
     /// Worse, with the evidence.
-    Rollback { reason: String },
+    Rollback {
+        /// Which test failed, with the rates or latencies compared and its z.
+        reason: String,
+    },
 }
 
 /// Compares one step's windows.

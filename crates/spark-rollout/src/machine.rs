@@ -17,9 +17,22 @@ use crate::stats::VersionWindow;
 /// Where a rollout stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RolloutState {
+    /// Steps are still being judged; the canary takes its shares.
     Running,
-    Promoted { at_ms: u64, reason: String },
-    RolledBack { at_ms: u64, reason: String },
+    /// Final: the new release takes all traffic.
+    Promoted {
+        /// When it was promoted (Unix ms).
+        at_ms: u64,
+        /// Why: every module passed its steps, or who promoted it.
+        reason: String,
+    },
+    /// Final: traffic is back on the release serving before.
+    RolledBack {
+        /// When it was rolled back (Unix ms).
+        at_ms: u64,
+        /// Why: the failing module and its evidence, or who aborted.
+        reason: String,
+    },
 }
 
 /// One module's progress through its steps.
@@ -29,14 +42,19 @@ pub struct ModuleRollout {
     pub steps: Vec<f64>,
     /// Index of the current step.
     pub step: usize,
+    /// When the current step started (Unix ms); reset on advance and on resume.
     pub step_started_ms: u64,
+    /// Least time a step runs, healthy, before it advances (ms).
     pub step_duration_ms: u64,
+    /// Requests each version needs in a step before it may advance (overrides
+    /// [`AnalysisConfig::min_requests`]).
     pub min_requests: u64,
     /// The last verdict, for status.
     pub last: Option<String>,
 }
 
 impl ModuleRollout {
+    /// The canary's current share in percent (100 once past the last step).
     pub fn share(&self) -> f64 {
         self.steps.get(self.step).copied().unwrap_or(100.0)
     }
@@ -53,24 +71,36 @@ pub struct Rollout {
     pub from: Option<String>,
     /// The release being rolled out.
     pub to: String,
+    /// When the rollout started (Unix ms).
     pub started_ms: u64,
+    /// Progress of each module in the rollout, by module id.
     pub modules: BTreeMap<String, ModuleRollout>,
+    /// Running, or how it ended.
     pub state: RolloutState,
 }
 
 /// Something the rollout did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Decision {
+    /// A module's canary moved to its next step.
     Advance {
+        /// The module's id.
         module: String,
+        /// Canary share before, in percent.
         from: f64,
+        /// Canary share now, in percent.
         to: f64,
+        /// The analysis summary that let it advance.
         evidence: String,
     },
+    /// The new release takes all traffic.
     Promote {
+        /// Every module passed its steps, or who promoted it.
         reason: String,
     },
+    /// Back to the release serving before.
     Rollback {
+        /// The failing module and its evidence, or who aborted.
         reason: String,
     },
 }
@@ -78,8 +108,11 @@ pub enum Decision {
 /// One module's rollout settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRules {
+    /// Canary shares in percent, one per step, ending at 100.
     pub steps: Vec<f64>,
+    /// Least time a step runs, healthy, before it advances (ms).
     pub step_duration_ms: u64,
+    /// Requests each version needs in a step before it may advance.
     pub min_requests: u64,
 }
 
@@ -114,6 +147,7 @@ impl Rollout {
         }
     }
 
+    /// Whether the rollout is neither promoted nor rolled back.
     pub fn running(&self) -> bool {
         self.state == RolloutState::Running
     }

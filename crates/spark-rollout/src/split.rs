@@ -14,9 +14,11 @@
 /// The version picked for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pick {
+    /// The running stable version, which takes what canary and baseline leave.
     Stable,
     /// The fresh copy of the stable version the canary is compared with.
     Baseline,
+    /// The new release under test.
     Canary,
 }
 

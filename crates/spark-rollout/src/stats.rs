@@ -13,6 +13,7 @@ pub const LATENCY_BUCKETS: usize = 160;
 /// Counts of one version over one window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionWindow {
+    /// Requests answered in the window.
     pub requests: u64,
     /// Responses with a 5xx status (traps, limits and guest errors included).
     pub errors: u64,
@@ -49,6 +50,7 @@ impl VersionWindow {
         }
     }
 
+    /// Errors per request, 0..1 (0 without requests).
     pub fn error_rate(&self) -> f64 {
         if self.requests == 0 {
             0.0

@@ -61,10 +61,13 @@ impl Drop for GuestTask {
 /// the guest reading the body sees the matching `wasi:http` error code).
 #[derive(Debug, thiserror::Error)]
 pub enum RequestBodyError {
+    /// The client sent no body bytes for this long in the middle of the body.
     #[error("the client sent nothing for {0:?} while its request body was being read")]
     Timeout(std::time::Duration),
+    /// The body passed the module's `limits.request_body` (the limit, in bytes).
     #[error("the request body exceeds the module's limit of {0} bytes")]
     TooLarge(u64),
+    /// The connection failed or the client sent a malformed body.
     #[error("reading the request body failed")]
     Client(#[source] hyper::Error),
 }
@@ -84,8 +87,11 @@ impl From<RequestBodyError> for wasmtime_wasi_http::Error {
 /// Error of a response body stream.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
+    /// The guest streamed more than `limits.response_body` (the limit, in bytes); the response
+    /// is aborted.
     #[error("response body exceeds the module's limit of {0} bytes")]
     TooLarge(u64),
+    /// The stream from the guest failed before its end; the source says why.
     #[error("the guest failed while streaming the body")]
     Guest(#[source] spark_error::BoxError),
 }

@@ -28,6 +28,8 @@ pub type PaceFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// gets a future that completes when it may run again. `None` means "yield and carry on".
 /// `stats` are the module's counters (its CPU time so far among them).
 pub trait Pacer: Send + Sync {
+    /// Called at every epoch tick while one of the module's guests runs (after the limits are
+    /// checked); `Some` makes the guest wait for the future before it continues. Must not block.
     fn on_tick(&self, stats: &ModuleStats) -> Option<PaceFuture>;
 }
 
@@ -38,7 +40,7 @@ pub(crate) fn thread_cpu_time() -> Duration {
 }
 
 /// Limits and accounting for one invocation, shared by the store and the metering wrapper.
-pub struct Budget {
+pub(crate) struct Budget {
     /// When the budget was created; the deadline is kept relative to it so it can be reset.
     origin: Instant,
     deadline_ns: AtomicU64,

@@ -45,7 +45,10 @@ pub struct EngineSettings {
     pub max_instances: u32,
     /// The largest linear memory any instance may have.
     pub max_memory: u64,
+    /// Whether to try the pooling allocator ([`Allocation`] says what the node got).
     pub pooling: PoolingMode,
+    /// How often the epoch advances (default [`DEFAULT_EPOCH_TICK`]): how late a time or CPU
+    /// limit may be noticed, and how often a [`crate::Pacer`] is asked.
     pub epoch_tick: Duration,
 }
 
@@ -63,12 +66,20 @@ impl Default for EngineSettings {
 /// What the node ended up with, for logs and `spark status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Allocation {
+    /// The pooling allocator: slots reserved up front, memory images mapped copy-on-write.
     Pooling,
-    OnDemand { reason: String },
+    /// Instances allocated one by one: pooling was disabled, or could not reserve its address
+    /// space.
+    OnDemand {
+        /// Why: `pooling disabled by configuration`, or Wasmtime's error reserving the pool.
+        reason: String,
+    },
 }
 
 /// Builds the engine, trying pooling first when allowed.
-pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, Allocation), RuntimeError> {
+pub(crate) fn build_engine(
+    settings: &EngineSettings,
+) -> Result<(Engine, Allocation), RuntimeError> {
     if settings.pooling == PoolingMode::Auto {
         match Engine::new(&base_config(Some(pooling_config(settings)))) {
             Ok(engine) => return Ok((engine, Allocation::Pooling)),
@@ -108,7 +119,7 @@ fn base_config(pooling: Option<PoolingAllocationConfig>) -> Config {
 /// `max_instances`: a quarter more, at least 4. Ready instances are a cache and must never take
 /// the pool slot a request needs, so the pool is sized for both and the runtime caps ready
 /// instances at this number.
-pub fn ready_headroom(max_instances: u32) -> u32 {
+pub(crate) fn ready_headroom(max_instances: u32) -> u32 {
     (max_instances / 4).max(4)
 }
 
@@ -142,13 +153,13 @@ fn pooling_config(settings: &EngineSettings) -> PoolingAllocationConfig {
 }
 
 /// A thread that advances the engine's epoch every tick until dropped.
-pub struct EpochTicker {
+pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    pub fn start(engine: Engine, tick: Duration) -> EpochTicker {
+    pub(crate) fn start(engine: Engine, tick: Duration) -> EpochTicker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()

@@ -16,16 +16,24 @@ use spark_error::BoxError;
 /// The engine could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// Wasmtime refused the engine configuration, even without the pooling allocator.
     #[error("cannot create the Wasmtime engine")]
     Engine(#[source] BoxError),
+    /// A host interface (WASI, `wasi:http`, `wasi:config`, `wasi:nn`) could not be added to the
+    /// linker.
     #[error("cannot prepare the host interfaces")]
     Linker(#[source] BoxError),
+    /// The AOT cache directory or its key file (`aot.key`) could not be created, restricted to
+    /// the owner, or read.
     #[error("AOT cache at {}", path.display())]
     Cache {
+        /// The cache directory.
         path: PathBuf,
+        /// The file-system error.
         #[source]
         source: std::io::Error,
     },
+    /// The AOT cache's signing key could not be read or made.
     #[error("AOT cache key")]
     CacheKey(#[source] spark_store::StoreError),
 }
@@ -33,24 +41,37 @@ pub enum RuntimeError {
 /// A component could not be loaded, compiled or linked.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The component file could not be read.
     #[error("cannot read {}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The file-system error.
         #[source]
         source: std::io::Error,
     },
+    /// The bytes are shorter than a Wasm header or lack the `\0asm` magic.
     #[error("{} is not a WebAssembly file (it does not start with the \\0asm magic bytes)", path.display())]
-    NotWasm { path: PathBuf },
+    NotWasm {
+        /// The file (or the name given to the bytes).
+        path: PathBuf,
+    },
+    /// The file is a core Wasm module (version 1), not a component.
     #[error(
         "{} is a core WebAssembly module, not a component: Spark runs components (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)",
         path.display()
     )]
-    CoreModule { path: PathBuf },
+    CoreModule {
+        /// The file (or the name given to the bytes).
+        path: PathBuf,
+    },
     /// Wasmtime refused to compile it, or its header is not a component's (the source says
     /// which).
     #[error("{} is not a valid component", path.display())]
     Invalid {
+        /// The file (or the name given to the bytes).
         path: PathBuf,
+        /// Wasmtime's compile error, or the header bytes that were not understood.
         #[source]
         source: BoxError,
     },
@@ -58,17 +79,28 @@ pub enum LoadError {
     /// cannot satisfy.
     #[error("{} imports something this node does not provide", path.display())]
     Link {
+        /// The file (or the name given to the bytes).
         path: PathBuf,
+        /// Wasmtime's link error, or the inference imports named (on a node without `[nn]`).
         #[source]
         source: BoxError,
     },
     /// It is a component, but not of the world the module needs (`reason` says what it
     /// exports and what was wanted).
     #[error("{} does not fit this module: {reason}", path.display())]
-    WrongWorld { path: PathBuf, reason: String },
+    WrongWorld {
+        /// The file (or the name given to the bytes).
+        path: PathBuf,
+        /// What the module needed, and the exports the component has.
+        reason: String,
+    },
+    /// The blocking task that compiles the component panicked or was cancelled (the runtime
+    /// shutting down).
     #[error("compiling {} was interrupted", path.display())]
     Interrupted {
+        /// The file (or the name given to the bytes).
         path: PathBuf,
+        /// Whether the task panicked or was cancelled.
         #[source]
         source: tokio::task::JoinError,
     },
@@ -82,13 +114,19 @@ pub enum InvokeError {
     Trap(String),
     /// The guest asked for more linear memory than its limit.
     #[error("the guest exceeded its memory limit of {limit} bytes")]
-    MemoryLimit { limit: u64 },
+    MemoryLimit {
+        /// The module's `limits.memory`, in bytes.
+        limit: u64,
+    },
     /// The host held more memory on the guest's behalf (headers, bodies, tensors, handles)
     /// than the module's `limits.host_memory`.
     #[error(
         "the guest exceeded its host memory limit of {limit} bytes (memory the host holds for it outside its linear memory)"
     )]
-    HostMemoryLimit { limit: u64 },
+    HostMemoryLimit {
+        /// The module's `limits.host_memory`, in bytes.
+        limit: u64,
+    },
     /// The guest held more resource handles at once than the module's `limits.resources`.
     #[error("the guest exceeded its limit on resource handles: {0}")]
     ResourceLimit(String),

@@ -40,9 +40,15 @@ const YIELD_EVERY_TICKS: u32 = 4;
 /// Limits enforced on every invocation of a module.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GuestLimits {
+    /// Linear memory per instance, all its memories together, in bytes.
     pub memory: u64,
+    /// Wall-clock time per invocation; for a ready instance the clock starts when a request
+    /// takes it.
     pub timeout: Duration,
+    /// Guest CPU time per invocation (thread CPU time; instantiation and host calls included).
     pub cpu_time: Duration,
+    /// Bytes of response body per invocation: a larger `Content-Length` is refused before the
+    /// response is sent, a longer stream is cut off.
     pub response_body: u64,
     /// What the module may ask of `wasi:nn` (model and tensor sizes).
     pub nn: spark_nn::NnLimits,
@@ -80,21 +86,28 @@ impl From<&spark_manifest::Limits> for GuestLimits {
 /// What a module's guests see of the world besides the request.
 #[derive(Debug, Clone, Default)]
 pub struct GuestSettings {
+    /// Environment variables every instance sees.
     pub env: BTreeMap<String, String>,
+    /// Values served through `wasi:config/store`.
     pub config: BTreeMap<String, String>,
+    /// The hosts outbound HTTP may reach.
     pub outbound: OutboundPolicy,
 }
 
 /// Attached to every response: how the invocation went before the response was sent.
 #[derive(Debug, Clone, Copy)]
 pub struct InvocationInfo {
+    /// How long creating the instance took (for a ready instance, when it was made ahead of the
+    /// request).
     pub instantiate: Duration,
 }
 
 /// How a job run ended.
 #[derive(Debug, Clone)]
 pub struct JobReport {
+    /// Wall-clock time of the run.
     pub took: Duration,
+    /// Guest CPU time of the run.
     pub cpu: Duration,
 }
 
@@ -148,6 +161,7 @@ pub(crate) struct Shared {
 
 /// Receives latencies observed on the request path. Must be cheap and never block for long.
 pub trait LatencySink: Send + Sync {
+    /// One latency observed (for an outbound request: from sending it to its response head).
     fn record(&self, latency: Duration);
 }
 
@@ -180,18 +194,22 @@ impl GuestModule {
         }
     }
 
+    /// The module's id (also the guest's `argv[0]` and the `x-spark-probe` header of probes).
     pub fn id(&self) -> &str {
         &self.inner.id
     }
 
+    /// The component it runs.
     pub fn prepared(&self) -> &Arc<Prepared> {
         &self.inner.prepared
     }
 
+    /// The limits every invocation runs under.
     pub fn limits(&self) -> &GuestLimits {
         &self.inner.limits
     }
 
+    /// The module's counters (the same as [`ModuleControls::stats`]).
     pub fn stats(&self) -> &Arc<ModuleStats> {
         &self.inner.stats
     }

@@ -65,6 +65,7 @@ impl Default for HostAccount {
 }
 
 impl HostAccount {
+    /// An empty account; allocations are charged to it only inside [`enter`].
     pub fn new() -> HostAccount {
         let inner = Box::new(AccountInner {
             bytes: AtomicUsize::new(0),
@@ -119,6 +120,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> Charged<F> {
+    /// Charges every poll of `inner` to `account`.
     pub fn new(inner: F, account: HostAccount) -> Charged<F> {
         Charged { inner, account }
     }

@@ -30,7 +30,15 @@ mod error;
 mod guest;
 mod guest_log;
 mod host;
+#[allow(
+    unsafe_code,
+    reason = "a global allocator is unsafe by nature; each block has its SAFETY note"
+)]
 pub mod host_memory;
+#[allow(
+    unsafe_code,
+    reason = "deserializing compiled code: only bytes this node signed (SAFETY note)"
+)]
 mod loader;
 mod outbound;
 mod stats;
@@ -60,6 +68,7 @@ use engine::EpochTicker;
 /// Where the runtime keeps its artifacts, and how the engine is sized.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
+    /// Sizing of the Wasmtime engine: instance pool, memory cap, epoch tick.
     pub engine: EngineSettings,
     /// Directory of the AOT cache; `None` compiles every time (benchmarks' cold runs).
     pub cache_dir: Option<PathBuf>,
@@ -91,6 +100,9 @@ struct RuntimeInner {
 }
 
 impl Runtime {
+    /// Builds the engine (pooled if the address space allows), the linker and the AOT cache, and
+    /// starts the epoch ticker thread. Fails if Wasmtime refuses the engine or the cache
+    /// directory cannot be opened.
     pub fn new(config: &RuntimeConfig) -> Result<Runtime, RuntimeError> {
         let (engine, allocation) = engine::build_engine(&config.engine)?;
         let linker = build_linker(&engine, config.nn)?;
@@ -116,6 +128,7 @@ impl Runtime {
         })
     }
 
+    /// The Wasmtime engine every module of the node shares.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }

@@ -28,6 +28,7 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// The WIT world it serves: `wasi:http/proxy` or `wasi:cli/command`.
     pub fn world(&self) -> &'static str {
         match self {
             Entry::Http(_) => "wasi:http/proxy",
@@ -49,7 +50,9 @@ pub enum Expect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CodeSource {
+    /// Compiled from the `.wasm` bytes by this load.
     Compiled,
+    /// Deserialized from this node's AOT cache (an artifact it wrote and authenticated).
     AotCache,
     /// Already in memory for another module with the same component.
     Shared,
@@ -58,22 +61,29 @@ pub enum CodeSource {
 /// How a load went, for logs, metrics and the cold-start benchmark.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LoadReport {
+    /// Where the native code came from for this load.
     pub source: CodeSource,
+    /// Size of the `.wasm`, in bytes.
     pub wasm_bytes: u64,
     /// Time to compile, or to read, authenticate and deserialize the artifact.
     pub code: Duration,
+    /// Time to check the imports, pre-link and find the world.
     pub link: Duration,
     /// How the code in memory was first made (compiled or loaded from the AOT cache), and
     /// what that took: the same as `source` and `code` unless the code was `Shared`, when it
     /// is what a reload would cost once no other module holds the code.
     pub made_by: CodeSource,
+    /// What making the code took (compiling, or loading the artifact), whoever made it.
     pub made_in: Duration,
 }
 
 /// A component compiled and pre-linked, ready to instantiate.
 pub struct Prepared {
+    /// SHA-256 of the `.wasm` bytes, lowercase hex (the AOT cache's key).
     pub digest: String,
+    /// What it can be asked to do, with its pre-linked instance.
     pub entry: Entry,
+    /// How the load went.
     pub report: LoadReport,
     /// Bytes of native code (what the component costs in memory when loaded).
     pub code_bytes: usize,

@@ -35,20 +35,37 @@ pub struct ModuleStats {
 /// A consistent-enough copy of [`ModuleStats`] for reporting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatsSnapshot {
+    /// Guest CPU time, in nanoseconds (instantiation, ready instances and host calls included).
     pub cpu_nanos: u64,
+    /// Instances created, ready instances included.
     pub instantiations: u64,
+    /// Wall-clock time spent instantiating, in nanoseconds.
     pub instantiate_nanos: u64,
+    /// Invocations started (requests, probes and job runs).
     pub invocations: u64,
+    /// Invocations running now (a gauge, not a counter).
     pub in_flight: u64,
+    /// Invocations whose guest trapped (panic, unreachable, out-of-bounds access, ...).
     pub traps: u64,
+    /// Invocations stopped at their wall-clock limit.
     pub timeouts: u64,
+    /// Invocations stopped at their CPU time limit.
     pub cpu_limits: u64,
+    /// Invocations that hit their linear-memory limit.
     pub memory_limits: u64,
+    /// Invocations that overflowed their Wasm stack.
     pub stack_overflows: u64,
+    /// Invocations that failed otherwise (no instance free, a job's failure status, ...).
     pub other_failures: u64,
+    /// Outbound HTTP requests the guests made, refused ones included.
     pub outbound_requests: u64,
+    /// Of those, refused by the node: host not allowed, too many in flight, or a protected
+    /// address.
     pub outbound_denied: u64,
+    /// Time the allowed outbound requests took to their response head (or failure), in
+    /// nanoseconds; pacing waits not included.
     pub outbound_nanos: u64,
+    /// Responses cut off for streaming more than `limits.response_body`.
     pub body_limits: u64,
     /// Invocations stopped for holding more host memory than `limits.host_memory`.
     #[serde(default)]
@@ -70,6 +87,7 @@ impl ModuleStats {
         self.cpu_nanos.fetch_add(nanos(spent), Ordering::Relaxed);
     }
 
+    /// Guest CPU time so far, all invocations together.
     pub fn cpu_time(&self) -> Duration {
         Duration::from_nanos(self.cpu_nanos.load(Ordering::Relaxed))
     }
@@ -134,6 +152,7 @@ impl ModuleStats {
         self.body_limits.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Reads every counter (each atomically, not all at one instant).
     pub fn snapshot(&self) -> StatsSnapshot {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StatsSnapshot {

@@ -52,30 +52,50 @@ impl Rng {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Pattern {
     /// One call every `period` minutes at minute `phase` of each period.
-    Timer { period: u32, phase: u32 },
+    Timer {
+        /// Minutes between two calls.
+        period: u32,
+        /// Minute of each period the call comes at.
+        phase: u32,
+    },
     /// A timer plus Poisson calls at `noise_per_min` (an hourly job plus manual runs).
     TimerWithNoise {
+        /// Minutes between two timer calls.
         period: u32,
+        /// Minute of each period the timer fires at.
         phase: u32,
+        /// Mean extra calls per minute.
         noise_per_min: f64,
     },
     /// Poisson calls at `per_min`.
-    Poisson { per_min: f64 },
+    Poisson {
+        /// Mean calls per minute.
+        per_min: f64,
+    },
     /// Bursts: a burst starts with probability `start_per_min`, lasts `length` minutes with
     /// `per_min_in_burst` calls per minute on average.
     Bursty {
+        /// Chance per minute, outside a burst, that one starts (0 to 1).
         start_per_min: f64,
+        /// Minutes a burst lasts.
         length: u32,
+        /// Mean calls per minute during a burst.
         per_min_in_burst: f64,
     },
     /// Poisson at `peak_per_min` between `from_hour` and `to_hour` of each day, else nothing.
     Diurnal {
+        /// Mean calls per minute inside the active hours.
         peak_per_min: f64,
+        /// First active hour of the day (0-23).
         from_hour: u32,
+        /// Hour the activity stops (exclusive).
         to_hour: u32,
     },
     /// A single call at `minute`, never again.
-    Once { minute: u32 },
+    Once {
+        /// The minute of the call, from the trace's start.
+        minute: u32,
+    },
 }
 
 /// Per-minute counts of `pattern` over `minutes`, as `(minute, count)` for non-empty minutes.

@@ -17,8 +17,11 @@ pub enum StoreError {
     /// A file-system operation failed (including a full disk).
     #[error("{op} {}", path.display())]
     Io {
+        /// What was being done, e.g. `renaming into place`.
         op: &'static str,
+        /// The file or directory it was done to.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
@@ -33,46 +36,78 @@ pub enum StoreError {
 
     /// Another process (or another `Store` in this one) holds the database.
     #[error("store database {} is already open (another node running on this data directory?)", path.display())]
-    Locked { path: PathBuf },
+    Locked {
+        /// The database file.
+        path: PathBuf,
+    },
 
     /// A string is not a valid digest.
     #[error("invalid digest {input:?}: {reason}")]
-    InvalidDigest { input: String, reason: String },
+    InvalidDigest {
+        /// The text given, cut to 80 characters.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A string is not a valid release id.
     #[error("invalid release id {input:?}: expected r<number>-<12 hex characters>")]
-    InvalidReleaseId { input: String },
+    InvalidReleaseId {
+        /// The text given, cut to 80 characters.
+        input: String,
+    },
 
     /// Uploaded bytes do not hash to the digest the uploader announced. Nothing was written.
     #[error(
         "digest mismatch: expected {expected}, the bytes hash to {actual}; nothing was written"
     )]
-    DigestMismatch { expected: Digest, actual: Digest },
+    DigestMismatch {
+        /// The digest the uploader announced.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
 
     /// An artifact file exists but its content does not hash to its name (flipped bits,
     /// truncation). It is never returned.
     #[error("artifact {digest} at {} is corrupt: {detail}", path.display())]
     ArtifactCorrupt {
+        /// The digest the file is stored under.
         digest: Digest,
+        /// The artifact file.
         path: PathBuf,
+        /// What its bytes hash to instead.
         detail: String,
     },
 
     /// No artifact with this digest is stored.
     #[error("artifact {digest} not found at {}", path.display())]
-    ArtifactMissing { digest: Digest, path: PathBuf },
+    ArtifactMissing {
+        /// The digest looked for.
+        digest: Digest,
+        /// Where its file would be.
+        path: PathBuf,
+    },
 
     /// A release refers to an artifact that is not in the artifact store.
     #[error("module {module:?} refers to artifact {digest}, which is not in the artifact store")]
-    ModuleArtifactMissing { module: String, digest: Digest },
+    ModuleArtifactMissing {
+        /// The module id in the release.
+        module: String,
+        /// The missing artifact.
+        digest: Digest,
+    },
 
     /// A release refers to an artifact whose stored bytes do not verify.
     #[error(
         "module {module:?} refers to artifact {digest}, whose stored copy is corrupt: {detail}"
     )]
     ModuleArtifactCorrupt {
+        /// The module id in the release.
         module: String,
+        /// The artifact whose stored copy is corrupt.
         digest: Digest,
+        /// What its bytes hash to instead.
         detail: String,
     },
 
@@ -89,8 +124,11 @@ pub enum StoreError {
         "history snapshot for module {module:?} is {size} bytes, over the limit of {max} bytes"
     )]
     HistoryTooLarge {
+        /// The module the snapshot is for.
         module: String,
+        /// Size of the snapshot, in bytes.
         size: usize,
+        /// The limit, [`MAX_HISTORY_SNAPSHOT`](crate::MAX_HISTORY_SNAPSHOT), in bytes.
         max: usize,
     },
 
@@ -98,8 +136,11 @@ pub enum StoreError {
     /// an incompatible version.
     #[error("corrupt record {key} in table {table}: {detail}")]
     CorruptRecord {
+        /// The redb table, e.g. `releases`.
         table: &'static str,
+        /// The record's key, as text.
         key: String,
+        /// What is wrong with the record.
         detail: String,
     },
 
@@ -107,15 +148,23 @@ pub enum StoreError {
     /// incompatible version); the decoder's error is the cause.
     #[error("corrupt record {key} in table {table}")]
     UndecodableRecord {
+        /// The redb table, e.g. `releases`.
         table: &'static str,
+        /// The record's key, as text.
         key: String,
+        /// The JSON decoder's error.
         #[source]
         source: serde_json::Error,
     },
 
     /// The database was written by a newer, incompatible version of the store.
     #[error("store schema version {found} is not supported (this build reads version {supported})")]
-    UnsupportedSchema { found: u32, supported: u32 },
+    UnsupportedSchema {
+        /// The version recorded in the database.
+        found: u32,
+        /// The version this build reads and writes ([`SCHEMA_VERSION`](crate::SCHEMA_VERSION)).
+        supported: u32,
+    },
 }
 
 impl StoreError {

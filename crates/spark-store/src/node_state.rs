@@ -22,8 +22,11 @@ use crate::store::Store;
 /// What to do with the stored rollout in a [`Transition`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RolloutChange {
+    /// Leave the stored rollout as it is.
     Keep,
+    /// Store these bytes (the caller's serialised rollout) in its place.
     Set(Vec<u8>),
+    /// Remove it: no rollout in progress.
     Clear,
 }
 
@@ -33,13 +36,16 @@ pub struct Transition {
     /// `Some` moves the pointer to this (existing) release; `None` leaves it as it is. A node
     /// that has served a release never goes back to serving none, so there is no "unset".
     pub current: Option<ReleaseId>,
+    /// What happens to the stored rollout.
     pub rollout: RolloutChange,
 }
 
 /// The pointer and the rollout, read together from one snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeState {
+    /// The release the node serves; `None` until the first one is committed.
     pub current: Option<ReleaseId>,
+    /// The serialised rollout in progress, if any.
     pub rollout: Option<Vec<u8>>,
 }
 
@@ -52,16 +58,22 @@ pub struct Event {
     pub at_ms: u64,
     /// Free-form kind chosen by the caller, e.g. `deploy`, `promote`, `rollback`.
     pub kind: String,
+    /// The release the event concerns, if any.
     pub release: Option<ReleaseId>,
+    /// Free-form text from the caller.
     pub detail: String,
 }
 
 /// An event to append; the store assigns its sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewEvent<'a> {
+    /// Free-form kind, e.g. `deploy`, `promote`, `rollback`.
     pub kind: &'a str,
+    /// The release the event concerns, if any.
     pub release: Option<&'a ReleaseId>,
+    /// Free-form text.
     pub detail: &'a str,
+    /// Unix milliseconds.
     pub at_ms: u64,
 }
 

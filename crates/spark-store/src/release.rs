@@ -65,6 +65,7 @@ impl ReleaseId {
         &self.0[self.0.len() - RELEASE_HASH_LEN..]
     }
 
+    /// The whole id, `r<number>-<12 hex>`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -108,11 +109,14 @@ impl From<ReleaseId> for String {
 /// Field order is the canonical JSON order (alphabetical); do not reorder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseModule {
+    /// The component's digest: the artifact's name in the store.
     pub digest: Digest,
+    /// The module id in the manifest.
     pub id: String,
 }
 
 impl ReleaseModule {
+    /// Pairs a module id with its component's digest.
     pub fn new(id: impl Into<String>, digest: Digest) -> ReleaseModule {
         ReleaseModule {
             id: id.into(),
@@ -124,11 +128,13 @@ impl ReleaseModule {
 /// An immutable deploy: written once by [`crate::Store::create_release`], never changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
+    /// `r<number>-<content hash>`, see [`ReleaseId`].
     pub id: ReleaseId,
     /// 1, 2, 3, ... in creation order, never reused.
     pub number: u64,
     /// Unix milliseconds, as given by the caller.
     pub created_ms: u64,
+    /// Free-form note of the deploy; not part of the content hash.
     pub author_note: String,
     /// The manifest text as deployed.
     pub manifest: String,
@@ -156,9 +162,13 @@ impl Release {
 /// What a deploy supplies; the store assigns the number and the id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRelease {
+    /// The manifest text as deployed.
     pub manifest: String,
+    /// In any order: the store sorts them by id and refuses empty or duplicate ids.
     pub modules: Vec<ReleaseModule>,
+    /// Free-form note of the deploy; not part of the content hash.
     pub author_note: String,
+    /// Unix milliseconds, as given by the caller.
     pub created_ms: u64,
 }
 

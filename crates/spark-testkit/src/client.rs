@@ -11,12 +11,16 @@ use hyper_util::rt::TokioExecutor;
 /// A complete response.
 #[derive(Debug)]
 pub struct Reply {
+    /// HTTP status code.
     pub status: u16,
+    /// Response headers.
     pub headers: http::HeaderMap,
+    /// The whole body.
     pub body: Bytes,
 }
 
 impl Reply {
+    /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -26,12 +30,16 @@ impl Reply {
 /// step failed, with hyper's error as the cause, so tests can assert on either.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The method, URL or a header is invalid.
     #[error("cannot build the request")]
     Build(#[source] http::Error),
+    /// No response: the connection failed, closed or was reset.
     #[error("no response")]
     Send(#[source] hyper_util::client::legacy::Error),
+    /// The response body broke off.
     #[error("body")]
     Body(#[source] hyper::Error),
+    /// No complete response within 60 s.
     #[error("no answer within 60s")]
     Timeout,
 }
@@ -71,10 +79,12 @@ pub async fn request_with(
         .map_err(|_| ClientError::Timeout)?
 }
 
+/// `GET url`, whole body read.
 pub async fn get(url: &str) -> Result<Reply, ClientError> {
     request("GET", url, b"").await
 }
 
+/// `POST url` with `body`, whole body read.
 pub async fn post(url: &str, body: &[u8]) -> Result<Reply, ClientError> {
     request("POST", url, body).await
 }

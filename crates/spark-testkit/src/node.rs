@@ -14,7 +14,9 @@ use spark_runtime::PoolingMode;
 
 /// A running node and the temporary directory holding its manifest and store.
 pub struct TestNode {
+    /// The node itself (its addresses, its shutdown).
     pub node: RunningNode,
+    /// Holds `spark.toml` and the node's data directory (`data/`); deleted on drop.
     pub dir: tempfile::TempDir,
     manual: Option<ManualClock>,
     _gate: Gate,
@@ -156,10 +158,12 @@ impl TestNode {
             .unwrap_or_else(|e| panic!("test manifest is invalid:\n{}", spark_error::chain(&e)))
     }
 
+    /// URL of `path` on the node's HTTP listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.node.http_addr)
     }
 
+    /// URL of `path` on the node's admin listener.
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.node.admin_addr)
     }
@@ -190,6 +194,7 @@ impl TestNode {
         .await
     }
 
+    /// The node's data directory: store, AOT cache, admin token.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -206,7 +211,7 @@ impl TestNode {
 
 /// Replaces `{guest:NAME}` with guest paths and adds free-port listeners when no `[node]`
 /// table is given.
-pub fn expand(text: &str) -> String {
+pub(crate) fn expand(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("{guest:") {
@@ -229,7 +234,7 @@ pub fn expand(text: &str) -> String {
 
 /// Node logs go to the test's captured output (shown for failing tests, or with
 /// `--nocapture`); `RUST_LOG` filters them (default `warn`).
-pub fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()

@@ -37,13 +37,17 @@ pub struct B6Options {
 /// Figures for one backend.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackendFigures {
+    /// Backend name as the inference host lists it (`tract`, `ort-cpu`, ...).
     pub backend: String,
+    /// Whether the host can use it on this machine; unavailable backends are not measured.
     pub available: bool,
+    /// The host's description of it, or why it is unavailable.
     pub detail: String,
     /// Compile + first inference (ms), from the warm-up request.
     pub first_ms: Option<f64>,
     /// Host inference time per request, median (ms).
     pub infer_p50_ms: Option<f64>,
+    /// Host inference time per request, mean (ms).
     pub infer_mean_ms: Option<f64>,
     /// Whole guest request (instantiate, decode, preprocess, infer), median (ms).
     pub request_p50_ms: Option<f64>,
@@ -51,21 +55,28 @@ pub struct BackendFigures {
     pub top1: Vec<usize>,
     /// Same top-1 as the reference (`tract`) on every image.
     pub agrees: Option<bool>,
+    /// Why measuring it failed, if it did.
     pub error: Option<String>,
 }
 
 /// The whole B6 result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct B6Report {
+    /// One entry per backend the host lists, measured or not.
     pub backends: Vec<BackendFigures>,
-    /// The backend chosen automatically for target `gpu`, `tpu`, `cpu`.
+    /// The backend chosen automatically for target `gpu` (`None`: the request failed).
     pub chosen_gpu: Option<String>,
+    /// The same for target `tpu`.
     pub chosen_tpu: Option<String>,
+    /// The same for target `cpu`.
     pub chosen_cpu: Option<String>,
     /// Top-1 of every image matches the label (upright = 0, turned over = 1) on the reference.
     pub reference_correct: usize,
+    /// Sample images classified (each text upright and turned over).
     pub images: usize,
+    /// Every measured backend gave the reference's top-1 on every image.
     pub top1_agree: bool,
+    /// Median inference time of the CPU reference (`tract`), ms: what the ratios divide by.
     pub cpu_ms: Option<f64>,
     /// First request after the preferred accelerator failed: failed attempt + CPU (ms).
     pub fallback_first_ms: Option<f64>,
@@ -73,8 +84,9 @@ pub struct B6Report {
     pub fallback_next_ms: Option<f64>,
     /// Median inference after the orchestrator marked the accelerator saturated (ms).
     pub saturated_ms: Option<f64>,
-    /// Backend serving while saturated, and again after it was cleared.
+    /// Backend serving while the chosen accelerator was marked saturated.
     pub saturated_backend: Option<String>,
+    /// Backend serving again once the saturation was cleared.
     pub recovered_backend: Option<String>,
 }
 
@@ -115,11 +127,16 @@ impl B6Report {
 /// One classification as the guest reported it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Classified {
+    /// Top-1 class index (0: upright, 1: turned over).
     pub class: usize,
+    /// The classifier's score for that class.
     pub score: f32,
+    /// The backend that served the inference, as the host reports it.
     pub backend: Option<String>,
+    /// Backends tried first that failed, as `{"backend", "error"}` objects.
     #[serde(default)]
     pub fallbacks: Vec<serde_json::Value>,
+    /// The host's inference time, µs (image decoding excluded).
     pub infer_us: u64,
 }
 

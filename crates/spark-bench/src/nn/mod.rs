@@ -31,6 +31,7 @@ pub struct NnBenchOptions {
     pub allow_software: bool,
     /// Requests per image per backend after the warm-up pass.
     pub rounds: usize,
+    /// Where `b6.json` goes.
     pub out_dir: PathBuf,
 }
 

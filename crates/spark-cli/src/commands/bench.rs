@@ -6,7 +6,7 @@ use anyhow::Context;
 use spark_bench::{canary, coldstart, fleet, hostile, nn, replay, serve, surge};
 
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -138,7 +138,7 @@ enum Scenario {
     },
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Serve {
             component,

@@ -8,7 +8,7 @@ use spark_manifest::{Manifest, Trigger};
 use spark_runtime::{EngineSettings, Expect, Runtime, RuntimeConfig};
 
 #[derive(Debug, clap::Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// The manifest to check.
     manifest: PathBuf,
     /// Store directory whose AOT cache is used (and warmed).
@@ -16,7 +16,7 @@ pub struct CheckArgs {
     data_dir: Option<PathBuf>,
 }
 
-pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: CheckArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
     let runtime = Runtime::new(&RuntimeConfig {
         engine: EngineSettings {

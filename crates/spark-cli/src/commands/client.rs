@@ -12,7 +12,7 @@ use hyper_util::rt::TokioExecutor;
 
 /// How to reach a node's admin API.
 #[derive(Debug, Clone, clap::Args)]
-pub struct AdminArgs {
+pub(super) struct AdminArgs {
     /// The node's admin address.
     #[arg(
         long,
@@ -30,7 +30,7 @@ pub struct AdminArgs {
 }
 
 impl AdminArgs {
-    pub fn client(&self) -> anyhow::Result<AdminClient> {
+    pub(super) fn client(&self) -> anyhow::Result<AdminClient> {
         let token = match (&self.token, &self.data_dir) {
             (Some(token), _) => token.clone(),
             (None, Some(dir)) => {
@@ -51,17 +51,17 @@ impl AdminArgs {
     }
 }
 
-pub struct AdminClient {
+pub(super) struct AdminClient {
     base: String,
     token: String,
 }
 
 impl AdminClient {
-    pub async fn get(&self, path: &str) -> anyhow::Result<Bytes> {
+    pub(super) async fn get(&self, path: &str) -> anyhow::Result<Bytes> {
         self.send("GET", path, Bytes::new(), None).await
     }
 
-    pub async fn post_json(
+    pub(super) async fn post_json(
         &self,
         path: &str,
         body: &impl serde::Serialize,
@@ -71,7 +71,7 @@ impl AdminClient {
             .await
     }
 
-    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Bytes> {
+    pub(super) async fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Bytes> {
         self.send(
             "POST",
             path,

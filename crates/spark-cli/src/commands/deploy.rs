@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use spark_manifest::{ComponentRef, Manifest};
-use spark_node::release::deploy::{DeployOutcome, DeployRequest};
+use spark_node::{DeployOutcome, DeployRequest};
 
 use super::client::AdminArgs;
 
 #[derive(Debug, clap::Args)]
-pub struct DeployArgs {
+pub(crate) struct DeployArgs {
     /// The manifest to deploy (its component files are uploaded).
     manifest: PathBuf,
     /// A note recorded with the release.
@@ -22,7 +22,7 @@ pub struct DeployArgs {
     admin: AdminArgs,
 }
 
-pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
     let client = args.admin.client()?;
     let mut components = BTreeMap::new();

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Start a node serving the applications a manifest describes.
     Up(up::UpArgs),
     /// Validate a manifest and its components without serving.
@@ -46,7 +46,7 @@ pub enum Command {
     Fleet(fleet::FleetArgs),
 }
 
-pub async fn run(command: Command) -> anyhow::Result<()> {
+pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => up::run(args).await,
         Command::Check(args) => check::run(args).await,

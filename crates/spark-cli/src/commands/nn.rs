@@ -27,7 +27,7 @@ use spark_nn::discovery::{Adapter, AdapterKind};
 use spark_nn::{NnConfig, NnService, VulkanProbe};
 
 #[derive(Debug, clap::Args)]
-pub struct NnArgs {
+pub(crate) struct NnArgs {
     #[command(subcommand)]
     command: NnCommand,
     #[command(flatten)]
@@ -129,7 +129,7 @@ fn default_ort() -> Option<PathBuf> {
         .or_else(super::bench::default_ort)
 }
 
-pub async fn run(args: NnArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: NnArgs) -> anyhow::Result<()> {
     let config = config(&args.host);
     let ort_library = config.ort_library.clone();
     let service = tokio::task::spawn_blocking(move || NnService::start(config))

@@ -1,17 +1,17 @@
 //! `spark releases`: every release the node knows, newest first.
 
 use anyhow::Context;
-use spark_node::release::deploy::ReleaseSummary;
+use spark_node::ReleaseSummary;
 
 use super::client::AdminArgs;
 
 #[derive(Debug, clap::Args)]
-pub struct ReleasesArgs {
+pub(crate) struct ReleasesArgs {
     #[command(flatten)]
     admin: AdminArgs,
 }
 
-pub async fn run(args: ReleasesArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: ReleasesArgs) -> anyhow::Result<()> {
     let body = args.admin.client()?.get("/v1/releases").await?;
     let releases: Vec<ReleaseSummary> =
         serde_json::from_slice(&body).context("reading the release list")?;

@@ -2,12 +2,12 @@
 //! `spark rollback [release]`: switch back to an earlier release.
 
 use anyhow::Context;
-use spark_node::release::deploy::RolloutStatus;
+use spark_node::RolloutStatus;
 
 use super::client::AdminArgs;
 
 #[derive(Debug, clap::Args)]
-pub struct RolloutArgs {
+pub(crate) struct RolloutArgs {
     #[command(subcommand)]
     action: Action,
     #[command(flatten)]
@@ -24,7 +24,7 @@ enum Action {
     Abort,
 }
 
-pub async fn run(args: RolloutArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: RolloutArgs) -> anyhow::Result<()> {
     let client = args.admin.client()?;
     let by = serde_json::json!({ "by": "spark CLI" });
     match args.action {
@@ -75,14 +75,14 @@ fn print_status(status: &RolloutStatus) {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct RollbackArgs {
+pub(crate) struct RollbackArgs {
     /// The release to switch to (default: the one before the current).
     release: Option<String>,
     #[command(flatten)]
     admin: AdminArgs,
 }
 
-pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
+pub(super) async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let body = serde_json::json!({ "release": args.release });
     let answer = args
         .admin

@@ -10,7 +10,7 @@ use spark_node::{NodeOptions, RunningNode};
 use spark_runtime::PoolingMode;
 
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// The component to serve.
     component: PathBuf,
     /// Where to serve it.
@@ -52,7 +52,7 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let component = std::path::absolute(&args.component).context("resolving the component path")?;
     let data_dir = match args.data_dir {
         Some(dir) => dir,

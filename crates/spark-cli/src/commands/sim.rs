@@ -9,7 +9,7 @@ use spark_sim::report::{cdf_svg, render_table, tradeoff_svg};
 use spark_sim::{SimOptions, TraceSet, run_b4};
 
 #[derive(Debug, clap::Args)]
-pub struct SimArgs {
+pub(crate) struct SimArgs {
     /// Invocations per minute (`HashOwner,HashApp,HashFunction[,Trigger],<minute columns>`).
     #[arg(long)]
     invocations: PathBuf,
@@ -27,7 +27,7 @@ pub struct SimArgs {
     out: Option<PathBuf>,
 }
 
-pub fn run(args: SimArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: SimArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         (0.0..1.0).contains(&args.scored_from),
         "--scored-from must be in [0, 1), got {}",

@@ -4,7 +4,7 @@ use anyhow::Context;
 use spark_node::NodeStatus;
 
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     #[command(flatten)]
     admin: super::client::AdminArgs,
     /// Print the raw JSON.
@@ -12,7 +12,7 @@ pub struct StatusArgs {
     json: bool,
 }
 
-pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let body = args.admin.client()?.get("/v1/status").await?;
     if args.json {
         println!("{}", String::from_utf8_lossy(&body));

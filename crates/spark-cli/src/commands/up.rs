@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use spark_manifest::{Manifest, Trigger};
-use spark_node::release::fleet::FleetOptions;
+use spark_node::FleetOptions;
 use spark_node::{NodeOptions, RunningNode};
 use spark_runtime::PoolingMode;
 
 #[derive(Debug, clap::Args)]
-pub struct UpArgs {
+pub(crate) struct UpArgs {
     /// The manifest to serve.
     manifest: PathBuf,
     /// Override `node.listen`.
@@ -74,7 +74,7 @@ impl FleetFlags {
     }
 }
 
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut manifest = Manifest::load(&args.manifest)?;
     if let Some(listen) = args.listen {
         manifest.node.listen = listen;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use spark_fleet::{Fleet, FleetConfig};
 use spark_testkit::{get, guest};
 
-pub fn spark() -> Command {
+pub(crate) fn spark() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_spark"));
     command.env("RUST_LOG", "warn");
     command
@@ -18,7 +18,7 @@ pub fn spark() -> Command {
 
 /// The application manifest: `echo` answering `VERSION`, failing `fail` percent of requests,
 /// with a node-level canary of two short steps.
-pub fn manifest(version: u32, fail: u32) -> String {
+pub(crate) fn manifest(version: u32, fail: u32) -> String {
     format!(
         "version = 1\n[node]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n[[module]]\nid = \"api\"\ncomponent = \"{}\"\nroutes = [\"/api/...\"]\n[module.env]\nVERSION = \"{version}\"\nFAIL_PERCENT = \"{fail}\"\n[module.rollout]\nsteps = [50, 100]\nstep_duration = \"1s\"\nmin_requests = 5\n",
         guest("echo").display()
@@ -26,7 +26,7 @@ pub fn manifest(version: u32, fail: u32) -> String {
 }
 
 /// A fleet node: its directory persists across restarts; the process is SIGKILLed on drop.
-pub struct Node {
+pub(crate) struct Node {
     pub id: String,
     dir: PathBuf,
     url: String,
@@ -36,7 +36,7 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn start(base: &Path, id: &str, url: &str, labels: &[&str]) -> Node {
+    pub(crate) fn start(base: &Path, id: &str, url: &str, labels: &[&str]) -> Node {
         let dir = base.join(id);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("spark.toml"), manifest(1, 0)).unwrap();
@@ -80,20 +80,20 @@ impl Node {
     }
 
     /// SIGKILL.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         self.spawn();
     }
 
     /// The VERSION the node serves now (None: no 200 answer).
-    pub async fn version(&self) -> Option<String> {
+    pub(crate) async fn version(&self) -> Option<String> {
         let reply = get(&format!("http://{}/api/env", self.addr)).await.ok()?;
         if reply.status != 200 {
             return None;
@@ -110,7 +110,7 @@ impl Drop for Node {
 }
 
 /// Requests to every node until stopped; counts answers that are not 200 or a transport error.
-pub struct Traffic {
+pub(crate) struct Traffic {
     stop: Arc<AtomicBool>,
     pub sent: Arc<AtomicU64>,
     pub failed: Arc<AtomicU64>,
@@ -118,7 +118,7 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    pub fn start(addrs: Vec<String>) -> Traffic {
+    pub(crate) fn start(addrs: Vec<String>) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let (s, f, halt) = (sent.clone(), failed.clone(), stop.clone());
@@ -144,7 +144,7 @@ impl Traffic {
         }
     }
 
-    pub async fn stop(mut self) -> (u64, u64) {
+    pub(crate) async fn stop(mut self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(task) = self.task.take() {
             let _ = task.await;
@@ -157,7 +157,7 @@ impl Traffic {
 }
 
 /// Runs `spark fleet ARGS --nats URL --app shop`; (success, stdout+stderr).
-pub fn fleet_cli(url: &str, args: &[&str]) -> (bool, String) {
+pub(crate) fn fleet_cli(url: &str, args: &[&str]) -> (bool, String) {
     let output = spark()
         .arg("fleet")
         .args(args)
@@ -173,18 +173,18 @@ pub fn fleet_cli(url: &str, args: &[&str]) -> (bool, String) {
 }
 
 /// Writes manifest `name` in `base` and returns its path as a string.
-pub fn write(base: &Path, name: &str, text: &str) -> String {
+pub(crate) fn write(base: &Path, name: &str, text: &str) -> String {
     let path = base.join(name);
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_owned()
 }
 
-pub async fn connect(url: &str) -> Fleet {
+pub(crate) async fn connect(url: &str) -> Fleet {
     Fleet::connect(&FleetConfig::new(url)).await.unwrap()
 }
 
 /// Every node serves `version`.
-pub async fn all_serve(nodes: &[&Node], version: &str) -> bool {
+pub(crate) async fn all_serve(nodes: &[&Node], version: &str) -> bool {
     for node in nodes {
         if node.version().await.as_deref() != Some(version) {
             return false;
@@ -194,6 +194,6 @@ pub async fn all_serve(nodes: &[&Node], version: &str) -> bool {
 }
 
 /// The number of live nodes in the fleet.
-pub async fn live_nodes(fleet: &Fleet) -> usize {
+pub(crate) async fn live_nodes(fleet: &Fleet) -> usize {
     fleet.app_nodes("shop").await.map_or(0, |n| n.len())
 }

@@ -28,9 +28,15 @@ pub enum Stage {
     /// Targeted nodes are taking the release.
     Rolling,
     /// Every node runs the release.
-    Complete { reason: String },
+    Complete {
+        /// How many nodes ran it, or who promoted it.
+        reason: String,
+    },
     /// Every node returns to the previous release.
-    RolledBack { reason: String },
+    RolledBack {
+        /// The nodes that rolled it back, or who rolled it back.
+        reason: String,
+    },
 }
 
 /// How the first nodes are chosen, and how many follow at a time.
@@ -65,7 +71,9 @@ pub struct FleetRollout {
     pub canary: BTreeSet<String>,
     /// Waves released after the canary.
     pub waves: usize,
+    /// Nodes per wave after the canary; 0 = all the rest at once.
     pub wave_size: usize,
+    /// Rolling, or how it ended.
     pub stage: Stage,
     /// A person promoted it: nodes skip what is left of their own canary and take the
     /// release at once (a manual promote wins at every level).
@@ -78,7 +86,9 @@ pub struct FleetRollout {
 /// What the planner knows of a live node (from its heartbeat).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeView {
+    /// The node's id.
     pub id: String,
+    /// The node's labels, matched by the canary selector.
     pub labels: BTreeMap<String, String>,
     /// Content key of the release it serves.
     pub release_key: Option<String>,
@@ -90,7 +100,9 @@ pub struct NodeView {
 /// Which release a node should run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
+    /// The release being rolled out.
     New,
+    /// The release before it (on a first deploy: whatever the node has).
     Previous,
 }
 
@@ -99,6 +111,7 @@ const LOG_LIMIT: usize = 32;
 /// Why a rollout cannot start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// No live node is a canary candidate (the selector is in the message, `(any)` without one).
     #[error("no live node matches the canary selection {0}: start nodes first (spark up --fleet)")]
     NoCanary(String),
 }
@@ -187,6 +200,7 @@ pub struct Progress {
     pub rejected: Vec<String>,
 }
 
+/// Sorts the targeted nodes by what their heartbeats say of the release.
 pub fn progress(rollout: &FleetRollout, nodes: &[NodeView]) -> Progress {
     let mut progress = Progress::default();
     for id in &rollout.targets {

@@ -52,8 +52,11 @@ pub(crate) fn find_output(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DeviceClass {
+    /// The host's CPU (tract, ONNX Runtime's CPU provider).
     Cpu,
+    /// A GPU (ONNX Runtime's WebGPU provider on a Vulkan adapter).
     Gpu,
+    /// A neural processing unit (`/dev/accel`).
     Npu,
 }
 
@@ -104,10 +107,12 @@ impl Engine {
         }
     }
 
+    /// Its name in config, logs, metrics and `spark:nn/info` (`tract`, `ort-cpu`, ...).
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// What it computes on; only `Cpu` engines serve under [`crate::Preference::CpuOnly`].
     pub fn device(&self) -> DeviceClass {
         self.device
     }

@@ -35,6 +35,7 @@ use crate::tensor::ElemType;
 /// The ONNX Runtime library this process is bound to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OrtInfo {
+    /// The shared library loaded.
     pub path: PathBuf,
     /// ONNX Runtime's build string (version, commit).
     pub build: String,
@@ -59,23 +60,37 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
 /// Why this node uses no ONNX Runtime (shown by `spark status`, with its causes).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OrtUnavailable {
+    /// No `ort-*` backend is in the config's `backends`.
     #[error("ONNX Runtime disabled by config")]
     Disabled,
+    /// An `ort-*` backend is enabled but the config sets no `ort_library`.
     #[error("no ONNX Runtime library configured")]
     NotConfigured,
+    /// No file at the configured library path.
     #[error("no ONNX Runtime library at {}", path.display())]
-    NoLibrary { path: PathBuf },
+    NoLibrary {
+        /// The configured `ort_library`.
+        path: PathBuf,
+    },
+    /// The process already loaded ONNX Runtime from another path (it cannot be unloaded).
     #[error(
         "this process already uses ONNX Runtime from {}; cannot also load {}",
         bound.display(),
         wanted.display()
     )]
-    AlreadyBound { bound: PathBuf, wanted: PathBuf },
+    AlreadyBound {
+        /// The library in use.
+        bound: PathBuf,
+        /// The library the config asked for.
+        wanted: PathBuf,
+    },
     /// The library is there but would not load (the source is ONNX Runtime's error, or the
     /// panic caught while loading).
     #[error("cannot load ONNX Runtime from {}", path.display())]
     Load {
+        /// The library that would not load.
         path: PathBuf,
+        /// ONNX Runtime's error, or the panic caught.
         #[source]
         source: Arc<NnError>,
     },
@@ -149,7 +164,10 @@ fn bound(path: &Path) -> Result<Arc<Bound>, OrtUnavailable> {
 /// Which execution provider an engine registers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Provider {
+    /// The CPU execution provider (ONNX Runtime's default; nothing to register).
     Cpu,
+    /// The WebGPU execution provider on Dawn's Vulkan backend; its runs are serialised
+    /// process-wide.
     WebGpu,
     /// OpenVINO on an Intel NPU (`intel_vpu`).
     OpenVinoNpu,
@@ -190,6 +208,8 @@ pub struct OrtBackend {
 }
 
 impl OrtBackend {
+    /// ONNX Runtime from `path` with `provider`, `threads` intra-op threads per inference (at
+    /// least 1). Nothing is loaded until it first compiles a model.
     pub fn new(name: &str, path: &Path, provider: Provider, threads: usize) -> OrtBackend {
         OrtBackend {
             name: name.to_owned(),

@@ -10,6 +10,10 @@
 //! because ..." with one log line, and the CPU backend does not depend on any of them.
 
 mod sysfs;
+#[allow(
+    unsafe_code,
+    reason = "Vulkan is a C API reached through ash; each call has its SAFETY note"
+)]
 mod vulkan;
 
 use std::path::{Path, PathBuf};
@@ -40,13 +44,16 @@ pub struct DeviceInventory {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum VulkanReport {
+    /// The config turned the probe off ([`VulkanProbe::Off`]).
     NotProbed,
     /// The loader answered; possibly with no adapters.
     Adapters {
+        /// The physical devices, in the loader's order.
         adapters: Vec<Adapter>,
     },
     /// The loader or the instance could not be had.
     Unavailable {
+        /// What went wrong: no loader, no driver, or the probe panicked or did not answer in time.
         reason: String,
     },
 }
@@ -54,9 +61,13 @@ pub enum VulkanReport {
 /// One Vulkan physical device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Adapter {
+    /// The driver's device name (Vulkan's `deviceName`).
     pub name: String,
+    /// Hardware or software, discrete or integrated.
     pub kind: AdapterKind,
+    /// PCI vendor ID as Vulkan reports it (`0x10de` NVIDIA, `0x1002` AMD, `0x8086` Intel).
     pub vendor_id: u32,
+    /// The vendor's device ID.
     pub device_id: u32,
 }
 
@@ -64,14 +75,20 @@ pub struct Adapter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AdapterKind {
+    /// A GPU of its own (`DISCRETE_GPU`).
     Discrete,
+    /// A GPU sharing the CPU's package and memory (`INTEGRATED_GPU`).
     Integrated,
+    /// A GPU a hypervisor presents to a virtual machine (`VIRTUAL_GPU`).
     Virtual,
+    /// Software rendering on the CPU (`CPU`): not an accelerator unless the config allows it.
     Cpu,
+    /// Any other type (`OTHER`, or one newer than this code).
     Other,
 }
 
 impl Adapter {
+    /// Whether it is a software rasteriser (lavapipe, SwiftShader) rather than hardware.
     pub fn is_software(&self) -> bool {
         self.kind == AdapterKind::Cpu
     }
@@ -80,12 +97,16 @@ impl Adapter {
 /// An inference library looked for on disk.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LibraryReport {
+    /// Which library (`onnxruntime`).
     pub name: String,
+    /// Where it was looked for (the configured `ort_library`).
     pub path: PathBuf,
+    /// Whether a file is there (not whether it loads).
     pub present: bool,
 }
 
 impl VulkanReport {
+    /// The adapters found; empty when not probed or unavailable.
     pub fn adapters(&self) -> &[Adapter] {
         match self {
             VulkanReport::Adapters { adapters } => adapters,

@@ -10,24 +10,33 @@ use serde::{Deserialize, Serialize};
 /// An NPU: `/dev/accel/accelN` with what `/sys/class/accel/accelN/device/` says about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accel {
+    /// The device name (`accel0`).
     pub name: String,
+    /// The device file, under the discovery root (`<root>/dev/accel/accel0`).
     pub dev_path: PathBuf,
+    /// The bound kernel driver (`intel_vpu`, `amdxdna`); `None` when sysfs does not say.
     pub driver: Option<String>,
+    /// PCI vendor ID as sysfs writes it (`0x8086`).
     pub vendor: Option<String>,
+    /// PCI device ID as sysfs writes it.
     pub device: Option<String>,
 }
 
 /// A GPU render node: `/dev/dri/renderDN` and its driver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenderNode {
+    /// The device name (`renderD128`).
     pub name: String,
+    /// The device file, under the discovery root (`<root>/dev/dri/renderD128`).
     pub dev_path: PathBuf,
+    /// The bound kernel driver (`i915`, `amdgpu`, ...); `None` when sysfs does not say.
     pub driver: Option<String>,
+    /// PCI vendor ID as sysfs writes it (`0x8086`).
     pub vendor: Option<String>,
 }
 
 /// NPUs under `root`.
-pub fn accels(root: &Path) -> Vec<Accel> {
+pub(super) fn accels(root: &Path) -> Vec<Accel> {
     let mut names = entries(&root.join("dev/accel"), "accel");
     for name in entries(&root.join("sys/class/accel"), "accel") {
         if !names.contains(&name) {
@@ -51,7 +60,7 @@ pub fn accels(root: &Path) -> Vec<Accel> {
 }
 
 /// GPU render nodes under `root`.
-pub fn render_nodes(root: &Path) -> Vec<RenderNode> {
+pub(super) fn render_nodes(root: &Path) -> Vec<RenderNode> {
     let mut names = entries(&root.join("dev/dri"), "renderD");
     names.sort();
     names

@@ -28,7 +28,7 @@ enum VulkanError {
 }
 
 /// Asks the loader for its physical devices.
-pub fn probe() -> VulkanReport {
+pub(super) fn probe() -> VulkanReport {
     let (tx, rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("spark-nn-vulkan-probe".into())

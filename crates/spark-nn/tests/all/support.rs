@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use spark_nn::{ModelSource, NnConfig, NnService, VulkanProbe};
 
-pub const MODEL_NAME: &str = "ppocr-cls";
-pub const MODEL_SHA256: &str = "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c";
+pub(crate) const MODEL_NAME: &str = "ppocr-cls";
+pub(crate) const MODEL_SHA256: &str =
+    "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c";
 
 fn cache() -> PathBuf {
     std::env::var_os("SPARK_NN_CACHE")
@@ -17,7 +18,7 @@ fn cache() -> PathBuf {
 }
 
 /// The real model; panics with the fix when it was not fetched.
-pub fn model() -> PathBuf {
+pub(crate) fn model() -> PathBuf {
     let path = std::env::var_os("SPARK_NN_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache().join("models/ch_ppocr_mobile_v2.0_cls_infer.onnx"));
@@ -30,7 +31,7 @@ pub fn model() -> PathBuf {
 }
 
 /// The ONNX Runtime library, if fetched (required when accelerators are).
-pub fn ort() -> Option<PathBuf> {
+pub(crate) fn ort() -> Option<PathBuf> {
     let path = std::env::var_os("SPARK_NN_ORT_LIB")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache().join("ort/libonnxruntime.so.1"));
@@ -50,17 +51,17 @@ pub fn ort() -> Option<PathBuf> {
 }
 
 /// CI sets this once ONNX Runtime and lavapipe are installed: the GPU branch must run.
-pub fn require_accel() -> bool {
+pub(crate) fn require_accel() -> bool {
     std::env::var("SPARK_NN_REQUIRE_ACCEL").is_ok_and(|v| v == "1")
 }
 
 /// The `classify` guest.
-pub fn classify_wasm() -> PathBuf {
+pub(crate) fn classify_wasm() -> PathBuf {
     guest_wasm("classify")
 }
 
 /// The `nn-limits` guest (it pushes the host's limits; a library crate, hence `nn_limits`).
-pub fn nn_limits_wasm() -> PathBuf {
+pub(crate) fn nn_limits_wasm() -> PathBuf {
     guest_wasm("nn_limits")
 }
 
@@ -82,7 +83,7 @@ fn guest_wasm(name: &str) -> PathBuf {
 
 /// The node config tests start from: the real model by name, ORT if present, software
 /// adapters allowed (the test setting), Vulkan through the loader.
-pub fn config() -> NnConfig {
+pub(crate) fn config() -> NnConfig {
     NnConfig {
         ort_library: ort(),
         allow_software_accelerators: true,
@@ -98,7 +99,7 @@ pub fn config() -> NnConfig {
 
 /// A deliberately slow real model (`spark-testkit`'s `nn::samples::slow_model`, a few seconds
 /// on tract here), registered as `slow` next to the real one; `dir` keeps its file.
-pub fn config_with_slow_model(dir: &std::path::Path) -> NnConfig {
+pub(crate) fn config_with_slow_model(dir: &std::path::Path) -> NnConfig {
     let path = dir.join("slow.onnx");
     std::fs::write(
         &path,
@@ -118,15 +119,15 @@ pub fn config_with_slow_model(dir: &std::path::Path) -> NnConfig {
 }
 
 /// The slow model's size: a 1536-square matrix squared 8 times.
-pub const SLOW_TILES: i64 = 8;
-pub const SLOW_ROUNDS: usize = 8;
+pub(crate) const SLOW_TILES: i64 = 8;
+pub(crate) const SLOW_ROUNDS: usize = 8;
 
-pub fn service(config: NnConfig) -> NnService {
+pub(crate) fn service(config: NnConfig) -> NnService {
     NnService::start(config).expect("inference host starts")
 }
 
 /// Backends available in `service`, in status order.
-pub fn available(service: &NnService) -> Vec<String> {
+pub(crate) fn available(service: &NnService) -> Vec<String> {
     service
         .status()
         .backends
@@ -137,7 +138,7 @@ pub fn available(service: &NnService) -> Vec<String> {
 }
 
 /// Upright and turned-over sample lines with their labels.
-pub fn samples() -> Vec<(Arc<spark_testkit::nn::samples::Image>, usize)> {
+pub(crate) fn samples() -> Vec<(Arc<spark_testkit::nn::samples::Image>, usize)> {
     spark_testkit::nn::samples::TEXTS
         .iter()
         .flat_map(|t| {
@@ -148,7 +149,7 @@ pub fn samples() -> Vec<(Arc<spark_testkit::nn::samples::Image>, usize)> {
 }
 
 /// Top-1 class of one sample through the host API.
-pub fn top1(
+pub(crate) fn top1(
     service: &NnService,
     target: spark_nn::Target,
     image: &spark_testkit::nn::samples::Image,

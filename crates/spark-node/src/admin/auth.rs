@@ -2,7 +2,7 @@
 //! hex, owner-only in `<data_dir>/admin.token`) is made and kept by [`spark_store::DataDir`].
 
 /// Whether an `Authorization` header carries the token (`Bearer <token>`).
-pub fn authorized(header: Option<&str>, token: &str) -> bool {
+pub(crate) fn authorized(header: Option<&str>, token: &str) -> bool {
     let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
         return false;
     };

@@ -5,10 +5,10 @@
 //! Kept apart from application traffic so a saturated application port never hides the
 //! node's health or metrics from the operator.
 
-pub mod auth;
-pub mod metrics;
+pub(crate) mod auth;
+pub(crate) mod metrics;
 mod releases;
-pub mod status;
+pub(crate) mod status;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,7 +31,7 @@ use status::NodeStatus;
 
 /// What the admin handlers read.
 #[derive(Clone)]
-pub struct AdminState {
+pub(crate) struct AdminState {
     pub snapshot: SharedSnapshot,
     pub metrics: SharedMetrics,
     pub started: Instant,
@@ -49,7 +49,7 @@ pub struct AdminState {
     pub token: String,
 }
 
-pub fn router(state: AdminState) -> axum::Router {
+pub(crate) fn router(state: AdminState) -> axum::Router {
     let state = Arc::new(state);
     let api = axum::Router::new()
         .route("/v1/status", get(node_status))

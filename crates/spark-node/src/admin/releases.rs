@@ -58,7 +58,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Uploaded {
+pub(super) struct Uploaded {
     pub digest: String,
     pub bytes: usize,
 }
@@ -147,7 +147,7 @@ async fn rollback(
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct EventView {
+pub(super) struct EventView {
     pub at_ms: u64,
     pub kind: String,
     pub release: Option<String>,

@@ -12,16 +12,22 @@ use crate::control::warmth::{ModuleWarmth, WarmthState};
 use crate::serve::residency::ColdStarts;
 use crate::serve::snapshot::{ModuleSlot, Snapshot};
 
+/// What `/v1/status` answers: the node, its modules and its controllers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
+    /// Spark version of the node (`CARGO_PKG_VERSION`).
     pub version: String,
+    /// Seconds since the node started.
     pub uptime_secs: u64,
+    /// Address the public listener is bound to.
     pub listen: String,
+    /// Address the admin listener is bound to.
     pub admin: String,
     /// `pooling` or `on-demand (reason)`.
     pub allocation: String,
     /// The stable release being served.
     pub release: Option<String>,
+    /// The stable release's modules (canaries are in `canaries`).
     pub modules: Vec<ModuleStatus>,
     /// New versions taking part of their module's traffic during a rollout.
     pub canaries: Vec<CanaryStatus>,
@@ -65,39 +71,60 @@ pub(crate) fn canaries(snapshot: &Snapshot) -> Vec<CanaryStatus> {
 /// What the orchestrator sees and has decided.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OrchestratorStatus {
+    /// The node-wide modes in force.
     pub modes: Modes,
+    /// What the last tick made of the probes; `None` before the first tick.
     pub signals: Option<NodeSignals>,
+    /// The last telemetry sample; `None` before the first tick.
     pub telemetry: Option<Telemetry>,
     /// Most recent last, as text (the typed decisions rendered).
     pub decisions: Vec<DecisionText>,
+    /// CPU time the control loop itself has used, in seconds.
     pub cpu_seconds: f64,
+    /// Control-loop ticks so far.
     pub ticks: u64,
 }
 
+/// One module version being served, with its live counters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModuleStatus {
+    /// The module id.
     pub id: String,
     /// The release this version belongs to.
     pub release: String,
+    /// Priority class: `critical`, `normal` or `background`.
     pub priority: String,
+    /// CPU weight within the priority class.
     pub weight: u32,
     /// Routes (`/a/...`) or the schedule (`every 30s`).
     pub trigger: String,
+    /// `wasi:http/proxy` or `wasi:cli/command`.
     pub world: String,
+    /// SHA-256 of the component, lowercase hex.
     pub digest: String,
+    /// The component as the manifest names it: a path or `sha256:<hex>`.
     pub component: String,
+    /// Where the native code came from: `Compiled`, `AotCache` or `Shared`.
     pub code_source: String,
+    /// Time to get the native code and link it, in ms.
     pub load_ms: f64,
     /// Native code in memory while loaded.
     pub code_bytes: u64,
+    /// The module's limits; `concurrency` is the cap in force now.
     pub limits: LimitsStatus,
+    /// Invocations running now.
     pub running: u32,
+    /// Requests waiting for a slot now.
     pub queued: u32,
+    /// Requests refused since the module was loaded (queue full or queue timeout).
     pub rejected: u64,
+    /// Runtime counters of its invocations.
     pub stats: StatsSnapshot,
+    /// What the orchestrator has set for it.
     pub controls: ControlStatus,
     /// Loaded or not, instances ready, and what the predictor expects.
     pub warmth: Option<ModuleWarmth>,
+    /// Code loads and unloads so far, and the time loads took.
     pub cold_starts: ColdStarts,
 }
 

@@ -19,7 +19,7 @@ use crate::control::warmth::WarmBudget;
 use crate::serve::snapshot::Snapshot;
 
 /// The node-wide actuators the plan is pushed to, besides the modules' own.
-pub struct Actuators {
+pub(crate) struct Actuators {
     /// The predictor's share of its memory budget.
     pub warm_budget: Arc<WarmBudget>,
     /// The inference host's device policy (`None` without `[nn]`).
@@ -27,7 +27,7 @@ pub struct Actuators {
 }
 
 /// Sets every actuator to `plan`.
-pub fn apply(plan: &Plan, snapshot: &Snapshot, actuators: &mut Actuators) {
+pub(crate) fn apply(plan: &Plan, snapshot: &Snapshot, actuators: &mut Actuators) {
     for slot in &snapshot.modules {
         let Some(new) = plan.modules.get(slot.id()) else {
             continue;

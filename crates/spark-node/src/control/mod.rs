@@ -9,9 +9,9 @@
 //! CPU time so its cost is visible (`spark_orchestrator_cpu_seconds_total`).
 
 mod apply;
-pub mod nn;
+pub(crate) mod nn;
 mod observe;
-pub mod warmth;
+pub(crate) mod warmth;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -29,8 +29,8 @@ use spark_orchestrator::policy::{
 use spark_orchestrator::probes::{ProbeConfig, Probes, Telemetry};
 use tokio_util::sync::CancellationToken;
 
-pub use apply::{Actuators, apply};
-pub use observe::Observer;
+pub(crate) use apply::{Actuators, apply};
+pub(crate) use observe::Observer;
 
 use crate::clock::Clock;
 use crate::serve::snapshot::{SharedSnapshot, Snapshot};
@@ -100,7 +100,7 @@ impl ControlView {
 
 /// The control loop's configuration, from the manifest's `[orchestrator]` table (and `[nn]`'s
 /// part, when the node has an inference host).
-pub fn policy_config(
+pub(crate) fn policy_config(
     settings: &OrchestratorSettings,
     inference: Option<InferenceConfig>,
 ) -> PolicyConfig {
@@ -119,7 +119,7 @@ pub fn policy_config(
 }
 
 /// The probes for these settings (validated: a bad upstream is an error here, at startup).
-pub fn probes(
+pub(crate) fn probes(
     settings: &OrchestratorSettings,
 ) -> Result<Probes, spark_orchestrator::probes::ProbeConfigError> {
     Probes::new(ProbeConfig {
@@ -131,7 +131,7 @@ pub fn probes(
 }
 
 /// What the control loop works with.
-pub struct ControlLoop {
+pub(crate) struct ControlLoop {
     pub snapshot: SharedSnapshot,
     pub settings: OrchestratorSettings,
     pub probes: Probes,
@@ -143,7 +143,10 @@ pub struct ControlLoop {
 impl ControlLoop {
     /// The loop until `shutdown`. Its ticker is taken now, before the task runs, so a manual
     /// clock knows the loop from the start.
-    pub fn run(self, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn run(
+        self,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let ticker = self.clock.ticker("control", self.settings.interval);
         self.run_with(ticker, shutdown)
     }

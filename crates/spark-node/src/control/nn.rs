@@ -28,7 +28,9 @@ pub enum NnStartError {
 
 /// Starts the inference host for `[nn]` (on a blocking thread: discovery, library loading,
 /// model files). `None` when the manifest has no `[nn]` table.
-pub async fn start(settings: Option<&NnSettings>) -> Result<Option<NnService>, NnStartError> {
+pub(crate) async fn start(
+    settings: Option<&NnSettings>,
+) -> Result<Option<NnService>, NnStartError> {
     let Some(settings) = settings else {
         return Ok(None);
     };
@@ -39,7 +41,7 @@ pub async fn start(settings: Option<&NnSettings>) -> Result<Option<NnService>, N
 }
 
 /// The `spark-nn` configuration for `[nn]`.
-pub fn config(s: &NnSettings) -> NnConfig {
+pub(crate) fn config(s: &NnSettings) -> NnConfig {
     NnConfig {
         backends: s.backends.clone(),
         ort_library: s.ort_library.clone(),
@@ -62,7 +64,7 @@ pub fn config(s: &NnSettings) -> NnConfig {
 
 /// Looks for devices again every `every` until `shutdown` (a device that appeared or went
 /// away changes the backends; see [`NnService::refresh_devices`]).
-pub async fn rediscover(service: NnService, every: Duration, shutdown: CancellationToken) {
+pub(crate) async fn rediscover(service: NnService, every: Duration, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
@@ -78,7 +80,7 @@ pub async fn rediscover(service: NnService, every: Duration, shutdown: Cancellat
 
 /// The orchestrator's hand on inference: reports the accelerators' load for the policy's
 /// signals, and is set to the plan's [`InferencePlan`] at the end of every tick.
-pub struct NnControl {
+pub(crate) struct NnControl {
     service: NnService,
     config: InferenceConfig,
     /// What was last set: only changes touch the service's policy.
@@ -87,7 +89,7 @@ pub struct NnControl {
 }
 
 impl NnControl {
-    pub fn new(service: NnService, settings: &NnSettings) -> NnControl {
+    pub(crate) fn new(service: NnService, settings: &NnSettings) -> NnControl {
         NnControl {
             service,
             config: InferenceConfig {
@@ -100,18 +102,18 @@ impl NnControl {
     }
 
     /// The policy's settings for inference, from `[nn]`.
-    pub fn config(&self) -> InferenceConfig {
+    pub(crate) fn config(&self) -> InferenceConfig {
         self.config
     }
 
     /// Inferences in flight on each accelerator now (a signal for the policy).
-    pub fn in_flight(&self) -> BTreeMap<String, u32> {
+    pub(crate) fn in_flight(&self) -> BTreeMap<String, u32> {
         self.service.accelerators_in_flight().into_iter().collect()
     }
 
     /// Sets the service's device policy to `plan`: CPU only or auto, and each accelerator
     /// saturated or healthy again. The router reads it at every `compute`.
-    pub fn set(&mut self, plan: &InferencePlan) {
+    pub(crate) fn set(&mut self, plan: &InferencePlan) {
         let policy = self.service.policy();
         if plan.cpu_only != self.cpu_only {
             self.cpu_only = plan.cpu_only;

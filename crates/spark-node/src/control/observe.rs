@@ -18,12 +18,16 @@ struct Counters {
 
 /// Remembers each module's counters at the previous tick.
 #[derive(Debug, Default)]
-pub struct Observer {
+pub(crate) struct Observer {
     last: HashMap<String, Counters>,
 }
 
 impl Observer {
-    pub fn observe(&mut self, snapshot: &Snapshot, window: Duration) -> Vec<ModuleObservation> {
+    pub(crate) fn observe(
+        &mut self,
+        snapshot: &Snapshot,
+        window: Duration,
+    ) -> Vec<ModuleObservation> {
         snapshot
             .modules
             .iter()

@@ -46,7 +46,7 @@ const UNKNOWN_P: f64 = 0.01;
 
 /// Where module histories are kept between restarts (blocking calls: the controller runs
 /// them on a blocking thread).
-pub trait HistoryStore: Send + Sync {
+pub(crate) trait HistoryStore: Send + Sync {
     fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     fn save_all(&self, snapshots: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
 }
@@ -115,16 +115,16 @@ impl WarmthView {
 /// The share of the memory budget the orchestrator wants back, in `[0, 1]`: an actuator the
 /// control loop sets every tick (0 when the orchestrator is off).
 #[derive(Debug, Default)]
-pub struct WarmBudget {
+pub(crate) struct WarmBudget {
     pressure_bits: AtomicU64,
 }
 
 impl WarmBudget {
-    pub fn pressure(&self) -> f64 {
+    pub(crate) fn pressure(&self) -> f64 {
         f64::from_bits(self.pressure_bits.load(Ordering::Relaxed))
     }
 
-    pub fn set_pressure(&self, pressure: f64) {
+    pub(crate) fn set_pressure(&self, pressure: f64) {
         let pressure = pressure.clamp(0.0, 1.0);
         self.pressure_bits
             .store(pressure.to_bits(), Ordering::Relaxed);
@@ -157,7 +157,7 @@ impl ModelClock {
 }
 
 /// The controller's state between ticks.
-pub struct WarmthController {
+pub(crate) struct WarmthController {
     snapshot: SharedSnapshot,
     settings: PredictorSettings,
     demand: DemandModel,
@@ -171,7 +171,7 @@ pub struct WarmthController {
 impl WarmthController {
     /// A controller on `clock`; the orchestrator's loop, if any, sets its [`WarmBudget`]
     /// ([`WarmthController::budget`]).
-    pub fn new(
+    pub(crate) fn new(
         snapshot: SharedSnapshot,
         settings: PredictorSettings,
         store: Option<Arc<dyn HistoryStore>>,
@@ -227,13 +227,16 @@ impl WarmthController {
     }
 
     /// The actuator through which the orchestrator shrinks the budget.
-    pub fn budget(&self) -> Arc<WarmBudget> {
+    pub(crate) fn budget(&self) -> Arc<WarmBudget> {
         self.budget.clone()
     }
 
     /// Runs until `shutdown`, then saves the history. The ticker is taken now, before the task
     /// runs, so a manual clock knows the loop from the start.
-    pub fn run(self, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn run(
+        self,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let ticker = self.clock.clock.ticker("warmth", self.settings.interval);
         self.run_with(ticker, shutdown)
     }
@@ -256,7 +259,7 @@ impl WarmthController {
     }
 
     /// One revision: observe, forecast, plan, move modules.
-    pub async fn tick(&mut self) {
+    pub(crate) async fn tick(&mut self) {
         let now = self.clock.now_ms();
         let snapshot = self.snapshot.load_full();
         self.observe(&snapshot.modules, now);

@@ -44,9 +44,11 @@ use crate::serve::snapshot::{SharedSnapshot, Snapshot};
 /// Everything needed to start a node.
 #[derive(Clone)]
 pub struct NodeOptions {
+    /// What to serve and under which limits.
     pub manifest: Manifest,
     /// The node's embedded store (AOT cache, ...).
     pub data_dir: PathBuf,
+    /// Whether to try the pooling allocator.
     pub pooling: PoolingMode,
     /// Keep compiled artifacts on disk (off only for cold-start measurements).
     pub aot_cache: bool,
@@ -60,43 +62,61 @@ pub struct NodeOptions {
 /// proves it: several causes, so its message lists each module with its whole chain.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// The Wasm runtime could not be created.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// Modules of the release to serve failed to load: each id with its error.
     #[error("{} module(s) failed to load:\n{}", .0.len(), render_failures(.0))]
     Modules(Vec<(String, BuildError)>),
     /// The only module that failed, failed its health check (the source says how).
     #[error("module '{module}' failed its health check at {path}")]
     Health {
+        /// The module id.
         module: String,
+        /// The health path from the manifest.
         path: String,
+        /// How the check failed.
         #[source]
         source: spark_error::BoxError,
     },
+    /// The store could not be opened, or no release to serve could be chosen from it.
     #[error("cannot open the node's store")]
     Store(#[source] StartupError),
+    /// The orchestrator's probes could not be set up from `[orchestrator]`.
     #[error("orchestrator configuration")]
     Orchestrator(#[source] spark_orchestrator::probes::ProbeConfigError),
+    /// The inference host could not be started from `[nn]`.
     #[error("inference host ([nn])")]
     Nn(#[source] crate::control::nn::NnStartError),
+    /// The admin API token could not be read or made in the data directory.
     #[error("cannot read or make the admin token")]
     AdminToken {
+        /// Why the token file could not be read or written.
         #[source]
         source: spark_store::StoreError,
     },
+    /// A thread pool for guests of one priority class could not be started.
     #[error("cannot start the background executor")]
     Executor {
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A listener could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
+        /// The address from the manifest.
         addr: SocketAddr,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A listener's certificates could not be loaded.
     #[error("TLS for {listener}")]
     Tls {
+        /// The listener's setting: `node.listen` or `node.admin`.
         listener: &'static str,
+        /// What is wrong with the certificates.
         #[source]
         source: Box<crate::serve::tls::TlsError>,
     },
@@ -113,8 +133,11 @@ pub(crate) fn render_failures(failures: &[(String, BuildError)]) -> String {
 
 /// A node that is serving.
 pub struct RunningNode {
+    /// Address the public listener is bound to (the real port if `node.listen` gave 0).
     pub http_addr: SocketAddr,
+    /// Address the admin listener is bound to (the real port if `node.admin` gave 0).
     pub admin_addr: SocketAddr,
+    /// The Wasm runtime every module runs in.
     pub runtime: Runtime,
     snapshot: SharedSnapshot,
     shutdown: CancellationToken,

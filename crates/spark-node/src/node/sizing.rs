@@ -21,7 +21,7 @@ const FD_PER_MODULE: u64 = 2;
 
 /// The node's budgets.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sizing {
+pub(super) struct Sizing {
     /// The bound on running invocations' reservations plus connection memory.
     pub max_memory: u64,
     /// What running invocations may reserve together.
@@ -37,7 +37,7 @@ pub struct Sizing {
 }
 
 /// Divides `max_memory` (or a share of `machine_memory`) and the open-files limit.
-pub fn size(
+pub(super) fn size(
     node: &NodeSettings,
     machine_memory: Option<u64>,
     fd_limit: u64,

@@ -38,7 +38,7 @@ pub struct Placement {
 }
 
 /// Feeds guests' outbound round trips to the orchestrator's passive uplink probe.
-pub struct ObservedOutbound(pub spark_orchestrator::probes::OutboundLatency);
+pub(crate) struct ObservedOutbound(pub spark_orchestrator::probes::OutboundLatency);
 
 impl LatencySink for ObservedOutbound {
     fn record(&self, latency: Duration) {

@@ -7,7 +7,7 @@
 //! followed by one snapshot publication, so a node killed at any point restarts on the old
 //! state or the new one, and the data plane sees exactly one version per request.
 
-pub mod deploy;
-pub mod factory;
-pub mod fleet;
-pub mod startup;
+pub(crate) mod deploy;
+pub(crate) mod factory;
+pub(crate) mod fleet;
+pub(crate) mod startup;

@@ -51,13 +51,13 @@ pub enum ReleaseError {
 }
 
 /// A module of a release with its artifact digest.
-pub type ReleaseModules = Vec<(ModuleSpec, String)>;
+pub(crate) type ReleaseModules = Vec<(ModuleSpec, String)>;
 
 /// A rollout found in the store: its state, the canary release and that release's modules.
-pub type ResumedRollout = (Rollout, Release, ReleaseModules);
+pub(crate) type ResumedRollout = (Rollout, Release, ReleaseModules);
 
 /// What the node starts serving.
-pub struct StartupPlan {
+pub(crate) struct StartupPlan {
     /// The stable release and its modules.
     pub current: Release,
     pub modules: ReleaseModules,
@@ -66,7 +66,9 @@ pub struct StartupPlan {
 }
 
 /// The modules of a release: its manifest's specs, each pointed at the release's artifact.
-pub fn release_modules(release: &Release) -> Result<Vec<(ModuleSpec, String)>, ReleaseError> {
+pub(crate) fn release_modules(
+    release: &Release,
+) -> Result<Vec<(ModuleSpec, String)>, ReleaseError> {
     let name = format!("release {}", release.id.as_str());
     let manifest = Manifest::parse(&release.manifest, Path::new(&name))?;
     manifest
@@ -87,7 +89,7 @@ pub fn release_modules(release: &Release) -> Result<Vec<(ModuleSpec, String)>, R
 }
 
 /// Puts the manifest's component files into the store; returns each module with its digest.
-pub fn import(
+pub(crate) fn import(
     store: &Store,
     manifest: &Manifest,
 ) -> Result<Vec<(ModuleSpec, String)>, StartupError> {
@@ -121,7 +123,9 @@ pub fn import(
 }
 
 /// The release modules of `(spec, digest)` pairs.
-pub fn release_entries(modules: &[(ModuleSpec, String)]) -> Result<Vec<ReleaseModule>, StoreError> {
+pub(crate) fn release_entries(
+    modules: &[(ModuleSpec, String)],
+) -> Result<Vec<ReleaseModule>, StoreError> {
     modules
         .iter()
         .map(|(spec, digest)| {
@@ -134,7 +138,7 @@ pub fn release_entries(modules: &[(ModuleSpec, String)]) -> Result<Vec<ReleaseMo
 }
 
 /// The content part of the id a release of this manifest and these modules would get.
-pub fn content_hash(manifest: &str, modules: &[ReleaseModule]) -> String {
+pub(crate) fn content_hash(manifest: &str, modules: &[ReleaseModule]) -> String {
     let mut sorted = modules.to_vec();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     Digest::of(spark_store::canonical_json(manifest, &sorted).as_bytes())
@@ -148,7 +152,7 @@ pub fn content_hash(manifest: &str, modules: &[ReleaseModule]) -> String {
 /// since the last start. A restart with the file as it was keeps whatever was deployed since
 /// (through the API or a rollout), so a supervisor restarting `spark up spark.toml` never
 /// undoes a deploy. `now_ms` (the node's clock) stamps a release made from the file.
-pub fn plan(
+pub(crate) fn plan(
     store: &Arc<Store>,
     manifest: &Manifest,
     now_ms: u64,

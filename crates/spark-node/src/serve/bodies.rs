@@ -22,7 +22,7 @@ use spark_runtime::RequestBodyError;
 use super::connection::RequestGuard;
 
 /// A request body with a read timeout and a size limit.
-pub struct RequestBody {
+pub(crate) struct RequestBody {
     inner: Incoming,
     timeout: Duration,
     /// Armed while a read waits for the client.
@@ -33,7 +33,7 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, timeout: Duration) -> RequestBody {
+    pub(crate) fn new(inner: Incoming, timeout: Duration) -> RequestBody {
         RequestBody {
             inner,
             timeout,
@@ -45,13 +45,13 @@ impl RequestBody {
     }
 
     /// At most `limit` bytes may arrive.
-    pub fn limit(mut self, limit: u64) -> RequestBody {
+    pub(crate) fn limit(mut self, limit: u64) -> RequestBody {
         self.limit = limit;
         self
     }
 
     /// The length the client declared, if any.
-    pub fn declared_length(&self) -> Option<u64> {
+    pub(crate) fn declared_length(&self) -> Option<u64> {
         self.inner.size_hint().exact()
     }
 
@@ -117,18 +117,18 @@ impl Body for RequestBody {
 /// `Content-Length`, or an exact size hint) it has sent without asking for its end, so "sent
 /// everything it declared" counts as finished too.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     declared: Option<u64>,
     sent: u64,
 }
 
 impl Progress {
-    pub fn of<B: Body>(response: &http::Response<B>) -> Progress {
+    pub(crate) fn of<B: Body>(response: &http::Response<B>) -> Progress {
         Progress::declared(response.headers(), response.body())
     }
 
     /// From a response's headers and body.
-    pub fn declared(headers: &http::HeaderMap, body: &impl Body) -> Progress {
+    pub(crate) fn declared(headers: &http::HeaderMap, body: &impl Body) -> Progress {
         let header = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok());
@@ -138,14 +138,14 @@ impl Progress {
         }
     }
 
-    pub fn sent<D: bytes::Buf>(&mut self, frame: &Frame<D>) {
+    pub(crate) fn sent<D: bytes::Buf>(&mut self, frame: &Frame<D>) {
         if let Some(data) = frame.data_ref() {
             self.sent += data.remaining() as u64;
         }
     }
 
     /// Whether the body is complete, given whether it says it is at its end.
-    pub fn finished(&self, at_end: bool) -> bool {
+    pub(crate) fn finished(&self, at_end: bool) -> bool {
         at_end || self.declared.is_some_and(|n| self.sent >= n)
     }
 }
@@ -165,7 +165,10 @@ pin_project_lite::pin_project! {
 
 impl<B: Body> Outgoing<B> {
     /// The response with its body watched; `guard` keeps the request in flight until then.
-    pub fn wrap(response: http::Response<B>, guard: RequestGuard) -> http::Response<Outgoing<B>> {
+    pub(crate) fn wrap(
+        response: http::Response<B>,
+        guard: RequestGuard,
+    ) -> http::Response<Outgoing<B>> {
         let progress = Progress::of(&response);
         response.map(|body| Outgoing::new(body, guard, progress))
     }

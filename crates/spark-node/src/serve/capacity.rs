@@ -19,7 +19,7 @@ use spark_manifest::Priority;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// What one invocation of a module reserves of the node's memory: everything it may use.
-pub fn reservation(limits: &spark_manifest::Limits) -> u64 {
+pub(crate) fn reservation(limits: &spark_manifest::Limits) -> u64 {
     limits.memory.saturating_add(limits.host_memory)
 }
 

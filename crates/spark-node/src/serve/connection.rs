@@ -14,7 +14,6 @@
 //! `listener` only samples and acts.
 
 use std::io;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -63,14 +62,14 @@ impl CloseReason {
 
 /// What the watchdog decides about a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Keep,
     Close(CloseReason),
 }
 
 /// A connection's state at one instant, as [`verdict`] sees it. Times are since accept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Observed {
+pub(crate) struct Observed {
     pub now: Duration,
     /// Requests whose response is not finished yet.
     pub in_flight: u32,
@@ -93,7 +92,7 @@ pub struct Observed {
 }
 
 /// The rules, in one place.
-pub fn verdict(o: &Observed, limits: &ListenerLimits) -> Verdict {
+pub(crate) fn verdict(o: &Observed, limits: &ListenerLimits) -> Verdict {
     let since = |t: Duration| o.now.saturating_sub(t);
     if o.abusive {
         return Verdict::Close(CloseReason::ResetBudget);
@@ -126,9 +125,8 @@ pub fn verdict(o: &Observed, limits: &ListenerLimits) -> Verdict {
 }
 
 /// A shared view of one connection, updated by its stream, its requests and their bodies.
-pub struct Connection {
+pub(crate) struct Connection {
     accepted: Instant,
-    pub peer: IpAddr,
     in_flight: AtomicU32,
     requests: AtomicU64,
     /// Stamps are nanoseconds since accept plus one; zero means "none".
@@ -145,10 +143,9 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(peer: IpAddr, reset_budget: u32) -> Arc<Connection> {
+    pub(crate) fn new(reset_budget: u32) -> Arc<Connection> {
         Arc::new(Connection {
             accepted: Instant::now(),
-            peer,
             in_flight: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(1),
@@ -175,7 +172,7 @@ impl Connection {
     }
 
     /// The connection as the watchdog sees it now.
-    pub fn observe(&self) -> Observed {
+    pub(crate) fn observe(&self) -> Observed {
         let oldest_stall = {
             let mut stalls = self.stalls.lock().expect("stalls lock");
             stalls.retain(|w| w.strong_count() > 0);
@@ -199,7 +196,7 @@ impl Connection {
     }
 
     /// Marks the connection as HTTP/2 (from ALPN, or from the preface it sent).
-    pub fn set_h2(&self) {
+    pub(crate) fn set_h2(&self) {
         self.h2.store(true, Ordering::Relaxed);
     }
 
@@ -228,7 +225,7 @@ impl Connection {
     }
 
     /// A request's head arrived: it is in flight until the guard is dropped.
-    pub fn request(self: &Arc<Self>) -> RequestGuard {
+    pub(crate) fn request(self: &Arc<Self>) -> RequestGuard {
         self.requests.fetch_add(1, Ordering::AcqRel);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.first_byte.store(0, Ordering::Release);
@@ -239,7 +236,7 @@ impl Connection {
     }
 
     /// Watches a response body for stalls: the stamp is set while it waits to be polled.
-    pub fn watch_body(&self) -> Arc<AtomicU64> {
+    pub(crate) fn watch_body(&self) -> Arc<AtomicU64> {
         let watch = Arc::new(AtomicU64::new(0));
         self.stalls
             .lock()
@@ -266,17 +263,17 @@ impl Connection {
 
 /// A request in flight on a connection. Dropped before [`RequestGuard::complete`], the
 /// request counts as abandoned by the client (a reset stream or a close mid-request).
-pub struct RequestGuard {
+pub(crate) struct RequestGuard {
     conn: Arc<Connection>,
     complete: bool,
 }
 
 impl RequestGuard {
-    pub fn complete(&mut self) {
+    pub(crate) fn complete(&mut self) {
         self.complete = true;
     }
 
-    pub fn connection(&self) -> &Arc<Connection> {
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
         &self.conn
     }
 }
@@ -337,7 +334,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<IO> Watched<IO> {
-    pub fn new(io: IO, conn: Arc<Connection>) -> Watched<IO> {
+    pub(crate) fn new(io: IO, conn: Arc<Connection>) -> Watched<IO> {
         Watched { io, conn }
     }
 }
@@ -563,7 +560,7 @@ mod tests {
 
     #[tokio::test]
     async fn guards_keep_the_connection_busy_and_count_abandonment() {
-        let conn = Connection::new(IpAddr::from([127, 0, 0, 1]), 1);
+        let conn = Connection::new(1);
         let mut done = conn.request();
         assert_eq!(conn.observe().in_flight, 1);
         done.complete();

@@ -12,14 +12,14 @@
 //! privilege a node should not require.
 
 /// A runtime of its own for one class of guests.
-pub struct GuestExecutor {
+pub(crate) struct GuestExecutor {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
 }
 
 impl GuestExecutor {
     /// `threads` worker threads named `name`, at `nice` (0: unchanged).
-    pub fn start(name: &str, threads: usize, nice: i32) -> std::io::Result<GuestExecutor> {
+    pub(crate) fn start(name: &str, threads: usize, nice: i32) -> std::io::Result<GuestExecutor> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name(name)
@@ -33,7 +33,7 @@ impl GuestExecutor {
         })
     }
 
-    pub fn handle(&self) -> tokio::runtime::Handle {
+    pub(crate) fn handle(&self) -> tokio::runtime::Handle {
         self.handle.clone()
     }
 }

@@ -33,18 +33,18 @@ use super::snapshot::{ModuleSlot, SharedSnapshot};
 use crate::admin::metrics::SharedMetrics;
 
 /// Header carrying the part of the path below the matched route's prefix.
-pub const PATH_INFO_HEADER: &str = "spark-path-info";
+pub(crate) const PATH_INFO_HEADER: &str = "spark-path-info";
 /// Header carrying the route that matched (`/api/...`).
-pub const MATCHED_ROUTE_HEADER: &str = "spark-matched-route";
+pub(crate) const MATCHED_ROUTE_HEADER: &str = "spark-matched-route";
 
 /// Header on responses that waited for their module to be loaded: `load` (from the AOT
 /// cache), `shared` (another module had the same code in memory) or `compile`, then the
 /// milliseconds it cost, e.g. `load; 7.2ms`.
-pub const COLD_START_HEADER: &str = "spark-cold-start";
+pub(crate) const COLD_START_HEADER: &str = "spark-cold-start";
 
 /// Recorded for a request whose client went away before its response was complete (the
 /// status nginx uses for "client closed request").
-pub const CLIENT_CLOSED: u16 = 499;
+pub(crate) const CLIENT_CLOSED: u16 = 499;
 
 fn cold_start_value(cold: ColdStart) -> HeaderValue {
     let value = format!(
@@ -56,7 +56,7 @@ fn cold_start_value(cold: ColdStart) -> HeaderValue {
 }
 
 /// How a cold start got its code, as headers and metrics name it.
-pub fn cold_kind(cold: ColdStart) -> &'static str {
+pub(crate) fn cold_kind(cold: ColdStart) -> &'static str {
     match cold.source {
         spark_runtime::CodeSource::AotCache => "load",
         spark_runtime::CodeSource::Shared => "shared",
@@ -67,12 +67,12 @@ pub fn cold_kind(cold: ColdStart) -> &'static str {
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: u64 = 1;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response the node sends.
-pub type NodeBody = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type NodeBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Routes and invokes; shared by all connections.
-pub struct Front {
+pub(crate) struct Front {
     pub snapshot: SharedSnapshot,
     pub metrics: SharedMetrics,
     pub capacity: Arc<NodeCapacity>,
@@ -152,7 +152,10 @@ impl Refusal {
 
 impl Front {
     /// Serves one request. Never fails: every error is a response.
-    pub async fn handle(self: Arc<Self>, request: Request<RequestBody>) -> Response<NodeBody> {
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        request: Request<RequestBody>,
+    ) -> Response<NodeBody> {
         let started = Instant::now();
         let snapshot = self.snapshot.load_full();
         let Some((route, stable)) = snapshot.route(request.uri().path()) else {
@@ -256,7 +259,7 @@ impl Front {
 }
 
 /// A plain-text response from the node itself.
-pub fn text(status: StatusCode, message: &str) -> Response<NodeBody> {
+pub(crate) fn text(status: StatusCode, message: &str) -> Response<NodeBody> {
     let body = Full::new(Bytes::from(format!("{message}\n")))
         .map_err(|never| match never {})
         .boxed_unsync();

@@ -17,15 +17,19 @@ use crate::serve::snapshot::{ModuleSlot, SharedSnapshot};
 /// How a job run ended, as reported by the admin API.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct JobOutcome {
+    /// The module id.
     pub module: String,
+    /// `ok`, `failed`, `timeout`, `error`, or `skipped`/`shed` when it did not run.
     pub outcome: String,
+    /// How long the run took, in ms (0 if it did not run).
     pub millis: u64,
+    /// What went wrong, when the run failed.
     pub error: Option<String>,
 }
 
 /// Runs every scheduled module of the snapshot until `shutdown`, then waits up to `grace` for
 /// runs in progress.
-pub async fn run_schedules(
+pub(crate) async fn run_schedules(
     snapshot: SharedSnapshot,
     capacity: Arc<NodeCapacity>,
     shutdown: CancellationToken,
@@ -88,7 +92,7 @@ async fn schedule(
 
 /// Runs a job now unless a run is already in progress (then it reports `skipped`) or the node
 /// has no capacity left for its class (`shed`).
-pub async fn run_once(slot: &Arc<ModuleSlot>, capacity: &NodeCapacity) -> JobOutcome {
+pub(crate) async fn run_once(slot: &Arc<ModuleSlot>, capacity: &NodeCapacity) -> JobOutcome {
     let module = slot.id().to_owned();
     let Some(_ticket) = slot.admission.try_admit() else {
         slot.metrics.job_run("skipped", Duration::ZERO);

@@ -43,7 +43,7 @@ use super::front::NodeBody;
 use super::tls::TlsTerminator;
 
 /// What serves the requests of a listener.
-pub type Handler =
+pub(crate) type Handler =
     Arc<dyn Fn(Request<RequestBody>) -> BoxFuture<'static, Response<NodeBody>> + Send + Sync>;
 
 /// A request head may use this much of hyper's HTTP/1 read buffer (the default is 400 KiB:
@@ -65,7 +65,7 @@ const IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// Everything a listener needs besides its socket and handler.
 #[derive(Clone)]
-pub struct ListenerConfig {
+pub(crate) struct ListenerConfig {
     pub limits: ListenerLimits,
     pub tls: Option<Arc<TlsTerminator>>,
     /// Memory all connections together may use before new ones are refused.
@@ -108,7 +108,7 @@ impl ListenerStats {
 
 /// Accepts connections until `shutdown`, then gives open ones `grace` to finish their
 /// requests and closes the rest.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     handler: Handler,
     config: ListenerConfig,
@@ -202,7 +202,7 @@ impl Connected {
         // A fixed send buffer: what a client that stops reading can make the kernel (and the
         // guest feeding it) buffer is bounded, instead of growing with autotuning to 4 MiB.
         let _ = socket2::SockRef::from(&self.stream).set_send_buffer_size(SEND_BUFFER);
-        let conn = Connection::new(self.peer.ip(), limits.h2_reset_budget);
+        let conn = Connection::new(limits.h2_reset_budget);
         let io = match &self.config.tls {
             None => Either::Left(self.stream),
             Some(tls) => {
@@ -437,7 +437,7 @@ impl AcceptErrors {
 
 /// Raises the open-files soft limit to the hard limit and returns it: the connection caps
 /// must fit under it with room for the node's own files.
-pub fn raise_fd_limit() -> u64 {
+pub(crate) fn raise_fd_limit() -> u64 {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     if let Some(hard) = limit.maximum

@@ -12,17 +12,17 @@
 //! The decision worth knowing: nothing here waits on the control plane. The snapshot is
 //! swapped whole; the orchestrator's actuators are atomics this plane reads.
 
-pub mod admission;
-pub mod bodies;
-pub mod capacity;
-pub mod connection;
-pub mod executor;
-pub mod front;
-pub mod jobs;
-pub mod latency;
-pub mod listener;
-pub mod pacing;
-pub mod residency;
-pub mod snapshot;
-pub mod tls;
-pub mod versions;
+pub(crate) mod admission;
+pub(crate) mod bodies;
+pub(crate) mod capacity;
+pub(crate) mod connection;
+pub(crate) mod executor;
+pub(crate) mod front;
+pub(crate) mod jobs;
+pub(crate) mod latency;
+pub(crate) mod listener;
+pub(crate) mod pacing;
+pub(crate) mod residency;
+pub(crate) mod snapshot;
+pub(crate) mod tls;
+pub(crate) mod versions;

@@ -60,7 +60,7 @@ struct Loader {
 }
 
 /// What a module's trigger needs its component to export.
-pub fn expect(spec: &ModuleSpec) -> Expect {
+pub(crate) fn expect(spec: &ModuleSpec) -> Expect {
     match spec.trigger {
         Trigger::Http { .. } => Expect::Http,
         Trigger::Schedule { .. } => Expect::Job,
@@ -68,7 +68,7 @@ pub fn expect(spec: &ModuleSpec) -> Expect {
 }
 
 /// Reads artifact `digest` from the store (verified) and prepares it for `spec`.
-pub async fn prepare_artifact(
+pub(crate) async fn prepare_artifact(
     runtime: &Runtime,
     store: &Arc<Store>,
     digest: &str,

@@ -232,4 +232,4 @@ impl Snapshot {
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
 /// The published snapshot.
-pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+pub(crate) type SharedSnapshot = Arc<ArcSwap<Snapshot>>;

@@ -26,7 +26,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 /// How often certificate files are checked for changes.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 /// Why certificates could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ pub enum PemProblem {
 }
 
 /// A listener's TLS: the acceptor and the certificates behind it.
-pub struct TlsTerminator {
+pub(crate) struct TlsTerminator {
     acceptor: TlsAcceptor,
     certificates: Arc<Certificates>,
 }
@@ -87,7 +87,7 @@ impl std::fmt::Debug for TlsTerminator {
 
 impl TlsTerminator {
     /// Loads every certificate chain and key; errors name the file.
-    pub fn load(files: &[CertificateFiles]) -> Result<Arc<TlsTerminator>, TlsError> {
+    pub(crate) fn load(files: &[CertificateFiles]) -> Result<Arc<TlsTerminator>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let loaded = load_all(files, &provider)?;
         let certificates = Arc::new(Certificates {
@@ -109,7 +109,7 @@ impl TlsTerminator {
     }
 
     /// Runs the handshake; returns the stream and whether the client chose HTTP/2.
-    pub async fn accept(&self, tcp: TcpStream) -> io::Result<(TlsStream<TcpStream>, bool)> {
+    pub(crate) async fn accept(&self, tcp: TcpStream) -> io::Result<(TlsStream<TcpStream>, bool)> {
         let stream = self.acceptor.accept(tcp).await?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         Ok((stream, h2))
@@ -117,7 +117,7 @@ impl TlsTerminator {
 
     /// Re-reads the files if any changed since the last load. On failure the certificates in
     /// use stay. Returns whether new certificates were loaded.
-    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+    pub(crate) fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let certs = &self.certificates;
         let now = stamps(&certs.files);
         let mut seen = certs.stamps.lock().expect("stamps lock");
@@ -132,7 +132,7 @@ impl TlsTerminator {
     }
 
     /// Checks for changed files every `every` until `shutdown`.
-    pub async fn watch(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+    pub(crate) async fn watch(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(every) => {}

@@ -11,24 +11,24 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 
 /// Serves `body` after `delay` to every request on 127.0.0.1, until the test ends.
-pub async fn start(body: &'static str, delay: Duration) -> SocketAddr {
+pub(crate) async fn start(body: &'static str, delay: Duration) -> SocketAddr {
     start_on("127.0.0.1:0", body, delay).await.addr
 }
 
 /// A running upstream and the TCP connections it has accepted so far.
-pub struct Upstream {
+pub(crate) struct Upstream {
     pub addr: SocketAddr,
     connections: Arc<AtomicUsize>,
 }
 
 impl Upstream {
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
 }
 
 /// As [`start`], listening on `bind` (keep-alive on, connections counted).
-pub async fn start_on(bind: &str, body: &'static str, delay: Duration) -> Upstream {
+pub(crate) async fn start_on(bind: &str, body: &'static str, delay: Duration) -> Upstream {
     let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 /// The node's gauges that must all read zero once nothing is going on.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Gauges {
+pub(crate) struct Gauges {
     pub running: u32,
     pub queued: u32,
     pub guests: u64,
@@ -19,7 +19,7 @@ pub struct Gauges {
     pub node_memory: f64,
 }
 
-pub async fn gauges(node: &TestNode, module: &str) -> Gauges {
+pub(crate) async fn gauges(node: &TestNode, module: &str) -> Gauges {
     let slot = node
         .node
         .snapshot()
@@ -39,7 +39,7 @@ pub async fn gauges(node: &TestNode, module: &str) -> Gauges {
     }
 }
 
-pub const IDLE: Gauges = Gauges {
+pub(crate) const IDLE: Gauges = Gauges {
     running: 0,
     queued: 0,
     guests: 0,
@@ -48,7 +48,7 @@ pub const IDLE: Gauges = Gauges {
 };
 
 /// Waits until the module's gauges are all back to zero; the last reading if they are not.
-pub async fn settle(node: &TestNode, module: &str, within: Duration) -> Gauges {
+pub(crate) async fn settle(node: &TestNode, module: &str, within: Duration) -> Gauges {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let now = gauges(node, module).await;
@@ -60,7 +60,7 @@ pub async fn settle(node: &TestNode, module: &str, within: Duration) -> Gauges {
 }
 
 /// One series from the admin listener's metrics.
-pub async fn series(node: &TestNode, name: &str) -> f64 {
+pub(crate) async fn series(node: &TestNode, name: &str) -> f64 {
     let page = get(&node.admin_url("/metrics"))
         .await
         .expect("metrics")
@@ -69,12 +69,12 @@ pub async fn series(node: &TestNode, name: &str) -> f64 {
 }
 
 /// Sends raw bytes on a new connection to the node's public port.
-pub async fn raw(node: &TestNode, bytes: &[u8]) -> TcpStream {
+pub(crate) async fn raw(node: &TestNode, bytes: &[u8]) -> TcpStream {
     raw_from(node, [127, 0, 0, 1], bytes).await
 }
 
 /// As [`raw`], from a chosen loopback source address (127.0.0.0/8 all answers locally).
-pub async fn raw_from(node: &TestNode, from: [u8; 4], bytes: &[u8]) -> TcpStream {
+pub(crate) async fn raw_from(node: &TestNode, from: [u8; 4], bytes: &[u8]) -> TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket
         .bind(std::net::SocketAddr::from((from, 0)))
@@ -85,7 +85,7 @@ pub async fn raw_from(node: &TestNode, from: [u8; 4], bytes: &[u8]) -> TcpStream
 }
 
 /// Whether the node has closed `stream` (EOF or reset), waiting up to `within`.
-pub async fn closed_by_node(stream: &mut TcpStream, within: Duration) -> bool {
+pub(crate) async fn closed_by_node(stream: &mut TcpStream, within: Duration) -> bool {
     let mut buf = [0u8; 4096];
     let deadline = tokio::time::Instant::now() + within;
     loop {
@@ -99,7 +99,7 @@ pub async fn closed_by_node(stream: &mut TcpStream, within: Duration) -> bool {
 }
 
 /// An HTTP/2 connection (prior knowledge, no TLS) to the node's public port.
-pub async fn h2(node: &TestNode) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+pub(crate) async fn h2(node: &TestNode) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
     let stream = TcpStream::connect(node.node.http_addr)
         .await
         .expect("connect");
@@ -112,7 +112,7 @@ pub async fn h2(node: &TestNode) -> hyper::client::conn::http2::SendRequest<Empt
 }
 
 /// A GET for the node's public port.
-pub fn request(node: &TestNode, path: &str) -> http::Request<Empty<Bytes>> {
+pub(crate) fn request(node: &TestNode, path: &str) -> http::Request<Empty<Bytes>> {
     http::Request::get(node.url(path))
         .body(Empty::new())
         .expect("request")

@@ -16,9 +16,13 @@ use super::{Modes, PowerSignal};
 /// One change the policy made, when, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
+    /// The tick's time (Unix ms, the caller's clock).
     pub at_ms: u64,
+    /// What it applies to.
     pub scope: Scope,
+    /// What changed.
     pub change: Change,
+    /// Why.
     pub reason: Reason,
 }
 
@@ -36,9 +40,13 @@ pub enum Scope {
 /// A node-wide mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Critical modules under pressure: the background is throttled.
     Surge,
+    /// Memory pressure high: warm pools and background concurrency shrink.
     MemoryPressure,
+    /// Low battery: warm pools emptied, background paced.
     PowerSave,
+    /// Uplink round trip high: background outbound requests spaced out.
     UplinkSlow,
 }
 
@@ -46,40 +54,104 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// A mode switched on or off.
-    Mode { mode: Mode, active: bool },
+    Mode {
+        /// Which mode.
+        mode: Mode,
+        /// `true`: it started; `false`: it ended.
+        active: bool,
+    },
     /// A critical module's calm request rate was re-learned (req/s).
-    Baseline { from: f64, to: f64 },
+    Baseline {
+        /// The old baseline, requests/s.
+        from: f64,
+        /// The new one (the settled rate), requests/s.
+        to: f64,
+    },
     /// CPU share (`None`: unlimited).
-    CpuShare { from: Option<f64>, to: Option<f64> },
+    CpuShare {
+        /// Share before, a fraction (0..=1) of the node's CPU.
+        from: Option<f64>,
+        /// Share now, a fraction (0..=1) of the node's CPU.
+        to: Option<f64>,
+    },
     /// Admission caps: (concurrency, queue).
-    Admission { from: (u32, u32), to: (u32, u32) },
+    Admission {
+        /// Caps before.
+        from: (u32, u32),
+        /// Caps now.
+        to: (u32, u32),
+    },
     /// Ready instances the predictor may keep (`None`: its own judgement).
-    WarmLimit { from: Option<u32>, to: Option<u32> },
+    WarmLimit {
+        /// Limit before.
+        from: Option<u32>,
+        /// Limit now.
+        to: Option<u32>,
+    },
     /// Multiplier on a job's period.
-    JobPacing { from: f64, to: f64 },
+    JobPacing {
+        /// Multiplier before (1 = as configured).
+        from: f64,
+        /// Multiplier now.
+        to: f64,
+    },
     /// Minimum gap between outbound requests, ms.
-    OutboundGap { from_ms: u64, to_ms: u64 },
+    OutboundGap {
+        /// Gap before, ms (0 = none).
+        from_ms: u64,
+        /// Gap now, ms (0 = none).
+        to_ms: u64,
+    },
     /// Share of the predictor's memory budget it may use.
-    WarmBudget { from: f64, to: f64 },
+    WarmBudget {
+        /// Usable share before (0..=1).
+        from: f64,
+        /// Usable share now (0..=1): 1 minus the plan's `warm_pressure`.
+        to: f64,
+    },
     /// Inference on the CPU only, or on the best device again.
-    InferenceCpuOnly { cpu_only: bool },
+    InferenceCpuOnly {
+        /// `true`: CPU only; `false`: the best device again.
+        cpu_only: bool,
+    },
     /// An accelerator marked saturated (inference moves on), or no longer.
-    Saturation { backend: String, saturated: bool },
+    Saturation {
+        /// The accelerator backend's name.
+        backend: String,
+        /// `true`: marked saturated; `false`: cleared.
+        saturated: bool,
+    },
 }
 
 /// One sign of pressure at a critical module.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pressure {
+    /// Requests waiting right now.
     Queued(u32),
+    /// Requests refused by admission in the interval.
     Rejected(u64),
-    SlowP99 { p99_ms: f64, baseline_ms: f64 },
-    RateJump { rate: f64, baseline: f64 },
+    /// p99 above `surge_latency_factor` times its calm baseline.
+    SlowP99 {
+        /// The interval's p99, ms.
+        p99_ms: f64,
+        /// The calm p99 baseline, ms (at least 1).
+        baseline_ms: f64,
+    },
+    /// Request rate above `surge_rate_factor` times its calm baseline.
+    RateJump {
+        /// The interval's rate, requests/s.
+        rate: f64,
+        /// The calm rate, requests/s (at least 1).
+        baseline: f64,
+    },
 }
 
 /// A critical module under pressure and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModulePressure {
+    /// The critical module's id.
     pub module: String,
+    /// Its signs, in the order queued, rejected, slow p99, rate jump.
     pub signs: Vec<Pressure>,
 }
 
@@ -90,23 +162,36 @@ pub enum Reason {
     CriticalPressure(Vec<ModulePressure>),
     /// Critical load back to its baseline with nothing queued (a surge ended).
     SurgeOver,
+    /// Memory pressure reached its high mark (memory-pressure mode started).
     MemoryHigh {
+        /// The pressure seen (0..=1).
         pressure: f64,
+        /// The configured high mark (0..=1).
         high: f64,
     },
+    /// Memory pressure at or below its low mark, or unknown (the mode ended).
     MemoryRelieved,
+    /// Discharging at or below the low battery mark (power save started).
     BatteryLow {
+        /// The power signal seen.
         power: PowerSignal,
+        /// The configured low mark, percent.
         low_percent: f64,
     },
+    /// On mains, charging, or charged to the ok mark (power save ended).
     PowerBack,
+    /// Uplink round trip at or above its slow mark (slow-uplink mode started).
     UplinkSlow {
+        /// The round trip seen, ms.
         latency_ms: f64,
+        /// The configured slow mark, ms.
         slow_ms: f64,
     },
+    /// Uplink round trip at or below its ok mark, or unknown (the mode ended).
     UplinkBack,
     /// A surge steady without pressure for this many intervals: the new normal.
     Settled {
+        /// The configured `settle_ticks`.
         ticks: u32,
     },
     /// The modes in force (a module's allowances follow them).
@@ -115,7 +200,9 @@ pub enum Reason {
     PowerSave(bool),
     /// Inferences in flight on an accelerator against the saturation limit.
     InFlight {
+        /// Inferences in flight on the backend now.
         in_flight: u32,
+        /// The configured saturation limit.
         limit: u32,
     },
 }
@@ -284,9 +371,13 @@ fn limit(l: Option<u32>) -> String {
 /// A decision as text, the way the admin API serves it and `spark status` reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionText {
+    /// The tick's time (Unix ms).
     pub at_ms: u64,
+    /// `node`, `nn` or a module id.
     pub scope: String,
+    /// The change as a sentence (`cpu share unlimited -> 10%`).
     pub change: String,
+    /// The reason as a sentence.
     pub reason: String,
 }
 

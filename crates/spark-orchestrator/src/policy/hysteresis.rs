@@ -4,8 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A switch that flips only after enough consecutive ticks of its on- or off-condition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hysteresis {
+    /// Whether the switch is on.
     pub active: bool,
     streak: u32,
 }

@@ -40,6 +40,7 @@ pub struct NodeSignals {
     pub cpu_utilisation: Option<f64>,
     /// Memory pressure in 0..=1, if known.
     pub memory_pressure: Option<f64>,
+    /// Mains, or battery with its charge.
     pub power: PowerSignal,
     /// Worst recent round trip to the configured upstreams (or observed outbound), if known.
     pub uplink_latency_ms: Option<f64>,
@@ -61,35 +62,48 @@ impl Default for NodeSignals {
     }
 }
 
+/// Where the node's power comes from, as the policy sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum PowerSignal {
+    /// External power, or no readable battery.
     Mains,
-    Battery { percent: f64, charging: bool },
+    /// On a battery.
+    Battery {
+        /// Charge, 0..=100 percent.
+        percent: f64,
+        /// External power is connected (power save does not start, or ends).
+        charging: bool,
+    },
 }
 
 /// One module over the last interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleObservation {
+    /// The module's id.
     pub id: String,
+    /// Its priority class from the manifest.
     pub priority: Priority,
+    /// Relative CPU weight within its priority class (1..=1000).
     pub weight: u32,
     /// A scheduled job rather than an HTTP module.
     pub job: bool,
-    /// Configured concurrency and queue (the caps the plan never exceeds).
+    /// Configured concurrency: invocations at once (a cap the plan never exceeds).
     pub concurrency: u32,
+    /// Configured queue: requests that may wait (a cap the plan never exceeds).
     pub queue: u32,
     /// Requests completed (or job runs) in the interval.
     pub requests: u64,
     /// Requests refused by admission in the interval.
     pub rejected: u64,
-    /// Waiting and running right now.
+    /// Requests waiting right now.
     pub queued: u32,
+    /// Invocations running right now.
     pub in_flight: u32,
     /// Guest CPU seconds used in the interval.
     pub cpu_seconds: f64,
     /// p99 latency of requests completed in the interval, if any.
     pub p99_ms: Option<f64>,
-    /// Length of the interval.
+    /// Length of the interval, seconds.
     pub window_secs: f64,
 }
 
@@ -109,7 +123,10 @@ pub struct PolicyConfig {
     /// CPU share (of the whole node) background modules keep even during a surge, split
     /// among them by weight.
     pub background_min_share: f64,
+    /// Consecutive ticks of critical pressure or a rate jump before a surge starts.
     pub surge_enter_ticks: u32,
+    /// Consecutive calm ticks (no queueing or refusals, rate near baseline) before a surge
+    /// ends.
     pub surge_exit_ticks: u32,
     /// Critical request rate over its calm baseline that counts as a surge.
     pub surge_rate_factor: f64,
@@ -117,31 +134,36 @@ pub struct PolicyConfig {
     pub calm_rate_factor: f64,
     /// Critical p99 over its calm baseline that counts as pressure.
     pub surge_latency_factor: f64,
-    /// Memory pressure (0..=1) that enters / leaves the memory-pressure mode.
+    /// Memory pressure (0..=1) at or above which the memory-pressure mode starts.
     pub memory_high: f64,
+    /// Memory pressure (0..=1) at or below which it ends (unknown pressure counts as low).
     pub memory_low: f64,
-    /// Battery percentage at or below which (discharging) the node saves power, and at or
-    /// above which it stops.
+    /// Battery percentage at or below which (discharging) the node saves power.
     pub battery_low_percent: f64,
+    /// Battery percentage at or above which (or once charging) power save ends.
     pub battery_ok_percent: f64,
-    /// Uplink round trip that makes the uplink slow / fine again.
+    /// Uplink round trip (ms) at or above which the uplink is slow.
     pub uplink_slow_ms: f64,
+    /// Uplink round trip (ms) at or below which it is fine again (unknown counts as fine).
     pub uplink_ok_ms: f64,
     /// How much longer background job periods get in power-save mode.
     pub power_save_job_pacing: f64,
-    /// Minimum gap between outbound requests of a background module on a slow uplink.
+    /// Minimum gap between outbound requests of a background module on a slow uplink, ms.
     pub slow_uplink_outbound_interval_ms: u64,
-    /// Ticks a mode needs to switch on (memory, power, uplink) and off.
+    /// Consecutive ticks a mode (memory, power, uplink) needs to switch on.
     pub enter_ticks: u32,
+    /// Consecutive ticks such a mode needs to switch off.
     pub exit_ticks: u32,
     /// Smoothing of the calm baselines (weight of the newest interval).
     pub baseline_alpha: f64,
     /// Intervals of pressure-free, steady load after which a surge's rate becomes the baseline.
     pub settle_ticks: u32,
-    /// Share of the predictor's memory budget given back under memory pressure, and in power
-    /// save (the larger applies when both are on).
+    /// Share (0..=1) of the predictor's memory budget given back under memory pressure (with
+    /// power save on too, the larger of the two applies).
     pub memory_pressure_warm_release: f64,
+    /// Share (0..=1) of the predictor's memory budget given back in power save.
     pub power_save_warm_release: f64,
+    /// How the inference host is steered.
     pub inference: InferenceConfig,
 }
 
@@ -187,9 +209,13 @@ impl Default for PolicyConfig {
 /// What the policy remembers between ticks.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PolicyState {
+    /// The surge mode's switch.
     pub surge: Hysteresis,
+    /// The memory-pressure mode's switch.
     pub memory: Hysteresis,
+    /// The power-save mode's switch.
     pub power_save: Hysteresis,
+    /// The slow-uplink mode's switch.
     pub uplink: Hysteresis,
     /// Calm-period baselines of critical modules.
     pub baselines: BTreeMap<String, Baseline>,
@@ -200,32 +226,45 @@ pub struct PolicyState {
 /// A critical module's calm behaviour.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
+    /// Calm request rate (requests/s), smoothed by `baseline_alpha`.
     pub rate: f64,
+    /// Calm p99 latency (ms), smoothed the same way; 0 until one is seen.
     pub p99_ms: f64,
+    /// Calm intervals learned from; rate and latency jumps count from the third.
     pub samples: u32,
-    /// During a surge: the rate the load has been steady at, and for how many intervals.
+    /// During a surge: the rate (requests/s) the load has been steady at.
     pub settling_rate: f64,
+    /// Consecutive pressure-free surge intervals within 25% of `settling_rate`.
     pub settled_ticks: u32,
 }
 
 /// Node-wide modes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Modes {
+    /// Critical modules under pressure: background modules get a CPU share, a quarter of
+    /// their concurrency and no queue.
     pub surge: bool,
+    /// Memory pressure high: background warm pools emptied and concurrency halved, normal
+    /// ones kept to one warm instance.
     pub memory_pressure: bool,
+    /// Low battery: non-critical warm pools emptied, background CPU capped and jobs paced.
     pub power_save: bool,
+    /// Uplink slow: background outbound requests spaced out.
     pub uplink_slow: bool,
 }
 
 /// What the node should do now.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The node-wide modes in force.
     pub modes: Modes,
+    /// Each observed module's allowances, by module id.
     pub modules: BTreeMap<String, ModulePlan>,
     /// Share of the predictor's memory budget it must give back, in `[0, 1]` (memory gets
     /// dearer in proportion; see `spark_predict::live::WarmthPlanner::plan`).
     #[serde(default)]
     pub warm_pressure: f64,
+    /// Where inference may run.
     #[serde(default)]
     pub inference: InferencePlan,
 }

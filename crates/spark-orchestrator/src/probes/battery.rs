@@ -22,14 +22,21 @@ pub enum PowerSource {
     Mains,
     /// A battery: mean capacity of the system batteries, and whether external power is
     /// connected (an adapter reports `online`, or a battery reports `Charging`).
-    Battery { percent: f64, charging: bool },
+    Battery {
+        /// Mean capacity of the system batteries, 0..=100 percent.
+        percent: f64,
+        /// External power is connected.
+        charging: bool,
+    },
 }
 
 /// What the battery probe saw in one sample.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Power {
+    /// Mains or battery.
     pub source: PowerSource,
+    /// How the battery probe fared.
     pub health: ProbeHealth,
 }
 
@@ -48,6 +55,7 @@ struct Supplies {
 }
 
 impl BatteryProbe {
+    /// A probe of the supplies under `root` ("/" in production).
     pub fn new(root: &Path) -> BatteryProbe {
         BatteryProbe {
             dir: root.join("sys/class/power_supply"),
@@ -55,6 +63,7 @@ impl BatteryProbe {
         }
     }
 
+    /// Reads every supply once; never fails (unreadable sources degrade `health`).
     pub fn sample(&mut self) -> Power {
         let mut reader = Reader::default();
         let mut supplies = Supplies::default();

@@ -33,6 +33,7 @@ pub struct CpuReading {
     pub cgroup_utilisation: Option<f64>,
     /// CPU pressure: `some avg10`, percent of time some task waited for a CPU.
     pub psi_some_avg10: Option<f64>,
+    /// How the CPU probe fared.
     pub health: ProbeHealth,
 }
 
@@ -71,6 +72,7 @@ struct Stat {
 }
 
 impl CpuProbe {
+    /// A probe reading under `root` ("/" in production); its first sample has no utilisation.
     pub fn new(root: &Path) -> CpuProbe {
         CpuProbe {
             root: root.to_path_buf(),

@@ -24,10 +24,12 @@ pub enum ProbeHealth {
 }
 
 impl ProbeHealth {
+    /// Whether every source was read and understood.
     pub fn is_ok(&self) -> bool {
         matches!(self, ProbeHealth::Ok)
     }
 
+    /// Whether some source failed (not sampled yet is neither ok nor degraded).
     pub fn is_degraded(&self) -> bool {
         matches!(self, ProbeHealth::Degraded(_))
     }
@@ -42,7 +44,7 @@ pub(crate) struct Fault {
 }
 
 impl Fault {
-    pub fn new(source: impl Into<String>, reason: impl Into<String>) -> Fault {
+    pub(super) fn new(source: impl Into<String>, reason: impl Into<String>) -> Fault {
         Fault {
             source: source.into(),
             reason: reason.into(),
@@ -59,7 +61,7 @@ pub(crate) struct HealthLog {
 }
 
 impl HealthLog {
-    pub fn new(probe: &'static str) -> HealthLog {
+    pub(super) fn new(probe: &'static str) -> HealthLog {
         HealthLog {
             probe,
             failing: BTreeSet::new(),
@@ -68,7 +70,7 @@ impl HealthLog {
     }
 
     /// Records this sample's faults, logs what changed, and returns the probe's health.
-    pub fn update(&mut self, faults: &[Fault]) -> ProbeHealth {
+    pub(super) fn update(&mut self, faults: &[Fault]) -> ProbeHealth {
         let now: BTreeSet<String> = faults.iter().map(|f| f.source.clone()).collect();
         for fault in faults.iter().filter(|f| !self.failing.contains(&f.source)) {
             tracing::warn!(
@@ -90,7 +92,7 @@ impl HealthLog {
     }
 
     /// The health reported by the last update.
-    pub fn current(&self) -> ProbeHealth {
+    pub(super) fn current(&self) -> ProbeHealth {
         self.last.clone()
     }
 }

@@ -40,6 +40,7 @@ pub struct MemoryReading {
     pub cgroup_inactive_file_bytes: Option<u64>,
     /// cgroup v2 `memory.pressure`.
     pub cgroup_psi: Option<Psi>,
+    /// How the memory probe fared.
     pub health: ProbeHealth,
 }
 
@@ -96,6 +97,7 @@ pub struct MemoryProbe {
 }
 
 impl MemoryProbe {
+    /// A probe reading under `root` ("/" in production).
     pub fn new(root: &Path) -> MemoryProbe {
         MemoryProbe {
             root: root.to_path_buf(),
@@ -104,6 +106,8 @@ impl MemoryProbe {
         }
     }
 
+    /// Reads PSI, `/proc/meminfo` and the cgroup's memory files once; never fails (unreadable
+    /// sources degrade `health`).
     pub fn sample(&mut self) -> MemoryReading {
         let mut reader = Reader::default();
         let psi = reader.expected(&self.root.join("proc/pressure/memory"), NO_PSI, parse_psi);

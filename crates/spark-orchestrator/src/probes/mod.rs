@@ -53,9 +53,13 @@ pub const DEFAULT_NETWORK_EVERY: Duration = Duration::from_secs(2);
 pub struct Telemetry {
     /// The caller's clock when the sample was taken, ms.
     pub at_ms: u64,
+    /// What the CPU probe read.
     pub cpu: CpuReading,
+    /// What the memory probe read.
     pub memory: MemoryReading,
+    /// What the battery probe read.
     pub power: Power,
+    /// Upstream round trips and outbound latency.
     pub network: NetworkReading,
 }
 
@@ -86,10 +90,13 @@ impl Default for ProbeConfig {
 /// A probe configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeConfigError {
+    /// An upstream entry that does not parse.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The same upstream entry twice (readings are named by the entry).
     #[error("upstream {0:?} is listed twice")]
     DuplicateUpstream(String),
+    /// A `probe_timeout` of zero.
     #[error("probe_timeout must be more than zero")]
     ZeroTimeout,
 }

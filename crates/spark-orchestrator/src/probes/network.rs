@@ -23,15 +23,19 @@ const MAX_STATUS_LINE: usize = 1024;
 /// Why one active measurement produced no round trip.
 #[derive(Debug, thiserror::Error)]
 pub enum MeasureError {
+    /// No round trip within the probe timeout (the limit given).
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The TCP connect failed (name not resolved, refused, unreachable).
     #[error("connect failed")]
     Connect(#[source] std::io::Error),
+    /// Writing the `HEAD` request or reading the status line failed.
     #[error("request failed")]
     Io(#[source] std::io::Error),
     /// What was wrong with the answer (not an HTTP/1.x status line, ...).
     #[error("bad response: {0}")]
     BadResponse(String),
+    /// The measuring task panicked or was cancelled.
     #[error("probe task failed")]
     Task(#[source] tokio::task::JoinError),
 }
@@ -46,6 +50,7 @@ pub struct UpstreamReading {
     pub last_rtt_ms: Option<f64>,
     /// Smoothed round trip over successful measurements.
     pub ewma_ms: Option<f64>,
+    /// Failed measurements in a row (0 after a success).
     pub consecutive_failures: u32,
     /// HTTP status of the latest successful `HEAD` (any status counts as an answer).
     pub last_status: Option<u16>,
@@ -57,7 +62,9 @@ pub struct UpstreamReading {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NetworkReading {
+    /// Each configured upstream, in config order.
     pub upstreams: Vec<UpstreamReading>,
+    /// Latency of guests' outbound requests since the previous sample.
     pub outbound: OutboundReading,
     /// Degraded while any upstream's latest measurement failed.
     pub health: ProbeHealth,
@@ -73,6 +80,7 @@ pub struct NetworkProbe {
 }
 
 impl NetworkProbe {
+    /// A probe of `upstreams`, each measurement limited to `timeout`; nothing measured yet.
     pub fn new(upstreams: Vec<Upstream>, timeout: Duration) -> NetworkProbe {
         let upstreams = upstreams
             .into_iter()
@@ -157,7 +165,7 @@ fn update(reading: &mut UpstreamReading, result: Result<(Duration, Option<u16>),
 }
 
 /// Folds `value` into an exponentially weighted mean; the first value is taken as is.
-pub fn ewma(previous: Option<f64>, value: f64, alpha: f64) -> f64 {
+pub(super) fn ewma(previous: Option<f64>, value: f64, alpha: f64) -> f64 {
     previous.map_or(value, |p| p + alpha * (value - p))
 }
 

@@ -80,11 +80,11 @@ pub(crate) struct OutboundProbe {
 }
 
 impl OutboundProbe {
-    pub fn handle(&self) -> OutboundLatency {
+    pub(super) fn handle(&self) -> OutboundLatency {
         self.handle.clone()
     }
 
-    pub fn sample(&mut self) -> OutboundReading {
+    pub(super) fn sample(&mut self) -> OutboundReading {
         let (mut micros, count) = self.handle.drain();
         let p90_ms = p90(&mut micros).map(|us| us as f64 / 1000.0);
         if let Some(p90) = p90_ms {

@@ -13,21 +13,27 @@ use super::source::Garbled;
 /// 10 s, 60 s and 300 s, and the total stall time in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct PsiLine {
+    /// Percent of wall time stalled over the last 10 s (0..=100).
     pub avg10: f64,
+    /// Percent of wall time stalled over the last 60 s (0..=100).
     pub avg60: f64,
+    /// Percent of wall time stalled over the last 300 s (0..=100).
     pub avg300: f64,
+    /// Total stall time, µs (a counter that only grows).
     pub total_us: u64,
 }
 
 /// A whole PSI file. `full` is absent from CPU pressure before Linux 5.13.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Psi {
+    /// Time at least one task was stalled.
     pub some: PsiLine,
+    /// Time all non-idle tasks were stalled at once.
     pub full: Option<PsiLine>,
 }
 
 /// Parses a PSI file; the `some` line is required.
-pub fn parse_psi(text: &str) -> Result<Psi, Garbled> {
+pub(super) fn parse_psi(text: &str) -> Result<Psi, Garbled> {
     let mut some = None;
     let mut full = None;
     for line in text.lines() {

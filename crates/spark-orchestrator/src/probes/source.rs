@@ -13,7 +13,7 @@ use super::health::Fault;
 /// Why a source yielded nothing. A fault's reason is its whole chain ("unreadable: Permission
 /// denied (os error 13)", "garbled: no `some` line").
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub(super) enum SourceError {
     #[error("missing")]
     Missing,
     #[error("unreadable")]
@@ -24,7 +24,7 @@ pub enum SourceError {
 
 /// What is wrong with a source's text, in words a person can check against the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Garbled {
+pub(super) enum Garbled {
     #[error("not UTF-8 text")]
     NotText,
     /// A line or field the format requires is absent (the message names it).
@@ -51,7 +51,7 @@ pub enum Garbled {
 
 impl Garbled {
     /// This problem, found in `line`.
-    pub fn in_line(self, line: &str) -> Garbled {
+    pub(super) fn in_line(self, line: &str) -> Garbled {
         Garbled::InLine {
             problem: Box::new(self),
             line: line.to_owned(),
@@ -67,7 +67,7 @@ impl Garbled {
 }
 
 /// Reads a whole file; a missing file (or a missing parent directory) is [`SourceError::Missing`].
-pub fn read_text(path: &Path) -> Result<String, SourceError> {
+pub(super) fn read_text(path: &Path) -> Result<String, SourceError> {
     std::fs::read_to_string(path).map_err(|e| match e.kind() {
         ErrorKind::NotFound | ErrorKind::NotADirectory => SourceError::Missing,
         ErrorKind::InvalidData => SourceError::Garbled(Garbled::NotText),
@@ -76,7 +76,7 @@ pub fn read_text(path: &Path) -> Result<String, SourceError> {
 }
 
 /// Parses a file holding one number (sysfs and cgroup style), e.g. `57\n`.
-pub fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T, Garbled> {
+pub(super) fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T, Garbled> {
     let word = text.trim();
     word.parse().map_err(|_| Garbled::NotANumber {
         found: word.to_owned(),
@@ -91,7 +91,7 @@ pub(crate) struct Reader {
 
 impl Reader {
     /// Reads and parses a source whose absence is a fault; `missing` explains the absence.
-    pub fn expected<T>(
+    pub(super) fn expected<T>(
         &mut self,
         path: &Path,
         missing: &str,
@@ -104,7 +104,7 @@ impl Reader {
     }
 
     /// Reads and parses a source whose absence is a normal answer (`None`, no fault).
-    pub fn optional<T>(
+    pub(super) fn optional<T>(
         &mut self,
         path: &Path,
         parse: impl FnOnce(&str) -> Result<T, Garbled>,
@@ -116,13 +116,13 @@ impl Reader {
     }
 
     /// Records a fault found by the probe itself (e.g. counters that went backwards).
-    pub fn fail<T>(&mut self, path: &Path, reason: String) -> Option<T> {
+    pub(super) fn fail<T>(&mut self, path: &Path, reason: String) -> Option<T> {
         self.faults
             .push(Fault::new(path.display().to_string(), reason));
         None
     }
 
-    pub fn into_faults(self) -> Vec<Fault> {
+    pub(super) fn into_faults(self) -> Vec<Fault> {
         self.faults
     }
 
@@ -147,7 +147,7 @@ impl Reader {
 /// unified (`0::`) entry of `<root>/proc/self/cgroup`. Falls back to the hierarchy's root
 /// when that file is absent, the path escapes the namespace (`/..`) or the directory is
 /// missing, which is what a container with its own cgroup namespace sees anyway.
-pub fn cgroup_dir(root: &Path) -> PathBuf {
+pub(super) fn cgroup_dir(root: &Path) -> PathBuf {
     let base = root.join("sys/fs/cgroup");
     let own = read_text(&root.join("proc/self/cgroup"))
         .ok()

@@ -12,12 +12,21 @@ use std::net::Ipv6Addr;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// Round trip of a TCP connect.
-    Tcp { host: String, port: u16 },
+    Tcp {
+        /// Name or IP address to connect to (IPv6 without brackets).
+        host: String,
+        /// TCP port (443 for `https` without one).
+        port: u16,
+    },
     /// Round trip of connect + `HEAD path` until the status line arrives.
     Http {
+        /// Name or IP address to connect to (IPv6 without brackets).
         host: String,
+        /// TCP port (80 by default).
         port: u16,
+        /// The `Host` header: the authority as written (`[::1]:8080`).
         host_header: String,
+        /// Request path with any query (`/` by default).
         path: String,
     },
 }
@@ -25,7 +34,9 @@ pub enum Target {
 /// A named upstream; the name is the config string as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
+    /// The config string as written; it names the upstream's readings.
     pub name: String,
+    /// What to measure.
     pub target: Target,
 }
 
@@ -33,42 +44,69 @@ pub struct Upstream {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("upstream {entry:?}: {reason}")]
 pub struct UpstreamError {
+    /// The config entry as written.
     pub entry: String,
+    /// What is wrong with it.
     pub reason: UpstreamProblem,
 }
 
 /// What is wrong with an upstream entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamProblem {
+    /// Whitespace or control characters, which could smuggle bytes into the request.
     #[error("contains whitespace or control characters")]
     Unsafe,
+    /// No `scheme://`.
     #[error("{FORMS}")]
     Form,
+    /// A scheme other than `tcp`, `http` or `https`.
     #[error("unknown scheme {scheme:?}; {FORMS}")]
-    Scheme { scheme: String },
+    Scheme {
+        /// The scheme, lowercased.
+        scheme: String,
+    },
+    /// A `user@` part in the authority.
     #[error("credentials in upstream addresses are not supported")]
     Credentials,
+    /// A `tcp://` entry with a path.
     #[error("a tcp upstream takes no path")]
     TcpPath,
+    /// A `tcp://` entry without a port.
     #[error("a tcp upstream needs a port")]
     TcpPort,
+    /// A `[` in the host without its `]`.
     #[error("unclosed '[' in host")]
     UnclosedBracket,
+    /// Brackets around something that is not an IPv6 address.
     #[error("bad IPv6 address {text:?}")]
-    Ipv6 { text: String },
+    Ipv6 {
+        /// What was between the brackets.
+        text: String,
+    },
+    /// Something other than `:port` after `]`.
     #[error("junk after ']'")]
     AfterBracket,
+    /// An empty host.
     #[error("no host")]
     NoHost,
+    /// A host with characters other than letters, digits, `.`, `-`, `_` and `:`.
     #[error("bad host {host:?}")]
-    Host { host: String },
+    Host {
+        /// The host as written.
+        host: String,
+    },
+    /// A port that is not a number in 1..=65535.
     #[error("bad port {port:?} (1..=65535)")]
-    Port { port: String },
+    Port {
+        /// The port as written.
+        port: String,
+    },
 }
 
 const FORMS: &str = "expected tcp://host:port, http://host[:port][/path] or https://host[:port]";
 
 impl Upstream {
+    /// Parses and validates one config entry.
     pub fn parse(entry: &str) -> Result<Upstream, UpstreamError> {
         let error = |reason| UpstreamError {
             entry: entry.to_string(),

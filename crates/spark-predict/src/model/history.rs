@@ -11,11 +11,11 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 /// How far back the history reaches (minutes): one week, enough for time-of-day profiles.
-pub const HISTORY_SPAN_MIN: u64 = 7 * 1440;
+pub(super) const HISTORY_SPAN_MIN: u64 = 7 * 1440;
 /// At most this many non-empty minutes are kept (the oldest go first).
-pub const HISTORY_MAX_MINUTES: usize = 4096;
+pub(super) const HISTORY_MAX_MINUTES: usize = 4096;
 /// Version of the snapshot format.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub(super) const SNAPSHOT_VERSION: u32 = 1;
 
 /// What a node persists per module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

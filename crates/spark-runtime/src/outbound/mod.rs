@@ -85,6 +85,8 @@ pub struct OutboundPacing {
 }
 
 impl OutboundPacing {
+    /// Sets the minimum gap between the module's outbound requests, kept in whole milliseconds
+    /// (zero: no spacing). Applies from the next request.
     pub fn set_gap(&self, gap: Duration) {
         self.gap_ms.store(
             u64::try_from(gap.as_millis()).unwrap_or(u64::MAX),
@@ -92,6 +94,7 @@ impl OutboundPacing {
         );
     }
 
+    /// The gap in force, in whole milliseconds.
     pub fn gap(&self) -> Duration {
         Duration::from_millis(self.gap_ms.load(Ordering::Relaxed))
     }

@@ -56,6 +56,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The digest of `bytes`.
 pub fn digest(bytes: &[u8]) -> Digest {
     Digest::of(bytes)
 }

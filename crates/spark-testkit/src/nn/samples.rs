@@ -18,8 +18,11 @@ pub const INPUT_SHAPE: [u32; 4] = [1, 3, 48, 192];
 /// An RGB image, 8 bits per channel, rows top to bottom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
+    /// Pixels per row.
     pub width: usize,
+    /// Rows.
     pub height: usize,
+    /// `width * height * 3` bytes, R, G, B per pixel.
     pub rgb: Vec<u8>,
 }
 

@@ -14,7 +14,7 @@ use spark_manifest::{ComponentRef, Manifest};
 use super::Target;
 
 #[derive(Debug, clap::Args)]
-pub struct DeployArgs {
+pub(super) struct DeployArgs {
     /// The manifest to deploy (its component files are uploaded).
     manifest: PathBuf,
     #[command(flatten)]
@@ -42,7 +42,7 @@ pub struct DeployArgs {
     timeout: u64,
 }
 
-pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
     let spec = canary_spec(&args)?;
     let fleet = args.target.connect().await?;

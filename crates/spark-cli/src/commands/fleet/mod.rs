@@ -9,7 +9,7 @@ use anyhow::Context;
 use spark_fleet::{Fleet, FleetConfig};
 
 #[derive(Debug, clap::Args)]
-pub struct FleetArgs {
+pub(crate) struct FleetArgs {
     #[command(subcommand)]
     command: FleetCommand,
 }
@@ -26,7 +26,7 @@ enum FleetCommand {
 
 /// Where the fleet is, and which application.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Target {
+pub(super) struct Target {
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "SPARK_NATS", default_value = "nats://127.0.0.1:4222")]
     nats: String,
@@ -44,7 +44,7 @@ impl Target {
     }
 }
 
-pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: FleetArgs) -> anyhow::Result<()> {
     match args.command {
         FleetCommand::Deploy(args) => deploy::run(args).await,
         FleetCommand::Status(args) => status::run(args).await,

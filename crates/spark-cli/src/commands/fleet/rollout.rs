@@ -8,7 +8,7 @@ use super::Target;
 use super::status::{print_app, stage_label};
 
 #[derive(Debug, clap::Args)]
-pub struct RolloutArgs {
+pub(super) struct RolloutArgs {
     #[command(subcommand)]
     action: Action,
 }
@@ -26,7 +26,7 @@ enum Action {
 /// A person's change to the rollout (`plan::promote` or `plan::rollback`).
 type Steer = fn(&plan::FleetRollout, &str) -> Option<plan::FleetRollout>;
 
-pub async fn run(args: RolloutArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: RolloutArgs) -> anyhow::Result<()> {
     let (target, action): (&Target, Steer) = match &args.action {
         Action::Status(target) => return status(target).await,
         Action::Promote(target) => (target, plan::promote),

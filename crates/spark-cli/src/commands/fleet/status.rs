@@ -6,7 +6,7 @@ use spark_fleet::{DesiredApp, NodeReport};
 use super::Target;
 
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {
+pub(super) struct StatusArgs {
     #[command(flatten)]
     target: Target,
     /// Print JSON (`{"apps": [...], "nodes": [...]}`) instead of tables.
@@ -14,7 +14,7 @@ pub struct StatusArgs {
     json: bool,
 }
 
-pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let fleet = args.target.connect().await?;
     let apps: Vec<DesiredApp> = fleet.apps().await?.into_iter().map(|a| a.value).collect();
     let nodes = fleet.nodes().await?;

@@ -13,7 +13,7 @@ mod collector;
 mod front;
 mod nn;
 
-pub use front::FrontView;
+pub(crate) use front::FrontView;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -262,4 +262,4 @@ impl ModuleMetrics {
 }
 
 /// Keeps the type alias readable where a shared registry is passed around.
-pub type SharedMetrics = Arc<NodeMetrics>;
+pub(crate) type SharedMetrics = Arc<NodeMetrics>;

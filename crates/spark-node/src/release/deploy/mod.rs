@@ -19,9 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use spark_manifest::{ComponentRef, ModuleSpec};
 use spark_rollout::{Rollout, VersionWindow};
-use spark_store::{
-    Digest, NewEvent, NewRelease, Release, ReleaseId, RolloutChange, Store, Transition,
-};
+use spark_store::{Digest, NewEvent, NewRelease, Release, RolloutChange, Store, Transition};
 
 use crate::clock::Clock;
 use crate::release::factory::{BuildError, ModuleFactory};
@@ -82,12 +80,15 @@ pub(crate) fn store_error(e: impl Into<spark_error::BoxError>) -> DeployError {
 /// What a deploy did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployOutcome {
+    /// Id of the release the deploy created.
     pub release: String,
     /// `switched` (nothing to canary: the release is current now) or `rollout` (started).
     pub action: String,
     /// Modules whose new version is being canaried.
     pub canary: Vec<String>,
+    /// Modules the release adds.
     pub added: Vec<String>,
+    /// Modules the release drops.
     pub removed: Vec<String>,
 }
 
@@ -479,7 +480,7 @@ impl Deployer {
 }
 
 /// Failures building module versions, by module.
-pub type BuildFailures = Vec<(String, BuildError)>;
+pub(crate) type BuildFailures = Vec<(String, BuildError)>;
 
 fn refused(failures: BuildFailures) -> DeployError {
     DeployError::Refused(failures)
@@ -574,7 +575,10 @@ impl Active {
 }
 
 /// Releases newest first, marked current and rollback-able, for the admin API.
-pub fn release_list(store: &Store, current: &str) -> Result<Vec<ReleaseSummary>, DeployError> {
+pub(crate) fn release_list(
+    store: &Store,
+    current: &str,
+) -> Result<Vec<ReleaseSummary>, DeployError> {
     let releases = store.releases().map_err(store_error)?;
     Ok(releases
         .into_iter()
@@ -593,17 +597,19 @@ pub fn release_list(store: &Store, current: &str) -> Result<Vec<ReleaseSummary>,
         .collect())
 }
 
+/// One release in the admin API's list.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReleaseSummary {
+    /// The release id, `r<number>-<12 hex>`.
     pub id: String,
+    /// When it was created, in Unix milliseconds.
     pub created_ms: u64,
+    /// The deployer's note.
     pub note: String,
+    /// Each module id with its component's SHA-256 (hex).
     pub modules: BTreeMap<String, String>,
+    /// Whether it is the release being served.
     pub current: bool,
+    /// Whether it can be rolled back to (its artifacts are still stored).
     pub rollbackable: bool,
-}
-
-/// Checks that `id` parses as a release id (for the API's path parameters).
-pub fn parse_release(id: &str) -> Result<ReleaseId, DeployError> {
-    ReleaseId::parse(id).map_err(DeployError::Rejected)
 }

@@ -24,7 +24,9 @@ const TICK: Duration = Duration::from_millis(500);
 /// A rollout's progress, for the admin API and `spark rollout status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RolloutStatus {
+    /// Id of the stable release.
     pub current: String,
+    /// The rollout in progress; `None`: none.
     pub rollout: Option<RolloutView>,
 }
 

@@ -15,7 +15,7 @@ use crate::release::deploy::Deployer;
 const TICK: Duration = Duration::from_secs(1);
 
 /// A node's fleet agent.
-pub struct Agent {
+pub(crate) struct Agent {
     pub(super) options: FleetOptions,
     pub(super) deployer: Arc<Deployer>,
     pub(super) reporter: Reporter,
@@ -33,7 +33,7 @@ impl Agent {
     }
 
     /// Runs until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
         let Some(fleet) = self.connect(&shutdown).await else {
             return;
         };

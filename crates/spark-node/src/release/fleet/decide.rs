@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 /// The node as the reconciler sees it.
 #[derive(Debug, Clone, Default)]
-pub struct Local {
+pub(crate) struct Local {
     /// Content key of the current release.
     pub current_key: Option<String>,
     /// A node-level rollout in progress: (release id, content key).
@@ -21,7 +21,7 @@ pub struct Local {
 
 /// The next action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Nothing to do (converged, nothing wanted, or the wanted release was rejected here).
     Idle,
     /// A node-level rollout towards the wanted release is running: let it finish.
@@ -39,7 +39,7 @@ pub enum Action {
 
 /// What the fleet asks of this node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Wanted<'a> {
+pub(crate) struct Wanted<'a> {
     /// Content key of the release the fleet wants here.
     pub key: Option<&'a str>,
     /// It is the release to go back to (a fleet rollback, or a node outside the targets).
@@ -49,7 +49,7 @@ pub struct Wanted<'a> {
 }
 
 /// The next action for `wanted`, given what the node has.
-pub fn decide(wanted: Wanted<'_>, local: &Local) -> Action {
+pub(crate) fn decide(wanted: Wanted<'_>, local: &Local) -> Action {
     let Wanted {
         key,
         returning,

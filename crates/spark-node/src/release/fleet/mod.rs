@@ -22,8 +22,7 @@ mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use agent::Agent;
-pub use decide::{Action, Local, decide};
+pub(crate) use agent::Agent;
 pub(crate) use report::Reporter;
 
 /// How a node joins a fleet.
@@ -33,7 +32,9 @@ pub struct FleetOptions {
     pub url: String,
     /// The application this node runs (its key in the desired-state bucket).
     pub app: String,
+    /// This node's name in the fleet (see [`persistent_node_id`]).
     pub node_id: String,
+    /// `k=v` labels the fleet's canary selectors match.
     pub labels: BTreeMap<String, String>,
 }
 
