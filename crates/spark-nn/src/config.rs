@@ -1,14 +1,14 @@
 //! Node-wide inference settings ([`NnConfig`]) and per-module limits ([`NnLimits`]).
 //!
 //! The decision worth knowing: software GPU adapters (Mesa's lavapipe, SwiftShader) are never
-//! treated as accelerators unless [`NnConfig::allow_software_accelerators`] says so. It is a
+//! treated as accelerators unless [`NnSettings::allow_software_adapters`] says so. It is a
 //! test setting: it lets CI run the accelerated branch for real on a machine without a GPU,
 //! while a production node never routes work to a "GPU" slower than its CPU.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+pub use spark_manifest::{NnModel, NnSettings};
 
 /// Default cap on a model a guest hands to `graph.load`, in bytes.
 pub const DEFAULT_MAX_MODEL_BYTES: u64 = 32 << 20;
@@ -44,7 +44,8 @@ pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 pub(crate) const GUEST_MODEL_CACHE: usize = 8;
 
 /// The backends Spark knows, by the name used in config, logs, metrics and `spark:nn/info`.
-pub const KNOWN_BACKENDS: &[&str] = &[ORT_NPU, ORT_WEBGPU, ORT_CPU, TRACT];
+/// (The manifest's list, so `[nn] backends` and the host never disagree.)
+pub const KNOWN_BACKENDS: &[&str] = spark_manifest::NN_BACKENDS;
 /// ONNX Runtime with the execution provider matching a discovered NPU's driver.
 pub const ORT_NPU: &str = "ort-npu";
 /// ONNX Runtime with its WebGPU execution provider (Dawn on Vulkan).
@@ -54,49 +55,49 @@ pub const ORT_CPU: &str = "ort-cpu";
 /// The pure-Rust CPU backend; always present.
 pub const TRACT: &str = "tract";
 
-/// Node-wide inference settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// Node-wide inference settings: what an operator sets in the manifest's `[nn]` table (one
+/// type, [`NnSettings`], for the manifest, the node and this crate), plus the knobs only the
+/// host's own tests and tools turn.
+#[derive(Debug, Clone)]
 pub struct NnConfig {
-    /// Backends this node may use (names from [`KNOWN_BACKENDS`]); `tract` is always added.
-    pub backends: Vec<String>,
-    /// The ONNX Runtime shared library (`libonnxruntime.so`); `None`: ONNX Runtime is not used.
-    pub ort_library: Option<PathBuf>,
-    /// Where discovery looks for `/dev` and `/sys` (a fake tree in tests).
-    pub root: PathBuf,
-    /// Enumerate Vulkan adapters through the system's loader.
+    /// The `[nn]` table: backends, ONNX Runtime library, device root, software adapters,
+    /// CPU threads, models. (Rediscovery, power save and saturation are the node's to act on.)
+    pub settings: NnSettings,
+    /// How Vulkan adapters are enumerated.
     pub vulkan: VulkanProbe,
-    /// Count software GPU adapters (lavapipe) as accelerators. A test setting.
-    pub allow_software_accelerators: bool,
-    /// Threads each CPU backend may use for one inference.
-    pub cpu_threads: usize,
     /// Inferences computed at once, node-wide (the inference pool's threads); 0: the
     /// machine's cores divided by `cpu_threads`, at least one.
     pub workers: usize,
-    /// Models the host serves by name (`graph.load-by-name`).
-    pub models: Vec<ModelSource>,
     /// Consecutive failures after which a backend is benched for `retry_after`.
     pub failures_to_bench: u32,
-    /// How long a benched backend is skipped before it is tried again (milliseconds in the
-    /// config file).
-    #[serde(with = "millis")]
+    /// How long a benched backend is skipped before it is tried again.
     pub retry_after: Duration,
 }
 
 impl Default for NnConfig {
     fn default() -> Self {
         NnConfig {
-            backends: KNOWN_BACKENDS.iter().map(|s| (*s).to_owned()).collect(),
-            ort_library: None,
-            root: PathBuf::from("/"),
+            settings: NnSettings::default(),
             vulkan: VulkanProbe::Loader,
-            allow_software_accelerators: false,
-            cpu_threads: 1,
             workers: 0,
-            models: Vec::new(),
             failures_to_bench: DEFAULT_FAILURES_TO_BENCH,
             retry_after: DEFAULT_RETRY_AFTER,
         }
+    }
+}
+
+impl NnConfig {
+    /// The host for a manifest's `[nn]` table, every other knob at its default.
+    pub fn new(settings: NnSettings) -> NnConfig {
+        NnConfig {
+            settings,
+            ..NnConfig::default()
+        }
+    }
+
+    /// Threads one CPU inference may use (at least one).
+    pub(crate) fn cpu_threads(&self) -> usize {
+        (self.settings.cpu_threads as usize).max(1)
     }
 }
 
@@ -110,19 +111,6 @@ pub enum VulkanProbe {
     Off,
     /// Pretend these adapters were found (tests: a GPU that is listed but fails to work).
     Assume(Vec<crate::discovery::Adapter>),
-}
-
-/// A model the host serves by name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSource {
-    /// The name guests pass to `graph.load-by-name`.
-    pub name: String,
-    /// The ONNX file; read once, when the service starts.
-    pub path: PathBuf,
-    /// Expected SHA-256 of the file (hex); a mismatch refuses the model.
-    #[serde(default)]
-    pub sha256: Option<String>,
 }
 
 /// What one module may ask of the inference host.
@@ -152,16 +140,12 @@ impl Default for NnLimits {
     }
 }
 
-mod millis {
-    use std::time::Duration;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
+    #[test]
+    fn the_manifest_names_exactly_the_backends_the_host_has() {
+        assert_eq!(KNOWN_BACKENDS, [ORT_NPU, ORT_WEBGPU, ORT_CPU, TRACT]);
     }
 }

@@ -65,7 +65,7 @@ pub(crate) fn build(
     inventory: &DeviceInventory,
     ort: &Result<OrtInfo, OrtUnavailable>,
 ) -> Vec<Arc<Engine>> {
-    let allowed = |name: &str| config.backends.iter().any(|b| b == name);
+    let allowed = |name: &str| config.settings.backends.iter().any(|b| b == name);
     let mut engines = vec![Engine::new(
         TRACT,
         DeviceClass::Cpu,
@@ -76,12 +76,12 @@ pub(crate) fn build(
         if !allowed(name) {
             return Engine::unavailable(name, device, &Unavailable::Disabled);
         }
-        match (ort, &config.ort_library) {
+        match (ort, &config.settings.ort_library) {
             (Ok(info), Some(path)) => Engine::new(
                 name,
                 device,
                 format!("ONNX Runtime {}, {detail}", version(info)),
-                OrtBackend::new(name, path, provider, config.cpu_threads),
+                OrtBackend::new(name, path, provider, config.cpu_threads()),
             ),
             (Err(e), _) => Engine::unavailable(name, device, e),
             (Ok(_), None) => Engine::unavailable(name, device, &Unavailable::NoOrtLibrary),
@@ -113,8 +113,8 @@ pub(crate) fn build(
 pub(crate) fn bind_ort(config: &NnConfig) -> Result<OrtInfo, OrtUnavailable> {
     let ort_wanted = [ORT_CPU, ORT_WEBGPU, ORT_NPU]
         .iter()
-        .any(|n| config.backends.iter().any(|b| b == n));
-    match &config.ort_library {
+        .any(|n| config.settings.backends.iter().any(|b| b == n));
+    match &config.settings.ort_library {
         _ if !ort_wanted => Err(OrtUnavailable::Disabled),
         None => Err(OrtUnavailable::NotConfigured),
         Some(path) => crate::backend::ort::bind(Path::new(path)),
@@ -138,7 +138,7 @@ fn gpu_adapter(config: &NnConfig, inventory: &DeviceInventory) -> Result<String,
     let usable = adapters.iter().find(|a| !a.is_software()).or_else(|| {
         adapters
             .iter()
-            .find(|a| a.is_software() && config.allow_software_accelerators)
+            .find(|a| a.is_software() && config.settings.allow_software_adapters)
     });
     match usable {
         Some(a) if a.is_software() => Ok(format!("{} (software, allowed by config)", a.name)),

@@ -250,7 +250,10 @@ mod tests {
 
     fn invocation(limits: NnLimits) -> Invocation {
         let service = crate::NnService::start(crate::NnConfig {
-            backends: vec![crate::TRACT.into()],
+            settings: crate::NnSettings {
+                backends: vec![crate::TRACT.into()],
+                ..crate::NnSettings::default()
+            },
             vulkan: crate::VulkanProbe::Off,
             workers: 1,
             ..crate::NnConfig::default()

@@ -65,8 +65,8 @@ pub use backend::ort::OrtUnavailable;
 pub use backend::{DeviceClass, Engine};
 pub use config::{
     DEFAULT_FAILURES_TO_BENCH, DEFAULT_MAX_MODEL_BYTES, DEFAULT_MAX_TENSOR_BYTES,
-    DEFAULT_MAX_TOTAL_TENSOR_BYTES, KNOWN_BACKENDS, ModelSource, NnConfig, NnLimits, ORT_CPU,
-    ORT_NPU, ORT_WEBGPU, TRACT, VulkanProbe, total_tensor_bytes,
+    DEFAULT_MAX_TOTAL_TENSOR_BYTES, KNOWN_BACKENDS, NnConfig, NnLimits, NnModel, NnSettings,
+    ORT_CPU, ORT_NPU, ORT_WEBGPU, TRACT, VulkanProbe, total_tensor_bytes,
 };
 pub use engines::Unavailable;
 pub use error::NnError;

@@ -111,7 +111,7 @@ impl NnService {
     /// named models. Blocking (file reads, library loading, the Vulkan probe): call it from a
     /// blocking thread. Fails only on a bad config or an unusable model file.
     pub fn start(config: NnConfig) -> Result<NnService, NnError> {
-        for name in &config.backends {
+        for name in &config.settings.backends {
             if !crate::config::KNOWN_BACKENDS.contains(&name.as_str()) {
                 return Err(NnError::Config(format!(
                     "unknown backend '{name}' (known: {:?})",
@@ -119,20 +119,23 @@ impl NnService {
                 )));
             }
         }
-        let inventory =
-            discovery::discover(&config.root, &config.vulkan, config.ort_library.as_deref());
+        let inventory = discovery::discover(
+            &config.settings.device_root,
+            &config.vulkan,
+            config.settings.ort_library.as_deref(),
+        );
         let ort = crate::engines::bind_ort(&config);
         if let Err(reason) = &ort {
             tracing::info!(reason = %spark_error::chain(reason), "ONNX Runtime not used");
         }
         let engines = crate::engines::build(&config, &inventory, &ort);
         let mut models = HashMap::new();
-        for source in &config.models {
+        for source in &config.settings.models {
             let model = load_model_file(source)?;
             models.insert(source.name.clone(), Arc::new(model));
         }
         let workers = match config.workers {
-            0 => Pool::default_size(config.cpu_threads),
+            0 => Pool::default_size(config.cpu_threads()),
             n => n,
         };
         let pool = Pool::start(workers)?;
@@ -195,8 +198,11 @@ impl NnService {
     pub fn refresh_devices(&self) {
         let inner = &self.inner;
         let config = &inner.config;
-        let inventory =
-            discovery::discover(&config.root, &config.vulkan, config.ort_library.as_deref());
+        let inventory = discovery::discover(
+            &config.settings.device_root,
+            &config.vulkan,
+            config.settings.ort_library.as_deref(),
+        );
         let engines = crate::engines::build(config, &inventory, &inner.ort);
         let replaced: Vec<String> = {
             let extra = inner.extra.read().expect("extra lock");
@@ -330,7 +336,7 @@ impl Inner {
     }
 }
 
-fn load_model_file(source: &crate::config::ModelSource) -> Result<Model, NnError> {
+fn load_model_file(source: &crate::config::NnModel) -> Result<Model, NnError> {
     let bytes = std::fs::read(&source.path).map_err(|e| NnError::Io {
         path: source.path.clone(),
         source: e,

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 pub use b6::{B6Options, B6Report, BackendFigures, Classified};
-use spark_nn::{NnConfig, NnService, VulkanProbe};
+use spark_nn::{NnConfig, NnService, NnSettings, VulkanProbe};
 
 use crate::BenchError;
 
@@ -38,8 +38,11 @@ pub struct NnBenchOptions {
 /// Starts the inference host, runs B6, writes `b6.json`.
 pub async fn run(options: &NnBenchOptions) -> Result<B6Report, BenchError> {
     let config = NnConfig {
-        ort_library: options.ort_library.clone(),
-        allow_software_accelerators: options.allow_software,
+        settings: NnSettings {
+            ort_library: options.ort_library.clone(),
+            allow_software_adapters: options.allow_software,
+            ..NnSettings::default()
+        },
         vulkan: VulkanProbe::Loader,
         ..NnConfig::default()
     };

@@ -24,7 +24,7 @@ use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use spark_bench::nn::{B6Options, b6, probe};
 use spark_nn::discovery::{Adapter, AdapterKind};
-use spark_nn::{NnConfig, NnService, VulkanProbe};
+use spark_nn::{NnConfig, NnService, NnSettings, VulkanProbe};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct NnArgs {
@@ -104,9 +104,12 @@ fn config(args: &HostArgs) -> NnConfig {
         device_id: 0,
     };
     NnConfig {
-        ort_library: ort,
-        root: args.root.clone(),
-        allow_software_accelerators: args.allow_software,
+        settings: NnSettings {
+            ort_library: ort,
+            device_root: args.root.clone(),
+            allow_software_adapters: args.allow_software,
+            ..NnSettings::default()
+        },
         vulkan: match args.vulkan {
             Vulkan::Loader => VulkanProbe::Loader,
             Vulkan::Off => VulkanProbe::Off,
@@ -131,7 +134,7 @@ fn default_ort() -> Option<PathBuf> {
 
 pub(super) async fn run(args: NnArgs) -> anyhow::Result<()> {
     let config = config(&args.host);
-    let ort_library = config.ort_library.clone();
+    let ort_library = config.settings.ort_library.clone();
     let service = tokio::task::spawn_blocking(move || NnService::start(config))
         .await
         .context("the inference host's start panicked")?

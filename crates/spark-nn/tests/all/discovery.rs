@@ -7,11 +7,10 @@ use crate::support;
 use spark_testkit::nn::fake_npu_tree;
 
 fn config(root: &std::path::Path) -> NnConfig {
-    NnConfig {
-        root: root.to_path_buf(),
-        vulkan: VulkanProbe::Off,
-        ..support::config()
-    }
+    let mut config = support::config();
+    config.settings.device_root = root.to_path_buf();
+    config.vulkan = VulkanProbe::Off;
+    config
 }
 
 #[test]
@@ -105,9 +104,7 @@ fn the_real_vulkan_loader_reports_lavapipe_as_software() {
 
 #[test]
 fn unknown_backend_names_in_config_are_refused() {
-    let config = NnConfig {
-        backends: vec!["cuda".into()],
-        ..support::config()
-    };
+    let mut config = support::config();
+    config.settings.backends = vec!["cuda".into()];
     assert!(spark_nn::NnService::start(config).is_err());
 }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use spark_nn::harness::Harness;
-use spark_nn::{NnConfig, NnLimits, Preference};
+use spark_nn::{NnLimits, Preference};
 
 use crate::support;
 
@@ -76,10 +76,8 @@ async fn the_guest_is_told_which_device_served_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn software_adapters_are_not_accelerators_unless_allowed() {
-    let config = NnConfig {
-        allow_software_accelerators: false,
-        ..support::config()
-    };
+    let mut config = support::config();
+    config.settings.allow_software_adapters = false;
     let service = support::service(config);
     let status = service.status();
     let software = status

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use spark_nn::{ModelSource, NnConfig, NnService, VulkanProbe};
+use spark_nn::{NnConfig, NnModel, NnService, NnSettings, VulkanProbe};
 
 pub(crate) const MODEL_NAME: &str = "ppocr-cls";
 pub(crate) const MODEL_SHA256: &str =
@@ -85,14 +85,17 @@ fn guest_wasm(name: &str) -> PathBuf {
 /// adapters allowed (the test setting), Vulkan through the loader.
 pub(crate) fn config() -> NnConfig {
     NnConfig {
-        ort_library: ort(),
-        allow_software_accelerators: true,
+        settings: NnSettings {
+            ort_library: ort(),
+            allow_software_adapters: true,
+            models: vec![NnModel {
+                name: MODEL_NAME.into(),
+                path: model(),
+                sha256: Some(MODEL_SHA256.into()),
+            }],
+            ..NnSettings::default()
+        },
         vulkan: VulkanProbe::Loader,
-        models: vec![ModelSource {
-            name: MODEL_NAME.into(),
-            path: model(),
-            sha256: Some(MODEL_SHA256.into()),
-        }],
         ..NnConfig::default()
     }
 }
@@ -109,8 +112,8 @@ pub(crate) fn config_with_slow_model(dir: &std::path::Path) -> NnConfig {
     let mut config = config();
     // The slow model is about threads and deadlines, not devices: on a software GPU (CI's
     // lavapipe) it would take a minute.
-    config.backends = vec!["tract".into()];
-    config.models.push(ModelSource {
+    config.settings.backends = vec!["tract".into()];
+    config.settings.models.push(NnModel {
         name: "slow".into(),
         path,
         sha256: None,

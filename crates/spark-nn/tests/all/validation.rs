@@ -98,7 +98,7 @@ async fn module_without_guest_models_can_still_load_by_name() {
 #[test]
 fn a_model_file_with_the_wrong_digest_is_refused() {
     let mut config = support::config();
-    config.models[0].sha256 = Some("00".repeat(32));
+    config.settings.models[0].sha256 = Some("00".repeat(32));
     let err = spark_nn::NnService::start(config).expect_err("refused");
     let shown = spark_error::chain(&err).to_string();
     assert!(shown.contains("SHA-256"), "{shown}");
@@ -111,7 +111,7 @@ fn garbage_is_not_a_model() {
     let path = dir.path().join("junk.onnx");
     std::fs::write(&path, b"\x08\x07 not a protobuf at all \xff\xff\xff").unwrap();
     let mut config = support::config();
-    config.models.push(spark_nn::ModelSource {
+    config.settings.models.push(spark_nn::NnModel {
         name: "junk".into(),
         path,
         sha256: None,

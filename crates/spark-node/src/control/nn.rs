@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use spark_manifest::NnSettings;
-use spark_nn::{Health, ModelSource, NnConfig, NnService, Preference, VulkanProbe};
+use spark_nn::{Health, NnConfig, NnService, Preference};
 use spark_orchestrator::policy::{InferenceConfig, InferencePlan};
 use tokio_util::sync::CancellationToken;
 
@@ -40,26 +40,10 @@ pub(crate) async fn start(
     Ok(Some(service))
 }
 
-/// The `spark-nn` configuration for `[nn]`.
+/// The `spark-nn` configuration for `[nn]`: the same settings, every host-internal knob at
+/// its default.
 pub(crate) fn config(s: &NnSettings) -> NnConfig {
-    NnConfig {
-        backends: s.backends.clone(),
-        ort_library: s.ort_library.clone(),
-        root: s.device_root.clone(),
-        vulkan: VulkanProbe::Loader,
-        allow_software_accelerators: s.allow_software_adapters,
-        cpu_threads: s.cpu_threads as usize,
-        models: s
-            .models
-            .iter()
-            .map(|m| ModelSource {
-                name: m.name.clone(),
-                path: m.path.clone(),
-                sha256: m.sha256.clone(),
-            })
-            .collect(),
-        ..NnConfig::default()
-    }
+    NnConfig::new(s.clone())
 }
 
 /// Looks for devices again every `every` until `shutdown` (a device that appeared or went
