@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::backend::ort::{OrtBackend, OrtInfo, OrtUnavailable, Provider};
 use crate::backend::tract::TractBackend;
-use crate::backend::{DeviceClass, Engine};
+use crate::backend::{DeviceBackend, DeviceClass};
 use crate::config::{NnConfig, ORT_CPU, ORT_NPU, ORT_WEBGPU, TRACT};
 use crate::discovery::{DeviceInventory, VulkanReport};
 
@@ -64,27 +64,27 @@ pub(crate) fn build(
     config: &NnConfig,
     inventory: &DeviceInventory,
     ort: &Result<OrtInfo, OrtUnavailable>,
-) -> Vec<Arc<Engine>> {
+) -> Vec<Arc<DeviceBackend>> {
     let allowed = |name: &str| config.settings.backends.iter().any(|b| b == name);
-    let mut engines = vec![Engine::new(
+    let mut engines = vec![DeviceBackend::new(
         TRACT,
         DeviceClass::Cpu,
         "tract-onnx 0.23 (pure Rust)",
         TractBackend,
     )];
-    let ort_engine = |name: &str, device, provider, detail: String| -> Engine {
+    let ort_engine = |name: &str, device, provider, detail: String| -> DeviceBackend {
         if !allowed(name) {
-            return Engine::unavailable(name, device, &Unavailable::Disabled);
+            return DeviceBackend::unavailable(name, device, &Unavailable::Disabled);
         }
         match (ort, &config.settings.ort_library) {
-            (Ok(info), Some(path)) => Engine::new(
+            (Ok(info), Some(path)) => DeviceBackend::new(
                 name,
                 device,
                 format!("ONNX Runtime {}, {detail}", version(info)),
                 OrtBackend::new(name, path, provider, config.cpu_threads()),
             ),
-            (Err(e), _) => Engine::unavailable(name, device, e),
-            (Ok(_), None) => Engine::unavailable(name, device, &Unavailable::NoOrtLibrary),
+            (Err(e), _) => DeviceBackend::unavailable(name, device, e),
+            (Ok(_), None) => DeviceBackend::unavailable(name, device, &Unavailable::NoOrtLibrary),
         }
     };
     engines.push(ort_engine(
@@ -100,11 +100,11 @@ pub(crate) fn build(
             Provider::WebGpu,
             format!("WebGPU provider on Vulkan adapter {adapter}"),
         ),
-        Err(reason) => Engine::unavailable(ORT_WEBGPU, DeviceClass::Gpu, &reason),
+        Err(reason) => DeviceBackend::unavailable(ORT_WEBGPU, DeviceClass::Gpu, &reason),
     });
     engines.push(match npu(inventory) {
         Ok((provider, detail)) => ort_engine(ORT_NPU, DeviceClass::Npu, provider, detail),
-        Err(reason) => Engine::unavailable(ORT_NPU, DeviceClass::Npu, &reason),
+        Err(reason) => DeviceBackend::unavailable(ORT_NPU, DeviceClass::Npu, &reason),
     });
     engines.into_iter().map(Arc::new).collect()
 }

@@ -62,7 +62,7 @@ pub mod tensor;
 mod wit;
 
 pub use backend::ort::OrtUnavailable;
-pub use backend::{DeviceClass, Engine};
+pub use backend::{DeviceBackend, DeviceClass};
 pub use config::{
     DEFAULT_FAILURES_TO_BENCH, DEFAULT_MAX_MODEL_BYTES, DEFAULT_MAX_TENSOR_BYTES,
     DEFAULT_MAX_TOTAL_TENSOR_BYTES, KNOWN_BACKENDS, NnConfig, NnLimits, NnModel, NnSettings,

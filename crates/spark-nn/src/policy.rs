@@ -4,7 +4,7 @@
 //! The decision worth knowing: the chain is planned at every `compute`, not when the guest
 //! loads its graph. A guest holding a graph therefore moves to the CPU the moment the
 //! orchestrator says "battery" or "saturated", and back when it says otherwise, with no change
-//! to the guest and no restart. [`plan`] is pure (time is an argument) and tested as such.
+//! to the guest and no restart. [`route`] is pure (time is an argument) and tested as such.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -94,7 +94,7 @@ pub struct Candidate<'a> {
 
 /// The outcome of planning: what to try, and what was left out and why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct Route {
     /// Backends to try, in order.
     pub attempts: Vec<String>,
     /// Backends left out, each with the reason (`policy: CPU only`, `saturated`, ...).
@@ -180,7 +180,7 @@ impl DevicePolicy {
             .unwrap_or(Health::Healthy)
     }
 
-    /// A copy of the whole state (what [`plan`] and the status read).
+    /// A copy of the whole state (what [`route`] and the status read).
     pub fn snapshot(&self) -> PolicyState {
         self.read().clone()
     }
@@ -215,8 +215,8 @@ impl DevicePolicy {
 }
 
 /// Orders and filters `candidates` (already in the target's chain order) for one `compute`.
-pub fn plan(candidates: &[Candidate<'_>], state: &PolicyState, now: Instant) -> Plan {
-    let mut out = Plan::default();
+pub fn route(candidates: &[Candidate<'_>], state: &PolicyState, now: Instant) -> Route {
+    let mut out = Route::default();
     let preference = state.preference.clone().unwrap_or(Preference::Auto);
     for c in candidates {
         let skip = |reason: String| (c.name.to_owned(), reason);
@@ -294,7 +294,7 @@ mod tests {
     #[test]
     fn auto_follows_the_chain_and_says_why_a_backend_is_left_out() {
         let policy = DevicePolicy::new(3, Duration::from_secs(30));
-        let p = plan(&candidates(), &policy.snapshot(), Instant::now());
+        let p = route(&candidates(), &policy.snapshot(), Instant::now());
         assert_eq!(p.attempts, [ORT_WEBGPU, ORT_CPU, TRACT]);
         assert_eq!(
             p.skipped,
@@ -306,10 +306,10 @@ mod tests {
     fn battery_moves_to_cpu_and_back() {
         let policy = DevicePolicy::new(3, Duration::from_secs(30));
         policy.set_preference(Preference::CpuOnly);
-        let p = plan(&candidates(), &policy.snapshot(), Instant::now());
+        let p = route(&candidates(), &policy.snapshot(), Instant::now());
         assert_eq!(p.attempts, [ORT_CPU, TRACT]);
         policy.set_preference(Preference::Auto);
-        let p = plan(&candidates(), &policy.snapshot(), Instant::now());
+        let p = route(&candidates(), &policy.snapshot(), Instant::now());
         assert_eq!(p.attempts[0], ORT_WEBGPU);
     }
 
@@ -318,10 +318,10 @@ mod tests {
         let policy = DevicePolicy::new(3, Duration::from_secs(30));
         policy.set_health(ORT_WEBGPU, Health::Saturated);
         policy.set_health(ORT_CPU, Health::Unhealthy("thermal".into()));
-        let p = plan(&candidates(), &policy.snapshot(), Instant::now());
+        let p = route(&candidates(), &policy.snapshot(), Instant::now());
         assert_eq!(p.attempts, [TRACT]);
         policy.set_health(ORT_WEBGPU, Health::Healthy);
-        let p = plan(&candidates(), &policy.snapshot(), Instant::now());
+        let p = route(&candidates(), &policy.snapshot(), Instant::now());
         assert_eq!(p.attempts, [ORT_WEBGPU, TRACT]);
     }
 
@@ -356,7 +356,7 @@ mod tests {
     fn only_pins_one_backend() {
         let policy = DevicePolicy::new(3, Duration::from_secs(30));
         policy.set_preference(Preference::Only(TRACT.into()));
-        let p = plan(&candidates(), &policy.snapshot(), Instant::now());
+        let p = route(&candidates(), &policy.snapshot(), Instant::now());
         assert_eq!(p.attempts, [TRACT]);
     }
 }

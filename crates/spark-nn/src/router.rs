@@ -1,4 +1,4 @@
-//! The fall-through router: for one `compute`, plan the chain ([`crate::policy::plan`]), then
+//! The fall-through router: for one `compute`, plan the chain ([`crate::policy::route`]), then
 //! try each backend in turn until one answers, compiling the model on it on first use.
 //!
 //! The decision worth knowing: any error *or panic* of a backend moves on to the next one, and
@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use wasmtime_wasi_nn::backend::NamedTensor;
 use wasmtime_wasi_nn::{ExecutionContext, Graph};
 
-use crate::backend::{DeviceClass, Engine, guarded};
+use crate::backend::{DeviceBackend, DeviceClass, guarded};
 use crate::error::NnError;
 use crate::model::{Compiled, Model};
-use crate::policy::{Candidate, Health, Target, plan};
+use crate::policy::{Candidate, Health, Target, route};
 use crate::service::Inner;
 use crate::tensor;
 
@@ -113,7 +113,7 @@ fn route(
         })
         .collect();
     let now = Instant::now();
-    let planned = plan(&candidates, &inner.policy.snapshot(), now);
+    let planned = route(&candidates, &inner.policy.snapshot(), now);
     outcome.skipped = planned
         .skipped
         .into_iter()
@@ -165,7 +165,7 @@ fn route(
 /// One backend: compile (or reuse) the model, make (or reuse) a context, run, check outputs.
 fn attempt(
     inner: &Inner,
-    engine: &Engine,
+    engine: &DeviceBackend,
     model: &Model,
     target: Target,
     inputs: &[NamedTensor],
@@ -199,7 +199,7 @@ fn attempt(
 /// The model compiled on `engine`, compiling it now if needed (failures are remembered).
 fn compiled(
     inner: &Inner,
-    engine: &Engine,
+    engine: &DeviceBackend,
     model: &Model,
     target: Target,
 ) -> Result<Graph, NnError> {

@@ -13,7 +13,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use wasmtime_wasi_nn::backend::NamedTensor;
 
-use crate::backend::Engine;
+use crate::backend::DeviceBackend;
 use crate::backend::ort::{OrtInfo, OrtUnavailable};
 use crate::config::{GUEST_MODEL_CACHE, NnConfig, NnLimits};
 use crate::discovery::{self, DeviceInventory};
@@ -35,9 +35,9 @@ pub(crate) struct Inner {
     pub config: NnConfig,
     pub ort: Result<OrtInfo, OrtUnavailable>,
     pub inventory: RwLock<DeviceInventory>,
-    pub engines: RwLock<Vec<Arc<Engine>>>,
+    pub engines: RwLock<Vec<Arc<DeviceBackend>>>,
     /// Engines added by the embedder (tried before the built-in ones of the same chain).
-    pub extra: RwLock<Vec<(Arc<Engine>, Vec<Target>)>>,
+    pub extra: RwLock<Vec<(Arc<DeviceBackend>, Vec<Target>)>>,
     pub policy: DevicePolicy,
     pub models: RwLock<HashMap<String, Arc<Model>>>,
     pub guest_models: Mutex<VecDeque<Arc<Model>>>,
@@ -48,8 +48,8 @@ pub(crate) struct Inner {
 
 impl Inner {
     /// The engines of `target`'s chain, best first.
-    pub(crate) fn chain(&self, target: Target) -> Vec<Arc<Engine>> {
-        let mut chain: Vec<Arc<Engine>> = self
+    pub(crate) fn chain(&self, target: Target) -> Vec<Arc<DeviceBackend>> {
+        let mut chain: Vec<Arc<DeviceBackend>> = self
             .extra
             .read()
             .expect("extra lock")
@@ -169,7 +169,7 @@ impl NnService {
 
     /// Adds an engine of the embedder's (an OpenVINO backend, a test double) in front of the
     /// built-in ones for `targets`; one with a built-in's name replaces it.
-    pub fn add_engine(&self, engine: Engine, targets: &[Target]) {
+    pub fn add_engine(&self, engine: DeviceBackend, targets: &[Target]) {
         let engine = Arc::new(engine);
         self.inner
             .engines

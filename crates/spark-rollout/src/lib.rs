@@ -12,6 +12,6 @@ pub mod split;
 pub mod stats;
 
 pub use analysis::{AnalysisConfig, Verdict, analyze};
-pub use machine::{Decision, ModuleRollout, Rollout, RolloutState, StepRules};
+pub use machine::{ModuleRollout, Rollout, RolloutAction, RolloutState, StepRules};
 pub use split::{Pick, baseline_share, choose_canary, choose_version};
 pub use stats::VersionWindow;

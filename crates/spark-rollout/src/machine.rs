@@ -81,7 +81,7 @@ pub struct Rollout {
 
 /// Something the rollout did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Decision {
+pub enum RolloutAction {
     /// A module's canary moved to its next step.
     Advance {
         /// The module's id.
@@ -173,7 +173,7 @@ impl Rollout {
         now_ms: u64,
         windows: &BTreeMap<String, (VersionWindow, VersionWindow)>,
         config: &AnalysisConfig,
-    ) -> Vec<Decision> {
+    ) -> Vec<RolloutAction> {
         if !self.running() {
             return Vec::new();
         }
@@ -193,7 +193,7 @@ impl Rollout {
                         at_ms: now_ms,
                         reason: reason.clone(),
                     };
-                    return vec![Decision::Rollback { reason }];
+                    return vec![RolloutAction::Rollback { reason }];
                 }
                 Verdict::Wait { reason } => module.last = Some(format!("waiting: {reason}")),
                 Verdict::Healthy { summary } => {
@@ -210,7 +210,7 @@ impl Rollout {
                     module.step += 1;
                     module.step_started_ms = now_ms;
                     module.last = Some(format!("advanced: {summary}"));
-                    decisions.push(Decision::Advance {
+                    decisions.push(RolloutAction::Advance {
                         module: id.clone(),
                         from,
                         to: module.share(),
@@ -225,32 +225,32 @@ impl Rollout {
                 at_ms: now_ms,
                 reason: reason.clone(),
             };
-            decisions.push(Decision::Promote { reason });
+            decisions.push(RolloutAction::Promote { reason });
         }
         decisions
     }
 
     /// A person promotes the release now.
-    pub fn promote(&mut self, now_ms: u64, by: &str) -> Option<Decision> {
+    pub fn promote(&mut self, now_ms: u64, by: &str) -> Option<RolloutAction> {
         self.running().then(|| {
             let reason = format!("promoted by {by}");
             self.state = RolloutState::Promoted {
                 at_ms: now_ms,
                 reason: reason.clone(),
             };
-            Decision::Promote { reason }
+            RolloutAction::Promote { reason }
         })
     }
 
     /// A person aborts the rollout: back to the stable release.
-    pub fn abort(&mut self, now_ms: u64, by: &str) -> Option<Decision> {
+    pub fn abort(&mut self, now_ms: u64, by: &str) -> Option<RolloutAction> {
         self.running().then(|| {
             let reason = format!("aborted by {by}");
             self.state = RolloutState::RolledBack {
                 at_ms: now_ms,
                 reason: reason.clone(),
             };
-            Decision::Rollback { reason }
+            RolloutAction::Rollback { reason }
         })
     }
 }

@@ -1,9 +1,10 @@
 //! What one version of a module did during a rollout step: requests, failures, timeouts and a
 //! latency histogram, as differences of the node's cumulative counters.
 //!
-//! The latency histogram uses quarter-octave buckets of microseconds (the same scheme as the
-//! node's latency windows), so percentiles are known to within about 19% and the rank test
-//! can treat the bucket index as an ordinal value.
+//! The latency histogram uses quarter-octave buckets of microseconds ([`bucket`],
+//! [`upper_edge_micros`], [`quantile_micros`]): the one histogram scheme of Spark, also behind
+//! the node's per-tick latency windows. Percentiles are known to within about 19% and the rank
+//! test can treat the bucket index as an ordinal value.
 
 use serde::{Deserialize, Serialize};
 
@@ -61,20 +62,26 @@ impl VersionWindow {
 
     /// The `q` quantile of latency in milliseconds (upper edge of its bucket), if any samples.
     pub fn latency_ms(&self, q: f64) -> Option<f64> {
-        let total: u64 = self.latency.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (bucket, count) in self.latency.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return Some(upper_edge_micros(bucket) as f64 / 1e3);
-            }
-        }
-        None
+        quantile_micros(&self.latency, q).map(|micros| micros as f64 / 1e3)
     }
+}
+
+/// The `q` quantile (0..1) of a histogram in these buckets, in microseconds: the upper edge
+/// of the bucket that holds it. `None` for an empty histogram.
+pub fn quantile_micros(counts: &[u64], q: f64) -> Option<u64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (bucket, count) in counts.iter().enumerate() {
+        seen += count;
+        if seen >= rank {
+            return Some(upper_edge_micros(bucket));
+        }
+    }
+    Some(upper_edge_micros(counts.len().saturating_sub(1)))
 }
 
 /// The bucket of a latency in microseconds.
@@ -133,5 +140,31 @@ mod tests {
             "the slow ones were before the window"
         );
         assert_eq!(VersionWindow::default().latency_ms(0.5), None);
+    }
+
+    #[test]
+    fn buckets_are_ordered_and_edges_bound_them() {
+        let mut previous = 0;
+        for micros in (0..5000u64).chain([1 << 20, (1 << 20) + 1, 1 << 38]) {
+            let b = bucket(micros);
+            assert!(b >= previous, "bucket order at {micros}");
+            previous = b;
+            assert!(
+                micros < upper_edge_micros(b),
+                "{micros} not below the edge of its bucket {b}"
+            );
+            if b > 0 {
+                assert!(
+                    micros >= upper_edge_micros(b - 1),
+                    "{micros} belongs above bucket {}",
+                    b - 1
+                );
+            }
+        }
+        assert_eq!(
+            bucket(u64::MAX),
+            LATENCY_BUCKETS - 1,
+            "the slowest share the last"
+        );
     }
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use spark_nn::backend::ort::{OrtBackend, Provider};
-use spark_nn::backend::{DeviceClass, Engine};
+use spark_nn::backend::{DeviceBackend, DeviceClass};
 use spark_nn::harness::Harness;
 use spark_nn::{Health, NnError, NnLimits, NnService, ORT_CPU, ORT_NPU, Preference, TRACT, Target};
 use spark_testkit::nn::FailingBackend;
@@ -276,13 +276,13 @@ async fn fallback(
 ) -> (Option<f64>, Option<f64>) {
     let ort = service.status().onnxruntime;
     let engine = match (&ort, ort_library) {
-        (Ok(_), Some(path)) => Engine::new(
+        (Ok(_), Some(path)) => DeviceBackend::new(
             ORT_NPU,
             DeviceClass::Npu,
             "ONNX Runtime, OpenVINO provider (NPU) - B6 stand-in device",
             OrtBackend::new(ORT_NPU, path, Provider::OpenVinoNpu, 1),
         ),
-        _ => Engine::new(ORT_NPU, DeviceClass::Npu, "B6 stand-in NPU", FailingBackend),
+        _ => DeviceBackend::new(ORT_NPU, DeviceClass::Npu, "B6 stand-in NPU", FailingBackend),
     };
     service.add_engine(engine, &[Target::Tpu]);
     let first = classify(h, image, "tpu").await.ok();

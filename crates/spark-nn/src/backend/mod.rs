@@ -1,4 +1,4 @@
-//! Backends: one [`Engine`] per way of running a model (`tract`, `ort-cpu`, `ort-webgpu`,
+//! Backends: one [`DeviceBackend`] per way of running a model (`tract`, `ort-cpu`, `ort-webgpu`,
 //! `ort-npu`, or one a test brings), each wrapping a `wasmtime-wasi-nn` backend.
 //!
 //! Every Spark backend implements the `wasmtime-wasi-nn` crate's public traits
@@ -61,7 +61,7 @@ pub enum DeviceClass {
 }
 
 /// A named backend, whether it exists on this node, and on what device it runs.
-pub struct Engine {
+pub struct DeviceBackend {
     pub(crate) name: Arc<str>,
     pub(crate) device: DeviceClass,
     pub(crate) detail: String,
@@ -72,15 +72,15 @@ pub struct Engine {
     in_flight: AtomicU32,
 }
 
-impl Engine {
+impl DeviceBackend {
     /// An engine that can run models.
     pub fn new(
         name: &str,
         device: DeviceClass,
         detail: impl Into<String>,
         backend: impl Into<Backend>,
-    ) -> Engine {
-        Engine {
+    ) -> DeviceBackend {
+        DeviceBackend {
             name: Arc::from(name),
             device,
             detail: detail.into(),
@@ -96,8 +96,8 @@ impl Engine {
         name: &str,
         device: DeviceClass,
         reason: &(dyn std::error::Error + '_),
-    ) -> Engine {
-        Engine {
+    ) -> DeviceBackend {
+        DeviceBackend {
             name: Arc::from(name),
             device,
             detail: String::new(),
@@ -153,7 +153,7 @@ impl Engine {
     }
 }
 
-/// One running inference on an engine (see [`Engine::busy`]).
+/// One running inference on an engine (see [`DeviceBackend::busy`]).
 pub(crate) struct InFlight<'a>(&'a AtomicU32);
 
 impl Drop for InFlight<'_> {

@@ -1,7 +1,7 @@
 //! Fall-through on errors and panics, and the orchestrator moving work between devices.
 
 use spark_nn::backend::DeviceClass;
-use spark_nn::{Engine, Health, Preference, Target};
+use spark_nn::{DeviceBackend, Health, Preference, Target};
 use spark_testkit::nn::FailingBackend;
 use wasmtime_wasi_nn::backend::{
     BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id,
@@ -74,7 +74,7 @@ fn panics_at_load_and_compute_fall_through_and_the_backend_is_set_aside() {
     let (reference, _) = support::top1(&service, Target::Cpu, &image);
     assert_eq!(reference, label, "the real model classifies the sample");
     service.add_engine(
-        Engine::new(
+        DeviceBackend::new(
             "panic-load",
             DeviceClass::Gpu,
             "test double",
@@ -83,7 +83,7 @@ fn panics_at_load_and_compute_fall_through_and_the_backend_is_set_aside() {
         ALL,
     );
     service.add_engine(
-        Engine::new(
+        DeviceBackend::new(
             "panic-compute",
             DeviceClass::Gpu,
             "test double",
@@ -149,7 +149,7 @@ fn panics_at_load_and_compute_fall_through_and_the_backend_is_set_aside() {
 fn a_failing_npu_falls_through_with_the_same_top1_on_every_sample() {
     let service = support::service(support::config());
     service.add_engine(
-        Engine::new(
+        DeviceBackend::new(
             spark_nn::ORT_NPU,
             DeviceClass::Npu,
             "failing NPU",
@@ -242,7 +242,7 @@ fn a_saturated_accelerator_is_skipped_until_cleared() {
 fn metrics_and_status_say_what_served_and_what_fell_through() {
     let service = support::service(support::config());
     service.add_engine(
-        Engine::new("flaky", DeviceClass::Gpu, "test double", FailingBackend),
+        DeviceBackend::new("flaky", DeviceClass::Gpu, "test double", FailingBackend),
         &[Target::Gpu],
     );
     let (image, _) = support::samples().remove(0);

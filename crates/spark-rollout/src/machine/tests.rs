@@ -53,17 +53,17 @@ fn a_good_canary_walks_its_steps_and_is_promoted() {
     );
     let d = r.evaluate(10_000, &good, &cfg);
     assert!(
-        matches!(&d[..], [Decision::Advance { from, to, .. }] if *from == 5.0 && *to == 25.0),
+        matches!(&d[..], [RolloutAction::Advance { from, to, .. }] if *from == 5.0 && *to == 25.0),
         "{d:?}"
     );
     let d = r.evaluate(20_000, &good, &cfg);
     assert!(
-        matches!(&d[..], [Decision::Advance { to, .. }] if *to == 50.0),
+        matches!(&d[..], [RolloutAction::Advance { to, .. }] if *to == 50.0),
         "{d:?}"
     );
     let d = r.evaluate(30_000, &good, &cfg);
     assert!(
-        matches!(&d[..], [Decision::Advance { to, .. }, Decision::Promote { .. }] if *to == 100.0),
+        matches!(&d[..], [RolloutAction::Advance { to, .. }, RolloutAction::Promote { .. }] if *to == 100.0),
         "{d:?}"
     );
     assert!(matches!(r.state, RolloutState::Promoted { .. }));
@@ -99,7 +99,7 @@ fn a_bad_module_rolls_the_release_back() {
     let mut w = windows(window(500, 0, 2.0), window(100, 12, 2.0));
     w.insert("web".into(), (window(500, 0, 2.0), window(100, 0, 2.0)));
     let d = r.evaluate(3_000, &w, &AnalysisConfig::default());
-    let [Decision::Rollback { reason }] = &d[..] else {
+    let [RolloutAction::Rollback { reason }] = &d[..] else {
         panic!("{d:?}")
     };
     assert!(
@@ -126,12 +126,15 @@ fn people_win_and_state_survives_serialization() {
     assert_eq!(restored, r);
     restored.resume(99_000);
     assert_eq!(restored.modules["api"].step_started_ms, 99_000);
-    assert!(matches!(r.abort(1, "ops"), Some(Decision::Rollback { .. })));
+    assert!(matches!(
+        r.abort(1, "ops"),
+        Some(RolloutAction::Rollback { .. })
+    ));
     assert!(
         r.promote(2, "ops").is_none(),
         "nothing to promote once aborted"
     );
     assert!(
-        matches!(restored.promote(100_000, "ops"), Some(Decision::Promote { reason }) if reason == "promoted by ops")
+        matches!(restored.promote(100_000, "ops"), Some(RolloutAction::Promote { reason }) if reason == "promoted by ops")
     );
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use spark_manifest::ModuleSpec;
-use spark_rollout::{AnalysisConfig, Decision, RolloutState, StepRules};
+use spark_rollout::{AnalysisConfig, RolloutAction, RolloutState, StepRules};
 use spark_store::{NewEvent, RolloutChange, Transition};
 use tokio_util::sync::CancellationToken;
 
@@ -92,7 +92,7 @@ impl Deployer {
             .active
             .as_mut()
             .ok_or_else(|| DeployError::NotFound("no rollout in progress".into()))?;
-        let decisions: Vec<Decision> = active
+        let decisions: Vec<RolloutAction> = active
             .rollout
             .promote(self.clock.unix_ms(), by)
             .into_iter()
@@ -109,7 +109,7 @@ impl Deployer {
             .active
             .as_mut()
             .ok_or_else(|| DeployError::NotFound("no rollout in progress".into()))?;
-        let decisions: Vec<Decision> = active
+        let decisions: Vec<RolloutAction> = active
             .rollout
             .abort(self.clock.unix_ms(), by)
             .into_iter()
@@ -121,12 +121,12 @@ impl Deployer {
     fn apply(
         &self,
         state: &mut State,
-        decisions: Vec<Decision>,
+        decisions: Vec<RolloutAction>,
         by: &str,
     ) -> Result<(), DeployError> {
         for decision in decisions {
             match decision {
-                Decision::Advance {
+                RolloutAction::Advance {
                     module,
                     from,
                     to,
@@ -145,7 +145,7 @@ impl Deployer {
                         &format!("module '{module}' {from}% -> {to}%: {evidence}"),
                     )?;
                 }
-                Decision::Promote { reason } => {
+                RolloutAction::Promote { reason } => {
                     let active = state
                         .active
                         .take()
@@ -171,7 +171,7 @@ impl Deployer {
                         slots,
                     };
                 }
-                Decision::Rollback { reason } => {
+                RolloutAction::Rollback { reason } => {
                     let active = state
                         .active
                         .take()
