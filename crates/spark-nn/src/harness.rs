@@ -11,7 +11,7 @@ use std::path::Path;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, DeviceBackend, Store};
+use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -24,7 +24,7 @@ use crate::service::NnService;
 
 /// A compiled guest, ready to take requests.
 pub struct Harness {
-    engine: DeviceBackend,
+    engine: Engine,
     pre: ProxyPre<State>,
     service: NnService,
     limits: NnLimits,
@@ -86,7 +86,7 @@ impl Harness {
     pub fn new(service: NnService, wasm: &Path, limits: NnLimits) -> Result<Harness, NnError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        let engine = DeviceBackend::new(&config).map_err(guest_err)?;
+        let engine = Engine::new(&config).map_err(guest_err)?;
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(guest_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(guest_err)?;

@@ -331,7 +331,7 @@ mod tests {
         let t0 = Instant::now();
         assert!(!policy.record_failure(ORT_WEBGPU, "device lost", t0));
         assert!(policy.record_failure(ORT_WEBGPU, "device lost", t0));
-        let p = plan(
+        let p = route(
             &candidates(),
             &policy.snapshot(),
             t0 + Duration::from_secs(1),
@@ -342,7 +342,7 @@ mod tests {
                 .iter()
                 .any(|(b, why)| b == ORT_WEBGPU && why.contains("device lost"))
         );
-        let later = plan(
+        let later = route(
             &candidates(),
             &policy.snapshot(),
             t0 + Duration::from_secs(31),

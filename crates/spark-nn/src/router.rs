@@ -18,7 +18,7 @@ use wasmtime_wasi_nn::{ExecutionContext, Graph};
 use crate::backend::{DeviceBackend, DeviceClass, guarded};
 use crate::error::NnError;
 use crate::model::{Compiled, Model};
-use crate::policy::{Candidate, Health, Target, route};
+use crate::policy::{self, Candidate, Health, Target};
 use crate::service::Inner;
 use crate::tensor;
 
@@ -113,7 +113,7 @@ fn route(
         })
         .collect();
     let now = Instant::now();
-    let planned = route(&candidates, &inner.policy.snapshot(), now);
+    let planned = policy::route(&candidates, &inner.policy.snapshot(), now);
     outcome.skipped = planned
         .skipped
         .into_iter()
