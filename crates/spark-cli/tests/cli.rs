@@ -124,6 +124,18 @@ impl Process {
         Process(child, Some(lines))
     }
 
+    /// Reads stdout until a line containing `marker`; returns that line.
+    fn line_with(&mut self, marker: &str) -> String {
+        let lines = self.1.as_mut().unwrap();
+        for line in lines {
+            let line = line.unwrap();
+            if line.contains(marker) {
+                return line;
+            }
+        }
+        panic!("process ended before printing {marker:?}");
+    }
+
     /// Reads stdout until a line containing `marker`; returns the first `http://ADDR` on it.
     fn address_after(&mut self, marker: &str) -> String {
         let lines = self.1.as_mut().unwrap();
@@ -215,6 +227,40 @@ async fn serve_runs_a_single_component_at_the_root() {
             (200, "Hello from Spark!\n")
         );
     }
+    server.signal("INT");
+    assert!(server.wait_exit(Duration::from_secs(15)).success());
+}
+
+/// `spark serve`'s flags reach the guest and its limits (they become the manifest the node
+/// serves and re-reads, not settings beside it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_applies_its_flags_to_the_module() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Process::spawn(
+        spark()
+            .args(["serve", "--addr", "127.0.0.1:0", "-e", "STORE=single"])
+            .args(["--concurrency", "3", "--timeout", "7s", "--data-dir"])
+            .arg(data.path())
+            .arg(guest("echo")),
+    );
+    let banner = server.line_with("Serving");
+    let addresses: Vec<&str> = banner
+        .split("http://")
+        .skip(1)
+        .map(|rest| rest.split(['/', ' ', ')']).next().unwrap())
+        .collect();
+    let [addr, admin] = addresses[..] else {
+        panic!("{banner}")
+    };
+    let env = get(&format!("http://{addr}/env")).await.unwrap();
+    let env: serde_json::Value = serde_json::from_str(&env.text()).unwrap();
+    assert_eq!(env["STORE"], "single", "{env}");
+    let metrics = get(&format!("http://{admin}/metrics")).await.unwrap();
+    let limit = spark_testkit::metric(
+        &metrics.text(),
+        r#"spark_module_concurrency_limit{module="app"}"#,
+    );
+    assert_eq!(limit, Some(3.0), "{}", metrics.text());
     server.signal("INT");
     assert!(server.wait_exit(Duration::from_secs(15)).success());
 }

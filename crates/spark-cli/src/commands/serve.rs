@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use spark_manifest::{AllowedHost, Manifest, OutboundPolicy, parse_byte_size, parse_duration};
+use spark_manifest::{AllowedHost, Manifest, parse_byte_size, parse_duration};
 use spark_node::{NodeOptions, RunningNode};
 use spark_runtime::PoolingMode;
 
@@ -23,14 +23,14 @@ pub(crate) struct ServeArgs {
     #[arg(short = 'e', long = "env", value_parser = parse_env)]
     env: Vec<(String, String)>,
     /// A host the guest may call, e.g. https://api.example.com (repeatable).
-    #[arg(long = "allow-outbound", value_parser = AllowedHost::parse)]
-    allow_outbound: Vec<AllowedHost>,
+    #[arg(long = "allow-outbound", value_parser = checked(AllowedHost::parse))]
+    allow_outbound: Vec<String>,
     /// Memory limit per instance, e.g. 128MiB.
-    #[arg(long, value_parser = parse_byte_size)]
-    memory: Option<u64>,
+    #[arg(long, value_parser = checked(parse_byte_size))]
+    memory: Option<String>,
     /// Wall-clock limit per request, e.g. 30s.
-    #[arg(long, value_parser = parse_duration)]
-    timeout: Option<std::time::Duration>,
+    #[arg(long, value_parser = checked(parse_duration))]
+    timeout: Option<String>,
     /// Requests served at once.
     #[arg(long)]
     concurrency: Option<u32>,
@@ -46,6 +46,17 @@ pub(crate) struct ServeArgs {
     no_pooling: bool,
 }
 
+/// A flag kept as its text (it becomes manifest text) once `parse` accepts it.
+fn checked<T: 'static, E: std::fmt::Display + 'static>(
+    parse: fn(&str) -> Result<T, E>,
+) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        parse(text)
+            .map(|_| text.to_owned())
+            .map_err(|e| e.to_string())
+    }
+}
+
 fn parse_env(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -54,24 +65,15 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let component = std::path::absolute(&args.component).context("resolving the component path")?;
-    let data_dir = match args.data_dir {
+    let data_dir = match args.data_dir.clone() {
         Some(dir) => dir,
         None => default_data_dir(&component, &args.addr),
     };
-    let mut manifest = Manifest::single(component, args.addr);
-    manifest.node.admin = args.admin_addr;
-    let module = &mut manifest.modules[0];
-    module.env = args.env.into_iter().collect();
-    module.outbound = OutboundPolicy::new(args.allow_outbound);
-    if let Some(memory) = args.memory {
-        module.limits.memory = memory;
-    }
-    if let Some(timeout) = args.timeout {
-        module.limits.timeout = timeout;
-    }
-    if let Some(concurrency) = args.concurrency {
-        module.limits.concurrency = concurrency;
-    }
+    // The flags become manifest text, parsed like any manifest: the node keeps and re-reads
+    // the text of what it serves (its release), so nothing given here may live outside it.
+    let text = manifest_text(&args, &component);
+    let manifest = Manifest::parse(&text, &component)
+        .with_context(|| format!("the manifest made from the flags:\n{text}"))?;
     let options = NodeOptions {
         data_dir,
         pooling: if args.no_pooling {
@@ -93,6 +95,51 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         node.admin_addr
     );
     super::serve_until_signal(node).await
+}
+
+/// The one-module manifest `spark serve` runs: the component at `/...`, with the flags.
+fn manifest_text(args: &ServeArgs, component: &std::path::Path) -> String {
+    use toml::{Table, Value};
+    let mut module = Table::new();
+    module.insert("id".into(), "app".into());
+    module.insert("component".into(), component.display().to_string().into());
+    module.insert("routes".into(), Value::Array(vec!["/...".into()]));
+    if !args.env.is_empty() {
+        let env: Table = args
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect();
+        module.insert("env".into(), env.into());
+    }
+    if !args.allow_outbound.is_empty() {
+        let hosts = args.allow_outbound.iter().map(|h| h.as_str().into());
+        module.insert(
+            "allowed_outbound_hosts".into(),
+            Value::Array(hosts.collect()),
+        );
+    }
+    let mut limits = Table::new();
+    if let Some(memory) = &args.memory {
+        limits.insert("memory".into(), memory.as_str().into());
+    }
+    if let Some(timeout) = &args.timeout {
+        limits.insert("timeout".into(), timeout.as_str().into());
+    }
+    if let Some(concurrency) = args.concurrency {
+        limits.insert("concurrency".into(), i64::from(concurrency).into());
+    }
+    if !limits.is_empty() {
+        module.insert("limits".into(), limits.into());
+    }
+    let mut node = Table::new();
+    node.insert("listen".into(), args.addr.to_string().into());
+    node.insert("admin".into(), args.admin_addr.to_string().into());
+    let mut root = Table::new();
+    root.insert("version".into(), 1.into());
+    root.insert("node".into(), node.into());
+    root.insert("module".into(), Value::Array(vec![module.into()]));
+    toml::to_string(&root).expect("a table of strings and numbers serializes")
 }
 
 /// A data directory of its own for this component on this address: a node's store admits one
