@@ -182,7 +182,23 @@ async fn up_serves_reports_status_and_stops_gracefully_on_sigterm() {
     let manifest = write_manifest(dir.path(), GOOD);
     let mut node = Process::spawn(spark().arg("up").arg(&manifest));
     let addr = node.address_after("Spark node serving");
+    let job_hint = node.line_with("run now:");
     let admin = node.address_after("Admin:");
+
+    // The banner's job hint carries the token's path and the admin address: as printed, it runs.
+    let token_path = job_hint
+        .split("$(cat ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("{job_hint}"));
+    let token = std::fs::read_to_string(token_path).unwrap();
+    let url = format!("http://{admin}/v1/jobs/sync/run");
+    assert!(job_hint.contains(&url), "{job_hint}");
+    let bearer = format!("Bearer {}", token.trim());
+    let ran = spark_testkit::request_with("POST", &url, &[("authorization", &bearer)], b"")
+        .await
+        .unwrap();
+    assert_eq!(ran.status, 200, "{}", ran.text());
 
     let hello = get(&format!("http://{addr}/hello")).await.unwrap();
     assert_eq!(
@@ -199,6 +215,12 @@ async fn up_serves_reports_status_and_stops_gracefully_on_sigterm() {
         stdout.contains("hello") && stdout.contains("/api/...") && stdout.contains("every 3600s"),
         "{stdout}"
     );
+
+    // Run in the manifest's folder, an admin command finds the node's token by itself.
+    let (output, stdout, stderr) = run(spark()
+        .args(["status", "--admin", &admin])
+        .current_dir(dir.path()));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
 
     // The data directory defaults to `.spark` beside the manifest, holding the AOT cache.
     assert!(dir.path().join(".spark/aot").is_dir());

@@ -24,24 +24,25 @@ pub(super) struct AdminArgs {
     /// The admin token (default: read from <data-dir>/admin.token).
     #[arg(long, global = true, env = "SPARK_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// The node's data directory, to read its admin token from.
-    #[arg(long, global = true)]
+    /// The node's data directory, to read its admin token from (default: `.spark` here, where
+    /// `spark up spark.toml` keeps it when run in the manifest's folder).
+    #[arg(long, global = true, env = "SPARK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 }
 
+/// The data directory `spark up` uses for a manifest in the current folder.
+const LOCAL_DATA_DIR: &str = ".spark";
+
 impl AdminArgs {
     pub(super) fn client(&self) -> anyhow::Result<AdminClient> {
+        let local = spark_store::DataDir::new(LOCAL_DATA_DIR);
         let token = match (&self.token, &self.data_dir) {
             (Some(token), _) => token.clone(),
-            (None, Some(dir)) => {
-                let path = spark_store::DataDir::new(dir).admin_token_path();
-                std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading the admin token from {}", path.display()))?
-                    .trim()
-                    .to_owned()
-            }
+            (None, Some(dir)) => read_token(&spark_store::DataDir::new(dir))?,
+            (None, None) if local.admin_token_path().is_file() => read_token(&local)?,
             (None, None) => anyhow::bail!(
-                "give the admin token: --token, SPARK_TOKEN, or --data-dir of the node"
+                "give the admin token: --token, SPARK_TOKEN, or --data-dir of the node \
+                 (no {LOCAL_DATA_DIR}/admin.token in this folder)"
             ),
         };
         Ok(AdminClient {
@@ -49,6 +50,31 @@ impl AdminArgs {
             token,
         })
     }
+}
+
+impl AdminArgs {
+    /// The flags another admin command needs to reach the same node as this one, for hints
+    /// printed to be run as they are (the token itself is never printed).
+    pub(super) fn repeated(&self) -> String {
+        let mut flags = String::new();
+        if std::env::var_os("SPARK_ADMIN").is_none() && self.admin.to_string() != "127.0.0.1:9090" {
+            flags.push_str(&format!(" --admin {}", self.admin));
+        }
+        if let Some(dir) = &self.data_dir
+            && std::env::var_os("SPARK_DATA_DIR").is_none()
+        {
+            flags.push_str(&format!(" --data-dir {}", dir.display()));
+        }
+        flags
+    }
+}
+
+fn read_token(dir: &spark_store::DataDir) -> anyhow::Result<String> {
+    let path = dir.admin_token_path();
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the admin token from {}", path.display()))?
+        .trim()
+        .to_owned())
 }
 
 pub(super) struct AdminClient {

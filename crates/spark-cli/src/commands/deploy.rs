@@ -62,7 +62,10 @@ pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
         }
     }
     if outcome.action == "rollout" {
-        println!("follow it with: spark rollout status");
+        println!(
+            "follow it with: spark rollout status{}",
+            args.admin.repeated()
+        );
     }
     Ok(())
 }

@@ -83,6 +83,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         manifest.node.admin = admin;
     }
     let data_dir = super::data_dir(args.data_dir, &manifest);
+    let token_path = spark_store::DataDir::new(&data_dir).admin_token_path();
     let fleet = args.fleet.options(&data_dir)?;
     let options = NodeOptions {
         data_dir,
@@ -98,7 +99,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut node = RunningNode::start(options)
         .await
         .with_context(|| format!("starting the node from {}", args.manifest.display()))?;
-    print_hints(&manifest, &node);
+    print_hints(&manifest, &node, &token_path);
     if let Some(fleet) = fleet {
         println!(
             "Fleet: node {} of app '{}' on {}",
@@ -109,7 +110,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     super::serve_until_signal(node).await
 }
 
-fn print_hints(manifest: &Manifest, node: &RunningNode) {
+fn print_hints(manifest: &Manifest, node: &RunningNode, token_path: &std::path::Path) {
     println!(
         "Spark node serving {} module(s) on http://{}",
         manifest.modules.len(),
@@ -123,9 +124,10 @@ fn print_hints(manifest: &Manifest, node: &RunningNode) {
             }
             Trigger::Schedule { every } => {
                 println!(
-                    "  {:<16} job every {}s (run now: curl -X POST http://{}/v1/jobs/{}/run)",
+                    "  {:<16} job every {}s (run now: curl -X POST -H \"Authorization: Bearer $(cat {})\" http://{}/v1/jobs/{}/run)",
                     module.id,
                     every.as_secs(),
+                    token_path.display(),
                     node.admin_addr,
                     module.id
                 );
