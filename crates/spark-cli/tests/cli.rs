@@ -253,6 +253,21 @@ async fn serve_runs_a_single_component_at_the_root() {
     assert!(server.wait_exit(Duration::from_secs(15)).success());
 }
 
+#[test]
+fn serve_blames_a_missing_component_not_the_store() {
+    let data = tempfile::tempdir().unwrap();
+    let missing = data.path().join("nope.wasm");
+    let (output, _, stderr) = run(spark()
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .arg(&missing));
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("cannot read") && stderr.contains("nope.wasm") && !stderr.contains("store"),
+        "{stderr}"
+    );
+}
+
 /// `spark serve`'s flags reach the guest and its limits (they become the manifest the node
 /// serves and re-reads, not settings beside it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,6 +82,10 @@ pub enum NodeError {
     /// The store could not be opened, or no release to serve could be chosen from it.
     #[error("cannot open the node's store")]
     Store(#[source] StartupError),
+    /// No release to serve could be chosen: the manifest's components could not be read or
+    /// stored, or the current release is missing from the store.
+    #[error("cannot choose the release to serve")]
+    Release(#[source] StartupError),
     /// The orchestrator's probes could not be set up from `[orchestrator]`.
     #[error("orchestrator configuration")]
     Orchestrator(#[source] spark_orchestrator::probes::ProbeConfigError),
@@ -443,7 +447,7 @@ async fn start_releases(
             .await
             .map_err(StartupError::from)
             .and_then(|plan| plan)
-            .map_err(NodeError::Store)?;
+            .map_err(NodeError::Release)?;
     let slots = match factory
         .build_all(&plan.modules, plan.current.id.as_str())
         .await

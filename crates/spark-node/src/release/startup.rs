@@ -17,7 +17,7 @@ use spark_store::{
 };
 
 /// Why the node's store could not give the release to serve (the node does not start; see
-/// [`crate::NodeError::Store`]).
+/// [`crate::NodeError::Store`] and [`crate::NodeError::Release`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
