@@ -146,7 +146,13 @@ async fn deploy_follow_promote_and_roll_back_with_the_cli() {
     );
 
     let (ok, out) = node.cli(&site.data, &["rollback"]);
-    assert!(ok && out.contains("r1-"), "{out}");
+    assert!(ok && out.contains("rolled back: serving r1-"), "{out}");
+    assert_eq!(node.version().await, "1");
+    let (ok, out) = node.cli(&site.data, &["rollback"]);
+    assert!(
+        !ok && out.contains("roll back"),
+        "a bare rollback never goes forward: {out}"
+    );
     assert_eq!(node.version().await, "1");
     let (ok, out) = node.cli(&site.data, &["status"]);
     assert!(ok && out.contains("release r1-"), "{out}");

@@ -34,16 +34,26 @@ pub(super) async fn run(args: RolloutArgs) -> anyhow::Result<()> {
                 serde_json::from_slice(&body).context("reading the rollout status")?;
             print_status(&status);
         }
-        Action::Promote => println!(
-            "{}",
-            String::from_utf8_lossy(&client.post_json("/v1/rollout/promote", &by).await?)
-        ),
-        Action::Abort => println!(
-            "{}",
-            String::from_utf8_lossy(&client.post_json("/v1/rollout/abort", &by).await?)
-        ),
+        Action::Promote => {
+            let answer = client.post_json("/v1/rollout/promote", &by).await?;
+            println!("promoted: serving {}", field(&answer, "promoted")?);
+        }
+        Action::Abort => {
+            let answer = client.post_json("/v1/rollout/abort", &by).await?;
+            println!("aborted: serving {}", field(&answer, "serving")?);
+        }
     }
     Ok(())
+}
+
+/// One string field of the node's JSON answer (a release id).
+fn field(answer: &[u8], name: &str) -> anyhow::Result<String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(answer).context("reading the node's answer")?;
+    value[name]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("the node's answer has no {name:?}"))
 }
 
 fn print_status(status: &RolloutStatus) {
@@ -89,6 +99,6 @@ pub(super) async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
         .client()?
         .post_json("/v1/rollback", &body)
         .await?;
-    println!("{}", String::from_utf8_lossy(&answer));
+    println!("rolled back: serving {}", field(&answer, "serving")?);
     Ok(())
 }

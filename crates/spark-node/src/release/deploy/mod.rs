@@ -454,15 +454,17 @@ impl Deployer {
         Ok(release)
     }
 
-    /// The release that served before `current` (from the event log: releases that became
-    /// current, newest first), if any.
+    /// The release a bare rollback goes back to (from the event log: releases that became
+    /// current, newest first): the most recent one that served before `current` and is older
+    /// than it. Never forward: after a rollback from r2 to r1, a second
+    /// bare rollback has nothing older to go to.
     fn previously_current(&self, current: &Release) -> Result<Option<u64>, DeployError> {
         let events = self.store.events(10_000).map_err(store_error)?;
         Ok(events
             .iter()
             .filter(|e| matches!(e.kind.as_str(), "release" | "switch" | "promoted"))
             .filter_map(|e| e.release.as_ref())
-            .find(|id| id.number() != current.id.number())
+            .find(|id| id.number() < current.id.number())
             .map(|id| id.number()))
     }
 
