@@ -146,7 +146,31 @@ pub struct EventsQuery {
 
 /// Events `GET /v1/events` lists without a `limit`.
 pub const DEFAULT_EVENTS: usize = 50;
+/// Most events one `GET /v1/events` lists, whatever `limit` asks: an answer's size is the
+/// node's to bound, not the client's.
+pub const MAX_EVENTS: usize = 1000;
 
 fn default_events() -> usize {
     DEFAULT_EVENTS
+}
+
+impl EventsQuery {
+    /// The number of events to list: `limit`, at most [`MAX_EVENTS`].
+    pub fn capped(&self) -> usize {
+        self.limit.min(MAX_EVENTS)
+    }
+}
+
+/// One entry of the node's event log (deploys, switches, rollout steps, promotions,
+/// rollbacks), as `GET /v1/events` lists them, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventView {
+    /// When, in Unix milliseconds (the node's clock).
+    pub at_ms: u64,
+    /// What happened: `release`, `switch`, `rollout`, `promoted`, `aborted`, ...
+    pub kind: String,
+    /// The release it concerns, if any.
+    pub release: Option<String>,
+    /// The node's sentence about it (who asked, the verdict and its evidence).
+    pub detail: String,
 }

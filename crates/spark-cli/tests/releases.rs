@@ -154,6 +154,15 @@ async fn deploy_follow_promote_and_roll_back_with_the_cli() {
         "a bare rollback never goes forward: {out}"
     );
     assert_eq!(node.version().await, "1");
+    let (ok, out) = node.cli(&site.data, &["events"]);
+    let promoted = out.find("promoted").unwrap_or(usize::MAX);
+    let rolled_back = out.find("rollback from").unwrap_or(0);
+    assert!(
+        ok && promoted < rolled_back && out.contains("TIME (UTC)"),
+        "the story, oldest first: {out}"
+    );
+    let (ok, out) = node.cli(&site.data, &["events", "--kind", "promoted"]);
+    assert!(ok && !out.contains("rollback from"), "{out}");
     let (ok, out) = node.cli(&site.data, &["status"]);
     assert!(ok && out.contains("release r1-"), "{out}");
 }

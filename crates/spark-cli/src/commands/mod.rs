@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod client;
 mod deploy;
+mod events;
 mod fleet;
 mod nn;
 mod releases;
@@ -38,6 +39,8 @@ pub(crate) enum Command {
     Deploy(deploy::DeployArgs),
     /// List the node's releases.
     Releases(releases::ReleasesArgs),
+    /// The node's release and rollout history: deploys, canary verdicts, promotions, rollbacks.
+    Events(events::EventsArgs),
     /// Follow or steer the rollout in progress.
     Rollout(rollout::RolloutArgs),
     /// Switch back to an earlier release.
@@ -57,6 +60,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
         Command::Nn(args) => nn::run(args).await,
         Command::Deploy(args) => deploy::run(args).await,
         Command::Releases(args) => releases::run(args).await,
+        Command::Events(args) => events::run(args).await,
         Command::Rollout(args) => rollout::run(args).await,
         Command::Rollback(args) => rollout::rollback(args).await,
         Command::Fleet(args) => fleet::run(args).await,

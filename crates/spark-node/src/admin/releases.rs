@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use spark_api::{Actor, EventsQuery, RollbackRequest};
+use spark_api::{Actor, EventView, EventsQuery, RollbackRequest};
 
 use super::AdminState;
 use crate::release::deploy::{DeployError, DeployRequest, release_list};
@@ -146,14 +146,6 @@ async fn rollback(
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct EventView {
-    pub at_ms: u64,
-    pub kind: String,
-    pub release: Option<String>,
-    pub detail: String,
-}
-
 async fn events(
     State(state): State<Arc<AdminState>>,
     Query(query): Query<EventsQuery>,
@@ -161,7 +153,7 @@ async fn events(
     let store = state.deployer.store().clone();
     let result = blocking(move || {
         let events = store
-            .events(query.limit)
+            .events(query.capped())
             .map_err(|e| DeployError::Store(e.into()))?;
         Ok(events
             .into_iter()
