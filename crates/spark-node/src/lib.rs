@@ -28,7 +28,7 @@ mod offline_tools;
 mod release;
 mod serve;
 
-pub use admin::status::{ModuleStatus, NodeStatus, OrchestratorStatus};
+pub use admin::status::{ModuleStatus, NodeStatus, OrchestratorStatus, RequestCounts};
 pub use clock::{Clock, ManualClock};
 pub use node::{NodeError, NodeOptions, RunningNode};
 pub use release::deploy::{DeployOutcome, DeployRequest, ReleaseSummary, RolloutStatus};

@@ -85,11 +85,26 @@ pub struct OrchestratorStatus {
     pub ticks: u64,
 }
 
+/// A module's requests since the node started, across every release that served it: unlike
+/// the per-version `stats`, they survive a release switch and include requests turned away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    /// Requests that ended, with any status (a client that left counts as 499).
+    pub requests: u64,
+    /// Of those, answered with a 5xx status (refusals included).
+    pub errors: u64,
+    /// Of the errors, turned away before reaching the guest (queue full, no capacity).
+    pub refused: u64,
+}
+
 /// One module version being served, with its live counters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModuleStatus {
     /// The module id.
     pub id: String,
+    /// Requests since the node started, across releases (what `/metrics` counts).
+    #[serde(default)]
+    pub requests: RequestCounts,
     /// The release this version belongs to.
     pub release: String,
     /// Priority class: `critical`, `normal` or `background`.
@@ -179,6 +194,7 @@ fn module(slot: &ModuleSlot, warmth: Option<ModuleWarmth>) -> ModuleStatus {
     let report = &info.report;
     ModuleStatus {
         id: spec.id.to_string(),
+        requests: slot.metrics.counts(),
         release: slot.release.clone(),
         priority: spec.priority.to_string(),
         weight: spec.weight,

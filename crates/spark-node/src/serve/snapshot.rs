@@ -129,6 +129,7 @@ impl ModuleSlot {
     /// A request refused before it reached the guest (admission, capacity, loading).
     pub fn refused(&self, status: u16, took: std::time::Duration) {
         self.metrics.request(status, took);
+        self.metrics.refused();
         self.outcomes.record(status, took);
     }
 

@@ -58,5 +58,19 @@ async fn queue_full_and_queue_timeout_get_503_with_retry_after() {
         "running: {}",
         slot.admission.running()
     );
+    // `spark status` counts what `/metrics` counts: refusals included.
+    let status: spark_node::NodeStatus =
+        serde_json::from_slice(&node.admin("GET", "/v1/status", b"").await.unwrap().body).unwrap();
+    let counts = status
+        .modules
+        .iter()
+        .find(|m| m.id == "slowpoke")
+        .unwrap()
+        .requests;
+    assert_eq!(
+        (counts.requests, counts.errors, counts.refused),
+        (4, 3, 2),
+        "a 504, two 503 refusals and a 200"
+    );
     node.stop().await;
 }

@@ -197,6 +197,15 @@ async fn a_good_version_walks_the_canary_steps_and_is_promoted_without_failing_a
     for kind in ["rollout-started", "step", "promoted"] {
         assert!(events.contains(kind), "{kind} missing from {events}");
     }
+    // The module's request count spans both releases (it did not restart at the switch).
+    let status: spark_node::NodeStatus =
+        serde_json::from_slice(&node.admin("GET", "/v1/status", b"").await.unwrap().body).unwrap();
+    let api = status.modules.iter().find(|m| m.id == "api").unwrap();
+    assert!(
+        api.requests.requests >= v1 + v2 + 10,
+        "{:?} after {v1} + {v2} + 10 requests",
+        api.requests
+    );
     node.stop().await;
 }
 

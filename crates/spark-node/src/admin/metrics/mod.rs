@@ -6,7 +6,9 @@
 //! the request path never looks up a label set; what the runtime counts (guest CPU, traps,
 //! timeouts, ...) lives in its atomics and is read by a collector at scrape time.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod collector;
@@ -55,6 +57,17 @@ pub struct NodeMetrics {
     cold_starts: Family<ReasonLabels, Counter>,
     cold_start_seconds: Family<ModuleLabel, Histogram>,
     unrouted: Counter,
+    /// Each module's request counts since the node started, kept across its releases.
+    totals: Mutex<HashMap<String, Arc<RequestTotals>>>,
+}
+
+/// A module's requests since the node started, across every release that served it: the
+/// same requests `spark_http_requests` counts, summed for `spark status`.
+#[derive(Debug, Default)]
+struct RequestTotals {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    refused: AtomicU64,
 }
 
 fn latency_histogram() -> Histogram {
@@ -158,6 +171,7 @@ impl NodeMetrics {
             cold_starts,
             cold_start_seconds,
             unrouted,
+            totals: Mutex::default(),
         }
     }
 
@@ -178,8 +192,16 @@ impl NodeMetrics {
                 latency_histogram(),
             )
         };
+        let totals = self
+            .totals
+            .lock()
+            .expect("totals lock")
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
         ModuleMetrics {
             module: id.to_owned(),
+            totals,
             requests: self.requests.clone(),
             latency,
             instantiation: self.instantiation.get_or_create(&label).clone(),
@@ -209,6 +231,7 @@ impl NodeMetrics {
 #[derive(Clone)]
 pub struct ModuleMetrics {
     module: String,
+    totals: Arc<RequestTotals>,
     requests: Family<StatusLabels, Counter>,
     latency: Histogram,
     instantiation: Histogram,
@@ -238,6 +261,24 @@ impl ModuleMetrics {
         };
         self.requests.get_or_create(&labels).inc();
         self.latency.observe(took.as_secs_f64());
+        self.totals.requests.fetch_add(1, Ordering::Relaxed);
+        if status >= 500 {
+            self.totals.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A request turned away before it reached the guest (also counted by `request`).
+    pub(crate) fn refused(&self) {
+        self.totals.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The module's requests since the node started, across its releases.
+    pub(crate) fn counts(&self) -> crate::admin::status::RequestCounts {
+        crate::admin::status::RequestCounts {
+            requests: self.totals.requests.load(Ordering::Relaxed),
+            errors: self.totals.errors.load(Ordering::Relaxed),
+            refused: self.totals.refused.load(Ordering::Relaxed),
+        }
     }
 
     pub fn instantiated(&self, took: Duration) {
