@@ -342,8 +342,10 @@ async fn a_device_that_appears_is_discovered_without_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saturated_accelerator_sends_new_inferences_to_the_cpu_and_gets_them_back() {
     let root = tempfile::tempdir().unwrap();
+    // The probe root is empty, so the node cannot read the machine's memory and would size
+    // itself for a small one: three concurrent inferences must fit its memory bound.
     let head = format!(
-        "[orchestrator]\ninterval = \"100ms\"\nprobe_root = {:?}\n",
+        "[node]\nmax_memory = \"8GiB\"\n[orchestrator]\ninterval = \"100ms\"\nprobe_root = {:?}\n",
         root.path().display().to_string()
     );
     let node = TestNode::start(&manifest(&all_backends("saturation = 1"), "", &head))
@@ -366,7 +368,8 @@ async fn a_saturated_accelerator_sends_new_inferences_to_the_cpu_and_gets_them_b
         let mut seen = Vec::new();
         for _ in 0..60 {
             let reply = post(&url, &image).await.unwrap();
-            let body: Value = serde_json::from_slice(&reply.body).unwrap();
+            let body: Value = serde_json::from_slice(&reply.body)
+                .unwrap_or_else(|e| panic!("{e}: {} {}", reply.status, reply.text()));
             seen.push(body);
         }
         seen

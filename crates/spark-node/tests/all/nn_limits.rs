@@ -263,7 +263,10 @@ async fn a_compute_past_the_timeout_ends_the_request_with_504_at_the_deadline() 
     // It really outlived the answer: a synchronous compute would have held the 504 this long.
     let computed = asked.elapsed();
     eprintln!("504 after {took:?}; the computation ended about {computed:?} after the request");
-    assert!(computed > Duration::from_millis(1500), "{computed:?}");
+    assert!(
+        computed >= took * 2,
+        "the computation ended {computed:?} after the request, its 504 after {took:?}"
+    );
     assert_eq!(nn_counter(&node, "running").await, 0);
     let metrics = get(&node.admin_url("/metrics")).await.unwrap().text();
     assert!(metrics.contains("nn_abandoned_total 1"), "{metrics}");
