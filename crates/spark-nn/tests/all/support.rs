@@ -4,56 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use spark_nn::{NnConfig, NnModel, NnService, NnSettings, VulkanProbe};
+// The model, ONNX Runtime and the accelerator switch are the test kit's, shared with the
+// node's and the CLI's inference tests.
+pub(crate) use spark_testkit::nn::{MODEL_SHA256, model, ort_library as ort, require_accel};
 
 pub(crate) const MODEL_NAME: &str = "ppocr-cls";
-pub(crate) const MODEL_SHA256: &str =
-    "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c";
-
-fn cache() -> PathBuf {
-    std::env::var_os("SPARK_NN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/spark-nn")
-        })
-}
-
-/// The real model; panics with the fix when it was not fetched.
-pub(crate) fn model() -> PathBuf {
-    let path = std::env::var_os("SPARK_NN_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache().join("models/ch_ppocr_mobile_v2.0_cls_infer.onnx"));
-    assert!(
-        path.is_file(),
-        "no model at {}: run scripts/fetch-model.sh (or scripts/fetch-nn.sh)",
-        path.display()
-    );
-    path
-}
-
-/// The ONNX Runtime library, if fetched (required when accelerators are).
-pub(crate) fn ort() -> Option<PathBuf> {
-    let path = std::env::var_os("SPARK_NN_ORT_LIB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache().join("ort/libonnxruntime.so.1"));
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        !require_accel(),
-        "SPARK_NN_REQUIRE_ACCEL=1 but no ONNX Runtime at {}: run scripts/fetch-ort.sh",
-        path.display()
-    );
-    eprintln!(
-        "note: no ONNX Runtime at {}: testing tract only",
-        path.display()
-    );
-    None
-}
-
-/// CI sets this once ONNX Runtime and lavapipe are installed: the GPU branch must run.
-pub(crate) fn require_accel() -> bool {
-    std::env::var("SPARK_NN_REQUIRE_ACCEL").is_ok_and(|v| v == "1")
-}
 
 /// The `classify` guest.
 pub(crate) fn classify_wasm() -> PathBuf {
@@ -66,19 +21,7 @@ pub(crate) fn nn_limits_wasm() -> PathBuf {
 }
 
 fn guest_wasm(name: &str) -> PathBuf {
-    let dir = std::env::var_os("SPARK_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../guests/target/wasm32-wasip2/release")
-        });
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "no guest at {}: run `make guests` (after scripts/fetch-model.sh)",
-        path.display()
-    );
-    path
+    spark_testkit::guest(name)
 }
 
 /// The node config tests start from: the real model by name, ORT if present, software
