@@ -181,7 +181,14 @@ async fn up_serves_reports_status_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_manifest(dir.path(), GOOD);
     let mut node = Process::spawn(spark().arg("up").arg(&manifest));
-    let addr = node.address_after("Spark node serving");
+    let banner = node.line_with("Spark node serving");
+    assert!(banner.contains("of release r1-"), "{banner}");
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{banner}"))
+        .trim()
+        .to_owned();
     let job_hint = node.line_with("run now:");
     let admin = node.address_after("Admin:");
 

@@ -95,6 +95,16 @@ async fn client(config: &FleetConfig) -> Result<async_nats::Client, FleetError> 
         .max_reconnects(None)
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((attempts as u64 * 100).clamp(50, 1000))
+        })
+        .event_callback(|event| async move {
+            // An outage gets a line of its own (the node keeps serving what it has).
+            match event {
+                async_nats::Event::Disconnected => tracing::warn!(
+                    "lost the connection to NATS: serving the current release, reconnecting"
+                ),
+                async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                other => tracing::debug!(event = %other, "NATS connection event"),
+            }
         });
     if !config.wait_for_server {
         options = options.retry_on_initial_connect();

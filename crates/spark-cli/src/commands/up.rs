@@ -112,8 +112,9 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
 
 fn print_hints(manifest: &Manifest, node: &RunningNode, token_path: &std::path::Path) {
     println!(
-        "Spark node serving {} module(s) on http://{}",
+        "Spark node serving {} module(s) of release {} on http://{}",
         manifest.modules.len(),
+        node.snapshot().release.as_deref().unwrap_or("-"),
         node.http_addr
     );
     for module in &manifest.modules {

@@ -239,6 +239,7 @@ impl Deployer {
         if changed.is_empty() {
             let slots = merge(&state.stable, &modules, &added_slots);
             self.commit_switch(&release, "switched (no module needs a canary)")?;
+            tracing::info!(release = %release.id.as_str(), added = ?added, removed = ?removed, "deployed: switched at once (no module needs a canary)");
             state.stable = Serving { release, slots };
         } else {
             let rules = changed
@@ -270,6 +271,7 @@ impl Deployer {
                 "rollout-started",
                 &format!("canary for {}", changed.join(", ")),
             )?;
+            tracing::info!(release = %active.release.id.as_str(), from = %state.stable.release.id.as_str(), canary = ?changed, "deployed: canary rollout started");
             state.active = Some(active);
         }
         publish(&self.snapshot, &state);
@@ -414,6 +416,7 @@ impl Deployer {
             &format!("rollback from {}", state.stable.release.id.as_str()),
         )?;
         let id = release.id.as_str().to_owned();
+        tracing::warn!(release = %id, from = %state.stable.release.id.as_str(), "rolled back");
         state.stable = Serving { release, slots };
         publish(&self.snapshot, &state);
         Ok(id)
