@@ -52,6 +52,9 @@ pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let outcome: DeployOutcome =
         serde_json::from_slice(&answer).context("reading the node's answer")?;
     println!("release {}: {}", outcome.release, outcome.action);
+    if outcome.action == "unchanged" {
+        println!("the node already serves exactly this manifest and these components");
+    }
     for (what, list) in [
         ("canary", &outcome.canary),
         ("added", &outcome.added),

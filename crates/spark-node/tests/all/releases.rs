@@ -520,3 +520,25 @@ async fn a_restart_keeps_what_was_deployed_and_an_edited_file_takes_over() {
     assert_eq!(releases.as_array().unwrap().len(), 3, "{releases}");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploying_what_already_serves_changes_nothing_and_says_so() {
+    let node = TestNode::start(V1).await.unwrap();
+    // The first deploy makes a release of its own (its manifest names components by digest,
+    // not by file); deploying exactly that again changes nothing.
+    let first: Value = serde_json::from_slice(&deploy(&node, V1).await.body).unwrap();
+    assert_eq!(first["action"], "switched", "{first}");
+    let reply = deploy(&node, V1).await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let outcome: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(outcome["action"], "unchanged", "{outcome}");
+    assert_eq!(
+        outcome["release"], first["release"],
+        "no new release id for the same content"
+    );
+    let releases: Value =
+        serde_json::from_slice(&node.admin("GET", "/v1/releases", b"").await.unwrap().body)
+            .unwrap();
+    assert_eq!(releases.as_array().unwrap().len(), 2, "{releases}");
+    node.stop().await;
+}

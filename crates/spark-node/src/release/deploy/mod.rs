@@ -82,7 +82,8 @@ pub(crate) fn store_error(e: impl Into<spark_error::BoxError>) -> DeployError {
 pub struct DeployOutcome {
     /// Id of the release the deploy created.
     pub release: String,
-    /// `switched` (nothing to canary: the release is current now) or `rollout` (started).
+    /// `switched` (nothing to canary: the release is current now), `rollout` (started) or
+    /// `unchanged` (the same content as the current release: nothing done, no new release).
     pub action: String,
     /// Modules whose new version is being canaried.
     pub canary: Vec<String>,
@@ -200,8 +201,24 @@ impl Deployer {
             .latest()
             .map_err(store_error)?
             .map_or(1, |r| r.id.number() + 1);
-        let label = format!("r{next}-{}", content_hash(&manifest.text, &entries));
+        let content = content_hash(&manifest.text, &entries);
         let (changed, added, removed) = diff(&state.stable, &modules);
+        let current = state.stable.release.id.as_str();
+        if current
+            .split_once('-')
+            .is_some_and(|(_, hash)| hash == content)
+        {
+            // The same manifest and components as what serves: nothing to deploy, and no new
+            // release id for the same content.
+            return Ok(DeployOutcome {
+                release: current.to_owned(),
+                action: "unchanged".into(),
+                canary: Vec::new(),
+                added: Vec::new(),
+                removed: Vec::new(),
+            });
+        }
+        let label = format!("r{next}-{content}");
         let to_build = changed_or_added(&modules, &changed, &added);
         let built = self
             .factory
