@@ -13,8 +13,9 @@ use spark_runtime::PoolingMode;
 pub(crate) struct ServeArgs {
     /// The component to serve.
     component: PathBuf,
-    /// Where to serve it.
-    #[arg(long, default_value = "0.0.0.0:8080")]
+    /// Where to serve it (loopback by default, like `spark up`; `--addr 0.0.0.0:8080` to
+    /// serve other machines).
+    #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
     /// Where to serve /healthz and /metrics (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
