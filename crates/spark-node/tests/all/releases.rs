@@ -162,6 +162,20 @@ async fn a_good_version_walks_the_canary_steps_and_is_promoted_without_failing_a
         during["rollout"]["modules"]["api"]["compared_with"], "baseline",
         "a fresh copy of v1 is the yardstick: {during}"
     );
+    let metrics = spark_testkit::get(&node.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text();
+    let share = format!(r#"spark_canary_share_percent{{module="api",release="{release}"}}"#);
+    assert_eq!(
+        spark_testkit::metric(&metrics, &share),
+        Some(20.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"spark_release_info{release="r1-"#),
+        "{metrics}"
+    );
     let done = wait_for(&node, &mut answered, Duration::from_secs(30), |s| {
         s["rollout"].is_null()
     })

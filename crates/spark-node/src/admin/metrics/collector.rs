@@ -22,6 +22,17 @@ struct InfoLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReleaseLabel {
+    release: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CanaryLabels {
+    module: String,
+    release: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModeLabel {
     mode: String,
 }
@@ -222,6 +233,31 @@ fn encode_info(
             digest: slot.info().digest,
         };
         ConstGauge::new(1i64).encode(info.encode_family(&labels)?)?;
+    }
+    if let Some(release) = &snapshot.release {
+        let mut current = encoder.encode_descriptor(
+            "release_info",
+            "The release this node serves (its stable release during a rollout)",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        let labels = ReleaseLabel {
+            release: release.clone(),
+        };
+        ConstGauge::new(1i64).encode(current.encode_family(&labels)?)?;
+    }
+    let mut shares = encoder.encode_descriptor(
+        "canary_share_percent",
+        "Percent of a module's requests its canary takes during a rollout",
+        None,
+        ConstGauge::new(0.0).metric_type(),
+    )?;
+    for (module, canary) in &snapshot.canaries {
+        let labels = CanaryLabels {
+            module: module.clone(),
+            release: canary.slot.release.clone(),
+        };
+        ConstGauge::new(canary.share).encode(shares.encode_family(&labels)?)?;
     }
     Ok(())
 }
