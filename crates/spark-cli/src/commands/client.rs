@@ -50,9 +50,7 @@ impl AdminArgs {
             token,
         })
     }
-}
 
-impl AdminArgs {
     /// The flags another admin command needs to reach the same node as this one, for hints
     /// printed to be run as they are (the token itself is never printed).
     pub(super) fn repeated(&self) -> String {
