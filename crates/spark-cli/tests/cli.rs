@@ -180,7 +180,15 @@ impl Process {
 async fn up_serves_reports_status_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_manifest(dir.path(), GOOD);
-    let mut node = Process::spawn(spark().arg("up").arg(&manifest));
+    let log_path = dir.path().join("node.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut node = Process::spawn(
+        spark()
+            .arg("up")
+            .arg(&manifest)
+            .env("RUST_LOG", "info")
+            .stderr(log),
+    );
     let banner = node.line_with("Spark node serving");
     assert!(banner.contains("of release r1-"), "{banner}");
     let addr = banner
@@ -237,6 +245,21 @@ async fn up_serves_reports_status_and_stops_gracefully_on_sigterm() {
         node.wait_exit(Duration::from_secs(15)).success(),
         "a graceful stop exits 0"
     );
+
+    // Written to a file, the log has no colour codes, and a job run is one INFO line: the
+    // guest's own output (the run's outcome is in /metrics and at debug level).
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains('\u{1b}'), "no ANSI escapes in a file:\n{log}");
+    let runs = log
+        .lines()
+        .filter(|l| l.contains("INFO") && l.contains("inventory-sync store="))
+        .count();
+    assert!(runs >= 1, "the guest's line is logged:\n{log}");
+    let job_lines = log
+        .lines()
+        .filter(|l| l.contains("INFO") && l.contains("module=sync") && !l.contains("module loaded"))
+        .count();
+    assert_eq!(job_lines, runs, "one INFO line per job run:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,11 +47,18 @@ async fn deploy_converges_on_three_nodes_and_a_killed_node_comes_back() {
     let traffic = Traffic::start(vec![n1.addr.clone(), n2.addr.clone(), n3.addr.clone()]);
     let v2 = write(dir.path(), "v2.toml", &manifest(2, 0));
     let (ok, out) = fleet_cli(&url, &["deploy", &v2, "--wait", "--timeout", "60"]);
-    assert!(ok, "{out}");
+    assert!(ok && out.contains("complete:"), "{out}");
+    let log: Vec<&str> = out.lines().filter(|l| l.starts_with("  ")).collect();
+    let unique: std::collections::BTreeSet<&&str> = log.iter().collect();
+    assert_eq!(
+        unique.len(),
+        log.len(),
+        "--wait prints each line once:\n{out}"
+    );
     assert!(all_serve(&[&n1, &n2, &n3], "2").await);
     let (ok, out) = fleet_cli(&url, &["status"]);
     assert!(
-        ok && out.contains("complete") && out.contains("n3"),
+        ok && out.contains("complete") && out.contains("n3") && out.contains("3 converged"),
         "{out}"
     );
 
@@ -317,6 +324,25 @@ async fn a_person_promotes_past_the_node_canaries_and_rolls_back() {
         Duration::from_secs(30),
         "every node is back on v2",
         || async { all_only_serve(&[&n1, &n2, &n3], "2").await },
+    )
+    .await;
+    // Status judges the nodes against the release they went back to, not the one they left.
+    let previous = fleet
+        .desired("shop")
+        .await
+        .unwrap()
+        .unwrap()
+        .value
+        .previous
+        .unwrap()
+        .key();
+    wait_until(
+        Duration::from_secs(20),
+        "the heartbeats say every node is back",
+        || async {
+            let (_, out) = fleet_cli(&url, &["status"]);
+            out.contains(&format!("nodes: 3 back on {previous}, 0 returning"))
+        },
     )
     .await;
 }

@@ -139,6 +139,13 @@ async fn deploy_follow_promote_and_roll_back_with_the_cli() {
     let (ok, out) = node.cli(&site.data, &["rollout", "promote"]);
     assert!(ok, "{out}");
     assert_eq!(node.version().await, "2");
+    let (ok, out) = node.cli(&site.data, &["rollout", "status"]);
+    assert!(
+        ok && out.contains("no rollout in progress")
+            && out.contains("last rollout: r2-")
+            && out.contains("promoted by spark CLI"),
+        "how the last rollout ended: {out}"
+    );
     let (ok, out) = node.cli(&site.data, &["releases"]);
     assert!(
         ok && out.contains("price fix") && out.lines().filter(|l| l.starts_with('r')).count() == 2,
@@ -165,6 +172,47 @@ async fn deploy_follow_promote_and_roll_back_with_the_cli() {
     assert!(ok && !out.contains("rollback from"), "{out}");
     let (ok, out) = node.cli(&site.data, &["status"]);
     assert!(ok && out.contains("release r1-"), "{out}");
+}
+
+/// Requests to `addr` in the background until the returned flag is set.
+fn traffic(addr: &str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flag, url) = (stop.clone(), format!("http://{addr}/api/env"));
+    tokio::spawn(async move {
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = get(&url).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    stop
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_wait_follows_the_rollout_to_promotion_or_rollback() {
+    let site = Site::new();
+    let node = Node::start(&site.write("spark.toml", &manifest(1, "200ms")));
+    let stop = traffic(&node.addr);
+
+    let v2 = site.write("v2.toml", &manifest(2, "200ms"));
+    let args = ["deploy", v2.to_str().unwrap(), "--wait", "--timeout", "60"];
+    let (ok, out) = tokio::task::block_in_place(|| node.cli(&site.data, &args));
+    assert!(
+        ok && out.contains("MiB in ") && out.contains("step 1 of 2"),
+        "upload time and the steps as they pass: {out}"
+    );
+    assert!(out.contains("promoted: serving r2-"), "{out}");
+
+    let bad =
+        manifest(3, "200ms").replace("VERSION = \"3\"", "VERSION = \"3\"\nFAIL_PERCENT = \"100\"");
+    let v3 = site.write("v3.toml", &bad);
+    let args = ["deploy", v3.to_str().unwrap(), "--wait", "--timeout", "60"];
+    let (ok, out) = tokio::task::block_in_place(|| node.cli(&site.data, &args));
+    assert!(
+        !ok && out.contains("rolled back:") && out.contains("serving r2-"),
+        "a failing canary ends the wait with the reason: {out}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(node.version().await, "2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! A release as the fleet knows it: the manifest text and each module's artifact digest. Its
-//! [`FleetRelease::key`] is a content hash that a node computes the same way from its own store,
-//! so "does this node run the desired release?" is a comparison of two strings.
+//! [`FleetRelease::key`] is the content hash a node's store puts in its release ids, so "does
+//! this node run the desired release?" is a comparison of two strings, and an operator sees the
+//! same hash in `spark fleet status` and in each node's `r<n>-<hash>`.
 
 use std::collections::BTreeMap;
 
@@ -26,17 +27,34 @@ impl FleetRelease {
     }
 }
 
-/// SHA-256 over the manifest text and the sorted `module=digest` pairs, first 16 hex digits.
+/// How many hex digits of the content hash a key keeps: as many as a node's release id
+/// (`r<n>-<12 hex>`), so the fleet's key *is* the hash part of every node's release id.
+pub const KEY_LEN: usize = 12;
+
+/// A release's content hash, computed exactly as a node's store computes the hash in its
+/// release ids: SHA-256 over the canonical JSON `{"manifest":..,"modules":[{"digest":..,
+/// "id":..},..]}` with modules sorted by id, first [`KEY_LEN`] hex digits. A fleet release
+/// `abcdef012345` runs on the nodes as `r<n>-abcdef012345`.
 pub fn content_key(manifest: &str, components: &BTreeMap<String, String>) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(manifest.as_bytes());
-    for (module, digest) in components {
-        hasher.update(b"\n");
-        hasher.update(module.as_bytes());
-        hasher.update(b"=");
-        hasher.update(digest.as_bytes());
+    #[derive(Serialize)]
+    struct Module<'a> {
+        digest: &'a str,
+        id: &'a str,
     }
-    hex::encode(hasher.finalize())[..16].to_owned()
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        manifest: &'a str,
+        modules: Vec<Module<'a>>,
+    }
+    let canonical = Canonical {
+        manifest,
+        modules: components
+            .iter()
+            .map(|(id, digest)| Module { digest, id })
+            .collect(),
+    };
+    let json = serde_json::to_string(&canonical).expect("strings always serialize");
+    hex::encode(Sha256::digest(json.as_bytes()))[..KEY_LEN].to_owned()
 }
 
 #[cfg(test)]
@@ -55,6 +73,6 @@ mod tests {
         assert_eq!(a.key(), b.key());
         a.components.insert("x".into(), "d2".into());
         assert_ne!(a.key(), b.key());
-        assert_eq!(a.key().len(), 16);
+        assert_eq!(a.key().len(), KEY_LEN);
     }
 }

@@ -62,6 +62,42 @@ impl ModuleRollout {
     fn finished(&self) -> bool {
         self.share() >= 100.0
     }
+
+    /// What the next evaluation would make of these windows, as text, without changing
+    /// anything: status shows it beside the same windows' counters, so the verdict and the
+    /// numbers on one line always agree (the stored [`ModuleRollout::last`] is as old as the
+    /// last tick).
+    pub fn assess(
+        &self,
+        now_ms: u64,
+        stable: &VersionWindow,
+        canary: &VersionWindow,
+        config: &AnalysisConfig,
+    ) -> String {
+        if self.finished() {
+            return "passed every step".to_owned();
+        }
+        let config = AnalysisConfig {
+            min_requests: self.min_requests,
+            ..*config
+        };
+        match analyze(stable, canary, &config) {
+            Verdict::Rollback { reason } => format!("failing: {reason}"),
+            Verdict::Wait { reason } => format!("waiting: {reason}"),
+            Verdict::Healthy { summary } => {
+                let elapsed = now_ms.saturating_sub(self.step_started_ms);
+                if elapsed < self.step_duration_ms {
+                    format!(
+                        "healthy so far ({summary}); step time {}s of {}s",
+                        elapsed / 1000,
+                        self.step_duration_ms / 1000
+                    )
+                } else {
+                    format!("healthy, advancing: {summary}")
+                }
+            }
+        }
+    }
 }
 
 /// A release being rolled out.

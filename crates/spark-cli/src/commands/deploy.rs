@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -18,6 +19,13 @@ pub(crate) struct DeployArgs {
     /// A note recorded with the release.
     #[arg(long, default_value = "")]
     note: String,
+    /// Follow the rollout until it is promoted (exit 0) or rolled back (exit 1), printing
+    /// each step and verdict as it changes.
+    #[arg(long)]
+    wait: bool,
+    /// With `--wait`: give up following after this many seconds (the rollout goes on).
+    #[arg(long, default_value_t = 600, requires = "wait")]
+    timeout: u64,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -32,14 +40,17 @@ pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
         };
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let digest = hex::encode(Sha256::digest(&bytes));
+        let size = super::progress::mib(bytes.len() as u64);
+        let started = Instant::now();
         client
             .post_bytes(&format!("/v1/artifacts/{digest}"), bytes)
             .await
             .with_context(|| format!("uploading module '{}'", module.id))?;
         println!(
-            "uploaded  {:<20} sha256:{}",
+            "uploaded  {:<20} sha256:{}  {size} in {:.1} s",
             module.id.as_str(),
-            &digest[..16]
+            &digest[..16],
+            started.elapsed().as_secs_f64()
         );
         components.insert(module.id.to_string(), digest);
     }
@@ -65,8 +76,16 @@ pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
         }
     }
     if outcome.action == "rollout" {
+        if args.wait {
+            return super::rollout::follow(
+                &client,
+                &outcome.release,
+                Duration::from_secs(args.timeout),
+            )
+            .await;
+        }
         println!(
-            "follow it with: spark rollout status{}",
+            "follow it with: spark rollout status --wait{}",
             args.admin.repeated()
         );
     }

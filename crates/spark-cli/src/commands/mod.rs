@@ -7,6 +7,7 @@ mod deploy;
 mod events;
 mod fleet;
 mod nn;
+mod progress;
 mod releases;
 mod rollout;
 mod serve;

@@ -86,9 +86,11 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         manifest,
         clock: spark_node::Clock::system(),
     };
+    let starting = super::progress::Starting::begin(&options.manifest);
     let node = RunningNode::start(options)
         .await
         .context("starting the node")?;
+    starting.done();
     println!(
         "Serving {} on http://{}/ (admin http://{})",
         args.component.display(),

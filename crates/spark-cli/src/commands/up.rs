@@ -96,9 +96,11 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         manifest: manifest.clone(),
         clock: spark_node::Clock::system(),
     };
+    let starting = super::progress::Starting::begin(&manifest);
     let mut node = RunningNode::start(options)
         .await
         .with_context(|| format!("starting the node from {}", args.manifest.display()))?;
+    starting.done();
     print_hints(&manifest, &node, &token_path);
     if let Some(fleet) = fleet {
         println!(

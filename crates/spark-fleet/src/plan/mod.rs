@@ -218,6 +218,43 @@ pub fn progress(rollout: &FleetRollout, nodes: &[NodeView]) -> Progress {
     progress
 }
 
+/// Where every node stands against what it should run *now*, for display: while rolling,
+/// the targets against the new release ([`progress`]); once complete, every live node and
+/// target against the new release; once rolled back, against `previous_key` (the release
+/// they return to; `None` on a first deploy: serving nothing). `rejected` lists the nodes
+/// that rejected the new release, whether or not they are back yet.
+pub fn standing(
+    rollout: &FleetRollout,
+    previous_key: Option<&str>,
+    nodes: &[NodeView],
+) -> Progress {
+    let expected = match &rollout.stage {
+        Stage::Rolling => return progress(rollout, nodes),
+        Stage::Complete { .. } => Some(rollout.release_key.as_str()),
+        Stage::RolledBack { .. } => previous_key,
+    };
+    let everyone: BTreeSet<&str> = rollout
+        .targets
+        .iter()
+        .map(String::as_str)
+        .chain(nodes.iter().map(|n| n.id.as_str()))
+        .collect();
+    let mut standing = Progress::default();
+    for id in everyone {
+        let view = nodes.iter().find(|n| n.id == id);
+        if view.is_some_and(|n| n.rejected.contains(&rollout.release_key)) {
+            standing.rejected.push(id.to_owned());
+        }
+        match view {
+            Some(n) if n.release_key.as_deref() == expected => {
+                standing.converged.push(id.to_owned())
+            }
+            _ => standing.pending.push(id.to_owned()),
+        }
+    }
+    standing
+}
+
 /// One planning step: the next rollout when something changes, else `None`.
 pub fn step(rollout: &FleetRollout, nodes: &[NodeView]) -> Option<FleetRollout> {
     if rollout.stage != Stage::Rolling {

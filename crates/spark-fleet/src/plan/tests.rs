@@ -125,6 +125,36 @@ fn one_rejection_rolls_the_fleet_back() {
 }
 
 #[test]
+fn after_a_rollback_nodes_are_judged_against_the_previous_release() {
+    let rollout = start("k2", &spec(Some(2), 0), &fleet([Some("k1"); 4])).unwrap();
+    let mut nodes = fleet([Some("k2"), Some("k1"), Some("k1"), Some("k1")]);
+    nodes[1].rejected.push("k2".into());
+    let rolled_back = step(&rollout, &nodes).unwrap();
+    // "a" still serves k2: it is on its way back; "b" rejected k2 and never left k1.
+    let now = standing(&rolled_back, Some("k1"), &nodes);
+    assert_eq!(now.converged, ["b", "c", "d"]);
+    assert_eq!(now.pending, ["a"]);
+    assert_eq!(now.rejected, ["b"]);
+    nodes[0].release_key = Some("k1".into());
+    let settled = standing(&rolled_back, Some("k1"), &nodes);
+    assert_eq!(settled.converged, ["a", "b", "c", "d"]);
+    assert!(settled.pending.is_empty());
+    // While rolling, it is the targets' progress on the new release.
+    assert_eq!(
+        standing(&rollout, Some("k1"), &nodes),
+        progress(&rollout, &nodes)
+    );
+    // Complete: every live node, targeted or not, should run the new release.
+    let done = promote(&rollout, "ops").unwrap();
+    let all_new = fleet([Some("k2"), Some("k2"), Some("k2"), Some("k1")]);
+    let now = standing(&done, Some("k1"), &all_new);
+    assert_eq!(
+        (now.converged.len(), now.pending),
+        (3, vec!["d".to_owned()])
+    );
+}
+
+#[test]
 fn a_silent_target_keeps_the_rollout_waiting() {
     let rollout = start("k2", &spec(Some(2), 0), &fleet([Some("k1"); 4])).unwrap();
     let without_b: Vec<NodeView> = fleet([Some("k2"), None, Some("k1"), Some("k1")])

@@ -111,8 +111,37 @@ async fn releases(State(state): State<Arc<AdminState>>) -> Response {
     }
 }
 
+/// How many recent events are searched for the last rollout's outcome.
+const OUTCOME_LOOKBACK: usize = 200;
+
 async fn rollout(State(state): State<Arc<AdminState>>) -> Response {
-    Json(state.deployer.rollout_status().await).into_response()
+    let mut status = state.deployer.rollout_status().await;
+    if status.rollout.is_none() {
+        let store = state.deployer.store().clone();
+        let last = blocking(move || {
+            let events = store
+                .events(OUTCOME_LOOKBACK)
+                .map_err(|e| DeployError::Store(e.into()))?;
+            Ok(events
+                .into_iter()
+                .find(|e| matches!(e.kind.as_str(), "promoted" | "rolled-back")))
+        })
+        .await;
+        match last {
+            Ok(event) => status.last_outcome = event.map(event_view),
+            Err(e) => return refusal(e),
+        }
+    }
+    Json(status).into_response()
+}
+
+fn event_view(e: spark_store::Event) -> EventView {
+    EventView {
+        at_ms: e.at_ms,
+        kind: e.kind,
+        release: e.release.map(|r| r.as_str().to_owned()),
+        detail: e.detail,
+    }
 }
 
 async fn promote(State(state): State<Arc<AdminState>>, body: Option<Json<Actor>>) -> Response {
@@ -155,15 +184,7 @@ async fn events(
         let events = store
             .events(query.capped())
             .map_err(|e| DeployError::Store(e.into()))?;
-        Ok(events
-            .into_iter()
-            .map(|e| EventView {
-                at_ms: e.at_ms,
-                kind: e.kind,
-                release: e.release.map(|r| r.as_str().to_owned()),
-                detail: e.detail,
-            })
-            .collect::<Vec<_>>())
+        Ok(events.into_iter().map(event_view).collect::<Vec<_>>())
     })
     .await;
     match result {

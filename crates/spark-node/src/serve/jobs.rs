@@ -134,7 +134,7 @@ pub(crate) async fn run_once(slot: &Arc<ModuleSlot>, capacity: &NodeCapacity) ->
     let took = started.elapsed();
     let (outcome, error) = match &result {
         Ok(report) => {
-            tracing::info!(%module, took_ms = took.as_millis() as u64, cpu_ms = report.cpu.as_millis() as u64, "job run succeeded");
+            tracing::debug!(%module, took_ms = took.as_millis() as u64, cpu_ms = report.cpu.as_millis() as u64, "job run succeeded");
             ("ok", None)
         }
         Err(e) => {

@@ -89,6 +89,27 @@ fn too_few_requests_hold_the_step() {
 }
 
 #[test]
+fn assessing_changes_nothing_and_follows_the_windows_given() {
+    let r = Rollout::start(None, "r2".into(), vec![("api".into(), rules())], 0);
+    let module = &r.modules["api"];
+    let config = AnalysisConfig::default();
+    let sparse = module.assess(1_000, &window(500, 0, 2.0), &window(10, 0, 2.0), &config);
+    assert!(sparse.starts_with("waiting:"), "{sparse}");
+    let enough = module.assess(1_000, &window(500, 0, 2.0), &window(500, 0, 2.0), &config);
+    assert!(enough.starts_with("healthy so far"), "{enough}");
+    let due = module.assess(60_000, &window(500, 0, 2.0), &window(500, 0, 2.0), &config);
+    assert!(due.starts_with("healthy, advancing"), "{due}");
+    let failing = module.assess(
+        60_000,
+        &window(500, 0, 2.0),
+        &window(500, 400, 2.0),
+        &config,
+    );
+    assert!(failing.starts_with("failing:"), "{failing}");
+    assert_eq!(module.last, None, "assessing is read-only");
+}
+
+#[test]
 fn a_bad_module_rolls_the_release_back() {
     let mut r = Rollout::start(
         Some("r1".into()),

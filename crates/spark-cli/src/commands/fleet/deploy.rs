@@ -81,8 +81,9 @@ pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
         .put_desired(&desired, current.as_ref().map(|c| c.revision))
         .await?;
     println!(
-        "fleet '{app}' generation {}: release {} ({} live node(s)), revision {revision}",
+        "fleet '{app}' generation {}: release {} (r<n>-{} on the nodes; {} live node(s)), revision {revision}",
         desired.generation,
+        desired.release.key(),
         desired.release.key(),
         nodes.len()
     );
@@ -92,6 +93,7 @@ pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
             &fleet,
             &app,
             desired.generation,
+            desired.rollout.log.len(),
             Duration::from_secs(args.timeout),
         )
         .await;
@@ -144,10 +146,16 @@ async fn upload(fleet: &Fleet, manifest: &Manifest, note: &str) -> anyhow::Resul
     })
 }
 
-/// Follows the rollout of `generation` until it leaves the rolling stage.
-async fn wait(fleet: &Fleet, app: &str, generation: u64, timeout: Duration) -> anyhow::Result<()> {
+/// Follows the rollout of `generation` until it leaves the rolling stage, printing the log
+/// lines after the first `printed` (those the deploy already showed).
+async fn wait(
+    fleet: &Fleet,
+    app: &str,
+    generation: u64,
+    mut printed: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    let mut printed = 0;
     loop {
         if let Some(state) = fleet.desired(app).await.ok().flatten() {
             let state = state.value;
@@ -162,7 +170,10 @@ async fn wait(fleet: &Fleet, app: &str, generation: u64, timeout: Duration) -> a
             }
             printed = state.rollout.log.len();
             match state.rollout.stage {
-                Stage::Complete { .. } => return Ok(()),
+                Stage::Complete { reason } => {
+                    println!("complete: {reason}");
+                    return Ok(());
+                }
                 Stage::RolledBack { reason } => bail!("the fleet rolled back: {reason}"),
                 Stage::Rolling => {}
             }

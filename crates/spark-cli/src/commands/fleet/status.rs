@@ -48,29 +48,41 @@ pub(super) fn print_app(app: &DesiredApp, nodes: &[NodeReport]) {
         .filter(|n| n.app == app.app)
         .map(|n| n.view())
         .collect();
-    let progress = plan::progress(&app.rollout, &views);
+    let previous = app.previous.as_ref().map(|p| p.key());
+    let standing = plan::standing(&app.rollout, previous.as_deref(), &views);
     println!(
-        "app {}  generation {}  release {}  {}",
+        "app {}  generation {}  release {} (r<n>-{} on the nodes)  {}",
         app.app,
         app.generation,
         app.release.key(),
+        app.release.key(),
         stage_label(&app.rollout.stage)
     );
-    if let Some(previous) = &app.previous {
-        println!("  previous release {}", previous.key());
+    if let Some(previous) = &previous {
+        println!("  previous release {previous}");
     }
-    println!(
-        "  targets: {} converged, {} pending, {} rejected  (canary: {})",
-        progress.converged.len(),
-        progress.pending.len(),
-        progress.rejected.len(),
-        app.rollout
-            .canary
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let canary = app
+        .rollout
+        .canary
+        .iter()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match &app.rollout.stage {
+        Stage::RolledBack { .. } => println!(
+            "  nodes: {} back on {}, {} returning, {} rejected it  (canary: {canary})",
+            standing.converged.len(),
+            previous.as_deref().unwrap_or("no release"),
+            standing.pending.len(),
+            standing.rejected.len(),
+        ),
+        _ => println!(
+            "  targets: {} converged, {} pending, {} rejected  (canary: {canary})",
+            standing.converged.len(),
+            standing.pending.len(),
+            standing.rejected.len(),
+        ),
+    }
     for line in app.rollout.log.iter().rev().take(6).rev() {
         println!("  - {line}");
     }

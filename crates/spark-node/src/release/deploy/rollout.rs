@@ -28,6 +28,10 @@ pub struct RolloutStatus {
     pub current: String,
     /// The rollout in progress; `None`: none.
     pub rollout: Option<RolloutView>,
+    /// With no rollout in progress: how the last one ended (its `promoted` or `rolled-back`
+    /// event), so an automatic rollback is visible where the operator looks for it.
+    #[serde(default)]
+    pub last_outcome: Option<spark_api::EventView>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +48,7 @@ pub struct ModuleProgress {
     pub share: f64,
     pub step: usize,
     pub steps: Vec<f64>,
+    /// The verdict on the counters beside it (the same windows, judged when status was read).
     pub last: Option<String>,
     pub canary_requests: u64,
     pub canary_errors: u64,
@@ -201,6 +206,7 @@ impl Deployer {
     /// Where releases stand now.
     pub async fn rollout_status(&self) -> RolloutStatus {
         let state = self.state.lock().await;
+        let now = self.clock.unix_ms();
         let rollout = state.active.as_ref().map(|active| {
             let windows = active.windows(&state_stable_slots(&state));
             let modules = active
@@ -213,7 +219,7 @@ impl Deployer {
                         share: m.share(),
                         step: m.step,
                         steps: m.steps.clone(),
-                        last: m.last.clone(),
+                        last: Some(m.assess(now, &stable, &canary, &AnalysisConfig::default())),
                         canary_requests: canary.requests,
                         canary_errors: canary.errors,
                         compared_with: if active.baselines.contains_key(id) {
@@ -239,6 +245,7 @@ impl Deployer {
         RolloutStatus {
             current: state.stable.release.id.as_str().to_owned(),
             rollout,
+            last_outcome: None,
         }
     }
 

@@ -3,10 +3,7 @@
 //! rolled back, or that cannot be built or whose artifact is damaged, is *rejected*: reported
 //! in the heartbeat (which rolls the fleet back) and not retried for this generation.
 
-use std::collections::BTreeMap;
-
 use spark_error::chain;
-use spark_fleet::release::content_key;
 use spark_fleet::{DesiredApp, Fleet, FleetError, FleetRelease, plan};
 use spark_store::{Digest, Release, StoreError};
 
@@ -51,14 +48,10 @@ enum LocalError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// The content key of a release in the node's store (as [`FleetRelease::key`] computes it).
+/// The content key of a release in the node's store: the hash part of its id, which is what
+/// [`FleetRelease::key`] computes from the fleet's copy.
 pub(super) fn release_key(release: &Release) -> String {
-    let components: BTreeMap<String, String> = release
-        .modules
-        .iter()
-        .map(|m| (m.id.clone(), m.digest.as_str().to_owned()))
-        .collect();
-    content_key(&release.manifest, &components)
+    release.id.content_hash().to_owned()
 }
 
 impl Agent {
@@ -224,5 +217,46 @@ impl Agent {
     fn failed(&self, reason: String) {
         tracing::warn!(%reason, "fleet: reconcile failed; retrying");
         self.state.lock().expect("agent state").last_error = Some(reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use spark_fleet::FleetRelease;
+    use spark_store::{NewRelease, ReleaseModule, Store};
+
+    use super::release_key;
+
+    #[test]
+    fn the_fleet_key_is_the_hash_in_the_node_release_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let api = store.artifacts().put(b"\0asm api").unwrap();
+        let web = store.artifacts().put(b"\0asm web").unwrap();
+        let manifest = "version = 1\n# \"quoted\" and \\ escaped\n".to_owned();
+        let release = store
+            .create_release(NewRelease {
+                manifest: manifest.clone(),
+                // Out of order on purpose: both sides sort by module id.
+                modules: vec![
+                    ReleaseModule::new("web", web.clone()),
+                    ReleaseModule::new("api", api.clone()),
+                ],
+                author_note: String::new(),
+                created_ms: 0,
+            })
+            .unwrap();
+        let fleet = FleetRelease {
+            manifest,
+            components: BTreeMap::from([
+                ("api".to_owned(), api.as_str().to_owned()),
+                ("web".to_owned(), web.as_str().to_owned()),
+            ]),
+            note: "not part of the key".into(),
+        };
+        assert_eq!(fleet.key(), release_key(&release));
+        assert!(release.id.as_str().ends_with(&fleet.key()));
     }
 }
