@@ -213,6 +213,17 @@ async fn deploy_wait_follows_the_rollout_to_promotion_or_rollback() {
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(node.version().await, "2");
+    let (ok, out) = node.cli(&site.data, &["releases"]);
+    let line = |prefix: &str| {
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(ok && out.contains("CREATED (UTC)"), "{out}");
+    assert!(line("r3-").contains("rolled back"), "{out}");
+    assert!(line("r2-").contains("serving"), "{out}");
+    assert!(line("r1-").contains("replaced"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,5 @@
-//! `spark releases`: every release the node knows, newest first.
+//! `spark releases`: every release the node knows, newest first, with when it was made and
+//! what became of it (serving, rolling out, replaced, rolled back, aborted).
 
 use anyhow::Context;
 use spark_node::ReleaseSummary;
@@ -16,14 +17,15 @@ pub(super) async fn run(args: ReleasesArgs) -> anyhow::Result<()> {
     let releases: Vec<ReleaseSummary> =
         serde_json::from_slice(&body).context("reading the release list")?;
     println!(
-        "{:<20} {:<8} {:<10} {:<8} NOTE",
-        "RELEASE", "CURRENT", "ROLLBACK", "MODULES"
+        "{:<20} {:<20} {:<12} {:<8} {:<8} NOTE",
+        "RELEASE", "CREATED (UTC)", "OUTCOME", "ROLLBACK", "MODULES"
     );
     for r in releases {
         println!(
-            "{:<20} {:<8} {:<10} {:<8} {}",
+            "{:<20} {:<20} {:<12} {:<8} {:<8} {}",
             r.id,
-            if r.current { "*" } else { "" },
+            super::events::utc(r.created_ms),
+            r.outcome,
             if r.rollbackable { "yes" } else { "no" },
             r.modules.len(),
             r.note

@@ -602,9 +602,11 @@ pub(crate) fn release_list(
     current: &str,
 ) -> Result<Vec<ReleaseSummary>, DeployError> {
     let releases = store.releases().map_err(store_error)?;
+    let events = store.events(OUTCOME_EVENTS).map_err(store_error)?;
     Ok(releases
         .into_iter()
         .map(|r| ReleaseSummary {
+            outcome: outcome(&events, r.id.as_str(), current),
             current: r.id.as_str() == current,
             rollbackable: store.rollbackable(&r.id).unwrap_or(false),
             id: r.id.as_str().to_owned(),
@@ -617,6 +619,33 @@ pub(crate) fn release_list(
                 .collect(),
         })
         .collect())
+}
+
+/// How many of the newest events [`release_list`] reads to tell each release's outcome.
+const OUTCOME_EVENTS: usize = 1000;
+
+/// What became of release `id`, from the newest event about it (`events` newest first):
+/// `serving`, `rolling out`, `promoted`, `rolled back`, `aborted`, or `replaced` (it served
+/// once, a later release took over); `-` when the log no longer says.
+fn outcome(events: &[spark_store::Event], id: &str, current: &str) -> String {
+    let last = events
+        .iter()
+        .filter(|e| e.release.as_ref().is_some_and(|r| r.as_str() == id))
+        .find(|e| {
+            matches!(
+                e.kind.as_str(),
+                "release" | "switch" | "promoted" | "rolled-back" | "rollout-started" | "step"
+            )
+        });
+    let label = match last.map(|e| (e.kind.as_str(), e.detail.as_str())) {
+        _ if id == current => "serving",
+        Some(("rolled-back", detail)) if detail.starts_with("aborted") => "aborted",
+        Some(("rolled-back", _)) => "rolled back",
+        Some(("rollout-started" | "step", _)) => "rolling out",
+        Some(("promoted" | "switch" | "release", _)) => "replaced",
+        _ => "-",
+    };
+    label.to_owned()
 }
 
 /// One release in the admin API's list.
@@ -634,4 +663,7 @@ pub struct ReleaseSummary {
     pub current: bool,
     /// Whether it can be rolled back to (its artifacts are still stored).
     pub rollbackable: bool,
+    /// What became of it: `serving`, `rolling out`, `promoted`... (see the event log).
+    #[serde(default)]
+    pub outcome: String,
 }
