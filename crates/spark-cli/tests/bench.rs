@@ -23,7 +23,9 @@ fn spark(args: &[&str]) -> (String, String) {
 /// through.
 fn check_summary(line: &str) {
     assert!(
-        line.starts_with("B6: backends=tract chosen=tract top1_agree=true cpu_ms="),
+        line.starts_with(
+            "B6: backends=tract chosen=tract chosen_by_chain=tract top1_agree=true cpu_ms="
+        ),
         "{line}"
     );
     assert!(line.contains(" correct=8/8 fallback_first_ms="), "{line}");
@@ -59,7 +61,7 @@ fn bench_nn_prints_its_table_and_summary_and_writes_b6_json() {
     );
     assert!(
         stdout.contains(
-            "chosen: gpu -> tract, tpu -> tract, cpu -> tract; reference correct on 8/8 images"
+            "chosen by measurement: gpu -> tract (by the hint's chain alone: tract), tpu -> tract, cpu -> tract; reference correct on 8/8 images"
         ),
         "{stdout}"
     );

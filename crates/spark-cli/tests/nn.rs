@@ -138,6 +138,13 @@ async fn vulkan_driver_hidden_the_node_serves_on_cpu_and_says_why() {
         webgpu.contains("not used") && webgpu.contains("Vulkan"),
         "{status}"
     );
+    // Which backend serves each target of the model, measured, and why.
+    assert!(status.contains("selection: measured"), "{status}");
+    let gpu = line(&status, "gpu  ->");
+    assert!(
+        gpu.contains("measuring") || gpu.contains("fastest measured"),
+        "{status}"
+    );
     node.stop().await;
 }
 

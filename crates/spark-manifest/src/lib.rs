@@ -35,7 +35,8 @@ pub use listener::{
     DEFAULT_REQUEST_BODY_TIMEOUT, DEFAULT_SEND_TIMEOUT, H2_KEEPALIVE_TIMEOUT, ListenerLimits,
 };
 pub use nn::{
-    DEFAULT_NN_MODEL, DEFAULT_NN_REDISCOVER, DEFAULT_NN_TENSOR, NN_BACKENDS, NnModel, NnSettings,
+    DEFAULT_NN_MODEL, DEFAULT_NN_REDISCOVER, DEFAULT_NN_REPROBE, DEFAULT_NN_TENSOR, NN_BACKENDS,
+    NnModel, NnSelection, NnSettings,
 };
 pub use outbound::{AllowedHost, HostProblem, OutboundHostError, OutboundPolicy};
 pub use routes::{Route, RouteError, RouteTable};

@@ -18,6 +18,21 @@ pub const DEFAULT_NN_MODEL: u64 = 0;
 pub const DEFAULT_NN_TENSOR: u64 = 16 << 20;
 /// How often devices are looked for again by default.
 pub const DEFAULT_NN_REDISCOVER: Duration = Duration::from_secs(30);
+/// How long a backend that is not the fastest goes unmeasured by default before one inference
+/// is sent to it again, so a device that got faster (or a fastest one that got slower) is seen.
+pub const DEFAULT_NN_REPROBE: Duration = Duration::from_secs(30);
+
+/// How a target's backend is picked among the usable ones of its chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NnSelection {
+    /// By measurement (`"measured"`, the default): each backend of the chain is measured on
+    /// the model as it serves, then the fastest serves, the others re-probed now and then.
+    /// The guest's target is a hint: it orders the chain and picks who is measured first.
+    #[default]
+    Measured,
+    /// In the chain's order, always (`"chain"`): the hint decides.
+    Chain,
+}
 
 /// The node's inference host, from the optional `[nn]` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +54,11 @@ pub struct NnSettings {
     /// Inferences running at once on one accelerator beyond which it counts as saturated
     /// and new ones go to the CPU (zero: never).
     pub saturation: u32,
+    /// How each target's backend is picked: by measurement (default) or the chain's order.
+    pub selection: NnSelection,
+    /// With measured selection: how long a slower backend goes unmeasured before one
+    /// inference re-probes it (zero: never).
+    pub reprobe: Duration,
     /// Models the host serves by name (`graph.load-by-name`).
     pub models: Vec<NnModel>,
 }
@@ -54,6 +74,8 @@ impl Default for NnSettings {
             rediscover: DEFAULT_NN_REDISCOVER,
             power_save_cpu_only: true,
             saturation: 0,
+            selection: NnSelection::Measured,
+            reprobe: DEFAULT_NN_REPROBE,
             models: Vec::new(),
         }
     }

@@ -151,6 +151,8 @@ pub(crate) struct RawNn {
     pub rediscover: Option<Spanned<String>>,
     pub power_save_cpu_only: Option<bool>,
     pub saturation: Option<Spanned<i64>>,
+    pub selection: Option<Spanned<String>>,
+    pub reprobe: Option<Spanned<String>>,
     #[serde(default, rename = "model")]
     pub models: Vec<Spanned<RawNnModel>>,
 }

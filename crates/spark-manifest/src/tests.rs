@@ -389,7 +389,7 @@ fn nn_settings_and_limits_are_validated() {
     assert_eq!(m.nn, None);
     assert_eq!(m.modules[0].limits.nn_tensor, DEFAULT_NN_TENSOR);
 
-    let table = "[nn]\nbackends = [\"ort-webgpu\", \"ort-cpu\"]\nort_library = \"lib/libonnxruntime.so.1\"\nallow_software_adapters = true\ndevice_root = \"fixtures/npu\"\nrediscover = \"0s\"\n\n[[nn.model]]\nname = \"ppocr-cls\"\npath = \"models/cls.onnx\"\n\n";
+    let table = "[nn]\nbackends = [\"ort-webgpu\", \"ort-cpu\"]\nort_library = \"lib/libonnxruntime.so.1\"\nallow_software_adapters = true\ndevice_root = \"fixtures/npu\"\nrediscover = \"0s\"\nselection = \"chain\"\nreprobe = \"5s\"\n\n[[nn.model]]\nname = \"ppocr-cls\"\npath = \"models/cls.onnx\"\n\n";
     let text = GOOD
         .replace(
             "[[module]]\nid = \"storefront\"",
@@ -409,6 +409,8 @@ fn nn_settings_and_limits_are_validated() {
     assert!(nn.allow_software_adapters);
     assert_eq!(nn.device_root, Path::new("/etc/spark/fixtures/npu"));
     assert!(nn.rediscover.is_zero());
+    assert_eq!(nn.selection, crate::NnSelection::Chain);
+    assert_eq!(nn.reprobe, std::time::Duration::from_secs(5));
     assert_eq!(nn.models[0].path, Path::new("/etc/spark/models/cls.onnx"));
     assert_eq!(m.modules[0].limits.nn_model, 0);
     assert_eq!(m.modules[0].limits.nn_tensor, 64 << 10);
@@ -421,6 +423,10 @@ fn nn_settings_and_limits_are_validated() {
             "nn.cpu_threads must be between 1 and 256",
         ),
         ("turbo = true", "unknown field `turbo`"),
+        (
+            "selection = \"fastest\"",
+            "is not \"measured\" or \"chain\"",
+        ),
     ] {
         let text = GOOD.replace(
             "[[module]]\nid = \"storefront\"",

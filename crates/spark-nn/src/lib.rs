@@ -10,6 +10,9 @@
 //! - [`policy`]: the guest's target (cpu/gpu/tpu) is a hint mapped to a chain of backends,
 //!   filtered at every call by the orchestrator's [`DevicePolicy`] (CPU only on battery,
 //!   saturated or unhealthy devices skipped) and by backends' recent failures.
+//! - [`selection`]: the target's hint orders the chain; measurement picks who serves: each
+//!   usable backend is measured on the model as it serves, then the fastest serves and the
+//!   others are re-probed now and then (`[nn] selection = "chain"` keeps the hint's order).
 //! - `router`: validates the guest's tensors against the model's signature and limits, then
 //!   tries the chain, catching errors *and panics*, and records an [`Outcome`].
 //! - `wit`: Spark's own bindings for the standard `wasi:nn`: sizes checked before guest bytes
@@ -57,6 +60,7 @@ mod model;
 pub mod policy;
 mod pool;
 mod router;
+pub mod selection;
 mod service;
 pub mod tensor;
 mod wit;
@@ -71,7 +75,9 @@ pub use config::{
 pub use engines::Unavailable;
 pub use error::NnError;
 pub use host::{NnInvocation, NnView, add_to_linker};
-pub use metrics::{BackendCounters, BackendStatus, NnStatus};
+pub use metrics::{
+    BackendCounters, BackendSpeed, BackendStatus, ModelSelection, NnStatus, TargetChoice,
+};
 pub use model::{ModelInfo, TensorSpec};
 pub use policy::{DevicePolicy, Health, Preference, Target};
 pub use router::{Attempt, Outcome};

@@ -127,6 +127,84 @@ pub struct NnStatus {
     /// Computations skipped because their guest had gone before they started.
     #[serde(default)]
     pub cancelled: u64,
+    /// How backends are picked: `measured` or `chain`.
+    #[serde(default)]
+    pub selection: String,
+    /// Per model that has served: each backend's measured speed, and per target who serves
+    /// and why.
+    #[serde(default)]
+    pub measured: Vec<ModelSelection>,
+}
+
+/// How backends have done on one model, and who serves each target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelSelection {
+    /// The model's name (`guest:<digest prefix>` for a guest's bytes).
+    pub model: String,
+    /// Every backend that has served it, fastest first.
+    pub backends: Vec<BackendSpeed>,
+    /// Per target (`cpu`, `gpu`, `tpu`): the backend that served last and why it went first.
+    pub chosen: Vec<TargetChoice>,
+}
+
+/// One backend's measured speed on one model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackendSpeed {
+    /// The backend's name.
+    pub backend: String,
+    /// Compile + first inference, ms.
+    pub first_ms: Option<f64>,
+    /// Steady-state mean (exponentially weighted), ms; `None` before a steady sample.
+    pub mean_ms: Option<f64>,
+    /// Steady-state inferences measured.
+    pub samples: u64,
+}
+
+/// Who serves a target of a model, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetChoice {
+    /// The guest's target.
+    pub target: String,
+    /// The backend that served it last.
+    pub backend: String,
+    /// Why that backend went first.
+    pub why: crate::selection::Choice,
+}
+
+fn model_selection(model: &crate::model::Model) -> ModelSelection {
+    let mut backends: Vec<BackendSpeed> = model
+        .measured
+        .lock()
+        .expect("measured lock")
+        .iter()
+        .map(|(name, m)| BackendSpeed {
+            backend: name.clone(),
+            first_ms: m.first_us.map(|us| us as f64 / 1e3),
+            mean_ms: (m.samples > 0).then(|| m.mean_us / 1e3),
+            samples: m.samples,
+        })
+        .collect();
+    backends.sort_by(|a, b| {
+        let key = |s: &BackendSpeed| s.mean_ms.unwrap_or(f64::INFINITY);
+        key(a).total_cmp(&key(b))
+    });
+    let mut chosen: Vec<TargetChoice> = model
+        .chosen
+        .lock()
+        .expect("chosen lock")
+        .iter()
+        .map(|(target, (backend, why))| TargetChoice {
+            target: target.name().to_owned(),
+            backend: backend.clone(),
+            why: why.clone(),
+        })
+        .collect();
+    chosen.sort_by(|a, b| a.target.cmp(&b.target));
+    ModelSelection {
+        model: model.name.clone(),
+        backends,
+        chosen,
+    }
 }
 
 /// One backend: whether this node has it, why not, how it is doing.
@@ -198,6 +276,16 @@ pub(crate) fn status(inner: &Inner) -> NnStatus {
         .collect();
     models.sort();
     let pool = inner.pool.figures();
+    let mut measured: Vec<ModelSelection> = inner
+        .models
+        .read()
+        .expect("models")
+        .values()
+        .chain(inner.guest_models.lock().expect("guest models").iter())
+        .map(|m| model_selection(m))
+        .filter(|m| !m.backends.is_empty())
+        .collect();
+    measured.sort_by(|a, b| a.model.cmp(&b.model));
     NnStatus {
         devices: inner.inventory.read().expect("inventory lock").clone(),
         onnxruntime: inner
@@ -217,6 +305,12 @@ pub(crate) fn status(inner: &Inner) -> NnStatus {
         running: pool.running,
         abandoned: pool.abandoned,
         cancelled: pool.cancelled,
+        selection: match policy.selection {
+            spark_manifest::NnSelection::Measured => "measured",
+            spark_manifest::NnSelection::Chain => "chain",
+        }
+        .to_owned(),
+        measured,
     }
 }
 

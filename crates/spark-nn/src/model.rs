@@ -14,6 +14,8 @@ use tract_onnx::pb;
 use tract_onnx::prelude::Framework;
 
 use crate::error::NnError;
+use crate::policy::Target;
+use crate::selection::{Choice, Measured};
 use crate::tensor::ElemType;
 
 /// One input or output of a model.
@@ -44,6 +46,10 @@ pub(crate) struct Model {
     pub info: ModelInfo,
     /// Per backend: the compiled graph, or why compiling failed (and when).
     pub compiled: Mutex<HashMap<Arc<str>, Compiled>>,
+    /// Per backend: how fast it has served this model.
+    pub measured: Mutex<HashMap<String, Measured>>,
+    /// Per target: who served it last and why it went first.
+    pub chosen: Mutex<HashMap<Target, (String, Choice)>>,
 }
 
 pub(crate) enum Compiled {
@@ -61,12 +67,37 @@ impl Model {
             bytes,
             info,
             compiled: Mutex::new(HashMap::new()),
+            measured: Mutex::new(HashMap::new()),
+            chosen: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Forgets what a backend compiled (after a panic its state is not trusted).
+    /// Forgets what a backend compiled (after a panic its state is not trusted), and how
+    /// fast it was.
     pub(crate) fn forget(&self, backend: &str) {
         self.compiled.lock().expect("compiled lock").remove(backend);
+        self.measured.lock().expect("measured lock").remove(backend);
+    }
+
+    /// Records one inference `backend` served for `target` in `micros` (`compiled`: this call
+    /// also compiled the model), and why it went first.
+    pub(crate) fn served(
+        &self,
+        target: Target,
+        backend: &str,
+        micros: u64,
+        compiled: bool,
+        choice: Choice,
+    ) {
+        let now = Instant::now();
+        let mut measured = self.measured.lock().expect("measured lock");
+        let next = Measured::record(measured.get_mut(backend), micros, compiled, now);
+        measured.insert(backend.to_owned(), next);
+        drop(measured);
+        self.chosen
+            .lock()
+            .expect("chosen lock")
+            .insert(target, (backend.to_owned(), choice));
     }
 }
 

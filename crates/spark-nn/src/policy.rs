@@ -120,6 +120,10 @@ pub struct PolicyState {
     pub failures_to_bench: u32,
     /// How long a benched backend is skipped.
     pub retry_after: Duration,
+    /// How the usable backends are ordered: by measurement or the chain's order.
+    pub selection: spark_manifest::NnSelection,
+    /// The rules of measured selection.
+    pub selection_rules: crate::selection::SelectionRules,
 }
 
 /// Consecutive failures of one backend, and until when it is benched.
@@ -151,6 +155,14 @@ impl DevicePolicy {
     pub fn set_preference(&self, preference: Preference) {
         tracing::info!(?preference, "inference preference changed");
         self.write().preference = Some(preference);
+    }
+
+    /// How every target's backend is picked from now on: by measurement (re-probing slower
+    /// ones after `reprobe`) or the chain's order.
+    pub fn set_selection(&self, selection: spark_manifest::NnSelection, reprobe: Duration) {
+        let mut state = self.write();
+        state.selection = selection;
+        state.selection_rules.reprobe = reprobe;
     }
 
     /// The node-wide preference (`Auto` until one is set).

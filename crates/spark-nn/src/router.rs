@@ -1,5 +1,6 @@
-//! The fall-through router: for one `compute`, plan the chain ([`crate::policy::route`]), then
-//! try each backend in turn until one answers, compiling the model on it on first use.
+//! The fall-through router: for one `compute`, plan the chain ([`crate::policy::route`]),
+//! order it by measurement ([`crate::selection::select`]), then try each backend in turn
+//! until one answers, compiling the model on it on first use and recording how fast it was.
 //!
 //! The decision worth knowing: any error *or panic* of a backend moves on to the next one, and
 //! every step is recorded in an [`Outcome`] (served by, fallbacks with their errors, what was
@@ -19,8 +20,10 @@ use crate::backend::{DeviceBackend, DeviceClass, guarded};
 use crate::error::NnError;
 use crate::model::{Compiled, Model};
 use crate::policy::{self, Candidate, Health, Target};
+use crate::selection::{self, Choice};
 use crate::service::Inner;
 use crate::tensor;
+use spark_manifest::NnSelection;
 
 /// How one `compute` went: who served it, who failed first, what was skipped and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,20 +116,34 @@ fn route(
         })
         .collect();
     let now = Instant::now();
-    let planned = policy::route(&candidates, &inner.policy.snapshot(), now);
+    let state = inner.policy.snapshot();
+    let planned = policy::route(&candidates, &state, now);
     outcome.skipped = planned
         .skipped
         .into_iter()
         .map(|(backend, error)| Attempt { backend, error })
         .collect();
-    for name in &planned.attempts {
+    let (order, choice) = match state.selection {
+        NnSelection::Measured => selection::select(
+            &planned.attempts,
+            &model.measured.lock().expect("measured lock"),
+            &state.selection_rules,
+            now,
+        ),
+        NnSelection::Chain => (planned.attempts, Choice::Chain),
+    };
+    for (i, name) in order.iter().enumerate() {
         let engine = engines
             .iter()
             .find(|e| &*e.name == name.as_str())
             .expect("planned from these engines");
+        let started = Instant::now();
         match attempt(inner, engine, model, target, inputs, contexts) {
-            Ok(outputs) => {
+            Ok((outputs, compiled)) => {
                 inner.policy.record_success(&engine.name);
+                let why = if i == 0 { choice } else { Choice::Chain };
+                let micros = started.elapsed().as_micros() as u64;
+                model.served(target, &engine.name, micros, compiled, why);
                 outcome.backend = Some(engine.name.to_string());
                 outcome.device = Some(engine.device);
                 return Ok(outputs);
@@ -163,6 +180,7 @@ fn route(
 }
 
 /// One backend: compile (or reuse) the model, make (or reuse) a context, run, check outputs.
+/// Also says whether this call compiled the model (its time is not steady-state time).
 fn attempt(
     inner: &Inner,
     engine: &DeviceBackend,
@@ -170,10 +188,12 @@ fn attempt(
     target: Target,
     inputs: &[NamedTensor],
     contexts: &mut Contexts,
-) -> Result<Vec<NamedTensor>, NnError> {
+) -> Result<(Vec<NamedTensor>, bool), NnError> {
     let _busy = engine.busy();
+    let mut compiled_now = false;
     if !contexts.contains_key(&engine.name) {
-        let graph = compiled(inner, engine, model, target)?;
+        let (graph, fresh) = compiled(inner, engine, model, target)?;
+        compiled_now = fresh;
         let context = guarded(&engine.name, || {
             graph
                 .init_execution_context()
@@ -193,21 +213,22 @@ fn attempt(
     for output in &outputs {
         tensor::check_output(&engine.name, output)?;
     }
-    Ok(outputs)
+    Ok((outputs, compiled_now))
 }
 
-/// The model compiled on `engine`, compiling it now if needed (failures are remembered).
+/// The model compiled on `engine`, compiling it now if needed (failures are remembered);
+/// `true` when it was compiled by this call.
 fn compiled(
     inner: &Inner,
     engine: &DeviceBackend,
     model: &Model,
     target: Target,
-) -> Result<Graph, NnError> {
+) -> Result<(Graph, bool), NnError> {
     let retry_after = inner.policy.snapshot().retry_after;
     {
         let cache = model.compiled.lock().expect("compiled lock");
         match cache.get(&engine.name) {
-            Some(Compiled::Ready(graph)) => return Ok(graph.clone()),
+            Some(Compiled::Ready(graph)) => return Ok((graph.clone(), false)),
             Some(Compiled::Failed { reason, at }) if at.elapsed() < retry_after => {
                 return Err(NnError::backend(
                     &engine.name,
@@ -229,7 +250,7 @@ fn compiled(
         Ok(graph) => {
             tracing::info!(backend = %engine.name, model = %model.name, took_ms = started.elapsed().as_millis() as u64, "model compiled");
             cache.insert(engine.name.clone(), Compiled::Ready(graph.clone()));
-            Ok(graph)
+            Ok((graph, true))
         }
         Err(e) => {
             let reason = e.reason();

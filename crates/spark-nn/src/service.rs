@@ -142,7 +142,11 @@ impl NnService {
         tracing::debug!(workers, "inference pool started");
         let service = NnService {
             inner: Arc::new(Inner {
-                policy: DevicePolicy::new(config.failures_to_bench, config.retry_after),
+                policy: {
+                    let policy = DevicePolicy::new(config.failures_to_bench, config.retry_after);
+                    policy.set_selection(config.settings.selection, config.settings.reprobe);
+                    policy
+                },
                 config,
                 ort,
                 inventory: RwLock::new(inventory),

@@ -1,6 +1,7 @@
 //! Benchmark B6: one `.wasm` (the `classify` guest) classifies the same images on every
 //! backend the node has; report per-inference latency and top-1 agreement per backend, the
-//! backend chosen automatically, and what falling back costs.
+//! backend chosen automatically (by measurement, and by the hint's chain alone), and what
+//! falling back costs.
 //!
 //! The decision worth knowing: every figure is measured through the guest and `wasi:nn`, in
 //! one run, side by side, as BENCHMARKS.md asks: latency is the host's inference time as
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use spark_manifest::NnSelection;
 use spark_nn::backend::ort::{OrtBackend, Provider};
 use spark_nn::backend::{DeviceBackend, DeviceClass};
 use spark_nn::harness::Harness;
@@ -64,8 +66,13 @@ pub struct BackendFigures {
 pub struct B6Report {
     /// One entry per backend the host lists, measured or not.
     pub backends: Vec<BackendFigures>,
-    /// The backend chosen automatically for target `gpu` (`None`: the request failed).
+    /// The backend chosen automatically for target `gpu`, by measurement (`None`: the
+    /// request failed).
     pub chosen_gpu: Option<String>,
+    /// The backend target `gpu` gets without measurement (`[nn] selection = "chain"`: the
+    /// hint's order).
+    #[serde(default)]
+    pub chosen_gpu_chain: Option<String>,
     /// The same for target `tpu`.
     pub chosen_tpu: Option<String>,
     /// The same for target `cpu`.
@@ -107,9 +114,10 @@ impl B6Report {
             .map(|b| format!("{}_ms={}", b.backend.replace('-', "_"), ms(b.infer_p50_ms)))
             .collect();
         format!(
-            "B6: backends={} chosen={} top1_agree={} cpu_ms={} {} correct={}/{} fallback_first_ms={} fallback_next_ms={} saturated_ms={} saturated_backend={} recovered_backend={}",
+            "B6: backends={} chosen={} chosen_by_chain={} top1_agree={} cpu_ms={} {} correct={}/{} fallback_first_ms={} fallback_next_ms={} saturated_ms={} saturated_backend={} recovered_backend={}",
             backends.join(","),
             self.chosen_gpu.as_deref().unwrap_or("-"),
+            self.chosen_gpu_chain.as_deref().unwrap_or("-"),
             self.top1_agree,
             ms(self.cpu_ms),
             per.join(" "),
@@ -208,9 +216,15 @@ pub async fn run(service: NnService, options: &B6Options) -> Result<B6Report, Nn
     }
     let first = &images[0].0;
     let chosen = |r: Result<Classified, NnError>| r.ok().and_then(|c| c.backend);
+    // Every backend has served this model above (pinned), so measured selection has what it
+    // needs: the automatic choice is the fastest. Then the same request without measurement.
     let chosen_gpu = chosen(classify(&harness, first, "gpu").await);
     let chosen_tpu = chosen(classify(&harness, first, "tpu").await);
     let chosen_cpu = chosen(classify(&harness, first, "cpu").await);
+    let selection = policy.snapshot();
+    policy.set_selection(NnSelection::Chain, selection.selection_rules.reprobe);
+    let chosen_gpu_chain = chosen(classify(&harness, first, "gpu").await);
+    policy.set_selection(selection.selection, selection.selection_rules.reprobe);
     let (fallback_first_ms, fallback_next_ms) =
         fallback(&service, options.ort_library.as_deref(), &harness, first).await;
     let (saturated_ms, saturated_backend, recovered_backend) =
@@ -230,6 +244,7 @@ pub async fn run(service: NnService, options: &B6Options) -> Result<B6Report, Nn
             .and_then(|f| f.infer_p50_ms),
         backends: figures,
         chosen_gpu,
+        chosen_gpu_chain,
         chosen_tpu,
         chosen_cpu,
         fallback_first_ms,

@@ -95,8 +95,9 @@ pub fn render(report: &B6Report) -> String {
     }
     let _ = writeln!(
         out,
-        "chosen: gpu -> {}, tpu -> {}, cpu -> {}; reference correct on {}/{} images",
+        "chosen by measurement: gpu -> {} (by the hint's chain alone: {}), tpu -> {}, cpu -> {}; reference correct on {}/{} images",
         report.chosen_gpu.as_deref().unwrap_or("-"),
+        report.chosen_gpu_chain.as_deref().unwrap_or("-"),
         report.chosen_tpu.as_deref().unwrap_or("-"),
         report.chosen_cpu.as_deref().unwrap_or("-"),
         report.reference_correct,

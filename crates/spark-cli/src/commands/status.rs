@@ -152,6 +152,48 @@ fn print_nn(nn: &spark_nn::NnStatus) {
     for (target, chain) in &nn.chains {
         println!("  target {target}: {}", chain.join(" -> "));
     }
+    println!("  selection: {}", nn.selection);
+    for model in &nn.measured {
+        let speeds: Vec<String> = model
+            .backends
+            .iter()
+            .map(|b| {
+                let mean = b.mean_ms.map_or("-".to_owned(), |m| format!("{m:.2}"));
+                let first = b.first_ms.map_or("-".to_owned(), |m| format!("{m:.0}"));
+                format!(
+                    "{} {mean} ms (first {first} ms, n={})",
+                    b.backend, b.samples
+                )
+            })
+            .collect();
+        println!("  model {}: {}", model.model, speeds.join("; "));
+        for c in &model.chosen {
+            println!(
+                "    {:<4} -> {:<11} {}",
+                c.target,
+                c.backend,
+                choice_text(&c.why)
+            );
+        }
+    }
+}
+
+/// Why a backend serves a target, for people.
+fn choice_text(why: &spark_nn::selection::Choice) -> String {
+    use spark_nn::selection::Choice;
+    match why {
+        Choice::Chain => "the chain's order".to_owned(),
+        Choice::Measuring => "measuring it on this model".to_owned(),
+        Choice::Fastest {
+            mean_ms,
+            next: Some((next, next_ms)),
+        } => format!("fastest measured: {mean_ms:.2} ms vs {next} {next_ms:.2} ms"),
+        Choice::Fastest {
+            mean_ms,
+            next: None,
+        } => format!("fastest measured: {mean_ms:.2} ms"),
+        Choice::Reprobe => "re-probing a slower backend".to_owned(),
+    }
 }
 
 fn print_orchestrator(o: &spark_node::OrchestratorStatus) {

@@ -3,7 +3,7 @@
 use toml::Spanned;
 
 use super::Validator;
-use crate::nn::{NN_BACKENDS, NnModel, NnSettings};
+use crate::nn::{NN_BACKENDS, NnModel, NnSelection, NnSettings};
 use crate::schema::{RawNn, RawNnModel};
 
 const MAX_CPU_THREADS: i64 = 256;
@@ -48,8 +48,24 @@ impl Validator<'_> {
             rediscover,
             power_save_cpu_only: raw.power_save_cpu_only.unwrap_or(d.power_save_cpu_only),
             saturation: self.int(raw.saturation.as_ref(), 0, 0..=100_000, "nn.saturation") as u32,
+            selection: self.selection(raw.selection.as_ref()),
+            reprobe: self.duration(raw.reprobe.as_ref(), d.reprobe, "nn.reprobe"),
             models: self.models(&raw.models),
         })
+    }
+
+    fn selection(&mut self, raw: Option<&Spanned<String>>) -> NnSelection {
+        match raw.map(|s| (s.get_ref().as_str(), s.span())) {
+            None | Some(("measured", _)) => NnSelection::Measured,
+            Some(("chain", _)) => NnSelection::Chain,
+            Some((other, span)) => {
+                self.error(
+                    span,
+                    format!("nn.selection: {other:?} is not \"measured\" or \"chain\""),
+                );
+                NnSelection::Measured
+            }
+        }
     }
 
     fn backends(&mut self, list: &Spanned<Vec<Spanned<String>>>) -> Vec<String> {

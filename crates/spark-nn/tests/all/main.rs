@@ -11,5 +11,6 @@ mod discovery;
 mod guest;
 mod limits;
 mod routing;
+mod selection;
 mod support;
 mod validation;

@@ -123,7 +123,9 @@ async fn classify_serves_the_right_top1_over_http_on_cpu() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_wasm_gives_the_same_top1_on_every_backend_present() {
-    let node = TestNode::start(&manifest(&all_backends(""), "", ""))
+    // The chain's order, so each target's first device serves (measured selection would move
+    // the gpu target to the faster CPU: the next test).
+    let node = TestNode::start(&manifest(&all_backends("selection = \"chain\""), "", ""))
         .await
         .unwrap();
     for (image, label) in nn::samples() {
@@ -148,6 +150,53 @@ async fn the_same_wasm_gives_the_same_top1_on_every_backend_present() {
             "NOTE: the accelerated branch was not tested here: {}",
             backend(&nn, "ort-webgpu")["detail"]
         );
+    }
+    node.stop().await;
+}
+
+/// The node picks the execution tier by measurement: the gpu target's hinted device (here a
+/// software Vulkan GPU, far slower than ONNX Runtime's CPU provider on this small model) is
+/// measured, then the faster backend serves, and the status says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gpu_target_is_served_by_the_backend_measured_fastest() {
+    let node = TestNode::start(&manifest(&all_backends(""), "", ""))
+        .await
+        .unwrap();
+    let (image, label) = nn::samples().remove(0);
+    let mut served = Vec::new();
+    for _ in 0..12 {
+        let answer = classify_ok(&node, &image, "target=gpu").await;
+        assert_eq!(answer["class"], label, "{answer}");
+        served.push(answer["backend"].as_str().unwrap_or_default().to_owned());
+    }
+    let nn = status_nn(&node).await;
+    assert_eq!(nn["selection"], "measured", "{nn}");
+    let model = &nn["measured"][0];
+    let gpu = model["chosen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["target"] == "gpu")
+        .unwrap_or_else(|| panic!("{nn}"));
+    if nn::require_accel() {
+        assert_eq!(
+            served[0], "ort-webgpu",
+            "the hint is measured first: {served:?}"
+        );
+        let fastest = model["backends"][0]["backend"].as_str().unwrap();
+        assert_eq!(
+            served.last().map(String::as_str),
+            Some(fastest),
+            "{served:?}\n{nn}"
+        );
+        assert_eq!(gpu["backend"], fastest, "{nn}");
+        assert_eq!(gpu["why"]["why"], "fastest", "{nn}");
+        assert!(
+            model["backends"].as_array().unwrap().len() >= 3,
+            "every backend of the chain measured: {nn}"
+        );
+    } else {
+        assert_eq!(gpu["backend"], "tract", "{nn}");
     }
     node.stop().await;
 }
