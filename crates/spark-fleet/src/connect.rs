@@ -77,6 +77,29 @@ impl Fleet {
     }
 }
 
+/// `urls` (comma-separated) with any `user:password@` or `token@` replaced by `***@`, for
+/// printing and logging: credentials in a URL never reach a log line, an error or a status.
+pub fn redact_url(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let url = url.trim();
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            let redacted = if host.len() == rest.len() {
+                host.to_owned()
+            } else {
+                format!("***@{host}")
+            };
+            if scheme.is_empty() {
+                redacted
+            } else {
+                format!("{scheme}://{redacted}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 async fn client(config: &FleetConfig) -> Result<async_nats::Client, FleetError> {
     let urls: Vec<async_nats::ServerAddr> = config
         .url
@@ -84,7 +107,7 @@ async fn client(config: &FleetConfig) -> Result<async_nats::Client, FleetError> 
         .map(|u| u.trim().parse())
         .collect::<Result<_, _>>()
         .map_err(|e: std::io::Error| FleetError::Connect {
-            url: config.url.clone(),
+            url: redact_url(&config.url),
             source: e.into(),
         })?;
     let mut options = async_nats::ConnectOptions::new()
@@ -113,10 +136,11 @@ async fn client(config: &FleetConfig) -> Result<async_nats::Client, FleetError> 
         .connect(urls)
         .await
         .map_err(|e| FleetError::Connect {
-            url: config.url.clone(),
+            url: redact_url(&config.url),
             source: e.into(),
         })
 }
+
 
 fn desired_config() -> kv::Config {
     kv::Config {
@@ -167,5 +191,20 @@ async fn object(js: &jetstream::Context) -> Result<object_store::ObjectStore, Fl
             .get_object_store(ARTIFACTS_BUCKET)
             .await
             .map_err(|_| FleetError::nats("creating the artifact bucket", create)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn credentials_in_urls_are_never_shown() {
+        assert_eq!(
+            redact_url("nats://deployer:s3cret@10.0.0.1:4222, tls://tok@nats.example:4443"),
+            "nats://***@10.0.0.1:4222,tls://***@nats.example:4443"
+        );
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(redact_url("u:p@host:4222"), "***@host:4222");
     }
 }

@@ -24,6 +24,10 @@ pub struct DesiredApp {
     /// Who wrote this state last (a person, or `node <id>` for a planning step).
     #[serde(default)]
     pub updated_by: String,
+    /// A person's promote or rollback of this generation, signed when the deployer has a key
+    /// (nodes with trusted keys skip their canaries on a promotion only when it is signed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<crate::signing::Intent>,
 }
 
 impl DesiredApp {

@@ -18,6 +18,9 @@
 //! - **Watches resume** ([`Fleet::watch_desired`]): a JetStream watch can end (a leader change, a
 //!   missed heartbeat, a restarted server); the loop opens a new one from the last revision
 //!   seen + 1, so no change is skipped and none is seen twice.
+//! - **Releases can be signed** ([`signing`]): with trusted keys, a node runs only releases a
+//!   trusted Ed25519 key signed for its application (manifest and digests), and skips its
+//!   canaries on a person's promotion only when that intent is signed for the generation.
 //! - The fleet canary's planning ([`plan`]) is pure: node reports and the rollout in, the next
 //!   rollout out; it is tested without NATS and applied with compare-and-set by whoever runs it.
 
@@ -29,13 +32,15 @@ mod heartbeat;
 mod names;
 pub mod plan;
 pub mod release;
+pub mod signing;
 mod watch;
 
 pub use artifacts::sha256_hex;
-pub use connect::{ARTIFACTS_BUCKET, DESIRED_BUCKET, Fleet, FleetConfig, NODES_BUCKET};
+pub use connect::{ARTIFACTS_BUCKET, DESIRED_BUCKET, Fleet, FleetConfig, NODES_BUCKET, redact_url};
 pub use desired::{DesiredApp, Versioned};
 pub use error::FleetError;
 pub use heartbeat::{ModuleHealth, NodeReport, NodeRollout};
 pub use names::{check_name, parse_label};
 pub use release::FleetRelease;
+pub use signing::{Intent, ReleaseSigner, SignatureRefusal, TrustedKeys};
 pub use watch::Change;

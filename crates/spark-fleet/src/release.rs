@@ -18,6 +18,10 @@ pub struct FleetRelease {
     /// Free text from the deployer; not part of the key.
     #[serde(default)]
     pub note: String,
+    /// The deployer's signature over the application and [`content_digest`] (not part of
+    /// the key); nodes with trusted keys refuse a release without a valid one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signing::Signature>,
 }
 
 impl FleetRelease {
@@ -31,11 +35,10 @@ impl FleetRelease {
 /// (`r<n>-<12 hex>`), so the fleet's key *is* the hash part of every node's release id.
 pub const KEY_LEN: usize = 12;
 
-/// A release's content hash, computed exactly as a node's store computes the hash in its
-/// release ids: SHA-256 over the canonical JSON `{"manifest":..,"modules":[{"digest":..,
-/// "id":..},..]}` with modules sorted by id, first [`KEY_LEN`] hex digits. A fleet release
-/// `abcdef012345` runs on the nodes as `r<n>-abcdef012345`.
-pub fn content_key(manifest: &str, components: &BTreeMap<String, String>) -> String {
+/// A release's content hash: SHA-256 (lowercase hex, all 64 digits) over the canonical JSON
+/// `{"manifest":..,"modules":[{"digest":..,"id":..},..]}` with modules sorted by id, exactly
+/// as a node's store hashes a release's content. Signatures cover this whole hash.
+pub fn content_digest(manifest: &str, components: &BTreeMap<String, String>) -> String {
     #[derive(Serialize)]
     struct Module<'a> {
         digest: &'a str,
@@ -54,7 +57,14 @@ pub fn content_key(manifest: &str, components: &BTreeMap<String, String>) -> Str
             .collect(),
     };
     let json = serde_json::to_string(&canonical).expect("strings always serialize");
-    hex::encode(Sha256::digest(json.as_bytes()))[..KEY_LEN].to_owned()
+    hex::encode(Sha256::digest(json.as_bytes()))
+}
+
+/// A release's key: the first [`KEY_LEN`] digits of its [`content_digest`], which is the hash
+/// part of a node's release ids: fleet release `abcdef012345` runs on the nodes as
+/// `r<n>-abcdef012345`.
+pub fn content_key(manifest: &str, components: &BTreeMap<String, String>) -> String {
+    content_digest(manifest, components)[..KEY_LEN].to_owned()
 }
 
 #[cfg(test)]
@@ -67,6 +77,7 @@ mod tests {
             manifest: "m".into(),
             components: BTreeMap::from([("x".into(), "d1".into())]),
             note: "one".into(),
+            signature: None,
         };
         let mut b = a.clone();
         b.note = "two".into();

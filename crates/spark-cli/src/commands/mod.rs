@@ -6,6 +6,7 @@ mod client;
 mod deploy;
 mod events;
 mod fleet;
+mod key;
 mod nn;
 mod progress;
 mod releases;
@@ -48,6 +49,8 @@ pub(crate) enum Command {
     Rollback(rollout::RollbackArgs),
     /// Manage a fleet of nodes through NATS JetStream: deploy, status, rollout.
     Fleet(fleet::FleetArgs),
+    /// Ed25519 keys for signing fleet releases: generate one, print a public key.
+    Key(key::KeyArgs),
 }
 
 pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
@@ -65,6 +68,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
         Command::Rollout(args) => rollout::run(args).await,
         Command::Rollback(args) => rollout::rollback(args).await,
         Command::Fleet(args) => fleet::run(args).await,
+        Command::Key(args) => key::run(args),
     }
 }
 

@@ -45,6 +45,16 @@ struct FleetFlags {
     /// The application this node runs.
     #[arg(long, default_value = "default", requires = "fleet")]
     app: String,
+    /// Run only fleet releases signed by this public key (`ed25519:<hex>`, from
+    /// `spark key generate`; repeatable, or comma-separated in SPARK_TRUSTED_KEYS).
+    #[arg(
+        long = "trust-key",
+        value_name = "KEY",
+        env = "SPARK_TRUSTED_KEYS",
+        value_delimiter = ',',
+        requires = "fleet"
+    )]
+    trusted_keys: Vec<String>,
 }
 
 impl FleetFlags {
@@ -65,11 +75,14 @@ impl FleetFlags {
             .iter()
             .map(|l| spark_fleet::parse_label(l))
             .collect::<Result<_, _>>()?;
+        let trusted = spark_fleet::TrustedKeys::parse(self.trusted_keys.iter().map(String::as_str))
+            .context("--trust-key")?;
         Ok(Some(FleetOptions {
             url: url.clone(),
             app: self.app.clone(),
             node_id,
             labels,
+            trusted,
         }))
     }
 }
@@ -105,7 +118,9 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(fleet) = fleet {
         println!(
             "Fleet: node {} of app '{}' on {}",
-            fleet.node_id, fleet.app, fleet.url
+            fleet.node_id,
+            fleet.app,
+            spark_fleet::redact_url(&fleet.url)
         );
         node.join_fleet(fleet);
     }

@@ -31,12 +31,25 @@ pub(crate) struct Node {
     dir: PathBuf,
     url: String,
     labels: Vec<String>,
+    /// More `spark up` arguments (e.g. `--trust-key`).
+    extra: Vec<String>,
     child: Option<Child>,
     pub addr: String,
 }
 
 impl Node {
     pub(crate) fn start(base: &Path, id: &str, url: &str, labels: &[&str]) -> Node {
+        Node::start_with(base, id, url, labels, &[])
+    }
+
+    /// [`Node::start`] with more `spark up` arguments.
+    pub(crate) fn start_with(
+        base: &Path,
+        id: &str,
+        url: &str,
+        labels: &[&str],
+        extra: &[&str],
+    ) -> Node {
         let dir = base.join(id);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("spark.toml"), manifest(1, 0)).unwrap();
@@ -45,6 +58,7 @@ impl Node {
             dir,
             url: url.into(),
             labels: labels.iter().map(|s| s.to_string()).collect(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             addr: String::new(),
         };
@@ -65,6 +79,7 @@ impl Node {
         for label in &self.labels {
             command.args(["--label", label]);
         }
+        command.args(&self.extra);
         let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let line = loop {

@@ -25,6 +25,7 @@ fn desired(app: &str, generation: u64, text: &str) -> DesiredApp {
         manifest: text.into(),
         components: BTreeMap::from([("m".into(), "00".repeat(32))]),
         note: String::new(),
+        signature: None,
     };
     let rollout = plan::start(&release.key(), &CanarySpec::default(), &[]).unwrap();
     DesiredApp {
@@ -34,5 +35,6 @@ fn desired(app: &str, generation: u64, text: &str) -> DesiredApp {
         previous: None,
         rollout,
         updated_by: "test".into(),
+        intent: None,
     }
 }

@@ -40,14 +40,27 @@ pub(super) struct DeployArgs {
     /// How long `--wait` waits, in seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Sign the release with this secret key (`spark key generate`); nodes that trust its
+    /// public key refuse releases without a valid signature.
+    #[arg(long, env = "SPARK_SIGN_KEY", value_name = "FILE")]
+    sign_key: Option<PathBuf>,
 }
 
 pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
     let spec = canary_spec(&args)?;
+    let signer = args
+        .sign_key
+        .as_deref()
+        .map(spark_fleet::ReleaseSigner::load)
+        .transpose()?;
     let fleet = args.target.connect().await?;
-    let release = upload(&fleet, &manifest, &args.note).await?;
+    let mut release = upload(&fleet, &manifest, &args.note).await?;
     let app = args.target.app.clone();
+    if let Some(signer) = &signer {
+        release.signature = Some(signer.sign_release(&app, &release));
+        println!("signed     with {}", signer.public_key());
+    }
     let current = fleet.desired(&app).await?;
     if let Some(current) = &current
         && current.value.rollout.stage == Stage::Rolling
@@ -76,6 +89,7 @@ pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
         previous,
         rollout,
         updated_by: "spark fleet deploy".into(),
+        intent: None,
     };
     let revision = fleet
         .put_desired(&desired, current.as_ref().map(|c| c.revision))
@@ -143,6 +157,7 @@ async fn upload(fleet: &Fleet, manifest: &Manifest, note: &str) -> anyhow::Resul
         manifest: manifest.text.clone(),
         components,
         note: note.to_owned(),
+        signature: None,
     })
 }
 

@@ -40,7 +40,12 @@ impl Target {
         spark_fleet::check_name("application", &self.app)?;
         Fleet::connect(&FleetConfig::new(&self.nats))
             .await
-            .with_context(|| format!("connecting to the fleet at {}", self.nats))
+            .with_context(|| {
+                format!(
+                    "connecting to the fleet at {}",
+                    spark_fleet::redact_url(&self.nats)
+                )
+            })
     }
 }
 

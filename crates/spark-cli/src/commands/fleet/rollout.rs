@@ -18,20 +18,37 @@ enum Action {
     /// Where the rollout stands: targets, converged, pending, rejected.
     Status(Target),
     /// Every node takes the release now.
-    Promote(Target),
+    Promote(Steering),
     /// Every node returns to the previous release.
-    Rollback(Target),
+    Rollback(Steering),
+}
+
+/// A person's change to a rollout: where, and the key that signs it.
+#[derive(Debug, clap::Args)]
+struct Steering {
+    #[command(flatten)]
+    target: Target,
+    /// Sign the intent with this secret key: nodes with trusted keys skip their own
+    /// canaries on a promotion only when it is signed.
+    #[arg(long, env = "SPARK_SIGN_KEY", value_name = "FILE")]
+    sign_key: Option<std::path::PathBuf>,
 }
 
 /// A person's change to the rollout (`plan::promote` or `plan::rollback`).
 type Steer = fn(&plan::FleetRollout, &str) -> Option<plan::FleetRollout>;
 
 pub(super) async fn run(args: RolloutArgs) -> anyhow::Result<()> {
-    let (target, action): (&Target, Steer) = match &args.action {
+    let (steering, action, name): (&Steering, Steer, &str) = match &args.action {
         Action::Status(target) => return status(target).await,
-        Action::Promote(target) => (target, plan::promote),
-        Action::Rollback(target) => (target, plan::rollback),
+        Action::Promote(steering) => (steering, plan::promote, "promote"),
+        Action::Rollback(steering) => (steering, plan::rollback, "rollback"),
     };
+    let target = &steering.target;
+    let signer = steering
+        .sign_key
+        .as_deref()
+        .map(spark_fleet::ReleaseSigner::load)
+        .transpose()?;
     let fleet = target.connect().await?;
     let Some(current) = fleet.desired(&target.app).await? else {
         bail!("nothing deployed for '{}'", target.app);
@@ -52,6 +69,16 @@ pub(super) async fn run(args: RolloutArgs) -> anyhow::Result<()> {
     let mut desired = current.value;
     desired.rollout = next;
     desired.updated_by = "spark fleet rollout".into();
+    let by = "spark fleet rollout";
+    desired.intent = Some(match &signer {
+        Some(signer) => signer.intent(&desired.app, name, desired.generation, by),
+        None => spark_fleet::Intent {
+            action: name.to_owned(),
+            generation: desired.generation,
+            by: by.to_owned(),
+            signature: None,
+        },
+    });
     fleet.put_desired(&desired, Some(current.revision)).await?;
     println!("{}: {}", desired.app, stage_label(&desired.rollout.stage));
     Ok(())

@@ -37,7 +37,7 @@ impl Agent {
         let Some(fleet) = self.connect(&shutdown).await else {
             return;
         };
-        tracing::info!(url = %self.options.url, node = %self.options.node_id, app = %self.options.app, "joined the fleet");
+        tracing::info!(url = %spark_fleet::redact_url(&self.options.url), node = %self.options.node_id, app = %self.options.app, signed_only = self.options.trusted.enforced(), "joined the fleet");
         let agent = Arc::new(self);
         let heartbeat = tokio::spawn(agent.clone().heartbeat(fleet.clone(), shutdown.clone()));
         agent.reconcile_loop(&fleet, &shutdown).await;

@@ -10,6 +10,10 @@
 //!   uses, so a fleet deploy gets exactly the validation, canary and crash safety of
 //!   `spark deploy`. Artifacts are fetched from the object store, verified, and put in the
 //!   node's store (which verifies again) before the deploy sees them.
+//! - **Signed releases.** With trusted keys ([`FleetOptions::trusted`]) a release runs only
+//!   when a trusted key signed it for this application; a refusal is a rejection like a
+//!   failed canary (reported in the heartbeat with its reason, so the fleet rolls back), and
+//!   a promotion skips this node's canary only when its intent is signed.
 //! - **Every node drives the rollout.** Each tick every node runs the pure planner
 //!   ([`spark_fleet::plan::step`]) on the heartbeats and writes a change with compare-and-set;
 //!   one write wins, the others re-read and find nothing left to do. So the rollout survives
@@ -36,6 +40,9 @@ pub struct FleetOptions {
     pub node_id: String,
     /// `k=v` labels the fleet's canary selectors match.
     pub labels: BTreeMap<String, String>,
+    /// Public keys whose signatures this node accepts; with any, unsigned releases (and
+    /// unsigned promotions skipping the canaries) are refused. Empty: nothing is checked.
+    pub trusted: spark_fleet::TrustedKeys,
 }
 
 /// What the agent remembers between ticks (and reports).

@@ -67,7 +67,7 @@ impl Agent {
         let wanted_here = Wanted {
             key: key.as_deref(),
             returning,
-            forced: desired.rollout.forced && !returning,
+            forced: desired.rollout.forced && !returning && self.promotion_signed(desired),
         };
         let action = decide(wanted_here, &local);
         let (Some(release), Some(key)) = (wanted, key) else {
@@ -159,6 +159,13 @@ impl Agent {
         release: &FleetRelease,
         key: String,
     ) {
+        if let Err(refusal) = self.options.trusted.verify_release(&desired.app, release) {
+            return self.refuse(
+                key.clone(),
+                format!("release {key} refused: {refusal}"),
+                true,
+            );
+        }
         if let Err(e) = self.fetch(fleet, release).await {
             let reject = e.rejects();
             return self.refuse(key, format!("fetching artifacts: {}", chain(&e)), reject);
@@ -203,6 +210,37 @@ impl Agent {
                 .map_err(FetchError::Store)?;
         }
         Ok(())
+    }
+
+    /// Whether a promotion may skip this node's canary: always without trusted keys; with
+    /// them, only when a trusted key signed the promote intent for this generation.
+    fn promotion_signed(&self, desired: &DesiredApp) -> bool {
+        if !self.options.trusted.enforced() {
+            return true;
+        }
+        let verdict = match &desired.intent {
+            Some(intent) if intent.action == "promote" => {
+                self.options
+                    .trusted
+                    .verify_intent(&desired.app, intent, desired.generation)
+            }
+            _ => Err(spark_fleet::SignatureRefusal::Unsigned),
+        };
+        match verdict {
+            Ok(()) => true,
+            Err(refusal) => {
+                let reason = format!(
+                    "promotion of generation {} not applied here: {refusal}; the node's canary decides",
+                    desired.generation
+                );
+                let mut state = self.state.lock().expect("agent state");
+                if state.last_error.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(%reason, "fleet: unsigned promotion");
+                    state.last_error = Some(reason);
+                }
+                false
+            }
+        }
     }
 
     fn refuse(&self, key: String, reason: String, reject: bool) {
@@ -255,6 +293,7 @@ mod tests {
                 ("web".to_owned(), web.as_str().to_owned()),
             ]),
             note: "not part of the key".into(),
+            signature: None,
         };
         assert_eq!(fleet.key(), release_key(&release));
         assert!(release.id.as_str().ends_with(&fleet.key()));
