@@ -141,7 +141,6 @@ async fn client(config: &FleetConfig) -> Result<async_nats::Client, FleetError> 
         })
 }
 
-
 fn desired_config() -> kv::Config {
     kv::Config {
         bucket: DESIRED_BUCKET.into(),

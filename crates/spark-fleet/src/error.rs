@@ -43,6 +43,16 @@ pub enum FleetError {
         /// The digest of the bytes received (hex SHA-256).
         actual: String,
     },
+    /// The artifact is larger than a node accepts.
+    #[error("artifact sha256:{digest} is {size} bytes or more, over the {max}-byte limit: refused")]
+    ArtifactTooLarge {
+        /// Its name.
+        digest: String,
+        /// Its size (or how much arrived before the download was stopped).
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// No object under this digest (hex SHA-256) in the artifacts bucket.
     #[error("artifact sha256:{0} is not in the fleet's object store")]
     MissingArtifact(String),

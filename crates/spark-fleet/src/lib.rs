@@ -35,7 +35,7 @@ pub mod release;
 pub mod signing;
 mod watch;
 
-pub use artifacts::sha256_hex;
+pub use artifacts::{MAX_ARTIFACT_BYTES, sha256_hex};
 pub use connect::{ARTIFACTS_BUCKET, DESIRED_BUCKET, Fleet, FleetConfig, NODES_BUCKET, redact_url};
 pub use desired::{DesiredApp, Versioned};
 pub use error::FleetError;

@@ -14,6 +14,29 @@ use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::fsutil::{self, TMP_PREFIX};
 
+/// A download on its way into the store: a temporary file, removed on drop unless adopted.
+#[derive(Debug)]
+pub struct Incoming {
+    path: PathBuf,
+    file: Option<File>,
+    adopted: bool,
+}
+
+impl Incoming {
+    /// The temporary file to write the download into (a clone of the handle).
+    pub fn file(&self) -> std::io::Result<File> {
+        self.file.as_ref().expect("not adopted yet").try_clone()
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.adopted {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Content-addressed artifact files in one directory. One process per directory (the
 /// [`crate::Store`] that owns it holds the database lock).
 #[derive(Debug, Clone)]
@@ -47,6 +70,54 @@ impl ArtifactStore {
     /// Where the artifact with this digest lives (whether or not it exists).
     pub fn path(&self, digest: &Digest) -> PathBuf {
         self.root.join(digest.fan_out()).join(digest.as_str())
+    }
+
+    /// A new temporary file in the artifact directory for a download to be streamed into,
+    /// then [`ArtifactStore::adopt`]ed. Dropped without being adopted (a failed or abandoned
+    /// download), it is removed; a crash leaves it to the next [`ArtifactStore::open`].
+    pub fn incoming(&self) -> Result<Incoming, StoreError> {
+        let path = fsutil::temp_name(&self.root, "incoming");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(StoreError::io("creating temporary file", &path))?;
+        Ok(Incoming {
+            path,
+            file: Some(file),
+            adopted: false,
+        })
+    }
+
+    /// Verifies a streamed download against `expected` (hashing the file again: what the
+    /// downloader checked is not trusted here) and moves it into place under its digest.
+    pub fn adopt(&self, mut incoming: Incoming, expected: &Digest) -> Result<(), StoreError> {
+        let file = incoming
+            .file
+            .take()
+            .expect("an incoming file is adopted once");
+        file.sync_all()
+            .map_err(StoreError::io("syncing temporary file", &incoming.path))?;
+        drop(file);
+        let actual = File::open(&incoming.path)
+            .and_then(Digest::of_reader)
+            .map_err(StoreError::io("reading temporary file", &incoming.path))?;
+        if &actual != expected {
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let dest = self.path(expected);
+        if self.check(expected, &dest).is_ok() {
+            return Ok(());
+        }
+        let dir = self.root.join(expected.fan_out());
+        fsutil::create_private_dir(&dir)?;
+        fs::rename(&incoming.path, &dest).map_err(StoreError::io("renaming into place", &dest))?;
+        incoming.adopted = true;
+        fsutil::sync_dir(&dir)?;
+        fsutil::sync_dir(&self.root)
     }
 
     /// Stores `bytes` and returns their digest. Idempotent: storing the same bytes again
@@ -249,6 +320,40 @@ mod tests {
         assert!(store.verify(&d).is_err());
         store.put(b"original").unwrap();
         assert_eq!(store.get(&d).unwrap(), b"original");
+    }
+
+    #[test]
+    fn a_streamed_download_is_adopted_only_when_it_verifies() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let good = store.incoming().unwrap();
+        good.file().unwrap().write_all(b"component").unwrap();
+        let digest = Digest::of(b"component");
+        store.adopt(good, &digest).unwrap();
+        assert_eq!(store.get(&digest).unwrap(), b"component");
+
+        let bad = store.incoming().unwrap();
+        bad.file().unwrap().write_all(b"something else").unwrap();
+        let claimed = Digest::of(b"another component");
+        assert!(matches!(
+            store.adopt(bad, &claimed),
+            Err(StoreError::DigestMismatch { .. })
+        ));
+        assert!(!store.contains(&claimed));
+        let abandoned = store.incoming().unwrap();
+        drop(abandoned);
+        let leftovers = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(TMP_PREFIX)
+            })
+            .count();
+        assert_eq!(leftovers, 0, "failed and abandoned downloads leave nothing");
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// A name for a temporary file in `dir`, unique in this process.
-fn temp_name(dir: &Path, hint: &str) -> std::path::PathBuf {
+pub(crate) fn temp_name(dir: &Path, hint: &str) -> std::path::PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     dir.join(format!("{TMP_PREFIX}{hint}-{}-{n}", std::process::id()))

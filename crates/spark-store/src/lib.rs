@@ -78,7 +78,7 @@ mod release;
 mod releases;
 mod store;
 
-pub use artifacts::ArtifactStore;
+pub use artifacts::{ArtifactStore, Incoming};
 pub use data_dir::{DataDir, load_or_create_secret, random_bytes};
 pub use db::{ARTIFACTS_DIR, DB_FILE, SCHEMA_VERSION};
 pub use digest::{DIGEST_HEX_LEN, Digest};

@@ -27,6 +27,8 @@ enum FetchError {
     Store(#[source] StoreError),
     #[error("caching an artifact")]
     Task(#[source] tokio::task::JoinError),
+    #[error("writing a download to the store")]
+    Download(#[source] std::io::Error),
 }
 
 impl FetchError {
@@ -34,7 +36,9 @@ impl FetchError {
     fn rejects(&self) -> bool {
         matches!(
             self,
-            FetchError::Fleet(FleetError::DigestMismatch { .. }) | FetchError::Digest { .. }
+            FetchError::Fleet(
+                FleetError::DigestMismatch { .. } | FleetError::ArtifactTooLarge { .. }
+            ) | FetchError::Digest { .. }
         )
     }
 }
@@ -202,9 +206,17 @@ impl Agent {
             if self.deployer.store().artifacts().contains(&parsed) {
                 continue;
             }
-            let bytes = fleet.fetch_artifact(digest).await?;
-            let store = self.deployer.store().clone();
-            tokio::task::spawn_blocking(move || store.artifacts().put_expecting(&bytes, &parsed))
+            // Streamed to a temporary file in the store (never whole in memory), capped,
+            // then verified again by the store as it moves into place.
+            let artifacts = self.deployer.store().artifacts().clone();
+            let incoming = artifacts.incoming().map_err(FetchError::Store)?;
+            let file = incoming.file().map_err(FetchError::Download)?;
+            let mut file = tokio::fs::File::from_std(file);
+            fleet
+                .fetch_artifact_to(digest, &mut file, spark_fleet::MAX_ARTIFACT_BYTES)
+                .await?;
+            drop(file);
+            tokio::task::spawn_blocking(move || artifacts.adopt(incoming, &parsed))
                 .await
                 .map_err(FetchError::Task)?
                 .map_err(FetchError::Store)?;
