@@ -5,6 +5,7 @@
 //! is down at start ([`FleetConfig::wait_for_server`] false), which is what a node wants: it
 //! serves from its own store and joins when NATS appears.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store};
@@ -18,11 +19,132 @@ pub const NODES_BUCKET: &str = "spark-nodes";
 /// Components by digest.
 pub const ARTIFACTS_BUCKET: &str = "spark-artifacts";
 
+/// How a client proves who it is to NATS, and how it checks the server: any mix of a
+/// credentials file (JWT + nkey seed), an nkey seed file, user and password, a token, and TLS
+/// (a CA to verify the server, a client certificate for mutual TLS). Secrets are kept out of
+/// `Debug`, logs and errors.
+#[derive(Clone, Default)]
+pub struct FleetAuth {
+    /// A `.creds` file (JWT and nkey seed, as `nsc` writes them).
+    pub creds_file: Option<PathBuf>,
+    /// A file holding an nkey seed (`SU...`).
+    pub nkey_file: Option<PathBuf>,
+    /// User name, with `password`.
+    pub user: Option<String>,
+    /// Password for `user`.
+    pub password: Option<String>,
+    /// An authentication token.
+    pub token: Option<String>,
+    /// CA certificate (PEM) the server's certificate must chain to; implies TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// Client private key (PEM), with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for FleetAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetAuth")
+            .field("creds_file", &self.creds_file)
+            .field("nkey_file", &self.nkey_file)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .finish()
+    }
+}
+
+impl FleetAuth {
+    /// What it uses, without secrets, for a startup line (`user n1, TLS with client
+    /// certificate`); `None` when nothing is configured.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.creds_file.is_some() {
+            parts.push("credentials file".to_owned());
+        }
+        if self.nkey_file.is_some() {
+            parts.push("nkey".to_owned());
+        }
+        if let Some(user) = &self.user {
+            parts.push(format!("user {user}"));
+        }
+        if self.token.is_some() {
+            parts.push("token".to_owned());
+        }
+        match (&self.tls_ca, &self.tls_cert) {
+            (_, Some(_)) => parts.push("TLS with client certificate".to_owned()),
+            (Some(_), None) => parts.push("TLS".to_owned()),
+            _ => {}
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    async fn apply(
+        &self,
+        mut options: async_nats::ConnectOptions,
+    ) -> Result<async_nats::ConnectOptions, FleetError> {
+        let file_error = |what: &str, path: &std::path::Path, e: std::io::Error| FleetError::Auth {
+            what: format!("{what} {}", path.display()),
+            source: e.into(),
+        };
+        if let Some(path) = &self.creds_file {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| file_error("reading the credentials file", path, e))?;
+        }
+        if let Some(path) = &self.nkey_file {
+            let seed = std::fs::read_to_string(path)
+                .map_err(|e| file_error("reading the nkey seed file", path, e))?;
+            options = options.nkey(seed.trim().to_owned());
+        }
+        match (&self.user, &self.password) {
+            (Some(user), Some(password)) => {
+                options = options.user_and_password(user.clone(), password.clone());
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(FleetError::Auth {
+                    what: "a NATS user needs a password and a password a user".into(),
+                    source: "incomplete user/password".into(),
+                });
+            }
+            (None, None) => {}
+        }
+        if let Some(token) = &self.token {
+            options = options.token(token.clone());
+        }
+        if let Some(ca) = &self.tls_ca {
+            options = options.require_tls(true).add_root_certificates(ca.clone());
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                options = options
+                    .require_tls(true)
+                    .add_client_certificate(cert.clone(), key.clone());
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(FleetError::Auth {
+                    what: "a TLS client certificate needs its key and a key its certificate".into(),
+                    source: "incomplete client certificate".into(),
+                });
+            }
+            (None, None) => {}
+        }
+        Ok(options)
+    }
+}
+
 /// How to reach the fleet.
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
     /// One or more server URLs, comma-separated (`nats://127.0.0.1:4222,nats://...`).
     pub url: String,
+    /// Credentials and TLS (none by default).
+    pub auth: FleetAuth,
     /// Heartbeat expiry: a node silent for this long is no longer listed.
     pub heartbeat_ttl: Duration,
     /// Fail at once when no server answers (the CLI) instead of connecting in the background
@@ -39,6 +161,7 @@ impl FleetConfig {
     pub fn new(url: impl Into<String>) -> FleetConfig {
         FleetConfig {
             url: url.into(),
+            auth: FleetAuth::default(),
             heartbeat_ttl: Self::DEFAULT_HEARTBEAT_TTL,
             wait_for_server: true,
         }
@@ -132,6 +255,7 @@ async fn client(config: &FleetConfig) -> Result<async_nats::Client, FleetError> 
     if !config.wait_for_server {
         options = options.retry_on_initial_connect();
     }
+    let options = config.auth.apply(options).await?;
     options
         .connect(urls)
         .await

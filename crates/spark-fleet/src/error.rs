@@ -43,6 +43,15 @@ pub enum FleetError {
         /// The digest of the bytes received (hex SHA-256).
         actual: String,
     },
+    /// The NATS credentials or TLS settings cannot be used (a file missing, half a pair).
+    #[error("NATS authentication: {what}")]
+    Auth {
+        /// What was wrong (no secret in it).
+        what: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
     /// The artifact is larger than a node accepts.
     #[error("artifact sha256:{digest} is {size} bytes or more, over the {max}-byte limit: refused")]
     ArtifactTooLarge {

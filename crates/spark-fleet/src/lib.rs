@@ -36,7 +36,9 @@ pub mod signing;
 mod watch;
 
 pub use artifacts::{MAX_ARTIFACT_BYTES, sha256_hex};
-pub use connect::{ARTIFACTS_BUCKET, DESIRED_BUCKET, Fleet, FleetConfig, NODES_BUCKET, redact_url};
+pub use connect::{
+    ARTIFACTS_BUCKET, DESIRED_BUCKET, Fleet, FleetAuth, FleetConfig, NODES_BUCKET, redact_url,
+};
 pub use desired::{DesiredApp, Versioned};
 pub use error::FleetError;
 pub use heartbeat::{ModuleHealth, NodeReport, NodeRollout};

@@ -43,6 +43,8 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: tempfile::TempDir,
+    /// Extra configuration (accounts, authorization, TLS), written to a config file.
+    config: Option<String>,
 }
 
 impl NatsServer {
@@ -54,9 +56,29 @@ impl NatsServer {
             child: None,
             port,
             store,
+            config: None,
         };
         server.spawn();
         server
+    }
+
+    /// Starts a server with JetStream on a free port and `config` (nats-server configuration
+    /// text: `accounts`, `authorization`, `tls` blocks...) added to its config file.
+    pub fn start_with_config(config: &str) -> NatsServer {
+        let store = tempfile::tempdir().expect("temporary directory");
+        let mut server = NatsServer {
+            child: None,
+            port: free_port(),
+            store,
+            config: Some(config.to_owned()),
+        };
+        server.spawn();
+        server
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -79,16 +101,32 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(nats_server_bin())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
+        let mut command = Command::new(nats_server_bin());
+        match &self.config {
+            None => {
+                command
+                    .args([
+                        "-a",
+                        "127.0.0.1",
+                        "-p",
+                        &self.port.to_string(),
+                        "-js",
+                        "-sd",
+                    ])
+                    .arg(self.store.path());
+            }
+            Some(extra) => {
+                let path = self.store.path().join("nats-server.conf");
+                let text = format!(
+                    "listen: \"127.0.0.1:{}\"\njetstream {{\n  store_dir: {:?}\n}}\n{extra}\n",
+                    self.port,
+                    self.store.path().join("js").display().to_string()
+                );
+                std::fs::write(&path, text).expect("writing the nats-server config");
+                command.arg("-c").arg(path);
+            }
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -5,7 +5,7 @@ mod check;
 mod client;
 mod deploy;
 mod events;
-mod fleet;
+pub(crate) mod fleet;
 mod key;
 mod nn;
 mod progress;

@@ -55,6 +55,8 @@ struct FleetFlags {
         requires = "fleet"
     )]
     trusted_keys: Vec<String>,
+    #[command(flatten)]
+    nats_auth: super::fleet::NatsAuthArgs,
 }
 
 impl FleetFlags {
@@ -83,6 +85,7 @@ impl FleetFlags {
             node_id,
             labels,
             trusted,
+            auth: self.nats_auth.auth(),
         }))
     }
 }
@@ -122,6 +125,9 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
             fleet.app,
             spark_fleet::redact_url(&fleet.url)
         );
+        if let Some(auth) = fleet.auth.describe() {
+            println!("  NATS authentication: {auth}");
+        }
         node.join_fleet(fleet);
     }
     super::serve_until_signal(node).await

@@ -6,7 +6,9 @@ mod rollout;
 mod status;
 
 use anyhow::Context;
-use spark_fleet::{Fleet, FleetConfig};
+use std::path::PathBuf;
+
+use spark_fleet::{Fleet, FleetAuth, FleetConfig};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct FleetArgs {
@@ -24,6 +26,52 @@ enum FleetCommand {
     Rollout(rollout::RolloutArgs),
 }
 
+/// How to authenticate to NATS and check its TLS certificate (for `spark fleet ...` and
+/// `spark up --fleet`). Passwords and tokens are best given in the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct NatsAuthArgs {
+    /// A NATS credentials file (JWT + nkey seed, as `nsc` writes it).
+    #[arg(long, value_name = "FILE", env = "SPARK_NATS_CREDS")]
+    nats_creds: Option<PathBuf>,
+    /// A file holding an nkey seed.
+    #[arg(long, value_name = "FILE", env = "SPARK_NATS_NKEY")]
+    nats_nkey: Option<PathBuf>,
+    /// NATS user (with SPARK_NATS_PASSWORD or --nats-password).
+    #[arg(long, env = "SPARK_NATS_USER")]
+    nats_user: Option<String>,
+    /// NATS password (prefer the environment variable: flags show in `ps`).
+    #[arg(long, env = "SPARK_NATS_PASSWORD", hide_env_values = true)]
+    nats_password: Option<String>,
+    /// NATS token (prefer the environment variable).
+    #[arg(long, env = "SPARK_NATS_TOKEN", hide_env_values = true)]
+    nats_token: Option<String>,
+    /// CA certificate (PEM) to verify the NATS server with; turns TLS on.
+    #[arg(long, value_name = "FILE", env = "SPARK_NATS_CA")]
+    nats_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, with --nats-key.
+    #[arg(long, value_name = "FILE", env = "SPARK_NATS_CERT")]
+    nats_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS, with --nats-cert.
+    #[arg(long, value_name = "FILE", env = "SPARK_NATS_KEY")]
+    nats_key: Option<PathBuf>,
+}
+
+impl NatsAuthArgs {
+    /// The settings for `spark_fleet`.
+    pub(crate) fn auth(&self) -> FleetAuth {
+        FleetAuth {
+            creds_file: self.nats_creds.clone(),
+            nkey_file: self.nats_nkey.clone(),
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+            token: self.nats_token.clone(),
+            tls_ca: self.nats_ca.clone(),
+            tls_cert: self.nats_cert.clone(),
+            tls_key: self.nats_key.clone(),
+        }
+    }
+}
+
 /// Where the fleet is, and which application.
 #[derive(Debug, Clone, clap::Args)]
 pub(super) struct Target {
@@ -33,19 +81,23 @@ pub(super) struct Target {
     /// The application (nodes join it with `spark up --fleet URL --app NAME`).
     #[arg(long, default_value = "default")]
     app: String,
+    #[command(flatten)]
+    auth: NatsAuthArgs,
 }
 
 impl Target {
     async fn connect(&self) -> anyhow::Result<Fleet> {
         spark_fleet::check_name("application", &self.app)?;
-        Fleet::connect(&FleetConfig::new(&self.nats))
-            .await
-            .with_context(|| {
-                format!(
-                    "connecting to the fleet at {}",
-                    spark_fleet::redact_url(&self.nats)
-                )
-            })
+        let config = FleetConfig {
+            auth: self.auth.auth(),
+            ..FleetConfig::new(&self.nats)
+        };
+        Fleet::connect(&config).await.with_context(|| {
+            format!(
+                "connecting to the fleet at {}",
+                spark_fleet::redact_url(&self.nats)
+            )
+        })
     }
 }
 

@@ -45,7 +45,10 @@ impl Agent {
     }
 
     async fn connect(&self, shutdown: &CancellationToken) -> Option<Fleet> {
-        let config = FleetConfig::new(&self.options.url);
+        let config = FleetConfig {
+            auth: self.options.auth.clone(),
+            ..FleetConfig::new(&self.options.url)
+        };
         let mut said = false;
         loop {
             tokio::select! {

@@ -43,6 +43,8 @@ pub struct FleetOptions {
     /// Public keys whose signatures this node accepts; with any, unsigned releases (and
     /// unsigned promotions skipping the canaries) are refused. Empty: nothing is checked.
     pub trusted: spark_fleet::TrustedKeys,
+    /// How the node authenticates to NATS and checks its certificate.
+    pub auth: spark_fleet::FleetAuth,
 }
 
 /// What the agent remembers between ticks (and reports).
