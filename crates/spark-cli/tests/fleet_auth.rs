@@ -30,17 +30,9 @@ accounts {
 
 /// `spark fleet status` as `user` with `password` in the environment.
 fn status_as(url: &str, user: &str, password: &str) -> (bool, String) {
-    let output = spark()
+    run(spark()
         .args(["fleet", "status", "--nats", url, "--nats-user", user])
-        .env("SPARK_NATS_PASSWORD", password)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+        .env("SPARK_NATS_PASSWORD", password))
 }
 
 async fn connect_as(url: &str, user: &str, password: &str) -> Fleet {
@@ -144,15 +136,9 @@ fn mutual_tls_needs_the_ca_and_the_client_certificate() {
     let nats = NatsServer::start_with_config(&tls);
     let url = format!("tls://127.0.0.1:{}", nats.port());
     let status = |extra: &[&str]| {
-        let output = spark()
+        run(spark()
             .args(["fleet", "status", "--nats", &url])
-            .args(extra)
-            .output()
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+            .args(extra))
     };
     let (ca, cert, key) = (p("ca.pem"), p("client.pem"), p("client.key"));
     let (ok, err) = status(&["--nats-ca", &ca, "--nats-cert", &cert, "--nats-key", &key]);

@@ -154,8 +154,9 @@ pub struct BackendSpeed {
     pub backend: String,
     /// Compile + first inference, ms.
     pub first_ms: Option<f64>,
-    /// Steady-state mean (exponentially weighted), ms; `None` before a steady sample.
-    pub mean_ms: Option<f64>,
+    /// Typical steady-state time (median of the recent inferences), ms; `None` before a
+    /// steady sample.
+    pub typical_ms: Option<f64>,
     /// Steady-state inferences measured.
     pub samples: u64,
 }
@@ -180,12 +181,12 @@ fn model_selection(model: &crate::model::Model) -> ModelSelection {
         .map(|(name, m)| BackendSpeed {
             backend: name.clone(),
             first_ms: m.first_us.map(|us| us as f64 / 1e3),
-            mean_ms: (m.samples > 0).then(|| m.mean_us / 1e3),
+            typical_ms: m.typical_us().map(|us| us / 1e3),
             samples: m.samples,
         })
         .collect();
     backends.sort_by(|a, b| {
-        let key = |s: &BackendSpeed| s.mean_ms.unwrap_or(f64::INFINITY);
+        let key = |s: &BackendSpeed| s.typical_ms.unwrap_or(f64::INFINITY);
         key(a).total_cmp(&key(b))
     });
     let mut chosen: Vec<TargetChoice> = model

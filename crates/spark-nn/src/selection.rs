@@ -6,17 +6,21 @@
 //! model (B6 saw `ort-webgpu` at 86 ms and `ort-cpu` at 0.94 ms on one node), so each backend
 //! of the chain is measured on the model while it serves real requests (in the chain's order,
 //! so the hinted device goes first), then the fastest serves and the others are re-probed
-//! with one inference each now and then. Compile time is kept apart from steady-state time:
-//! a slow first compile does not condemn a backend that is fast afterwards.
+//! with one inference each now and then. Compile time is kept apart from steady-state time (the median
+//! of the last few inferences): a slow first compile does not condemn a backend that is fast
+//! afterwards, and one slow inference does not either.
 //!
 //! [`select`] is pure (time and measurements are arguments) and tested as such; the router
 //! ([`crate::router`]) records measurements and applies the order, after the policy's filters
 //! ([`crate::policy::route`]: preference, health, benches) have said who may serve at all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+/// How many recent steady-state inferences a backend's typical time is the median of.
+const RECENT: usize = 8;
 
 /// How one backend has done on one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,17 +29,11 @@ pub struct Measured {
     pub first_us: Option<u64>,
     /// Steady-state inferences measured (compile excluded).
     pub samples: u64,
-    /// Exponentially weighted mean of steady-state inference time, µs.
-    pub mean_us: f64,
-    /// The latest steady-state inference, µs.
-    pub last_us: u64,
+    /// The latest steady-state inferences, µs, oldest first (at most [`RECENT`]).
+    pub recent: VecDeque<u64>,
     /// When it was last measured.
     pub last: Instant,
 }
-
-/// Weight of a new sample in [`Measured::mean_us`]: half, so a few inferences are enough to
-/// follow a device that changed.
-const EWMA_WEIGHT: f64 = 0.5;
 
 impl Measured {
     /// Adds one inference: `compiled` when this call also compiled the model.
@@ -48,23 +46,38 @@ impl Measured {
         let mut m = entry.cloned().unwrap_or(Measured {
             first_us: None,
             samples: 0,
-            mean_us: 0.0,
-            last_us: 0,
+            recent: VecDeque::with_capacity(RECENT),
             last: now,
         });
         m.last = now;
         if compiled {
             m.first_us = Some(micros);
         } else {
-            m.mean_us = if m.samples == 0 {
-                micros as f64
-            } else {
-                m.mean_us + EWMA_WEIGHT * (micros as f64 - m.mean_us)
-            };
+            if m.recent.len() == RECENT {
+                m.recent.pop_front();
+            }
+            m.recent.push_back(micros);
             m.samples += 1;
-            m.last_us = micros;
         }
         m
+    }
+
+    /// The median of the recent steady-state inferences, µs: robust to the odd slow one (a
+    /// page fault, a preempted thread), and following a real change within a few inferences.
+    pub fn typical_us(&self) -> Option<f64> {
+        let mut sorted: Vec<u64> = self.recent.iter().copied().collect();
+        sorted.sort_unstable();
+        let n = sorted.len();
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(sorted[n / 2] as f64),
+            _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) as f64 / 2.0),
+        }
+    }
+
+    /// The latest steady-state inference, µs.
+    pub fn last_us(&self) -> Option<u64> {
+        self.recent.back().copied()
     }
 }
 
@@ -97,9 +110,9 @@ pub enum Choice {
     Measuring,
     /// Measured fastest among the usable backends.
     Fastest {
-        /// Its steady-state mean, ms.
-        mean_ms: f64,
-        /// The runner-up and its mean, ms (`None`: nobody else measured).
+        /// Its typical (median recent) steady-state time, ms.
+        typical_ms: f64,
+        /// The runner-up and its typical time, ms (`None`: nobody else measured).
         next: Option<(String, f64)>,
     },
     /// A slower backend measured again after [`SelectionRules::reprobe`].
@@ -132,16 +145,18 @@ pub fn select(
     }
     let mut ranked: Vec<(&String, f64)> = usable
         .iter()
-        .filter_map(|n| steady(n).map(|m| (n, m.mean_us)))
+        .filter_map(|n| steady(n).and_then(|m| m.typical_us()).map(|t| (n, t)))
         .collect();
     ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let (fastest, mean_us) = ranked[0];
-    // A slower backend whose latest inference beat the fastest's mean (a re-probe that found
-    // it faster now) keeps serving until its mean says which is right.
-    if let Some(rising) = usable
-        .iter()
-        .find(|n| *n != fastest && steady(n).is_some_and(|m| (m.last_us as f64) < mean_us))
-    {
+    let (fastest, typical_us) = ranked[0];
+    // A slower backend whose latest inference beat the fastest's typical time (a re-probe
+    // that found it faster now) keeps serving until its own typical time says which is right.
+    if let Some(rising) = usable.iter().find(|n| {
+        *n != fastest
+            && steady(n)
+                .and_then(Measured::last_us)
+                .is_some_and(|last| (last as f64) < typical_us)
+    }) {
         return (first(rising), Choice::Measuring);
     }
     if !rules.reprobe.is_zero()
@@ -154,11 +169,11 @@ pub fn select(
     }
     let next = ranked
         .get(1)
-        .map(|(name, mean)| ((*name).clone(), mean / 1e3));
+        .map(|(name, typical)| ((*name).clone(), typical / 1e3));
     (
         first(fastest),
         Choice::Fastest {
-            mean_ms: mean_us / 1e3,
+            typical_ms: typical_us / 1e3,
             next,
         },
     )
@@ -213,7 +228,7 @@ mod tests {
         assert_eq!(
             why,
             Choice::Fastest {
-                mean_ms: 0.94,
+                typical_ms: 0.94,
                 next: Some((TRACT.to_owned(), 2.5))
             }
         );
@@ -251,8 +266,8 @@ mod tests {
         let t30 = t0 + Duration::from_secs(30);
         let (order, why) = select(&chain, &measured, &rules, t30);
         assert_eq!((order[0].as_str(), why), (ORT_WEBGPU, Choice::Reprobe));
-        // ...and once it has become fast (the device freed), it keeps serving while its mean
-        // comes down, then serves as the fastest.
+        // ...and once it has become fast (the device freed), it keeps serving while its typical
+        // time comes down, then serves as the fastest.
         serve(&mut measured, ORT_WEBGPU, 200, 1, t30);
         let (order, why) = select(&chain, &measured, &rules, t30);
         assert_eq!((order[0].as_str(), why), (ORT_WEBGPU, Choice::Measuring));

@@ -158,10 +158,10 @@ fn print_nn(nn: &spark_nn::NnStatus) {
             .backends
             .iter()
             .map(|b| {
-                let mean = b.mean_ms.map_or("-".to_owned(), |m| format!("{m:.2}"));
+                let typical = b.typical_ms.map_or("-".to_owned(), |m| format!("{m:.2}"));
                 let first = b.first_ms.map_or("-".to_owned(), |m| format!("{m:.0}"));
                 format!(
-                    "{} {mean} ms (first {first} ms, n={})",
+                    "{} {typical} ms (first {first} ms, n={})",
                     b.backend, b.samples
                 )
             })
@@ -185,13 +185,13 @@ fn choice_text(why: &spark_nn::selection::Choice) -> String {
         Choice::Chain => "the chain's order".to_owned(),
         Choice::Measuring => "measuring it on this model".to_owned(),
         Choice::Fastest {
-            mean_ms,
+            typical_ms,
             next: Some((next, next_ms)),
-        } => format!("fastest measured: {mean_ms:.2} ms vs {next} {next_ms:.2} ms"),
+        } => format!("fastest measured: {typical_ms:.2} ms vs {next} {next_ms:.2} ms"),
         Choice::Fastest {
-            mean_ms,
+            typical_ms,
             next: None,
-        } => format!("fastest measured: {mean_ms:.2} ms"),
+        } => format!("fastest measured: {typical_ms:.2} ms"),
         Choice::Reprobe => "re-probing a slower backend".to_owned(),
     }
 }

@@ -173,12 +173,15 @@ impl Traffic {
 
 /// Runs `spark fleet ARGS --nats URL --app shop`; (success, stdout+stderr).
 pub(crate) fn fleet_cli(url: &str, args: &[&str]) -> (bool, String) {
-    let output = spark()
+    run(spark()
         .arg("fleet")
         .args(args)
-        .args(["--nats", url, "--app", "shop"])
-        .output()
-        .unwrap();
+        .args(["--nats", url, "--app", "shop"]))
+}
+
+/// Runs `command`; returns whether it succeeded and its stdout then stderr.
+pub(crate) fn run(command: &mut Command) -> (bool, String) {
+    let output = command.output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
