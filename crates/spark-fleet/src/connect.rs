@@ -6,6 +6,8 @@
 //! serves from its own store and joins when NATS appears.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store};
@@ -233,6 +235,7 @@ async fn client(config: &FleetConfig) -> Result<async_nats::Client, FleetError> 
             url: redact_url(&config.url),
             source: e.into(),
         })?;
+    let lost = Arc::new(AtomicBool::new(false));
     let mut options = async_nats::ConnectOptions::new()
         .name("spark")
         .ping_interval(Duration::from_secs(2))
@@ -242,14 +245,23 @@ async fn client(config: &FleetConfig) -> Result<async_nats::Client, FleetError> 
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((attempts as u64 * 100).clamp(50, 1000))
         })
-        .event_callback(|event| async move {
-            // An outage gets a line of its own (the node keeps serving what it has).
-            match event {
-                async_nats::Event::Disconnected => tracing::warn!(
-                    "lost the connection to NATS: serving the current release, reconnecting"
-                ),
-                async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                other => tracing::debug!(event = %other, "NATS connection event"),
+        .event_callback(move |event| {
+            let lost = lost.clone();
+            async move {
+                // An outage gets a line of its own (the node keeps serving what it has), and
+                // so does its end; the first connection is the caller's to announce.
+                match event {
+                    async_nats::Event::Disconnected => {
+                        lost.store(true, Ordering::Relaxed);
+                        tracing::warn!(
+                            "lost the connection to NATS: serving the current release, reconnecting"
+                        )
+                    }
+                    async_nats::Event::Connected if lost.swap(false, Ordering::Relaxed) => {
+                        tracing::info!("reconnected to NATS")
+                    }
+                    other => tracing::debug!(event = %other, "NATS connection event"),
+                }
             }
         });
     if !config.wait_for_server {
