@@ -62,7 +62,7 @@ fn wanted(event: &EventView, kind: Option<&str>, release: Option<&str>) -> bool 
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` in UTC (the proleptic Gregorian calendar,
 /// from the day count; no time-zone database needed).
-fn utc(ms: u64) -> String {
+pub(super) fn utc(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm, in unsigned form).
