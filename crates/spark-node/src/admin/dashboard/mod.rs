@@ -92,15 +92,18 @@ pub(crate) fn has_session(state: &AdminState, headers: &HeaderMap) -> bool {
 }
 
 /// 32 random bytes as hex.
-fn secret() -> Result<String, Response> {
-    let bytes = spark_store::random_bytes::<32>().map_err(|e| {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{}\n", spark_error::chain(&e)),
-        )
-            .into_response()
-    })?;
+fn secret() -> Result<String, spark_store::StoreError> {
+    let bytes = spark_store::random_bytes::<32>()?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The answer when the operating system's random source failed.
+fn no_secret(error: &spark_store::StoreError) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("{}\n", spark_error::chain(error)),
+    )
+        .into_response()
 }
 
 /// What `POST /v1/dashboard/login` answers.
@@ -117,7 +120,7 @@ pub struct LoginCode {
 async fn mint_code(State(state): State<Arc<AdminState>>) -> Response {
     let code = match secret() {
         Ok(code) => code,
-        Err(response) => return response,
+        Err(e) => return no_secret(&e),
     };
     let now = state.clock.unix_ms();
     state
@@ -142,7 +145,7 @@ struct LoginQuery {
 async fn login(State(state): State<Arc<AdminState>>, Query(query): Query<LoginQuery>) -> Response {
     let session = match secret() {
         Ok(session) => session,
-        Err(response) => return response,
+        Err(e) => return no_secret(&e),
     };
     let now = state.clock.unix_ms();
     let redeemed = state
