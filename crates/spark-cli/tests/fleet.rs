@@ -42,6 +42,16 @@ async fn deploy_converges_on_three_nodes_and_a_killed_node_comes_back() {
         live_nodes(&fleet).await == 3
     })
     .await;
+    // Each node shows the fleet on its dashboard (and in `spark top`).
+    wait_until(
+        Duration::from_secs(10),
+        "n1's top shows three nodes",
+        || async {
+            let (ok, out) = n1.top();
+            ok && out.contains("FLEET: app shop · 3 node(s) · this node n1") && out.contains("n3")
+        },
+    )
+    .await;
 
     // v2 everywhere at once (no canary flags): each node's canary needs traffic.
     let traffic = Traffic::start(vec![n1.addr.clone(), n2.addr.clone(), n3.addr.clone()]);

@@ -28,6 +28,10 @@ mod offline_tools;
 mod release;
 mod serve;
 
+pub use admin::dashboard::LoginCode;
+pub use admin::dashboard::view::{
+    DashboardView, FleetNodeRow, FleetPanel, ModeRow, ModuleRow, OrchestratorPanel,
+};
 pub use admin::status::{ModuleStatus, NodeStatus, OrchestratorStatus, RequestCounts};
 pub use clock::{Clock, ManualClock};
 pub use node::{NodeError, NodeOptions, RunningNode};

@@ -3,6 +3,7 @@
 mod bench;
 mod check;
 mod client;
+mod dashboard;
 mod deploy;
 mod events;
 pub(crate) mod fleet;
@@ -14,6 +15,7 @@ mod rollout;
 mod serve;
 mod sim;
 mod status;
+mod top;
 mod up;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +32,10 @@ pub(crate) enum Command {
     Serve(serve::ServeArgs),
     /// Show a running node's modules, limits and counters.
     Status(status::StatusArgs),
+    /// Print a one-time link that opens the node's live dashboard in a browser.
+    Dashboard(dashboard::DashboardArgs),
+    /// The dashboard's live view in the terminal: modules, modes, decisions, rollout, events.
+    Top(top::TopArgs),
     /// Run a benchmark scenario (baseline and Spark in the same run).
     Bench(bench::BenchArgs),
     /// Replay an invocation trace through the keep-alive policies in simulated time (B4).
@@ -59,6 +65,8 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
         Command::Check(args) => check::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Dashboard(args) => dashboard::run(args).await,
+        Command::Top(args) => top::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Sim(args) => sim::run(args),
         Command::Nn(args) => nn::run(args).await,

@@ -99,6 +99,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         manifest.node.admin = admin;
     }
     let data_dir = super::data_dir(args.data_dir, &manifest);
+    let data_dir_flag = data_dir.clone();
     let token_path = spark_store::DataDir::new(&data_dir).admin_token_path();
     let fleet = args.fleet.options(&data_dir)?;
     let options = NodeOptions {
@@ -117,7 +118,12 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting the node from {}", args.manifest.display()))?;
     starting.done();
-    print_hints(&manifest, &node, &token_path);
+    print_hints(
+        &manifest,
+        &node,
+        &token_path,
+        &admin_flags(&node, &data_dir_flag),
+    );
     if let Some(fleet) = fleet {
         println!(
             "Fleet: node {} of app '{}' on {}",
@@ -133,7 +139,25 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     super::serve_until_signal(node).await
 }
 
-fn print_hints(manifest: &Manifest, node: &RunningNode, token_path: &std::path::Path) {
+/// The flags an admin command needs to reach this node from the current folder: the admin
+/// address unless it is the default, the data directory unless it is `.spark` here.
+fn admin_flags(node: &RunningNode, data_dir: &std::path::Path) -> String {
+    let mut command = String::new();
+    if node.admin_addr.to_string() != "127.0.0.1:9090" {
+        command.push_str(&format!(" --admin {}", node.admin_addr));
+    }
+    if data_dir != std::path::Path::new(".spark") {
+        command.push_str(&format!(" --data-dir {}", data_dir.display()));
+    }
+    command
+}
+
+fn print_hints(
+    manifest: &Manifest,
+    node: &RunningNode,
+    token_path: &std::path::Path,
+    admin_flags: &str,
+) {
     println!(
         "Spark node serving {} module(s) of release {} on http://{}",
         manifest.modules.len(),
@@ -161,6 +185,9 @@ fn print_hints(manifest: &Manifest, node: &RunningNode, token_path: &std::path::
     println!(
         "Admin: http://{0}/healthz  http://{0}/metrics  http://{0}/v1/status",
         node.admin_addr
+    );
+    println!(
+        "Dashboard: spark dashboard{admin_flags}   (prints a one-time login link)   in a terminal: spark top{admin_flags}"
     );
     println!("Stop with Ctrl-C (in-flight requests finish).");
 }

@@ -35,6 +35,8 @@ pub(crate) struct Node {
     extra: Vec<String>,
     child: Option<Child>,
     pub addr: String,
+    /// The admin listener's address.
+    pub admin: String,
 }
 
 impl Node {
@@ -61,6 +63,7 @@ impl Node {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             addr: String::new(),
+            admin: String::new(),
         };
         node.spawn();
         node
@@ -90,8 +93,30 @@ impl Node {
         };
         let start = line.find("http://").unwrap() + 7;
         self.addr = line[start..].trim().to_owned();
+        let admin = loop {
+            let line = lines.next().expect("the node exited early").unwrap();
+            if let Some(rest) = line.strip_prefix("Admin: http://") {
+                break rest.split('/').next().unwrap().to_owned();
+            }
+        };
+        self.admin = admin;
         std::thread::spawn(move || for _ in lines {});
         self.child = Some(child);
+    }
+
+    /// `spark top --once` against this node: success and output.
+    pub(crate) fn top(&self) -> (bool, String) {
+        let output = spark()
+            .args(["top", "--once", "--admin", &self.admin, "--data-dir"])
+            .arg(self.dir.join(".spark"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
     }
 
     /// SIGKILL.

@@ -1,11 +1,14 @@
 //! The admin listener, on its own port: `/healthz` and Prometheus `/metrics` open to
 //! monitoring; behind the bearer token, `/v1/status`, `/v1/orchestrator` (telemetry, modes,
-//! decisions), `/v1/predictor`, `POST /v1/jobs/{id}/run`, and the release API ([`releases`]).
+//! decisions), `/v1/predictor`, `POST /v1/jobs/{id}/run`, the release API ([`releases`]), and
+//! the live dashboard ([`dashboard`]: a one-time login, then a session cookie that the read
+//! endpoints (GET) accept in place of the token).
 //!
 //! Kept apart from application traffic so a saturated application port never hides the
 //! node's health or metrics from the operator.
 
 pub(crate) mod auth;
+pub(crate) mod dashboard;
 pub(crate) mod metrics;
 mod releases;
 pub(crate) mod status;
@@ -21,6 +24,7 @@ use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::metrics::SharedMetrics;
+use crate::clock::Clock;
 use crate::control::ControlView;
 use crate::control::warmth::{WarmthState, WarmthView};
 use crate::release::deploy::Deployer;
@@ -47,6 +51,10 @@ pub(crate) struct AdminState {
     pub nn: Option<spark_nn::NnService>,
     /// Bearer token required on `/v1/*`.
     pub token: String,
+    /// The node's clock (session and login-code expiry, dashboard rates).
+    pub clock: Clock,
+    /// Dashboard login codes, sessions and rates.
+    pub dashboard: Arc<dashboard::DashboardState>,
 }
 
 pub(crate) fn router(state: AdminState) -> axum::Router {
@@ -57,6 +65,7 @@ pub(crate) fn router(state: AdminState) -> axum::Router {
         .route("/v1/predictor", get(predictor))
         .route("/v1/jobs/{id}/run", post(run_job))
         .merge(releases::routes())
+        .merge(dashboard::api_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -65,10 +74,12 @@ pub(crate) fn router(state: AdminState) -> axum::Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(api)
+        .merge(dashboard::page_routes())
         .with_state(state)
 }
 
-/// `/v1/*` needs `Authorization: Bearer <token>` (the token in `<data_dir>/admin.token`).
+/// `/v1/*` needs `Authorization: Bearer <token>` (the token in `<data_dir>/admin.token`); a
+/// read (GET) may instead carry a live dashboard session cookie.
 async fn require_token(
     State(state): State<Arc<AdminState>>,
     request: axum::extract::Request,
@@ -78,7 +89,10 @@ async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if auth::authorized(header, &state.token) {
+    let read = request.method() == axum::http::Method::GET;
+    if auth::authorized(header, &state.token)
+        || (read && dashboard::has_session(&state, request.headers()))
+    {
         next.run(request).await
     } else {
         (StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer <token from <data_dir>/admin.token>)\n").into_response()

@@ -24,7 +24,8 @@ use std::time::Duration;
 use serde::Serialize;
 use spark_manifest::OrchestratorSettings;
 use spark_orchestrator::policy::{
-    self, Decision, InferenceConfig, NodeSignals, Plan, PolicyConfig, PolicyState, Scope,
+    self, Decision, InferenceConfig, ModuleObservation, NodeSignals, Plan, PolicyConfig,
+    PolicyState, Scope,
 };
 use spark_orchestrator::probes::{ProbeConfig, Probes, Telemetry};
 use tokio_util::sync::CancellationToken;
@@ -52,6 +53,8 @@ pub struct ViewState {
     pub signals: Option<NodeSignals>,
     pub plan: Plan,
     pub decisions: VecDeque<Decision>,
+    /// What each module did over the last tick's window (rates, p99, CPU), for the dashboard.
+    pub observations: Vec<ModuleObservation>,
 }
 
 impl ControlView {
@@ -76,6 +79,7 @@ impl ControlView {
         signals: NodeSignals,
         plan: Plan,
         decisions: Vec<Decision>,
+        observations: Vec<ModuleObservation>,
     ) {
         for d in &decisions {
             tracing::info!(target: "spark::decision", scope = %d.scope, change = %d.change, reason = %d.reason, "orchestrator decision");
@@ -89,6 +93,7 @@ impl ControlView {
         state.telemetry = Some(telemetry);
         state.signals = Some(signals);
         state.plan = plan;
+        state.observations = observations;
         for decision in decisions {
             if state.decisions.len() == DECISION_LOG {
                 state.decisions.pop_front();
@@ -205,7 +210,7 @@ async fn tick(
     apply(&plan, &current, &mut control.actuators);
     control
         .view
-        .record(&current, telemetry, signals, plan, decisions);
+        .record(&current, telemetry, signals, plan, decisions, observations);
 }
 
 pin_project_lite::pin_project! {

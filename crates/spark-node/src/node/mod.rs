@@ -151,6 +151,7 @@ pub struct RunningNode {
     deployer: Arc<Deployer>,
     nn: Option<spark_nn::NnService>,
     clock: Clock,
+    dashboard: Arc<crate::admin::dashboard::DashboardState>,
     _executors: Vec<GuestExecutor>,
 }
 
@@ -277,6 +278,7 @@ impl RunningNode {
             warmth.note(format!("{warning}; demand history starts empty"));
         }
         let scheme = public.scheme();
+        let dashboard = Arc::new(crate::admin::dashboard::DashboardState::default());
         let admin_state = AdminState {
             snapshot: snapshot.clone(),
             metrics,
@@ -291,6 +293,8 @@ impl RunningNode {
             deployer: deployer.clone(),
             nn: nn.clone(),
             token,
+            clock: clock.clone(),
+            dashboard: dashboard.clone(),
         };
         let [public_stats, admin_stats] = listeners;
         let mut tasks = public.serve(
@@ -369,6 +373,7 @@ impl RunningNode {
             deployer,
             nn,
             clock,
+            dashboard,
             _executors: executors,
         })
     }
@@ -407,6 +412,7 @@ impl RunningNode {
             http: self.http_addr.to_string(),
             admin: self.admin_addr.to_string(),
             clock: self.clock.clone(),
+            dashboard: self.dashboard.clone(),
         };
         let agent = crate::release::fleet::Agent::new(options, self.deployer.clone(), reporter);
         self.tasks

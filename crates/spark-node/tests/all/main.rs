@@ -4,6 +4,7 @@
 mod admission;
 mod aot_cache;
 mod bad_components;
+mod dashboard;
 mod faults;
 mod foreign;
 mod jobs;

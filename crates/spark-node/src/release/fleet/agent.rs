@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::report::Reporter;
 use super::{AgentState, FleetOptions};
+use crate::admin::dashboard::view::{FleetNodeRow, FleetPanel};
 use crate::release::deploy::Deployer;
 
 /// Heartbeat, re-read of desired state, and planning step period.
@@ -95,10 +96,16 @@ impl Agent {
                     }
                 }
                 _ = tick.tick() => {
+                    let nodes = fleet.app_nodes(&self.options.app).await.ok();
+                    if let Some(nodes) = &nodes {
+                        self.show(nodes);
+                    }
                     match fleet.desired(&self.options.app).await {
                         Ok(Some(desired)) => {
                             self.reconcile(fleet, &desired.value).await;
-                            self.drive(fleet, desired).await;
+                            if let Some(nodes) = &nodes {
+                                self.drive(fleet, desired, nodes).await;
+                            }
                         }
                         Ok(None) => {}
                         Err(e) => tracing::debug!(error = %spark_error::chain(&e), "desired state not read"),
@@ -108,12 +115,42 @@ impl Agent {
         }
     }
 
-    /// One planning step of the fleet rollout, written with compare-and-set.
-    async fn drive(&self, fleet: &Fleet, desired: spark_fleet::Versioned<DesiredApp>) {
-        let nodes = match fleet.app_nodes(&self.options.app).await {
-            Ok(nodes) => nodes,
-            Err(_) => return,
+    /// Puts the fleet's nodes, as just read, on the dashboard.
+    fn show(&self, nodes: &[spark_fleet::NodeReport]) {
+        let panel = FleetPanel {
+            app: self.options.app.clone(),
+            node: self.options.node_id.clone(),
+            read_ms: self.reporter.clock.unix_ms(),
+            nodes: nodes
+                .iter()
+                .map(|n| FleetNodeRow {
+                    node: n.node.clone(),
+                    release: n.release.clone(),
+                    running: n.running,
+                    requests: n.requests,
+                    cpu: n.cpu,
+                    rollout: n.rollout.as_ref().map(|r| {
+                        let shares: Vec<String> = r
+                            .shares
+                            .iter()
+                            .map(|(m, s)| format!("{m} {s:.0}%"))
+                            .collect();
+                        format!("to {} ({})", r.to, shares.join(", "))
+                    }),
+                    last_error: n.last_error.clone(),
+                })
+                .collect(),
         };
+        *self.reporter.dashboard.fleet.lock().expect("fleet panel") = Some(panel);
+    }
+
+    /// One planning step of the fleet rollout, written with compare-and-set.
+    async fn drive(
+        &self,
+        fleet: &Fleet,
+        desired: spark_fleet::Versioned<DesiredApp>,
+        nodes: &[spark_fleet::NodeReport],
+    ) {
         let views: Vec<plan::NodeView> = nodes.iter().map(|n| n.view()).collect();
         let Some(next) = plan::step(&desired.value.rollout, &views) else {
             return;

@@ -21,6 +21,8 @@ pub(crate) struct Reporter {
     pub admin: String,
     /// Stamps the heartbeat (the node's clock).
     pub clock: Clock,
+    /// Where the fleet's nodes are shown (the dashboard's fleet panel).
+    pub dashboard: Arc<crate::admin::dashboard::DashboardState>,
 }
 
 impl Agent {
