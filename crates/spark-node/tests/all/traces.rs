@@ -110,7 +110,9 @@ priority = "critical"
     assert_eq!(span.number("http.response.status_code"), Some(200.0));
     assert_eq!(span.str("spark.outcome"), Some("ok"));
     assert!(span.number("spark.queue_ms").is_some_and(|ms| ms >= 0.0));
-    assert!(span.number("spark.cpu_ms").is_some_and(|ms| ms > 0.0));
+    // Guest CPU as metered when the response ended: a guest that answers within its first
+    // poll (hello) may show 0 here, the poll being charged when it returns.
+    assert!(span.number("spark.cpu_ms").is_some_and(|ms| ms >= 0.0));
     assert_eq!(span.bool("spark.cold_start"), Some(true));
     assert_eq!(span.str("spark.cold_start.kind"), Some("shared"));
     assert!(span.span.end_time_unix_nano >= span.span.start_time_unix_nano);
