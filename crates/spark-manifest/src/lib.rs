@@ -18,6 +18,7 @@ mod nn;
 mod outbound;
 mod routes;
 mod schema;
+mod tracing;
 mod units;
 mod validate;
 
@@ -40,6 +41,9 @@ pub use nn::{
 };
 pub use outbound::{AllowedHost, HostProblem, OutboundHostError, OutboundPolicy};
 pub use routes::{Route, RouteError, RouteTable};
+pub use tracing::{
+    DEFAULT_OTLP_QUEUE, DEFAULT_OTLP_TIMEOUT, OtlpEndpoint, OtlpEndpointError, TraceExport,
+};
 pub use units::{UnitError, parse_byte_size, parse_duration};
 
 /// The only manifest version this build reads.
@@ -116,6 +120,7 @@ impl Manifest {
                 outbound: OutboundPolicy::deny_all(),
                 health: None,
                 rollout: RolloutSettings::default(),
+                trace_outbound: false,
             }],
         }
     }
@@ -153,6 +158,8 @@ pub struct NodeSettings {
     pub tls: Vec<CertificateFiles>,
     /// Certificates of the admin listener; empty: plain HTTP.
     pub admin_tls: Vec<CertificateFiles>,
+    /// Where request spans are exported (`otlp_endpoint`, `otlp_timeout`, `otlp_queue`).
+    pub trace_export: TraceExport,
 }
 
 /// Default `node.listen`: loopback only.
@@ -180,6 +187,7 @@ impl Default for NodeSettings {
             admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
             tls: Vec::new(),
             admin_tls: Vec::new(),
+            trace_export: TraceExport::default(),
         }
     }
 }
@@ -336,6 +344,9 @@ pub struct ModuleSpec {
     pub health: Option<String>,
     /// How a new version of this module is rolled out.
     pub rollout: RolloutSettings,
+    /// Whether the node adds W3C `traceparent`/`tracestate` to the guest's outbound requests
+    /// (`trace_outbound`; only while tracing is on). Off: the guest's headers are left alone.
+    pub trace_outbound: bool,
 }
 
 /// Canary settings of a module (`[module.rollout]`).

@@ -584,3 +584,54 @@ nn_tensor = "4MiB"
     assert_eq!(line, 7);
     assert!(message.contains("limits.resources"), "{message}");
 }
+
+#[test]
+fn tracing_settings_are_checked() {
+    let traced = GOOD
+        .replace(
+            "shutdown_grace = \"5s\"",
+            "shutdown_grace = \"5s\"\notlp_endpoint = \"http://127.0.0.1:4318\"\notlp_timeout = \"2s\"\notlp_queue = 100",
+        )
+        .replace("health = \"/shop/health\"", "health = \"/shop/health\"\ntrace_outbound = true");
+    let m = parse(&traced).unwrap();
+    let export = &m.node.trace_export;
+    assert_eq!(
+        export.endpoint.as_ref().map(OtlpEndpoint::as_str),
+        Some("http://127.0.0.1:4318")
+    );
+    assert_eq!(
+        (export.timeout, export.queue),
+        (Duration::from_secs(2), 100)
+    );
+    assert!(m.modules[0].trace_outbound);
+    assert!(!m.modules[1].trace_outbound, "off by default");
+    assert_eq!(
+        parse(GOOD).unwrap().node.trace_export,
+        TraceExport::default()
+    );
+
+    let (line, message) =
+        refusal(&traced.replace("trace_outbound = true", "trace_outbound = \"yes\""));
+    assert_eq!(line, line_of(&traced, "trace_outbound = true"));
+    assert!(message.contains("invalid type"), "{message}");
+
+    let (_, message) = refusal(&traced.replace("http://127.0.0.1:4318", "https://collector:4318"));
+    assert!(
+        message.contains("node.otlp_endpoint: https endpoints are not supported"),
+        "{message}"
+    );
+    let (_, message) = refusal(&traced.replace("http://127.0.0.1:4318", "127.0.0.1:4318"));
+    assert!(message.contains("expected http://HOST"), "{message}");
+    let (_, message) = refusal(&traced.replace("otlp_timeout = \"2s\"", "otlp_timeout = \"5m\""));
+    assert!(message.contains("between 100ms and 60s"), "{message}");
+    let (_, message) = refusal(&traced.replace("otlp_queue = 100", "otlp_queue = 0"));
+    assert!(message.contains("node.otlp_queue"), "{message}");
+
+    let no_hosts = traced.replace("allowed_outbound_hosts = [\"http://127.0.0.1:*\"]\n", "");
+    let (line, message) = refusal(&no_hosts);
+    assert_eq!(line, line_of(&no_hosts, "trace_outbound = true"));
+    assert!(
+        message.contains("trace_outbound needs allowed_outbound_hosts"),
+        "{message}"
+    );
+}

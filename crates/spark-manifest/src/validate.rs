@@ -319,10 +319,25 @@ impl Validator<'_> {
                 .collect(),
             outbound: self.outbound(&raw.allowed_outbound_hosts, &who),
             rollout: self.rollout(raw.rollout.as_ref(), &who),
+            trace_outbound: self.trace_outbound(raw, &who),
             trigger,
             health,
             id,
         })
+    }
+
+    /// `trace_outbound = true` needs outbound requests to add the headers to.
+    fn trace_outbound(&mut self, raw: &RawModule, who: &str) -> bool {
+        let Some(flag) = &raw.trace_outbound else {
+            return false;
+        };
+        if *flag.get_ref() && raw.allowed_outbound_hosts.is_empty() {
+            self.error(
+                flag.span(),
+                format!("{who}: trace_outbound needs allowed_outbound_hosts (the module may make no outbound request)"),
+            );
+        }
+        *flag.get_ref()
     }
 
     fn component(&mut self, raw: &RawModule, who: &str) -> ComponentRef {

@@ -40,6 +40,7 @@ const MANIFESTS: &[(&str, &str)] = &[
         include_str!("../../spark-runtime/Cargo.toml"),
     ),
     ("spark-store", include_str!("../../spark-store/Cargo.toml")),
+    ("spark-trace", include_str!("../../spark-trace/Cargo.toml")),
 ];
 
 /// Offline tools, test support and what only they need: never linked into the node.

@@ -26,7 +26,9 @@ use crate::error::InvokeError;
 use crate::guest_log::{GuestLog, LogBudget, Stream};
 use crate::host::{Host, MemoryLimiter};
 use crate::loader::{Entry, Prepared};
-use crate::outbound::{InFlight, NodeOutbound, OutboundClient, OutboundHooks, OutboundPacing};
+use crate::outbound::{
+    InFlight, NodeOutbound, OutboundClient, OutboundHooks, OutboundPacing, TraceOutbound,
+};
 use crate::stats::ModuleStats;
 
 /// A guest that is not being paced gives its worker away every this many epoch ticks (limits
@@ -100,6 +102,26 @@ pub struct InvocationInfo {
     /// How long creating the instance took (for a ready instance, when it was made ahead of the
     /// request).
     pub instantiate: Duration,
+    /// The request took an instance made ahead of it (no instantiation on its path).
+    pub ready_instance: bool,
+}
+
+/// Attached to every response: the invocation's guest CPU time, read when wanted (the guest
+/// may still run while its response body streams).
+#[derive(Clone)]
+pub struct InvocationCpu(Arc<Budget>);
+
+impl InvocationCpu {
+    /// Guest CPU time so far (instantiation and host calls included).
+    pub fn used(&self) -> Duration {
+        self.0.cpu_used()
+    }
+}
+
+impl std::fmt::Debug for InvocationCpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InvocationCpu({:?})", self.used())
+    }
 }
 
 /// How a job run ended.
@@ -227,6 +249,8 @@ impl GuestModule {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let mut request = request;
+        let tracer = request.extensions_mut().remove::<TraceOutbound>();
         let Entry::Http(pre) = &self.inner.prepared.entry else {
             return Err(InvokeError::BadRequest(format!(
                 "module '{}' is not an HTTP component",
@@ -246,6 +270,8 @@ impl GuestModule {
                 (self.new_store(budget.clone()), budget, None)
             }
         };
+        let ready_instance = ready.is_some();
+        store.data_mut().hooks.tracer = tracer;
         let (sender, receiver) = oneshot::channel();
         let http = &mut store.data_mut().http();
         let request = http
@@ -269,7 +295,7 @@ impl GuestModule {
         };
         let task = GuestTask::new(self.spawn(self.supervise(run, budget.clone(), hold)));
         match receiver.await {
-            Ok(Ok(response)) => self.accept_response(response, &budget, task),
+            Ok(Ok(response)) => self.accept_response(response, &budget, ready_instance, task),
             Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
             Err(_) => Err(match task.join().await {
                 Err(e) => e,
@@ -337,7 +363,8 @@ impl GuestModule {
     fn accept_response(
         &self,
         response: http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
-        budget: &Budget,
+        budget: &Arc<Budget>,
+        ready_instance: bool,
         task: GuestTask,
     ) -> Result<http::Response<ResponseBody>, InvokeError> {
         let limit = self.inner.limits.response_body;
@@ -352,10 +379,13 @@ impl GuestModule {
         }
         let info = InvocationInfo {
             instantiate: budget.instantiate_time(),
+            ready_instance,
         };
+        let cpu = InvocationCpu(budget.clone());
         let stats = self.inner.stats.clone();
         let mut response = response.map(|body| ResponseBody::new(body, limit, stats, task));
         response.extensions_mut().insert(info);
+        response.extensions_mut().insert(cpu);
         Ok(response)
     }
 
@@ -505,6 +535,7 @@ impl GuestModule {
                 pacing: inner.controls.outbound.clone(),
                 latency: inner.controls.outbound_latency.clone(),
                 in_flight: InFlight::new(inner.limits.outbound_requests),
+                tracer: None,
             },
             config: inner.config.clone(),
             memory: MemoryLimiter::new(inner.limits.memory),

@@ -56,11 +56,12 @@ pub use budget::{PaceFuture, Pacer};
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, EngineSettings, PoolingMode};
 pub use error::{InvokeError, LoadError, RuntimeError};
 pub use guest::{
-    GuestLimits, GuestModule, GuestSettings, InvocationInfo, JobReport, LatencySink, ModuleControls,
+    GuestLimits, GuestModule, GuestSettings, InvocationCpu, InvocationInfo, JobReport, LatencySink,
+    ModuleControls,
 };
 pub use host::Host;
 pub use loader::{CodeSource, Entry, Expect, LoadReport, Prepared};
-pub use outbound::OutboundPacing;
+pub use outbound::{OutboundOutcome, OutboundPacing, OutboundSpan, OutboundTracer, TraceOutbound};
 pub use stats::{ModuleStats, StatsSnapshot};
 
 use engine::EpochTicker;

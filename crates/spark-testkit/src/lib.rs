@@ -1,6 +1,6 @@
 //! Test support shared by every crate's integration tests: real guest components built from
 //! `guests/`, real nodes listening on 127.0.0.1, a real nats-server for the fleet tests, and a
-//! small HTTP client.
+//! small HTTP client, and an OTLP receiver for the tracing tests.
 //!
 //! Guests are built once per test process with the same cargo command the README uses. Set
 //! `SPARK_GUESTS_DIR` to a directory of prebuilt `.wasm` files to skip the build (CI does,
@@ -16,11 +16,13 @@ mod guests;
 mod nats;
 pub mod nn;
 mod node;
+mod otlp;
 
 pub use client::{ClientError, Reply, get, post, request, request_with};
 pub use guests::{guest, guests_dir};
 pub use nats::{NatsServer, nats_server_bin};
 pub use node::TestNode;
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 
 /// How often [`eventually`] and [`wait_until`] look again.
 const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(20);

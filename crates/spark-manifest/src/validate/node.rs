@@ -7,15 +7,20 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{MAX_INSTANCES, Validator};
-use crate::NodeSettings;
 use crate::listener::{CertificateFiles, ListenerLimits};
 use crate::schema::{RawCertificate, RawNode};
+use crate::{NodeSettings, OtlpEndpoint, TraceExport};
 
 /// Front-door timeouts are at least this (a shorter one would cut off healthy clients on a
 /// busy link) and at most this (a longer one is not a limit).
 const TIMEOUTS: RangeInclusive<Duration> = Duration::from_millis(100)..=Duration::from_secs(3600);
 const MAX_CONNECTIONS: i64 = 1_000_000;
 const MAX_STREAMS: i64 = 10_000;
+/// An export request waits at least this for its collector, and at most this.
+const OTLP_TIMEOUTS: RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(60);
+/// Spans held for export at most (each is a few hundred bytes).
+const MAX_OTLP_QUEUE: i64 = 1_000_000;
 /// The node-wide memory bound must leave room for at least one small invocation.
 const MIN_MAX_MEMORY: u64 = 16 << 20;
 
@@ -60,6 +65,34 @@ impl Validator<'_> {
             ) as u32,
             tls: self.certificates(&raw.tls, "node.tls"),
             admin_tls: self.certificates(&raw.admin_tls, "node.admin_tls"),
+            trace_export: self.trace_export(raw, &defaults.trace_export),
+        }
+    }
+
+    fn trace_export(&mut self, raw: &RawNode, d: &TraceExport) -> TraceExport {
+        let endpoint = raw.otlp_endpoint.as_ref().and_then(|text| {
+            OtlpEndpoint::parse(text.get_ref())
+                .map_err(|why| self.error(text.span(), format!("node.otlp_endpoint: {why}")))
+                .ok()
+        });
+        let timeout = self.duration(raw.otlp_timeout.as_ref(), d.timeout, "node.otlp_timeout");
+        if let Some(raw) = &raw.otlp_timeout
+            && !OTLP_TIMEOUTS.contains(&timeout)
+        {
+            self.error(
+                raw.span(),
+                "node.otlp_timeout must be between 100ms and 60s",
+            );
+        }
+        TraceExport {
+            endpoint,
+            timeout: timeout.clamp(*OTLP_TIMEOUTS.start(), *OTLP_TIMEOUTS.end()),
+            queue: self.int(
+                raw.otlp_queue.as_ref(),
+                i64::from(d.queue),
+                1..=MAX_OTLP_QUEUE,
+                "node.otlp_queue",
+            ) as u32,
         }
     }
 

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 mod doors;
 mod sizing;
+mod trace_export;
 
 use doors::{Door, DoorConfig};
 
@@ -115,6 +116,9 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// The OTLP endpoint (from the environment) is unusable.
+    #[error("request tracing")]
+    Tracing(#[source] spark_trace::export::EndpointError),
     /// A listener's certificates could not be loaded.
     #[error("TLS for {listener}")]
     Tls {
@@ -200,6 +204,12 @@ impl RunningNode {
             Arc::new(ListenerStats::default()),
             Arc::new(ListenerStats::default()),
         ];
+        let (tracer, exporter) = trace_export::start(
+            &manifest.node.trace_export,
+            &DataDir::new(&options.data_dir),
+        )
+        .map_err(NodeError::Tracing)?
+        .unzip();
         let metrics = Arc::new(NodeMetrics::new(
             snapshot.clone(),
             control.clone(),
@@ -208,6 +218,7 @@ impl RunningNode {
                 capacity: capacity.clone(),
                 public: listeners[0].clone(),
                 admin: listeners[1].clone(),
+                tracing: exporter.map(|e| e.stats().clone()),
             },
         ));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -272,6 +283,7 @@ impl RunningNode {
             capacity: capacity.clone(),
             authority: http::HeaderValue::from_str(&http_addr.to_string())
                 .expect("a socket address is a valid header value"),
+            tracing: tracer,
         });
         let warmth = Arc::new(WarmthView::default());
         if let Some(warning) = store_warning {

@@ -23,13 +23,14 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use spark_manifest::Route;
-use spark_runtime::{InvocationInfo, InvokeError, LoadError};
+use spark_runtime::{InvocationCpu, InvocationInfo, InvokeError, LoadError};
 
 use super::admission::Rejection;
 use super::bodies::{Progress, RequestBody};
 use super::capacity::{NodeCapacity, NodeRefusal, NodeSlot, reservation};
 use super::residency::ColdStart;
 use super::snapshot::{ModuleSlot, SharedSnapshot};
+use super::trace::{RequestSpan, Tracing};
 use crate::admin::metrics::SharedMetrics;
 
 /// Header carrying the part of the path below the matched route's prefix.
@@ -78,6 +79,8 @@ pub(crate) struct Front {
     pub capacity: Arc<NodeCapacity>,
     /// The listener's address (the `Host` of HTTP/1.0 requests that name none).
     pub authority: HeaderValue,
+    /// Request tracing; `None`: off (no header read, no span made).
+    pub tracing: Option<Arc<Tracing>>,
 }
 
 /// Why a routed request got no answer from its guest.
@@ -91,6 +94,17 @@ enum Refusal {
 }
 
 impl Refusal {
+    /// How the request went, as its span's `spark.outcome` says it.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Refusal::BodyTooLarge(_) => "body_too_large",
+            Refusal::Admission(rejection) => rejection.as_str(),
+            Refusal::Node(refusal) => refusal.as_str(),
+            Refusal::Unloadable(_) => "unloadable",
+            Refusal::Guest(error) => error.kind(),
+        }
+    }
+
     /// The response, with the module's metrics recorded: the one exit for every failure.
     fn respond(self, slot: &ModuleSlot, started: Instant) -> Response<NodeBody> {
         let (status, message) = match &self {
@@ -157,24 +171,46 @@ impl Front {
         request: Request<RequestBody>,
     ) -> Response<NodeBody> {
         let started = Instant::now();
+        let mut span = self
+            .tracing
+            .as_ref()
+            .map(|tracing| tracing.begin(request.method(), request.headers()));
         let snapshot = self.snapshot.load_full();
         let Some((route, stable)) = snapshot.route(request.uri().path()) else {
             self.metrics.unrouted();
+            if let Some(span) = span {
+                span.finish(StatusCode::NOT_FOUND.as_u16(), "unrouted", None);
+            }
             return text(StatusCode::NOT_FOUND, "no route matches this path");
         };
         let slot = snapshot
             .version_for(stable, Some(request.headers()))
             .clone();
         let mut record = Record::new(slot.clone(), started);
-        let request = self.prepare(request, route);
-        match self.invoke(&slot, request, started).await {
+        let mut request = self.prepare(request, route);
+        if let Some(span) = &mut span {
+            span.module(&slot, &route.to_string());
+            if slot.spec.trace_outbound {
+                request.extensions_mut().insert(span.outbound(slot.id()));
+            }
+        }
+        match self.invoke(&slot, request, started, &mut span).await {
             Ok(response) => {
                 record.disarm();
                 response
             }
             Err(refusal) => {
                 record.disarm();
-                refusal.respond(&slot, started)
+                let outcome = refusal.outcome();
+                let message = match &refusal {
+                    Refusal::Guest(error) => Some(spark_error::chain(error).to_string()),
+                    _ => None,
+                };
+                let response = refusal.respond(&slot, started);
+                if let Some(span) = span {
+                    span.finish(response.status().as_u16(), outcome, message);
+                }
+                response
             }
         }
     }
@@ -185,6 +221,7 @@ impl Front {
         slot: &Arc<ModuleSlot>,
         request: Request<RequestBody>,
         started: Instant,
+        span: &mut Option<RequestSpan>,
     ) -> Result<Response<NodeBody>, Refusal> {
         let limits = &slot.spec.limits;
         if let Some(declared) = request.body().declared_length()
@@ -203,6 +240,9 @@ impl Front {
             )
             .await
             .map_err(Refusal::Node)?;
+        if let Some(span) = span {
+            span.admitted(started.elapsed());
+        }
         let (guest, cold) = slot
             .residency
             .acquire()
@@ -211,13 +251,21 @@ impl Front {
         if let Some(cold) = cold {
             slot.metrics.cold_start(cold);
         }
+        if let Some(span) = span {
+            span.residency(cold);
+        }
         let node_slot = Arc::new(node_slot);
         let response = guest
             .handle(request, (ticket, node_slot.clone()))
             .await
             .map_err(Refusal::Guest)?;
-        if let Some(info) = response.extensions().get::<InvocationInfo>() {
+        let info = response.extensions().get::<InvocationInfo>();
+        if let Some(info) = info {
             slot.metrics.instantiated(info.instantiate);
+        }
+        if let Some(span) = span {
+            let cpu = response.extensions().get::<InvocationCpu>().cloned();
+            span.invoked(info, cpu);
         }
         let status = response.status().as_u16();
         let (mut parts, body) = response.into_parts();
@@ -233,6 +281,7 @@ impl Front {
             inner,
             done: Some(Completion {
                 record: Record::new(slot.clone(), started).with_status(status),
+                span: span.take(),
                 _node_slot: node_slot,
             }),
         };
@@ -313,10 +362,26 @@ impl Drop for Record {
     }
 }
 
-/// Held by a response body: its record, and its share of the node slot.
+/// Held by a response body: its record, its span, and its share of the node slot.
 struct Completion {
     record: Record,
+    span: Option<RequestSpan>,
     _node_slot: Arc<NodeSlot>,
+}
+
+impl Completion {
+    /// The request is over: with its response's status, or [`CLIENT_CLOSED`].
+    fn finish(mut self, status: u16) {
+        self.record.done(status);
+        if let Some(span) = self.span.take() {
+            let outcome = if status == CLIENT_CLOSED {
+                "client_abandoned"
+            } else {
+                "ok"
+            };
+            span.finish(status, outcome, None);
+        }
+    }
 }
 
 /// A body that releases its node slot and records its request once finished.
@@ -344,9 +409,9 @@ impl Body for Tracked {
             Poll::Ready(Some(Err(_))) => true,
             Poll::Pending => false,
         };
-        if ended && let Some(mut done) = self.done.take() {
+        if ended && let Some(done) = self.done.take() {
             let status = done.record.status;
-            done.record.done(status);
+            done.finish(status);
         }
         polled
     }
@@ -364,13 +429,13 @@ impl Drop for Tracked {
     fn drop(&mut self) {
         // A body at its end may be dropped without a last poll (an empty body, a known
         // length): that is a finished request, not an abandoned one.
-        if let Some(mut done) = self.done.take() {
+        if let Some(done) = self.done.take() {
             let status = if self.progress.finished(self.inner.is_end_stream()) {
                 done.record.status
             } else {
                 CLIENT_CLOSED
             };
-            done.record.done(status);
+            done.finish(status);
         }
     }
 }

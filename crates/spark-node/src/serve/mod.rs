@@ -7,7 +7,8 @@
 //! by priority class -> [`residency`] (load the module if it is not in memory) -> the
 //! module's `spark_runtime::GuestModule` (on the module's [`executor`], paced by its
 //! [`pacing::ModulePacer`]) -> the response body streamed back. [`jobs`] run scheduled
-//! modules through the same admission and capacity.
+//! modules through the same admission and capacity. [`trace`] gives each request a span
+//! (W3C `traceparent` in, OTLP out) when the node exports traces.
 //!
 //! The decision worth knowing: nothing here waits on the control plane. The snapshot is
 //! swapped whole; the orchestrator's actuators are atomics this plane reads.
@@ -25,4 +26,5 @@ pub(crate) mod pacing;
 pub(crate) mod residency;
 pub(crate) mod snapshot;
 pub(crate) mod tls;
+pub(crate) mod trace;
 pub(crate) mod versions;

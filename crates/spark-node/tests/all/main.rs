@@ -16,5 +16,6 @@ mod outbound;
 mod releases;
 mod serving;
 mod shutdown;
+mod traces;
 mod upstream;
 mod warmth;

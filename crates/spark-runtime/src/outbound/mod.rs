@@ -22,6 +22,7 @@ mod client;
 mod pool;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ use tokio::sync::Semaphore;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 pub(crate) use client::{NodeOutbound, OutboundClient};
+pub use trace::{OutboundOutcome, OutboundSpan, OutboundTracer, TraceOutbound};
 
 use crate::guest::LatencySink;
 use crate::stats::ModuleStats;
@@ -58,6 +60,8 @@ pub(crate) struct OutboundHooks {
     pub(crate) latency: Option<Arc<dyn LatencySink>>,
     /// This invocation's places for requests in flight (`limits.outbound_requests`).
     pub(crate) in_flight: InFlight,
+    /// Traces the invocation's outbound requests (its module opted in and tracing is on).
+    pub(crate) tracer: Option<TraceOutbound>,
 }
 
 /// Places for one invocation's outbound requests in flight.
@@ -116,7 +120,7 @@ impl OutboundPacing {
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
@@ -141,6 +145,16 @@ impl WasiHttpHooks for OutboundHooks {
         let wait = self.pacing.reserve();
         let latency = self.latency.clone();
         let client = self.client.clone();
+        let span = self.tracer.as_ref().map(|tracer| {
+            let span = tracer.0.start(request.method(), request.uri());
+            for (name, value) in span.headers() {
+                match value {
+                    Some(value) => request.headers_mut().insert(name, value),
+                    None => request.headers_mut().remove(name),
+                };
+            }
+            span
+        });
         Box::new(async move {
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
@@ -155,6 +169,9 @@ impl WasiHttpHooks for OutboundHooks {
                     let (host, port) = (target.host(), target.port());
                     tracing::warn!(%module, host, port, addresses = %client::list(&refused), "outbound request refused: the host resolves only to addresses the node protects (allow one by IP literal with its port)");
                     stats.outbound(false, Duration::ZERO);
+                    if let Some(span) = span {
+                        span.end(OutboundOutcome::Failed("destination-IP-prohibited".into()));
+                    }
                     return Err(HttpError::DestinationIpProhibited);
                 }
                 other => {
@@ -162,7 +179,14 @@ impl WasiHttpHooks for OutboundHooks {
                     if let Some(sink) = &latency {
                         sink.record(took);
                     }
-                    other.map_err(SendError::into_http)?
+                    let sent = other.map_err(SendError::into_http);
+                    if let Some(span) = span {
+                        span.end(match &sent {
+                            Ok(response) => OutboundOutcome::Response(response.status().as_u16()),
+                            Err(e) => OutboundOutcome::Failed(format!("{e:?}")),
+                        });
+                    }
+                    sent?
                 }
             };
             let io = Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>;

@@ -109,6 +109,7 @@ fn module_hooks(entries: &[String], limit: u32, node: NodeOutbound) -> OutboundH
         pacing: Arc::default(),
         latency: None,
         in_flight: InFlight::new(limit),
+        tracer: None,
     }
 }
 

@@ -20,6 +20,8 @@ pub struct FrontView {
     pub capacity: Arc<NodeCapacity>,
     pub public: Arc<ListenerStats>,
     pub admin: Arc<ListenerStats>,
+    /// The span exporter's counters (`None`: tracing is off, and the series are absent).
+    pub tracing: Option<Arc<spark_trace::ExportStats>>,
 }
 
 impl std::fmt::Debug for FrontView {
@@ -137,6 +139,44 @@ impl Collector for FrontView {
             let family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
             metric.encode(family)?;
         }
+        if let Some(stats) = &self.tracing {
+            encode_tracing(stats, &mut encoder)?;
+        }
         Ok(())
     }
+}
+
+/// The span exporter's counters.
+fn encode_tracing(
+    stats: &spark_trace::ExportStats,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let counters = [
+        (
+            "trace_spans_exported",
+            "Spans the OTLP collector accepted",
+            &stats.exported,
+        ),
+        (
+            "trace_spans_dropped",
+            "Spans dropped because the export queue was full (node.otlp_queue)",
+            &stats.dropped,
+        ),
+        (
+            "trace_spans_failed",
+            "Spans lost in export requests that failed (collector down, timed out or refusing)",
+            &stats.failed,
+        ),
+        (
+            "trace_export_failures",
+            "OTLP export requests that failed",
+            &stats.failed_requests,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let metric = ConstCounter::new(value.load(Ordering::Relaxed));
+        let family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+        metric.encode(family)?;
+    }
+    Ok(())
 }
