@@ -115,6 +115,7 @@ impl Manifest {
                 outbound: OutboundPolicy::deny_all(),
                 health: None,
                 rollout: RolloutSettings::default(),
+                tiering: true,
             }],
         }
     }
@@ -152,6 +153,10 @@ pub struct NodeSettings {
     pub tls: Vec<CertificateFiles>,
     /// Certificates of the admin listener; empty: plain HTTP.
     pub admin_tls: Vec<CertificateFiles>,
+    /// Tiered compilation (default [`DEFAULT_TIERING`]): a component with no compiled code yet
+    /// is served at once from a baseline compiler (Winch) while the optimizing compiler
+    /// (Cranelift) works in the background; off, every component waits for Cranelift.
+    pub tiering: bool,
 }
 
 /// Default `node.listen`: loopback only.
@@ -162,6 +167,8 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
 /// Default `node.max_module_memory`: 1 GiB.
 pub const DEFAULT_MAX_MODULE_MEMORY: u64 = 1 << 30;
+/// Default `node.tiering`: on.
+pub const DEFAULT_TIERING: bool = true;
 /// Default `node.shutdown_grace`: 30 s.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -179,6 +186,7 @@ impl Default for NodeSettings {
             admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
             tls: Vec::new(),
             admin_tls: Vec::new(),
+            tiering: DEFAULT_TIERING,
         }
     }
 }
@@ -335,6 +343,10 @@ pub struct ModuleSpec {
     pub health: Option<String>,
     /// How a new version of this module is rolled out.
     pub rollout: RolloutSettings,
+    /// `false` (`tiering = false` in the module's table): this module always waits for the
+    /// optimizing compiler. A module can only opt out: with `[node] tiering = false` no module
+    /// is tiered.
+    pub tiering: bool,
 }
 
 /// Canary settings of a module (`[module.rollout]`).

@@ -48,6 +48,7 @@ pub(crate) struct RawNode {
     pub h2_max_concurrent_streams: Option<Spanned<i64>>,
     pub h2_keepalive_interval: Option<Spanned<String>>,
     pub h2_reset_budget: Option<Spanned<i64>>,
+    pub tiering: Option<bool>,
     #[serde(default)]
     pub tls: Vec<Spanned<RawCertificate>>,
     #[serde(default)]
@@ -80,6 +81,7 @@ pub(crate) struct RawModule {
     pub allowed_outbound_hosts: Vec<Spanned<String>>,
     pub health: Option<Spanned<String>>,
     pub rollout: Option<RawRollout>,
+    pub tiering: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

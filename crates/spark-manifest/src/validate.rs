@@ -319,6 +319,7 @@ impl Validator<'_> {
                 .collect(),
             outbound: self.outbound(&raw.allowed_outbound_hosts, &who),
             rollout: self.rollout(raw.rollout.as_ref(), &who),
+            tiering: raw.tiering.unwrap_or(true),
             trigger,
             health,
             id,

@@ -15,5 +15,6 @@ mod outbound;
 mod releases;
 mod serving;
 mod shutdown;
+mod tiering;
 mod upstream;
 mod warmth;
