@@ -1,13 +1,18 @@
 //! B2 (first half): first-response latency of a module never seen (compile + link +
-//! instantiate + run), of one whose AOT artifact is on disk (a node restart), and of one
-//! already loaded and linked (what pre-warming leaves behind), measured through the same
-//! runtime API the node uses.
+//! instantiate + run) with tiering (Winch's code first) and without (Cranelift's), the time
+//! until the optimized code takes over, requests/s on baseline and on optimized code, and the
+//! first response of a module whose AOT artifact is on disk (a node restart) or already loaded
+//! and linked (what pre-warming leaves behind), measured through the same runtime API the node
+//! uses.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use spark_runtime::{EngineSettings, Expect, GuestLimits, GuestSettings, Runtime, RuntimeConfig};
+use spark_runtime::{
+    EngineSettings, Expect, GuestLimits, GuestModule, GuestSettings, Runtime, RuntimeConfig,
+    TierState,
+};
 
 use crate::{BenchError, write_json};
 
@@ -31,7 +36,20 @@ pub struct ColdstartResult {
     pub wasm_bytes: u64,
     /// Samples behind the cold and cached medians (pre-warmed and ready take at least 10).
     pub samples: usize,
-    /// Module never seen: compile + link + instantiate + first response, ms.
+    /// Module never seen, tiered: Winch compile + link + instantiate + first response, ms.
+    pub first_ms: f64,
+    /// Module never seen, tiering off: Cranelift compile + link + instantiate + first
+    /// response, ms.
+    pub first_cranelift_ms: f64,
+    /// `first_ms` / `first_cranelift_ms`.
+    pub first_ratio: f64,
+    /// From the start of a tiered load to the optimized code serving, ms.
+    pub optimized_after_ms: f64,
+    /// Requests/s on baseline (Winch) code, one at a time, fresh instance each.
+    pub baseline_rps: f64,
+    /// Requests/s on optimized (Cranelift) code, one at a time, fresh instance each.
+    pub optimized_rps: f64,
+    /// The same as `first_cranelift_ms` (the key B2 always had).
     pub cold_ms: f64,
     /// AOT artifact on disk (a node restart): load + link + instantiate + first response, ms.
     pub cached_ms: f64,
@@ -53,7 +71,11 @@ fn median(mut values: Vec<Duration>) -> f64 {
     values[values.len() / 2].as_secs_f64() * 1e3
 }
 
-fn runtime(cache_dir: Option<PathBuf>) -> Result<Runtime, BenchError> {
+fn runtime(
+    cache_dir: Option<PathBuf>,
+    tiering: bool,
+    optimize_delay: Duration,
+) -> Result<Runtime, BenchError> {
     Runtime::new(&RuntimeConfig {
         engine: EngineSettings {
             max_instances: 64,
@@ -61,8 +83,82 @@ fn runtime(cache_dir: Option<PathBuf>) -> Result<Runtime, BenchError> {
         },
         cache_dir,
         nn: false,
+        tiering,
+        optimize_delay,
     })
     .map_err(BenchError::runtime)
+}
+
+fn bench_module(
+    runtime: &Runtime,
+    prepared: std::sync::Arc<spark_runtime::Prepared>,
+) -> GuestModule {
+    let limits = GuestLimits::from(&spark_manifest::Limits::default());
+    runtime.module(
+        "bench",
+        prepared,
+        limits,
+        GuestSettings::default(),
+        Default::default(),
+    )
+}
+
+/// Waits until `module` runs optimized code (its background compile is done).
+async fn until_optimized(module: &GuestModule) -> Result<(), BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        match module.tier().state {
+            TierState::Optimized => return Ok(()),
+            TierState::CraneliftOnly(reason) => {
+                return Err(BenchError::runtime(format!(
+                    "not tiered (cranelift-only: {reason})"
+                )));
+            }
+            TierState::Baseline if Instant::now() > deadline => {
+                return Err(BenchError::runtime("no optimized code within 10 minutes"));
+            }
+            TierState::Baseline => tokio::time::sleep(Duration::from_millis(2)).await,
+        }
+    }
+}
+
+/// A never-seen start on a fresh tiered runtime: (first response, optimized code serving),
+/// both from the start of the load.
+async fn tiered_first(component: &std::path::Path) -> Result<(Duration, Duration), BenchError> {
+    let runtime = runtime(None, true, Duration::ZERO)?;
+    let started = Instant::now();
+    let prepared = runtime
+        .prepare(component, Expect::Http)
+        .await
+        .map_err(BenchError::runtime)?;
+    let module = bench_module(&runtime, prepared);
+    probe_ok(&module, component).await?;
+    let first = started.elapsed();
+    until_optimized(&module).await?;
+    Ok((first, started.elapsed()))
+}
+
+/// Requests/s of `module`, one `GET /` after another for `window`.
+async fn throughput(module: &GuestModule, window: Duration) -> Result<f64, BenchError> {
+    let started = Instant::now();
+    let mut served = 0u64;
+    while started.elapsed() < window {
+        probe_ok(module, std::path::Path::new("bench")).await?;
+        served += 1;
+    }
+    Ok(served as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn probe_ok(module: &GuestModule, component: &std::path::Path) -> Result<(), BenchError> {
+    let status = module.probe("/").await.map_err(BenchError::runtime)?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(BenchError::runtime(format!(
+            "{} answered {status}",
+            component.display()
+        )))
+    }
 }
 
 /// Prepares `component` on `runtime` (when `prepared` is None) and serves one `GET /`.
@@ -125,14 +221,47 @@ async fn measure(
     samples: usize,
 ) -> Result<ColdstartResult, BenchError> {
     let wasm_bytes = std::fs::metadata(component).map_err(BenchError::Io)?.len();
-    let uncached = runtime(None)?;
+    let uncached = runtime(None, false, Duration::ZERO)?;
     let mut cold = Vec::new();
     for _ in 0..samples {
         cold.push(first_response(&uncached, component, None).await?);
     }
+    let (mut first, mut optimized_after) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        let (to_first, to_optimized) = tiered_first(component).await?;
+        first.push(to_first);
+        optimized_after.push(to_optimized);
+    }
+    let window = Duration::from_millis(if samples < 7 { 300 } else { 1000 });
+    // Baseline code held there (the optimizer waits longer than the measurement).
+    let held = runtime(None, true, Duration::from_secs(3600))?;
+    let baseline = bench_module(
+        &held,
+        held.prepare(component, Expect::Http)
+            .await
+            .map_err(BenchError::runtime)?,
+    );
+    let baseline_rps = throughput(&baseline, window).await?;
+    let optimized = bench_module(
+        &uncached,
+        uncached
+            .prepare(component, Expect::Http)
+            .await
+            .map_err(BenchError::runtime)?,
+    );
+    let optimized_rps = throughput(&optimized, window).await?;
+    drop((baseline, optimized));
+
     let cache = tempfile::tempdir().map_err(BenchError::Io)?;
-    let cached_runtime = runtime(Some(cache.path().to_path_buf()))?;
-    first_response(&cached_runtime, component, None).await?; // writes the artifact
+    let cached_runtime = runtime(Some(cache.path().to_path_buf()), true, Duration::ZERO)?;
+    {
+        // Writes both tiers' artifacts.
+        let prepared = cached_runtime
+            .prepare(component, Expect::Http)
+            .await
+            .map_err(BenchError::runtime)?;
+        until_optimized(&bench_module(&cached_runtime, prepared)).await?;
+    }
     let mut cached = Vec::new();
     for _ in 0..samples {
         cached.push(first_response(&cached_runtime, component, None).await?);
@@ -155,10 +284,17 @@ async fn measure(
         median(prewarmed),
         median(ready),
     );
+    let (first_ms, optimized_after_ms) = (median(first), median(optimized_after));
     Ok(ColdstartResult {
         name: name.to_owned(),
         wasm_bytes,
         samples,
+        first_ms,
+        first_cranelift_ms: cold_ms,
+        first_ratio: first_ms / cold_ms,
+        optimized_after_ms,
+        baseline_rps,
+        optimized_rps,
         cold_ms,
         cached_ms,
         prewarmed_ms,
@@ -180,46 +316,62 @@ pub async fn run(options: &ColdstartOptions) -> Result<Vec<ColdstartResult>, Ben
     Ok(results)
 }
 
-/// The table and the closing `B2:` line (headline keys for the first component, prefixed keys
-/// for the others).
+/// The table and the closing `coldstart:` line (headline keys for the first component,
+/// prefixed keys for the others).
 pub fn render(results: &[ColdstartResult]) -> String {
     let mut out = String::from("B2 cold start (median first-response latency)\n");
     out.push_str(&format!(
-        "{:<10} {:>10} {:>10} {:>10} {:>13} {:>10} {:>10} {:>10}\n",
+        "{:<10} {:>8} {:>9} {:>9} {:>6} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}\n",
         "component",
         "wasm KB",
-        "cold ms",
+        "first ms",
+        "crane ms",
+        "ratio",
+        "opt@ ms",
+        "base r/s",
+        "opt r/s",
         "cached ms",
-        "prewarmed ms",
-        "reduction",
-        "ready ms",
-        "reduction"
+        "prewarm",
+        "ready ms"
     ));
     for r in results {
         out.push_str(&format!(
-            "{:<10} {:>10} {:>10.2} {:>10.2} {:>13.3} {:>9.2}% {:>10.3} {:>9.2}%\n",
+            "{:<10} {:>8} {:>9.1} {:>9.1} {:>6.2} {:>9.1} {:>9.0} {:>9.0} {:>10.2} {:>9.3} {:>9.3}\n",
             r.name,
             r.wasm_bytes / 1024,
-            r.cold_ms,
+            r.first_ms,
+            r.first_cranelift_ms,
+            r.first_ratio,
+            r.optimized_after_ms,
+            r.baseline_rps,
+            r.optimized_rps,
             r.cached_ms,
             r.prewarmed_ms,
-            r.reduction_pct,
-            r.ready_ms,
-            r.ready_reduction_pct
+            r.ready_ms
         ));
     }
     let mut keys = Vec::new();
     for (i, r) in results.iter().enumerate() {
-        let prefix = if i == 0 {
+        let p = if i == 0 {
             String::new()
         } else {
             format!("{}_", r.name)
         };
         keys.push(format!(
-            "{prefix}cold_ms={:.2} {prefix}cached_ms={:.2} {prefix}prewarmed_ms={:.3} {prefix}reduction_pct={:.2} {prefix}ready_ms={:.3} {prefix}ready_reduction_pct={:.3}",
-            r.cold_ms, r.cached_ms, r.prewarmed_ms, r.reduction_pct, r.ready_ms, r.ready_reduction_pct
+            "{p}first_ms={:.2} {p}first_cranelift_ms={:.2} {p}first_ratio={:.3} {p}optimized_after_ms={:.2} {p}baseline_rps={:.0} {p}optimized_rps={:.0} {p}cached_ms={:.2} {p}prewarmed_ms={:.3} {p}ready_ms={:.3} {p}cold_ms={:.2} {p}reduction_pct={:.2}",
+            r.first_ms,
+            r.first_cranelift_ms,
+            r.first_ratio,
+            r.optimized_after_ms,
+            r.baseline_rps,
+            r.optimized_rps,
+            r.cached_ms,
+            r.prewarmed_ms,
+            r.ready_ms,
+            r.cold_ms,
+            r.reduction_pct
         ));
     }
-    out.push_str(&format!("B2: {}\n", keys.join(" ")));
+    out.push_str(&format!("coldstart: {}\n", keys.join(" ")));
     out
 }

@@ -121,6 +121,7 @@ impl Manifest {
                 health: None,
                 rollout: RolloutSettings::default(),
                 trace_outbound: false,
+                tiering: true,
             }],
         }
     }
@@ -160,6 +161,10 @@ pub struct NodeSettings {
     pub admin_tls: Vec<CertificateFiles>,
     /// Where request spans are exported (`otlp_endpoint`, `otlp_timeout`, `otlp_queue`).
     pub trace_export: TraceExport,
+    /// Tiered compilation (default [`DEFAULT_TIERING`]): a component with no compiled code yet
+    /// is served at once from a baseline compiler (Winch) while the optimizing compiler
+    /// (Cranelift) works in the background; off, every component waits for Cranelift.
+    pub tiering: bool,
 }
 
 /// Default `node.listen`: loopback only.
@@ -170,6 +175,8 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
 /// Default `node.max_module_memory`: 1 GiB.
 pub const DEFAULT_MAX_MODULE_MEMORY: u64 = 1 << 30;
+/// Default `node.tiering`: on.
+pub const DEFAULT_TIERING: bool = true;
 /// Default `node.shutdown_grace`: 30 s.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -188,6 +195,7 @@ impl Default for NodeSettings {
             tls: Vec::new(),
             admin_tls: Vec::new(),
             trace_export: TraceExport::default(),
+            tiering: DEFAULT_TIERING,
         }
     }
 }
@@ -347,6 +355,10 @@ pub struct ModuleSpec {
     /// Whether the node adds W3C `traceparent`/`tracestate` to the guest's outbound requests
     /// (`trace_outbound`; only while tracing is on). Off: the guest's headers are left alone.
     pub trace_outbound: bool,
+    /// `false` (`tiering = false` in the module's table): this module always waits for the
+    /// optimizing compiler. A module can only opt out: with `[node] tiering = false` no module
+    /// is tiered.
+    pub tiering: bool,
 }
 
 /// Canary settings of a module (`[module.rollout]`).

@@ -51,6 +51,7 @@ pub(crate) struct RawNode {
     pub otlp_endpoint: Option<Spanned<String>>,
     pub otlp_timeout: Option<Spanned<String>>,
     pub otlp_queue: Option<Spanned<i64>>,
+    pub tiering: Option<bool>,
     #[serde(default)]
     pub tls: Vec<Spanned<RawCertificate>>,
     #[serde(default)]
@@ -84,6 +85,7 @@ pub(crate) struct RawModule {
     pub health: Option<Spanned<String>>,
     pub rollout: Option<RawRollout>,
     pub trace_outbound: Option<Spanned<bool>>,
+    pub tiering: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

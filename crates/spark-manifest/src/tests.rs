@@ -635,3 +635,31 @@ fn tracing_settings_are_checked() {
         "{message}"
     );
 }
+
+#[test]
+fn tiering_is_on_by_default_and_can_be_turned_off_per_node_and_per_module() {
+    let m = parse(GOOD).unwrap();
+    assert!(m.node.tiering, "tiering is on by default");
+    assert!(m.modules.iter().all(|module| module.tiering));
+
+    let off = parse(&GOOD.replace(
+        "shutdown_grace = \"5s\"",
+        "shutdown_grace = \"5s\"\ntiering = false",
+    ))
+    .unwrap();
+    assert!(!off.node.tiering);
+
+    let one = parse(&GOOD.replace("weight = 4", "weight = 4\ntiering = false")).unwrap();
+    assert!(one.node.tiering);
+    assert!(!one.module("storefront").unwrap().tiering);
+    assert!(one.module("inventory-sync").unwrap().tiering);
+
+    // A value that is not a boolean names its line.
+    let text = GOOD.replace("weight = 4", "weight = 4\ntiering = \"no\"");
+    let (line, message) = refusal(&text);
+    assert_eq!(line, line_of(&text, "tiering"));
+    assert!(
+        message.contains("tiering") || message.contains("boolean"),
+        "{message}"
+    );
+}

@@ -320,6 +320,7 @@ impl Validator<'_> {
             outbound: self.outbound(&raw.allowed_outbound_hosts, &who),
             rollout: self.rollout(raw.rollout.as_ref(), &who),
             trace_outbound: self.trace_outbound(raw, &who),
+            tiering: raw.tiering.unwrap_or(true),
             trigger,
             health,
             id,

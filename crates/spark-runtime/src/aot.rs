@@ -9,6 +9,13 @@
 //! carries an HMAC-SHA256 over its bytes under a per-node key (created on first use, mode 0600,
 //! next to the cache). A file someone else dropped into the directory, a truncated write or a
 //! flipped bit fails the check and is recompiled, never loaded.
+//!
+//! With tiering a component has two artifacts, one per tier (`<digest>-<engine>.cwasm` for
+//! the optimized code, `<digest>-baseline-<engine>.cwasm` for the baseline code). The HMAC
+//! covers the tier and the component digest besides the bytes, so an artifact renamed to
+//! another tier or another component fails authentication like a forged one. (Artifacts of
+//! the first format, `SPARKAOT`, whose HMAC covered the bytes only, are discarded and
+//! recompiled once.)
 
 use std::fs;
 use std::hash::Hasher;
@@ -21,7 +28,7 @@ use wasmtime::Engine;
 
 use crate::error::RuntimeError;
 
-const MAGIC: &[u8; 8] = b"SPARKAOT";
+const MAGIC: &[u8; 8] = b"SPARKAO2";
 const TAG_LEN: usize = 32;
 const HEADER_LEN: usize = MAGIC.len() + TAG_LEN;
 const KEY_FILE: &str = "aot.key";
@@ -35,6 +42,8 @@ pub struct ArtifactCache {
     dir: PathBuf,
     key: [u8; KEY_LEN],
     engine_tag: String,
+    /// `""` for the optimized tier (the name artifacts always had), `"baseline"`.
+    tier: &'static str,
 }
 
 impl std::fmt::Debug for ArtifactCache {
@@ -51,8 +60,19 @@ pub fn digest(bytes: &[u8]) -> String {
 }
 
 impl ArtifactCache {
-    /// Opens (creating if needed) the cache in `dir` for artifacts of `engine`.
+    /// Opens (creating if needed) the cache in `dir` for artifacts of `engine` (the
+    /// optimizing engine).
     pub fn open(dir: &Path, engine: &Engine) -> Result<ArtifactCache, RuntimeError> {
+        Self::open_tier(dir, engine, "")
+    }
+
+    /// As [`ArtifactCache::open`], for the artifacts of one tier (`"baseline"`; `""` is the
+    /// optimized tier), in the same directory under the same key.
+    pub(crate) fn open_tier(
+        dir: &Path,
+        engine: &Engine,
+        tier: &'static str,
+    ) -> Result<ArtifactCache, RuntimeError> {
         let io = |source| RuntimeError::Cache {
             path: dir.to_path_buf(),
             source,
@@ -70,13 +90,20 @@ impl ArtifactCache {
             dir: dir.to_path_buf(),
             key,
             engine_tag: engine_tag(engine),
+            tier,
         })
     }
 
     /// Where the artifact for a component with this content digest lives.
     pub fn path_for(&self, wasm_digest: &str) -> PathBuf {
-        self.dir
-            .join(format!("{wasm_digest}-{}.cwasm", self.engine_tag))
+        match self.tier {
+            "" => self
+                .dir
+                .join(format!("{wasm_digest}-{}.cwasm", self.engine_tag)),
+            tier => self
+                .dir
+                .join(format!("{wasm_digest}-{tier}-{}.cwasm", self.engine_tag)),
+        }
     }
 
     /// The artifact bytes for `wasm_digest`, if present and written by this node.
@@ -91,7 +118,7 @@ impl ArtifactCache {
                 return None;
             }
         };
-        match self.verify(&bytes) {
+        match self.verify(wasm_digest, &bytes) {
             true => Some(bytes[HEADER_LEN..].to_vec()),
             false => {
                 tracing::warn!(path = %path.display(), "AOT artifact failed authentication; discarding and recompiling");
@@ -106,7 +133,7 @@ impl ArtifactCache {
         let path = self.path_for(wasm_digest);
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         tmp.write_all(MAGIC)?;
-        tmp.write_all(&self.tag(artifact))?;
+        tmp.write_all(&self.tag(wasm_digest, artifact))?;
         tmp.write_all(artifact)?;
         tmp.as_file().sync_all()?;
         tmp.persist(&path).map_err(|e| e.error)?;
@@ -118,19 +145,31 @@ impl ArtifactCache {
         let _ = fs::remove_file(self.path_for(wasm_digest));
     }
 
-    fn tag(&self, artifact: &[u8]) -> [u8; TAG_LEN] {
+    /// The MAC of an artifact: over the tier, the component digest and the bytes.
+    fn mac(&self, wasm_digest: &str, artifact: &[u8]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        mac.update(self.tier.as_bytes());
+        mac.update(&[0]);
+        mac.update(wasm_digest.as_bytes());
+        mac.update(&[0]);
         mac.update(artifact);
-        mac.finalize().into_bytes().into()
+        mac
     }
 
-    fn verify(&self, file: &[u8]) -> bool {
+    fn tag(&self, wasm_digest: &str, artifact: &[u8]) -> [u8; TAG_LEN] {
+        self.mac(wasm_digest, artifact)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    fn verify(&self, wasm_digest: &str, file: &[u8]) -> bool {
         if file.len() < HEADER_LEN || &file[..MAGIC.len()] != MAGIC {
             return false;
         }
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC accepts any key length");
-        mac.update(&file[HEADER_LEN..]);
-        mac.verify_slice(&file[MAGIC.len()..HEADER_LEN]).is_ok()
+        self.mac(wasm_digest, &file[HEADER_LEN..])
+            .verify_slice(&file[MAGIC.len()..HEADER_LEN])
+            .is_ok()
     }
 }
 
@@ -201,6 +240,29 @@ mod tests {
         assert_eq!(c.get("def"), None);
         fs::write(c.path_for("short"), b"SPARK").unwrap();
         assert_eq!(c.get("short"), None);
+    }
+
+    #[test]
+    fn an_artifact_moved_to_another_tier_or_component_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let optimized = cache(dir.path());
+        let baseline =
+            ArtifactCache::open_tier(dir.path(), &Engine::default(), "baseline").unwrap();
+        optimized.put("abc", b"optimized code").unwrap();
+        baseline.put("abc", b"baseline code").unwrap();
+        assert_ne!(optimized.path_for("abc"), baseline.path_for("abc"));
+        assert_eq!(baseline.get("abc").as_deref(), Some(&b"baseline code"[..]));
+        assert_eq!(
+            optimized.get("abc").as_deref(),
+            Some(&b"optimized code"[..])
+        );
+
+        // The baseline artifact under the optimized name, and under another component's name.
+        fs::copy(baseline.path_for("abc"), optimized.path_for("abc")).unwrap();
+        assert_eq!(optimized.get("abc"), None);
+        fs::copy(baseline.path_for("abc"), baseline.path_for("def")).unwrap();
+        assert_eq!(baseline.get("def"), None);
+        assert_eq!(baseline.get("abc").as_deref(), Some(&b"baseline code"[..]));
     }
 
     #[test]

@@ -1,4 +1,10 @@
-//! The one Wasmtime [`Engine`] of a node: configuration, pooling with fallback, epoch ticks.
+//! The Wasmtime [`Engine`]s of a node: configuration, pooling with fallback, epoch ticks.
+//!
+//! A node has one optimizing engine (Cranelift) and, with tiering, a baseline engine (Winch):
+//! Winch code has its own calling convention, so it cannot share an engine with Cranelift code.
+//! Both get the same settings (epoch interruption, stacks, copy-on-write images, limits); the
+//! baseline engine's pool is a quarter of the optimizing one's ([`Compiler::Baseline`]), since
+//! a module runs on baseline code only until its optimized code is ready.
 //!
 //! Pooling is the fast path (slots for instances, memories and stacks reserved once; memory
 //! images mapped copy-on-write), but it reserves several TiB of virtual address space. Boards
@@ -76,10 +82,43 @@ pub enum Allocation {
     },
 }
 
+/// Which compiler an engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compiler {
+    /// Cranelift: the optimized tier, and the only one without tiering.
+    Optimizing,
+    /// Winch: the baseline tier. Its pool has a quarter of the optimizing pool's slots (at
+    /// least 16 instances), so it reserves about a quarter of the virtual address space; a
+    /// surge of more concurrent instances on baseline code than that is refused like a full
+    /// pool (503) until the optimized code takes over.
+    Baseline,
+}
+
+impl Compiler {
+    fn pool_settings(self, settings: &EngineSettings) -> EngineSettings {
+        match self {
+            Compiler::Optimizing => settings.clone(),
+            Compiler::Baseline => EngineSettings {
+                max_instances: (settings.max_instances / 4).max(16),
+                ..settings.clone()
+            },
+        }
+    }
+}
+
 /// Builds the engine, trying pooling first when allowed.
 pub(crate) fn build_engine(
     settings: &EngineSettings,
+    compiler: Compiler,
 ) -> Result<(Engine, Allocation), RuntimeError> {
+    let base_config = |pool| {
+        let mut config = base_config(pool);
+        if compiler == Compiler::Baseline {
+            config.strategy(wasmtime::Strategy::Winch);
+        }
+        config
+    };
+    let settings = &compiler.pool_settings(settings);
     if settings.pooling == PoolingMode::Auto {
         match Engine::new(&base_config(Some(pooling_config(settings)))) {
             Ok(engine) => return Ok((engine, Allocation::Pooling)),
@@ -152,14 +191,14 @@ fn pooling_config(settings: &EngineSettings) -> PoolingAllocationConfig {
     pool
 }
 
-/// A thread that advances the engine's epoch every tick until dropped.
+/// A thread that advances the engines' epochs every tick until dropped.
 pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    pub(crate) fn start(engine: Engine, tick: Duration) -> EpochTicker {
+    pub(crate) fn start(engines: Vec<Engine>, tick: Duration) -> EpochTicker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -167,7 +206,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .expect("spawning the epoch thread");

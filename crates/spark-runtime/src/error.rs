@@ -36,6 +36,9 @@ pub enum RuntimeError {
     /// The AOT cache's signing key could not be read or made.
     #[error("AOT cache key")]
     CacheKey(#[source] spark_store::StoreError),
+    /// The background optimizer's threads could not be started.
+    #[error("cannot start the background optimizer's threads")]
+    Optimizer(#[source] BoxError),
 }
 
 /// A component could not be loaded, compiled or linked.

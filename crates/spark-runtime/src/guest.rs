@@ -4,16 +4,22 @@
 //! one invocation to the next, and a guest that traps, loops or exhausts its memory takes only
 //! its own invocation down. The guest runs in its own task; the caller gets the response as
 //! soon as the guest sets it, while the body keeps streaming from that task.
+//!
+//! A module's code can change under it once: from baseline to optimized code (tiering). Each
+//! invocation takes the code current when it starts and keeps it to its end; instances made
+//! ahead of requests on the old code are replaced by instances on the new code before they are
+//! dropped, so the module keeps its warmth across the swap.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use spark_manifest::OutboundPolicy;
 use tokio::sync::oneshot;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -30,6 +36,7 @@ use crate::outbound::{
     InFlight, NodeOutbound, OutboundClient, OutboundHooks, OutboundPacing, TraceOutbound,
 };
 use crate::stats::ModuleStats;
+use crate::tier::TierStatus;
 
 /// A guest that is not being paced gives its worker away every this many epoch ticks (limits
 /// are still checked on every tick). Yielding on every tick turned CPU-bound requests into
@@ -141,8 +148,8 @@ pub struct GuestModule {
 
 struct Inner {
     id: Arc<str>,
-    engine: Engine,
-    prepared: Arc<Prepared>,
+    /// The code new invocations use: baseline until the optimized code replaces it.
+    code: ArcSwap<Prepared>,
     limits: GuestLimits,
     env: Vec<(String, String)>,
     config: Arc<WasiConfigVariables>,
@@ -190,7 +197,6 @@ pub trait LatencySink: Send + Sync {
 impl GuestModule {
     pub(crate) fn new(
         id: &str,
-        engine: Engine,
         prepared: Arc<Prepared>,
         limits: GuestLimits,
         settings: GuestSettings,
@@ -199,11 +205,11 @@ impl GuestModule {
     ) -> GuestModule {
         let id: Arc<str> = Arc::from(id);
         let outbound = OutboundClient::new(id.clone(), Arc::new(settings.outbound), node.outbound);
-        GuestModule {
+        let pending = prepared.pending.clone();
+        let module = GuestModule {
             inner: Arc::new(Inner {
                 id,
-                engine,
-                prepared,
+                code: ArcSwap::new(prepared),
                 limits,
                 env: settings.env.into_iter().collect(),
                 config: Arc::new(settings.config.into_iter().collect()),
@@ -213,7 +219,61 @@ impl GuestModule {
                 ready: std::sync::Mutex::new(Vec::new()),
                 ready_slots: node.ready_slots,
             }),
+        };
+        if let Some(pending) = pending
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // Holds the module weakly: an unloaded module is not kept alive for its tier-up.
+            let module = Arc::downgrade(&module.inner);
+            runtime.spawn(async move {
+                let Some(optimized) = pending.optimized().await else {
+                    return;
+                };
+                if let Some(inner) = module.upgrade() {
+                    GuestModule { inner }.swap_code(optimized).await;
+                }
+            });
         }
+        module
+    }
+
+    /// Moves the module to `code` (its optimized code): new invocations use it at once,
+    /// those in flight finish on theirs; ready instances are rebuilt on it, each old one
+    /// dropped only once its replacement is ready (or to free a slot for it).
+    async fn swap_code(&self, code: Arc<Prepared>) {
+        let warm = self.ready_count();
+        self.inner.code.store(code.clone());
+        tracing::info!(
+            module = %self.id(),
+            tier = %code.tier.state,
+            to_optimized_ms = code.tier.to_optimized_ms.unwrap_or(0.0) as u64,
+            "switched to optimized code"
+        );
+        if warm > 0
+            && let Err(e) = self.prewarm(warm).await
+        {
+            tracing::warn!(module = %self.id(), error = %e, "rebuilding ready instances on the optimized code failed");
+        }
+        self.drop_stale_ready();
+    }
+
+    /// Which tier the module runs now, and how long its load took to reach each tier.
+    pub fn tier(&self) -> TierStatus {
+        self.inner.code.load().tier.clone()
+    }
+
+    /// The code new invocations use.
+    fn code(&self) -> Arc<Prepared> {
+        self.inner.code.load_full()
+    }
+
+    fn drop_stale_ready(&self) {
+        let current = self.code();
+        self.inner
+            .ready
+            .lock()
+            .expect("ready lock")
+            .retain(|instance| Arc::ptr_eq(&instance.code, &current));
     }
 
     /// The module's id (also the guest's `argv[0]` and the `x-spark-probe` header of probes).
@@ -221,9 +281,9 @@ impl GuestModule {
         &self.inner.id
     }
 
-    /// The component it runs.
-    pub fn prepared(&self) -> &Arc<Prepared> {
-        &self.inner.prepared
+    /// The component it runs (new invocations' code: baseline or optimized).
+    pub fn prepared(&self) -> Arc<Prepared> {
+        self.code()
     }
 
     /// The limits every invocation runs under.
@@ -251,7 +311,8 @@ impl GuestModule {
     {
         let mut request = request;
         let tracer = request.extensions_mut().remove::<TraceOutbound>();
-        let Entry::Http(pre) = &self.inner.prepared.entry else {
+        let code = self.code();
+        let Entry::Http(pre) = &code.entry else {
             return Err(InvokeError::BadRequest(format!(
                 "module '{}' is not an HTTP component",
                 self.id()
@@ -267,7 +328,7 @@ impl GuestModule {
             }
             None => {
                 let budget = self.budget();
-                (self.new_store(budget.clone()), budget, None)
+                (self.new_store(&code, budget.clone()), budget, None)
             }
         };
         let ready_instance = ready.is_some();
@@ -309,15 +370,19 @@ impl GuestModule {
     /// ready now (fewer when the node's ready-instance headroom is used up). Only HTTP
     /// components have ready instances.
     pub async fn prewarm(&self, count: usize) -> Result<usize, InvokeError> {
-        let Entry::Http(pre) = &self.inner.prepared.entry else {
+        let code = self.code();
+        let Entry::Http(pre) = &code.entry else {
             return Ok(0);
         };
-        while self.ready_count() < count {
-            let Ok(slot) = self.inner.ready_slots.clone().try_acquire_owned() else {
-                break;
+        while self.current_ready_count(&code) < count {
+            let slot = match self.inner.ready_slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                // Full: an instance on code the module has left makes room for one on its code.
+                Err(_) if self.drop_one_stale(&code) => continue,
+                Err(_) => break,
             };
             let budget = self.budget();
-            let mut store = self.new_store(budget.clone());
+            let mut store = self.new_store(&code, budget.clone());
             let (pre, stats) = (pre.clone(), self.inner.stats.clone());
             let made = self
                 .spawn(Metered::new(
@@ -339,10 +404,34 @@ impl GuestModule {
                     store,
                     proxy,
                     budget,
+                    code: code.clone(),
                     _slot: slot,
                 });
         }
-        Ok(self.ready_count())
+        Ok(self.current_ready_count(&code))
+    }
+
+    fn current_ready_count(&self, code: &Arc<Prepared>) -> usize {
+        let ready = self.inner.ready.lock().expect("ready lock");
+        ready.iter().filter(|r| Arc::ptr_eq(&r.code, code)).count()
+    }
+
+    /// Drops one ready instance made on other code than `code`; whether there was one.
+    fn drop_one_stale(&self, code: &Arc<Prepared>) -> bool {
+        let mut ready = self.inner.ready.lock().expect("ready lock");
+        match ready.iter().position(|r| !Arc::ptr_eq(&r.code, code)) {
+            Some(at) => {
+                ready.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Instances ready to take a request that were made from the module's current code (after
+    /// a tier swap, until the old ones are replaced, fewer than [`GuestModule::ready_count`]).
+    pub fn ready_on_current_code(&self) -> usize {
+        self.current_ready_count(&self.code())
     }
 
     /// Instances ready to take a request.
@@ -352,12 +441,26 @@ impl GuestModule {
 
     /// Drops ready instances beyond `keep` (memory goes back to the pool).
     pub fn trim_ready(&self, keep: usize) {
+        let code = self.code();
         let mut ready = self.inner.ready.lock().expect("ready lock");
-        ready.truncate(keep);
+        // Those on old code go first.
+        while ready.len() > keep {
+            match ready.iter().position(|r| !Arc::ptr_eq(&r.code, &code)) {
+                Some(at) => drop(ready.remove(at)),
+                None => ready.truncate(keep),
+            }
+        }
     }
 
+    /// A ready instance, those on the current code first (instances on the old code still
+    /// serve correctly: a request runs on whichever code its instance was made from).
     fn take_ready(&self) -> Option<ReadyInstance> {
-        self.inner.ready.lock().expect("ready lock").pop()
+        let code = self.code();
+        let mut ready = self.inner.ready.lock().expect("ready lock");
+        match ready.iter().rposition(|r| Arc::ptr_eq(&r.code, &code)) {
+            Some(at) => Some(ready.swap_remove(at)),
+            None => ready.pop(),
+        }
     }
 
     fn accept_response(
@@ -393,10 +496,11 @@ impl GuestModule {
     pub async fn run_job(&self) -> Result<JobReport, InvokeError> {
         let started = Instant::now();
         let budget = self.budget();
-        let outcome = match &self.inner.prepared.entry {
+        let code = self.code();
+        let outcome = match &code.entry {
             Entry::Command(pre) => {
                 let pre = pre.clone();
-                let mut store = self.new_store(budget.clone());
+                let mut store = self.new_store(&code, budget.clone());
                 let stats = self.inner.stats.clone();
                 let run = async move {
                     let t0 = Instant::now();
@@ -513,7 +617,8 @@ impl GuestModule {
         }
     }
 
-    fn new_store(&self, budget: Arc<Budget>) -> Store<Host> {
+    /// A store in the engine of `code` (baseline and optimized code have different engines).
+    fn new_store(&self, code: &Prepared, budget: Arc<Budget>) -> Store<Host> {
         let inner = &self.inner;
         let log = LogBudget::new(inner.limits.log);
         let wasi = WasiCtxBuilder::new()
@@ -546,7 +651,7 @@ impl GuestModule {
                 None => spark_nn::NnInvocation::disabled(),
             },
         };
-        let mut store = Store::new(&inner.engine, host);
+        let mut store = Store::new(&code.engine, host);
         store.limiter(|host| &mut host.memory);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
@@ -585,6 +690,8 @@ struct ReadyInstance {
     store: Store<Host>,
     proxy: Proxy,
     budget: Arc<Budget>,
+    /// The code it was made from (its store belongs to that code's engine).
+    code: Arc<Prepared>,
     /// Released when the instance is taken by a request or dropped.
     _slot: tokio::sync::OwnedSemaphorePermit,
 }

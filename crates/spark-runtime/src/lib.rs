@@ -13,6 +13,11 @@
 //! settings into a [`GuestModule`], which serves requests ([`GuestModule::handle`]) and runs
 //! jobs ([`GuestModule::run_job`]), each in a fresh, isolated instance.
 //!
+//! With tiering ([`RuntimeConfig::tiering`], on by default) a second engine runs Winch, a
+//! baseline compiler: a component the node has no code for is served from Winch's code at once
+//! while Cranelift compiles it in the background, and modules move to the optimized code when
+//! it is ready (see `tier`).
+//!
 //! The decision worth knowing: guests always run on the async path with an epoch deadline
 //! callback every tick. That is where time and CPU limits are enforced, and where a [`Pacer`]
 //! (the orchestrator) can make a module over its CPU share wait, without restarting it.
@@ -42,6 +47,7 @@ pub mod host_memory;
 mod loader;
 mod outbound;
 mod stats;
+mod tier;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,11 +69,12 @@ pub use host::Host;
 pub use loader::{CodeSource, Entry, Expect, LoadReport, Prepared};
 pub use outbound::{OutboundOutcome, OutboundPacing, OutboundSpan, OutboundTracer, TraceOutbound};
 pub use stats::{ModuleStats, StatsSnapshot};
+pub use tier::{TierState, TierStatus};
 
 use engine::EpochTicker;
 
 /// Where the runtime keeps its artifacts, and how the engine is sized.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Sizing of the Wasmtime engine: instance pool, memory cap, epoch tick.
     pub engine: EngineSettings,
@@ -76,15 +83,35 @@ pub struct RuntimeConfig {
     /// Link `wasi:nn` and `spark:nn/info` (the node runs an inference host: `[nn]`).
     /// Without it, a component importing them is refused at load time.
     pub nn: bool,
+    /// Tiered compilation: serve new components from Winch's code while Cranelift compiles
+    /// them in the background ([`Runtime::prepare_bytes_with`] can turn it off per module).
+    /// Off: every load waits for Cranelift, as without a baseline tier.
+    pub tiering: bool,
+    /// How long the background optimizer waits before compiling (0 in production; tests use
+    /// it to observe the baseline tier).
+    pub optimize_delay: std::time::Duration,
 }
 
-/// The node's Wasm engine, linker and AOT cache.
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            engine: EngineSettings::default(),
+            cache_dir: None,
+            nn: false,
+            tiering: true,
+            optimize_delay: std::time::Duration::ZERO,
+        }
+    }
+}
+
+/// The node's Wasm engines (optimizing, and baseline with tiering), linkers and AOT cache.
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<RuntimeInner>,
 }
 
-struct RuntimeInner {
+pub(crate) struct RuntimeInner {
+    /// The optimizing engine (Cranelift), its linker, cache and code: everything untiered.
     engine: Engine,
     allocation: Allocation,
     linker: Linker<Host>,
@@ -97,6 +124,11 @@ struct RuntimeInner {
     ready_slots: Arc<tokio::sync::Semaphore>,
     /// What every module's outbound HTTP shares: the node's listeners, the TLS roots.
     outbound: Arc<outbound::NodeOutbound>,
+    /// The baseline tier (Winch), or why this node has none (tiering off, or the host).
+    baseline: Result<tier::Baseline, String>,
+    /// Whether loads are tiered unless a module opts out.
+    tiering: bool,
+    optimizer: tier::Optimizer,
     _ticker: EpochTicker,
 }
 
@@ -105,13 +137,26 @@ impl Runtime {
     /// starts the epoch ticker thread. Fails if Wasmtime refuses the engine or the cache
     /// directory cannot be opened.
     pub fn new(config: &RuntimeConfig) -> Result<Runtime, RuntimeError> {
-        let (engine, allocation) = engine::build_engine(&config.engine)?;
+        let (engine, allocation) =
+            engine::build_engine(&config.engine, engine::Compiler::Optimizing)?;
         let linker = build_linker(&engine, config.nn)?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
             None => None,
         };
-        let ticker = EpochTicker::start(engine.clone(), config.engine.epoch_tick);
+        let baseline = match config.tiering {
+            true => tier::Baseline::build(&config.engine, config.cache_dir.as_deref(), config.nn)?,
+            false => Err("tiering off".to_owned()),
+        };
+        let mut engines = vec![engine.clone()];
+        match &baseline {
+            Ok(baseline) => engines.push(baseline.engine.clone()),
+            Err(reason) if config.tiering => {
+                tracing::warn!(%reason, "tiered compilation unavailable: every component waits for Cranelift")
+            }
+            Err(_) => {}
+        }
+        let ticker = EpochTicker::start(engines, config.engine.epoch_tick);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -124,35 +169,48 @@ impl Runtime {
                     config.engine.max_instances,
                 ) as usize)),
                 outbound: Arc::default(),
+                baseline,
+                tiering: config.tiering,
+                optimizer: tier::Optimizer::start(config.optimize_delay)?,
                 _ticker: ticker,
             }),
         })
     }
 
-    /// The Wasmtime engine every module of the node shares.
+    /// The optimizing Wasmtime engine (Cranelift) the node's modules share.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
 
-    /// Pooling or on-demand, and why.
+    /// Pooling or on-demand, and why (the optimizing engine's).
     pub fn allocation(&self) -> &Allocation {
         &self.inner.allocation
     }
 
+    /// The baseline engine's allocation, or why the node has no baseline tier (tiering off,
+    /// or a host Winch cannot run on).
+    pub fn baseline(&self) -> Result<&Allocation, &str> {
+        match &self.inner.baseline {
+            Ok(baseline) => Ok(&baseline.allocation),
+            Err(reason) => Err(reason),
+        }
+    }
+
     /// Loads a component file: checks it, compiles it (or loads its AOT artifact) on a
-    /// blocking thread, links it and finds its world.
+    /// blocking thread, links it and finds its world. Tiered as the node is.
     pub async fn prepare(&self, path: &Path, expect: Expect) -> Result<Arc<Prepared>, LoadError> {
-        let inner = self.inner.clone();
-        let path = path.to_path_buf();
-        let fallback = path.clone();
-        tokio::task::spawn_blocking(move || loader::prepare_file(&inner.code(), &path, expect))
+        let read = path.to_path_buf();
+        let bytes = tokio::task::spawn_blocking(move || std::fs::read(&read))
             .await
-            .unwrap_or_else(|source| {
-                Err(LoadError::Interrupted {
-                    path: fallback,
-                    source,
-                })
-            })
+            .map_err(|source| LoadError::Interrupted {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .map_err(|source| LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        self.prepare_bytes(path, Arc::from(bytes), expect).await
     }
 
     /// As [`Runtime::prepare`], for bytes in memory; `name` identifies them in errors.
@@ -162,19 +220,30 @@ impl Runtime {
         bytes: Arc<[u8]>,
         expect: Expect,
     ) -> Result<Arc<Prepared>, LoadError> {
+        self.prepare_bytes_with(name, bytes, expect, true).await
+    }
+
+    /// As [`Runtime::prepare_bytes`]; `tiering` false makes this load wait for Cranelift
+    /// even on a tiered node (a module's `tiering = false`).
+    pub async fn prepare_bytes_with(
+        &self,
+        name: &Path,
+        bytes: Arc<[u8]>,
+        expect: Expect,
+        tiering: bool,
+    ) -> Result<Arc<Prepared>, LoadError> {
         let inner = self.inner.clone();
         let name = name.to_path_buf();
         let fallback = name.clone();
-        tokio::task::spawn_blocking(move || {
-            loader::prepare_bytes(&inner.code(), &name, &bytes, expect)
-        })
-        .await
-        .unwrap_or_else(|source| {
-            Err(LoadError::Interrupted {
-                path: fallback,
-                source,
+        let tiering = tiering && inner.tiering;
+        tokio::task::spawn_blocking(move || tier::prepare(&inner, &name, &bytes, expect, tiering))
+            .await
+            .unwrap_or_else(|source| {
+                Err(LoadError::Interrupted {
+                    path: fallback,
+                    source,
+                })
             })
-        })
     }
 
     /// A module serving `prepared` under these limits and settings.
@@ -188,7 +257,6 @@ impl Runtime {
     ) -> GuestModule {
         GuestModule::new(
             id,
-            self.inner.engine.clone(),
             prepared,
             limits,
             settings,
@@ -210,7 +278,7 @@ impl Runtime {
 }
 
 impl RuntimeInner {
-    fn code(&self) -> loader::Code<'_> {
+    pub(crate) fn code(&self) -> loader::Code<'_> {
         loader::Code {
             engine: &self.engine,
             linker: &self.linker,
@@ -227,7 +295,7 @@ pub fn host_memory_in_use() -> u64 {
     host_memory::charged_total() as u64
 }
 
-fn build_linker(engine: &Engine, nn: bool) -> Result<Linker<Host>, RuntimeError> {
+pub(crate) fn build_linker(engine: &Engine, nn: bool) -> Result<Linker<Host>, RuntimeError> {
     let mut linker = Linker::<Host>::new(engine);
     let fail = |e: wasmtime::Error| RuntimeError::Linker(e.into());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fail)?;

@@ -17,6 +17,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::aot::{self, ArtifactCache};
 use crate::error::LoadError;
 use crate::host::Host;
+use crate::tier::{Pending, TierStatus};
 
 /// What a component can be asked to do.
 #[derive(Clone)]
@@ -87,12 +88,18 @@ pub struct Prepared {
     pub report: LoadReport,
     /// Bytes of native code (what the component costs in memory when loaded).
     pub code_bytes: usize,
+    /// Which tier this code is, and how long the load took to reach each tier.
+    pub tier: TierStatus,
+    /// The engine the code belongs to (stores for it are made in this engine).
+    pub(crate) engine: Engine,
+    /// On baseline code: the optimization under way in the background.
+    pub(crate) pending: Option<Pending>,
     /// The compiled code, shared with every other module loaded from the same component.
     _code: Arc<SharedCode>,
 }
 
 /// Compiled code in memory, shared by content digest.
-struct SharedCode {
+pub(crate) struct SharedCode {
     component: Component,
     /// How it was made and how long that took.
     made_by: CodeSource,
@@ -110,31 +117,68 @@ pub(crate) struct CodeCache {
 impl CodeCache {
     /// The code for `digest`: shared if some module holds it, else made by `make` (only one
     /// caller per digest makes it; the others wait and share).
-    fn get_or_make(
+    pub(crate) fn get_or_make(
         &self,
         digest: &str,
         make: impl FnOnce() -> Result<(Component, CodeSource), LoadError>,
     ) -> Result<(Arc<SharedCode>, CodeSource), LoadError> {
-        let slot = {
-            let mut map = self.by_digest.lock().expect("code cache lock");
-            map.retain(|_, slot| {
-                Arc::strong_count(slot) > 1 || slot.try_lock().is_ok_and(|w| w.strong_count() > 0)
-            });
-            map.entry(digest.to_owned()).or_default().clone()
-        };
+        self.get_or_try(digest, || make().map(Some))
+            .map(|made| made.expect("make always makes code"))
+    }
+
+    /// Code a module already holds for `digest`, or what `make` finds (it may find nothing:
+    /// then nothing is cached and `None` returned).
+    pub(crate) fn get_or_try(
+        &self,
+        digest: &str,
+        make: impl FnOnce() -> Result<Option<(Component, CodeSource)>, LoadError>,
+    ) -> Result<Option<(Arc<SharedCode>, CodeSource)>, LoadError> {
+        let slot = self.slot(digest);
         let mut shared = slot.lock().expect("code slot lock");
         if let Some(code) = shared.upgrade() {
-            return Ok((code, CodeSource::Shared));
+            return Ok(Some((code, CodeSource::Shared)));
         }
         let started = std::time::Instant::now();
-        let (component, source) = make()?;
+        let Some((component, source)) = make()? else {
+            return Ok(None);
+        };
         let code = Arc::new(SharedCode {
             component,
             made_by: source,
             made_in: started.elapsed(),
         });
         *shared = Arc::downgrade(&code);
-        Ok((code, source))
+        Ok(Some((code, source)))
+    }
+
+    /// Code made elsewhere (the background optimizer) for `digest`: kept as the shared code
+    /// unless a module already holds code for it, which is returned instead.
+    pub(crate) fn insert(
+        &self,
+        digest: &str,
+        component: Component,
+        made_in: Duration,
+    ) -> Arc<SharedCode> {
+        let slot = self.slot(digest);
+        let mut shared = slot.lock().expect("code slot lock");
+        if let Some(code) = shared.upgrade() {
+            return code;
+        }
+        let code = Arc::new(SharedCode {
+            component,
+            made_by: CodeSource::Compiled,
+            made_in,
+        });
+        *shared = Arc::downgrade(&code);
+        code
+    }
+
+    fn slot(&self, digest: &str) -> Arc<Mutex<Weak<SharedCode>>> {
+        let mut map = self.by_digest.lock().expect("code cache lock");
+        map.retain(|_, slot| {
+            Arc::strong_count(slot) > 1 || slot.try_lock().is_ok_and(|w| w.strong_count() > 0)
+        });
+        map.entry(digest.to_owned()).or_default().clone()
     }
 }
 
@@ -148,21 +192,8 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-/// Blocking: reads, compiles or loads, links. Run it on a blocking thread.
-pub(crate) fn prepare_file(
-    code: &Code<'_>,
-    path: &Path,
-    expect: Expect,
-) -> Result<Arc<Prepared>, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    prepare_bytes(code, path, &bytes, expect)
-}
-
 /// Where prepared code comes from: the engine, the linker, the AOT cache and the node's
-/// in-memory code shared by digest.
+/// in-memory code shared by digest (one of each per tier).
 #[derive(Clone, Copy)]
 pub(crate) struct Code<'a> {
     pub(crate) engine: &'a Engine,
@@ -173,33 +204,72 @@ pub(crate) struct Code<'a> {
     pub(crate) shared: &'a CodeCache,
 }
 
-/// Blocking: as [`prepare_file`], for bytes already in memory (`path` names them in errors).
+/// Blocking: compiles `bytes` with `code`'s engine (or loads its AOT artifact) and links it:
+/// the untiered path (Cranelift only, for `reason`). `started` is when the load began.
 pub(crate) fn prepare_bytes(
     code: &Code<'_>,
     path: &Path,
     bytes: &[u8],
     expect: Expect,
+    started: Instant,
+    reason: &str,
 ) -> Result<Arc<Prepared>, LoadError> {
-    let Code {
-        engine,
-        linker,
-        nn,
-        cache,
-        shared,
-    } = *code;
     check_header(path, bytes)?;
     let digest = aot::digest(bytes);
-    let started = Instant::now();
-    let (shared_code, source) = shared.get_or_make(&digest, || {
-        compile_or_load(engine, cache, path, bytes, &digest)
+    let (shared_code, source) = code.shared.get_or_make(&digest, || {
+        compile_or_load(code.engine, code.cache, path, bytes, &digest)
     })?;
+    let tier = TierStatus::cranelift_only(reason, started.elapsed());
+    link(
+        code,
+        Linking {
+            path,
+            digest,
+            wasm_bytes: bytes.len(),
+            expect,
+            code_time: started.elapsed(),
+        },
+        shared_code,
+        source,
+        tier,
+        None,
+    )
+}
+
+/// What a load knows about the component being linked.
+pub(crate) struct Linking<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) digest: String,
+    pub(crate) wasm_bytes: usize,
+    pub(crate) expect: Expect,
+    /// Time to compile, or to read, authenticate and deserialize the artifact.
+    pub(crate) code_time: Duration,
+}
+
+/// Blocking: checks the imports, pre-links the code and finds its world.
+pub(crate) fn link(
+    code: &Code<'_>,
+    linking: Linking<'_>,
+    shared_code: Arc<SharedCode>,
+    source: CodeSource,
+    tier: TierStatus,
+    pending: Option<Pending>,
+) -> Result<Arc<Prepared>, LoadError> {
+    let Linking {
+        path,
+        digest,
+        wasm_bytes,
+        expect,
+        code_time,
+    } = linking;
+    let engine = code.engine;
     let component = shared_code.component.clone();
-    let code_time = started.elapsed();
     let started = Instant::now();
-    if !nn {
+    if !code.nn {
         refuse_inference_imports(engine, &component, path)?;
     }
-    let pre = linker
+    let pre = code
+        .linker
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link {
             path: path.to_path_buf(),
@@ -208,7 +278,7 @@ pub(crate) fn prepare_bytes(
     let entry = classify(engine, &component, pre, path, expect)?;
     let report = LoadReport {
         source,
-        wasm_bytes: bytes.len() as u64,
+        wasm_bytes: wasm_bytes as u64,
         code: code_time,
         link: started.elapsed(),
         made_by: shared_code.made_by,
@@ -225,6 +295,9 @@ pub(crate) fn prepare_bytes(
         entry,
         report,
         code_bytes,
+        tier,
+        engine: engine.clone(),
+        pending,
         _code: shared_code,
     }))
 }
@@ -258,7 +331,7 @@ fn refuse_inference_imports(
     })
 }
 
-fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+pub(crate) fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(LoadError::NotWasm {
             path: path.to_path_buf(),
@@ -280,45 +353,66 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     }
 }
 
-fn compile_or_load(
+pub(crate) fn compile_or_load(
     engine: &Engine,
     cache: Option<&ArtifactCache>,
     path: &Path,
     bytes: &[u8],
     digest: &str,
 ) -> Result<(Component, CodeSource), LoadError> {
-    if let Some(cache) = cache
-        && let Some(artifact) = cache.get(digest)
-    {
-        // SAFETY: `ArtifactCache::get` returns only bytes whose HMAC verified under this
-        // node's private key, i.e. bytes this node produced with `Component::serialize` for
-        // an engine with the same compatibility hash (part of the artifact's name).
-        // Wasmtime additionally checks the artifact header against this engine.
-        match unsafe { Component::deserialize(engine, &artifact) } {
-            Ok(component) => return Ok((component, CodeSource::AotCache)),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "AOT artifact rejected by the engine; recompiling");
-                cache.remove(digest);
-            }
-        }
+    if let Some(component) = load_artifact(engine, cache, path, digest) {
+        return Ok((component, CodeSource::AotCache));
     }
     let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid {
         path: path.to_path_buf(),
         source: e.into(),
     })?;
-    if let Some(cache) = cache {
-        match component.serialize() {
-            Ok(artifact) => {
-                if let Err(e) = cache.put(digest, &artifact) {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot write AOT artifact; the next start compiles again");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot serialize compiled component")
-            }
+    store_artifact(cache, path, digest, &component);
+    Ok((component, CodeSource::Compiled))
+}
+
+/// The AOT artifact of `digest` for `engine`, if the cache has one this node wrote.
+pub(crate) fn load_artifact(
+    engine: &Engine,
+    cache: Option<&ArtifactCache>,
+    path: &Path,
+    digest: &str,
+) -> Option<Component> {
+    let cache = cache?;
+    let artifact = cache.get(digest)?;
+    // SAFETY: `ArtifactCache::get` returns only bytes whose HMAC verified under this
+    // node's private key, i.e. bytes this node produced with `Component::serialize` for
+    // an engine with the same compatibility hash (part of the artifact's name) and for this
+    // tier and component (both covered by the HMAC). Wasmtime additionally checks the
+    // artifact header against this engine.
+    match unsafe { Component::deserialize(engine, &artifact) } {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "AOT artifact rejected by the engine; recompiling");
+            cache.remove(digest);
+            None
         }
     }
-    Ok((component, CodeSource::Compiled))
+}
+
+/// Writes `component`'s artifact to the cache (a failure is logged: the next start compiles).
+pub(crate) fn store_artifact(
+    cache: Option<&ArtifactCache>,
+    path: &Path,
+    digest: &str,
+    component: &Component,
+) {
+    let Some(cache) = cache else { return };
+    match component.serialize() {
+        Ok(artifact) => {
+            if let Err(e) = cache.put(digest, &artifact) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write AOT artifact; the next start compiles again");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot serialize compiled component")
+        }
+    }
 }
 
 fn classify(

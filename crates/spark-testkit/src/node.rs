@@ -57,7 +57,15 @@ impl TestNode {
     ) -> Result<TestNode, NodeError> {
         let gate = Gate::Shared(gate().read_owned().await);
         let clock = ManualClock::new();
-        let node = Self::start_gated(manifest, dir, PoolingMode::Auto, gate, Some(clock)).await?;
+        let node = Self::start_gated(
+            manifest,
+            dir,
+            PoolingMode::Auto,
+            gate,
+            Some(clock),
+            Duration::ZERO,
+        )
+        .await?;
         node.settle().await;
         Ok(node)
     }
@@ -69,7 +77,19 @@ impl TestNode {
         pooling: PoolingMode,
     ) -> Result<TestNode, NodeError> {
         let gate = Gate::Shared(gate().read_owned().await);
-        Self::start_gated(manifest, dir, pooling, gate, None).await
+        Self::start_gated(manifest, dir, pooling, gate, None, Duration::ZERO).await
+    }
+
+    /// As [`TestNode::start_in`], with the background optimizer waiting `optimize_delay`
+    /// before compiling a module first served from baseline code (tiering tests watch the
+    /// baseline tier meanwhile).
+    pub async fn start_in_tiered(
+        manifest: &str,
+        dir: tempfile::TempDir,
+        optimize_delay: Duration,
+    ) -> Result<TestNode, NodeError> {
+        let gate = Gate::Shared(gate().read_owned().await);
+        Self::start_gated(manifest, dir, PoolingMode::Auto, gate, None, optimize_delay).await
     }
 
     /// As [`TestNode::start`], with no other test's node running meanwhile (for tests that
@@ -77,7 +97,7 @@ impl TestNode {
     pub async fn start_exclusive(manifest: &str) -> Result<TestNode, NodeError> {
         let gate = Gate::Exclusive(gate().write_owned().await);
         let dir = tempfile::tempdir().expect("temporary directory");
-        Self::start_gated(manifest, dir, PoolingMode::Auto, gate, None).await
+        Self::start_gated(manifest, dir, PoolingMode::Auto, gate, None, Duration::ZERO).await
     }
 
     async fn start_gated(
@@ -86,6 +106,7 @@ impl TestNode {
         pooling: PoolingMode,
         gate: Gate,
         manual: Option<ManualClock>,
+        optimize_delay: Duration,
     ) -> Result<TestNode, NodeError> {
         init_logging();
         let manifest = Self::manifest(manifest, &dir);
@@ -93,6 +114,7 @@ impl TestNode {
             data_dir: dir.path().join("data"),
             pooling,
             aot_cache: true,
+            optimize_delay,
             manifest,
             clock: manual
                 .as_ref()

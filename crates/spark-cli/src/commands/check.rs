@@ -28,6 +28,10 @@ pub(super) async fn run(args: CheckArgs) -> anyhow::Result<()> {
             spark_store::DataDir::new(super::data_dir(args.data_dir, &manifest)).aot_cache(),
         ),
         nn: manifest.nn.is_some(),
+        // A check compiles with Cranelift, as a node's background optimizer would: it fills
+        // the AOT cache with the optimized code a node then starts on.
+        tiering: false,
+        optimize_delay: std::time::Duration::ZERO,
     })
     .context("creating the Wasm engine")?;
     let mut failures = Vec::new();

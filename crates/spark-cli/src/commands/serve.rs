@@ -83,6 +83,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             PoolingMode::Auto
         },
         aot_cache: !args.no_aot_cache,
+        optimize_delay: std::time::Duration::ZERO,
         manifest,
         clock: spark_node::Clock::system(),
     };

@@ -25,12 +25,17 @@ pub(super) async fn run(args: StatusArgs) -> anyhow::Result<()> {
 
 fn print(status: &NodeStatus) {
     println!(
-        "node v{}  up {}s  serving {}  admin {}  allocation {}  release {}",
+        "node v{}  up {}s  serving {}  admin {}  allocation {}  tiering {}  release {}",
         status.version,
         status.uptime_secs,
         status.listen,
         status.admin,
         status.allocation,
+        if status.tiering.is_empty() {
+            "-"
+        } else {
+            &status.tiering
+        },
         status.release.as_deref().unwrap_or("-")
     );
     for c in &status.canaries {
@@ -40,7 +45,7 @@ fn print(status: &NodeStatus) {
         );
     }
     println!(
-        "{:<18} {:<10} {:<22} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9} {:>7} {:>10} {:>9} {:>5}",
+        "{:<18} {:<10} {:<22} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9} {:>7} {:>10} {:>9} {:>5}  {:<14} {:>8} {:>8}",
         "MODULE",
         "PRIORITY",
         "TRIGGER",
@@ -53,7 +58,10 @@ fn print(status: &NodeStatus) {
         "SHARE",
         "THROTTLED",
         "WARMTH",
-        "COLD"
+        "COLD",
+        "TIER",
+        "BASE(ms)",
+        "OPT(ms)"
     );
     for m in &status.modules {
         let share = m
@@ -61,8 +69,13 @@ fn print(status: &NodeStatus) {
             .cpu_share
             .map_or("-".to_owned(), |s| format!("{:.0}%", s * 100.0));
         let warmth = m.warmth.as_ref().map_or("-", |w| w.level.as_str());
+        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+        let (tier, to_baseline, to_optimized) = match &m.tier {
+            Some(t) => (t.state.name(), ms(t.to_baseline_ms), ms(t.to_optimized_ms)),
+            None => ("-", "-".to_owned(), "-".to_owned()),
+        };
         println!(
-            "{:<18} {:<10} {:<22} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9.3} {:>7} {:>9}ms {:>9} {:>5}",
+            "{:<18} {:<10} {:<22} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9.3} {:>7} {:>9}ms {:>9} {:>5}  {:<14} {:>8} {:>8}",
             m.id,
             m.priority,
             truncate(&m.trigger, 22),
@@ -76,7 +89,17 @@ fn print(status: &NodeStatus) {
             m.controls.throttled_ms,
             warmth,
             m.cold_starts.loads + m.cold_starts.compiles,
+            tier,
+            to_baseline,
+            to_optimized,
         );
+    }
+    for m in &status.modules {
+        if let Some(t) = &m.tier
+            && let spark_runtime::TierState::CraneliftOnly(reason) = &t.state
+        {
+            println!("tier: module '{}' is cranelift-only: {reason}", m.id);
+        }
     }
     match &status.orchestrator {
         None => println!("orchestrator: off"),

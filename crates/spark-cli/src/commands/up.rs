@@ -110,6 +110,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
             PoolingMode::Auto
         },
         aot_cache: true,
+        optimize_delay: std::time::Duration::ZERO,
         manifest: manifest.clone(),
         clock: spark_node::Clock::system(),
     };

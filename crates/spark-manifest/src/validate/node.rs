@@ -65,6 +65,7 @@ impl Validator<'_> {
             ) as u32,
             tls: self.certificates(&raw.tls, "node.tls"),
             admin_tls: self.certificates(&raw.admin_tls, "node.admin_tls"),
+            tiering: raw.tiering.unwrap_or(defaults.tiering),
             trace_export: self.trace_export(raw, &defaults.trace_export),
         }
     }

@@ -42,6 +42,8 @@ pub(crate) struct AdminState {
     pub listen: String,
     pub admin: String,
     pub allocation: String,
+    /// Tiered compilation on or off, and why (`status::tiering_label`).
+    pub tiering: String,
     pub shutting_down: CancellationToken,
     pub capacity: Arc<NodeCapacity>,
     pub orchestrator: Option<Arc<ControlView>>,
@@ -125,6 +127,7 @@ async fn node_status(State(state): State<Arc<AdminState>>) -> Json<NodeStatus> {
         listen: state.listen.clone(),
         admin: state.admin.clone(),
         allocation: state.allocation.clone(),
+        tiering: state.tiering.clone(),
         release: snapshot.release.clone(),
         modules: status::modules(&snapshot, &state.warmth.state()),
         canaries: status::canaries(&snapshot),

@@ -25,6 +25,9 @@ pub struct NodeStatus {
     pub admin: String,
     /// `pooling` or `on-demand (reason)`.
     pub allocation: String,
+    /// Tiered compilation: `on (baseline engine: pooling)`, or `off (reason)`.
+    #[serde(default)]
+    pub tiering: String,
     /// The stable release being served.
     pub release: Option<String>,
     /// The stable release's modules (canaries are in `canaries`).
@@ -123,6 +126,10 @@ pub struct ModuleStatus {
     pub code_source: String,
     /// Time to get the native code and link it, in ms.
     pub load_ms: f64,
+    /// The code it runs now (`baseline`, `optimized`, `cranelift-only` with the reason) and
+    /// the times its load took to reach baseline and optimized code.
+    #[serde(default)]
+    pub tier: Option<spark_runtime::TierStatus>,
     /// Native code in memory while loaded.
     pub code_bytes: u64,
     /// The module's limits; `concurrency` is the cap in force now.
@@ -165,6 +172,14 @@ pub struct LimitsStatus {
     pub response_body_bytes: u64,
 }
 
+/// `on (baseline engine: <allocation>)` or `off (<reason>)`.
+pub(crate) fn tiering_label(runtime: &spark_runtime::Runtime) -> String {
+    match runtime.baseline() {
+        Ok(allocation) => format!("on (baseline engine: {})", allocation_label(allocation)),
+        Err(reason) => format!("off ({reason})"),
+    }
+}
+
 pub(crate) fn allocation_label(allocation: &Allocation) -> String {
     match allocation {
         Allocation::Pooling => "pooling".into(),
@@ -204,6 +219,7 @@ fn module(slot: &ModuleSlot, warmth: Option<ModuleWarmth>) -> ModuleStatus {
         component: spec.component.to_string(),
         code_source: format!("{:?}", report.source),
         load_ms: (report.code + report.link).as_secs_f64() * 1e3,
+        tier: Some(slot.tier()),
         code_bytes: info.code_bytes as u64,
         limits: LimitsStatus {
             memory_bytes: spec.limits.memory,

@@ -10,7 +10,7 @@ use spark_store::DataDir;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 mod doors;
 mod sizing;
@@ -56,6 +56,9 @@ pub struct NodeOptions {
     /// The clock of the control loop, the warmth controller and rollouts
     /// ([`Clock::system`]; tests give a [`crate::ManualClock`]'s).
     pub clock: Clock,
+    /// How long background optimization waits before compiling a module first served from
+    /// baseline code (`Duration::ZERO` in production; tests use it to watch the baseline tier).
+    pub optimize_delay: Duration,
 }
 
 /// Why a node did not start. `Display` says what failed; the cause is the `source()` (print
@@ -175,6 +178,8 @@ impl RunningNode {
                 .aot_cache
                 .then(|| DataDir::new(&options.data_dir).aot_cache()),
             nn: manifest.nn.is_some(),
+            tiering: manifest.node.tiering,
+            optimize_delay: options.optimize_delay,
         })?;
         let sizing = sizing::size(
             &manifest.node,
@@ -298,6 +303,7 @@ impl RunningNode {
             listen: http_addr.to_string(),
             admin: admin_addr.to_string(),
             allocation: allocation_label(runtime.allocation()),
+            tiering: crate::admin::status::tiering_label(&runtime),
             shutting_down: shutdown.clone(),
             capacity: capacity.clone(),
             orchestrator: control.clone(),

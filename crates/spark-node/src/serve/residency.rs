@@ -36,6 +36,8 @@ pub struct CodeInfo {
     pub report: LoadReport,
     /// Native code size: what keeping the module loaded costs.
     pub code_bytes: usize,
+    /// The tier its code was loaded at (see `ModuleSlot::tier` for the live one).
+    pub tier: spark_runtime::TierStatus,
 }
 
 impl CodeInfo {
@@ -45,6 +47,7 @@ impl CodeInfo {
             world: prepared.entry.world(),
             report: prepared.report.clone(),
             code_bytes: prepared.code_bytes,
+            tier: prepared.tier.clone(),
         }
     }
 }
@@ -92,7 +95,7 @@ pub(crate) async fn prepare_artifact(
         source: spark_error::context("artifact unavailable", cause).into(),
     })?;
     runtime
-        .prepare_bytes(&name, Arc::from(bytes), expect(spec))
+        .prepare_bytes_with(&name, Arc::from(bytes), expect(spec), spec.tiering)
         .await
 }
 

@@ -137,6 +137,15 @@ impl ModuleSlot {
     pub fn info(&self) -> CodeInfo {
         self.residency.info()
     }
+
+    /// The tier of the module's code: live while it is loaded (it moves from baseline to
+    /// optimized in the background), as last loaded otherwise.
+    pub fn tier(&self) -> spark_runtime::TierStatus {
+        match self.residency.current() {
+            Some(guest) => guest.tier(),
+            None => self.info().tier,
+        }
+    }
 }
 
 /// The node's modules at one point in time.

@@ -1,5 +1,7 @@
 //! A component is compiled once; a restarted node loads the authenticated artifact instead,
-//! and an artifact that was tampered with is never loaded.
+//! and an artifact that was tampered with is never loaded. These run with tiering off (the
+//! module's `tiering = false`): exactly the node as it was before tiers; `tiering.rs` covers
+//! the tiered loads.
 
 use spark_runtime::{CodeSource, PoolingMode};
 use spark_testkit::{TestNode, get};
@@ -11,6 +13,7 @@ version = 1
 id = "catalogue"
 component = "{guest:big}"
 routes = ["/..."]
+tiering = false
 "#;
 
 fn source(node: &TestNode) -> CodeSource {
@@ -108,7 +111,7 @@ async fn identical_components_compile_once_however_many_modules_use_them() {
     let mut manifest = String::from("version = 1\n");
     for i in 0..24 {
         manifest.push_str(&format!(
-            "\n[[module]]\nid = \"copy-{i}\"\ncomponent = \"{{guest:big}}\"\nroutes = [\"/copy-{i}/...\"]\n"
+            "\n[[module]]\nid = \"copy-{i}\"\ncomponent = \"{{guest:big}}\"\nroutes = [\"/copy-{i}/...\"]\ntiering = false\n"
         ));
     }
     let node = TestNode::start(&manifest).await.unwrap();

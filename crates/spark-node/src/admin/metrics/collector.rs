@@ -22,6 +22,15 @@ struct InfoLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabels {
+    module: String,
+    /// `baseline`, `optimized` or `cranelift-only`.
+    tier: String,
+    /// Why a module is Cranelift-only; empty otherwise.
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReleaseLabel {
     release: String,
 }
@@ -162,6 +171,7 @@ impl Collector for NodeCollector {
         encode_runtime(&mut encoder, &snapshot)?;
         encode_controls(&mut encoder, &snapshot)?;
         encode_info(&mut encoder, &snapshot)?;
+        encode_tiers(&mut encoder, &snapshot)?;
         if let Some(control) = &self.control {
             encode_orchestrator(&mut encoder, control)?;
         }
@@ -210,6 +220,59 @@ fn encode_controls(
             encoder.encode_descriptor(name, help, None, ConstCounter::new(0.0).metric_type())?;
         for slot in &snapshot.modules {
             ConstCounter::new(read(slot)).encode(family.encode_family(&label(slot))?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Each module's tier (one series at 1, labelled with the tier and, for Cranelift-only
+/// modules, the reason) and the times its load took to reach baseline and optimized code.
+fn encode_tiers(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &Snapshot,
+) -> Result<(), std::fmt::Error> {
+    let tiers: Vec<(&ModuleSlot, spark_runtime::TierStatus)> = snapshot
+        .modules
+        .iter()
+        .map(|slot| (&**slot, slot.tier()))
+        .collect();
+    let mut family = encoder.encode_descriptor(
+        "module_tier",
+        "The code a module runs: baseline (Winch), optimized or cranelift-only (with the reason)",
+        None,
+        ConstGauge::new(0i64).metric_type(),
+    )?;
+    for (slot, tier) in &tiers {
+        let labels = TierLabels {
+            module: slot.id().to_owned(),
+            tier: tier.state.name().to_owned(),
+            reason: match &tier.state {
+                spark_runtime::TierState::CraneliftOnly(reason) => reason.clone(),
+                _ => String::new(),
+            },
+        };
+        ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+    }
+    type Time = fn(&spark_runtime::TierStatus) -> Option<f64>;
+    let times: [(&str, &str, Time); 2] = [
+        (
+            "module_time_to_baseline_seconds",
+            "From the start of the module's load to baseline code serving",
+            |t| t.to_baseline_ms,
+        ),
+        (
+            "module_time_to_optimized_seconds",
+            "From the start of the module's load to optimized code",
+            |t| t.to_optimized_ms,
+        ),
+    ];
+    for (name, help, read) in times {
+        let mut family =
+            encoder.encode_descriptor(name, help, None, ConstGauge::new(0.0).metric_type())?;
+        for (slot, tier) in &tiers {
+            if let Some(ms) = read(tier) {
+                ConstGauge::new(ms / 1e3).encode(family.encode_family(&label(slot))?)?;
+            }
         }
     }
     Ok(())

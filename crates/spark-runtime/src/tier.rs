@@ -1,0 +1,459 @@
+//! Two tiers per module: serve a component the node has never compiled from a baseline
+//! compiler (Winch) at once, and compile it with the optimizing compiler (Cranelift) in the
+//! background; modules switch to the optimized code when it is ready.
+//!
+//! A load ([`prepare`]) looks for the best code it can have without waiting for Cranelift:
+//! optimized code in memory or in the AOT cache; else baseline code in memory, in the AOT cache
+//! or compiled by Winch now (about a fifth of Cranelift's time). Baseline code comes with a
+//! [`Pending`] optimization: one background compile per component, however many modules and
+//! loads share it, on the optimizer's own threads at nice 19 (never on the async runtime), its
+//! artifact written to the AOT cache under the same authentication as every other one. A
+//! [`crate::GuestModule`] on baseline code waits for it and swaps its code for new
+//! invocations; invocations in flight finish on the baseline code they started on.
+//!
+//! The decision worth knowing: Winch does not support every component. Wasmtime 48's Winch
+//! rejects exception handling, tail calls, relaxed SIMD, GC and typed function references,
+//! needs AVX for SIMD on x86_64, and runs on x86_64 and aarch64 only. Any Winch compile error
+//! is taken as "Winch cannot do this one": the component is compiled by Cranelift alone (a
+//! truly invalid component then fails there, with Cranelift's error), and the reason is kept
+//! in its [`TierStatus`] (status, metrics) and logged once. A host Winch cannot serve at all
+//! makes every module Cranelift-only, with the reason.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+use crate::aot::{self, ArtifactCache};
+use crate::engine::{self, Allocation, Compiler, EngineSettings};
+use crate::error::{LoadError, RuntimeError};
+use crate::host::Host;
+use crate::loader::{self, Code, CodeCache, CodeSource, Expect, Linking, Prepared, SharedCode};
+
+/// Nice value of the optimizer's threads: the kernel runs them only in the gaps foreground
+/// work leaves (the same value background guests get by default).
+const OPTIMIZER_NICE: i32 = 19;
+
+/// Which code a module runs, as `spark status` and `/metrics` show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "tier", content = "reason", rename_all = "kebab-case")]
+pub enum TierState {
+    /// Winch's code; the optimized code is being compiled in the background.
+    Baseline,
+    /// Cranelift's code, after (or instead of) baseline code.
+    Optimized,
+    /// Cranelift's code only, never tiered, and why: tiering off, Winch rejected the
+    /// component, or the host cannot run Winch.
+    CraneliftOnly(String),
+}
+
+impl std::fmt::Display for TierState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TierState::Baseline => f.write_str("baseline"),
+            TierState::Optimized => f.write_str("optimized"),
+            TierState::CraneliftOnly(reason) => write!(f, "cranelift-only ({reason})"),
+        }
+    }
+}
+
+impl TierState {
+    /// The tier's name without its reason: `baseline`, `optimized`, `cranelift-only`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TierState::Baseline => "baseline",
+            TierState::Optimized => "optimized",
+            TierState::CraneliftOnly(_) => "cranelift-only",
+        }
+    }
+}
+
+/// A module's tier and how long its load took to reach each tier.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TierStatus {
+    /// Which code it runs.
+    pub state: TierState,
+    /// From the start of the load to baseline code ready to serve (tiered loads only).
+    pub to_baseline_ms: Option<f64>,
+    /// From the start of the load to optimized code (Cranelift's), when it exists.
+    pub to_optimized_ms: Option<f64>,
+}
+
+impl TierStatus {
+    pub(crate) fn cranelift_only(reason: &str, took: Duration) -> TierStatus {
+        TierStatus {
+            state: TierState::CraneliftOnly(reason.to_owned()),
+            to_baseline_ms: None,
+            to_optimized_ms: Some(ms(took)),
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The baseline tier: Winch's engine, its linker, its artifacts and its code in memory.
+pub(crate) struct Baseline {
+    pub(crate) engine: Engine,
+    pub(crate) allocation: Allocation,
+    linker: Linker<Host>,
+    cache: Option<ArtifactCache>,
+    code: CodeCache,
+}
+
+impl Baseline {
+    /// Builds the baseline engine (or says why this host cannot have one).
+    pub(crate) fn build(
+        settings: &EngineSettings,
+        cache_dir: Option<&Path>,
+        nn: bool,
+    ) -> Result<Result<Baseline, String>, RuntimeError> {
+        if let Err(reason) = host_supports_winch() {
+            return Ok(Err(reason));
+        }
+        let (engine, allocation) = match engine::build_engine(settings, Compiler::Baseline) {
+            Ok(built) => built,
+            Err(e) => {
+                return Ok(Err(format!(
+                    "the baseline engine: {}",
+                    spark_error::chain(&e)
+                )));
+            }
+        };
+        let linker = crate::build_linker(&engine, nn)?;
+        let cache = match cache_dir {
+            Some(dir) => Some(ArtifactCache::open_tier(dir, &engine, "baseline")?),
+            None => None,
+        };
+        Ok(Ok(Baseline {
+            engine,
+            allocation,
+            linker,
+            cache,
+            code: CodeCache::default(),
+        }))
+    }
+
+    fn code(&self, nn: bool) -> Code<'_> {
+        Code {
+            engine: &self.engine,
+            linker: &self.linker,
+            nn,
+            cache: self.cache.as_ref(),
+            shared: &self.code,
+        }
+    }
+}
+
+/// Whether Winch can run here: x86_64 with AVX (Winch needs it for SIMD), or aarch64.
+fn host_supports_winch() -> Result<(), String> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx") {
+            Ok(())
+        } else {
+            Err("host CPU lacks AVX, which Winch needs".to_owned())
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        Ok(())
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        Err(format!("Winch does not run on {}", std::env::consts::ARCH))
+    }
+}
+
+/// The background optimizer: low-priority threads, the optimizations under way, and the
+/// components Winch refused.
+pub(crate) struct Optimizer {
+    pool: rayon::ThreadPool,
+    pending: Mutex<HashMap<String, Weak<TierUp>>>,
+    rejected: Mutex<HashMap<String, String>>,
+    /// Wait this long before starting a background compile (tests hold the baseline tier).
+    delay: Duration,
+}
+
+impl Optimizer {
+    pub(crate) fn start(delay: Duration) -> Result<Optimizer, RuntimeError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("spark-optimize-{i}"))
+            .start_handler(|_| lower_priority())
+            .panic_handler(|_| tracing::error!("a background optimization panicked"))
+            .build()
+            .map_err(|e| RuntimeError::Optimizer(Box::new(e)))?;
+        Ok(Optimizer {
+            pool,
+            pending: Mutex::default(),
+            rejected: Mutex::default(),
+            delay,
+        })
+    }
+
+    fn rejection(&self, digest: &str) -> Option<String> {
+        self.rejected
+            .lock()
+            .expect("rejected lock")
+            .get(digest)
+            .cloned()
+    }
+}
+
+fn lower_priority() {
+    let thread = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(thread), OPTIMIZER_NICE) {
+        tracing::warn!(error = %e, "cannot lower the priority of the optimizer's threads");
+    }
+}
+
+/// One component's background optimization; shared by every load of its baseline code.
+pub(crate) struct TierUp {
+    /// When the load that started it began: the time to optimized counts from there.
+    started: Instant,
+    outcome: tokio::sync::watch::Sender<Option<Result<Arc<SharedCode>, String>>>,
+}
+
+impl TierUp {
+    async fn wait(&self) -> Result<Arc<SharedCode>, String> {
+        let mut outcome = self.outcome.subscribe();
+        let done = outcome.wait_for(Option::is_some).await;
+        match done {
+            Ok(done) => done.clone().expect("waited for an outcome"),
+            Err(_) => Err("the optimizer stopped".to_owned()),
+        }
+    }
+
+    fn finish(&self, outcome: Result<Arc<SharedCode>, String>) {
+        self.outcome.send_replace(Some(outcome));
+    }
+}
+
+/// Ends a tier-up with an error if the compile never finished it (a panic).
+struct FinishOnDrop(Arc<TierUp>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        let unfinished = self.0.outcome.borrow().is_none();
+        if unfinished {
+            self.0
+                .finish(Err("the optimization was interrupted".to_owned()));
+        }
+    }
+}
+
+/// Baseline code's way to its optimized code: the background optimization and what linking
+/// the result for the same module needs.
+#[derive(Clone)]
+pub(crate) struct Pending {
+    tier_up: Arc<TierUp>,
+    runtime: Arc<crate::RuntimeInner>,
+    path: PathBuf,
+    digest: String,
+    wasm_bytes: usize,
+    expect: Expect,
+    to_baseline: Duration,
+}
+
+impl Pending {
+    /// Waits for the optimized code and links it as the baseline code was; `None` (logged)
+    /// if the optimization failed: the module stays on baseline code.
+    pub(crate) async fn optimized(self) -> Option<Arc<Prepared>> {
+        let code = match self.tier_up.wait().await {
+            Ok(code) => code,
+            Err(reason) => {
+                tracing::warn!(path = %self.path.display(), %reason, "no optimized code; staying on baseline code");
+                return None;
+            }
+        };
+        let to_optimized = self.tier_up.started.elapsed();
+        let path = self.path.clone();
+        let linked = tokio::task::spawn_blocking(move || {
+            let tier = TierStatus {
+                state: TierState::Optimized,
+                to_baseline_ms: Some(ms(self.to_baseline)),
+                to_optimized_ms: Some(ms(to_optimized)),
+            };
+            loader::link(
+                &self.runtime.code(),
+                Linking {
+                    path: &self.path,
+                    digest: self.digest.clone(),
+                    wasm_bytes: self.wasm_bytes,
+                    expect: self.expect,
+                    code_time: to_optimized,
+                },
+                code,
+                CodeSource::Compiled,
+                tier,
+                None,
+            )
+        })
+        .await;
+        match linked {
+            Ok(Ok(prepared)) => Some(prepared),
+            Ok(Err(e)) => {
+                tracing::warn!(path = %path.display(), error = %spark_error::chain(&e), "cannot link the optimized code; staying on baseline code");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "linking the optimized code was interrupted");
+                None
+            }
+        }
+    }
+}
+
+/// Blocking: the best code for `bytes` that needs no Cranelift compile now (see the module
+/// docs); Cranelift only with `tiering` off or where Winch cannot serve.
+pub(crate) fn prepare(
+    runtime: &Arc<crate::RuntimeInner>,
+    path: &Path,
+    bytes: &[u8],
+    expect: Expect,
+    tiering: bool,
+) -> Result<Arc<Prepared>, LoadError> {
+    let started = Instant::now();
+    let optimized = runtime.code();
+    let baseline = match (&runtime.baseline, tiering) {
+        (_, false) => {
+            return loader::prepare_bytes(&optimized, path, bytes, expect, started, "tiering off");
+        }
+        (Err(reason), true) => {
+            return loader::prepare_bytes(&optimized, path, bytes, expect, started, reason);
+        }
+        (Ok(baseline), true) => baseline,
+    };
+    loader::check_header(path, bytes)?;
+    let digest = aot::digest(bytes);
+    let linking = |digest: &str| Linking {
+        path,
+        digest: digest.to_owned(),
+        wasm_bytes: bytes.len(),
+        expect,
+        code_time: started.elapsed(),
+    };
+    // Optimized code already made (in memory, or this node's artifact): no tiering needed.
+    let found = optimized.shared.get_or_try(&digest, || {
+        Ok(
+            loader::load_artifact(optimized.engine, optimized.cache, path, &digest)
+                .map(|component| (component, CodeSource::AotCache)),
+        )
+    })?;
+    if let Some((code, source)) = found {
+        let tier = TierStatus {
+            state: TierState::Optimized,
+            to_baseline_ms: None,
+            to_optimized_ms: Some(ms(started.elapsed())),
+        };
+        return loader::link(&optimized, linking(&digest), code, source, tier, None);
+    }
+    let optimizer = &runtime.optimizer;
+    if let Some(reason) = optimizer.rejection(&digest) {
+        return loader::prepare_bytes(&optimized, path, bytes, expect, started, &reason);
+    }
+    let base = baseline.code(runtime.nn);
+    let made = base.shared.get_or_make(&digest, || {
+        loader::compile_or_load(base.engine, base.cache, path, bytes, &digest)
+    });
+    let (code, source) = match made {
+        Ok(made) => made,
+        Err(LoadError::Invalid { source, .. }) => {
+            let reason = format!(
+                "Winch: {}",
+                first_line(&spark_error::chain(&*source).to_string())
+            );
+            tracing::warn!(path = %path.display(), %reason, "the baseline compiler cannot compile this component; compiling with Cranelift only");
+            optimizer
+                .rejected
+                .lock()
+                .expect("rejected lock")
+                .insert(digest.clone(), reason.clone());
+            return loader::prepare_bytes(&optimized, path, bytes, expect, started, &reason);
+        }
+        Err(e) => return Err(e),
+    };
+    let to_baseline = started.elapsed();
+    let tier_up = start_optimizing(runtime, path, &digest, bytes, started);
+    let pending = Pending {
+        tier_up,
+        runtime: runtime.clone(),
+        path: path.to_path_buf(),
+        digest: digest.clone(),
+        wasm_bytes: bytes.len(),
+        expect,
+        to_baseline,
+    };
+    let tier = TierStatus {
+        state: TierState::Baseline,
+        to_baseline_ms: Some(ms(to_baseline)),
+        to_optimized_ms: None,
+    };
+    let prepared = loader::link(&base, linking(&digest), code, source, tier, Some(pending))?;
+    tracing::info!(path = %path.display(), baseline_ms = to_baseline.as_millis() as u64, source = ?source, "serving baseline code; optimizing in the background");
+    Ok(prepared)
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text).trim()
+}
+
+/// The background optimization of `digest`: the one under way, or a new one.
+fn start_optimizing(
+    runtime: &Arc<crate::RuntimeInner>,
+    path: &Path,
+    digest: &str,
+    bytes: &[u8],
+    started: Instant,
+) -> Arc<TierUp> {
+    let optimizer = &runtime.optimizer;
+    let mut pending = optimizer.pending.lock().expect("pending lock");
+    pending.retain(|_, tier_up| tier_up.strong_count() > 0);
+    if let Some(tier_up) = pending.get(digest).and_then(Weak::upgrade) {
+        return tier_up;
+    }
+    let tier_up = Arc::new(TierUp {
+        started,
+        outcome: tokio::sync::watch::channel(None).0,
+    });
+    pending.insert(digest.to_owned(), Arc::downgrade(&tier_up));
+    let job = FinishOnDrop(tier_up.clone());
+    let (runtime2, path, digest, bytes) = (
+        runtime.clone(),
+        path.to_path_buf(),
+        digest.to_owned(),
+        bytes.to_vec(),
+    );
+    optimizer.pool.spawn(move || {
+        let job = job;
+        let runtime = runtime2;
+        std::thread::sleep(runtime.optimizer.delay);
+        let compiling = Instant::now();
+        let outcome = match wasmtime::component::Component::new(&runtime.engine, &bytes) {
+            Ok(component) => {
+                loader::store_artifact(runtime.cache.as_ref(), &path, &digest, &component);
+                let code = runtime.code.insert(&digest, component, compiling.elapsed());
+                tracing::info!(
+                    path = %path.display(),
+                    compile_ms = compiling.elapsed().as_millis() as u64,
+                    since_load_ms = job.0.started.elapsed().as_millis() as u64,
+                    "optimized code ready"
+                );
+                Ok(code)
+            }
+            Err(e) => {
+                let reason = format!("Cranelift: {e:#}");
+                tracing::warn!(path = %path.display(), %reason, "background optimization failed");
+                Err(reason)
+            }
+        };
+        job.0.finish(outcome);
+    });
+    tier_up
+}
