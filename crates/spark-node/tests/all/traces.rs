@@ -409,3 +409,48 @@ async fn a_stalled_collector_costs_requests_nothing_and_its_queue_stays_bounded(
         "the exporter did try the collector"
     );
 }
+
+/// A client that leaves mid-request: the guest is cancelled, its slot given back, and the
+/// span (a guard) is still exported once, as abandoned (499), not lost and not doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_request_ends_its_span_as_abandoned() {
+    use tokio::io::AsyncWriteExt;
+
+    let receiver = OtlpReceiver::start().await;
+    let manifest = format!(
+        "version = 1\n{node}\n[[module]]\nid = \"spin\"\ncomponent = \"{{guest:faults}}\"\nroutes = [\"/spin/...\"]\n[module.limits]\ntimeout = \"30s\"\ncpu_time = \"30s\"\n",
+        node = node_table(&receiver.endpoint(), "")
+    );
+    let node = TestNode::start(&manifest).await.unwrap();
+    let trace = "22222222222222222222222222222222";
+    let mut client = tokio::net::TcpStream::connect(node.node.http_addr)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /spin/loop HTTP/1.1\r\nhost: x\r\ntraceparent: 00-{trace}-{PARENT_SPAN}-01\r\n\r\n"
+    );
+    client.write_all(request.as_bytes()).await.unwrap();
+    let slot = node.node.snapshot().module("spin").unwrap().clone();
+    spark_testkit::wait_until(Duration::from_secs(10), "the guest runs", || {
+        let slot = slot.clone();
+        async move { slot.admission.running() == 1 }
+    })
+    .await;
+    drop(client);
+    spark_testkit::wait_until(Duration::from_secs(10), "the slot is given back", || {
+        let slot = slot.clone();
+        async move { slot.admission.running() == 0 }
+    })
+    .await;
+    let span = server_span(&receiver, trace).await;
+    assert_eq!(span.str("spark.outcome"), Some("client_abandoned"));
+    assert_eq!(span.number("http.response.status_code"), Some(499.0));
+    assert_eq!(span.str("spark.module"), Some("spin"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let spans = receiver.spans();
+    assert_eq!(
+        spans.iter().filter(|s| s.trace_id() == trace).count(),
+        1,
+        "exported once: {spans:?}"
+    );
+}
