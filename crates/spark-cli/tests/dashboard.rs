@@ -124,17 +124,7 @@ impl Node {
 
     /// Runs `spark <args>` in the node's folder; success and stdout+stderr.
     fn cli(&self, args: &[&str]) -> (bool, String) {
-        let output = spark()
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
+        spark_testkit::run_command(spark().args(args).current_dir(self.dir.path()))
     }
 
     /// The login link from the `spark dashboard` command the banner prints, run as printed.

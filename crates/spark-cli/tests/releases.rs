@@ -62,18 +62,12 @@ impl Node {
     }
 
     fn cli(&self, data_dir: &Path, args: &[&str]) -> (bool, String) {
-        let output = spark()
-            .args(args)
-            .args(["--admin", &self.admin, "--data-dir"])
-            .arg(data_dir)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
+        spark_testkit::run_command(
+            spark()
+                .args(args)
+                .args(["--admin", &self.admin, "--data-dir"])
+                .arg(data_dir),
+        )
     }
 
     async fn version(&self) -> String {

@@ -60,6 +60,18 @@ where
     );
 }
 
+/// Runs a command to its end: whether it succeeded, and its stdout followed by its stderr
+/// (what a person at a terminal would read).
+pub fn run_command(command: &mut std::process::Command) -> (bool, String) {
+    let output = command.output().expect("starting the command");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
 /// The value of one series (`name{labels}` exactly as exposed) in a Prometheus text page.
 pub fn metric(page: &str, series: &str) -> Option<f64> {
     page.lines()

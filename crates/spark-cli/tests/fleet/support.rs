@@ -106,17 +106,9 @@ impl Node {
 
     /// `spark top --once` against this node: success and output.
     pub(crate) fn top(&self) -> (bool, String) {
-        let output = spark()
+        run(spark()
             .args(["top", "--once", "--admin", &self.admin, "--data-dir"])
-            .arg(self.dir.join(".spark"))
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
+            .arg(self.dir.join(".spark")))
     }
 
     /// SIGKILL.
@@ -206,13 +198,7 @@ pub(crate) fn fleet_cli(url: &str, args: &[&str]) -> (bool, String) {
 
 /// Runs `command`; returns whether it succeeded and its stdout then stderr.
 pub(crate) fn run(command: &mut Command) -> (bool, String) {
-    let output = command.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    spark_testkit::run_command(command)
 }
 
 /// Writes manifest `name` in `base` and returns its path as a string.
