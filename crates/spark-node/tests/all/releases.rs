@@ -143,6 +143,16 @@ async fn wait_for(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_version_walks_the_canary_steps_and_is_promoted_without_failing_a_request() {
     let node = TestNode::start_manual(V1).await.unwrap();
+    // Judge the versions on the same code: the swap to optimized code landing mid-step would
+    // give whichever side swaps later its instantiations (a loaded machine can lose this race).
+    spark_testkit::wait_until(Duration::from_secs(60), "optimized code", || async {
+        node.node
+            .snapshot()
+            .modules
+            .iter()
+            .all(|slot| !matches!(slot.tier().state, spark_runtime::TierState::Baseline))
+    })
+    .await;
     let stop = Arc::new(AtomicBool::new(false));
     let (task, counts, mut answered) = load(&node, stop.clone());
     let reply = deploy(&node, &V1.replace("VERSION = \"1\"", "VERSION = \"2\"")).await;
