@@ -14,6 +14,7 @@ pub mod loadgen;
 pub mod nn;
 pub mod node;
 pub mod openloop;
+pub mod optimizing;
 pub mod replay;
 pub mod serve;
 pub mod surge;

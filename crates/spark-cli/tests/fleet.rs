@@ -16,7 +16,7 @@ use support::*;
 async fn stage(url: &str) -> Option<Stage> {
     let fleet = connect(url).await;
     fleet
-        .desired("shop")
+        .effective("shop")
         .await
         .ok()
         .flatten()

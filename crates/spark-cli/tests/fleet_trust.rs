@@ -107,7 +107,7 @@ async fn a_node_runs_only_what_its_trusted_key_signed() {
         || async {
             matches!(
                 fleet
-                    .desired("shop")
+                    .effective("shop")
                     .await
                     .ok()
                     .flatten()

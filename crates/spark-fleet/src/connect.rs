@@ -1,4 +1,6 @@
-//! Connecting to NATS and opening (or creating) the fleet's three buckets.
+//! Connecting to NATS and opening (or creating) the fleet's buckets. A client whose
+//! credentials may not create streams (a node under the least-privilege layout) opens buckets a
+//! deployer created; until then its connect fails and the node keeps retrying.
 //!
 //! The client pings often and reconnects quickly (capped at one second between attempts), so a
 //! restarted server is noticed in seconds; it also connects in the background when the server
@@ -16,6 +18,9 @@ use crate::FleetError;
 
 /// Desired state per application (history kept for `spark fleet status`).
 pub const DESIRED_BUCKET: &str = "spark-desired";
+/// Rollout progress per application, written by nodes' planning steps
+/// ([`RolloutProgress`](crate::RolloutProgress)).
+pub const ROLLOUTS_BUCKET: &str = "spark-rollouts";
 /// Heartbeats per node; entries expire after [`FleetConfig::heartbeat_ttl`].
 pub const NODES_BUCKET: &str = "spark-nodes";
 /// Components by digest.
@@ -175,6 +180,7 @@ impl FleetConfig {
 pub struct Fleet {
     pub(crate) client: async_nats::Client,
     pub(crate) desired: kv::Store,
+    pub(crate) rollouts: kv::Store,
     pub(crate) nodes: kv::Store,
     pub(crate) artifacts: object_store::ObjectStore,
 }
@@ -186,11 +192,13 @@ impl Fleet {
         let client = client(config).await?;
         let js = jetstream::new(client.clone());
         let desired = key_value(&js, desired_config()).await?;
+        let rollouts = key_value(&js, rollouts_config()).await?;
         let nodes = key_value(&js, nodes_config(config.heartbeat_ttl)).await?;
         let artifacts = object(&js).await?;
         Ok(Fleet {
             client,
             desired,
+            rollouts,
             nodes,
             artifacts,
         })
@@ -281,6 +289,15 @@ fn desired_config() -> kv::Config {
     kv::Config {
         bucket: DESIRED_BUCKET.into(),
         description: "Spark: desired release and rollout per application".into(),
+        history: 16,
+        ..Default::default()
+    }
+}
+
+fn rollouts_config() -> kv::Config {
+    kv::Config {
+        bucket: ROLLOUTS_BUCKET.into(),
+        description: "Spark: fleet rollout progress per application (written by nodes)".into(),
         history: 16,
         ..Default::default()
     }

@@ -6,6 +6,7 @@
 //! | bucket | kind | holds |
 //! |---|---|---|
 //! | [`DESIRED_BUCKET`] | KV, history kept | per application: the release it should run and its fleet rollout ([`DesiredApp`]) |
+//! | [`ROLLOUTS_BUCKET`] | KV, history kept | per application: how far the nodes took its rollout ([`RolloutProgress`]) |
 //! | [`NODES_BUCKET`] | KV, entries expire | per node: its heartbeat and telemetry ([`NodeReport`]) |
 //! | [`ARTIFACTS_BUCKET`] | Object Store | components, named by the SHA-256 of their bytes |
 //!
@@ -13,6 +14,9 @@
 //! - Desired state changes **only by compare-and-set** on the key's revision
 //!   ([`Fleet::put_desired`]): two writers that read the same revision cannot both win; the
 //!   loser gets [`FleetError::Conflict`] and nothing is written.
+//! - **Deployers and nodes write different buckets** ([`progress`]): desired state only
+//!   deployers; rollout progress and each node's own heartbeat the nodes. The layout of NATS
+//!   permissions that enforces it is in `examples/fleet/nats-accounts.conf`.
 //! - **Artifacts are verified on download** ([`Fleet::fetch_artifact`]): bytes that do not hash
 //!   to their name are refused, whatever the object store says about them.
 //! - **Watches resume** ([`Fleet::watch_desired`]): a JetStream watch can end (a leader change, a
@@ -31,18 +35,21 @@ mod error;
 mod heartbeat;
 mod names;
 pub mod plan;
+pub mod progress;
 pub mod release;
 pub mod signing;
 mod watch;
 
 pub use artifacts::{MAX_ARTIFACT_BYTES, sha256_hex};
 pub use connect::{
-    ARTIFACTS_BUCKET, DESIRED_BUCKET, Fleet, FleetAuth, FleetConfig, NODES_BUCKET, redact_url,
+    ARTIFACTS_BUCKET, DESIRED_BUCKET, Fleet, FleetAuth, FleetConfig, NODES_BUCKET, ROLLOUTS_BUCKET,
+    redact_url,
 };
 pub use desired::{DesiredApp, Versioned};
 pub use error::FleetError;
 pub use heartbeat::{ModuleHealth, NodeReport, NodeRollout};
 pub use names::{check_name, parse_label};
+pub use progress::RolloutProgress;
 pub use release::FleetRelease;
 pub use signing::{Intent, ReleaseSigner, SignatureRefusal, TrustedKeys};
-pub use watch::Change;
+pub use watch::{Change, ProgressChange};

@@ -221,6 +221,9 @@ pub struct OrchestratorSettings {
     pub uplink_slow: Duration,
     /// Memory pressure (0..1) above which low-priority warm instances are dropped.
     pub memory_high: f64,
+    /// Hold background optimization (Cranelift tier-up) during a surge, memory pressure or
+    /// power save (default true).
+    pub postpone_optimization: bool,
 }
 
 /// Default `orchestrator.interval`: 500 ms.
@@ -252,6 +255,7 @@ impl Default for OrchestratorSettings {
             battery_low: DEFAULT_BATTERY_LOW,
             uplink_slow: DEFAULT_UPLINK_SLOW,
             memory_high: DEFAULT_MEMORY_HIGH,
+            postpone_optimization: true,
         }
     }
 }

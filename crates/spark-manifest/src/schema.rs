@@ -135,6 +135,7 @@ pub(crate) struct RawOrchestrator {
     pub battery_low: Option<Spanned<f64>>,
     pub uplink_slow: Option<Spanned<String>>,
     pub memory_high: Option<Spanned<f64>>,
+    pub postpone_optimization: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -221,6 +221,7 @@ impl Validator<'_> {
                 0.05..=1.0,
                 "orchestrator.memory_high",
             ),
+            postpone_optimization: raw.postpone_optimization.unwrap_or(d.postpone_optimization),
         }
     }
 

@@ -6,6 +6,11 @@
 //! - **latency**: a Mann-Whitney rank test of "canary is slower" on the two latency histograms
 //!   (bucket index as the rank value, ties corrected), plus a minimum effect on p50 or p99.
 //!
+//! Latency is compared only between versions on the same tier of code: a canary still on
+//! baseline (Winch) code while the stable version runs optimized code is judged on its errors
+//! (which can roll it back at once) and otherwise waits, with the reason, until its optimized
+//! code serves (the node then starts the step's windows afresh).
+//!
 //! The decision worth knowing: the analysis looks at the data many times during a step, so a
 //! plain 1% test would cry wolf. An early rollback (before the step has its minimum samples)
 //! needs overwhelming evidence (z > 3.29, one-sided p < 0.0005); at the end of a step the bar is
@@ -79,13 +84,30 @@ pub fn analyze(stable: &VersionWindow, canary: &VersionWindow, config: &Analysis
     } else {
         config.z_early
     };
+    let comparable = stable.baseline_code == canary.baseline_code;
     if early || enough {
         if let Some(reason) = worse_errors(stable, canary, config, bar) {
             return Verdict::Rollback { reason };
         }
-        if let Some(reason) = worse_latency(stable, canary, config, bar) {
+        if comparable && let Some(reason) = worse_latency(stable, canary, config, bar) {
             return Verdict::Rollback { reason };
         }
+    }
+    if !comparable {
+        let (slow, fast) = if canary.baseline_code {
+            ("canary", "stable")
+        } else {
+            ("stable", "canary")
+        };
+        return Verdict::Wait {
+            reason: format!(
+                "latency not comparable yet: the {slow} version runs baseline code, the {fast} optimized code (errors {:.2}% vs {:.2}% over {}+{} requests)",
+                canary.error_rate() * 100.0,
+                stable.error_rate() * 100.0,
+                canary.requests,
+                stable.requests
+            ),
+        };
     }
     if !enough {
         return Verdict::Wait {
@@ -225,6 +247,38 @@ mod tests {
         assert!(same.abs() < 1e-9, "{same}");
         let higher = mann_whitney_z(&[0, 0, 20], &[20, 0, 0]).unwrap();
         assert!(higher > 5.0, "{higher}");
+    }
+
+    #[test]
+    fn a_canary_on_baseline_code_is_not_judged_slower_but_still_on_errors() {
+        let stable = window(400, 0, 2.0);
+        let slow_baseline = VersionWindow {
+            baseline_code: true,
+            ..window(400, 0, 6.0)
+        };
+        let verdict = analyze(&stable, &slow_baseline, &AnalysisConfig::default());
+        let Verdict::Wait { reason } = verdict else {
+            panic!("{verdict:?}")
+        };
+        assert!(
+            reason.contains("the canary version runs baseline code"),
+            "{reason}"
+        );
+        let failing = VersionWindow {
+            baseline_code: true,
+            ..window(100, 10, 2.0)
+        };
+        assert!(matches!(
+            analyze(&stable, &failing, &AnalysisConfig::default()),
+            Verdict::Rollback { .. }
+        ));
+        // Both on optimized code again: the same slowdown is a rollback.
+        assert!(matches!(
+            analyze(&stable, &window(400, 0, 6.0), &AnalysisConfig::default()),
+            Verdict::Rollback { .. }
+        ));
+        let since = slow_baseline.since(&VersionWindow::default());
+        assert!(since.baseline_code);
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub struct VersionWindow {
     pub timeouts: u64,
     /// Latency histogram (quarter-octave buckets of microseconds).
     pub latency: Vec<u64>,
+    /// The version ran baseline (Winch) code during the window, its optimized code still
+    /// compiling: its latencies are not comparable with a version on optimized code.
+    #[serde(default)]
+    pub baseline_code: bool,
 }
 
 impl Default for VersionWindow {
@@ -31,14 +35,17 @@ impl Default for VersionWindow {
             errors: 0,
             timeouts: 0,
             latency: vec![0; LATENCY_BUCKETS],
+            baseline_code: false,
         }
     }
 }
 
 impl VersionWindow {
-    /// `self - earlier`: the window between two cumulative snapshots.
+    /// `self - earlier`: the window between two cumulative snapshots (on baseline code if
+    /// either end was).
     pub fn since(&self, earlier: &VersionWindow) -> VersionWindow {
         VersionWindow {
+            baseline_code: self.baseline_code || earlier.baseline_code,
             requests: self.requests.saturating_sub(earlier.requests),
             errors: self.errors.saturating_sub(earlier.errors),
             timeouts: self.timeouts.saturating_sub(earlier.timeouts),

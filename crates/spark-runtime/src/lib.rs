@@ -49,6 +49,7 @@ mod outbound;
 mod stats;
 mod tier;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,7 +70,7 @@ pub use host::Host;
 pub use loader::{CodeSource, Entry, Expect, LoadReport, Prepared};
 pub use outbound::{OutboundOutcome, OutboundPacing, OutboundSpan, OutboundTracer, TraceOutbound};
 pub use stats::{ModuleStats, StatsSnapshot};
-pub use tier::{TierState, TierStatus};
+pub use tier::{OptimizerStatus, TierState, TierStatus};
 
 use engine::EpochTicker;
 
@@ -266,6 +267,24 @@ impl Runtime {
                 outbound: self.inner.outbound.clone(),
             },
         )
+    }
+
+    /// The orchestrator's say over background optimization: `Some(why)` holds every compile
+    /// not yet started until it is `None` again (compiles running finish; modules keep serving
+    /// baseline code meanwhile).
+    pub fn postpone_optimization(&self, postponed: Option<String>) {
+        self.inner.optimizer.gate().hold(postponed);
+    }
+
+    /// The predictor's say: the components (content digests) it expects to be busy, whose
+    /// background compiles start before any other.
+    pub fn expect_hot(&self, digests: HashSet<String>) {
+        self.inner.optimizer.gate().set_hot(digests);
+    }
+
+    /// What the background optimizer is doing (postponed, queued compiles).
+    pub fn optimizer_status(&self) -> OptimizerStatus {
+        self.inner.optimizer.status()
     }
 
     /// The node's own listening addresses, as bound. Guests' outbound requests may not

@@ -19,9 +19,9 @@
 //! in its [`TierStatus`] (status, metrics) and logged once. A host Winch cannot serve at all
 //! makes every module Cranelift-only, with the reason.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
@@ -177,6 +177,119 @@ pub(crate) struct Optimizer {
     rejected: Mutex<HashMap<String, String>>,
     /// Wait this long before starting a background compile (tests hold the baseline tier).
     delay: Duration,
+    /// Compiles waiting for a thread and for the node's permission.
+    gate: Arc<Gate>,
+}
+
+/// The optimizer's queue and the node's say over it: a compile starts only while nothing holds
+/// the gate (the orchestrator's surge, memory-pressure and power-save modes do), and the next
+/// one is a component the predictor expects to be hot before any other, else the oldest.
+/// Compiles already running are not interrupted.
+#[derive(Default)]
+pub(crate) struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    held: Option<String>,
+    hot: HashSet<String>,
+    queue: Vec<Queued>,
+    next_seq: u64,
+    /// The runtime is gone: waiting threads leave.
+    closed: bool,
+}
+
+/// A compile waiting in the queue.
+struct Queued {
+    digest: String,
+    seq: u64,
+    run: Box<dyn FnOnce() + Send>,
+}
+
+/// What the optimizer is doing, for status and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OptimizerStatus {
+    /// Why compiles wait now (`None`: they may run).
+    pub postponed: Option<String>,
+    /// Compiles waiting to start.
+    pub queued: usize,
+    /// Components the predictor expects to be hot (their compiles go first).
+    pub hot: usize,
+}
+
+impl Gate {
+    fn push(&self, digest: &str, run: Box<dyn FnOnce() + Send>) {
+        let mut state = self.state.lock().expect("optimizer gate");
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.queue.push(Queued {
+            digest: digest.to_owned(),
+            seq,
+            run,
+        });
+    }
+
+    /// Waits for the gate to open, then takes the best queued compile (none when closed).
+    fn take(&self) -> Option<Queued> {
+        let mut state = self.state.lock().expect("optimizer gate");
+        while state.held.is_some() && !state.closed {
+            state = self.changed.wait(state).expect("optimizer gate");
+        }
+        if state.closed {
+            return None;
+        }
+        let best = state
+            .queue
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, q)| (!state.hot.contains(&q.digest), q.seq))
+            .map(|(i, _)| i)?;
+        Some(state.queue.remove(best))
+    }
+
+    pub(crate) fn hold(&self, held: Option<String>) {
+        let mut state = self.state.lock().expect("optimizer gate");
+        if state.held == held {
+            return;
+        }
+        match &held {
+            Some(why) => {
+                tracing::info!(queued = state.queue.len(), reason = %why, "background optimization postponed")
+            }
+            None => tracing::info!(
+                queued = state.queue.len(),
+                "background optimization resumed"
+            ),
+        }
+        state.held = held;
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn set_hot(&self, hot: HashSet<String>) {
+        self.state.lock().expect("optimizer gate").hot = hot;
+    }
+
+    fn status(&self) -> OptimizerStatus {
+        let state = self.state.lock().expect("optimizer gate");
+        OptimizerStatus {
+            postponed: state.held.clone(),
+            queued: state.queue.len(),
+            hot: state.hot.len(),
+        }
+    }
+
+    fn close(&self) {
+        let queue = {
+            let mut state = self.state.lock().expect("optimizer gate");
+            state.closed = true;
+            std::mem::take(&mut state.queue)
+        };
+        // Dropped outside the lock: each ends its tier-up ("interrupted").
+        drop(queue);
+        self.changed.notify_all();
+    }
 }
 
 impl Optimizer {
@@ -194,6 +307,7 @@ impl Optimizer {
             pending: Mutex::default(),
             rejected: Mutex::default(),
             delay,
+            gate: Arc::default(),
         })
     }
 
@@ -203,6 +317,34 @@ impl Optimizer {
             .expect("rejected lock")
             .get(digest)
             .cloned()
+    }
+
+    /// The queue's controls: hold it, name the components to compile first.
+    pub(crate) fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    pub(crate) fn status(&self) -> OptimizerStatus {
+        self.gate.status()
+    }
+
+    /// Queues a compile of `digest` and a thread to run the best queued one when allowed
+    /// (after the test delay, so that a test can hold the baseline tier or the gate first).
+    fn submit(&self, digest: &str, run: Box<dyn FnOnce() + Send>) {
+        self.gate.push(digest, run);
+        let (gate, delay) = (self.gate.clone(), self.delay);
+        self.pool.spawn(move || {
+            std::thread::sleep(delay);
+            if let Some(job) = gate.take() {
+                (job.run)();
+            }
+        });
+    }
+}
+
+impl Drop for Optimizer {
+    fn drop(&mut self) {
+        self.gate.close();
     }
 }
 
@@ -424,16 +566,17 @@ fn start_optimizing(
     });
     pending.insert(digest.to_owned(), Arc::downgrade(&tier_up));
     let job = FinishOnDrop(tier_up.clone());
-    let (runtime2, path, digest, bytes) = (
-        runtime.clone(),
+    let (weak, path, digest, bytes) = (
+        Arc::downgrade(runtime),
         path.to_path_buf(),
         digest.to_owned(),
         bytes.to_vec(),
     );
-    optimizer.pool.spawn(move || {
+    let key = digest.clone();
+    optimizer.submit(&key, Box::new(move || {
         let job = job;
-        let runtime = runtime2;
-        std::thread::sleep(runtime.optimizer.delay);
+        // A runtime dropped meanwhile: the tier-up ends as interrupted.
+        let Some(runtime) = weak.upgrade() else { return };
         let compiling = Instant::now();
         let outcome = match wasmtime::component::Component::new(&runtime.engine, &bytes) {
             Ok(component) => {
@@ -454,6 +597,65 @@ fn start_optimizing(
             }
         };
         job.0.finish(outcome);
-    });
+    }));
     tier_up
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    fn job(tx: &mpsc::Sender<&'static str>, name: &'static str) -> Box<dyn FnOnce() + Send> {
+        let tx = tx.clone();
+        Box::new(move || tx.send(name).unwrap())
+    }
+
+    #[test]
+    fn hot_components_go_first_then_the_oldest() {
+        let gate = Gate::default();
+        let (tx, rx) = mpsc::channel();
+        gate.push("a", job(&tx, "a"));
+        gate.push("b", job(&tx, "b"));
+        gate.push("c", job(&tx, "c"));
+        gate.set_hot(HashSet::from(["c".to_owned()]));
+        for _ in 0..3 {
+            (gate.take().unwrap().run)();
+        }
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), ["c", "a", "b"]);
+        assert_eq!(gate.status().queued, 0);
+    }
+
+    #[test]
+    fn a_held_gate_starts_nothing_until_released_and_closing_frees_waiters() {
+        let gate = Arc::new(Gate::default());
+        let (tx, rx) = mpsc::channel();
+        gate.hold(Some("power save".into()));
+        gate.push("a", job(&tx, "a"));
+        let waiter = {
+            let gate = gate.clone();
+            std::thread::spawn(move || gate.take().map(|job| (job.run)()).is_some())
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(rx.try_recv().is_err(), "nothing runs while held");
+        let status = gate.status();
+        assert_eq!(
+            (status.postponed.as_deref(), status.queued),
+            (Some("power save"), 1)
+        );
+        gate.hold(None);
+        assert!(waiter.join().unwrap());
+        assert_eq!(rx.recv().unwrap(), "a");
+
+        gate.hold(Some("surge".into()));
+        gate.push("b", job(&tx, "b"));
+        let waiter = {
+            let gate = gate.clone();
+            std::thread::spawn(move || gate.take().is_some())
+        };
+        gate.close();
+        assert!(!waiter.join().unwrap(), "closing frees a waiting thread");
+        assert_eq!(gate.status().queued, 0, "and drops what was queued");
+    }
 }

@@ -70,6 +70,28 @@ impl TestNode {
         Ok(node)
     }
 
+    /// As [`TestNode::start_manual`], with the background optimizer waiting `optimize_delay`
+    /// before compiling (see [`TestNode::start_in_tiered`]).
+    pub async fn start_manual_tiered(
+        manifest: &str,
+        optimize_delay: Duration,
+    ) -> Result<TestNode, NodeError> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let gate = Gate::Shared(gate().read_owned().await);
+        let clock = ManualClock::new();
+        let node = Self::start_gated(
+            manifest,
+            dir,
+            PoolingMode::Auto,
+            gate,
+            Some(clock),
+            optimize_delay,
+        )
+        .await?;
+        node.settle().await;
+        Ok(node)
+    }
+
     /// As [`TestNode::start`], reusing a directory (and so the AOT cache) from an earlier node.
     pub async fn start_in(
         manifest: &str,

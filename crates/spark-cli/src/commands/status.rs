@@ -38,6 +38,18 @@ fn print(status: &NodeStatus) {
         },
         status.release.as_deref().unwrap_or("-")
     );
+    if let Some(optimizer) = &status.optimizer
+        && (optimizer.postponed.is_some() || optimizer.queued > 0)
+    {
+        println!(
+            "background optimization: {}, {} compile(s) queued",
+            optimizer
+                .postponed
+                .as_ref()
+                .map_or("running".to_owned(), |why| format!("postponed ({why})")),
+            optimizer.queued
+        );
+    }
     for c in &status.canaries {
         println!(
             "canary: module '{}' at {:.0}% on {} ({} requests, {} errors)",

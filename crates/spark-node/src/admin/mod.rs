@@ -128,6 +128,10 @@ async fn node_status(State(state): State<Arc<AdminState>>) -> Json<NodeStatus> {
         admin: state.admin.clone(),
         allocation: state.allocation.clone(),
         tiering: state.tiering.clone(),
+        optimizer: snapshot
+            .modules
+            .first()
+            .map(|slot| slot.residency.runtime().optimizer_status()),
         release: snapshot.release.clone(),
         modules: status::modules(&snapshot, &state.warmth.state()),
         canaries: status::canaries(&snapshot),

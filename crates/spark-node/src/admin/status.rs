@@ -28,6 +28,9 @@ pub struct NodeStatus {
     /// Tiered compilation: `on (baseline engine: pooling)`, or `off (reason)`.
     #[serde(default)]
     pub tiering: String,
+    /// The background optimizer: postponed (and why) by the orchestrator, compiles queued.
+    #[serde(default)]
+    pub optimizer: Option<spark_runtime::OptimizerStatus>,
     /// The stable release being served.
     pub release: Option<String>,
     /// The stable release's modules (canaries are in `canaries`).

@@ -1,6 +1,7 @@
 //! The actuators: at the end of every tick the whole plan is pushed, to the live modules (CPU
 //! share, admission caps, outbound and job pacing, warm limit) and to the node (the warm
-//! budget the predictor may use, where inference may run).
+//! budget the predictor may use, where inference may run, whether background optimization
+//! may start compiles).
 //!
 //! The decision worth knowing: the plan is pushed, never pulled. Nothing keeps "the plan in
 //! force" for others to read and interpret later; each actuator holds its own setting, and
@@ -24,6 +25,8 @@ pub(crate) struct Actuators {
     pub warm_budget: Arc<WarmBudget>,
     /// The inference host's device policy (`None` without `[nn]`).
     pub nn: Option<NnControl>,
+    /// The runtime, whose background optimizer the plan holds or releases.
+    pub runtime: spark_runtime::Runtime,
 }
 
 /// Sets every actuator to `plan`.
@@ -53,4 +56,7 @@ pub(crate) fn apply(plan: &Plan, snapshot: &Snapshot, actuators: &mut Actuators)
     if let Some(nn) = &mut actuators.nn {
         nn.set(&plan.inference);
     }
+    actuators
+        .runtime
+        .postpone_optimization(plan.optimization.postponed.clone());
 }

@@ -119,6 +119,7 @@ pub(crate) fn policy_config(
         memory_high: settings.memory_high,
         memory_low: settings.memory_high / 2.0,
         inference: inference.unwrap_or_default(),
+        postpone_optimization: settings.postpone_optimization,
         ..PolicyConfig::default()
     }
 }

@@ -17,7 +17,7 @@
 //! Time is the node's [`Clock`]: model time is its wall time at the start plus its monotonic
 //! time since, scaled (`time_scale`), so a test moves the model as it moves the clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -290,15 +290,26 @@ impl WarmthController {
         };
         let plan = planner.plan(&demands, pressure);
         let mut modules = HashMap::new();
+        let mut hot = HashSet::new();
         for ((slot, (_, target)), forecast) in
             snapshot.modules.iter().zip(&plan.targets).zip(&forecasts)
         {
             let target = self.adjust(slot, *target);
             move_to(slot, target).await;
+            if target != WarmthLevel::Compiled
+                && let Some(guest) = slot.residency.current()
+            {
+                hot.insert(guest.prepared().digest.clone());
+            }
             modules.insert(
                 slot.id().to_owned(),
                 describe(slot, target, forecast.as_ref()),
             );
+        }
+        // What the predictor keeps loaded is what it expects to be called: its background
+        // optimization (if it still runs baseline code) goes first.
+        if let Some(slot) = snapshot.modules.first() {
+            slot.residency.runtime().expect_hot(hot);
         }
         let mut state = self.view.state.lock().expect("warmth view");
         state.budget_bytes = self.settings.memory_budget;

@@ -366,6 +366,7 @@ impl RunningNode {
                 actuators: Actuators {
                     warm_budget,
                     nn: nn_control,
+                    runtime: runtime.clone(),
                 },
                 clock: clock.clone(),
             };

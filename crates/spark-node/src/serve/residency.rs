@@ -160,6 +160,11 @@ impl Residency {
     }
 
     /// The module, if its code is in memory now.
+    /// The runtime the module loads into.
+    pub fn runtime(&self) -> &Runtime {
+        &self.loader.runtime
+    }
+
     pub fn current(&self) -> Option<GuestModule> {
         self.loaded.load_full().map(|m| (*m).clone())
     }

@@ -51,6 +51,7 @@ impl VersionCounters {
                 .iter()
                 .map(|c| c.load(Ordering::Relaxed))
                 .collect(),
+            baseline_code: false,
         }
     }
 }

@@ -566,3 +566,76 @@ async fn deploying_what_already_serves_changes_nothing_and_says_so() {
     assert_eq!(releases.as_array().unwrap().len(), 2, "{releases}");
     node.stop().await;
 }
+
+/// The echo guest's bytes with a custom section appended: the same behaviour under another
+/// digest, so the node has no compiled code for it.
+fn distinct_echo() -> Vec<u8> {
+    let mut bytes = std::fs::read(guest("echo")).unwrap();
+    let (name, payload) = (b"spark-test", b"canary on baseline code");
+    let size = 1 + name.len() + payload.len();
+    bytes.push(0); // custom section
+    bytes.push(size as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_on_baseline_code_is_not_judged_on_latency_until_its_optimized_code_serves() {
+    // The optimizer waits 3 s before each compile: v1 first, then the canary's component.
+    let node = TestNode::start_manual_tiered(V1, Duration::from_secs(3))
+        .await
+        .unwrap();
+    spark_testkit::wait_until(Duration::from_secs(90), "v1 on optimized code", || async {
+        node.node
+            .snapshot()
+            .modules
+            .iter()
+            .all(|slot| !matches!(slot.tier().state, spark_runtime::TierState::Baseline))
+    })
+    .await;
+    let bytes = distinct_echo();
+    let digest = spark_store::Digest::of(&bytes).as_str().to_owned();
+    let reply = node
+        .admin("POST", &format!("/v1/artifacts/{digest}"), &bytes)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (task, counts, mut answered) = load(&node, stop.clone());
+    let v2 = V1.replace("VERSION = \"1\"", "VERSION = \"2\"").replace(
+        "component = \"{guest:echo}\"",
+        &format!("component = \"sha256:{digest}\""),
+    );
+    let reply = deploy(&node, &v2).await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let outcome: Value = serde_json::from_slice(&reply.body).unwrap();
+    let release = outcome["release"].as_str().unwrap().to_owned();
+    // On baseline code the canary waits, whatever the step's time, with the reason.
+    let status = wait_for(&node, &mut answered, Duration::from_secs(2), |s| {
+        s.to_string().contains("latency not comparable yet")
+    })
+    .await;
+    assert!(
+        status
+            .to_string()
+            .contains("the canary version runs baseline code"),
+        "{status:#}"
+    );
+    assert_eq!(
+        status["rollout"]["modules"]["api"]["share"].as_f64(),
+        Some(20.0),
+        "{status:#}"
+    );
+    // Once the canary's optimized code serves, the steps are judged and walked.
+    let done = wait_for(&node, &mut answered, Duration::from_secs(120), |s| {
+        s["rollout"].is_null()
+    })
+    .await;
+    assert_eq!(done["current"], release.as_str(), "promoted: {done:#}");
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    assert_eq!(counts[3].load(Ordering::Relaxed), 0, "no request failed");
+    node.stop().await;
+}

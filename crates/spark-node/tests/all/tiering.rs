@@ -317,3 +317,60 @@ async fn tiering_off_per_node_or_per_module_waits_for_cranelift_as_before() {
     assert_eq!(artifacts(node.dir.path()).len(), 1);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn power_save_postpones_background_optimization_until_the_charger_returns() {
+    let root = tempfile::tempdir().unwrap();
+    let battery = root.path().join("sys/class/power_supply/BAT0");
+    std::fs::create_dir_all(&battery).unwrap();
+    std::fs::write(battery.join("type"), "Battery\n").unwrap();
+    std::fs::write(battery.join("capacity"), "12\n").unwrap();
+    std::fs::write(battery.join("status"), "Discharging\n").unwrap();
+    let manifest = format!(
+        "{MANIFEST}\n[orchestrator]\ninterval = \"100ms\"\nprobe_root = {:?}\nbattery_low = 20\n",
+        root.path().display().to_string()
+    );
+    // The optimizer waits 1.5 s before asking the gate: by then power save is on (two ticks).
+    let node = TestNode::start_in_tiered(&manifest, tempfile::tempdir().unwrap(), HOLD_BASELINE)
+        .await
+        .unwrap();
+    let reply = get(&node.url("/hello/")).await.unwrap();
+    assert_eq!(reply.status, 200);
+    tokio::time::sleep(HOLD_BASELINE + Duration::from_secs(2)).await;
+    assert_eq!(tier(&node, "hello"), TierState::Baseline, "postponed");
+    let status = node.admin("GET", "/v1/status", b"").await.unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(status["optimizer"]["postponed"], "power save", "{status:#}");
+    assert!(
+        status["optimizer"]["queued"].as_u64().unwrap() >= 1,
+        "{status:#}"
+    );
+    let metrics = node.admin("GET", "/metrics", b"").await.unwrap().text();
+    assert!(metrics.contains("spark_optimizer_postponed 1"), "{metrics}");
+    let decisions = node
+        .admin("GET", "/v1/orchestrator", b"")
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        decisions.contains("background optimization postponed (power save)"),
+        "{decisions}"
+    );
+    // Baseline code keeps serving meanwhile.
+    let reply = get(&node.url("/hello/")).await.unwrap();
+    assert_eq!(reply.status, 200);
+
+    std::fs::write(battery.join("status"), "Charging\n").unwrap();
+    until_optimized(&node, "hello").await;
+    until_optimized(&node, "echo").await;
+    let decisions = node
+        .admin("GET", "/v1/orchestrator", b"")
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        decisions.contains("background optimization resumed"),
+        "{decisions}"
+    );
+    node.stop().await;
+}

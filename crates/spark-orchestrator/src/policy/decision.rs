@@ -109,6 +109,11 @@ pub enum Change {
         /// Usable share now (0..=1): 1 minus the plan's `warm_pressure`.
         to: f64,
     },
+    /// Background optimization postponed (with why), or allowed again (`None`).
+    Optimization {
+        /// The modes it waits for; `None`: it may run again.
+        postponed: Option<String>,
+    },
     /// Inference on the CPU only, or on the best device again.
     InferenceCpuOnly {
         /// `true`: CPU only; `false`: the best device again.
@@ -252,6 +257,12 @@ impl fmt::Display for Change {
             }
             Change::WarmBudget { from, to } => {
                 write!(f, "warm budget {:.0}% -> {:.0}%", from * 100.0, to * 100.0)
+            }
+            Change::Optimization {
+                postponed: Some(modes),
+            } => write!(f, "background optimization postponed ({modes})"),
+            Change::Optimization { postponed: None } => {
+                f.write_str("background optimization resumed")
             }
             Change::InferenceCpuOnly { cpu_only: true } => f.write_str("inference on CPU only"),
             Change::InferenceCpuOnly { cpu_only: false } => {

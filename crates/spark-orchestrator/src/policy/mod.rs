@@ -28,7 +28,7 @@ use spark_manifest::Priority;
 
 pub use decision::{Change, Decision, DecisionText, Mode, ModulePressure, Pressure, Reason, Scope};
 pub use hysteresis::Hysteresis;
-pub use node::{inference_plan, warm_pressure};
+pub use node::{inference_plan, optimization_plan, warm_pressure};
 pub use rules::plan;
 
 /// What the probes say about the node, reduced to what the policy uses.
@@ -165,6 +165,14 @@ pub struct PolicyConfig {
     pub power_save_warm_release: f64,
     /// How the inference host is steered.
     pub inference: InferenceConfig,
+    /// Postpone background optimization (the Cranelift tier-up of modules serving baseline
+    /// code) while a surge, memory pressure or power save is on.
+    #[serde(default = "yes")]
+    pub postpone_optimization: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How the policy steers the inference host (from the manifest's `[nn]`; the default, for a
@@ -202,6 +210,7 @@ impl Default for PolicyConfig {
             memory_pressure_warm_release: 0.5,
             power_save_warm_release: 0.25,
             inference: InferenceConfig::default(),
+            postpone_optimization: true,
         }
     }
 }
@@ -267,6 +276,17 @@ pub struct Plan {
     /// Where inference may run.
     #[serde(default)]
     pub inference: InferencePlan,
+    /// Whether background optimization may run.
+    #[serde(default)]
+    pub optimization: OptimizationPlan,
+}
+
+/// Whether the background optimizer may start compiles now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OptimizationPlan {
+    /// Why it waits (`surge`, `memory pressure`, `power save`, joined by `, `); `None`: it may
+    /// run. Compiles already running finish; the modules keep serving baseline code meanwhile.
+    pub postponed: Option<String>,
 }
 
 /// Where inference may run.

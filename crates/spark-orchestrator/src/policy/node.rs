@@ -1,5 +1,6 @@
 //! The node-wide part of the plan: how much of its memory budget the predictor gives back,
-//! and where inference may run; and the decisions when either changes.
+//! where inference may run, and whether background optimization may run; and the decisions
+//! when any of them changes.
 //!
 //! The decision worth knowing: these rules read the modes, not the probes, so they inherit the
 //! modes' hysteresis. The warm budget used to be read by the warmth controller from whatever
@@ -7,9 +8,31 @@
 //! decided and logged with the others and pushed to the predictor by the node's actuators.
 
 use super::{
-    Change, Decision, InferenceConfig, InferencePlan, Modes, NodeSignals, Plan, PolicyConfig,
-    Reason, Scope,
+    Change, Decision, InferenceConfig, InferencePlan, Modes, NodeSignals, OptimizationPlan, Plan,
+    PolicyConfig, Reason, Scope,
 };
+
+/// Whether background optimization may run under these modes: it waits during a surge (its
+/// compiles, though niced, take cores and memory bandwidth the critical modules want), under
+/// memory pressure (a Cranelift compile of a large component takes hundreds of MB) and in power
+/// save (a compile is seconds of full-core work that can wait for the charger). Baseline code
+/// keeps serving meanwhile. Inherits the modes' hysteresis.
+pub fn optimization_plan(modes: Modes, config: &PolicyConfig) -> OptimizationPlan {
+    if !config.postpone_optimization {
+        return OptimizationPlan::default();
+    }
+    let reasons: Vec<&str> = [
+        (modes.surge, "surge"),
+        (modes.memory_pressure, "memory pressure"),
+        (modes.power_save, "power save"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    OptimizationPlan {
+        postponed: (!reasons.is_empty()).then(|| reasons.join(", ")),
+    }
+}
 
 /// Share of the predictor's memory budget to give back under these modes: the larger of the
 /// configured releases of the active modes (memory pressure 0.5, power save 0.25 by default),
@@ -75,6 +98,15 @@ pub(super) fn diff_node(
             Change::WarmBudget {
                 from: 1.0 - last.warm_pressure,
                 to: 1.0 - plan.warm_pressure,
+            },
+            Reason::Modes(plan.modes),
+        );
+    }
+    if last.optimization != plan.optimization {
+        push(
+            Scope::Node,
+            Change::Optimization {
+                postponed: plan.optimization.postponed.clone(),
             },
             Reason::Modes(plan.modes),
         );

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use spark_manifest::Priority;
 
-use super::node::{diff_node, inference_plan, warm_pressure};
+use super::node::{diff_node, inference_plan, optimization_plan, warm_pressure};
 use super::{
     Baseline, Change, Decision, Mode, Modes, ModuleObservation, ModulePlan, ModulePressure,
     NodeSignals, Plan, PolicyConfig, PolicyState, PowerSignal, Pressure, Reason, Scope,
@@ -42,6 +42,7 @@ pub fn plan(
             .collect(),
         warm_pressure: warm_pressure(modes, config),
         inference: inference_plan(modes, signals, &config.inference, &last.inference),
+        optimization: optimization_plan(modes, config),
     };
     diff_modules(now_ms, &last, &plan, &mut decisions);
     diff_node(now_ms, &last, &plan, signals, config, &mut decisions);

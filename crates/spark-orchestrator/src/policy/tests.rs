@@ -620,3 +620,72 @@ fn decisions_serialize_to_the_same_text_as_before() {
             && matches!(modules[0].signs[..], [Pressure::RateJump { .. }])
     ));
 }
+
+#[test]
+fn background_optimization_waits_for_surge_memory_pressure_and_power_save() {
+    let config = PolicyConfig::default();
+    let postponed = |modes: Modes| optimization_plan(modes, &config).postponed;
+    assert_eq!(postponed(Modes::default()), None);
+    assert_eq!(
+        postponed(Modes {
+            uplink_slow: true,
+            ..Modes::default()
+        }),
+        None,
+        "a slow uplink does not hold compiles"
+    );
+    assert_eq!(
+        postponed(Modes {
+            surge: true,
+            power_save: true,
+            ..Modes::default()
+        })
+        .as_deref(),
+        Some("surge, power save")
+    );
+    let off = PolicyConfig {
+        postpone_optimization: false,
+        ..PolicyConfig::default()
+    };
+    let all = Modes {
+        surge: true,
+        memory_pressure: true,
+        power_save: true,
+        uplink_slow: true,
+    };
+    assert_eq!(optimization_plan(all, &off).postponed, None);
+}
+
+#[test]
+fn memory_pressure_postpones_optimization_once_and_resumes_it_once() {
+    let mut d = Driver::new();
+    let pressured = NodeSignals {
+        memory_pressure: Some(0.7),
+        ..calm()
+    };
+    let optimization = |decisions: &[Decision]| -> Vec<String> {
+        decisions
+            .iter()
+            .filter(|d| matches!(d.change, Change::Optimization { .. }))
+            .map(|d| d.change.to_string())
+            .collect()
+    };
+    let (plan, _) = d.tick(&pressured, &node(10.0));
+    assert_eq!(plan.optimization.postponed, None, "one tick is not a mode");
+    let (plan, decisions) = d.tick(&pressured, &node(10.0));
+    assert_eq!(
+        plan.optimization.postponed.as_deref(),
+        Some("memory pressure")
+    );
+    assert_eq!(
+        optimization(&decisions),
+        ["background optimization postponed (memory pressure)"]
+    );
+    let (_, decisions) = d.tick(&pressured, &node(10.0));
+    assert!(optimization(&decisions).is_empty(), "said once");
+    let mut resumed = Vec::new();
+    for _ in 0..10 {
+        resumed.extend(optimization(&d.tick(&calm(), &node(10.0)).1));
+    }
+    assert_eq!(resumed, ["background optimization resumed"]);
+}

@@ -61,7 +61,7 @@ pub(super) async fn run(args: DeployArgs) -> anyhow::Result<()> {
         release.signature = Some(signer.sign_release(&app, &release));
         println!("signed     with {}", signer.public_key());
     }
-    let current = fleet.desired(&app).await?;
+    let current = fleet.effective(&app).await?;
     if let Some(current) = &current
         && current.value.rollout.stage == Stage::Rolling
     {
@@ -172,7 +172,7 @@ async fn wait(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(state) = fleet.desired(app).await.ok().flatten() {
+        if let Some(state) = fleet.effective(app).await.ok().flatten() {
             let state = state.value;
             if state.generation != generation {
                 bail!(

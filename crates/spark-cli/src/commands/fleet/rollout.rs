@@ -50,7 +50,7 @@ pub(super) async fn run(args: RolloutArgs) -> anyhow::Result<()> {
         .map(spark_fleet::ReleaseSigner::load)
         .transpose()?;
     let fleet = target.connect().await?;
-    let Some(current) = fleet.desired(&target.app).await? else {
+    let Some(current) = fleet.effective(&target.app).await? else {
         bail!("nothing deployed for '{}'", target.app);
     };
     if matches!(args.action, Action::Rollback(_)) && current.value.previous.is_none() {
@@ -86,7 +86,7 @@ pub(super) async fn run(args: RolloutArgs) -> anyhow::Result<()> {
 
 async fn status(target: &Target) -> anyhow::Result<()> {
     let fleet = target.connect().await?;
-    let Some(current) = fleet.desired(&target.app).await? else {
+    let Some(current) = fleet.effective(&target.app).await? else {
         bail!("nothing deployed for '{}'", target.app);
     };
     let nodes = fleet.app_nodes(&target.app).await?;

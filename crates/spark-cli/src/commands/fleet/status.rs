@@ -16,7 +16,12 @@ pub(super) struct StatusArgs {
 
 pub(super) async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let fleet = args.target.connect().await?;
-    let apps: Vec<DesiredApp> = fleet.apps().await?.into_iter().map(|a| a.value).collect();
+    let apps: Vec<DesiredApp> = fleet
+        .effective_apps()
+        .await?
+        .into_iter()
+        .map(|a| a.value)
+        .collect();
     let nodes = fleet.nodes().await?;
     if args.json {
         let value = serde_json::json!({ "apps": apps, "nodes": nodes });

@@ -275,6 +275,26 @@ fn encode_tiers(
             }
         }
     }
+    if let Some(slot) = snapshot.modules.first() {
+        let optimizer = slot.residency.runtime().optimizer_status();
+        let gauges = [
+            (
+                "optimizer_postponed",
+                "1 while the orchestrator postpones background optimization (surge, memory pressure, power save)",
+                i64::from(optimizer.postponed.is_some()),
+            ),
+            (
+                "optimizer_queued",
+                "Background optimizations (Cranelift compiles) waiting to start",
+                optimizer.queued as i64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            let family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(family)?;
+        }
+    }
     Ok(())
 }
 

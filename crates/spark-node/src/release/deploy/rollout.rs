@@ -82,6 +82,7 @@ impl Deployer {
         let Some(active) = state.active.as_mut() else {
             return Ok(());
         };
+        active.restart_windows_on_tier_change(&stable);
         let windows = active.windows(&stable);
         let decisions =
             active
@@ -321,21 +322,58 @@ impl Active {
             windows.insert(
                 id.clone(),
                 (
-                    slot.outcomes.snapshot().since(&start_stable),
-                    canary.outcomes.snapshot().since(&start_canary),
+                    snapshot(slot).since(&start_stable),
+                    snapshot(canary).since(&start_canary),
                 ),
             );
         }
         windows
     }
 
-    /// Starts `module`'s window afresh (its step advanced).
+    /// Starts `module`'s window afresh (its step advanced, or a side changed tiers).
     pub(super) fn reset_module(&mut self, module: &str, stable: &[Arc<ModuleSlot>]) {
         let canary = self.canaries.get(module);
         let slot = self.compared_with(module, stable);
         if let (Some(canary), Some(slot)) = (canary, slot) {
-            let starts = (slot.outcomes.snapshot(), canary.outcomes.snapshot());
+            let starts = (snapshot(slot), snapshot(canary));
             self.window_starts.insert(module.to_owned(), starts);
         }
+    }
+
+    /// Starts afresh the window of every module whose canary or compared-with version
+    /// changed tiers since its window began (baseline code swapped for optimized code): the
+    /// latencies compared are then all from one tier on each side.
+    fn restart_windows_on_tier_change(&mut self, stable: &[Arc<ModuleSlot>]) {
+        let changed: Vec<String> = self
+            .canaries
+            .iter()
+            .filter(|(id, canary)| {
+                let Some(slot) = self.compared_with(id, stable) else {
+                    return false;
+                };
+                let now = (on_baseline(slot), on_baseline(canary));
+                let start = self
+                    .window_starts
+                    .get(*id)
+                    .map_or((false, false), |(s, c)| (s.baseline_code, c.baseline_code));
+                now != start
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in changed {
+            self.reset_module(&id, stable);
+        }
+    }
+}
+
+fn on_baseline(slot: &ModuleSlot) -> bool {
+    slot.tier().state == spark_runtime::TierState::Baseline
+}
+
+/// The slot's cumulative counters, marked with the tier it runs now.
+fn snapshot(slot: &ModuleSlot) -> spark_rollout::VersionWindow {
+    spark_rollout::VersionWindow {
+        baseline_code: on_baseline(slot),
+        ..slot.outcomes.snapshot()
     }
 }

@@ -1,10 +1,11 @@
 //! The agent's tasks: connect (retrying, while the node serves), then a heartbeat every
-//! second, and a reconcile loop woken by the desired-state watch or by its own tick.
+//! second, and a reconcile loop woken by the desired-state and rollout-progress watches or by
+//! its own tick (which also runs a planning step).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spark_fleet::{DesiredApp, Fleet, FleetConfig, plan};
+use spark_fleet::{DesiredApp, Fleet, FleetConfig, RolloutProgress, plan};
 use tokio_util::sync::CancellationToken;
 
 use super::report::Reporter;
@@ -85,32 +86,41 @@ impl Agent {
     }
 
     async fn reconcile_loop(&self, fleet: &Fleet, shutdown: &CancellationToken) {
-        let mut changes = fleet.watch_desired(&self.options.app, 0);
+        let app = &self.options.app;
+        let mut desired_changes = fleet.watch_desired(app, 0);
+        let mut progress_changes = fleet.watch_progress(app, 0);
         let mut tick = tokio::time::interval(TICK);
         loop {
-            tokio::select! {
+            let drive = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                change = changes.recv() => {
-                    if let Some(Some(desired)) = change.map(|c| c.value) {
-                        self.reconcile(fleet, &desired).await;
-                    }
+                Some(_) = desired_changes.recv() => false,
+                Some(_) = progress_changes.recv() => false,
+                _ = tick.tick() => true,
+            };
+            let nodes = if drive {
+                let nodes = fleet.app_nodes(app).await.ok();
+                if let Some(nodes) = &nodes {
+                    self.show(nodes);
                 }
-                _ = tick.tick() => {
-                    let nodes = fleet.app_nodes(&self.options.app).await.ok();
-                    if let Some(nodes) = &nodes {
-                        self.show(nodes);
-                    }
-                    match fleet.desired(&self.options.app).await {
-                        Ok(Some(desired)) => {
-                            self.reconcile(fleet, &desired.value).await;
-                            if let Some(nodes) = &nodes {
-                                self.drive(fleet, desired, nodes).await;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::debug!(error = %spark_error::chain(&e), "desired state not read"),
-                    }
+                nodes
+            } else {
+                None
+            };
+            let (desired, progress) = match (fleet.desired(app).await, fleet.progress(app).await) {
+                (Ok(Some(desired)), Ok(progress)) => (desired, progress),
+                (Ok(None), _) => continue,
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!(error = %spark_error::chain(&e), "desired state not read");
+                    continue;
                 }
+            };
+            let effective = desired
+                .value
+                .with_progress(progress.as_ref().map(|p| &p.value));
+            self.reconcile(fleet, &effective).await;
+            if let Some(nodes) = &nodes {
+                self.drive(fleet, &effective, progress.map(|p| p.revision), nodes)
+                    .await;
             }
         }
     }
@@ -144,23 +154,28 @@ impl Agent {
         *self.reporter.dashboard.fleet.lock().expect("fleet panel") = Some(panel);
     }
 
-    /// One planning step of the fleet rollout, written with compare-and-set.
+    /// One planning step of the fleet rollout, written to the progress bucket with
+    /// compare-and-set on `progress_revision` (the entry as read; `None`: there is none yet).
     async fn drive(
         &self,
         fleet: &Fleet,
-        desired: spark_fleet::Versioned<DesiredApp>,
+        effective: &DesiredApp,
+        progress_revision: Option<u64>,
         nodes: &[spark_fleet::NodeReport],
     ) {
         let views: Vec<plan::NodeView> = nodes.iter().map(|n| n.view()).collect();
-        let Some(next) = plan::step(&desired.value.rollout, &views) else {
+        let Some(next) = plan::step(&effective.rollout, &views) else {
             return;
         };
-        let mut state = desired.value;
-        state.rollout = next;
-        state.updated_by = format!("node {}", self.options.node_id);
-        match fleet.put_desired(&state, Some(desired.revision)).await {
+        let progress = RolloutProgress {
+            app: effective.app.clone(),
+            generation: effective.generation,
+            rollout: next,
+            updated_by: format!("node {}", self.options.node_id),
+        };
+        match fleet.put_progress(&progress, progress_revision).await {
             Ok(_) => {
-                tracing::info!(app = %state.app, step = state.rollout.log.last().map(String::as_str).unwrap_or(""), "fleet rollout advanced")
+                tracing::info!(app = %progress.app, step = progress.rollout.log.last().map(String::as_str).unwrap_or(""), "fleet rollout advanced")
             }
             Err(e) if e.is_conflict() => tracing::debug!("another node advanced the rollout first"),
             Err(e) => {

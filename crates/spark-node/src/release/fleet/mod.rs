@@ -15,8 +15,9 @@
 //!   failed canary (reported in the heartbeat with its reason, so the fleet rolls back), and
 //!   a promotion skips this node's canary only when its intent is signed.
 //! - **Every node drives the rollout.** Each tick every node runs the pure planner
-//!   ([`spark_fleet::plan::step`]) on the heartbeats and writes a change with compare-and-set;
-//!   one write wins, the others re-read and find nothing left to do. So the rollout survives
+//!   ([`spark_fleet::plan::step`]) on the heartbeats and writes a change with compare-and-set
+//!   to the rollout-progress bucket (never to the desired state, which only deployers may
+//!   write); one write wins, the others re-read and find nothing left to do. So the rollout survives
 //!   the operator's CLI exiting and any node dying, without a lease or a leader.
 
 mod agent;
