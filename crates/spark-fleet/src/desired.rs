@@ -63,22 +63,67 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// `app`'s entry in `store`, decoded, with its revision (`None`: none, or deleted).
+pub(crate) async fn read<T: serde::de::DeserializeOwned>(
+    store: &kv::Store,
+    app: &str,
+    what: &'static str,
+) -> Result<Option<Versioned<T>>, FleetError> {
+    check_name("application", app)?;
+    let entry = store
+        .entry(app_key(app))
+        .await
+        .map_err(|e| FleetError::nats(what, e))?;
+    match entry {
+        Some(entry) if entry.operation == kv::Operation::Put => Ok(Some(Versioned {
+            value: decode(&entry.key, &entry.value)?,
+            revision: entry.revision,
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// Writes `value` as `app`'s entry in `store` by compare-and-set on `expected` (`None`: only
+/// if there is none); a lost race is [`FleetError::Conflict`] or [`FleetError::AlreadyExists`].
+pub(crate) async fn write<T: Serialize>(
+    store: &kv::Store,
+    app: &str,
+    value: &T,
+    expected: Option<u64>,
+    what: &'static str,
+) -> Result<u64, FleetError> {
+    check_name("application", app)?;
+    let bytes = serde_json::to_vec(value)
+        .expect("fleet state serializes")
+        .into();
+    let key = app_key(app);
+    match expected {
+        None => store.create(&key, bytes).await.map_err(|e| {
+            if e.kind() == kv::CreateErrorKind::AlreadyExists {
+                FleetError::AlreadyExists {
+                    app: app.to_owned(),
+                }
+            } else {
+                FleetError::nats(what, e)
+            }
+        }),
+        Some(revision) => store.update(&key, bytes, revision).await.map_err(|e| {
+            if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+                FleetError::Conflict {
+                    app: app.to_owned(),
+                    expected: revision,
+                }
+            } else {
+                FleetError::nats(what, e)
+            }
+        }),
+    }
+}
+
 impl Fleet {
     /// The desired state of `app` and its revision, if any.
     pub async fn desired(&self, app: &str) -> Result<Option<Versioned<DesiredApp>>, FleetError> {
-        check_name("application", app)?;
-        let entry = self
-            .desired
-            .entry(app_key(app))
-            .await
-            .map_err(|e| FleetError::nats("reading desired state", e))?;
-        match entry {
-            Some(entry) if entry.operation == kv::Operation::Put => Ok(Some(Versioned {
-                value: decode(&entry.key, &entry.value)?,
-                revision: entry.revision,
-            })),
-            _ => Ok(None),
-        }
+        read(&self.desired, app, "reading desired state").await
     }
 
     /// Writes `state` if the entry is still at `expected` (`None`: only if there is none).
@@ -89,36 +134,14 @@ impl Fleet {
         state: &DesiredApp,
         expected: Option<u64>,
     ) -> Result<u64, FleetError> {
-        check_name("application", &state.app)?;
-        let bytes = serde_json::to_vec(state)
-            .expect("desired state serializes")
-            .into();
-        let key = app_key(&state.app);
-        match expected {
-            None => self.desired.create(&key, bytes).await.map_err(|e| {
-                if e.kind() == kv::CreateErrorKind::AlreadyExists {
-                    FleetError::AlreadyExists {
-                        app: state.app.clone(),
-                    }
-                } else {
-                    FleetError::nats("writing desired state", e)
-                }
-            }),
-            Some(revision) => self
-                .desired
-                .update(&key, bytes, revision)
-                .await
-                .map_err(|e| {
-                    if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
-                        FleetError::Conflict {
-                            app: state.app.clone(),
-                            expected: revision,
-                        }
-                    } else {
-                        FleetError::nats("writing desired state", e)
-                    }
-                }),
-        }
+        write(
+            &self.desired,
+            &state.app,
+            state,
+            expected,
+            "writing desired state",
+        )
+        .await
     }
 
     /// Every application's desired state.

@@ -16,12 +16,11 @@
 //! with trusted keys, a signature) already allowed: it can never pick a release, change one,
 //! or skip nodes' canaries (`forced` is read from the desired state only).
 
-use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{app_key, decode};
+use crate::desired::{read, write};
 use crate::plan::{FleetRollout, Stage};
-use crate::{DesiredApp, Fleet, FleetError, Versioned, check_name};
+use crate::{DesiredApp, Fleet, FleetError, Versioned};
 
 /// A fleet rollout as the nodes' planning steps left it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,19 +71,7 @@ impl Fleet {
         &self,
         app: &str,
     ) -> Result<Option<Versioned<RolloutProgress>>, FleetError> {
-        check_name("application", app)?;
-        let entry = self
-            .rollouts
-            .entry(app_key(app))
-            .await
-            .map_err(|e| FleetError::nats("reading rollout progress", e))?;
-        match entry {
-            Some(entry) if entry.operation == kv::Operation::Put => Ok(Some(Versioned {
-                value: decode(&entry.key, &entry.value)?,
-                revision: entry.revision,
-            })),
-            _ => Ok(None),
-        }
+        read(&self.rollouts, app, "reading rollout progress").await
     }
 
     /// Writes `progress` if the entry is still at `expected` (`None`: only if there is none),
@@ -95,35 +82,14 @@ impl Fleet {
         progress: &RolloutProgress,
         expected: Option<u64>,
     ) -> Result<u64, FleetError> {
-        check_name("application", &progress.app)?;
-        let bytes = serde_json::to_vec(progress)
-            .expect("progress serializes")
-            .into();
-        let key = app_key(&progress.app);
-        let app = || progress.app.clone();
-        match expected {
-            None => self.rollouts.create(&key, bytes).await.map_err(|e| {
-                if e.kind() == kv::CreateErrorKind::AlreadyExists {
-                    FleetError::AlreadyExists { app: app() }
-                } else {
-                    FleetError::nats("writing rollout progress", e)
-                }
-            }),
-            Some(revision) => self
-                .rollouts
-                .update(&key, bytes, revision)
-                .await
-                .map_err(|e| {
-                    if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
-                        FleetError::Conflict {
-                            app: app(),
-                            expected: revision,
-                        }
-                    } else {
-                        FleetError::nats("writing rollout progress", e)
-                    }
-                }),
-        }
+        write(
+            &self.rollouts,
+            &progress.app,
+            progress,
+            expected,
+            "writing rollout progress",
+        )
+        .await
     }
 
     /// `app`'s desired state with the effective rollout ([`effective`]) and the desired

@@ -55,28 +55,14 @@ impl TestNode {
         manifest: &str,
         dir: tempfile::TempDir,
     ) -> Result<TestNode, NodeError> {
-        let gate = Gate::Shared(gate().read_owned().await);
-        let clock = ManualClock::new();
-        let node = Self::start_gated(
-            manifest,
-            dir,
-            PoolingMode::Auto,
-            gate,
-            Some(clock),
-            Duration::ZERO,
-        )
-        .await?;
-        node.settle().await;
-        Ok(node)
+        Self::manual_in(manifest, dir, Duration::ZERO).await
     }
 
-    /// As [`TestNode::start_manual`], with the background optimizer waiting `optimize_delay`
-    /// before compiling (see [`TestNode::start_in_tiered`]).
-    pub async fn start_manual_tiered(
+    async fn manual_in(
         manifest: &str,
+        dir: tempfile::TempDir,
         optimize_delay: Duration,
     ) -> Result<TestNode, NodeError> {
-        let dir = tempfile::tempdir().expect("temporary directory");
         let gate = Gate::Shared(gate().read_owned().await);
         let clock = ManualClock::new();
         let node = Self::start_gated(
@@ -90,6 +76,16 @@ impl TestNode {
         .await?;
         node.settle().await;
         Ok(node)
+    }
+
+    /// As [`TestNode::start_manual`], with the background optimizer waiting `optimize_delay`
+    /// before compiling (see [`TestNode::start_in_tiered`]).
+    pub async fn start_manual_tiered(
+        manifest: &str,
+        optimize_delay: Duration,
+    ) -> Result<TestNode, NodeError> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        Self::manual_in(manifest, dir, optimize_delay).await
     }
 
     /// As [`TestNode::start`], reusing a directory (and so the AOT cache) from an earlier node.

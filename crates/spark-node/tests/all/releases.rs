@@ -145,14 +145,7 @@ async fn a_good_version_walks_the_canary_steps_and_is_promoted_without_failing_a
     let node = TestNode::start_manual(V1).await.unwrap();
     // Judge the versions on the same code: the swap to optimized code landing mid-step would
     // give whichever side swaps later its instantiations (a loaded machine can lose this race).
-    spark_testkit::wait_until(Duration::from_secs(60), "optimized code", || async {
-        node.node
-            .snapshot()
-            .modules
-            .iter()
-            .all(|slot| !matches!(slot.tier().state, spark_runtime::TierState::Baseline))
-    })
-    .await;
+    until_optimized(&node, Duration::from_secs(60)).await;
     let stop = Arc::new(AtomicBool::new(false));
     let (task, counts, mut answered) = load(&node, stop.clone());
     let reply = deploy(&node, &V1.replace("VERSION = \"1\"", "VERSION = \"2\"")).await;
@@ -567,6 +560,18 @@ async fn deploying_what_already_serves_changes_nothing_and_says_so() {
     node.stop().await;
 }
 
+/// Waits until every module of the node runs optimized code.
+async fn until_optimized(node: &TestNode, within: Duration) {
+    spark_testkit::wait_until(within, "optimized code", || async {
+        node.node
+            .snapshot()
+            .modules
+            .iter()
+            .all(|slot| !matches!(slot.tier().state, spark_runtime::TierState::Baseline))
+    })
+    .await;
+}
+
 /// The echo guest's bytes with a custom section appended: the same behaviour under another
 /// digest, so the node has no compiled code for it.
 fn distinct_echo() -> Vec<u8> {
@@ -587,14 +592,7 @@ async fn a_canary_on_baseline_code_is_not_judged_on_latency_until_its_optimized_
     let node = TestNode::start_manual_tiered(V1, Duration::from_secs(3))
         .await
         .unwrap();
-    spark_testkit::wait_until(Duration::from_secs(90), "v1 on optimized code", || async {
-        node.node
-            .snapshot()
-            .modules
-            .iter()
-            .all(|slot| !matches!(slot.tier().state, spark_runtime::TierState::Baseline))
-    })
-    .await;
+    until_optimized(&node, Duration::from_secs(90)).await;
     let bytes = distinct_echo();
     let digest = spark_store::Digest::of(&bytes).as_str().to_owned();
     let reply = node

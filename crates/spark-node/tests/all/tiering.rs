@@ -318,6 +318,12 @@ async fn tiering_off_per_node_or_per_module_waits_for_cranelift_as_before() {
     node.stop().await;
 }
 
+/// The orchestrator's view (plan and decisions), as JSON text.
+async fn orchestrator(node: &TestNode) -> String {
+    let reply = node.admin("GET", "/v1/orchestrator", b"").await.unwrap();
+    reply.text()
+}
+
 #[tokio::test]
 async fn power_save_postpones_background_optimization_until_the_charger_returns() {
     let root = tempfile::tempdir().unwrap();
@@ -347,11 +353,7 @@ async fn power_save_postpones_background_optimization_until_the_charger_returns(
     );
     let metrics = node.admin("GET", "/metrics", b"").await.unwrap().text();
     assert!(metrics.contains("spark_optimizer_postponed 1"), "{metrics}");
-    let decisions = node
-        .admin("GET", "/v1/orchestrator", b"")
-        .await
-        .unwrap()
-        .text();
+    let decisions = orchestrator(&node).await;
     assert!(
         decisions.contains("background optimization postponed (power save)"),
         "{decisions}"
@@ -363,11 +365,7 @@ async fn power_save_postpones_background_optimization_until_the_charger_returns(
     std::fs::write(battery.join("status"), "Charging\n").unwrap();
     until_optimized(&node, "hello").await;
     until_optimized(&node, "echo").await;
-    let decisions = node
-        .admin("GET", "/v1/orchestrator", b"")
-        .await
-        .unwrap()
-        .text();
+    let decisions = orchestrator(&node).await;
     assert!(
         decisions.contains("background optimization resumed"),
         "{decisions}"
