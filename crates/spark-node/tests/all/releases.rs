@@ -560,13 +560,15 @@ async fn deploying_what_already_serves_changes_nothing_and_says_so() {
     node.stop().await;
 }
 
-/// Waits until every module of the node runs optimized code.
+/// Waits (in real time) until every module of the node, canaries included, runs optimized code.
 async fn until_optimized(node: &TestNode, within: Duration) {
     spark_testkit::wait_until(within, "optimized code", || async {
-        node.node
-            .snapshot()
+        let snapshot = node.node.snapshot();
+        let canaries = snapshot.canaries.values().map(|canary| &canary.slot);
+        snapshot
             .modules
             .iter()
+            .chain(canaries)
             .all(|slot| !matches!(slot.tier().state, spark_runtime::TierState::Baseline))
     })
     .await;
@@ -626,7 +628,9 @@ async fn a_canary_on_baseline_code_is_not_judged_on_latency_until_its_optimized_
         Some(20.0),
         "{status:#}"
     );
-    // Once the canary's optimized code serves, the steps are judged and walked.
+    // Once the canary's optimized code serves, the steps are judged and walked. The compile
+    // takes real time; the canary's clock is the test's, so wait for the code first.
+    until_optimized(&node, Duration::from_secs(120)).await;
     let done = wait_for(&node, &mut answered, Duration::from_secs(120), |s| {
         s["rollout"].is_null()
     })
