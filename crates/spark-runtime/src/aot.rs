@@ -167,7 +167,9 @@ impl ArtifactCache {
             }
         };
         let checked = match self.fd_paths {
-            true => self.check_file(wasm_digest, &file).map(|_| Verified::File(file)),
+            true => self
+                .check_file(wasm_digest, &file)
+                .map(|_| Verified::File(file)),
             false => self.check_read(wasm_digest, file).map(Verified::Bytes),
         };
         match checked {
@@ -224,7 +226,8 @@ impl ArtifactCache {
         let mut chunk = vec![0u8; HASH_CHUNK.min(len as usize)];
         let mut left = len as usize;
         use std::io::Seek;
-        file.seek(std::io::SeekFrom::Start(0)).map_err(Refused::Io)?;
+        file.seek(std::io::SeekFrom::Start(0))
+            .map_err(Refused::Io)?;
         while left > 0 {
             let n = left.min(chunk.len());
             file.read_exact(&mut chunk[..n]).map_err(Refused::Io)?;
@@ -244,7 +247,12 @@ impl ArtifactCache {
         file.read_to_end(&mut bytes).map_err(Refused::Io)?;
         let (len, tag) = parse_trailer(&bytes)?;
         bytes.truncate(len as usize);
-        match self.hasher(wasm_digest, len).update_rayon(&bytes).finalize() == tag {
+        match self
+            .hasher(wasm_digest, len)
+            .update_rayon(&bytes)
+            .finalize()
+            == tag
+        {
             true => Ok(bytes),
             false => Err(Refused::Untrusted("its tag does not verify".into())),
         }
@@ -543,7 +551,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = cache(dir.path());
         c.put("abc", b"native code").unwrap();
-        let mode = fs::metadata(c.path_for("abc")).unwrap().permissions().mode();
+        let mode = fs::metadata(c.path_for("abc"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "written owner-only");
         for mode in [0o620, 0o602, 0o666] {
             c.put("abc", b"native code").unwrap();

@@ -344,11 +344,18 @@ pub(crate) fn link(
         made_by: shared_code.made_by,
         made_in: shared_code.made_in,
     };
+    let imaging = Instant::now();
     if source != CodeSource::Shared
         && let Err(e) = component.initialize_copy_on_write_image()
     {
         tracing::debug!(error = %format!("{e:#}"), "no copy-on-write memory image");
     }
+    tracing::debug!(
+        path = %path.display(),
+        link_ms = report.link.as_secs_f64() * 1e3,
+        image_ms = imaging.elapsed().as_secs_f64() * 1e3,
+        "code linked"
+    );
     let code_bytes = component.text().len();
     Ok(Arc::new(Prepared {
         digest,
@@ -440,7 +447,10 @@ pub(crate) fn load_artifact(
     digest: &str,
 ) -> Option<Component> {
     let cache = cache?;
-    let loaded = match cache.get(digest)? {
+    let checking = Instant::now();
+    let verified = cache.get(digest)?;
+    let checked = checking.elapsed();
+    let loaded = match verified {
         // SAFETY: `ArtifactCache::get` returns only an artifact whose tag (a MAC under this
         // node's private key) verified: bytes this node produced with `Component::serialize`
         // for an engine with the same compatibility hash (part of the artifact's name) and for
@@ -457,7 +467,15 @@ pub(crate) fn load_artifact(
         Verified::Bytes(bytes) => unsafe { Component::deserialize(engine, &bytes) },
     };
     match loaded {
-        Ok(component) => Some(component),
+        Ok(component) => {
+            tracing::debug!(
+                path = %path.display(),
+                check_ms = checked.as_secs_f64() * 1e3,
+                deserialize_ms = (checking.elapsed() - checked).as_secs_f64() * 1e3,
+                "AOT artifact loaded"
+            );
+            Some(component)
+        }
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "AOT artifact rejected by the engine; recompiling");
             cache.remove(digest);

@@ -389,7 +389,9 @@ pub(crate) fn prepare(
                 .lock()
                 .expect("rejected lock")
                 .insert(digest.clone(), reason.clone());
-            return loader::prepare_bytes(&optimized, path, wasm, &digest, expect, started, &reason);
+            return loader::prepare_bytes(
+                &optimized, path, wasm, &digest, expect, started, &reason,
+            );
         }
         Err(e) => return Err(e),
     };
