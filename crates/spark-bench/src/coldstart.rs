@@ -285,15 +285,17 @@ async fn measure(
     drop((baseline, optimized));
 
     let cache = tempfile::tempdir().map_err(BenchError::Io)?;
-    let cached_runtime = runtime(Some(cache.path().to_path_buf()), true, Duration::ZERO)?;
     {
         // Writes both tiers' artifacts.
-        let prepared = cached_runtime
+        let writer = runtime(Some(cache.path().to_path_buf()), true, Duration::ZERO)?;
+        let prepared = writer
             .prepare(component, Expect::Http)
             .await
             .map_err(BenchError::runtime)?;
-        until_optimized(&bench_module(&cached_runtime, prepared)).await?;
+        until_optimized(&bench_module(&writer, prepared)).await?;
     }
+    // A restarted node: nothing in memory, the artifacts on disk.
+    let cached_runtime = runtime(Some(cache.path().to_path_buf()), true, Duration::ZERO)?;
     // What the node's store knows of the component (computed at upload, not at a restart).
     let digest = spark_runtime::digest(&std::fs::read(component).map_err(BenchError::Io)?);
     let (mut cached, mut cached_code, mut cached_link) = (Vec::new(), Vec::new(), Vec::new());
