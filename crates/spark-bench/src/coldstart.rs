@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use spark_runtime::{
-    EngineSettings, Expect, GuestLimits, GuestModule, GuestSettings, Runtime, RuntimeConfig,
-    TierState,
+    CodeSource, EngineSettings, Expect, GuestLimits, GuestModule, GuestSettings, LoadReport,
+    Runtime, RuntimeConfig, TierState,
 };
 
 use crate::{BenchError, write_json};
@@ -52,7 +52,13 @@ pub struct ColdstartResult {
     /// The same as `first_cranelift_ms` (the key B2 always had).
     pub cold_ms: f64,
     /// AOT artifact on disk (a node restart): load + link + instantiate + first response, ms.
+    /// Loaded as the node loads a module from its store, by digest
+    /// (`Runtime::prepare_stored`).
     pub cached_ms: f64,
+    /// Of `cached_ms`: the code (opening, authenticating and mapping the artifact), ms.
+    pub cached_code_ms: f64,
+    /// Of `cached_ms`: checking imports and pre-linking, ms.
+    pub cached_link_ms: f64,
     /// Already loaded and linked: instantiate + first response, ms.
     pub prewarmed_ms: f64,
     /// Pre-warmed with an instance ready (what the predictor leaves for a module it expects
@@ -193,6 +199,32 @@ async fn first_response(
     Ok(started.elapsed())
 }
 
+/// A restart's first response: the component loaded by digest as the node loads it from its
+/// store (read only if there is no code for it), then one `GET /`; with the load's report.
+async fn stored_response(
+    runtime: &Runtime,
+    component: &std::path::Path,
+    digest: &str,
+) -> Result<(Duration, LoadReport), BenchError> {
+    let started = Instant::now();
+    let len = std::fs::metadata(component).map_err(BenchError::Io)?.len();
+    let file = component.to_path_buf();
+    let prepared = runtime
+        .prepare_stored(
+            component,
+            digest,
+            len,
+            Box::new(move || Ok(std::fs::read(&file)?)),
+            Expect::Http,
+            true,
+        )
+        .await
+        .map_err(BenchError::runtime)?;
+    let report = prepared.report.clone();
+    let took = first_response(runtime, component, Some(prepared)).await?;
+    Ok((took + (started.elapsed() - took), report))
+}
+
 /// First response of a module with one instance made ahead of the request.
 async fn ready_response(
     runtime: &Runtime,
@@ -253,18 +285,32 @@ async fn measure(
     drop((baseline, optimized));
 
     let cache = tempfile::tempdir().map_err(BenchError::Io)?;
-    let cached_runtime = runtime(Some(cache.path().to_path_buf()), true, Duration::ZERO)?;
     {
         // Writes both tiers' artifacts.
-        let prepared = cached_runtime
+        let writer = runtime(Some(cache.path().to_path_buf()), true, Duration::ZERO)?;
+        let prepared = writer
             .prepare(component, Expect::Http)
             .await
             .map_err(BenchError::runtime)?;
-        until_optimized(&bench_module(&cached_runtime, prepared)).await?;
+        until_optimized(&bench_module(&writer, prepared)).await?;
     }
-    let mut cached = Vec::new();
+    // A restarted node: nothing in memory, the artifacts on disk.
+    let cached_runtime = runtime(Some(cache.path().to_path_buf()), true, Duration::ZERO)?;
+    // What the node's store knows of the component (computed at upload, not at a restart).
+    let digest = spark_runtime::digest(&std::fs::read(component).map_err(BenchError::Io)?);
+    let (mut cached, mut cached_code, mut cached_link) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..samples {
-        cached.push(first_response(&cached_runtime, component, None).await?);
+        let (took, report) = stored_response(&cached_runtime, component, &digest).await?;
+        if report.source != CodeSource::AotCache {
+            return Err(BenchError::runtime(format!(
+                "{}: loaded from {:?}, not from the AOT cache",
+                component.display(),
+                report.source
+            )));
+        }
+        cached.push(took);
+        cached_code.push(report.code);
+        cached_link.push(report.link);
     }
     let prepared = cached_runtime
         .prepare(component, Expect::Http)
@@ -297,6 +343,8 @@ async fn measure(
         optimized_rps,
         cold_ms,
         cached_ms,
+        cached_code_ms: median(cached_code),
+        cached_link_ms: median(cached_link),
         prewarmed_ms,
         ready_ms,
         reduction_pct: 100.0 * (1.0 - prewarmed_ms / cold_ms),
@@ -358,7 +406,7 @@ pub fn render(results: &[ColdstartResult]) -> String {
             format!("{}_", r.name)
         };
         keys.push(format!(
-            "{p}first_ms={:.2} {p}first_cranelift_ms={:.2} {p}first_ratio={:.3} {p}optimized_after_ms={:.2} {p}baseline_rps={:.0} {p}optimized_rps={:.0} {p}cached_ms={:.2} {p}prewarmed_ms={:.3} {p}ready_ms={:.3} {p}cold_ms={:.2} {p}reduction_pct={:.2}",
+            "{p}first_ms={:.2} {p}first_cranelift_ms={:.2} {p}first_ratio={:.3} {p}optimized_after_ms={:.2} {p}baseline_rps={:.0} {p}optimized_rps={:.0} {p}cached_ms={:.2} {p}cached_code_ms={:.2} {p}cached_link_ms={:.2} {p}prewarmed_ms={:.3} {p}ready_ms={:.3} {p}cold_ms={:.2} {p}reduction_pct={:.2}",
             r.first_ms,
             r.first_cranelift_ms,
             r.first_ratio,
@@ -366,6 +414,8 @@ pub fn render(results: &[ColdstartResult]) -> String {
             r.baseline_rps,
             r.optimized_rps,
             r.cached_ms,
+            r.cached_code_ms,
+            r.cached_link_ms,
             r.prewarmed_ms,
             r.ready_ms,
             r.cold_ms,

@@ -53,6 +53,16 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// The component's bytes could not be had when the load needed them (the node's store
+    /// could not read them, or they no longer hash to their digest).
+    #[error("cannot read the component {}", path.display())]
+    Unavailable {
+        /// The name given to the component.
+        path: PathBuf,
+        /// The store's error.
+        #[source]
+        source: BoxError,
+    },
     /// The bytes are shorter than a Wasm header or lack the `\0asm` magic.
     #[error("{} is not a WebAssembly file (it does not start with the \\0asm magic bytes)", path.display())]
     NotWasm {

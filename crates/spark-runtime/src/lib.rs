@@ -67,7 +67,7 @@ pub use guest::{
     ModuleControls,
 };
 pub use host::Host;
-pub use loader::{CodeSource, Entry, Expect, LoadReport, Prepared};
+pub use loader::{CodeSource, Entry, Expect, LoadReport, Prepared, ReadWasm};
 pub use outbound::{OutboundOutcome, OutboundPacing, OutboundSpan, OutboundTracer, TraceOutbound};
 pub use stats::{ModuleStats, StatsSnapshot};
 pub use tier::{OptimizerStatus, TierState, TierStatus};
@@ -233,18 +233,58 @@ impl Runtime {
         expect: Expect,
         tiering: bool,
     ) -> Result<Arc<Prepared>, LoadError> {
+        self.prepare_with(name, expect, tiering, move |name| {
+            loader::check_header(name, &bytes)?;
+            Ok((aot::digest(&bytes), loader::Wasm::in_memory(bytes)))
+        })
+        .await
+    }
+
+    /// As [`Runtime::prepare_bytes_with`], for a component in a content-addressed store:
+    /// `digest` is the SHA-256 (lowercase hex) of its bytes, which the store checked when it
+    /// took them, `len` their size, and `read` reads them (checking them against `digest`).
+    /// They are not hashed again, and not read at all when the node has code for `digest` (in
+    /// memory or in the AOT cache): a restart's load reads only the artifact.
+    pub async fn prepare_stored(
+        &self,
+        name: &Path,
+        digest: &str,
+        len: u64,
+        read: ReadWasm,
+        expect: Expect,
+        tiering: bool,
+    ) -> Result<Arc<Prepared>, LoadError> {
+        let digest = digest.to_owned();
+        self.prepare_with(name, expect, tiering, move |_| {
+            Ok((digest, loader::Wasm::stored(len, read)))
+        })
+        .await
+    }
+
+    /// Runs a load on a blocking thread: `source` gives the component's digest and bytes.
+    async fn prepare_with(
+        &self,
+        name: &Path,
+        expect: Expect,
+        tiering: bool,
+        source: impl FnOnce(&Path) -> Result<(String, loader::Wasm), LoadError> + Send + 'static,
+    ) -> Result<Arc<Prepared>, LoadError> {
         let inner = self.inner.clone();
         let name = name.to_path_buf();
         let fallback = name.clone();
         let tiering = tiering && inner.tiering;
-        tokio::task::spawn_blocking(move || tier::prepare(&inner, &name, &bytes, expect, tiering))
-            .await
-            .unwrap_or_else(|source| {
-                Err(LoadError::Interrupted {
-                    path: fallback,
-                    source,
-                })
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let (digest, wasm) = source(&name)?;
+            tier::prepare(&inner, &name, &digest, wasm, expect, tiering, started)
+        })
+        .await
+        .unwrap_or_else(|source| {
+            Err(LoadError::Interrupted {
+                path: fallback,
+                source,
             })
+        })
     }
 
     /// A module serving `prepared` under these limits and settings.

@@ -14,7 +14,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::aot::{self, ArtifactCache};
+use crate::aot::{ArtifactCache, Verified};
 use crate::error::LoadError;
 use crate::host::Host;
 use crate::tier::{Pending, TierStatus};
@@ -204,28 +204,88 @@ pub(crate) struct Code<'a> {
     pub(crate) shared: &'a CodeCache,
 }
 
-/// Blocking: compiles `bytes` with `code`'s engine (or loads its AOT artifact) and links it:
-/// the untiered path (Cranelift only, for `reason`). `started` is when the load began.
+/// A component's bytes, read only when a load needs them (to compile): a load from the AOT
+/// cache needs only the digest.
+pub(crate) struct Wasm {
+    bytes: Option<Arc<[u8]>>,
+    read: Option<ReadWasm>,
+    len: u64,
+}
+
+/// Reads a component's bytes (from the node's store, which checks them against their digest).
+pub type ReadWasm = Box<dyn FnOnce() -> Result<Vec<u8>, spark_error::BoxError> + Send>;
+
+impl Wasm {
+    /// Bytes in memory (already checked to be a component's header).
+    pub(crate) fn in_memory(bytes: Arc<[u8]>) -> Wasm {
+        Wasm {
+            len: bytes.len() as u64,
+            bytes: Some(bytes),
+            read: None,
+        }
+    }
+
+    /// `len` bytes that `read` reads when needed.
+    pub(crate) fn stored(len: u64, read: ReadWasm) -> Wasm {
+        Wasm {
+            bytes: None,
+            read: Some(read),
+            len,
+        }
+    }
+
+    /// The size of the `.wasm`.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The bytes (read now if they were not yet), checked to start as a component does.
+    pub(crate) fn bytes(&mut self, path: &Path) -> Result<Arc<[u8]>, LoadError> {
+        let bytes = match (&self.bytes, self.read.take()) {
+            (Some(bytes), _) => bytes.clone(),
+            (None, Some(read)) => {
+                let bytes: Arc<[u8]> =
+                    Arc::from(read().map_err(|source| LoadError::Unavailable {
+                        path: path.to_path_buf(),
+                        source,
+                    })?);
+                self.len = bytes.len() as u64;
+                self.bytes = Some(bytes.clone());
+                bytes
+            }
+            (None, None) => {
+                return Err(LoadError::Unavailable {
+                    path: path.to_path_buf(),
+                    source: "reading the component failed earlier in this load".into(),
+                });
+            }
+        };
+        check_header(path, &bytes)?;
+        Ok(bytes)
+    }
+}
+
+/// Blocking: compiles the component with `code`'s engine (or loads its AOT artifact) and links
+/// it: the untiered path (Cranelift only, for `reason`). `started` is when the load began.
 pub(crate) fn prepare_bytes(
     code: &Code<'_>,
     path: &Path,
-    bytes: &[u8],
+    wasm: &mut Wasm,
+    digest: &str,
     expect: Expect,
     started: Instant,
     reason: &str,
 ) -> Result<Arc<Prepared>, LoadError> {
-    check_header(path, bytes)?;
-    let digest = aot::digest(bytes);
-    let (shared_code, source) = code.shared.get_or_make(&digest, || {
-        compile_or_load(code.engine, code.cache, path, bytes, &digest)
+    let (shared_code, source) = code.shared.get_or_make(digest, || {
+        compile_or_load(code.engine, code.cache, path, wasm, digest)
     })?;
     let tier = TierStatus::cranelift_only(reason, started.elapsed());
     link(
         code,
         Linking {
             path,
-            digest,
-            wasm_bytes: bytes.len(),
+            digest: digest.to_owned(),
+            wasm_bytes: wasm.len(),
             expect,
             code_time: started.elapsed(),
         },
@@ -240,7 +300,7 @@ pub(crate) fn prepare_bytes(
 pub(crate) struct Linking<'a> {
     pub(crate) path: &'a Path,
     pub(crate) digest: String,
-    pub(crate) wasm_bytes: usize,
+    pub(crate) wasm_bytes: u64,
     pub(crate) expect: Expect,
     /// Time to compile, or to read, authenticate and deserialize the artifact.
     pub(crate) code_time: Duration,
@@ -278,17 +338,24 @@ pub(crate) fn link(
     let entry = classify(engine, &component, pre, path, expect)?;
     let report = LoadReport {
         source,
-        wasm_bytes: wasm_bytes as u64,
+        wasm_bytes,
         code: code_time,
         link: started.elapsed(),
         made_by: shared_code.made_by,
         made_in: shared_code.made_in,
     };
+    let imaging = Instant::now();
     if source != CodeSource::Shared
         && let Err(e) = component.initialize_copy_on_write_image()
     {
         tracing::debug!(error = %format!("{e:#}"), "no copy-on-write memory image");
     }
+    tracing::debug!(
+        path = %path.display(),
+        link_ms = report.link.as_secs_f64() * 1e3,
+        image_ms = imaging.elapsed().as_secs_f64() * 1e3,
+        "code linked"
+    );
     let code_bytes = component.text().len();
     Ok(Arc::new(Prepared {
         digest,
@@ -357,13 +424,14 @@ pub(crate) fn compile_or_load(
     engine: &Engine,
     cache: Option<&ArtifactCache>,
     path: &Path,
-    bytes: &[u8],
+    wasm: &mut Wasm,
     digest: &str,
 ) -> Result<(Component, CodeSource), LoadError> {
     if let Some(component) = load_artifact(engine, cache, path, digest) {
         return Ok((component, CodeSource::AotCache));
     }
-    let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid {
+    let bytes = wasm.bytes(path)?;
+    let component = Component::new(engine, &bytes).map_err(|e| LoadError::Invalid {
         path: path.to_path_buf(),
         source: e.into(),
     })?;
@@ -379,14 +447,35 @@ pub(crate) fn load_artifact(
     digest: &str,
 ) -> Option<Component> {
     let cache = cache?;
-    let artifact = cache.get(digest)?;
-    // SAFETY: `ArtifactCache::get` returns only bytes whose HMAC verified under this
-    // node's private key, i.e. bytes this node produced with `Component::serialize` for
-    // an engine with the same compatibility hash (part of the artifact's name) and for this
-    // tier and component (both covered by the HMAC). Wasmtime additionally checks the
-    // artifact header against this engine.
-    match unsafe { Component::deserialize(engine, &artifact) } {
-        Ok(component) => Some(component),
+    let checking = Instant::now();
+    let verified = cache.get(digest)?;
+    let checked = checking.elapsed();
+    let loaded = match verified {
+        // SAFETY: `ArtifactCache::get` returns only an artifact whose tag (a MAC under this
+        // node's private key) verified: bytes this node produced with `Component::serialize`
+        // for an engine with the same compatibility hash (part of the artifact's name) and for
+        // this tier and component (both covered by the tag). `File` is the open file the tag
+        // was checked through, owned by the node's user and writable by no one else: Wasmtime
+        // maps that same file (`fd_path`, not the name, which may point elsewhere by now), and
+        // only a party that could also read the key could change it (see `aot`'s docs).
+        // Wasmtime ignores the trailer after its image and checks the artifact's header
+        // against this engine.
+        Verified::File(file) => unsafe {
+            Component::deserialize_file(engine, Verified::fd_path(&file))
+        },
+        // SAFETY: as above, for bytes read into memory and checked there.
+        Verified::Bytes(bytes) => unsafe { Component::deserialize(engine, &bytes) },
+    };
+    match loaded {
+        Ok(component) => {
+            tracing::debug!(
+                path = %path.display(),
+                check_ms = checked.as_secs_f64() * 1e3,
+                deserialize_ms = (checking.elapsed() - checked).as_secs_f64() * 1e3,
+                "AOT artifact loaded"
+            );
+            Some(component)
+        }
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "AOT artifact rejected by the engine; recompiling");
             cache.remove(digest);

@@ -27,11 +27,13 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-use crate::aot::{self, ArtifactCache};
+use crate::aot::ArtifactCache;
 use crate::engine::{self, Allocation, Compiler, EngineSettings};
 use crate::error::{LoadError, RuntimeError};
 use crate::host::Host;
-use crate::loader::{self, Code, CodeCache, CodeSource, Expect, Linking, Prepared, SharedCode};
+use crate::loader::{
+    self, Code, CodeCache, CodeSource, Expect, Linking, Prepared, SharedCode, Wasm,
+};
 
 /// Nice value of the optimizer's threads: the kernel runs them only in the gaps foreground
 /// work leaves (the same value background guests get by default).
@@ -398,7 +400,7 @@ pub(crate) struct Pending {
     runtime: Arc<crate::RuntimeInner>,
     path: PathBuf,
     digest: String,
-    wasm_bytes: usize,
+    wasm_bytes: u64,
     expect: Expect,
     to_baseline: Duration,
 }
@@ -452,35 +454,47 @@ impl Pending {
     }
 }
 
-/// Blocking: the best code for `bytes` that needs no Cranelift compile now (see the module
-/// docs); Cranelift only with `tiering` off or where Winch cannot serve.
+/// Blocking: the best code for the component `digest` (the SHA-256 of `wasm`'s bytes) that
+/// needs no Cranelift compile now (see the module docs); Cranelift only with `tiering` off or
+/// where Winch cannot serve. `wasm` is read only if code has to be compiled. `started` is
+/// when the load began.
 pub(crate) fn prepare(
     runtime: &Arc<crate::RuntimeInner>,
     path: &Path,
-    bytes: &[u8],
+    digest: &str,
+    mut wasm: Wasm,
     expect: Expect,
     tiering: bool,
+    started: Instant,
 ) -> Result<Arc<Prepared>, LoadError> {
-    let started = Instant::now();
+    let wasm = &mut wasm;
     let optimized = runtime.code();
     let baseline = match (&runtime.baseline, tiering) {
         (_, false) => {
-            return loader::prepare_bytes(&optimized, path, bytes, expect, started, "tiering off");
+            return loader::prepare_bytes(
+                &optimized,
+                path,
+                wasm,
+                digest,
+                expect,
+                started,
+                "tiering off",
+            );
         }
         (Err(reason), true) => {
-            return loader::prepare_bytes(&optimized, path, bytes, expect, started, reason);
+            return loader::prepare_bytes(&optimized, path, wasm, digest, expect, started, reason);
         }
         (Ok(baseline), true) => baseline,
     };
-    loader::check_header(path, bytes)?;
-    let digest = aot::digest(bytes);
+    let wasm_bytes = wasm.len();
     let linking = |digest: &str| Linking {
         path,
         digest: digest.to_owned(),
-        wasm_bytes: bytes.len(),
+        wasm_bytes,
         expect,
         code_time: started.elapsed(),
     };
+    let digest = digest.to_owned();
     // Optimized code already made (in memory, or this node's artifact): no tiering needed.
     let found = optimized.shared.get_or_try(&digest, || {
         Ok(
@@ -498,11 +512,11 @@ pub(crate) fn prepare(
     }
     let optimizer = &runtime.optimizer;
     if let Some(reason) = optimizer.rejection(&digest) {
-        return loader::prepare_bytes(&optimized, path, bytes, expect, started, &reason);
+        return loader::prepare_bytes(&optimized, path, wasm, &digest, expect, started, &reason);
     }
     let base = baseline.code(runtime.nn);
     let made = base.shared.get_or_make(&digest, || {
-        loader::compile_or_load(base.engine, base.cache, path, bytes, &digest)
+        loader::compile_or_load(base.engine, base.cache, path, wasm, &digest)
     });
     let (code, source) = match made {
         Ok(made) => made,
@@ -517,18 +531,23 @@ pub(crate) fn prepare(
                 .lock()
                 .expect("rejected lock")
                 .insert(digest.clone(), reason.clone());
-            return loader::prepare_bytes(&optimized, path, bytes, expect, started, &reason);
+            return loader::prepare_bytes(
+                &optimized, path, wasm, &digest, expect, started, &reason,
+            );
         }
         Err(e) => return Err(e),
     };
     let to_baseline = started.elapsed();
+    // Baseline code loaded from the AOT cache has not read the bytes yet; the optimizer needs
+    // them.
+    let bytes = wasm.bytes(path)?;
     let tier_up = start_optimizing(runtime, path, &digest, bytes, started);
     let pending = Pending {
         tier_up,
         runtime: runtime.clone(),
         path: path.to_path_buf(),
         digest: digest.clone(),
-        wasm_bytes: bytes.len(),
+        wasm_bytes: wasm.len(),
         expect,
         to_baseline,
     };
@@ -551,7 +570,7 @@ fn start_optimizing(
     runtime: &Arc<crate::RuntimeInner>,
     path: &Path,
     digest: &str,
-    bytes: &[u8],
+    bytes: Arc<[u8]>,
     started: Instant,
 ) -> Arc<TierUp> {
     let optimizer = &runtime.optimizer;
@@ -566,11 +585,10 @@ fn start_optimizing(
     });
     pending.insert(digest.to_owned(), Arc::downgrade(&tier_up));
     let job = FinishOnDrop(tier_up.clone());
-    let (weak, path, digest, bytes) = (
+    let (weak, path, digest) = (
         Arc::downgrade(runtime),
         path.to_path_buf(),
         digest.to_owned(),
-        bytes.to_vec(),
     );
     let key = digest.clone();
     optimizer.submit(&key, Box::new(move || {

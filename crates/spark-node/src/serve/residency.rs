@@ -16,7 +16,7 @@ use arc_swap::ArcSwapOption;
 use spark_manifest::{ModuleSpec, Trigger};
 use spark_runtime::{
     CodeSource, Expect, GuestLimits, GuestModule, GuestSettings, LoadError, LoadReport,
-    ModuleControls, Prepared, Runtime,
+    ModuleControls, Prepared, ReadWasm, Runtime,
 };
 use spark_store::Store;
 
@@ -82,20 +82,20 @@ pub(crate) async fn prepare_artifact(
         spec.id,
         &digest[..digest.len().min(12)]
     ));
-    let (store, wanted, fallback) = (store.clone(), digest.to_owned(), name.clone());
-    let bytes = tokio::task::spawn_blocking(move || {
-        let digest = spark_store::Digest::parse(&wanted)?;
-        store.artifacts().get(&digest)
-    })
-    .await
-    .map_err(spark_error::BoxError::from)
-    .and_then(|read| read.map_err(spark_error::BoxError::from))
-    .map_err(|cause| LoadError::Invalid {
-        path: fallback,
+    let unavailable = |cause: spark_error::BoxError| LoadError::Unavailable {
+        path: name.clone(),
         source: spark_error::context("artifact unavailable", cause).into(),
-    })?;
+    };
+    let parsed = spark_store::Digest::parse(digest).map_err(|e| unavailable(e.into()))?;
+    // The size, and that the store has it; the bytes are read only if the runtime has no code
+    // for this digest (a restart with the AOT cache reads only the artifact).
+    let len = std::fs::metadata(store.artifacts().path(&parsed))
+        .map_err(|e| unavailable(e.into()))?
+        .len();
+    let store = store.clone();
+    let read: ReadWasm = Box::new(move || Ok(store.artifacts().get(&parsed)?));
     runtime
-        .prepare_bytes_with(&name, Arc::from(bytes), expect(spec), spec.tiering)
+        .prepare_stored(&name, digest, len, read, expect(spec), spec.tiering)
         .await
 }
 
