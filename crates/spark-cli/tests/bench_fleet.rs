@@ -111,7 +111,11 @@ fn bench_fleet_quick_reports_every_phase_of_three_nodes() {
         assert_eq!(cut["node"], "n3", "{cut}");
         assert_eq!(cut["failed"], 0, "{cut}");
         assert_eq!(cut["served_current"], true, "{cut}");
-        assert_eq!(cut["versions_while_cut"].as_object().unwrap().len(), 1, "{cut}");
+        assert_eq!(
+            cut["versions_while_cut"].as_object().unwrap().len(),
+            1,
+            "{cut}"
+        );
         assert!(cut["requests"].as_u64().unwrap() > 100, "{cut}");
         assert_eq!(cut["dropped"], true, "{cut}");
         assert!(cut["rejoin_s"].as_f64().unwrap() > 0.0, "{cut}");

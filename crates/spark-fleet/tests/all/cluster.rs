@@ -123,7 +123,9 @@ async fn replica_counts_jetstream_cannot_keep_are_refused() {
     };
     let error = Fleet::connect(&config).await.err().expect("refused");
     assert!(
-        spark_error::chain(&error).to_string().contains("bucket"),
+        spark_error::chain(&error)
+            .to_string()
+            .contains("creating a KV bucket: bucket creation failed: jetstream error: replicas > 1 not supported in non-clustered mode"),
         "{}",
         spark_error::chain(&error)
     );
