@@ -157,11 +157,19 @@ pub struct FleetConfig {
     /// Fail at once when no server answers (the CLI) instead of connecting in the background
     /// (a node).
     pub wait_for_server: bool,
+    /// Copies JetStream keeps of each bucket this client *creates* (1 to 5; 3 on a cluster of
+    /// three servers survives losing one). Buckets that exist are opened as they are.
+    pub replicas: usize,
+    /// The connection's name as the servers list it (`/connz`): `spark` for the CLI, `spark
+    /// node <id>` for a node, so a server's monitoring tells the nodes apart.
+    pub client_name: String,
 }
 
 impl FleetConfig {
     /// Default heartbeat expiry: 10 s, about ten missed heartbeats.
     pub const DEFAULT_HEARTBEAT_TTL: Duration = Duration::from_secs(10);
+    /// Most replicas JetStream keeps of a stream.
+    pub const MAX_REPLICAS: usize = 5;
 
     /// Settings for `url` with the default heartbeat expiry, failing at once when no server
     /// answers.
@@ -171,6 +179,8 @@ impl FleetConfig {
             auth: FleetAuth::default(),
             heartbeat_ttl: Self::DEFAULT_HEARTBEAT_TTL,
             wait_for_server: true,
+            replicas: 1,
+            client_name: "spark".to_owned(),
         }
     }
 }
@@ -189,12 +199,19 @@ impl Fleet {
     /// Connects and opens the buckets, creating any that is missing. With
     /// `wait_for_server` false this returns only once a server has answered (retrying).
     pub async fn connect(config: &FleetConfig) -> Result<Fleet, FleetError> {
+        if !(1..=FleetConfig::MAX_REPLICAS).contains(&config.replicas) {
+            return Err(FleetError::InvalidName {
+                what: "bucket replica count",
+                value: config.replicas.to_string(),
+                reason: "JetStream keeps 1 to 5 copies of a bucket",
+            });
+        }
         let client = client(config).await?;
         let js = jetstream::new(client.clone());
-        let desired = key_value(&js, desired_config()).await?;
-        let rollouts = key_value(&js, rollouts_config()).await?;
-        let nodes = key_value(&js, nodes_config(config.heartbeat_ttl)).await?;
-        let artifacts = object(&js).await?;
+        let desired = key_value(&js, desired_config(), config.replicas).await?;
+        let rollouts = key_value(&js, rollouts_config(), config.replicas).await?;
+        let nodes = key_value(&js, nodes_config(config.heartbeat_ttl), config.replicas).await?;
+        let artifacts = object(&js, config.replicas).await?;
         Ok(Fleet {
             client,
             desired,
@@ -245,7 +262,7 @@ async fn client(config: &FleetConfig) -> Result<async_nats::Client, FleetError> 
         })?;
     let lost = Arc::new(AtomicBool::new(false));
     let mut options = async_nats::ConnectOptions::new()
-        .name("spark")
+        .name(&config.client_name)
         .ping_interval(Duration::from_secs(2))
         .connection_timeout(Duration::from_secs(2))
         .request_timeout(Some(Duration::from_secs(3)))
@@ -313,11 +330,20 @@ fn nodes_config(ttl: Duration) -> kv::Config {
     }
 }
 
-/// Opens a KV bucket, creating it when missing (two creators racing both end up opening it).
-async fn key_value(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, FleetError> {
+/// Opens a KV bucket, creating it with `replicas` copies when missing (two creators racing
+/// both end up opening it).
+async fn key_value(
+    js: &jetstream::Context,
+    config: kv::Config,
+    replicas: usize,
+) -> Result<kv::Store, FleetError> {
     if let Ok(store) = js.get_key_value(&config.bucket).await {
         return Ok(store);
     }
+    let config = kv::Config {
+        num_replicas: replicas,
+        ..config
+    };
     let bucket = config.bucket.clone();
     match js.create_key_value(config).await {
         Ok(store) => Ok(store),
@@ -328,13 +354,17 @@ async fn key_value(js: &jetstream::Context, config: kv::Config) -> Result<kv::St
     }
 }
 
-async fn object(js: &jetstream::Context) -> Result<object_store::ObjectStore, FleetError> {
+async fn object(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<object_store::ObjectStore, FleetError> {
     if let Ok(store) = js.get_object_store(ARTIFACTS_BUCKET).await {
         return Ok(store);
     }
     let config = object_store::Config {
         bucket: ARTIFACTS_BUCKET.into(),
         description: Some("Spark: components by SHA-256".into()),
+        num_replicas: replicas,
         ..Default::default()
     };
     match js.create_object_store(config).await {

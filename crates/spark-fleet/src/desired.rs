@@ -1,6 +1,9 @@
 //! Desired state: one KV entry per application (`app.<name>`), written only with
 //! compare-and-set on the revision the writer read.
 
+use std::time::Duration;
+
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::kv;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -83,8 +86,14 @@ pub(crate) async fn read<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// How long a write waits for its bucket's stream to have a leader again (a JetStream
+/// cluster elects a new one within seconds of losing a server).
+const LEADERLESS_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Writes `value` as `app`'s entry in `store` by compare-and-set on `expected` (`None`: only
 /// if there is none); a lost race is [`FleetError::Conflict`] or [`FleetError::AlreadyExists`].
+/// While the bucket's stream has no leader (no server answers the write: a cluster electing a
+/// new one after losing a server) the write is retried for up to [`LEADERLESS_PATIENCE`].
 pub(crate) async fn write<T: Serialize>(
     store: &kv::Store,
     app: &str,
@@ -93,9 +102,42 @@ pub(crate) async fn write<T: Serialize>(
     what: &'static str,
 ) -> Result<u64, FleetError> {
     check_name("application", app)?;
-    let bytes = serde_json::to_vec(value)
+    let bytes: bytes::Bytes = serde_json::to_vec(value)
         .expect("fleet state serializes")
         .into();
+    let started = tokio::time::Instant::now();
+    loop {
+        match write_once(store, app, bytes.clone(), expected, what).await {
+            Err(e) if no_stream_answered(&e) && started.elapsed() < LEADERLESS_PATIENCE => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Whether `error` says no server took a publish (NATS "no responders"): the stream is
+/// missing or, in a cluster, between leaders.
+fn no_stream_answered(error: &FleetError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<PublishError>()
+            .is_some_and(|e| e.kind() == PublishErrorKind::StreamNotFound)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+async fn write_once(
+    store: &kv::Store,
+    app: &str,
+    bytes: bytes::Bytes,
+    expected: Option<u64>,
+    what: &'static str,
+) -> Result<u64, FleetError> {
     let key = app_key(app);
     match expected {
         None => store.create(&key, bytes).await.map_err(|e| {

@@ -65,7 +65,8 @@ pub enum FleetError {
     /// No object under this digest (hex SHA-256) in the artifacts bucket.
     #[error("artifact sha256:{0} is not in the fleet's object store")]
     MissingArtifact(String),
-    /// An application or node name outside 1-64 of `[A-Za-z0-9_-]`, or a label without `=`.
+    /// An application or node name outside 1-64 of `[A-Za-z0-9_-]`, a label without `=`, or a
+    /// bucket replica count outside 1-5.
     #[error("invalid {what} '{value}': {reason}")]
     InvalidName {
         /// What was named: "application", "node id", "label".

@@ -1,6 +1,7 @@
 //! Test support shared by every crate's integration tests: real guest components built from
-//! `guests/`, real nodes listening on 127.0.0.1, a real nats-server for the fleet tests, and a
-//! small HTTP client, and an OTLP receiver for the tracing tests.
+//! `guests/`, real nodes listening on 127.0.0.1, a real nats-server (or a JetStream cluster of
+//! three, also what `spark bench fleet` runs) for the fleet tests, a small HTTP client, and an
+//! OTLP receiver for the tracing tests.
 //!
 //! Guests are built once per test process with the same cargo command the README uses. Set
 //! `SPARK_GUESTS_DIR` to a directory of prebuilt `.wasm` files to skip the build (CI does,
@@ -14,6 +15,7 @@
 mod client;
 mod guests;
 mod nats;
+mod nats_cluster;
 pub mod nn;
 mod node;
 mod otlp;
@@ -21,6 +23,7 @@ mod otlp;
 pub use client::{ClientError, Reply, get, post, request, request_with};
 pub use guests::{guest, guests_dir};
 pub use nats::{NatsServer, nats_server_bin};
+pub use nats_cluster::{NatsCluster, NatsClusterError, NatsClusterOptions};
 pub use node::TestNode;
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 

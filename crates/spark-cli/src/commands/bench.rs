@@ -81,9 +81,25 @@ enum Scenario {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// B8: a fleet of three nodes on a nats-server: deploy convergence, a fleet canary on one
-    /// node first, a killed node's recovery.
+    /// B8: N nodes (each in its own network namespace when run as root) on a JetStream
+    /// cluster of three nats-servers: deploy convergence, a fleet canary, a killed node, a
+    /// killed NATS server and a cut link mid-rollout, NATS traffic per node.
     Fleet {
+        /// Fleet sizes, run in turn (e.g. 3,10,20); the largest's convergence is compared
+        /// with the smallest's.
+        #[arg(long, value_delimiter = ',', default_value = "3")]
+        nodes: Vec<usize>,
+        /// The `echo` guest, or a component with its `VERSION` env echoed at `/api/env`
+        /// (default: from `make guests`).
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// Idle NATS traffic over 5 s instead of a minute.
+        #[arg(long)]
+        quick: bool,
+        /// Run every node on loopback even where network namespaces are possible (no link
+        /// cut then).
+        #[arg(long)]
+        loopback: bool,
         /// The nats-server binary (default: SPARK_NATS_SERVER, else scripts/fetch-nats.sh's cache).
         #[arg(long, env = "SPARK_NATS_SERVER")]
         nats_server: Option<PathBuf>,
@@ -232,13 +248,27 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let report = replay::run(&options).await?;
             print!("{}", replay::render(&report));
         }
-        Scenario::Fleet { nats_server, out } => {
+        Scenario::Fleet {
+            nodes,
+            component,
+            quick,
+            loopback,
+            nats_server,
+            out,
+        } => {
             let options = fleet::FleetOptions {
                 spark: spark_exe()?,
-                component: component_or(None, "echo")?,
+                component: component_or(component, "echo")?,
                 nats_server: nats_server
                     .or_else(cached_nats)
                     .context("no nats-server: run scripts/fetch-nats.sh or pass --nats-server")?,
+                sizes: nodes,
+                idle_window: if quick {
+                    fleet::FleetOptions::QUICK_IDLE_WINDOW
+                } else {
+                    fleet::FleetOptions::IDLE_WINDOW
+                },
+                loopback,
                 out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
             };
             let report = fleet::run(&options).await?;

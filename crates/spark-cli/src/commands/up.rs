@@ -86,6 +86,7 @@ impl FleetFlags {
             labels,
             trusted,
             auth: self.nats_auth.auth(),
+            replicas: self.nats_auth.nats_replicas.into(),
         }))
     }
 }

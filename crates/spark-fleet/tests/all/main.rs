@@ -1,6 +1,8 @@
-//! spark-fleet against a real nats-server (JetStream on 127.0.0.1, started per test).
+//! spark-fleet against a real nats-server (JetStream on 127.0.0.1, started per test), or a
+//! real cluster of three (`cluster`).
 
 mod artifacts;
+mod cluster;
 mod desired;
 mod heartbeats;
 mod watch;

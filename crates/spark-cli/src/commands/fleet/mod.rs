@@ -27,7 +27,8 @@ enum FleetCommand {
 }
 
 /// How to authenticate to NATS and check its TLS certificate (for `spark fleet ...` and
-/// `spark up --fleet`). Passwords and tokens are best given in the environment.
+/// `spark up --fleet`), and how many copies of a bucket to ask for when creating one.
+/// Passwords and tokens are best given in the environment.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct NatsAuthArgs {
     /// A NATS credentials file (JWT + nkey seed, as `nsc` writes it).
@@ -45,6 +46,11 @@ pub(crate) struct NatsAuthArgs {
     /// NATS token (prefer the environment variable).
     #[arg(long, env = "SPARK_NATS_TOKEN", hide_env_values = true)]
     nats_token: Option<String>,
+    /// Copies JetStream keeps of each fleet bucket this command creates (3 on a cluster of
+    /// three servers; existing buckets are used as they are).
+    #[arg(long, value_name = "N", env = "SPARK_NATS_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub(crate) nats_replicas: u8,
     /// CA certificate (PEM) to verify the NATS server with; turns TLS on.
     #[arg(long, value_name = "FILE", env = "SPARK_NATS_CA")]
     nats_ca: Option<PathBuf>,
@@ -90,6 +96,7 @@ impl Target {
         spark_fleet::check_name("application", &self.app)?;
         let config = FleetConfig {
             auth: self.auth.auth(),
+            replicas: self.auth.nats_replicas.into(),
             ..FleetConfig::new(&self.nats)
         };
         Fleet::connect(&config).await.with_context(|| {

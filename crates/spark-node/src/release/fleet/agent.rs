@@ -49,6 +49,8 @@ impl Agent {
     async fn connect(&self, shutdown: &CancellationToken) -> Option<Fleet> {
         let config = FleetConfig {
             auth: self.options.auth.clone(),
+            replicas: self.options.replicas,
+            client_name: format!("spark node {}", self.options.node_id),
             ..FleetConfig::new(&self.options.url)
         };
         let mut said = false;

@@ -46,6 +46,8 @@ pub struct FleetOptions {
     pub trusted: spark_fleet::TrustedKeys,
     /// How the node authenticates to NATS and checks its certificate.
     pub auth: spark_fleet::FleetAuth,
+    /// Copies JetStream keeps of the buckets this node creates (3 on a three-server cluster).
+    pub replicas: usize,
 }
 
 /// What the agent remembers between ticks (and reports).
