@@ -13,6 +13,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use crate::aot::{self, ArtifactCache};
 use crate::error::LoadError;
@@ -22,18 +23,32 @@ use crate::tier::{Pending, TierStatus};
 /// What a component can be asked to do.
 #[derive(Clone)]
 pub enum Entry {
-    /// It exports `wasi:http/incoming-handler` (the `wasi:http/proxy` world).
+    /// It exports `wasi:http/incoming-handler@0.2.x` (the `wasi:http/proxy` world, WASI 0.2).
     Http(ProxyPre<Host>),
+    /// It exports `wasi:http/handler@0.3.x` (the `wasi:http/service` world, WASI 0.3,
+    /// component-model async): one instance may serve several requests at once.
+    HttpP3(ServicePre<Host>),
     /// It exports `wasi:cli/run` (the `wasi:cli/command` world).
     Command(CommandPre<Host>),
 }
 
 impl Entry {
-    /// The WIT world it serves: `wasi:http/proxy` or `wasi:cli/command`.
+    /// The WIT world it serves: `wasi:http/proxy` (0.2), `wasi:http/service` (0.3) or
+    /// `wasi:cli/command`.
     pub fn world(&self) -> &'static str {
         match self {
             Entry::Http(_) => "wasi:http/proxy",
+            Entry::HttpP3(_) => "wasi:http/service",
             Entry::Command(_) => "wasi:cli/command",
+        }
+    }
+
+    /// The HTTP interface it exports, with its WASI version (`None` for a command).
+    pub fn http_export(&self) -> Option<&'static str> {
+        match self {
+            Entry::Http(_) => Some("wasi:http/incoming-handler@0.2"),
+            Entry::HttpP3(_) => Some("wasi:http/handler@0.3"),
+            Entry::Command(_) => None,
         }
     }
 }
@@ -204,18 +219,19 @@ pub(crate) struct Code<'a> {
     pub(crate) shared: &'a CodeCache,
 }
 
-/// Blocking: compiles `bytes` with `code`'s engine (or loads its AOT artifact) and links it:
-/// the untiered path (Cranelift only, for `reason`). `started` is when the load began.
+/// Blocking: compiles `bytes` (checked and renamed by [`Source::read`]) with `code`'s engine
+/// (or loads its AOT artifact) and links it: the untiered path (Cranelift only, for `reason`).
+/// `started` is when the load began.
 pub(crate) fn prepare_bytes(
     code: &Code<'_>,
     path: &Path,
-    bytes: &[u8],
+    source: &Source<'_>,
     expect: Expect,
     started: Instant,
     reason: &str,
 ) -> Result<Arc<Prepared>, LoadError> {
-    check_header(path, bytes)?;
-    let digest = aot::digest(bytes);
+    let (bytes, digest) = (source.bytes(), source.digest.clone());
+    let wasm_bytes = source.len();
     let (shared_code, source) = code.shared.get_or_make(&digest, || {
         compile_or_load(code.engine, code.cache, path, bytes, &digest)
     })?;
@@ -225,7 +241,7 @@ pub(crate) fn prepare_bytes(
         Linking {
             path,
             digest,
-            wasm_bytes: bytes.len(),
+            wasm_bytes,
             expect,
             code_time: started.elapsed(),
         },
@@ -331,6 +347,40 @@ fn refuse_inference_imports(
     })
 }
 
+/// A component's bytes as the node compiles them: checked, with WASI 0.3 release-candidate
+/// names renamed (`rc_names`), and the digest of the bytes as given (what the AOT cache and
+/// the code shared by digest are keyed on).
+pub(crate) struct Source<'a> {
+    given: &'a [u8],
+    renamed: Option<Vec<u8>>,
+    pub(crate) digest: String,
+}
+
+impl<'a> Source<'a> {
+    pub(crate) fn read(path: &Path, given: &'a [u8]) -> Result<Source<'a>, LoadError> {
+        check_header(path, given)?;
+        let renamed = crate::rc_names::rename(given).map_err(|e| LoadError::Invalid {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+        Ok(Source {
+            given,
+            renamed,
+            digest: aot::digest(given),
+        })
+    }
+
+    /// The bytes to compile.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.renamed.as_deref().unwrap_or(self.given)
+    }
+
+    /// Size of the component as given.
+    pub(crate) fn len(&self) -> usize {
+        self.given.len()
+    }
+}
+
 pub(crate) fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(LoadError::NotWasm {
@@ -425,6 +475,9 @@ fn classify(
     if let Ok(proxy) = ProxyPre::new(pre.clone()) {
         return Ok(Entry::Http(proxy));
     }
+    if let Ok(service) = ServicePre::new(pre.clone()) {
+        return Ok(Entry::HttpP3(service));
+    }
     if expect == Expect::Job
         && let Ok(command) = CommandPre::new(pre)
     {
@@ -437,10 +490,10 @@ fn classify(
         .collect();
     let wanted = match expect {
         Expect::Http => {
-            "an HTTP module must export wasi:http/incoming-handler@0.2.x (the wasi:http/proxy world)"
+            "an HTTP module must export wasi:http/incoming-handler@0.2.x (the WASI 0.2 wasi:http/proxy world) or wasi:http/handler@0.3.x (the WASI 0.3 wasi:http/service world)"
         }
         Expect::Job => {
-            "a job must export wasi:cli/run@0.2.x (a command) or wasi:http/incoming-handler@0.2.x"
+            "a job must export wasi:cli/run@0.2.x (a command), wasi:http/incoming-handler@0.2.x or wasi:http/handler@0.3.x"
         }
     };
     Err(LoadError::WrongWorld {
