@@ -337,10 +337,12 @@ impl GuestModule {
         let mut request = request;
         let tracer = request.extensions_mut().remove::<TraceOutbound>();
         let code = self.code();
+        if let Entry::HttpP3(_) = code.entry {
+            return self.handle_p3(code, request, tracer, hold).await;
+        }
         let pre = match &code.entry {
             Entry::Http(pre) => pre.clone(),
-            Entry::HttpP3(_) => return self.handle_p3(code, request, tracer, hold).await,
-            Entry::Command(_) => {
+            Entry::HttpP3(_) | Entry::Command(_) => {
                 return Err(InvokeError::BadRequest(format!(
                     "module '{}' is not an HTTP component",
                     self.id()
@@ -423,17 +425,18 @@ impl GuestModule {
         let max = self.inner.limits.max_concurrent_per_instance.max(1);
         // Outbound requests are traced per instance: a traced request gets one of its own.
         let shared = max > 1 && tracer.is_none();
-        let mut hold: Box<dyn Send> = Box::new(hold);
-        let mut joined = None;
-        if shared {
-            let open = self.inner.open.lock().expect("open lock").clone();
-            if let Some(instance) = open.filter(|open| Arc::ptr_eq(&open.code, &code)) {
-                match instance.join(hold) {
-                    Ok(live) => joined = Some(live),
-                    Err(back) => hold = back,
-                }
-            }
-        }
+        let hold: Box<dyn Send> = Box::new(hold);
+        let open = match shared {
+            true => self.inner.open.lock().expect("open lock").clone(),
+            false => None,
+        };
+        let (joined, hold) = match open.filter(|open| Arc::ptr_eq(&open.code, &code)) {
+            Some(instance) => match instance.join(hold) {
+                Ok(live) => (Some(live), None),
+                Err(back) => (None, Some(back)),
+            },
+            None => (None, Some(hold)),
+        };
         let (mut live, info) = match joined {
             Some(live) => {
                 let info = InvocationInfo {
@@ -445,6 +448,7 @@ impl GuestModule {
             None => {
                 let (instance, ready_instance) =
                     self.open_instance(&code, if shared { max } else { 1 }, tracer);
+                let hold = hold.expect("not joined: the slots are still ours");
                 let Ok(live) = instance.join(hold) else {
                     unreachable!("a new instance takes its first request")
                 };

@@ -21,6 +21,7 @@
 //! release candidates differ from 0.3.0 and are left as they are: their imports are refused
 //! by name, like any interface the node does not provide.
 
+use spark_error::BoxError;
 use wasm_encoder::reencode::{RoundtripReencoder, component_utils};
 use wasmparser::{
     BinaryReader, ComponentExportSectionReader, ComponentExternName, ComponentImportSectionReader,
@@ -49,7 +50,7 @@ pub(crate) fn linked_name(name: &str) -> Option<String> {
 /// The component with its release-candidate import and export names renamed (see the module
 /// docs), or `None` when it has none. Only the top level is touched: nested components'
 /// imports are satisfied inside the component, not by the node.
-pub(crate) fn rename(bytes: &[u8]) -> Result<Option<Vec<u8>>, wasmparser::BinaryReaderError> {
+pub(crate) fn rename(bytes: &[u8]) -> Result<Option<Vec<u8>>, BoxError> {
     if bytes.len() < PREAMBLE || !IDENTICAL.iter().any(|rc| contains(bytes, rc.as_bytes())) {
         return Ok(None);
     }
@@ -108,7 +109,7 @@ fn renamed(name: ComponentExternName<'_>) -> (wasm_encoder::ComponentExternName<
 fn imports(
     contents: &[u8],
     offset: usize,
-) -> Result<Option<Section>, wasmparser::BinaryReaderError> {
+) -> Result<Option<Section>, BoxError> {
     let reader = ComponentImportSectionReader::new(BinaryReader::new(contents, offset))?;
     let mut section = wasm_encoder::ComponentImportSection::new();
     let mut any = false;
@@ -117,7 +118,7 @@ fn imports(
         let (name, changed) = renamed(import.name);
         any |= changed;
         let ty = component_utils::component_type_ref(&mut RoundtripReencoder, import.ty)
-            .map_err(reencode_error(offset))?;
+            .map_err(BoxError::from)?;
         section.import(name, ty);
     }
     Ok(any.then_some(Section::Imports(section)))
@@ -126,7 +127,7 @@ fn imports(
 fn exports(
     contents: &[u8],
     offset: usize,
-) -> Result<Option<Section>, wasmparser::BinaryReaderError> {
+) -> Result<Option<Section>, BoxError> {
     let reader = ComponentExportSectionReader::new(BinaryReader::new(contents, offset))?;
     let mut section = wasm_encoder::ComponentExportSection::new();
     let mut any = false;
@@ -138,19 +139,10 @@ fn exports(
             .ty
             .map(|ty| component_utils::component_type_ref(&mut RoundtripReencoder, ty))
             .transpose()
-            .map_err(reencode_error(offset))?;
+            .map_err(BoxError::from)?;
         section.export(name, export.kind.into(), export.index, ty);
     }
     Ok(any.then_some(Section::Exports(section)))
-}
-
-fn reencode_error(
-    offset: usize,
-) -> impl Fn(wasm_encoder::reencode::Error) -> wasmparser::BinaryReaderError {
-    move |e| match e {
-        wasm_encoder::reencode::Error::ParseError(e) => e,
-        other => wasmparser::BinaryReaderError::new(other.to_string(), offset),
-    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-use crate::aot::{self, ArtifactCache};
+use crate::aot::ArtifactCache;
 use crate::engine::{self, Allocation, Compiler, EngineSettings};
 use crate::error::{LoadError, RuntimeError};
 use crate::host::Host;
@@ -321,22 +321,22 @@ pub(crate) fn prepare(
 ) -> Result<Arc<Prepared>, LoadError> {
     let started = Instant::now();
     let optimized = runtime.code();
-    let source = loader::Source::read(path, bytes)?;
+    let given = loader::Source::read(path, bytes)?;
     let baseline = match (&runtime.baseline, tiering) {
         (_, false) => {
-            return loader::prepare_bytes(&optimized, path, &source, expect, started, "tiering off");
+            return loader::prepare_bytes(&optimized, path, &given, expect, started, "tiering off");
         }
         (Err(reason), true) => {
-            return loader::prepare_bytes(&optimized, path, &source, expect, started, reason);
+            return loader::prepare_bytes(&optimized, path, &given, expect, started, reason);
         }
         (Ok(baseline), true) => baseline,
     };
-    let digest = source.digest.clone();
-    let bytes = source.bytes();
+    let digest = given.digest.clone();
+    let bytes = given.bytes();
     let linking = |digest: &str| Linking {
         path,
         digest: digest.to_owned(),
-        wasm_bytes: source.len(),
+        wasm_bytes: given.len(),
         expect,
         code_time: started.elapsed(),
     };
@@ -357,7 +357,7 @@ pub(crate) fn prepare(
     }
     let optimizer = &runtime.optimizer;
     if let Some(reason) = optimizer.rejection(&digest) {
-        return loader::prepare_bytes(&optimized, path, &source, expect, started, &reason);
+        return loader::prepare_bytes(&optimized, path, &given, expect, started, &reason);
     }
     let base = baseline.code(runtime.nn);
     let made = base.shared.get_or_make(&digest, || {
@@ -376,7 +376,7 @@ pub(crate) fn prepare(
                 .lock()
                 .expect("rejected lock")
                 .insert(digest.clone(), reason.clone());
-            return loader::prepare_bytes(&optimized, path, &source, expect, started, &reason);
+            return loader::prepare_bytes(&optimized, path, &given, expect, started, &reason);
         }
         Err(e) => return Err(e),
     };
@@ -387,7 +387,7 @@ pub(crate) fn prepare(
         runtime: runtime.clone(),
         path: path.to_path_buf(),
         digest: digest.clone(),
-        wasm_bytes: source.len(),
+        wasm_bytes: given.len(),
         expect,
         to_baseline,
     };
