@@ -42,8 +42,8 @@ use std::time::Instant;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::task::AtomicWaker;
 use tokio::sync::{mpsc, oneshot, watch};
-use wasmtime::{AsContextMut, Store};
 use wasmtime::component::Accessor;
+use wasmtime::{AsContextMut, Store};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::handler::{Prepared, Proxy};
 use wasmtime_wasi_http::p3::bindings::Service;
@@ -58,8 +58,9 @@ use crate::stats::{InFlight, ModuleStats};
 pub(crate) struct Job {
     pub(crate) request: wasmtime_wasi_http::handler::Request,
     /// Where the response (or why there is none) goes.
-    pub(crate) respond:
-        futures::channel::oneshot::Sender<Result<wasmtime_wasi_http::handler::Response, wasmtime::Error>>,
+    pub(crate) respond: futures::channel::oneshot::Sender<
+        Result<wasmtime_wasi_http::handler::Response, wasmtime::Error>,
+    >,
     /// Resolves (with an error) when the caller stops waiting for the response.
     pub(crate) caller: oneshot::Receiver<()>,
 }
@@ -283,7 +284,9 @@ pub(crate) async fn run(
         Some(service) => service,
         None => {
             let crate::loader::Entry::HttpP3(pre) = &instance.code.entry else {
-                return Err(InvokeError::BadRequest("not a WASI 0.3 HTTP component".into()));
+                return Err(InvokeError::BadRequest(
+                    "not a WASI 0.3 HTTP component".into(),
+                ));
             };
             crate::guest::instantiate_p3(pre, &mut store, &instance.stats).await?
         }

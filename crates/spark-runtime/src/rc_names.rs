@@ -106,10 +106,7 @@ fn renamed(name: ComponentExternName<'_>) -> (wasm_encoder::ComponentExternName<
     (encoded, changed)
 }
 
-fn imports(
-    contents: &[u8],
-    offset: usize,
-) -> Result<Option<Section>, BoxError> {
+fn imports(contents: &[u8], offset: usize) -> Result<Option<Section>, BoxError> {
     let reader = ComponentImportSectionReader::new(BinaryReader::new(contents, offset))?;
     let mut section = wasm_encoder::ComponentImportSection::new();
     let mut any = false;
@@ -124,10 +121,7 @@ fn imports(
     Ok(any.then_some(Section::Imports(section)))
 }
 
-fn exports(
-    contents: &[u8],
-    offset: usize,
-) -> Result<Option<Section>, BoxError> {
+fn exports(contents: &[u8], offset: usize) -> Result<Option<Section>, BoxError> {
     let reader = ComponentExportSectionReader::new(BinaryReader::new(contents, offset))?;
     let mut section = wasm_encoder::ComponentExportSection::new();
     let mut any = false;
@@ -161,7 +155,10 @@ mod tests {
         );
         assert_eq!(linked_name("wasi:http/types@0.3.0"), None);
         assert_eq!(linked_name("wasi:http/types@0.3.0-rc-2025-09-16"), None);
-        assert_eq!(linked_name("spin:key-value/key-value@0.3.0-rc-2026-03-15"), None);
+        assert_eq!(
+            linked_name("spin:key-value/key-value@0.3.0-rc-2026-03-15"),
+            None
+        );
         assert_eq!(linked_name("no-version"), None);
     }
 
@@ -189,12 +186,14 @@ mod tests {
             .parse_all(&renamed)
             .filter_map(Result::ok)
             .flat_map(|payload| match payload {
-                wasmparser::Payload::ComponentImportSection(s) => {
-                    s.into_iter().map(|i| i.unwrap().name.name.to_owned()).collect()
-                }
-                wasmparser::Payload::ComponentExportSection(s) => {
-                    s.into_iter().map(|e| e.unwrap().name.name.to_owned()).collect()
-                }
+                wasmparser::Payload::ComponentImportSection(s) => s
+                    .into_iter()
+                    .map(|i| i.unwrap().name.name.to_owned())
+                    .collect(),
+                wasmparser::Payload::ComponentExportSection(s) => s
+                    .into_iter()
+                    .map(|e| e.unwrap().name.name.to_owned())
+                    .collect(),
                 _ => Vec::new(),
             })
             .collect();
@@ -206,6 +205,10 @@ mod tests {
                 "wasi:demo/out@0.3.0+rc-2026-03-15"
             ]
         );
-        assert!(rename(&wat::parse_str("(component)").unwrap()).unwrap().is_none());
+        assert!(
+            rename(&wat::parse_str("(component)").unwrap())
+                .unwrap()
+                .is_none()
+        );
     }
 }

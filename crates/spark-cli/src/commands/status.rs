@@ -101,7 +101,11 @@ fn print(status: &NodeStatus) {
             println!("tier: module '{}' is cranelift-only: {reason}", m.id);
         }
     }
-    for m in status.modules.iter().filter(|m| m.world == "wasi:http/service") {
+    for m in status
+        .modules
+        .iter()
+        .filter(|m| m.world == "wasi:http/service")
+    {
         println!(
             "wasi 0.3: module '{}' (wasi:http/service): up to {} requests per instance at once; {} instances serving now, {} requests shared an instance so far",
             m.id,

@@ -278,7 +278,11 @@ async fn a_wasi_03_module_is_promoted_through_its_canary() {
     task.await.unwrap();
     assert_eq!(done["current"], release.as_str(), "promoted: {done}");
     let [v1, v2, other, failed] = [0, 1, 2, 3].map(|i| counts[i].load(Ordering::Relaxed));
-    assert_eq!((other, failed), (0, 0), "no request failed during the switch");
+    assert_eq!(
+        (other, failed),
+        (0, 0),
+        "no request failed during the switch"
+    );
     assert!(v1 > 0 && v2 > 0, "both versions served: v1 {v1}, v2 {v2}");
     let after = get(&node.url("/api/version")).await.unwrap();
     assert_eq!(after.text(), "2\n");

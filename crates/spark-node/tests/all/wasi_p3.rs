@@ -159,7 +159,10 @@ async fn one_instance_serves_several_requests_at_once_within_its_bound() {
         "12 sleeps of 400 ms overlapped: {:?}",
         started.elapsed()
     );
-    assert!(most <= 4, "an instance had {most} requests at once (bound 4)");
+    assert!(
+        most <= 4,
+        "an instance had {most} requests at once (bound 4)"
+    );
     assert!(most >= 2, "requests shared an instance: {per_instance:?}");
     assert!(
         per_instance.values().all(|&n| n <= 4),
@@ -257,7 +260,12 @@ async fn a_client_that_leaves_mid_stream_gives_its_slot_back() {
         read += stream.read(&mut buf).await.unwrap();
     }
     assert_eq!(
-        node.node.snapshot().module("p3").unwrap().admission.running(),
+        node.node
+            .snapshot()
+            .module("p3")
+            .unwrap()
+            .admission
+            .running(),
         1
     );
     drop(stream);
@@ -291,7 +299,11 @@ async fn a_client_that_leaves_mid_stream_gives_its_slot_back() {
     }
     drop(big);
     let sleeper = sleeper.await.unwrap();
-    assert_eq!(sleeper.status(), 200, "its neighbour on the instance is unharmed");
+    assert_eq!(
+        sleeper.status(),
+        200,
+        "its neighbour on the instance is unharmed"
+    );
     let text = sleeper.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&text).contains("slept 600 ms"));
     idle(&node, "p3").await;
@@ -343,7 +355,11 @@ async fn limits_hold_for_wasi_03_guests() {
 
     idle(&node, "p3").await;
     let s = stats(&node, "p3");
-    assert_eq!((s.cpu_limits, s.traps, s.host_memory_limits), (1, 1, 1), "{s:?}");
+    assert_eq!(
+        (s.cpu_limits, s.traps, s.host_memory_limits),
+        (1, 1, 1),
+        "{s:?}"
+    );
     let ok = get(&node.url("/p3/")).await.unwrap();
     assert_eq!(ok.status, 200, "the module recovers");
     node.stop().await;
