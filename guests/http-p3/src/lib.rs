@@ -8,7 +8,8 @@
 //! - `/sleep?ms=N`: waits N ms on the host's clock (an await, not a spin), then says which
 //!   instance served it and how many requests that instance had in flight at once: the test
 //!   of concurrency within one instance.
-//! - `/stall`: sends its headers and a first chunk, then never finishes its body.
+//! - `/stall`: sends its headers and a first chunk, then never finishes its body (it waits on
+//!   the host's clock, forever).
 //! - `/spin`: burns CPU forever.
 //! - `/hoard?n=N`: makes N header maps of 64 KiB each in the host and holds them (host
 //!   memory the guest makes the host allocate).
@@ -171,7 +172,11 @@ fn streamed(bytes: u64, stall: bool) -> Response {
             }
             left -= n as u64;
             if stall {
-                std::future::pending::<()>().await;
+                // On the host's clock: a guest task may not wait on nothing at all
+                // (wit-bindgen traps unless built with `inter-task-wakeup`).
+                loop {
+                    wasip3::clocks::monotonic_clock::wait_for(3_600 * 1_000_000_000).await;
+                }
             }
         }
     });

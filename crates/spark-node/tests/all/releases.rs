@@ -118,8 +118,8 @@ fn load_at(
                     .unwrap_or_else(|| r.text().trim().to_owned())
                     .as_str()
                 {
-                    Some("1") => 0,
-                    Some("2") => 1,
+                    "1" => 0,
+                    "2" => 1,
                     _ => 2,
                 },
                 _ => 3,
