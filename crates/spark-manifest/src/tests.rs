@@ -595,7 +595,7 @@ fn instance_concurrency_is_bounded() {
     );
     let one = parse(&format!("{module}max_concurrent_per_instance = 1\n")).unwrap();
     assert_eq!(one.modules[0].limits.max_concurrent_per_instance, 1);
-    for bad in ["0", "1001", "\"many\""] {
+    for bad in ["0", "1001"] {
         let (line, message) = refusal(&format!("{module}max_concurrent_per_instance = {bad}\n"));
         assert_eq!(line, 7, "{bad}");
         assert!(
@@ -603,6 +603,10 @@ fn instance_concurrency_is_bounded() {
             "{bad}: {message}"
         );
     }
+    // A value of the wrong type is refused by the parser, at its line, as for every key.
+    let (line, message) = refusal(&format!("{module}max_concurrent_per_instance = \"many\"\n"));
+    assert_eq!(line, 7);
+    assert!(message.contains("invalid type"), "{message}");
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! Routes (the path, whatever route prefix the manifest gives it):
 //! - `/` (or anything unknown): a greeting.
 //! - `/echo`: the request body streamed back chunk by chunk as it arrives.
+//! - `/count`: reads the whole request body, then says how many bytes it had (or answers
+//!   with the host's error code if the body failed, e.g. past the module's limit).
 //! - `/big?bytes=N`: N bytes (default 4 MiB) streamed in 64 KiB chunks.
 //! - `/sleep?ms=N`: waits N ms on the host's clock (an await, not a spin), then says which
 //!   instance served it and how many requests that instance had in flight at once: the test
@@ -13,6 +15,7 @@
 //! - `/spin`: burns CPU forever.
 //! - `/hoard?n=N`: makes N header maps of 64 KiB each in the host and holds them (host
 //!   memory the guest makes the host allocate).
+//! - `/grow?mb=N`: allocates and touches N MiB of linear memory (1 MiB at a time).
 //! - `/trap`: panics.
 //! - `/version`: the `VERSION` environment variable (rollouts tell versions apart by it).
 //!
@@ -79,6 +82,7 @@ impl wasip3::exports::http::handler::Guest for Service {
         let route = path.rsplit('/').next().unwrap_or("");
         match route {
             "echo" => Ok(echo(request)),
+            "count" => count(request).await,
             "big" => Ok(streamed(param(query, "bytes").unwrap_or(4 << 20), false)),
             "stall" => Ok(streamed(CHUNK as u64, true)),
             "sleep" => {
@@ -111,6 +115,12 @@ impl wasip3::exports::http::handler::Guest for Service {
                     held.push(fields);
                 }
                 Ok(text_response(format!("held {} header maps\n", held.len())))
+            }
+            "grow" => {
+                let mb = param(query, "mb").unwrap_or(1);
+                let blocks: Vec<Vec<u8>> = (0..mb).map(|i| vec![i as u8 | 1; 1 << 20]).collect();
+                let total: u64 = blocks.iter().map(|block| u64::from(block[0])).sum();
+                Ok(text_response(format!("grew {mb} MiB ({total})\n")))
             }
             "trap" => panic!("the guest was asked to trap"),
             "version" => {
@@ -209,4 +219,22 @@ fn echo(request: Request) -> Response {
         }
     });
     response
+}
+
+/// Reads the request body to its end, then answers with its length; a body that failed
+/// (its trailers' future says why) is answered with that error.
+async fn count(request: Request) -> Result<Response, ErrorCode> {
+    let (_done, done_rx) = wit_future::new(|| Ok(()));
+    let (mut incoming, trailers) = Request::consume_body(request, done_rx);
+    let mut total = 0u64;
+    loop {
+        let (result, chunk) = incoming.read(Vec::with_capacity(CHUNK)).await;
+        total += chunk.len() as u64;
+        match result {
+            StreamResult::Complete(_) => {}
+            StreamResult::Dropped | StreamResult::Cancelled => break,
+        }
+    }
+    trailers.await?;
+    Ok(text_response(format!("read {total} bytes\n")))
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use spark_testkit::{TestNode, get, metric, post};
@@ -48,6 +49,20 @@ max_concurrent_per_instance = 1
 id = "rc"
 component = "{guest:http-p3-rc}"
 routes = ["/rc/..."]
+
+[[module]]
+id = "capped"
+component = "{guest:http-p3}"
+routes = ["/capped/..."]
+[module.limits]
+memory = "32MiB"
+response_body = "1MiB"
+request_body = "256KiB"
+max_concurrent_per_instance = 4
+# CPU time well below the wall clock: on a loaded machine a spinning guest still reaches
+# its CPU limit before its deadline.
+cpu_time = "500ms"
+timeout = "20s"
 "#;
 
 fn stats(node: &TestNode, id: &str) -> spark_runtime::StatsSnapshot {
@@ -84,6 +99,20 @@ async fn idle(node: &TestNode, module: &str) {
 async fn node_slots(node: &TestNode) -> f64 {
     let page = get(&node.admin_url("/metrics")).await.unwrap().text();
     metric(&page, "spark_node_slots_in_use").expect("slots gauge")
+}
+
+/// Waits until `module` is idle and the node holds nothing for it: no node slot, no memory
+/// reserved, and (nearly) no host memory held by guests.
+async fn everything_given_back(node: &TestNode, module: &str) {
+    idle(node, module).await;
+    spark_testkit::wait_until(Duration::from_secs(10), "the node's gauges at rest", || async {
+        let page = get(&node.admin_url("/metrics")).await.unwrap().text();
+        let gauge = |name: &str| metric(&page, name).unwrap_or_else(|| panic!("no {name}"));
+        gauge("spark_node_slots_in_use") == 0.0
+            && gauge("spark_node_memory_reserved_bytes") == 0.0
+            && gauge("spark_host_memory_bytes") < f64::from(1 << 20)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -339,9 +368,11 @@ async fn a_body_that_never_ends_is_cut_at_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_for_wasi_03_guests() {
     let node = TestNode::start(MANIFEST).await.unwrap();
-    let spin = get(&node.url("/p3/spin")).await.unwrap();
+    let spin = get(&node.url("/capped/spin")).await.unwrap();
     assert_eq!(spin.status, 504, "{}", spin.text());
     assert!(spin.text().contains("CPU time limit"), "{}", spin.text());
+    idle(&node, "capped").await;
+    assert_eq!(stats(&node, "capped").cpu_limits, 1);
 
     let trap = get(&node.url("/p3/trap")).await.unwrap();
     assert_eq!(trap.status, 500);
@@ -355,12 +386,183 @@ async fn limits_hold_for_wasi_03_guests() {
 
     idle(&node, "p3").await;
     let s = stats(&node, "p3");
-    assert_eq!(
-        (s.cpu_limits, s.traps, s.host_memory_limits),
-        (1, 1, 1),
-        "{s:?}"
-    );
+    assert_eq!((s.traps, s.host_memory_limits), (1, 1), "{s:?}");
     let ok = get(&node.url("/p3/")).await.unwrap();
     assert_eq!(ok.status, 200, "the module recovers");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_request_gives_everything_back() {
+    let node = TestNode::start(MANIFEST).await.unwrap();
+    let running = || {
+        node.node
+            .snapshot()
+            .module("p3")
+            .unwrap()
+            .admission
+            .running()
+    };
+
+    // HTTP/1: a body declared 10 MB long, 128 KiB of it sent while the guest reads it, then
+    // the connection closed.
+    let mut stream = tokio::net::TcpStream::connect(node.node.http_addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /p3/count HTTP/1.1\r\nHost: spark\r\nContent-Length: 10000000\r\n\r\n")
+        .await
+        .unwrap();
+    stream.write_all(&vec![b'x'; 128 << 10]).await.unwrap();
+    spark_testkit::wait_until(Duration::from_secs(5), "the guest reads", || async {
+        running() == 1
+    })
+    .await;
+    drop(stream);
+    everything_given_back(&node, "p3").await;
+    // The guest saw its body fail and may answer (with an error) before the connection's
+    // end cancels it: either way the request is over.
+    let s = stats(&node, "p3");
+    assert_eq!((s.invocations, s.in_flight), (1, 0), "{s:?}");
+
+    // HTTP/1, chunked: the body echoed back while it arrives; the client leaves with both
+    // directions open.
+    let mut stream = tokio::net::TcpStream::connect(node.node.http_addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /p3/echo HTTP/1.1\r\nHost: spark\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let chunk = [format!("{:x}\r\n", 64 << 10).into_bytes(), vec![b'y'; 64 << 10], b"\r\n".to_vec()].concat();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut read = 0;
+    while read < 100_000 {
+        stream.write_all(&chunk).await.unwrap();
+        read += stream.read(&mut buf).await.unwrap();
+    }
+    drop(stream);
+    everything_given_back(&node, "p3").await;
+
+    // HTTP/2: a request whose body stops arriving is reset while a neighbour on the same
+    // instance sleeps; the neighbour is unharmed.
+    let tcp = tokio::net::TcpStream::connect(node.node.http_addr)
+        .await
+        .unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let sleeper = {
+        let mut sender = sender.clone();
+        let request = http::Request::get(node.url("/p3/sleep?ms=800"))
+            .body(http_body_util::Either::Left(Empty::<Bytes>::new()))
+            .unwrap();
+        tokio::spawn(async move { sender.send_request(request).await.unwrap() })
+    };
+    spark_testkit::wait_until(Duration::from_secs(5), "the sleeper runs", || async {
+        running() == 1
+    })
+    .await;
+    let (mut body_tx, chunks) = futures::channel::mpsc::channel::<Bytes>(4);
+    let body = http_body_util::StreamBody::new(
+        chunks.map(|chunk| Ok::<_, std::convert::Infallible>(http_body::Frame::data(chunk))),
+    );
+    let upload = {
+        let mut sender = sender.clone();
+        let request = http::Request::post(node.url("/p3/count"))
+            .body(http_body_util::Either::Right(body))
+            .unwrap();
+        tokio::spawn(async move { sender.send_request(request).await })
+    };
+    body_tx
+        .send(Bytes::from(vec![b'z'; 64 << 10]))
+        .await
+        .unwrap();
+    spark_testkit::wait_until(Duration::from_secs(5), "both share the instance", || async {
+        running() == 2
+    })
+    .await;
+    assert!(
+        stats(&node, "p3").shared_requests >= 1,
+        "{:?}",
+        stats(&node, "p3")
+    );
+    // Dropping the response future resets the stream.
+    upload.abort();
+    let _ = upload.await;
+    drop(body_tx);
+    let sleeper = sleeper.await.unwrap();
+    assert_eq!(sleeper.status(), 200, "the neighbour is unharmed");
+    let text = sleeper.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&text).contains("slept 800 ms"));
+    everything_given_back(&node, "p3").await;
+    assert_eq!(get(&node.url("/p3/")).await.unwrap().status, 200);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_and_body_limits_hold_for_wasi_03_guests() {
+    let node = TestNode::start(MANIFEST).await.unwrap();
+    // Linear memory: 32 MiB per instance.
+    let small = get(&node.url("/capped/grow?mb=4")).await.unwrap();
+    assert_eq!(small.status, 200, "{}", small.text());
+    let big = get(&node.url("/capped/grow?mb=64")).await.unwrap();
+    assert_eq!(big.status, 500, "{}", big.text());
+    assert!(big.text().contains("memory limit"), "{}", big.text());
+    assert_eq!(stats(&node, "capped").memory_limits, 1);
+
+    // Response body: 1 MiB, streamed past it, is cut (the client never sees it complete).
+    match get(&node.url("/capped/big?bytes=5000000")).await {
+        Err(error) => assert!(error.to_string().contains("body"), "{error:?}"),
+        Ok(reply) => panic!(
+            "a truncated body must not look complete ({} bytes)",
+            reply.body.len()
+        ),
+    }
+    idle(&node, "capped").await;
+    assert_eq!(stats(&node, "capped").body_limits, 1);
+    let within = get(&node.url("/capped/big?bytes=500000")).await.unwrap();
+    assert_eq!((within.status, within.body.len()), (200, 500_000));
+
+    // Request body: 256 KiB. Declared past it, refused before any guest runs.
+    let invocations = stats(&node, "capped").invocations;
+    let declared = post(&node.url("/capped/count"), &vec![b'x'; 1 << 20])
+        .await
+        .unwrap();
+    assert_eq!(declared.status, 413, "{}", declared.text());
+    assert_eq!(stats(&node, "capped").invocations, invocations);
+    // Chunked past it: the guest reading it sees the body fail, never all of it.
+    let mut stream = tokio::net::TcpStream::connect(node.node.http_addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /capped/count HTTP/1.1\r\nHost: spark\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let chunk = [format!("{:x}\r\n", 64 << 10).into_bytes(), vec![b'y'; 64 << 10], b"\r\n".to_vec()].concat();
+    for _ in 0..16 {
+        if stream.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut head = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head))
+        .await
+        .expect("an answer, not a hang")
+        .unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_string();
+    assert!(
+        head.starts_with("HTTP/1.1 4") || head.starts_with("HTTP/1.1 5"),
+        "{head}"
+    );
+    drop(stream);
+    let within = post(&node.url("/capped/count"), &vec![b'x'; 200_000])
+        .await
+        .unwrap();
+    assert_eq!(within.text(), "read 200000 bytes\n");
+    everything_given_back(&node, "capped").await;
     node.stop().await;
 }
