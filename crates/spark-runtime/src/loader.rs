@@ -361,7 +361,7 @@ impl<'a> Source<'a> {
         check_header(path, given)?;
         let renamed = crate::rc_names::rename(given).map_err(|e| LoadError::Invalid {
             path: path.to_path_buf(),
-            source: e.into(),
+            source: Box::new(e),
         })?;
         Ok(Source {
             given,

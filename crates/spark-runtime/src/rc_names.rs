@@ -21,11 +21,22 @@
 //! release candidates differ from 0.3.0 and are left as they are: their imports are refused
 //! by name, like any interface the node does not provide.
 
-use spark_error::BoxError;
 use wasm_encoder::reencode::{RoundtripReencoder, component_utils};
 use wasmparser::{
     BinaryReader, ComponentExportSectionReader, ComponentExternName, ComponentImportSectionReader,
 };
+
+/// Why a component's release-candidate names could not be renamed (the component is then
+/// refused as invalid).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RenameError {
+    /// Its sections, imports or exports could not be read.
+    #[error("the component's sections could not be read")]
+    Parse(#[from] wasmparser::BinaryReaderError),
+    /// An import's or export's type could not be written back.
+    #[error("an import or export type could not be re-encoded")]
+    Reencode(#[from] wasm_encoder::reencode::Error),
+}
 
 /// The release candidates identical to `0.3.0` (see the module docs).
 const IDENTICAL: &[&str] = &["0.3.0-rc-2026-03-15"];
@@ -50,7 +61,7 @@ pub(crate) fn linked_name(name: &str) -> Option<String> {
 /// The component with its release-candidate import and export names renamed (see the module
 /// docs), or `None` when it has none. Only the top level is touched: nested components'
 /// imports are satisfied inside the component, not by the node.
-pub(crate) fn rename(bytes: &[u8]) -> Result<Option<Vec<u8>>, BoxError> {
+pub(crate) fn rename(bytes: &[u8]) -> Result<Option<Vec<u8>>, RenameError> {
     if bytes.len() < PREAMBLE || !IDENTICAL.iter().any(|rc| contains(bytes, rc.as_bytes())) {
         return Ok(None);
     }
@@ -106,7 +117,7 @@ fn renamed(name: ComponentExternName<'_>) -> (wasm_encoder::ComponentExternName<
     (encoded, changed)
 }
 
-fn imports(contents: &[u8], offset: usize) -> Result<Option<Section>, BoxError> {
+fn imports(contents: &[u8], offset: usize) -> Result<Option<Section>, RenameError> {
     let reader = ComponentImportSectionReader::new(BinaryReader::new(contents, offset))?;
     let mut section = wasm_encoder::ComponentImportSection::new();
     let mut any = false;
@@ -114,14 +125,13 @@ fn imports(contents: &[u8], offset: usize) -> Result<Option<Section>, BoxError> 
         let import = import?;
         let (name, changed) = renamed(import.name);
         any |= changed;
-        let ty = component_utils::component_type_ref(&mut RoundtripReencoder, import.ty)
-            .map_err(BoxError::from)?;
+        let ty = component_utils::component_type_ref(&mut RoundtripReencoder, import.ty)?;
         section.import(name, ty);
     }
     Ok(any.then_some(Section::Imports(section)))
 }
 
-fn exports(contents: &[u8], offset: usize) -> Result<Option<Section>, BoxError> {
+fn exports(contents: &[u8], offset: usize) -> Result<Option<Section>, RenameError> {
     let reader = ComponentExportSectionReader::new(BinaryReader::new(contents, offset))?;
     let mut section = wasm_encoder::ComponentExportSection::new();
     let mut any = false;
@@ -132,8 +142,7 @@ fn exports(contents: &[u8], offset: usize) -> Result<Option<Section>, BoxError> 
         let ty = export
             .ty
             .map(|ty| component_utils::component_type_ref(&mut RoundtripReencoder, ty))
-            .transpose()
-            .map_err(BoxError::from)?;
+            .transpose()?;
         section.export(name, export.kind.into(), export.index, ty);
     }
     Ok(any.then_some(Section::Exports(section)))

@@ -105,13 +105,17 @@ async fn node_slots(node: &TestNode) -> f64 {
 /// reserved, and (nearly) no host memory held by guests.
 async fn everything_given_back(node: &TestNode, module: &str) {
     idle(node, module).await;
-    spark_testkit::wait_until(Duration::from_secs(10), "the node's gauges at rest", || async {
-        let page = get(&node.admin_url("/metrics")).await.unwrap().text();
-        let gauge = |name: &str| metric(&page, name).unwrap_or_else(|| panic!("no {name}"));
-        gauge("spark_node_slots_in_use") == 0.0
-            && gauge("spark_node_memory_reserved_bytes") == 0.0
-            && gauge("spark_host_memory_bytes") < f64::from(1 << 20)
-    })
+    spark_testkit::wait_until(
+        Duration::from_secs(10),
+        "the node's gauges at rest",
+        || async {
+            let page = get(&node.admin_url("/metrics")).await.unwrap().text();
+            let gauge = |name: &str| metric(&page, name).unwrap_or_else(|| panic!("no {name}"));
+            gauge("spark_node_slots_in_use") == 0.0
+                && gauge("spark_node_memory_reserved_bytes") == 0.0
+                && gauge("spark_host_memory_bytes") < f64::from(1 << 20)
+        },
+    )
     .await;
 }
 
@@ -434,7 +438,12 @@ async fn a_client_that_leaves_mid_request_gives_everything_back() {
         .write_all(b"POST /p3/echo HTTP/1.1\r\nHost: spark\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await
         .unwrap();
-    let chunk = [format!("{:x}\r\n", 64 << 10).into_bytes(), vec![b'y'; 64 << 10], b"\r\n".to_vec()].concat();
+    let chunk = [
+        format!("{:x}\r\n", 64 << 10).into_bytes(),
+        vec![b'y'; 64 << 10],
+        b"\r\n".to_vec(),
+    ]
+    .concat();
     let mut buf = vec![0u8; 256 << 10];
     let mut read = 0;
     while read < 100_000 {
@@ -480,9 +489,11 @@ async fn a_client_that_leaves_mid_request_gives_everything_back() {
         .send(Bytes::from(vec![b'z'; 64 << 10]))
         .await
         .unwrap();
-    spark_testkit::wait_until(Duration::from_secs(5), "both share the instance", || async {
-        running() == 2
-    })
+    spark_testkit::wait_until(
+        Duration::from_secs(5),
+        "both share the instance",
+        || async { running() == 2 },
+    )
     .await;
     assert!(
         stats(&node, "p3").shared_requests >= 1,
@@ -538,10 +549,17 @@ async fn memory_and_body_limits_hold_for_wasi_03_guests() {
         .await
         .unwrap();
     stream
-        .write_all(b"POST /capped/count HTTP/1.1\r\nHost: spark\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .write_all(
+            b"POST /capped/count HTTP/1.1\r\nHost: spark\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
         .await
         .unwrap();
-    let chunk = [format!("{:x}\r\n", 64 << 10).into_bytes(), vec![b'y'; 64 << 10], b"\r\n".to_vec()].concat();
+    let chunk = [
+        format!("{:x}\r\n", 64 << 10).into_bytes(),
+        vec![b'y'; 64 << 10],
+        b"\r\n".to_vec(),
+    ]
+    .concat();
     for _ in 0..16 {
         if stream.write_all(&chunk).await.is_err() {
             break;
