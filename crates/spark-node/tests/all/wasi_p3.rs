@@ -96,11 +96,6 @@ async fn idle(node: &TestNode, module: &str) {
     .await;
 }
 
-async fn node_slots(node: &TestNode) -> f64 {
-    let page = get(&node.admin_url("/metrics")).await.unwrap().text();
-    metric(&page, "spark_node_slots_in_use").expect("slots gauge")
-}
-
 /// Waits until `module` is idle and the node holds nothing for it: no node slot, no memory
 /// reserved, and (nearly) no host memory held by guests.
 async fn everything_given_back(node: &TestNode, module: &str) {
@@ -302,8 +297,7 @@ async fn a_client_that_leaves_mid_stream_gives_its_slot_back() {
         1
     );
     drop(stream);
-    idle(&node, "p3").await;
-    assert_eq!(node_slots(&node).await, 0.0, "the node slot is back");
+    everything_given_back(&node, "p3").await;
     assert!(stats(&node, "p3").cancelled >= 1);
 
     // HTTP/2: a stream reset mid-body, with another request on the same instance going on.
@@ -339,8 +333,7 @@ async fn a_client_that_leaves_mid_stream_gives_its_slot_back() {
     );
     let text = sleeper.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&text).contains("slept 600 ms"));
-    idle(&node, "p3").await;
-    assert_eq!(node_slots(&node).await, 0.0);
+    everything_given_back(&node, "p3").await;
     node.stop().await;
 }
 
@@ -366,6 +359,7 @@ async fn a_body_that_never_ends_is_cut_at_the_timeout() {
     assert!(never.text().contains("time limit"), "{}", never.text());
     idle(&node, "p3").await;
     assert_eq!(get(&node.url("/hello")).await.unwrap().status, 200);
+    everything_given_back(&node, "p3").await;
     node.stop().await;
 }
 
@@ -393,6 +387,7 @@ async fn limits_hold_for_wasi_03_guests() {
     assert_eq!((s.traps, s.host_memory_limits), (1, 1), "{s:?}");
     let ok = get(&node.url("/p3/")).await.unwrap();
     assert_eq!(ok.status, 200, "the module recovers");
+    everything_given_back(&node, "p3").await;
     node.stop().await;
 }
 
