@@ -2,7 +2,12 @@
 //!
 //! Both servers run as separate processes on 127.0.0.1 and get the same load from the same
 //! generator at each concurrency, alternating which goes first, so drift on a shared machine
-//! hits both alike. Fresh instance per request on both sides (the default of each).
+//! hits both alike. A WASI 0.2 component: fresh instance per request on both sides (the
+//! default of each). A WASI 0.3 component ([`Wasi::P3`]) is measured twice: each server's
+//! default for 0.3 (Spark: up to 16 requests at once per instance, never reused once idle;
+//! `wasmtime serve -Sp3`: up to 16 at once and 128 in an instance's life, kept 1 s when idle),
+//! and a fresh instance per request on both (`--max-concurrent-per-instance 1` against
+//! `--max-instance-reuse-count 1`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,11 +19,33 @@ use serde::Serialize;
 use crate::loadgen::{self, Load, LoadResult};
 use crate::{BenchError, free_port, write_json};
 
+/// Which WASI the component is built for (what B1 compares).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Wasi {
+    /// `wasi:http/incoming-handler@0.2`: one request per instance on both sides.
+    #[serde(rename = "0.2")]
+    P2,
+    /// `wasi:http/handler@0.3`: each server's default sharing, then a fresh instance each.
+    #[serde(rename = "0.3")]
+    P3,
+}
+
+/// How the servers use instances in one series of points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Each server's default.
+    Default,
+    /// A fresh instance per request on both.
+    Fresh,
+}
+
 /// Settings of `spark bench serve`.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// The `wasi:http` component both servers serve.
     pub component: PathBuf,
+    /// The WASI it is built for.
+    pub wasi: Wasi,
     /// The `wasmtime` CLI to compare with (`None`: Spark alone).
     pub peer: Option<PathBuf>,
     /// The `spark` executable to run as the server.
@@ -51,12 +78,16 @@ pub struct ServePoint {
 pub struct ServeReport {
     /// Path of the component both servers serve.
     pub component: String,
+    /// The WASI it is built for.
+    pub wasi: Wasi,
     /// Path of the `wasmtime` CLI compared with, if any.
     pub peer: Option<String>,
-    /// How each side uses instances (a fresh one per request).
+    /// How each side uses instances in `points`.
     pub mode: &'static str,
     /// One point per concurrency: 1, 16, 64.
     pub points: Vec<ServePoint>,
+    /// WASI 0.3 only: the same with a fresh instance per request on both sides.
+    pub fresh: Option<Vec<ServePoint>>,
 }
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
@@ -87,7 +118,7 @@ fn start(mut command: Command, addr: SocketAddr, what: &str) -> Result<Server, B
     Ok(Server { child, addr })
 }
 
-fn spark_server(options: &ServeOptions, data_dir: &Path) -> Result<Server, BenchError> {
+fn spark_server(options: &ServeOptions, data_dir: &Path, mode: Mode) -> Result<Server, BenchError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut command = Command::new(&options.spark);
     command
@@ -97,31 +128,65 @@ fn spark_server(options: &ServeOptions, data_dir: &Path) -> Result<Server, Bench
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--concurrency")
-        .arg("1024")
-        .arg(&options.component);
+        .arg("1024");
+    if mode == Mode::Fresh {
+        command.args(["--max-concurrent-per-instance", "1"]);
+    }
+    command.arg(&options.component);
     start(command, addr, "spark serve")
 }
 
-fn peer_server(peer: &Path, component: &Path) -> Result<Server, BenchError> {
+fn peer_server(
+    peer: &Path,
+    component: &Path,
+    wasi: Wasi,
+    mode: Mode,
+) -> Result<Server, BenchError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut command = Command::new(peer);
-    command
-        .arg("serve")
-        .arg("-Scli")
-        .arg("--addr")
-        .arg(addr.to_string())
-        .arg(component);
+    command.arg("serve").arg("-Scli");
+    if wasi == Wasi::P3 {
+        command.arg("-Sp3");
+        if mode == Mode::Fresh {
+            command.args(["--max-instance-reuse-count", "1"]);
+        }
+    }
+    command.arg("--addr").arg(addr.to_string()).arg(component);
     start(command, addr, "wasmtime serve")
 }
 
 /// Runs B1 and writes `serve.json`.
 pub async fn run(options: &ServeOptions) -> Result<ServeReport, BenchError> {
+    let points = series(options, Mode::Default).await?;
+    let fresh = match options.wasi {
+        Wasi::P2 => None,
+        Wasi::P3 => Some(series(options, Mode::Fresh).await?),
+    };
+    let report = ServeReport {
+        component: options.component.display().to_string(),
+        wasi: options.wasi,
+        peer: options.peer.as_ref().map(|p| p.display().to_string()),
+        mode: match options.wasi {
+            Wasi::P2 => "fresh instance per request (both)",
+            Wasi::P3 => {
+                "each server's default for WASI 0.3 (Spark: up to 16 requests at once per instance, no reuse once idle; wasmtime serve -Sp3: up to 16 at once, 128 per instance, kept 1 s idle)"
+            }
+        },
+        points,
+        fresh,
+    };
+    write_json(&options.out_dir, "serve.json", &report)?;
+    Ok(report)
+}
+
+/// Both servers, started for `mode`, at each concurrency.
+async fn series(options: &ServeOptions, mode: Mode) -> Result<Vec<ServePoint>, BenchError> {
     let data_dir = tempfile::tempdir().map_err(BenchError::Io)?;
-    let spark = spark_server(options, data_dir.path())?;
+    let spark = spark_server(options, data_dir.path(), mode)?;
     let peer = options
         .peer
         .as_deref()
-        .map(|p| peer_server(p, &options.component))
+        .map(|p| peer_server(p, &options.component, options.wasi, mode))
         .transpose()?;
     for server in std::iter::once(&spark).chain(peer.as_ref()) {
         if !loadgen::wait_ready(server.addr, "/", Duration::from_secs(120)).await {
@@ -165,24 +230,61 @@ pub async fn run(options: &ServeOptions) -> Result<ServeReport, BenchError> {
             peer: peer_result,
         });
     }
-    let report = ServeReport {
-        component: options.component.display().to_string(),
-        peer: options.peer.as_ref().map(|p| p.display().to_string()),
-        mode: "fresh instance per request (both)",
-        points,
-    };
-    write_json(&options.out_dir, "serve.json", &report)?;
-    Ok(report)
+    Ok(points)
 }
 
 /// The table and the closing `B1:` line.
 pub fn render(report: &ServeReport) -> String {
-    let mut out = format!("B1 warm serving: {} ({})\n", report.component, report.mode);
+    let mut out = format!(
+        "B1 warm serving, WASI {}: {} ({})\n",
+        match report.wasi {
+            Wasi::P2 => "0.2",
+            Wasi::P3 => "0.3",
+        },
+        report.component,
+        report.mode
+    );
+    table(&mut out, &report.points);
+    if let Some(fresh) = &report.fresh {
+        out.push_str("fresh instance per request (both):\n");
+        table(&mut out, fresh);
+    }
+    let key = |r: Option<f64>| r.map_or("na".to_owned(), |r| format!("{r:.3}"));
+    let at16 = |points: &[ServePoint]| points.iter().find(|p| p.concurrency == 16).cloned();
+    let errors: u64 = report
+        .points
+        .iter()
+        .chain(report.fresh.iter().flatten())
+        .map(|p| p.spark.errors + p.peer.as_ref().map_or(0, |r| r.errors))
+        .sum();
+    let main = at16(&report.points);
+    let mut line = format!(
+        "B1: rps_ratio={} p99_ratio={} spark_rps_c16={:.0} peer_rps_c16={}",
+        key(main.as_ref().and_then(|p| p.rps_ratio)),
+        key(main.as_ref().and_then(|p| p.p99_ratio)),
+        main.as_ref().map_or(0.0, |p| p.spark.rps),
+        main.as_ref()
+            .and_then(|p| p.peer.as_ref())
+            .map_or("na".to_owned(), |r| format!("{:.0}", r.rps)),
+    );
+    if let Some(fresh) = &report.fresh {
+        let fresh = at16(fresh);
+        line.push_str(&format!(
+            " wasi=0.3 fresh_rps_ratio={} fresh_p99_ratio={}",
+            key(fresh.as_ref().and_then(|p| p.rps_ratio)),
+            key(fresh.as_ref().and_then(|p| p.p99_ratio)),
+        ));
+    }
+    out.push_str(&format!("{line} errors={errors}\n"));
+    out
+}
+
+fn table(out: &mut String, points: &[ServePoint]) {
     out.push_str(&format!(
         "{:>4} {:>11} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}\n",
         "c", "spark rps", "p50 ms", "p99 ms", "peer rps", "p50 ms", "p99 ms", "rps x", "p99 x"
     ));
-    for p in &report.points {
+    for p in points {
         let peer = |f: fn(&LoadResult) -> f64| {
             p.peer
                 .as_ref()
@@ -202,20 +304,4 @@ pub fn render(report: &ServeReport) -> String {
             ratio(p.p99_ratio)
         ));
     }
-    let at16 = report.points.iter().find(|p| p.concurrency == 16);
-    let key = |r: Option<f64>| r.map_or("na".to_owned(), |r| format!("{r:.3}"));
-    let errors: u64 = report
-        .points
-        .iter()
-        .map(|p| p.spark.errors + p.peer.as_ref().map_or(0, |r| r.errors))
-        .sum();
-    out.push_str(&format!(
-        "B1: rps_ratio={} p99_ratio={} spark_rps_c16={:.0} peer_rps_c16={} errors={errors}\n",
-        key(at16.and_then(|p| p.rps_ratio)),
-        key(at16.and_then(|p| p.p99_ratio)),
-        at16.map_or(0.0, |p| p.spark.rps),
-        at16.and_then(|p| p.peer.as_ref())
-            .map_or("na".to_owned(), |r| format!("{:.0}", r.rps)),
-    ));
-    out
 }

@@ -524,6 +524,10 @@ pub struct Limits {
     pub outbound_requests: u32,
     /// Bytes one invocation may write to stdout and stderr together.
     pub log: u64,
+    /// WASI 0.3 HTTP components only: requests one instance serves at once, and at most over
+    /// its life (1: a fresh instance per request, as for WASI 0.2). Requests sharing an
+    /// instance share its linear memory and its fate (a trap ends them all).
+    pub max_concurrent_per_instance: u32,
 }
 
 /// Default `limits.memory`: 128 MiB.
@@ -550,6 +554,9 @@ pub const DEFAULT_RESOURCES: u32 = 1_000;
 pub const DEFAULT_OUTBOUND_REQUESTS: u32 = 16;
 /// Default `limits.log`: 256 KiB.
 pub const DEFAULT_LOG: u64 = 256 << 10;
+/// Default `limits.max_concurrent_per_instance` (what `wasmtime serve` lets a WASI 0.3
+/// instance take at once).
+pub const DEFAULT_MAX_CONCURRENT_PER_INSTANCE: u32 = 16;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -568,6 +575,7 @@ impl Default for Limits {
             resources: DEFAULT_RESOURCES,
             outbound_requests: DEFAULT_OUTBOUND_REQUESTS,
             log: DEFAULT_LOG,
+            max_concurrent_per_instance: DEFAULT_MAX_CONCURRENT_PER_INSTANCE,
         }
     }
 }

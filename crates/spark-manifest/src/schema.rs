@@ -120,6 +120,7 @@ pub(crate) struct RawLimits {
     pub resources: Option<Spanned<i64>>,
     pub outbound_requests: Option<Spanned<i64>>,
     pub log: Option<Spanned<String>>,
+    pub max_concurrent_per_instance: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -586,6 +586,30 @@ nn_tensor = "4MiB"
 }
 
 #[test]
+fn instance_concurrency_is_bounded() {
+    let module = "version = 1\n[[module]]\nid = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n[module.limits]\n";
+    let defaults = parse(module).unwrap();
+    assert_eq!(
+        defaults.modules[0].limits.max_concurrent_per_instance,
+        crate::DEFAULT_MAX_CONCURRENT_PER_INSTANCE
+    );
+    let one = parse(&format!("{module}max_concurrent_per_instance = 1\n")).unwrap();
+    assert_eq!(one.modules[0].limits.max_concurrent_per_instance, 1);
+    for bad in ["0", "1001"] {
+        let (line, message) = refusal(&format!("{module}max_concurrent_per_instance = {bad}\n"));
+        assert_eq!(line, 7, "{bad}");
+        assert!(
+            message.contains("limits.max_concurrent_per_instance"),
+            "{bad}: {message}"
+        );
+    }
+    // A value of the wrong type is refused by the parser, at its line, as for every key.
+    let (line, message) = refusal(&format!("{module}max_concurrent_per_instance = \"many\"\n"));
+    assert_eq!(line, 7);
+    assert!(message.contains("invalid type"), "{message}");
+}
+
+#[test]
 fn tracing_settings_are_checked() {
     let traced = GOOD
         .replace(

@@ -33,6 +33,9 @@ const MIN_RESOURCES: i64 = 16;
 /// "far below 100,000": each handle costs host memory the guest does not pay for.
 const MAX_RESOURCES: i64 = 100_000;
 const MAX_OUTBOUND_REQUESTS: i64 = 10_000;
+/// Requests one WASI 0.3 instance may serve at once: beyond a few hundred, one trap ends too
+/// many requests and one instance's memory serves too many.
+const MAX_CONCURRENT_PER_INSTANCE: i64 = 1_000;
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -564,6 +567,12 @@ impl Validator<'_> {
                 &format!("{who}: limits.outbound_requests"),
             ) as u32,
             log: self.size(raw.log.as_ref(), d.log, &format!("{who}: limits.log")),
+            max_concurrent_per_instance: self.int(
+                raw.max_concurrent_per_instance.as_ref(),
+                i64::from(d.max_concurrent_per_instance),
+                1..=MAX_CONCURRENT_PER_INSTANCE,
+                &format!("{who}: limits.max_concurrent_per_instance"),
+            ) as u32,
         };
         self.host_memory_covers(raw, &mut limits, who);
         limits

@@ -12,9 +12,9 @@
 //! code serves (the node then starts the step's windows afresh).
 //!
 //! The decision worth knowing: the analysis looks at the data many times during a step, so a
-//! plain 1% test would cry wolf. An early rollback (before the step has its minimum samples)
-//! needs overwhelming evidence (z > 3.29, one-sided p < 0.0005); at the end of a step the bar is
-//! p < 0.01. A canary is never promoted on too little data: without the minimum requests on
+//! plain 1% test would cry wolf. An early rollback (before the step's time is up, or before the
+//! step has its minimum samples) needs overwhelming evidence (z > 3.29, one-sided p < 0.0005);
+//! at the end of a step the bar is p < 0.01 (`machine` picks the bar for each look). A canary is never promoted on too little data: without the minimum requests on
 //! both sides the verdict is "wait".
 
 use serde::{Deserialize, Serialize};

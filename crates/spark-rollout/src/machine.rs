@@ -63,6 +63,23 @@ impl ModuleRollout {
         self.share() >= 100.0
     }
 
+    /// The analysis settings for a look at `now_ms`: this module's minimum requests, and the
+    /// final bar only once the step's time is up. The windows are looked at every tick, so a
+    /// rollback before then needs the early bar's overwhelming evidence whatever the sample
+    /// size (looking often at p < 0.01 would roll back healthy canaries on noise).
+    fn step_config(&self, now_ms: u64, config: &AnalysisConfig) -> AnalysisConfig {
+        let step_over = now_ms.saturating_sub(self.step_started_ms) >= self.step_duration_ms;
+        AnalysisConfig {
+            min_requests: self.min_requests,
+            z_final: if step_over {
+                config.z_final
+            } else {
+                config.z_early.max(config.z_final)
+            },
+            ..*config
+        }
+    }
+
     /// What the next evaluation would make of these windows, as text, without changing
     /// anything: status shows it beside the same windows' counters, so the verdict and the
     /// numbers on one line always agree (the stored [`ModuleRollout::last`] is as old as the
@@ -77,11 +94,7 @@ impl ModuleRollout {
         if self.finished() {
             return "passed every step".to_owned();
         }
-        let config = AnalysisConfig {
-            min_requests: self.min_requests,
-            ..*config
-        };
-        match analyze(stable, canary, &config) {
+        match analyze(stable, canary, &self.step_config(now_ms, config)) {
             Verdict::Rollback { reason } => format!("failing: {reason}"),
             Verdict::Wait { reason } => format!("waiting: {reason}"),
             Verdict::Healthy { summary } => {
@@ -218,11 +231,7 @@ impl Rollout {
             let Some((stable, canary)) = windows.get(id) else {
                 continue;
             };
-            let config = AnalysisConfig {
-                min_requests: module.min_requests,
-                ..*config
-            };
-            match analyze(stable, canary, &config) {
+            match analyze(stable, canary, &module.step_config(now_ms, config)) {
                 Verdict::Rollback { reason } => {
                     let reason = format!("module '{id}' at {}%: {reason}", module.share());
                     self.state = RolloutState::RolledBack {

@@ -10,6 +10,12 @@
 //! (the client went away, the connection was closed for stalling) cancels the guest at its
 //! next yield, so no guest runs for a client that is gone; a body read to its end lets the
 //! guest finish whatever it does after the response, within its limits.
+//!
+//! A WASI 0.3 body owns its request's place on a shared instance instead
+//! ([`crate::concurrent::LiveRequest`]): dropped early, the request is abandoned (the instance
+//! stops if it served nobody else); it also carries the request's deadline, since the
+//! instance may outlive it, and it reports a body cut short by its instance's end as an
+//! error, not as a complete body.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +25,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::concurrent::LiveRequest;
 use crate::error::InvokeError;
 use crate::stats::ModuleStats;
 
@@ -102,8 +109,18 @@ pub struct ResponseBody {
     limit: u64,
     sent: u64,
     stats: Arc<ModuleStats>,
-    /// The guest producing the body; cancelled if the body is dropped before its end.
-    task: Option<GuestTask>,
+    /// Who produces the body; dropped before its end, the guest is cancelled.
+    owner: Option<Owner>,
+    /// A WASI 0.3 request's deadline (a WASI 0.2 guest task has its own).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// What a response body keeps going while it streams.
+pub(crate) enum Owner {
+    /// A WASI 0.2 guest's own task.
+    Task(GuestTask),
+    /// A WASI 0.3 request's place on its (possibly shared) instance.
+    Request(LiveRequest),
 }
 
 impl ResponseBody {
@@ -111,15 +128,32 @@ impl ResponseBody {
         inner: HyperOutgoingBody,
         limit: u64,
         stats: Arc<ModuleStats>,
-        task: GuestTask,
+        owner: Owner,
     ) -> ResponseBody {
+        let deadline = match &owner {
+            Owner::Request(live) => Some(Box::pin(tokio::time::sleep_until(
+                tokio::time::Instant::from_std(live.deadline),
+            ))),
+            Owner::Task(_) => None,
+        };
         ResponseBody {
             inner,
             limit,
             sent: 0,
             stats,
-            task: Some(task),
+            owner: Some(owner),
+            deadline,
         }
+    }
+
+    /// The request failed while its body streamed: the error the body ends with.
+    fn fail(&mut self, error: InvokeError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(Owner::Request(live)) = &mut self.owner {
+            live.finish(Err(error.clone()));
+        }
+        self.owner = None;
+        self.deadline = None;
+        Poll::Ready(Some(Err(BodyError::Guest(Box::new(error)))))
     }
 }
 
@@ -132,6 +166,19 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
+        if let Some(deadline) = &mut this.deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            let timeout = match &this.owner {
+                Some(Owner::Request(live)) => live.instance.budget.timeout,
+                _ => std::time::Duration::ZERO,
+            };
+            tracing::warn!(
+                ?timeout,
+                "the guest did not finish its response body within the module's timeout"
+            );
+            return this.fail(InvokeError::Timeout(timeout));
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -147,19 +194,39 @@ impl Body for ResponseBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Guest(e.into())))),
-            Poll::Ready(None) => {
-                if let Some(task) = this.task.take() {
-                    task.detach();
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(Owner::Request(live)) = &this.owner
+                    && let Some(failure) = live.instance.failure()
+                {
+                    return this.fail(failure);
                 }
-                Poll::Ready(None)
+                Poll::Ready(Some(Err(BodyError::Guest(e.into()))))
             }
+            Poll::Ready(None) => match this.owner.take() {
+                Some(Owner::Task(task)) => {
+                    task.detach();
+                    Poll::Ready(None)
+                }
+                Some(Owner::Request(mut live)) => {
+                    // A stream that ends because its instance was stopped is cut short.
+                    if let Some(failure) = live.instance.failure() {
+                        this.owner = Some(Owner::Request(live));
+                        return this.fail(failure);
+                    }
+                    live.finish(Ok(()));
+                    this.deadline = None;
+                    Poll::Ready(None)
+                }
+                None => Poll::Ready(None),
+            },
             Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // A WASI 0.3 request ends when its stream is read to `None` (how it learns it ended
+        // well), so the server must not stop short of that.
+        !matches!(self.owner, Some(Owner::Request(_))) && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -53,6 +53,20 @@ pub(crate) struct Budget {
     /// Host memory held for the invocation, charged while its guest is polled.
     pub(crate) host: HostAccount,
     pub(crate) host_limit: u64,
+    /// In an instance several requests share (WASI 0.3): each request's share of the CPU.
+    shares: Option<Mutex<Vec<CpuShare>>>,
+}
+
+/// One request's share of the CPU of the instance it shares with others: the instance's CPU
+/// time divided equally among the requests on it at each poll.
+#[derive(Clone, Default)]
+pub(crate) struct CpuShare(Arc<AtomicU64>);
+
+impl CpuShare {
+    /// CPU charged to the request so far.
+    pub(crate) fn used(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
 }
 
 impl Budget {
@@ -73,6 +87,43 @@ impl Budget {
             pacer,
             host: HostAccount::new(),
             host_limit,
+            shares: None,
+        }
+    }
+
+    /// The budget of an instance that several requests share (WASI 0.3). The limits are per
+    /// request: CPU is charged to the requests on the instance in equal shares and the
+    /// instance stops when one share passes `cpu_limit`; host memory may reach `host_limit`
+    /// times the requests on it; the deadline moves to each new request's (see
+    /// [`Budget::restart`]).
+    pub(crate) fn shared(
+        timeout: Duration,
+        cpu_limit: Duration,
+        host_limit: u64,
+        pacer: Option<Arc<dyn Pacer>>,
+    ) -> Budget {
+        Budget {
+            shares: Some(Mutex::default()),
+            ..Budget::new(timeout, cpu_limit, host_limit, pacer)
+        }
+    }
+
+    /// A request joins a shared instance: its CPU share starts at zero.
+    pub(crate) fn join_share(&self) -> CpuShare {
+        let share = CpuShare::default();
+        if let Some(shares) = &self.shares {
+            shares.lock().expect("shares lock").push(share.clone());
+        }
+        share
+    }
+
+    /// A request leaves a shared instance: it is charged nothing more.
+    pub(crate) fn leave_share(&self, share: &CpuShare) {
+        if let Some(shares) = &self.shares {
+            shares
+                .lock()
+                .expect("shares lock")
+                .retain(|s| !Arc::ptr_eq(&s.0, &share.0));
         }
     }
 
@@ -107,15 +158,45 @@ impl Budget {
     fn add_cpu(&self, spent: Duration) {
         let nanos = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
         self.cpu_used_nanos.fetch_add(nanos, Ordering::Relaxed);
+        if let Some(shares) = &self.shares {
+            let shares = shares.lock().expect("shares lock");
+            if let Some(each) = nanos.checked_div(shares.len() as u64) {
+                for share in shares.iter() {
+                    share.0.fetch_add(each, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Whether the CPU limit is passed: the invocation's, or one request's share.
+    fn over_cpu(&self) -> bool {
+        match &self.shares {
+            None => self.cpu_used() >= self.cpu_limit,
+            Some(shares) => shares
+                .lock()
+                .expect("shares lock")
+                .iter()
+                .any(|share| share.used() >= self.cpu_limit),
+        }
+    }
+
+    /// Host memory the invocation may hold: `host_limit`, times the requests on a shared
+    /// instance.
+    fn host_allowance(&self) -> u64 {
+        let requests = self
+            .shares
+            .as_ref()
+            .map_or(1, |shares| shares.lock().expect("shares lock").len().max(1));
+        self.host_limit.saturating_mul(requests as u64)
     }
 
     /// Checks the limits; on a breach records the reason and returns it.
     pub(crate) fn check(&self) -> Option<InvokeError> {
         let breach = if Instant::now() >= self.deadline() {
             InvokeError::Timeout(self.timeout)
-        } else if self.cpu_used() >= self.cpu_limit {
+        } else if self.over_cpu() {
             InvokeError::CpuLimit(self.cpu_limit)
-        } else if self.host.bytes() as u64 > self.host_limit {
+        } else if self.host.bytes() as u64 > self.host_allowance() {
             InvokeError::HostMemoryLimit {
                 limit: self.host_limit,
             }

@@ -143,6 +143,9 @@ pub(crate) fn build_engine(
 fn base_config(pooling: Option<PoolingAllocationConfig>) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // WASI 0.3 components (`wasi:http/handler@0.3.0`) use the component model's async ABI,
+    // streams and futures; both tiers get it (Winch compiles the same trampolines).
+    config.wasm_component_model_async(true);
     config.epoch_interruption(true);
     config.max_wasm_stack(MAX_WASM_STACK);
     config.async_stack_size(ASYNC_STACK);

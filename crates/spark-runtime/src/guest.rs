@@ -5,6 +5,10 @@
 //! its own invocation down. The guest runs in its own task; the caller gets the response as
 //! soon as the guest sets it, while the body keeps streaming from that task.
 //!
+//! A WASI 0.3 component (`wasi:http/handler@0.3.0`) is served the same way, except that one
+//! instance may take several requests at once, within `limits.max_concurrent_per_instance`
+//! (see `concurrent`).
+//!
 //! A module's code can change under it once: from baseline to optimized code (tiering). Each
 //! invocation takes the code current when it starts and keeps it to its end; instances made
 //! ahead of requests on the old code are replaced by instances on the new code before they are
@@ -24,10 +28,13 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode as P3ErrorCode;
+use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use crate::body::{GuestTask, ResponseBody};
-use crate::budget::{Budget, Metered, Pacer};
+use crate::body::{GuestTask, Owner, ResponseBody};
+use crate::budget::{Budget, CpuShare, Metered, Pacer};
+use crate::concurrent::{Job, SharedInstance};
 use crate::error::InvokeError;
 use crate::guest_log::{GuestLog, LogBudget, Stream};
 use crate::host::{Host, MemoryLimiter};
@@ -69,6 +76,8 @@ pub struct GuestLimits {
     pub outbound_requests: u32,
     /// Bytes one invocation may log (stdout and stderr together).
     pub log: u64,
+    /// WASI 0.3 components: requests one instance serves at once, and over its life.
+    pub max_concurrent_per_instance: u32,
 }
 
 impl From<&spark_manifest::Limits> for GuestLimits {
@@ -88,6 +97,7 @@ impl From<&spark_manifest::Limits> for GuestLimits {
             resources: l.resources,
             outbound_requests: l.outbound_requests,
             log: l.log,
+            max_concurrent_per_instance: l.max_concurrent_per_instance,
         }
     }
 }
@@ -116,12 +126,24 @@ pub struct InvocationInfo {
 /// Attached to every response: the invocation's guest CPU time, read when wanted (the guest
 /// may still run while its response body streams).
 #[derive(Clone)]
-pub struct InvocationCpu(Arc<Budget>);
+pub struct InvocationCpu(CpuOf);
+
+#[derive(Clone)]
+enum CpuOf {
+    /// The whole instance's (one request per instance).
+    Instance(Arc<Budget>),
+    /// The request's share of an instance it shares with others.
+    Share(CpuShare),
+}
 
 impl InvocationCpu {
-    /// Guest CPU time so far (instantiation and host calls included).
+    /// Guest CPU time so far (instantiation and host calls included; on an instance several
+    /// requests share, this request's equal share of it).
     pub fn used(&self) -> Duration {
-        self.0.cpu_used()
+        match &self.0 {
+            CpuOf::Instance(budget) => budget.cpu_used(),
+            CpuOf::Share(share) => share.used(),
+        }
     }
 }
 
@@ -160,6 +182,8 @@ struct Inner {
     ready: std::sync::Mutex<Vec<ReadyInstance>>,
     /// Node-wide permits for ready instances; each ready instance holds one.
     ready_slots: Arc<tokio::sync::Semaphore>,
+    /// WASI 0.3: the instance new requests join while it takes them.
+    open: std::sync::Mutex<Option<Arc<SharedInstance>>>,
 }
 
 /// Live controls over how a module runs, set by the orchestrator (all optional).
@@ -218,6 +242,7 @@ impl GuestModule {
                 controls,
                 ready: std::sync::Mutex::new(Vec::new()),
                 ready_slots: node.ready_slots,
+                open: std::sync::Mutex::new(None),
             }),
         };
         if let Some(pending) = pending
@@ -312,11 +337,17 @@ impl GuestModule {
         let mut request = request;
         let tracer = request.extensions_mut().remove::<TraceOutbound>();
         let code = self.code();
-        let Entry::Http(pre) = &code.entry else {
-            return Err(InvokeError::BadRequest(format!(
-                "module '{}' is not an HTTP component",
-                self.id()
-            )));
+        if let Entry::HttpP3(_) = code.entry {
+            return self.handle_p3(code, request, tracer, hold).await;
+        }
+        let pre = match &code.entry {
+            Entry::Http(pre) => pre.clone(),
+            Entry::HttpP3(_) | Entry::Command(_) => {
+                return Err(InvokeError::BadRequest(format!(
+                    "module '{}' is not an HTTP component",
+                    self.id()
+                )));
+            }
         };
         let (mut store, budget, ready) = match self.take_ready() {
             Some(mut instance) => {
@@ -324,10 +355,14 @@ impl GuestModule {
                 // passed long ago while it waited, and would make the guest yield at once).
                 instance.budget.restart();
                 instance.store.set_epoch_deadline(1);
-                (instance.store, instance.budget, Some(instance.proxy))
+                let proxy = match instance.proxy {
+                    ReadyProxy::P2(proxy) => Some(proxy),
+                    ReadyProxy::P3(_) => None,
+                };
+                (instance.store, instance.budget, proxy)
             }
             None => {
-                let budget = self.budget();
+                let budget = self.budget(&code);
                 (self.new_store(&code, budget.clone()), budget, None)
             }
         };
@@ -341,7 +376,6 @@ impl GuestModule {
         let out = http
             .new_response_outparam(sender)
             .map_err(|e| InvokeError::BadRequest(format!("{e:#}")))?;
-        let pre = pre.clone();
         let stats = self.inner.stats.clone();
         let run = async move {
             let proxy = match ready {
@@ -356,7 +390,14 @@ impl GuestModule {
         };
         let task = GuestTask::new(self.spawn(self.supervise(run, budget.clone(), hold)));
         match receiver.await {
-            Ok(Ok(response)) => self.accept_response(response, &budget, ready_instance, task),
+            Ok(Ok(response)) => {
+                let info = InvocationInfo {
+                    instantiate: budget.instantiate_time(),
+                    ready_instance,
+                };
+                let cpu = InvocationCpu(CpuOf::Instance(budget));
+                self.accept_response(response, info, cpu, Owner::Task(task))
+            }
             Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
             Err(_) => Err(match task.join().await {
                 Err(e) => e,
@@ -365,15 +406,169 @@ impl GuestModule {
         }
     }
 
+    /// Serves one request with a WASI 0.3 component: on the instance new requests join if it
+    /// takes them, else on a new one (see `concurrent`). `hold` is kept until the request's
+    /// response is done (its body read to its end, or dropped).
+    async fn handle_p3<B>(
+        &self,
+        code: Arc<Prepared>,
+        request: http::Request<B>,
+        tracer: Option<TraceOutbound>,
+        hold: impl Send + 'static,
+    ) -> Result<http::Response<ResponseBody>, InvokeError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        use http_body_util::BodyExt;
+        let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+        let max = self.inner.limits.max_concurrent_per_instance.max(1);
+        // Outbound requests are traced per instance: a traced request gets one of its own.
+        let shared = max > 1 && tracer.is_none();
+        let hold: Box<dyn Send> = Box::new(hold);
+        let open = match shared {
+            true => self.inner.open.lock().expect("open lock").clone(),
+            false => None,
+        };
+        let (joined, hold) = match open.filter(|open| Arc::ptr_eq(&open.code, &code)) {
+            Some(instance) => match instance.join(hold) {
+                Ok(live) => (Some(live), None),
+                Err(back) => (None, Some(back)),
+            },
+            None => (None, Some(hold)),
+        };
+        let (mut live, info) = match joined {
+            Some(live) => {
+                let info = InvocationInfo {
+                    instantiate: Duration::ZERO,
+                    ready_instance: true,
+                };
+                (live, info)
+            }
+            None => {
+                let (instance, ready_instance) =
+                    self.open_instance(&code, if shared { max } else { 1 }, tracer);
+                let hold = hold.expect("not joined: the slots are still ours");
+                let Ok(live) = instance.join(hold) else {
+                    unreachable!("a new instance takes its first request")
+                };
+                if shared {
+                    *self.inner.open.lock().expect("open lock") = Some(instance);
+                }
+                let info = InvocationInfo {
+                    instantiate: Duration::ZERO,
+                    ready_instance,
+                };
+                (live, info)
+            }
+        };
+        let instance = live.instance.clone();
+        let (respond, response) = futures::channel::oneshot::channel();
+        let (_waiting, caller) = oneshot::channel();
+        if let Err(e) = instance.submit(Job {
+            request,
+            respond,
+            caller,
+        }) {
+            live.finish(Err(e.clone()));
+            return Err(e);
+        }
+        let deadline = tokio::time::Instant::from_std(live.deadline);
+        let outcome = match tokio::time::timeout_at(deadline, response).await {
+            Err(_) => Err(InvokeError::Timeout(instance.budget.timeout)),
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(error))) => Err(p3_failure(&instance, &error)),
+            Ok(Err(_)) => Err(instance.outcome().await),
+        };
+        match outcome {
+            Ok(response) => {
+                let info = InvocationInfo {
+                    instantiate: match info.ready_instance {
+                        true => Duration::ZERO,
+                        false => instance.budget.instantiate_time(),
+                    },
+                    ..info
+                };
+                let cpu = InvocationCpu(CpuOf::Share(live.cpu().unwrap_or_default()));
+                self.accept_response(response, info, cpu, Owner::Request(live))
+            }
+            Err(e) => {
+                tracing::warn!(module = %self.id(), kind = e.kind(), error = %e, "invocation failed");
+                live.finish(Err(e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// A new WASI 0.3 instance taking up to `max` requests (a ready one if there is one), its
+    /// worker started on the module's executor; and whether it was made ahead of time.
+    fn open_instance(
+        &self,
+        code: &Arc<Prepared>,
+        max: u32,
+        tracer: Option<TraceOutbound>,
+    ) -> (Arc<SharedInstance>, bool) {
+        let (mut store, budget, service, code) = match self.take_ready() {
+            Some(mut ready) => {
+                ready.budget.restart();
+                ready.store.set_epoch_deadline(1);
+                let service = match ready.proxy {
+                    ReadyProxy::P3(service) => Some(service),
+                    ReadyProxy::P2(_) => None,
+                };
+                (ready.store, ready.budget, service, ready.code)
+            }
+            None => {
+                let budget = self.budget(code);
+                (
+                    self.new_store(code, budget.clone()),
+                    budget,
+                    None,
+                    code.clone(),
+                )
+            }
+        };
+        let ready = service.is_some();
+        store.data_mut().hooks.tracer = tracer;
+        let stats = self.inner.stats.clone();
+        let (instance, jobs) = SharedInstance::new(code, max, budget, stats.clone());
+        let run = crate::concurrent::run(instance.clone(), store, service, jobs);
+        let worker = instance.clone();
+        let module = self.inner.id.clone();
+        // Detached: the worker ends by itself (its requests done, its deadline, a failure).
+        drop(self.spawn(async move {
+            let _open = stats.instance_opened();
+            let budget = worker.budget.clone();
+            let outcome = {
+                let mut metered = std::pin::pin!(Metered::new(run, budget.clone(), stats));
+                tokio::select! {
+                    outcome = &mut metered => outcome,
+                    () = deadline_passes(&budget) => {
+                        budget.record(InvokeError::Timeout(budget.timeout));
+                        let e = budget.verdict().unwrap_or(InvokeError::Timeout(budget.timeout));
+                        // Before the store (dropped with `metered`) ends the bodies it feeds.
+                        worker.fail(e.clone());
+                        Err(e)
+                    }
+                }
+            };
+            if let Err(e) = &outcome {
+                tracing::warn!(%module, kind = e.kind(), error = %e, "WASI 0.3 instance stopped");
+            }
+            worker.finished();
+        }));
+        (instance, ready)
+    }
+
     /// Instantiates up to `count` instances ahead of requests (the "instances ready" warmth
     /// level); each serves exactly one request, so isolation is unchanged. Returns how many are
     /// ready now (fewer when the node's ready-instance headroom is used up). Only HTTP
     /// components have ready instances.
     pub async fn prewarm(&self, count: usize) -> Result<usize, InvokeError> {
         let code = self.code();
-        let Entry::Http(pre) = &code.entry else {
+        if let Entry::Command(_) = &code.entry {
             return Ok(0);
-        };
+        }
         while self.current_ready_count(&code) < count {
             let slot = match self.inner.ready_slots.clone().try_acquire_owned() {
                 Ok(slot) => slot,
@@ -381,13 +576,21 @@ impl GuestModule {
                 Err(_) if self.drop_one_stale(&code) => continue,
                 Err(_) => break,
             };
-            let budget = self.budget();
+            let budget = self.budget(&code);
             let mut store = self.new_store(&code, budget.clone());
-            let (pre, stats) = (pre.clone(), self.inner.stats.clone());
+            let (entry, stats) = (code.entry.clone(), self.inner.stats.clone());
             let made = self
                 .spawn(Metered::new(
                     async move {
-                        let proxy = instantiate(&pre, &mut store, &stats).await?;
+                        let proxy = match &entry {
+                            Entry::Http(pre) => {
+                                ReadyProxy::P2(instantiate(pre, &mut store, &stats).await?)
+                            }
+                            Entry::HttpP3(pre) => {
+                                ReadyProxy::P3(instantiate_p3(pre, &mut store, &stats).await?)
+                            }
+                            Entry::Command(_) => unreachable!("commands have no ready instances"),
+                        };
                         Ok::<_, InvokeError>((store, proxy))
                     },
                     budget.clone(),
@@ -466,9 +669,9 @@ impl GuestModule {
     fn accept_response(
         &self,
         response: http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
-        budget: &Arc<Budget>,
-        ready_instance: bool,
-        task: GuestTask,
+        info: InvocationInfo,
+        cpu: InvocationCpu,
+        owner: Owner,
     ) -> Result<http::Response<ResponseBody>, InvokeError> {
         let limit = self.inner.limits.response_body;
         let declared = response
@@ -477,16 +680,13 @@ impl GuestModule {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit) {
-            drop(task);
+            if let Owner::Request(mut live) = owner {
+                live.finish(Err(InvokeError::BodyTooLarge(limit)));
+            }
             return Err(InvokeError::BodyTooLarge(limit));
         }
-        let info = InvocationInfo {
-            instantiate: budget.instantiate_time(),
-            ready_instance,
-        };
-        let cpu = InvocationCpu(budget.clone());
         let stats = self.inner.stats.clone();
-        let mut response = response.map(|body| ResponseBody::new(body, limit, stats, task));
+        let mut response = response.map(|body| ResponseBody::new(body, limit, stats, owner));
         response.extensions_mut().insert(info);
         response.extensions_mut().insert(cpu);
         Ok(response)
@@ -495,8 +695,8 @@ impl GuestModule {
     /// Runs the module as a job: `wasi:cli/run` for commands, `GET /` for HTTP components.
     pub async fn run_job(&self) -> Result<JobReport, InvokeError> {
         let started = Instant::now();
-        let budget = self.budget();
         let code = self.code();
+        let budget = self.budget(&code);
         let outcome = match &code.entry {
             Entry::Command(pre) => {
                 let pre = pre.clone();
@@ -523,7 +723,7 @@ impl GuestModule {
                     .join()
                     .await
             }
-            Entry::Http(_) => self.run_http_job().await,
+            Entry::Http(_) | Entry::HttpP3(_) => self.run_http_job().await,
         };
         outcome.map(|()| JobReport {
             took: started.elapsed(),
@@ -562,13 +762,17 @@ impl GuestModule {
         Ok(status)
     }
 
-    fn budget(&self) -> Arc<Budget> {
-        Arc::new(Budget::new(
-            self.inner.limits.timeout,
-            self.inner.limits.cpu_time,
-            self.inner.limits.host_memory,
-            self.inner.controls.pacer.clone(),
-        ))
+    /// A new invocation's budget: per request; for WASI 0.3 code, an instance's that
+    /// requests share.
+    fn budget(&self, code: &Prepared) -> Arc<Budget> {
+        let limits = &self.inner.limits;
+        let pacer = self.inner.controls.pacer.clone();
+        Arc::new(match code.entry {
+            Entry::HttpP3(_) => {
+                Budget::shared(limits.timeout, limits.cpu_time, limits.host_memory, pacer)
+            }
+            _ => Budget::new(limits.timeout, limits.cpu_time, limits.host_memory, pacer),
+        })
     }
 
     /// Runs a guest task on the module's executor.
@@ -618,9 +822,15 @@ impl GuestModule {
     }
 
     /// A store in the engine of `code` (baseline and optimized code have different engines).
+    /// For WASI 0.3 code, the per-invocation limits on handles, outbound requests and log
+    /// are the instance's, times the requests it may serve at once.
     fn new_store(&self, code: &Prepared, budget: Arc<Budget>) -> Store<Host> {
         let inner = &self.inner;
-        let log = LogBudget::new(inner.limits.log);
+        let requests = match code.entry {
+            Entry::HttpP3(_) => u64::from(inner.limits.max_concurrent_per_instance.max(1)),
+            _ => 1,
+        };
+        let log = LogBudget::new(inner.limits.log.saturating_mul(requests));
         let wasi = WasiCtxBuilder::new()
             .envs(&inner.env)
             .arg(&*inner.id)
@@ -628,7 +838,7 @@ impl GuestModule {
             .stderr(GuestLog::new(inner.id.clone(), Stream::Stderr, log))
             .build();
         let mut table = ResourceTable::new();
-        table.set_max_capacity(inner.limits.resources as usize);
+        table.set_max_capacity((u64::from(inner.limits.resources) * requests) as usize);
         let host = Host {
             wasi,
             http: WasiHttpCtx::new(),
@@ -639,7 +849,10 @@ impl GuestModule {
                 module: inner.id.clone(),
                 pacing: inner.controls.outbound.clone(),
                 latency: inner.controls.outbound_latency.clone(),
-                in_flight: InFlight::new(inner.limits.outbound_requests),
+                in_flight: InFlight::new(
+                    u32::try_from(u64::from(inner.limits.outbound_requests) * requests)
+                        .unwrap_or(u32::MAX),
+                ),
                 tracer: None,
             },
             config: inner.config.clone(),
@@ -688,12 +901,59 @@ impl GuestModule {
 /// An instance created ahead of its request.
 struct ReadyInstance {
     store: Store<Host>,
-    proxy: Proxy,
+    proxy: ReadyProxy,
     budget: Arc<Budget>,
     /// The code it was made from (its store belongs to that code's engine).
     code: Arc<Prepared>,
     /// Released when the instance is taken by a request or dropped.
     _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// A ready instance's exports: a WASI 0.2 or 0.3 HTTP handler.
+enum ReadyProxy {
+    P2(Proxy),
+    P3(Service),
+}
+
+/// Waits until the budget's deadline has passed (it moves later as requests join a shared
+/// instance).
+async fn deadline_passes(budget: &Budget) {
+    loop {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(budget.deadline())).await;
+        if Instant::now() >= budget.deadline() {
+            return;
+        }
+    }
+}
+
+/// Why a WASI 0.3 request got an error instead of a response: the guest's error code, or its
+/// instance's failure.
+fn p3_failure(instance: &SharedInstance, error: &wasmtime::Error) -> InvokeError {
+    if let Some(code) = error.downcast_ref::<P3ErrorCode>() {
+        return InvokeError::GuestError(format!("{code:?}"));
+    }
+    instance
+        .budget
+        .verdict()
+        .or_else(|| instance.failure())
+        .unwrap_or_else(|| InvokeError::Trap(format!("{error:#}")))
+}
+
+/// Instantiates a WASI 0.3 service in `store`, recording the time and the instance's memory.
+pub(crate) async fn instantiate_p3(
+    pre: &ServicePre<Host>,
+    store: &mut Store<Host>,
+    stats: &ModuleStats,
+) -> Result<Service, InvokeError> {
+    let started = Instant::now();
+    let service = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(|e| classify(e, store))?;
+    stats.instantiated(started.elapsed());
+    stats.set_instance_bytes(store.data().memory.in_use() as u64);
+    store.data().budget.instantiated(started.elapsed());
+    Ok(service)
 }
 
 /// Instantiates a proxy in `store`, recording the time and the instance's memory.
@@ -714,7 +974,7 @@ async fn instantiate(
 }
 
 /// Turns a Wasmtime error into the reason the invocation failed.
-fn classify(error: wasmtime::Error, store: &Store<Host>) -> InvokeError {
+pub(crate) fn classify(error: wasmtime::Error, store: &Store<Host>) -> InvokeError {
     let host = store.data();
     if let Some(verdict) = host.budget.verdict() {
         return verdict;

@@ -30,6 +30,7 @@
 mod aot;
 mod body;
 mod budget;
+mod concurrent;
 mod engine;
 mod error;
 mod guest;
@@ -46,6 +47,7 @@ pub mod host_memory;
 )]
 mod loader;
 mod outbound;
+mod rc_names;
 mod stats;
 mod tier;
 
@@ -359,6 +361,9 @@ pub(crate) fn build_linker(engine: &Engine, nn: bool) -> Result<Linker<Host>, Ru
     let fail = |e: wasmtime::Error| RuntimeError::Linker(e.into());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fail)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(fail)?;
+    // WASI 0.3 beside 0.2: a component imports one or the other (or both) by version.
+    wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(fail)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(fail)?;
     wasmtime_wasi_config::add_to_linker(&mut linker, Host::config_view).map_err(fail)?;
     if nn {
         spark_nn::add_to_linker(&mut linker, Host::nn_view).map_err(fail)?;

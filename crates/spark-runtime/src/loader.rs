@@ -13,6 +13,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use crate::aot::{ArtifactCache, Verified};
 use crate::error::LoadError;
@@ -22,18 +23,32 @@ use crate::tier::{Pending, TierStatus};
 /// What a component can be asked to do.
 #[derive(Clone)]
 pub enum Entry {
-    /// It exports `wasi:http/incoming-handler` (the `wasi:http/proxy` world).
+    /// It exports `wasi:http/incoming-handler@0.2.x` (the `wasi:http/proxy` world, WASI 0.2).
     Http(ProxyPre<Host>),
+    /// It exports `wasi:http/handler@0.3.x` (the `wasi:http/service` world, WASI 0.3,
+    /// component-model async): one instance may serve several requests at once.
+    HttpP3(ServicePre<Host>),
     /// It exports `wasi:cli/run` (the `wasi:cli/command` world).
     Command(CommandPre<Host>),
 }
 
 impl Entry {
-    /// The WIT world it serves: `wasi:http/proxy` or `wasi:cli/command`.
+    /// The WIT world it serves: `wasi:http/proxy` (0.2), `wasi:http/service` (0.3) or
+    /// `wasi:cli/command`.
     pub fn world(&self) -> &'static str {
         match self {
             Entry::Http(_) => "wasi:http/proxy",
+            Entry::HttpP3(_) => "wasi:http/service",
             Entry::Command(_) => "wasi:cli/command",
+        }
+    }
+
+    /// The HTTP interface it exports, with its WASI version (`None` for a command).
+    pub fn http_export(&self) -> Option<&'static str> {
+        match self {
+            Entry::Http(_) => Some("wasi:http/incoming-handler@0.2"),
+            Entry::HttpP3(_) => Some("wasi:http/handler@0.3"),
+            Entry::Command(_) => None,
         }
     }
 }
@@ -205,10 +220,15 @@ pub(crate) struct Code<'a> {
 }
 
 /// A component's bytes, read only when a load needs them (to compile): a load from the AOT
-/// cache needs only the digest.
+/// cache needs only the digest (of the bytes as given: what the AOT cache and the code shared
+/// by digest are keyed on).
 pub(crate) struct Wasm {
+    /// The bytes as given, until [`Wasm::bytes`] has made them the bytes to compile.
     bytes: Option<Arc<[u8]>>,
     read: Option<ReadWasm>,
+    /// The bytes to compile: checked, with WASI 0.3 release-candidate names renamed
+    /// (`rc_names`).
+    to_compile: Option<Arc<[u8]>>,
     len: u64,
 }
 
@@ -222,6 +242,7 @@ impl Wasm {
             len: bytes.len() as u64,
             bytes: Some(bytes),
             read: None,
+            to_compile: None,
         }
     }
 
@@ -230,6 +251,7 @@ impl Wasm {
         Wasm {
             bytes: None,
             read: Some(read),
+            to_compile: None,
             len,
         }
     }
@@ -239,10 +261,14 @@ impl Wasm {
         self.len
     }
 
-    /// The bytes (read now if they were not yet), checked to start as a component does.
+    /// The bytes to compile (read now if they were not yet): checked to start as a component
+    /// does, with WASI 0.3 release-candidate names renamed to the final ones.
     pub(crate) fn bytes(&mut self, path: &Path) -> Result<Arc<[u8]>, LoadError> {
-        let bytes = match (&self.bytes, self.read.take()) {
-            (Some(bytes), _) => bytes.clone(),
+        if let Some(bytes) = &self.to_compile {
+            return Ok(bytes.clone());
+        }
+        let given = match (self.bytes.take(), self.read.take()) {
+            (Some(bytes), _) => bytes,
             (None, Some(read)) => {
                 let bytes: Arc<[u8]> =
                     Arc::from(read().map_err(|source| LoadError::Unavailable {
@@ -250,7 +276,6 @@ impl Wasm {
                         source,
                     })?);
                 self.len = bytes.len() as u64;
-                self.bytes = Some(bytes.clone());
                 bytes
             }
             (None, None) => {
@@ -260,7 +285,13 @@ impl Wasm {
                 });
             }
         };
-        check_header(path, &bytes)?;
+        check_header(path, &given)?;
+        let renamed = crate::rc_names::rename(&given).map_err(|e| LoadError::Invalid {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        let bytes: Arc<[u8]> = renamed.map_or(given, Arc::from);
+        self.to_compile = Some(bytes.clone());
         Ok(bytes)
     }
 }
@@ -514,6 +545,9 @@ fn classify(
     if let Ok(proxy) = ProxyPre::new(pre.clone()) {
         return Ok(Entry::Http(proxy));
     }
+    if let Ok(service) = ServicePre::new(pre.clone()) {
+        return Ok(Entry::HttpP3(service));
+    }
     if expect == Expect::Job
         && let Ok(command) = CommandPre::new(pre)
     {
@@ -526,10 +560,10 @@ fn classify(
         .collect();
     let wanted = match expect {
         Expect::Http => {
-            "an HTTP module must export wasi:http/incoming-handler@0.2.x (the wasi:http/proxy world)"
+            "an HTTP module must export wasi:http/incoming-handler@0.2.x (the WASI 0.2 wasi:http/proxy world) or wasi:http/handler@0.3.x (the WASI 0.3 wasi:http/service world)"
         }
         Expect::Job => {
-            "a job must export wasi:cli/run@0.2.x (a command) or wasi:http/incoming-handler@0.2.x"
+            "a job must export wasi:cli/run@0.2.x (a command), wasi:http/incoming-handler@0.2.x or wasi:http/handler@0.3.x"
         }
     };
     Err(LoadError::WrongWorld {

@@ -30,6 +30,8 @@ pub struct ModuleStats {
     resource_limits: AtomicU64,
     cancelled: AtomicU64,
     instance_bytes: AtomicU64,
+    shared_requests: AtomicU64,
+    shared_instances: AtomicU64,
 }
 
 /// A consistent-enough copy of [`ModuleStats`] for reporting.
@@ -76,6 +78,12 @@ pub struct StatsSnapshot {
     /// Invocations cancelled because their client went away.
     #[serde(default)]
     pub cancelled: u64,
+    /// Requests a WASI 0.3 instance took while it served another (they shared it).
+    #[serde(default)]
+    pub shared_requests: u64,
+    /// WASI 0.3 instances serving requests now (a gauge).
+    #[serde(default)]
+    pub shared_instances: u64,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -148,6 +156,17 @@ impl ModuleStats {
         self.instance_bytes.load(Ordering::Relaxed)
     }
 
+    /// A request joined a WASI 0.3 instance that was serving another.
+    pub(crate) fn shared_request(&self) {
+        self.shared_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A WASI 0.3 instance starts serving; counted until the guard is dropped.
+    pub(crate) fn instance_opened(self: &Arc<Self>) -> OpenInstance {
+        self.shared_instances.fetch_add(1, Ordering::Relaxed);
+        OpenInstance(self.clone())
+    }
+
     pub(crate) fn body_limit_hit(&self) {
         self.body_limits.fetch_add(1, Ordering::Relaxed);
     }
@@ -174,6 +193,8 @@ impl ModuleStats {
             host_memory_limits: load(&self.host_memory_limits),
             resource_limits: load(&self.resource_limits),
             cancelled: load(&self.cancelled),
+            shared_requests: load(&self.shared_requests),
+            shared_instances: load(&self.shared_instances),
         }
     }
 }
@@ -198,5 +219,14 @@ impl Drop for InFlight {
         if let Some(stats) = self.stats.take() {
             stats.ended(None);
         }
+    }
+}
+
+/// A WASI 0.3 instance in [`ModuleStats::shared_instances`] while it lives.
+pub(crate) struct OpenInstance(Arc<ModuleStats>);
+
+impl Drop for OpenInstance {
+    fn drop(&mut self) {
+        self.0.shared_instances.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -15,9 +15,13 @@ pub(crate) struct BenchArgs {
 enum Scenario {
     /// B1: warm HTTP serving vs `wasmtime serve` on the same component.
     Serve {
-        /// Component to serve (default: the `hello` guest).
+        /// Component to serve (default: the `hello` guest, or `http-p3` with `--wasi 0.3`).
         #[arg(long)]
         component: Option<PathBuf>,
+        /// The WASI the component is built for: `0.2` (`wasi:http/incoming-handler`) or `0.3`
+        /// (`wasi:http/handler`, compared with `wasmtime serve -Sp3`, shared and fresh instances).
+        #[arg(long, default_value = "0.2", value_parser = ["0.2", "0.3"])]
+        wasi: String,
         /// The `wasmtime` CLI to compare with (default: `wasmtime` on PATH, if any).
         #[arg(long)]
         peer: Option<PathBuf>,
@@ -158,11 +162,20 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Serve {
             component,
+            wasi,
             peer,
             quick,
             out,
         } => {
-            let component = component_or(component, "hello")?;
+            let wasi = match wasi.as_str() {
+                "0.3" => serve::Wasi::P3,
+                _ => serve::Wasi::P2,
+            };
+            let default = match wasi {
+                serve::Wasi::P2 => "hello",
+                serve::Wasi::P3 => "http-p3",
+            };
+            let component = component_or(component, default)?;
             let peer = peer.or_else(|| find_on_path("wasmtime"));
             if peer.is_none() {
                 eprintln!(
@@ -171,6 +184,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             let options = serve::ServeOptions {
                 component,
+                wasi,
                 peer,
                 spark: spark_exe()?,
                 quick,

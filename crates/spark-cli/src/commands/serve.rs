@@ -35,6 +35,10 @@ pub(crate) struct ServeArgs {
     /// Requests served at once.
     #[arg(long)]
     concurrency: Option<u32>,
+    /// WASI 0.3 components: requests one instance serves at once (1: a fresh instance per
+    /// request; default 16, as `limits.max_concurrent_per_instance`).
+    #[arg(long)]
+    max_concurrent_per_instance: Option<u32>,
     /// Data directory: AOT cache and the node's store (default: one per component and address
     /// under ~/.cache/spark/serve, so several `spark serve` can run at once).
     #[arg(long)]
@@ -132,6 +136,9 @@ fn manifest_text(args: &ServeArgs, component: &std::path::Path) -> String {
     }
     if let Some(concurrency) = args.concurrency {
         limits.insert("concurrency".into(), i64::from(concurrency).into());
+    }
+    if let Some(max) = args.max_concurrent_per_instance {
+        limits.insert("max_concurrent_per_instance".into(), i64::from(max).into());
     }
     if !limits.is_empty() {
         module.insert("limits".into(), limits.into());

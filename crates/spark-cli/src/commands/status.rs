@@ -113,6 +113,19 @@ fn print(status: &NodeStatus) {
             println!("tier: module '{}' is cranelift-only: {reason}", m.id);
         }
     }
+    for m in status
+        .modules
+        .iter()
+        .filter(|m| m.world == "wasi:http/service")
+    {
+        println!(
+            "wasi 0.3: module '{}' (wasi:http/service): up to {} requests per instance at once; {} instances serving now, {} requests shared an instance so far",
+            m.id,
+            m.limits.max_concurrent_per_instance,
+            m.stats.shared_instances,
+            m.stats.shared_requests
+        );
+    }
     match &status.orchestrator {
         None => println!("orchestrator: off"),
         Some(o) => print_orchestrator(o),

@@ -119,7 +119,7 @@ pub struct ModuleStatus {
     pub weight: u32,
     /// Routes (`/a/...`) or the schedule (`every 30s`).
     pub trigger: String,
-    /// `wasi:http/proxy` or `wasi:cli/command`.
+    /// `wasi:http/proxy` (WASI 0.2), `wasi:http/service` (WASI 0.3) or `wasi:cli/command`.
     pub world: String,
     /// SHA-256 of the component, lowercase hex.
     pub digest: String,
@@ -173,6 +173,13 @@ pub struct LimitsStatus {
     pub timeout_ms: u64,
     pub cpu_time_ms: u64,
     pub response_body_bytes: u64,
+    /// Requests one WASI 0.3 instance serves at once (1 for other components).
+    #[serde(default = "one")]
+    pub max_concurrent_per_instance: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// `on (baseline engine: <allocation>)` or `off (<reason>)`.
@@ -231,6 +238,10 @@ fn module(slot: &ModuleSlot, warmth: Option<ModuleWarmth>) -> ModuleStatus {
             timeout_ms: spec.limits.timeout.as_millis() as u64,
             cpu_time_ms: spec.limits.cpu_time.as_millis() as u64,
             response_body_bytes: spec.limits.response_body,
+            max_concurrent_per_instance: match info.world {
+                "wasi:http/service" => spec.limits.max_concurrent_per_instance,
+                _ => 1,
+            },
         },
         running: slot.admission.running(),
         queued: slot.admission.queued(),

@@ -20,3 +20,4 @@ mod tiering;
 mod traces;
 mod upstream;
 mod warmth;
+mod wasi_p3;

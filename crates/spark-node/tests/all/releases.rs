@@ -50,7 +50,7 @@ async fn upload(node: &TestNode, name: &str) -> String {
 /// Deploys `manifest` (components given by guest name in `{guest:..}` as digests).
 async fn deploy(node: &TestNode, manifest: &str) -> spark_testkit::Reply {
     let mut text = manifest.to_owned();
-    for name in ["echo", "hello", "faults"] {
+    for name in ["echo", "hello", "faults", "http-p3"] {
         let pattern = format!("{{guest:{name}}}");
         if text.contains(&pattern) {
             let digest = upload(node, name).await;
@@ -91,9 +91,23 @@ fn load(
     Arc<[AtomicU64; 4]>,
     watch::Receiver<u64>,
 ) {
+    load_at(node, stop, "/api/env")
+}
+
+/// As [`load`], on `path`: answers are `echo`'s JSON environment or a bare version (the
+/// `http-p3` guest's `/version`).
+fn load_at(
+    node: &TestNode,
+    stop: Arc<AtomicBool>,
+    path: &str,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<[AtomicU64; 4]>,
+    watch::Receiver<u64>,
+) {
     let counts: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
     let (answered, watched) = watch::channel(0u64);
-    let url = node.url("/api/env");
+    let url = node.url(path);
     let (c, s) = (counts.clone(), stop.clone());
     let task = tokio::spawn(async move {
         while !s.load(Ordering::Relaxed) {
@@ -101,10 +115,11 @@ fn load(
                 Ok(r) if r.status == 200 => match serde_json::from_slice::<Value>(&r.body)
                     .ok()
                     .and_then(|v| v["VERSION"].as_str().map(str::to_owned))
-                    .as_deref()
+                    .unwrap_or_else(|| r.text().trim().to_owned())
+                    .as_str()
                 {
-                    Some("1") => 0,
-                    Some("2") => 1,
+                    "1" => 0,
+                    "2" => 1,
                     _ => 2,
                 },
                 _ => 3,
@@ -223,6 +238,47 @@ async fn a_good_version_walks_the_canary_steps_and_is_promoted_without_failing_a
         "{:?} after {v1} + {v2} + 10 requests",
         api.requests
     );
+    node.stop().await;
+}
+
+/// A WASI 0.3 module goes through the same canary (its instances shared by concurrent
+/// requests on each side) and is promoted without a failed request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_03_module_is_promoted_through_its_canary() {
+    let v1 = V1.replace("{guest:echo}", "{guest:http-p3}");
+    let node = TestNode::start_manual(&v1).await.unwrap();
+    spark_testkit::wait_until(Duration::from_secs(60), "optimized code", || async {
+        node.node
+            .snapshot()
+            .modules
+            .iter()
+            .all(|slot| !matches!(slot.tier().state, spark_runtime::TierState::Baseline))
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (task, counts, mut answered) = load_at(&node, stop.clone(), "/api/version");
+    let reply = deploy(&node, &v1.replace("VERSION = \"1\"", "VERSION = \"2\"")).await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let release = serde_json::from_slice::<Value>(&reply.body).unwrap()["release"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = wait_for(&node, &mut answered, Duration::from_secs(30), |s| {
+        s["rollout"].is_null()
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    assert_eq!(done["current"], release.as_str(), "promoted: {done}");
+    let [v1, v2, other, failed] = [0, 1, 2, 3].map(|i| counts[i].load(Ordering::Relaxed));
+    assert_eq!(
+        (other, failed),
+        (0, 0),
+        "no request failed during the switch"
+    );
+    assert!(v1 > 0 && v2 > 0, "both versions served: v1 {v1}, v2 {v2}");
+    let after = get(&node.url("/api/version")).await.unwrap();
+    assert_eq!(after.text(), "2\n");
     node.stop().await;
 }
 

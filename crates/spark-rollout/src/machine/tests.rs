@@ -159,3 +159,35 @@ fn people_win_and_state_survives_serialization() {
         matches!(restored.promote(100_000, "ops"), Some(RolloutAction::Promote { reason }) if reason == "promoted by ops")
     );
 }
+
+#[test]
+fn mid_step_only_overwhelming_evidence_rolls_back_and_the_step_end_applies_the_final_bar() {
+    let mut r = Rollout::start(
+        Some("r1".into()),
+        "r2".into(),
+        vec![("api".into(), rules())],
+        0,
+    );
+    let cfg = AnalysisConfig::default();
+    // 8 of 200 failed against none of 200: z = 2.86, between the final bar (2.33) and the
+    // early one (3.29).
+    let suspect = windows(window(200, 0, 2.0), window(200, 8, 2.0));
+    assert!(r.evaluate(2_000, &suspect, &cfg).is_empty());
+    assert!(r.evaluate(9_500, &suspect, &cfg).is_empty());
+    assert!(r.running(), "{:?}", r.state);
+    let d = r.evaluate(10_000, &suspect, &cfg);
+    assert!(
+        matches!(&d[..], [RolloutAction::Rollback { reason }] if reason.contains("canary fails more")),
+        "{d:?}"
+    );
+    // Overwhelming evidence does not wait for the step's end.
+    let mut r = Rollout::start(
+        Some("r1".into()),
+        "r2".into(),
+        vec![("api".into(), rules())],
+        0,
+    );
+    let failing = windows(window(200, 0, 2.0), window(200, 20, 2.0));
+    let d = r.evaluate(1_000, &failing, &cfg);
+    assert!(matches!(&d[..], [RolloutAction::Rollback { .. }]), "{d:?}");
+}

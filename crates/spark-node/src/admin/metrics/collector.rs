@@ -115,6 +115,11 @@ const COUNTERS: &[Counted] = &[
         |s| s.cancelled as f64,
     ),
     (
+        "guest_shared_requests",
+        "Requests a WASI 0.3 instance took while it served others (limits.max_concurrent_per_instance)",
+        |s| s.shared_requests as f64,
+    ),
+    (
         "outbound_requests",
         "Outbound HTTP requests attempted by guests",
         |s| s.outbound_requests as f64,
@@ -149,6 +154,11 @@ const GAUGES: &[Gauged] = &[
         "module_job_pacing",
         "Multiplier on a job's period (1 = as configured)",
         |slot| slot.controls.job_pacing(),
+    ),
+    (
+        "module_shared_instances",
+        "WASI 0.3 instances serving requests now (each up to limits.max_concurrent_per_instance at once)",
+        |slot| slot.stats.snapshot().shared_instances as f64,
     ),
 ];
 

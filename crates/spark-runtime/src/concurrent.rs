@@ -1,0 +1,370 @@
+//! WASI 0.3 HTTP components (`wasi:http/handler@0.3.0`): instances that serve several requests
+//! at once, within a per-module bound.
+//!
+//! A WASI 0.2 handler is a synchronous call: one instance, one request. A 0.3 handler is an
+//! async function of the component model, so one instance can have several calls in flight,
+//! each suspended on its own I/O. [`SharedInstance`] is such an instance: it takes requests
+//! while it serves at least one and has taken fewer than `limits.max_concurrent_per_instance`
+//! (1: a fresh instance per request, as for 0.2), and never again once it has gone idle. So
+//! no state survives from one burst of requests to the next, at most that many requests share
+//! an instance's memory and fate, and at one request at a time (concurrency 1) every request
+//! still gets a fresh instance.
+//!
+//! What each request holds is held by its [`LiveRequest`] guard, from the moment an instance
+//! takes it until its response body ends (or the response is never made): its admission slots
+//! (`hold`), its in-flight count, its share of the instance's CPU. A client that goes away
+//! drops the guard; the instance then stops at once if nobody else is on it (a call cannot be
+//! cancelled alone in Wasmtime 48, so with others on it the abandoned call runs on, within the
+//! instance's limits, until the instance ends). The last request to end normally lends its
+//! slots to the instance for whatever the guest still does after the response (post-return
+//! work), as a 0.2 guest task keeps them.
+//!
+//! Limits of a shared instance (see [`crate::budget::Budget::shared`]): linear memory is the
+//! instance's (`limits.memory`, as for 0.2); host memory is bounded by `limits.host_memory`
+//! times the requests on it; each request is charged an equal share of the CPU the instance
+//! uses while it is on it, and the instance stops when any request's share passes
+//! `limits.cpu_time`; the wall clock runs to the latest request's deadline. Each request has its
+//! own deadline besides: its response (504) and its body are cut at it, and an instance with a
+//! request that timed out takes no more. A request whose outbound calls are traced
+//! (`trace_outbound`) gets an instance of its own: outbound requests can only be attributed to
+//! the request whose instance makes them.
+//!
+//! The decision worth knowing: the worker loop is Spark's, not `wasmtime-wasi-http`'s
+//! `ProxyHandler` (which `wasmtime serve` uses). That handler spawns its own tasks, reuses
+//! instances across idle periods and has no hook to meter CPU or host memory per poll; here the
+//! instance runs as one task on the module's executor, wrapped like every other guest
+//! ([`crate::budget::Metered`]), with its epoch callback, pacer and limits.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
+use std::time::Instant;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::task::AtomicWaker;
+use tokio::sync::{mpsc, oneshot, watch};
+use wasmtime::component::Accessor;
+use wasmtime::{AsContextMut, Store};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::handler::{Prepared, Proxy};
+use wasmtime_wasi_http::p3::bindings::Service;
+
+use crate::budget::{Budget, CpuShare};
+use crate::error::InvokeError;
+use crate::host::Host;
+use crate::loader::Prepared as Code;
+use crate::stats::{InFlight, ModuleStats};
+
+/// What a request asks of the instance that takes it.
+pub(crate) struct Job {
+    pub(crate) request: wasmtime_wasi_http::handler::Request,
+    /// Where the response (or why there is none) goes.
+    pub(crate) respond: futures::channel::oneshot::Sender<
+        Result<wasmtime_wasi_http::handler::Response, wasmtime::Error>,
+    >,
+    /// Resolves (with an error) when the caller stops waiting for the response.
+    pub(crate) caller: oneshot::Receiver<()>,
+}
+
+/// One WASI 0.3 instance and the requests it serves.
+pub(crate) struct SharedInstance {
+    /// The code it runs (a module on new code opens new instances).
+    pub(crate) code: Arc<Code>,
+    max: u32,
+    state: Mutex<State>,
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Wakes the worker when a request ends (it may be time to stop).
+    waker: AtomicWaker,
+    pub(crate) budget: Arc<Budget>,
+    /// Why the instance stopped, set before its store is dropped (so a body cut short by the
+    /// store's end is known as a failure, not a complete body).
+    failure: OnceLock<InvokeError>,
+    /// `true` once the worker has ended.
+    ended: watch::Sender<bool>,
+    stats: Arc<ModuleStats>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Requests taken over the instance's life.
+    accepted: u32,
+    /// Requests taken whose response is not done.
+    live: u32,
+    /// Takes no more requests (idle once, full, or a request failed on it).
+    closed: bool,
+    /// Stop now: the last request ended without anyone wanting what the instance still does.
+    stop: bool,
+    /// The last request's slots and CPU share, kept while the guest finishes its work.
+    tail: Vec<(Box<dyn Send>, CpuShare)>,
+}
+
+impl SharedInstance {
+    /// A new instance (its worker not yet started) taking up to `max` requests; the receiver is
+    /// the worker's.
+    pub(crate) fn new(
+        code: Arc<Code>,
+        max: u32,
+        budget: Arc<Budget>,
+        stats: Arc<ModuleStats>,
+    ) -> (Arc<SharedInstance>, mpsc::UnboundedReceiver<Job>) {
+        let (jobs, receiver) = mpsc::unbounded_channel();
+        let instance = Arc::new(SharedInstance {
+            code,
+            max: max.max(1),
+            state: Mutex::default(),
+            jobs,
+            waker: AtomicWaker::new(),
+            budget,
+            failure: OnceLock::new(),
+            ended: watch::channel(false).0,
+            stats,
+        });
+        (instance, receiver)
+    }
+
+    /// Takes a request if the instance still takes any (`Err` gives `hold` back): its place,
+    /// its slots and its CPU share are held by the guard.
+    pub(crate) fn join(
+        self: &Arc<Self>,
+        hold: Box<dyn Send>,
+    ) -> Result<LiveRequest, Box<dyn Send>> {
+        let (share, shared) = {
+            let mut state = self.state.lock().expect("instance lock");
+            if state.closed || state.accepted >= self.max || self.failure.get().is_some() {
+                return Err(hold);
+            }
+            state.accepted += 1;
+            state.live += 1;
+            if state.accepted >= self.max {
+                state.closed = true;
+            }
+            // The instance's clock runs to its latest request's deadline.
+            self.budget.restart();
+            (self.budget.join_share(), state.accepted > 1)
+        };
+        if shared {
+            self.stats.shared_request();
+        }
+        Ok(LiveRequest {
+            instance: self.clone(),
+            share: Some(share),
+            hold: Some(hold),
+            in_flight: Some(self.stats.started()),
+            outcome: None,
+            deadline: self.budget.deadline(),
+        })
+    }
+
+    /// Hands a request to the worker; `Err` if the worker is gone.
+    pub(crate) fn submit(&self, job: Job) -> Result<(), InvokeError> {
+        self.jobs.send(job).map_err(|_| self.gone())
+    }
+
+    /// Why the instance failed, if it did.
+    pub(crate) fn failure(&self) -> Option<InvokeError> {
+        self.failure.get().cloned()
+    }
+
+    fn gone(&self) -> InvokeError {
+        self.failure().unwrap_or_else(|| {
+            InvokeError::Trap("the instance serving the request ended before answering".into())
+        })
+    }
+
+    /// Records why the instance stops (the first reason wins) before its store goes.
+    pub(crate) fn fail(&self, error: InvokeError) {
+        let _ = self.failure.set(error);
+    }
+
+    /// Waits for the worker to end, then says why the request got no response.
+    pub(crate) async fn outcome(&self) -> InvokeError {
+        let mut ended = self.ended.subscribe();
+        let _ = ended.wait_for(|ended| *ended).await;
+        self.failure().unwrap_or(InvokeError::NoResponse)
+    }
+
+    /// The worker ended.
+    pub(crate) fn finished(&self) {
+        let mut state = self.state.lock().expect("instance lock");
+        state.closed = true;
+        state.tail.clear();
+        drop(state);
+        self.ended.send_replace(true);
+    }
+
+    /// No more requests on this instance (one of them timed out or failed).
+    fn poison(&self) {
+        self.state.lock().expect("instance lock").closed = true;
+    }
+
+    /// A request's response is done (`normal`) or it was abandoned or failed. The last one
+    /// to end normally leaves its slots and CPU share to the instance's remaining work; after
+    /// any other last end the instance stops at once.
+    fn left(&self, normal: bool, hold: Option<Box<dyn Send>>, share: Option<CpuShare>) {
+        let mut state = self.state.lock().expect("instance lock");
+        state.live -= 1;
+        let idle = state.live == 0;
+        let mut released = None;
+        if idle {
+            state.closed = true;
+            state.stop |= !normal;
+        }
+        match (idle && normal, hold, share) {
+            (true, Some(hold), Some(share)) => state.tail.push((hold, share)),
+            (_, hold, share) => {
+                if let Some(share) = &share {
+                    self.budget.leave_share(share);
+                }
+                released = Some(hold);
+            }
+        }
+        drop(state);
+        drop(released);
+        self.waker.wake();
+    }
+
+    /// Whether the worker may end: every request done; `Some(true)` to stop at once.
+    fn done(&self) -> Option<bool> {
+        let state = self.state.lock().expect("instance lock");
+        (state.closed && state.live == 0).then_some(state.stop)
+    }
+}
+
+/// A request an instance took, until its response is done: its slots, its in-flight count,
+/// its CPU share. Dropped without [`LiveRequest::finish`], the request was abandoned.
+pub(crate) struct LiveRequest {
+    pub(crate) instance: Arc<SharedInstance>,
+    share: Option<CpuShare>,
+    hold: Option<Box<dyn Send>>,
+    in_flight: Option<InFlight>,
+    outcome: Option<Result<(), InvokeError>>,
+    /// When this request must be done (its response and its body).
+    pub(crate) deadline: Instant,
+}
+
+impl LiveRequest {
+    /// The request's share of its instance's CPU so far.
+    pub(crate) fn cpu(&self) -> Option<CpuShare> {
+        self.share.clone()
+    }
+
+    /// How the request ended; a failure keeps its instance from taking more requests.
+    pub(crate) fn finish(&mut self, outcome: Result<(), InvokeError>) {
+        if outcome.is_err() {
+            self.instance.poison();
+        }
+        self.outcome.get_or_insert(outcome);
+    }
+}
+
+impl Drop for LiveRequest {
+    fn drop(&mut self) {
+        let outcome = self.outcome.take();
+        if let Some(in_flight) = self.in_flight.take() {
+            match &outcome {
+                Some(outcome) => in_flight.finish(outcome.as_ref().map(|_| ())),
+                // Abandoned: counted as cancelled.
+                None => drop(in_flight),
+            }
+        }
+        let normal = matches!(outcome, Some(Ok(())));
+        self.instance
+            .left(normal, self.hold.take(), self.share.take());
+    }
+}
+
+/// Runs the instance: instantiates it (unless `ready` is one made ahead), then serves the
+/// requests it is given until it is done. The caller meters, times and supervises the run.
+pub(crate) async fn run(
+    instance: Arc<SharedInstance>,
+    mut store: Store<Host>,
+    ready: Option<Service>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+) -> Result<(), InvokeError> {
+    let service = match ready {
+        Some(service) => service,
+        None => {
+            let crate::loader::Entry::HttpP3(pre) = &instance.code.entry else {
+                return Err(InvokeError::BadRequest(
+                    "not a WASI 0.3 HTTP component".into(),
+                ));
+            };
+            crate::guest::instantiate_p3(pre, &mut store, &instance.stats).await?
+        }
+    };
+    let proxy = Proxy::P3(service);
+    let served = store
+        .run_concurrent(async |accessor| serve(accessor, &proxy, &instance, &mut jobs).await)
+        .await;
+    let outcome = match served {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) | Err(e) => Err(crate::guest::classify(e, &store)),
+    };
+    if let Err(e) = &outcome {
+        // Before the store (and with it the bodies it feeds) is dropped.
+        instance.fail(e.clone());
+    }
+    outcome
+}
+
+/// The worker loop inside the store's event loop: start each request as it comes, and end
+/// when the instance is done (at once if nobody wants what it still does, else when the guest
+/// has no work left).
+async fn serve(
+    accessor: &Accessor<Host>,
+    proxy: &Proxy,
+    instance: &SharedInstance,
+    jobs: &mut mpsc::UnboundedReceiver<Job>,
+) -> wasmtime::Result<()> {
+    let Proxy::P3(service) = proxy else {
+        unreachable!("only WASI 0.3 instances are shared")
+    };
+    let func = *service.wasi_http_handler().func_handle().func();
+    let mut running = FuturesUnordered::new();
+    std::future::poll_fn(|cx| {
+        instance.waker.register(cx.waker());
+        loop {
+            // Requests that answered (or whose caller left) first.
+            while let Poll::Ready(Some(result)) = running.poll_next_unpin(cx) {
+                let _: bool = result?;
+            }
+            if accessor.poll_ready_for_concurrent_call(func, cx).is_ready()
+                && let Poll::Ready(Some(job)) = jobs.poll_recv(cx)
+            {
+                let Job {
+                    request,
+                    respond,
+                    caller,
+                } = job;
+                let prepared = accessor.with(|mut store| {
+                    Prepared::new(
+                        store.as_context_mut(),
+                        proxy,
+                        request,
+                        <Host as WasiHttpView>::http,
+                        respond,
+                    )
+                });
+                running.push(async move {
+                    let prepared = prepared?;
+                    prepared
+                        .run(accessor, async {
+                            let _ = caller.await;
+                        })
+                        .await
+                });
+                continue;
+            }
+            if !running.is_empty() {
+                return Poll::Pending;
+            }
+            return match instance.done() {
+                Some(true) => Poll::Ready(Ok(())),
+                Some(false) if accessor.poll_no_interesting_tasks(cx).is_ready() => {
+                    Poll::Ready(Ok(()))
+                }
+                _ => Poll::Pending,
+            };
+        }
+    })
+    .await
+}
