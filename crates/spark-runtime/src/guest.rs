@@ -7,7 +7,8 @@
 //!
 //! A WASI 0.3 component (`wasi:http/handler@0.3.0`) is served the same way, except that one
 //! instance may take several requests at once, within `limits.max_concurrent_per_instance`
-//! (see `concurrent`).
+//! (see `concurrent`; its request path is `guest/p3.rs`). Instances made ahead of requests
+//! are in `guest/ready.rs`.
 //!
 //! A module's code can change under it once: from baseline to optimized code (tiering). Each
 //! invocation takes the code current when it starts and keeps it to its end; instances made
@@ -28,13 +29,12 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
-use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode as P3ErrorCode;
-use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
+use wasmtime_wasi_http::p3::bindings::Service;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::body::{GuestTask, Owner, ResponseBody};
 use crate::budget::{Budget, CpuShare, Metered, Pacer};
-use crate::concurrent::{Job, SharedInstance};
+use crate::concurrent::SharedInstance;
 use crate::error::InvokeError;
 use crate::guest_log::{GuestLog, LogBudget, Stream};
 use crate::host::{Host, MemoryLimiter};
@@ -44,6 +44,11 @@ use crate::outbound::{
 };
 use crate::stats::ModuleStats;
 use crate::tier::TierStatus;
+
+mod p3;
+mod ready;
+
+pub(crate) use p3::instantiate_p3;
 
 /// A guest that is not being paced gives its worker away every this many epoch ticks (limits
 /// are still checked on every tick). Yielding on every tick turned CPU-bound requests into
@@ -406,266 +411,6 @@ impl GuestModule {
         }
     }
 
-    /// Serves one request with a WASI 0.3 component: on the instance new requests join if it
-    /// takes them, else on a new one (see `concurrent`). `hold` is kept until the request's
-    /// response is done (its body read to its end, or dropped).
-    async fn handle_p3<B>(
-        &self,
-        code: Arc<Prepared>,
-        request: http::Request<B>,
-        tracer: Option<TraceOutbound>,
-        hold: impl Send + 'static,
-    ) -> Result<http::Response<ResponseBody>, InvokeError>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
-    {
-        use http_body_util::BodyExt;
-        let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
-        let max = self.inner.limits.max_concurrent_per_instance.max(1);
-        // Outbound requests are traced per instance: a traced request gets one of its own.
-        let shared = max > 1 && tracer.is_none();
-        let hold: Box<dyn Send> = Box::new(hold);
-        let open = match shared {
-            true => self.inner.open.lock().expect("open lock").clone(),
-            false => None,
-        };
-        let (joined, hold) = match open.filter(|open| Arc::ptr_eq(&open.code, &code)) {
-            Some(instance) => match instance.join(hold) {
-                Ok(live) => (Some(live), None),
-                Err(back) => (None, Some(back)),
-            },
-            None => (None, Some(hold)),
-        };
-        let (mut live, info) = match joined {
-            Some(live) => {
-                let info = InvocationInfo {
-                    instantiate: Duration::ZERO,
-                    ready_instance: true,
-                };
-                (live, info)
-            }
-            None => {
-                let (instance, ready_instance) =
-                    self.open_instance(&code, if shared { max } else { 1 }, tracer);
-                let hold = hold.expect("not joined: the slots are still ours");
-                let Ok(live) = instance.join(hold) else {
-                    unreachable!("a new instance takes its first request")
-                };
-                if shared {
-                    *self.inner.open.lock().expect("open lock") = Some(instance);
-                }
-                let info = InvocationInfo {
-                    instantiate: Duration::ZERO,
-                    ready_instance,
-                };
-                (live, info)
-            }
-        };
-        let instance = live.instance.clone();
-        let (respond, response) = futures::channel::oneshot::channel();
-        let (_waiting, caller) = oneshot::channel();
-        if let Err(e) = instance.submit(Job {
-            request,
-            respond,
-            caller,
-        }) {
-            live.finish(Err(e.clone()));
-            return Err(e);
-        }
-        let deadline = tokio::time::Instant::from_std(live.deadline);
-        let outcome = match tokio::time::timeout_at(deadline, response).await {
-            Err(_) => Err(InvokeError::Timeout(instance.budget.timeout)),
-            Ok(Ok(Ok(response))) => Ok(response),
-            Ok(Ok(Err(error))) => Err(p3_failure(&instance, &error)),
-            Ok(Err(_)) => Err(instance.outcome().await),
-        };
-        match outcome {
-            Ok(response) => {
-                let info = InvocationInfo {
-                    instantiate: match info.ready_instance {
-                        true => Duration::ZERO,
-                        false => instance.budget.instantiate_time(),
-                    },
-                    ..info
-                };
-                let cpu = InvocationCpu(CpuOf::Share(live.cpu().unwrap_or_default()));
-                self.accept_response(response, info, cpu, Owner::Request(live))
-            }
-            Err(e) => {
-                tracing::warn!(module = %self.id(), kind = e.kind(), error = %e, "invocation failed");
-                live.finish(Err(e.clone()));
-                Err(e)
-            }
-        }
-    }
-
-    /// A new WASI 0.3 instance taking up to `max` requests (a ready one if there is one), its
-    /// worker started on the module's executor; and whether it was made ahead of time.
-    fn open_instance(
-        &self,
-        code: &Arc<Prepared>,
-        max: u32,
-        tracer: Option<TraceOutbound>,
-    ) -> (Arc<SharedInstance>, bool) {
-        let (mut store, budget, service, code) = match self.take_ready() {
-            Some(mut ready) => {
-                ready.budget.restart();
-                ready.store.set_epoch_deadline(1);
-                let service = match ready.proxy {
-                    ReadyProxy::P3(service) => Some(service),
-                    ReadyProxy::P2(_) => None,
-                };
-                (ready.store, ready.budget, service, ready.code)
-            }
-            None => {
-                let budget = self.budget(code);
-                (
-                    self.new_store(code, budget.clone()),
-                    budget,
-                    None,
-                    code.clone(),
-                )
-            }
-        };
-        let ready = service.is_some();
-        store.data_mut().hooks.tracer = tracer;
-        let stats = self.inner.stats.clone();
-        let (instance, jobs) = SharedInstance::new(code, max, budget, stats.clone());
-        let run = crate::concurrent::run(instance.clone(), store, service, jobs);
-        let worker = instance.clone();
-        let module = self.inner.id.clone();
-        // Detached: the worker ends by itself (its requests done, its deadline, a failure).
-        drop(self.spawn(async move {
-            let _open = stats.instance_opened();
-            let budget = worker.budget.clone();
-            let outcome = {
-                let mut metered = std::pin::pin!(Metered::new(run, budget.clone(), stats));
-                tokio::select! {
-                    outcome = &mut metered => outcome,
-                    () = deadline_passes(&budget) => {
-                        budget.record(InvokeError::Timeout(budget.timeout));
-                        let e = budget.verdict().unwrap_or(InvokeError::Timeout(budget.timeout));
-                        // Before the store (dropped with `metered`) ends the bodies it feeds.
-                        worker.fail(e.clone());
-                        Err(e)
-                    }
-                }
-            };
-            if let Err(e) = &outcome {
-                tracing::warn!(%module, kind = e.kind(), error = %e, "WASI 0.3 instance stopped");
-            }
-            worker.finished();
-        }));
-        (instance, ready)
-    }
-
-    /// Instantiates up to `count` instances ahead of requests (the "instances ready" warmth
-    /// level); each serves exactly one request, so isolation is unchanged. Returns how many are
-    /// ready now (fewer when the node's ready-instance headroom is used up). Only HTTP
-    /// components have ready instances.
-    pub async fn prewarm(&self, count: usize) -> Result<usize, InvokeError> {
-        let code = self.code();
-        if let Entry::Command(_) = &code.entry {
-            return Ok(0);
-        }
-        while self.current_ready_count(&code) < count {
-            let slot = match self.inner.ready_slots.clone().try_acquire_owned() {
-                Ok(slot) => slot,
-                // Full: an instance on code the module has left makes room for one on its code.
-                Err(_) if self.drop_one_stale(&code) => continue,
-                Err(_) => break,
-            };
-            let budget = self.budget(&code);
-            let mut store = self.new_store(&code, budget.clone());
-            let (entry, stats) = (code.entry.clone(), self.inner.stats.clone());
-            let made = self
-                .spawn(Metered::new(
-                    async move {
-                        let proxy = match &entry {
-                            Entry::Http(pre) => {
-                                ReadyProxy::P2(instantiate(pre, &mut store, &stats).await?)
-                            }
-                            Entry::HttpP3(pre) => {
-                                ReadyProxy::P3(instantiate_p3(pre, &mut store, &stats).await?)
-                            }
-                            Entry::Command(_) => unreachable!("commands have no ready instances"),
-                        };
-                        Ok::<_, InvokeError>((store, proxy))
-                    },
-                    budget.clone(),
-                    self.inner.stats.clone(),
-                ))
-                .await
-                .map_err(|join| InvokeError::Trap(format!("prewarm task failed: {join}")))??;
-            let (store, proxy) = made;
-            self.inner
-                .ready
-                .lock()
-                .expect("ready lock")
-                .push(ReadyInstance {
-                    store,
-                    proxy,
-                    budget,
-                    code: code.clone(),
-                    _slot: slot,
-                });
-        }
-        Ok(self.current_ready_count(&code))
-    }
-
-    fn current_ready_count(&self, code: &Arc<Prepared>) -> usize {
-        let ready = self.inner.ready.lock().expect("ready lock");
-        ready.iter().filter(|r| Arc::ptr_eq(&r.code, code)).count()
-    }
-
-    /// Drops one ready instance made on other code than `code`; whether there was one.
-    fn drop_one_stale(&self, code: &Arc<Prepared>) -> bool {
-        let mut ready = self.inner.ready.lock().expect("ready lock");
-        match ready.iter().position(|r| !Arc::ptr_eq(&r.code, code)) {
-            Some(at) => {
-                ready.remove(at);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Instances ready to take a request that were made from the module's current code (after
-    /// a tier swap, until the old ones are replaced, fewer than [`GuestModule::ready_count`]).
-    pub fn ready_on_current_code(&self) -> usize {
-        self.current_ready_count(&self.code())
-    }
-
-    /// Instances ready to take a request.
-    pub fn ready_count(&self) -> usize {
-        self.inner.ready.lock().expect("ready lock").len()
-    }
-
-    /// Drops ready instances beyond `keep` (memory goes back to the pool).
-    pub fn trim_ready(&self, keep: usize) {
-        let code = self.code();
-        let mut ready = self.inner.ready.lock().expect("ready lock");
-        // Those on old code go first.
-        while ready.len() > keep {
-            match ready.iter().position(|r| !Arc::ptr_eq(&r.code, &code)) {
-                Some(at) => drop(ready.remove(at)),
-                None => ready.truncate(keep),
-            }
-        }
-    }
-
-    /// A ready instance, those on the current code first (instances on the old code still
-    /// serve correctly: a request runs on whichever code its instance was made from).
-    fn take_ready(&self) -> Option<ReadyInstance> {
-        let code = self.code();
-        let mut ready = self.inner.ready.lock().expect("ready lock");
-        match ready.iter().rposition(|r| Arc::ptr_eq(&r.code, &code)) {
-            Some(at) => Some(ready.swap_remove(at)),
-            None => ready.pop(),
-        }
-    }
-
     fn accept_response(
         &self,
         response: http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
@@ -924,36 +669,6 @@ async fn deadline_passes(budget: &Budget) {
             return;
         }
     }
-}
-
-/// Why a WASI 0.3 request got an error instead of a response: the guest's error code, or its
-/// instance's failure.
-fn p3_failure(instance: &SharedInstance, error: &wasmtime::Error) -> InvokeError {
-    if let Some(code) = error.downcast_ref::<P3ErrorCode>() {
-        return InvokeError::GuestError(format!("{code:?}"));
-    }
-    instance
-        .budget
-        .verdict()
-        .or_else(|| instance.failure())
-        .unwrap_or_else(|| InvokeError::Trap(format!("{error:#}")))
-}
-
-/// Instantiates a WASI 0.3 service in `store`, recording the time and the instance's memory.
-pub(crate) async fn instantiate_p3(
-    pre: &ServicePre<Host>,
-    store: &mut Store<Host>,
-    stats: &ModuleStats,
-) -> Result<Service, InvokeError> {
-    let started = Instant::now();
-    let service = pre
-        .instantiate_async(&mut *store)
-        .await
-        .map_err(|e| classify(e, store))?;
-    stats.instantiated(started.elapsed());
-    stats.set_instance_bytes(store.data().memory.in_use() as u64);
-    store.data().budget.instantiated(started.elapsed());
-    Ok(service)
 }
 
 /// Instantiates a proxy in `store`, recording the time and the instance's memory.
