@@ -682,10 +682,16 @@ async fn instantiate(
         .instantiate_async(&mut *store)
         .await
         .map_err(|e| classify(e, store))?;
+    record_instantiation(store, stats, started);
+    Ok(proxy)
+}
+
+/// Records an instantiation begun at `started` (WASI 0.2 or 0.3): its time in the module's
+/// stats and the invocation's budget, and the instance's memory.
+fn record_instantiation(store: &Store<Host>, stats: &ModuleStats, started: Instant) {
     stats.instantiated(started.elapsed());
     stats.set_instance_bytes(store.data().memory.in_use() as u64);
     store.data().budget.instantiated(started.elapsed());
-    Ok(proxy)
 }
 
 /// Turns a Wasmtime error into the reason the invocation failed.

@@ -13,6 +13,7 @@ use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
 
 use super::{
     CpuOf, GuestModule, InvocationCpu, InvocationInfo, ReadyProxy, classify, deadline_passes,
+    record_instantiation,
 };
 use crate::body::{Owner, ResponseBody};
 use crate::budget::Metered;
@@ -203,8 +204,6 @@ pub(crate) async fn instantiate_p3(
         .instantiate_async(&mut *store)
         .await
         .map_err(|e| classify(e, store))?;
-    stats.instantiated(started.elapsed());
-    stats.set_instance_bytes(store.data().memory.in_use() as u64);
-    store.data().budget.instantiated(started.elapsed());
+    record_instantiation(store, stats, started);
     Ok(service)
 }
