@@ -67,6 +67,60 @@ pub struct Manifest {
     pub nn: Option<NnSettings>,
     /// The applications (`[[module]]`), in declaration order; never empty.
     pub modules: Vec<ModuleSpec>,
+    /// Which format the text is in (a `spark.toml` or a Spin `spin.toml`).
+    pub kind: ManifestKind,
+    /// The application's name: Spin's `[application] name`; for a `spark.toml`, `None`.
+    /// Key-value stores are scoped by it.
+    pub application: Option<String>,
+    /// Application variables (`[variables]`), by name: what modules' variable templates
+    /// (`ModuleSpec::variables`) refer to.
+    pub variables: BTreeMap<String, VariableSpec>,
+    /// Key-value stores declared for the application, by label. A module opens only the
+    /// labels in its `ModuleSpec::key_value_stores`.
+    pub key_value_stores: BTreeMap<String, KeyValueStoreSpec>,
+}
+
+/// The format a manifest was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ManifestKind {
+    /// Spark's own `spark.toml` (`version = 1`).
+    #[default]
+    Spark,
+    /// A Spin application manifest (`spin_manifest_version = 2`).
+    Spin,
+}
+
+/// One application variable (`[variables] name = { default = "..", required = .., secret = .. }`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VariableSpec {
+    /// The value when the environment does not set one; `None` with `required`.
+    pub default: Option<String>,
+    /// Must be given (by the environment) for the node to start.
+    pub required: bool,
+    /// Never printed in status, logs or events.
+    pub secret: bool,
+}
+
+/// One key-value store an application declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValueStoreSpec {
+    /// Largest value accepted, in bytes.
+    pub max_value_size: u64,
+    /// Most keys the store holds.
+    pub max_keys: u64,
+    /// Most bytes (keys plus values) the store holds.
+    pub max_bytes: u64,
+    /// Replicated across the fleet (through a JetStream KV bucket) rather than node-local.
+    pub fleet: bool,
+}
+
+/// A file or directory mounted read-only into a module (Spin's `files`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMount {
+    /// On the node (manifest-relative paths resolved).
+    pub source: PathBuf,
+    /// Where the guest sees it (an absolute guest path).
+    pub guest_path: String,
 }
 
 impl Manifest {
@@ -106,6 +160,10 @@ impl Manifest {
             orchestrator: OrchestratorSettings::default(),
             predictor: PredictorSettings::default(),
             nn: None,
+            kind: ManifestKind::Spark,
+            application: None,
+            variables: BTreeMap::new(),
+            key_value_stores: BTreeMap::new(),
             modules: vec![ModuleSpec {
                 id,
                 component: ComponentRef::File(component),
@@ -122,6 +180,10 @@ impl Manifest {
                 rollout: RolloutSettings::default(),
                 trace_outbound: false,
                 tiering: true,
+                key_value_stores: Vec::new(),
+                variables: BTreeMap::new(),
+                files: Vec::new(),
+                missing_imports: MissingImports::Refuse,
             }],
         }
     }
@@ -363,6 +425,25 @@ pub struct ModuleSpec {
     /// optimizing compiler. A module can only opt out: with `[node] tiering = false` no module
     /// is tiered.
     pub tiering: bool,
+    /// Labels of the application's key-value stores this module may open.
+    pub key_value_stores: Vec<String>,
+    /// The module's variables (`spin:variables`, `fermyon:spin/variables`): name to template,
+    /// a literal or one referring to application variables (`"{{ app_var }}"`).
+    pub variables: BTreeMap<String, String>,
+    /// Files and directories mounted read-only.
+    pub files: Vec<FileMount>,
+    /// What to do with imports the node does not provide.
+    pub missing_imports: MissingImports,
+}
+
+/// What happens to a component's imports that Spark does not provide (sqlite, redis, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingImports {
+    /// The deploy is refused with a message listing them.
+    #[default]
+    Refuse,
+    /// They are linked as traps that name the missing interface when called.
+    Trap,
 }
 
 /// Canary settings of a module (`[module.rollout]`).

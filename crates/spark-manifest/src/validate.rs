@@ -19,8 +19,9 @@ use crate::schema::{
 };
 use crate::units::{parse_byte_size, parse_duration};
 use crate::{
-    ComponentRef, DEFAULT_WEIGHT, Limits, MANIFEST_VERSION, Manifest, ModuleId, ModuleSpec,
-    NodeSettings, OrchestratorSettings, PredictorSettings, Priority, RolloutSettings, Trigger,
+    ComponentRef, DEFAULT_WEIGHT, Limits, MANIFEST_VERSION, Manifest, ManifestKind, MissingImports,
+    ModuleId, ModuleSpec, NodeSettings, OrchestratorSettings, PredictorSettings, Priority,
+    RolloutSettings, Trigger,
 };
 
 const MIN_MEMORY: u64 = 64 << 10;
@@ -93,6 +94,10 @@ fn parse_with_spans(
         predictor,
         nn,
         modules,
+        kind: ManifestKind::Spark,
+        application: None,
+        variables: BTreeMap::new(),
+        key_value_stores: BTreeMap::new(),
     };
     Ok((manifest, spans))
 }
@@ -325,6 +330,10 @@ impl Validator<'_> {
             rollout: self.rollout(raw.rollout.as_ref(), &who),
             trace_outbound: self.trace_outbound(raw, &who),
             tiering: raw.tiering.unwrap_or(true),
+            key_value_stores: Vec::new(),
+            variables: BTreeMap::new(),
+            files: Vec::new(),
+            missing_imports: MissingImports::Refuse,
             trigger,
             health,
             id,
