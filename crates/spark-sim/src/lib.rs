@@ -60,6 +60,7 @@ pub mod error;
 pub mod policy;
 pub mod replay;
 pub mod report;
+pub mod robust;
 pub mod synth;
 pub mod trace;
 

@@ -284,7 +284,11 @@ mod tests {
     fn the_family_varies_trust_and_keep_alive() {
         let family = hybrid_family();
         assert_eq!(family.len(), 16);
-        assert!(family.iter().any(|(n, h)| n == "hybrid-min5-ka240" && *h == Hybrid::default()));
+        assert!(
+            family
+                .iter()
+                .any(|(n, h)| n == "hybrid-min5-ka240" && *h == Hybrid::default())
+        );
         let (_, short) = family
             .iter()
             .find(|(n, _)| n == "hybrid-min1-ka10")
@@ -297,7 +301,10 @@ mod tests {
         assert_eq!(a.window(), (0.0, 10.0));
         a.record_idle(30.4);
         let (from, to) = a.window();
-        assert!((from - 27.0).abs() < 1e-9 && (to - 34.1).abs() < 1e-9, "{from} {to}");
+        assert!(
+            (from - 27.0).abs() < 1e-9 && (to - 34.1).abs() < 1e-9,
+            "{from} {to}"
+        );
     }
 
     #[test]

@@ -155,9 +155,7 @@ impl Report {
     /// ratio; an undefined ratio, Spark above a baseline at 0, counts as the highest).
     pub fn best_hybrid(&self) -> Option<&Matched> {
         let key = |m: &Matched| m.p75_ratio.unwrap_or(f64::INFINITY);
-        self.family
-            .iter()
-            .max_by(|a, b| key(a).total_cmp(&key(b)))
+        self.family.iter().max_by(|a, b| key(a).total_cmp(&key(b)))
     }
 
     /// Spark calibrated on the first part against the baseline named `name`.
@@ -217,15 +215,23 @@ impl Report {
         let best = self.best_hybrid();
         let b = |f: fn(&Matched) -> Option<f64>| best.and_then(f).unwrap_or(f64::INFINITY);
         let c = |name: &str, f: fn(&Matched) -> Option<f64>| {
-            self.calibrated_to(name).and_then(f).unwrap_or(f64::INFINITY)
+            self.calibrated_to(name)
+                .and_then(f)
+                .unwrap_or(f64::INFINITY)
         };
         let more: [(&str, f64); 7] = [
             ("p75_ratio_vs_best_hybrid", b(|x| x.p75_ratio)),
             ("mem_ratio_vs_best_hybrid", b(|x| x.mem_ratio)),
             ("p75_best_hybrid", b(|x| Some(x.baseline_scored.p75))),
             ("cold_ratio_vs_best_hybrid", b(|x| x.cold_ratio)),
-            ("p75_ratio_vs_hybrid_calibrated", c("hybrid", |x| x.p75_ratio)),
-            ("mem_ratio_vs_hybrid_calibrated", c("hybrid", |x| x.mem_ratio)),
+            (
+                "p75_ratio_vs_hybrid_calibrated",
+                c("hybrid", |x| x.p75_ratio),
+            ),
+            (
+                "mem_ratio_vs_hybrid_calibrated",
+                c("hybrid", |x| x.mem_ratio),
+            ),
             (
                 "p75_ratio_vs_fixed10_calibrated",
                 c("fixed-10min", |x| x.p75_ratio),
@@ -244,7 +250,7 @@ impl Report {
 }
 
 /// Two decimals below 1000, integers above.
-pub(crate) fn fmt_num(v: f64) -> String {
+pub fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
         format!("{v}")
     } else if v.abs() >= 1000.0 {

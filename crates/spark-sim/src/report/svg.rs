@@ -128,7 +128,12 @@ pub fn tradeoff_svg(report: &Report) -> String {
                 .iter()
                 .map(|p| p.scores.scored.wasted_mb_min),
         )
-        .chain(report.family.iter().map(|m| m.baseline_scored.wasted_mb_min));
+        .chain(
+            report
+                .family
+                .iter()
+                .map(|m| m.baseline_scored.wasted_mb_min),
+        );
     let hi = max.fold(10.0, f64::max);
     let lo = hi / 1000.0;
     let curve = |f: fn(&crate::replay::PeriodScore) -> f64| {
@@ -145,7 +150,12 @@ pub fn tradeoff_svg(report: &Report) -> String {
             points: report
                 .family
                 .iter()
-                .map(|m| (m.baseline_scored.wasted_mb_min.max(lo), f(&m.baseline_scored)))
+                .map(|m| {
+                    (
+                        m.baseline_scored.wasted_mb_min.max(lo),
+                        f(&m.baseline_scored),
+                    )
+                })
                 .collect(),
             style: Style::Ring,
         });

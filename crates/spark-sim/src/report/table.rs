@@ -97,11 +97,24 @@ fn family(out: &mut String, report: &Report) {
     let _ = writeln!(
         out,
         "  {:<20} {:>6} {:>6} {:>7} {:>11} | {:>6} {:>6} {:>7} {:>9} {:>9}",
-        "member", "p75", "mean", "colds", "MB-min", "spark", "mean", "colds", "p75 ratio", "mem ratio"
+        "member",
+        "p75",
+        "mean",
+        "colds",
+        "MB-min",
+        "spark",
+        "mean",
+        "colds",
+        "p75 ratio",
+        "mem ratio"
     );
     for m in &report.family {
         let (b, s) = (m.baseline_scored, m.spark.scores.scored);
-        let mark = if Some(m.baseline.as_str()) == best { "*" } else { " " };
+        let mark = if Some(m.baseline.as_str()) == best {
+            "*"
+        } else {
+            " "
+        };
         let _ = writeln!(
             out,
             "{mark} {:<20} {:>6.2} {:>6.2} {:>7} {:>11.4e} | {:>6.2} {:>6.2} {:>7} {:>9} {:>9}",
