@@ -114,6 +114,9 @@ impl Spread {
     }
 }
 
+/// Reads one ratio of a case.
+type Ratio = fn(&Case) -> Option<f64>;
+
 /// Every case and the spreads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Robustness {
@@ -123,7 +126,7 @@ pub struct Robustness {
 
 impl Robustness {
     /// The spread of one ratio over the cases whose name starts with `prefix` ("" for all).
-    pub fn spread(&self, prefix: &str, f: fn(&Case) -> Option<f64>) -> Spread {
+    pub fn spread(&self, prefix: &str, f: Ratio) -> Spread {
         Spread::of(
             self.cases
                 .iter()
@@ -162,7 +165,7 @@ impl Robustness {
         }
         let mut keys = Vec::new();
         for (scope, prefix) in [("all", ""), ("real", "real"), ("synthetic", "synthetic")] {
-            let fs: [(&str, fn(&Case) -> Option<f64>); 4] = [
+            let fs: [(&str, Ratio); 4] = [
                 ("vs_hybrid", |c| c.vs_hybrid),
                 ("vs_fixed10", |c| c.vs_fixed10),
                 ("vs_best_hybrid", |c| c.vs_best_hybrid),
@@ -230,7 +233,7 @@ pub fn robustness(
 /// The apps of `trace` whose salted hash is even: one random half, disjoint from the odd one.
 pub fn app_half(trace: &TraceSet, salt: u64) -> TraceSet {
     let mut t = trace.clone();
-    t.apps.retain(|a| hash(&a.counts, salt) % 2 == 0);
+    t.apps.retain(|a| hash(&a.counts, salt).is_multiple_of(2));
     t
 }
 

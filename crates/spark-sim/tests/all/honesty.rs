@@ -55,6 +55,9 @@ fn first_half(trace: &TraceSet) -> TraceSet {
 /// its start and its loaded stretches cut at the split.
 type Log = Vec<(f64, Vec<(f64, f64)>)>;
 
+/// The same for a budgeted policy: stretches `(start, end, critical budget)`.
+type BudgetLog = Vec<(f64, Vec<(f64, f64, f64)>)>;
+
 /// Wraps a policy's per-app state and records its first-half decisions.
 struct Recorder<A> {
     inner: A,
@@ -94,7 +97,7 @@ impl<A: AppPolicy> AppPolicy for Recorder<A> {
 /// The same for a budgeted policy (every budget at once): stretches with their critical budget.
 struct BudgetRecorder<A> {
     inner: A,
-    log: Vec<(f64, Vec<(f64, f64, f64)>)>,
+    log: BudgetLog,
 }
 
 impl<A: BudgetedApp> BudgetedApp for BudgetRecorder<A> {
