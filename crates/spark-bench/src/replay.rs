@@ -51,8 +51,14 @@ pub struct SimulatedPolicy {
     pub name: String,
     /// Cold starts over the slice.
     pub cold_starts: u64,
+    /// Median over applications of each one's cold-start share, percent.
+    pub cold_pct_p50: f64,
     /// 75th percentile over applications of each one's cold-start share, percent.
     pub cold_pct_p75: f64,
+    /// Mean over applications of each one's cold-start share, percent.
+    pub cold_pct_mean: f64,
+    /// Memory loaded but idle over the slice, MB-minutes (the trace's app memory).
+    pub wasted_mb_min: f64,
 }
 
 /// The live replay result, as written to `replay.json`.
@@ -76,6 +82,13 @@ pub struct ReplayReport {
     pub observed_cold: u64,
     /// The same, leaving out each application's first call in the slice.
     pub observed_cold_after_first: u64,
+    /// Median over applications of each one's observed cold-start share, percent (first
+    /// calls included, as in the simulated figures).
+    pub observed_cold_pct_p50: f64,
+    /// 75th percentile of the same.
+    pub observed_cold_pct_p75: f64,
+    /// Mean of the same.
+    pub observed_cold_pct_mean: f64,
     /// Median latency of cold requests, ms (0 when there were none).
     pub cold_latency_p50_ms: f64,
     /// 99th percentile latency of cold requests, ms.
@@ -175,7 +188,11 @@ pub async fn run(options: &ReplayOptions) -> Result<ReplayReport, BenchError> {
         .enumerate()
         .filter(|(i, c)| c.1 && first.get(&c.0) != Some(i))
         .count() as u64;
+    let shares = cold_shares(&observed.cold);
     let report = ReplayReport {
+        observed_cold_pct_p50: spark_sim::replay::percentile(&shares, 50.0),
+        observed_cold_pct_p75: spark_sim::replay::percentile(&shares, 75.0),
+        observed_cold_pct_mean: mean(&shares),
         apps: trace.apps.len(),
         minutes: options.minutes,
         start_minute: options.start_minute,
@@ -209,7 +226,10 @@ fn simulate(trace: &TraceSet) -> Vec<SimulatedPolicy> {
         .map(|p| SimulatedPolicy {
             name: p.name.clone(),
             cold_starts: p.scores.whole.cold_starts,
+            cold_pct_p50: p.scores.whole.p50,
             cold_pct_p75: p.scores.whole.p75,
+            cold_pct_mean: p.scores.whole.mean,
+            wasted_mb_min: p.scores.whole.wasted_mb_min,
         })
         .collect()
 }
@@ -261,6 +281,30 @@ async fn drive(trace: &TraceSet, addr: SocketAddr, speed: f64) -> Observed {
     )
 }
 
+/// Each application's share of cold calls (percent), ascending: `(app, cold, ms)` records in.
+fn cold_shares(calls: &[(usize, bool, f64)]) -> Vec<f64> {
+    let mut per_app: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
+    for &(app, cold, _) in calls {
+        let e = per_app.entry(app).or_default();
+        e.0 += 1;
+        e.1 += u64::from(cold);
+    }
+    let mut v: Vec<f64> = per_app
+        .values()
+        .map(|&(n, c)| 100.0 * c as f64 / n as f64)
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
 fn first_call_index(calls: &[(usize, bool, f64)]) -> BTreeMap<usize, usize> {
     let mut first = BTreeMap::new();
     for (i, (app, _, _)) in calls.iter().enumerate() {
@@ -293,15 +337,39 @@ pub fn render(report: &ReplayReport) -> String {
         report.requests, report.errors, report.observed_cold, report.observed_cold_after_first,
         report.cold_latency_p50_ms, report.cold_latency_p99_ms, report.warm_latency_p50_ms, report.warm_latency_p99_ms
     ));
+    out.push_str(&format!(
+        "  observed per-app cold %: p50 {:.1}, p75 {:.1}, mean {:.1}\n",
+        report.observed_cold_pct_p50, report.observed_cold_pct_p75, report.observed_cold_pct_mean
+    ));
     for p in &report.simulated {
         out.push_str(&format!(
-            "  simulated {:<28} {:>6} cold, per-app p75 {:.1}%\n",
-            p.name, p.cold_starts, p.cold_pct_p75
+            "  simulated {:<28} {:>6} cold, per-app p50/p75/mean {:.1}/{:.1}/{:.1}%, wasted {:.3e} MB-min\n",
+            p.name, p.cold_starts, p.cold_pct_p50, p.cold_pct_p75, p.cold_pct_mean, p.wasted_mb_min
         ));
     }
     out.push_str(&format!(
-        "replay: requests={} observed_cold={} observed_cold_after_first={} cold_p50_ms={:.2} warm_p50_ms={:.2} errors={}\n",
-        report.requests, report.observed_cold, report.observed_cold_after_first, report.cold_latency_p50_ms, report.warm_latency_p50_ms, report.errors
+        "replay: requests={} observed_cold={} observed_cold_after_first={} observed_cold_pct_p75={:.2} observed_cold_pct_mean={:.2} cold_p50_ms={:.2} warm_p50_ms={:.2} errors={}\n",
+        report.requests, report.observed_cold, report.observed_cold_after_first, report.observed_cold_pct_p75, report.observed_cold_pct_mean, report.cold_latency_p50_ms, report.warm_latency_p50_ms, report.errors
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cold_shares_are_per_app_and_include_first_calls() {
+        let calls = [
+            (0, true, 1.0),
+            (0, false, 1.0),
+            (1, true, 1.0),
+            (0, false, 1.0),
+            (2, false, 1.0),
+            (0, true, 1.0),
+        ];
+        assert_eq!(cold_shares(&calls), vec![0.0, 50.0, 100.0]);
+        assert_eq!(mean(&cold_shares(&calls)), 50.0);
+        assert!(cold_shares(&[]).is_empty());
+    }
 }

@@ -100,3 +100,39 @@ fn nn_bench_prints_one_line_per_backend_and_the_summary() {
     assert!(result.is_file());
     check_summary(stdout.trim_end());
 }
+
+/// `spark bench replay --apps` takes a count or `all`, and names anything else.
+#[test]
+fn bench_replay_apps_is_a_count_or_all() {
+    let output = Command::new(env!("CARGO_BIN_EXE_spark"))
+        .args([
+            "bench",
+            "replay",
+            "--invocations",
+            "x.csv",
+            "--apps",
+            "lots",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("expected a number of apps or `all`, got `lots`"),
+        "{stderr}"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_spark"))
+        .args([
+            "bench",
+            "replay",
+            "--invocations",
+            "/nonexistent/x.csv",
+            "--apps",
+            "all",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/x.csv"), "{stderr}");
+}

@@ -93,3 +93,45 @@ fn sim_names_the_file_and_line_of_a_bad_trace_and_checks_its_options() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sim_robustness_prints_the_spread_and_refuses_its_options_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = trace_file(dir.path());
+    let out = dir.path().join("rob");
+    let out_arg = out.display().to_string();
+    let (output, stdout, stderr) = spark_sim(
+        &[
+            "--invocations",
+            &inv,
+            "--robustness",
+            "--halves",
+            "1",
+            "--synthetic",
+            "0",
+            "--out",
+            &out_arg,
+        ],
+        dir.path(),
+    );
+    assert!(output.status.success(), "{stderr}");
+    for case in [
+        "real: learn hours 0-12, score 12-24",
+        "real: learn hours 12-24, score 0-12 (rotated)",
+        "real: apps half 0 (salted hash)",
+    ] {
+        assert!(stdout.contains(case), "{case}: {stdout}");
+    }
+    let summary = stdout.lines().last().unwrap();
+    assert!(
+        summary.starts_with("B4-robustness: cases=3 vs_hybrid_min="),
+        "{summary}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("b4-robustness.json")).unwrap()).unwrap();
+    assert_eq!(json["cases"].as_array().unwrap().len(), 3);
+
+    let (output, _, stderr) = spark_sim(&["--invocations", &inv, "--halves", "2"], dir.path());
+    assert!(!output.status.success());
+    assert!(stderr.contains("--robustness"), "{stderr}");
+}

@@ -24,8 +24,11 @@
 //! assert!(spark.scored.cold_starts <= fixed.scored.cold_starts);
 //! ```
 //!
-//! [`run_b4`] runs the whole benchmark on a trace: every policy, Spark's trade-off curve, and
-//! Spark matched to each baseline's wasted memory; [`report`] renders the [`Report`].
+//! [`run_b4`] runs the whole benchmark on a trace: every policy, the hybrid family, Spark's
+//! trade-off curve, Spark matched to each baseline's wasted memory (and calibrated on the part
+//! before scoring, as a live node must); [`report`] renders the [`Report`];
+//! [`robust::robustness`] runs it on variants of a trace (app halves, halves swapped in time,
+//! synthetic traces) and reports the spread of the ratios.
 //!
 //! # Concepts
 //!
@@ -44,7 +47,8 @@
 //! # Invariants
 //!
 //! - Policies learn from calls only, never from their own decisions, and never see a call
-//!   before deciding about it (only [`policy::Oracle`] is built from the trace).
+//!   before deciding about it (only [`policy::Oracle`] is built from the trace): removing the
+//!   second half's calls changes no first-half decision (`tests/all/honesty.rs`).
 //! - Spark's outcome is monotone in the budget: more budget never means more cold starts or
 //!   less memory (tested).
 //! - No clocks and no I/O beyond [`TraceSet::load`] reading the files it is given: the same
@@ -60,6 +64,7 @@ pub mod error;
 pub mod policy;
 pub mod replay;
 pub mod report;
+pub mod robust;
 pub mod synth;
 pub mod trace;
 

@@ -64,8 +64,9 @@ enum Scenario {
         durations: Option<PathBuf>,
         #[arg(long)]
         memory: Option<PathBuf>,
-        /// Applications to replay (each becomes a module).
-        #[arg(long, default_value_t = 40)]
+        /// Applications to replay (each becomes a module): a number, or `all` (every app with
+        /// calls in the slice).
+        #[arg(long, default_value = "40", value_parser = parse_apps)]
         apps: usize,
         /// First trace minute of the slice.
         #[arg(long, default_value_t = 720)]
@@ -422,4 +423,13 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     })
+}
+
+/// `--apps`: a count, or `all` (as many as the slice has).
+fn parse_apps(s: &str) -> Result<usize, String> {
+    if s == "all" {
+        return Ok(usize::MAX);
+    }
+    s.parse()
+        .map_err(|_| format!("expected a number of apps or `all`, got `{s}`"))
 }

@@ -5,7 +5,8 @@
 //! - no idle time seen yet, or fewer than [`HybridParams::min_samples`] in range, or the
 //!   histogram is not representative (coefficient of variation of the 240 bin counts below
 //!   [`HybridParams::cv_threshold`] = 2, i.e. idle times spread over more than ~48 bins): the
-//!   standard fixed keep-alive of the whole range (4 h), no unloading;
+//!   standard fixed keep-alive ([`HybridParams::keep_alive_min`]; the paper's is the whole
+//!   range, 4 h), no unloading;
 //! - at least half of the idle times out of range (> 4 h): the paper's time-series fallback. The
 //!   paper fits ARIMA to the app's idle-time series; we fit its AR(1) member (mean and lag-1
 //!   autocorrelation by Yule-Walker over the last 64 idle times; the last value while fewer than
@@ -16,14 +17,17 @@
 //! Decision worth knowing: the CV threshold (2), out-of-range threshold (0.5) and margins (10%,
 //! 15%) are the paper's and those of public re-implementations; the minimum sample count (5) is
 //! ours: with the CV test alone a single idle time makes a perfectly "representative" spike
-//! (CV ~ 15.5), which would trust one observation.
+//! (CV ~ 15.5), which would trust one observation. Because that count and the fixed keep-alive
+//! before the histogram is trusted move the hybrid along its own memory / cold-start trade-off,
+//! B4 also runs the hybrid as a family ([`hybrid_family`]) and compares Spark with the member it
+//! does worst against.
 
 use crate::replay::{AppInfo, AppPolicy, Policy, Segment};
 
 /// Parameters of the hybrid histogram policy (defaults: the paper's, see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HybridParams {
-    /// Histogram range, minutes (also the fixed keep-alive when unrepresentative).
+    /// Histogram range, minutes.
     pub range_min: usize,
     /// Head percentile (pre-warm).
     pub head: f64,
@@ -35,6 +39,9 @@ pub struct HybridParams {
     pub cv_threshold: f64,
     /// In-range idle times needed before the histogram is trusted.
     pub min_samples: u32,
+    /// Fixed keep-alive (minutes) while the histogram is not trusted or not representative
+    /// (the paper: the whole range, 240).
+    pub keep_alive_min: f64,
     /// Share of out-of-range idle times above which the time-series fallback is used.
     pub oob_threshold: f64,
     /// Margin around the time-series forecast.
@@ -50,6 +57,7 @@ impl Default for HybridParams {
             margin: 0.10,
             cv_threshold: 2.0,
             min_samples: 5,
+            keep_alive_min: 240.0,
             oob_threshold: 0.5,
             forecast_margin: 0.15,
         }
@@ -58,6 +66,34 @@ impl Default for HybridParams {
 
 /// Idle times kept for the time-series fallback.
 const SERIES_LEN: usize = 64;
+
+/// Minimum in-range idle times of the members of [`hybrid_family`].
+pub const FAMILY_MIN_SAMPLES: [u32; 4] = [1, 5, 10, 20];
+/// Fixed keep-alives (minutes) before trust of the members of [`hybrid_family`] (240: the
+/// paper's).
+pub const FAMILY_KEEP_ALIVE_MIN: [f64; 4] = [10.0, 20.0, 60.0, 240.0];
+
+/// The hybrid as a family: every combination of [`FAMILY_MIN_SAMPLES`] and
+/// [`FAMILY_KEEP_ALIVE_MIN`], the other parameters the paper's, named
+/// `hybrid-min{samples}-ka{minutes}`. Each member is another point on the hybrid's trade-off
+/// between memory and cold starts; B4 matches Spark to each one's memory.
+pub fn hybrid_family() -> Vec<(String, Hybrid)> {
+    let mut out = Vec::new();
+    for min_samples in FAMILY_MIN_SAMPLES {
+        for keep_alive_min in FAMILY_KEEP_ALIVE_MIN {
+            let params = HybridParams {
+                min_samples,
+                keep_alive_min,
+                ..HybridParams::default()
+            };
+            out.push((
+                format!("hybrid-min{min_samples}-ka{keep_alive_min:.0}"),
+                Hybrid { params },
+            ));
+        }
+    }
+    out
+}
 
 /// The hybrid histogram policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -136,17 +172,17 @@ impl HybridApp {
     /// The loaded window, relative to the start of the idle period (minutes).
     pub fn window(&self) -> (f64, f64) {
         let p = &self.params;
-        let range = p.range_min as f64;
+        let keep_alive = p.keep_alive_min;
         let total = self.in_range + self.out_of_range;
         if total == 0 {
-            return (0.0, range);
+            return (0.0, keep_alive);
         }
         if f64::from(self.out_of_range) >= p.oob_threshold * f64::from(total) {
             let f = ar1_forecast(&self.series).max(1.0);
             return (f * (1.0 - p.forecast_margin), f * (1.0 + p.forecast_margin));
         }
         if self.in_range < p.min_samples || self.cv() < p.cv_threshold {
-            return (0.0, range);
+            return (0.0, keep_alive);
         }
         let head = self.bin_at(p.head) as f64;
         let tail = (self.bin_at(p.tail) + 1) as f64;
@@ -242,6 +278,33 @@ mod tests {
             a.record_idle(30.4);
         }
         assert_eq!(a.window(), (0.0, 240.0));
+    }
+
+    #[test]
+    fn the_family_varies_trust_and_keep_alive() {
+        let family = hybrid_family();
+        assert_eq!(family.len(), 16);
+        assert!(
+            family
+                .iter()
+                .any(|(n, h)| n == "hybrid-min5-ka240" && *h == Hybrid::default())
+        );
+        let (_, short) = family
+            .iter()
+            .find(|(n, _)| n == "hybrid-min1-ka10")
+            .unwrap();
+        let mut a = short.for_app(&AppInfo {
+            index: 0,
+            duration_min: 0.0,
+            memory_mb: 1.0,
+        });
+        assert_eq!(a.window(), (0.0, 10.0));
+        a.record_idle(30.4);
+        let (from, to) = a.window();
+        assert!(
+            (from - 27.0).abs() < 1e-9 && (to - 34.1).abs() < 1e-9,
+            "{from} {to}"
+        );
     }
 
     #[test]

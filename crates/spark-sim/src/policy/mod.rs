@@ -11,7 +11,9 @@ mod oracle;
 mod spark;
 
 pub use fixed::{FIXED_KEEP_ALIVE_MIN, FixedKeepAlive};
-pub use hybrid::{Hybrid, HybridApp, HybridParams};
+pub use hybrid::{
+    FAMILY_KEEP_ALIVE_MIN, FAMILY_MIN_SAMPLES, Hybrid, HybridApp, HybridParams, hybrid_family,
+};
 pub use oracle::{Oracle, OracleApp};
 pub use spark::{LoadPlan, Spark, SparkApp, SparkFamily};
 pub use spark_predict::policy::{CriticalBins, MAX_PLAN_MIN, cold_start_weight, critical_budget};

@@ -141,22 +141,26 @@ pub struct Report {
     pub curve: Vec<CurvePoint>,
     /// Spark matched to each baseline's wasted memory.
     pub matched: Vec<Matched>,
+    /// Every member of the hybrid family, and Spark at its wasted memory (scored part).
+    #[serde(default)]
+    pub family: Vec<Matched>,
+    /// Spark with its budget chosen to match each baseline's waste before the scored part (as
+    /// a live node must), scored on the scored part.
+    #[serde(default)]
+    pub calibrated: Vec<Matched>,
 }
 
 impl Report {
-    /// Assembles a report.
-    pub fn new(
-        trace: TraceSummary,
-        policies: Vec<PolicyResult>,
-        curve: Vec<CurvePoint>,
-        matched: Vec<Matched>,
-    ) -> Self {
-        Report {
-            trace,
-            policies,
-            curve,
-            matched,
-        }
+    /// The member of the hybrid family Spark does worst against at its memory (highest p75
+    /// ratio; an undefined ratio, Spark above a baseline at 0, counts as the highest).
+    pub fn best_hybrid(&self) -> Option<&Matched> {
+        let key = |m: &Matched| m.p75_ratio.unwrap_or(f64::INFINITY);
+        self.family.iter().max_by(|a, b| key(a).total_cmp(&key(b)))
+    }
+
+    /// Spark calibrated on the first part against the baseline named `name`.
+    pub fn calibrated_to(&self, name: &str) -> Option<&Matched> {
+        self.calibrated.iter().find(|m| m.baseline == name)
     }
 
     /// The policy named `name`.
@@ -208,16 +212,45 @@ impl Report {
                     .map_or(f64::NAN, |p| p.scores.scored.apps_scored as f64),
             ),
         ];
-        let body: Vec<String> = keys
+        let best = self.best_hybrid();
+        let b = |f: fn(&Matched) -> Option<f64>| best.and_then(f).unwrap_or(f64::INFINITY);
+        let c = |name: &str, f: fn(&Matched) -> Option<f64>| {
+            self.calibrated_to(name)
+                .and_then(f)
+                .unwrap_or(f64::INFINITY)
+        };
+        let more: [(&str, f64); 7] = [
+            ("p75_ratio_vs_best_hybrid", b(|x| x.p75_ratio)),
+            ("mem_ratio_vs_best_hybrid", b(|x| x.mem_ratio)),
+            ("p75_best_hybrid", b(|x| Some(x.baseline_scored.p75))),
+            ("cold_ratio_vs_best_hybrid", b(|x| x.cold_ratio)),
+            (
+                "p75_ratio_vs_hybrid_calibrated",
+                c("hybrid", |x| x.p75_ratio),
+            ),
+            (
+                "mem_ratio_vs_hybrid_calibrated",
+                c("hybrid", |x| x.mem_ratio),
+            ),
+            (
+                "p75_ratio_vs_fixed10_calibrated",
+                c("fixed-10min", |x| x.p75_ratio),
+            ),
+        ];
+        let mut body: Vec<String> = keys
             .iter()
+            .chain(&more)
             .map(|(k, v)| format!("{k}={}", fmt_num(*v)))
             .collect();
+        if let Some(m) = best {
+            body.push(format!("best_hybrid={}", m.baseline));
+        }
         format!("B4: {}", body.join(" "))
     }
 }
 
 /// Two decimals below 1000, integers above.
-pub(crate) fn fmt_num(v: f64) -> String {
+pub fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
         format!("{v}")
     } else if v.abs() >= 1000.0 {

@@ -21,6 +21,7 @@ const BOTTOM: f64 = 50.0;
 enum Style {
     Line,
     Marker,
+    Ring,
 }
 
 struct Series {
@@ -112,16 +113,27 @@ fn cdf_points(sorted: &[f64]) -> Vec<(f64, f64)> {
 }
 
 /// Cold starts against wasted memory (second half): p75 of per-application cold-start % and
-/// total cold starts, for Spark's budget curve and every policy. Memory is on a log axis
+/// total cold starts, for Spark's budget curve, every policy, and every member of the hybrid
+/// family (rings). Memory is on a log axis
 /// spanning three decades below the largest value; a policy with less (the oracle's 0) is drawn
 /// on the left edge.
 pub fn tradeoff_svg(report: &Report) -> String {
-    let max = report.curve.iter().map(|c| c.scored.wasted_mb_min).chain(
-        report
-            .policies
-            .iter()
-            .map(|p| p.scores.scored.wasted_mb_min),
-    );
+    let max = report
+        .curve
+        .iter()
+        .map(|c| c.scored.wasted_mb_min)
+        .chain(
+            report
+                .policies
+                .iter()
+                .map(|p| p.scores.scored.wasted_mb_min),
+        )
+        .chain(
+            report
+                .family
+                .iter()
+                .map(|m| m.baseline_scored.wasted_mb_min),
+        );
     let hi = max.fold(10.0, f64::max);
     let lo = hi / 1000.0;
     let curve = |f: fn(&crate::replay::PeriodScore) -> f64| {
@@ -133,14 +145,32 @@ pub fn tradeoff_svg(report: &Report) -> String {
         Series::line("spark (budget sweep)", pts.collect())
     };
     let markers = |f: fn(&crate::replay::PeriodScore) -> f64| {
-        report.policies.iter().map(move |p| {
-            let s = p.scores.scored;
-            Series {
-                name: p.name.clone(),
-                points: vec![(s.wasted_mb_min.max(lo), f(&s))],
-                style: Style::Marker,
-            }
-        })
+        let family = (!report.family.is_empty()).then(|| Series {
+            name: "hybrid family".to_owned(),
+            points: report
+                .family
+                .iter()
+                .map(|m| {
+                    (
+                        m.baseline_scored.wasted_mb_min.max(lo),
+                        f(&m.baseline_scored),
+                    )
+                })
+                .collect(),
+            style: Style::Ring,
+        });
+        report
+            .policies
+            .iter()
+            .map(move |p| {
+                let s = p.scores.scored;
+                Series {
+                    name: p.name.clone(),
+                    points: vec![(s.wasted_mb_min.max(lo), f(&s))],
+                    style: Style::Marker,
+                }
+            })
+            .chain(family)
     };
     let memory = || Axis {
         label: "wasted memory, second half (MB-minutes)".into(),
@@ -286,6 +316,7 @@ fn color_for(name: &str) -> &'static str {
         "spark@hybrid" => "#d62728",
         "spark@fixed-10min" => "#9467bd",
         "spark (budget sweep)" => "#8c564b",
+        "hybrid family" => "#e377c2",
         _ => "#7f7f7f",
     }
 }
@@ -310,6 +341,14 @@ fn draw_series(s: &mut String, ser: &Series, color: &str, x: &Axis, y: &Axis) {
                 let _ = writeln!(
                     s,
                     r#"<circle cx="{a:.1}" cy="{b:.1}" r="4" fill="{color}"/>"#
+                );
+            }
+        }
+        Style::Ring => {
+            for (a, b) in pts {
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{a:.1}" cy="{b:.1}" r="5" fill="none" stroke="{color}" stroke-width="1.5"/>"#
                 );
             }
         }

@@ -66,9 +66,38 @@ fn b4_report_is_complete_consistent_and_serializable() {
             m.mem_ratio
         );
     }
+    assert_eq!(report.family.len(), 16, "the hybrid family");
+    for m in &report.family {
+        let s = m.spark.scores.scored;
+        assert!(
+            s.wasted_mb_min <= m.baseline_scored.wasted_mb_min,
+            "{}",
+            m.baseline
+        );
+    }
+    let best = report.best_hybrid().expect("a best member");
+    assert!(
+        report.family.iter().all(
+            |m| m.p75_ratio.unwrap_or(f64::INFINITY) <= best.p75_ratio.unwrap_or(f64::INFINITY)
+        )
+    );
+    // Calibrated on the first half: no more waste there than the baseline's first half.
+    for name in ["hybrid", "fixed-10min"] {
+        let c = report.calibrated_to(name).expect(name);
+        let first = |s: &spark_sim::replay::Scores| s.whole.wasted_mb_min - s.scored.wasted_mb_min;
+        let base = report.policy(name).unwrap();
+        assert!(first(&c.spark.scores) <= first(&base.scores), "{name}");
+    }
     let line = report.summary_line();
     assert!(line.starts_with("B4: p75_ratio_vs_hybrid="), "{line}");
+    assert!(
+        line.contains(&format!("best_hybrid={}", best.baseline)),
+        "{line}"
+    );
     for key in [
+        "p75_ratio_vs_best_hybrid=",
+        "p75_ratio_vs_hybrid_calibrated=",
+        "p75_ratio_vs_fixed10_calibrated=",
         "mem_ratio_vs_hybrid=",
         "p75_ratio_vs_fixed10=",
         "mem_ratio_vs_fixed10=",
@@ -96,6 +125,8 @@ fn b4_report_is_complete_consistent_and_serializable() {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("hybrid") && svg.contains("oracle"));
     }
+    assert!(tradeoff_svg(&report).contains("hybrid family"));
+    assert!(table.contains("Hybrid family") && table.contains("calibrated"));
 }
 
 /// Spark's scored p75 at (no more than) `baseline`'s scored wasted memory.
