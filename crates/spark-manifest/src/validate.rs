@@ -2,6 +2,7 @@
 
 mod nn;
 mod node;
+pub(crate) mod spin;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
