@@ -42,7 +42,7 @@ pub use nn::{
 };
 pub use outbound::{AllowedHost, HostProblem, OutboundHostError, OutboundPolicy};
 pub use routes::{Route, RouteError, RouteTable};
-pub use spin::{SPIN_MANIFEST_VERSION, is_spin_manifest};
+pub use spin::{SPIN_MANIFEST_VERSION, SpinRouteHeaders, is_spin_manifest};
 pub use tracing::{
     DEFAULT_OTLP_QUEUE, DEFAULT_OTLP_TIMEOUT, OtlpEndpoint, OtlpEndpointError, TraceExport,
 };
@@ -194,6 +194,7 @@ impl Manifest {
                 variables: BTreeMap::new(),
                 files: Vec::new(),
                 missing_imports: MissingImports::Refuse,
+                spin_base_path: None,
             }],
         }
     }
@@ -444,6 +445,10 @@ pub struct ModuleSpec {
     pub files: Vec<FileMount>,
     /// What to do with imports the node does not provide.
     pub missing_imports: MissingImports,
+    /// A module of a Spin application (`spin.toml`): the application's HTTP base path (`"/"`
+    /// when it sets none). The node then gives the guest Spin's request headers
+    /// (`spin-path-info`, `spin-full-url`, ...). `None` for a `spark.toml` module.
+    pub spin_base_path: Option<String>,
 }
 
 /// What happens to a component's imports that Spark does not provide (sqlite, redis, ...).

@@ -192,3 +192,78 @@ pub(crate) struct RawSparkComponent {
     pub trace_outbound: Option<Spanned<bool>>,
     pub missing_imports: Option<Spanned<String>>,
 }
+
+/// What Spin tells a component about the route that matched, as its `spin-*` request headers
+/// say it (the node adds them for modules of a Spin application).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpinRouteHeaders {
+    /// `spin-path-info`: the path below the matched route (`/x/y` for `/api/...`).
+    pub path_info: String,
+    /// `spin-matched-route`: the route that matched, base included, with its `/...`.
+    pub matched_route: String,
+    /// `spin-base-path`: the application's base path (`/` when none).
+    pub base_path: String,
+    /// `spin-raw-component-route`: the route as the trigger wrote it (base excluded), with
+    /// its `/...`.
+    pub raw_component_route: String,
+    /// `spin-component-route`: the same without the `/...`.
+    pub component_route: String,
+}
+
+impl SpinRouteHeaders {
+    /// The headers for `path` (which `route` matched) in an application based at `base`.
+    pub fn new(route: &crate::Route, base: &str, path: &str) -> SpinRouteHeaders {
+        let base = base.trim_end_matches('/');
+        let matched = route.to_string();
+        let raw = matched.strip_prefix(base).unwrap_or(&matched);
+        let raw = if raw.is_empty() { "/" } else { raw };
+        SpinRouteHeaders {
+            path_info: route.path_info(path).to_owned(),
+            base_path: if base.is_empty() {
+                "/".into()
+            } else {
+                base.into()
+            },
+            component_route: raw.strip_suffix("/...").unwrap_or(raw).to_owned(),
+            raw_component_route: raw.to_owned(),
+            matched_route: matched,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpinRouteHeaders;
+    use crate::Route;
+
+    fn headers(route: &str, base: &str, path: &str) -> SpinRouteHeaders {
+        SpinRouteHeaders::new(&Route::parse(route).unwrap(), base, path)
+    }
+
+    #[test]
+    fn route_headers_as_spin_gives_them() {
+        let h = headers("/shop/api/...", "/shop", "/shop/api/cart/1");
+        assert_eq!(h.path_info, "/cart/1");
+        assert_eq!(h.matched_route, "/shop/api/...");
+        assert_eq!(h.base_path, "/shop");
+        assert_eq!(h.raw_component_route, "/api/...");
+        assert_eq!(h.component_route, "/api");
+
+        let h = headers("/hello", "/", "/hello");
+        assert_eq!(
+            (
+                h.path_info.as_str(),
+                h.base_path.as_str(),
+                h.component_route.as_str()
+            ),
+            ("", "/", "/hello")
+        );
+        let h = headers("/...", "", "/a/b");
+        assert_eq!(h.path_info, "/a/b");
+        assert_eq!(h.raw_component_route, "/...");
+        assert_eq!(h.component_route, "");
+        // The application's root under a base path.
+        let h = headers("/shop", "/shop", "/shop");
+        assert_eq!(h.raw_component_route, "/");
+    }
+}

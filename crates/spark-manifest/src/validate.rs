@@ -335,6 +335,7 @@ impl Validator<'_> {
             variables: BTreeMap::new(),
             files: Vec::new(),
             missing_imports: MissingImports::Refuse,
+            spin_base_path: None,
             trigger,
             health,
             id,

@@ -96,8 +96,14 @@ pub(crate) fn parse(
         };
         labels.extend(module.key_value_stores.iter().cloned());
         if !public.is_empty() {
+            let base = if base_path.is_empty() {
+                "/"
+            } else {
+                &base_path
+            };
             modules.push(crate::ModuleSpec {
                 trigger: Trigger::Http { routes: public },
+                spin_base_path: Some(base.to_owned()),
                 ..module
             });
         }

@@ -343,6 +343,7 @@ impl Validator<'_> {
             variables: BTreeMap::new(),
             files: Vec::new(),
             missing_imports: MissingImports::Refuse,
+            spin_base_path: None,
         };
         let Some(raw) = raw else { return spec };
         let who = format!("{who}: tool.spark");

@@ -156,6 +156,7 @@ fn a_full_manifest_maps_onto_modules() {
             routes: vec![Route::parse("/shop/...").unwrap()]
         }
     );
+    assert_eq!(front.spin_base_path.as_deref(), Some("/shop"));
     assert_eq!(front.priority, Priority::Critical);
     assert_eq!(front.weight, 3);
     assert_eq!(front.limits.memory, 32 << 20);
@@ -225,6 +226,7 @@ fn minimal_manifest_takes_the_defaults() {
     let m = parse(&app("")).unwrap();
     assert_eq!(m.node, crate::NodeSettings::default());
     let c = &m.modules[0];
+    assert_eq!(c.spin_base_path.as_deref(), Some("/"));
     assert_eq!(c.limits, crate::Limits::default());
     assert!(c.files.is_empty() && c.key_value_stores.is_empty() && c.variables.is_empty());
     assert!(m.key_value_stores.is_empty() && m.variables.is_empty());
