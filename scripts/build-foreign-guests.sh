@@ -75,8 +75,9 @@ if ! cmp -s "$spin_src/requirements.txt" "$spin_py/requirements.txt"; then
 fi
 if stale "$out/spin-py.wasm" "$spin_src/app.py" "$spin_src/requirements.txt"; then
     echo "building spin-py (componentize-py, spin-sdk)"
+    site="$("$spin_py/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     (cd "$spin_src" && "$spin_py/bin/componentize-py" -w spin:up/http-trigger@4.1.0 \
-        componentize app -o "$out/spin-py.wasm.part")
+        componentize -p . -p "$site" app -o "$out/spin-py.wasm.part")
     mv "$out/spin-py.wasm.part" "$out/spin-py.wasm"
     mv "$out/spin-py.wasm.inputs.new" "$out/spin-py.wasm.inputs"
 fi
