@@ -539,6 +539,16 @@ fn machine_memory(probe_root: &std::path::Path) -> Option<u64> {
     }
 }
 
+/// The directory relative `files` mounts are found in: the started manifest's, made absolute
+/// so a later change of directory cannot move it.
+fn files_base(manifest: &std::path::Path) -> std::path::PathBuf {
+    let dir = match manifest.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,14 +574,4 @@ mod tests {
         );
         assert_eq!(shown.matches(&io.to_string()).count(), 1, "once: {shown}");
     }
-}
-
-/// The directory relative `files` mounts are found in: the started manifest's, made absolute
-/// so a later change of directory cannot move it.
-fn files_base(manifest: &std::path::Path) -> std::path::PathBuf {
-    let dir = match manifest.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => std::path::Path::new("."),
-    };
-    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
