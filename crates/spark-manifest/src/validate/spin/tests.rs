@@ -528,3 +528,34 @@ fn load_checks_sources_and_mounts_on_disk() {
     assert!(err.to_string().starts_with(&format!("{}:", path.display())));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn hostile_manifests_are_refused_not_panicked_on() {
+    for text in [
+        "spin_manifest_version = 2\n",
+        "spin_manifest_version = 2\n[application]\n",
+        "spin_manifest_version = 2\napplication = 3\n",
+        "spin_manifest_version = 2\n[application]\nname = \"\"\n",
+        "spin_manifest_version = 2\n[application]\nname = \"a\"\ntrigger = 1\n",
+        "spin_manifest_version = 2\n[application]\nname = \"a\"\n[trigger]\nhttp = 5\n",
+        "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.http]]\nroute = 7\ncomponent = \"Bad_ID\"\n[component.Bad_ID]\nsource = 1\n",
+        "spin_manifest_version = 2\n[application]\nname = \"a\"\n[application.trigger]\nhttp = \"x\"\n",
+        "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.http]]\nroute = \"/\u{e9}/...\"\ncomponent = \"c\"\n[component.c]\nsource = \"\u{1F600}.wasm\"\nfiles = [{ source = \"..\", destination = \"/\" }]\n",
+        "spin_manifest_version = -2\n",
+        "spin_manifest_version = 2.0\n",
+    ] {
+        match parse(text) {
+            Err(ManifestError::Invalid { diagnostics, .. }) => {
+                assert!(!diagnostics.is_empty(), "{text}");
+                for d in diagnostics {
+                    assert!(
+                        d.line >= 1 && d.line <= text.lines().count().max(1),
+                        "{text}: {d}"
+                    );
+                }
+            }
+            Err(other) => panic!("{text}: {other}"),
+            Ok(m) => assert!(!m.modules.is_empty(), "{text}"),
+        }
+    }
+}
