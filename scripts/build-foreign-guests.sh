@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the guests written in other languages (guests/foreign) with pinned toolchains from the
 # package registries: hello-js with ComponentizeJS (npm, lockfile with integrity hashes) and
-# hello-py with componentize-py (PyPI, wheel hash pinned). Idempotent: toolchains are cached and
-# a component is rebuilt only when its source changed.
+# hello-py with componentize-py (PyPI, wheel hash pinned), and the Spin app spin-py
+# (guests/spin-py) with componentize-py and the PyPI spin-sdk (wheel hashes pinned). Idempotent:
+# toolchains are cached and a component is rebuilt only when its source changed.
 #
 #   usage: scripts/build-foreign-guests.sh OUT_DIR
 #   SPARK_FOREIGN_CACHE   toolchain cache (default ~/.cache/spark-foreign)
@@ -62,4 +63,22 @@ if stale "$out/hello-py.wasm" "$src/py/app.py" "$src/py/requirements.txt" $wit_f
     mv "$out/hello-py.wasm.part" "$out/hello-py.wasm"
     mv "$out/hello-py.wasm.inputs.new" "$out/hello-py.wasm.inputs"
 fi
-ls -la "$out/hello-js.wasm" "$out/hello-py.wasm"
+
+# The Spin app: its own virtualenv, as spin-sdk brings its WIT world with it.
+spin_py="$cache/spin-py"
+spin_src="$root/guests/spin-py"
+if ! cmp -s "$spin_src/requirements.txt" "$spin_py/requirements.txt"; then
+    rm -rf "$spin_py"
+    python3 -m venv "$spin_py"
+    "$spin_py/bin/pip" install --quiet --no-deps --only-binary=:all: --require-hashes -r "$spin_src/requirements.txt"
+    cp "$spin_src/requirements.txt" "$spin_py/requirements.txt"
+fi
+if stale "$out/spin-py.wasm" "$spin_src/app.py" "$spin_src/requirements.txt"; then
+    echo "building spin-py (componentize-py, spin-sdk)"
+    site="$("$spin_py/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    (cd "$spin_src" && "$spin_py/bin/componentize-py" -w spin:up/http-trigger@4.1.0 \
+        componentize -p . -p "$site" app -o "$out/spin-py.wasm.part")
+    mv "$out/spin-py.wasm.part" "$out/spin-py.wasm"
+    mv "$out/spin-py.wasm.inputs.new" "$out/spin-py.wasm.inputs"
+fi
+ls -la "$out/hello-js.wasm" "$out/hello-py.wasm" "$out/spin-py.wasm"

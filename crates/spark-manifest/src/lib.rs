@@ -18,6 +18,7 @@ mod nn;
 mod outbound;
 mod routes;
 mod schema;
+mod spin;
 mod tracing;
 mod units;
 mod validate;
@@ -41,6 +42,7 @@ pub use nn::{
 };
 pub use outbound::{AllowedHost, HostProblem, OutboundHostError, OutboundPolicy};
 pub use routes::{Route, RouteError, RouteTable};
+pub use spin::{SPIN_MANIFEST_VERSION, SpinRouteHeaders, is_spin_manifest};
 pub use tracing::{
     DEFAULT_OTLP_QUEUE, DEFAULT_OTLP_TIMEOUT, OtlpEndpoint, OtlpEndpointError, TraceExport,
 };
@@ -126,19 +128,27 @@ pub struct FileMount {
 impl Manifest {
     /// Parses and validates manifest text. `source` names the file in error messages and its
     /// parent directory anchors relative paths. Does not touch the file system.
+    /// A Spin manifest (`spin_manifest_version = 2`) is read as one (see [`is_spin_manifest`]).
     pub fn parse(text: &str, source: &Path) -> Result<Manifest, ManifestError> {
+        if spin::is_spin_manifest(text) {
+            return validate::spin::parse(text, source).map(|(manifest, _)| manifest);
+        }
         validate::parse_and_validate(text, source)
     }
 
     /// Reads, parses and validates a manifest file, then checks that every component it names
-    /// exists and is a regular file.
+    /// exists and is a regular file (and, for a Spin manifest, that every `files` mount is a
+    /// directory).
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let manifest = Manifest::parse(&text, path)?;
-        validate::check_files(&text, &manifest)?;
+        match manifest.kind {
+            ManifestKind::Spark => validate::check_files(&text, &manifest)?,
+            ManifestKind::Spin => validate::spin::check_files(&text, &manifest)?,
+        }
         Ok(manifest)
     }
 
@@ -184,6 +194,7 @@ impl Manifest {
                 variables: BTreeMap::new(),
                 files: Vec::new(),
                 missing_imports: MissingImports::Refuse,
+                spin_base_path: None,
             }],
         }
     }
@@ -434,6 +445,10 @@ pub struct ModuleSpec {
     pub files: Vec<FileMount>,
     /// What to do with imports the node does not provide.
     pub missing_imports: MissingImports,
+    /// A module of a Spin application (`spin.toml`): the application's HTTP base path (`"/"`
+    /// when it sets none). The node then gives the guest Spin's request headers
+    /// (`spin-path-info`, `spin-full-url`, ...). `None` for a `spark.toml` module.
+    pub spin_base_path: Option<String>,
 }
 
 /// What happens to a component's imports that Spark does not provide (sqlite, redis, ...).

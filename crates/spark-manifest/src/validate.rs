@@ -2,6 +2,7 @@
 
 mod nn;
 mod node;
+pub(crate) mod spin;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -334,6 +335,7 @@ impl Validator<'_> {
             variables: BTreeMap::new(),
             files: Vec::new(),
             missing_imports: MissingImports::Refuse,
+            spin_base_path: None,
             trigger,
             health,
             id,

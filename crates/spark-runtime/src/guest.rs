@@ -25,7 +25,7 @@ use spark_manifest::OutboundPolicy;
 use tokio::sync::oneshot;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
@@ -116,6 +116,9 @@ pub struct GuestSettings {
     pub config: BTreeMap<String, String>,
     /// The hosts outbound HTTP may reach.
     pub outbound: OutboundPolicy,
+    /// Host directories every instance sees read-only, with the guest path of each (WASI
+    /// preopens; Spin's `files`).
+    pub files: Vec<(std::path::PathBuf, String)>,
 }
 
 /// Attached to every response: how the invocation went before the response was sent.
@@ -179,6 +182,8 @@ struct Inner {
     code: ArcSwap<Prepared>,
     limits: GuestLimits,
     env: Vec<(String, String)>,
+    /// Read-only mounts: host directory, guest path.
+    files: Vec<(std::path::PathBuf, String)>,
     config: Arc<WasiConfigVariables>,
     /// Outbound HTTP: the module's policy and its connection pool.
     outbound: OutboundClient,
@@ -241,6 +246,7 @@ impl GuestModule {
                 code: ArcSwap::new(prepared),
                 limits,
                 env: settings.env.into_iter().collect(),
+                files: settings.files,
                 config: Arc::new(settings.config.into_iter().collect()),
                 outbound,
                 stats: controls.stats.clone(),
@@ -576,12 +582,19 @@ impl GuestModule {
             _ => 1,
         };
         let log = LogBudget::new(inner.limits.log.saturating_mul(requests));
-        let wasi = WasiCtxBuilder::new()
-            .envs(&inner.env)
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&inner.env)
             .arg(&*inner.id)
             .stdout(GuestLog::new(inner.id.clone(), Stream::Stdout, log.clone()))
-            .stderr(GuestLog::new(inner.id.clone(), Stream::Stderr, log))
-            .build();
+            .stderr(GuestLog::new(inner.id.clone(), Stream::Stderr, log));
+        for (host, guest) in &inner.files {
+            // Checked when the manifest was loaded; a directory removed since is left out
+            // (the guest finds no such path) rather than failing every request.
+            if let Err(error) = wasi.preopened_dir(host, guest, FsPerms::ReadOnly) {
+                tracing::warn!(module = %inner.id, dir = %host.display(), error = %error, "cannot mount a files directory");
+            }
+        }
+        let wasi = wasi.build();
         let mut table = ResourceTable::new();
         table.set_max_capacity((u64::from(inner.limits.resources) * requests) as usize);
         let host = Host {

@@ -7,6 +7,10 @@
 //! Paths are matched on their last segment, so the guest works under any route prefix.
 //! - `GET .../env`: the environment variables the guest sees, as a JSON object.
 //! - `GET .../config`: the `wasi:config/store` values the guest sees, as a JSON object.
+//! - `GET .../headers`: the request headers the guest sees, as a JSON object.
+//! - `GET .../file?path=/p`: the file at `/p` in the guest's file system (404 and the error if
+//!   it cannot be read); `PUT .../file?path=/p` writes the body there (403 and the error if it
+//!   cannot be written): what a read-only mount allows.
 //! - `GET .../fetch?url=...`: makes an outbound request through `wasi:http/outgoing-handler` and
 //!   answers with its status and body, or 502 and the error code the host returned (for
 //!   instance `HttpRequestDenied` when the host is not allowed).
@@ -35,6 +39,15 @@ impl Guest for Echo {
                 reply_json(out, 200, &Value::Object(env));
             }
             (Method::Get, "fetch") => fetch::fetch(&request, out),
+            (Method::Get, "headers") => {
+                let headers: serde_json::Map<String, Value> = request
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(String::from_utf8_lossy(v).into())))
+                    .collect();
+                reply_json(out, 200, &Value::Object(headers));
+            }
+            (Method::Get | Method::Put, "file") => file(&request, out),
             (Method::Get, "config") => match config::store::get_all() {
                 Ok(pairs) => {
                     let map: serde_json::Map<String, Value> =
@@ -101,6 +114,23 @@ fn transform(request: &guest_util::Request, out: ResponseOutparam) {
         "transformed": transformed,
     });
     reply_json(out, 200, &answer);
+}
+
+/// Reads (GET) or writes (PUT) the file named by `?path=`.
+fn file(request: &guest_util::Request, out: ResponseOutparam) {
+    let Some(path) = request.param("path") else {
+        return guest_util::respond(out, 400, "text/plain", b"missing ?path=\n");
+    };
+    if matches!(request.method, Method::Put) {
+        return match std::fs::write(path, request.body()) {
+            Ok(()) => guest_util::respond(out, 200, "text/plain", b"written\n"),
+            Err(e) => guest_util::respond(out, 403, "text/plain", format!("{e}\n").as_bytes()),
+        };
+    }
+    match std::fs::read(path) {
+        Ok(bytes) => guest_util::respond(out, 200, "application/octet-stream", &bytes),
+        Err(e) => guest_util::respond(out, 404, "text/plain", format!("{e}\n").as_bytes()),
+    }
 }
 
 fn upper(value: Value, count: &mut u64) -> Value {

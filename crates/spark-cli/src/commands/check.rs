@@ -1,4 +1,4 @@
-//! `spark check <spark.toml>`: validate a manifest and load (compile, link) every component
+//! `spark check [spark.toml | spin.toml]`: validate a manifest and load (compile, link) every component
 //! it names, without serving. Exits non-zero with every problem listed.
 
 use std::path::PathBuf;
@@ -9,15 +9,17 @@ use spark_runtime::{EngineSettings, Expect, Runtime, RuntimeConfig};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
-    /// The manifest to check.
-    manifest: PathBuf,
+    /// The manifest to check: a `spark.toml` or a Spin `spin.toml` (default: ./spark.toml,
+    /// else ./spin.toml).
+    manifest: Option<PathBuf>,
     /// Store directory whose AOT cache is used (and warmed).
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
 
 pub(super) async fn run(args: CheckArgs) -> anyhow::Result<()> {
-    let manifest = Manifest::load(&args.manifest)?;
+    let path = super::manifest_path(args.manifest.clone())?;
+    let manifest = Manifest::load(&path)?;
     let runtime = Runtime::new(&RuntimeConfig {
         engine: EngineSettings {
             max_instances: 1,
@@ -70,7 +72,7 @@ pub(super) async fn run(args: CheckArgs) -> anyhow::Result<()> {
     if failures.is_empty() {
         println!(
             "{}: {} module(s) valid",
-            args.manifest.display(),
+            path.display(),
             manifest.modules.len()
         );
         Ok(())

@@ -1,4 +1,4 @@
-//! `spark deploy <spark.toml>`: upload the manifest's components to a running node and deploy
+//! `spark deploy <spark.toml | spin.toml>`: upload the manifest's components to a running node and deploy
 //! them as a new release (a canary rollout for changed modules, at once for the rest).
 
 use std::collections::BTreeMap;

@@ -82,6 +82,21 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
 
 /// The data directory: the flag, else the manifest's `node.data_dir`, else `.spark` next to
 /// the manifest.
+/// The manifest a command works on: the one given, else `./spark.toml`, else a Spin app's
+/// `./spin.toml`.
+pub(crate) fn manifest_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    ["spark.toml", "spin.toml"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!("no manifest given, and neither ./spark.toml nor ./spin.toml exists")
+        })
+}
+
 pub(crate) fn data_dir(flag: Option<PathBuf>, manifest: &spark_manifest::Manifest) -> PathBuf {
     flag.or_else(|| manifest.node.data_dir.clone())
         .unwrap_or_else(|| {

@@ -1,4 +1,4 @@
-//! `spark up <spark.toml>`: the node's main job.
+//! `spark up [spark.toml | spin.toml]`: the node's main job.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +11,9 @@ use spark_runtime::PoolingMode;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct UpArgs {
-    /// The manifest to serve.
-    manifest: PathBuf,
+    /// The manifest to serve: a `spark.toml` or a Spin `spin.toml` (default: ./spark.toml,
+    /// else ./spin.toml).
+    manifest: Option<PathBuf>,
     /// Override `node.listen`.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -92,7 +93,8 @@ impl FleetFlags {
 }
 
 pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let mut manifest = Manifest::load(&args.manifest)?;
+    let path = super::manifest_path(args.manifest.clone())?;
+    let mut manifest = Manifest::load(&path)?;
     if let Some(listen) = args.listen {
         manifest.node.listen = listen;
     }
@@ -118,7 +120,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let starting = super::progress::Starting::begin(&manifest);
     let mut node = RunningNode::start(options)
         .await
-        .with_context(|| format!("starting the node from {}", args.manifest.display()))?;
+        .with_context(|| format!("starting the node from {}", path.display()))?;
     starting.done();
     print_hints(
         &manifest,

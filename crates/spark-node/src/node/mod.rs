@@ -265,6 +265,7 @@ impl RunningNode {
             metrics: metrics.clone(),
             placement,
             invocation_memory: sizing.invocation_memory,
+            files_base: files_base(&manifest.source),
         };
         let clock = options.clock.clone();
         let deployer = Arc::new(
@@ -288,6 +289,7 @@ impl RunningNode {
             capacity: capacity.clone(),
             authority: http::HeaderValue::from_str(&http_addr.to_string())
                 .expect("a socket address is a valid header value"),
+            scheme: public.scheme(),
             tracing: tracer,
         });
         let warmth = Arc::new(WarmthView::default());
@@ -535,6 +537,16 @@ fn machine_memory(probe_root: &std::path::Path) -> Option<u64> {
         (Some(t), Some(c)) => Some(t.min(c)),
         (t, c) => t.or(c),
     }
+}
+
+/// The directory relative `files` mounts are found in: the started manifest's, made absolute
+/// so a later change of directory cannot move it.
+fn files_base(manifest: &std::path::Path) -> std::path::PathBuf {
+    let dir = match manifest.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 #[cfg(test)]

@@ -87,6 +87,12 @@ pub enum BuildError {
         "needs {needs} bytes per invocation (limits.memory + limits.host_memory) but the node has {has} bytes for running invocations (node.max_memory)"
     )]
     TooLarge { needs: u64, has: u64 },
+    #[error("its files directory {} is not a directory on this node", path.display())]
+    Files {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Everything needed to turn a module spec and an artifact into a running version.
@@ -97,6 +103,9 @@ pub struct ModuleFactory {
     pub placement: Placement,
     /// Memory the node has for running invocations: no module may need more than this.
     pub invocation_memory: u64,
+    /// What relative `files` directories are relative to: the directory of the manifest the
+    /// node was started with (a release's recorded text no longer says where it came from).
+    pub files_base: std::path::PathBuf,
 }
 
 impl ModuleFactory {
@@ -114,6 +123,7 @@ impl ModuleFactory {
                 has: self.invocation_memory,
             });
         }
+        let spec = &self.with_files(spec)?;
         let prepared = prepare_artifact(&self.runtime, &self.store, digest, spec).await?;
         let report = &prepared.report;
         tracing::info!(
@@ -143,6 +153,32 @@ impl ModuleFactory {
         check_instance(&slot).await?;
         check_health(&slot).await?;
         Ok(slot)
+    }
+
+    /// `spec` with its `files` directories anchored at [`Self::files_base`] and checked.
+    fn with_files(&self, spec: &ModuleSpec) -> Result<ModuleSpec, BuildError> {
+        let mut spec = spec.clone();
+        for mount in &mut spec.files {
+            if mount.source.is_relative() {
+                mount.source = self.files_base.join(&mount.source);
+            }
+            match std::fs::metadata(&mount.source) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(BuildError::Files {
+                        path: mount.source.clone(),
+                        source: std::io::Error::other("not a directory"),
+                    });
+                }
+                Err(source) => {
+                    return Err(BuildError::Files {
+                        path: mount.source.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(spec)
     }
 
     /// Builds every module concurrently; all failures at once.

@@ -22,12 +22,13 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use spark_manifest::Route;
+use spark_manifest::{Route, SpinRouteHeaders};
 use spark_runtime::{InvocationCpu, InvocationInfo, InvokeError, LoadError};
 
 use super::admission::Rejection;
 use super::bodies::{Progress, RequestBody};
 use super::capacity::{NodeCapacity, NodeRefusal, NodeSlot, reservation};
+use super::listener::ClientAddr;
 use super::residency::ColdStart;
 use super::snapshot::{ModuleSlot, SharedSnapshot};
 use super::trace::{RequestSpan, Tracing};
@@ -79,6 +80,8 @@ pub(crate) struct Front {
     pub capacity: Arc<NodeCapacity>,
     /// The listener's address (the `Host` of HTTP/1.0 requests that name none).
     pub authority: HeaderValue,
+    /// The listener's scheme (`http` or `https`), for Spin's `spin-full-url`.
+    pub scheme: &'static str,
     /// Request tracing; `None`: off (no header read, no span made).
     pub tracing: Option<Arc<Tracing>>,
 }
@@ -187,7 +190,7 @@ impl Front {
             .version_for(stable, Some(request.headers()))
             .clone();
         let mut record = Record::new(slot.clone(), started);
-        let mut request = self.prepare(request, route);
+        let mut request = self.prepare(request, route, &slot);
         if let Some(span) = &mut span {
             span.module(&slot, &route.to_string());
             if slot.spec.trace_outbound {
@@ -290,8 +293,14 @@ impl Front {
 
     /// Tells the guest which route matched and what lies below it (as Spin does with its
     /// `spin-path-info`), overwriting whatever the client sent under those names; and gives
-    /// HTTP/1.0 requests without a `Host` the authority `wasi:http` requires.
-    fn prepare(&self, mut request: Request<RequestBody>, route: &Route) -> Request<RequestBody> {
+    /// HTTP/1.0 requests without a `Host` the authority `wasi:http` requires. A module of a
+    /// Spin application also gets Spin's own headers ([`spin_headers`]).
+    fn prepare(
+        &self,
+        mut request: Request<RequestBody>,
+        route: &Route,
+        slot: &ModuleSlot,
+    ) -> Request<RequestBody> {
         let path_info = HeaderValue::from_str(route.path_info(request.uri().path()));
         let matched = HeaderValue::from_str(&route.to_string());
         let headers = request.headers_mut();
@@ -303,9 +312,69 @@ impl Front {
             let authority = self.authority.clone();
             request.headers_mut().insert(header::HOST, authority);
         }
+        if let Some(base) = &slot.spec.spin_base_path {
+            spin_headers(&mut request, route, base, self.scheme);
+        }
         request
     }
 }
+
+/// Spin's request headers (`spin-full-url`, `spin-path-info`, `spin-matched-route`,
+/// `spin-base-path`, `spin-component-route`, `spin-raw-component-route`, `spin-client-addr`),
+/// replacing any the client sent: a Spin component may trust them as it does under Spin.
+fn spin_headers(request: &mut Request<RequestBody>, route: &Route, base: &str, scheme: &str) {
+    let path = request.uri().path();
+    let spin = SpinRouteHeaders::new(route, base, path);
+    let host = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            let host = request.headers().get(header::HOST)?;
+            host.to_str().ok().map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let full_url = format!("{scheme}://{host}{path_and_query}");
+    let client = request
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0.to_string());
+    let headers = request.headers_mut();
+    // Whatever the client sent under these names goes, even when a value cannot be given.
+    for name in SPIN_HEADERS {
+        headers.remove(name);
+    }
+    let values = [
+        ("spin-full-url", Some(full_url)),
+        ("spin-path-info", Some(spin.path_info)),
+        ("spin-matched-route", Some(spin.matched_route)),
+        ("spin-base-path", Some(spin.base_path)),
+        ("spin-component-route", Some(spin.component_route)),
+        ("spin-raw-component-route", Some(spin.raw_component_route)),
+        ("spin-client-addr", client),
+    ];
+    for (name, value) in values {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// The headers [`spin_headers`] sets.
+const SPIN_HEADERS: [&str; 7] = [
+    "spin-full-url",
+    "spin-path-info",
+    "spin-matched-route",
+    "spin-base-path",
+    "spin-component-route",
+    "spin-raw-component-route",
+    "spin-client-addr",
+];
 
 /// A plain-text response from the node itself.
 pub(crate) fn text(status: StatusCode, message: &str) -> Response<NodeBody> {

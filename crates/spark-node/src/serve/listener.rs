@@ -43,6 +43,10 @@ use super::front::NodeBody;
 use super::tls::TlsTerminator;
 
 /// What serves the requests of a listener.
+/// The client's address, on every request a listener hands on (its extensions).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub SocketAddr);
+
 pub(crate) type Handler =
     Arc<dyn Fn(Request<RequestBody>) -> BoxFuture<'static, Response<NodeBody>> + Send + Sync>;
 
@@ -230,9 +234,11 @@ impl Connected {
         let service = {
             let (conn, handler) = (conn.clone(), self.handler.clone());
             let body_timeout = limits.request_body_timeout;
+            let peer = self.peer;
             hyper::service::service_fn(move |request: Request<Incoming>| {
                 let guard = conn.request();
-                let request = request.map(|body| RequestBody::new(body, body_timeout));
+                let mut request = request.map(|body| RequestBody::new(body, body_timeout));
+                request.extensions_mut().insert(ClientAddr(peer));
                 let response = handler(request);
                 async move {
                     let response = response.await;

@@ -105,6 +105,12 @@ impl Loader {
             env: self.spec.env.clone(),
             config: self.spec.config.clone(),
             outbound: self.spec.outbound.clone(),
+            files: self
+                .spec
+                .files
+                .iter()
+                .map(|m| (m.source.clone(), m.guest_path.clone()))
+                .collect(),
         };
         self.runtime.module(
             self.spec.id.as_str(),
