@@ -116,6 +116,8 @@ pub struct GuestSettings {
     pub config: BTreeMap<String, String>,
     /// The hosts outbound HTTP may reach.
     pub outbound: OutboundPolicy,
+    /// Key-value stores and variables (also served through `wasi:config/store`).
+    pub app: Arc<crate::spin::AppHost>,
 }
 
 /// Attached to every response: how the invocation went before the response was sent.
@@ -180,6 +182,8 @@ struct Inner {
     limits: GuestLimits,
     env: Vec<(String, String)>,
     config: Arc<WasiConfigVariables>,
+    /// Key-value stores and variables (the Spin interfaces).
+    app: Arc<crate::spin::AppHost>,
     /// Outbound HTTP: the module's policy and its connection pool.
     outbound: OutboundClient,
     stats: Arc<ModuleStats>,
@@ -241,7 +245,18 @@ impl GuestModule {
                 code: ArcSwap::new(prepared),
                 limits,
                 env: settings.env.into_iter().collect(),
-                config: Arc::new(settings.config.into_iter().collect()),
+                // Module variables are served through `wasi:config/store` too; an explicit
+                // `config` entry of the same name wins.
+                config: Arc::new(
+                    settings
+                        .app
+                        .variables
+                        .clone()
+                        .into_iter()
+                        .chain(settings.config)
+                        .collect(),
+                ),
+                app: settings.app,
                 outbound,
                 stats: controls.stats.clone(),
                 controls,
@@ -604,6 +619,10 @@ impl GuestModule {
             memory: MemoryLimiter::new(inner.limits.memory),
             budget,
             ticks_since_yield: 0,
+            spin: crate::spin::SpinState {
+                app: inner.app.clone(),
+                open_stores: 0,
+            },
             nn: match &inner.controls.nn {
                 Some(service) => service.invocation(&inner.id, inner.limits.nn),
                 None => spark_nn::NnInvocation::disabled(),

@@ -11,6 +11,8 @@
 //! - `/var/<name>`: the variable's value.
 //! - `/fill?n=N&size=S`: writes N values of S bytes (`fill-0`, `fill-1`, ...) and stops at the
 //!   first error, answering how many it wrote and the error (the hostile test of the limits).
+//! - `/sqlite` (the `spin-rs-sqlite` build only, feature `sqlite`): opens the default SQLite
+//!   database, an interface Spark does not provide.
 //!
 //! Every store or variable error is answered as `500` with the error's text, so tests read
 //! what the guest was told.
@@ -35,6 +37,13 @@ async fn handle(req: Request) -> impl IntoResponse {
     let label = param("store").unwrap_or_else(|| "default".to_owned());
     let tail = path.rsplit_once('/').map(|(_, t)| t.to_owned()).unwrap_or_default();
 
+    #[cfg(feature = "sqlite")]
+    if path.ends_with("/sqlite") {
+        return match spin_sdk::sqlite::Connection::open_default().await {
+            Ok(_) => (StatusCode::OK, "opened".to_owned()),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("sqlite error: {e:?}")),
+        };
+    }
     if path.contains("/var/") {
         return match spin_sdk::variables::get(&tail).await {
             Ok(value) => (StatusCode::OK, value),

@@ -1,0 +1,122 @@
+//! The Spin platform interfaces a node serves: key-value stores on the node's embedded store
+//! (`spin:key-value/key-value@3.0.0`) and variables (`spin:variables/variables@3.0.0`, and the
+//! same values through `wasi:config/store`).
+//!
+//! What a module may reach is decided when the module is built ([`AppHost`]): the labels of
+//! its `key_value_stores` with their limits and scope, and its variables already resolved
+//! (defaults, environment overrides, templates). A guest can open only those labels; any other
+//! gets `access-denied`, as in Spin. Every call is bounded: a value's size is checked before it is
+//! copied into the store, key listings stop at [`MAX_LISTED_KEYS`], and an invocation holds at
+//! most [`MAX_OPEN_STORES`] open stores. Copies made while the guest is polled are charged to
+//! its host-memory account like any other host allocation.
+//!
+//! The decision worth knowing: reads run inline on the guest's thread (redb reads are served
+//! from the page cache and take microseconds), writes run on a blocking thread, because each
+//! one is a durable transaction that waits for an fsync.
+
+mod kv3;
+mod variables3;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use spark_store::{KvLimits, KvUsage, Store};
+use wasmtime::component::{HasData, ResourceTable};
+
+pub use kv3::KvHandle;
+
+/// Most stores one invocation holds open at once (`store-table-full` beyond).
+pub const MAX_OPEN_STORES: u32 = 16;
+/// Most keys one `get-keys` call answers (more: an error saying so).
+pub const MAX_LISTED_KEYS: usize = 100_000;
+
+/// One store a module may open.
+#[derive(Debug, Clone)]
+pub struct KvBinding {
+    /// `<application>/<label>`: where its data lives in the node's store.
+    pub scope: String,
+    /// Its bounds.
+    pub limits: KvLimits,
+}
+
+/// What a module's guests reach of their application: its stores and its variables.
+#[derive(Clone, Default)]
+pub struct AppHost {
+    /// The node's store, holding the key-value data (`None`: no store, every open fails).
+    pub store: Option<Arc<Store>>,
+    /// The labels this module may open.
+    pub stores: BTreeMap<String, KvBinding>,
+    /// The module's variables, resolved.
+    pub variables: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for AppHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Variables may be secret: only their names.
+        f.debug_struct("AppHost")
+            .field("stores", &self.stores)
+            .field("variables", &self.variables.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl AppHost {
+    /// How full each of this module's stores is (keys, bytes), by label.
+    pub fn usage(&self) -> Vec<(String, KvBinding, KvUsage)> {
+        let Some(store) = &self.store else {
+            return Vec::new();
+        };
+        self.stores
+            .iter()
+            .map(|(label, binding)| {
+                let usage = store.kv_usage(&binding.scope).unwrap_or_default();
+                (label.clone(), binding.clone(), usage)
+            })
+            .collect()
+    }
+}
+
+/// The per-invocation state of the Spin interfaces.
+#[derive(Default)]
+pub(crate) struct SpinState {
+    pub(crate) app: Arc<AppHost>,
+    pub(crate) open_stores: u32,
+}
+
+/// `HasData` of the Spin interfaces: the resource table and the invocation's Spin state.
+pub(crate) struct SpinHost;
+
+pub(crate) struct SpinView<'a> {
+    pub(crate) table: &'a mut ResourceTable,
+    pub(crate) state: &'a mut SpinState,
+}
+
+impl HasData for SpinHost {
+    type Data<'a> = SpinView<'a>;
+}
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        world: "spin-host",
+        path: "wit/spin",
+        with: {
+            "spin:key-value/key-value.store": super::KvHandle,
+        },
+        imports: { default: trappable },
+    });
+}
+
+/// Links the Spin interfaces.
+pub(crate) fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<crate::host::Host>,
+) -> wasmtime::Result<()> {
+    bindings::spin::key_value::key_value::add_to_linker::<_, SpinHost>(
+        linker,
+        crate::host::Host::spin_view,
+    )?;
+    bindings::spin::variables::variables::add_to_linker::<_, SpinHost>(
+        linker,
+        crate::host::Host::spin_view,
+    )?;
+    Ok(())
+}
