@@ -34,7 +34,7 @@ pub(crate) fn instantiate_pre(
     let imports: Vec<(String, ComponentItem)> = component
         .component_type()
         .imports(engine)
-        .map(|(name, item)| (name.to_owned(), item))
+        .map(|(name, item)| (name.to_owned(), item.ty))
         .collect();
     let mut stubbed = linker.clone();
     let mut missing = Vec::new();
@@ -74,7 +74,7 @@ fn stub(
     let mut root = linker.instance(name)?;
     for (export, item) in instance.exports(engine) {
             let what = format!("{name}#{export}");
-            match item {
+            match item.ty {
                 ComponentItem::ComponentFunc(func) if func.async_() => {
                     root.func_new_concurrent(export, move |_, _, _, _| {
                         let what = what.clone();
