@@ -435,7 +435,10 @@ token = "{{ token }}"
         .args(["status", "--admin", &admin, "--data-dir"])
         .arg(dir.path().join(".spark")));
     assert!(output.status.success(), "{stderr}");
-    assert!(status.contains("key-value: module 'spin' store 'default'"), "{status}");
+    assert!(
+        status.contains("key-value: module 'spin' store 'default'"),
+        "{status}"
+    );
     assert!(!status.contains("tok-3f9a-secret"), "{status}");
     node.signal("TERM");
     node.wait_exit(Duration::from_secs(30));

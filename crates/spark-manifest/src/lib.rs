@@ -47,8 +47,8 @@ pub use tracing::{
 };
 pub use units::{UnitError, parse_byte_size, parse_duration};
 pub use variables::{
-    MAX_VARIABLE_NAME, Part, VariableError, env_names, is_secret, parse_template, resolve_application,
-    resolve_module, valid_variable_name,
+    MAX_VARIABLE_NAME, Part, VariableError, env_names, is_secret, parse_template,
+    resolve_application, resolve_module, valid_variable_name,
 };
 
 /// The only manifest version this build reads.

@@ -719,7 +719,10 @@ fn variables_and_key_value_stores_are_bound_to_modules() {
     assert_eq!(app.missing_imports, MissingImports::Trap);
     assert_eq!(app.key_value_stores, ["default", "cache"]);
     assert_eq!(app.app.scope, "-");
-    assert_eq!(app.app.key_value_stores["default"], KeyValueStoreSpec::default());
+    assert_eq!(
+        app.app.key_value_stores["default"],
+        KeyValueStoreSpec::default()
+    );
     assert_eq!(app.app.key_value_stores["cache"].max_value_size, 1024);
     assert_eq!(app.app.key_value_stores["cache"].max_keys, 10);
     assert!(app.app.variables["token"].secret);
@@ -741,7 +744,13 @@ fn bad_variables_and_stores_name_their_line() {
     let text = KV.replace("max_keys = 10", "max_keys = 0");
     let (line, _) = refusal(&text);
     assert_eq!(line, line_of(&text, "max_keys = 0"));
-    let text = KV.replace("required = true, secret", "required = true, default = \"x\", secret");
+    let text = KV.replace(
+        "required = true, secret",
+        "required = true, default = \"x\", secret",
+    );
     let (_, message) = refusal(&text);
-    assert!(message.contains("a required variable has no default"), "{message}");
+    assert!(
+        message.contains("a required variable has no default"),
+        "{message}"
+    );
 }

@@ -20,10 +20,10 @@ use crate::schema::{
 };
 use crate::units::{parse_byte_size, parse_duration};
 use crate::{
-    AppContext, ComponentRef, DEFAULT_WEIGHT, KeyValueStoreSpec, Part, VariableSpec,
-    parse_template, valid_variable_name, Limits, MANIFEST_VERSION, Manifest, ManifestKind, MissingImports,
-    ModuleId, ModuleSpec, NodeSettings, OrchestratorSettings, PredictorSettings, Priority,
-    RolloutSettings, Trigger,
+    AppContext, ComponentRef, DEFAULT_WEIGHT, KeyValueStoreSpec, Limits, MANIFEST_VERSION,
+    Manifest, ManifestKind, MissingImports, ModuleId, ModuleSpec, NodeSettings,
+    OrchestratorSettings, Part, PredictorSettings, Priority, RolloutSettings, Trigger,
+    VariableSpec, parse_template, valid_variable_name,
 };
 
 const MIN_MEMORY: u64 = 64 << 10;
@@ -359,7 +359,11 @@ impl Validator<'_> {
                     1..=100_000_000,
                     &format!("{what}.max_keys"),
                 ) as u64,
-                max_bytes: self.size(raw.max_bytes.as_ref(), d.max_bytes, &format!("{what}.max_bytes")),
+                max_bytes: self.size(
+                    raw.max_bytes.as_ref(),
+                    d.max_bytes,
+                    &format!("{what}.max_bytes"),
+                ),
                 fleet: raw.fleet.unwrap_or(false),
             };
             if spec.max_value_size == 0 || spec.max_value_size > spec.max_bytes {
@@ -367,7 +371,10 @@ impl Validator<'_> {
                     .max_value_size
                     .as_ref()
                     .map_or(store.span(), Spanned::span);
-                self.error(span, format!("{what}.max_value_size must be between 1 byte and max_bytes"));
+                self.error(
+                    span,
+                    format!("{what}.max_value_size must be between 1 byte and max_bytes"),
+                );
             }
             out.insert(label.clone(), spec);
         }

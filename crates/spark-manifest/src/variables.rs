@@ -70,7 +70,9 @@ pub fn parse_template(template: &str) -> Result<Vec<Part<'_>>, VariableError> {
             parts.push(Part::Literal(&rest[..open]));
         }
         let after = &rest[open + 2..];
-        let close = after.find("}}").ok_or_else(|| malformed("`{{` is not closed"))?;
+        let close = after
+            .find("}}")
+            .ok_or_else(|| malformed("`{{` is not closed"))?;
         let name = after[..close].trim();
         if !valid_variable_name(name) {
             return Err(malformed(&format!(
@@ -158,9 +160,9 @@ pub fn resolve_module(
 /// is then secret too).
 pub fn is_secret(template: &str, variables: &BTreeMap<String, VariableSpec>) -> bool {
     parse_template(template).is_ok_and(|parts| {
-        parts.iter().any(|p| {
-            matches!(p, Part::Variable(v) if variables.get(*v).is_some_and(|s| s.secret))
-        })
+        parts
+            .iter()
+            .any(|p| matches!(p, Part::Variable(v) if variables.get(*v).is_some_and(|s| s.secret)))
     })
 }
 
@@ -212,6 +214,9 @@ mod tests {
         assert_eq!(values["greeting"], "hello");
         assert_eq!(values["token"], "spin");
         let module = BTreeMap::from([("msg".to_owned(), "{{ greeting }}, {{token}}!".to_owned())]);
-        assert_eq!(resolve_module(&module, &values).unwrap()["msg"], "hello, spin!");
+        assert_eq!(
+            resolve_module(&module, &values).unwrap()["msg"],
+            "hello, spin!"
+        );
     }
 }

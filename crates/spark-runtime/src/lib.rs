@@ -46,8 +46,8 @@ pub mod host_memory;
     reason = "deserializing compiled code: only bytes this node signed (SAFETY note)"
 )]
 mod loader;
-mod outbound;
 pub mod missing;
+mod outbound;
 mod rc_names;
 pub mod spin;
 mod stats;

@@ -364,9 +364,9 @@ pub(crate) fn link(
     }
     let (pre, missing_imports) = crate::missing::instantiate_pre(engine, code.linker, &component)
         .map_err(|e| LoadError::Link {
-            path: path.to_path_buf(),
-            source: e.into(),
-        })?;
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
     let entry = match classify(engine, &component, pre, path, expect) {
         Ok(entry) => entry,
         // A component that imports what the node lacks is told that first.

@@ -43,8 +43,10 @@ pub(crate) fn instantiate_pre(
         let Some(name) = unlinked_name(&error) else {
             return Err(error);
         };
-        let Some(ComponentItem::ComponentInstance(instance)) =
-            imports.iter().find(|(n, _)| *n == name).map(|(_, i)| i.clone())
+        let Some(ComponentItem::ComponentInstance(instance)) = imports
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, i)| i.clone())
         else {
             return Err(error);
         };
@@ -73,22 +75,22 @@ fn stub(
 ) -> wasmtime::Result<()> {
     let mut root = linker.instance(name)?;
     for (export, item) in instance.exports(engine) {
-            let what = format!("{name}#{export}");
-            match item.ty {
-                ComponentItem::ComponentFunc(func) if func.async_() => {
-                    root.func_new_concurrent(export, move |_, _, _, _| {
-                        let what = what.clone();
-                        Box::pin(async move { Err(trap(&what)) })
-                    })?;
-                }
-                ComponentItem::ComponentFunc(_) => {
-                    root.func_new(export, move |_, _, _, _| Err(trap(&what)))?;
-                }
-                ComponentItem::Resource(_) => {
-                    root.resource(export, ResourceType::host::<MissingResource>(), |_, _| {
-                        Ok(())
-                    })?;
-                }
+        let what = format!("{name}#{export}");
+        match item.ty {
+            ComponentItem::ComponentFunc(func) if func.async_() => {
+                root.func_new_concurrent(export, move |_, _, _, _| {
+                    let what = what.clone();
+                    Box::pin(async move { Err(trap(&what)) })
+                })?;
+            }
+            ComponentItem::ComponentFunc(_) => {
+                root.func_new(export, move |_, _, _, _| Err(trap(&what)))?;
+            }
+            ComponentItem::Resource(_) => {
+                root.resource(export, ResourceType::host::<MissingResource>(), |_, _| {
+                    Ok(())
+                })?;
+            }
             _ => {}
         }
     }

@@ -68,7 +68,9 @@ pub enum KvLimit {
         max: u64,
     },
     /// The store would hold more than `max_bytes`.
-    #[error("the store is over its limit of {max} bytes (it holds {used}; this write needs {more} more)")]
+    #[error(
+        "the store is over its limit of {max} bytes (it holds {used}; this write needs {more} more)"
+    )]
     TooManyBytes {
         /// Bytes held now.
         used: u64,
@@ -208,25 +210,21 @@ impl Store {
         })
     }
 
-    /// Adds `delta` to the number stored under `key` as a little-endian `u64` (absent: 0),
-    /// atomically; returns the new number (`wasi:keyvalue/atomics`).
+    /// Adds `delta` to the number stored under `key` as a little-endian `i64` (absent: 0;
+    /// a value of another size is read as decimal text, else 0), atomically; returns the new
+    /// number (`wasi:keyvalue/atomics`).
     pub fn kv_increment(
         &self,
         scope: &str,
         key: &str,
-        delta: u64,
+        delta: i64,
         limits: &KvLimits,
-    ) -> Result<u64, KvWriteError> {
-        check_sizes(key, 8, limits)?;
-        let mut refused = None;
-        let next = self.write(|txn| {
-            let mut data = txn.open_table(KV_DATA)?;
-            let mut usage = txn.open_table(KV_USAGE)?;
-            let (keys, bytes) = usage.get(scope)?.map_or((0, 0), |v| v.value());
-            let old = data.get((scope, key))?.map(|v| v.value().to_vec());
-            let current = match &old {
-                Some(v) => match <[u8; 8]>::try_from(v.as_slice()) {
-                    Ok(b) => u64::from_le_bytes(b),
+    ) -> Result<i64, KvWriteError> {
+        let mut next = 0;
+        self.kv_update(scope, key, limits, |old| {
+            let current = match old {
+                Some(v) => match <[u8; 8]>::try_from(v) {
+                    Ok(b) => i64::from_le_bytes(b),
                     Err(_) => std::str::from_utf8(v)
                         .ok()
                         .and_then(|s| s.trim().parse().ok())
@@ -234,17 +232,66 @@ impl Store {
                 },
                 None => 0,
             };
-            let next = current.wrapping_add(delta);
-            let entry = key.len() as u64 + 8;
+            next = current.wrapping_add(delta);
+            Some(next.to_le_bytes().to_vec())
+        })?;
+        Ok(next)
+    }
+
+    /// Stores `value` under `key` only if the key still holds `expected` (`None`: absent);
+    /// returns whether it did (`wasi:keyvalue/atomics` `swap`).
+    pub fn kv_compare_and_swap(
+        &self,
+        scope: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        limits: &KvLimits,
+    ) -> Result<bool, KvWriteError> {
+        check_sizes(key, value.len() as u64, limits)?;
+        let mut swapped = false;
+        self.kv_update(scope, key, limits, |old| {
+            swapped = old == expected;
+            swapped.then(|| value.to_vec())
+        })?;
+        Ok(swapped)
+    }
+
+    /// Reads `key`'s value and writes what `f` makes of it (`None`: leave it), in one
+    /// transaction, within `limits`.
+    fn kv_update(
+        &self,
+        scope: &str,
+        key: &str,
+        limits: &KvLimits,
+        f: impl FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<(), KvWriteError> {
+        let mut refused = None;
+        self.write(|txn| {
+            let mut data = txn.open_table(KV_DATA)?;
+            let mut usage = txn.open_table(KV_USAGE)?;
+            let (keys, bytes) = usage.get(scope)?.map_or((0, 0), |v| v.value());
+            let old = data.get((scope, key))?.map(|v| v.value().to_vec());
+            let Some(value) = f(old.as_deref()) else {
+                return Ok(());
+            };
+            if let Err(limit) = check_sizes(key, value.len() as u64, limits) {
+                refused = Some(limit);
+                return Ok(());
+            }
+            let entry = (key.len() + value.len()) as u64;
             let (new_keys, new_bytes) = match &old {
-                Some(v) => (keys, bytes - (key.len() + v.len()) as u64 + entry),
+                Some(v) => (
+                    keys,
+                    bytes - ((key.len() + v.len()) as u64).min(bytes) + entry,
+                ),
                 None => (keys + 1, bytes + entry),
             };
             if old.is_none() && new_keys > limits.max_keys {
                 refused = Some(KvLimit::TooManyKeys {
                     max: limits.max_keys,
                 });
-                return Ok(0);
+                return Ok(());
             }
             if new_bytes > limits.max_bytes && new_bytes > bytes {
                 refused = Some(KvLimit::TooManyBytes {
@@ -252,15 +299,15 @@ impl Store {
                     more: new_bytes - bytes,
                     max: limits.max_bytes,
                 });
-                return Ok(0);
+                return Ok(());
             }
-            data.insert((scope, key), next.to_le_bytes().as_slice())?;
+            data.insert((scope, key), value.as_slice())?;
             usage.insert(scope, (new_keys, new_bytes))?;
-            Ok(next)
+            Ok(())
         })?;
         match refused {
             Some(limit) => Err(limit.into()),
-            None => Ok(next),
+            None => Ok(()),
         }
     }
 
@@ -332,7 +379,10 @@ mod tests {
         let big = vec![0u8; 101];
         assert!(matches!(
             store.kv_set("s", "k", &big, &LIMITS),
-            Err(KvWriteError::Limit(KvLimit::ValueTooLarge { size: 101, .. }))
+            Err(KvWriteError::Limit(KvLimit::ValueTooLarge {
+                size: 101,
+                ..
+            }))
         ));
         for k in ["a", "b", "c"] {
             store.kv_set("s", k, &[1; 60], &LIMITS).unwrap();
@@ -348,7 +398,13 @@ mod tests {
         ));
         // Shrinking is always allowed.
         store.kv_set("s", "a", b"", &LIMITS).unwrap();
-        assert_eq!(store.kv_usage("s").unwrap(), KvUsage { keys: 3, bytes: 123 });
+        assert_eq!(
+            store.kv_usage("s").unwrap(),
+            KvUsage {
+                keys: 3,
+                bytes: 123
+            }
+        );
     }
 
     #[test]
@@ -366,6 +422,22 @@ mod tests {
         assert_eq!(store.kv_keys("s", None, 2).unwrap(), ["a", "b"]);
         assert_eq!(store.kv_keys("s", Some("b"), 2).unwrap(), ["c"]);
         assert_eq!(store.kv_increment("s", "n", 5, &limits).unwrap(), 5);
-        assert_eq!(store.kv_increment("s", "n", 2, &limits).unwrap(), 7);
+        assert_eq!(store.kv_increment("s", "n", -7, &limits).unwrap(), -2);
+        assert!(
+            !store
+                .kv_compare_and_swap("s", "a", Some(b"x"), b"y", &limits)
+                .unwrap()
+        );
+        assert!(
+            store
+                .kv_compare_and_swap("s", "a", Some(b""), b"y", &limits)
+                .unwrap()
+        );
+        assert!(
+            store
+                .kv_compare_and_swap("s", "new", None, b"z", &limits)
+                .unwrap()
+        );
+        assert_eq!(store.kv_get("s", "a").unwrap().unwrap(), b"y");
     }
 }

@@ -130,7 +130,14 @@ fn print(status: &NodeStatus) {
         for kv in &m.key_value {
             println!(
                 "key-value: module '{}' store '{}' ({}): {} of {} keys, {} of {} bytes (values up to {} bytes)",
-                m.id, kv.label, kv.scope, kv.keys, kv.max_keys, kv.bytes, kv.max_bytes, kv.max_value_size
+                m.id,
+                kv.label,
+                kv.scope,
+                kv.keys,
+                kv.max_keys,
+                kv.bytes,
+                kv.max_bytes,
+                kv.max_value_size
             );
         }
     }

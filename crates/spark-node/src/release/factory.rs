@@ -219,10 +219,9 @@ pub(crate) fn app_host(
     store: &Arc<Store>,
     spec: &ModuleSpec,
 ) -> Result<spark_runtime::spin::AppHost, spark_manifest::VariableError> {
-    let values =
-        spark_manifest::resolve_application(&spec.app.variables, spec.app.kind, |name| {
-            std::env::var(name).ok()
-        })?;
+    let values = spark_manifest::resolve_application(&spec.app.variables, spec.app.kind, |name| {
+        std::env::var(name).ok()
+    })?;
     let variables = spark_manifest::resolve_module(&spec.variables, &values)?;
     let stores = spec
         .app

@@ -72,16 +72,24 @@ async fn key_value_get_put_delete_and_keys_through_the_spin_sdk() {
     assert_eq!(del.status, 200);
     assert_eq!(text(&node.url("/spin/kv/colour")).await.0, 404);
     // Stores are per label: `small` does not see `default`'s keys.
-    assert_eq!(text(&node.url("/spin/keys?store=small")).await, (200, "".into()));
+    assert_eq!(
+        text(&node.url("/spin/keys?store=small")).await,
+        (200, "".into())
+    );
     // A label the module does not list, and a module that lists none.
     let (status, body) = text(&node.url("/spin/kv/x?store=secret")).await;
-    assert_eq!((status, body.as_str()), (500, "open error: Error::AccessDenied"));
+    assert_eq!(
+        (status, body.as_str()),
+        (500, "open error: Error::AccessDenied")
+    );
     let (status, body) = text(&node.url("/other/kv/x")).await;
-    assert_eq!((status, body.as_str()), (500, "open error: Error::AccessDenied"));
+    assert_eq!(
+        (status, body.as_str()),
+        (500, "open error: Error::AccessDenied")
+    );
     // Status shows each store's size and limits.
     let status: Value =
-        serde_json::from_slice(&node.admin("GET", "/v1/status", b"").await.unwrap().body)
-            .unwrap();
+        serde_json::from_slice(&node.admin("GET", "/v1/status", b"").await.unwrap().body).unwrap();
     let module = status["modules"]
         .as_array()
         .unwrap()
@@ -110,8 +118,9 @@ async fn a_store_over_its_limits_answers_the_guest_a_clear_error() {
         .unwrap();
     assert_eq!(put.status, 500);
     assert!(
-        put.text()
-            .contains("store 'small': a value of 2048 bytes is over the store's limit of 1024 bytes per value"),
+        put.text().contains(
+            "store 'small': a value of 2048 bytes is over the store's limit of 1024 bytes per value"
+        ),
         "{}",
         put.text()
     );
@@ -121,9 +130,13 @@ async fn a_store_over_its_limits_answers_the_guest_a_clear_error() {
     assert!(body.starts_with("wrote 5; set error: Error::Other(\"store 'small': the store is full: it holds its limit of 5 keys\")"), "{body}");
     // Bytes: 4 values of 1000 bytes would pass 4 KiB with the keys.
     for i in 0..5 {
-        request("DELETE", &node.url(&format!("/spin/kv/fill-{i}?store=small")), b"")
-            .await
-            .unwrap();
+        request(
+            "DELETE",
+            &node.url(&format!("/spin/kv/fill-{i}?store=small")),
+            b"",
+        )
+        .await
+        .unwrap();
     }
     let (status, body) = text(&node.url("/spin/fill?store=small&n=5&size=1000")).await;
     assert_eq!(status, 500);
@@ -234,10 +247,15 @@ async fn an_import_spark_does_not_provide_is_refused_by_name_or_traps_naming_it(
     let error = TestNode::start(SQLITE).await.err().expect("refused");
     let message = error.to_string();
     assert!(
-        message.contains("component imports interfaces Spark does not provide: spin:sqlite/sqlite@3.1.0"),
+        message.contains(
+            "component imports interfaces Spark does not provide: spin:sqlite/sqlite@3.1.0"
+        ),
         "{message}"
     );
-    let trapping = SQLITE.replace("key_value_stores", "missing_imports = \"trap\"\nkey_value_stores");
+    let trapping = SQLITE.replace(
+        "key_value_stores",
+        "missing_imports = \"trap\"\nkey_value_stores",
+    );
     let node = TestNode::start(&trapping).await.unwrap();
     // The rest of the component works; the missing interface traps when called.
     assert_eq!(text(&node.url("/count")).await, (200, "1".into()));
@@ -246,6 +264,15 @@ async fn an_import_spark_does_not_provide_is_refused_by_name_or_traps_naming_it(
     // The trap's message (in the node log) names the interface: "the component called
     // spin:sqlite/sqlite@3.1.0#[static]connection.open, but Spark does not provide ...".
     assert!(body.contains("trap"), "{body}");
-    assert_eq!(node.node.snapshot().module("app").unwrap().stats.snapshot().traps, 1);
+    assert_eq!(
+        node.node
+            .snapshot()
+            .module("app")
+            .unwrap()
+            .stats
+            .snapshot()
+            .traps,
+        1
+    );
     node.stop().await;
 }

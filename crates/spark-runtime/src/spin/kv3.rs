@@ -9,6 +9,7 @@ use super::bindings::spin::key_value::key_value::{self, Error};
 use super::{KvBinding, MAX_LISTED_KEYS, MAX_OPEN_STORES, SpinHost, SpinView};
 
 /// An open store, as the guest holds it.
+#[derive(Clone)]
 pub struct KvHandle {
     label: String,
     binding: KvBinding,
@@ -26,7 +27,9 @@ pub(crate) fn open(view: &mut SpinView<'_>, label: &str) -> Result<KvHandle, Ope
         return Err(OpenError::AccessDenied);
     };
     let Some(store) = view.state.app.store.clone() else {
-        return Err(OpenError::Other("the node has no store for key-value data".into()));
+        return Err(OpenError::Other(
+            "the node has no store for key-value data".into(),
+        ));
     };
     view.state.open_stores += 1;
     Ok(KvHandle {
@@ -117,6 +120,40 @@ impl KvHandle {
         Ok(keys)
     }
 
+    /// Runs a write on a blocking thread (it waits for an fsync).
+    pub(crate) async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&spark_store::Store, &str, &spark_store::KvLimits) -> Result<R, KvWriteError>
+        + Send
+        + 'static,
+    ) -> Result<R, String> {
+        let (store, scope, limits) = (
+            self.store.clone(),
+            self.binding.scope.clone(),
+            self.binding.limits,
+        );
+        let written = tokio::task::spawn_blocking(move || f(&store, &scope, &limits))
+            .await
+            .map_err(|_| format!("store '{}': the write was interrupted", self.label))?;
+        match written {
+            Ok(r) => Ok(r),
+            Err(KvWriteError::Limit(limit)) => Err(self.limit(&limit)),
+            Err(KvWriteError::Store(e)) => Err(self.fail(&e)),
+        }
+    }
+
+    /// Up to `max` keys after `cursor`.
+    pub(crate) fn page(&self, cursor: Option<&str>, max: usize) -> Result<Vec<String>, String> {
+        self.store
+            .kv_keys(&self.binding.scope, cursor, max)
+            .map_err(|e| self.fail(&e))
+    }
+
+    /// The largest value this store takes.
+    pub(crate) fn max_value_size(&self) -> u64 {
+        self.binding.limits.max_value_size
+    }
+
     fn limit(&self, limit: &spark_store::KvLimit) -> String {
         format!("store '{}': {limit}", self.label)
     }
@@ -139,15 +176,7 @@ fn with_handle<T>(
     accessor: &Accessor<T, SpinHost>,
     store: &Resource<KvHandle>,
 ) -> wasmtime::Result<KvHandle> {
-    accessor.with(|mut access| {
-        let view = access.get();
-        let h = handle(&view, store)?;
-        Ok(KvHandle {
-            label: h.label.clone(),
-            binding: h.binding.clone(),
-            store: h.store.clone(),
-        })
-    })
+    accessor.with(|mut access| Ok(handle(&access.get(), store)?.clone()))
 }
 
 impl<U> key_value::HostStoreWithStore<U> for SpinHost {

@@ -1,6 +1,8 @@
 //! The Spin platform interfaces a node serves: key-value stores on the node's embedded store
-//! (`spin:key-value/key-value@3.0.0`) and variables (`spin:variables/variables@3.0.0`, and the
-//! same values through `wasi:config/store`).
+//! (`spin:key-value/key-value@3.0.0`, async; `fermyon:spin/key-value@2.0.0`, sync) and
+//! variables (`spin:variables/variables@3.0.0`, `fermyon:spin/variables@2.0.0`, and the same
+//! values through `wasi:config/store`); `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft2` on
+//! the same stores (`wasi_kv`).
 //!
 //! What a module may reach is decided when the module is built ([`AppHost`]): the labels of
 //! its `key_value_stores` with their limits and scope, and its variables already resolved
@@ -15,7 +17,9 @@
 //! one is a durable transaction that waits for an fsync.
 
 mod kv3;
+mod v2;
 mod variables3;
+mod wasi_kv;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +33,12 @@ pub use kv3::KvHandle;
 pub const MAX_OPEN_STORES: u32 = 16;
 /// Most keys one `get-keys` call answers (more: an error saying so).
 pub const MAX_LISTED_KEYS: usize = 100_000;
+/// Keys per page of `wasi:keyvalue` `list-keys`.
+pub const KEYS_PER_PAGE: usize = 1_000;
+/// Most keys one `wasi:keyvalue/batch` call takes.
+pub const MAX_BATCH_KEYS: usize = 1_000;
+/// Most value bytes one `get-many` answers (more: an error saying so).
+pub const MAX_BATCH_BYTES: u64 = 16 << 20;
 
 /// One store a module may open.
 #[derive(Debug, Clone)]
@@ -101,8 +111,21 @@ pub(crate) mod bindings {
         path: "wit/spin",
         with: {
             "spin:key-value/key-value.store": super::KvHandle,
+            "fermyon:spin/key-value.store": super::KvHandle,
+            "wasi:keyvalue/store.bucket": super::KvHandle,
+            "wasi:keyvalue/atomics.cas": super::wasi_kv::Cas,
         },
-        imports: { default: trappable },
+        imports: {
+            "fermyon:spin/key-value.[method]store.set": async | trappable,
+            "fermyon:spin/key-value.[method]store.delete": async | trappable,
+            "wasi:keyvalue/store.[method]bucket.set": async | trappable,
+            "wasi:keyvalue/store.[method]bucket.delete": async | trappable,
+            "wasi:keyvalue/atomics.increment": async | trappable,
+            "wasi:keyvalue/atomics.swap": async | trappable,
+            "wasi:keyvalue/batch.set-many": async | trappable,
+            "wasi:keyvalue/batch.delete-many": async | trappable,
+            default: trappable,
+        },
     });
 }
 
@@ -115,6 +138,26 @@ pub(crate) fn add_to_linker(
         crate::host::Host::spin_view,
     )?;
     bindings::spin::variables::variables::add_to_linker::<_, SpinHost>(
+        linker,
+        crate::host::Host::spin_view,
+    )?;
+    bindings::fermyon::spin::key_value::add_to_linker::<_, SpinHost>(
+        linker,
+        crate::host::Host::spin_view,
+    )?;
+    bindings::fermyon::spin::variables::add_to_linker::<_, SpinHost>(
+        linker,
+        crate::host::Host::spin_view,
+    )?;
+    bindings::wasi::keyvalue::store::add_to_linker::<_, SpinHost>(
+        linker,
+        crate::host::Host::spin_view,
+    )?;
+    bindings::wasi::keyvalue::atomics::add_to_linker::<_, SpinHost>(
+        linker,
+        crate::host::Host::spin_view,
+    )?;
+    bindings::wasi::keyvalue::batch::add_to_linker::<_, SpinHost>(
         linker,
         crate::host::Host::spin_view,
     )?;
