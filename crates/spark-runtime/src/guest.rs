@@ -182,6 +182,8 @@ struct Inner {
     limits: GuestLimits,
     env: Vec<(String, String)>,
     config: Arc<WasiConfigVariables>,
+    /// The same values, for `wasi:config/store@0.2.0-draft-2024-09-27` (see `spin`).
+    config_map: Arc<BTreeMap<String, String>>,
     /// Key-value stores and variables (the Spin interfaces).
     app: Arc<crate::spin::AppHost>,
     /// Outbound HTTP: the module's policy and its connection pool.
@@ -237,6 +239,17 @@ impl GuestModule {
         node: Shared,
     ) -> GuestModule {
         let id: Arc<str> = Arc::from(id);
+        // Module variables are served through `wasi:config/store` too; an explicit `config`
+        // entry of the same name wins.
+        let config_map: Arc<BTreeMap<String, String>> = Arc::new(
+            settings
+                .app
+                .variables
+                .clone()
+                .into_iter()
+                .chain(settings.config)
+                .collect(),
+        );
         let outbound = OutboundClient::new(id.clone(), Arc::new(settings.outbound), node.outbound);
         let pending = prepared.pending.clone();
         let module = GuestModule {
@@ -245,17 +258,13 @@ impl GuestModule {
                 code: ArcSwap::new(prepared),
                 limits,
                 env: settings.env.into_iter().collect(),
-                // Module variables are served through `wasi:config/store` too; an explicit
-                // `config` entry of the same name wins.
                 config: Arc::new(
-                    settings
-                        .app
-                        .variables
-                        .clone()
-                        .into_iter()
-                        .chain(settings.config)
+                    config_map
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
                 ),
+                config_map,
                 app: settings.app,
                 outbound,
                 stats: controls.stats.clone(),
@@ -621,6 +630,7 @@ impl GuestModule {
             ticks_since_yield: 0,
             spin: crate::spin::SpinState {
                 app: inner.app.clone(),
+                config: inner.config_map.clone(),
                 open_stores: 0,
             },
             nn: match &inner.controls.nn {

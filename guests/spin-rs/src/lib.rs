@@ -11,6 +11,10 @@
 //! - `/var/<name>`: the variable's value.
 //! - `/fill?n=N&size=S`: writes N values of S bytes (`fill-0`, `fill-1`, ...) and stops at the
 //!   first error, answering how many it wrote and the error (the hostile test of the limits).
+//! - `/wkv/incr?by=N`: adds N to `hits` through `wasi:keyvalue/atomics` (`increment`) and
+//!   answers the number; `/wkv/keys`: the keys of `default` page by page through
+//!   `wasi:keyvalue/store` (`list-keys`), joined by newlines.
+//! - `/config/<name>`: the value of `name` through `wasi:config/store`.
 //! - `/sqlite` (the `spin-rs-sqlite` build only, feature `sqlite`): opens the default SQLite
 //!   database, an interface Spark does not provide.
 //!
@@ -43,6 +47,42 @@ async fn handle(req: Request) -> impl IntoResponse {
             Ok(_) => (StatusCode::OK, "opened".to_owned()),
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("sqlite error: {e:?}")),
         };
+    }
+    if path.contains("/config/") {
+        return match spin_sdk::experimental::wasi::config::store::get(&tail) {
+            Ok(Some(v)) => (StatusCode::OK, v),
+            Ok(None) => (StatusCode::NOT_FOUND, format!("no config {tail}")),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("config error: {e:?}")),
+        };
+    }
+    if path.contains("/wkv/") {
+        use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
+        let bucket = match store::open(&label) {
+            Ok(b) => b,
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("open error: {e:?}")),
+        };
+        if path.ends_with("/incr") {
+            let by: i64 = param("by").and_then(|v| v.parse().ok()).unwrap_or(1);
+            return match atomics::increment(&bucket, "hits", by) {
+                Ok(n) => (StatusCode::OK, n.to_string()),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("increment error: {e:?}")),
+            };
+        }
+        let mut keys = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            match bucket.list_keys(cursor.as_deref()) {
+                Ok(page) => {
+                    keys.extend(page.keys);
+                    match page.cursor {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+                Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("list error: {e:?}")),
+            }
+        }
+        return (StatusCode::OK, keys.join("\n"));
     }
     if path.contains("/var/") {
         return match spin_sdk::variables::get(&tail).await {

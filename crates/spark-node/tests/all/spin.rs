@@ -214,6 +214,42 @@ async fn variables_come_from_the_manifest_and_secrets_stay_out_of_status() {
     node.stop().await;
 }
 
+/// The same stores through `wasi:keyvalue@0.2.0-draft2` (atomics, paged listing) and the
+/// same variables through `wasi:config/store`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasi_keyvalue_and_wasi_config_reach_the_same_stores_and_variables() {
+    let node = TestNode::start(MANIFEST).await.unwrap();
+    assert_eq!(
+        text(&node.url("/spin/wkv/incr?by=5")).await,
+        (200, "5".into())
+    );
+    assert_eq!(
+        text(&node.url("/spin/wkv/incr?by=-2")).await,
+        (200, "3".into())
+    );
+    request("PUT", &node.url("/spin/kv/a"), b"1").await.unwrap();
+    assert_eq!(
+        text(&node.url("/spin/wkv/keys")).await,
+        (200, "a\nhits".into())
+    );
+    // 1,200 keys come back over two pages.
+    let filled = text(&node.url("/spin/fill?n=1200&size=1")).await;
+    assert_eq!(filled, (200, "wrote 1200".into()));
+    let (status, keys) = text(&node.url("/spin/wkv/keys")).await;
+    assert_eq!(status, 200);
+    assert_eq!(keys.lines().count(), 1202);
+    let (status, body) = text(&node.url("/spin/wkv/keys?store=nope")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (500, "open error: Error::AccessDenied")
+    );
+    assert_eq!(
+        text(&node.url("/spin/config/message")).await,
+        (200, "hello, world".into())
+    );
+    node.stop().await;
+}
+
 /// A required variable with no value refuses the start, naming it and how to set it (the
 /// environment's override is tested on the `spark` binary, whose environment a test sets).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

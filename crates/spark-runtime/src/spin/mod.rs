@@ -2,7 +2,9 @@
 //! (`spin:key-value/key-value@3.0.0`, async; `fermyon:spin/key-value@2.0.0`, sync) and
 //! variables (`spin:variables/variables@3.0.0`, `fermyon:spin/variables@2.0.0`, and the same
 //! values through `wasi:config/store`); `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft2` on
-//! the same stores (`wasi_kv`).
+//! the same stores (`wasi_kv`). `wasi:config/store` is linked at `0.2.0-rc.1` by
+//! `wasmtime-wasi-config` and here at `0.2.0-draft-2024-09-27` (what Spin SDKs import; the same
+//! interface under an older name), both answering the same values.
 //!
 //! What a module may reach is decided when the module is built ([`AppHost`]): the labels of
 //! its `key_value_stores` with their limits and scope, and its variables already resolved
@@ -90,6 +92,8 @@ impl AppHost {
 #[derive(Default)]
 pub(crate) struct SpinState {
     pub(crate) app: Arc<AppHost>,
+    /// What `wasi:config/store` answers: the module's variables and its `config`.
+    pub(crate) config: Arc<BTreeMap<String, String>>,
     pub(crate) open_stores: u32,
 }
 
@@ -149,6 +153,10 @@ pub(crate) fn add_to_linker(
         linker,
         crate::host::Host::spin_view,
     )?;
+    bindings::wasi::config::store::add_to_linker::<_, SpinHost>(
+        linker,
+        crate::host::Host::spin_view,
+    )?;
     bindings::wasi::keyvalue::store::add_to_linker::<_, SpinHost>(
         linker,
         crate::host::Host::spin_view,
@@ -162,4 +170,23 @@ pub(crate) fn add_to_linker(
         crate::host::Host::spin_view,
     )?;
     Ok(())
+}
+
+impl bindings::wasi::config::store::Host for SpinView<'_> {
+    fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, bindings::wasi::config::store::Error>> {
+        Ok(Ok(self.state.config.get(&key).cloned()))
+    }
+
+    fn get_all(
+        &mut self,
+    ) -> wasmtime::Result<Result<Vec<(String, String)>, bindings::wasi::config::store::Error>> {
+        let all = &self.state.config;
+        Ok(Ok(all
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()))
+    }
 }
