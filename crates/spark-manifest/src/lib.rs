@@ -116,6 +116,7 @@ pub struct KeyValueStoreSpec {
     /// Most bytes (keys plus values) the store holds.
     pub max_bytes: u64,
     /// Replicated across the fleet (through a JetStream KV bucket) rather than node-local.
+    /// `spark.toml` refuses `true` for now (not implemented).
     pub fleet: bool,
 }
 
