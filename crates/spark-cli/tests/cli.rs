@@ -23,6 +23,7 @@ fn spark_testkit_expand(text: &str) -> String {
     text.replace("{hello}", &guest("hello").display().to_string())
         .replace("{echo}", &guest("echo").display().to_string())
         .replace("{job}", &guest("inventory-sync").display().to_string())
+        .replace("{spin-rs}", &guest("spin-rs").display().to_string())
 }
 
 fn run(command: &mut Command) -> (Output, String, String) {
@@ -377,4 +378,70 @@ fn up_refuses_a_bad_manifest_with_its_location() {
         stderr.contains("duplicate route /hello (already served by module 'hello')"),
         "{stderr}"
     );
+}
+
+/// Variables from the environment (`SPARK_VARIABLE_<NAME>`) override the manifest's defaults;
+/// a secret's value appears neither in `spark status` nor in the node's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_takes_variables_from_the_environment_and_keeps_secrets_out_of_sight() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        r#"version = 1
+[node]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[variables]
+greeting = { default = "hello" }
+token = { required = true, secret = true }
+
+[[module]]
+id = "spin"
+component = "{spin-rs}"
+routes = ["/..."]
+key_value_stores = ["default"]
+[module.variables]
+message = "{{ greeting }}, world"
+token = "{{ token }}"
+"#,
+    );
+    let log_path = dir.path().join("node.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut node = Process::spawn(
+        spark()
+            .arg("up")
+            .arg(&manifest)
+            .env("RUST_LOG", "debug")
+            .env("SPARK_VARIABLE_GREETING", "bonjour")
+            .env("SPARK_VARIABLE_TOKEN", "tok-3f9a-secret")
+            .stderr(log),
+    );
+    let banner = node.line_with("Spark node serving");
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{banner}"))
+        .trim()
+        .to_owned();
+    let message = get(&format!("http://{addr}/var/message")).await.unwrap();
+    assert_eq!(message.text(), "bonjour, world");
+    let token = get(&format!("http://{addr}/var/token")).await.unwrap();
+    assert_eq!(token.text(), "tok-3f9a-secret");
+    let count = get(&format!("http://{addr}/count")).await.unwrap();
+    assert_eq!(count.text(), "1");
+    let admin = node.address_after("Admin:");
+    let (output, status, stderr) = run(spark()
+        .args(["status", "--admin", &admin, "--data-dir"])
+        .arg(dir.path().join(".spark")));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        status.contains("key-value: module 'spin' store 'default'"),
+        "{status}"
+    );
+    assert!(!status.contains("tok-3f9a-secret"), "{status}");
+    node.signal("TERM");
+    node.wait_exit(Duration::from_secs(30));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains("tok-3f9a-secret"), "the log shows the secret");
 }

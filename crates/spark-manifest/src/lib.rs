@@ -22,6 +22,7 @@ mod spin;
 mod tracing;
 mod units;
 mod validate;
+mod variables;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,6 +48,10 @@ pub use tracing::{
     DEFAULT_OTLP_QUEUE, DEFAULT_OTLP_TIMEOUT, OtlpEndpoint, OtlpEndpointError, TraceExport,
 };
 pub use units::{UnitError, parse_byte_size, parse_duration};
+pub use variables::{
+    MAX_VARIABLE_NAME, Part, VariableError, env_names, is_secret, parse_template,
+    resolve_application, resolve_module, valid_variable_name,
+};
 
 /// The only manifest version this build reads.
 pub const MANIFEST_VERSION: i64 = 1;
@@ -113,7 +118,43 @@ pub struct KeyValueStoreSpec {
     /// Most bytes (keys plus values) the store holds.
     pub max_bytes: u64,
     /// Replicated across the fleet (through a JetStream KV bucket) rather than node-local.
+    /// `spark.toml` refuses `true` for now (not implemented).
     pub fleet: bool,
+}
+
+/// Default `max_value_size` of a key-value store: 1 MiB.
+pub const DEFAULT_KV_MAX_VALUE_SIZE: u64 = 1 << 20;
+/// Default `max_keys` of a key-value store.
+pub const DEFAULT_KV_MAX_KEYS: u64 = 10_000;
+/// Default `max_bytes` of a key-value store: 64 MiB.
+pub const DEFAULT_KV_MAX_BYTES: u64 = 64 << 20;
+
+impl Default for KeyValueStoreSpec {
+    /// What a store gets when a module lists its label and no `[key_value.<label>]` table
+    /// sets its limits.
+    fn default() -> Self {
+        KeyValueStoreSpec {
+            max_value_size: DEFAULT_KV_MAX_VALUE_SIZE,
+            max_keys: DEFAULT_KV_MAX_KEYS,
+            max_bytes: DEFAULT_KV_MAX_BYTES,
+            fleet: false,
+        }
+    }
+}
+
+/// What a module sees of its application: resolved from the [`Manifest`] by
+/// [`Manifest::bind_modules`], so a module spec carries everything needed to build it (and a
+/// change to its stores or variables makes it a changed module in a deploy).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AppContext {
+    /// Scopes the key-value stores: the application's name, or `-` for a `spark.toml`.
+    pub scope: String,
+    /// The manifest's format (decides whether `SPIN_VARIABLE_*` is read).
+    pub kind: ManifestKind,
+    /// The stores this module may open (its `key_value_stores`), with their limits.
+    pub key_value_stores: BTreeMap<String, KeyValueStoreSpec>,
+    /// The application variables its templates refer to.
+    pub variables: BTreeMap<String, VariableSpec>,
 }
 
 /// A file or directory mounted read-only into a module (Spin's `files`).
@@ -195,7 +236,47 @@ impl Manifest {
                 files: Vec::new(),
                 missing_imports: MissingImports::Refuse,
                 spin_base_path: None,
+                app: AppContext {
+                    scope: "-".to_owned(),
+                    ..AppContext::default()
+                },
             }],
+        }
+    }
+
+    /// Fills every module's [`ModuleSpec::app`] from the manifest (a reader calls it last):
+    /// a label a module lists with no store declared gets a store with the default limits.
+    pub fn bind_modules(&mut self) {
+        for module in &mut self.modules {
+            for label in &module.key_value_stores {
+                self.key_value_stores.entry(label.clone()).or_default();
+            }
+        }
+        let scope = self.application.clone().unwrap_or_else(|| "-".to_owned());
+        for module in &mut self.modules {
+            let referenced: Vec<String> = module
+                .variables
+                .values()
+                .filter_map(|t| parse_template(t).ok())
+                .flatten()
+                .filter_map(|p| match p {
+                    Part::Variable(v) => Some(v.to_owned()),
+                    Part::Literal(_) => None,
+                })
+                .collect();
+            module.app = AppContext {
+                scope: scope.clone(),
+                kind: self.kind,
+                key_value_stores: module
+                    .key_value_stores
+                    .iter()
+                    .filter_map(|l| Some((l.clone(), self.key_value_stores.get(l)?.clone())))
+                    .collect(),
+                variables: referenced
+                    .into_iter()
+                    .filter_map(|v| Some((v.clone(), self.variables.get(&v)?.clone())))
+                    .collect(),
+            };
         }
     }
 
@@ -449,6 +530,8 @@ pub struct ModuleSpec {
     /// when it sets none). The node then gives the guest Spin's request headers
     /// (`spin-path-info`, `spin-full-url`, ...). `None` for a `spark.toml` module.
     pub spin_base_path: Option<String>,
+    /// Its application's stores and variables ([`Manifest::bind_modules`] fills it).
+    pub app: AppContext,
 }
 
 /// What happens to a component's imports that Spark does not provide (sqlite, redis, ...).

@@ -26,6 +26,29 @@ pub(crate) struct RawManifest {
     pub nn: Option<RawNn>,
     #[serde(default, rename = "module")]
     pub modules: Vec<Spanned<RawModule>>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, Spanned<RawVariable>>,
+    #[serde(default)]
+    pub key_value: BTreeMap<String, Spanned<RawKeyValue>>,
+}
+
+/// `[variables] name = { default = "..", required = .., secret = .. }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVariable {
+    pub default: Option<Spanned<String>>,
+    pub required: Option<bool>,
+    pub secret: Option<bool>,
+}
+
+/// `[key_value.<label>]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKeyValue {
+    pub max_value_size: Option<Spanned<String>>,
+    pub max_keys: Option<Spanned<i64>>,
+    pub max_bytes: Option<Spanned<String>>,
+    pub fleet: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +109,11 @@ pub(crate) struct RawModule {
     pub rollout: Option<RawRollout>,
     pub trace_outbound: Option<Spanned<bool>>,
     pub tiering: Option<bool>,
+    #[serde(default)]
+    pub key_value_stores: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, Spanned<String>>,
+    pub missing_imports: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

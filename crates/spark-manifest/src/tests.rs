@@ -687,3 +687,70 @@ fn tiering_is_on_by_default_and_can_be_turned_off_per_node_and_per_module() {
         "{message}"
     );
 }
+
+const KV: &str = r#"
+version = 1
+
+[variables]
+greeting = { default = "hello" }
+token = { required = true, secret = true }
+
+[key_value.cache]
+max_value_size = "1KiB"
+max_keys = 10
+max_bytes = "1MiB"
+
+[[module]]
+id = "app"
+component = "app.wasm"
+routes = ["/..."]
+key_value_stores = ["default", "cache"]
+missing_imports = "trap"
+
+[module.variables]
+message = "{{ greeting }}, world"
+api = "Bearer {{token}}"
+"#;
+
+#[test]
+fn variables_and_key_value_stores_are_bound_to_modules() {
+    let m = parse(KV).unwrap();
+    let app = &m.modules[0];
+    assert_eq!(app.missing_imports, MissingImports::Trap);
+    assert_eq!(app.key_value_stores, ["default", "cache"]);
+    assert_eq!(app.app.scope, "-");
+    assert_eq!(
+        app.app.key_value_stores["default"],
+        KeyValueStoreSpec::default()
+    );
+    assert_eq!(app.app.key_value_stores["cache"].max_value_size, 1024);
+    assert_eq!(app.app.key_value_stores["cache"].max_keys, 10);
+    assert!(app.app.variables["token"].secret);
+    assert!(app.app.variables["token"].required);
+    assert_eq!(app.variables["message"], "{{ greeting }}, world");
+    assert!(m.key_value_stores.contains_key("default"));
+}
+
+#[test]
+fn bad_variables_and_stores_name_their_line() {
+    let text = KV.replace("{{token}}", "{{ tokn }}");
+    let (line, message) = refusal(&text);
+    assert_eq!(line, line_of(&text, "tokn"));
+    assert!(message.contains("refers to 'tokn'"), "{message}");
+    let text = KV.replace("missing_imports = \"trap\"", "missing_imports = \"ignore\"");
+    let (line, message) = refusal(&text);
+    assert_eq!(line, line_of(&text, "ignore"));
+    assert!(message.contains("\"refuse\" or \"trap\""), "{message}");
+    let text = KV.replace("max_keys = 10", "max_keys = 0");
+    let (line, _) = refusal(&text);
+    assert_eq!(line, line_of(&text, "max_keys = 0"));
+    let text = KV.replace(
+        "required = true, secret",
+        "required = true, default = \"x\", secret",
+    );
+    let (_, message) = refusal(&text);
+    assert!(
+        message.contains("a required variable has no default"),
+        "{message}"
+    );
+}

@@ -16,13 +16,15 @@ use crate::error::{Diagnostic, ManifestError};
 use crate::outbound::{AllowedHost, OutboundPolicy};
 use crate::routes::Route;
 use crate::schema::{
-    RawLimits, RawManifest, RawModule, RawOrchestrator, RawPredictor, RawRollout, VersionProbe,
+    RawKeyValue, RawLimits, RawManifest, RawModule, RawOrchestrator, RawPredictor, RawRollout,
+    RawVariable, VersionProbe,
 };
 use crate::units::{parse_byte_size, parse_duration};
 use crate::{
-    ComponentRef, DEFAULT_WEIGHT, Limits, MANIFEST_VERSION, Manifest, ManifestKind, MissingImports,
-    ModuleId, ModuleSpec, NodeSettings, OrchestratorSettings, PredictorSettings, Priority,
-    RolloutSettings, Trigger,
+    AppContext, ComponentRef, DEFAULT_WEIGHT, KeyValueStoreSpec, Limits, MANIFEST_VERSION,
+    Manifest, ManifestKind, MissingImports, ModuleId, ModuleSpec, NodeSettings,
+    OrchestratorSettings, Part, PredictorSettings, Priority, RolloutSettings, Trigger,
+    VariableSpec, parse_template, valid_variable_name,
 };
 
 const MIN_MEMORY: u64 = 64 << 10;
@@ -68,10 +70,12 @@ fn parse_with_spans(
     let orchestrator = v.orchestrator(raw.orchestrator.as_ref());
     let predictor = v.predictor(raw.predictor.as_ref());
     let nn = v.nn(raw.nn.as_ref());
+    let variables = v.variables(&raw.variables);
+    let key_value_stores = v.key_value(&raw.key_value);
     let mut modules = Vec::new();
     let mut spans = Vec::new();
     for raw_module in &raw.modules {
-        if let Some(module) = v.module(raw_module, &node) {
+        if let Some(module) = v.module(raw_module, &node, &variables) {
             spans.push(raw_module.get_ref().component.span());
             modules.push(module);
         }
@@ -87,7 +91,7 @@ fn parse_with_spans(
     if !v.diagnostics.is_empty() {
         return Err(invalid(v.diagnostics));
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         text: text.to_owned(),
         source: source.to_path_buf(),
         node,
@@ -97,9 +101,10 @@ fn parse_with_spans(
         modules,
         kind: ManifestKind::Spark,
         application: None,
-        variables: BTreeMap::new(),
-        key_value_stores: BTreeMap::new(),
+        variables,
+        key_value_stores,
     };
+    manifest.bind_modules();
     Ok((manifest, spans))
 }
 
@@ -295,7 +300,155 @@ impl Validator<'_> {
         }
     }
 
-    fn module(&mut self, raw: &Spanned<RawModule>, node: &NodeSettings) -> Option<ModuleSpec> {
+    fn variables(
+        &mut self,
+        raw: &BTreeMap<String, Spanned<RawVariable>>,
+    ) -> BTreeMap<String, VariableSpec> {
+        let mut out = BTreeMap::new();
+        for (name, spec) in raw {
+            let span = spec.span();
+            let spec = spec.get_ref();
+            if !valid_variable_name(name) {
+                self.error(span.clone(), format!("variables.{name}: a variable name is lowercase letters, digits and '_', starting with a letter (at most 64)"));
+            }
+            let required = spec.required.unwrap_or(false);
+            if required && let Some(default) = &spec.default {
+                self.error(
+                    default.span(),
+                    format!("variables.{name}: a required variable has no default (give one or the other)"),
+                );
+            }
+            if !required && spec.default.is_none() {
+                self.error(
+                    span,
+                    format!("variables.{name}: give a `default` or `required = true`"),
+                );
+            }
+            out.insert(
+                name.clone(),
+                VariableSpec {
+                    default: spec.default.as_ref().map(|d| d.get_ref().clone()),
+                    required,
+                    secret: spec.secret.unwrap_or(false),
+                },
+            );
+        }
+        out
+    }
+
+    fn key_value(
+        &mut self,
+        raw: &BTreeMap<String, Spanned<RawKeyValue>>,
+    ) -> BTreeMap<String, KeyValueStoreSpec> {
+        let d = KeyValueStoreSpec::default();
+        let mut out = BTreeMap::new();
+        for (label, store) in raw {
+            if !valid_label(label) {
+                self.error(store.span(), format!("key_value.{label}: a store label is 1-63 lowercase letters, digits, '-' or '_'"));
+            }
+            let raw = store.get_ref();
+            let what = format!("key_value.{label}");
+            let spec = KeyValueStoreSpec {
+                max_value_size: self.size(
+                    raw.max_value_size.as_ref(),
+                    d.max_value_size,
+                    &format!("{what}.max_value_size"),
+                ),
+                max_keys: self.int(
+                    raw.max_keys.as_ref(),
+                    d.max_keys as i64,
+                    1..=100_000_000,
+                    &format!("{what}.max_keys"),
+                ) as u64,
+                max_bytes: self.size(
+                    raw.max_bytes.as_ref(),
+                    d.max_bytes,
+                    &format!("{what}.max_bytes"),
+                ),
+                fleet: raw.fleet.unwrap_or(false),
+            };
+            if spec.fleet {
+                self.error(store.span(), format!("{what}.fleet = true: fleet-wide (replicated) stores are not supported yet; this node keeps stores node-local (remove it)"));
+            }
+            if spec.max_value_size == 0 || spec.max_value_size > spec.max_bytes {
+                let span = raw
+                    .max_value_size
+                    .as_ref()
+                    .map_or(store.span(), Spanned::span);
+                self.error(
+                    span,
+                    format!("{what}.max_value_size must be between 1 byte and max_bytes"),
+                );
+            }
+            out.insert(label.clone(), spec);
+        }
+        out
+    }
+
+    fn module_stores(&mut self, raw: &RawModule, who: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for label in &raw.key_value_stores {
+            if !valid_label(label.get_ref()) {
+                self.error(label.span(), format!("{who}: key_value_stores: {:?} is not a store label (1-63 lowercase letters, digits, '-' or '_')", label.get_ref()));
+            } else if !out.contains(label.get_ref()) {
+                out.push(label.get_ref().clone());
+            }
+        }
+        out
+    }
+
+    fn module_variables(
+        &mut self,
+        raw: &RawModule,
+        app: &BTreeMap<String, VariableSpec>,
+        who: &str,
+    ) -> BTreeMap<String, String> {
+        for (name, template) in &raw.variables {
+            if !valid_variable_name(name) {
+                self.error(template.span(), format!("{who}: variables.{name}: a variable name is lowercase letters, digits and '_', starting with a letter"));
+            }
+            match parse_template(template.get_ref()) {
+                Err(why) => self.error(template.span(), format!("{who}: variables.{name}: {why}")),
+                Ok(parts) => {
+                    for part in parts {
+                        if let Part::Variable(v) = part
+                            && !app.contains_key(v)
+                        {
+                            self.error(template.span(), format!("{who}: variables.{name}: refers to '{v}', which [variables] does not declare"));
+                        }
+                    }
+                }
+            }
+        }
+        raw.variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect()
+    }
+
+    fn missing_imports(&mut self, raw: &RawModule, who: &str) -> MissingImports {
+        let Some(value) = &raw.missing_imports else {
+            return MissingImports::Refuse;
+        };
+        match value.get_ref().as_str() {
+            "refuse" => MissingImports::Refuse,
+            "trap" => MissingImports::Trap,
+            other => {
+                self.error(
+                    value.span(),
+                    format!("{who}: missing_imports must be \"refuse\" or \"trap\", got {other:?}"),
+                );
+                MissingImports::Refuse
+            }
+        }
+    }
+
+    fn module(
+        &mut self,
+        raw: &Spanned<RawModule>,
+        node: &NodeSettings,
+        app_variables: &BTreeMap<String, VariableSpec>,
+    ) -> Option<ModuleSpec> {
         let span = raw.span();
         let raw = raw.get_ref();
         let id = match ModuleId::new(raw.id.get_ref()) {
@@ -331,10 +484,11 @@ impl Validator<'_> {
             rollout: self.rollout(raw.rollout.as_ref(), &who),
             trace_outbound: self.trace_outbound(raw, &who),
             tiering: raw.tiering.unwrap_or(true),
-            key_value_stores: Vec::new(),
-            variables: BTreeMap::new(),
+            key_value_stores: self.module_stores(raw, &who),
+            variables: self.module_variables(raw, app_variables, &who),
             files: Vec::new(),
-            missing_imports: MissingImports::Refuse,
+            missing_imports: self.missing_imports(raw, &who),
+            app: AppContext::default(),
             spin_base_path: None,
             trigger,
             health,
@@ -729,4 +883,12 @@ impl Validator<'_> {
         }
         value
     }
+}
+
+/// A key-value store label: 1-63 lowercase letters, digits, `-` or `_`.
+fn valid_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }

@@ -32,7 +32,9 @@ pub use admin::dashboard::LoginCode;
 pub use admin::dashboard::view::{
     DashboardView, FleetNodeRow, FleetPanel, ModeRow, ModuleRow, OrchestratorPanel,
 };
-pub use admin::status::{ModuleStatus, NodeStatus, OrchestratorStatus, RequestCounts};
+pub use admin::status::{
+    KeyValueStatus, ModuleStatus, NodeStatus, OrchestratorStatus, RequestCounts,
+};
 pub use clock::{Clock, ManualClock};
 pub use node::{NodeError, NodeOptions, RunningNode};
 pub use release::deploy::{DeployOutcome, DeployRequest, ReleaseSummary, RolloutStatus};

@@ -119,6 +119,8 @@ pub struct GuestSettings {
     /// Host directories every instance sees read-only, with the guest path of each (WASI
     /// preopens; Spin's `files`).
     pub files: Vec<(std::path::PathBuf, String)>,
+    /// Key-value stores and variables (also served through `wasi:config/store`).
+    pub app: Arc<crate::spin::AppHost>,
 }
 
 /// Attached to every response: how the invocation went before the response was sent.
@@ -185,6 +187,10 @@ struct Inner {
     /// Read-only mounts: host directory, guest path.
     files: Vec<(std::path::PathBuf, String)>,
     config: Arc<WasiConfigVariables>,
+    /// The same values, for `wasi:config/store@0.2.0-draft-2024-09-27` (see `spin`).
+    config_map: Arc<BTreeMap<String, String>>,
+    /// Key-value stores and variables (the Spin interfaces).
+    app: Arc<crate::spin::AppHost>,
     /// Outbound HTTP: the module's policy and its connection pool.
     outbound: OutboundClient,
     stats: Arc<ModuleStats>,
@@ -238,6 +244,17 @@ impl GuestModule {
         node: Shared,
     ) -> GuestModule {
         let id: Arc<str> = Arc::from(id);
+        // Module variables are served through `wasi:config/store` too; an explicit `config`
+        // entry of the same name wins.
+        let config_map: Arc<BTreeMap<String, String>> = Arc::new(
+            settings
+                .app
+                .variables
+                .clone()
+                .into_iter()
+                .chain(settings.config)
+                .collect(),
+        );
         let outbound = OutboundClient::new(id.clone(), Arc::new(settings.outbound), node.outbound);
         let pending = prepared.pending.clone();
         let module = GuestModule {
@@ -247,7 +264,14 @@ impl GuestModule {
                 limits,
                 env: settings.env.into_iter().collect(),
                 files: settings.files,
-                config: Arc::new(settings.config.into_iter().collect()),
+                config: Arc::new(
+                    config_map
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                config_map,
+                app: settings.app,
                 outbound,
                 stats: controls.stats.clone(),
                 controls,
@@ -617,6 +641,11 @@ impl GuestModule {
             memory: MemoryLimiter::new(inner.limits.memory),
             budget,
             ticks_since_yield: 0,
+            spin: crate::spin::SpinState {
+                app: inner.app.clone(),
+                config: inner.config_map.clone(),
+                open_stores: 0,
+            },
             nn: match &inner.controls.nn {
                 Some(service) => service.invocation(&inner.id, inner.limits.nn),
                 None => spark_nn::NnInvocation::disabled(),

@@ -28,6 +28,8 @@ pub struct Host {
     pub(crate) nn: spark_nn::NnInvocation,
     /// Epoch ticks since the guest last gave its worker thread away.
     pub(crate) ticks_since_yield: u32,
+    /// Key-value stores and variables (the Spin interfaces).
+    pub(crate) spin: crate::spin::SpinState,
 }
 
 impl WasiView for Host {
@@ -52,6 +54,13 @@ impl WasiHttpView for Host {
 impl Host {
     pub(crate) fn config_view(&mut self) -> WasiConfig<'_> {
         WasiConfig::from(&*self.config)
+    }
+
+    pub(crate) fn spin_view(&mut self) -> crate::spin::SpinView<'_> {
+        crate::spin::SpinView {
+            table: &mut self.table,
+            state: &mut self.spin,
+        }
     }
 
     pub(crate) fn nn_view(&mut self) -> spark_nn::NnView<'_> {

@@ -46,8 +46,10 @@ pub mod host_memory;
     reason = "deserializing compiled code: only bytes this node signed (SAFETY note)"
 )]
 mod loader;
+pub mod missing;
 mod outbound;
 mod rc_names;
+pub mod spin;
 mod stats;
 mod tier;
 
@@ -365,6 +367,7 @@ pub(crate) fn build_linker(engine: &Engine, nn: bool) -> Result<Linker<Host>, Ru
     wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(fail)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(fail)?;
     wasmtime_wasi_config::add_to_linker(&mut linker, Host::config_view).map_err(fail)?;
+    spin::add_to_linker(&mut linker).map_err(fail)?;
     if nn {
         spark_nn::add_to_linker(&mut linker, Host::nn_view).map_err(fail)?;
     }

@@ -105,6 +105,9 @@ pub struct Prepared {
     pub code_bytes: usize,
     /// Which tier this code is, and how long the load took to reach each tier.
     pub tier: TierStatus,
+    /// Interfaces it imports that the node does not provide, linked as traps that name them
+    /// (empty: it links fully). Whether it may run so is the module's `missing_imports`.
+    pub missing_imports: Vec<String>,
     /// The engine the code belongs to (stores for it are made in this engine).
     pub(crate) engine: Engine,
     /// On baseline code: the optimization under way in the background.
@@ -359,14 +362,22 @@ pub(crate) fn link(
     if !code.nn {
         refuse_inference_imports(engine, &component, path)?;
     }
-    let pre = code
-        .linker
-        .instantiate_pre(&component)
+    let (pre, missing_imports) = crate::missing::instantiate_pre(engine, code.linker, &component)
         .map_err(|e| LoadError::Link {
-            path: path.to_path_buf(),
-            source: e.into(),
-        })?;
-    let entry = classify(engine, &component, pre, path, expect)?;
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    let entry = match classify(engine, &component, pre, path, expect) {
+        Ok(entry) => entry,
+        // A component that imports what the node lacks is told that first.
+        Err(_) if !missing_imports.is_empty() => {
+            return Err(LoadError::Link {
+                path: path.to_path_buf(),
+                source: crate::missing::refusal(&missing_imports).into(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     let report = LoadReport {
         source,
         wasm_bytes,
@@ -394,6 +405,7 @@ pub(crate) fn link(
         report,
         code_bytes,
         tier,
+        missing_imports,
         engine: engine.clone(),
         pending,
         _code: shared_code,

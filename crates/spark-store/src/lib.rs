@@ -73,6 +73,7 @@ mod error;
 mod fsutil;
 mod gc;
 mod history;
+mod kv;
 mod node_state;
 mod release;
 mod releases;
@@ -85,6 +86,7 @@ pub use digest::{DIGEST_HEX_LEN, Digest};
 pub use error::StoreError;
 pub use gc::GcReport;
 pub use history::MAX_HISTORY_SNAPSHOT;
+pub use kv::{KvLimit, KvLimits, KvUsage, KvWriteError, MAX_KV_KEY};
 pub use node_state::{Event, NewEvent, NodeState, RolloutChange, Transition};
 pub use release::{
     NewRelease, RELEASE_HASH_LEN, Release, ReleaseId, ReleaseModule, canonical_json,

@@ -126,6 +126,21 @@ fn print(status: &NodeStatus) {
             m.stats.shared_requests
         );
     }
+    for m in &status.modules {
+        for kv in &m.key_value {
+            println!(
+                "key-value: module '{}' store '{}' ({}): {} of {} keys, {} of {} bytes (values up to {} bytes)",
+                m.id,
+                kv.label,
+                kv.scope,
+                kv.keys,
+                kv.max_keys,
+                kv.bytes,
+                kv.max_bytes,
+                kv.max_value_size
+            );
+        }
+    }
     match &status.orchestrator {
         None => println!("orchestrator: off"),
         Some(o) => print_orchestrator(o),

@@ -27,14 +27,6 @@ use crate::{
     PredictorSettings, Trigger, VariableSpec,
 };
 
-/// Limits of a Spin app's key-value store when `[application.tool.spark.key_value_stores]`
-/// does not set them: values up to 1 MiB, 10,000 keys, 64 MiB in all.
-pub(crate) const SPIN_STORE_MAX_VALUE_SIZE: u64 = 1 << 20;
-/// See [`SPIN_STORE_MAX_VALUE_SIZE`].
-pub(crate) const SPIN_STORE_MAX_KEYS: u64 = 10_000;
-/// See [`SPIN_STORE_MAX_VALUE_SIZE`].
-pub(crate) const SPIN_STORE_MAX_BYTES: u64 = 64 << 20;
-
 /// Something on disk the manifest names, checked by [`check_files`] (not by the pure parse).
 pub(crate) struct FileCheck {
     /// What names it, for the message (`component 'x': source`).
@@ -119,7 +111,7 @@ pub(crate) fn parse(
     if !v.diagnostics.is_empty() {
         return Err(invalid(v.diagnostics));
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         source: source.to_path_buf(),
         text: text.to_owned(),
         node,
@@ -132,6 +124,7 @@ pub(crate) fn parse(
         variables,
         key_value_stores,
     };
+    manifest.bind_modules();
     Ok((manifest, checks))
 }
 
@@ -443,12 +436,7 @@ impl Validator<'_> {
         used: Vec<String>,
         raw: Option<&BTreeMap<Spanned<String>, Spanned<RawStoreLimits>>>,
     ) -> BTreeMap<String, KeyValueStoreSpec> {
-        let default = KeyValueStoreSpec {
-            max_value_size: SPIN_STORE_MAX_VALUE_SIZE,
-            max_keys: SPIN_STORE_MAX_KEYS,
-            max_bytes: SPIN_STORE_MAX_BYTES,
-            fleet: false,
-        };
+        let default = KeyValueStoreSpec::default();
         let mut stores: BTreeMap<String, KeyValueStoreSpec> = used
             .into_iter()
             .map(|label| (label, default.clone()))
@@ -486,6 +474,9 @@ impl Validator<'_> {
                 ),
                 fleet: limits.fleet.unwrap_or(false),
             };
+            if spec.fleet {
+                self.error(label.span(), format!("{who}: fleet = true: fleet-wide (replicated) stores are not supported yet; this node keeps stores node-local (remove it)"));
+            }
             stores.insert(label.get_ref().clone(), spec);
         }
         stores

@@ -151,6 +151,28 @@ pub struct ModuleStatus {
     pub warmth: Option<ModuleWarmth>,
     /// Code loads and unloads so far, and the time loads took.
     pub cold_starts: ColdStarts,
+    /// The key-value stores it may open, with how full each is.
+    #[serde(default)]
+    pub key_value: Vec<KeyValueStatus>,
+}
+
+/// One key-value store of a module: its size and limits. Never its data, nor variables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyValueStatus {
+    /// The label the module opens it by.
+    pub label: String,
+    /// `<application>/<label>`: every version of the module shares it.
+    pub scope: String,
+    /// Keys held.
+    pub keys: u64,
+    /// Bytes of keys and values held.
+    pub bytes: u64,
+    /// Most keys.
+    pub max_keys: u64,
+    /// Most bytes.
+    pub max_bytes: u64,
+    /// Largest value.
+    pub max_value_size: u64,
 }
 
 /// A module's live controls (what the orchestrator has set).
@@ -217,7 +239,23 @@ fn module(slot: &ModuleSlot, warmth: Option<ModuleWarmth>) -> ModuleStatus {
         Trigger::Schedule { every } => format!("every {}s", every.as_secs()),
     };
     let report = &info.report;
+    let key_value = slot
+        .residency
+        .app()
+        .usage()
+        .into_iter()
+        .map(|(label, binding, usage)| KeyValueStatus {
+            label,
+            scope: binding.scope,
+            keys: usage.keys,
+            bytes: usage.bytes,
+            max_keys: binding.limits.max_keys,
+            max_bytes: binding.limits.max_bytes,
+            max_value_size: binding.limits.max_value_size,
+        })
+        .collect();
     ModuleStatus {
+        key_value,
         id: spec.id.to_string(),
         requests: slot.metrics.counts(),
         release: slot.release.clone(),

@@ -9,7 +9,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use spark_manifest::{ModuleSpec, Priority, Trigger};
 use spark_runtime::{
-    InvokeError, LatencySink, LoadError, ModuleControls, ModuleStats, OutboundPacing, Runtime,
+    InvokeError, LatencySink, LoadError, ModuleControls, ModuleStats, OutboundPacing, Prepared,
+    Runtime,
 };
 use spark_store::Store;
 
@@ -83,6 +84,8 @@ pub enum BuildError {
     },
     #[error("could not be instantiated")]
     Instantiate(#[source] InvokeError),
+    #[error("its variables cannot be resolved")]
+    Variables(#[source] spark_manifest::VariableError),
     #[error(
         "needs {needs} bytes per invocation (limits.memory + limits.host_memory) but the node has {has} bytes for running invocations (node.max_memory)"
     )]
@@ -124,7 +127,9 @@ impl ModuleFactory {
             });
         }
         let spec = &self.with_files(spec)?;
+        let app = Arc::new(app_host(&self.store, spec).map_err(BuildError::Variables)?);
         let prepared = prepare_artifact(&self.runtime, &self.store, digest, spec).await?;
+        check_missing_imports(spec, &prepared)?;
         let report = &prepared.report;
         tracing::info!(
             module = %spec.id, %release, world = prepared.entry.world(), source = ?report.source,
@@ -139,6 +144,7 @@ impl ModuleFactory {
             spec.clone(),
             controls,
             prepared,
+            app,
         );
         let job = matches!(spec.trigger, Trigger::Schedule { .. });
         let metrics = self.metrics.module(spec.id.as_str(), job);
@@ -238,5 +244,60 @@ async fn check_health(slot: &ModuleSlot) -> Result<(), BuildError> {
         Ok(())
     } else {
         Err(fail(format!("answered {status}").into()))
+    }
+}
+
+/// What the module's guests reach of their application: its key-value stores (scoped by the
+/// application and the label, so every version of the module shares them) and its variables
+/// resolved from the manifest and the environment (`SPARK_VARIABLE_<NAME>`, and
+/// `SPIN_VARIABLE_<NAME>` for a Spin application).
+pub(crate) fn app_host(
+    store: &Arc<Store>,
+    spec: &ModuleSpec,
+) -> Result<spark_runtime::spin::AppHost, spark_manifest::VariableError> {
+    let values = spark_manifest::resolve_application(&spec.app.variables, spec.app.kind, |name| {
+        std::env::var(name).ok()
+    })?;
+    let variables = spark_manifest::resolve_module(&spec.variables, &values)?;
+    let stores = spec
+        .app
+        .key_value_stores
+        .iter()
+        .map(|(label, s)| {
+            let binding = spark_runtime::spin::KvBinding {
+                scope: format!("{}/{label}", spec.app.scope),
+                limits: spark_store::KvLimits {
+                    max_value_size: s.max_value_size,
+                    max_keys: s.max_keys,
+                    max_bytes: s.max_bytes,
+                },
+            };
+            (label.clone(), binding)
+        })
+        .collect();
+    Ok(spark_runtime::spin::AppHost {
+        store: Some(store.clone()),
+        stores,
+        variables,
+    })
+}
+
+/// A component importing interfaces the node does not provide is refused with their names,
+/// unless its module says `missing_imports = "trap"` (then they trap, naming the interface,
+/// when called).
+fn check_missing_imports(spec: &ModuleSpec, prepared: &Prepared) -> Result<(), BuildError> {
+    if prepared.missing_imports.is_empty() {
+        return Ok(());
+    }
+    match spec.missing_imports {
+        spark_manifest::MissingImports::Trap => {
+            let list = prepared.missing_imports.join(", ");
+            tracing::warn!(module = %spec.id, missing = %list, "linked imports Spark does not provide as traps");
+            Ok(())
+        }
+        spark_manifest::MissingImports::Refuse => Err(BuildError::Load(LoadError::Link {
+            path: std::path::PathBuf::from(format!("module '{}'", spec.id)),
+            source: spark_runtime::missing::refusal(&prepared.missing_imports).into(),
+        })),
     }
 }

@@ -60,6 +60,7 @@ struct Loader {
     digest: String,
     spec: ModuleSpec,
     controls: ModuleControls,
+    app: Arc<spark_runtime::spin::AppHost>,
 }
 
 /// What a module's trigger needs its component to export.
@@ -111,6 +112,7 @@ impl Loader {
                 .iter()
                 .map(|m| (m.source.clone(), m.guest_path.clone()))
                 .collect(),
+            app: self.app.clone(),
         };
         self.runtime.module(
             self.spec.id.as_str(),
@@ -142,6 +144,7 @@ impl Residency {
         spec: ModuleSpec,
         controls: ModuleControls,
         prepared: Arc<Prepared>,
+        app: Arc<spark_runtime::spin::AppHost>,
     ) -> Residency {
         let digest = prepared.digest.clone();
         let loader = Loader {
@@ -150,6 +153,7 @@ impl Residency {
             digest,
             spec,
             controls,
+            app,
         };
         let info = CodeInfo::of(&prepared);
         let module = loader.module(prepared);
@@ -165,12 +169,17 @@ impl Residency {
         }
     }
 
-    /// The module, if its code is in memory now.
+    /// Its key-value stores and variables.
+    pub fn app(&self) -> &Arc<spark_runtime::spin::AppHost> {
+        &self.loader.app
+    }
+
     /// The runtime the module loads into.
     pub fn runtime(&self) -> &Runtime {
         &self.loader.runtime
     }
 
+    /// The module, if its code is in memory now.
     pub fn current(&self) -> Option<GuestModule> {
         self.loaded.load_full().map(|m| (*m).clone())
     }

@@ -16,6 +16,7 @@ mod outbound;
 mod releases;
 mod serving;
 mod shutdown;
+mod spin;
 mod tiering;
 mod traces;
 mod upstream;

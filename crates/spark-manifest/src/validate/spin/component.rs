@@ -344,6 +344,7 @@ impl Validator<'_> {
             files: Vec::new(),
             missing_imports: MissingImports::Refuse,
             spin_base_path: None,
+            app: crate::AppContext::default(),
         };
         let Some(raw) = raw else { return spec };
         let who = format!("{who}: tool.spark");

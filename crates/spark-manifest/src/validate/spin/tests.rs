@@ -211,7 +211,7 @@ fn a_full_manifest_maps_onto_modules() {
     assert_eq!(m.key_value_stores["default"].max_keys, 100);
     assert_eq!(
         m.key_value_stores["sessions"].max_value_size,
-        super::SPIN_STORE_MAX_VALUE_SIZE
+        crate::DEFAULT_KV_MAX_VALUE_SIZE
     );
 }
 
