@@ -474,7 +474,7 @@ async fn start_releases(
             .and_then(|plan| plan)
             .map_err(NodeError::Release)?;
     let slots = match factory
-        .build_all(&plan.modules, plan.current.id.as_str())
+        .start_all(&plan.modules, plan.current.id.as_str())
         .await
     {
         Ok(slots) => slots,
