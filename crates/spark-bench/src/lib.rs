@@ -8,6 +8,7 @@ pub mod admin;
 pub mod attacks;
 pub mod canary;
 pub mod coldstart;
+pub mod density;
 pub mod fleet;
 pub mod hostile;
 pub mod loadgen;

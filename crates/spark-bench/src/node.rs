@@ -23,6 +23,9 @@ pub struct SparkNode {
     /// The admin API bearer token.
     pub token: String,
     dir: tempfile::TempDir,
+    spark: PathBuf,
+    /// Where the log goes (`SPARK_BENCH_NODE_LOG`): the out dir and the log's name.
+    log: (PathBuf, String),
 }
 
 impl Drop for SparkNode {
@@ -46,6 +49,29 @@ pub struct NodeLaunch<'a> {
     pub log_name: &'a str,
 }
 
+/// `spark up <manifest>`, its log in `<out_dir>/<log_name>.log` with `SPARK_BENCH_NODE_LOG`.
+fn spawn(spark: &Path, manifest: &Path, log: Option<(&Path, &str)>) -> Result<Child, BenchError> {
+    let (filter, stderr) = match (std::env::var("SPARK_BENCH_NODE_LOG"), log) {
+        (Ok(filter), Some((out_dir, name))) => {
+            std::fs::create_dir_all(out_dir)?;
+            let log = std::fs::File::create(out_dir.join(format!("{name}.log")))?;
+            (filter, Stdio::from(log))
+        }
+        _ => ("error".to_owned(), Stdio::null()),
+    };
+    Command::new(spark)
+        .arg("up")
+        .arg(manifest)
+        .env("RUST_LOG", filter)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|source| BenchError::Spawn {
+            what: "spark up".into(),
+            source,
+        })
+}
+
 impl SparkNode {
     /// Writes the manifest into a new temporary directory, runs `spark up` on it with free ports,
     /// and waits (up to 120 s) until `ready_path` answers with a success.
@@ -55,26 +81,7 @@ impl SparkNode {
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let path = dir.path().join("spark.toml");
         std::fs::write(&path, (launch.manifest)(addr, admin))?;
-        let (filter, stderr) = match std::env::var("SPARK_BENCH_NODE_LOG") {
-            Ok(filter) => {
-                std::fs::create_dir_all(launch.out_dir)?;
-                let log =
-                    std::fs::File::create(launch.out_dir.join(format!("{}.log", launch.log_name)))?;
-                (filter, Stdio::from(log))
-            }
-            Err(_) => ("error".to_owned(), Stdio::null()),
-        };
-        let mut child = Command::new(launch.spark)
-            .arg("up")
-            .arg(&path)
-            .env("RUST_LOG", filter)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|source| BenchError::Spawn {
-                what: "spark up".into(),
-                source,
-            })?;
+        let mut child = spawn(launch.spark, &path, Some((launch.out_dir, launch.log_name)))?;
         if !loadgen::wait_ready(addr, launch.ready_path, Duration::from_secs(120)).await {
             let _ = child.kill();
             let _ = child.wait();
@@ -87,7 +94,22 @@ impl SparkNode {
             admin,
             token,
             dir,
+            spark: launch.spark.to_owned(),
+            log: (launch.out_dir.to_owned(), launch.log_name.to_owned()),
         })
+    }
+
+    /// Stops the node and starts it again on the same manifest and data (same addresses,
+    /// same token); returns when the new process was started, without waiting for it to serve
+    /// (the caller times that). Its log, if kept, is `<log_name>-restart.log`.
+    pub fn restart(&mut self) -> Result<std::time::Instant, BenchError> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let started = std::time::Instant::now();
+        let name = format!("{}-restart", self.log.1);
+        let log = Some((self.log.0.as_path(), name.as_str()));
+        self.child = spawn(&self.spark, &self.dir.path().join("spark.toml"), log)?;
+        Ok(started)
     }
 
     /// The node's process id (to read its memory and open files from `/proc`).

@@ -1,7 +1,8 @@
-//! B6 from the command line: `spark bench nn` (the benchmark as a node's `[nn]` would run it)
-//! and `spark nn bench` (the same measurement under the probe's host options). Their options
-//! and output are quoted by other documents; tract only (`--no-ort`), so the run is short and
-//! the same on every machine, and the failing stand-in NPU is measured too.
+//! B6 and B7 from the command line. `spark bench nn` (the benchmark as a node's `[nn]` would
+//! run it) and `spark nn bench` (the same measurement under the probe's host options): their
+//! options and output are quoted by other documents; tract only (`--no-ort`), so the run is
+//! short and the same on every machine, and the failing stand-in NPU is measured too.
+//! `spark bench density --quick`: 100 distinct components on a real node, its closing line.
 
 use std::process::Command;
 
@@ -135,4 +136,53 @@ fn bench_replay_apps_is_a_count_or_all() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/x.csv"), "{stderr}");
+}
+
+/// B7 quick: 100 distinct components on a real node, every key of the closing line.
+#[test]
+fn bench_density_quick_reports_every_key_and_writes_density_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let hello = guest("hello").display().to_string();
+    let (stdout, _) = spark(&[
+        "bench",
+        "density",
+        "--quick",
+        "--component",
+        &hello,
+        "--out",
+        &out,
+    ]);
+    let last = stdout.lines().last().unwrap();
+    assert!(last.starts_with("density: modules=100 "), "{stdout}");
+    let keys: Vec<&str> = last
+        .trim_start_matches("density: ")
+        .split(' ')
+        .map(|kv| kv.split_once('=').expect("key=value").0)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "modules",
+            "cold_start_s",
+            "restart_s",
+            "rss_mb",
+            "rss_per_module_kb",
+            "vm_reserved_gb",
+            "control_cpu_pct",
+            "idle_cpu_pct",
+            "p50_ms",
+            "p99_ms",
+            "lazy_first_ms",
+            "errors"
+        ]
+    );
+    assert!(last.ends_with(" errors=0"), "{last}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("density.json")).unwrap()).unwrap();
+    let result = &json["results"][0];
+    assert_eq!(result["modules"], 100);
+    assert_eq!(result["requests"], 300);
+    assert!(result["restart_s"].as_f64().unwrap() > 0.0, "{json}");
+    assert!(result["rss_mb"].as_f64().unwrap() > 0.0, "{json}");
 }

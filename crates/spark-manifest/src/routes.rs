@@ -5,6 +5,7 @@
 //! route beats any wildcard, and a longer wildcard prefix beats a shorter one. That rule makes
 //! the outcome independent of declaration order, so two identical routes are the only conflict.
 
+use std::collections::HashMap;
 use std::fmt;
 
 /// A validated route pattern.
@@ -123,15 +124,25 @@ impl fmt::Display for Route {
 }
 
 /// Routes to targets (module indexes, ids, ...), most specific first.
+///
+/// A lookup costs the path's length, not the number of routes: exact routes and wildcard
+/// prefixes are indexed by their text, and a path is looked up as itself (and without a
+/// trailing `/`), then as each of its prefixes ending before a `/`, longest first.
 #[derive(Debug, Clone)]
 pub struct RouteTable<T> {
     entries: Vec<(Route, T)>,
+    /// Index in `entries` of each exact route, by its path.
+    exact: HashMap<String, usize>,
+    /// Index in `entries` of each wildcard route, by its prefix.
+    wildcard: HashMap<String, usize>,
 }
 
 impl<T> Default for RouteTable<T> {
     fn default() -> Self {
         RouteTable {
             entries: Vec::new(),
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
         }
     }
 }
@@ -149,7 +160,18 @@ impl<T> RouteTable<T> {
                 return Err(pair[0].0.clone());
             }
         }
-        Ok(RouteTable { entries })
+        let (mut exact, mut wildcard) = (HashMap::new(), HashMap::new());
+        for (i, (route, _)) in entries.iter().enumerate() {
+            match route {
+                Route::Exact(path) => exact.insert(path.clone(), i),
+                Route::Wildcard(prefix) => wildcard.insert(prefix.clone(), i),
+            };
+        }
+        Ok(RouteTable {
+            entries,
+            exact,
+            wildcard,
+        })
     }
 
     /// The target of the most specific route matching `path`.
@@ -159,10 +181,23 @@ impl<T> RouteTable<T> {
 
     /// The most specific route matching `path`, with its target.
     pub fn lookup_route(&self, path: &str) -> Option<(&Route, &T)> {
-        self.entries
-            .iter()
-            .find(|(route, _)| route.matches(path))
-            .map(|(route, target)| (route, target))
+        let found = self.exact.get(path).or_else(|| {
+            path.strip_suffix('/')
+                .filter(|p| *p != "/")
+                .and_then(|p| self.exact.get(p))
+        });
+        let found = found.or_else(|| {
+            // Wildcards, most specific (longest prefix) first: the path itself, then each
+            // prefix followed by a `/`, down to the empty prefix (`/...`).
+            std::iter::once(path)
+                .chain(path.rmatch_indices('/').map(|(i, _)| &path[..i]))
+                .find_map(|prefix| self.wildcard.get(prefix))
+                .or_else(|| self.wildcard.get(""))
+        });
+        found.map(|&i| {
+            let (route, target) = &self.entries[i];
+            (route, target)
+        })
     }
 
     /// The routes and their targets, most specific first.
@@ -224,6 +259,51 @@ mod tests {
         assert_eq!(table.lookup("/api/health"), Some(&"health"));
         let empty: RouteTable<u8> = RouteTable::new([]).unwrap();
         assert_eq!(empty.lookup("/"), None);
+    }
+
+    /// The indexed lookup finds what a scan for the first (most specific) match finds.
+    #[test]
+    fn indexed_lookup_agrees_with_a_scan() {
+        let routes = [
+            "/...",
+            "/",
+            "/a",
+            "/a/",
+            "/a/...",
+            "/a/b/...",
+            "/a/b",
+            "/a/b/c",
+            "/ab/...",
+            "/x/y/...",
+            "/hello",
+            "/api/v2/...",
+            "/api/...",
+        ];
+        let table = RouteTable::new(
+            routes
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r != "/a/")
+                .map(|(i, r)| (route(r), i)),
+        )
+        .unwrap();
+        let paths = [
+            "/", "//", "", "/a", "/a/", "/a//", "/a/b", "/a/b/", "/a/b/c", "/a/b/c/", "/a/b/c/d",
+            "/ab", "/ab/", "/abc", "/x", "/x/y", "/x/y/", "/x/yz", "/hello/", "/hello/x",
+            "/api/v2", "/api/v2x", "/api", "/b", "/a/bc",
+        ];
+        for path in paths {
+            let scanned = table
+                .entries
+                .iter()
+                .find(|(route, _)| route.matches(path))
+                .map(|(route, target)| (route, target));
+            assert_eq!(table.lookup_route(path), scanned, "{path:?}");
+        }
+        let no_root = RouteTable::new([(route("/a/..."), 1), (route("/b"), 2)]).unwrap();
+        assert_eq!(no_root.lookup("/c"), None);
+        assert_eq!(no_root.lookup("/b/"), Some(&2));
+        assert_eq!(no_root.lookup("/a/x/y"), Some(&1));
     }
 
     #[test]

@@ -338,6 +338,25 @@ impl Runtime {
     pub fn set_listeners(&self, listeners: &[SocketAddr]) {
         self.inner.outbound.set_listeners(listeners);
     }
+
+    /// The best tier of code this node's AOT cache holds for component `digest` (optimized
+    /// first), without reading or authenticating it: `None` if it holds none, or there is no
+    /// cache. A node registers such a module without loading it: a load needs no compile.
+    pub fn cached_tier(&self, digest: &str) -> Option<TierState> {
+        let inner = &self.inner;
+        if inner
+            .cache
+            .as_ref()
+            .is_some_and(|c| c.path_for(digest).is_file())
+        {
+            return Some(TierState::Optimized);
+        }
+        let baseline = inner.baseline.as_ref().ok()?.cache()?;
+        baseline
+            .path_for(digest)
+            .is_file()
+            .then_some(TierState::Baseline)
+    }
 }
 
 impl RuntimeInner {

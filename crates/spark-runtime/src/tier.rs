@@ -140,6 +140,11 @@ impl Baseline {
         }))
     }
 
+    /// Its AOT cache, if the node keeps one.
+    pub(crate) fn cache(&self) -> Option<&ArtifactCache> {
+        self.cache.as_ref()
+    }
+
     fn code(&self, nn: bool) -> Code<'_> {
         Code {
             engine: &self.engine,

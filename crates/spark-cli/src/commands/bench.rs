@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use spark_bench::{canary, coldstart, fleet, hostile, nn, optimizing, replay, serve, surge};
+use spark_bench::{
+    canary, coldstart, density, fleet, hostile, nn, optimizing, replay, serve, surge,
+};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
@@ -144,6 +146,25 @@ enum Scenario {
         /// 3 rounds.
         #[arg(long)]
         quick: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// B7: N distinct components on one node: first start, restart with the AOT cache warm,
+    /// idle memory and CPU, requests to random modules, a module served from disk.
+    Density {
+        /// Registered module counts, run in turn (e.g. 100,1000,10000).
+        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+        modules: Vec<usize>,
+        /// The component each module is a distinct copy of (default: the `hello` guest).
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// 100 modules and short windows (well under a minute).
+        #[arg(long)]
+        quick: bool,
+        /// The `spark` executable whose `spark up` runs the node (default: this one), to
+        /// measure another build the same way.
+        #[arg(long)]
+        spark: Option<PathBuf>,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -332,6 +353,26 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             let report = nn::run(&options).await?;
             print!("{}", nn::render(&report));
+        }
+        Scenario::Density {
+            modules,
+            component,
+            quick,
+            spark,
+            out,
+        } => {
+            let options = density::DensityOptions {
+                spark: match spark {
+                    Some(path) => std::path::absolute(path)?,
+                    None => spark_exe()?,
+                },
+                component: component_or(component, "hello")?,
+                sizes: if quick { vec![100] } else { modules },
+                quick,
+                out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
+            };
+            let report = density::run(&options).await?;
+            print!("{}", density::render(&report));
         }
         Scenario::Coldstart {
             component,

@@ -166,6 +166,9 @@ pub(crate) struct WarmthController {
     store: Option<Arc<dyn HistoryStore>>,
     budget: Arc<WarmBudget>,
     view: Arc<WarmthView>,
+    /// The snapshot whose modules the view's map was last pruned to (a weak reference keeps
+    /// its address from being reused).
+    described_for: std::sync::Weak<crate::serve::snapshot::Snapshot>,
 }
 
 impl WarmthController {
@@ -187,6 +190,7 @@ impl WarmthController {
             store,
             budget: Arc::new(WarmBudget::default()),
             view,
+            described_for: std::sync::Weak::new(),
         };
         controller.restore();
         controller
@@ -259,6 +263,11 @@ impl WarmthController {
     }
 
     /// One revision: observe, forecast, plan, move modules.
+    ///
+    /// Only active modules are planned: those loaded now, and those with a demand history. A
+    /// module registered and never called, whose code is only on disk, has nothing to plan (it
+    /// is not pre-warmed on no evidence: its first request loads it), so a tick costs the
+    /// active modules plus one read of each module's counters.
     pub(crate) async fn tick(&mut self) {
         let now = self.clock.now_ms();
         let snapshot = self.snapshot.load_full();
@@ -266,14 +275,16 @@ impl WarmthController {
         if !self.settings.enabled {
             return;
         }
-        let forecasts: Vec<Option<Forecast>> = snapshot
+        let (active, forecasts): (Vec<&Arc<ModuleSlot>>, Vec<Option<Forecast>>) = snapshot
             .modules
             .iter()
-            .map(|slot| self.demand.forecast(slot.id(), now))
-            .collect();
+            .filter_map(|slot| {
+                let forecast = self.demand.forecast(slot.id(), now);
+                (forecast.is_some() || slot.residency.is_loaded()).then_some((slot, forecast))
+            })
+            .unzip();
         let unknown = unknown_forecast();
-        let demands: Vec<ModuleDemand<'_>> = snapshot
-            .modules
+        let demands: Vec<ModuleDemand<'_>> = active
             .iter()
             .zip(&forecasts)
             .map(|(slot, forecast)| ModuleDemand {
@@ -289,11 +300,9 @@ impl WarmthController {
             exchange: EXCHANGE,
         };
         let plan = planner.plan(&demands, pressure);
-        let mut modules = HashMap::new();
+        let mut modules = Vec::with_capacity(active.len());
         let mut hot = HashSet::new();
-        for ((slot, (_, target)), forecast) in
-            snapshot.modules.iter().zip(&plan.targets).zip(&forecasts)
-        {
+        for ((slot, (_, target)), forecast) in active.iter().zip(&plan.targets).zip(&forecasts) {
             let target = self.adjust(slot, *target);
             move_to(slot, target).await;
             if target != WarmthLevel::Compiled
@@ -301,10 +310,10 @@ impl WarmthController {
             {
                 hot.insert(guest.prepared().digest.clone());
             }
-            modules.insert(
+            modules.push((
                 slot.id().to_owned(),
                 describe(slot, target, forecast.as_ref()),
-            );
+            ));
         }
         // What the predictor keeps loaded is what it expects to be called: its background
         // optimization (if it still runs baseline code) goes first.
@@ -314,17 +323,31 @@ impl WarmthController {
         let mut state = self.view.state.lock().expect("warmth view");
         state.budget_bytes = self.settings.memory_budget;
         state.planned_bytes = plan.bytes;
-        state.modules = modules;
+        // Modules not planned this time keep what was last said of them; modules no longer
+        // served (after a deploy) are dropped.
+        if !std::ptr::eq(self.described_for.as_ptr(), Arc::as_ptr(&snapshot)) {
+            let ids: HashSet<&str> = snapshot.modules.iter().map(|s| s.id()).collect();
+            state.modules.retain(|id, _| ids.contains(id.as_str()));
+            self.described_for = Arc::downgrade(&snapshot);
+        }
+        state.modules.extend(modules);
         state.eviction_order = plan.eviction_order;
     }
 
+    /// Feeds each module's invocations since the last tick to the demand model: one read of
+    /// its counters, and nothing else unless it was called.
     fn observe(&mut self, slots: &[Arc<ModuleSlot>], now: u64) {
         for slot in slots {
             let stats = slot.stats.snapshot();
-            let (calls, cpu) = self
-                .seen
-                .insert(slot.id().to_owned(), (stats.invocations, stats.cpu_nanos))
-                .unwrap_or((0, 0));
+            let counters = (stats.invocations, stats.cpu_nanos);
+            let (calls, cpu) = match self.seen.get_mut(slot.id()) {
+                Some(seen) => std::mem::replace(seen, counters),
+                None if stats.invocations == 0 => continue,
+                None => {
+                    self.seen.insert(slot.id().to_owned(), counters);
+                    (0, 0)
+                }
+            };
             let new_calls = stats.invocations.saturating_sub(calls);
             if new_calls > 0 {
                 self.demand
@@ -461,7 +484,7 @@ async fn move_to(slot: &ModuleSlot, target: WarmthLevel) {
 
 fn describe(slot: &ModuleSlot, target: WarmthLevel, forecast: Option<&Forecast>) -> ModuleWarmth {
     let ready = slot.residency.current().map_or(0, |g| g.ready_count());
-    let level = match (slot.residency.current().is_some(), ready) {
+    let level = match (slot.residency.is_loaded(), ready) {
         (false, _) => "compiled".to_owned(),
         (true, 0) => "loaded".to_owned(),
         (true, n) => format!("ready({n})"),

@@ -1,9 +1,11 @@
 //! Starting and stopping a node.
 //!
 //! Startup is all-or-nothing: the release to serve is chosen ([`startup`](crate::release::startup)), every module is
-//! loaded (in parallel, compiling on blocking threads), linked, instantiated once and, where it
+//! loaded (as many at once as there are CPUs, compiling on blocking threads), linked, instantiated once and, where it
 //! declares a health route, probed before any listener opens ([`factory`](crate::release::factory)). If one fails, the
-//! node refuses to start and names every failure. Shutdown stops accepting, lets in-flight
+//! node refuses to start and names every failure. Modules whose code the AOT cache already
+//! holds are registered without loading ([`ModuleFactory::start_all`]): a restart costs what the
+//! predictor loads, not what is registered. Shutdown stops accepting, lets in-flight
 //! requests and job runs finish within the grace period, then returns.
 
 use spark_store::DataDir;
@@ -476,7 +478,7 @@ async fn start_releases(
             .and_then(|plan| plan)
             .map_err(NodeError::Release)?;
     let slots = match factory
-        .build_all(&plan.modules, plan.current.id.as_str())
+        .start_all(&plan.modules, plan.current.id.as_str())
         .await
     {
         Ok(slots) => slots,

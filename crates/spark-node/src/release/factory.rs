@@ -187,18 +187,98 @@ impl ModuleFactory {
         Ok(spec)
     }
 
-    /// Builds every module concurrently; all failures at once.
+    /// A module whose code the AOT cache already holds, registered without loading it (its
+    /// first request or the predictor loads it), or `None` if it must be built: a scheduled
+    /// job, a critical module (never below loaded), a module with a health route (checked
+    /// before serving), or code the cache does not hold (never compiled by this node, or by
+    /// another Wasmtime: then it could fail to link).
+    pub fn register(
+        &self,
+        spec: &ModuleSpec,
+        digest: &str,
+        release: &str,
+    ) -> Option<Arc<ModuleSlot>> {
+        let lazy = matches!(spec.trigger, Trigger::Http { .. })
+            && spec.priority != Priority::Critical
+            && spec.health.is_none()
+            && reservation(&spec.limits) <= self.invocation_memory
+            && spark_store::Digest::parse(digest)
+                .is_ok_and(|d| self.store.artifacts().contains(&d));
+        let tier = self.runtime.cached_tier(digest).filter(|_| lazy)?;
+        // Files or variables that fail are reported by the build this then falls back to.
+        let spec = &self.with_files(spec).ok()?;
+        let app = Arc::new(app_host(&self.store, spec).ok()?);
+        let (controls, slot_controls) = self.placement.controls(spec);
+        let stats = controls.stats.clone();
+        let residency = Residency::on_disk(
+            self.runtime.clone(),
+            self.store.clone(),
+            spec.clone(),
+            controls,
+            digest.to_owned(),
+            tier,
+            app,
+        );
+        let metrics = self.metrics.module(spec.id.as_str(), false);
+        Some(Arc::new(ModuleSlot::new(
+            spec.clone(),
+            residency,
+            stats,
+            metrics,
+            slot_controls,
+            release.to_owned(),
+        )))
+    }
+
+    /// A starting node's modules: those the AOT cache holds registered without loading
+    /// ([`ModuleFactory::register`]), the others built ([`ModuleFactory::build_all`]). So a
+    /// restart costs what the predictor loads, not what is registered.
+    pub async fn start_all(
+        &self,
+        modules: &[(ModuleSpec, String)],
+        release: &str,
+    ) -> Result<Vec<Arc<ModuleSlot>>, Vec<(String, BuildError)>> {
+        let mut slots: Vec<Option<Arc<ModuleSlot>>> = modules
+            .iter()
+            .map(|(spec, digest)| self.register(spec, digest, release))
+            .collect();
+        let to_build: Vec<(ModuleSpec, String)> = modules
+            .iter()
+            .zip(&slots)
+            .filter(|(_, slot)| slot.is_none())
+            .map(|(module, _)| module.clone())
+            .collect();
+        tracing::info!(
+            registered = modules.len() - to_build.len(),
+            to_build = to_build.len(),
+            "modules whose code is cached are registered without loading"
+        );
+        let mut built = self.build_all(&to_build, release).await?.into_iter();
+        for slot in &mut slots {
+            if slot.is_none() {
+                *slot = built.next();
+            }
+        }
+        Ok(slots.into_iter().flatten().collect())
+    }
+
+    /// Builds every module, as many at once as the node has CPUs (compiles are CPU-bound: more
+    /// at once only adds memory), in order; all failures at once.
     pub async fn build_all(
         &self,
         modules: &[(ModuleSpec, String)],
         release: &str,
     ) -> Result<Vec<Arc<ModuleSlot>>, Vec<(String, BuildError)>> {
-        let builds = modules
-            .iter()
-            .map(|(spec, digest)| async move { (spec, self.build(spec, digest, release).await) });
+        let at_once = tokio::sync::Semaphore::new((self.placement.cpus as usize).max(2));
+        let at_once = &at_once;
+        let builds = modules.iter().map(|(spec, digest)| async move {
+            let _permit = at_once.acquire().await.expect("never closed");
+            (spec, self.build(spec, digest, release).await)
+        });
+        let results = join_all(builds).await;
         let mut slots = Vec::new();
         let mut failures = Vec::new();
-        for (spec, built) in join_all(builds).await {
+        for (spec, built) in results {
             match built {
                 Ok(slot) => slots.push(slot),
                 Err(e) => failures.push((spec.id.to_string(), e)),

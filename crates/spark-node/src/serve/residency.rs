@@ -40,7 +40,33 @@ pub struct CodeInfo {
     pub tier: spark_runtime::TierStatus,
 }
 
+/// The world of a module registered at startup and not loaded since (it is known once loaded).
+pub(crate) const WORLD_NOT_LOADED: &str = "not loaded yet";
+
 impl CodeInfo {
+    /// What is known of a component only on disk, never loaded by this process: its digest and
+    /// the tier its cached code is at.
+    fn on_disk(digest: &str, tier: spark_runtime::TierState) -> CodeInfo {
+        CodeInfo {
+            digest: digest.to_owned(),
+            world: WORLD_NOT_LOADED,
+            report: LoadReport {
+                source: CodeSource::AotCache,
+                wasm_bytes: 0,
+                code: Duration::ZERO,
+                link: Duration::ZERO,
+                made_by: CodeSource::AotCache,
+                made_in: Duration::ZERO,
+            },
+            code_bytes: 0,
+            tier: spark_runtime::TierStatus {
+                state: tier,
+                to_baseline_ms: None,
+                to_optimized_ms: None,
+            },
+        }
+    }
+
     fn of(prepared: &Prepared) -> CodeInfo {
         CodeInfo {
             digest: prepared.digest.clone(),
@@ -174,9 +200,45 @@ impl Residency {
         &self.loader.app
     }
 
+    /// A module registered without loading it: its code is in the AOT cache (at `tier`) and is
+    /// loaded by its first request, or when the predictor pre-warms it.
+    pub fn on_disk(
+        runtime: Runtime,
+        store: Arc<Store>,
+        spec: ModuleSpec,
+        controls: ModuleControls,
+        digest: String,
+        tier: spark_runtime::TierState,
+        app: Arc<spark_runtime::spin::AppHost>,
+    ) -> Residency {
+        let info = CodeInfo::on_disk(&digest, tier);
+        Residency {
+            loaded: ArcSwapOption::empty(),
+            loading: tokio::sync::Mutex::new(()),
+            loader: Loader {
+                runtime,
+                store,
+                digest,
+                spec,
+                controls,
+                app,
+            },
+            info: Mutex::new(info),
+            cold_loads: AtomicU64::new(0),
+            cold_compiles: AtomicU64::new(0),
+            cold_nanos: AtomicU64::new(0),
+            unloads: AtomicU64::new(0),
+        }
+    }
+
     /// The runtime the module loads into.
     pub fn runtime(&self) -> &Runtime {
         &self.loader.runtime
+    }
+
+    /// Whether its code is in memory now (cheaper than [`Residency::current`]).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load().is_some()
     }
 
     /// The module, if its code is in memory now.

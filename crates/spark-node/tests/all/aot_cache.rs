@@ -44,16 +44,18 @@ async fn restart_loads_from_cache_and_tampering_forces_a_recompile() {
     );
     let dir = first.stop().await;
 
+    // A restart registers the module without loading it (its code is cached): its first
+    // request loads it.
     let second = TestNode::start_in(MANIFEST, dir, PoolingMode::Auto)
         .await
         .unwrap();
+    let reply = get(&second.url("/search?q=kettle")).await.unwrap();
+    assert!(reply.text().contains("Kettle"), "{}", reply.text());
     assert_eq!(
         source(&second),
         CodeSource::AotCache,
         "a restarted node must not recompile"
     );
-    let reply = get(&second.url("/search?q=kettle")).await.unwrap();
-    assert!(reply.text().contains("Kettle"), "{}", reply.text());
     let dir = second.stop().await;
 
     let files = artifacts(dir.path());
@@ -67,19 +69,23 @@ async fn restart_loads_from_cache_and_tampering_forces_a_recompile() {
         .await
         .unwrap();
     assert_eq!(
+        get(&third.url("/search?q=kettle")).await.unwrap().status,
+        200
+    );
+    assert_eq!(
         source(&third),
         CodeSource::Compiled,
         "a tampered artifact is recompiled, not loaded"
-    );
-    assert_eq!(
-        get(&third.url("/search?q=kettle")).await.unwrap().status,
-        200
     );
     let dir = third.stop().await;
 
     let fourth = TestNode::start_in(MANIFEST, dir, PoolingMode::Auto)
         .await
         .unwrap();
+    assert_eq!(
+        get(&fourth.url("/search?q=kettle")).await.unwrap().status,
+        200
+    );
     assert_eq!(
         source(&fourth),
         CodeSource::AotCache,

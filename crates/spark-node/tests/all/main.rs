@@ -5,6 +5,7 @@ mod admission;
 mod aot_cache;
 mod bad_components;
 mod dashboard;
+mod density;
 mod faults;
 mod foreign;
 mod jobs;

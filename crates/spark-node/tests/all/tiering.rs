@@ -253,13 +253,14 @@ async fn a_restart_uses_the_persisted_optimized_code_and_tampered_artifacts_are_
     let files = artifacts(dir.path());
     assert_eq!(files.len(), 2, "one artifact per tier: {files:?}");
 
-    // A restart starts on the optimized code, loaded from the AOT cache.
+    // A restart starts on the optimized code, loaded from the AOT cache (by the first request:
+    // a module whose code is cached is registered without loading).
     let second = TestNode::start_in(ONE, dir, PoolingMode::Auto)
         .await
         .unwrap();
+    assert_eq!(get(&second.url("/")).await.unwrap().status, 200);
     assert_eq!(tier(&second, "hello"), TierState::Optimized);
     assert_eq!(source(&second, "hello"), CodeSource::AotCache);
-    assert_eq!(get(&second.url("/")).await.unwrap().status, 200);
     let dir = second.stop().await;
 
     // The optimized artifact tampered with: never loaded; the baseline one serves at once
@@ -268,9 +269,9 @@ async fn a_restart_uses_the_persisted_optimized_code_and_tampered_artifacts_are_
     let baseline = files.iter().find(|p| is_baseline(p)).unwrap().clone();
     flip_a_byte(&optimized);
     let third = TestNode::start_in_tiered(ONE, dir, hold).await.unwrap();
+    assert_eq!(get(&third.url("/")).await.unwrap().status, 200);
     assert_eq!(tier(&third, "hello"), TierState::Baseline);
     assert_eq!(source(&third, "hello"), CodeSource::AotCache);
-    assert_eq!(get(&third.url("/")).await.unwrap().status, 200);
     until_optimized(&third, "hello").await;
     let dir = third.stop().await;
 
@@ -278,15 +279,16 @@ async fn a_restart_uses_the_persisted_optimized_code_and_tampered_artifacts_are_
     flip_a_byte(&optimized);
     flip_a_byte(&baseline);
     let fourth = TestNode::start_in_tiered(ONE, dir, hold).await.unwrap();
+    assert_eq!(get(&fourth.url("/")).await.unwrap().status, 200);
     assert_eq!(tier(&fourth, "hello"), TierState::Baseline);
     assert_eq!(source(&fourth, "hello"), CodeSource::Compiled);
-    assert_eq!(get(&fourth.url("/")).await.unwrap().status, 200);
     until_optimized(&fourth, "hello").await;
     let dir = fourth.stop().await;
 
     // An artifact of one tier renamed as the other's is refused too.
     std::fs::copy(&baseline, &optimized).unwrap();
     let fifth = TestNode::start_in_tiered(ONE, dir, hold).await.unwrap();
+    assert_eq!(get(&fifth.url("/")).await.unwrap().status, 200);
     assert_eq!(tier(&fifth, "hello"), TierState::Baseline);
     assert_eq!(source(&fifth, "hello"), CodeSource::AotCache);
     fifth.stop().await;

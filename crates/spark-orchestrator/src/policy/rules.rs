@@ -34,11 +34,20 @@ pub fn plan(
         learn_baselines(modules, &pressured, config, state);
     }
     let last = state.last.take().unwrap_or_default();
+    // The background modules' total weight, once: each one's share is its part of it.
+    let background_weight: u32 = modules
+        .iter()
+        .filter(|o| o.priority == Priority::Background)
+        .map(|o| o.weight)
+        .sum();
     let plan = Plan {
         modes,
         modules: modules
             .iter()
-            .map(|m| (m.id.clone(), module_plan(m, modes, modules, config)))
+            .map(|m| {
+                let plan = module_plan(m, modes, background_weight, config);
+                (m.id.clone(), plan)
+            })
             .collect(),
         warm_pressure: warm_pressure(modes, config),
         inference: inference_plan(modes, signals, &config.inference, &last.inference),
@@ -305,7 +314,7 @@ fn learn_baselines(
 fn module_plan(
     m: &ModuleObservation,
     modes: Modes,
-    all: &[ModuleObservation],
+    background_weight: u32,
     config: &PolicyConfig,
 ) -> ModulePlan {
     let mut plan = ModulePlan {
@@ -318,7 +327,7 @@ fn module_plan(
     };
     let background = m.priority == Priority::Background;
     if background && (modes.surge || modes.power_save) {
-        plan.cpu_share = Some(background_min_share(m, all, config));
+        plan.cpu_share = Some(background_min_share(m, background_weight, config));
     }
     if background && modes.surge {
         plan.concurrency = (m.concurrency / 4).max(1);
@@ -348,17 +357,9 @@ fn module_plan(
     plan
 }
 
-/// This background module's part of the background minimum share, by weight.
-fn background_min_share(
-    m: &ModuleObservation,
-    all: &[ModuleObservation],
-    config: &PolicyConfig,
-) -> f64 {
-    let total: u32 = all
-        .iter()
-        .filter(|o| o.priority == Priority::Background)
-        .map(|o| o.weight)
-        .sum();
+/// This background module's part of the background minimum share, by weight (`total`: all
+/// background modules' weight).
+fn background_min_share(m: &ModuleObservation, total: u32, config: &PolicyConfig) -> f64 {
     config.background_min_share * f64::from(m.weight) / f64::from(total.max(1))
 }
 

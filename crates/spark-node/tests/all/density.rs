@@ -1,0 +1,129 @@
+//! Many registered modules: a restarted node registers the modules whose code its AOT cache
+//! holds without loading any, serves a never-loaded one on its first request (from the cache
+//! on disk), and its control loop and predictor plan only the modules that are active.
+
+use std::time::Duration;
+
+use spark_testkit::{TestNode, get, guest};
+
+/// Enough to show the shape; every one is compiled once at the first start.
+const MODULES: usize = 100;
+
+/// The `hello` guest with a custom section naming `index` appended: a component of its own
+/// (its own digest: nothing shared by compile dedup).
+fn distinct(hello: &[u8], index: usize) -> Vec<u8> {
+    let (name, data) = (b"spark-test", format!("module {index}"));
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(data.as_bytes());
+    assert!(section.len() < 128, "one LEB128 byte for the size");
+    let mut bytes = hello.to_vec();
+    bytes.extend_from_slice(&[0, section.len() as u8]);
+    bytes.extend_from_slice(&section);
+    bytes
+}
+
+fn loaded(node: &TestNode) -> Vec<String> {
+    node.node
+        .snapshot()
+        .modules
+        .iter()
+        .filter(|slot| slot.residency.is_loaded())
+        .map(|slot| slot.id().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_registers_cached_modules_without_loading_and_plans_only_active_ones() {
+    let components = tempfile::tempdir().unwrap();
+    let hello = std::fs::read(guest("hello")).unwrap();
+    let mut manifest = String::from("version = 1\n[predictor]\ninterval = \"1s\"\n");
+    for i in 0..MODULES {
+        let path = components.path().join(format!("m-{i}.wasm"));
+        std::fs::write(&path, distinct(&hello, i)).unwrap();
+        manifest.push_str(&format!(
+            "\n[[module]]\nid = \"m-{i}\"\ncomponent = \"{}\"\nroutes = [\"/m-{i}/...\"]\n",
+            path.display()
+        ));
+    }
+    manifest.push_str(
+        "\n[[module]]\nid = \"shop\"\ncomponent = \"{guest:hello}\"\nroutes = [\"/shop\"]\npriority = \"critical\"\n",
+    );
+    let first = TestNode::start(&manifest).await.unwrap();
+    let digests: std::collections::HashSet<String> = first
+        .node
+        .snapshot()
+        .modules
+        .iter()
+        .map(|slot| slot.info().digest)
+        .collect();
+    assert_eq!(
+        digests.len(),
+        MODULES + 1,
+        "every copy is its own component"
+    );
+    let dir = first.stop().await;
+
+    let node = TestNode::start_in_manual(&manifest, dir).await.unwrap();
+    assert_eq!(node.node.snapshot().modules.len(), MODULES + 1);
+    assert_eq!(
+        loaded(&node),
+        ["shop"],
+        "only the critical module is loaded at startup"
+    );
+    // The predictor pre-warms nothing it has never seen called.
+    node.advance(Duration::from_secs(3)).await;
+    assert_eq!(loaded(&node), ["shop"]);
+
+    let last = format!("/m-{}/", MODULES - 1);
+    let reply = get(&node.url(&last)).await.unwrap();
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "Hello from Spark!\n")
+    );
+    let cold = reply
+        .headers
+        .get("spark-cold-start")
+        .expect("a never-loaded module's first request is a cold start")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cold.starts_with("load; "), "from the AOT cache: {cold}");
+    let slot = node
+        .node
+        .snapshot()
+        .module(&format!("m-{}", MODULES - 1))
+        .cloned()
+        .unwrap();
+    assert_eq!(slot.info().world, "wasi:http/proxy");
+    assert_eq!(slot.residency.cold_starts().compiles, 0, "nothing compiled");
+
+    node.advance(Duration::from_secs(2)).await;
+    let mut active = loaded(&node);
+    active.sort();
+    assert_eq!(active, [format!("m-{}", MODULES - 1), "shop".to_owned()]);
+    let planned: Vec<String> = node
+        .node
+        .control()
+        .unwrap()
+        .state()
+        .observations
+        .iter()
+        .map(|o| o.id.clone())
+        .collect();
+    assert!(
+        planned.len() == 2
+            && planned.contains(&"shop".to_owned())
+            && planned.contains(&format!("m-{}", MODULES - 1)),
+        "the control loop plans the active modules only: {planned:?}"
+    );
+    let warmth = node.node.warmth().state();
+    let mut described: Vec<&str> = warmth.modules.keys().map(String::as_str).collect();
+    described.sort();
+    assert_eq!(
+        described,
+        [format!("m-{}", MODULES - 1).as_str(), "shop"],
+        "the predictor plans the active modules only"
+    );
+    node.stop().await;
+}
