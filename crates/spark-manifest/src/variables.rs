@@ -43,7 +43,7 @@ pub enum VariableError {
     Required {
         /// The variable.
         name: String,
-        /// The environment variable that would give it one.
+        /// The environment variable(s) that would give it one (`A` or `A or B`).
         env: String,
     },
 }
@@ -123,7 +123,7 @@ pub fn resolve_application(
             None if spec.required => {
                 return Err(VariableError::Required {
                     name: name.clone(),
-                    env: names[0].clone(),
+                    env: names.join(" or "),
                 });
             }
             None => {}
