@@ -360,19 +360,7 @@ async fn spin_py_routes_and_variables() {
 async fn spin_py_key_value_get_put_delete_and_a_counter_surviving_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (node, addr) = up_spin_py(dir.path(), &[]);
-    let kv = |key: &str| format!("http://{addr}/kv/{key}");
-    assert_eq!(get(&kv("colour")).await.unwrap().status, 404);
-    let put = request_with("PUT", &kv("colour"), &[], b"blue")
-        .await
-        .unwrap();
-    assert_eq!(put.status, 200, "{}", put.text());
-    let read = get(&kv("colour")).await.unwrap();
-    assert_eq!((read.status, read.text().as_str()), (200, "blue"));
-    let delete = request_with("DELETE", &kv("colour"), &[], b"")
-        .await
-        .unwrap();
-    assert_eq!(delete.status, 200, "{}", delete.text());
-    assert_eq!(get(&kv("colour")).await.unwrap().status, 404);
+    key_value_round_trip(&format!("http://{addr}/kv/colour")).await;
 
     let count =
         |addr: String| async move { get(&format!("http://{addr}/count")).await.unwrap().text() };
@@ -439,18 +427,7 @@ async fn spin_rs_key_value_variables_and_a_counter_across_a_restart() {
     let token = get(&url("/var/token")).await.unwrap();
     assert_eq!(token.text(), secret);
 
-    assert_eq!(get(&url("/kv/colour")).await.unwrap().status, 404);
-    let put = request_with("PUT", &url("/kv/colour"), &[], b"blue")
-        .await
-        .unwrap();
-    assert_eq!(put.status, 200, "{}", put.text());
-    let read = get(&url("/kv/colour")).await.unwrap();
-    assert_eq!((read.status, read.text().as_str()), (200, "blue"));
-    let delete = request_with("DELETE", &url("/kv/colour"), &[], b"")
-        .await
-        .unwrap();
-    assert_eq!(delete.status, 200, "{}", delete.text());
-    assert_eq!(get(&url("/kv/colour")).await.unwrap().status, 404);
+    key_value_round_trip(&url("/kv/colour")).await;
     assert_eq!(get(&url("/count")).await.unwrap().text(), "1");
     assert_eq!(get(&url("/count")).await.unwrap().text(), "2");
     drop(node);
@@ -463,4 +440,16 @@ async fn spin_rs_key_value_variables_and_a_counter_across_a_restart() {
         "the store outlives the node"
     );
     assert_eq!(get(&url("/var/greeting")).await.unwrap().text(), "hej");
+}
+
+/// A key absent, put, read back, deleted, absent again: through a guest's `/kv/<key>` route.
+async fn key_value_round_trip(key_url: &str) {
+    assert_eq!(get(key_url).await.unwrap().status, 404);
+    let put = request_with("PUT", key_url, &[], b"blue").await.unwrap();
+    assert_eq!(put.status, 200, "{}", put.text());
+    let read = get(key_url).await.unwrap();
+    assert_eq!((read.status, read.text().as_str()), (200, "blue"));
+    let delete = request_with("DELETE", key_url, &[], b"").await.unwrap();
+    assert_eq!(delete.status, 200, "{}", delete.text());
+    assert_eq!(get(key_url).await.unwrap().status, 404);
 }
