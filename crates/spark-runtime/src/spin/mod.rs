@@ -19,6 +19,7 @@
 //! one is a durable transaction that waits for an fsync.
 
 mod kv3;
+mod replica;
 mod v2;
 mod variables3;
 mod wasi_kv;
@@ -30,6 +31,7 @@ use spark_store::{KvLimits, KvUsage, Store};
 use wasmtime::component::{HasData, ResourceTable};
 
 pub use kv3::KvHandle;
+pub use replica::{KvReplicas, Outgoing};
 
 /// Most stores one invocation holds open at once (`store-table-full` beyond).
 pub const MAX_OPEN_STORES: u32 = 16;
@@ -49,6 +51,8 @@ pub struct KvBinding {
     pub scope: String,
     /// Its bounds.
     pub limits: KvLimits,
+    /// Declared fleet-wide (`fleet = true`): its writes are queued here for the fleet agent.
+    pub fleet: Option<Arc<KvReplicas>>,
 }
 
 /// What a module's guests reach of their application: its stores and its variables.
