@@ -3,7 +3,8 @@
 //! SIGKILL comes back to the desired state; NATS killed mid-rollout leaves the nodes serving
 //! and the rollout finishes when it returns; a bad canary rolls the fleet back; a damaged
 //! artifact is refused; of two concurrent deploys exactly one wins; a fleet-wide key-value
-//! store written on one node is read on another, within each node's limits.
+//! store written on one node is read on another, within each node's limits, and writes made
+//! while NATS is away reach the other node when it returns.
 
 #[path = "fleet/support.rs"]
 mod support;
@@ -384,7 +385,7 @@ async fn call(method: &str, url: &str, body: &[u8]) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_key_value_store_replicates_between_nodes_within_their_limits() {
-    let nats = NatsServer::start();
+    let mut nats = NatsServer::start();
     let url = nats.url();
     let dir = tempfile::tempdir().unwrap();
     // a allows 4 keys, b only 2: b's limit holds against what a writes.
@@ -470,6 +471,23 @@ async fn a_fleet_key_value_store_replicates_between_nodes_within_their_limits() 
     .await;
     wait_until(Duration::from_secs(10), "a sees b's delete", || {
         sees(&a, "m", None)
+    })
+    .await;
+
+    // Without NATS both nodes keep reading and writing their copies; what they wrote is
+    // published when it returns.
+    nats.kill();
+    assert_eq!(call("PUT", &kv(&a, "p"), b"a-offline").await.0, 200);
+    assert_eq!(call("PUT", &kv(&b, "from-b"), b"b-offline").await.0, 200);
+    assert_eq!(call("GET", &kv(&a, "p"), b"").await.1, "a-offline");
+    assert_eq!(call("GET", &kv(&b, "p"), b"").await.1, "3");
+    nats.restart();
+    wait_until(Duration::from_secs(30), "b reads a's offline write", || {
+        sees(&b, "p", Some("a-offline"))
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "a reads b's offline write", || {
+        sees(&a, "from-b", Some("b-offline"))
     })
     .await;
 }
