@@ -451,6 +451,15 @@ async fn a_fleet_key_value_store_replicates_between_nodes_within_their_limits() 
     assert_eq!(call("GET", &kv(&a, "q"), b"").await.1, "1");
     let (_, keys) = call("GET", &format!("http://{}/keys", b.addr), b"").await;
     assert_eq!(keys, "m\np");
+    let (ok, out) = b.status();
+    assert!(
+        ok && out.contains("store 'default' (-/default): 2 of 2 keys")
+            && out.contains("fleet-wide, replicated (0 writes not published: queue full; 1 remote writes over this node's limits)")
+            && out
+                .lines()
+                .any(|l| l.contains("store 'local'") && !l.contains("fleet")),
+        "{out}"
+    );
     // a's own limit still answers its guest.
     let (status, body) = call("GET", &format!("http://{}/fill?n=3&size=1", a.addr), b"").await;
     assert_eq!(status, 500, "{body}");

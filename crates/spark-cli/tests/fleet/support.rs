@@ -123,6 +123,13 @@ impl Node {
             .arg(self.dir.join(".spark")))
     }
 
+    /// `spark status` against this node: success and output.
+    pub(crate) fn status(&self) -> (bool, String) {
+        run(spark()
+            .args(["status", "--admin", &self.admin, "--data-dir"])
+            .arg(self.dir.join(".spark")))
+    }
+
     /// SIGKILL.
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
