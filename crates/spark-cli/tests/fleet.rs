@@ -499,4 +499,26 @@ async fn a_fleet_key_value_store_replicates_between_nodes_within_their_limits() 
         sees(&a, "from-b", Some("b-offline"))
     })
     .await;
+
+    // A value the store takes but NATS does not (1 MiB plus the header is over the server's
+    // max_payload) stays on its node and does not hold up the writes after it.
+    let big = vec![b'x'; 1 << 20];
+    let (status, body) = call("PUT", &kv(&a, "q"), &big).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(call("PUT", &kv(&a, "p"), b"after-big").await.0, 200);
+    wait_until(
+        Duration::from_secs(30),
+        "b reads the write after the big one",
+        || sees(&b, "p", Some("after-big")),
+    )
+    .await;
+
+    // A node joining later gets the data: the application keeps it when it moves.
+    let c = Node::start_app(dir.path(), "c", &url, &[], &[], &kv_manifest(4));
+    wait_until(Duration::from_secs(20), "c reads the fleet's data", || {
+        sees(&c, "p", Some("after-big"))
+    })
+    .await;
+    assert_eq!(call("GET", &kv(&c, "from-b"), b"").await.1, "b-offline");
+    assert_eq!(call("GET", &kv(&c, "q"), b"").await.1, "1");
 }

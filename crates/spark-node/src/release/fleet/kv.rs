@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Pause between attempts to publish while NATS does not answer.
 const RETRY: Duration = Duration::from_millis(500);
+/// Failed attempts while connected after which an entry is given up.
+const MAX_REFUSALS: u32 = 3;
 
 /// Publishes the queued local writes until `shutdown`, each with the key's value as it is
 /// when published (absent: a tombstone), retrying while NATS is away.
@@ -46,6 +48,7 @@ pub(super) async fn publish(
             },
         };
         let mut said = false;
+        let mut refused = 0;
         loop {
             let value = match store.kv_get(&item.scope, &item.key) {
                 Ok(value) => value,
@@ -60,7 +63,17 @@ pub(super) async fn publish(
                 .await
             {
                 Ok(_) => break,
+                // Connected and still failing: the server refuses this entry (a value over
+                // its `max_payload`, a permission); it must not hold up the rest.
+                Err(e) if fleet.connected() && refused >= MAX_REFUSALS => {
+                    tracing::warn!(scope = %item.scope, error = %spark_error::chain(&e), "key-value write not published: the server refuses it; it stays node-local until the key is written again");
+                    replicas.settle(&item.scope, &item.key);
+                    break;
+                }
                 Err(e) => {
+                    if fleet.connected() {
+                        refused += 1;
+                    }
                     if !said {
                         tracing::info!(scope = %item.scope, queued = queue.len(), error = %spark_error::chain(&e), "key-value writes wait for NATS");
                         said = true;
