@@ -14,6 +14,9 @@
 //! most [`MAX_OPEN_STORES`] open stores. Copies made while the guest is polled are charged to
 //! its host-memory account like any other host allocation.
 //!
+//! A store declared fleet-wide carries the node's [`KvReplicas`] in its binding: each write
+//! that commits is queued there for the fleet agent to publish (`replica`).
+//!
 //! The decision worth knowing: reads run inline on the guest's thread (redb reads are served
 //! from the page cache and take microseconds), writes run on a blocking thread, because each
 //! one is a durable transaction that waits for an fsync.
