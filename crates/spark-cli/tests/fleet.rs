@@ -2,7 +2,9 @@
 //! --fleet` processes, driven by the `spark fleet` CLI. Deploys converge; a node killed with
 //! SIGKILL comes back to the desired state; NATS killed mid-rollout leaves the nodes serving
 //! and the rollout finishes when it returns; a bad canary rolls the fleet back; a damaged
-//! artifact is refused; of two concurrent deploys exactly one wins.
+//! artifact is refused; of two concurrent deploys exactly one wins; a fleet-wide key-value
+//! store written on one node is read on another, within each node's limits, and writes made
+//! while NATS is away reach the other node when it returns.
 
 #[path = "fleet/support.rs"]
 mod support;
@@ -362,4 +364,161 @@ async fn a_person_promotes_past_the_node_canaries_and_rolls_back() {
         },
     )
     .await;
+}
+
+/// A `spark.toml` serving the `spin-rs` guest with a fleet-wide store `default` of at most
+/// `max_keys` keys and a node-local store `local`.
+fn kv_manifest(max_keys: u32) -> String {
+    format!(
+        "version = 1\n[node]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n[key_value.default]\nfleet = true\nmax_keys = {max_keys}\n\n[[module]]\nid = \"spin\"\ncomponent = \"{}\"\nroutes = [\"/...\"]\nkey_value_stores = [\"default\", \"local\"]\n",
+        guest("spin_rs").display()
+    )
+}
+
+/// `(status, body)` of `METHOD url` with `body`.
+async fn call(method: &str, url: &str, body: &[u8]) -> (u16, String) {
+    let reply = spark_testkit::request_with(method, url, &[], body)
+        .await
+        .unwrap();
+    (reply.status, reply.text())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_key_value_store_replicates_between_nodes_within_their_limits() {
+    let mut nats = NatsServer::start();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    // a allows 4 keys, b only 2: b's limit holds against what a writes.
+    let a = Node::start_app(dir.path(), "a", &url, &[], &[], &kv_manifest(4));
+    let b = Node::start_app(dir.path(), "b", &url, &[], &[], &kv_manifest(2));
+    let kv = |node: &Node, key: &str| format!("http://{}/kv/{key}", node.addr);
+    let sees = |node: &Node, key: &str, want: Option<&str>| {
+        let url = kv(node, key);
+        let want = want.map(str::to_owned);
+        async move {
+            let (status, body) = call("GET", &url, b"").await;
+            match &want {
+                Some(v) => status == 200 && body == *v,
+                None => status == 404,
+            }
+        }
+    };
+
+    // A put on a is read on b; b's later put wins on a; a delete reaches b.
+    assert_eq!(call("PUT", &kv(&a, "colour"), b"blue").await.0, 200);
+    assert_eq!(call("GET", &kv(&a, "colour"), b"").await.1, "blue");
+    wait_until(Duration::from_secs(20), "b reads a's put", || {
+        sees(&b, "colour", Some("blue"))
+    })
+    .await;
+    assert_eq!(call("PUT", &kv(&b, "colour"), b"green").await.0, 200);
+    wait_until(Duration::from_secs(10), "a reads b's put", || {
+        sees(&a, "colour", Some("green"))
+    })
+    .await;
+    assert_eq!(call("DELETE", &kv(&a, "colour"), b"").await.0, 200);
+    wait_until(Duration::from_secs(10), "b sees a's delete", || {
+        sees(&b, "colour", None)
+    })
+    .await;
+
+    // A node-local store stays on its node.
+    let local = format!("http://{}/kv/secret?store=local", a.addr);
+    assert_eq!(call("PUT", &local, b"x").await.0, 200);
+    assert_eq!(call("PUT", &kv(&a, "m"), b"1").await.0, 200);
+    wait_until(Duration::from_secs(10), "b reads m", || {
+        sees(&b, "m", Some("1"))
+    })
+    .await;
+    let b_local = format!("http://{}/kv/secret?store=local", b.addr);
+    assert_eq!(call("GET", &b_local, b"").await.0, 404);
+
+    // a holds m, p, q (3 of its 4); b takes m and p, then refuses q (over its 2 keys) and
+    // still applies the later update of p.
+    for key in ["p", "q"] {
+        assert_eq!(call("PUT", &kv(&a, key), b"1").await.0, 200);
+    }
+    assert_eq!(call("PUT", &kv(&a, "p"), b"2").await.0, 200);
+    wait_until(Duration::from_secs(10), "b reads p's update", || {
+        sees(&b, "p", Some("2"))
+    })
+    .await;
+    assert_eq!(
+        call("GET", &kv(&b, "q"), b"").await.0,
+        404,
+        "over b's limit"
+    );
+    assert_eq!(call("GET", &kv(&a, "q"), b"").await.1, "1");
+    let (_, keys) = call("GET", &format!("http://{}/keys", b.addr), b"").await;
+    assert_eq!(keys, "m\np");
+    let (ok, out) = b.status();
+    assert!(
+        ok && out.contains("store 'default' (-/default): 2 of 2 keys")
+            && out.contains("fleet-wide, replicated (0 writes not published: queue full; 1 remote writes over this node's limits)")
+            && out
+                .lines()
+                .any(|l| l.contains("store 'local'") && !l.contains("fleet")),
+        "{out}"
+    );
+    // a's own limit still answers its guest.
+    let (status, body) = call("GET", &format!("http://{}/fill?n=3&size=1", a.addr), b"").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("wrote 1;") && body.contains("full"), "{body}");
+    // Its fill-0 reached b (and was refused there) before this update of p.
+    assert_eq!(call("PUT", &kv(&a, "p"), b"3").await.0, 200);
+    wait_until(Duration::from_secs(10), "b reads p's second update", || {
+        sees(&b, "p", Some("3"))
+    })
+    .await;
+    assert_eq!(call("GET", &kv(&b, "fill-0"), b"").await.0, 404);
+    // b writes within its limit after deleting, and a reads it.
+    assert_eq!(call("DELETE", &kv(&b, "m"), b"").await.0, 200);
+    assert_eq!(call("PUT", &kv(&b, "from-b"), b"hi").await.0, 200);
+    wait_until(Duration::from_secs(10), "a reads b's new key", || {
+        sees(&a, "from-b", Some("hi"))
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "a sees b's delete", || {
+        sees(&a, "m", None)
+    })
+    .await;
+
+    // Without NATS both nodes keep reading and writing their copies; what they wrote is
+    // published when it returns.
+    nats.kill();
+    assert_eq!(call("PUT", &kv(&a, "p"), b"a-offline").await.0, 200);
+    assert_eq!(call("PUT", &kv(&b, "from-b"), b"b-offline").await.0, 200);
+    assert_eq!(call("GET", &kv(&a, "p"), b"").await.1, "a-offline");
+    assert_eq!(call("GET", &kv(&b, "p"), b"").await.1, "3");
+    nats.restart();
+    wait_until(Duration::from_secs(30), "b reads a's offline write", || {
+        sees(&b, "p", Some("a-offline"))
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "a reads b's offline write", || {
+        sees(&a, "from-b", Some("b-offline"))
+    })
+    .await;
+
+    // A value the store takes but NATS does not (1 MiB plus the header is over the server's
+    // max_payload) stays on its node and does not hold up the writes after it.
+    let big = vec![b'x'; 1 << 20];
+    let (status, body) = call("PUT", &kv(&a, "q"), &big).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(call("PUT", &kv(&a, "p"), b"after-big").await.0, 200);
+    wait_until(
+        Duration::from_secs(30),
+        "b reads the write after the big one",
+        || sees(&b, "p", Some("after-big")),
+    )
+    .await;
+
+    // A node joining later gets the data: the application keeps it when it moves.
+    let c = Node::start_app(dir.path(), "c", &url, &[], &[], &kv_manifest(4));
+    wait_until(Duration::from_secs(20), "c reads the fleet's data", || {
+        sees(&c, "p", Some("after-big"))
+    })
+    .await;
+    assert_eq!(call("GET", &kv(&c, "from-b"), b"").await.1, "b-offline");
+    assert_eq!(call("GET", &kv(&c, "q"), b"").await.1, "1");
 }

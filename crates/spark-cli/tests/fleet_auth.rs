@@ -100,6 +100,11 @@ async fn users_and_permissions_are_enforced_by_a_real_server() {
     );
     let nodes = deployer.nodes().await.unwrap();
     assert!(nodes.iter().all(|n| n.node != "n2"), "{nodes:?}");
+    // A node publishes the entries of fleet-wide key-value stores.
+    as_n1
+        .publish_kv("n1", "shop/default", "k", Some(b"v"))
+        .await
+        .unwrap();
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.

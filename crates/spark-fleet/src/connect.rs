@@ -23,6 +23,8 @@ pub const DESIRED_BUCKET: &str = "spark-desired";
 pub const ROLLOUTS_BUCKET: &str = "spark-rollouts";
 /// Heartbeats per node; entries expire after [`FleetConfig::heartbeat_ttl`].
 pub const NODES_BUCKET: &str = "spark-nodes";
+/// Fleet-wide key-value stores' entries ([`replicated`](crate::replicated)).
+pub const KV_BUCKET: &str = "spark-kv";
 /// Components by digest.
 pub const ARTIFACTS_BUCKET: &str = "spark-artifacts";
 
@@ -192,6 +194,7 @@ pub struct Fleet {
     pub(crate) desired: kv::Store,
     pub(crate) rollouts: kv::Store,
     pub(crate) nodes: kv::Store,
+    pub(crate) kv: kv::Store,
     pub(crate) artifacts: object_store::ObjectStore,
 }
 
@@ -211,12 +214,14 @@ impl Fleet {
         let desired = key_value(&js, desired_config(), config.replicas).await?;
         let rollouts = key_value(&js, rollouts_config(), config.replicas).await?;
         let nodes = key_value(&js, nodes_config(config.heartbeat_ttl), config.replicas).await?;
+        let kv = key_value(&js, kv_config(), config.replicas).await?;
         let artifacts = object(&js, config.replicas).await?;
         Ok(Fleet {
             client,
             desired,
             rollouts,
             nodes,
+            kv,
             artifacts,
         })
     }
@@ -326,6 +331,15 @@ fn nodes_config(ttl: Duration) -> kv::Config {
         description: "Spark: node heartbeats and telemetry".into(),
         history: 1,
         max_age: ttl,
+        ..Default::default()
+    }
+}
+
+fn kv_config() -> kv::Config {
+    kv::Config {
+        bucket: KV_BUCKET.into(),
+        description: "Spark: entries of fleet-wide key-value stores".into(),
+        history: 1,
         ..Default::default()
     }
 }

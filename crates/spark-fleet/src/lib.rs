@@ -8,6 +8,7 @@
 //! | [`DESIRED_BUCKET`] | KV, history kept | per application: the release it should run and its fleet rollout ([`DesiredApp`]) |
 //! | [`ROLLOUTS_BUCKET`] | KV, history kept | per application: how far the nodes took its rollout ([`RolloutProgress`]) |
 //! | [`NODES_BUCKET`] | KV, entries expire | per node: its heartbeat and telemetry ([`NodeReport`]) |
+//! | [`KV_BUCKET`] | KV, last value per key | entries of fleet-wide key-value stores ([`replicated`]) |
 //! | [`ARTIFACTS_BUCKET`] | Object Store | components, named by the SHA-256 of their bytes |
 //!
 //! The decisions worth knowing:
@@ -37,13 +38,14 @@ mod names;
 pub mod plan;
 pub mod progress;
 pub mod release;
+pub mod replicated;
 pub mod signing;
 mod watch;
 
 pub use artifacts::{MAX_ARTIFACT_BYTES, sha256_hex};
 pub use connect::{
-    ARTIFACTS_BUCKET, DESIRED_BUCKET, Fleet, FleetAuth, FleetConfig, NODES_BUCKET, ROLLOUTS_BUCKET,
-    redact_url,
+    ARTIFACTS_BUCKET, DESIRED_BUCKET, Fleet, FleetAuth, FleetConfig, KV_BUCKET, NODES_BUCKET,
+    ROLLOUTS_BUCKET, redact_url,
 };
 pub use desired::{DesiredApp, Versioned};
 pub use error::FleetError;

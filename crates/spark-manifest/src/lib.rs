@@ -117,8 +117,8 @@ pub struct KeyValueStoreSpec {
     pub max_keys: u64,
     /// Most bytes (keys plus values) the store holds.
     pub max_bytes: u64,
-    /// Replicated across the fleet (through a JetStream KV bucket) rather than node-local.
-    /// `spark.toml` refuses `true` for now (not implemented).
+    /// Replicated across the fleet (through a JetStream KV bucket) when the node runs with
+    /// `--fleet`; node-local otherwise.
     pub fleet: bool,
 }
 

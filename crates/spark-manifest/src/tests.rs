@@ -699,6 +699,7 @@ token = { required = true, secret = true }
 max_value_size = "1KiB"
 max_keys = 10
 max_bytes = "1MiB"
+fleet = true
 
 [[module]]
 id = "app"
@@ -725,6 +726,8 @@ fn variables_and_key_value_stores_are_bound_to_modules() {
     );
     assert_eq!(app.app.key_value_stores["cache"].max_value_size, 1024);
     assert_eq!(app.app.key_value_stores["cache"].max_keys, 10);
+    assert!(app.app.key_value_stores["cache"].fleet);
+    assert!(!app.app.key_value_stores["default"].fleet);
     assert!(app.app.variables["token"].secret);
     assert!(app.app.variables["token"].required);
     assert_eq!(app.variables["message"], "{{ greeting }}, world");

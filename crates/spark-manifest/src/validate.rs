@@ -367,9 +367,6 @@ impl Validator<'_> {
                 ),
                 fleet: raw.fleet.unwrap_or(false),
             };
-            if spec.fleet {
-                self.error(store.span(), format!("{what}.fleet = true: fleet-wide (replicated) stores are not supported yet; this node keeps stores node-local (remove it)"));
-            }
             if spec.max_value_size == 0 || spec.max_value_size > spec.max_bytes {
                 let span = raw
                     .max_value_size

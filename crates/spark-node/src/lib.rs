@@ -33,7 +33,7 @@ pub use admin::dashboard::view::{
     DashboardView, FleetNodeRow, FleetPanel, ModeRow, ModuleRow, OrchestratorPanel,
 };
 pub use admin::status::{
-    KeyValueStatus, ModuleStatus, NodeStatus, OrchestratorStatus, RequestCounts,
+    FleetKvStatus, KeyValueStatus, ModuleStatus, NodeStatus, OrchestratorStatus, RequestCounts,
 };
 pub use clock::{Clock, ManualClock};
 pub use node::{NodeError, NodeOptions, RunningNode};

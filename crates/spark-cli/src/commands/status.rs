@@ -128,8 +128,16 @@ fn print(status: &NodeStatus) {
     }
     for m in &status.modules {
         for kv in &m.key_value {
+            let fleet = match &kv.fleet {
+                None => String::new(),
+                Some(f) if f.replicated => format!(
+                    "; fleet-wide, replicated ({} writes not published: queue full; {} remote writes over this node's limits)",
+                    f.dropped, f.refused
+                ),
+                Some(_) => "; fleet-wide, but node-local here (no --fleet)".to_owned(),
+            };
             println!(
-                "key-value: module '{}' store '{}' ({}): {} of {} keys, {} of {} bytes (values up to {} bytes)",
+                "key-value: module '{}' store '{}' ({}): {} of {} keys, {} of {} bytes (values up to {} bytes){fleet}",
                 m.id,
                 kv.label,
                 kv.scope,

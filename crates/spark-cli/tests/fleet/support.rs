@@ -52,9 +52,21 @@ impl Node {
         labels: &[&str],
         extra: &[&str],
     ) -> Node {
+        Node::start_app(base, id, url, labels, extra, &manifest(1, 0))
+    }
+
+    /// [`Node::start_with`] serving `manifest` (a `spark.toml`'s text).
+    pub(crate) fn start_app(
+        base: &Path,
+        id: &str,
+        url: &str,
+        labels: &[&str],
+        extra: &[&str],
+        manifest: &str,
+    ) -> Node {
         let dir = base.join(id);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("spark.toml"), manifest(1, 0)).unwrap();
+        std::fs::write(dir.join("spark.toml"), manifest).unwrap();
         let mut node = Node {
             id: id.into(),
             dir,
@@ -108,6 +120,13 @@ impl Node {
     pub(crate) fn top(&self) -> (bool, String) {
         run(spark()
             .args(["top", "--once", "--admin", &self.admin, "--data-dir"])
+            .arg(self.dir.join(".spark")))
+    }
+
+    /// `spark status` against this node: success and output.
+    pub(crate) fn status(&self) -> (bool, String) {
+        run(spark()
+            .args(["status", "--admin", &self.admin, "--data-dir"])
             .arg(self.dir.join(".spark")))
     }
 

@@ -474,9 +474,6 @@ impl Validator<'_> {
                 ),
                 fleet: limits.fleet.unwrap_or(false),
             };
-            if spec.fleet {
-                self.error(label.span(), format!("{who}: fleet = true: fleet-wide (replicated) stores are not supported yet; this node keeps stores node-local (remove it)"));
-            }
             stores.insert(label.get_ref().clone(), spec);
         }
         stores

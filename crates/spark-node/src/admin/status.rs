@@ -173,6 +173,20 @@ pub struct KeyValueStatus {
     pub max_bytes: u64,
     /// Largest value.
     pub max_value_size: u64,
+    /// Declared fleet-wide (`fleet = true`): how its replication goes on this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetKvStatus>,
+}
+
+/// Replication of the fleet-wide key-value stores on a node (its counters cover all of them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetKvStatus {
+    /// The node runs with `--fleet`, so the store replicates (else it is node-local).
+    pub replicated: bool,
+    /// Local writes not published because the queue was full, so far.
+    pub dropped: u64,
+    /// Other nodes' writes not applied here because they were over this node's limits.
+    pub refused: u64,
 }
 
 /// A module's live controls (what the orchestrator has set).
@@ -252,6 +266,11 @@ fn module(slot: &ModuleSlot, warmth: Option<ModuleWarmth>) -> ModuleStatus {
             max_keys: binding.limits.max_keys,
             max_bytes: binding.limits.max_bytes,
             max_value_size: binding.limits.max_value_size,
+            fleet: binding.fleet.as_ref().map(|r| FleetKvStatus {
+                replicated: r.enabled(),
+                dropped: r.dropped(),
+                refused: r.refused(),
+            }),
         })
         .collect();
     ModuleStatus {

@@ -161,6 +161,7 @@ pub struct RunningNode {
     nn: Option<spark_nn::NnService>,
     clock: Clock,
     dashboard: Arc<crate::admin::dashboard::DashboardState>,
+    kv_replicas: Arc<spark_runtime::spin::KvReplicas>,
     _executors: Vec<GuestExecutor>,
 }
 
@@ -261,6 +262,7 @@ impl RunningNode {
                 .map(|p| Arc::new(ObservedOutbound(p.outbound())) as Arc<dyn LatencySink>),
             nn: nn.clone(),
         };
+        let kv_replicas = Arc::new(spark_runtime::spin::KvReplicas::default());
         let factory = ModuleFactory {
             runtime: runtime.clone(),
             store: store.clone(),
@@ -268,6 +270,7 @@ impl RunningNode {
             placement,
             invocation_memory: sizing.invocation_memory,
             files_base: files_base(&manifest.source),
+            kv_replicas: kv_replicas.clone(),
         };
         let clock = options.clock.clone();
         let deployer = Arc::new(
@@ -397,6 +400,7 @@ impl RunningNode {
             nn,
             clock,
             dashboard,
+            kv_replicas,
             _executors: executors,
         })
     }
@@ -437,7 +441,12 @@ impl RunningNode {
             clock: self.clock.clone(),
             dashboard: self.dashboard.clone(),
         };
-        let agent = crate::release::fleet::Agent::new(options, self.deployer.clone(), reporter);
+        let agent = crate::release::fleet::Agent::new(
+            options,
+            self.deployer.clone(),
+            reporter,
+            self.kv_replicas.clone(),
+        );
         self.tasks
             .push(tokio::spawn(agent.run(self.shutdown.clone())));
     }

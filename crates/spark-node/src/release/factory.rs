@@ -109,6 +109,8 @@ pub struct ModuleFactory {
     /// What relative `files` directories are relative to: the directory of the manifest the
     /// node was started with (a release's recorded text no longer says where it came from).
     pub files_base: std::path::PathBuf,
+    /// The fleet-wide key-value stores' bookkeeping (replicated only under `--fleet`).
+    pub kv_replicas: Arc<spark_runtime::spin::KvReplicas>,
 }
 
 impl ModuleFactory {
@@ -127,7 +129,9 @@ impl ModuleFactory {
             });
         }
         let spec = &self.with_files(spec)?;
-        let app = Arc::new(app_host(&self.store, spec).map_err(BuildError::Variables)?);
+        let app = Arc::new(
+            app_host(&self.store, &self.kv_replicas, spec).map_err(BuildError::Variables)?,
+        );
         let prepared = prepare_artifact(&self.runtime, &self.store, digest, spec).await?;
         check_missing_imports(spec, &prepared)?;
         let report = &prepared.report;
@@ -207,7 +211,7 @@ impl ModuleFactory {
         let tier = self.runtime.cached_tier(digest).filter(|_| lazy)?;
         // Files or variables that fail are reported by the build this then falls back to.
         let spec = &self.with_files(spec).ok()?;
-        let app = Arc::new(app_host(&self.store, spec).ok()?);
+        let app = Arc::new(app_host(&self.store, &self.kv_replicas, spec).ok()?);
         let (controls, slot_controls) = self.placement.controls(spec);
         let stats = controls.stats.clone();
         let residency = Residency::on_disk(
@@ -333,6 +337,7 @@ async fn check_health(slot: &ModuleSlot) -> Result<(), BuildError> {
 /// `SPIN_VARIABLE_<NAME>` for a Spin application).
 pub(crate) fn app_host(
     store: &Arc<Store>,
+    replicas: &Arc<spark_runtime::spin::KvReplicas>,
     spec: &ModuleSpec,
 ) -> Result<spark_runtime::spin::AppHost, spark_manifest::VariableError> {
     let values = spark_manifest::resolve_application(&spec.app.variables, spec.app.kind, |name| {
@@ -344,13 +349,20 @@ pub(crate) fn app_host(
         .key_value_stores
         .iter()
         .map(|(label, s)| {
+            let scope = format!("{}/{label}", spec.app.scope);
+            let limits = spark_store::KvLimits {
+                max_value_size: s.max_value_size,
+                max_keys: s.max_keys,
+                max_bytes: s.max_bytes,
+            };
+            let fleet = s.fleet.then(|| {
+                replicas.register(&scope, limits);
+                replicas.clone()
+            });
             let binding = spark_runtime::spin::KvBinding {
-                scope: format!("{}/{label}", spec.app.scope),
-                limits: spark_store::KvLimits {
-                    max_value_size: s.max_value_size,
-                    max_keys: s.max_keys,
-                    max_bytes: s.max_bytes,
-                },
+                scope,
+                limits,
+                fleet,
             };
             (label.clone(), binding)
         })

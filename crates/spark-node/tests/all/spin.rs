@@ -312,3 +312,42 @@ async fn an_import_spark_does_not_provide_is_refused_by_name_or_traps_naming_it(
     );
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_store_on_a_node_without_a_fleet_is_node_local() {
+    let manifest = MANIFEST.replace("[key_value.small]\n", "[key_value.small]\nfleet = true\n");
+    let node = TestNode::start(&manifest).await.unwrap();
+    let put = request("PUT", &node.url("/spin/kv/k?store=small"), b"v")
+        .await
+        .unwrap();
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(
+        text(&node.url("/spin/kv/k?store=small")).await,
+        (200, "v".into())
+    );
+    let status: Value =
+        serde_json::from_slice(&node.admin("GET", "/v1/status", b"").await.unwrap().body).unwrap();
+    let stores = status["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "spin")
+        .unwrap()["key_value"]
+        .clone();
+    let store = |label: &str| {
+        stores
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["label"] == label)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        store("small")["fleet"],
+        json!({"replicated": false, "dropped": 0, "refused": 0})
+    );
+    assert_eq!(store("small")["keys"], 1);
+    assert!(store("default").get("fleet").is_none());
+    node.stop().await;
+}

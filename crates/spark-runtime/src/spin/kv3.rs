@@ -83,12 +83,16 @@ impl KvHandle {
             self.binding.scope.clone(),
             self.binding.limits,
         );
-        let written =
-            tokio::task::spawn_blocking(move || store.kv_set(&scope, &key, &value, &limits))
-                .await
-                .map_err(|_| format!("store '{}': the write was interrupted", self.label))?;
+        let written = tokio::task::spawn_blocking(move || {
+            store.kv_set(&scope, &key, &value, &limits).map(|()| key)
+        })
+        .await
+        .map_err(|_| format!("store '{}': the write was interrupted", self.label))?;
         match written {
-            Ok(()) => Ok(()),
+            Ok(key) => {
+                self.replicate(&key);
+                Ok(())
+            }
             Err(KvWriteError::Limit(limit)) => Err(self.limit(&limit)),
             Err(KvWriteError::Store(e)) => Err(self.fail(&e)),
         }
@@ -96,11 +100,22 @@ impl KvHandle {
 
     pub(crate) async fn delete(&self, key: String) -> Result<(), String> {
         let (store, scope) = (self.store.clone(), self.binding.scope.clone());
-        tokio::task::spawn_blocking(move || store.kv_delete(&scope, &key))
+        let k = key.clone();
+        let existed = tokio::task::spawn_blocking(move || store.kv_delete(&scope, &k))
             .await
             .map_err(|_| format!("store '{}': the delete was interrupted", self.label))?
-            .map(drop)
-            .map_err(|e| self.fail(&e))
+            .map_err(|e| self.fail(&e))?;
+        if existed {
+            self.replicate(&key);
+        }
+        Ok(())
+    }
+
+    /// Queues a committed write of `key` for the fleet, when the store is fleet-wide.
+    fn replicate(&self, key: &str) {
+        if let Some(fleet) = &self.binding.fleet {
+            fleet.wrote(&self.binding.scope, key);
+        }
     }
 
     /// Every key, up to [`MAX_LISTED_KEYS`].
@@ -120,9 +135,10 @@ impl KvHandle {
         Ok(keys)
     }
 
-    /// Runs a write on a blocking thread (it waits for an fsync).
+    /// Runs a write of `key` on a blocking thread (it waits for an fsync).
     pub(crate) async fn write<R: Send + 'static>(
         &self,
+        key: &str,
         f: impl FnOnce(&spark_store::Store, &str, &spark_store::KvLimits) -> Result<R, KvWriteError>
         + Send
         + 'static,
@@ -136,7 +152,10 @@ impl KvHandle {
             .await
             .map_err(|_| format!("store '{}': the write was interrupted", self.label))?;
         match written {
-            Ok(r) => Ok(r),
+            Ok(r) => {
+                self.replicate(key);
+                Ok(r)
+            }
             Err(KvWriteError::Limit(limit)) => Err(self.limit(&limit)),
             Err(KvWriteError::Store(e)) => Err(self.fail(&e)),
         }

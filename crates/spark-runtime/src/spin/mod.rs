@@ -14,11 +14,15 @@
 //! most [`MAX_OPEN_STORES`] open stores. Copies made while the guest is polled are charged to
 //! its host-memory account like any other host allocation.
 //!
+//! A store declared fleet-wide carries the node's [`KvReplicas`] in its binding: each write
+//! that commits is queued there for the fleet agent to publish (`replica`).
+//!
 //! The decision worth knowing: reads run inline on the guest's thread (redb reads are served
 //! from the page cache and take microseconds), writes run on a blocking thread, because each
 //! one is a durable transaction that waits for an fsync.
 
 mod kv3;
+mod replica;
 mod v2;
 mod variables3;
 mod wasi_kv;
@@ -30,6 +34,7 @@ use spark_store::{KvLimits, KvUsage, Store};
 use wasmtime::component::{HasData, ResourceTable};
 
 pub use kv3::KvHandle;
+pub use replica::{KvReplicas, Outgoing};
 
 /// Most stores one invocation holds open at once (`store-table-full` beyond).
 pub const MAX_OPEN_STORES: u32 = 16;
@@ -49,6 +54,8 @@ pub struct KvBinding {
     pub scope: String,
     /// Its bounds.
     pub limits: KvLimits,
+    /// Declared fleet-wide (`fleet = true`): its writes are queued here for the fleet agent.
+    pub fleet: Option<Arc<KvReplicas>>,
 }
 
 /// What a module's guests reach of their application: its stores and its variables.

@@ -146,11 +146,12 @@ impl atomics::Host for SpinView<'_> {
         delta: i64,
     ) -> wasmtime::Result<Result<i64, Error>> {
         let h = self.table.get(&bucket)?.clone();
-        Ok(
-            h.write(move |store, scope, limits| store.kv_increment(scope, &key, delta, limits))
-                .await
-                .map_err(Error::Other),
-        )
+        let k = key.clone();
+        Ok(h.write(&key, move |store, scope, limits| {
+            store.kv_increment(scope, &k, delta, limits)
+        })
+        .await
+        .map_err(Error::Other))
     }
 
     async fn swap(
@@ -168,7 +169,7 @@ impl atomics::Host for SpinView<'_> {
         }
         let (k, expected) = (key.clone(), seen.clone());
         let swapped = bucket
-            .write(move |store, scope, limits| {
+            .write(&key, move |store, scope, limits| {
                 store.kv_compare_and_swap(scope, &k, expected.as_deref(), &value, limits)
             })
             .await;

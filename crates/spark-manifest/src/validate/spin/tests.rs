@@ -26,6 +26,7 @@ admin = "127.0.0.1:19090"
 [application.tool.spark.key_value_stores.default]
 max_value_size = "64KiB"
 max_keys = 100
+fleet = true
 
 [application.tool.other]
 anything = "goes"
@@ -209,6 +210,8 @@ fn a_full_manifest_maps_onto_modules() {
     // Stores: every label used, with the tool table's limits or the defaults.
     assert_eq!(m.key_value_stores["default"].max_value_size, 64 << 10);
     assert_eq!(m.key_value_stores["default"].max_keys, 100);
+    assert!(m.key_value_stores["default"].fleet);
+    assert!(!m.key_value_stores["sessions"].fleet);
     assert_eq!(
         m.key_value_stores["sessions"].max_value_size,
         crate::DEFAULT_KV_MAX_VALUE_SIZE

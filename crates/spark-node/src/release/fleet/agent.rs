@@ -22,15 +22,27 @@ pub(crate) struct Agent {
     pub(super) deployer: Arc<Deployer>,
     pub(super) reporter: Reporter,
     pub(super) state: Arc<Mutex<AgentState>>,
+    kv_replicas: Arc<spark_runtime::spin::KvReplicas>,
+    kv_queue: Mutex<Option<tokio::sync::mpsc::Receiver<spark_runtime::spin::Outgoing>>>,
 }
 
 impl Agent {
-    pub(crate) fn new(options: FleetOptions, deployer: Arc<Deployer>, reporter: Reporter) -> Agent {
+    /// An agent for `options`; it replicates the fleet-wide key-value stores of `kv_replicas`
+    /// (whose write queue it takes: writes queue from now on, published once connected).
+    pub(crate) fn new(
+        options: FleetOptions,
+        deployer: Arc<Deployer>,
+        reporter: Reporter,
+        kv_replicas: Arc<spark_runtime::spin::KvReplicas>,
+    ) -> Agent {
+        let kv_queue = Mutex::new(kv_replicas.enable());
         Agent {
             options,
             deployer,
             reporter,
             state: Arc::default(),
+            kv_replicas,
+            kv_queue,
         }
     }
 
@@ -40,10 +52,33 @@ impl Agent {
             return;
         };
         tracing::info!(url = %spark_fleet::redact_url(&self.options.url), node = %self.options.node_id, app = %self.options.app, signed_only = self.options.trusted.enforced(), "joined the fleet");
+        let store = self.deployer.store().clone();
+        let origin = self.options.node_id.clone();
+        let mut kv_tasks = Vec::new();
+        if let Some(queue) = self.kv_queue.lock().expect("kv queue").take() {
+            kv_tasks.push(tokio::spawn(super::kv::publish(
+                fleet.clone(),
+                store.clone(),
+                self.kv_replicas.clone(),
+                origin.clone(),
+                queue,
+                shutdown.clone(),
+            )));
+        }
+        kv_tasks.push(tokio::spawn(super::kv::apply(
+            fleet.clone(),
+            store,
+            self.kv_replicas.clone(),
+            origin,
+            shutdown.clone(),
+        )));
         let agent = Arc::new(self);
         let heartbeat = tokio::spawn(agent.clone().heartbeat(fleet.clone(), shutdown.clone()));
         agent.reconcile_loop(&fleet, &shutdown).await;
         let _ = heartbeat.await;
+        for task in kv_tasks {
+            let _ = task.await;
+        }
     }
 
     async fn connect(&self, shutdown: &CancellationToken) -> Option<Fleet> {

@@ -19,9 +19,12 @@
 //!   to the rollout-progress bucket (never to the desired state, which only deployers may
 //!   write); one write wins, the others re-read and find nothing left to do. So the rollout survives
 //!   the operator's CLI exiting and any node dying, without a lease or a leader.
+//! - **Fleet-wide key-value stores** ([`kv`]) replicate through one JetStream KV bucket, last
+//!   writer wins per key; the guest's write commits locally first and is published after.
 
 mod agent;
 mod decide;
+mod kv;
 mod reconcile;
 mod report;
 
