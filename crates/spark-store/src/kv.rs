@@ -132,25 +132,14 @@ impl Store {
             let mut usage = txn.open_table(KV_USAGE)?;
             let (keys, bytes) = usage.get(scope)?.map_or((0, 0), |v| v.value());
             let old = data.get((scope, key))?.map(|v| v.value().len() as u64);
-            let entry = (key.len() + value.len()) as u64;
-            let (new_keys, new_bytes) = match old {
-                Some(old) => (keys, bytes - (key.len() as u64 + old).min(bytes) + entry),
-                None => (keys + 1, bytes + entry),
-            };
-            if old.is_none() && new_keys > limits.max_keys {
-                refused = Some(KvLimit::TooManyKeys {
-                    max: limits.max_keys,
-                });
-                return Ok(());
-            }
-            if new_bytes > limits.max_bytes && new_bytes > bytes {
-                refused = Some(KvLimit::TooManyBytes {
-                    used: bytes,
-                    more: new_bytes - bytes,
-                    max: limits.max_bytes,
-                });
-                return Ok(());
-            }
+            let (new_keys, new_bytes) =
+                match usage_after((keys, bytes), key, old, value.len() as u64, limits) {
+                    Ok(usage) => usage,
+                    Err(limit) => {
+                        refused = Some(limit);
+                        return Ok(());
+                    }
+                };
             data.insert((scope, key), value)?;
             usage.insert(scope, (new_keys, new_bytes))?;
             Ok(())
@@ -279,28 +268,15 @@ impl Store {
                 refused = Some(limit);
                 return Ok(());
             }
-            let entry = (key.len() + value.len()) as u64;
-            let (new_keys, new_bytes) = match &old {
-                Some(v) => (
-                    keys,
-                    bytes - ((key.len() + v.len()) as u64).min(bytes) + entry,
-                ),
-                None => (keys + 1, bytes + entry),
-            };
-            if old.is_none() && new_keys > limits.max_keys {
-                refused = Some(KvLimit::TooManyKeys {
-                    max: limits.max_keys,
-                });
-                return Ok(());
-            }
-            if new_bytes > limits.max_bytes && new_bytes > bytes {
-                refused = Some(KvLimit::TooManyBytes {
-                    used: bytes,
-                    more: new_bytes - bytes,
-                    max: limits.max_bytes,
-                });
-                return Ok(());
-            }
+            let old_len = old.as_ref().map(|v| v.len() as u64);
+            let (new_keys, new_bytes) =
+                match usage_after((keys, bytes), key, old_len, value.len() as u64, limits) {
+                    Ok(usage) => usage,
+                    Err(limit) => {
+                        refused = Some(limit);
+                        return Ok(());
+                    }
+                };
             data.insert((scope, key), value.as_slice())?;
             usage.insert(scope, (new_keys, new_bytes))?;
             Ok(())
@@ -325,6 +301,36 @@ impl Store {
             }))
         })
     }
+}
+
+/// A scope's `(keys, bytes)` once `key` holds a value of `new_len` bytes in place of one of
+/// `old_len` (`None`: the key is new), or the limit that write would cross. A write that
+/// shrinks the scope is never refused for bytes.
+fn usage_after(
+    (keys, bytes): (u64, u64),
+    key: &str,
+    old_len: Option<u64>,
+    new_len: u64,
+    limits: &KvLimits,
+) -> Result<(u64, u64), KvLimit> {
+    let key_len = key.len() as u64;
+    let (new_keys, new_bytes) = match old_len {
+        Some(old) => (keys, bytes - (key_len + old).min(bytes) + key_len + new_len),
+        None => (keys + 1, bytes + key_len + new_len),
+    };
+    if old_len.is_none() && new_keys > limits.max_keys {
+        return Err(KvLimit::TooManyKeys {
+            max: limits.max_keys,
+        });
+    }
+    if new_bytes > limits.max_bytes && new_bytes > bytes {
+        return Err(KvLimit::TooManyBytes {
+            used: bytes,
+            more: new_bytes - bytes,
+            max: limits.max_bytes,
+        });
+    }
+    Ok((new_keys, new_bytes))
 }
 
 fn check_sizes(key: &str, value: u64, limits: &KvLimits) -> Result<(), KvLimit> {

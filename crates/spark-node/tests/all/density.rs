@@ -1,10 +1,13 @@
 //! Many registered modules: a restarted node registers the modules whose code its AOT cache
 //! holds without loading any, serves a never-loaded one on its first request (from the cache
 //! on disk), and its control loop and predictor plan only the modules that are active.
+//! Clients that hang up while their module loads leave nothing held.
 
 use std::time::Duration;
 
-use spark_testkit::{TestNode, get, guest};
+use spark_runtime::PoolingMode;
+use spark_testkit::{TestNode, get, guest, metric};
+use tokio::io::AsyncWriteExt;
 
 /// Enough to show the shape; every one is compiled once at the first start.
 const MODULES: usize = 100;
@@ -125,5 +128,57 @@ async fn a_restart_registers_cached_modules_without_loading_and_plans_only_activ
         [format!("m-{}", MODULES - 1).as_str(), "shop"],
         "the predictor plans the active modules only"
     );
+    node.stop().await;
+}
+
+/// Clients that hang up while the module they asked for is still loading from disk (its first
+/// request after a restart) leave no node slot or reserved memory behind, and the module
+/// serves the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_leaving_during_a_lazy_load_leave_nothing_held() {
+    const COPIES: usize = 6;
+    let components = tempfile::tempdir().unwrap();
+    let hello = std::fs::read(guest("hello")).unwrap();
+    let mut manifest = String::from("version = 1\n");
+    for i in 0..COPIES {
+        let path = components.path().join(format!("m-{i}.wasm"));
+        std::fs::write(&path, distinct(&hello, i)).unwrap();
+        manifest.push_str(&format!(
+            "\n[[module]]\nid = \"m-{i}\"\ncomponent = \"{}\"\nroutes = [\"/m-{i}/...\"]\n",
+            path.display()
+        ));
+    }
+    let dir = TestNode::start(&manifest).await.unwrap().stop().await;
+    let node = TestNode::start_in(&manifest, dir, PoolingMode::Auto)
+        .await
+        .unwrap();
+    assert!(loaded(&node).is_empty(), "nothing loaded at startup");
+
+    for i in 0..COPIES {
+        let mut stream = tokio::net::TcpStream::connect(node.node.http_addr)
+            .await
+            .unwrap();
+        let request = format!("GET /m-{i}/ HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        drop(stream);
+    }
+    spark_testkit::wait_until(
+        Duration::from_secs(10),
+        "the node's gauges at rest",
+        || async {
+            let page = get(&node.admin_url("/metrics")).await.unwrap().text();
+            let gauge = |name: &str| metric(&page, name).unwrap_or_else(|| panic!("no {name}"));
+            gauge("spark_node_slots_in_use") == 0.0
+                && gauge("spark_node_memory_reserved_bytes") == 0.0
+        },
+    )
+    .await;
+    for i in 0..COPIES {
+        let reply = get(&node.url(&format!("/m-{i}/"))).await.unwrap();
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, "Hello from Spark!\n")
+        );
+    }
     node.stop().await;
 }
