@@ -216,30 +216,17 @@ impl Manifest {
             variables: BTreeMap::new(),
             key_value_stores: BTreeMap::new(),
             modules: vec![ModuleSpec {
-                id,
-                component: ComponentRef::File(component),
-                trigger: Trigger::Http {
-                    routes: vec![Route::parse("/...").expect("literal route is valid")],
-                },
-                priority: Priority::Normal,
-                weight: DEFAULT_WEIGHT,
-                limits: Limits::default(),
-                env: BTreeMap::new(),
-                config: BTreeMap::new(),
-                outbound: OutboundPolicy::deny_all(),
-                health: None,
-                rollout: RolloutSettings::default(),
-                trace_outbound: false,
-                tiering: true,
-                key_value_stores: Vec::new(),
-                variables: BTreeMap::new(),
-                files: Vec::new(),
-                missing_imports: MissingImports::Refuse,
-                spin_base_path: None,
                 app: AppContext {
                     scope: "-".to_owned(),
                     ..AppContext::default()
                 },
+                ..ModuleSpec::with_defaults(
+                    id,
+                    ComponentRef::File(component),
+                    Trigger::Http {
+                        routes: vec![Route::parse("/...").expect("literal route is valid")],
+                    },
+                )
             }],
         }
     }
@@ -532,6 +519,35 @@ pub struct ModuleSpec {
     pub spin_base_path: Option<String>,
     /// Its application's stores and variables ([`Manifest::bind_modules`] fills it).
     pub app: AppContext,
+}
+
+impl ModuleSpec {
+    /// A module with every setting at its default: normal priority, default weight and limits,
+    /// no environment, configuration, outbound hosts, stores, variables or files, imports
+    /// refused, tiered, not yet bound to an application ([`Manifest::bind_modules`]).
+    pub fn with_defaults(id: ModuleId, component: ComponentRef, trigger: Trigger) -> ModuleSpec {
+        ModuleSpec {
+            id,
+            component,
+            trigger,
+            priority: Priority::Normal,
+            weight: DEFAULT_WEIGHT,
+            limits: Limits::default(),
+            env: BTreeMap::new(),
+            config: BTreeMap::new(),
+            outbound: OutboundPolicy::deny_all(),
+            health: None,
+            rollout: RolloutSettings::default(),
+            trace_outbound: false,
+            tiering: true,
+            key_value_stores: Vec::new(),
+            variables: BTreeMap::new(),
+            files: Vec::new(),
+            missing_imports: MissingImports::Refuse,
+            spin_base_path: None,
+            app: AppContext::default(),
+        }
+    }
 }
 
 /// What happens to a component's imports that Spark does not provide (sqlite, redis, ...).

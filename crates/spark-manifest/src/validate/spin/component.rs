@@ -14,8 +14,8 @@ use super::super::Validator;
 use super::{FileCheck, is_label, is_lower_snake};
 use crate::spin::{RawComponent, RawSparkComponent};
 use crate::{
-    ComponentRef, DEFAULT_WEIGHT, FileMount, Limits, MissingImports, ModuleId, ModuleSpec,
-    NodeSettings, OutboundPolicy, Priority, RolloutSettings, Trigger, VariableSpec,
+    ComponentRef, DEFAULT_WEIGHT, FileMount, MissingImports, ModuleId, ModuleSpec, NodeSettings,
+    OutboundPolicy, Priority, Trigger, VariableSpec,
 };
 
 /// What a component is validated against.
@@ -325,27 +325,11 @@ impl Validator<'_> {
         node: &NodeSettings,
         who: &str,
     ) -> ModuleSpec {
-        let mut spec = ModuleSpec {
-            id: ModuleId::new("placeholder").expect("literal id is valid"),
-            component: ComponentRef::Artifact(String::new()),
-            trigger: Trigger::Http { routes: Vec::new() },
-            priority: Priority::Normal,
-            weight: DEFAULT_WEIGHT,
-            limits: Limits::default(),
-            env: BTreeMap::new(),
-            config: BTreeMap::new(),
-            outbound: OutboundPolicy::deny_all(),
-            health: None,
-            rollout: RolloutSettings::default(),
-            trace_outbound: false,
-            tiering: true,
-            key_value_stores: Vec::new(),
-            variables: BTreeMap::new(),
-            files: Vec::new(),
-            missing_imports: MissingImports::Refuse,
-            spin_base_path: None,
-            app: crate::AppContext::default(),
-        };
+        let mut spec = ModuleSpec::with_defaults(
+            ModuleId::new("placeholder").expect("literal id is valid"),
+            ComponentRef::Artifact(String::new()),
+            Trigger::Http { routes: Vec::new() },
+        );
         let Some(raw) = raw else { return spec };
         let who = format!("{who}: tool.spark");
         if let Some(p) = &raw.priority {
