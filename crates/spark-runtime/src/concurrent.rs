@@ -12,7 +12,13 @@
 //!
 //! What each request holds is held by its [`LiveRequest`] guard, from the moment an instance
 //! takes it until its response body ends (or the response is never made): its admission slots
-//! (`hold`), its in-flight count, its share of the instance's CPU. A client that goes away
+//! and node capacity (`hold`, see [`Claims`]), its in-flight count, its share of the
+//! instance's CPU. The part of a claim that an instance needs (its slot and linear memory on
+//! the node) is the instance's: the request that opens it hands it over, and it is released
+//! when the store is gone; requests that join give theirs back at once, so sixteen requests
+//! on one instance reserve one instance's memory and sixteen requests' host memory. Once an
+//! instance takes no more requests and has none left, what it and its last request still
+//! hold is marked as ending ([`Claims::ending`]): on its way back. A client that goes away
 //! drops the guard; the instance then stops at once if nobody else is on it (a call cannot be
 //! cancelled alone in Wasmtime 48, so with others on it the abandoned call runs on, within the
 //! instance's limits, until the instance ends). The last request to end normally lends its
@@ -49,6 +55,7 @@ use wasmtime_wasi_http::handler::{Prepared, Proxy};
 use wasmtime_wasi_http::p3::bindings::Service;
 
 use crate::budget::{Budget, CpuShare};
+use crate::claims::Claims;
 use crate::error::InvokeError;
 use crate::host::Host;
 use crate::loader::Prepared as Code;
@@ -94,23 +101,29 @@ struct State {
     /// Stop now: the last request ended without anyone wanting what the instance still does.
     stop: bool,
     /// The last request's slots and CPU share, kept while the guest finishes its work.
-    tail: Vec<(Box<dyn Send>, CpuShare)>,
+    tail: Vec<(Box<dyn Claims>, CpuShare)>,
+    /// The instance's own claims (its slot and memory on the node), kept until it ends.
+    claims: Option<Box<dyn Claims>>,
 }
 
 impl SharedInstance {
-    /// A new instance (its worker not yet started) taking up to `max` requests; the receiver is
-    /// the worker's.
+    /// A new instance (its worker not yet started) taking up to `max` requests and holding
+    /// `claims` until it ends; the receiver is the worker's.
     pub(crate) fn new(
         code: Arc<Code>,
         max: u32,
         budget: Arc<Budget>,
         stats: Arc<ModuleStats>,
+        claims: Option<Box<dyn Claims>>,
     ) -> (Arc<SharedInstance>, mpsc::UnboundedReceiver<Job>) {
         let (jobs, receiver) = mpsc::unbounded_channel();
         let instance = Arc::new(SharedInstance {
             code,
             max: max.max(1),
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                claims,
+                ..State::default()
+            }),
             jobs,
             waker: AtomicWaker::new(),
             budget,
@@ -125,8 +138,8 @@ impl SharedInstance {
     /// its slots and its CPU share are held by the guard.
     pub(crate) fn join(
         self: &Arc<Self>,
-        hold: Box<dyn Send>,
-    ) -> Result<LiveRequest, Box<dyn Send>> {
+        hold: Box<dyn Claims>,
+    ) -> Result<LiveRequest, Box<dyn Claims>> {
         let (share, shared) = {
             let mut state = self.state.lock().expect("instance lock");
             if state.closed || state.accepted >= self.max || self.failure.get().is_some() {
@@ -182,12 +195,14 @@ impl SharedInstance {
         self.failure().unwrap_or(InvokeError::NoResponse)
     }
 
-    /// The worker ended.
+    /// The worker ended (its store is gone): what the instance held is released.
     pub(crate) fn finished(&self) {
         let mut state = self.state.lock().expect("instance lock");
         state.closed = true;
-        state.tail.clear();
+        let tail = std::mem::take(&mut state.tail);
+        let claims = state.claims.take();
         drop(state);
+        drop((tail, claims));
         self.ended.send_replace(true);
     }
 
@@ -199,17 +214,24 @@ impl SharedInstance {
     /// A request's response is done (`normal`) or it was abandoned or failed. The last one
     /// to end normally leaves its slots and CPU share to the instance's remaining work; after
     /// any other last end the instance stops at once.
-    fn left(&self, normal: bool, hold: Option<Box<dyn Send>>, share: Option<CpuShare>) {
+    fn left(&self, normal: bool, hold: Option<Box<dyn Claims>>, share: Option<CpuShare>) {
         let mut state = self.state.lock().expect("instance lock");
         state.live -= 1;
         let idle = state.live == 0;
         let mut released = None;
         if idle {
+            // It takes no more requests and has none: all it holds is on its way back.
             state.closed = true;
             state.stop |= !normal;
+            if let Some(claims) = &mut state.claims {
+                claims.ending();
+            }
         }
         match (idle && normal, hold, share) {
-            (true, Some(hold), Some(share)) => state.tail.push((hold, share)),
+            (true, Some(mut hold), Some(share)) => {
+                hold.ending();
+                state.tail.push((hold, share));
+            }
             (_, hold, share) => {
                 if let Some(share) = &share {
                     self.budget.leave_share(share);
@@ -234,7 +256,7 @@ impl SharedInstance {
 pub(crate) struct LiveRequest {
     pub(crate) instance: Arc<SharedInstance>,
     share: Option<CpuShare>,
-    hold: Option<Box<dyn Send>>,
+    hold: Option<Box<dyn Claims>>,
     in_flight: Option<InFlight>,
     outcome: Option<Result<(), InvokeError>>,
     /// When this request must be done (its response and its body).

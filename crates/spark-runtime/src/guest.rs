@@ -34,6 +34,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::body::{GuestTask, Owner, ResponseBody};
 use crate::budget::{Budget, CpuShare, Metered, Pacer};
+use crate::claims::Claims;
 use crate::concurrent::SharedInstance;
 use crate::error::InvokeError;
 use crate::guest_log::{GuestLog, LogBudget, Stream};
@@ -356,14 +357,14 @@ impl GuestModule {
         &self.inner.stats
     }
 
-    /// Serves one HTTP request with a fresh instance. `hold` (the caller's admission slots)
-    /// is kept exactly as long as the guest runs: it is dropped when the guest ends, however
-    /// it ends. Dropping the returned future before the response, or the response body before
+    /// Serves one HTTP request with a fresh instance. `hold` (the caller's admission slots
+    /// and node capacity, see [`Claims`]) is kept exactly as long as the guest works for the
+    /// request: it is dropped when the guest ends, however it ends. Dropping the returned future before the response, or the response body before
     /// its end, cancels the guest.
     pub async fn handle<B>(
         &self,
         request: http::Request<B>,
-        hold: impl Send + 'static,
+        hold: impl Claims,
     ) -> Result<http::Response<ResponseBody>, InvokeError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,

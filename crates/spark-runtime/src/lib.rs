@@ -30,6 +30,7 @@
 mod aot;
 mod body;
 mod budget;
+mod claims;
 mod concurrent;
 mod engine;
 mod error;
@@ -64,6 +65,7 @@ use wasmtime::component::Linker;
 pub use aot::{ArtifactCache, digest};
 pub use body::{BodyError, RequestBodyError, ResponseBody};
 pub use budget::{PaceFuture, Pacer};
+pub use claims::Claims;
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, EngineSettings, PoolingMode};
 pub use error::{InvokeError, LoadError, RuntimeError};
 pub use guest::{

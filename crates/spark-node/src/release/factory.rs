@@ -121,7 +121,7 @@ impl ModuleFactory {
         digest: &str,
         release: &str,
     ) -> Result<Arc<ModuleSlot>, BuildError> {
-        let needs = reservation(&spec.limits);
+        let needs = reservation(&spec.limits).total();
         if needs > self.invocation_memory {
             return Err(BuildError::TooLarge {
                 needs,
@@ -205,7 +205,7 @@ impl ModuleFactory {
         let lazy = matches!(spec.trigger, Trigger::Http { .. })
             && spec.priority != Priority::Critical
             && spec.health.is_none()
-            && reservation(&spec.limits) <= self.invocation_memory
+            && reservation(&spec.limits).total() <= self.invocation_memory
             && spark_store::Digest::parse(digest)
                 .is_ok_and(|d| self.store.artifacts().contains(&d));
         let tier = self.runtime.cached_tier(digest).filter(|_| lazy)?;

@@ -10,17 +10,45 @@
 //! waits (critical, up to its queue timeout) or is refused (others): the kernel's OOM killer
 //! never decides.
 //!
+//! A claim has two parts ([`NodeSlot`]): the instance's (its slot and `limits.memory`) and
+//! the request's (`limits.host_memory`). They are taken together, since a request may have to
+//! open an instance; a WASI 0.3 request that joins an instance already open gives the
+//! instance's part back at once (see `spark_runtime::Claims`). A claim marked as *ending* is
+//! on its way back (its instance answered everything and is being torn down): a request that
+//! would be refused only for want of what ending claims are about to return waits for them,
+//! up to its queue timeout, instead of being refused.
+//!
 //! With the orchestrator off every class is treated alike (plain first come, first served).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use spark_manifest::Priority;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-/// What one invocation of a module reserves of the node's memory: everything it may use.
-pub(crate) fn reservation(limits: &spark_manifest::Limits) -> u64 {
-    limits.memory.saturating_add(limits.host_memory)
+/// What one invocation of a module reserves of the node's memory: everything it may use, as
+/// the part its instance needs and the part the request itself does.
+pub(crate) fn reservation(limits: &spark_manifest::Limits) -> Reservation {
+    Reservation {
+        instance: limits.memory,
+        request: limits.host_memory,
+    }
+}
+
+/// Bytes of node memory an invocation reserves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reservation {
+    /// For the instance: its linear memory.
+    pub instance: u64,
+    /// For the request: the host memory it may make the host hold.
+    pub request: u64,
+}
+
+impl Reservation {
+    pub fn total(self) -> u64 {
+        self.instance.saturating_add(self.request)
+    }
 }
 
 /// Memory is counted in KiB, so a semaphore of `u32` permits covers 4 TiB.
@@ -33,6 +61,13 @@ pub struct NodeCapacity {
     memory: Gate,
 }
 
+/// Claims on their way back, per gate, and the signal that one came back.
+#[derive(Debug, Default)]
+struct Returning {
+    permits: AtomicU32,
+    released: Notify,
+}
+
 /// One pool (slots or KiB) with its class reserves.
 #[derive(Debug)]
 struct Gate {
@@ -42,6 +77,8 @@ struct Gate {
     reserve_for_critical: u32,
     /// What background work must leave free (for critical and normal).
     reserve_for_normal: u32,
+    /// Permits held by ending claims.
+    returning: Arc<Returning>,
 }
 
 /// Why the node refused a request.
@@ -62,11 +99,84 @@ impl NodeRefusal {
     }
 }
 
-/// One invocation's claim on the node: a slot and its memory; released on drop.
+/// One invocation's claim on the node: the instance's part (a slot and its linear memory),
+/// which may be split off, and the request's (its host memory); each released on drop.
 #[derive(Debug)]
 pub struct NodeSlot {
-    _slot: OwnedSemaphorePermit,
-    _memory: OwnedSemaphorePermit,
+    instance: Mutex<Option<NodeClaim>>,
+    request: Mutex<NodeClaim>,
+}
+
+/// Permits of the node's gates held together; released on drop.
+#[derive(Debug, Default)]
+pub struct NodeClaim {
+    held: Vec<Held>,
+}
+
+/// Permits of one gate, and whether they are counted as on their way back.
+#[derive(Debug)]
+struct Held {
+    permit: Option<OwnedSemaphorePermit>,
+    returning: Arc<Returning>,
+    /// Permits counted as returning.
+    ending: u32,
+}
+
+impl Held {
+    /// Splits `n` permits off into a claim of their own (none if `n` is 0).
+    fn split(&mut self, n: u32) -> Option<Held> {
+        if n == 0 {
+            return None;
+        }
+        let permit = self.permit.as_mut()?.split(n as usize)?;
+        Some(Held {
+            permit: Some(permit),
+            returning: self.returning.clone(),
+            ending: 0,
+        })
+    }
+}
+
+impl NodeSlot {
+    /// The instance's part, if it has not been split off already.
+    pub fn split_instance(&self) -> Option<NodeClaim> {
+        self.instance.lock().expect("node slot lock").take()
+    }
+
+    /// Everything still held is on its way back.
+    pub fn ending(&self) {
+        if let Some(instance) = &mut *self.instance.lock().expect("node slot lock") {
+            instance.ending();
+        }
+        self.request.lock().expect("node slot lock").ending();
+    }
+}
+
+impl NodeClaim {
+    /// What this claim holds is on its way back.
+    pub fn ending(&mut self) {
+        for held in &mut self.held {
+            let n = held.permit.as_ref().map_or(0, |p| p.num_permits() as u32);
+            if held.ending == 0 && n > 0 {
+                held.returning.permits.fetch_add(n, Ordering::SeqCst);
+                held.ending = n;
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // The permits go back before they stop counting as returning: a waiter looking in
+        // between counts them twice and looks again when woken, never misses them.
+        drop(self.permit.take());
+        if self.ending > 0 {
+            self.returning
+                .permits
+                .fetch_sub(self.ending, Ordering::SeqCst);
+            self.returning.released.notify_waiters();
+        }
+    }
 }
 
 impl Gate {
@@ -77,6 +187,7 @@ impl Gate {
             total,
             reserve_for_critical: reserve,
             reserve_for_normal: reserve.saturating_mul(2),
+            returning: Arc::default(),
         }
     }
 
@@ -89,22 +200,57 @@ impl Gate {
     }
 
     /// Critical work waits until `deadline`; other work takes what is free now, above the
-    /// reserves of the classes above it.
+    /// reserves of the classes above it, or waits (until `deadline`) only while claims on
+    /// their way back would make up what is missing.
     async fn take(
         &self,
         priority: Priority,
         n: u32,
         deadline: tokio::time::Instant,
-    ) -> Option<OwnedSemaphorePermit> {
-        if priority == Priority::Critical {
+    ) -> Option<Held> {
+        let permit = if priority == Priority::Critical {
             let wait = self.permits.clone().acquire_many_owned(n);
-            return tokio::time::timeout_at(deadline, wait).await.ok()?.ok();
+            tokio::time::timeout_at(deadline, wait).await.ok()?.ok()?
+        } else {
+            self.take_above_reserve(
+                u64::from(self.keep_free(priority)) + u64::from(n),
+                n,
+                deadline,
+            )
+            .await?
+        };
+        Some(Held {
+            permit: Some(permit),
+            returning: self.returning.clone(),
+            ending: 0,
+        })
+    }
+
+    /// Takes `n` permits if `need` are free; waits for ending claims while they cover the
+    /// shortfall.
+    async fn take_above_reserve(
+        &self,
+        need: u64,
+        n: u32,
+        deadline: tokio::time::Instant,
+    ) -> Option<OwnedSemaphorePermit> {
+        loop {
+            let released = self.returning.released.notified();
+            let mut released = std::pin::pin!(released);
+            // Registered before looking, so a release after the look is not missed.
+            released.as_mut().enable();
+            let available = self.permits.available_permits() as u64;
+            if available >= need
+                && let Ok(permit) = self.permits.clone().try_acquire_many_owned(n)
+            {
+                return Some(permit);
+            }
+            let returning = u64::from(self.returning.permits.load(Ordering::SeqCst));
+            if available + returning < need {
+                return None;
+            }
+            tokio::time::timeout_at(deadline, released).await.ok()?;
         }
-        let keep_free = self.keep_free(priority);
-        if (self.permits.available_permits() as u64) < u64::from(keep_free) + u64::from(n) {
-            return None;
-        }
-        self.permits.clone().try_acquire_many_owned(n).ok()
     }
 
     fn in_use(&self) -> u32 {
@@ -134,13 +280,14 @@ impl NodeCapacity {
         Self::units(memory) <= self.memory.total
     }
 
-    /// Takes a slot and `memory` bytes for `priority`. Critical work may wait up to `wait`
-    /// for them; other work is refused at once when taking them would eat into a higher
-    /// class's reserve.
+    /// Takes a slot and `memory` for `priority`. Critical work may wait up to `wait` for
+    /// them; other work is refused at once when taking them would eat into a higher class's
+    /// reserve, unless claims on their way back make up the difference (then it waits for
+    /// them, up to `wait`).
     pub async fn admit(
         &self,
         priority: Priority,
-        memory: u64,
+        memory: Reservation,
         wait: Duration,
     ) -> Result<NodeSlot, NodeRefusal> {
         let deadline = tokio::time::Instant::now() + wait;
@@ -149,14 +296,24 @@ impl NodeCapacity {
             .take(priority, 1, deadline)
             .await
             .ok_or(NodeRefusal::Slots)?;
-        let memory = self
+        let request_units = Self::units(memory.request);
+        let mut instance_memory = self
             .memory
-            .take(priority, Self::units(memory), deadline)
+            .take(
+                priority,
+                Self::units(memory.instance).saturating_add(request_units),
+                deadline,
+            )
             .await
             .ok_or(NodeRefusal::Memory)?;
+        let request_memory = instance_memory.split(request_units);
         Ok(NodeSlot {
-            _slot: slot,
-            _memory: memory,
+            instance: Mutex::new(Some(NodeClaim {
+                held: vec![slot, instance_memory],
+            })),
+            request: Mutex::new(NodeClaim {
+                held: request_memory.into_iter().collect(),
+            }),
         })
     }
 
@@ -185,36 +342,47 @@ mod tests {
 
     const NOW: Duration = Duration::from_millis(20);
     const PLENTY: u64 = 1 << 40;
+    const MIB: u64 = 1 << 20;
+
+    /// A reservation of `n` bytes, all for the instance.
+    fn bytes(n: u64) -> Reservation {
+        Reservation {
+            instance: n,
+            request: 0,
+        }
+    }
 
     #[tokio::test]
     async fn lower_classes_are_refused_first() {
         let node = NodeCapacity::new(10, PLENTY, true);
         let mut held = Vec::new();
-        while let Ok(slot) = node.admit(Priority::Background, 0, NOW).await {
+        while let Ok(slot) = node.admit(Priority::Background, bytes(0), NOW).await {
             held.push(slot);
         }
         assert_eq!(held.len(), 8, "background leaves two slots");
         held.push(
-            node.admit(Priority::Normal, 0, NOW)
+            node.admit(Priority::Normal, bytes(0), NOW)
                 .await
                 .expect("normal gets the next one"),
         );
         assert_eq!(
-            node.admit(Priority::Normal, 0, NOW).await.unwrap_err(),
+            node.admit(Priority::Normal, bytes(0), NOW)
+                .await
+                .unwrap_err(),
             NodeRefusal::Slots,
             "the last slot is critical's"
         );
         held.push(
-            node.admit(Priority::Critical, 0, NOW)
+            node.admit(Priority::Critical, bytes(0), NOW)
                 .await
                 .expect("critical is never refused while lower classes hold slots"),
         );
         assert!(
-            node.admit(Priority::Critical, 0, NOW).await.is_err(),
+            node.admit(Priority::Critical, bytes(0), NOW).await.is_err(),
             "only when everything is taken"
         );
         held.pop();
-        assert!(node.admit(Priority::Critical, 0, NOW).await.is_ok());
+        assert!(node.admit(Priority::Critical, bytes(0), NOW).await.is_ok());
     }
 
     #[tokio::test]
@@ -223,22 +391,22 @@ mod tests {
         let node = NodeCapacity::new(100, 100 * mib, true);
         assert!(node.fits(100 * mib) && !node.fits(101 * mib));
         let mut held = Vec::new();
-        while let Ok(slot) = node.admit(Priority::Background, 10 * mib, NOW).await {
+        while let Ok(slot) = node.admit(Priority::Background, bytes(10 * mib), NOW).await {
             held.push(slot);
         }
         assert_eq!(held.len(), 8, "background leaves 20 MiB");
         assert_eq!(node.memory_in_use(), 80 * mib);
         assert_eq!(
-            node.admit(Priority::Normal, 15 * mib, NOW)
+            node.admit(Priority::Normal, bytes(15 * mib), NOW)
                 .await
                 .unwrap_err(),
             NodeRefusal::Memory,
             "normal leaves 10 MiB for critical"
         );
-        let critical = node.admit(Priority::Critical, 20 * mib, NOW).await;
+        let critical = node.admit(Priority::Critical, bytes(20 * mib), NOW).await;
         assert!(critical.is_ok(), "critical takes what is left");
         assert_eq!(node.in_use(), 9);
-        let waiting = node.admit(Priority::Critical, 10 * mib, Duration::from_secs(5));
+        let waiting = node.admit(Priority::Critical, bytes(10 * mib), Duration::from_secs(5));
         held.pop();
         assert!(waiting.await.is_ok(), "a critical request waits for memory");
         drop(held);
@@ -250,10 +418,78 @@ mod tests {
     async fn without_priorities_everyone_is_alike() {
         let node = NodeCapacity::new(3, PLENTY, false);
         let held: Vec<_> = futures::future::join_all(
-            (0..3).map(|_| node.admit(Priority::Background, 1 << 20, NOW)),
+            (0..3).map(|_| node.admit(Priority::Background, bytes(1 << 20), NOW)),
         )
         .await;
         assert!(held.iter().all(Result::is_ok));
         assert_eq!(node.in_use(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_split_instance_part_is_given_back_alone() {
+        let node = NodeCapacity::new(10, 100 * MIB, false);
+        let both = Reservation {
+            instance: 30 * MIB,
+            request: 10 * MIB,
+        };
+        let slot = node.admit(Priority::Normal, both, NOW).await.unwrap();
+        assert_eq!(node.memory_in_use(), 40 * MIB);
+        assert_eq!(node.in_use(), 1);
+        let instance = slot.split_instance().expect("the instance's part");
+        assert!(slot.split_instance().is_none(), "split once");
+        drop(instance);
+        assert_eq!(node.memory_in_use(), 10 * MIB, "the request's part stays");
+        assert_eq!(node.in_use(), 0, "the slot was the instance's");
+        drop(slot);
+        assert_eq!(node.memory_in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn work_waits_for_ending_claims_and_only_for_them() {
+        let node = NodeCapacity::new(100, 100 * MIB, false);
+        let first = node
+            .admit(Priority::Normal, bytes(60 * MIB), NOW)
+            .await
+            .unwrap();
+        // Nothing on its way back: refused at once.
+        let refused = node
+            .admit(Priority::Normal, bytes(60 * MIB), Duration::from_secs(5))
+            .await;
+        assert_eq!(refused.unwrap_err(), NodeRefusal::Memory);
+        // On its way back: the next request waits for it.
+        first.ending();
+        let waiting = tokio::spawn({
+            let node = Arc::new(node);
+            let waiter = node.clone();
+            async move {
+                let slot = waiter
+                    .admit(Priority::Normal, bytes(60 * MIB), Duration::from_secs(5))
+                    .await;
+                (slot.map(|_| ()), node)
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "it waits while the claim is held");
+        drop(first);
+        let (admitted, node) = waiting.await.unwrap();
+        assert!(admitted.is_ok(), "admitted once the ending claim came back");
+        assert_eq!(node.memory_in_use(), 0);
+        // An ending claim too small to make up the difference: refused at once.
+        let small = node
+            .admit(Priority::Normal, bytes(30 * MIB), NOW)
+            .await
+            .unwrap();
+        let big = node
+            .admit(Priority::Normal, bytes(60 * MIB), NOW)
+            .await
+            .unwrap();
+        small.ending();
+        let started = std::time::Instant::now();
+        let refused = node
+            .admit(Priority::Normal, bytes(50 * MIB), Duration::from_secs(5))
+            .await;
+        assert_eq!(refused.unwrap_err(), NodeRefusal::Memory);
+        assert!(started.elapsed() < Duration::from_secs(5), "not waited for");
+        drop((small, big));
     }
 }

@@ -259,7 +259,13 @@ impl Front {
         }
         let node_slot = Arc::new(node_slot);
         let response = guest
-            .handle(request, (ticket, node_slot.clone()))
+            .handle(
+                request,
+                GuestClaims {
+                    _ticket: ticket,
+                    node: node_slot.clone(),
+                },
+            )
             .await
             .map_err(Refusal::Guest)?;
         let info = response.extensions().get::<InvocationInfo>();
@@ -450,6 +456,34 @@ impl Completion {
             };
             span.finish(status, outcome, None);
         }
+    }
+}
+
+/// What the guest's side of a request holds: the module's admission ticket and the node slot
+/// (shared with the response body). The runtime splits the instance's part off the node slot
+/// and says when what is left is only waiting for an instance to end.
+struct GuestClaims {
+    _ticket: super::admission::Ticket,
+    node: Arc<NodeSlot>,
+}
+
+impl spark_runtime::Claims for GuestClaims {
+    fn split_instance(&mut self) -> Option<Box<dyn spark_runtime::Claims>> {
+        let instance = self.node.split_instance()?;
+        Some(Box::new(InstanceClaims(instance)))
+    }
+
+    fn ending(&mut self) {
+        self.node.ending();
+    }
+}
+
+/// An instance's part of a node slot (its slot and linear memory), held by the instance.
+struct InstanceClaims(super::capacity::NodeClaim);
+
+impl spark_runtime::Claims for InstanceClaims {
+    fn ending(&mut self) {
+        self.0.ending();
     }
 }
 

@@ -579,3 +579,111 @@ async fn memory_and_body_limits_hold_for_wasi_03_guests() {
     everything_given_back(&node, "capped").await;
     node.stop().await;
 }
+
+/// Requests that share an instance reserve its linear memory once: the node's reservation is
+/// one instance's memory per instance open plus each request's host memory, not a whole
+/// invocation's per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_sharing_an_instance_reserve_its_memory_once() {
+    let node = TestNode::start(MANIFEST).await.unwrap();
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let url = node.url("/p3/sleep?ms=1500");
+            tokio::spawn(async move { get(&url).await.unwrap() })
+        })
+        .collect();
+    let slot = node.node.snapshot().module("p3").cloned().unwrap();
+    spark_testkit::wait_until(Duration::from_secs(10), "four in flight", || {
+        let slot = slot.clone();
+        async move { slot.stats.snapshot().in_flight == 4 }
+    })
+    .await;
+    let page = get(&node.admin_url("/metrics")).await.unwrap().text();
+    let reserved = metric(&page, "spark_node_memory_reserved_bytes").unwrap() as u64;
+    let slots = metric(&page, "spark_node_slots_in_use").unwrap() as u64;
+    let mut instances = Vec::new();
+    for request in requests {
+        let reply = request.await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        instances.push(instance_of(&reply.text()).0);
+    }
+    instances.sort();
+    instances.dedup();
+    let open = instances.len() as u64;
+    assert!(open < 4, "some requests shared an instance: {instances:?}");
+    let (memory, host_memory) = (128u64 << 20, 8u64 << 20);
+    assert_eq!(
+        reserved,
+        open * memory + 4 * host_memory,
+        "{open} instance(s) for 4 requests"
+    );
+    assert_eq!(slots, open, "a node slot per instance, not per request");
+    everything_given_back(&node, "p3").await;
+    node.stop().await;
+}
+
+/// With an instance per request, a request that finds the node's memory held by its
+/// predecessor's instance, answered and ending, waits the moment it takes to come back instead
+/// of being refused; it is refused at once while the memory is held by work still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_instance_waits_for_its_predecessors_memory_not_for_running_work() {
+    // 192 MiB for invocations, 10% kept for critical work: one 100 + 32 MiB request fits.
+    let node = TestNode::start(
+        r#"
+version = 1
+[node]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+max_memory = "256MiB"
+
+[[module]]
+id = "solo"
+component = "{guest:http-p3}"
+routes = ["/solo/..."]
+[module.limits]
+memory = "100MiB"
+max_concurrent_per_instance = 1
+"#,
+    )
+    .await
+    .unwrap();
+    let stream = tokio::net::TcpStream::connect(node.node.http_addr)
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for i in 0..40 {
+        let request = http::Request::get(node.url("/solo/sleep?ms=0"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        sender.ready().await.unwrap();
+        let reply = sender.send_request(request).await.unwrap();
+        let status = reply.status();
+        let body = reply.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(status, 200, "request {i}: {body:?}");
+    }
+    // Running work is not on its way back: a second request while one sleeps is refused.
+    let sleeping = tokio::spawn({
+        let url = node.url("/solo/sleep?ms=1000");
+        async move { get(&url).await.unwrap().status }
+    });
+    let slot = node.node.snapshot().module("solo").cloned().unwrap();
+    spark_testkit::wait_until(Duration::from_secs(10), "one in flight", || {
+        let slot = slot.clone();
+        async move { slot.stats.snapshot().in_flight == 1 }
+    })
+    .await;
+    let started = Instant::now();
+    let refused = get(&node.url("/solo/sleep?ms=0")).await.unwrap();
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "refused at once, not after waiting: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(sleeping.await.unwrap(), 200);
+    everything_given_back(&node, "solo").await;
+    node.stop().await;
+}

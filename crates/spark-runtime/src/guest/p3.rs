@@ -17,6 +17,7 @@ use super::{
 };
 use crate::body::{Owner, ResponseBody};
 use crate::budget::Metered;
+use crate::claims::Claims;
 use crate::concurrent::{Job, SharedInstance};
 use crate::error::InvokeError;
 use crate::host::Host;
@@ -27,13 +28,14 @@ use crate::stats::ModuleStats;
 impl GuestModule {
     /// Serves one request with a WASI 0.3 component: on the instance new requests join if it
     /// takes them, else on a new one (see `concurrent`). `hold` is kept until the request's
-    /// response is done (its body read to its end, or dropped).
+    /// response is done (its body read to its end, or dropped), but for the part an instance
+    /// needs: handed to the instance this request opens, or given back on joining one.
     pub(super) async fn handle_p3<B>(
         &self,
         code: Arc<Prepared>,
         request: http::Request<B>,
         tracer: Option<TraceOutbound>,
-        hold: impl Send + 'static,
+        hold: impl Claims,
     ) -> Result<http::Response<ResponseBody>, InvokeError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -44,7 +46,8 @@ impl GuestModule {
         let max = self.inner.limits.max_concurrent_per_instance.max(1);
         // Outbound requests are traced per instance: a traced request gets one of its own.
         let shared = max > 1 && tracer.is_none();
-        let hold: Box<dyn Send> = Box::new(hold);
+        let mut hold: Box<dyn Claims> = Box::new(hold);
+        let instance_claims = hold.split_instance();
         let open = match shared {
             true => self.inner.open.lock().expect("open lock").clone(),
             false => None,
@@ -58,6 +61,8 @@ impl GuestModule {
         };
         let (mut live, info) = match joined {
             Some(live) => {
+                // The instance holds its own.
+                drop(instance_claims);
                 let info = InvocationInfo {
                     instantiate: Duration::ZERO,
                     ready_instance: true,
@@ -65,8 +70,9 @@ impl GuestModule {
                 (live, info)
             }
             None => {
+                let max = if shared { max } else { 1 };
                 let (instance, ready_instance) =
-                    self.open_instance(&code, if shared { max } else { 1 }, tracer);
+                    self.open_instance(&code, max, tracer, instance_claims);
                 let hold = hold.expect("not joined: the slots are still ours");
                 let Ok(live) = instance.join(hold) else {
                     unreachable!("a new instance takes its first request")
@@ -126,6 +132,7 @@ impl GuestModule {
         code: &Arc<Prepared>,
         max: u32,
         tracer: Option<TraceOutbound>,
+        claims: Option<Box<dyn Claims>>,
     ) -> (Arc<SharedInstance>, bool) {
         let (mut store, budget, service, code) = match self.take_ready() {
             Some(mut ready) => {
@@ -150,7 +157,7 @@ impl GuestModule {
         let ready = service.is_some();
         store.data_mut().hooks.tracer = tracer;
         let stats = self.inner.stats.clone();
-        let (instance, jobs) = SharedInstance::new(code, max, budget, stats.clone());
+        let (instance, jobs) = SharedInstance::new(code, max, budget, stats.clone(), claims);
         let run = crate::concurrent::run(instance.clone(), store, service, jobs);
         let worker = instance.clone();
         let module = self.inner.id.clone();
