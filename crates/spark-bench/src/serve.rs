@@ -6,8 +6,9 @@
 //! default of each). A WASI 0.3 component ([`Wasi::P3`]) is measured twice: each server's
 //! default for 0.3 (Spark: up to 16 requests at once per instance, never reused once idle;
 //! `wasmtime serve -Sp3`: up to 16 at once and 128 in an instance's life, kept 1 s when idle),
-//! and a fresh instance per request on both (`--max-concurrent-per-instance 1` against
-//! `--max-instance-reuse-count 1`).
+//! the same reuse on both (Spark with `--max-requests-per-instance 128
+//! --instance-idle-timeout 1s`, the peer's default), and a fresh instance per request on both
+//! (`--max-concurrent-per-instance 1` against `--max-instance-reuse-count 1`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,8 @@ enum Mode {
     Default,
     /// A fresh instance per request on both.
     Fresh,
+    /// Instances reused as `wasmtime serve -Sp3` does by default, on both.
+    Reuse,
 }
 
 /// Settings of `spark bench serve`.
@@ -88,6 +91,9 @@ pub struct ServeReport {
     pub points: Vec<ServePoint>,
     /// WASI 0.3 only: the same with a fresh instance per request on both sides.
     pub fresh: Option<Vec<ServePoint>>,
+    /// WASI 0.3 only: the same with instances reused alike on both sides (16 at once, 128
+    /// over a life, kept 1 s idle).
+    pub reuse: Option<Vec<ServePoint>>,
 }
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
@@ -129,8 +135,21 @@ fn spark_server(options: &ServeOptions, data_dir: &Path, mode: Mode) -> Result<S
         .arg(data_dir)
         .arg("--concurrency")
         .arg("1024");
-    if mode == Mode::Fresh {
-        command.args(["--max-concurrent-per-instance", "1"]);
+    match mode {
+        Mode::Default => {}
+        Mode::Fresh => {
+            command.args(["--max-concurrent-per-instance", "1"]);
+        }
+        Mode::Reuse => {
+            command.args([
+                "--max-concurrent-per-instance",
+                "16",
+                "--max-requests-per-instance",
+                "128",
+                "--instance-idle-timeout",
+                "1s",
+            ]);
+        }
     }
     command.arg(&options.component);
     start(command, addr, "spark serve")
@@ -158,9 +177,12 @@ fn peer_server(
 /// Runs B1 and writes `serve.json`.
 pub async fn run(options: &ServeOptions) -> Result<ServeReport, BenchError> {
     let points = series(options, Mode::Default).await?;
-    let fresh = match options.wasi {
-        Wasi::P2 => None,
-        Wasi::P3 => Some(series(options, Mode::Fresh).await?),
+    let (reuse, fresh) = match options.wasi {
+        Wasi::P2 => (None, None),
+        Wasi::P3 => (
+            Some(series(options, Mode::Reuse).await?),
+            Some(series(options, Mode::Fresh).await?),
+        ),
     };
     let report = ServeReport {
         component: options.component.display().to_string(),
@@ -174,6 +196,7 @@ pub async fn run(options: &ServeOptions) -> Result<ServeReport, BenchError> {
         },
         points,
         fresh,
+        reuse,
     };
     write_json(&options.out_dir, "serve.json", &report)?;
     Ok(report)
@@ -245,6 +268,10 @@ pub fn render(report: &ServeReport) -> String {
         report.mode
     );
     table(&mut out, &report.points);
+    if let Some(reuse) = &report.reuse {
+        out.push_str("reuse alike (both: 16 at once, 128 per instance, kept 1 s idle):\n");
+        table(&mut out, reuse);
+    }
     if let Some(fresh) = &report.fresh {
         out.push_str("fresh instance per request (both):\n");
         table(&mut out, fresh);
@@ -255,6 +282,7 @@ pub fn render(report: &ServeReport) -> String {
         .points
         .iter()
         .chain(report.fresh.iter().flatten())
+        .chain(report.reuse.iter().flatten())
         .map(|p| p.spark.errors + p.peer.as_ref().map_or(0, |r| r.errors))
         .sum();
     let main = at16(&report.points);
@@ -273,6 +301,14 @@ pub fn render(report: &ServeReport) -> String {
             " wasi=0.3 fresh_rps_ratio={} fresh_p99_ratio={}",
             key(fresh.as_ref().and_then(|p| p.rps_ratio)),
             key(fresh.as_ref().and_then(|p| p.p99_ratio)),
+        ));
+    }
+    if let Some(reuse) = &report.reuse {
+        let reuse = at16(reuse);
+        line.push_str(&format!(
+            " reuse_rps_ratio={} reuse_p99_ratio={}",
+            key(reuse.as_ref().and_then(|p| p.rps_ratio)),
+            key(reuse.as_ref().and_then(|p| p.p99_ratio)),
         ));
     }
     out.push_str(&format!("{line} errors={errors}\n"));

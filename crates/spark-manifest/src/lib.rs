@@ -719,10 +719,18 @@ pub struct Limits {
     pub outbound_requests: u32,
     /// Bytes one invocation may write to stdout and stderr together.
     pub log: u64,
-    /// WASI 0.3 HTTP components only: requests one instance serves at once, and at most over
-    /// its life (1: a fresh instance per request, as for WASI 0.2). Requests sharing an
-    /// instance share its linear memory and its fate (a trap ends them all).
+    /// WASI 0.3 HTTP components only: requests one instance serves at once (1: one at a
+    /// time). Requests sharing an instance share its linear memory and its fate (a trap ends
+    /// them all).
     pub max_concurrent_per_instance: u32,
+    /// WASI 0.3 HTTP components only: requests one instance serves over its life. Defaults to
+    /// `max_concurrent_per_instance` (one burst); with both at 1, a fresh instance per
+    /// request, as for WASI 0.2.
+    pub max_requests_per_instance: u32,
+    /// WASI 0.3 HTTP components only: how long an instance with no request left waits for the
+    /// next one (0, the default: it takes none, so no state survives from one burst of
+    /// requests to the next). Shorter than `timeout`.
+    pub instance_idle_timeout: Duration,
 }
 
 /// Default `limits.memory`: 128 MiB.
@@ -771,6 +779,8 @@ impl Default for Limits {
             outbound_requests: DEFAULT_OUTBOUND_REQUESTS,
             log: DEFAULT_LOG,
             max_concurrent_per_instance: DEFAULT_MAX_CONCURRENT_PER_INSTANCE,
+            max_requests_per_instance: DEFAULT_MAX_CONCURRENT_PER_INSTANCE,
+            instance_idle_timeout: Duration::ZERO,
         }
     }
 }

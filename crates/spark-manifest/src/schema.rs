@@ -149,6 +149,8 @@ pub(crate) struct RawLimits {
     pub outbound_requests: Option<Spanned<i64>>,
     pub log: Option<Spanned<String>>,
     pub max_concurrent_per_instance: Option<Spanned<i64>>,
+    pub max_requests_per_instance: Option<Spanned<i64>>,
+    pub instance_idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

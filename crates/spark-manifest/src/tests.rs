@@ -610,6 +610,41 @@ fn instance_concurrency_is_bounded() {
 }
 
 #[test]
+fn instance_reuse_is_opt_in_and_bounded() {
+    let module = "version = 1\n[[module]]\nid = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n[module.limits]\n";
+    let limits = |extra: &str| parse(&format!("{module}{extra}")).unwrap().modules[0].limits;
+    // By default an instance serves one burst: its life is its bound at once, no idle wait.
+    let default = limits("");
+    assert_eq!(
+        default.max_requests_per_instance,
+        default.max_concurrent_per_instance
+    );
+    assert_eq!(default.instance_idle_timeout, Duration::ZERO);
+    assert_eq!(
+        limits("max_concurrent_per_instance = 4\n").max_requests_per_instance,
+        4
+    );
+    let reuse = limits("max_requests_per_instance = 128\ninstance_idle_timeout = \"1s\"\n");
+    assert_eq!(reuse.max_requests_per_instance, 128);
+    assert_eq!(reuse.instance_idle_timeout, Duration::from_secs(1));
+    let (line, message) = refusal(&format!("{module}max_requests_per_instance = 0\n"));
+    assert_eq!(line, 7);
+    assert!(
+        message.contains("limits.max_requests_per_instance"),
+        "{message}"
+    );
+    let (line, message) = refusal(&format!(
+        "{module}timeout = \"2s\"\ninstance_idle_timeout = \"5s\"\n"
+    ));
+    assert_eq!(line, 8);
+    assert!(
+        message.contains("instance_idle_timeout")
+            && message.contains("shorter than limits.timeout"),
+        "{message}"
+    );
+}
+
+#[test]
 fn tracing_settings_are_checked() {
     let traced = GOOD
         .replace(

@@ -39,6 +39,8 @@ const MAX_OUTBOUND_REQUESTS: i64 = 10_000;
 /// Requests one WASI 0.3 instance may serve at once: beyond a few hundred, one trap ends too
 /// many requests and one instance's memory serves too many.
 const MAX_CONCURRENT_PER_INSTANCE: i64 = 1_000;
+/// The most requests one WASI 0.3 instance may serve over its life.
+const MAX_REQUESTS_PER_INSTANCE: i64 = 1_000_000;
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -594,7 +596,35 @@ impl Validator<'_> {
                 1..=MAX_CONCURRENT_PER_INSTANCE,
                 &format!("{who}: limits.max_concurrent_per_instance"),
             ) as u32,
+            max_requests_per_instance: d.max_requests_per_instance,
+            instance_idle_timeout: self.duration(
+                raw.instance_idle_timeout.as_ref(),
+                d.instance_idle_timeout,
+                &format!("{who}: limits.instance_idle_timeout"),
+            ),
         };
+        // An instance's life follows its bound at once unless the defaults said otherwise.
+        let life = match d.max_requests_per_instance == d.max_concurrent_per_instance {
+            true => limits.max_concurrent_per_instance,
+            false => d.max_requests_per_instance,
+        };
+        limits.max_requests_per_instance = self.int(
+            raw.max_requests_per_instance.as_ref(),
+            i64::from(life),
+            1..=MAX_REQUESTS_PER_INSTANCE,
+            &format!("{who}: limits.max_requests_per_instance"),
+        ) as u32;
+        if let Some(idle) = &raw.instance_idle_timeout
+            && limits.instance_idle_timeout >= limits.timeout
+        {
+            self.error(
+                idle.span(),
+                format!(
+                    "{who}: limits.instance_idle_timeout ({:?}) must be shorter than limits.timeout ({:?}), the most an instance lives past its last request",
+                    limits.instance_idle_timeout, limits.timeout
+                ),
+            );
+        }
         self.host_memory_covers(raw, &mut limits, who);
         limits
     }

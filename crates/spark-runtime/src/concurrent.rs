@@ -4,11 +4,14 @@
 //! A WASI 0.2 handler is a synchronous call: one instance, one request. A 0.3 handler is an
 //! async function of the component model, so one instance can have several calls in flight,
 //! each suspended on its own I/O. [`SharedInstance`] is such an instance: it takes requests
-//! while it serves at least one and has taken fewer than `limits.max_concurrent_per_instance`
-//! (1: a fresh instance per request, as for 0.2), and never again once it has gone idle. So
-//! no state survives from one burst of requests to the next, at most that many requests share
-//! an instance's memory and fate, and at one request at a time (concurrency 1) every request
-//! still gets a fresh instance.
+//! while it serves fewer than `limits.max_concurrent_per_instance` and has taken fewer than
+//! `limits.max_requests_per_instance` over its life (both 1: a fresh instance per request, as
+//! for 0.2). By default it takes none once it has gone idle, so no state survives from one
+//! burst of requests to the next and requests one at a time each get a fresh instance. A
+//! module may let an idle instance wait `limits.instance_idle_timeout` for its next request
+//! (as `wasmtime serve` does): then it holds only its own claims (its slot and memory on the
+//! node) while it waits, and ends when the wait runs out, its life is used up, or a newer
+//! instance has taken its place as the one requests join.
 //!
 //! What each request holds is held by its [`LiveRequest`] guard, from the moment an instance
 //! takes it until its response body ends (or the response is never made): its admission slots
@@ -43,7 +46,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::task::AtomicWaker;
@@ -61,6 +64,17 @@ use crate::host::Host;
 use crate::loader::Prepared as Code;
 use crate::stats::{InFlight, ModuleStats};
 
+/// How many requests an instance takes, and how long it waits for one once idle.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// At once.
+    pub(crate) concurrent: u32,
+    /// Over its life.
+    pub(crate) life: u32,
+    /// Idle (zero: it takes none once idle).
+    pub(crate) idle_timeout: Duration,
+}
+
 /// What a request asks of the instance that takes it.
 pub(crate) struct Job {
     pub(crate) request: wasmtime_wasi_http::handler::Request,
@@ -76,7 +90,12 @@ pub(crate) struct Job {
 pub(crate) struct SharedInstance {
     /// The code it runs (a module on new code opens new instances).
     pub(crate) code: Arc<Code>,
-    max: u32,
+    /// Requests at once.
+    concurrent: u32,
+    /// Requests over its life.
+    life: u32,
+    /// How long it waits for a request once idle (zero: it takes none once idle).
+    idle_timeout: Duration,
     state: Mutex<State>,
     jobs: mpsc::UnboundedSender<Job>,
     /// Wakes the worker when a request ends (it may be time to stop).
@@ -96,8 +115,12 @@ struct State {
     accepted: u32,
     /// Requests taken whose response is not done.
     live: u32,
-    /// Takes no more requests (idle once, full, or a request failed on it).
+    /// Takes no more requests (idle once, its life used up, or a request failed on it).
     closed: bool,
+    /// No longer the instance new requests join: it ends once idle.
+    retired: bool,
+    /// Since when it has waited, idle, for a request.
+    idle_since: Option<Instant>,
     /// Stop now: the last request ended without anyone wanting what the instance still does.
     stop: bool,
     /// The last request's slots and CPU share, kept while the guest finishes its work.
@@ -107,11 +130,11 @@ struct State {
 }
 
 impl SharedInstance {
-    /// A new instance (its worker not yet started) taking up to `max` requests and holding
-    /// `claims` until it ends; the receiver is the worker's.
+    /// A new instance (its worker not yet started) taking requests within `bounds` and
+    /// holding `claims` until it ends; the receiver is the worker's.
     pub(crate) fn new(
         code: Arc<Code>,
-        max: u32,
+        bounds: Bounds,
         budget: Arc<Budget>,
         stats: Arc<ModuleStats>,
         claims: Option<Box<dyn Claims>>,
@@ -119,7 +142,9 @@ impl SharedInstance {
         let (jobs, receiver) = mpsc::unbounded_channel();
         let instance = Arc::new(SharedInstance {
             code,
-            max: max.max(1),
+            concurrent: bounds.concurrent.max(1),
+            life: bounds.life.max(1),
+            idle_timeout: bounds.idle_timeout,
             state: Mutex::new(State {
                 claims,
                 ..State::default()
@@ -142,17 +167,22 @@ impl SharedInstance {
     ) -> Result<LiveRequest, Box<dyn Claims>> {
         let (share, shared) = {
             let mut state = self.state.lock().expect("instance lock");
-            if state.closed || state.accepted >= self.max || self.failure.get().is_some() {
+            if state.closed
+                || state.accepted >= self.life
+                || state.live >= self.concurrent
+                || self.failure.get().is_some()
+            {
                 return Err(hold);
             }
             state.accepted += 1;
             state.live += 1;
-            if state.accepted >= self.max {
+            state.idle_since = None;
+            if state.accepted >= self.life {
                 state.closed = true;
             }
             // The instance's clock runs to its latest request's deadline.
             self.budget.restart();
-            (self.budget.join_share(), state.accepted > 1)
+            (self.budget.join_share(), state.live > 1)
         };
         if shared {
             self.stats.shared_request();
@@ -211,6 +241,43 @@ impl SharedInstance {
         self.state.lock().expect("instance lock").closed = true;
     }
 
+    /// A newer instance is the one requests join: this one ends once idle (at once if it is).
+    pub(crate) fn retire(&self) {
+        let mut state = self.state.lock().expect("instance lock");
+        state.retired = true;
+        if state.live == 0 {
+            self.close_idle(&mut state);
+        }
+        drop(state);
+        self.waker.wake();
+    }
+
+    /// An idle instance takes no more requests: what it holds is on its way back.
+    fn close_idle(&self, state: &mut State) {
+        state.closed = true;
+        state.idle_since = None;
+        if let Some(claims) = &mut state.claims {
+            claims.ending();
+        }
+    }
+
+    /// When an instance waiting idle for requests stops waiting.
+    fn idle_until(&self) -> Option<Instant> {
+        let state = self.state.lock().expect("instance lock");
+        match (state.closed, state.idle_since) {
+            (false, Some(since)) => Some(since + self.idle_timeout),
+            _ => None,
+        }
+    }
+
+    /// The idle wait ran out: close unless a request came meanwhile.
+    fn idle_timed_out(&self) {
+        let mut state = self.state.lock().expect("instance lock");
+        if state.live == 0 && !state.closed {
+            self.close_idle(&mut state);
+        }
+    }
+
     /// A request's response is done (`normal`) or it was abandoned or failed. The last one
     /// to end normally leaves its slots and CPU share to the instance's remaining work; after
     /// any other last end the instance stops at once.
@@ -219,15 +286,23 @@ impl SharedInstance {
         state.live -= 1;
         let idle = state.live == 0;
         let mut released = None;
-        if idle {
+        // An instance allowed to wait for its next request does, holding only its own claims.
+        let waits = idle
+            && normal
+            && !self.idle_timeout.is_zero()
+            && !state.closed
+            && !state.retired
+            && self.failure.get().is_none();
+        if waits {
+            state.idle_since = Some(Instant::now());
+            // Its clock runs from now: the idle wait is shorter than a request's timeout.
+            self.budget.restart();
+        } else if idle {
             // It takes no more requests and has none: all it holds is on its way back.
-            state.closed = true;
             state.stop |= !normal;
-            if let Some(claims) = &mut state.claims {
-                claims.ending();
-            }
+            self.close_idle(&mut state);
         }
-        match (idle && normal, hold, share) {
+        match (idle && normal && !waits, hold, share) {
             (true, Some(mut hold), Some(share)) => {
                 hold.ending();
                 state.tail.push((hold, share));
@@ -342,6 +417,7 @@ async fn serve(
     };
     let func = *service.wasi_http_handler().func_handle().func();
     let mut running = FuturesUnordered::new();
+    let mut idle_wait = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
     std::future::poll_fn(|cx| {
         instance.waker.register(cx.waker());
         loop {
@@ -384,7 +460,21 @@ async fn serve(
                 Some(false) if accessor.poll_no_interesting_tasks(cx).is_ready() => {
                     Poll::Ready(Ok(()))
                 }
-                _ => Poll::Pending,
+                Some(false) => Poll::Pending,
+                None => {
+                    // Idle and waiting for a request: until the wait runs out.
+                    if let Some(until) = instance.idle_until() {
+                        let until = tokio::time::Instant::from_std(until);
+                        if idle_wait.deadline() != until {
+                            idle_wait.as_mut().reset(until);
+                        }
+                        if idle_wait.as_mut().poll(cx).is_ready() {
+                            instance.idle_timed_out();
+                            continue;
+                        }
+                    }
+                    Poll::Pending
+                }
             };
         }
     })

@@ -82,8 +82,12 @@ pub struct GuestLimits {
     pub outbound_requests: u32,
     /// Bytes one invocation may log (stdout and stderr together).
     pub log: u64,
-    /// WASI 0.3 components: requests one instance serves at once, and over its life.
+    /// WASI 0.3 components: requests one instance serves at once.
     pub max_concurrent_per_instance: u32,
+    /// WASI 0.3 components: requests one instance serves over its life.
+    pub max_requests_per_instance: u32,
+    /// WASI 0.3 components: how long an instance with no request waits for the next one.
+    pub instance_idle_timeout: Duration,
 }
 
 impl From<&spark_manifest::Limits> for GuestLimits {
@@ -104,6 +108,8 @@ impl From<&spark_manifest::Limits> for GuestLimits {
             outbound_requests: l.outbound_requests,
             log: l.log,
             max_concurrent_per_instance: l.max_concurrent_per_instance,
+            max_requests_per_instance: l.max_requests_per_instance,
+            instance_idle_timeout: l.instance_idle_timeout,
         }
     }
 }
@@ -598,15 +604,19 @@ impl GuestModule {
     }
 
     /// A store in the engine of `code` (baseline and optimized code have different engines).
-    /// For WASI 0.3 code, the per-invocation limits on handles, outbound requests and log
-    /// are the instance's, times the requests it may serve at once.
+    /// For WASI 0.3 code, the per-invocation limits on handles and outbound requests are the
+    /// instance's, times the requests it may serve at once; its log, times the requests it
+    /// may serve over its life.
     fn new_store(&self, code: &Prepared, budget: Arc<Budget>) -> Store<Host> {
         let inner = &self.inner;
-        let requests = match code.entry {
-            Entry::HttpP3(_) => u64::from(inner.limits.max_concurrent_per_instance.max(1)),
-            _ => 1,
+        let (requests, life) = match code.entry {
+            Entry::HttpP3(_) => (
+                u64::from(inner.limits.max_concurrent_per_instance.max(1)),
+                u64::from(inner.limits.max_requests_per_instance.max(1)),
+            ),
+            _ => (1, 1),
         };
-        let log = LogBudget::new(inner.limits.log.saturating_mul(requests));
+        let log = LogBudget::new(inner.limits.log.saturating_mul(requests.max(life)));
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&inner.env)
             .arg(&*inner.id)

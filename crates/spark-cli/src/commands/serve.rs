@@ -39,6 +39,14 @@ pub(crate) struct ServeArgs {
     /// request; default 16, as `limits.max_concurrent_per_instance`).
     #[arg(long)]
     max_concurrent_per_instance: Option<u32>,
+    /// WASI 0.3 components: requests one instance serves over its life (default: as many as
+    /// at once, one burst; as `limits.max_requests_per_instance`).
+    #[arg(long)]
+    max_requests_per_instance: Option<u32>,
+    /// WASI 0.3 components: how long an idle instance waits for its next request, e.g. 1s
+    /// (default 0: an idle instance takes none; as `limits.instance_idle_timeout`).
+    #[arg(long, value_parser = checked(parse_duration))]
+    instance_idle_timeout: Option<String>,
     /// Data directory: AOT cache and the node's store (default: one per component and address
     /// under ~/.cache/spark/serve, so several `spark serve` can run at once).
     #[arg(long)]
@@ -139,6 +147,12 @@ fn manifest_text(args: &ServeArgs, component: &std::path::Path) -> String {
     }
     if let Some(max) = args.max_concurrent_per_instance {
         limits.insert("max_concurrent_per_instance".into(), i64::from(max).into());
+    }
+    if let Some(max) = args.max_requests_per_instance {
+        limits.insert("max_requests_per_instance".into(), i64::from(max).into());
+    }
+    if let Some(idle) = &args.instance_idle_timeout {
+        limits.insert("instance_idle_timeout".into(), idle.as_str().into());
     }
     if !limits.is_empty() {
         module.insert("limits".into(), limits.into());

@@ -46,6 +46,17 @@ routes = ["/solo/..."]
 max_concurrent_per_instance = 1
 
 [[module]]
+id = "reuse"
+component = "{guest:http-p3}"
+routes = ["/reuse/..."]
+[module.limits]
+max_concurrent_per_instance = 4
+max_requests_per_instance = 3
+instance_idle_timeout = "400ms"
+memory = "64MiB"
+host_memory = "8MiB"
+
+[[module]]
 id = "rc"
 component = "{guest:http-p3-rc}"
 routes = ["/rc/..."]
@@ -685,5 +696,40 @@ max_concurrent_per_instance = 1
     );
     assert_eq!(sleeping.await.unwrap(), 200);
     everything_given_back(&node, "solo").await;
+    node.stop().await;
+}
+
+/// A module that opts into reuse keeps an idle instance for its next request, up to its idle
+/// timeout and its life; the idle instance holds its own slot and memory and nothing of the
+/// requests it served, and gives them back when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_kept_idle_serves_the_next_requests_within_its_life() {
+    let node = TestNode::start(MANIFEST).await.unwrap();
+    let gauges = async || {
+        let page = get(&node.admin_url("/metrics")).await.unwrap().text();
+        let gauge = |name: &str| metric(&page, name).unwrap() as u64;
+        (
+            gauge("spark_node_slots_in_use"),
+            gauge("spark_node_memory_reserved_bytes"),
+        )
+    };
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let reply = get(&node.url("/reuse/sleep?ms=1")).await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        seen.push(instance_of(&reply.text()).0);
+    }
+    assert_eq!(seen[0], seen[1], "the idle instance took the next request");
+    assert_eq!(seen[1], seen[2]);
+    assert_ne!(seen[2], seen[3], "its life is three requests");
+    // Idle, between requests: the instance holds its slot and memory, no request's share.
+    assert_eq!(gauges().await, (1, 64 << 20));
+    let slot = node.node.snapshot().module("reuse").cloned().unwrap();
+    assert_eq!(slot.admission.running(), 0, "no request's ticket is held");
+    // Past its idle timeout it ends, and gives everything back.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let reply = get(&node.url("/reuse/sleep?ms=1")).await.unwrap();
+    assert_ne!(instance_of(&reply.text()).0, seen[3], "a new instance after the idle timeout");
+    everything_given_back(&node, "reuse").await;
     node.stop().await;
 }

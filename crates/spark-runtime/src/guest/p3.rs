@@ -18,7 +18,7 @@ use super::{
 use crate::body::{Owner, ResponseBody};
 use crate::budget::Metered;
 use crate::claims::Claims;
-use crate::concurrent::{Job, SharedInstance};
+use crate::concurrent::{Bounds, Job, SharedInstance};
 use crate::error::InvokeError;
 use crate::host::Host;
 use crate::loader::Prepared;
@@ -43,9 +43,14 @@ impl GuestModule {
     {
         use http_body_util::BodyExt;
         let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
-        let max = self.inner.limits.max_concurrent_per_instance.max(1);
+        let limits = &self.inner.limits;
+        let bounds = Bounds {
+            concurrent: limits.max_concurrent_per_instance.max(1),
+            life: limits.max_requests_per_instance.max(1),
+            idle_timeout: limits.instance_idle_timeout,
+        };
         // Outbound requests are traced per instance: a traced request gets one of its own.
-        let shared = max > 1 && tracer.is_none();
+        let shared = bounds.life > 1 && tracer.is_none();
         let mut hold: Box<dyn Claims> = Box::new(hold);
         let instance_claims = hold.split_instance();
         let open = match shared {
@@ -70,15 +75,25 @@ impl GuestModule {
                 (live, info)
             }
             None => {
-                let max = if shared { max } else { 1 };
+                let bounds = match shared {
+                    true => bounds,
+                    false => Bounds {
+                        concurrent: 1,
+                        life: 1,
+                        idle_timeout: Duration::ZERO,
+                    },
+                };
                 let (instance, ready_instance) =
-                    self.open_instance(&code, max, tracer, instance_claims);
+                    self.open_instance(&code, bounds, tracer, instance_claims);
                 let hold = hold.expect("not joined: the slots are still ours");
                 let Ok(live) = instance.join(hold) else {
                     unreachable!("a new instance takes its first request")
                 };
                 if shared {
-                    *self.inner.open.lock().expect("open lock") = Some(instance);
+                    let replaced = self.inner.open.lock().expect("open lock").replace(instance);
+                    if let Some(replaced) = replaced {
+                        replaced.retire();
+                    }
                 }
                 let info = InvocationInfo {
                     instantiate: Duration::ZERO,
@@ -125,12 +140,12 @@ impl GuestModule {
         }
     }
 
-    /// A new WASI 0.3 instance taking up to `max` requests (a ready one if there is one), its
-    /// worker started on the module's executor; and whether it was made ahead of time.
+    /// A new WASI 0.3 instance taking requests within `bounds` (a ready one if there is one),
+    /// its worker started on the module's executor; and whether it was made ahead of time.
     fn open_instance(
         &self,
         code: &Arc<Prepared>,
-        max: u32,
+        bounds: Bounds,
         tracer: Option<TraceOutbound>,
         claims: Option<Box<dyn Claims>>,
     ) -> (Arc<SharedInstance>, bool) {
@@ -157,7 +172,7 @@ impl GuestModule {
         let ready = service.is_some();
         store.data_mut().hooks.tracer = tracer;
         let stats = self.inner.stats.clone();
-        let (instance, jobs) = SharedInstance::new(code, max, budget, stats.clone(), claims);
+        let (instance, jobs) = SharedInstance::new(code, bounds, budget, stats.clone(), claims);
         let run = crate::concurrent::run(instance.clone(), store, service, jobs);
         let worker = instance.clone();
         let module = self.inner.id.clone();
