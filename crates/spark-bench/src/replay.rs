@@ -38,10 +38,32 @@ pub struct ReplayOptions {
     pub minutes: usize,
     /// Trace minutes per real minute.
     pub speed: f64,
-    /// The node's `predictor.memory_budget`, e.g. "4MiB".
+    /// The node's `predictor.memory_budget`, e.g. "4MiB", or [`EQUAL_BUDGET`].
     pub memory_budget: String,
     /// Where `replay.json` (and the node log, if kept) go.
     pub out_dir: PathBuf,
+}
+
+/// `--memory-budget equal`: the node's budget is the share of all its modules' loaded size
+/// that the simulated Spark (at the hybrid policy's memory) keeps loaded on average over the
+/// slice, so the live node and the simulator are compared at the same memory.
+pub const EQUAL_BUDGET: &str = "equal";
+
+/// The policy whose residency `--memory-budget equal` matches.
+const EQUAL_TO: &str = "spark@hybrid";
+
+/// The least the predictor counts for a loaded module (as the node's warmth planner does).
+const MIN_LOADED_BYTES: u64 = 64 << 10;
+
+/// The share of all applications' memory a simulated policy keeps loaded on average over the
+/// slice: its idle-loaded memory (MB-minutes) over the slice's length and the applications'
+/// total; time spent running is left out (calls last milliseconds, minutes are the unit).
+fn mean_residency(trace: &TraceSet, wasted_mb_min: f64) -> f64 {
+    let total: f64 = trace.apps.iter().map(|a| a.memory_mb).sum();
+    if total <= 0.0 || trace.minutes == 0 {
+        return 1.0;
+    }
+    (wasted_mb_min / trace.minutes as f64 / total).clamp(0.0, 1.0)
 }
 
 /// One keep-alive policy's cold starts, as the simulator predicts them for the slice.
@@ -74,10 +96,17 @@ pub struct ReplayReport {
     pub speed: f64,
     /// The node's `predictor.memory_budget`.
     pub memory_budget: String,
+    /// With `--memory-budget equal`: how the budget was derived.
+    pub budget_basis: Option<String>,
+    /// Observed cold starts over the simulated Spark's at the hybrid's memory (target: at
+    /// most 1.25 at an equal budget).
+    pub live_vs_simulated_cold: Option<f64>,
     /// Calls answered with success.
     pub requests: u64,
     /// Calls that failed (error status or no response).
     pub errors: u64,
+    /// The failed calls by what they got: a status code, or `no response: <why>`.
+    pub errors_by_kind: BTreeMap<String, u64>,
     /// Requests the node reported as cold (their module had to be loaded).
     pub observed_cold: u64,
     /// The same, leaving out each application's first call in the slice.
@@ -130,10 +159,16 @@ pub fn slice(trace: &TraceSet, apps: usize, start: usize, minutes: usize) -> Tra
     }
 }
 
-fn manifest(options: &ReplayOptions, addr: SocketAddr, admin: SocketAddr, apps: usize) -> String {
+fn manifest(
+    options: &ReplayOptions,
+    memory_budget: &str,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    apps: usize,
+) -> String {
     let mut text = format!(
-        "version = 1\n[node]\nlisten = \"{addr}\"\nadmin = \"{admin}\"\n[predictor]\ninterval = \"250ms\"\ntime_scale = {:.1}\nmemory_budget = \"{}\"\n",
-        options.speed, options.memory_budget
+        "version = 1\n[node]\nlisten = \"{addr}\"\nadmin = \"{admin}\"\n[predictor]\ninterval = \"250ms\"\ntime_scale = {:.1}\nmemory_budget = \"{memory_budget}\"\n",
+        options.speed
     );
     for i in 0..apps {
         let guest = &options.guests[i % options.guests.len()];
@@ -145,10 +180,57 @@ fn manifest(options: &ReplayOptions, addr: SocketAddr, admin: SocketAddr, apps: 
     text
 }
 
+/// The budget for `--memory-budget equal`: a first node with room for every module tells
+/// what each costs loaded (its code, as the predictor counts it); the budget is the simulated
+/// Spark's mean residency share of their sum. Returns the budget and how it was derived.
+async fn equal_budget(
+    options: &ReplayOptions,
+    trace: &TraceSet,
+    simulated: &[SimulatedPolicy],
+) -> Result<(String, Option<String>), BenchError> {
+    let apps = trace.apps.len();
+    let policy = simulated
+        .iter()
+        .find(|p| p.name == EQUAL_TO)
+        .ok_or_else(|| BenchError::Missing(format!("no simulated {EQUAL_TO} to match")))?;
+    let share = mean_residency(trace, policy.wasted_mb_min);
+    let manifest = |addr, admin| manifest(options, "64GiB", addr, admin, apps);
+    let probe = SparkNode::start(NodeLaunch {
+        spark: &options.spark,
+        manifest: &manifest,
+        ready_path: "/app-0/",
+        out_dir: &options.out_dir,
+        log_name: "replay-probe-node",
+    })
+    .await?;
+    let (status, body) = probe.admin_call("GET", "/v1/status", Vec::new()).await?;
+    drop(probe);
+    if status != 200 {
+        return Err(BenchError::runtime(format!(
+            "the probe node's status answered {status}"
+        )));
+    }
+    let status: serde_json::Value = serde_json::from_slice(&body).map_err(BenchError::runtime)?;
+    let loaded: u64 = status["modules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| m["code_bytes"].as_u64().unwrap_or(0).max(MIN_LOADED_BYTES))
+        .sum();
+    let budget = ((loaded as f64 * share) as u64).div_ceil(1024).max(1);
+    let basis = format!(
+        "equal: {:.1}% of the {apps} modules' {:.1} MiB loaded, the share of the apps' memory simulated {EQUAL_TO} keeps loaded on average",
+        share * 100.0,
+        loaded as f64 / f64::from(1 << 20)
+    );
+    Ok((format!("{budget}KiB"), Some(basis)))
+}
+
 #[derive(Default)]
 struct Observed {
     cold: Vec<(usize, bool, f64)>,
     errors: u64,
+    errors_by_kind: BTreeMap<String, u64>,
 }
 
 /// Runs the replay and writes `replay.json`.
@@ -166,7 +248,11 @@ pub async fn run(options: &ReplayOptions) -> Result<ReplayReport, BenchError> {
     }
     let simulated = simulate(&trace);
     let apps = trace.apps.len();
-    let manifest = |addr, admin| manifest(options, addr, admin, apps);
+    let (memory_budget, budget_basis) = match options.memory_budget == EQUAL_BUDGET {
+        false => (options.memory_budget.clone(), None),
+        true => equal_budget(options, &trace, &simulated).await?,
+    };
+    let manifest = |addr, admin| manifest(options, &memory_budget, addr, admin, apps);
     let node = SparkNode::start(NodeLaunch {
         spark: &options.spark,
         manifest: &manifest,
@@ -197,9 +283,15 @@ pub async fn run(options: &ReplayOptions) -> Result<ReplayReport, BenchError> {
         minutes: options.minutes,
         start_minute: options.start_minute,
         speed: options.speed,
-        memory_budget: options.memory_budget.clone(),
+        memory_budget: memory_budget.clone(),
+        budget_basis: budget_basis.clone(),
+        live_vs_simulated_cold: simulated
+            .iter()
+            .find(|p| p.name == EQUAL_TO && p.cold_starts > 0)
+            .map(|p| cold.len() as f64 / p.cold_starts as f64),
         requests: observed.cold.len() as u64,
         errors: observed.errors,
+        errors_by_kind: observed.errors_by_kind.clone(),
         observed_cold: cold.len() as u64,
         observed_cold_after_first: after_first,
         cold_latency_p50_ms: percentile(&cold, 0.50),
@@ -268,7 +360,16 @@ async fn drive(trace: &TraceSet, addr: SocketAddr, speed: f64) -> Observed {
                         .cold
                         .push((app, cold, sent.elapsed().as_secs_f64() * 1e3));
                 }
-                _ => observed.errors += 1,
+                Ok(response) => {
+                    observed.errors += 1;
+                    let status = response.status().as_u16().to_string();
+                    *observed.errors_by_kind.entry(status).or_default() += 1;
+                }
+                Err(e) => {
+                    observed.errors += 1;
+                    let why = format!("no response: {}", spark_error::chain(&e));
+                    *observed.errors_by_kind.entry(why).or_default() += 1;
+                }
             }
         }));
     }
@@ -332,11 +433,26 @@ pub fn render(report: &ReplayReport) -> String {
         report.speed,
         report.memory_budget
     );
+    if let Some(basis) = &report.budget_basis {
+        out.push_str(&format!("  budget: {basis}\n"));
+    }
     out.push_str(&format!(
         "  observed: {} requests, {} errors, {} cold ({} after each app's first call); cold p50/p99 {:.2}/{:.2} ms, warm p50/p99 {:.2}/{:.2} ms\n",
         report.requests, report.errors, report.observed_cold, report.observed_cold_after_first,
         report.cold_latency_p50_ms, report.cold_latency_p99_ms, report.warm_latency_p50_ms, report.warm_latency_p99_ms
     ));
+    if !report.errors_by_kind.is_empty() {
+        let kinds: Vec<String> = report
+            .errors_by_kind
+            .iter()
+            .map(|(kind, n)| format!("{n} x {kind}"))
+            .collect();
+        out.push_str(&format!(
+            "  errors: {}
+",
+            kinds.join(", ")
+        ));
+    }
     out.push_str(&format!(
         "  observed per-app cold %: p50 {:.1}, p75 {:.1}, mean {:.1}\n",
         report.observed_cold_pct_p50, report.observed_cold_pct_p75, report.observed_cold_pct_mean
@@ -348,8 +464,9 @@ pub fn render(report: &ReplayReport) -> String {
         ));
     }
     out.push_str(&format!(
-        "replay: requests={} observed_cold={} observed_cold_after_first={} observed_cold_pct_p75={:.2} observed_cold_pct_mean={:.2} cold_p50_ms={:.2} warm_p50_ms={:.2} errors={}\n",
-        report.requests, report.observed_cold, report.observed_cold_after_first, report.observed_cold_pct_p75, report.observed_cold_pct_mean, report.cold_latency_p50_ms, report.warm_latency_p50_ms, report.errors
+        "replay: requests={} observed_cold={} observed_cold_after_first={} observed_cold_pct_p75={:.2} observed_cold_pct_mean={:.2} cold_p50_ms={:.2} warm_p50_ms={:.2} errors={} live_vs_sim_cold={}\n",
+        report.requests, report.observed_cold, report.observed_cold_after_first, report.observed_cold_pct_p75, report.observed_cold_pct_mean, report.cold_latency_p50_ms, report.warm_latency_p50_ms, report.errors,
+        report.live_vs_simulated_cold.map_or("na".to_owned(), |r| format!("{r:.2}"))
     ));
     out
 }
@@ -371,5 +488,33 @@ mod tests {
         assert_eq!(cold_shares(&calls), vec![0.0, 50.0, 100.0]);
         assert_eq!(mean(&cold_shares(&calls)), 50.0);
         assert!(cold_shares(&[]).is_empty());
+    }
+
+    #[test]
+    fn mean_residency_is_the_share_of_all_memory_kept_loaded() {
+        let app = |memory_mb| spark_sim::trace::AppTrace {
+            id: String::new(),
+            functions: 1,
+            counts: vec![(0, 1)],
+            duration_ms: 1.0,
+            memory_mb,
+        };
+        let trace = TraceSet {
+            minutes: 10,
+            apps: vec![app(100.0), app(300.0)],
+        };
+        // 400 MB of apps over 10 minutes: 2,000 MB-minutes is half of them, on average.
+        assert_eq!(mean_residency(&trace, 2_000.0), 0.5);
+        assert_eq!(mean_residency(&trace, 0.0), 0.0);
+        assert_eq!(
+            mean_residency(&trace, 1e9),
+            1.0,
+            "never more than everything"
+        );
+        let empty = TraceSet {
+            minutes: 10,
+            apps: vec![],
+        };
+        assert_eq!(mean_residency(&empty, 5.0), 1.0);
     }
 }

@@ -79,7 +79,9 @@ enum Scenario {
         /// Trace minutes per real minute.
         #[arg(long, default_value_t = 60.0)]
         speed: f64,
-        /// The node's predictor memory budget.
+        /// The node's predictor memory budget, or `equal`: the share of the modules' loaded
+        /// size that the simulated Spark keeps loaded on average (the same memory as the
+        /// simulator's figures).
         #[arg(long, default_value = "8MiB")]
         memory_budget: String,
         /// 20 apps, 20 minutes at 120x (10 s).

@@ -729,7 +729,11 @@ async fn an_instance_kept_idle_serves_the_next_requests_within_its_life() {
     // Past its idle timeout it ends, and gives everything back.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let reply = get(&node.url("/reuse/sleep?ms=1")).await.unwrap();
-    assert_ne!(instance_of(&reply.text()).0, seen[3], "a new instance after the idle timeout");
+    assert_ne!(
+        instance_of(&reply.text()).0,
+        seen[3],
+        "a new instance after the idle timeout"
+    );
     everything_given_back(&node, "reuse").await;
     node.stop().await;
 }
