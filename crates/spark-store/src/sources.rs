@@ -218,10 +218,7 @@ mod tests {
         let record = SourceRecord::observed(old, old, at(2_000, 0), digest).unwrap();
         let changes = [
             FileStamp { len: 101, ..old },
-            FileStamp {
-                mtime_ns: 6,
-                ..old
-            },
+            FileStamp { mtime_ns: 6, ..old },
             FileStamp {
                 // Same bytes count and mtime set back by a tool: the change time still moved.
                 ctime_s: 1_500,
@@ -234,7 +231,11 @@ mod tests {
             assert_eq!(record.trusted(&now, Some(100)), None, "{now:?}");
         }
         assert_eq!(record.trusted(&old, None), None, "stored copy gone");
-        assert_eq!(record.trusted(&old, Some(99)), None, "stored copy truncated");
+        assert_eq!(
+            record.trusted(&old, Some(99)),
+            None,
+            "stored copy truncated"
+        );
     }
 
     #[test]

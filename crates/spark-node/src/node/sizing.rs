@@ -60,8 +60,8 @@ pub(super) fn size(
     let mut public = node.limits;
     let mut admin = node.limits.for_admin(node.admin_max_connections);
     let available = fd_limit.saturating_sub(FD_RESERVE);
-    let for_modules = (FD_PER_MODULE * modules as u64)
-        .min(available / MODULE_FD_SHARE.1 * MODULE_FD_SHARE.0);
+    let for_modules =
+        (FD_PER_MODULE * modules as u64).min(available / MODULE_FD_SHARE.1 * MODULE_FD_SHARE.0);
     let fds = available - for_modules;
     let wanted = u64::from(public.max_connections) + u64::from(admin.max_connections);
     if wanted > fds {

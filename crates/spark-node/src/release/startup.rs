@@ -13,8 +13,8 @@ use std::sync::Arc;
 use spark_manifest::{ComponentRef, Manifest, ManifestError, ModuleSpec};
 use spark_rollout::Rollout;
 use spark_store::{
-    Digest, FileStamp, NewEvent, NewRelease, Release, ReleaseId, ReleaseModule, RolloutChange, SourceRecord,
-    Store, StoreError, Transition,
+    Digest, FileStamp, NewEvent, NewRelease, Release, ReleaseId, ReleaseModule, RolloutChange,
+    SourceRecord, Store, StoreError, Transition,
 };
 
 /// Why the node's store could not give the release to serve (the node does not start; see
@@ -163,10 +163,7 @@ pub(crate) fn import(
         recorded = records.len(),
         "components imported (unchanged files are not read again)"
     );
-    Ok(imported
-        .into_iter()
-        .map(|i| (i.spec, i.digest))
-        .collect())
+    Ok(imported.into_iter().map(|i| (i.spec, i.digest)).collect())
 }
 
 /// The key of a component file's source record: its absolute path, if it is UTF-8 (a file
@@ -242,10 +239,7 @@ enum HashError {
 
 /// Reads, hashes and stores a component file; its digest, and its source record if the file
 /// held still while it was read and was not modified just before ([`SourceRecord::observed`]).
-fn hash_file(
-    store: &Store,
-    path: &Path,
-) -> Result<(Digest, Option<SourceRecord>), HashError> {
+fn hash_file(store: &Store, path: &Path) -> Result<(Digest, Option<SourceRecord>), HashError> {
     use std::io::Read;
     let read_started = std::time::SystemTime::now();
     let mut file = std::fs::File::open(path).map_err(HashError::Read)?;
