@@ -264,6 +264,6 @@ async fn a_component_rewritten_between_starts_is_hashed_again_and_its_new_bytes_
     // Garbage of the same size: a clear refusal naming the module, not the old code.
     std::fs::write(&changing, vec![0x5a; hello.len()]).unwrap();
     let refused = TestNode::start_in(&manifest, dir, PoolingMode::Auto).await;
-    let error = spark_error::chain(&refused.err().expect("garbage is refused"));
+    let error = spark_error::chain(&refused.err().expect("garbage is refused")).to_string();
     assert!(error.contains("changing"), "{error}");
 }
