@@ -210,13 +210,18 @@ async fn measure(options: &DensityOptions, modules: usize) -> Result<DensityResu
     let dir = components.path().to_owned();
     let text = move |addr, admin| manifest(&dir, modules, addr, admin);
     let started = Instant::now();
-    let mut node = SparkNode::start(NodeLaunch {
-        spark: &options.spark,
-        manifest: &text,
-        ready_path: "/m-0/",
-        out_dir: &options.out_dir,
-        log_name: "density-node",
-    })
+    // A first start compiles every component: allow a second per module on top of the usual.
+    let within = Duration::from_secs(120 + modules as u64);
+    let mut node = SparkNode::start_within(
+        NodeLaunch {
+            spark: &options.spark,
+            manifest: &text,
+            ready_path: "/m-0/",
+            out_dir: &options.out_dir,
+            log_name: "density-node",
+        },
+        within,
+    )
     .await?;
     let cold_start_s = started.elapsed().as_secs_f64();
     let restarted = node.restart()?;

@@ -76,13 +76,22 @@ impl SparkNode {
     /// Writes the manifest into a new temporary directory, runs `spark up` on it with free ports,
     /// and waits (up to 120 s) until `ready_path` answers with a success.
     pub async fn start(launch: NodeLaunch<'_>) -> Result<SparkNode, BenchError> {
+        Self::start_within(launch, Duration::from_secs(120)).await
+    }
+
+    /// As [`SparkNode::start`], waiting up to `ready_within` (a first start compiling
+    /// thousands of components takes minutes).
+    pub async fn start_within(
+        launch: NodeLaunch<'_>,
+        ready_within: Duration,
+    ) -> Result<SparkNode, BenchError> {
         let dir = tempfile::tempdir()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let path = dir.path().join("spark.toml");
         std::fs::write(&path, (launch.manifest)(addr, admin))?;
         let mut child = spawn(launch.spark, &path, Some((launch.out_dir, launch.log_name)))?;
-        if !loadgen::wait_ready(addr, launch.ready_path, Duration::from_secs(120)).await {
+        if !loadgen::wait_ready(addr, launch.ready_path, ready_within).await {
             let _ = child.kill();
             let _ = child.wait();
             return Err(BenchError::NotReady(addr.to_string()));

@@ -48,6 +48,8 @@
 //! - [`Store::gc`] deletes artifacts of releases that fell out of the newest N (never the
 //!   current release's); the records stay, marked by [`Store::rollbackable`].
 //! - History ([`Store::put_history`]): opaque per-module snapshots, at most 1 MiB each.
+//! - Source records ([`Store::source_records`]): the `stat` stamp and digest of each
+//!   component file a manifest names, so an unchanged file is not read or hashed again.
 //!
 //! What the store assumes about the disk, what is atomic and what survives a crash is in
 //! `DESIGN.md` next to this crate's `Cargo.toml`.
@@ -77,6 +79,7 @@ mod kv;
 mod node_state;
 mod release;
 mod releases;
+mod sources;
 mod store;
 
 pub use artifacts::{ArtifactStore, Incoming};
@@ -92,4 +95,5 @@ pub use release::{
     NewRelease, RELEASE_HASH_LEN, Release, ReleaseId, ReleaseModule, canonical_json,
 };
 pub use releases::ReleaseCheck;
+pub use sources::{FileStamp, RACY_MARGIN, RACY_MARGIN_COARSE, SourceRecord};
 pub use store::Store;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! <dir>/             mode 0700
-//!   spark.redb       releases, node pointer + rollout, events, history (redb)
+//!   spark.redb       releases, node pointer + rollout, events, history, source records (redb)
 //!   artifacts/ab/…   content-addressed files (ArtifactStore)
 //! ```
 //!

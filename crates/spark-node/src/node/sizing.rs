@@ -16,8 +16,14 @@ const CONNECTION_DIVISOR: u64 = 4;
 const ADMIN_CONNECTION_MEMORY: u64 = 32 << 20;
 /// File descriptors kept for the node itself (store, logs, certificates, outbound requests).
 const FD_RESERVE: u64 = 512;
-/// And per module (copy-on-write memory images).
+/// And per module (copy-on-write memory images), which only a *loaded* module holds.
 const FD_PER_MODULE: u64 = 2;
+/// At most this share of the descriptors left after [`FD_RESERVE`] is kept for modules: only
+/// loaded modules hold descriptors, and a node registering thousands keeps few loaded, so
+/// reserving for every registered one would leave the listeners nothing (10,000 modules under
+/// a 20,000 limit: one connection). A node that does load that many fails a module's load
+/// (an error for that module) before it refuses every client.
+const MODULE_FD_SHARE: (u64, u64) = (1, 2);
 
 /// The node's budgets.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,9 +59,10 @@ pub(super) fn size(
     let admin_connection_memory = ADMIN_CONNECTION_MEMORY.min(connections / 8);
     let mut public = node.limits;
     let mut admin = node.limits.for_admin(node.admin_max_connections);
-    let fds = fd_limit
-        .saturating_sub(FD_RESERVE)
-        .saturating_sub(FD_PER_MODULE * modules as u64);
+    let available = fd_limit.saturating_sub(FD_RESERVE);
+    let for_modules =
+        (FD_PER_MODULE * modules as u64).min(available / MODULE_FD_SHARE.1 * MODULE_FD_SHARE.0);
+    let fds = available - for_modules;
     let wanted = u64::from(public.max_connections) + u64::from(admin.max_connections);
     if wanted > fds {
         let admin_cap = u64::from(admin.max_connections).min(fds / 8).max(1);
@@ -123,5 +130,17 @@ mod tests {
         assert!(s.notes[0].contains("node.max_connections lowered"));
         let roomy = size(&node, Some(GIB), 1 << 20, 100);
         assert_eq!(roomy.public.max_connections, node.limits.max_connections);
+    }
+
+    #[test]
+    fn thousands_of_registered_modules_leave_the_listeners_half_the_descriptors() {
+        let node = NodeSettings::default();
+        let s = size(&node, Some(GIB), 20_000, 10_000);
+        let half = (20_000 - FD_RESERVE) / 2;
+        assert_eq!(
+            u64::from(s.public.max_connections) + u64::from(s.admin.max_connections),
+            half
+        );
+        assert!(s.public.max_connections > 8_000, "{:?}", s.public);
     }
 }

@@ -6,14 +6,15 @@
 //! it differs from the file of the last start (it was edited), it becomes a new release and
 //! the current one, unless a rollout is in progress, which always wins.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use spark_manifest::{ComponentRef, Manifest, ManifestError, ModuleSpec};
 use spark_rollout::Rollout;
 use spark_store::{
-    Digest, NewEvent, NewRelease, Release, ReleaseId, ReleaseModule, RolloutChange, Store,
-    StoreError, Transition,
+    Digest, FileStamp, NewEvent, NewRelease, Release, ReleaseId, ReleaseModule, RolloutChange,
+    SourceRecord, Store, StoreError, Transition,
 };
 
 /// Why the node's store could not give the release to serve (the node does not start; see
@@ -92,19 +93,45 @@ pub(crate) fn release_modules(
 /// waiting for the disk to sync each new artifact, and syncs of many files overlap.
 const IMPORT_THREADS: usize = 8;
 
+/// One module's component, imported.
+struct Imported {
+    spec: ModuleSpec,
+    digest: String,
+    /// The file's new source record, if it was hashed and may be trusted next time.
+    record: Option<(String, SourceRecord)>,
+    /// Whether the file was read and hashed (false: its record vouched for it).
+    hashed: bool,
+}
+
 /// Puts the manifest's component files into the store; returns each module with its digest
 /// (in the manifest's order; the first failure in that order if any fails).
+///
+/// A file whose source record still vouches for it (the same `stat` stamp as when it was
+/// hashed, its stored copy present: [`SourceRecord::trusted`]) is neither read nor hashed;
+/// the others are read, hashed and stored, and their new records written in one
+/// transaction. So a restart on unchanged files costs one `stat` per component and the
+/// store check of its copy, not two reads and two hashes.
 pub(crate) fn import(
     store: &Store,
     manifest: &Manifest,
 ) -> Result<Vec<(ModuleSpec, String)>, StartupError> {
+    let known = store.source_records().unwrap_or_else(|e| {
+        tracing::warn!(error = %spark_error::chain(&e), "source records unreadable; hashing every component");
+        Default::default()
+    });
     let specs = &manifest.modules;
     let chunk = specs.len().div_ceil(IMPORT_THREADS).max(1);
-    let chunks: Vec<Vec<Result<(ModuleSpec, String), StartupError>>> = std::thread::scope(|s| {
+    let known = &known;
+    let chunks: Vec<Vec<Result<Imported, StartupError>>> = std::thread::scope(|s| {
         let workers: Vec<_> = specs
             .chunks(chunk)
             .map(|specs| {
-                s.spawn(move || specs.iter().map(|spec| import_one(store, spec)).collect())
+                s.spawn(move || {
+                    specs
+                        .iter()
+                        .map(|spec| import_one(store, known, spec))
+                        .collect()
+                })
             })
             .collect();
         workers
@@ -112,18 +139,77 @@ pub(crate) fn import(
             .map(|w| w.join().expect("an import thread panicked"))
             .collect()
     });
-    chunks.into_iter().flatten().collect()
+    let imported: Vec<Imported> = chunks.into_iter().flatten().collect::<Result<_, _>>()?;
+    let hashed = imported.iter().filter(|i| i.hashed).count();
+    let records: Vec<(String, SourceRecord)> =
+        imported.iter().filter_map(|i| i.record.clone()).collect();
+    let named: std::collections::HashSet<String> = specs
+        .iter()
+        .filter_map(|spec| match &spec.component {
+            ComponentRef::File(path) => source_key(path),
+            ComponentRef::Artifact(_) => None,
+        })
+        .collect();
+    let stale = known.keys().any(|path| !named.contains(path));
+    if !records.is_empty() || stale {
+        // Only an optimisation: without the records the next start hashes again.
+        if let Err(e) = store.update_source_records(&records, &named) {
+            tracing::warn!(error = %spark_error::chain(&e), "could not record component stamps; the next start hashes them again");
+        }
+    }
+    tracing::info!(
+        components = imported.len(),
+        hashed,
+        recorded = records.len(),
+        "components imported (unchanged files are not read again)"
+    );
+    Ok(imported.into_iter().map(|i| (i.spec, i.digest)).collect())
 }
 
-fn import_one(store: &Store, spec: &ModuleSpec) -> Result<(ModuleSpec, String), StartupError> {
-    let digest = match &spec.component {
+/// The key of a component file's source record: its absolute path, if it is UTF-8 (a file
+/// without one is hashed on every start).
+fn source_key(path: &Path) -> Option<String> {
+    std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_owned))
+}
+
+fn import_one(
+    store: &Store,
+    known: &HashMap<String, SourceRecord>,
+    spec: &ModuleSpec,
+) -> Result<Imported, StartupError> {
+    let (digest, record, hashed) = match &spec.component {
         ComponentRef::File(path) => {
-            let bytes = std::fs::read(path).map_err(|source| StartupError::Read {
+            let read_error = |source| StartupError::Read {
                 module: spec.id.to_string(),
                 path: path.clone(),
                 source,
-            })?;
-            store.artifacts().put(&bytes)?.as_str().to_owned()
+            };
+            let key = source_key(path);
+            let stamp = FileStamp::of(&std::fs::metadata(path).map_err(read_error)?);
+            let trusted = key
+                .as_ref()
+                .and_then(|key| known.get(key))
+                .zip(stamp)
+                .and_then(|(record, now)| {
+                    let stored = std::fs::metadata(store.artifacts().path(&record.digest))
+                        .ok()
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len());
+                    record.trusted(&now, stored).cloned()
+                });
+            match trusted {
+                Some(digest) => (digest.as_str().to_owned(), None, false),
+                None => {
+                    let (digest, record) = hash_file(store, path).map_err(|e| match e {
+                        HashError::Read(source) => read_error(source),
+                        HashError::Store(e) => StartupError::Store(e),
+                    })?;
+                    let record = key.zip(record);
+                    (digest.as_str().to_owned(), record, true)
+                }
+            }
         }
         ComponentRef::Artifact(digest) => {
             let parsed = Digest::parse(digest)?;
@@ -133,12 +219,41 @@ fn import_one(store: &Store, spec: &ModuleSpec) -> Result<(ModuleSpec, String), 
                     digest: digest.clone(),
                 });
             }
-            digest.clone()
+            (digest.clone(), None, false)
         }
     };
     let mut spec = spec.clone();
     spec.component = ComponentRef::Artifact(digest.clone());
-    Ok((spec, digest))
+    Ok(Imported {
+        spec,
+        digest,
+        record,
+        hashed,
+    })
+}
+
+enum HashError {
+    Read(std::io::Error),
+    Store(StoreError),
+}
+
+/// Reads, hashes and stores a component file; its digest, and its source record if the file
+/// held still while it was read and was not modified just before ([`SourceRecord::observed`]).
+fn hash_file(store: &Store, path: &Path) -> Result<(Digest, Option<SourceRecord>), HashError> {
+    use std::io::Read;
+    let read_started = std::time::SystemTime::now();
+    let mut file = std::fs::File::open(path).map_err(HashError::Read)?;
+    let before = file.metadata().map_err(HashError::Read)?;
+    let mut bytes = Vec::with_capacity(before.len() as usize);
+    file.read_to_end(&mut bytes).map_err(HashError::Read)?;
+    let after = file.metadata().map_err(HashError::Read)?;
+    let digest = store.artifacts().put(&bytes).map_err(HashError::Store)?;
+    let record = FileStamp::of(&before)
+        .zip(FileStamp::of(&after))
+        .and_then(|(before, after)| {
+            SourceRecord::observed(before, after, read_started, digest.clone())
+        });
+    Ok((digest, record))
 }
 
 /// The release modules of `(spec, digest)` pairs.

@@ -182,3 +182,88 @@ async fn clients_leaving_during_a_lazy_load_leave_nothing_held() {
     }
     node.stop().await;
 }
+
+/// `hello` with its greeting's bytes changed in place: a component of the same size that
+/// answers something else.
+fn shouting(hello: &[u8]) -> Vec<u8> {
+    let (from, to) = (b"Hello from Spark!", b"HELLO FROM SPARK!");
+    let at = hello
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("hello's greeting is in its data");
+    let mut bytes = hello.to_vec();
+    bytes[at..at + to.len()].copy_from_slice(to);
+    bytes
+}
+
+/// A restart trusts a component file its store has a record of only while nothing `stat`
+/// reports about the file changed. Here the file is rewritten in place between two starts
+/// with bytes of the same size and its modification time set back, so only its change time
+/// tells: the node hashes it again and serves the new bytes. The unchanged file beside it is
+/// still served, and garbage of the same size is refused with an error naming its module.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_rewritten_between_starts_is_hashed_again_and_its_new_bytes_serve() {
+    use std::io::Write;
+    let components = tempfile::tempdir().unwrap();
+    let hello = std::fs::read(guest("hello")).unwrap();
+    let (changing, steady) = (
+        components.path().join("changing.wasm"),
+        components.path().join("steady.wasm"),
+    );
+    std::fs::write(&changing, &hello).unwrap();
+    std::fs::write(&steady, distinct(&hello, 1)).unwrap();
+    let manifest = format!(
+        "version = 1\n\
+         [[module]]\nid = \"changing\"\ncomponent = \"{}\"\nroutes = [\"/changing\"]\n\
+         [[module]]\nid = \"steady\"\ncomponent = \"{}\"\nroutes = [\"/steady\"]\n",
+        changing.display(),
+        steady.display()
+    );
+    // Old enough when the node reads them that their stamps are recorded (a file modified
+    // just before it is read is hashed again next time instead).
+    tokio::time::sleep(spark_store::RACY_MARGIN * 3).await;
+    let first = TestNode::start(&manifest).await.unwrap();
+    let reply = get(&first.url("/changing")).await.unwrap();
+    assert_eq!(reply.text(), "Hello from Spark!\n");
+    let dir = first.stop().await;
+    let store_dir = spark_store::DataDir::new(dir.path().join("data")).store();
+    {
+        let store = spark_store::Store::open(&store_dir).unwrap();
+        let records = store.source_records().unwrap();
+        let record = &records[changing.to_str().unwrap()];
+        assert_eq!(record.digest, spark_store::Digest::of(&hello));
+        assert_eq!(records.len(), 2, "both files recorded: {records:?}");
+    }
+
+    // Same size, same inode, modification time set back: only the change time moved.
+    let modified = std::fs::metadata(&changing).unwrap().modified().unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&changing)
+        .unwrap();
+    (&file).write_all(&shouting(&hello)).unwrap();
+    file.set_modified(modified).unwrap();
+    drop(file);
+    assert_eq!(
+        std::fs::metadata(&changing).unwrap().modified().unwrap(),
+        modified
+    );
+    let node = TestNode::start_in(&manifest, dir, PoolingMode::Auto)
+        .await
+        .unwrap();
+    let reply = get(&node.url("/changing")).await.unwrap();
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "HELLO FROM SPARK!\n"),
+        "the rewritten file's bytes serve"
+    );
+    let reply = get(&node.url("/steady")).await.unwrap();
+    assert_eq!(reply.text(), "Hello from Spark!\n");
+    let dir = node.stop().await;
+
+    // Garbage of the same size: a clear refusal naming the module, not the old code.
+    std::fs::write(&changing, vec![0x5a; hello.len()]).unwrap();
+    let refused = TestNode::start_in(&manifest, dir, PoolingMode::Auto).await;
+    let error = spark_error::chain(&refused.err().expect("garbage is refused")).to_string();
+    assert!(error.contains("changing"), "{error}");
+}
