@@ -31,8 +31,8 @@ pub(crate) struct Actuators {
 
 /// Sets every actuator to `plan`.
 pub(crate) fn apply(plan: &Plan, snapshot: &Snapshot, actuators: &mut Actuators) {
-    for slot in &snapshot.modules {
-        let Some(new) = plan.modules.get(slot.id()) else {
+    for (id, new) in &plan.modules {
+        let Some(slot) = snapshot.module(id) else {
             continue;
         };
         let controls = &slot.controls;

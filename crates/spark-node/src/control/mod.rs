@@ -34,6 +34,7 @@ pub(crate) use apply::{Actuators, apply};
 pub(crate) use observe::Observer;
 
 use crate::clock::Clock;
+use crate::serve::activity::{ActivityLog, Watcher};
 use crate::serve::snapshot::{SharedSnapshot, Snapshot};
 
 /// Decisions kept for the admin API.
@@ -55,6 +56,9 @@ pub struct ViewState {
     pub decisions: VecDeque<Decision>,
     /// What each module did over the last tick's window (rates, p99, CPU), for the dashboard.
     pub observations: Vec<ModuleObservation>,
+    /// Modules whose counters the last tick read: those with work, those planned before, and
+    /// critical, background and job modules (all of them after a deploy).
+    pub modules_read: usize,
 }
 
 impl ControlView {
@@ -80,6 +84,7 @@ impl ControlView {
         plan: Plan,
         decisions: Vec<Decision>,
         observations: Vec<ModuleObservation>,
+        read: usize,
     ) {
         for d in &decisions {
             tracing::info!(target: "spark::decision", scope = %d.scope, change = %d.change, reason = %d.reason, "orchestrator decision");
@@ -94,6 +99,7 @@ impl ControlView {
         state.signals = Some(signals);
         state.plan = plan;
         state.observations = observations;
+        state.modules_read = read;
         for decision in decisions {
             if state.decisions.len() == DECISION_LOG {
                 state.decisions.pop_front();
@@ -144,6 +150,8 @@ pub(crate) struct ControlLoop {
     pub view: Arc<ControlView>,
     pub actuators: Actuators,
     pub clock: Clock,
+    /// Which modules had work since the last tick.
+    pub activity: Arc<ActivityLog>,
 }
 
 impl ControlLoop {
@@ -197,7 +205,8 @@ async fn tick(
     if let Some(nn) = &control.actuators.nn {
         signals.accelerators_in_flight = nn.in_flight();
     }
-    let observations = observer.observe(&current, window);
+    let marked = control.activity.drain(Watcher::Control);
+    let observations = observer.observe(&current, &marked, window);
     let (plan, decisions) = policy::plan(now_ms, &signals, &observations, config, state);
     for o in observations
         .iter()
@@ -209,9 +218,15 @@ async fn tick(
         );
     }
     apply(&plan, &current, &mut control.actuators);
-    control
-        .view
-        .record(&current, telemetry, signals, plan, decisions, observations);
+    control.view.record(
+        &current,
+        telemetry,
+        signals,
+        plan,
+        decisions,
+        observations,
+        observer.read(),
+    );
 }
 
 pin_project_lite::pin_project! {

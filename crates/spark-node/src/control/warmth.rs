@@ -32,6 +32,7 @@ use spark_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, Ticker};
+use crate::serve::activity::{ActivityLog, Watcher};
 use crate::serve::snapshot::{ModuleSlot, SharedSnapshot};
 
 /// MB-minutes of memory worth one second of cold start of a module called once a day. Edge
@@ -99,6 +100,10 @@ pub struct WarmthState {
     pub modules: HashMap<String, ModuleWarmth>,
     pub eviction_order: Vec<String>,
     pub history_note: Option<String>,
+    /// Modules the last revision looked at: those with work, planned before or with a history
+    /// (all of them after a deploy).
+    #[serde(default)]
+    pub modules_read: usize,
 }
 
 impl WarmthView {
@@ -169,6 +174,12 @@ pub(crate) struct WarmthController {
     /// The snapshot whose modules the view's map was last pruned to (a weak reference keeps
     /// its address from being reused).
     described_for: std::sync::Weak<crate::serve::snapshot::Snapshot>,
+    /// Which modules had work since the last revision.
+    activity: Arc<ActivityLog>,
+    /// The snapshot `planned` is in.
+    planned_in: std::sync::Weak<crate::serve::snapshot::Snapshot>,
+    /// Positions of the modules planned last revision: looked at again.
+    planned: Vec<usize>,
 }
 
 impl WarmthController {
@@ -180,6 +191,7 @@ impl WarmthController {
         store: Option<Arc<dyn HistoryStore>>,
         view: Arc<WarmthView>,
         clock: Clock,
+        activity: Arc<ActivityLog>,
     ) -> WarmthController {
         let mut controller = WarmthController {
             clock: ModelClock::new(clock, settings.time_scale),
@@ -191,6 +203,9 @@ impl WarmthController {
             budget: Arc::new(WarmBudget::default()),
             view,
             described_for: std::sync::Weak::new(),
+            activity,
+            planned_in: std::sync::Weak::new(),
+            planned: Vec::new(),
         };
         controller.restore();
         controller
@@ -266,23 +281,54 @@ impl WarmthController {
     ///
     /// Only active modules are planned: those loaded now, and those with a demand history. A
     /// module registered and never called, whose code is only on disk, has nothing to plan (it
-    /// is not pre-warmed on no evidence: its first request loads it), so a tick costs the
-    /// active modules plus one read of each module's counters.
+    /// is not pre-warmed on no evidence: its first request loads it). Only candidates are
+    /// read: the modules with work since the last revision (see [`crate::serve::activity`]),
+    /// those planned last time and those with a history (every module after a deploy), so a
+    /// revision costs the active modules, not the registered ones.
     pub(crate) async fn tick(&mut self) {
         let now = self.clock.now_ms();
         let snapshot = self.snapshot.load_full();
-        self.observe(&snapshot.modules, now);
+        let marked: Vec<usize> = self
+            .activity
+            .drain(Watcher::Warmth)
+            .iter()
+            .filter_map(|a| snapshot.position(a.module()))
+            .collect();
+        let fresh = self.planned_in.as_ptr() != Arc::as_ptr(&snapshot);
+        let (observed, mut candidates): (Vec<usize>, Vec<usize>) = if fresh {
+            self.planned_in = Arc::downgrade(&snapshot);
+            let all: Vec<usize> = (0..snapshot.modules.len()).collect();
+            (all.clone(), all)
+        } else {
+            let candidates = marked
+                .iter()
+                .chain(&self.planned)
+                .copied()
+                .chain(self.demand.modules().filter_map(|m| snapshot.position(m)))
+                .collect();
+            (marked, candidates)
+        };
+        for &index in &observed {
+            self.observe(&snapshot.modules[index], now);
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        self.view.state.lock().expect("warmth view").modules_read = candidates.len();
         if !self.settings.enabled {
             return;
         }
-        let (active, forecasts): (Vec<&Arc<ModuleSlot>>, Vec<Option<Forecast>>) = snapshot
-            .modules
-            .iter()
-            .filter_map(|slot| {
-                let forecast = self.demand.forecast(slot.id(), now);
-                (forecast.is_some() || slot.residency.is_loaded()).then_some((slot, forecast))
-            })
-            .unzip();
+        let (active, forecasts): (Vec<(usize, &Arc<ModuleSlot>)>, Vec<Option<Forecast>>) =
+            candidates
+                .iter()
+                .filter_map(|&index| {
+                    let slot = &snapshot.modules[index];
+                    let forecast = self.demand.forecast(slot.id(), now);
+                    (forecast.is_some() || slot.residency.is_loaded())
+                        .then_some(((index, slot), forecast))
+                })
+                .unzip();
+        self.planned = active.iter().map(|(index, _)| *index).collect();
+        let active: Vec<&Arc<ModuleSlot>> = active.into_iter().map(|(_, slot)| slot).collect();
         let unknown = unknown_forecast();
         let demands: Vec<ModuleDemand<'_>> = active
             .iter()
@@ -304,7 +350,12 @@ impl WarmthController {
         let mut hot = HashSet::new();
         for ((slot, (_, target)), forecast) in active.iter().zip(&plan.targets).zip(&forecasts) {
             let target = self.adjust(slot, *target);
+            let was_loaded = slot.residency.is_loaded();
             move_to(slot, target).await;
+            if !was_loaded && slot.residency.is_loaded() {
+                // Loaded ahead of its calls: the control loop plans it from now on.
+                slot.activity.mark();
+            }
             if target != WarmthLevel::Compiled
                 && let Some(guest) = slot.residency.current()
             {
@@ -334,27 +385,25 @@ impl WarmthController {
         state.eviction_order = plan.eviction_order;
     }
 
-    /// Feeds each module's invocations since the last tick to the demand model: one read of
-    /// its counters, and nothing else unless it was called.
-    fn observe(&mut self, slots: &[Arc<ModuleSlot>], now: u64) {
-        for slot in slots {
-            let stats = slot.stats.snapshot();
-            let counters = (stats.invocations, stats.cpu_nanos);
-            let (calls, cpu) = match self.seen.get_mut(slot.id()) {
-                Some(seen) => std::mem::replace(seen, counters),
-                None if stats.invocations == 0 => continue,
-                None => {
-                    self.seen.insert(slot.id().to_owned(), counters);
-                    (0, 0)
-                }
-            };
-            let new_calls = stats.invocations.saturating_sub(calls);
-            if new_calls > 0 {
-                self.demand
-                    .observe(slot.id(), now, new_calls.min(u64::from(u32::MAX)) as u32);
-                let per_call = stats.cpu_nanos.saturating_sub(cpu) as f64 / new_calls as f64 / 1e6;
-                self.demand.observe_duration(slot.id(), per_call);
+    /// Feeds a module's invocations since the last tick to the demand model: one read of its
+    /// counters, and nothing else unless it was called.
+    fn observe(&mut self, slot: &ModuleSlot, now: u64) {
+        let stats = slot.stats.snapshot();
+        let counters = (stats.invocations, stats.cpu_nanos);
+        let (calls, cpu) = match self.seen.get_mut(slot.id()) {
+            Some(seen) => std::mem::replace(seen, counters),
+            None if stats.invocations == 0 => return,
+            None => {
+                self.seen.insert(slot.id().to_owned(), counters);
+                (0, 0)
             }
+        };
+        let new_calls = stats.invocations.saturating_sub(calls);
+        if new_calls > 0 {
+            self.demand
+                .observe(slot.id(), now, new_calls.min(u64::from(u32::MAX)) as u32);
+            let per_call = stats.cpu_nanos.saturating_sub(cpu) as f64 / new_calls as f64 / 1e6;
+            self.demand.observe_duration(slot.id(), per_call);
         }
     }
 

@@ -37,6 +37,7 @@ use crate::control::{self, Actuators, ControlLoop, ControlView};
 use crate::release::deploy::Deployer;
 use crate::release::factory::{BuildError, ModuleFactory, ObservedOutbound, Placement};
 use crate::release::startup::{self, StartupError};
+use crate::serve::activity::ActivityLog;
 use crate::serve::capacity::NodeCapacity;
 use crate::serve::executor::GuestExecutor;
 use crate::serve::front::Front;
@@ -263,6 +264,7 @@ impl RunningNode {
             nn: nn.clone(),
         };
         let kv_replicas = Arc::new(spark_runtime::spin::KvReplicas::default());
+        let activity = ActivityLog::new(orchestrated);
         let factory = ModuleFactory {
             runtime: runtime.clone(),
             store: store.clone(),
@@ -271,6 +273,7 @@ impl RunningNode {
             invocation_memory: sizing.invocation_memory,
             files_base: files_base(&manifest.source),
             kv_replicas: kv_replicas.clone(),
+            activity: activity.clone(),
         };
         let clock = options.clock.clone();
         let deployer = Arc::new(
@@ -347,6 +350,7 @@ impl RunningNode {
             history,
             warmth.clone(),
             clock.clone(),
+            activity.clone(),
         );
         let warm_budget = controller.budget();
         tasks.push(tokio::spawn(controller.run(shutdown.clone())));
@@ -376,6 +380,7 @@ impl RunningNode {
                     runtime: runtime.clone(),
                 },
                 clock: clock.clone(),
+                activity,
             };
             tasks.push(tokio::spawn(control.run(shutdown.clone())));
         }

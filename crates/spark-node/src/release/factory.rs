@@ -15,6 +15,7 @@ use spark_runtime::{
 use spark_store::Store;
 
 use crate::admin::metrics::NodeMetrics;
+use crate::serve::activity::ActivityLog;
 use crate::serve::capacity::reservation;
 use crate::serve::pacing::ModulePacer;
 use crate::serve::residency::{Residency, prepare_artifact};
@@ -111,6 +112,8 @@ pub struct ModuleFactory {
     pub files_base: std::path::PathBuf,
     /// The fleet-wide key-value stores' bookkeeping (replicated only under `--fleet`).
     pub kv_replicas: Arc<spark_runtime::spin::KvReplicas>,
+    /// Where modules are listed when they have work (for the control loop and the predictor).
+    pub activity: Arc<ActivityLog>,
 }
 
 impl ModuleFactory {
@@ -159,6 +162,7 @@ impl ModuleFactory {
             metrics,
             slot_controls,
             release.to_owned(),
+            self.activity.activity(spec.id.as_str()),
         ));
         check_instance(&slot).await?;
         check_health(&slot).await?;
@@ -231,6 +235,7 @@ impl ModuleFactory {
             metrics,
             slot_controls,
             release.to_owned(),
+            self.activity.activity(spec.id.as_str()),
         )))
     }
 

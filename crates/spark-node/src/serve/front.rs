@@ -189,6 +189,8 @@ impl Front {
         let slot = snapshot
             .version_for(stable, Some(request.headers()))
             .clone();
+        // The control loop sees the module from now on (and again at the request's end).
+        slot.activity.mark();
         let mut record = Record::new(slot.clone(), started);
         let mut request = self.prepare(request, route, &slot);
         if let Some(span) = &mut span {
@@ -234,6 +236,7 @@ impl Front {
         }
         let request = request.map(|body| body.limit(limits.request_body));
         let ticket = slot.admission.admit().await.map_err(Refusal::Admission)?;
+        slot.activity.mark();
         let node_slot = self
             .capacity
             .admit(

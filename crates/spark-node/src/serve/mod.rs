@@ -11,8 +11,11 @@
 //! (W3C `traceparent` in, OTLP out) when the node exports traces.
 //!
 //! The decision worth knowing: nothing here waits on the control plane. The snapshot is
-//! swapped whole; the orchestrator's actuators are atomics this plane reads.
+//! swapped whole; the orchestrator's actuators are atomics this plane reads. The one thing
+//! this plane tells the control plane is which modules had work ([`activity`]): a flag set
+//! at a request's start and end, so the control loop and the predictor read only those.
 
+pub(crate) mod activity;
 pub(crate) mod admission;
 pub(crate) mod bodies;
 pub(crate) mod capacity;

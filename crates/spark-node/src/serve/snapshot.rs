@@ -13,6 +13,7 @@ use spark_manifest::{ModuleSpec, Route, RouteTable, Trigger};
 use spark_runtime::{ModuleStats, OutboundPacing};
 
 use crate::admin::metrics::ModuleMetrics;
+use crate::serve::activity::Activity;
 use crate::serve::admission::Admission;
 use crate::serve::latency::LatencyWindow;
 use crate::serve::pacing::ModulePacer;
@@ -36,6 +37,8 @@ pub struct ModuleSlot {
     pub release: String,
     /// Outcomes of this version (canary analysis).
     pub outcomes: VersionCounters,
+    /// Lists the module for the control loop and the predictor when it has work.
+    pub activity: Arc<Activity>,
 }
 
 /// A module's actuators besides its admission caps: CPU share, outbound pacing, job pacing,
@@ -93,6 +96,7 @@ impl ModuleSlot {
         metrics: ModuleMetrics,
         controls: SlotControls,
         release: String,
+        activity: Arc<Activity>,
     ) -> ModuleSlot {
         let limits = &spec.limits;
         let admission = match spec.trigger {
@@ -112,6 +116,7 @@ impl ModuleSlot {
             latency: LatencyWindow::default(),
             release,
             outcomes: VersionCounters::default(),
+            activity,
         }
     }
 
@@ -124,6 +129,7 @@ impl ModuleSlot {
         self.metrics.request(status, took);
         self.outcomes.record(status, took);
         self.latency.record(took);
+        self.activity.mark();
     }
 
     /// A request refused before it reached the guest (admission, capacity, loading).
@@ -131,6 +137,7 @@ impl ModuleSlot {
         self.metrics.request(status, took);
         self.metrics.refused();
         self.outcomes.record(status, took);
+        self.activity.mark();
     }
 
     /// Facts about the module's code (kept while it is unloaded).
@@ -154,6 +161,8 @@ pub struct Snapshot {
     pub release: Option<String>,
     pub modules: Vec<Arc<ModuleSlot>>,
     pub routes: RouteTable<usize>,
+    /// Each module's place in `modules`, by id.
+    index: HashMap<String, usize>,
     /// Canary versions of modules being rolled out, by module id.
     pub canaries: HashMap<String, Canary>,
 }
@@ -189,10 +198,16 @@ impl Snapshot {
         let routes = RouteTable::new(entries).unwrap_or_else(|duplicate| {
             panic!("duplicate route {duplicate} passed manifest validation")
         });
+        let index = modules
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| (slot.id().to_owned(), i))
+            .collect();
         Snapshot {
             release,
             modules,
             routes,
+            index,
             canaries,
         }
     }
@@ -234,7 +249,12 @@ impl Snapshot {
 
     /// The stable version of module `id`.
     pub fn module(&self, id: &str) -> Option<&Arc<ModuleSlot>> {
-        self.modules.iter().find(|slot| slot.id() == id)
+        self.position(id).map(|i| &self.modules[i])
+    }
+
+    /// Where module `id` is in [`Snapshot::modules`].
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
     }
 }
 

@@ -120,7 +120,20 @@ async fn a_restart_registers_cached_modules_without_loading_and_plans_only_activ
             && planned.contains(&format!("m-{}", MODULES - 1)),
         "the control loop plans the active modules only: {planned:?}"
     );
+    // Nor does either read the idle modules' counters: only those with work, those planned
+    // and the critical one.
+    let read = node.node.control().unwrap().state().modules_read;
+    assert!(
+        (1..=2).contains(&read),
+        "the control loop read {read} modules' counters in its last tick, of {}",
+        MODULES + 1
+    );
     let warmth = node.node.warmth().state();
+    assert!(
+        (1..=2).contains(&warmth.modules_read),
+        "the predictor looked at {} modules in its last revision",
+        warmth.modules_read
+    );
     let mut described: Vec<&str> = warmth.modules.keys().map(String::as_str).collect();
     described.sort();
     assert_eq!(
