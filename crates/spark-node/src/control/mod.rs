@@ -83,8 +83,7 @@ impl ControlView {
         signals: NodeSignals,
         plan: Plan,
         decisions: Vec<Decision>,
-        observations: Vec<ModuleObservation>,
-        read: usize,
+        (observations, read): (Vec<ModuleObservation>, usize),
     ) {
         for d in &decisions {
             tracing::info!(target: "spark::decision", scope = %d.scope, change = %d.change, reason = %d.reason, "orchestrator decision");
@@ -224,8 +223,7 @@ async fn tick(
         signals,
         plan,
         decisions,
-        observations,
-        observer.read(),
+        (observations, observer.read()),
     );
 }
 

@@ -317,18 +317,16 @@ impl WarmthController {
         if !self.settings.enabled {
             return;
         }
-        let (active, forecasts): (Vec<(usize, &Arc<ModuleSlot>)>, Vec<Option<Forecast>>) =
-            candidates
-                .iter()
-                .filter_map(|&index| {
-                    let slot = &snapshot.modules[index];
-                    let forecast = self.demand.forecast(slot.id(), now);
-                    (forecast.is_some() || slot.residency.is_loaded())
-                        .then_some(((index, slot), forecast))
-                })
-                .unzip();
-        self.planned = active.iter().map(|(index, _)| *index).collect();
-        let active: Vec<&Arc<ModuleSlot>> = active.into_iter().map(|(_, slot)| slot).collect();
+        let (planned, forecasts): (Vec<usize>, Vec<Option<Forecast>>) = candidates
+            .iter()
+            .filter_map(|&index| {
+                let slot = &snapshot.modules[index];
+                let forecast = self.demand.forecast(slot.id(), now);
+                (forecast.is_some() || slot.residency.is_loaded()).then_some((index, forecast))
+            })
+            .unzip();
+        let active: Vec<&Arc<ModuleSlot>> = planned.iter().map(|&i| &snapshot.modules[i]).collect();
+        self.planned = planned;
         let unknown = unknown_forecast();
         let demands: Vec<ModuleDemand<'_>> = active
             .iter()

@@ -71,9 +71,12 @@ fn clients(
 
 /// `background_nice = 10`: the surge below saturates every CPU with critical work, and only
 /// then does the kernel weight (not just the pacer) decide what background gets; at nice 10 it
-/// holds about the 10% minimum (at the default 19 it would be about 1.5%).
+/// holds about the 10% minimum (at the default 19 it would be about 1.5%). Tiering is off so
+/// that no background optimization compile takes CPU while shares are measured.
 const SURGE: &str = r#"
 version = 1
+[node]
+tiering = false
 [orchestrator]
 interval = "200ms"
 background_min_share = 0.1
