@@ -5,14 +5,14 @@
 //! ones.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use spark_manifest::{Priority, Trigger};
 use spark_orchestrator::policy::ModuleObservation;
 
 use crate::serve::activity::Activity;
-use crate::serve::snapshot::{ModuleSlot, Snapshot};
+use crate::serve::snapshot::{LastSnapshot, ModuleSlot, Snapshot};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
@@ -26,7 +26,7 @@ struct Counters {
 pub(crate) struct Observer {
     last: HashMap<String, Counters>,
     /// The snapshot the positions below are in.
-    snapshot: Weak<Snapshot>,
+    snapshot: LastSnapshot,
     /// Observed every tick whatever they did: critical and background modules and jobs.
     always: Vec<usize>,
     /// Observed last tick: looked at again, and kept while something keeps them planned.
@@ -53,8 +53,7 @@ impl Observer {
         marked: &[Arc<Activity>],
         window: Duration,
     ) -> Vec<ModuleObservation> {
-        let candidates: Vec<usize> = if self.snapshot.as_ptr() != Arc::as_ptr(snapshot) {
-            self.snapshot = Arc::downgrade(snapshot);
+        let candidates: Vec<usize> = if self.snapshot.replaced_by(snapshot) {
             self.always = (0..snapshot.modules.len())
                 .filter(|&i| {
                     let spec = &snapshot.modules[i].spec;

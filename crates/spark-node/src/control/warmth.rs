@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, Ticker};
 use crate::serve::activity::{ActivityLog, Watcher};
-use crate::serve::snapshot::{ModuleSlot, SharedSnapshot};
+use crate::serve::snapshot::{LastSnapshot, ModuleSlot, SharedSnapshot};
 
 /// MB-minutes of memory worth one second of cold start of a module called once a day. Edge
 /// nodes have little memory but every millisecond is a user's: with this rate the budget, not
@@ -171,13 +171,10 @@ pub(crate) struct WarmthController {
     store: Option<Arc<dyn HistoryStore>>,
     budget: Arc<WarmBudget>,
     view: Arc<WarmthView>,
-    /// The snapshot whose modules the view's map was last pruned to (a weak reference keeps
-    /// its address from being reused).
-    described_for: std::sync::Weak<crate::serve::snapshot::Snapshot>,
     /// Which modules had work since the last revision.
     activity: Arc<ActivityLog>,
-    /// The snapshot `planned` is in.
-    planned_in: std::sync::Weak<crate::serve::snapshot::Snapshot>,
+    /// The snapshot `planned` is in (and the view's map was last pruned to).
+    planned_in: LastSnapshot,
     /// Positions of the modules planned last revision: looked at again.
     planned: Vec<usize>,
 }
@@ -202,9 +199,8 @@ impl WarmthController {
             store,
             budget: Arc::new(WarmBudget::default()),
             view,
-            described_for: std::sync::Weak::new(),
             activity,
-            planned_in: std::sync::Weak::new(),
+            planned_in: LastSnapshot::default(),
             planned: Vec::new(),
         };
         controller.restore();
@@ -294,9 +290,8 @@ impl WarmthController {
             .iter()
             .filter_map(|a| snapshot.position(a.module()))
             .collect();
-        let fresh = self.planned_in.as_ptr() != Arc::as_ptr(&snapshot);
+        let fresh = self.planned_in.replaced_by(&snapshot);
         let (observed, mut candidates): (Vec<usize>, Vec<usize>) = if fresh {
-            self.planned_in = Arc::downgrade(&snapshot);
             let all: Vec<usize> = (0..snapshot.modules.len()).collect();
             (all.clone(), all)
         } else {
@@ -374,10 +369,10 @@ impl WarmthController {
         state.planned_bytes = plan.bytes;
         // Modules not planned this time keep what was last said of them; modules no longer
         // served (after a deploy) are dropped.
-        if !std::ptr::eq(self.described_for.as_ptr(), Arc::as_ptr(&snapshot)) {
-            let ids: HashSet<&str> = snapshot.modules.iter().map(|s| s.id()).collect();
-            state.modules.retain(|id, _| ids.contains(id.as_str()));
-            self.described_for = Arc::downgrade(&snapshot);
+        if fresh {
+            state
+                .modules
+                .retain(|id, _| snapshot.position(id.as_str()).is_some());
         }
         state.modules.extend(modules);
         state.eviction_order = plan.eviction_order;

@@ -3,8 +3,11 @@
 //! registered: with thousands of modules on a node and a few busy, a tick's cost follows the
 //! busy ones.
 //!
-//! The request path marks a module when a request reaches it and again when the request ends
-//! (served, refused or abandoned); the warmth controller marks a module it loads. Each watcher
+//! The request path marks a module when a request reaches it, when it is admitted and when
+//! the request ends (served, refused or abandoned: `ModuleSlot::finished` and `refused`, which
+//! a client's disconnect reaches through the request's record guard); the warmth controller
+//! marks a module it loads. A mark holds nothing, so a request dropped at any await leaves
+//! nothing behind. Each watcher
 //! drains its own list once per tick. A mark costs a relaxed load when the module is already
 //! listed (the common case under load) and a short lock the first time in a tick.
 //!

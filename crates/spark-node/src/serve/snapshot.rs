@@ -258,6 +258,23 @@ impl Snapshot {
     }
 }
 
+/// Which snapshot a control task last worked on, to tell when a new one was published (a
+/// deploy, a start) and a full pass over the modules is due. A weak reference keeps the old
+/// snapshot's address from being reused.
+#[derive(Debug, Default)]
+pub(crate) struct LastSnapshot(std::sync::Weak<Snapshot>);
+
+impl LastSnapshot {
+    /// True if `snapshot` is not the one seen last time; it is the one seen from now on.
+    pub(crate) fn replaced_by(&mut self, snapshot: &Arc<Snapshot>) -> bool {
+        let replaced = !std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(snapshot));
+        if replaced {
+            self.0 = Arc::downgrade(snapshot);
+        }
+        replaced
+    }
+}
+
 /// Spreads requests without a key over versions.
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
