@@ -2,7 +2,7 @@
 //! critical module on optimized code answers a paced stream of requests (one every 4 ms, on
 //! the async runtime like the node's request path) while calm, then while a large component
 //! that was just loaded on baseline code is compiled by Cranelift in the background (the
-//! optimizer's nice-19 threads), until its optimized code serves. Both p99s are measured in
+//! optimizer's idle-class threads), until its optimized code serves. Both p99s are measured in
 //! the same process, back to back; the ratio is what the target (<= 1.2x) is about.
 
 use std::path::Path;

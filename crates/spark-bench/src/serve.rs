@@ -171,6 +171,12 @@ fn peer_server(
         }
     }
     command.arg("--addr").arg(addr.to_string()).arg(component);
+    // Spark turns off the backtraces libraries capture into error values (Wasmtime makes one
+    // per dropped store) unless `RUST_LIB_BACKTRACE` says otherwise; the peer gets the same,
+    // so that a `RUST_BACKTRACE=1` in the environment does not tilt the comparison.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        command.env("RUST_LIB_BACKTRACE", "0");
+    }
     start(command, addr, "wasmtime serve")
 }
 
