@@ -115,6 +115,11 @@ pub(crate) fn build_engine(
         let mut config = base_config(pool);
         if compiler == Compiler::Baseline {
             config.strategy(wasmtime::Strategy::Winch);
+            // Winch compiles the guest's functions; Cranelift still compiles the component's
+            // trampolines and adapters in this engine, and optimizing them was a third of a
+            // first start's compile time. Baseline code lives until its optimized code is
+            // ready, so its trampolines need not be optimized either.
+            config.cranelift_opt_level(wasmtime::OptLevel::None);
         }
         config
     };
