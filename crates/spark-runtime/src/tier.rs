@@ -8,9 +8,8 @@
 //! [`Pending`] optimization: one background compile per component, however many modules and
 //! loads share it, on the optimizer's own threads in the idle scheduling class (never on the
 //! async runtime), its artifact written to the AOT cache under the same authentication as
-//! every other one. A
-//! [`crate::GuestModule`] on baseline code waits for it and swaps its code for new
-//! invocations; invocations in flight finish on the baseline code they started on.
+//! every other one. A [`crate::GuestModule`] on baseline code waits for it and swaps its code
+//! for new invocations; invocations in flight finish on the baseline code they started on.
 //!
 //! The decision worth knowing: Winch does not support every component. Wasmtime 48's Winch
 //! rejects exception handling, tail calls, relaxed SIMD, GC and typed function references,
@@ -358,10 +357,10 @@ impl Drop for Optimizer {
 
 /// Puts the calling optimizer thread in the idle scheduling class (`SCHED_IDLE`), at nice 19
 /// where that class is refused. Nice 19 alone is a small weight, not a yield: a request thread
-/// that wakes on a core a compile holds can wait for the compile's slice (measured: p99 to
-/// random modules 7.3-8.3 ms with compiles queued, 5.6-6.0 ms with the idle class). An
-/// idle-class thread is preempted as soon as any other thread wants the core, and still
-/// progresses (a tiny weight) on a node that is never idle.
+/// that wakes on a core a compile holds can wait for the compile's slice (B7, p99 to random
+/// modules at 1,000 with a compile queued by most requests: 7.5-8.3 ms at nice 19, 4.2-5.3 ms
+/// in the idle class). An idle-class thread is preempted as soon as any other thread wants
+/// the core, and still progresses (a tiny weight) on a node that is never idle.
 fn lower_priority() {
     if let Err(e) = idle_class() {
         tracing::debug!(error = %e, "no idle scheduling class for the optimizer; using nice {OPTIMIZER_NICE}");
