@@ -153,8 +153,7 @@ impl ModuleFactory {
             prepared,
             app,
         );
-        let job = matches!(spec.trigger, Trigger::Schedule { .. });
-        let metrics = self.metrics.module(spec.id.as_str(), job);
+        let metrics = self.metrics.module(spec.id.as_str());
         let slot = Arc::new(ModuleSlot::new(
             spec.clone(),
             residency,
@@ -227,7 +226,7 @@ impl ModuleFactory {
             tier,
             app,
         );
-        let metrics = self.metrics.module(spec.id.as_str(), false);
+        let metrics = self.metrics.module(spec.id.as_str());
         Some(Arc::new(ModuleSlot::new(
             spec.clone(),
             residency,

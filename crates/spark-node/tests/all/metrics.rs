@@ -17,6 +17,11 @@ id = "faults"
 component = "{guest:faults}"
 routes = ["/faults/..."]
 priority = "background"
+
+[[module]]
+id = "idle"
+component = "{guest:hello}"
+routes = ["/idle"]
 "#;
 
 #[tokio::test]
@@ -49,6 +54,25 @@ async fn metrics_and_status_reflect_traffic() {
         );
     }
     assert!(metrics.contains(r#"spark_guest_cpu_seconds_total{module="hello"}"#));
+    // A module that served nothing has its info and counters, but no histogram series
+    // (thousands of registered, idle modules would otherwise fill every scrape); its first
+    // request creates them.
+    let histograms = |metrics: &str| {
+        ["http_request_duration", "instantiation_duration"]
+            .iter()
+            .filter(|name| {
+                metrics.contains(&format!(r#"spark_{name}_seconds_count{{module="idle"}}"#))
+            })
+            .count()
+    };
+    assert!(metrics.contains(r#"spark_module_info{module="idle""#));
+    assert!(metrics.contains(r#"spark_guest_traps_total{module="idle"} 0"#));
+    assert_eq!(histograms(&metrics), 0, "{metrics}");
+    assert!(!metrics.contains(r#"spark_orchestrator_decisions_total{module="idle"}"#));
+    assert_eq!(get(&node.url("/idle")).await.unwrap().status, 200);
+    let metrics = get(&node.admin_url("/metrics")).await.unwrap().text();
+    assert_eq!(histograms(&metrics), 2, "{metrics}");
+    assert!(metrics.contains(r#"spark_http_request_duration_seconds_count{module="idle"} 1"#));
 
     let status: NodeStatus =
         serde_json::from_slice(&node.admin("GET", "/v1/status", b"").await.unwrap().body).unwrap();
