@@ -412,6 +412,10 @@ pub struct PredictorSettings {
     pub interval: Duration,
     /// Model time per real time (1 in production; replays compress traces with more).
     pub time_scale: f64,
+    /// A fixed keep-alive instead of prediction: each non-critical module stays loaded this
+    /// long after its last call (model time), within the budget, and nothing is loaded ahead.
+    /// `None` (the default): the predictor plans warmth from each module's forecast.
+    pub keep_alive: Option<Duration>,
 }
 
 /// Default `predictor.memory_budget`: 256 MiB.
@@ -426,6 +430,7 @@ impl Default for PredictorSettings {
             memory_budget: DEFAULT_WARM_MEMORY,
             interval: DEFAULT_PREDICTOR_INTERVAL,
             time_scale: 1.0,
+            keep_alive: None,
         }
     }
 }

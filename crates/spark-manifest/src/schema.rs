@@ -176,6 +176,7 @@ pub(crate) struct RawPredictor {
     pub memory_budget: Option<Spanned<String>>,
     pub interval: Option<Spanned<String>>,
     pub time_scale: Option<Spanned<f64>>,
+    pub keep_alive: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

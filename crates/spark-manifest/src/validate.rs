@@ -27,6 +27,8 @@ use crate::{
 };
 
 const MIN_MEMORY: u64 = 64 << 10;
+/// Longest `predictor.keep_alive` (a week: the predictor's history does not reach further).
+const MAX_KEEP_ALIVE: Duration = Duration::from_secs(7 * 86_400);
 const MAX_CONCURRENCY: i64 = 100_000;
 const MAX_QUEUE: i64 = 1_000_000;
 const MAX_WEIGHT: i64 = 1000;
@@ -249,7 +251,18 @@ impl Validator<'_> {
         {
             self.error(span, "predictor.interval must be between 100ms and 10m");
         }
+        let keep_alive = raw.keep_alive.as_ref().map(|raw| {
+            let value = self.duration(Some(raw), MAX_KEEP_ALIVE, "predictor.keep_alive");
+            if !(Duration::from_secs(1)..=MAX_KEEP_ALIVE).contains(&value) {
+                self.error(
+                    raw.span(),
+                    "predictor.keep_alive must be between 1s and 168h",
+                );
+            }
+            value
+        });
         PredictorSettings {
+            keep_alive,
             enabled: raw.enabled.unwrap_or(d.enabled),
             memory_budget: self.size(
                 raw.memory_budget.as_ref(),

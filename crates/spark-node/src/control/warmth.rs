@@ -14,6 +14,9 @@
 //! them. Pre-warming runs one module at a time in this task, on the modules' own executors, so
 //! it never competes with critical work for more than a core.
 //!
+//! With `predictor.keep_alive` the same loop runs a fixed keep-alive instead of the planner
+//! ([`KeepAlivePlanner`]: loaded for that long after each call, within the same budget).
+//!
 //! Time is the node's [`Clock`]: model time is its wall time at the start plus its monotonic
 //! time since, scaled (`time_scale`), so a test moves the model as it moves the clock.
 
@@ -26,14 +29,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use spark_manifest::{PredictorSettings, Priority};
 use spark_predict::live::{
-    DemandModel, Forecast, LevelCosts, ModuleDemand, WarmthLevel, WarmthPlanner,
+    DemandModel, Forecast, IdleModule, KeepAlivePlanner, LevelCosts, ModuleDemand, WarmthLevel,
+    WarmthPlan, WarmthPlanner,
 };
 use spark_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, Ticker};
 use crate::serve::activity::{ActivityLog, Watcher};
-use crate::serve::snapshot::{LastSnapshot, ModuleSlot, SharedSnapshot};
+use crate::serve::snapshot::{LastSnapshot, ModuleSlot, SharedSnapshot, Snapshot};
 
 /// MB-minutes of memory worth one second of cold start of a module called once a day. Edge
 /// nodes have little memory but every millisecond is a user's: with this rate the budget, not
@@ -312,33 +316,12 @@ impl WarmthController {
         if !self.settings.enabled {
             return;
         }
-        let (planned, forecasts): (Vec<usize>, Vec<Option<Forecast>>) = candidates
-            .iter()
-            .filter_map(|&index| {
-                let slot = &snapshot.modules[index];
-                let forecast = self.demand.forecast(slot.id(), now);
-                (forecast.is_some() || slot.residency.is_loaded()).then_some((index, forecast))
-            })
-            .unzip();
+        let (planned, forecasts, plan) = match self.settings.keep_alive {
+            Some(keep_alive) => self.keep_alive_plan(&snapshot, &candidates, now, keep_alive),
+            None => self.predicted_plan(&snapshot, &candidates, now),
+        };
         let active: Vec<&Arc<ModuleSlot>> = planned.iter().map(|&i| &snapshot.modules[i]).collect();
         self.planned = planned;
-        let unknown = unknown_forecast();
-        let demands: Vec<ModuleDemand<'_>> = active
-            .iter()
-            .zip(&forecasts)
-            .map(|(slot, forecast)| ModuleDemand {
-                module: slot.id(),
-                forecast: forecast.as_ref().unwrap_or(&unknown),
-                costs: costs(slot),
-            })
-            .collect();
-        let (pressure, horizon) = (self.budget.pressure(), self.horizon());
-        let planner = WarmthPlanner {
-            budget_bytes: self.settings.memory_budget,
-            horizon_ms: horizon,
-            exchange: EXCHANGE,
-        };
-        let plan = planner.plan(&demands, pressure);
         let mut modules = Vec::with_capacity(active.len());
         let mut hot = HashSet::new();
         for ((slot, (_, target)), forecast) in active.iter().zip(&plan.targets).zip(&forecasts) {
@@ -376,6 +359,77 @@ impl WarmthController {
         }
         state.modules.extend(modules);
         state.eviction_order = plan.eviction_order;
+    }
+
+    /// The predictor's plan for the candidates that have a forecast or are loaded: their
+    /// positions, forecasts (in the same order) and levels.
+    fn predicted_plan(
+        &self,
+        snapshot: &Snapshot,
+        candidates: &[usize],
+        now: u64,
+    ) -> (Vec<usize>, Vec<Option<Forecast>>, WarmthPlan) {
+        let (planned, forecasts): (Vec<usize>, Vec<Option<Forecast>>) = candidates
+            .iter()
+            .filter_map(|&index| {
+                let slot = &snapshot.modules[index];
+                let forecast = self.demand.forecast(slot.id(), now);
+                (forecast.is_some() || slot.residency.is_loaded()).then_some((index, forecast))
+            })
+            .unzip();
+        let unknown = unknown_forecast();
+        let demands: Vec<ModuleDemand<'_>> = planned
+            .iter()
+            .zip(&forecasts)
+            .map(|(&index, forecast)| {
+                let slot = &snapshot.modules[index];
+                ModuleDemand {
+                    module: slot.id(),
+                    forecast: forecast.as_ref().unwrap_or(&unknown),
+                    costs: costs(slot),
+                }
+            })
+            .collect();
+        let planner = WarmthPlanner {
+            budget_bytes: self.settings.memory_budget,
+            horizon_ms: self.horizon(),
+            exchange: EXCHANGE,
+        };
+        let plan = planner.plan(&demands, self.budget.pressure());
+        (planned, forecasts, plan)
+    }
+
+    /// `predictor.keep_alive`: the candidates that were ever called or are loaded, kept loaded
+    /// for the keep-alive after their last call (no forecasts: the policy does not predict).
+    fn keep_alive_plan(
+        &self,
+        snapshot: &Snapshot,
+        candidates: &[usize],
+        now: u64,
+        keep_alive: Duration,
+    ) -> (Vec<usize>, Vec<Option<Forecast>>, WarmthPlan) {
+        let (planned, idle): (Vec<usize>, Vec<IdleModule<'_>>) = candidates
+            .iter()
+            .filter_map(|&index| {
+                let slot = &snapshot.modules[index];
+                let last_call_ms = self.demand.last_call_ms(slot.id());
+                (last_call_ms.is_some() || slot.residency.is_loaded()).then(|| {
+                    let module = IdleModule {
+                        module: slot.id(),
+                        last_call_ms,
+                        load_bytes: costs(slot).load_bytes,
+                    };
+                    (index, module)
+                })
+            })
+            .unzip();
+        let planner = KeepAlivePlanner {
+            keep_alive_ms: keep_alive.as_millis().try_into().unwrap_or(u64::MAX),
+            budget_bytes: self.settings.memory_budget,
+        };
+        let plan = planner.plan(&idle, now, self.budget.pressure());
+        let forecasts = vec![None; planned.len()];
+        (planned, forecasts, plan)
     }
 
     /// Feeds a module's invocations since the last tick to the demand model: one read of its

@@ -47,6 +47,15 @@ priority = "critical"
     );
     node.advance(Duration::from_millis(500)).await;
     assert!(loaded(&node, "shop"), "critical modules are never evicted");
+    let metrics = get(&node.admin_url("/metrics")).await.unwrap().text();
+    assert!(
+        metrics.contains(r#"spark_module_loaded_bytes{module="hello"} 0"#),
+        "an evicted module holds no code in memory: {metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"spark_module_loaded_bytes{module="shop"} 0"#),
+        "{metrics}"
+    );
 
     let cold = get(&node.url("/hello")).await.unwrap();
     assert_eq!(
@@ -78,6 +87,71 @@ priority = "critical"
         metrics.contains(r#"spark_cold_starts_total{module="hello",reason="shared"} 1"#),
         "{metrics}"
     );
+    node.stop().await;
+}
+
+/// `predictor.keep_alive`: no prediction, each module stays loaded for the keep-alive after its
+/// last call (model time: a minute per second of the node's clock here), then goes back to
+/// its compiled artifact; nothing is loaded ahead and a critical module stays loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_keep_alive_unloads_a_module_that_long_after_its_last_call() {
+    let manifest = r#"
+version = 1
+[predictor]
+interval = "100ms"
+time_scale = 60.0
+keep_alive = "10m"
+memory_budget = "64MiB"
+
+[[module]]
+id = "api"
+component = "{guest:hello}"
+routes = ["/api"]
+
+[[module]]
+id = "other"
+component = "{guest:hello}"
+routes = ["/other"]
+
+[[module]]
+id = "shop"
+component = "{guest:hello}"
+routes = ["/shop"]
+priority = "critical"
+"#;
+    let node = TestNode::start_manual(manifest).await.unwrap();
+    let tick = Duration::from_millis(100);
+    assert!(
+        node.advance_until(tick, Duration::from_secs(5), || !loaded(&node, "api")
+            && !loaded(&node, "other"))
+            .await,
+        "modules never called are not kept loaded"
+    );
+    assert!(loaded(&node, "shop"), "critical modules are never evicted");
+    let cold = |reply: &spark_testkit::Reply| reply.headers.contains_key("spark-cold-start");
+    let first = get(&node.url("/api")).await.unwrap();
+    assert!(first.status == 200 && cold(&first), "{:?}", first.headers);
+    node.advance(Duration::from_secs(5)).await;
+    let second = get(&node.url("/api")).await.unwrap();
+    assert!(
+        !cold(&second),
+        "5 minutes after its last call the module is still loaded"
+    );
+    node.advance(Duration::from_secs(8)).await;
+    assert!(
+        loaded(&node, "api"),
+        "8 minutes after its last call: still loaded"
+    );
+    assert!(!loaded(&node, "other"), "nothing is loaded ahead of a call");
+    node.advance(Duration::from_secs(4)).await;
+    assert!(
+        !loaded(&node, "api"),
+        "12 minutes after its last call: unloaded"
+    );
+    let state = node.node.warmth().state();
+    assert_eq!(state.modules["api"].level, "compiled", "{state:?}");
+    let third = get(&node.url("/api")).await.unwrap();
+    assert!(cold(&third), "{:?}", third.headers);
     node.stop().await;
 }
 

@@ -7,12 +7,14 @@
 //! counts the way the simulator spreads a minute's calls, so a restarted node forecasts what a
 //! replay of the same history would.
 
+mod keep_alive;
 mod planner;
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use keep_alive::{IdleModule, KeepAlivePlanner};
 pub use planner::{LevelCosts, ModuleDemand, WarmthLevel, WarmthPlan, WarmthPlanner};
 
 use crate::model::{AppModel, HistorySnapshot, MinuteHistory};
@@ -118,6 +120,12 @@ impl DemandModel {
             calls_per_day: m.model.calls_per_day(),
             period_ms: m.model.period().map(|p| (p * MS_PER_MIN).round() as u64),
         })
+    }
+
+    /// When `module` was last called (Unix ms, to the model's resolution); `None` if never.
+    pub fn last_call_ms(&self, module: &str) -> Option<u64> {
+        let last = self.modules.get(module)?.model.last_call()?;
+        Some((last * MS_PER_MIN).round() as u64)
     }
 
     /// The history to persist for `module`.

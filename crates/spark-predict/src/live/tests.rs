@@ -186,3 +186,12 @@ fn levels_stay_within_a_modules_floor_and_ready_cap() {
     assert_eq!(Compiled.within(Compiled, Some(0)), Compiled);
     assert_eq!(Compiled.within(Loaded, Some(0)), Loaded);
 }
+
+#[test]
+fn last_call_is_the_latest_observed_call() {
+    let mut d = DemandModel::new();
+    assert_eq!(d.last_call_ms("api"), None);
+    d.observe("api", 10 * MIN, 1);
+    d.observe("api", 25 * MIN + 30_000, 2);
+    assert_eq!(d.last_call_ms("api"), Some(25 * MIN + 30_000));
+}

@@ -156,6 +156,14 @@ const GAUGES: &[Gauged] = &[
         |slot| slot.controls.job_pacing(),
     ),
     (
+        "module_loaded_bytes",
+        "Memory of the module's code while it is loaded, as the predictor counts it (0: only its compiled artifact, on disk)",
+        |slot| match slot.residency.is_loaded() {
+            true => slot.info().code_bytes as f64,
+            false => 0.0,
+        },
+    ),
+    (
         "module_shared_instances",
         "WASI 0.3 instances serving requests now (each up to limits.max_concurrent_per_instance at once)",
         |slot| slot.stats.snapshot().shared_instances as f64,
