@@ -7,6 +7,13 @@
 //! in the simulator, divided by the speed-up. The node's predictor runs on model time
 //! (`predictor.time_scale` = the speed-up), so it sees the trace's minutes, and works to its
 //! memory budget. A request is cold when the node reports it (`spark-cold-start`).
+//!
+//! Each live policy ([`LivePolicy`]: Spark, or a fixed keep-alive, the simulator's baseline)
+//! gets its own node and the same calls. What a node keeps loaded is sampled once per trace
+//! minute from its `spark_module_loaded_bytes` and counted in the trace's MB-minutes (each
+//! loaded module's application memory), the unit of the simulator's wasted memory, so a live
+//! policy's memory and cold starts sit next to its simulated twin's; `replay-cdf.svg` plots
+//! every policy's per-application cold-start % (live and simulated).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,8 +45,11 @@ pub struct ReplayOptions {
     pub minutes: usize,
     /// Trace minutes per real minute.
     pub speed: f64,
-    /// The node's `predictor.memory_budget`, e.g. "4MiB", or [`EQUAL_BUDGET`].
+    /// The node's `predictor.memory_budget`, e.g. "4MiB", or [`EQUAL_BUDGET`] (for
+    /// [`LivePolicy::Spark`]; a fixed keep-alive runs unbounded, as the simulator's does).
     pub memory_budget: String,
+    /// The policies replayed live, one node each, one after the other.
+    pub live: Vec<LivePolicy>,
     /// Where `replay.json` (and the node log, if kept) go.
     pub out_dir: PathBuf,
 }
@@ -51,6 +61,58 @@ pub const EQUAL_BUDGET: &str = "equal";
 
 /// The policy whose residency `--memory-budget equal` matches.
 const EQUAL_TO: &str = "spark@hybrid";
+
+/// A keep-alive policy a live node runs for the replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LivePolicy {
+    /// Spark's predictor at the replay's memory budget.
+    Spark,
+    /// `predictor.keep_alive`: loaded this many minutes after each call (B4's `fixed-10min`
+    /// baseline at 10), with no memory budget, as the simulator runs it.
+    KeepAlive {
+        /// Minutes of keep-alive.
+        minutes: u32,
+    },
+}
+
+impl LivePolicy {
+    /// The policy's name, as the simulator names it (`spark`, `fixed-10min`).
+    pub fn name(&self) -> String {
+        match self {
+            LivePolicy::Spark => "spark".to_owned(),
+            LivePolicy::KeepAlive { minutes } => format!("fixed-{minutes}min"),
+        }
+    }
+
+    /// The simulated policy the live one is compared with.
+    fn simulated_name(&self) -> String {
+        match self {
+            LivePolicy::Spark => EQUAL_TO.to_owned(),
+            LivePolicy::KeepAlive { .. } => self.name(),
+        }
+    }
+}
+
+impl std::str::FromStr for LivePolicy {
+    type Err = String;
+
+    /// `spark` or `fixed-<N>min` (N from 1 to 10,080).
+    fn from_str(text: &str) -> Result<LivePolicy, String> {
+        if text == "spark" {
+            return Ok(LivePolicy::Spark);
+        }
+        text.strip_prefix("fixed-")
+            .and_then(|rest| rest.strip_suffix("min"))
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| (1..=10_080).contains(n))
+            .map(|minutes| LivePolicy::KeepAlive { minutes })
+            .ok_or_else(|| format!("expected `spark` or `fixed-<minutes>min`, got `{text}`"))
+    }
+}
+
+/// A predictor budget that holds every module of a replay (the probe node's, a fixed
+/// keep-alive's).
+const UNBOUNDED: &str = "memory_budget = \"64GiB\"";
 
 /// The least the predictor counts for a loaded module (as the node's warmth planner does).
 const MIN_LOADED_BYTES: u64 = 64 << 10;
@@ -81,6 +143,9 @@ pub struct SimulatedPolicy {
     pub cold_pct_mean: f64,
     /// Memory loaded but idle over the slice, MB-minutes (the trace's app memory).
     pub wasted_mb_min: f64,
+    /// Each application's cold-start share, percent, ascending (for the plot).
+    #[serde(skip)]
+    pub cold_pct: Vec<f64>,
 }
 
 /// The live replay result, as written to `replay.json`.
@@ -94,15 +159,28 @@ pub struct ReplayReport {
     pub start_minute: usize,
     /// Trace minutes per real minute.
     pub speed: f64,
-    /// The node's `predictor.memory_budget`.
+    /// Spark's `predictor.memory_budget`.
     pub memory_budget: String,
     /// With `--memory-budget equal`: how the budget was derived.
     pub budget_basis: Option<String>,
-    /// Cold starts after each application's first call, observed over simulated (Spark at
+    /// Spark's cold starts after each application's first call, observed over simulated (at
     /// the hybrid's memory; the simulator counts every first call cold, the live node loads
     /// every module at its start, so first calls are left out of both). Target: at most 1.25
-    /// at an equal budget. `None` when the simulator expects none.
+    /// at an equal budget. `None` when Spark was not replayed or the simulator expects none.
     pub live_vs_simulated_cold: Option<f64>,
+    /// Each policy replayed live, in the order run.
+    pub live: Vec<LiveRun>,
+    /// What the simulator predicts for the same slice (first calls cold for every policy).
+    pub simulated: Vec<SimulatedPolicy>,
+}
+
+/// One policy replayed on a live node.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveRun {
+    /// `spark` or `fixed-<N>min`.
+    pub policy: String,
+    /// The node's `[predictor]` settings for it.
+    pub predictor: String,
     /// Calls answered with success.
     pub requests: u64,
     /// Calls that failed (error status or no response).
@@ -113,6 +191,9 @@ pub struct ReplayReport {
     pub observed_cold: u64,
     /// The same, leaving out each application's first call in the slice.
     pub observed_cold_after_first: u64,
+    /// `observed_cold_after_first` over the same count for the simulated policy it stands for
+    /// (`spark@hybrid`, `fixed-<N>min`); `None` when the simulator expects none.
+    pub vs_simulated_cold: Option<f64>,
     /// Median over applications of each one's observed cold-start share, percent (first
     /// calls included, as in the simulated figures).
     pub observed_cold_pct_p50: f64,
@@ -120,6 +201,13 @@ pub struct ReplayReport {
     pub observed_cold_pct_p75: f64,
     /// Mean of the same.
     pub observed_cold_pct_mean: f64,
+    /// Loaded memory over the slice in the trace's units: each minute a module was loaded
+    /// (sampled from the node's `spark_module_loaded_bytes` once per trace minute) counts its
+    /// application's trace memory (MB), as the simulator's wasted memory does (which leaves
+    /// out the minutes spent running, a small share).
+    pub loaded_mb_min: f64,
+    /// Mean bytes of code the node held loaded (its own measure, the predictor's budget's).
+    pub loaded_bytes_mean: f64,
     /// Median latency of cold requests, ms (0 when there were none).
     pub cold_latency_p50_ms: f64,
     /// 99th percentile latency of cold requests, ms.
@@ -128,8 +216,9 @@ pub struct ReplayReport {
     pub warm_latency_p50_ms: f64,
     /// 99th percentile latency of warm requests, ms.
     pub warm_latency_p99_ms: f64,
-    /// What the simulator predicts for the same slice (first calls cold for every policy).
-    pub simulated: Vec<SimulatedPolicy>,
+    /// Each application's observed cold-start share, percent, ascending (for the plot).
+    #[serde(skip)]
+    pub cold_pct: Vec<f64>,
 }
 
 /// The slice `[start, start + minutes)` of `apps` applications that have calls in it, chosen
@@ -168,13 +257,13 @@ pub fn slice(trace: &TraceSet, apps: usize, start: usize, minutes: usize) -> Tra
 /// before the CPU is busy, which is not what the replay measures).
 fn manifest(
     options: &ReplayOptions,
-    memory_budget: &str,
+    predictor: &str,
     addr: SocketAddr,
     admin: SocketAddr,
     apps: usize,
 ) -> String {
     let mut text = format!(
-        "version = 1\n[node]\nlisten = \"{addr}\"\nadmin = \"{admin}\"\nmax_connections_per_client = 4096\n[predictor]\ninterval = \"250ms\"\ntime_scale = {:.1}\nmemory_budget = \"{memory_budget}\"\n",
+        "version = 1\n[node]\nlisten = \"{addr}\"\nadmin = \"{admin}\"\nmax_connections_per_client = 4096\n[predictor]\ninterval = \"250ms\"\ntime_scale = {:.1}\n{predictor}\n",
         options.speed
     );
     for i in 0..apps {
@@ -201,7 +290,7 @@ async fn equal_budget(
         .find(|p| p.name == EQUAL_TO)
         .ok_or_else(|| BenchError::Missing(format!("no simulated {EQUAL_TO} to match")))?;
     let share = mean_residency(trace, policy.wasted_mb_min);
-    let manifest = |addr, admin| manifest(options, "64GiB", addr, admin, apps);
+    let manifest = |addr, admin| manifest(options, UNBOUNDED, addr, admin, apps);
     let probe = SparkNode::start(NodeLaunch {
         spark: &options.spark,
         manifest: &manifest,
@@ -254,24 +343,89 @@ pub async fn run(options: &ReplayOptions) -> Result<ReplayReport, BenchError> {
         ));
     }
     let simulated = simulate(&trace);
-    let apps = trace.apps.len();
     let (memory_budget, budget_basis) = match options.memory_budget == EQUAL_BUDGET {
         false => (options.memory_budget.clone(), None),
         true => equal_budget(options, &trace, &simulated).await?,
     };
-    let manifest = |addr, admin| manifest(options, &memory_budget, addr, admin, apps);
+    let mut live = Vec::with_capacity(options.live.len());
+    for policy in &options.live {
+        let predictor = match policy {
+            LivePolicy::Spark => format!("memory_budget = \"{memory_budget}\""),
+            LivePolicy::KeepAlive { minutes } => {
+                format!("keep_alive = \"{minutes}m\"\n{UNBOUNDED}")
+            }
+        };
+        live.push(run_live(options, &trace, &simulated, *policy, predictor).await?);
+    }
+    let report = ReplayReport {
+        apps: trace.apps.len(),
+        minutes: options.minutes,
+        start_minute: options.start_minute,
+        speed: options.speed,
+        memory_budget,
+        budget_basis,
+        live_vs_simulated_cold: live
+            .iter()
+            .find(|run| run.policy == LivePolicy::Spark.name())
+            .and_then(|run| run.vs_simulated_cold),
+        live,
+        simulated,
+    };
+    write_json(&options.out_dir, "replay.json", &report)?;
+    let series: Vec<(String, Vec<f64>)> = report
+        .live
+        .iter()
+        .map(|run| (format!("live {}", run.policy), run.cold_pct.clone()))
+        .chain(
+            report
+                .simulated
+                .iter()
+                .map(|p| (p.name.clone(), p.cold_pct.clone())),
+        )
+        .collect();
+    let title = format!(
+        "Per-application cold-start %, minutes {}..{}, live and simulated (CDF)",
+        report.start_minute,
+        report.start_minute + report.minutes
+    );
+    std::fs::write(
+        options.out_dir.join("replay-cdf.svg"),
+        spark_sim::report::cold_pct_cdf_svg(&title, &series),
+    )?;
+    Ok(report)
+}
+
+/// One policy on its own node: the slice's calls, the node's loaded modules sampled each
+/// trace minute.
+async fn run_live(
+    options: &ReplayOptions,
+    trace: &TraceSet,
+    simulated: &[SimulatedPolicy],
+    policy: LivePolicy,
+    predictor: String,
+) -> Result<LiveRun, BenchError> {
+    let apps = trace.apps.len();
+    let manifest = |addr, admin| manifest(options, &predictor, addr, admin, apps);
     let node = SparkNode::start(NodeLaunch {
         spark: &options.spark,
         manifest: &manifest,
         ready_path: "/app-0/",
         out_dir: &options.out_dir,
-        log_name: "replay-node",
+        log_name: &format!("replay-node-{}", policy.name()),
     })
     .await?;
-    let addr = node.addr;
     // Give the predictor a few ticks to settle the startup state before the first call.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let observed = drive(&trace, addr, options.speed).await;
+    let done = tokio_util::sync::CancellationToken::new();
+    let (observed, residency) = tokio::join!(
+        async {
+            let observed = drive(trace, node.addr, options.speed).await;
+            done.cancel();
+            observed
+        },
+        sample_residency(&node, trace, options.speed, &done),
+    );
+    drop(node);
     let first: BTreeMap<usize, usize> = first_call_index(&observed.cold);
     let cold: Vec<f64> = observed.cold.iter().filter(|c| c.1).map(|c| c.2).collect();
     let warm: Vec<f64> = observed.cold.iter().filter(|c| !c.1).map(|c| c.2).collect();
@@ -282,35 +436,101 @@ pub async fn run(options: &ReplayOptions) -> Result<ReplayReport, BenchError> {
         .filter(|(i, c)| c.1 && first.get(&c.0) != Some(i))
         .count() as u64;
     let shares = cold_shares(&observed.cold);
-    let report = ReplayReport {
-        observed_cold_pct_p50: spark_sim::replay::percentile(&shares, 50.0),
-        observed_cold_pct_p75: spark_sim::replay::percentile(&shares, 75.0),
-        observed_cold_pct_mean: mean(&shares),
-        apps: trace.apps.len(),
-        minutes: options.minutes,
-        start_minute: options.start_minute,
-        speed: options.speed,
-        memory_budget: memory_budget.clone(),
-        budget_basis: budget_basis.clone(),
-        live_vs_simulated_cold: simulated
+    let sim_name = policy.simulated_name();
+    Ok(LiveRun {
+        policy: policy.name(),
+        predictor: predictor.replace('\n', ", "),
+        requests: observed.cold.len() as u64,
+        errors: observed.errors,
+        errors_by_kind: observed.errors_by_kind,
+        observed_cold: cold.len() as u64,
+        observed_cold_after_first: after_first,
+        vs_simulated_cold: simulated
             .iter()
-            .find(|p| p.name == EQUAL_TO)
+            .find(|p| p.name == sim_name)
             .map(|p| p.cold_starts.saturating_sub(apps as u64))
             .filter(|&expected| expected > 0)
             .map(|expected| after_first as f64 / expected as f64),
-        requests: observed.cold.len() as u64,
-        errors: observed.errors,
-        errors_by_kind: observed.errors_by_kind.clone(),
-        observed_cold: cold.len() as u64,
-        observed_cold_after_first: after_first,
+        observed_cold_pct_p50: spark_sim::replay::percentile(&shares, 50.0),
+        observed_cold_pct_p75: spark_sim::replay::percentile(&shares, 75.0),
+        observed_cold_pct_mean: mean(&shares),
+        loaded_mb_min: residency.mb_min,
+        loaded_bytes_mean: residency.bytes_mean(),
         cold_latency_p50_ms: percentile(&cold, 0.50),
         cold_latency_p99_ms: percentile(&cold, 0.99),
         warm_latency_p50_ms: percentile(&warm, 0.50),
         warm_latency_p99_ms: percentile(&warm, 0.99),
-        simulated,
-    };
-    write_json(&options.out_dir, "replay.json", &report)?;
-    Ok(report)
+        cold_pct: shares,
+    })
+}
+
+/// What the node held loaded over a replay.
+#[derive(Debug, Default)]
+struct Residency {
+    /// Loaded trace-MB x trace minutes.
+    mb_min: f64,
+    /// Sum of loaded bytes over samples, and the samples.
+    bytes_sum: f64,
+    samples: u64,
+}
+
+impl Residency {
+    fn bytes_mean(&self) -> f64 {
+        if self.samples == 0 {
+            0.0
+        } else {
+            self.bytes_sum / self.samples as f64
+        }
+    }
+}
+
+/// Samples `spark_module_loaded_bytes` once per trace minute until `done`: each sample's
+/// loaded modules count their applications' trace memory for the trace minutes since the
+/// previous one.
+async fn sample_residency(
+    node: &SparkNode,
+    trace: &TraceSet,
+    speed: f64,
+    done: &tokio_util::sync::CancellationToken,
+) -> Residency {
+    let minute = Duration::from_secs_f64(60.0 / speed);
+    let mut residency = Residency::default();
+    let mut last = Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(minute) => {}
+            () = done.cancelled() => break,
+        }
+        let Ok((200, body)) = node.admin_call("GET", "/metrics", Vec::new()).await else {
+            continue;
+        };
+        let now = Instant::now();
+        let minutes = (now - last).as_secs_f64() * speed / 60.0;
+        last = now;
+        let loaded = loaded_modules(&String::from_utf8_lossy(&body));
+        residency.samples += 1;
+        for (app, bytes) in loaded {
+            if let Some(a) = trace.apps.get(app) {
+                residency.mb_min += a.memory_mb * minutes;
+                residency.bytes_sum += bytes;
+            }
+        }
+    }
+    residency
+}
+
+/// `(application index, bytes)` of every `app-N` module with loaded code in a `/metrics`
+/// text.
+fn loaded_modules(metrics: &str) -> Vec<(usize, f64)> {
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("spark_module_loaded_bytes{module=\"app-")?;
+            let (index, value) = rest.split_once("\"} ")?;
+            let bytes: f64 = value.trim().parse().ok()?;
+            (bytes > 0.0).then_some((index.parse().ok()?, bytes))
+        })
+        .collect()
 }
 
 fn simulate(trace: &TraceSet) -> Vec<SimulatedPolicy> {
@@ -331,6 +551,7 @@ fn simulate(trace: &TraceSet) -> Vec<SimulatedPolicy> {
             cold_pct_p75: p.scores.whole.p75,
             cold_pct_mean: p.scores.whole.mean,
             wasted_mb_min: p.scores.whole.wasted_mb_min,
+            cold_pct: p.scored_cold_pct.clone(),
         })
         .collect()
 }
@@ -435,7 +656,7 @@ fn percentile(values: &[f64], q: f64) -> f64 {
 /// The table and the closing `replay:` line.
 pub fn render(report: &ReplayReport) -> String {
     let mut out = format!(
-        "Live replay: {} apps, minutes {}..{} at {}x, predictor budget {}\n",
+        "Live replay: {} apps, minutes {}..{} at {}x, Spark's predictor budget {}\n",
         report.apps,
         report.start_minute,
         report.start_minute + report.minutes,
@@ -445,38 +666,46 @@ pub fn render(report: &ReplayReport) -> String {
     if let Some(basis) = &report.budget_basis {
         out.push_str(&format!("  budget: {basis}\n"));
     }
-    out.push_str(&format!(
-        "  observed: {} requests, {} errors, {} cold ({} after each app's first call); cold p50/p99 {:.2}/{:.2} ms, warm p50/p99 {:.2}/{:.2} ms\n",
-        report.requests, report.errors, report.observed_cold, report.observed_cold_after_first,
-        report.cold_latency_p50_ms, report.cold_latency_p99_ms, report.warm_latency_p50_ms, report.warm_latency_p99_ms
-    ));
-    if !report.errors_by_kind.is_empty() {
-        let kinds: Vec<String> = report
-            .errors_by_kind
-            .iter()
-            .map(|(kind, n)| format!("{n} x {kind}"))
-            .collect();
+    for run in &report.live {
         out.push_str(&format!(
-            "  errors: {}
-",
-            kinds.join(", ")
+            "  live {:<12} {} ok, {} errors, {} cold ({} after each app's first call, {} x simulated); per-app cold % p50/p75/mean {:.1}/{:.1}/{:.1}; loaded {:.3e} MB-min; cold p50/p99 {:.2}/{:.2} ms, warm p50/p99 {:.2}/{:.2} ms\n",
+            run.policy, run.requests, run.errors, run.observed_cold, run.observed_cold_after_first,
+            run.vs_simulated_cold.map_or("na".to_owned(), |r| format!("{r:.2}")),
+            run.observed_cold_pct_p50, run.observed_cold_pct_p75, run.observed_cold_pct_mean, run.loaded_mb_min,
+            run.cold_latency_p50_ms, run.cold_latency_p99_ms, run.warm_latency_p50_ms, run.warm_latency_p99_ms
         ));
+        if !run.errors_by_kind.is_empty() {
+            let kinds: Vec<String> = run
+                .errors_by_kind
+                .iter()
+                .map(|(kind, n)| format!("{n} x {kind}"))
+                .collect();
+            out.push_str(&format!("    errors: {}\n", kinds.join(", ")));
+        }
     }
-    out.push_str(&format!(
-        "  observed per-app cold %: p50 {:.1}, p75 {:.1}, mean {:.1}\n",
-        report.observed_cold_pct_p50, report.observed_cold_pct_p75, report.observed_cold_pct_mean
-    ));
     for p in &report.simulated {
         out.push_str(&format!(
             "  simulated {:<28} {:>6} cold, per-app p50/p75/mean {:.1}/{:.1}/{:.1}%, wasted {:.3e} MB-min\n",
             p.name, p.cold_starts, p.cold_pct_p50, p.cold_pct_p75, p.cold_pct_mean, p.wasted_mb_min
         ));
     }
-    out.push_str(&format!(
-        "replay: requests={} observed_cold={} observed_cold_after_first={} observed_cold_pct_p75={:.2} observed_cold_pct_mean={:.2} cold_p50_ms={:.2} warm_p50_ms={:.2} errors={} live_vs_sim_cold={}\n",
-        report.requests, report.observed_cold, report.observed_cold_after_first, report.observed_cold_pct_p75, report.observed_cold_pct_mean, report.cold_latency_p50_ms, report.warm_latency_p50_ms, report.errors,
-        report.live_vs_simulated_cold.map_or("na".to_owned(), |r| format!("{r:.2}"))
+    let mut line = String::from("replay:");
+    for run in &report.live {
+        let key = run.policy.replace('-', "_");
+        line.push_str(&format!(
+            " {key}_requests={} {key}_errors={} {key}_cold={} {key}_cold_after_first={} {key}_cold_pct_p75={:.2} {key}_cold_pct_mean={:.2} {key}_loaded_mb_min={:.4e} {key}_cold_p50_ms={:.2} {key}_warm_p50_ms={:.2} {key}_vs_sim_cold={}",
+            run.requests, run.errors, run.observed_cold, run.observed_cold_after_first, run.observed_cold_pct_p75,
+            run.observed_cold_pct_mean, run.loaded_mb_min, run.cold_latency_p50_ms, run.warm_latency_p50_ms,
+            run.vs_simulated_cold.map_or("na".to_owned(), |r| format!("{r:.2}"))
+        ));
+    }
+    line.push_str(&format!(
+        " live_vs_sim_cold={}\n",
+        report
+            .live_vs_simulated_cold
+            .map_or("na".to_owned(), |r| format!("{r:.2}"))
     ));
+    out.push_str(&line);
     out
 }
 
@@ -497,6 +726,30 @@ mod tests {
         assert_eq!(cold_shares(&calls), vec![0.0, 50.0, 100.0]);
         assert_eq!(mean(&cold_shares(&calls)), 50.0);
         assert!(cold_shares(&[]).is_empty());
+    }
+
+    #[test]
+    fn loaded_modules_are_read_from_the_metrics_text() {
+        let metrics = "# HELP spark_module_loaded_bytes ...\n\
+            spark_module_loaded_bytes{module=\"app-0\"} 0\n\
+            spark_module_loaded_bytes{module=\"app-12\"} 65536\n\
+            spark_module_loaded_bytes{module=\"other\"} 4096\n\
+            spark_module_in_flight{module=\"app-3\"} 1\n";
+        assert_eq!(loaded_modules(metrics), vec![(12, 65536.0)]);
+    }
+
+    #[test]
+    fn live_policies_are_named_as_the_simulator_names_them() {
+        assert_eq!("spark".parse(), Ok(LivePolicy::Spark));
+        let fixed: LivePolicy = "fixed-10min".parse().unwrap();
+        assert_eq!(fixed, LivePolicy::KeepAlive { minutes: 10 });
+        assert_eq!(fixed.name(), "fixed-10min");
+        assert_eq!(fixed.simulated_name(), "fixed-10min");
+        assert_eq!(LivePolicy::Spark.simulated_name(), "spark@hybrid");
+        for bad in ["fixed-0min", "fixed-10", "hybrid", "fixed-xmin"] {
+            let err = bad.parse::<LivePolicy>().unwrap_err();
+            assert!(err.contains(&format!("`{bad}`")), "{err}");
+        }
     }
 
     #[test]

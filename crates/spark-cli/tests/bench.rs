@@ -186,3 +186,106 @@ fn bench_density_quick_reports_every_key_and_writes_density_json() {
     assert!(result["restart_s"].as_f64().unwrap() > 0.0, "{json}");
     assert!(result["rss_mb"].as_f64().unwrap() > 0.0, "{json}");
 }
+
+/// B4 live, quick: a small trace (four apps: every minute, every five, twice, a burst)
+/// replayed on one node per live policy, Spark and a fixed 10-minute keep-alive; every call
+/// is answered, and each policy reports its cold starts and the memory it kept loaded next to
+/// the simulator's.
+#[test]
+fn bench_replay_quick_replays_spark_and_a_fixed_keep_alive_on_live_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let minutes = 30;
+    let mut csv = String::from("HashOwner,HashApp,HashFunction");
+    for m in 1..=minutes {
+        csv.push_str(&format!(",{m}"));
+    }
+    csv.push('\n');
+    let calls: [(&str, fn(u32) -> u32); 4] = [
+        ("every-minute", |_| 1),
+        ("every-five", |m| u32::from(m % 5 == 0)),
+        ("twice", |m| u32::from(m == 2 || m == 15)),
+        ("burst", |m| if (3..6).contains(&m) { 3 } else { 0 }),
+    ];
+    let mut in_slice = 0;
+    for (app, count) in calls {
+        csv.push_str(&format!("o,{app},f"));
+        for m in 0..minutes {
+            csv.push_str(&format!(",{}", count(m)));
+            in_slice += if m < 20 { count(m) } else { 0 };
+        }
+        csv.push('\n');
+    }
+    let invocations = dir.path().join("inv.csv");
+    std::fs::write(&invocations, csv).unwrap();
+    let out = dir.path().join("out");
+    let (stdout, _) = spark(&[
+        "bench",
+        "replay",
+        "--invocations",
+        &invocations.display().to_string(),
+        "--start",
+        "0",
+        "--quick",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(stdout.contains("  live spark "), "{stdout}");
+    assert!(stdout.contains("  live fixed-10min "), "{stdout}");
+    assert!(stdout.contains("  simulated fixed-10min "), "{stdout}");
+    let last = stdout.lines().last().unwrap();
+    let value = |key: &str| -> f64 {
+        let kv = last
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {last}"));
+        kv.parse().unwrap_or_else(|_| panic!("{key}={kv}"))
+    };
+    assert!(last.starts_with("replay: spark_requests="), "{last}");
+    for policy in ["spark", "fixed_10min"] {
+        assert_eq!(
+            value(&format!("{policy}_requests")) + value(&format!("{policy}_errors")),
+            f64::from(in_slice),
+            "every call is sent: {last}"
+        );
+        assert_eq!(value(&format!("{policy}_errors")), 0.0, "{last}");
+        assert!(
+            value(&format!("{policy}_loaded_mb_min")) > 0.0,
+            "the apps called every minute stay loaded: {last}"
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("replay.json")).unwrap()).unwrap();
+    assert_eq!(json["apps"], 4, "{json}");
+    assert_eq!(json["live"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(
+        json["live"][1]["predictor"],
+        "keep_alive = \"10m\", memory_budget = \"64GiB\""
+    );
+    let plot = std::fs::read_to_string(out.join("replay-cdf.svg")).unwrap();
+    assert!(
+        plot.starts_with("<svg ") && plot.contains(">live fixed-10min</text>"),
+        "{plot}"
+    );
+}
+
+/// `--live` names the policies it knows.
+#[test]
+fn bench_replay_live_names_what_it_cannot_replay() {
+    let output = Command::new(env!("CARGO_BIN_EXE_spark"))
+        .args([
+            "bench",
+            "replay",
+            "--invocations",
+            "x.csv",
+            "--live",
+            "spark,hybrid",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("expected `spark` or `fixed-<minutes>min`, got `hybrid`"),
+        "{stderr}"
+    );
+}

@@ -84,7 +84,11 @@ enum Scenario {
         /// simulator's figures).
         #[arg(long, default_value = "8MiB")]
         memory_budget: String,
-        /// 20 apps, 20 minutes at 120x (10 s).
+        /// The policies to replay live, one node each: `spark` (at the memory budget) and
+        /// `fixed-<N>min` (a fixed keep-alive, as the simulator's baseline, unbounded).
+        #[arg(long, value_delimiter = ',', default_value = "spark,fixed-10min")]
+        live: Vec<replay::LivePolicy>,
+        /// 20 apps, 20 minutes at 120x (10 s per live policy).
         #[arg(long)]
         quick: bool,
         #[arg(long)]
@@ -258,6 +262,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             minutes,
             speed,
             memory_budget,
+            live,
             quick,
             out,
         } => {
@@ -281,6 +286,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 minutes,
                 speed,
                 memory_budget,
+                live,
                 out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
             };
             let report = replay::run(&options).await?;

@@ -8,7 +8,7 @@
 mod svg;
 mod table;
 
-pub use svg::{cdf_svg, tradeoff_svg};
+pub use svg::{cdf_svg, cold_pct_cdf_svg, tradeoff_svg};
 pub use table::render_table;
 
 use serde::{Deserialize, Serialize};

@@ -87,13 +87,23 @@ impl Axis {
 
 /// CDF of the scored per-application cold-start % for every policy.
 pub fn cdf_svg(report: &Report) -> String {
-    let series = report
+    let series: Vec<(String, Vec<f64>)> = report
         .policies
         .iter()
-        .map(|p| Series::line(&p.name, cdf_points(&p.scored_cold_pct)))
+        .map(|p| (p.name.clone(), p.scored_cold_pct.clone()))
+        .collect();
+    cold_pct_cdf_svg("Per-application cold-start %, second half (CDF)", &series)
+}
+
+/// A CDF plot of per-application cold-start % for named series (each sorted ascending), as
+/// [`cdf_svg`] draws B4's; the live replay draws its live and simulated policies with it.
+pub fn cold_pct_cdf_svg(title: &str, series: &[(String, Vec<f64>)]) -> String {
+    let series = series
+        .iter()
+        .map(|(name, sorted)| Series::line(name, cdf_points(sorted)))
         .collect();
     let panel = Panel {
-        title: "Per-application cold-start %, second half (CDF)",
+        title: title.to_owned(),
         x: Axis::linear("cold starts per application (%)", 0.0, 100.0),
         y: Axis::linear("share of applications", 0.0, 1.0),
         series,
@@ -188,13 +198,13 @@ pub fn tradeoff_svg(report: &Report) -> String {
         .unwrap_or(1)
         .max(10) as f64;
     let top = Panel {
-        title: "p75 of per-application cold-start % vs wasted memory",
+        title: "p75 of per-application cold-start % vs wasted memory".to_owned(),
         x: memory(),
         y: Axis::linear("p75 cold starts (%)", 0.0, 100.0),
         series: std::iter::once(curve(p75)).chain(markers(p75)).collect(),
     };
     let bottom = Panel {
-        title: "Total cold starts vs wasted memory",
+        title: "Total cold starts vs wasted memory".to_owned(),
         x: memory(),
         y: Axis {
             label: "cold starts (log)".into(),
@@ -210,7 +220,7 @@ pub fn tradeoff_svg(report: &Report) -> String {
 }
 
 struct Panel {
-    title: &'static str,
+    title: String,
     x: Axis,
     y: Axis,
     series: Vec<Series>,
@@ -240,7 +250,7 @@ fn panel(s: &mut String, p: &Panel) {
         s,
         r#"<text x="{}" y="18" text-anchor="middle" font-size="13">{}</text>"#,
         (x0 + x1) / 2.0,
-        esc(p.title)
+        esc(&p.title)
     );
     let _ = writeln!(
         s,
@@ -316,6 +326,8 @@ fn color_for(name: &str) -> &'static str {
         "spark@hybrid" => "#d62728",
         "spark@fixed-10min" => "#9467bd",
         "spark (budget sweep)" => "#8c564b",
+        "live spark" => "#17becf",
+        "live fixed-10min" => "#bcbd22",
         "hybrid family" => "#e377c2",
         _ => "#7f7f7f",
     }
