@@ -8,7 +8,8 @@
 //! (`predictor.time_scale` = the speed-up), so it sees the trace's minutes, and works to its
 //! memory budget. A request is cold when the node reports it (`spark-cold-start`).
 //!
-//! Each live policy ([`LivePolicy`]: Spark, or a fixed keep-alive, the simulator's baseline)
+//! Each live policy ([`LivePolicy`]: Spark, or one of the simulator's baselines: a fixed
+//! keep-alive, the hybrid histogram policy, run by the node as `predictor.policy`)
 //! gets its own node and the same calls. What a node keeps loaded is sampled once per trace
 //! minute from its `spark_module_loaded_bytes` and counted in the trace's MB-minutes (each
 //! loaded module's application memory), the unit of the simulator's wasted memory, so a live
@@ -73,6 +74,9 @@ pub enum LivePolicy {
         /// Minutes of keep-alive.
         minutes: u32,
     },
+    /// `predictor.policy = "hybrid"`: the hybrid histogram policy with the paper's parameters
+    /// (B4's `hybrid`), with no memory budget.
+    Hybrid,
 }
 
 impl LivePolicy {
@@ -81,6 +85,7 @@ impl LivePolicy {
         match self {
             LivePolicy::Spark => "spark".to_owned(),
             LivePolicy::KeepAlive { minutes } => format!("fixed-{minutes}min"),
+            LivePolicy::Hybrid => "hybrid".to_owned(),
         }
     }
 
@@ -88,7 +93,7 @@ impl LivePolicy {
     fn simulated_name(&self) -> String {
         match self {
             LivePolicy::Spark => EQUAL_TO.to_owned(),
-            LivePolicy::KeepAlive { .. } => self.name(),
+            LivePolicy::KeepAlive { .. } | LivePolicy::Hybrid => self.name(),
         }
     }
 }
@@ -96,17 +101,21 @@ impl LivePolicy {
 impl std::str::FromStr for LivePolicy {
     type Err = String;
 
-    /// `spark` or `fixed-<N>min` (N from 1 to 10,080).
+    /// `spark`, `hybrid` or `fixed-<N>min` (N from 1 to 10,080).
     fn from_str(text: &str) -> Result<LivePolicy, String> {
-        if text == "spark" {
-            return Ok(LivePolicy::Spark);
+        match text {
+            "spark" => return Ok(LivePolicy::Spark),
+            "hybrid" => return Ok(LivePolicy::Hybrid),
+            _ => {}
         }
         text.strip_prefix("fixed-")
             .and_then(|rest| rest.strip_suffix("min"))
             .and_then(|n| n.parse::<u32>().ok())
             .filter(|n| (1..=10_080).contains(n))
             .map(|minutes| LivePolicy::KeepAlive { minutes })
-            .ok_or_else(|| format!("expected `spark` or `fixed-<minutes>min`, got `{text}`"))
+            .ok_or_else(|| {
+                format!("expected `spark`, `hybrid` or `fixed-<minutes>min`, got `{text}`")
+            })
     }
 }
 
@@ -354,6 +363,7 @@ pub async fn run(options: &ReplayOptions) -> Result<ReplayReport, BenchError> {
             LivePolicy::KeepAlive { minutes } => {
                 format!("keep_alive = \"{minutes}m\"\n{UNBOUNDED}")
             }
+            LivePolicy::Hybrid => format!("policy = \"hybrid\"\n{UNBOUNDED}"),
         };
         live.push(run_live(options, &trace, &simulated, *policy, predictor).await?);
     }
@@ -746,7 +756,9 @@ mod tests {
         assert_eq!(fixed.name(), "fixed-10min");
         assert_eq!(fixed.simulated_name(), "fixed-10min");
         assert_eq!(LivePolicy::Spark.simulated_name(), "spark@hybrid");
-        for bad in ["fixed-0min", "fixed-10", "hybrid", "fixed-xmin"] {
+        assert_eq!("hybrid".parse(), Ok(LivePolicy::Hybrid));
+        assert_eq!(LivePolicy::Hybrid.simulated_name(), "hybrid");
+        for bad in ["fixed-0min", "fixed-10", "lru", "fixed-xmin"] {
             let err = bad.parse::<LivePolicy>().unwrap_err();
             assert!(err.contains(&format!("`{bad}`")), "{err}");
         }

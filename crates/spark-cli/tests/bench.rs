@@ -188,11 +188,11 @@ fn bench_density_quick_reports_every_key_and_writes_density_json() {
 }
 
 /// B4 live, quick: a small trace (four apps: every minute, every five, twice, a burst)
-/// replayed on one node per live policy, Spark and a fixed 10-minute keep-alive; every call
-/// is answered, and each policy reports its cold starts and the memory it kept loaded next to
+/// replayed on one node per live policy, Spark, a fixed 10-minute keep-alive and the hybrid
+/// histogram policy; every call is answered, and each policy reports its cold starts and the memory it kept loaded next to
 /// the simulator's.
 #[test]
-fn bench_replay_quick_replays_spark_and_a_fixed_keep_alive_on_live_nodes() {
+fn bench_replay_quick_replays_spark_and_the_baselines_on_live_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let minutes = 30;
     let mut csv = String::from("HashOwner,HashApp,HashFunction");
@@ -231,6 +231,7 @@ fn bench_replay_quick_replays_spark_and_a_fixed_keep_alive_on_live_nodes() {
     ]);
     assert!(stdout.contains("  live spark "), "{stdout}");
     assert!(stdout.contains("  live fixed-10min "), "{stdout}");
+    assert!(stdout.contains("  live hybrid "), "{stdout}");
     assert!(stdout.contains("  simulated fixed-10min "), "{stdout}");
     let last = stdout.lines().last().unwrap();
     let value = |key: &str| -> f64 {
@@ -241,7 +242,7 @@ fn bench_replay_quick_replays_spark_and_a_fixed_keep_alive_on_live_nodes() {
         kv.parse().unwrap_or_else(|_| panic!("{key}={kv}"))
     };
     assert!(last.starts_with("replay: spark_requests="), "{last}");
-    for policy in ["spark", "fixed_10min"] {
+    for policy in ["spark", "fixed_10min", "hybrid"] {
         assert_eq!(
             value(&format!("{policy}_requests")) + value(&format!("{policy}_errors")),
             f64::from(in_slice),
@@ -256,7 +257,7 @@ fn bench_replay_quick_replays_spark_and_a_fixed_keep_alive_on_live_nodes() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("replay.json")).unwrap()).unwrap();
     assert_eq!(json["apps"], 4, "{json}");
-    assert_eq!(json["live"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(json["live"].as_array().unwrap().len(), 3, "{json}");
     assert_eq!(
         json["live"][1]["predictor"],
         "keep_alive = \"10m\", memory_budget = \"64GiB\""
@@ -278,14 +279,14 @@ fn bench_replay_live_names_what_it_cannot_replay() {
             "--invocations",
             "x.csv",
             "--live",
-            "spark,hybrid",
+            "spark,lru",
         ])
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("expected `spark` or `fixed-<minutes>min`, got `hybrid`"),
+        stderr.contains("expected `spark`, `hybrid` or `fixed-<minutes>min`, got `lru`"),
         "{stderr}"
     );
 }

@@ -412,11 +412,25 @@ pub struct PredictorSettings {
     pub interval: Duration,
     /// Model time per real time (1 in production; replays compress traces with more).
     pub time_scale: f64,
-    /// A fixed keep-alive instead of prediction: each non-critical module stays loaded this
-    /// long after its last call (model time), within the budget, and nothing is loaded ahead.
-    /// `None` (the default): the predictor plans warmth from each module's forecast.
-    pub keep_alive: Option<Duration>,
+    /// How warmth is decided: Spark's prediction (the default) or a baseline.
+    pub policy: WarmthPolicy,
 }
+
+/// `predictor.policy`: how a node decides which modules stay loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmthPolicy {
+    /// `"spark"`: each module's demand forecast, valued against its memory.
+    Predict,
+    /// `"keep-alive"` (or just `keep_alive = ...`): each non-critical module stays loaded this
+    /// long after its last call (model time), within the budget; nothing is loaded ahead.
+    KeepAlive(Duration),
+    /// `"hybrid"`: the hybrid histogram policy (Shahrad et al., ATC 2020) with the paper's
+    /// parameters: a load window per module from its idle times, within the budget.
+    Hybrid,
+}
+
+/// `predictor.keep_alive` when `policy = "keep-alive"` names none: 10 minutes.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(600);
 
 /// Default `predictor.memory_budget`: 256 MiB.
 pub const DEFAULT_WARM_MEMORY: u64 = 256 << 20;
@@ -430,7 +444,7 @@ impl Default for PredictorSettings {
             memory_budget: DEFAULT_WARM_MEMORY,
             interval: DEFAULT_PREDICTOR_INTERVAL,
             time_scale: 1.0,
-            keep_alive: None,
+            policy: WarmthPolicy::Predict,
         }
     }
 }

@@ -177,6 +177,7 @@ pub(crate) struct RawPredictor {
     pub interval: Option<Spanned<String>>,
     pub time_scale: Option<Spanned<f64>>,
     pub keep_alive: Option<Spanned<String>>,
+    pub policy: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,9 +21,9 @@ use crate::schema::{
 };
 use crate::units::{parse_byte_size, parse_duration};
 use crate::{
-    AppContext, ComponentRef, DEFAULT_WEIGHT, Limits, MANIFEST_VERSION, Manifest, ManifestKind,
-    ModuleId, ModuleSpec, NodeSettings, OrchestratorSettings, PredictorSettings, Priority,
-    RolloutSettings, Trigger, VariableSpec,
+    AppContext, ComponentRef, DEFAULT_KEEP_ALIVE, DEFAULT_WEIGHT, Limits, MANIFEST_VERSION,
+    Manifest, ManifestKind, ModuleId, ModuleSpec, NodeSettings, OrchestratorSettings,
+    PredictorSettings, Priority, RolloutSettings, Trigger, VariableSpec, WarmthPolicy,
 };
 
 const MIN_MEMORY: u64 = 64 << 10;
@@ -251,18 +251,9 @@ impl Validator<'_> {
         {
             self.error(span, "predictor.interval must be between 100ms and 10m");
         }
-        let keep_alive = raw.keep_alive.as_ref().map(|raw| {
-            let value = self.duration(Some(raw), MAX_KEEP_ALIVE, "predictor.keep_alive");
-            if !(Duration::from_secs(1)..=MAX_KEEP_ALIVE).contains(&value) {
-                self.error(
-                    raw.span(),
-                    "predictor.keep_alive must be between 1s and 168h",
-                );
-            }
-            value
-        });
+        let policy = self.warmth_policy(raw);
         PredictorSettings {
-            keep_alive,
+            policy,
             enabled: raw.enabled.unwrap_or(d.enabled),
             memory_budget: self.size(
                 raw.memory_budget.as_ref(),
@@ -276,6 +267,47 @@ impl Validator<'_> {
                 1.0..=3600.0,
                 "predictor.time_scale",
             ),
+        }
+    }
+
+    /// `predictor.policy` and `predictor.keep_alive` (which alone means a keep-alive).
+    fn warmth_policy(&mut self, raw: &RawPredictor) -> WarmthPolicy {
+        let keep_alive = raw.keep_alive.as_ref().map(|raw| {
+            let value = self.duration(Some(raw), DEFAULT_KEEP_ALIVE, "predictor.keep_alive");
+            if !(Duration::from_secs(1)..=MAX_KEEP_ALIVE).contains(&value) {
+                self.error(
+                    raw.span(),
+                    "predictor.keep_alive must be between 1s and 168h",
+                );
+            }
+            value
+        });
+        let Some(policy) = &raw.policy else {
+            return keep_alive.map_or(WarmthPolicy::Predict, WarmthPolicy::KeepAlive);
+        };
+        match (policy.get_ref().as_str(), keep_alive) {
+            ("keep-alive", keep_alive) => {
+                WarmthPolicy::KeepAlive(keep_alive.unwrap_or(DEFAULT_KEEP_ALIVE))
+            }
+            (name @ ("spark" | "hybrid"), Some(_)) => {
+                let span = raw.keep_alive.as_ref().map_or(policy.span(), Spanned::span);
+                self.error(
+                    span,
+                    format!(
+                        "predictor.keep_alive applies to policy = \"keep-alive\", not \"{name}\""
+                    ),
+                );
+                WarmthPolicy::Predict
+            }
+            ("spark", None) => WarmthPolicy::Predict,
+            ("hybrid", None) => WarmthPolicy::Hybrid,
+            (other, _) => {
+                self.error(
+                    policy.span(),
+                    format!("predictor.policy must be \"spark\", \"keep-alive\" or \"hybrid\", not {other:?}"),
+                );
+                WarmthPolicy::Predict
+            }
         }
     }
 

@@ -35,6 +35,9 @@
 //!   time-of-day profile (after two days), and a heavy-tailed prior. Weights are the softmax of
 //!   each expert's out-of-sample log-score with forgetting. Output: `P(call within x)` and
 //!   quantiles of the next call, in [`live::Forecast`] for the node.
+//! - **The hybrid baseline** ([`hybrid`]): the histogram policy of Shahrad et al. (ATC 2020)
+//!   that B4 measures Spark against; a node may run it instead of prediction, so the baseline
+//!   is replayed live with the simulator's code.
 //! - **The decision rule** ([`policy`], [`live::WarmthPlanner`]): expected value. A
 //!   minute after the last call is kept loaded when `value x P(call in it) > memory x expected
 //!   idle time in it`; the value of a cold start is `budget / sqrt(calls per day)`. The budget
@@ -54,6 +57,7 @@
 //! See `DESIGN.md` next to this crate for the reasoning; `spark-sim`'s for the simulator and
 //! the measured results.
 
+pub mod hybrid;
 pub mod live;
 pub mod model;
 pub mod policy;

@@ -84,9 +84,14 @@ enum Scenario {
         /// simulator's figures).
         #[arg(long, default_value = "8MiB")]
         memory_budget: String,
-        /// The policies to replay live, one node each: `spark` (at the memory budget) and
-        /// `fixed-<N>min` (a fixed keep-alive, as the simulator's baseline, unbounded).
-        #[arg(long, value_delimiter = ',', default_value = "spark,fixed-10min")]
+        /// The policies to replay live, one node each: `spark` (at the memory budget), and the
+        /// simulator's baselines, unbounded as there: `fixed-<N>min` (a fixed keep-alive) and
+        /// `hybrid` (the hybrid histogram policy, the paper's parameters).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "spark,fixed-10min,hybrid"
+        )]
         live: Vec<replay::LivePolicy>,
         /// 20 apps, 20 minutes at 120x (10 s per live policy).
         #[arg(long)]

@@ -76,9 +76,27 @@ fn predictor_settings_are_validated() {
     );
     let (_, message) = refusal(&with("memory_budget = \"lots\""));
     assert!(message.contains("predictor.memory_budget"), "{message}");
-    assert_eq!(p.keep_alive, None);
-    let p = parse(&with("keep_alive = \"10m\"")).unwrap().predictor;
-    assert_eq!(p.keep_alive, Some(Duration::from_secs(600)));
+    assert_eq!(p.policy, WarmthPolicy::Predict);
+    let policy = |body: &str| parse(&with(body)).unwrap().predictor.policy;
+    let ten_minutes = WarmthPolicy::KeepAlive(Duration::from_secs(600));
+    assert_eq!(policy("keep_alive = \"10m\""), ten_minutes);
+    assert_eq!(policy("policy = \"keep-alive\""), ten_minutes);
+    assert_eq!(
+        policy("policy = \"keep-alive\"\nkeep_alive = \"1h\""),
+        WarmthPolicy::KeepAlive(Duration::from_secs(3600))
+    );
+    assert_eq!(policy("policy = \"hybrid\""), WarmthPolicy::Hybrid);
+    assert_eq!(policy("policy = \"spark\""), WarmthPolicy::Predict);
+    let (line, message) = refusal(&with("policy = \"lru\""));
+    assert!(message.contains("predictor.policy must be"), "{message}");
+    assert_eq!(line, line_of(&with("policy = \"lru\""), "policy"));
+    let both = with("policy = \"hybrid\"\nkeep_alive = \"10m\"");
+    let (line, message) = refusal(&both);
+    assert!(
+        message.contains("keep_alive applies to policy"),
+        "{message}"
+    );
+    assert_eq!(line, line_of(&both, "keep_alive"));
     for bad in [
         "keep_alive = \"500ms\"",
         "keep_alive = \"169h\"",

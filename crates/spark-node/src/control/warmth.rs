@@ -14,8 +14,9 @@
 //! them. Pre-warming runs one module at a time in this task, on the modules' own executors, so
 //! it never competes with critical work for more than a core.
 //!
-//! With `predictor.keep_alive` the same loop runs a fixed keep-alive instead of the planner
-//! ([`KeepAlivePlanner`]: loaded for that long after each call, within the same budget).
+//! With `predictor.policy` "keep-alive" or "hybrid" the same loop runs a baseline instead of
+//! the planner ([`WindowPlanner`]: each module loaded inside a window after its last call, the
+//! keep-alive or its idle-time histogram's, within the same budget).
 //!
 //! Time is the node's [`Clock`]: model time is its wall time at the start plus its monotonic
 //! time since, scaled (`time_scale`), so a test moves the model as it moves the clock.
@@ -27,10 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use spark_manifest::{PredictorSettings, Priority};
+use spark_manifest::{PredictorSettings, Priority, WarmthPolicy};
+use spark_predict::hybrid::{HybridParams, IdleHistogram};
 use spark_predict::live::{
-    DemandModel, Forecast, IdleModule, KeepAlivePlanner, LevelCosts, ModuleDemand, WarmthLevel,
-    WarmthPlan, WarmthPlanner,
+    DemandModel, Forecast, IdleModule, LevelCosts, ModuleDemand, WarmthLevel, WarmthPlan,
+    WarmthPlanner, WindowPlanner,
 };
 use spark_store::StoreError;
 use tokio_util::sync::CancellationToken;
@@ -170,6 +172,8 @@ pub(crate) struct WarmthController {
     snapshot: SharedSnapshot,
     settings: PredictorSettings,
     demand: DemandModel,
+    /// Each module's idle times, under `predictor.policy = "hybrid"` (not kept across restarts).
+    idle: HashMap<String, IdleHistogram>,
     clock: ModelClock,
     seen: HashMap<String, (u64, u64)>,
     store: Option<Arc<dyn HistoryStore>>,
@@ -199,6 +203,7 @@ impl WarmthController {
             snapshot,
             settings,
             demand: DemandModel::new(),
+            idle: HashMap::new(),
             seen: HashMap::new(),
             store,
             budget: Arc::new(WarmBudget::default()),
@@ -316,9 +321,11 @@ impl WarmthController {
         if !self.settings.enabled {
             return;
         }
-        let (planned, forecasts, plan) = match self.settings.keep_alive {
-            Some(keep_alive) => self.keep_alive_plan(&snapshot, &candidates, now, keep_alive),
-            None => self.predicted_plan(&snapshot, &candidates, now),
+        let (planned, forecasts, plan) = match self.settings.policy {
+            WarmthPolicy::Predict => self.predicted_plan(&snapshot, &candidates, now),
+            WarmthPolicy::KeepAlive(_) | WarmthPolicy::Hybrid => {
+                self.window_plan(&snapshot, &candidates, now)
+            }
         };
         let active: Vec<&Arc<ModuleSlot>> = planned.iter().map(|&i| &snapshot.modules[i]).collect();
         self.planned = planned;
@@ -399,14 +406,14 @@ impl WarmthController {
         (planned, forecasts, plan)
     }
 
-    /// `predictor.keep_alive`: the candidates that were ever called or are loaded, kept loaded
-    /// for the keep-alive after their last call (no forecasts: the policy does not predict).
-    fn keep_alive_plan(
+    /// A baseline's plan (`predictor.policy` "keep-alive" or "hybrid"): the candidates that
+    /// were ever called or are loaded, each loaded inside its window after its last call (no
+    /// forecasts: the baselines do not predict).
+    fn window_plan(
         &self,
         snapshot: &Snapshot,
         candidates: &[usize],
         now: u64,
-        keep_alive: Duration,
     ) -> (Vec<usize>, Vec<Option<Forecast>>, WarmthPlan) {
         let (planned, idle): (Vec<usize>, Vec<IdleModule<'_>>) = candidates
             .iter()
@@ -417,19 +424,35 @@ impl WarmthController {
                     let module = IdleModule {
                         module: slot.id(),
                         last_call_ms,
+                        window_ms: self.load_window(slot.id()),
                         load_bytes: costs(slot).load_bytes,
                     };
                     (index, module)
                 })
             })
             .unzip();
-        let planner = KeepAlivePlanner {
-            keep_alive_ms: keep_alive.as_millis().try_into().unwrap_or(u64::MAX),
+        let planner = WindowPlanner {
             budget_bytes: self.settings.memory_budget,
         };
         let plan = planner.plan(&idle, now, self.budget.pressure());
         let forecasts = vec![None; planned.len()];
         (planned, forecasts, plan)
+    }
+
+    /// When a module is loaded after its last call (model ms) under a baseline policy: the
+    /// keep-alive, or the window of its idle-time histogram (the hybrid's, before any idle
+    /// time: its fixed keep-alive).
+    fn load_window(&self, module: &str) -> (u64, u64) {
+        let minutes = |(from, to): (f64, f64)| ((from * 60_000.0) as u64, (to * 60_000.0) as u64);
+        match self.settings.policy {
+            WarmthPolicy::KeepAlive(keep_alive) => {
+                (0, keep_alive.as_millis().try_into().unwrap_or(u64::MAX))
+            }
+            _ => minutes(self.idle.get(module).map_or_else(
+                || IdleHistogram::new(HybridParams::default()).window(),
+                IdleHistogram::window,
+            )),
+        }
     }
 
     /// Feeds a module's invocations since the last tick to the demand model: one read of its
@@ -446,6 +469,21 @@ impl WarmthController {
             }
         };
         let new_calls = stats.invocations.saturating_sub(calls);
+        if new_calls > 0 && self.settings.policy == WarmthPolicy::Hybrid {
+            // The hybrid learns idle times: the first call of this tick ends the quiet since
+            // the last one; the others came within the tick.
+            let since = self.demand.last_call_ms(slot.id());
+            let histogram = self
+                .idle
+                .entry(slot.id().to_owned())
+                .or_insert_with(|| IdleHistogram::new(HybridParams::default()));
+            if let Some(last) = since {
+                histogram.record_idle(now.saturating_sub(last) as f64 / 60_000.0);
+            }
+            for _ in 1..new_calls.min(1_000) {
+                histogram.record_idle(0.0);
+            }
+        }
         if new_calls > 0 {
             self.demand
                 .observe(slot.id(), now, new_calls.min(u64::from(u32::MAX)) as u32);

@@ -155,6 +155,54 @@ priority = "critical"
     node.stop().await;
 }
 
+/// `predictor.policy = "hybrid"`: the histogram policy of Shahrad et al. on a real node, with
+/// the paper's parameters (model time: a minute per 100 ms of the node's clock). A module
+/// called every 30 minutes is kept alive for 4 hours until five idle times are in its
+/// histogram; from then on it is unloaded after each call and loaded again just before the
+/// next one (from 90% of the shortest idle time seen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hybrid_policy_unloads_between_calls_and_loads_before_the_next() {
+    let manifest = r#"
+version = 1
+[predictor]
+interval = "100ms"
+time_scale = 600.0
+policy = "hybrid"
+memory_budget = "64MiB"
+
+[[module]]
+id = "timer"
+component = "{guest:echo}"
+routes = ["/timer/..."]
+"#;
+    let node = TestNode::start_manual(manifest).await.unwrap();
+    let mut cold = Vec::new();
+    for round in 0..9 {
+        let reply = get(&node.url("/timer/env")).await.unwrap();
+        assert_eq!(reply.status, 200);
+        cold.push(reply.headers.contains_key("spark-cold-start"));
+        node.advance(Duration::from_secs(1)).await;
+        let between = loaded(&node, "timer");
+        match round {
+            0..=4 => assert!(
+                between,
+                "kept alive while the histogram is untrusted ({round})"
+            ),
+            _ => assert!(
+                !between,
+                "unloaded between calls once it is trusted ({round})"
+            ),
+        }
+        node.advance(Duration::from_secs(2)).await;
+    }
+    assert_eq!(
+        cold,
+        [true, false, false, false, false, false, false, false, false],
+        "the first call is cold; then kept alive, then loaded ahead of each call"
+    );
+    node.stop().await;
+}
+
 /// Model time runs 600x faster than the node's clock (a minute every 100 ms): a module called
 /// every 20 minutes is called every 2 s of it, and evicted in between by the other modules,
 /// each called once halfway between two of its first calls (the budget holds one module).

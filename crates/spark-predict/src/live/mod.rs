@@ -7,15 +7,15 @@
 //! counts the way the simulator spreads a minute's calls, so a restarted node forecasts what a
 //! replay of the same history would.
 
-mod keep_alive;
 mod planner;
+mod window;
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use keep_alive::{IdleModule, KeepAlivePlanner};
 pub use planner::{LevelCosts, ModuleDemand, WarmthLevel, WarmthPlan, WarmthPlanner};
+pub use window::{IdleModule, WindowPlanner};
 
 use crate::model::{AppModel, HistorySnapshot, MinuteHistory};
 

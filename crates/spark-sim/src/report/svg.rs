@@ -328,6 +328,7 @@ fn color_for(name: &str) -> &'static str {
         "spark (budget sweep)" => "#8c564b",
         "live spark" => "#17becf",
         "live fixed-10min" => "#bcbd22",
+        "live hybrid" => "#393b79",
         "hybrid family" => "#e377c2",
         _ => "#7f7f7f",
     }
