@@ -200,7 +200,9 @@ fn bench_replay_quick_replays_spark_and_the_baselines_on_live_nodes() {
         csv.push_str(&format!(",{m}"));
     }
     csv.push('\n');
-    let calls: [(&str, fn(u32) -> u32); 4] = [
+    /// Calls of an app in a minute.
+    type PerMinute = fn(u32) -> u32;
+    let calls: [(&str, PerMinute); 4] = [
         ("every-minute", |_| 1),
         ("every-five", |m| u32::from(m % 5 == 0)),
         ("twice", |m| u32::from(m == 2 || m == 15)),
