@@ -150,17 +150,35 @@ impl AppModel {
         Some((1.0 - self.survival(elapsed + within.max(0.0)) / s0).clamp(0.0, 1.0))
     }
 
-    /// The time by which the next call has probability `q` (given none until `now`), searched
-    /// minute by minute up to `horizon` minutes ahead; `None` if not within the horizon.
+    /// The time by which the next call has probability `q` (given none until `now`), to the
+    /// whole minute, up to `horizon` minutes ahead; `None` if not within the horizon.
+    ///
+    /// The probability grows with the window (the survival function never increases), so the
+    /// first whole minute where it reaches `q` is found by bisection: a dozen evaluations of
+    /// the mixture for a day's horizon, where a minute-by-minute scan made up to 1,441 (half a
+    /// millisecond for a rarely called module, on every forecast the node makes).
     pub fn quantile_after(&self, now: f64, q: f64, horizon: f64) -> Option<f64> {
-        let mut dt = 0.0;
-        while dt <= horizon {
-            if self.p_call_within(now, dt)? >= q {
-                return Some(now + dt);
-            }
-            dt += 1.0;
+        let reaches = |minutes: u64| -> Option<bool> {
+            Some(self.p_call_within(now, minutes as f64)? >= q)
+        };
+        let mut high = horizon.max(0.0).floor() as u64;
+        if !reaches(high)? {
+            return None;
         }
-        None
+        let mut low = 0;
+        if reaches(low)? {
+            return Some(now);
+        }
+        // Invariant: not reached at `low`, reached at `high`.
+        while high - low > 1 {
+            let mid = low + (high - low) / 2;
+            if reaches(mid)? {
+                high = mid;
+            } else {
+                low = mid;
+            }
+        }
+        Some(now + high as f64)
     }
 
     /// Time of the last call.

@@ -53,3 +53,49 @@ fn never_again_app_becomes_less_likely_as_quiet_lasts() {
     assert!(m.p_call_within(10_000.0, 1e6).unwrap() < 1.0);
     assert_eq!(AppModel::default().p_call_within(5.0, 1.0), None);
 }
+
+/// The quantile search (bisection) finds the same whole minute as a minute-by-minute scan,
+/// for timers, bursts, rare and irregular apps, at several points of their quiet.
+#[test]
+fn quantile_bisection_agrees_with_a_minute_by_minute_scan() {
+    let scan = |m: &AppModel, now: f64, q: f64, horizon: f64| {
+        let mut dt = 0.0;
+        while dt <= horizon {
+            if m.p_call_within(now, dt).unwrap() >= q {
+                return Some(now + dt);
+            }
+            dt += 1.0;
+        }
+        None
+    };
+    let patterns: [Vec<f64>; 4] = [
+        (0..30).map(|k| f64::from(k) * 20.0 + 0.5).collect(),
+        (0..6)
+            .flat_map(|b| (0..20).map(move |i| f64::from(b) * 300.0 + f64::from(i) * 0.3))
+            .collect(),
+        vec![3.5, 700.5, 1900.5],
+        (0..60)
+            .map(|k| f64::from(k * k % 97) + f64::from(k) * 40.0)
+            .collect(),
+    ];
+    for calls in patterns {
+        let mut m = AppModel::default();
+        let mut sorted = calls.clone();
+        sorted.sort_by(f64::total_cmp);
+        for t in &sorted {
+            m.observe(*t);
+        }
+        let last = m.last_call().unwrap();
+        for after in [0.2, 5.0, 37.0, 300.0, 5000.0] {
+            for q in [0.1, 0.5, 0.9] {
+                let now = last + after;
+                assert_eq!(
+                    m.quantile_after(now, q, 1440.0),
+                    scan(&m, now, q, 1440.0),
+                    "calls {sorted:?} now {now} q {q}"
+                );
+            }
+        }
+    }
+    assert_eq!(AppModel::default().quantile_after(5.0, 0.5, 1440.0), None);
+}
