@@ -158,9 +158,8 @@ impl AppModel {
     /// the mixture for a day's horizon, where a minute-by-minute scan made up to 1,441 (half a
     /// millisecond for a rarely called module, on every forecast the node makes).
     pub fn quantile_after(&self, now: f64, q: f64, horizon: f64) -> Option<f64> {
-        let reaches = |minutes: u64| -> Option<bool> {
-            Some(self.p_call_within(now, minutes as f64)? >= q)
-        };
+        let reaches =
+            |minutes: u64| -> Option<bool> { Some(self.p_call_within(now, minutes as f64)? >= q) };
         let mut high = horizon.max(0.0).floor() as u64;
         if !reaches(high)? {
             return None;
