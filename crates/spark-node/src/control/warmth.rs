@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use spark_manifest::{PredictorSettings, Priority, WarmthPolicy};
 use spark_predict::hybrid::{HybridParams, IdleHistogram};
 use spark_predict::live::{
-    DemandModel, Forecast, IdleModule, LevelCosts, ModuleDemand, WarmthLevel, WarmthPlan,
-    WarmthPlanner, WindowPlanner,
+    DemandModel, Forecast, IdleModule, LevelCosts, LoadTimes, ModuleDemand, WarmthLevel,
+    WarmthPlan, WarmthPlanner, WindowPlanner,
 };
 use spark_store::StoreError;
 use tokio_util::sync::CancellationToken;
@@ -176,6 +176,9 @@ pub(crate) struct WarmthController {
     idle: HashMap<String, IdleHistogram>,
     clock: ModelClock,
     seen: HashMap<String, (u64, u64)>,
+    /// Reload times learned per code digest, and the load count each module was last seen at.
+    load_times: LoadTimes,
+    loads_seen: HashMap<String, u64>,
     store: Option<Arc<dyn HistoryStore>>,
     budget: Arc<WarmBudget>,
     view: Arc<WarmthView>,
@@ -205,6 +208,8 @@ impl WarmthController {
             demand: DemandModel::new(),
             idle: HashMap::new(),
             seen: HashMap::new(),
+            load_times: LoadTimes::new(),
+            loads_seen: HashMap::new(),
             store,
             budget: Arc::new(WarmBudget::default()),
             view,
@@ -300,6 +305,13 @@ impl WarmthController {
             .filter_map(|a| snapshot.position(a.module()))
             .collect();
         let fresh = self.planned_in.replaced_by(&snapshot);
+        if fresh {
+            // A deploy: forget load times of code no module uses any more.
+            let codes: HashSet<String> = snapshot.modules.iter().map(|m| m.info().digest).collect();
+            self.load_times.retain(|code| codes.contains(code));
+            self.loads_seen
+                .retain(|id, _| snapshot.position(id.as_str()).is_some());
+        }
         let (observed, mut candidates): (Vec<usize>, Vec<usize>) = if fresh {
             let all: Vec<usize> = (0..snapshot.modules.len()).collect();
             (all.clone(), all)
@@ -393,7 +405,7 @@ impl WarmthController {
                 ModuleDemand {
                     module: slot.id(),
                     forecast: forecast.as_ref().unwrap_or(&unknown),
-                    costs: costs(slot),
+                    costs: self.costs(slot),
                 }
             })
             .collect();
@@ -425,7 +437,7 @@ impl WarmthController {
                         module: slot.id(),
                         last_call_ms,
                         window_ms: self.load_window(slot.id()),
-                        load_bytes: costs(slot).load_bytes,
+                        load_bytes: self.costs(slot).load_bytes,
                     };
                     (index, module)
                 })
@@ -458,6 +470,13 @@ impl WarmthController {
     /// Feeds a module's invocations since the last tick to the demand model: one read of its
     /// counters, and nothing else unless it was called.
     fn observe(&mut self, slot: &ModuleSlot, now: u64) {
+        let loads = slot.residency.loads();
+        if loads > 0 && self.loads_seen.get(slot.id()) != Some(&loads) {
+            self.loads_seen.insert(slot.id().to_owned(), loads);
+            let info = slot.info();
+            self.load_times
+                .observe(&info.digest, reload_ms(&info.report));
+        }
         let stats = slot.stats.snapshot();
         let counters = (stats.invocations, stats.cpu_nanos);
         let (calls, cpu) = match self.seen.get_mut(slot.id()) {
@@ -489,6 +508,28 @@ impl WarmthController {
                 .observe(slot.id(), now, new_calls.min(u64::from(u32::MAX)) as u32);
             let per_call = stats.cpu_nanos.saturating_sub(cpu) as f64 / new_calls as f64 / 1e6;
             self.demand.observe_duration(slot.id(), per_call);
+        }
+    }
+
+    /// What each warmth level costs this module, from what was measured of it: its reload
+    /// time as learned over every load of its code (one load on a busy core must not make a
+    /// module look dearer than its twins), its last load's report before any was observed.
+    fn costs(&self, slot: &ModuleSlot) -> LevelCosts {
+        let info = slot.info();
+        let stats = slot.stats.snapshot();
+        let load_ms = self
+            .load_times
+            .estimate(&info.digest)
+            .unwrap_or_else(|| reload_ms(&info.report));
+        let instantiate_ms = match stats.instantiations {
+            0 => 0.2,
+            n => stats.instantiate_nanos as f64 / n as f64 / 1e6,
+        };
+        LevelCosts {
+            load_bytes: (info.code_bytes as u64).max(64 << 10),
+            load_ms: load_ms.max(0.1),
+            instance_bytes: slot.stats.instance_bytes().max(64 << 10),
+            instantiate_ms,
         }
     }
 
@@ -557,28 +598,16 @@ fn unknown_forecast() -> Forecast {
     }
 }
 
-/// What each warmth level costs this module, from what was measured of it.
-fn costs(slot: &ModuleSlot) -> LevelCosts {
-    let info = slot.info();
-    let stats = slot.stats.snapshot();
-    // What a reload costs once no other module holds the code: deserializing the artifact.
+/// What reloading this code costs, from one load's report: once no other module holds the
+/// code, deserializing the artifact, plus linking.
+fn reload_ms(report: &spark_runtime::LoadReport) -> f64 {
     // (A module that shared another's code reports how that code was made.)
-    let made_ms = info.report.made_in.as_secs_f64() * 1e3;
-    let load_ms = match info.report.made_by {
+    let made_ms = report.made_in.as_secs_f64() * 1e3;
+    (match report.made_by {
         spark_runtime::CodeSource::AotCache | spark_runtime::CodeSource::Shared => made_ms,
         // Compiled: a reload deserializes the artifact, about a hundredth of that.
         spark_runtime::CodeSource::Compiled => made_ms / 100.0,
-    } + info.report.link.as_secs_f64() * 1e3;
-    let instantiate_ms = match stats.instantiations {
-        0 => 0.2,
-        n => stats.instantiate_nanos as f64 / n as f64 / 1e6,
-    };
-    LevelCosts {
-        load_bytes: (info.code_bytes as u64).max(64 << 10),
-        load_ms: load_ms.max(0.1),
-        instance_bytes: slot.stats.instance_bytes().max(64 << 10),
-        instantiate_ms,
-    }
+    }) + report.link.as_secs_f64() * 1e3
 }
 
 /// Brings a module to `target`, logging what changed.

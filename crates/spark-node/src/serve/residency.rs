@@ -160,6 +160,8 @@ pub struct Residency {
     cold_compiles: AtomicU64,
     cold_nanos: AtomicU64,
     unloads: AtomicU64,
+    /// Loads so far (the one at registration included): a new value means a new load report.
+    loads: AtomicU64,
 }
 
 impl Residency {
@@ -192,6 +194,7 @@ impl Residency {
             cold_compiles: AtomicU64::new(0),
             cold_nanos: AtomicU64::new(0),
             unloads: AtomicU64::new(0),
+            loads: AtomicU64::new(1),
         }
     }
 
@@ -228,6 +231,7 @@ impl Residency {
             cold_compiles: AtomicU64::new(0),
             cold_nanos: AtomicU64::new(0),
             unloads: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
         }
     }
 
@@ -297,9 +301,16 @@ impl Residency {
         let prepared =
             prepare_artifact(&loader.runtime, &loader.store, &loader.digest, &loader.spec).await?;
         *self.info.lock().expect("info lock") = CodeInfo::of(&prepared);
+        self.loads.fetch_add(1, Ordering::Relaxed);
         let module = loader.module(prepared);
         self.loaded.store(Some(Arc::new(module.clone())));
         Ok(module)
+    }
+
+    /// How many times its code was loaded (the load at registration included); the latest
+    /// load's report is in [`Residency::info`].
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
     }
 
     /// Drops the node's reference to the module's code (and its ready instances). Requests in

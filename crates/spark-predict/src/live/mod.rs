@@ -7,6 +7,7 @@
 //! counts the way the simulator spreads a minute's calls, so a restarted node forecasts what a
 //! replay of the same history would.
 
+mod load_time;
 mod planner;
 mod window;
 
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use load_time::LoadTimes;
 pub use planner::{LevelCosts, ModuleDemand, WarmthLevel, WarmthPlan, WarmthPlanner};
 pub use window::{IdleModule, WindowPlanner};
 

@@ -14,7 +14,11 @@
 //! component), so a step that is worth more per byte than the step before it is merged with it
 //! (pool-adjacent-violators); after that, taking steps greedily by value per byte across all
 //! modules never takes a step without its predecessors, and is the optimal fractional filling
-//! of the budget.
+//! of the budget. A merged step that does not fit what is left of the budget comes back as its
+//! parts, each at its own value per byte: a module whose code fits but whose code-plus-instance
+//! does not is still kept loaded, if its code alone is worth it against the other modules.
+
+use std::collections::BinaryHeap;
 
 use serde::{Deserialize, Serialize};
 
@@ -94,12 +98,43 @@ pub struct WarmthPlan {
 
 const MIB: f64 = 1_048_576.0;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Step {
     module: usize,
     level: WarmthLevel,
     bytes: u64,
     value: f64,
+    /// For a merged step, the cumulative (level, bytes, value) of its parts before the last,
+    /// in order: the fallbacks when the whole step does not fit.
+    parts: Vec<(WarmthLevel, u64, f64)>,
+    /// A part of a merged step that did not fit: taken even though its module is blocked.
+    fallback: bool,
+}
+
+/// A step ordered for the planner's heap: densest first, then by module.
+struct ByDensity(Step);
+
+impl PartialEq for ByDensity {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for ByDensity {}
+
+impl PartialOrd for ByDensity {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByDensity {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0
+            .density()
+            .total_cmp(&other.0.density())
+            .then(other.0.module.cmp(&self.0.module))
+    }
 }
 
 impl Step {
@@ -123,27 +158,42 @@ impl WarmthPlanner {
         } else {
             f64::INFINITY
         };
-        let mut steps: Vec<Step> = demands
+        // Steps by value per byte, densest first (ties by module), as a heap: a merged step that
+        // does not fit comes back as its longest part, at that part's own value per byte.
+        let mut pending: BinaryHeap<ByDensity> = demands
             .iter()
             .enumerate()
             .flat_map(|(i, d)| self.steps(i, d))
+            .filter(|s| s.density() > price)
+            .map(ByDensity)
             .collect();
-        steps.retain(|s| s.density() > price);
-        steps.sort_by(|a, b| {
-            b.density()
-                .total_cmp(&a.density())
-                .then(a.module.cmp(&b.module))
-        });
         let mut levels = vec![WarmthLevel::Compiled; demands.len()];
         let mut blocked = vec![false; demands.len()];
         let mut bytes = 0u64;
-        for s in steps {
-            if blocked[s.module] || bytes + s.bytes > budget {
-                blocked[s.module] = true;
+        while let Some(ByDensity(mut s)) = pending.pop() {
+            if blocked[s.module] && !s.fallback {
                 continue;
             }
-            bytes += s.bytes;
-            levels[s.module] = levels[s.module].max(s.level);
+            if bytes + s.bytes <= budget {
+                bytes += s.bytes;
+                levels[s.module] = levels[s.module].max(s.level);
+                continue;
+            }
+            // Nothing after this step can be taken for this module; a part of it still may.
+            blocked[s.module] = true;
+            if let Some((level, part_bytes, value)) = s.parts.pop() {
+                let part = Step {
+                    module: s.module,
+                    level,
+                    bytes: part_bytes,
+                    value,
+                    parts: s.parts,
+                    fallback: true,
+                };
+                if part.density() > price {
+                    pending.push(ByDensity(part));
+                }
+            }
         }
         let targets = demands
             .iter()
@@ -168,6 +218,8 @@ impl WarmthPlanner {
             level: WarmthLevel::Loaded,
             bytes: c.load_bytes,
             value: value(c.load_ms),
+            parts: Vec::new(),
+            fallback: false,
         }];
         let instances = d.forecast.expected_concurrency.max(1.0);
         for k in 1..=instances.ceil() as u32 {
@@ -177,22 +229,33 @@ impl WarmthPlanner {
                 level: WarmthLevel::Ready(k),
                 bytes: c.instance_bytes,
                 value: share * value(c.instantiate_ms),
+                parts: Vec::new(),
+                fallback: false,
             });
         }
         let mut merged: Vec<Step> = Vec::with_capacity(raw.len());
-        for s in raw {
-            let mut s = s;
-            while let Some(prev) = merged.last() {
-                if s.density() <= prev.density() {
-                    break;
-                }
+        for mut s in raw {
+            while merged
+                .last()
+                .is_some_and(|prev| s.density() > prev.density())
+            {
+                let Some(mut prev) = merged.pop() else { break };
+                // The merged step's parts, cumulative from the step before the group.
+                let base = (prev.bytes, prev.value);
+                prev.parts.push((prev.level, prev.bytes, prev.value));
+                prev.parts.extend(
+                    s.parts
+                        .iter()
+                        .map(|&(level, b, v)| (level, base.0 + b, base.1 + v)),
+                );
                 s = Step {
                     module,
                     level: s.level,
-                    bytes: prev.bytes + s.bytes,
-                    value: prev.value + s.value,
+                    bytes: base.0 + s.bytes,
+                    value: base.1 + s.value,
+                    parts: prev.parts,
+                    fallback: false,
                 };
-                merged.pop();
             }
             merged.push(s);
         }

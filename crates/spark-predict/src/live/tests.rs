@@ -167,6 +167,55 @@ fn an_instance_is_never_planned_without_its_component() {
 }
 
 #[test]
+fn a_module_whose_instance_does_not_fit_is_still_kept_loaded() {
+    // The instance is worth far more per byte than the component, so the two are one merged
+    // step; when only the component fits, the planner keeps it rather than nothing, provided
+    // the component alone is worth its memory.
+    let f = forecast(0.9, 10.0, 1.0);
+    let costs = LevelCosts {
+        load_bytes: 1000,
+        load_ms: 100.0,
+        instance_bytes: 10,
+        instantiate_ms: 500.0,
+    };
+    let demands = [demand("m", &f, costs)];
+    let level = |budget: u64, exchange: f64| planner(budget, exchange).plan(&demands, 0.0);
+    assert_eq!(level(1010, 0.1).targets[0].1, WarmthLevel::Ready(1));
+    let loaded = level(1005, 0.1);
+    assert_eq!(loaded.targets[0].1, WarmthLevel::Loaded);
+    assert_eq!(loaded.bytes, 1000);
+    assert_eq!(level(999, 0.1).targets[0].1, WarmthLevel::Compiled);
+    // At an exchange rate where only the merged step is worth its memory, no fallback.
+    assert_eq!(level(1005, 0.01).targets[0].1, WarmthLevel::Compiled);
+    assert_eq!(level(1010, 0.01).targets[0].1, WarmthLevel::Ready(1));
+}
+
+#[test]
+fn a_part_of_a_step_that_does_not_fit_competes_at_its_own_worth() {
+    // "a" has a slow instance (one instantiation measured on a busy core), so its code and
+    // instance merge into a step denser than "b"'s code; that step does not fit, and a's code
+    // alone is worth less per byte than b's: b is loaded, not a.
+    let a = forecast(0.01, 1.0, 1.0);
+    let b = forecast(0.5, 8.0, 1.0);
+    let code = |instantiate_ms: f64| LevelCosts {
+        load_bytes: 700,
+        load_ms: 10.0,
+        instance_bytes: 1100,
+        instantiate_ms,
+    };
+    let demands = [demand("a", &a, code(1000.0)), demand("b", &b, code(0.2))];
+    let plan = planner(1000, 1e6).plan(&demands, 0.0);
+    assert_eq!(plan.targets[0].1, WarmthLevel::Compiled, "{plan:?}");
+    assert_eq!(plan.targets[1].1, WarmthLevel::Loaded, "{plan:?}");
+    // With b unlikely, a's code is the best use of the budget after all.
+    let b = forecast(0.001, 8.0, 1.0);
+    let demands = [demand("a", &a, code(1000.0)), demand("b", &b, code(0.2))];
+    let plan = planner(1000, 1e6).plan(&demands, 0.0);
+    assert_eq!(plan.targets[0].1, WarmthLevel::Loaded, "{plan:?}");
+    assert_eq!(plan.targets[1].1, WarmthLevel::Compiled, "{plan:?}");
+}
+
+#[test]
 fn levels_stay_within_a_modules_floor_and_ready_cap() {
     use WarmthLevel::{Compiled, Loaded, Ready};
     assert_eq!(Compiled.within(Compiled, None), Compiled);
