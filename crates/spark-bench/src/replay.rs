@@ -591,7 +591,8 @@ async fn drive(trace: &TraceSet, addr: SocketAddr, speed: f64) -> Observed {
                 .parse()
                 .expect("valid uri");
             let result = client.get(uri).await;
-            let mut observed = observed.lock().expect("observed lock");
+            let store = observed;
+            let mut observed = store.lock().expect("observed lock");
             match result {
                 Ok(response) if response.status().is_success() => {
                     let cold = response.headers().contains_key("spark-cold-start");
@@ -601,9 +602,22 @@ async fn drive(trace: &TraceSet, addr: SocketAddr, speed: f64) -> Observed {
                         .push((app, cold, sent.elapsed().as_secs_f64() * 1e3));
                 }
                 Ok(response) => {
+                    drop(observed);
+                    // The status and the node's one-line reason ("node at capacity", ...).
+                    let status = response.status().as_u16();
+                    let body = http_body_util::BodyExt::collect(response.into_body())
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let reason = String::from_utf8_lossy(&body[..body.len().min(80)])
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let mut observed = store.lock().expect("observed lock");
                     observed.errors += 1;
-                    let status = response.status().as_u16().to_string();
-                    *observed.errors_by_kind.entry(status).or_default() += 1;
+                    let kind = format!("{status} {reason}").trim_end().to_owned();
+                    *observed.errors_by_kind.entry(kind).or_default() += 1;
                 }
                 Err(e) => {
                     observed.errors += 1;

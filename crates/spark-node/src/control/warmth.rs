@@ -433,11 +433,13 @@ impl WarmthController {
                 let slot = &snapshot.modules[index];
                 let last_call_ms = self.demand.last_call_ms(slot.id());
                 (last_call_ms.is_some() || slot.residency.is_loaded()).then(|| {
+                    let costs = self.costs(slot);
                     let module = IdleModule {
                         module: slot.id(),
                         last_call_ms,
                         window_ms: self.load_window(slot.id()),
-                        load_bytes: self.costs(slot).load_bytes,
+                        load_bytes: costs.load_bytes,
+                        lead_ms: self.lead_ms(costs.load_ms),
                     };
                     (index, module)
                 })
@@ -531,6 +533,14 @@ impl WarmthController {
             instance_bytes: slot.stats.instance_bytes().max(64 << 10),
             instantiate_ms,
         }
+    }
+
+    /// How early a baseline's window must be acted on (model ms): a call is seen up to one
+    /// interval after it came, the revision that loads comes up to one interval after the
+    /// window opens, and the load takes `load_ms` of the node's time.
+    fn lead_ms(&self, load_ms: f64) -> u64 {
+        let scale = self.settings.time_scale;
+        (2.0 * self.settings.interval.as_secs_f64() * 1e3 * scale + load_ms * scale) as u64
     }
 
     /// Plans cover two intervals, and at least a minute of model time: a call due just after

@@ -10,7 +10,10 @@
 //! are kept most recently called first until the budget (shrunk by the orchestrator's
 //! pressure, as for the planner) is full, so an operator who picks a long keep-alive cannot
 //! exceed what the orchestrator relies on. No instance is kept ready: a window says only
-//! whether the code is loaded.
+//! whether the code is loaded. A window that opens after the call is led by the module's
+//! [`IdleModule::lead_ms`]: a node sees calls and moves modules only at its revisions, and
+//! loading takes time, so to be loaded when the window opens it must start that much before
+//! (the simulator, which loads instantly at any instant, needs no lead).
 
 use super::{WarmthLevel, WarmthPlan};
 
@@ -25,6 +28,9 @@ pub struct IdleModule<'a> {
     pub window_ms: (u64, u64),
     /// Memory of its loaded component, bytes.
     pub load_bytes: u64,
+    /// How long before its window opens loading must start (model ms): the delay between a
+    /// call and the revision that sees it, the delay to the revision that loads, and the load.
+    pub lead_ms: u64,
 }
 
 /// A load-window policy's bound.
@@ -55,7 +61,7 @@ impl WindowPlanner {
             let (from, to) = m.window_ms;
             let within = m.last_call_ms.is_some_and(|last| {
                 let since = now_ms.saturating_sub(last);
-                from <= since && since < to
+                from <= since.saturating_add(m.lead_ms) && since < to
             });
             if within && bytes + m.load_bytes <= budget {
                 bytes += m.load_bytes;
@@ -90,6 +96,7 @@ mod tests {
             last_call_ms,
             window_ms,
             load_bytes: 1 << 20,
+            lead_ms: 0,
         }
     }
 
@@ -126,6 +133,16 @@ mod tests {
         let level = |now| planner.plan(&prewarm, now, 0.0).targets[0].1;
         assert_eq!(level(MIN), WarmthLevel::Compiled);
         assert_eq!(level(25 * MIN), WarmthLevel::Loaded);
+        assert_eq!(level(35 * MIN), WarmthLevel::Compiled);
+        // Led by two minutes (a slow revision cycle and load): loading starts at 23.
+        let led = [IdleModule {
+            lead_ms: 2 * MIN,
+            ..prewarm[0]
+        }];
+        let level = |now| planner.plan(&led, now, 0.0).targets[0].1;
+        assert_eq!(level(23 * MIN - 1), WarmthLevel::Compiled);
+        assert_eq!(level(23 * MIN), WarmthLevel::Loaded);
+        assert_eq!(level(35 * MIN - 1), WarmthLevel::Loaded);
         assert_eq!(level(35 * MIN), WarmthLevel::Compiled);
     }
 
