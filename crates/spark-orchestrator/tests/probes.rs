@@ -13,8 +13,11 @@ use spark_orchestrator::probes::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// A fixture tree. The crate's directory is read when the test runs (cargo sets it), not when
+/// it was compiled: a build cache shared between checkouts may hand this binary to another.
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .join("tests/fixtures")
         .join(name)
 }
