@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use spark_manifest::{PredictorSettings, Priority, WarmthPolicy};
 use spark_predict::hybrid::{HybridParams, IdleHistogram};
 use spark_predict::live::{
-    DemandModel, Forecast, IdleModule, LevelCosts, LoadTimes, ModuleDemand, WarmthLevel,
+    CodeTimes, DemandModel, Forecast, IdleModule, LevelCosts, ModuleDemand, WarmthLevel,
     WarmthPlan, WarmthPlanner, WindowPlanner,
 };
 use spark_store::StoreError;
@@ -176,9 +176,11 @@ pub(crate) struct WarmthController {
     idle: HashMap<String, IdleHistogram>,
     clock: ModelClock,
     seen: HashMap<String, (u64, u64)>,
-    /// Reload times learned per code digest, and the load count each module was last seen at.
-    load_times: LoadTimes,
-    loads_seen: HashMap<String, u64>,
+    /// Reload and instantiation times learned per code digest, and each module's load and
+    /// instantiation counters as last read.
+    load_times: CodeTimes,
+    instantiate_times: CodeTimes,
+    costs_seen: HashMap<String, CostsSeen>,
     store: Option<Arc<dyn HistoryStore>>,
     budget: Arc<WarmBudget>,
     view: Arc<WarmthView>,
@@ -208,8 +210,9 @@ impl WarmthController {
             demand: DemandModel::new(),
             idle: HashMap::new(),
             seen: HashMap::new(),
-            load_times: LoadTimes::new(),
-            loads_seen: HashMap::new(),
+            load_times: CodeTimes::new(),
+            instantiate_times: CodeTimes::new(),
+            costs_seen: HashMap::new(),
             store,
             budget: Arc::new(WarmBudget::default()),
             view,
@@ -306,10 +309,11 @@ impl WarmthController {
             .collect();
         let fresh = self.planned_in.replaced_by(&snapshot);
         if fresh {
-            // A deploy: forget load times of code no module uses any more.
+            // A deploy: forget the times of code no module uses any more.
             let codes: HashSet<String> = snapshot.modules.iter().map(|m| m.info().digest).collect();
             self.load_times.retain(|code| codes.contains(code));
-            self.loads_seen
+            self.instantiate_times.retain(|code| codes.contains(code));
+            self.costs_seen
                 .retain(|id, _| snapshot.position(id.as_str()).is_some());
         }
         let (observed, mut candidates): (Vec<usize>, Vec<usize>) = if fresh {
@@ -472,14 +476,8 @@ impl WarmthController {
     /// Feeds a module's invocations since the last tick to the demand model: one read of its
     /// counters, and nothing else unless it was called.
     fn observe(&mut self, slot: &ModuleSlot, now: u64) {
-        let loads = slot.residency.loads();
-        if loads > 0 && self.loads_seen.get(slot.id()) != Some(&loads) {
-            self.loads_seen.insert(slot.id().to_owned(), loads);
-            let info = slot.info();
-            self.load_times
-                .observe(&info.digest, reload_ms(&info.report));
-        }
         let stats = slot.stats.snapshot();
+        self.observe_costs(slot, &stats);
         let counters = (stats.invocations, stats.cpu_nanos);
         let (calls, cpu) = match self.seen.get_mut(slot.id()) {
             Some(seen) => std::mem::replace(seen, counters),
@@ -513,9 +511,43 @@ impl WarmthController {
         }
     }
 
+    /// Feeds the module's loads and instantiations since its last observation to the times
+    /// learned for its code (reading its code's facts only when there is something new).
+    fn observe_costs(&mut self, slot: &ModuleSlot, stats: &spark_runtime::StatsSnapshot) {
+        let now = CostsSeen {
+            loads: slot.residency.loads(),
+            instantiations: stats.instantiations,
+            instantiate_nanos: stats.instantiate_nanos,
+        };
+        let before = match self.costs_seen.get_mut(slot.id()) {
+            Some(seen) => std::mem::replace(seen, now),
+            None => {
+                self.costs_seen.insert(slot.id().to_owned(), now);
+                CostsSeen::default()
+            }
+        };
+        let new_instantiations = now.instantiations.saturating_sub(before.instantiations);
+        if now.loads == before.loads && new_instantiations == 0 {
+            return;
+        }
+        let info = slot.info();
+        if now.loads != before.loads {
+            self.load_times
+                .observe(&info.digest, reload_ms(&info.report));
+        }
+        if new_instantiations > 0 {
+            let nanos = now
+                .instantiate_nanos
+                .saturating_sub(before.instantiate_nanos);
+            self.instantiate_times
+                .observe(&info.digest, nanos as f64 / new_instantiations as f64 / 1e6);
+        }
+    }
+
     /// What each warmth level costs this module, from what was measured of it: its reload
-    /// time as learned over every load of its code (one load on a busy core must not make a
-    /// module look dearer than its twins), its last load's report before any was observed.
+    /// and instantiation times as learned over every load and instantiation of its code (one
+    /// on a busy core must not make a module look dearer than its twins), its own figures
+    /// before any was observed.
     fn costs(&self, slot: &ModuleSlot) -> LevelCosts {
         let info = slot.info();
         let stats = slot.stats.snapshot();
@@ -523,10 +555,13 @@ impl WarmthController {
             .load_times
             .estimate(&info.digest)
             .unwrap_or_else(|| reload_ms(&info.report));
-        let instantiate_ms = match stats.instantiations {
-            0 => 0.2,
-            n => stats.instantiate_nanos as f64 / n as f64 / 1e6,
-        };
+        let instantiate_ms =
+            self.instantiate_times
+                .estimate(&info.digest)
+                .unwrap_or(match stats.instantiations {
+                    0 => 0.2,
+                    n => stats.instantiate_nanos as f64 / n as f64 / 1e6,
+                });
         LevelCosts {
             load_bytes: (info.code_bytes as u64).max(64 << 10),
             load_ms: load_ms.max(0.1),
@@ -606,6 +641,14 @@ fn unknown_forecast() -> Forecast {
         calls_per_day: 1.0,
         period_ms: None,
     }
+}
+
+/// A module's load and instantiation counters as the controller last read them.
+#[derive(Debug, Clone, Copy, Default)]
+struct CostsSeen {
+    loads: u64,
+    instantiations: u64,
+    instantiate_nanos: u64,
 }
 
 /// What reloading this code costs, from one load's report: once no other module holds the

@@ -7,7 +7,7 @@
 //! counts the way the simulator spreads a minute's calls, so a restarted node forecasts what a
 //! replay of the same history would.
 
-mod load_time;
+mod code_times;
 mod planner;
 mod window;
 
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use load_time::LoadTimes;
+pub use code_times::CodeTimes;
 pub use planner::{LevelCosts, ModuleDemand, WarmthLevel, WarmthPlan, WarmthPlanner};
 pub use window::{IdleModule, WindowPlanner};
 

@@ -1,22 +1,23 @@
-//! What reloading a component's code costs, learned from every load of that code: the value
-//! of keeping a module loaded is the load it saves, so one slow measurement (a load that ran
-//! while the node was busy) must not make a module look many times dearer to reload than
-//! another built from the same code.
+//! How long a component's code takes to load, or to instantiate, learned from every time it
+//! was seen: the value of keeping a module loaded (or an instance ready) is the time it saves,
+//! so one slow measurement (a load that ran while the node was busy) must not make a module
+//! look many times dearer than another built from the same code.
 //!
 //! Decision worth knowing: the estimate is kept per code digest, not per module, because the
-//! cost is the artifact's (modules built from one component load the same bytes) and pooling
-//! gives it more samples; and it is a geometric mean (exponentially weighted once it has a
-//! few samples), because load-time noise is multiplicative: a load preempted on a busy core
-//! takes ten times as long, not ten milliseconds more.
+//! cost is the code's (modules built from one component load the same bytes and instantiate
+//! the same image) and pooling gives it more samples; and it is a geometric mean
+//! (exponentially weighted once it has a few samples), because timing noise is
+//! multiplicative: a load preempted on a busy core takes ten times as long, not ten
+//! milliseconds more.
 
 use std::collections::HashMap;
 
 /// Samples after which older loads start to weigh less (the mean becomes exponential).
 const FULL_WEIGHT_SAMPLES: u32 = 8;
 
-/// Learned reload times, per code digest.
+/// Learned times of one kind (loads, or instantiations), per code digest.
 #[derive(Debug, Clone, Default)]
-pub struct LoadTimes {
+pub struct CodeTimes {
     by_code: HashMap<String, LogMean>,
 }
 
@@ -26,13 +27,13 @@ struct LogMean {
     samples: u32,
 }
 
-impl LoadTimes {
+impl CodeTimes {
     /// An estimator with nothing learned.
-    pub fn new() -> LoadTimes {
-        LoadTimes::default()
+    pub fn new() -> CodeTimes {
+        CodeTimes::default()
     }
 
-    /// One load of `code` that took (or whose reload would take) `ms`.
+    /// One sample of `code`: it took (or a reload would take) `ms`.
     pub fn observe(&mut self, code: &str, ms: f64) {
         if !ms.is_finite() || ms < 0.0 {
             return;
@@ -56,7 +57,7 @@ impl LoadTimes {
         }
     }
 
-    /// The learned reload time of `code`, ms, if any load of it was seen.
+    /// The learned time of `code`, ms, if any sample of it was seen.
     pub fn estimate(&self, code: &str) -> Option<f64> {
         self.by_code.get(code).map(|m| m.mean_ln.exp())
     }
@@ -73,7 +74,7 @@ mod tests {
 
     #[test]
     fn one_slow_load_does_not_make_the_code_look_dear() {
-        let mut times = LoadTimes::new();
+        let mut times = CodeTimes::new();
         assert_eq!(times.estimate("a"), None);
         times.observe("a", 1.0);
         assert!((times.estimate("a").unwrap() - 1.0).abs() < 1e-9);
@@ -91,7 +92,7 @@ mod tests {
 
     #[test]
     fn the_estimate_follows_a_lasting_change() {
-        let mut times = LoadTimes::new();
+        let mut times = CodeTimes::new();
         for _ in 0..50 {
             times.observe("a", 2.0);
         }
