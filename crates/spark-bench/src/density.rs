@@ -20,7 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 
 use crate::node::{NodeLaunch, SparkNode};
-use crate::{BenchError, write_json};
+use crate::{BenchError, percentile, write_json};
 
 /// Settings of `spark bench density`.
 #[derive(Debug, Clone)]
@@ -321,15 +321,6 @@ async fn random_requests(
         }
     }
     (histogram, errors)
-}
-
-fn percentile(values: &[f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 /// Runs every size in turn and writes `density.json`.

@@ -102,3 +102,13 @@ pub fn default_out_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target"))
         .join("spark-bench")
 }
+
+/// The `q` quantile of `values` (nearest rank, rounded), 0 when there are none.
+pub(crate) fn percentile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}

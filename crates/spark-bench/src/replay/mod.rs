@@ -30,7 +30,7 @@ mod drive;
 use drive::drive;
 
 use crate::node::{NodeLaunch, SparkNode};
-use crate::{BenchError, write_json};
+use crate::{BenchError, percentile, write_json};
 
 /// Settings of `spark bench replay`.
 #[derive(Debug, Clone)]
@@ -592,15 +592,6 @@ fn first_call_index(calls: &[(usize, bool, f64)]) -> BTreeMap<usize, usize> {
         first.entry(*app).or_insert(i);
     }
     first
-}
-
-fn percentile(values: &[f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 /// The table and the closing `replay:` line.
