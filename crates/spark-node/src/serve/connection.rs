@@ -38,15 +38,19 @@ pub enum CloseReason {
     ResetBudget,
     /// The TLS handshake failed or did not finish in time.
     Handshake,
+    /// Answered and finished, the client was still sending when its linger ran out
+    /// (`serve::linger`).
+    Linger,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 5] = [
+    pub const ALL: [CloseReason; 6] = [
         CloseReason::HeaderTimeout,
         CloseReason::Idle,
         CloseReason::SendStall,
         CloseReason::ResetBudget,
         CloseReason::Handshake,
+        CloseReason::Linger,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +60,7 @@ impl CloseReason {
             CloseReason::SendStall => "send_stall",
             CloseReason::ResetBudget => "reset_budget",
             CloseReason::Handshake => "tls_handshake",
+            CloseReason::Linger => "linger_cut",
         }
     }
 }

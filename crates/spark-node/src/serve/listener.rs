@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use super::bodies::{Outgoing, RequestBody};
 use super::connection::{CloseReason, Connection, Verdict, Watched, verdict};
 use super::front::NodeBody;
+use super::linger::{Lingered, Lingering};
 use super::tls::TlsTerminator;
 
 /// What serves the requests of a listener.
@@ -201,11 +202,25 @@ impl Connected {
     }
 
     async fn serve(self) {
-        let limits = self.config.limits;
         let _ = self.stream.set_nodelay(true);
         // A fixed send buffer: what a client that stops reading can make the kernel (and the
         // guest feeding it) buffer is bounded, instead of growing with autotuning to 4 MiB.
         let _ = socket2::SockRef::from(&self.stream).set_send_buffer_size(SEND_BUFFER);
+        let lingering = Lingering::new(&self.stream);
+        let (peer, stats, shutdown) = (self.peer, self.stats.clone(), self.shutdown.clone());
+        let ended = self.serve_http().await;
+        if ended == Ended::ByHyper
+            && let Some(lingering) = lingering
+            && lingering.close(&shutdown).await == Lingered::Cut
+        {
+            tracing::debug!(%peer, "connection closed: the client was still sending at the end of its linger");
+            stats.closed_for(CloseReason::Linger);
+        }
+    }
+
+    /// Serves HTTP on the connection until hyper ends it or the node cuts it.
+    async fn serve_http(self) -> Ended {
+        let limits = self.config.limits;
         let conn = Connection::new(limits.h2_reset_budget);
         let io = match &self.config.tls {
             None => Either::Left(self.stream),
@@ -221,11 +236,11 @@ impl Connected {
                     Ok(Err(error)) => {
                         tracing::debug!(peer = %self.peer, error = %spark_error::chain(&error), "TLS handshake failed");
                         self.stats.closed_for(CloseReason::Handshake);
-                        return;
+                        return Ended::ByNode;
                     }
                     Err(_) => {
                         self.stats.closed_for(CloseReason::Handshake);
-                        return;
+                        return Ended::ByNode;
                     }
                 }
             }
@@ -258,7 +273,7 @@ impl Connected {
                     if let Err(error) = result {
                         tracing::debug!(peer = %self.peer, error = %spark_error::chain(&*error), "connection ended with an error");
                     }
-                    return;
+                    return Ended::ByHyper;
                 }
                 () = self.shutdown.cancelled(), if !closing => {
                     closing = true;
@@ -267,11 +282,11 @@ impl Connected {
                 () = conn.alarm.notified() => {
                     tracing::info!(peer = %self.peer, "connection closed: it abandoned more requests than its reset budget");
                     self.stats.closed_for(CloseReason::ResetBudget);
-                    return;
+                    return Ended::ByNode;
                 }
                 _ = watchdog.tick() => {
                     if idle_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                        return;
+                        return Ended::ByNode;
                     }
                     match verdict(&conn.observe(), &limits) {
                         Verdict::Keep => {}
@@ -286,13 +301,22 @@ impl Connected {
                         Verdict::Close(reason) => {
                             tracing::debug!(peer = %self.peer, reason = reason.as_str(), "connection closed");
                             self.stats.closed_for(reason);
-                            return;
+                            return Ended::ByNode;
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// Who ended a connection's HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// hyper, having answered what it read (or seen the client go): the connection lingers.
+    ByHyper,
+    /// The node, at a limit or a failed handshake: closed at once.
+    ByNode,
 }
 
 /// How often a connection's watchdog looks: often enough to act within a small part of the

@@ -24,6 +24,7 @@ pub(crate) mod executor;
 pub(crate) mod front;
 pub(crate) mod jobs;
 pub(crate) mod latency;
+pub(crate) mod linger;
 pub(crate) mod listener;
 pub(crate) mod pacing;
 pub(crate) mod residency;

@@ -229,3 +229,76 @@ async fn a_request_body_that_stops_arriving_fails_at_its_timeout_and_an_oversize
     );
     node.stop().await;
 }
+
+/// A plain client uploads the whole body before it reads the answer. The node refuses the
+/// body on its head; if it then closed the socket with the body still arriving, the kernel
+/// would reset the connection and the client would see a broken pipe or a reset instead of the
+/// 413. The node lingers: it stops writing, drains what the client still sends, for a bounded
+/// time, and only then closes. A client that never stops sending is cut off at that bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_uploads_a_refused_body_whole_still_reads_its_413() {
+    let node = TestNode::start(SLOW).await.unwrap();
+    let body = vec![b'x'; 4 << 20];
+    for _ in 0..3 {
+        let mut socket = raw(
+            &node,
+            b"POST /echo/body HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n",
+        )
+        .await;
+        socket
+            .write_all(&body)
+            .await
+            .expect("the node took the refused body instead of resetting the connection");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer))
+            .await
+            .expect("the node closed the connection")
+            .expect("an answer, not a reset");
+        let answer = String::from_utf8_lossy(&answer).to_string();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
+
+    let mut socket = raw(
+        &node,
+        b"POST /echo/body HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n",
+    )
+    .await;
+    let started = Instant::now();
+    let chunk = vec![b'x'; 64 << 10];
+    let endless = async {
+        loop {
+            socket.write_all(&chunk).await?;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    };
+    let ended = tokio::time::timeout(Duration::from_secs(10), endless).await;
+    assert!(
+        matches!(ended, Ok(Err(_))),
+        "a client that never stops sending is cut off"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        series(
+            &node,
+            r#"spark_connections_closed_total{listener="public",reason="linger_cut"}"#
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        series(&node, r#"spark_connections_open{listener="public"}"#).await,
+        0.0
+    );
+    let echo = node.node.snapshot().module("echo").cloned().unwrap();
+    assert_eq!(
+        echo.stats.snapshot().invocations,
+        0,
+        "no guest saw a refused body"
+    );
+    node.stop().await;
+}

@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 use spark_testkit::TestNode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -105,6 +106,13 @@ key = "{dir}/b.key"
 id = "shop"
 component = "{{guest:hello}}"
 routes = ["/shop"]
+
+[[module]]
+id = "echo"
+component = "{{guest:echo}}"
+routes = ["/echo/..."]
+[module.limits]
+request_body = "64KiB"
 "#
     );
     let node = TestNode::start(&manifest).await.unwrap();
@@ -132,6 +140,26 @@ routes = ["/shop"]
         200,
         "HTTP/2 over TLS"
     );
+
+    // A client that uploads a refused body whole before reading still reads the 413 over TLS
+    // (the node lingers, `serve::linger`, rather than resetting the connection).
+    let mut upload = handshake(&node, &both, "a.test").await;
+    upload
+        .write_all(b"POST /echo/body HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2097152\r\n\r\n")
+        .await
+        .unwrap();
+    upload
+        .write_all(&vec![b'x'; 2 << 20])
+        .await
+        .expect("the refused body is taken, not reset");
+    upload.flush().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), upload.read_to_end(&mut answer))
+        .await
+        .expect("the node closed the connection")
+        .expect("an answer and a clean TLS close, not a reset");
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     // A handshake that never finishes is cut off like a head that never finishes.
     let mut stalled = TcpStream::connect(node.node.http_addr).await.unwrap();

@@ -93,7 +93,7 @@ impl Collector for FrontView {
         }
         let mut closed = encoder.encode_descriptor(
             "connections_closed",
-            "Connections the node closed, by reason (header_timeout, idle, send_stall, reset_budget, tls_handshake)",
+            "Connections the node closed, by reason (header_timeout, idle, send_stall, reset_budget, tls_handshake, linger_cut)",
             None,
             ConstCounter::new(0u64).metric_type(),
         )?;
