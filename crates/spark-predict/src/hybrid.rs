@@ -24,6 +24,9 @@
 //! the histogram is trusted move the hybrid along its own memory / cold-start trade-off, which
 //! is why B4 runs it as a family.
 
+/// Most idle times of zero [`IdleHistogram::from_minutes`] records for one minute's calls.
+pub const ZEROS_PER_MINUTE: u32 = 1_000;
+
 /// Parameters of the hybrid histogram policy (defaults: the paper's, see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HybridParams {
@@ -88,6 +91,31 @@ impl IdleHistogram {
             out_of_range: 0,
             series: Vec::new(),
         }
+    }
+
+    /// The histogram a module's saved minute counts imply (`(minute, calls)`, ascending, as a
+    /// node persists its history): the gap between two minutes with calls is one idle time,
+    /// and a minute's other calls idle times of zero (at most [`ZEROS_PER_MINUTE`]), as the
+    /// node records them live. A node restarted under the hybrid starts from what it learned.
+    pub fn from_minutes(
+        params: HybridParams,
+        minutes: impl IntoIterator<Item = (u64, u32)>,
+    ) -> IdleHistogram {
+        let mut histogram = IdleHistogram::new(params);
+        let mut last: Option<u64> = None;
+        for (minute, calls) in minutes {
+            if calls == 0 {
+                continue;
+            }
+            if let Some(last) = last {
+                histogram.record_idle(minute.saturating_sub(last) as f64);
+            }
+            for _ in 1..calls.min(ZEROS_PER_MINUTE) {
+                histogram.record_idle(0.0);
+            }
+            last = Some(minute);
+        }
+        histogram
     }
 
     /// Records an idle time (minutes, end of an execution to the next call).
@@ -202,6 +230,28 @@ mod tests {
         let (from, to) = a.window();
         assert!((from - 27.0).abs() < 1e-9, "{from}");
         assert!((to - 34.1).abs() < 1e-9, "{to}");
+    }
+
+    #[test]
+    fn a_saved_history_rebuilds_the_histogram_it_was_learned_from() {
+        let minutes = (0..12).map(|i| (1_000 + i * 30, 1));
+        let rebuilt = IdleHistogram::from_minutes(HybridParams::default(), minutes);
+        let mut live = app();
+        for _ in 0..11 {
+            live.record_idle(30.0);
+        }
+        assert_eq!(rebuilt, live);
+        assert_ne!(
+            rebuilt.window(),
+            (0.0, 240.0),
+            "trusted, not the keep-alive"
+        );
+        let busy = IdleHistogram::from_minutes(HybridParams::default(), [(5, 3), (6, 0), (9, 1)]);
+        let mut live = app();
+        for it in [0.0, 0.0, 4.0] {
+            live.record_idle(it);
+        }
+        assert_eq!(busy, live);
     }
 
     #[test]

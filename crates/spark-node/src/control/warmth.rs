@@ -34,6 +34,7 @@ use spark_predict::live::{
     CodeTimes, DemandModel, Forecast, IdleModule, LevelCosts, ModuleDemand, WarmthLevel,
     WarmthPlan, WarmthPlanner, WindowPlanner,
 };
+use spark_predict::model::HistorySnapshot;
 use spark_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
@@ -172,7 +173,8 @@ pub(crate) struct WarmthController {
     snapshot: SharedSnapshot,
     settings: PredictorSettings,
     demand: DemandModel,
-    /// Each module's idle times, under `predictor.policy = "hybrid"` (not kept across restarts).
+    /// Each module's idle times, under `predictor.policy = "hybrid"` (rebuilt from the saved
+    /// history at start).
     idle: HashMap<String, IdleHistogram>,
     clock: ModelClock,
     seen: HashMap<String, (u64, u64)>,
@@ -232,11 +234,23 @@ impl WarmthController {
             Ok(histories) => {
                 let mut restored = 0;
                 for (module, bytes) in histories {
-                    let restoring = serde_json::from_slice(&bytes)
+                    let restoring = serde_json::from_slice::<HistorySnapshot>(&bytes)
                         .map_err(HistoryUnreadable::from)
-                        .and_then(|s| Ok(self.demand.restore(&module, &s)?));
+                        .and_then(|s| {
+                            self.demand.restore(&module, &s)?;
+                            Ok(s)
+                        });
                     match restoring {
-                        Ok(()) => restored += 1,
+                        Ok(snapshot) => {
+                            restored += 1;
+                            if self.settings.policy == WarmthPolicy::Hybrid {
+                                let histogram = IdleHistogram::from_minutes(
+                                    HybridParams::default(),
+                                    snapshot.minutes,
+                                );
+                                self.idle.insert(module, histogram);
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(%module, error = %spark_error::chain(&e), "module history unreadable; starting it empty")
                         }

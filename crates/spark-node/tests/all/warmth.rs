@@ -203,6 +203,49 @@ routes = ["/timer/..."]
     node.stop().await;
 }
 
+/// The hybrid's histogram is rebuilt from the saved history at start: a module whose idle
+/// times the node had learned before a restart is unloaded between calls from its first call
+/// after it, not kept alive for the 4-hour keep-alive of a module it has never seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hybrid_policy_keeps_what_it_learned_across_a_restart() {
+    let manifest = r#"
+version = 1
+[predictor]
+interval = "100ms"
+time_scale = 600.0
+policy = "hybrid"
+memory_budget = "64MiB"
+
+[[module]]
+id = "timer"
+component = "{guest:echo}"
+routes = ["/timer/..."]
+"#;
+    let node = TestNode::start_manual(manifest).await.unwrap();
+    let mut unloaded_between = false;
+    for _ in 0..8 {
+        assert_eq!(get(&node.url("/timer/env")).await.unwrap().status, 200);
+        node.advance(Duration::from_secs(1)).await;
+        unloaded_between = !loaded(&node, "timer");
+        node.advance(Duration::from_secs(2)).await;
+    }
+    assert!(unloaded_between, "trusted before the restart");
+    let dir = node.stop().await;
+
+    // The model clock starts again from the wall clock: 24 s (four model hours) brings it
+    // to 30 model minutes after the last call before the restart (at 21 s).
+    let restarted = TestNode::start_in_manual(manifest, dir).await.unwrap();
+    restarted.advance(Duration::from_secs(24)).await;
+    assert_eq!(get(&restarted.url("/timer/env")).await.unwrap().status, 200);
+    restarted.advance(Duration::from_secs(1)).await;
+    assert!(
+        !loaded(&restarted, "timer"),
+        "unloaded after its first call since the restart: {:?}",
+        restarted.node.warmth().state()
+    );
+    restarted.stop().await;
+}
+
 /// Model time runs 600x faster than the node's clock (a minute every 100 ms): a module called
 /// every 20 minutes is called every 2 s of it, and evicted in between by the other modules,
 /// each called once halfway between two of its first calls (the budget holds one module).

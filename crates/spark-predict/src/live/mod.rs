@@ -176,13 +176,7 @@ impl DemandModel {
 /// Peak calls per minute over the last hour x mean duration, at least 1.
 fn expected_concurrency(m: &Module, now_ms: u64) -> f64 {
     let since = (now_ms / 60_000).saturating_sub(60);
-    let peak = m
-        .history
-        .minutes()
-        .filter(|&(min, _)| min >= since)
-        .map(|(_, c)| c)
-        .max()
-        .unwrap_or(0);
+    let peak = m.history.since(since).map(|(_, c)| c).max().unwrap_or(0);
     let per_ms = f64::from(peak) / MS_PER_MIN;
     (per_ms * m.mean_duration_ms.unwrap_or(0.0)).max(1.0)
 }

@@ -57,6 +57,16 @@ impl MinuteHistory {
         self.minutes.iter().copied()
     }
 
+    /// The kept minutes from `first` on, newest first: reads only those (a forecast that
+    /// looks at the last hour does not walk a week of history).
+    pub fn since(&self, first: u64) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.minutes
+            .iter()
+            .rev()
+            .take_while(move |&&(m, _)| m >= first)
+            .copied()
+    }
+
     /// A snapshot to persist.
     pub fn snapshot(&self) -> HistorySnapshot {
         HistorySnapshot {
@@ -91,6 +101,20 @@ mod tests {
         assert!(h.minutes().count() <= HISTORY_MAX_MINUTES);
         let newest = h.minutes().last().unwrap().0;
         assert!(h.minutes().all(|(m, _)| newest - m <= HISTORY_SPAN_MIN));
+    }
+
+    #[test]
+    fn since_reads_the_recent_minutes_only() {
+        let mut h = MinuteHistory::default();
+        for m in [3, 5, 8, 13] {
+            h.record(m, 1);
+        }
+        assert_eq!(
+            h.since(5).collect::<Vec<_>>(),
+            vec![(13, 1), (8, 1), (5, 1)]
+        );
+        assert_eq!(h.since(14).count(), 0);
+        assert_eq!(h.since(0).count(), 4);
     }
 
     #[test]
