@@ -164,9 +164,8 @@ pub(crate) async fn serve(
             config: config.clone(),
             stats: stats.clone(),
             shutdown: shutdown.clone(),
-            _permit: permit,
         };
-        connections.spawn(Charged::new(task.run(), stats.memory.clone()));
+        connections.spawn(Charged::new(task.run(permit), stats.memory.clone()));
     }
     drop(listener);
     let drained = async { while connections.join_next().await.is_some() {} };
@@ -190,15 +189,15 @@ struct Connected {
     config: ListenerConfig,
     stats: Arc<ListenerStats>,
     shutdown: CancellationToken,
-    _permit: Permit,
 }
 
 impl Connected {
-    async fn run(self) {
-        self.stats.open.fetch_add(1, Ordering::Relaxed);
-        let stats = self.stats.clone();
+    /// Serves the connection, lingering included, holding its place under the caps (`permit`)
+    /// and in the open-connections gauge until the socket closes.
+    async fn run(self, permit: Permit) {
+        let _open = OpenGuard::new(self.stats.clone());
         self.serve().await;
-        stats.open.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
     }
 
     async fn serve(self) {
@@ -307,6 +306,22 @@ impl Connected {
                 }
             }
         }
+    }
+}
+
+/// A connection counted in [`ListenerStats::open`] until dropped.
+struct OpenGuard(Arc<ListenerStats>);
+
+impl OpenGuard {
+    fn new(stats: Arc<ListenerStats>) -> OpenGuard {
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(stats)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

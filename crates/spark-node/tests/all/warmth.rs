@@ -155,14 +155,8 @@ priority = "critical"
     node.stop().await;
 }
 
-/// `predictor.policy = "hybrid"`: the histogram policy of Shahrad et al. on a real node, with
-/// the paper's parameters (model time: a minute per 100 ms of the node's clock). A module
-/// called every 30 minutes is kept alive for 4 hours until five idle times are in its
-/// histogram; from then on it is unloaded after each call and loaded again just before the
-/// next one (from 90% of the shortest idle time seen).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_hybrid_policy_unloads_between_calls_and_loads_before_the_next() {
-    let manifest = r#"
+/// One module on the hybrid policy, model time a minute per 100 ms of the node's clock.
+const HYBRID_TIMER: &str = r#"
 version = 1
 [predictor]
 interval = "100ms"
@@ -175,6 +169,15 @@ id = "timer"
 component = "{guest:echo}"
 routes = ["/timer/..."]
 "#;
+
+/// `predictor.policy = "hybrid"`: the histogram policy of Shahrad et al. on a real node, with
+/// the paper's parameters (model time: a minute per 100 ms of the node's clock). A module
+/// called every 30 minutes is kept alive for 4 hours until five idle times are in its
+/// histogram; from then on it is unloaded after each call and loaded again just before the
+/// next one (from 90% of the shortest idle time seen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hybrid_policy_unloads_between_calls_and_loads_before_the_next() {
+    let manifest = HYBRID_TIMER;
     let node = TestNode::start_manual(manifest).await.unwrap();
     let mut cold = Vec::new();
     for round in 0..9 {
@@ -208,19 +211,7 @@ routes = ["/timer/..."]
 /// after it, not kept alive for the 4-hour keep-alive of a module it has never seen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hybrid_policy_keeps_what_it_learned_across_a_restart() {
-    let manifest = r#"
-version = 1
-[predictor]
-interval = "100ms"
-time_scale = 600.0
-policy = "hybrid"
-memory_budget = "64MiB"
-
-[[module]]
-id = "timer"
-component = "{guest:echo}"
-routes = ["/timer/..."]
-"#;
+    let manifest = HYBRID_TIMER;
     let node = TestNode::start_manual(manifest).await.unwrap();
     let mut unloaded_between = false;
     for _ in 0..8 {

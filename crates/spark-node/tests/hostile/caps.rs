@@ -119,3 +119,57 @@ async fn at_the_connection_caps_new_connections_are_refused_fast_and_open_ones_s
     );
     node.stop().await;
 }
+
+/// A connection that lingers after its answer (`serve::linger`: the node drains a refused
+/// body before it closes) still holds its place under the caps, and for a bounded time: a
+/// client cannot use refused uploads to hold more connections than its cap, nor hold them
+/// past the linger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lingering_connections_count_against_the_caps_until_their_linger_ends() {
+    let node = TestNode::start(CAPPED).await.unwrap();
+    let to = node.node.http_addr;
+    let mut lingering = Vec::new();
+    for _ in 0..12 {
+        let mut stream = connect_from([127, 0, 0, 4], to).await;
+        stream
+            .write_all(b"POST /shop HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 413"));
+        lingering.push(stream);
+    }
+    let answered = Instant::now();
+    assert!(
+        refused([127, 0, 0, 4], to).await,
+        "answered, lingering, still counted"
+    );
+    assert_eq!(
+        series(&node, r#"spark_connections_open{listener="public"}"#).await,
+        12.0
+    );
+    // The client neither sends nor closes (its side is open, the node's is finished): the
+    // node closes each at the end of its linger, and the places come back.
+    let mut back = None;
+    for _ in 0..200 {
+        if let Ok(mut stream) = try_connect_from([127, 0, 0, 4], to).await
+            && served(&mut stream).await
+        {
+            back = Some(stream);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back.is_some(), "the places came back");
+    let held = answered.elapsed();
+    assert!(
+        held >= Duration::from_secs(2) && held < Duration::from_secs(8),
+        "held for the linger (3 s), not less, not much more: {held:?}"
+    );
+    drop(lingering);
+    node.stop().await;
+}
