@@ -228,6 +228,8 @@ fn bench_replay_quick_replays_spark_and_the_baselines_on_live_nodes() {
         "--start",
         "0",
         "--quick",
+        "--guests",
+        "hello,echo",
         "--out",
         &out.display().to_string(),
     ]);
@@ -244,6 +246,7 @@ fn bench_replay_quick_replays_spark_and_the_baselines_on_live_nodes() {
         kv.parse().unwrap_or_else(|_| panic!("{key}={kv}"))
     };
     assert!(last.starts_with("replay: spark_requests="), "{last}");
+    assert!(last.contains(" spark_vs_sim_memory="), "{last}");
     for policy in ["spark", "fixed_10min", "hybrid"] {
         assert_eq!(
             value(&format!("{policy}_requests")) + value(&format!("{policy}_errors")),
@@ -271,7 +274,7 @@ fn bench_replay_quick_replays_spark_and_the_baselines_on_live_nodes() {
     );
 }
 
-/// `--live` names the policies it knows.
+/// `--live` names the policies it knows, `--guests` the guests it cannot find.
 #[test]
 fn bench_replay_live_names_what_it_cannot_replay() {
     let output = Command::new(env!("CARGO_BIN_EXE_spark"))
@@ -289,6 +292,23 @@ fn bench_replay_live_names_what_it_cannot_replay() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("expected `spark`, `hybrid` or `fixed-<minutes>min`, got `lru`"),
+        "{stderr}"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_spark"))
+        .args([
+            "bench",
+            "replay",
+            "--invocations",
+            "x.csv",
+            "--guests",
+            "echo,/nowhere/app.wasm",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("guest /nowhere/app.wasm not found"),
         "{stderr}"
     );
 }

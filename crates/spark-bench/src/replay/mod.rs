@@ -3,7 +3,7 @@
 //! for the same slice.
 //!
 //! Each trace application becomes a module (`app-0`, `app-1`, ...); a few guest binaries are
-//! shared among them round-robin. A minute's n calls leave at `(m + (j + 0.5)/n)` minutes, as
+//! shared among them round-robin (one guest makes every module cost the node the same). A minute's n calls leave at `(m + (j + 0.5)/n)` minutes, as
 //! in the simulator, divided by the speed-up. The node's predictor runs on model time
 //! (`predictor.time_scale` = the speed-up), so it sees the trace's minutes, and works to its
 //! memory budget. A request is cold when the node reports it (`spark-cold-start`).
@@ -12,7 +12,8 @@
 //! keep-alive, the hybrid histogram policy, run by the node as `predictor.policy`)
 //! gets its own node and the same calls. What a node keeps loaded is sampled once per trace
 //! minute from its `spark_module_loaded_bytes` and counted in the trace's MB-minutes (each
-//! loaded module's application memory), the unit of the simulator's wasted memory, so a live
+//! loaded module's application memory) from its application's first call on, the unit and
+//! the rule of the simulator's wasted memory (what it held before is reported apart), so a live
 //! policy's memory and cold starts sit next to its simulated twin's; `replay-cdf.svg` plots
 //! every policy's per-application cold-start % (live and simulated).
 
@@ -155,6 +156,9 @@ pub struct SimulatedPolicy {
     pub cold_pct_mean: f64,
     /// Memory loaded but idle over the slice, MB-minutes (the trace's app memory).
     pub wasted_mb_min: f64,
+    /// Memory loaded over the slice, idle or running (`wasted_mb_min` and the minutes the
+    /// apps run, the same for every policy): what a live node's loaded memory is compared with.
+    pub loaded_mb_min: f64,
     /// Each application's cold-start share, percent, ascending (for the plot).
     #[serde(skip)]
     pub cold_pct: Vec<f64>,
@@ -206,6 +210,9 @@ pub struct LiveRun {
     /// `observed_cold_after_first` over the same count for the simulated policy it stands for
     /// (`spark@hybrid`, `fixed-<N>min`); `None` when the simulator expects none.
     pub vs_simulated_cold: Option<f64>,
+    /// `loaded_mb_min` over the simulated policy's loaded memory: how far the two are at the
+    /// same memory. `None` when the simulated one kept nothing loaded.
+    pub vs_simulated_memory: Option<f64>,
     /// Median over applications of each one's observed cold-start share, percent (first
     /// calls included, as in the simulated figures).
     pub observed_cold_pct_p50: f64,
@@ -213,11 +220,15 @@ pub struct LiveRun {
     pub observed_cold_pct_p75: f64,
     /// Mean of the same.
     pub observed_cold_pct_mean: f64,
-    /// Loaded memory over the slice in the trace's units: each minute a module was loaded
-    /// (sampled from the node's `spark_module_loaded_bytes` once per trace minute) counts its
-    /// application's trace memory (MB), as the simulator's wasted memory does (which leaves
-    /// out the minutes spent running, a small share).
+    /// Loaded memory over the slice in the trace's units, from each application's first call
+    /// on: each minute a module was loaded (sampled from the node's
+    /// `spark_module_loaded_bytes` once per trace minute) counts its application's trace
+    /// memory (MB), as the simulator's wasted memory does (which has no application before
+    /// its first call, and leaves out the minutes spent running, a small share).
     pub loaded_mb_min: f64,
+    /// The same before each application's first call (the node starts with every module
+    /// registered and keeps what its budget holds; the simulator has nothing to count there).
+    pub loaded_before_first_mb_min: f64,
     /// Mean bytes of code the node held loaded (its own measure, the predictor's budget's).
     pub loaded_bytes_mean: f64,
     /// Median latency of cold requests, ms (0 when there were none).
@@ -443,6 +454,7 @@ async fn run_live(
         .count() as u64;
     let shares = cold_shares(&observed.cold);
     let sim_name = policy.simulated_name();
+    let twin = simulated.iter().find(|p| p.name == sim_name);
     Ok(LiveRun {
         policy: policy.name(),
         predictor: predictor.replace('\n', ", "),
@@ -451,16 +463,18 @@ async fn run_live(
         errors_by_kind: observed.errors_by_kind,
         observed_cold: cold.len() as u64,
         observed_cold_after_first: after_first,
-        vs_simulated_cold: simulated
-            .iter()
-            .find(|p| p.name == sim_name)
+        vs_simulated_cold: twin
             .map(|p| p.cold_starts.saturating_sub(apps as u64))
             .filter(|&expected| expected > 0)
             .map(|expected| after_first as f64 / expected as f64),
+        vs_simulated_memory: twin
+            .filter(|p| p.loaded_mb_min > 0.0)
+            .map(|p| residency.mb_min / p.loaded_mb_min),
         observed_cold_pct_p50: spark_sim::replay::percentile(&shares, 50.0),
         observed_cold_pct_p75: spark_sim::replay::percentile(&shares, 75.0),
         observed_cold_pct_mean: mean(&shares),
         loaded_mb_min: residency.mb_min,
+        loaded_before_first_mb_min: residency.before_first_mb_min,
         loaded_bytes_mean: residency.bytes_mean(),
         cold_latency_p50_ms: percentile(&cold, 0.50),
         cold_latency_p99_ms: percentile(&cold, 0.99),
@@ -473,14 +487,26 @@ async fn run_live(
 /// What the node held loaded over a replay.
 #[derive(Debug, Default)]
 struct Residency {
-    /// Loaded trace-MB x trace minutes.
+    /// Loaded trace-MB x trace minutes, from each application's first call on.
     mb_min: f64,
+    /// The same, before each application's first call.
+    before_first_mb_min: f64,
     /// Sum of loaded bytes over samples, and the samples.
     bytes_sum: f64,
     samples: u64,
 }
 
 impl Residency {
+    /// Counts application `app` (first call at trace minute `first_call`, `memory_mb`) loaded
+    /// over the trace minutes `[from, to)`: the part from its first call on as the simulator
+    /// counts memory, the rest apart.
+    fn count(&mut self, memory_mb: f64, first_call: f64, from: f64, to: f64) {
+        let before = (first_call.min(to) - from).max(0.0);
+        let after = (to - first_call.max(from)).max(0.0);
+        self.before_first_mb_min += memory_mb * before;
+        self.mb_min += memory_mb * after;
+    }
+
     fn bytes_mean(&self) -> f64 {
         if self.samples == 0 {
             0.0
@@ -500,8 +526,15 @@ async fn sample_residency(
     done: &tokio_util::sync::CancellationToken,
 ) -> Residency {
     let minute = Duration::from_secs_f64(60.0 / speed);
+    let first_calls: Vec<f64> = trace
+        .apps
+        .iter()
+        .map(|a| a.arrivals().next().unwrap_or(f64::INFINITY))
+        .collect();
     let mut residency = Residency::default();
-    let mut last = Instant::now();
+    let start = Instant::now();
+    let trace_minute = |at: Instant| (at - start).as_secs_f64() * speed / 60.0;
+    let mut last = 0.0;
     loop {
         tokio::select! {
             () = tokio::time::sleep(minute) => {}
@@ -510,17 +543,16 @@ async fn sample_residency(
         let Ok((200, body)) = node.admin_call("GET", "/metrics", Vec::new()).await else {
             continue;
         };
-        let now = Instant::now();
-        let minutes = (now - last).as_secs_f64() * speed / 60.0;
-        last = now;
+        let now = trace_minute(Instant::now());
         let loaded = loaded_modules(&String::from_utf8_lossy(&body));
         residency.samples += 1;
         for (app, bytes) in loaded {
             if let Some(a) = trace.apps.get(app) {
-                residency.mb_min += a.memory_mb * minutes;
+                residency.count(a.memory_mb, first_calls[app], last, now);
                 residency.bytes_sum += bytes;
             }
         }
+        last = now;
     }
     residency
 }
@@ -540,6 +572,12 @@ fn loaded_modules(metrics: &str) -> Vec<(usize, f64)> {
 }
 
 fn simulate(trace: &TraceSet) -> Vec<SimulatedPolicy> {
+    let end = trace.minutes as f64;
+    let executing: f64 = trace
+        .apps
+        .iter()
+        .map(|app| spark_sim::replay::executing_mb_min(app, end))
+        .sum();
     let report = run_b4(
         trace,
         &SimOptions {
@@ -557,6 +595,7 @@ fn simulate(trace: &TraceSet) -> Vec<SimulatedPolicy> {
             cold_pct_p75: p.scores.whole.p75,
             cold_pct_mean: p.scores.whole.mean,
             wasted_mb_min: p.scores.whole.wasted_mb_min,
+            loaded_mb_min: p.scores.whole.wasted_mb_min + executing,
             cold_pct: p.scored_cold_pct.clone(),
         })
         .collect()
@@ -609,10 +648,11 @@ pub fn render(report: &ReplayReport) -> String {
     }
     for run in &report.live {
         out.push_str(&format!(
-            "  live {:<12} {} ok, {} errors, {} cold ({} after each app's first call, {} x simulated); per-app cold % p50/p75/mean {:.1}/{:.1}/{:.1}; loaded {:.3e} MB-min; cold p50/p99 {:.2}/{:.2} ms, warm p50/p99 {:.2}/{:.2} ms\n",
+            "  live {:<12} {} ok, {} errors, {} cold ({} after each app's first call, {} x simulated); per-app cold % p50/p75/mean {:.1}/{:.1}/{:.1}; loaded {:.3e} MB-min after first calls ({} x simulated; +{:.3e} before); cold p50/p99 {:.2}/{:.2} ms, warm p50/p99 {:.2}/{:.2} ms\n",
             run.policy, run.requests, run.errors, run.observed_cold, run.observed_cold_after_first,
             run.vs_simulated_cold.map_or("na".to_owned(), |r| format!("{r:.2}")),
             run.observed_cold_pct_p50, run.observed_cold_pct_p75, run.observed_cold_pct_mean, run.loaded_mb_min,
+            run.vs_simulated_memory.map_or("na".to_owned(), |r| format!("{r:.2}")), run.loaded_before_first_mb_min,
             run.cold_latency_p50_ms, run.cold_latency_p99_ms, run.warm_latency_p50_ms, run.warm_latency_p99_ms
         ));
         if !run.errors_by_kind.is_empty() {
@@ -626,18 +666,19 @@ pub fn render(report: &ReplayReport) -> String {
     }
     for p in &report.simulated {
         out.push_str(&format!(
-            "  simulated {:<28} {:>6} cold, per-app p50/p75/mean {:.1}/{:.1}/{:.1}%, wasted {:.3e} MB-min\n",
-            p.name, p.cold_starts, p.cold_pct_p50, p.cold_pct_p75, p.cold_pct_mean, p.wasted_mb_min
+            "  simulated {:<28} {:>6} cold, per-app p50/p75/mean {:.1}/{:.1}/{:.1}%, wasted {:.3e} MB-min (loaded, running included, {:.3e})\n",
+            p.name, p.cold_starts, p.cold_pct_p50, p.cold_pct_p75, p.cold_pct_mean, p.wasted_mb_min, p.loaded_mb_min
         ));
     }
     let mut line = String::from("replay:");
     for run in &report.live {
         let key = run.policy.replace('-', "_");
         line.push_str(&format!(
-            " {key}_requests={} {key}_errors={} {key}_cold={} {key}_cold_after_first={} {key}_cold_pct_p75={:.2} {key}_cold_pct_mean={:.2} {key}_loaded_mb_min={:.4e} {key}_cold_p50_ms={:.2} {key}_warm_p50_ms={:.2} {key}_vs_sim_cold={}",
+            " {key}_requests={} {key}_errors={} {key}_cold={} {key}_cold_after_first={} {key}_cold_pct_p75={:.2} {key}_cold_pct_mean={:.2} {key}_loaded_mb_min={:.4e} {key}_loaded_before_first_mb_min={:.4e} {key}_cold_p50_ms={:.2} {key}_warm_p50_ms={:.2} {key}_vs_sim_cold={} {key}_vs_sim_memory={}",
             run.requests, run.errors, run.observed_cold, run.observed_cold_after_first, run.observed_cold_pct_p75,
-            run.observed_cold_pct_mean, run.loaded_mb_min, run.cold_latency_p50_ms, run.warm_latency_p50_ms,
-            run.vs_simulated_cold.map_or("na".to_owned(), |r| format!("{r:.2}"))
+            run.observed_cold_pct_mean, run.loaded_mb_min, run.loaded_before_first_mb_min, run.cold_latency_p50_ms, run.warm_latency_p50_ms,
+            run.vs_simulated_cold.map_or("na".to_owned(), |r| format!("{r:.2}")),
+            run.vs_simulated_memory.map_or("na".to_owned(), |r| format!("{r:.2}"))
         ));
     }
     line.push_str(&format!(
@@ -677,6 +718,24 @@ mod tests {
             spark_module_loaded_bytes{module=\"other\"} 4096\n\
             spark_module_in_flight{module=\"app-3\"} 1\n";
         assert_eq!(loaded_modules(metrics), vec![(12, 65536.0)]);
+    }
+
+    #[test]
+    fn loaded_memory_counts_as_the_simulator_from_each_first_call() {
+        let mut residency = Residency::default();
+        // 100 MB loaded over minutes 2..5, first called at 3.5: 1.5 minutes before, 1.5 after.
+        residency.count(100.0, 3.5, 2.0, 5.0);
+        assert_eq!(
+            (residency.before_first_mb_min, residency.mb_min),
+            (150.0, 150.0)
+        );
+        // Already called: all of it counts; never called in the slice: none of it.
+        residency.count(10.0, 0.5, 5.0, 6.0);
+        residency.count(10.0, f64::INFINITY, 5.0, 6.0);
+        assert_eq!(
+            (residency.before_first_mb_min, residency.mb_min),
+            (160.0, 160.0)
+        );
     }
 
     #[test]

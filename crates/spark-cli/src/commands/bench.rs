@@ -93,6 +93,11 @@ enum Scenario {
             default_value = "spark,fixed-10min,hybrid"
         )]
         live: Vec<replay::LivePolicy>,
+        /// The guests the apps' modules run, by name (from `make guests`) or path, shared
+        /// round-robin. One guest makes every module cost the node the same, so its memory
+        /// budget shares out by apps as the simulator's does by app memory.
+        #[arg(long, value_delimiter = ',', default_value = "hello,echo,busy,big")]
+        guests: Vec<String>,
         /// 20 apps, 20 minutes at 120x (10 s per live policy).
         #[arg(long)]
         quick: bool,
@@ -268,9 +273,25 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             speed,
             memory_budget,
             live,
+            guests,
             quick,
             out,
         } => {
+            let guests = guests
+                .iter()
+                .map(|g| {
+                    let path = if g.ends_with(".wasm") {
+                        anyhow::ensure!(std::path::Path::new(g).is_file(), "guest {g} not found");
+                        PathBuf::from(g)
+                    } else {
+                        spark_bench::guest(g)?
+                    };
+                    Ok::<_, anyhow::Error>(
+                        std::path::absolute(&path)
+                            .with_context(|| format!("guest {}", path.display()))?,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let trace =
                 spark_sim::TraceSet::load(&invocations, durations.as_deref(), memory.as_deref())?;
             let (apps, minutes, speed) = if quick {
@@ -278,10 +299,6 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             } else {
                 (apps, minutes, speed)
             };
-            let guests = ["hello", "echo", "busy", "big"]
-                .iter()
-                .map(|g| spark_bench::guest(g).and_then(|p| Ok(std::path::absolute(p)?)))
-                .collect::<Result<Vec<_>, _>>()?;
             let options = replay::ReplayOptions {
                 spark: spark_exe()?,
                 trace,

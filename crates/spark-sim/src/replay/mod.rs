@@ -195,6 +195,22 @@ pub fn simulate_app(
     out
 }
 
+/// MB-minutes an application spends executing before `end` (minutes), by the replay's rules
+/// (each call runs for the app's average duration from its arrival; overlapping calls share
+/// one instance). The same for every policy; with a policy's wasted memory it makes the
+/// memory the policy keeps loaded, which is what a live node can be measured by.
+pub fn executing_mb_min(app: &AppTrace, end: f64) -> f64 {
+    let duration = app.duration_ms / 60_000.0;
+    let mut busy_end = f64::NEG_INFINITY;
+    let mut minutes = 0.0;
+    for t in app.arrivals() {
+        let (from, to) = (t.max(busy_end), (t + duration).min(end));
+        minutes += (to - from).max(0.0);
+        busy_end = busy_end.max(t + duration);
+    }
+    minutes * app.memory_mb
+}
+
 fn count_arrival(out: &mut AppOutcome, t: f64, warm: bool, horizon: Horizon) {
     out.whole.invocations += 1;
     out.whole.cold += u64::from(!warm);

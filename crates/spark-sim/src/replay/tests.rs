@@ -190,3 +190,31 @@ fn more_budget_never_means_more_cold_starts_or_less_memory() {
         "the budget must matter"
     );
 }
+
+#[test]
+fn executing_memory_merges_overlapping_calls_and_stops_at_the_end() {
+    let app = AppTrace {
+        id: "a".into(),
+        functions: 1,
+        // Arrivals 0.5; 2.25, 2.75; 9.5, two minutes each: 0.5-2.5, then the two overlapping
+        // ones add 2.5-4.75, and 9.5-10 (cut at the end).
+        counts: vec![(0, 1), (2, 2), (9, 1)],
+        duration_ms: 120_000.0,
+        memory_mb: 10.0,
+    };
+    let mb_min = executing_mb_min(&app, 10.0);
+    assert!(
+        (mb_min - (2.0 + 2.25 + 0.5) * 10.0).abs() < 1e-9,
+        "{mb_min}"
+    );
+    assert_eq!(
+        executing_mb_min(
+            &AppTrace {
+                duration_ms: 0.0,
+                ..app
+            },
+            10.0
+        ),
+        0.0
+    );
+}
