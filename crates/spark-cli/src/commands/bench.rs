@@ -286,12 +286,9 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     } else {
                         spark_bench::guest(g)?
                     };
-                    Ok::<_, anyhow::Error>(
-                        std::path::absolute(&path)
-                            .with_context(|| format!("guest {}", path.display()))?,
-                    )
+                    std::path::absolute(&path).with_context(|| format!("guest {}", path.display()))
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let trace =
                 spark_sim::TraceSet::load(&invocations, durations.as_deref(), memory.as_deref())?;
             let (apps, minutes, speed) = if quick {
