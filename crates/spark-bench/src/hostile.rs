@@ -8,6 +8,7 @@
 //! memory peak (against its `node.max_memory`), its open file descriptors, the most guests the
 //! attacked module ran at once (against its concurrency), and restarts.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct PhaseResult {
     pub crit_ok: u64,
     /// Critical requests that failed or got no answer within 30 s.
     pub crit_errors: u64,
+    /// Why the critical module's failed requests failed, and how often.
+    pub crit_error_kinds: BTreeMap<String, u64>,
     /// `crit_ok` over all critical requests of the phase, percent.
     pub crit_success_pct: f64,
     /// Critical p99 latency, measured from each request's scheduled send time, ms.
@@ -276,6 +279,7 @@ pub async fn run(options: &HostileOptions) -> Result<HostileReport, BenchError> 
                 name,
                 crit_ok: ok,
                 crit_errors: errors,
+                crit_error_kinds: critical.phase_error_kinds[i].clone(),
                 crit_success_pct: 100.0 * ok as f64 / (ok + errors).max(1) as f64,
                 crit_p99_ms: critical.phase_p99_ms[i],
                 rss_peak_mb: peaks[i].rss_kib as f64 / 1024.0,
@@ -334,6 +338,9 @@ pub fn render(report: &HostileReport) -> String {
             p.spin_guests_peak,
             p.attack_requests
         ));
+        for (why, n) in &p.crit_error_kinds {
+            out.push_str(&format!("    {n} x {why}\n"));
+        }
     }
     let calm = &report.phases[0];
     let attacked = &report.phases[1..];

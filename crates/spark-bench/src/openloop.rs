@@ -3,8 +3,8 @@
 //! the request's *scheduled* time, so a stalled server shows up as latency instead of as a
 //! quietly lower request rate (no coordinated omission).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +41,8 @@ pub struct OpenLoopResult {
     pub phase_ok: Vec<u64>,
     /// Requests that failed, within each phase.
     pub phase_errors: Vec<u64>,
+    /// Why they failed, within each phase: each reason (its error chain) and how often.
+    pub phase_error_kinds: Vec<BTreeMap<String, u64>>,
 }
 
 /// A request that has not answered by then counts as failed.
@@ -114,7 +116,8 @@ pub async fn run(
     let client = client();
     let per_phase: Arc<Vec<Mutex<Histogram<u64>>>> =
         Arc::new(phases.iter().map(|_| Mutex::new(histogram())).collect());
-    let errors: Arc<Vec<AtomicU64>> = Arc::new(phases.iter().map(|_| AtomicU64::new(0)).collect());
+    let errors: Arc<Vec<Mutex<BTreeMap<String, u64>>>> =
+        Arc::new(phases.iter().map(|_| Mutex::default()).collect());
     let mut tasks = Vec::new();
     let mut at = Instant::now();
     for (index, phase) in phases.iter().enumerate() {
@@ -140,8 +143,13 @@ pub async fn run(
                             .expect("histogram lock")
                             .saturating_record(micros.max(1));
                     }
-                    Err(_) => {
-                        errors[index].fetch_add(1, Ordering::Relaxed);
+                    Err(failed) => {
+                        let why = spark_error::chain(&failed).to_string();
+                        *errors[index]
+                            .lock()
+                            .expect("errors lock")
+                            .entry(why)
+                            .or_default() += 1;
                     }
                 }
             }));
@@ -152,11 +160,14 @@ pub async fn run(
     }
     let mut all = histogram();
     let (mut phase_p99_ms, mut phase_ok, mut phase_errors) = (Vec::new(), Vec::new(), Vec::new());
+    let mut phase_error_kinds = Vec::new();
     for (h, failed) in per_phase.iter().zip(errors.iter()).skip(warmup) {
         let h = h.lock().expect("histogram lock");
         phase_p99_ms.push(h.value_at_quantile(0.99) as f64 / 1e3);
         phase_ok.push(h.len());
-        phase_errors.push(failed.load(Ordering::Relaxed));
+        let kinds = std::mem::take(&mut *failed.lock().expect("errors lock"));
+        phase_errors.push(kinds.values().sum());
+        phase_error_kinds.push(kinds);
         all.add(&*h).expect("same bounds");
     }
     OpenLoopResult {
@@ -167,5 +178,6 @@ pub async fn run(
         phase_p99_ms,
         phase_ok,
         phase_errors,
+        phase_error_kinds,
     }
 }

@@ -105,37 +105,26 @@ fn nn_bench_prints_one_line_per_backend_and_the_summary() {
 /// `spark bench replay --apps` takes a count or `all`, and names anything else.
 #[test]
 fn bench_replay_apps_is_a_count_or_all() {
-    let output = Command::new(env!("CARGO_BIN_EXE_spark"))
-        .args([
-            "bench",
-            "replay",
-            "--invocations",
-            "x.csv",
-            "--apps",
-            "lots",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("expected a number of apps or `all`, got `lots`"),
-        "{stderr}"
+    replay_refuses(
+        &["--invocations", "x.csv", "--apps", "lots"],
+        "expected a number of apps or `all`, got `lots`",
     );
+    replay_refuses(
+        &["--invocations", "/nonexistent/x.csv", "--apps", "all"],
+        "/nonexistent/x.csv",
+    );
+}
+
+/// `spark bench replay ARGS` fails, and its error says `says`.
+fn replay_refuses(args: &[&str], says: &str) {
     let output = Command::new(env!("CARGO_BIN_EXE_spark"))
-        .args([
-            "bench",
-            "replay",
-            "--invocations",
-            "/nonexistent/x.csv",
-            "--apps",
-            "all",
-        ])
+        .args(["bench", "replay"])
+        .args(args)
         .output()
         .unwrap();
-    assert!(!output.status.success());
+    assert!(!output.status.success(), "{args:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("/nonexistent/x.csv"), "{stderr}");
+    assert!(stderr.contains(says), "{stderr}");
 }
 
 /// B7 quick: 100 distinct components on a real node, every key of the closing line.
@@ -277,38 +266,17 @@ fn bench_replay_quick_replays_spark_and_the_baselines_on_live_nodes() {
 /// `--live` names the policies it knows, `--guests` the guests it cannot find.
 #[test]
 fn bench_replay_live_names_what_it_cannot_replay() {
-    let output = Command::new(env!("CARGO_BIN_EXE_spark"))
-        .args([
-            "bench",
-            "replay",
-            "--invocations",
-            "x.csv",
-            "--live",
-            "spark,lru",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("expected `spark`, `hybrid` or `fixed-<minutes>min`, got `lru`"),
-        "{stderr}"
+    replay_refuses(
+        &["--invocations", "x.csv", "--live", "spark,lru"],
+        "expected `spark`, `hybrid` or `fixed-<minutes>min`, got `lru`",
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_spark"))
-        .args([
-            "bench",
-            "replay",
+    replay_refuses(
+        &[
             "--invocations",
             "x.csv",
             "--guests",
             "echo,/nowhere/app.wasm",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("guest /nowhere/app.wasm not found"),
-        "{stderr}"
+        ],
+        "guest /nowhere/app.wasm not found",
     );
 }
