@@ -16,9 +16,6 @@ const CONNECTION_DIVISOR: u64 = 4;
 const ADMIN_CONNECTION_MEMORY: u64 = 32 << 20;
 /// File descriptors kept for the node itself (store, logs, certificates, outbound requests).
 const FD_RESERVE: u64 = 512;
-/// Per client connection: its socket, and the second handle its lingering close keeps
-/// (`serve::linger`).
-const FD_PER_CONNECTION: u64 = 2;
 /// And per module (copy-on-write memory images), which only a *loaded* module holds.
 const FD_PER_MODULE: u64 = 2;
 /// At most this share of the descriptors left after [`FD_RESERVE`] is kept for modules: only
@@ -67,10 +64,9 @@ pub(super) fn size(
         (FD_PER_MODULE * modules as u64).min(available / MODULE_FD_SHARE.1 * MODULE_FD_SHARE.0);
     let fds = available - for_modules;
     let wanted = u64::from(public.max_connections) + u64::from(admin.max_connections);
-    let room = fds / FD_PER_CONNECTION;
-    if wanted > room {
-        let admin_cap = u64::from(admin.max_connections).min(room / 8).max(1);
-        let public_cap = room.saturating_sub(admin_cap).max(1);
+    if wanted > fds {
+        let admin_cap = u64::from(admin.max_connections).min(fds / 8).max(1);
+        let public_cap = fds.saturating_sub(admin_cap).max(1);
         notes.push(format!(
             "the open-files limit ({fd_limit}) leaves room for {public_cap} connections on the public listener and {admin_cap} on the admin listener: node.max_connections lowered from {}",
             public.max_connections
@@ -124,7 +120,7 @@ mod tests {
     fn connection_caps_fit_under_the_open_files_limit() {
         let node = NodeSettings::default();
         let s = size(&node, Some(GIB), 4096, 100);
-        let room = (4096 - FD_RESERVE - 100 * FD_PER_MODULE) / FD_PER_CONNECTION;
+        let room = 4096 - FD_RESERVE - 100 * FD_PER_MODULE;
         assert_eq!(
             u64::from(s.public.max_connections) + u64::from(s.admin.max_connections),
             room
@@ -143,8 +139,8 @@ mod tests {
         let half = (20_000 - FD_RESERVE) / 2;
         assert_eq!(
             u64::from(s.public.max_connections) + u64::from(s.admin.max_connections),
-            half / FD_PER_CONNECTION
+            half
         );
-        assert!(s.public.max_connections > 4_000, "{:?}", s.public);
+        assert!(s.public.max_connections > 8_000, "{:?}", s.public);
     }
 }

@@ -6,20 +6,27 @@
 //! then ends the HTTP/1 connection; closing the socket with the rest of the body still arriving
 //! makes the kernel reset the connection, and a client that uploads the whole body before it
 //! reads the answer (a plain script, many embedded HTTP stacks) sees a broken pipe or a reset
-//! instead of the 413. So each connection keeps a second handle on its socket ([`Lingering`]);
-//! when hyper is done, the node stops writing (FIN), reads and drops what the client still
-//! sends, and closes at the client's end of stream, at [`LINGER_TIME`] or after
-//! [`LINGER_BYTES`], whichever comes first (Apache and nginx do the same, with 2 s and 30 s).
+//! instead of the 413. So hyper is handed the socket inside a [`Returning`], which, when hyper
+//! drops it, gives the socket back to the connection's task instead of closing it
+//! ([`Returned`]); if hyper ended the connection, the task stops writing (FIN), reads and drops
+//! what the client still sends, and closes at the client's end of stream, at [`LINGER_TIME`] or
+//! after [`LINGER_BYTES`], whichever comes first (Apache and nginx do the same, with 2 s and
+//! 30 s).
 //!
-//! The decision worth knowing: lingering is part of the connection, not after it. The
-//! connection keeps its permit (so the caps on connections, in all and per client, count a
-//! lingering one), its task stays charged to the listener's memory account, and node shutdown
-//! ends it at once. A client that uses the linger to hold a slot holds it for [`LINGER_TIME`]
-//! at most, less than the header timeout would give it on a new connection.
+//! The decision worth knowing: lingering is part of the connection, not after it, and costs no
+//! second descriptor. The connection keeps its permit (so the caps on connections, in all and
+//! per client, count a lingering one), its task stays charged to the listener's memory
+//! account, and node shutdown ends it at once. A client that uses the linger to hold a slot
+//! holds it for [`LINGER_TIME`] at most, less than the header timeout would give it on a new
+//! connection.
 
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -30,10 +37,18 @@ pub(crate) const LINGER_BYTES: usize = 16 << 20;
 /// Read buffer while lingering (what is read is dropped).
 const SCRATCH: usize = 8 << 10;
 
-/// A second handle on a connection's socket, taken before hyper owns the first, so the socket
-/// stays open after hyper drops its stream.
-pub(crate) struct Lingering {
-    socket: socket2::Socket,
+type Slot = Arc<Mutex<Option<TcpStream>>>;
+
+/// A client socket as hyper (or the TLS layer) holds it: dropped, it goes back to its
+/// connection's [`Returned`] instead of closing.
+pub(crate) struct Returning {
+    stream: Option<TcpStream>,
+    slot: Slot,
+}
+
+/// Where a connection's socket comes back once hyper has dropped it.
+pub(crate) struct Returned {
+    slot: Slot,
 }
 
 /// How a linger ended.
@@ -47,30 +62,85 @@ pub(crate) enum Lingered {
     Shutdown,
 }
 
-impl Lingering {
-    /// A handle on `stream`'s socket; `None` if the descriptor cannot be duplicated (the
-    /// connection then closes as hyper leaves it).
-    pub(crate) fn new(stream: &TcpStream) -> Option<Lingering> {
-        match socket2::SockRef::from(stream).try_clone() {
-            Ok(socket) => Some(Lingering { socket }),
-            Err(error) => {
-                tracing::debug!(%error, "no second handle on a connection; it will not linger");
-                None
-            }
+/// `stream` for hyper, and the handle it comes back to.
+pub(crate) fn returning(stream: TcpStream) -> (Returning, Returned) {
+    let slot = Slot::default();
+    (
+        Returning {
+            stream: Some(stream),
+            slot: slot.clone(),
+        },
+        Returned { slot },
+    )
+}
+
+impl Returning {
+    fn stream(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(
+            self.stream
+                .as_mut()
+                .expect("the socket is taken only when dropped"),
+        )
+    }
+}
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            *self.slot.lock().expect("socket slot lock") = Some(stream);
         }
     }
+}
 
-    /// Stops writing, then reads and drops what the client still sends until it closes, the
-    /// bounds run out or `shutdown` fires; the socket closes when this returns.
-    pub(crate) async fn close(self, shutdown: &CancellationToken) -> Lingered {
-        let _ = self.socket.shutdown(std::net::Shutdown::Write);
-        let stream = std::net::TcpStream::from(self.socket);
-        if stream.set_nonblocking(true).is_err() {
-            return Lingered::ClientDone;
-        }
-        let Ok(mut stream) = TcpStream::from_std(stream) else {
+impl AsyncRead for Returning {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.stream().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Returning {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.stream().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.stream().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_shutdown(cx)
+    }
+}
+
+impl Returned {
+    /// Lingers on the socket hyper gave back (if it did): stops writing, then reads and drops
+    /// what the client still sends until it closes, the bounds run out or `shutdown` fires;
+    /// the socket closes when this returns.
+    pub(crate) async fn linger(self, shutdown: &CancellationToken) -> Lingered {
+        let Some(mut stream) = self.slot.lock().expect("socket slot lock").take() else {
             return Lingered::ClientDone;
         };
+        let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
         let drain = async {
             let mut scratch = vec![0u8; SCRATCH];
             let mut read = 0;

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use super::bodies::{Outgoing, RequestBody};
 use super::connection::{CloseReason, Connection, Verdict, Watched, verdict};
 use super::front::NodeBody;
-use super::linger::{Lingered, Lingering};
+use super::linger::{Lingered, Returning, returning};
 use super::tls::TlsTerminator;
 
 /// What serves the requests of a listener.
@@ -205,26 +205,38 @@ impl Connected {
         // A fixed send buffer: what a client that stops reading can make the kernel (and the
         // guest feeding it) buffer is bounded, instead of growing with autotuning to 4 MiB.
         let _ = socket2::SockRef::from(&self.stream).set_send_buffer_size(SEND_BUFFER);
-        let lingering = Lingering::new(&self.stream);
-        let (peer, stats, shutdown) = (self.peer, self.stats.clone(), self.shutdown.clone());
-        let ended = self.serve_http().await;
-        if ended == Ended::ByHyper
-            && let Some(lingering) = lingering
-            && lingering.close(&shutdown).await == Lingered::Cut
-        {
-            tracing::debug!(%peer, "connection closed: the client was still sending at the end of its linger");
-            stats.closed_for(CloseReason::Linger);
+        // hyper holds the socket; once it drops it, the socket comes back here to linger.
+        let (socket, returned) = returning(self.stream);
+        let ended = Self::serve_socket(
+            socket,
+            self.peer,
+            &self.handler,
+            &self.config,
+            &self.stats,
+            &self.shutdown,
+        )
+        .await;
+        if ended == Ended::ByHyper && returned.linger(&self.shutdown).await == Lingered::Cut {
+            tracing::debug!(peer = %self.peer, "connection closed: the client was still sending at the end of its linger");
+            self.stats.closed_for(CloseReason::Linger);
         }
     }
 
     /// Serves HTTP on the connection until hyper ends it or the node cuts it.
-    async fn serve_http(self) -> Ended {
-        let limits = self.config.limits;
+    async fn serve_socket(
+        socket: Returning,
+        peer: SocketAddr,
+        handler: &Handler,
+        config: &ListenerConfig,
+        stats: &ListenerStats,
+        shutdown: &CancellationToken,
+    ) -> Ended {
+        let limits = config.limits;
         let conn = Connection::new(limits.h2_reset_budget);
-        let io = match &self.config.tls {
-            None => Either::Left(self.stream),
+        let io = match &config.tls {
+            None => Either::Left(socket),
             Some(tls) => {
-                let handshake = tls.accept(self.stream);
+                let handshake = tls.accept(socket);
                 match tokio::time::timeout(limits.header_read_timeout, handshake).await {
                     Ok(Ok((stream, h2))) => {
                         if h2 {
@@ -233,12 +245,12 @@ impl Connected {
                         Either::Right(stream)
                     }
                     Ok(Err(error)) => {
-                        tracing::debug!(peer = %self.peer, error = %spark_error::chain(&error), "TLS handshake failed");
-                        self.stats.closed_for(CloseReason::Handshake);
+                        tracing::debug!(peer = %peer, error = %spark_error::chain(&error), "TLS handshake failed");
+                        stats.closed_for(CloseReason::Handshake);
                         return Ended::ByNode;
                     }
                     Err(_) => {
-                        self.stats.closed_for(CloseReason::Handshake);
+                        stats.closed_for(CloseReason::Handshake);
                         return Ended::ByNode;
                     }
                 }
@@ -246,9 +258,8 @@ impl Connected {
         };
         let io = TokioIo::new(Watched::new(io, conn.clone()));
         let service = {
-            let (conn, handler) = (conn.clone(), self.handler.clone());
+            let (conn, handler) = (conn.clone(), handler.clone());
             let body_timeout = limits.request_body_timeout;
-            let peer = self.peer;
             hyper::service::service_fn(move |request: Request<Incoming>| {
                 let guard = conn.request();
                 let mut request = request.map(|body| RequestBody::new(body, body_timeout));
@@ -260,7 +271,7 @@ impl Connected {
                 }
             })
         };
-        let builder = builder(&limits, self.stats.memory.clone());
+        let builder = builder(&limits, stats.memory.clone());
         let mut connection = pin!(builder.serve_connection(io, service));
         let mut watchdog = tokio::time::interval(watch_period(&limits));
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -270,17 +281,17 @@ impl Connected {
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(error) = result {
-                        tracing::debug!(peer = %self.peer, error = %spark_error::chain(&*error), "connection ended with an error");
+                        tracing::debug!(peer = %peer, error = %spark_error::chain(&*error), "connection ended with an error");
                     }
                     return Ended::ByHyper;
                 }
-                () = self.shutdown.cancelled(), if !closing => {
+                () = shutdown.cancelled(), if !closing => {
                     closing = true;
                     connection.as_mut().graceful_shutdown();
                 }
                 () = conn.alarm.notified() => {
-                    tracing::info!(peer = %self.peer, "connection closed: it abandoned more requests than its reset budget");
-                    self.stats.closed_for(CloseReason::ResetBudget);
+                    tracing::info!(peer = %peer, "connection closed: it abandoned more requests than its reset budget");
+                    stats.closed_for(CloseReason::ResetBudget);
                     return Ended::ByNode;
                 }
                 _ = watchdog.tick() => {
@@ -291,15 +302,15 @@ impl Connected {
                         Verdict::Keep => {}
                         Verdict::Close(CloseReason::Idle) => {
                             if !closing {
-                                self.stats.closed_for(CloseReason::Idle);
+                                stats.closed_for(CloseReason::Idle);
                                 closing = true;
                                 connection.as_mut().graceful_shutdown();
                                 idle_deadline = Some(tokio::time::Instant::now() + IDLE_GRACE);
                             }
                         }
                         Verdict::Close(reason) => {
-                            tracing::debug!(peer = %self.peer, reason = reason.as_str(), "connection closed");
-                            self.stats.closed_for(reason);
+                            tracing::debug!(peer = %peer, reason = reason.as_str(), "connection closed");
+                            stats.closed_for(reason);
                             return Ended::ByNode;
                         }
                     }

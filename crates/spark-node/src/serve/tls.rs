@@ -20,7 +20,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use spark_manifest::CertificateFiles;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
@@ -109,7 +108,10 @@ impl TlsTerminator {
     }
 
     /// Runs the handshake; returns the stream and whether the client chose HTTP/2.
-    pub(crate) async fn accept(&self, tcp: TcpStream) -> io::Result<(TlsStream<TcpStream>, bool)> {
+    pub(crate) async fn accept<IO>(&self, tcp: IO) -> io::Result<(TlsStream<IO>, bool)>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let stream = self.acceptor.accept(tcp).await?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         Ok((stream, h2))
