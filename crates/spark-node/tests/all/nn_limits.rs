@@ -261,10 +261,11 @@ async fn a_compute_past_the_timeout_ends_the_request_with_504_at_the_deadline() 
         service.status()
     );
     // It really outlived the answer: a synchronous compute would have held the 504 this long.
+    // (How much longer depends on the machine's speed: the model is slow, not timed.)
     let computed = asked.elapsed();
     eprintln!("504 after {took:?}; the computation ended about {computed:?} after the request");
     assert!(
-        computed >= took * 2,
+        computed >= took + Duration::from_millis(250),
         "the computation ended {computed:?} after the request, its 504 after {took:?}"
     );
     assert_eq!(nn_counter(&node, "running").await, 0);
