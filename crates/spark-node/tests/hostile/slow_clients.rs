@@ -101,6 +101,23 @@ async fn an_idle_keepalive_connection_is_closed_at_the_idle_timeout() {
         idle >= Duration::from_millis(1800),
         "kept for the idle timeout, not the header timeout: {idle:?}"
     );
+    // The client keeps its end open: the node does not linger over an idle connection (it
+    // has nothing unread), so its place is free at once.
+    let mut open = f64::NAN;
+    for _ in 0..20 {
+        open = series(&node, r#"spark_connections_open{listener="public"}"#).await;
+        if open == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        open,
+        0.0,
+        "{:?} after the close",
+        idle_from.elapsed() - idle
+    );
+    drop(socket);
     node.stop().await;
 }
 
