@@ -12,7 +12,7 @@ use spark_testkit::{TestNode, get};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::support::{IDLE, closed_by_node, raw, series, settle};
+use super::support::{IDLE, closed_by_node, raw, series, series_settles, settle};
 
 const SLOW: &str = r#"
 version = 1
@@ -103,16 +103,9 @@ async fn an_idle_keepalive_connection_is_closed_at_the_idle_timeout() {
     );
     // The client keeps its end open: the node does not linger over an idle connection (it
     // has nothing unread), so its place is free at once.
-    let mut open = f64::NAN;
-    for _ in 0..20 {
-        open = series(&node, r#"spark_connections_open{listener="public"}"#).await;
-        if open == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let open = r#"spark_connections_open{listener="public"}"#;
     assert_eq!(
-        open,
+        series_settles(&node, open, 0.0, Duration::from_secs(1)).await,
         0.0,
         "{:?} after the close",
         idle_from.elapsed() - idle
@@ -299,16 +292,14 @@ async fn a_client_that_uploads_a_refused_body_whole_still_reads_its_413() {
         "{:?}",
         started.elapsed()
     );
+    let cut = r#"spark_connections_closed_total{listener="public",reason="linger_cut"}"#;
     assert_eq!(
-        series(
-            &node,
-            r#"spark_connections_closed_total{listener="public",reason="linger_cut"}"#
-        )
-        .await,
+        series_settles(&node, cut, 1.0, Duration::from_secs(2)).await,
         1.0
     );
+    let open = r#"spark_connections_open{listener="public"}"#;
     assert_eq!(
-        series(&node, r#"spark_connections_open{listener="public"}"#).await,
+        series_settles(&node, open, 0.0, Duration::from_secs(2)).await,
         0.0
     );
     let echo = node.node.snapshot().module("echo").cloned().unwrap();

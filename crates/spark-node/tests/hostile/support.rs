@@ -68,6 +68,25 @@ pub(crate) async fn series(node: &TestNode, name: &str) -> f64 {
     metric(&page, name).unwrap_or_else(|| panic!("no series {name}"))
 }
 
+/// The series `name` once it reads `want`, waiting up to `within` (a client sees its socket
+/// close before the node's task that closed it has counted the close); the last value read
+/// otherwise.
+pub(crate) async fn series_settles(
+    node: &TestNode,
+    name: &str,
+    want: f64,
+    within: Duration,
+) -> f64 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let value = series(node, name).await;
+        if value == want || tokio::time::Instant::now() >= deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Sends raw bytes on a new connection to the node's public port.
 pub(crate) async fn raw(node: &TestNode, bytes: &[u8]) -> TcpStream {
     raw_from(node, [127, 0, 0, 1], bytes).await
