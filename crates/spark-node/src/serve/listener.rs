@@ -283,9 +283,7 @@ impl Connected {
                     if let Err(error) = result {
                         tracing::debug!(peer = %peer, error = %spark_error::chain(&*error), "connection ended with an error");
                     }
-                    // Closed for idleness, it has nothing unread to linger over: its place
-                    // frees at the idle timeout, as before lingering.
-                    return if idle_deadline.is_some() { Ended::ByNode } else { Ended::ByHyper };
+                    return Ended::ByHyper;
                 }
                 () = shutdown.cancelled(), if !closing => {
                     closing = true;
@@ -343,7 +341,7 @@ impl Drop for OpenGuard {
 enum Ended {
     /// hyper, having answered what it read (or seen the client go): the connection lingers.
     ByHyper,
-    /// The node, at a limit, for idleness or at a failed handshake: closed at once.
+    /// The node, at a limit or a failed handshake: closed at once.
     ByNode,
 }
 
