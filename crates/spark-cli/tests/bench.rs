@@ -236,6 +236,11 @@ fn bench_replay_quick_replays_spark_and_the_baselines_on_live_nodes() {
     };
     assert!(last.starts_with("replay: spark_requests="), "{last}");
     assert!(last.contains(" spark_vs_sim_memory="), "{last}");
+    assert!(last.contains(" spark_vs_twin_cold="), "{last}");
+    assert!(
+        stdout.contains("    like for like: simulated with each app priced"),
+        "{stdout}"
+    );
     for policy in ["spark", "fixed_10min", "hybrid"] {
         assert_eq!(
             value(&format!("{policy}_requests")) + value(&format!("{policy}_errors")),

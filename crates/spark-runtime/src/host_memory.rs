@@ -27,8 +27,12 @@ pub const TRACKED_FROM: usize = 128;
 /// Room in front of a tracked block for the account pointer (keeps 16-byte alignment).
 const HEADER: usize = 16;
 
-/// Host bytes charged to all live accounts (the node-wide figure `/metrics` shows).
-static CHARGED: AtomicUsize = AtomicUsize::new(0);
+/// Host bytes charged to all live invocations' accounts (what `/metrics` shows as the host
+/// memory held for guests).
+static CHARGED_TO_GUESTS: AtomicUsize = AtomicUsize::new(0);
+/// Host bytes charged to all live connection accounts (listeners: hyper's buffers, HTTP/2
+/// streams), which `/metrics` shows per listener.
+static CHARGED_TO_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     /// The account charged for allocations on this thread right now (null: none).
@@ -46,6 +50,8 @@ struct AccountInner {
     peak: AtomicUsize,
     /// The handle plus one per live tracked allocation.
     refs: AtomicUsize,
+    /// The process-wide total this account's bytes are part of.
+    total: &'static AtomicUsize,
 }
 
 /// One invocation's host memory: what it holds now and the most it held.
@@ -65,12 +71,24 @@ impl Default for HostAccount {
 }
 
 impl HostAccount {
-    /// An empty account; allocations are charged to it only inside [`enter`].
+    /// An empty account for an invocation; allocations are charged to it only inside
+    /// [`enter`], and count in [`charged_to_guests`].
     pub fn new() -> HostAccount {
+        HostAccount::counting_in(&CHARGED_TO_GUESTS)
+    }
+
+    /// An empty account for connections (a listener's), counting in
+    /// [`charged_to_connections`] instead of the guests' total.
+    pub fn for_connections() -> HostAccount {
+        HostAccount::counting_in(&CHARGED_TO_CONNECTIONS)
+    }
+
+    fn counting_in(total: &'static AtomicUsize) -> HostAccount {
         let inner = Box::new(AccountInner {
             bytes: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             refs: AtomicUsize::new(1),
+            total,
         });
         HostAccount {
             inner: Box::into_raw(inner),
@@ -163,9 +181,14 @@ impl Drop for Entered {
     }
 }
 
-/// Host bytes charged to every live invocation together.
-pub fn charged_total() -> usize {
-    CHARGED.load(Ordering::Relaxed)
+/// Host bytes charged to every live invocation together (connections left out).
+pub fn charged_to_guests() -> usize {
+    CHARGED_TO_GUESTS.load(Ordering::Relaxed)
+}
+
+/// Host bytes charged to every live connection account together.
+pub fn charged_to_connections() -> usize {
+    CHARGED_TO_CONNECTIONS.load(Ordering::Relaxed)
 }
 
 fn current() -> *const AccountInner {
@@ -182,7 +205,7 @@ unsafe fn charge(account: *const AccountInner, bytes: usize) {
     inner.refs.fetch_add(1, Ordering::Relaxed);
     let now = inner.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
     inner.peak.fetch_max(now, Ordering::Relaxed);
-    CHARGED.fetch_add(bytes, Ordering::Relaxed);
+    inner.total.fetch_add(bytes, Ordering::Relaxed);
 }
 
 /// Takes `bytes` off `account` and releases the allocation's reference.
@@ -193,7 +216,7 @@ unsafe fn credit(account: *const AccountInner, bytes: usize) {
     // SAFETY: the allocation's reference keeps it alive until `release`.
     let inner = unsafe { &*account };
     inner.bytes.fetch_sub(bytes, Ordering::Relaxed);
-    CHARGED.fetch_sub(bytes, Ordering::Relaxed);
+    inner.total.fetch_sub(bytes, Ordering::Relaxed);
     // SAFETY: releases the reference taken in `charge`.
     unsafe { release(account) }
 }
@@ -327,11 +350,11 @@ unsafe impl GlobalAlloc for AccountingAllocator {
                     let grow = new_size - layout.size();
                     let now = inner.bytes.fetch_add(grow, Ordering::Relaxed) + grow;
                     inner.peak.fetch_max(now, Ordering::Relaxed);
-                    CHARGED.fetch_add(grow, Ordering::Relaxed);
+                    inner.total.fetch_add(grow, Ordering::Relaxed);
                 } else {
                     let shrink = layout.size() - new_size;
                     inner.bytes.fetch_sub(shrink, Ordering::Relaxed);
-                    CHARGED.fetch_sub(shrink, Ordering::Relaxed);
+                    inner.total.fetch_sub(shrink, Ordering::Relaxed);
                 }
             }
             return data;
@@ -373,6 +396,21 @@ mod tests {
         let outside = vec![0u8; 1 << 20];
         assert!(account.bytes() < 1 << 10, "not entered: not charged");
         drop(outside);
+    }
+
+    #[test]
+    fn connections_count_apart_from_guests() {
+        let (guest, connections) = (HostAccount::new(), HostAccount::for_connections());
+        // No other test of this process charges connections (guests' totals move with them).
+        let connections_before = charged_to_connections();
+        let held = {
+            let _entered = enter(&connections);
+            vec![3u8; 4 << 20]
+        };
+        assert!(connections.bytes() >= 4 << 20 && guest.bytes() == 0);
+        assert!(charged_to_connections() >= connections_before + (4 << 20));
+        drop(held);
+        assert!(charged_to_connections() < connections_before + (1 << 20));
     }
 
     #[test]

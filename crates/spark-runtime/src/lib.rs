@@ -376,7 +376,7 @@ impl RuntimeInner {
 /// Host bytes held right now on behalf of all running invocations together (headers, bodies,
 /// tensors, handles: what `limits.host_memory` caps per invocation).
 pub fn host_memory_in_use() -> u64 {
-    host_memory::charged_total() as u64
+    host_memory::charged_to_guests() as u64
 }
 
 pub(crate) fn build_linker(engine: &Engine, nn: bool) -> Result<Linker<Host>, RuntimeError> {

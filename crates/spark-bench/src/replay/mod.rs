@@ -16,6 +16,11 @@
 //! the rule of the simulator's wasted memory (what it held before is reported apart), so a live
 //! policy's memory and cold starts sit next to its simulated twin's; `replay-cdf.svg` plots
 //! every policy's per-application cold-start % (live and simulated).
+//!
+//! The trace prices each application at its memory; the node prices a module at its loaded
+//! code, and these guests' code says nothing of their application's memory. So live Spark is
+//! also set against a [`NodeCostTwin`]: the simulator run with the node's prices, at the
+//! memory the node kept in those prices. That pair differs only in being live.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,6 +28,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
+use spark_sim::b4::{Basis, Target, curve, log_grid, match_budgets};
+use spark_sim::policy::Spark;
+use spark_sim::replay::{Horizon, executing_mb_min};
 use spark_sim::{SimOptions, TraceSet, run_b4};
 use tokio::time::Instant;
 
@@ -231,6 +239,15 @@ pub struct LiveRun {
     pub loaded_before_first_mb_min: f64,
     /// Mean bytes of code the node held loaded (its own measure, the predictor's budget's).
     pub loaded_bytes_mean: f64,
+    /// Loaded memory from each application's first call on, each module priced as the node
+    /// prices it (its loaded code, MiB): node-cost MB-minutes.
+    pub node_cost_mb_min: f64,
+    /// For Spark: the simulator with the node's prices at the node's memory (`node_cost_mb_min`).
+    pub node_cost_twin: Option<NodeCostTwin>,
+    /// `observed_cold_after_first` over the twin's: the live node against its model at the
+    /// same memory and cost model. Target: at most 1.25. `None` without a twin, or when the
+    /// twin has no cold start after first calls.
+    pub vs_node_cost_twin_cold: Option<f64>,
     /// Median latency of cold requests, ms (0 when there were none).
     pub cold_latency_p50_ms: f64,
     /// 99th percentile latency of cold requests, ms.
@@ -443,6 +460,11 @@ async fn run_live(
         sample_residency(&node, trace, options.speed, &done),
     );
     drop(node);
+    let guests = options.guests.len().max(1);
+    let cost_mib = residency.node_cost_mib(|app| app % guests);
+    let node_cost_mb_min = residency.priced_mb_min(&cost_mib);
+    let node_cost_twin =
+        (policy == LivePolicy::Spark).then(|| node_cost_twin(trace, &cost_mib, node_cost_mb_min));
     let first: BTreeMap<usize, usize> = first_call_index(&observed.cold);
     let cold: Vec<f64> = observed.cold.iter().filter(|c| c.1).map(|c| c.2).collect();
     let warm: Vec<f64> = observed.cold.iter().filter(|c| !c.1).map(|c| c.2).collect();
@@ -476,6 +498,12 @@ async fn run_live(
         loaded_mb_min: residency.mb_min,
         loaded_before_first_mb_min: residency.before_first_mb_min,
         loaded_bytes_mean: residency.bytes_mean(),
+        node_cost_mb_min,
+        vs_node_cost_twin_cold: node_cost_twin
+            .as_ref()
+            .filter(|twin| twin.cold_after_first > 0)
+            .map(|twin| after_first as f64 / twin.cold_after_first as f64),
+        node_cost_twin,
         cold_latency_p50_ms: percentile(&cold, 0.50),
         cold_latency_p99_ms: percentile(&cold, 0.99),
         warm_latency_p50_ms: percentile(&warm, 0.50),
@@ -491,20 +519,35 @@ struct Residency {
     mb_min: f64,
     /// The same, before each application's first call.
     before_first_mb_min: f64,
+    /// Trace minutes each application was loaded from its first call on.
+    minutes_after_first: Vec<f64>,
+    /// The most loaded bytes the node reported for each application's module.
+    bytes_seen: Vec<f64>,
     /// Sum of loaded bytes over samples, and the samples.
     bytes_sum: f64,
     samples: u64,
 }
 
 impl Residency {
-    /// Counts application `app` (first call at trace minute `first_call`, `memory_mb`) loaded
-    /// over the trace minutes `[from, to)`: the part from its first call on as the simulator
-    /// counts memory, the rest apart.
-    fn count(&mut self, memory_mb: f64, first_call: f64, from: f64, to: f64) {
+    fn new(apps: usize) -> Residency {
+        Residency {
+            minutes_after_first: vec![0.0; apps],
+            bytes_seen: vec![0.0; apps],
+            ..Residency::default()
+        }
+    }
+
+    /// Counts application `app` (first call at trace minute `first_call`, `memory_mb`)
+    /// loaded over the trace minutes `[from, to)`: the part from its first call on as the
+    /// simulator counts memory, the rest apart.
+    fn count(&mut self, app: usize, memory_mb: f64, first_call: f64, from: f64, to: f64) {
         let before = (first_call.min(to) - from).max(0.0);
         let after = (to - first_call.max(from)).max(0.0);
         self.before_first_mb_min += memory_mb * before;
         self.mb_min += memory_mb * after;
+        if let Some(minutes) = self.minutes_after_first.get_mut(app) {
+            *minutes += after;
+        }
     }
 
     fn bytes_mean(&self) -> f64 {
@@ -513,6 +556,33 @@ impl Residency {
         } else {
             self.bytes_sum / self.samples as f64
         }
+    }
+
+    /// What each application's module costs the node loaded, MiB: the most code the node
+    /// reported for any module of its guest (`guest_of`; they share their code, and a module
+    /// never seen loaded costs what its twins do), at least what the predictor counts for any
+    /// module.
+    fn node_cost_mib(&self, guest_of: impl Fn(usize) -> usize) -> Vec<f64> {
+        let mut per_guest: BTreeMap<usize, f64> = BTreeMap::new();
+        for (app, &bytes) in self.bytes_seen.iter().enumerate() {
+            let seen = per_guest.entry(guest_of(app)).or_default();
+            *seen = seen.max(bytes);
+        }
+        (0..self.bytes_seen.len())
+            .map(|app| {
+                let bytes = per_guest.get(&guest_of(app)).copied().unwrap_or(0.0);
+                bytes.max(MIN_LOADED_BYTES as f64) / f64::from(1 << 20)
+            })
+            .collect()
+    }
+
+    /// Loaded memory from each first call on, priced at `cost_mib` per application.
+    fn priced_mb_min(&self, cost_mib: &[f64]) -> f64 {
+        self.minutes_after_first
+            .iter()
+            .zip(cost_mib)
+            .map(|(minutes, cost)| minutes * cost)
+            .sum()
     }
 }
 
@@ -531,7 +601,7 @@ async fn sample_residency(
         .iter()
         .map(|a| a.arrivals().next().unwrap_or(f64::INFINITY))
         .collect();
-    let mut residency = Residency::default();
+    let mut residency = Residency::new(trace.apps.len());
     let start = Instant::now();
     let trace_minute = |at: Instant| (at - start).as_secs_f64() * speed / 60.0;
     let mut last = 0.0;
@@ -548,8 +618,9 @@ async fn sample_residency(
         residency.samples += 1;
         for (app, bytes) in loaded {
             if let Some(a) = trace.apps.get(app) {
-                residency.count(a.memory_mb, first_calls[app], last, now);
+                residency.count(app, a.memory_mb, first_calls[app], last, now);
                 residency.bytes_sum += bytes;
+                residency.bytes_seen[app] = residency.bytes_seen[app].max(bytes);
             }
         }
         last = now;
@@ -569,6 +640,77 @@ fn loaded_modules(metrics: &str) -> Vec<(usize, f64)> {
             (bytes > 0.0).then_some((index.parse().ok()?, bytes))
         })
         .collect()
+}
+
+/// Spark simulated with each application priced as the node prices its module (its loaded
+/// code), at the memory a live Spark node kept: the live run's like-for-like twin. The
+/// simulator's own `spark@hybrid` prices each application at its trace memory, which a node
+/// running these guests cannot see, so at an equal trace memory the two choose differently
+/// what to keep; the twin has the live node's cost model and memory, and leaves only what is
+/// live (load times, ticks, a busy core) between them.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeCostTwin {
+    /// The simulated Spark's exchange rate (node-cost MB-minutes per cold start of an app
+    /// called once a day) at which its loaded memory meets the live node's.
+    pub budget: f64,
+    /// Its cold starts after each application's first call.
+    pub cold_after_first: u64,
+    /// Its loaded memory (idle and running) from each first call on, node-cost MB-minutes.
+    pub loaded_mb_min: f64,
+    /// 75th percentile over applications of each one's cold-start share, percent.
+    pub cold_pct_p75: f64,
+    /// Mean over applications of the same.
+    pub cold_pct_mean: f64,
+}
+
+/// The [`NodeCostTwin`] of a live run that kept `loaded_mb_min` (node-cost MB-minutes from
+/// each first call on, `cost_mib` per application): the largest budget whose simulated loaded
+/// memory does not exceed it.
+fn node_cost_twin(trace: &TraceSet, cost_mib: &[f64], loaded_mb_min: f64) -> NodeCostTwin {
+    let priced = TraceSet {
+        minutes: trace.minutes,
+        apps: trace
+            .apps
+            .iter()
+            .zip(cost_mib)
+            .map(|(app, &cost)| {
+                let mut app = app.clone();
+                app.memory_mb = cost;
+                app
+            })
+            .collect(),
+    };
+    let end = priced.minutes as f64;
+    let executing: f64 = priced
+        .apps
+        .iter()
+        .map(|app| executing_mb_min(app, end))
+        .sum();
+    let horizon = Horizon::of(&priced, 0.0);
+    // Module costs are a few MiB at most: the grid reaches far below the trace's.
+    let opts = SimOptions {
+        scored_from: 0.0,
+        budget_min: 1e-3,
+        budget_max: 1e10,
+        points_per_decade: 6,
+        refine_points: 24,
+    };
+    let grid = log_grid(opts.budget_min, opts.budget_max, opts.points_per_decade);
+    let curve = curve(&priced, &grid, horizon);
+    let target = Target {
+        waste: (loaded_mb_min - executing).max(0.0),
+        basis: Basis::Scored,
+    };
+    let budget = match_budgets(&priced, &curve, &[target], &opts, horizon)[0];
+    let twin = spark_sim::b4::run(&priced, &Spark { budget }, horizon, "spark@node-cost");
+    let whole = &twin.scores.whole;
+    NodeCostTwin {
+        budget,
+        cold_after_first: whole.cold_starts.saturating_sub(priced.apps.len() as u64),
+        loaded_mb_min: whole.wasted_mb_min + executing,
+        cold_pct_p75: whole.p75,
+        cold_pct_mean: whole.mean,
+    }
 }
 
 fn simulate(trace: &TraceSet) -> Vec<SimulatedPolicy> {
@@ -655,6 +797,14 @@ pub fn render(report: &ReplayReport) -> String {
             run.vs_simulated_memory.map_or("na".to_owned(), |r| format!("{r:.2}")), run.loaded_before_first_mb_min,
             run.cold_latency_p50_ms, run.cold_latency_p99_ms, run.warm_latency_p50_ms, run.warm_latency_p99_ms
         ));
+        if let Some(twin) = &run.node_cost_twin {
+            out.push_str(&format!(
+                "    like for like: simulated with each app priced as the node prices its module, at the node's {:.3e} node-cost MB-min ({:.3e}): {} cold after first calls (live {} x), per-app cold % p75/mean {:.1}/{:.1}\n",
+                run.node_cost_mb_min, twin.loaded_mb_min, twin.cold_after_first,
+                run.vs_node_cost_twin_cold.map_or("na".to_owned(), |r| format!("{r:.2}")),
+                twin.cold_pct_p75, twin.cold_pct_mean
+            ));
+        }
         if !run.errors_by_kind.is_empty() {
             let kinds: Vec<String> = run
                 .errors_by_kind
@@ -680,6 +830,13 @@ pub fn render(report: &ReplayReport) -> String {
             run.vs_simulated_cold.map_or("na".to_owned(), |r| format!("{r:.2}")),
             run.vs_simulated_memory.map_or("na".to_owned(), |r| format!("{r:.2}"))
         ));
+        if run.node_cost_twin.is_some() {
+            line.push_str(&format!(
+                " {key}_vs_twin_cold={}",
+                run.vs_node_cost_twin_cold
+                    .map_or("na".to_owned(), |r| format!("{r:.2}"))
+            ));
+        }
     }
     line.push_str(&format!(
         " live_vs_sim_cold={}\n",
@@ -722,20 +879,65 @@ mod tests {
 
     #[test]
     fn loaded_memory_counts_as_the_simulator_from_each_first_call() {
-        let mut residency = Residency::default();
+        let mut residency = Residency::new(3);
         // 100 MB loaded over minutes 2..5, first called at 3.5: 1.5 minutes before, 1.5 after.
-        residency.count(100.0, 3.5, 2.0, 5.0);
+        residency.count(0, 100.0, 3.5, 2.0, 5.0);
         assert_eq!(
             (residency.before_first_mb_min, residency.mb_min),
             (150.0, 150.0)
         );
         // Already called: all of it counts; never called in the slice: none of it.
-        residency.count(10.0, 0.5, 5.0, 6.0);
-        residency.count(10.0, f64::INFINITY, 5.0, 6.0);
+        residency.count(1, 10.0, 0.5, 5.0, 6.0);
+        residency.count(2, 10.0, f64::INFINITY, 5.0, 6.0);
         assert_eq!(
             (residency.before_first_mb_min, residency.mb_min),
             (160.0, 160.0)
         );
+        assert_eq!(residency.minutes_after_first, vec![1.5, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn node_costs_are_what_the_node_reported_for_the_module_or_its_guest() {
+        let mut residency = Residency::new(4);
+        // Guest 0 (apps 0 and 2) seen loaded at 2 MiB through app 2; guest 1 (apps 1 and 3)
+        // never seen loaded: the predictor's least.
+        residency.bytes_seen[2] = f64::from(2 << 20);
+        let cost = residency.node_cost_mib(|app| app % 2);
+        let least = MIN_LOADED_BYTES as f64 / f64::from(1 << 20);
+        assert_eq!(cost, vec![2.0, least, 2.0, least]);
+        residency.minutes_after_first = vec![10.0, 4.0, 0.0, 0.0];
+        assert_eq!(residency.priced_mb_min(&cost), 20.0 + 4.0 * least);
+    }
+
+    #[test]
+    fn the_node_cost_twin_keeps_no_more_than_the_live_node_did() {
+        let app = |every: u32| spark_sim::trace::AppTrace {
+            id: String::new(),
+            functions: 1,
+            counts: (0..120)
+                .filter(|m| m % every == 0)
+                .map(|m| (m, 1))
+                .collect(),
+            duration_ms: 100.0,
+            memory_mb: 500.0,
+        };
+        let trace = TraceSet {
+            minutes: 120,
+            apps: vec![app(10), app(7)],
+        };
+        let cost = [1.0, 1.0];
+        // Everything loaded from the first calls on: no cold start after them.
+        let all = node_cost_twin(&trace, &cost, 240.0);
+        assert_eq!(all.cold_after_first, 0, "{all:?}");
+        assert!(all.loaded_mb_min <= 240.0, "{all:?}");
+        // Nothing loaded between calls: every later call is cold.
+        let none = node_cost_twin(&trace, &cost, 0.0);
+        assert_eq!(none.cold_after_first, 11 + 17, "{none:?}");
+        // Half of it: never over the memory (these apps are periodic: loaded just before
+        // each call, the twin needs no more than that).
+        let half = node_cost_twin(&trace, &cost, 120.0);
+        assert!(half.loaded_mb_min <= 120.0, "{half:?}");
+        assert!(half.cold_after_first < none.cold_after_first, "{half:?}");
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub(crate) struct ListenerConfig {
 }
 
 /// A listener's counters, read by `/metrics` and the hostile-clients benchmark.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ListenerStats {
     pub open: AtomicU64,
     pub accepted: AtomicU64,
@@ -90,6 +90,21 @@ pub struct ListenerStats {
     closed: [AtomicU64; CloseReason::ALL.len()],
     /// Memory used by the listener's connections (their buffers and stream state).
     pub memory: HostAccount,
+}
+
+impl Default for ListenerStats {
+    /// No connection yet; their memory counted apart from guests' host memory.
+    fn default() -> ListenerStats {
+        ListenerStats {
+            open: AtomicU64::default(),
+            accepted: AtomicU64::default(),
+            refused_total_cap: AtomicU64::default(),
+            refused_client_cap: AtomicU64::default(),
+            refused_memory: AtomicU64::default(),
+            closed: Default::default(),
+            memory: HostAccount::for_connections(),
+        }
+    }
 }
 
 impl ListenerStats {
