@@ -560,6 +560,15 @@ impl Bed {
         let probe = self.nodes[victim].probe.clone();
         let counts = probe.counts();
         let current = self.version.to_string();
+        // The canary is the first live node by id: with a node missing from the live fleet
+        // (heartbeats still catching up after the NATS server kill) it could be the one cut,
+        // which would then take the release before its link goes down.
+        let size = self.nodes.len();
+        self.observer
+            .until("every node live before the cut", PHASE_LIMIT, |v| {
+                v.nodes.len() == size
+            })
+            .await?;
         let started = Instant::now();
         let before = self.deploy(&["--canary-nodes", "1"]).await?;
         let net = self.net.as_ref().expect("namespaces");
