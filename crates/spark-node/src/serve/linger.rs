@@ -19,6 +19,12 @@
 //! account, and node shutdown ends it at once. A client that uses the linger to hold a slot
 //! holds it for [`LINGER_TIME`] at most, less than the header timeout would give it on a new
 //! connection.
+//!
+//! A connection closed for idleness lingers too, although nothing of it is unread when the
+//! node decides: the client may send its next request (or open an HTTP/2 stream past the
+//! GOAWAY) just as the node closes, and closing at once would answer that with a reset, which
+//! can also discard the GOAWAY the client had not read; lingering gives it a clean end of
+//! stream its HTTP stack retries on. A client that reacts to the FIN ends the linger at once.
 
 use std::io;
 use std::pin::Pin;
