@@ -259,12 +259,7 @@ impl Bed {
                         )));
                     }
                     // The next attempt starts with the whole fleet live and settled.
-                    let size = self.nodes.len();
-                    self.observer
-                        .until("every node back after a rollback", PHASE_LIMIT, |v| {
-                            v.nodes.len() == size
-                        })
-                        .await?;
+                    self.all_live("every node back after a rollback").await?;
                 }
             }
         }
@@ -319,12 +314,17 @@ impl Bed {
                 self.stop.0.clone(),
             ));
         }
-        self.observer
-            .until(&format!("{size} heartbeats"), PHASE_LIMIT, |v| {
-                v.nodes.len() == size
-            })
-            .await?;
+        self.all_live(&format!("{size} heartbeats")).await?;
         Ok(started.elapsed().as_secs_f64())
+    }
+
+    /// Waits until every node of the bed is in the live fleet (its heartbeat seen).
+    async fn all_live(&self, what: &str) -> Result<(), BenchError> {
+        let size = self.nodes.len();
+        self.observer
+            .until(what, PHASE_LIMIT, |v| v.nodes.len() == size)
+            .await?;
+        Ok(())
     }
 
     /// Deploys the next version (`extra`: `spark fleet deploy` flags); the generation it
@@ -563,12 +563,7 @@ impl Bed {
         // The canary is the first live node by id: with a node missing from the live fleet
         // (heartbeats still catching up after the NATS server kill) it could be the one cut,
         // which would then take the release before its link goes down.
-        let size = self.nodes.len();
-        self.observer
-            .until("every node live before the cut", PHASE_LIMIT, |v| {
-                v.nodes.len() == size
-            })
-            .await?;
+        self.all_live("every node live before the cut").await?;
         let started = Instant::now();
         let before = self.deploy(&["--canary-nodes", "1"]).await?;
         let net = self.net.as_ref().expect("namespaces");
