@@ -246,7 +246,7 @@ pub async fn run(options: &HostileOptions) -> Result<HostileReport, BenchError> 
         duration: phase,
         rate: CRITICAL_RATE,
     }));
-    let critical = tokio::spawn(openloop::run(node.addr, "/shop/".into(), load, 1));
+    let critical = openloop::run_apart(node.addr, "/shop/".into(), load, 1);
     tokio::time::sleep(warmup.duration).await;
     let mut peaks = Vec::new();
     let mut attempts = Vec::new();

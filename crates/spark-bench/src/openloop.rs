@@ -181,3 +181,27 @@ pub async fn run(
         phase_error_kinds,
     }
 }
+
+/// [`run`] on a thread and runtime of its own, so that other clients the benchmark drives in
+/// this process (an attack's thousands of connections, a surge's burst) do not delay its
+/// requests in this process's task queues: the latency measured is the node's, not the
+/// benchmark's scheduler's. The two still share the machine's cores.
+pub fn run_apart(
+    addr: SocketAddr,
+    path: String,
+    phases: Vec<Phase>,
+    warmup: usize,
+) -> tokio::sync::oneshot::Receiver<OpenLoopResult> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("open-loop".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime builds");
+            let _ = done.send(runtime.block_on(run(addr, path, phases, warmup)));
+        })
+        .expect("the open-loop thread starts");
+    result
+}

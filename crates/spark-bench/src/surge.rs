@@ -193,7 +193,7 @@ async fn one_run(
     let path = format!("/shop/?work={CRITICAL_WORK}");
     let mut all_phases = vec![warmup];
     all_phases.extend_from_slice(phases);
-    let critical = tokio::spawn(openloop::run(node.addr, path, all_phases, 1));
+    let critical = openloop::run_apart(node.addr, path, all_phases, 1);
     tokio::time::sleep(WARMUP).await;
     let first = status(node.admin, &node.token).await?;
     let mut marks = vec![(Instant::now(), first.clone())];
