@@ -218,6 +218,7 @@ impl Validator<'_> {
                 0..=19,
                 "orchestrator.background_nice",
             ) as i32,
+            background_idle_class: raw.background_idle_class.unwrap_or(d.background_idle_class),
             battery_low: self.number(
                 raw.battery_low.as_ref(),
                 d.battery_low,

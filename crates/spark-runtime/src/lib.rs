@@ -49,6 +49,7 @@ pub mod host_memory;
 mod loader;
 pub mod missing;
 mod outbound;
+pub mod priority;
 mod rc_names;
 pub mod spin;
 mod stats;

@@ -355,43 +355,10 @@ impl Drop for Optimizer {
     }
 }
 
-/// Puts the calling optimizer thread in the idle scheduling class (`SCHED_IDLE`), at nice 19
-/// where that class is refused. Nice 19 alone is a small weight, not a yield: a request thread
-/// that wakes on a core a compile holds can wait for the compile's slice (B7, p99 to random
-/// modules at 1,000 with a compile queued by most requests: 7.5-8.3 ms at nice 19, 4.2-5.3 ms
-/// in the idle class). An idle-class thread is preempted as soon as any other thread wants
-/// the core, and still progresses (a tiny weight) on a node that is never idle.
+/// Puts the calling optimizer thread in the idle scheduling class, at nice
+/// [`OPTIMIZER_NICE`] where that class is refused (see [`crate::priority`]).
 fn lower_priority() {
-    if let Err(e) = idle_class() {
-        tracing::debug!(error = %e, "no idle scheduling class for the optimizer; using nice {OPTIMIZER_NICE}");
-        let thread = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(thread), OPTIMIZER_NICE) {
-            tracing::warn!(error = %e, "cannot lower the priority of the optimizer's threads");
-        }
-    }
-}
-
-/// `sched_setscheduler(0, SCHED_IDLE)` for the calling thread.
-#[cfg(target_os = "linux")]
-#[allow(
-    unsafe_code,
-    reason = "one system call on the calling thread, with a valid parameter (SAFETY note)"
-)]
-fn idle_class() -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid, initialized `sched_param` that outlives the call; pid 0 is
-    // the calling thread; the call reads `param` and changes nothing else in this process.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn idle_class() -> std::io::Result<()> {
-    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    crate::priority::enter_idle_class("optimizer", OPTIMIZER_NICE);
 }
 
 /// One component's background optimization; shared by every load of its baseline code.
@@ -667,18 +634,6 @@ mod gate_tests {
         Box::new(move || tx.send(name).unwrap())
     }
 
-    /// The scheduling policy of the calling thread, from field 41 of its `/proc` stat line.
-    fn scheduling_policy() -> u32 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        let after_command = stat.rsplit_once(')').unwrap().1;
-        after_command
-            .split_whitespace()
-            .nth(38)
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
     #[test]
     #[cfg(target_os = "linux")]
     fn compiles_run_in_the_idle_scheduling_class() {
@@ -686,10 +641,10 @@ mod gate_tests {
         let (tx, rx) = mpsc::channel();
         optimizer
             .pool
-            .spawn(move || tx.send(scheduling_policy()).unwrap());
+            .spawn(move || tx.send(crate::priority::current_policy().unwrap()).unwrap());
         assert_eq!(rx.recv().unwrap(), libc::SCHED_IDLE as u32);
         assert_eq!(
-            scheduling_policy(),
+            crate::priority::current_policy().unwrap(),
             libc::SCHED_OTHER as u32,
             "the caller's own class is untouched"
         );

@@ -8,10 +8,11 @@ fn orchestrator_settings_are_validated() {
     let m = parse(GOOD).unwrap();
     assert_eq!(m.orchestrator, OrchestratorSettings::default());
     assert!(m.orchestrator.enabled);
+    assert!(m.orchestrator.background_idle_class);
 
     let text = GOOD.replace(
         "[[module]]\nid = \"storefront\"",
-        "[orchestrator]\nenabled = false\ninterval = \"250ms\"\nprobe_root = \"fixtures/laptop\"\nupstreams = [\"tcp://10.0.0.1:443\"]\nbackground_min_share = 0.2\nbattery_low = 15\n\n[[module]]\nid = \"storefront\"",
+        "[orchestrator]\nenabled = false\ninterval = \"250ms\"\nprobe_root = \"fixtures/laptop\"\nupstreams = [\"tcp://10.0.0.1:443\"]\nbackground_min_share = 0.2\nbackground_idle_class = false\nbackground_nice = 10\nbattery_low = 15\n\n[[module]]\nid = \"storefront\"",
     );
     let o = parse(&text).unwrap().orchestrator;
     assert!(!o.enabled);
@@ -20,6 +21,8 @@ fn orchestrator_settings_are_validated() {
     assert_eq!(o.upstreams, vec!["tcp://10.0.0.1:443".to_owned()]);
     assert_eq!(o.background_min_share, 0.2);
     assert_eq!(o.battery_low, 15.0);
+    assert!(!o.background_idle_class);
+    assert_eq!(o.background_nice, 10);
 
     for (bad, expected) in [
         (
@@ -35,6 +38,7 @@ fn orchestrator_settings_are_validated() {
             "background_nice = 40",
             "background_nice must be between 0 and 19",
         ),
+        ("background_idle_class = 1", "invalid type"),
         ("bogus = 1", "unknown field `bogus`"),
     ] {
         let text = GOOD.replace(

@@ -39,7 +39,7 @@ use crate::release::factory::{BuildError, ModuleFactory, ObservedOutbound, Place
 use crate::release::startup::{self, StartupError};
 use crate::serve::activity::ActivityLog;
 use crate::serve::capacity::NodeCapacity;
-use crate::serve::executor::GuestExecutor;
+use crate::serve::executor::{GuestExecutor, ThreadPriority};
 use crate::serve::front::Front;
 use crate::serve::jobs;
 use crate::serve::listener::ListenerStats;
@@ -235,14 +235,14 @@ impl RunningNode {
         // the connections' (see `serve::executor`).
         let executors = match orchestrated {
             true => vec![
-                GuestExecutor::start("spark-critical", cpus, 0)
+                GuestExecutor::start("spark-critical", cpus, ThreadPriority::Normal)
                     .map_err(|source| NodeError::Executor { source })?,
-                GuestExecutor::start("spark-normal", cpus, 0)
+                GuestExecutor::start("spark-normal", cpus, ThreadPriority::Normal)
                     .map_err(|source| NodeError::Executor { source })?,
                 GuestExecutor::start(
                     "spark-background",
                     cpus,
-                    manifest.orchestrator.background_nice,
+                    ThreadPriority::background(&manifest.orchestrator),
                 )
                 .map_err(|source| NodeError::Executor { source })?,
             ],

@@ -1,15 +1,16 @@
 //! Where guests run. With the orchestrator off, on the node's main runtime beside the
 //! connections (plain FIFO). With it on, each class on a runtime of its own, and the main
-//! runtime keeps only connections, routing and admission: background guests on threads with
-//! a higher nice value, so the kernel preempts them the moment foreground work is runnable
-//! (the epoch-tick pacer enforces shares on top; the nice value makes the preemption
-//! immediate rather than at the next tick); normal and critical guests each on their own
+//! runtime keeps only connections, routing and admission: background guests on threads in the
+//! kernel's idle scheduling class (or at a higher nice value), so the kernel preempts them the
+//! moment foreground work is runnable (the epoch-tick pacer enforces shares on top; the
+//! scheduling class makes the preemption immediate rather than at the next tick or the end of
+//! a time slice, see `spark_runtime::priority`); normal and critical guests each on their own
 //! threads, so neither a critical request nor the connection that carries it ever waits in a
 //! run queue behind guests that use their whole time slice (a woken thread is scheduled by the
 //! kernel at once, where a task in a shared queue waits for every guest ahead of it to yield).
 //!
-//! The nice value is set once per thread and never lowered again: lowering it needs a
-//! privilege a node should not require.
+//! A thread's priority is lowered once and never raised again: raising it needs a privilege a
+//! node should not require.
 
 /// A runtime of its own for one class of guests.
 pub(crate) struct GuestExecutor {
@@ -18,13 +19,17 @@ pub(crate) struct GuestExecutor {
 }
 
 impl GuestExecutor {
-    /// `threads` worker threads named `name`, at `nice` (0: unchanged).
-    pub(crate) fn start(name: &str, threads: usize, nice: i32) -> std::io::Result<GuestExecutor> {
+    /// `threads` worker threads named `name`, each lowered as `priority` says.
+    pub(crate) fn start(
+        name: &str,
+        threads: usize,
+        priority: ThreadPriority,
+    ) -> std::io::Result<GuestExecutor> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name(name)
             .enable_all()
-            .on_thread_start(move || lower_priority(nice))
+            .on_thread_start(move || priority.apply())
             .build()?;
         let handle = runtime.handle().clone();
         Ok(GuestExecutor {
@@ -46,13 +51,38 @@ impl Drop for GuestExecutor {
     }
 }
 
-fn lower_priority(nice: i32) {
-    if nice == 0 {
-        return;
+/// How an executor's threads are lowered when they start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ThreadPriority {
+    /// As the rest of the node.
+    Normal,
+    /// At this nice value.
+    Nice(i32),
+    /// In the kernel's idle scheduling class; at this nice value where it is refused.
+    Idle { fallback_nice: i32 },
+}
+
+impl ThreadPriority {
+    /// The background executor's, from the manifest's `[orchestrator]`.
+    pub(crate) fn background(settings: &spark_manifest::OrchestratorSettings) -> ThreadPriority {
+        match settings.background_idle_class {
+            true => ThreadPriority::Idle {
+                fallback_nice: settings.background_nice,
+            },
+            false => ThreadPriority::Nice(settings.background_nice),
+        }
     }
-    let thread = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(thread), nice) {
-        tracing::warn!(error = %spark_error::chain(&e), nice, "cannot lower the priority of a background thread; background guests run at normal priority");
+
+    fn apply(self) {
+        match self {
+            ThreadPriority::Normal => {}
+            ThreadPriority::Nice(nice) => {
+                spark_runtime::priority::set_nice("background guests", nice)
+            }
+            ThreadPriority::Idle { fallback_nice } => {
+                spark_runtime::priority::enter_idle_class("background guests", fallback_nice)
+            }
+        }
     }
 }
 
@@ -62,7 +92,7 @@ mod tests {
 
     #[test]
     fn background_threads_run_at_the_requested_nice_value() {
-        let executor = GuestExecutor::start("test", 1, 7).unwrap();
+        let executor = GuestExecutor::start("test", 1, ThreadPriority::Nice(7)).unwrap();
         let nice = std::thread::spawn({
             let handle = executor.handle();
             move || {
@@ -79,5 +109,22 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(nice, 7);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn background_threads_run_in_the_idle_class_by_default() {
+        let settings = spark_manifest::OrchestratorSettings::default();
+        let priority = ThreadPriority::background(&settings);
+        assert_eq!(priority, ThreadPriority::Idle { fallback_nice: 19 });
+        let executor = GuestExecutor::start("test", 1, priority).unwrap();
+        let policy = executor
+            .handle()
+            .block_on(async {
+                tokio::spawn(async { spark_runtime::priority::current_policy() }).await
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(policy, libc::SCHED_IDLE as u32);
     }
 }
