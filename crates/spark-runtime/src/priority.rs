@@ -9,8 +9,14 @@
 //! weight) on a node that is never idle. Measured twice: the optimizer's compiles (B7, p99 to
 //! random modules at 1,000 with a compile queued by most requests: 7.5-8.3 ms at nice 19,
 //! 4.2-5.3 ms in the idle class) and background guests (B3, a critical module's p99 during a
-//! surge against running alone: 1.72-1.91x at nice 19, 1.01-1.04x in the idle class). Moving a
+//! surge against running alone: 1.72-1.91x at nice 19, 0.98-1.04x in the idle class). Moving a
 //! thread down needs no privilege; moving it back up would, so neither is ever undone.
+//!
+//! The price, besides starving such threads while foreground work saturates every CPU: a
+//! lowered thread preempted while it holds a lock foreground threads also take (the instance
+//! pool's, a log writer's) keeps it until the kernel runs it again, which under saturation
+//! takes longer in the idle class than at nice 19 (the kernel has no priority inheritance for
+//! these locks). The sections are short; B3 and B7 measure the net effect.
 
 /// Puts the calling thread in the idle scheduling class, or at `fallback_nice` where the kernel
 /// refuses that class (not Linux); `fallback_nice` 0 leaves it as it is. Says why in the log
