@@ -383,7 +383,7 @@ pub const DEFAULT_ORCHESTRATOR_INTERVAL: Duration = Duration::from_millis(500);
 pub const DEFAULT_BACKGROUND_MIN_SHARE: f64 = 0.10;
 /// Background guests run in the kernel's idle scheduling class by default: the kernel runs them
 /// in the gaps and preempts them the moment foreground work wakes (B3, a critical module's p99
-/// during a surge: 1.01-1.04x running alone; at nice 19 without the idle class, 1.72-1.91x,
+/// during a surge: 0.98-1.04x running alone; at nice 19 without the idle class, 1.72-1.91x,
 /// because a woken request thread could wait out a background thread's time slice; at nice
 /// 10 about twice as high again). The price: when foreground work alone saturates every CPU,
 /// background gets almost nothing (about 0.3%; 1.5% at nice 19), below a
