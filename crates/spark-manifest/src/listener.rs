@@ -34,6 +34,13 @@ pub struct ListenerLimits {
     /// Requests a connection may abandon (HTTP/2 `RST_STREAM`, or a close mid-request) per
     /// minute before it is closed.
     pub h2_reset_budget: u32,
+    /// Longest a finished connection waits for its client to stop sending before it closes
+    /// (zero: it closes at once, and a client still uploading may see a reset instead of the
+    /// answer it was sent).
+    pub linger_time: Duration,
+    /// Most a finished connection reads (and drops) from a client still sending before it
+    /// closes anyway.
+    pub linger_bytes: u64,
 }
 
 /// Default `node.header_read_timeout`: 10 s.
@@ -58,6 +65,10 @@ pub const DEFAULT_H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default `node.h2_reset_budget`: abandoned requests per minute.
 pub const DEFAULT_H2_RESET_BUDGET: u32 = 200;
+/// Default `node.linger_time`: 3 s (Apache lingers 2 s, nginx up to 30 s).
+pub const DEFAULT_LINGER_TIME: Duration = Duration::from_secs(3);
+/// Default `node.linger_bytes`: 16 MiB.
+pub const DEFAULT_LINGER_BYTES: u64 = 16 << 20;
 
 impl Default for ListenerLimits {
     fn default() -> Self {
@@ -71,6 +82,8 @@ impl Default for ListenerLimits {
             h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             h2_keepalive_interval: DEFAULT_H2_KEEPALIVE_INTERVAL,
             h2_reset_budget: DEFAULT_H2_RESET_BUDGET,
+            linger_time: DEFAULT_LINGER_TIME,
+            linger_bytes: DEFAULT_LINGER_BYTES,
         }
     }
 }

@@ -71,6 +71,8 @@ pub(crate) struct RawNode {
     pub h2_max_concurrent_streams: Option<Spanned<i64>>,
     pub h2_keepalive_interval: Option<Spanned<String>>,
     pub h2_reset_budget: Option<Spanned<i64>>,
+    pub linger_time: Option<Spanned<String>>,
+    pub linger_bytes: Option<Spanned<String>>,
     pub otlp_endpoint: Option<Spanned<String>>,
     pub otlp_timeout: Option<Spanned<String>>,
     pub otlp_queue: Option<Spanned<i64>>,

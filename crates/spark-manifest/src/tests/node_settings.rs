@@ -127,6 +127,8 @@ request_body_timeout = "3s"
 h2_max_concurrent_streams = 50
 h2_keepalive_interval = "0s"
 h2_reset_budget = 20
+linger_time = "0s"
+linger_bytes = "1MiB"
 admin_max_connections = 8
 [[node.tls]]
 cert = "certs/a.pem"
@@ -156,6 +158,8 @@ routes = ["/"]
     assert_eq!(limits.h2_max_concurrent_streams, 50);
     assert!(limits.h2_keepalive_interval.is_zero());
     assert_eq!(limits.h2_reset_budget, 20);
+    assert!(limits.linger_time.is_zero());
+    assert_eq!(limits.linger_bytes, 1 << 20);
     let admin = limits.for_admin(node.admin_max_connections);
     assert_eq!(
         (admin.max_connections, admin.max_connections_per_client),
@@ -180,6 +184,8 @@ routes = ["/"]
         ("max_connections", "0", "between 1 and"),
         ("max_memory", "\"1MiB\"", "at least 16MiB"),
         ("h2_keepalive_interval", "\"10ms\"", "or \"0s\": off"),
+        ("linger_time", "\"2m\"", "at most 1m"),
+        ("linger_bytes", "\"lots\"", "node.linger_bytes"),
     ] {
         let text = format!(
             "version = 1\n[node]\n{field} = {value}\n[[module]]\nid = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/\"]\n"

@@ -14,6 +14,8 @@ use crate::{NodeSettings, OtlpEndpoint, TraceExport};
 /// Front-door timeouts are at least this (a shorter one would cut off healthy clients on a
 /// busy link) and at most this (a longer one is not a limit).
 const TIMEOUTS: RangeInclusive<Duration> = Duration::from_millis(100)..=Duration::from_secs(3600);
+/// The longest `node.linger_time`: a lingering connection keeps its place under the caps.
+const MAX_LINGER_TIME: Duration = Duration::from_secs(60);
 const MAX_CONNECTIONS: i64 = 1_000_000;
 const MAX_STREAMS: i64 = 10_000;
 /// An export request waits at least this for its collector, and at most this.
@@ -115,6 +117,18 @@ impl Validator<'_> {
             d.h2_keepalive_interval,
             "node.h2_keepalive_interval",
         );
+        let linger_time =
+            self.duration(raw.linger_time.as_ref(), d.linger_time, "node.linger_time");
+        let linger_time = match raw.linger_time.as_ref().map(Spanned::span) {
+            Some(span) if linger_time > MAX_LINGER_TIME => {
+                self.error(
+                    span,
+                    "node.linger_time must be at most 1m (or \"0s\": close at once)",
+                );
+                d.linger_time
+            }
+            _ => linger_time,
+        };
         if let Some(span) = raw.h2_keepalive_interval.as_ref().map(Spanned::span)
             && !keepalive.is_zero()
             && !TIMEOUTS.contains(&keepalive)
@@ -160,6 +174,12 @@ impl Validator<'_> {
                 1..=MAX_CONNECTIONS,
                 "node.h2_reset_budget",
             ) as u32,
+            linger_time,
+            linger_bytes: self.size(
+                raw.linger_bytes.as_ref(),
+                d.linger_bytes,
+                "node.linger_bytes",
+            ),
         }
     }
 

@@ -9,16 +9,16 @@
 //! instead of the 413. So hyper is handed the socket inside a [`Returning`], which, when hyper
 //! drops it, gives the socket back to the connection's task instead of closing it
 //! ([`Returned`]); if hyper ended the connection, the task stops writing (FIN), reads and drops
-//! what the client still sends, and closes at the client's end of stream, at [`LINGER_TIME`] or
-//! after [`LINGER_BYTES`], whichever comes first (Apache and nginx do the same, with 2 s and
-//! 30 s).
+//! what the client still sends, and closes at the client's end of stream, at `node.linger_time`
+//! (3 s by default) or after `node.linger_bytes` (16 MiB), whichever comes first (Apache and
+//! nginx do the same, with 2 s and up to 30 s); a `linger_time` of zero closes at once.
 //!
 //! The decision worth knowing: lingering is part of the connection, not after it, and costs no
 //! second descriptor. The connection keeps its permit (so the caps on connections, in all and
 //! per client, count a lingering one), its task stays charged to the listener's memory
 //! account, and node shutdown ends it at once. A client that uses the linger to hold a slot
-//! holds it for [`LINGER_TIME`] at most, less than the header timeout would give it on a new
-//! connection.
+//! holds it for `linger_time` at most, less than the header timeout would give it on a new
+//! connection (with the defaults).
 //!
 //! A connection closed for idleness lingers too, although nothing of it is unread when the
 //! node decides: the client may send its next request (or open an HTTP/2 stream past the
@@ -36,10 +36,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-/// Longest a finished connection waits for its client to stop sending.
-pub(crate) const LINGER_TIME: Duration = Duration::from_secs(3);
-/// Most a finished connection reads (and drops) before it closes anyway.
-pub(crate) const LINGER_BYTES: usize = 16 << 20;
 /// Read buffer while lingering (what is read is dropped).
 const SCRATCH: usize = 8 << 10;
 
@@ -62,10 +58,12 @@ pub(crate) struct Returned {
 pub(crate) enum Lingered {
     /// The client closed (or reset) its side: nothing was cut.
     ClientDone,
-    /// [`LINGER_TIME`] or [`LINGER_BYTES`] ran out with the client still sending.
+    /// The linger's time or bytes ran out with the client still sending.
     Cut,
     /// The node is shutting down.
     Shutdown,
+    /// Lingering is off (`node.linger_time = "0s"`): closed at once.
+    Off,
 }
 
 /// `stream` for hyper, and the handle it comes back to.
@@ -140,26 +138,34 @@ impl AsyncWrite for Returning {
 
 impl Returned {
     /// Lingers on the socket hyper gave back (if it did): stops writing, then reads and drops
-    /// what the client still sends until it closes, the bounds run out or `shutdown` fires;
-    /// the socket closes when this returns.
-    pub(crate) async fn linger(self, shutdown: &CancellationToken) -> Lingered {
+    /// what the client still sends until it closes, `time` runs out, `bytes` have been read or
+    /// `shutdown` fires; the socket closes when this returns. A `time` of zero closes at once.
+    pub(crate) async fn linger(
+        self,
+        time: Duration,
+        bytes: u64,
+        shutdown: &CancellationToken,
+    ) -> Lingered {
         let Some(mut stream) = self.slot.lock().expect("socket slot lock").take() else {
             return Lingered::ClientDone;
         };
+        if time.is_zero() {
+            return Lingered::Off;
+        }
         let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
         let drain = async {
             let mut scratch = vec![0u8; SCRATCH];
-            let mut read = 0;
-            while read < LINGER_BYTES {
+            let mut read = 0u64;
+            while read < bytes {
                 match stream.read(&mut scratch).await {
                     Ok(0) | Err(_) => return Lingered::ClientDone,
-                    Ok(n) => read += n,
+                    Ok(n) => read += n as u64,
                 }
             }
             Lingered::Cut
         };
         tokio::select! {
-            lingered = tokio::time::timeout(LINGER_TIME, drain) => lingered.unwrap_or(Lingered::Cut),
+            lingered = tokio::time::timeout(time, drain) => lingered.unwrap_or(Lingered::Cut),
             () = shutdown.cancelled() => Lingered::Shutdown,
         }
     }

@@ -231,7 +231,13 @@ impl Connected {
             &self.shutdown,
         )
         .await;
-        if ended == Ended::ByHyper && returned.linger(&self.shutdown).await == Lingered::Cut {
+        let (time, bytes) = (
+            self.config.limits.linger_time,
+            self.config.limits.linger_bytes,
+        );
+        if ended == Ended::ByHyper
+            && returned.linger(time, bytes, &self.shutdown).await == Lingered::Cut
+        {
             tracing::debug!(peer = %self.peer, "connection closed: the client was still sending at the end of its linger");
             self.stats.closed_for(CloseReason::Linger);
         }

@@ -300,3 +300,84 @@ async fn a_client_that_uploads_a_refused_body_whole_still_reads_its_413() {
     );
     node.stop().await;
 }
+
+/// The linger's bounds are the operator's (`node.linger_time`, `node.linger_bytes`): a client
+/// that holds its side open after the 413 is closed at the linger's time, one that keeps
+/// uploading once the linger has read its bytes; with `linger_time = "0s"` the node closes at
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_linger_keeps_the_bounds_the_manifest_sets() {
+    let with = |settings: &str| {
+        SLOW.replace(
+            "max_connections_per_client = 1000\n",
+            &format!("max_connections_per_client = 1000\n{settings}\n"),
+        )
+    };
+    let refused = b"POST /echo/body HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n";
+    let cut = r#"spark_connections_closed_total{listener="public",reason="linger_cut"}"#;
+
+    // Holds its side open and sends nothing: closed at the linger's time, not the default 3 s.
+    let node = TestNode::start(&with("linger_time = \"300ms\""))
+        .await
+        .unwrap();
+    let mut quiet = raw(&node, refused).await;
+    let asked = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), quiet.read_to_end(&mut answer))
+        .await
+        .expect("the node closed the connection")
+        .expect("an answer, not a reset");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 413"));
+    let held = asked.elapsed();
+    assert!(held < Duration::from_secs(2), "closed after {held:?}");
+    assert_eq!(
+        series_settles(&node, cut, 1.0, Duration::from_secs(2)).await,
+        1.0
+    );
+    node.stop().await;
+
+    // Keeps uploading, with a long linger time: cut once the linger has read its bytes.
+    let node = TestNode::start(&with("linger_time = \"30s\"\nlinger_bytes = \"256KiB\""))
+        .await
+        .unwrap();
+    let mut endless = raw(&node, refused).await;
+    let started = Instant::now();
+    let chunk = vec![b'x'; 64 << 10];
+    let upload = async {
+        loop {
+            endless.write_all(&chunk).await?;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    };
+    let ended = tokio::time::timeout(Duration::from_secs(20), upload).await;
+    assert!(matches!(ended, Ok(Err(_))), "cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        series_settles(&node, cut, 1.0, Duration::from_secs(2)).await,
+        1.0
+    );
+    node.stop().await;
+
+    // No linger: closed at once, nothing counted as cut.
+    let node = TestNode::start(&with("linger_time = \"0s\""))
+        .await
+        .unwrap();
+    let mut quiet = raw(&node, refused).await;
+    let asked = Instant::now();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), quiet.read_to_end(&mut answer))
+        .await
+        .expect("the node closed the connection");
+    assert!(asked.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        series_settles(&node, cut, 0.0, Duration::from_secs(1)).await,
+        0.0,
+        "no linger, nothing cut"
+    );
+    node.stop().await;
+}
