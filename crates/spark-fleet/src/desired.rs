@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::kv;
-use futures::StreamExt;
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{FleetRollout, Target, target_for};
@@ -192,7 +192,10 @@ impl Fleet {
             Ok(keys) => keys,
             Err(e) => return Err(FleetError::nats("listing applications", e)),
         };
-        let keys: Vec<String> = keys.filter_map(|k| async move { k.ok() }).collect().await;
+        let keys: Vec<String> = keys
+            .try_collect()
+            .await
+            .map_err(|e| FleetError::nats("listing applications", e))?;
         let mut apps = Vec::new();
         for key in keys {
             if let Some(app) = key.strip_prefix("app.")

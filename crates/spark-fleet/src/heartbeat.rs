@@ -3,10 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use futures::StreamExt;
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::decode;
+
+/// How many times a cut listing of the nodes is read, and the pause before the n-th retry
+/// (n times this).
+const LISTING_ATTEMPTS: u32 = 3;
+const LISTING_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 use crate::plan::NodeView;
 use crate::{Fleet, FleetError, check_name};
 
@@ -108,14 +113,34 @@ impl Fleet {
             .map_err(|e| FleetError::nats("writing a heartbeat", e))
     }
 
-    /// The live nodes' latest reports, sorted by node id.
+    /// The live nodes' latest reports, sorted by node id. A listing the connection cut is
+    /// read again (the client reconnects by itself), [`LISTING_ATTEMPTS`] times in all.
     pub async fn nodes(&self) -> Result<Vec<NodeReport>, FleetError> {
+        let mut attempt = 1;
+        loop {
+            match self.list_nodes().await {
+                Err(e) if attempt < LISTING_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "listing the fleet's nodes again");
+                    tokio::time::sleep(LISTING_RETRY * attempt).await;
+                    attempt += 1;
+                }
+                listed => return listed,
+            }
+        }
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeReport>, FleetError> {
         let keys = self
             .nodes
             .keys()
             .await
             .map_err(|e| FleetError::nats("listing nodes", e))?;
-        let keys: Vec<String> = keys.filter_map(|k| async move { k.ok() }).collect().await;
+        // An error in the listing (the connection lost mid-way) is an error, not an end: an
+        // empty or partial list would read as "no live node" and refuse a canary deploy.
+        let keys: Vec<String> = keys
+            .try_collect()
+            .await
+            .map_err(|e| FleetError::nats("listing nodes", e))?;
         let mut reports = Vec::new();
         for key in keys {
             let value = self
