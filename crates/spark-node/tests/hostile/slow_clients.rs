@@ -320,20 +320,14 @@ async fn the_linger_keeps_the_bounds_the_manifest_sets() {
     let node = TestNode::start(&with("linger_time = \"300ms\""))
         .await
         .unwrap();
-    let mut quiet = raw(&node, refused).await;
-    let asked = Instant::now();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), quiet.read_to_end(&mut answer))
-        .await
-        .expect("the node closed the connection")
-        .expect("an answer, not a reset");
-    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 413"));
-    let held = asked.elapsed();
-    assert!(held < Duration::from_secs(2), "closed after {held:?}");
+    // (The node stops writing at once; it closes when the linger ends: the cut is counted.)
+    let (_quiet, asked) = refused_and_answered(&node, refused).await;
     assert_eq!(
         series_settles(&node, cut, 1.0, Duration::from_secs(2)).await,
         1.0
     );
+    let held = asked.elapsed();
+    assert!(held < Duration::from_secs(2), "closed after {held:?}");
     node.stop().await;
 
     // Keeps uploading, with a long linger time: cut once the linger has read its bytes.
@@ -367,17 +361,27 @@ async fn the_linger_keeps_the_bounds_the_manifest_sets() {
     let node = TestNode::start(&with("linger_time = \"0s\""))
         .await
         .unwrap();
-    let mut quiet = raw(&node, refused).await;
+    let (_quiet, _) = refused_and_answered(&node, refused).await;
+    let open = r#"spark_connections_open{listener="public"}"#;
+    assert_eq!(
+        series_settles(&node, open, 0.0, Duration::from_secs(1)).await,
+        0.0,
+        "closed at once"
+    );
+    assert_eq!(series(&node, cut).await, 0.0, "no linger, nothing cut");
+    node.stop().await;
+}
+
+/// Sends `request` (refused on its head) and reads the 413 to the node's end of writing; the
+/// socket is returned open (the client neither sends nor closes), with when it was sent.
+async fn refused_and_answered(node: &TestNode, request: &[u8]) -> (TcpStream, Instant) {
+    let mut quiet = raw(node, request).await;
     let asked = Instant::now();
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), quiet.read_to_end(&mut answer))
+    tokio::time::timeout(Duration::from_secs(10), quiet.read_to_end(&mut answer))
         .await
-        .expect("the node closed the connection");
-    assert!(asked.elapsed() < Duration::from_secs(2));
-    assert_eq!(
-        series_settles(&node, cut, 0.0, Duration::from_secs(1)).await,
-        0.0,
-        "no linger, nothing cut"
-    );
-    node.stop().await;
+        .expect("the node stopped writing")
+        .expect("an answer, not a reset");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 413"));
+    (quiet, asked)
 }
