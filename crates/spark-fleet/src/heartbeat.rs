@@ -2,18 +2,19 @@
 //! `max_age` drops the entry of a node that stops, so the listing is the live fleet.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::decode;
+use crate::plan::NodeView;
+use crate::{Fleet, FleetError, check_name};
 
 /// How many times a cut listing of the nodes is read, and the pause before the n-th retry
 /// (n times this).
 const LISTING_ATTEMPTS: u32 = 3;
-const LISTING_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
-use crate::plan::NodeView;
-use crate::{Fleet, FleetError, check_name};
+const LISTING_RETRY: Duration = Duration::from_millis(250);
 
 /// What a node says about itself.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
