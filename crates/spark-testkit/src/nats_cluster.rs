@@ -93,9 +93,17 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
-    /// Three servers on 127.0.0.1 for a test (panics if they do not start).
+    /// Three servers on 127.0.0.1 for a test (panics if they do not start). A cluster that
+    /// does not become healthy is started once more on fresh ports: its ports are picked free
+    /// and then bound by the servers, and another test's process can take one in between (CI
+    /// saw a server whose JetStream never found a meta leader).
     pub fn start() -> NatsCluster {
-        NatsCluster::try_start(&NatsClusterOptions::local(crate::nats_server_bin(), 3))
+        let options = NatsClusterOptions::local(crate::nats_server_bin(), 3);
+        NatsCluster::try_start(&options)
+            .or_else(|first| {
+                eprintln!("nats-server cluster not healthy ({first}); starting it again");
+                NatsCluster::try_start(&options)
+            })
             .expect("starting a nats-server cluster")
     }
 
