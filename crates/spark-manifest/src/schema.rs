@@ -166,6 +166,7 @@ pub(crate) struct RawOrchestrator {
     pub background_min_share: Option<Spanned<f64>>,
     pub background_nice: Option<Spanned<i64>>,
     pub background_idle_class: Option<bool>,
+    pub critical_first: Option<bool>,
     pub battery_low: Option<Spanned<f64>>,
     pub uplink_slow: Option<Spanned<String>>,
     pub memory_high: Option<Spanned<f64>>,

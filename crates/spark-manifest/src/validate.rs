@@ -219,6 +219,7 @@ impl Validator<'_> {
                 "orchestrator.background_nice",
             ) as i32,
             background_idle_class: raw.background_idle_class.unwrap_or(d.background_idle_class),
+            critical_first: raw.critical_first.unwrap_or(d.critical_first),
             battery_low: self.number(
                 raw.battery_low.as_ref(),
                 d.battery_low,

@@ -36,6 +36,7 @@ use crate::body::{GuestTask, Owner, ResponseBody};
 use crate::budget::{Budget, CpuShare, Metered, Pacer};
 use crate::claims::Claims;
 use crate::concurrent::SharedInstance;
+use crate::critical_first::{CriticalFirst, Placed, Start};
 use crate::error::InvokeError;
 use crate::guest_log::{GuestLog, LogBudget, Stream};
 use crate::host::{Host, MemoryLimiter};
@@ -217,6 +218,10 @@ pub struct ModuleControls {
     /// Where the module's guests run (e.g. a low-priority executor for background modules);
     /// `None`: the caller's runtime.
     pub executor: Option<tokio::runtime::Handle>,
+    /// Critical guests first (see [`crate::critical_first`]): a critical module's guests count
+    /// as critical work; a normal module's start on threads in the idle class while there is
+    /// some. `None`: always on `executor`.
+    pub critical_first: Option<CriticalFirst>,
     /// Minimum gap between the module's outbound requests.
     pub outbound: Arc<OutboundPacing>,
     /// Told the round trip of every outbound request (the orchestrator's uplink view).
@@ -563,7 +568,34 @@ impl GuestModule {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        match &self.inner.controls.executor {
+        self.spawn_for(Start::Invocation, task)
+    }
+
+    /// Runs a guest task started for `start` on the module's executor, or on the idle-class
+    /// one while critical work is live (`crate::critical_first`).
+    pub(crate) fn spawn_for<F>(&self, start: Start, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let controls = &self.inner.controls;
+        let placed = match &controls.critical_first {
+            Some(first) => first.place(controls.executor.as_ref(), start),
+            None => Placed {
+                executor: controls.executor.as_ref(),
+                critical: None,
+                yielded: false,
+            },
+        };
+        if placed.yielded {
+            self.inner.stats.yielded();
+        }
+        let critical = placed.critical;
+        let task = async move {
+            let _running = critical;
+            task.await
+        };
+        match placed.executor {
             Some(executor) => executor.spawn(task),
             None => tokio::spawn(task),
         }

@@ -32,6 +32,7 @@ mod body;
 mod budget;
 mod claims;
 mod concurrent;
+pub mod critical_first;
 mod engine;
 mod error;
 mod guest;
@@ -67,6 +68,7 @@ pub use aot::{ArtifactCache, digest};
 pub use body::{BodyError, RequestBodyError, ResponseBody};
 pub use budget::{PaceFuture, Pacer};
 pub use claims::Claims;
+pub use critical_first::{CriticalFirst, CriticalWork};
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, EngineSettings, PoolingMode};
 pub use error::{InvokeError, LoadError, RuntimeError};
 pub use guest::{

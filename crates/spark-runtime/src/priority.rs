@@ -67,10 +67,15 @@ fn idle_class() -> std::io::Result<()> {
 #[cfg(target_os = "linux")]
 pub fn current_policy() -> std::io::Result<u32> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
+    policy_in_stat(&stat)
+        .ok_or_else(|| std::io::Error::other("no policy field in /proc/thread-self/stat"))
+}
+
+/// The scheduling policy in a thread's `/proc` stat line (field 41).
+pub fn policy_in_stat(stat: &str) -> Option<u32> {
     stat.rsplit_once(')')
         .and_then(|(_, rest)| rest.split_whitespace().nth(38))
         .and_then(|field| field.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no policy field in /proc/thread-self/stat"))
 }
 
 #[cfg(all(test, target_os = "linux"))]

@@ -32,6 +32,7 @@ pub struct ModuleStats {
     instance_bytes: AtomicU64,
     shared_requests: AtomicU64,
     shared_instances: AtomicU64,
+    yielded: AtomicU64,
 }
 
 /// A consistent-enough copy of [`ModuleStats`] for reporting.
@@ -84,6 +85,10 @@ pub struct StatsSnapshot {
     /// WASI 0.3 instances serving requests now (a gauge).
     #[serde(default)]
     pub shared_instances: u64,
+    /// Guests started on threads in the idle class because critical work was live
+    /// (`crate::critical_first`).
+    #[serde(default)]
+    pub yielded: u64,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -167,6 +172,11 @@ impl ModuleStats {
         OpenInstance(self.clone())
     }
 
+    /// A guest starts on the idle-class threads, behind live critical work.
+    pub(crate) fn yielded(&self) {
+        self.yielded.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn body_limit_hit(&self) {
         self.body_limits.fetch_add(1, Ordering::Relaxed);
     }
@@ -195,6 +205,7 @@ impl ModuleStats {
             cancelled: load(&self.cancelled),
             shared_requests: load(&self.shared_requests),
             shared_instances: load(&self.shared_instances),
+            yielded: load(&self.yielded),
         }
     }
 }

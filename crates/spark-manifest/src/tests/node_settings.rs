@@ -9,10 +9,11 @@ fn orchestrator_settings_are_validated() {
     assert_eq!(m.orchestrator, OrchestratorSettings::default());
     assert!(m.orchestrator.enabled);
     assert!(m.orchestrator.background_idle_class);
+    assert!(m.orchestrator.critical_first);
 
     let text = GOOD.replace(
         "[[module]]\nid = \"storefront\"",
-        "[orchestrator]\nenabled = false\ninterval = \"250ms\"\nprobe_root = \"fixtures/laptop\"\nupstreams = [\"tcp://10.0.0.1:443\"]\nbackground_min_share = 0.2\nbackground_idle_class = false\nbackground_nice = 10\nbattery_low = 15\n\n[[module]]\nid = \"storefront\"",
+        "[orchestrator]\nenabled = false\ninterval = \"250ms\"\nprobe_root = \"fixtures/laptop\"\nupstreams = [\"tcp://10.0.0.1:443\"]\nbackground_min_share = 0.2\nbackground_idle_class = false\ncritical_first = false\nbackground_nice = 10\nbattery_low = 15\n\n[[module]]\nid = \"storefront\"",
     );
     let o = parse(&text).unwrap().orchestrator;
     assert!(!o.enabled);
@@ -22,6 +23,7 @@ fn orchestrator_settings_are_validated() {
     assert_eq!(o.background_min_share, 0.2);
     assert_eq!(o.battery_low, 15.0);
     assert!(!o.background_idle_class);
+    assert!(!o.critical_first);
     assert_eq!(o.background_nice, 10);
 
     for (bad, expected) in [
@@ -39,6 +41,7 @@ fn orchestrator_settings_are_validated() {
             "background_nice must be between 0 and 19",
         ),
         ("background_idle_class = 1", "invalid type"),
+        ("critical_first = \"yes\"", "invalid type"),
         ("bogus = 1", "unknown field `bogus`"),
     ] {
         let text = GOOD.replace(

@@ -233,7 +233,7 @@ impl RunningNode {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         // With the orchestrator on, each class's guests get a runtime of their own, apart from
         // the connections' (see `serve::executor`).
-        let executors = match orchestrated {
+        let mut executors = match orchestrated {
             true => vec![
                 GuestExecutor::start("spark-critical", cpus, ThreadPriority::Normal)
                     .map_err(|source| NodeError::Executor { source })?,
@@ -248,6 +248,17 @@ impl RunningNode {
             ],
             false => Vec::new(),
         };
+        if orchestrated && manifest.orchestrator.critical_first {
+            // Normal guests started while critical work is live (`critical_first`).
+            executors.push(
+                GuestExecutor::start(
+                    "spark-yielding",
+                    cpus,
+                    ThreadPriority::Idle { fallback_nice: 0 },
+                )
+                .map_err(|source| NodeError::Executor { source })?,
+            );
+        }
         let probes = match orchestrated {
             true => Some(control::probes(&manifest.orchestrator).map_err(NodeError::Orchestrator)?),
             false => None,
@@ -257,6 +268,8 @@ impl RunningNode {
             critical: executors.first().map(GuestExecutor::handle),
             normal: executors.get(1).map(GuestExecutor::handle),
             background: executors.get(2).map(GuestExecutor::handle),
+            yielding: executors.get(3).map(GuestExecutor::handle),
+            critical_work: Arc::default(),
             paced: orchestrated,
             outbound_latency: probes
                 .as_ref()

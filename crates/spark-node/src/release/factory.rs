@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use spark_manifest::{ModuleSpec, Priority, Trigger};
 use spark_runtime::{
-    InvokeError, LatencySink, LoadError, ModuleControls, ModuleStats, OutboundPacing, Prepared,
-    Runtime,
+    CriticalFirst, CriticalWork, InvokeError, LatencySink, LoadError, ModuleControls, ModuleStats,
+    OutboundPacing, Prepared, Runtime,
 };
 use spark_store::Store;
 
@@ -32,6 +32,11 @@ pub struct Placement {
     /// The executors for critical and normal guests (`None`: the caller's runtime).
     pub critical: Option<tokio::runtime::Handle>,
     pub normal: Option<tokio::runtime::Handle>,
+    /// Where normal guests start while critical work is live (`orchestrator.critical_first`;
+    /// `None`: always on `normal`).
+    pub yielding: Option<tokio::runtime::Handle>,
+    /// Whether critical guests run or ran lately, for `yielding`.
+    pub critical_work: Arc<CriticalWork>,
     pub paced: bool,
     /// Where guests' outbound round trips are reported (the uplink probe's passive side).
     pub outbound_latency: Option<Arc<dyn LatencySink>>,
@@ -57,11 +62,20 @@ impl Placement {
             Priority::Critical => self.critical.clone(),
             Priority::Normal => self.normal.clone(),
         };
+        let critical_first = self.yielding.as_ref().and_then(|idle| match spec.priority {
+            Priority::Critical => Some(CriticalFirst::Marks(self.critical_work.clone())),
+            Priority::Normal => Some(CriticalFirst::Yields {
+                idle: idle.clone(),
+                critical: self.critical_work.clone(),
+            }),
+            Priority::Background => None,
+        });
         let runtime_controls = ModuleControls {
             pacer: self
                 .paced
                 .then(|| pacer.clone() as Arc<dyn spark_runtime::Pacer>),
             executor,
+            critical_first,
             outbound: outbound.clone(),
             outbound_latency: self.outbound_latency.clone(),
             stats: Arc::new(ModuleStats::default()),

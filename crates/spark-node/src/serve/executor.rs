@@ -1,5 +1,4 @@
-//! Where guests run. With the orchestrator off, on the node's main runtime beside the
-//! connections (plain FIFO). With it on, each class on a runtime of its own, and the main
+//! Where guests run. With the orchestrator on, each class on a runtime of its own, and the main
 //! runtime keeps only connections, routing and admission: background guests on threads in the
 //! kernel's idle scheduling class (or at a higher nice value), so the kernel preempts them the
 //! moment foreground work is runnable (the epoch-tick pacer enforces shares on top; the
@@ -8,6 +7,10 @@
 //! threads, so neither a critical request nor the connection that carries it ever waits in a
 //! run queue behind guests that use their whole time slice (a woken thread is scheduled by the
 //! kernel at once, where a task in a shared queue waits for every guest ahead of it to yield).
+//! With `orchestrator.critical_first` a fourth runtime, `spark-yielding`, also in the idle
+//! class, takes the normal guests that start while critical work is live
+//! (`spark_runtime::critical_first`). With the orchestrator off, guests run on the node's main
+//! runtime beside the connections (plain FIFO).
 //!
 //! A thread's priority is lowered once and never raised again: raising it needs a privilege a
 //! node should not require.
@@ -29,7 +32,10 @@ impl GuestExecutor {
             .worker_threads(threads.max(1))
             .thread_name(name)
             .enable_all()
-            .on_thread_start(move || priority.apply())
+            .on_thread_start({
+                let name = name.to_owned();
+                move || priority.apply(&name)
+            })
             .build()?;
         let handle = runtime.handle().clone();
         Ok(GuestExecutor {
@@ -73,14 +79,13 @@ impl ThreadPriority {
         }
     }
 
-    fn apply(self) {
+    /// Lowers the calling thread, one of the executor `name`'s.
+    fn apply(self, name: &str) {
         match self {
             ThreadPriority::Normal => {}
-            ThreadPriority::Nice(nice) => {
-                spark_runtime::priority::set_nice("background guests", nice)
-            }
+            ThreadPriority::Nice(nice) => spark_runtime::priority::set_nice(name, nice),
             ThreadPriority::Idle { fallback_nice } => {
-                spark_runtime::priority::enter_idle_class("background guests", fallback_nice)
+                spark_runtime::priority::enter_idle_class(name, fallback_nice)
             }
         }
     }

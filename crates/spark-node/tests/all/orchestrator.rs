@@ -1,6 +1,7 @@
 //! The orchestrator on a real node: a background module really throttled during a real surge
-//! and restored after it, shedding by class, and every other trigger driven through probe
-//! fixture trees, all applied live without restarting a module.
+//! and restored after it, shedding by class, normal guests yielding to live critical work, and
+//! every other trigger driven through probe fixture trees, all applied live without restarting
+//! a module.
 //!
 //! The triggers driven by fixtures run on a manual clock: the test moves time by whole ticks
 //! and asserts what the loop decided, exactly when the policy says it decides (a mode after
@@ -532,5 +533,99 @@ async fn with_the_orchestrator_off_nothing_is_paced() {
             .status,
         404
     );
+    node.stop().await;
+}
+
+const CRITICAL_FIRST: &str = r#"
+version = 1
+[node]
+tiering = false
+
+[[module]]
+id = "shop"
+component = "{guest:hello}"
+routes = ["/shop/..."]
+priority = "critical"
+
+[[module]]
+id = "api"
+component = "{guest:hello}"
+routes = ["/api/..."]
+"#;
+
+/// Normal guests started on idle-class threads so far, read from the metrics page.
+async fn yielded(node: &TestNode, module: &str) -> f64 {
+    let page = get(&node.admin_url("/metrics")).await.unwrap().text();
+    let series = format!("spark_guests_yielded_total{{module=\"{module}\"}}");
+    spark_testkit::metric(&page, &series).unwrap_or_else(|| panic!("no {series} in:\n{page}"))
+}
+
+/// The scheduling policy of this process's threads named `name` (`/proc/self/task/*/stat`).
+fn policies_of_threads(name: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            spark_runtime::priority::policy_in_stat(&stat)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn normal_guests_yield_to_critical_work_while_it_is_live() {
+    let node = TestNode::start(CRITICAL_FIRST).await.unwrap();
+    let live_for = spark_runtime::critical_first::LIVE_FOR;
+    // Loading ran the critical module's first instance.
+    tokio::time::sleep(live_for + Duration::from_millis(200)).await;
+    let api = |n: usize| {
+        let url = node.url("/api/");
+        async move {
+            for _ in 0..n {
+                assert_eq!(get(&url).await.unwrap().status, 200);
+            }
+        }
+    };
+    api(3).await;
+    assert_eq!(yielded(&node, "api").await, 0.0, "no critical work yet");
+
+    assert_eq!(get(&node.url("/shop/")).await.unwrap().status, 200);
+    api(3).await;
+    assert_eq!(
+        yielded(&node, "api").await,
+        3.0,
+        "started behind critical work that just finished"
+    );
+    assert_eq!(
+        yielded(&node, "shop").await,
+        0.0,
+        "critical guests never yield"
+    );
+    let idle = policies_of_threads("spark-yielding");
+    assert!(
+        !idle.is_empty() && idle.iter().all(|&p| p == libc::SCHED_IDLE as u32),
+        "the yielding threads are in the idle class: {idle:?}"
+    );
+
+    tokio::time::sleep(live_for + Duration::from_millis(200)).await;
+    api(2).await;
+    assert_eq!(
+        yielded(&node, "api").await,
+        3.0,
+        "critical work over: normal priority again"
+    );
+    node.stop().await;
+
+    let off = CRITICAL_FIRST.replace(
+        "[[module]]\nid = \"shop\"",
+        "[orchestrator]\ncritical_first = false\n\n[[module]]\nid = \"shop\"",
+    );
+    let node = TestNode::start(&off).await.unwrap();
+    assert_eq!(get(&node.url("/shop/")).await.unwrap().status, 200);
+    assert_eq!(get(&node.url("/api/")).await.unwrap().status, 200);
+    assert_eq!(yielded(&node, "api").await, 0.0, "critical_first = false");
     node.stop().await;
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::{GuestModule, ReadyInstance, ReadyProxy, instantiate, instantiate_p3};
 use crate::budget::Metered;
+use crate::critical_first::Start;
 use crate::error::InvokeError;
 use crate::loader::{Entry, Prepared};
 
@@ -30,22 +31,27 @@ impl GuestModule {
             let mut store = self.new_store(&code, budget.clone());
             let (entry, stats) = (code.entry.clone(), self.inner.stats.clone());
             let made = self
-                .spawn(Metered::new(
-                    async move {
-                        let proxy = match &entry {
-                            Entry::Http(pre) => {
-                                ReadyProxy::P2(instantiate(pre, &mut store, &stats).await?)
-                            }
-                            Entry::HttpP3(pre) => {
-                                ReadyProxy::P3(instantiate_p3(pre, &mut store, &stats).await?)
-                            }
-                            Entry::Command(_) => unreachable!("commands have no ready instances"),
-                        };
-                        Ok::<_, InvokeError>((store, proxy))
-                    },
-                    budget.clone(),
-                    self.inner.stats.clone(),
-                ))
+                .spawn_for(
+                    Start::Prewarm,
+                    Metered::new(
+                        async move {
+                            let proxy = match &entry {
+                                Entry::Http(pre) => {
+                                    ReadyProxy::P2(instantiate(pre, &mut store, &stats).await?)
+                                }
+                                Entry::HttpP3(pre) => {
+                                    ReadyProxy::P3(instantiate_p3(pre, &mut store, &stats).await?)
+                                }
+                                Entry::Command(_) => {
+                                    unreachable!("commands have no ready instances")
+                                }
+                            };
+                            Ok::<_, InvokeError>((store, proxy))
+                        },
+                        budget.clone(),
+                        self.inner.stats.clone(),
+                    ),
+                )
                 .await
                 .map_err(|join| InvokeError::Trap(format!("prewarm task failed: {join}")))??;
             let (store, proxy) = made;

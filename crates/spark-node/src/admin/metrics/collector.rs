@@ -120,6 +120,11 @@ const COUNTERS: &[Counted] = &[
         |s| s.shared_requests as f64,
     ),
     (
+        "guests_yielded",
+        "Guests started on idle-class threads because critical work was live (orchestrator.critical_first)",
+        |s| s.yielded as f64,
+    ),
+    (
         "outbound_requests",
         "Outbound HTTP requests attempted by guests",
         |s| s.outbound_requests as f64,
