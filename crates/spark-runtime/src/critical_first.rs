@@ -29,6 +29,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::stats::ModuleStats;
+
 /// How long critical work stays live after its last guest finished: long enough to span the
 /// gaps between a steady stream's requests, short enough that a node whose critical traffic
 /// stopped gives normal guests their priority back within a second.
@@ -111,11 +113,7 @@ impl CriticalFirst {
     /// like a normal guest but counts as neither critical work nor a yield: the warmth
     /// controller makes them on its own schedule, and they would otherwise hold critical work
     /// live with no request in sight.
-    pub(crate) fn place<'a>(
-        &'a self,
-        usual: Option<&'a tokio::runtime::Handle>,
-        start: Start,
-    ) -> Placed<'a> {
+    fn place<'a>(&'a self, usual: Option<&'a tokio::runtime::Handle>, start: Start) -> Placed<'a> {
         let invocation = start == Start::Invocation;
         match self {
             CriticalFirst::Marks(work) => Placed {
@@ -137,6 +135,42 @@ impl CriticalFirst {
     }
 }
 
+/// Runs a guest task started for `start`: on `usual` (`None`: the caller's runtime), or on the
+/// idle-class executor while critical work is live (counted in `stats` as a yield); a critical
+/// guest counts as critical work until its task ends, however it ends.
+pub(crate) fn spawn<F>(
+    first: Option<&CriticalFirst>,
+    usual: Option<&tokio::runtime::Handle>,
+    start: Start,
+    stats: &ModuleStats,
+    task: F,
+) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let placed = match first {
+        Some(first) => first.place(usual, start),
+        None => Placed {
+            executor: usual,
+            critical: None,
+            yielded: false,
+        },
+    };
+    if placed.yielded {
+        stats.yielded();
+    }
+    let critical = placed.critical;
+    let task = async move {
+        let _running = critical;
+        task.await
+    };
+    match placed.executor {
+        Some(executor) => executor.spawn(task),
+        None => tokio::spawn(task),
+    }
+}
+
 /// What a guest task starts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Start {
@@ -147,13 +181,13 @@ pub(crate) enum Start {
 }
 
 /// Where one guest starts, from [`CriticalFirst::place`].
-pub(crate) struct Placed<'a> {
+struct Placed<'a> {
     /// The executor (`None`: the caller's runtime).
-    pub(crate) executor: Option<&'a tokio::runtime::Handle>,
+    executor: Option<&'a tokio::runtime::Handle>,
     /// Held by a critical guest while it runs.
-    pub(crate) critical: Option<CriticalGuard>,
+    critical: Option<CriticalGuard>,
     /// Whether it yields to live critical work.
-    pub(crate) yielded: bool,
+    yielded: bool,
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use crate::body::{GuestTask, Owner, ResponseBody};
 use crate::budget::{Budget, CpuShare, Metered, Pacer};
 use crate::claims::Claims;
 use crate::concurrent::SharedInstance;
-use crate::critical_first::{CriticalFirst, Placed, Start};
+use crate::critical_first::{self, CriticalFirst, Start};
 use crate::error::InvokeError;
 use crate::guest_log::{GuestLog, LogBudget, Stream};
 use crate::host::{Host, MemoryLimiter};
@@ -435,7 +435,9 @@ impl GuestModule {
                 .await
                 .map_err(|e| classify(e, &store))
         };
-        let task = GuestTask::new(self.spawn(self.supervise(run, budget.clone(), hold)));
+        let task = GuestTask::new(
+            self.spawn_for(Start::Invocation, self.supervise(run, budget.clone(), hold)),
+        );
         match receiver.await {
             Ok(Ok(response)) => {
                 let info = InvocationInfo {
@@ -506,9 +508,11 @@ impl GuestModule {
                         },
                     }
                 };
-                GuestTask::new(self.spawn(self.supervise(run, budget.clone(), ())))
-                    .join()
-                    .await
+                GuestTask::new(
+                    self.spawn_for(Start::Invocation, self.supervise(run, budget.clone(), ())),
+                )
+                .join()
+                .await
             }
             Entry::Http(_) | Entry::HttpP3(_) => self.run_http_job().await,
         };
@@ -562,15 +566,6 @@ impl GuestModule {
         })
     }
 
-    /// Runs a guest task on the module's executor.
-    fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.spawn_for(Start::Invocation, task)
-    }
-
     /// Runs a guest task started for `start` on the module's executor, or on the idle-class
     /// one while critical work is live (`crate::critical_first`).
     pub(crate) fn spawn_for<F>(&self, start: Start, task: F) -> tokio::task::JoinHandle<F::Output>
@@ -579,26 +574,14 @@ impl GuestModule {
         F::Output: Send + 'static,
     {
         let controls = &self.inner.controls;
-        let placed = match &controls.critical_first {
-            Some(first) => first.place(controls.executor.as_ref(), start),
-            None => Placed {
-                executor: controls.executor.as_ref(),
-                critical: None,
-                yielded: false,
-            },
-        };
-        if placed.yielded {
-            self.inner.stats.yielded();
-        }
-        let critical = placed.critical;
-        let task = async move {
-            let _running = critical;
-            task.await
-        };
-        match placed.executor {
-            Some(executor) => executor.spawn(task),
-            None => tokio::spawn(task),
-        }
+        let usual = controls.executor.as_ref();
+        critical_first::spawn(
+            controls.critical_first.as_ref(),
+            usual,
+            start,
+            &self.inner.stats,
+            task,
+        )
     }
 
     /// Wraps a guest run with CPU metering, the wall-clock deadline and outcome accounting.

@@ -19,6 +19,7 @@ use crate::body::{Owner, ResponseBody};
 use crate::budget::Metered;
 use crate::claims::Claims;
 use crate::concurrent::{Bounds, Job, SharedInstance};
+use crate::critical_first::Start;
 use crate::error::InvokeError;
 use crate::host::Host;
 use crate::loader::Prepared;
@@ -177,7 +178,7 @@ impl GuestModule {
         let worker = instance.clone();
         let module = self.inner.id.clone();
         // Detached: the worker ends by itself (its requests done, its deadline, a failure).
-        drop(self.spawn(async move {
+        drop(self.spawn_for(Start::Invocation, async move {
             let _open = stats.instance_opened();
             let budget = worker.budget.clone();
             let outcome = {
