@@ -367,15 +367,18 @@ pub struct OrchestratorSettings {
     /// default true): preempted the moment any other thread wants the CPU. See
     /// [`DEFAULT_BACKGROUND_NICE`] for the price and the alternative.
     pub background_idle_class: bool,
-    /// Critical guests first (default true): while a critical module's guests run or ran in
-    /// the last second, normal modules' new guests start on threads in the kernel's idle
-    /// scheduling class, preempted the moment a critical guest or a connection wants the core
-    /// (B9, a critical module's p99 over calm in the same run, five runs without, four with:
-    /// beside normal guests looping until their clients leave 2.1-2.6x without, 1.3-1.4x with;
-    /// looping on host calls 2.0-2.6x, 1.4-1.9x; logging at their limit 1.4-1.7x, 0.9-1.1x).
-    /// The price, while critical work is live: normal guests get what critical guests,
-    /// connections and other processes leave, on equal terms with background guests. `false`:
-    /// normal guests always at normal priority.
+    /// Critical work first (default true): while a critical module's guests run or ran in the
+    /// last second, normal modules' new guests start on threads in the kernel's idle scheduling
+    /// class, preempted the moment a critical guest or a connection wants the core; and a
+    /// plaintext HTTP/1 connection whose first request is for a critical module is served on
+    /// the critical executor, apart from other connections. B9, a critical module's p99 over
+    /// calm in the same run (five runs without, three with): beside normal guests looping
+    /// until their clients leave 2.1-2.6x without, 1.0-1.1x with; looping on host calls
+    /// 2.0-2.6x, 0.9-1.4x; logging at their limit 1.4-1.7x, 0.8-1.0x; 2,000 slowloris clients
+    /// 1.5-2.3x, 1.1-1.3x. The price, while critical work is live: normal guests get what
+    /// critical guests, connections and other processes leave, on equal terms with background
+    /// guests. `false`: normal guests always at normal priority, every connection on the main
+    /// runtime.
     pub critical_first: bool,
     /// Battery percentage at or below which the node saves power.
     pub battery_low: f64,

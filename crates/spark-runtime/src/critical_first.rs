@@ -11,7 +11,8 @@
 //! one finished within [`LIVE_FOR`]), a normal module's new guests start on a second executor
 //! whose threads are in the idle scheduling class, preempted the moment a critical guest or a
 //! connection wants the core; otherwise on the usual one. A guest stays on the threads it
-//! started on.
+//! started on. (The node does the same for connections: one whose first request is for a
+//! critical module is served on the critical executor, `spark-node`'s `serve::critical_home`.)
 //!
 //! Decision worth knowing: the switch is made per guest on the data plane (two relaxed atomic
 //! loads), not by the control loop. The orchestrator's tick (500 ms) and its surge hysteresis

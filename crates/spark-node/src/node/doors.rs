@@ -15,6 +15,7 @@ use tower_service::Service;
 
 use super::NodeError;
 use super::sizing::Sizing;
+use crate::serve::critical_home::CriticalHome;
 use crate::serve::front::{BoxError, Front};
 use crate::serve::listener::{self, Handler, ListenerConfig, ListenerStats};
 use crate::serve::tls::{RELOAD_EVERY, TlsTerminator};
@@ -76,6 +77,7 @@ impl Door {
             tls: self.tls,
             memory_budget: config.memory_budget,
             grace: config.grace,
+            critical_home: config.critical_home,
         };
         tasks.push(tokio::spawn(listener::serve(
             self.listener,
@@ -93,14 +95,22 @@ pub(super) struct DoorConfig {
     pub(super) limits: spark_manifest::ListenerLimits,
     pub(super) memory_budget: u64,
     pub(super) grace: Duration,
+    /// Where its critical connections are served apart (the public door's, with
+    /// `orchestrator.critical_first`).
+    pub(super) critical_home: Option<CriticalHome>,
 }
 
 impl DoorConfig {
-    pub(super) fn public(sizing: &Sizing, node: &NodeSettings) -> DoorConfig {
+    pub(super) fn public(
+        sizing: &Sizing,
+        node: &NodeSettings,
+        critical_home: Option<CriticalHome>,
+    ) -> DoorConfig {
         DoorConfig {
             limits: sizing.public,
             memory_budget: sizing.connection_memory,
             grace: node.shutdown_grace,
+            critical_home,
         }
     }
 
@@ -109,6 +119,7 @@ impl DoorConfig {
             limits: sizing.admin,
             memory_budget: sizing.admin_connection_memory,
             grace: node.shutdown_grace,
+            critical_home: None,
         }
     }
 }

@@ -39,6 +39,7 @@ use crate::release::factory::{BuildError, ModuleFactory, ObservedOutbound, Place
 use crate::release::startup::{self, StartupError};
 use crate::serve::activity::ActivityLog;
 use crate::serve::capacity::NodeCapacity;
+use crate::serve::critical_home::CriticalHome;
 use crate::serve::executor::{GuestExecutor, ThreadPriority};
 use crate::serve::front::Front;
 use crate::serve::jobs;
@@ -338,9 +339,25 @@ impl RunningNode {
             dashboard: dashboard.clone(),
         };
         let [public_stats, admin_stats] = listeners;
+        // With critical guests first, critical connections are served apart too: on the
+        // critical executor, whose threads run nothing but critical work.
+        let critical_home = match (executors.first(), executors.get(3)) {
+            (Some(critical), Some(_yielding)) => Some(CriticalHome {
+                runtime: critical.handle(),
+                routes_to_critical: {
+                    let snapshot = snapshot.clone();
+                    Arc::new(move |path: &str| {
+                        snapshot.load().route(path).is_some_and(|(_, slot)| {
+                            slot.spec.priority == spark_manifest::Priority::Critical
+                        })
+                    })
+                },
+            }),
+            _ => None,
+        };
         let mut tasks = public.serve(
             doors::front_handler(front),
-            DoorConfig::public(&sizing, &manifest.node),
+            DoorConfig::public(&sizing, &manifest.node, critical_home),
             public_stats,
             shutdown.clone(),
         );

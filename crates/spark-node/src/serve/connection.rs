@@ -148,9 +148,10 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(reset_budget: u32) -> Arc<Connection> {
+    /// A connection accepted at `accepted`.
+    pub(crate) fn new(reset_budget: u32, accepted: Instant) -> Arc<Connection> {
         Arc::new(Connection {
-            accepted: Instant::now(),
+            accepted,
             in_flight: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(1),
@@ -565,7 +566,7 @@ mod tests {
 
     #[tokio::test]
     async fn guards_keep_the_connection_busy_and_count_abandonment() {
-        let conn = Connection::new(1);
+        let conn = Connection::new(1, Instant::now());
         let mut done = conn.request();
         assert_eq!(conn.observe().in_flight, 1);
         done.complete();

@@ -9,8 +9,9 @@
 //! kernel at once, where a task in a shared queue waits for every guest ahead of it to yield).
 //! With `orchestrator.critical_first` a fourth runtime, `spark-yielding`, also in the idle
 //! class, takes the normal guests that start while critical work is live
-//! (`spark_runtime::critical_first`). With the orchestrator off, guests run on the node's main
-//! runtime beside the connections (plain FIFO).
+//! (`spark_runtime::critical_first`); and the critical runtime also serves the connections
+//! whose first request is for a critical module (`serve::critical_home`). With the orchestrator
+//! off, guests run on the node's main runtime beside the connections (plain FIFO).
 //!
 //! A thread's priority is lowered once and never raised again: raising it needs a privilege a
 //! node should not require.

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bodies::{Outgoing, RequestBody};
 use super::connection::{CloseReason, Connection, Verdict, Watched, verdict};
+use super::critical_home::{AbortOnDrop, CriticalHome, FirstHead};
 use super::front::NodeBody;
 use super::linger::{Lingered, Returning, returning};
 use super::tls::TlsTerminator;
@@ -77,6 +78,9 @@ pub(crate) struct ListenerConfig {
     pub memory_budget: u64,
     /// How long open connections get after shutdown starts.
     pub grace: Duration,
+    /// Where connections whose first request is for a critical module are served (`None`:
+    /// every connection on the listener's runtime).
+    pub critical_home: Option<CriticalHome>,
 }
 
 /// A listener's counters, read by `/metrics` and the hostile-clients benchmark.
@@ -87,6 +91,8 @@ pub struct ListenerStats {
     pub refused_total_cap: AtomicU64,
     pub refused_client_cap: AtomicU64,
     pub refused_memory: AtomicU64,
+    /// Connections served apart, on the critical runtime (`serve::critical_home`).
+    pub moved_critical: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
     /// Memory used by the listener's connections (their buffers and stream state).
     pub memory: HostAccount,
@@ -101,6 +107,7 @@ impl Default for ListenerStats {
             refused_total_cap: AtomicU64::default(),
             refused_client_cap: AtomicU64::default(),
             refused_memory: AtomicU64::default(),
+            moved_critical: AtomicU64::default(),
             closed: Default::default(),
             memory: HostAccount::for_connections(),
         }
@@ -175,6 +182,7 @@ pub(crate) async fn serve(
         let task = Connected {
             stream,
             peer,
+            accepted: tokio::time::Instant::now(),
             handler: handler.clone(),
             config: config.clone(),
             stats: stats.clone(),
@@ -200,6 +208,8 @@ fn refuse(stream: TcpStream) {
 struct Connected {
     stream: TcpStream,
     peer: SocketAddr,
+    /// When it was accepted: the request-head timeout counts from here.
+    accepted: tokio::time::Instant,
     handler: Handler,
     config: ListenerConfig,
     stats: Arc<ListenerStats>,
@@ -211,8 +221,63 @@ impl Connected {
     /// and in the open-connections gauge until the socket closes.
     async fn run(self, permit: Permit) {
         let _open = OpenGuard::new(self.stats.clone());
-        self.serve().await;
+        match (&self.config.critical_home, &self.config.tls) {
+            (Some(home), None) => {
+                let home = home.clone();
+                self.serve_from(&home).await;
+            }
+            _ => self.serve().await,
+        }
         drop(permit);
+    }
+
+    /// Serves the connection here, or on `home`'s runtime if its first request is for a
+    /// critical module (`serve::critical_home`); this task waits for it either way, so the
+    /// caps, the gauges and the shutdown drain see one connection.
+    async fn serve_from(self, home: &CriticalHome) {
+        let deadline = self.accepted + self.config.limits.header_read_timeout;
+        match home.first_head(&self.stream, deadline).await {
+            FirstHead::Other => self.serve().await,
+            FirstHead::Silent => self.stats.closed_for(CloseReason::HeaderTimeout),
+            FirstHead::Critical => {
+                let Ok(socket) = self.stream.into_std() else {
+                    return;
+                };
+                self.stats.moved_critical.fetch_add(1, Ordering::Relaxed);
+                let Connected {
+                    peer,
+                    accepted,
+                    handler,
+                    config,
+                    stats,
+                    shutdown,
+                    ..
+                } = self;
+                let memory = stats.memory.clone();
+                let apart = home.runtime.spawn(Charged::new(
+                    async move {
+                        // Registered with the critical runtime's I/O driver from here on.
+                        let Ok(stream) = TcpStream::from_std(socket) else {
+                            return;
+                        };
+                        Connected {
+                            stream,
+                            peer,
+                            accepted,
+                            handler,
+                            config,
+                            stats,
+                            shutdown,
+                        }
+                        .serve()
+                        .await;
+                    },
+                    memory,
+                ));
+                let _abort = AbortOnDrop(apart.abort_handle());
+                let _ = apart.await;
+            }
+        }
     }
 
     async fn serve(self) {
@@ -225,6 +290,7 @@ impl Connected {
         let ended = Self::serve_socket(
             socket,
             self.peer,
+            self.accepted,
             &self.handler,
             &self.config,
             &self.stats,
@@ -247,13 +313,14 @@ impl Connected {
     async fn serve_socket(
         socket: Returning,
         peer: SocketAddr,
+        accepted: tokio::time::Instant,
         handler: &Handler,
         config: &ListenerConfig,
         stats: &ListenerStats,
         shutdown: &CancellationToken,
     ) -> Ended {
         let limits = config.limits;
-        let conn = Connection::new(limits.h2_reset_budget);
+        let conn = Connection::new(limits.h2_reset_budget, accepted);
         let io = match &config.tls {
             None => Either::Left(socket),
             Some(tls) => {

@@ -1,6 +1,7 @@
 //! The data plane: everything a request (or a job run) passes through, in order.
 //!
-//! [`listener`] (caps, TLS from [`tls`], one task per [`connection`] with its watchdog) ->
+//! [`listener`] (caps, TLS from [`tls`], one task per [`connection`] with its watchdog; a
+//! connection whose first request is for a critical module moves to [`critical_home`]) ->
 //! [`front`] (hyper, HTTP/1.1 and HTTP/2; [`bodies`] carry the body limits) -> route lookup
 //! in the current [`snapshot`] ->
 //! [`admission`] (per-module concurrency, bounded queue with deadline) -> node [`capacity`]
@@ -20,6 +21,7 @@ pub(crate) mod admission;
 pub(crate) mod bodies;
 pub(crate) mod capacity;
 pub(crate) mod connection;
+pub(crate) mod critical_home;
 pub(crate) mod executor;
 pub(crate) mod front;
 pub(crate) mod jobs;

@@ -641,5 +641,12 @@ async fn normal_guests_yield_to_critical_work_while_it_is_live() {
     assert_eq!(get(&node.url("/shop/")).await.unwrap().status, 200);
     assert_eq!(get(&node.url("/api/")).await.unwrap().status, 200);
     assert_eq!(yielded(&node, "api").await, 0.0, "critical_first = false");
+    let page = get(&node.admin_url("/metrics")).await.unwrap().text();
+    let apart = r#"spark_connections_served_apart_total{listener="public"}"#;
+    assert_eq!(
+        spark_testkit::metric(&page, apart),
+        Some(0.0),
+        "nor is any connection moved"
+    );
     node.stop().await;
 }

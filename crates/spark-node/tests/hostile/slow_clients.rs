@@ -373,3 +373,91 @@ async fn upload_until_cut(socket: &mut TcpStream, within: Duration) -> Option<Du
     };
     tokio::time::timeout(within, endless).await.ok()
 }
+
+/// Reads one HTTP/1 response from `stream` (its head and a `content-length` body); its status.
+async fn status_of_response(stream: &mut TcpStream) -> u16 {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("a response within 5 s")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before a response: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().expect("a length"));
+    while buf.len() < head_end + length {
+        let n = stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "closed mid-body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    head[9..12].parse().expect("a status code")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_opens_with_a_critical_request_is_served_apart_under_the_same_limits() {
+    let node = TestNode::start(SLOW).await.unwrap();
+    let apart = r#"spark_connections_served_apart_total{listener="public"}"#;
+    // Complete in its first bytes and for the critical module: served apart, and the
+    // connection keeps serving whatever comes next on it.
+    let mut critical = raw(&node, b"GET /shop HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status_of_response(&mut critical).await, 200);
+    critical
+        .write_all(b"GET /echo/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(status_of_response(&mut critical).await, 200);
+    assert_eq!(series(&node, apart).await, 1.0);
+
+    // A head for the critical module that arrives in pieces, a request for another module, and
+    // HTTP/2 stay on the listener's runtime, and are answered there.
+    let mut dripped = raw(&node, b"GET /shop HTTP/1.1\r\n").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    dripped.write_all(b"Host: x\r\n\r\n").await.unwrap();
+    assert_eq!(status_of_response(&mut dripped).await, 200);
+    let mut other = raw(&node, b"GET /echo/ HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status_of_response(&mut other).await, 200);
+    let mut sender = super::support::h2(&node).await;
+    let reply = sender
+        .send_request(super::support::request(&node, "/shop"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(series(&node, apart).await, 1.0, "only the first moved");
+
+    // The same limits hold apart: the idle connection is closed at the idle timeout (2 s), and
+    // a socket that never speaks at the header timeout (1 s) from accept.
+    let started = Instant::now();
+    let mut silent = raw(&node, b"").await;
+    assert!(closed_by_node(&mut silent, Duration::from_secs(3)).await);
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(closed_by_node(&mut critical, Duration::from_secs(4)).await);
+    drop((dripped, other, sender));
+    assert_eq!(
+        series_settles(
+            &node,
+            r#"spark_connections_open{listener="public"}"#,
+            0.0,
+            Duration::from_secs(5)
+        )
+        .await,
+        0.0
+    );
+    node.stop().await;
+}

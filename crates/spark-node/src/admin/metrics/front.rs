@@ -75,6 +75,16 @@ impl Collector for FrontView {
             ConstCounter::new(stats.accepted.load(Ordering::Relaxed))
                 .encode(accepted.encode_family(&ListenerLabel { listener })?)?;
         }
+        let mut apart = encoder.encode_descriptor(
+            "connections_served_apart",
+            "Connections whose first request was for a critical module, served on the critical executor (orchestrator.critical_first)",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (listener, stats) in listeners {
+            ConstCounter::new(stats.moved_critical.load(Ordering::Relaxed))
+                .encode(apart.encode_family(&ListenerLabel { listener })?)?;
+        }
         let mut refused = encoder.encode_descriptor(
             "connections_refused",
             "Connections reset at accept, by the cap that refused them",

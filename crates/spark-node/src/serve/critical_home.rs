@@ -1,0 +1,117 @@
+//! Connections that carry critical requests are served apart, on the critical guests' runtime.
+//!
+//! All connections start on the node's main runtime, whose worker threads take ready tasks in
+//! order. A flood of other connections (thousands of slowloris clients dripping header bytes in
+//! bursts, a storm of connects and resets) fills those queues, and a critical request's
+//! connection waits its turn behind them: in B9 the critical module's p99 was 1.6-2.4x its calm
+//! p99 under slowloris with the node at 7% of a core. So a plaintext HTTP/1 connection whose
+//! first request head, complete in the first bytes the client sent, routes to a critical module
+//! moves its socket to the critical runtime (its own threads and its own I/O driver) and is
+//! served there until it closes, under the same limits, caps and accounting (1.0-1.3x in B9).
+//!
+//! Decision worth knowing: the head is *peeked*, not read, so hyper reads it afterwards as if
+//! nothing happened, and only a head complete in what has arrived counts: a client that drips
+//! its head (slowloris) stays on the main runtime whatever route it names, and a connection
+//! that sends nothing at all is closed at `header_read_timeout` counted from accept, as the
+//! watchdog would. TLS and HTTP/2 with prior knowledge stay on the main runtime (the head is
+//! not readable in the clear or not an HTTP/1 request line). A client that opens with a
+//! critical request and then sends others keeps its connection where it is: what its requests
+//! run on is still decided per request.
+
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Most of a first request head looked at; a longer head is served on the main runtime.
+const PEEK_BYTES: usize = 4096;
+/// Most header lines parsed in a peeked head.
+const PEEK_HEADERS: usize = 64;
+
+/// Where a listener's critical connections go, and how it tells them.
+#[derive(Clone)]
+pub(crate) struct CriticalHome {
+    /// The critical guests' runtime.
+    pub(crate) runtime: tokio::runtime::Handle,
+    /// Whether a request path routes to a critical module now.
+    pub(crate) routes_to_critical: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+/// What the first bytes of a connection say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstHead {
+    /// A complete HTTP/1 request head for a critical module.
+    Critical,
+    /// Anything else: another route, a partial head, TLS, HTTP/2, the client gone.
+    Other,
+    /// Nothing at all before the deadline.
+    Silent,
+}
+
+impl CriticalHome {
+    /// Peeks at the connection's first bytes, waiting for them until `deadline`.
+    pub(crate) async fn first_head(&self, stream: &TcpStream, deadline: Instant) -> FirstHead {
+        let mut buf = [0u8; PEEK_BYTES];
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Err(_) => return FirstHead::Silent,
+            Ok(Err(_)) | Ok(Ok(0)) => return FirstHead::Other,
+            Ok(Ok(n)) => n,
+        };
+        match request_path(&buf[..n]) {
+            Some(path) if (self.routes_to_critical)(path) => FirstHead::Critical,
+            _ => FirstHead::Other,
+        }
+    }
+}
+
+/// The path of a complete HTTP/1 request head at the start of `bytes` (`None`: incomplete,
+/// malformed, or not origin-form).
+fn request_path(bytes: &[u8]) -> Option<&str> {
+    let mut headers = [httparse::EMPTY_HEADER; PEEK_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(bytes) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return None,
+    }
+    let target = request.path?;
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    path.starts_with('/').then_some(path)
+}
+
+/// Aborts a task when dropped: a connection moved to the critical runtime ends with the task
+/// that accepted it (the listener aborts those after its shutdown grace).
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_complete_origin_form_head_has_a_path() {
+        let head = b"GET /shop/cart?item=3 HTTP/1.1\r\nHost: spark\r\n\r\n";
+        assert_eq!(request_path(head), Some("/shop/cart"));
+        assert_eq!(
+            request_path(b"GET /shop/ HTTP/1.1\r\nHost: spark\r\n"),
+            None
+        );
+        assert_eq!(request_path(b"GET /shop/ HTT"), None);
+        assert_eq!(request_path(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), None);
+        assert_eq!(
+            request_path(b"GET http://spark/shop/ HTTP/1.1\r\nHost: spark\r\n\r\n"),
+            None
+        );
+        assert_eq!(request_path(b"\x16\x03\x01\x02\x00\x01\x00"), None, "TLS");
+        let mut many = b"GET /shop/ HTTP/1.1\r\n".to_vec();
+        for i in 0..PEEK_HEADERS + 1 {
+            many.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(request_path(&many), None, "too many headers to look at");
+    }
+}
