@@ -372,10 +372,10 @@ pub struct OrchestratorSettings {
     /// class, preempted the moment a critical guest or a connection wants the core; and a
     /// plaintext HTTP/1 connection whose first request is for a critical module is served on
     /// the critical executor, apart from other connections. B9, a critical module's p99 over
-    /// calm in the same run (five runs without, three with): beside normal guests looping
-    /// until their clients leave 2.1-2.6x without, 1.0-1.1x with; looping on host calls
-    /// 2.0-2.6x, 0.9-1.4x; logging at their limit 1.4-1.7x, 0.8-1.0x; 2,000 slowloris clients
-    /// 1.5-2.3x, 1.1-1.3x. The price, while critical work is live: normal guests get what
+    /// calm in the same run (five runs without, four with): beside normal guests looping
+    /// until their clients leave 2.1-2.6x without, 1.0-1.2x with; looping on host calls
+    /// 2.0-2.6x, 0.9-1.5x; logging at their limit 1.4-1.7x, 0.8-1.1x; 2,000 slowloris clients
+    /// 1.5-2.3x, 1.1-1.4x. The price, while critical work is live: normal guests get what
     /// critical guests, connections and other processes leave, on equal terms with background
     /// guests. `false`: normal guests always at normal priority, every connection on the main
     /// runtime.

@@ -7,7 +7,7 @@
 //! p99 under slowloris with the node at 7% of a core. So a plaintext HTTP/1 connection whose
 //! first request head, complete in the first bytes the client sent, routes to a critical module
 //! moves its socket to the critical runtime (its own threads and its own I/O driver) and is
-//! served there until it closes, under the same limits, caps and accounting (1.0-1.3x in B9).
+//! served there until it closes, under the same limits, caps and accounting (1.1-1.4x in B9).
 //!
 //! Decision worth knowing: the head is *peeked*, not read, so hyper reads it afterwards as if
 //! nothing happened, and only a head complete in what has arrived counts: a client that drips
@@ -49,14 +49,24 @@ pub(crate) enum FirstHead {
 }
 
 impl CriticalHome {
-    /// Peeks at the connection's first bytes, waiting for them until `deadline`.
+    /// Peeks at the connection's first bytes, waiting for them until `deadline`. The buffer is
+    /// taken once bytes are there (a silent connection holds none) and on the heap, where the
+    /// connection's memory account sees it.
     pub(crate) async fn first_head(&self, stream: &TcpStream, deadline: Instant) -> FirstHead {
-        let mut buf = [0u8; PEEK_BYTES];
-        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+        let peeked = tokio::time::timeout_at(deadline, async {
+            stream.readable().await?;
+            let mut buf = vec![0u8; PEEK_BYTES];
+            let n = stream.peek(&mut buf).await?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>(buf)
+        });
+        let buf = match peeked.await {
             Err(_) => return FirstHead::Silent,
-            Ok(Err(_)) | Ok(Ok(0)) => return FirstHead::Other,
-            Ok(Ok(n)) => n,
+            Ok(Err(_)) => return FirstHead::Other,
+            Ok(Ok(buf)) if buf.is_empty() => return FirstHead::Other,
+            Ok(Ok(buf)) => buf,
         };
+        let n = buf.len();
         match request_path(&buf[..n]) {
             Some(path) if (self.routes_to_critical)(path) => FirstHead::Critical,
             _ => FirstHead::Other,
