@@ -244,33 +244,14 @@ impl Connected {
                     return;
                 };
                 self.stats.moved_critical.fetch_add(1, Ordering::Relaxed);
-                let Connected {
-                    peer,
-                    accepted,
-                    handler,
-                    config,
-                    stats,
-                    shutdown,
-                    ..
-                } = self;
-                let memory = stats.memory.clone();
+                let memory = self.stats.memory.clone();
                 let apart = home.runtime.spawn(Charged::new(
                     async move {
                         // Registered with the critical runtime's I/O driver from here on.
                         let Ok(stream) = TcpStream::from_std(socket) else {
                             return;
                         };
-                        Connected {
-                            stream,
-                            peer,
-                            accepted,
-                            handler,
-                            config,
-                            stats,
-                            shutdown,
-                        }
-                        .serve()
-                        .await;
+                        Connected { stream, ..self }.serve().await;
                     },
                     memory,
                 ));
