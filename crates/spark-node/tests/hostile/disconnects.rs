@@ -1,6 +1,7 @@
 //! Clients that leave: an HTTP/1 close or an HTTP/2 reset cancels the guest they started and
-//! gives back every slot, queue place and reservation; a lower class's abandoned work never
-//! makes a critical module refuse.
+//! gives back every slot, queue place and reservation (on a connection served apart too, and a
+//! cancelled critical guest no longer counts as critical work); a lower class's abandoned work
+//! never makes a critical module refuse.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -245,5 +246,80 @@ async fn a_connection_that_resets_past_its_budget_is_closed() {
             >= 1.0
     );
     assert_eq!(gauges(&node, "spin").await.queued, 0);
+    node.stop().await;
+}
+
+/// Critical guests that loop until their clients leave, on connections served apart (each
+/// opens with a complete critical request, so it moves to the critical executor).
+const CRITICAL_LOOPS: &str = r#"
+version = 1
+[node]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[[module]]
+id = "vip"
+component = "{guest:faults}"
+routes = ["/vip/..."]
+priority = "critical"
+[module.limits]
+concurrency = 2
+queue = 64
+queue_timeout = "10s"
+timeout = "30s"
+cpu_time = "30s"
+
+[[module]]
+id = "spin"
+component = "{guest:faults}"
+routes = ["/spin/..."]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_leave_connections_served_apart_give_back_everything_and_end_critical_work() {
+    let node = TestNode::start(CRITICAL_LOOPS).await.unwrap();
+    let vip = node.node.snapshot().module("vip").cloned().unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(raw(&node, b"GET /vip/loop HTTP/1.1\r\nHost: spark\r\n\r\n").await);
+    }
+    assert!(
+        spark_testkit::eventually(Duration::from_secs(5), || {
+            vip.admission.running() == 2 && vip.admission.queued() == 8
+        })
+        .await,
+        "two loops running, eight queued"
+    );
+    let apart = r#"spark_connections_served_apart_total{listener="public"}"#;
+    assert_eq!(series(&node, apart).await, 10.0, "every one moved");
+    // While they loop, critical work is live: a normal guest yields (loading the modules may
+    // have counted one already).
+    let yielded = r#"spark_guests_yielded_total{module="spin"}"#;
+    let before = series(&node, yielded).await;
+    assert_eq!(get(&node.url("/spin/ok")).await.unwrap().status, 200);
+    assert_eq!(series(&node, yielded).await, before + 1.0);
+
+    drop(clients);
+    assert_eq!(settle(&node, "vip", Duration::from_secs(5)).await, IDLE);
+    assert_eq!(
+        super::support::series_settles(
+            &node,
+            r#"spark_connections_open{listener="public"}"#,
+            0.0,
+            Duration::from_secs(5),
+        )
+        .await,
+        0.0,
+        "the moved connections are closed and counted out"
+    );
+    // The cancelled critical guests ended their part of critical work: a second later normal
+    // guests run at normal priority again.
+    tokio::time::sleep(spark_runtime::critical_first::LIVE_FOR + Duration::from_millis(200)).await;
+    assert_eq!(get(&node.url("/spin/ok")).await.unwrap().status, 200);
+    assert_eq!(
+        series(&node, yielded).await,
+        before + 1.0,
+        "no longer yielding"
+    );
     node.stop().await;
 }

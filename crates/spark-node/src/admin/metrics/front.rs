@@ -54,6 +54,21 @@ const LISTENER_GAUGES: &[(&str, &str, Read)] = &[
     ),
 ];
 
+type Count = fn(&ListenerStats) -> u64;
+
+const LISTENER_COUNTERS: &[(&str, &str, Count)] = &[
+    (
+        "connections_accepted",
+        "Client connections accepted (before the caps are applied)",
+        |s| s.accepted.load(Ordering::Relaxed),
+    ),
+    (
+        "connections_served_apart",
+        "Connections whose first request was for a critical module, served on the critical executor (orchestrator.critical_first)",
+        |s| s.moved_critical.load(Ordering::Relaxed),
+    ),
+];
+
 impl Collector for FrontView {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let listeners = [("public", &self.public), ("admin", &self.admin)];
@@ -65,25 +80,17 @@ impl Collector for FrontView {
                     .encode(family.encode_family(&ListenerLabel { listener })?)?;
             }
         }
-        let mut accepted = encoder.encode_descriptor(
-            "connections_accepted",
-            "Client connections accepted (before the caps are applied)",
-            None,
-            ConstCounter::new(0u64).metric_type(),
-        )?;
-        for (listener, stats) in listeners {
-            ConstCounter::new(stats.accepted.load(Ordering::Relaxed))
-                .encode(accepted.encode_family(&ListenerLabel { listener })?)?;
-        }
-        let mut apart = encoder.encode_descriptor(
-            "connections_served_apart",
-            "Connections whose first request was for a critical module, served on the critical executor (orchestrator.critical_first)",
-            None,
-            ConstCounter::new(0u64).metric_type(),
-        )?;
-        for (listener, stats) in listeners {
-            ConstCounter::new(stats.moved_critical.load(Ordering::Relaxed))
-                .encode(apart.encode_family(&ListenerLabel { listener })?)?;
+        for (name, help, read) in LISTENER_COUNTERS {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            for (listener, stats) in listeners {
+                ConstCounter::new(read(stats))
+                    .encode(family.encode_family(&ListenerLabel { listener })?)?;
+            }
         }
         let mut refused = encoder.encode_descriptor(
             "connections_refused",
