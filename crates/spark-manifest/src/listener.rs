@@ -26,6 +26,10 @@ pub struct ListenerLimits {
     pub max_connections: u32,
     /// Connections open at once from one client address.
     pub max_connections_per_client: u32,
+    /// Connections served apart on the critical executor at once (those whose first request is
+    /// for a critical module, with `orchestrator.critical_first`); beyond it they are served
+    /// like any other. Zero: none is.
+    pub max_connections_apart: u32,
     /// Streams one HTTP/2 connection may have open at once.
     pub h2_max_concurrent_streams: u32,
     /// How often an idle HTTP/2 peer is pinged (zero: never); a peer that does not answer
@@ -55,6 +59,8 @@ pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 /// Default `node.max_connections_per_client`.
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 256;
+/// Default `node.max_connections_apart`: a critical client's connection pool, not a flood.
+pub const DEFAULT_MAX_CONNECTIONS_APART: u32 = 64;
 /// Default `node.admin_max_connections`.
 pub const DEFAULT_ADMIN_MAX_CONNECTIONS: u32 = 128;
 /// Default `node.h2_max_concurrent_streams`.
@@ -79,6 +85,7 @@ impl Default for ListenerLimits {
             request_body_timeout: DEFAULT_REQUEST_BODY_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            max_connections_apart: DEFAULT_MAX_CONNECTIONS_APART,
             h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             h2_keepalive_interval: DEFAULT_H2_KEEPALIVE_INTERVAL,
             h2_reset_budget: DEFAULT_H2_RESET_BUDGET,
@@ -94,6 +101,7 @@ impl ListenerLimits {
         ListenerLimits {
             max_connections,
             max_connections_per_client: self.max_connections_per_client.min(max_connections),
+            max_connections_apart: self.max_connections_apart.min(max_connections),
             ..*self
         }
     }

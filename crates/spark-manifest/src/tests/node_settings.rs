@@ -123,6 +123,7 @@ fn front_door_limits_and_certificates_are_validated() {
 max_memory = "2GiB"
 max_connections = 500
 max_connections_per_client = 1000
+max_connections_apart = 600
 header_read_timeout = "5s"
 idle_timeout = "30s"
 send_timeout = "10s"
@@ -154,6 +155,10 @@ routes = ["/"]
         limits.max_connections_per_client, 500,
         "a client never gets more than the listener"
     );
+    assert_eq!(
+        limits.max_connections_apart, 500,
+        "nor do the connections served apart"
+    );
     assert_eq!(limits.header_read_timeout, Duration::from_secs(5));
     assert_eq!(limits.idle_timeout, Duration::from_secs(30));
     assert_eq!(limits.send_timeout, Duration::from_secs(10));
@@ -180,11 +185,16 @@ routes = ["/"]
     );
     assert!(defaults.limits.header_read_timeout <= Duration::from_secs(30));
     assert!(defaults.tls.is_empty());
+    assert_eq!(
+        defaults.limits.max_connections_apart,
+        DEFAULT_MAX_CONNECTIONS_APART
+    );
 
     for (field, value, expect) in [
         ("header_read_timeout", "\"0s\"", "between 100ms and 1h"),
         ("idle_timeout", "\"2h\"", "between 100ms and 1h"),
         ("max_connections", "0", "between 1 and"),
+        ("max_connections_apart", "-1", "between 0 and"),
         ("max_memory", "\"1MiB\"", "at least 16MiB"),
         ("h2_keepalive_interval", "\"10ms\"", "or \"0s\": off"),
         ("linger_time", "\"2m\"", "at most 1m"),

@@ -112,6 +112,12 @@ impl Validator<'_> {
             1..=MAX_CONNECTIONS,
             "node.max_connections_per_client",
         ) as u32;
+        let apart = self.int(
+            raw.max_connections_apart.as_ref(),
+            i64::from(d.max_connections_apart),
+            0..=MAX_CONNECTIONS,
+            "node.max_connections_apart",
+        ) as u32;
         let keepalive = self.duration(
             raw.h2_keepalive_interval.as_ref(),
             d.h2_keepalive_interval,
@@ -161,6 +167,7 @@ impl Validator<'_> {
             ),
             max_connections,
             max_connections_per_client: per_client.min(max_connections),
+            max_connections_apart: apart.min(max_connections),
             h2_max_concurrent_streams: self.int(
                 raw.h2_max_concurrent_streams.as_ref(),
                 i64::from(d.h2_max_concurrent_streams),

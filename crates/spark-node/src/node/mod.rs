@@ -342,17 +342,18 @@ impl RunningNode {
         // With critical guests first, critical connections are served apart too: on the
         // critical executor, whose threads run nothing but critical work.
         let critical_home = match (executors.first(), executors.get(3)) {
-            (Some(critical), Some(_yielding)) => Some(CriticalHome {
-                runtime: critical.handle(),
-                routes_to_critical: {
-                    let snapshot = snapshot.clone();
+            (Some(critical), Some(_yielding)) if sizing.public.max_connections_apart > 0 => {
+                let snapshot = snapshot.clone();
+                Some(CriticalHome::new(
+                    critical.handle(),
                     Arc::new(move |path: &str| {
                         snapshot.load().route(path).is_some_and(|(_, slot)| {
                             slot.spec.priority == spark_manifest::Priority::Critical
                         })
-                    })
-                },
-            }),
+                    }),
+                    sizing.public.max_connections_apart,
+                ))
+            }
             _ => None,
         };
         let mut tasks = public.serve(

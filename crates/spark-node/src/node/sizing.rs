@@ -75,6 +75,7 @@ pub(super) fn size(
         public.max_connections_per_client = public
             .max_connections_per_client
             .min(public.max_connections);
+        public.max_connections_apart = public.max_connections_apart.min(public.max_connections);
         admin = admin.for_admin(u32::try_from(admin_cap).unwrap_or(u32::MAX));
     }
     Sizing {
@@ -126,6 +127,7 @@ mod tests {
             room
         );
         assert!(s.public.max_connections_per_client <= s.public.max_connections);
+        assert!(s.public.max_connections_apart <= s.public.max_connections);
         assert_eq!(s.notes.len(), 1, "{:?}", s.notes);
         assert!(s.notes[0].contains("node.max_connections lowered"));
         let roomy = size(&node, Some(GIB), 1 << 20, 100);

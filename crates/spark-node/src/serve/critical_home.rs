@@ -16,7 +16,9 @@
 //! watchdog would. TLS and HTTP/2 with prior knowledge stay on the main runtime (the head is
 //! not readable in the clear or not an HTTP/1 request line). A client that opens with a
 //! critical request and then sends others keeps its connection where it is: what its requests
-//! run on is still decided per request.
+//! run on is still decided per request. At most `node.max_connections_apart` connections are
+//! apart at once; beyond that a connection is served on the main runtime, as any other (a
+//! flood of connections opening with a critical request does not crowd the critical threads).
 
 use std::sync::Arc;
 
@@ -35,6 +37,30 @@ pub(crate) struct CriticalHome {
     pub(crate) runtime: tokio::runtime::Handle,
     /// Whether a request path routes to a critical module now.
     pub(crate) routes_to_critical: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Places for connections served apart (`node.max_connections_apart`): once they are
+    /// taken, a connection that opens with a critical request is served like any other, so a
+    /// flood of them cannot move onto the critical threads.
+    pub(crate) places: Arc<tokio::sync::Semaphore>,
+}
+
+impl CriticalHome {
+    /// A home on `runtime` with `places` connections apart at most.
+    pub(crate) fn new(
+        runtime: tokio::runtime::Handle,
+        routes_to_critical: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+        places: u32,
+    ) -> CriticalHome {
+        CriticalHome {
+            runtime,
+            routes_to_critical,
+            places: Arc::new(tokio::sync::Semaphore::new(places as usize)),
+        }
+    }
+
+    /// A place for one more connection apart, held until it closes (`None`: all taken).
+    pub(crate) fn place(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.places.clone().try_acquire_owned().ok()
+    }
 }
 
 /// What the first bytes of a connection say.

@@ -93,6 +93,10 @@ pub struct ListenerStats {
     pub refused_memory: AtomicU64,
     /// Connections served apart, on the critical runtime (`serve::critical_home`).
     pub moved_critical: AtomicU64,
+    /// Connections that opened with a critical request while every place apart was taken.
+    pub apart_full: AtomicU64,
+    /// Connections served apart now.
+    pub apart: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
     /// Memory used by the listener's connections (their buffers and stream state).
     pub memory: HostAccount,
@@ -108,6 +112,8 @@ impl Default for ListenerStats {
             refused_client_cap: AtomicU64::default(),
             refused_memory: AtomicU64::default(),
             moved_critical: AtomicU64::default(),
+            apart_full: AtomicU64::default(),
+            apart: AtomicU64::default(),
             closed: Default::default(),
             memory: HostAccount::for_connections(),
         }
@@ -220,7 +226,7 @@ impl Connected {
     /// Serves the connection, lingering included, holding its place under the caps (`permit`)
     /// and in the open-connections gauge until the socket closes.
     async fn run(self, permit: Permit) {
-        let _open = OpenGuard::new(self.stats.clone());
+        let _open = GaugeGuard::new(self.stats.clone(), |s| &s.open);
         match (&self.config.critical_home, &self.config.tls) {
             (Some(home), None) => {
                 let home = home.clone();
@@ -240,10 +246,15 @@ impl Connected {
             FirstHead::Other => self.serve().await,
             FirstHead::Silent => self.stats.closed_for(CloseReason::HeaderTimeout),
             FirstHead::Critical => {
+                let Some(_place) = home.place() else {
+                    self.stats.apart_full.fetch_add(1, Ordering::Relaxed);
+                    return self.serve().await;
+                };
                 let Ok(socket) = self.stream.into_std() else {
                     return;
                 };
                 self.stats.moved_critical.fetch_add(1, Ordering::Relaxed);
+                let _apart = GaugeGuard::new(self.stats.clone(), |s| &s.apart);
                 let memory = self.stats.memory.clone();
                 let apart = home.runtime.spawn(Charged::new(
                     async move {
@@ -390,18 +401,19 @@ impl Connected {
 }
 
 /// A connection counted in [`ListenerStats::open`] until dropped.
-struct OpenGuard(Arc<ListenerStats>);
+/// One unit of a listener gauge (open connections, connections apart), held while it lasts.
+struct GaugeGuard(Arc<ListenerStats>, fn(&ListenerStats) -> &AtomicU64);
 
-impl OpenGuard {
-    fn new(stats: Arc<ListenerStats>) -> OpenGuard {
-        stats.open.fetch_add(1, Ordering::Relaxed);
-        OpenGuard(stats)
+impl GaugeGuard {
+    fn new(stats: Arc<ListenerStats>, gauge: fn(&ListenerStats) -> &AtomicU64) -> GaugeGuard {
+        gauge(&stats).fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(stats, gauge)
     }
 }
 
-impl Drop for OpenGuard {
+impl Drop for GaugeGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        (self.1)(&self.0).fetch_sub(1, Ordering::Relaxed);
     }
 }
 

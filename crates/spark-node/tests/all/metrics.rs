@@ -44,7 +44,6 @@ async fn metrics_and_status_reflect_traffic() {
         r#"spark_instantiation_duration_seconds_count{module="hello"} 3"#,
         r#"spark_guest_traps_total{module="faults"} 1"#,
         r#"spark_guest_traps_total{module="hello"} 0"#,
-        r#"spark_instantiations_total{module="hello"} 3"#,
         "spark_unrouted_requests_total 1",
         r#"spark_module_info{module="hello",priority="critical",world="wasi:http/proxy""#,
     ] {
@@ -54,6 +53,16 @@ async fn metrics_and_status_reflect_traffic() {
         );
     }
     assert!(metrics.contains(r#"spark_guest_cpu_seconds_total{module="hello"}"#));
+    // One instance per request, and the warmth controller may have made one more ready ahead
+    // of the next request between them (the predictor runs beside the test).
+    let instantiations = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"spark_instantiations_total{module="hello"} "#))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        matches!(instantiations, Some(n) if (3.0..=4.0).contains(&n)),
+        "{instantiations:?} in:\n{metrics}"
+    );
     // A module that served nothing has its info and counters, but no histogram series
     // (thousands of registered, idle modules would otherwise fill every scrape); its first
     // request creates them.

@@ -312,6 +312,11 @@ async fn clients_that_leave_connections_served_apart_give_back_everything_and_en
         0.0,
         "the moved connections are closed and counted out"
     );
+    assert_eq!(
+        series(&node, r#"spark_connections_apart{listener="public"}"#).await,
+        0.0,
+        "and their places apart given back"
+    );
     // The cancelled critical guests ended their part of critical work: a second later normal
     // guests run at normal priority again.
     tokio::time::sleep(spark_runtime::critical_first::LIVE_FOR + Duration::from_millis(200)).await;

@@ -408,8 +408,15 @@ async fn status_of_response(stream: &mut TcpStream) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_opens_with_a_critical_request_is_served_apart_under_the_same_limits() {
-    let node = TestNode::start(SLOW).await.unwrap();
+    let manifest = SLOW.replace(
+        "max_connections_per_client = 1000\n",
+        "max_connections_per_client = 1000\nmax_connections_apart = 2\n",
+    );
+    let node = TestNode::start(&manifest).await.unwrap();
     let apart = r#"spark_connections_served_apart_total{listener="public"}"#;
+    let full = r#"spark_connections_apart_full_total{listener="public"}"#;
+    let open = r#"spark_connections_open{listener="public"}"#;
+    let apart_now = r#"spark_connections_apart{listener="public"}"#;
     // Complete in its first bytes and for the critical module: served apart, and the
     // connection keeps serving whatever comes next on it.
     let mut critical = raw(&node, b"GET /shop HTTP/1.1\r\nHost: x\r\n\r\n").await;
@@ -437,6 +444,27 @@ async fn a_connection_that_opens_with_a_critical_request_is_served_apart_under_t
     assert_eq!(reply.status(), 200);
     assert_eq!(series(&node, apart).await, 1.0, "only the first moved");
 
+    // Two places apart: the third critical connection is served like any other, and a place
+    // comes back when its connection closes.
+    let head = b"GET /shop HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut second = raw(&node, head).await;
+    assert_eq!(status_of_response(&mut second).await, 200);
+    let mut third = raw(&node, head).await;
+    assert_eq!(status_of_response(&mut third).await, 200);
+    assert_eq!(series(&node, apart).await, 2.0);
+    assert_eq!(series(&node, apart_now).await, 2.0);
+    assert_eq!(series(&node, full).await, 1.0);
+    drop(second);
+    assert_eq!(
+        series_settles(&node, apart_now, 1.0, Duration::from_secs(5)).await,
+        1.0
+    );
+    let mut fourth = raw(&node, head).await;
+    assert_eq!(status_of_response(&mut fourth).await, 200);
+    assert_eq!(series(&node, apart).await, 3.0, "the place came back");
+    assert_eq!(series(&node, full).await, 1.0);
+    drop((third, fourth));
+
     // The same limits hold apart: the idle connection is closed at the idle timeout (2 s), and
     // a socket that never speaks at the header timeout (1 s) from accept.
     let started = Instant::now();
@@ -449,15 +477,12 @@ async fn a_connection_that_opens_with_a_critical_request_is_served_apart_under_t
     );
     assert!(closed_by_node(&mut critical, Duration::from_secs(4)).await);
     drop((dripped, other, sender));
-    assert_eq!(
-        series_settles(
-            &node,
-            r#"spark_connections_open{listener="public"}"#,
+    for gauge in [open, apart_now] {
+        assert_eq!(
+            series_settles(&node, gauge, 0.0, Duration::from_secs(5)).await,
             0.0,
-            Duration::from_secs(5)
-        )
-        .await,
-        0.0
-    );
+            "{gauge}"
+        );
+    }
     node.stop().await;
 }

@@ -48,6 +48,11 @@ const LISTENER_GAUGES: &[(&str, &str, Read)] = &[
         s.open.load(Ordering::Relaxed) as f64
     }),
     (
+        "connections_apart",
+        "Connections served on the critical executor now (orchestrator.critical_first; at most node.max_connections_apart)",
+        |s| s.apart.load(Ordering::Relaxed) as f64,
+    ),
+    (
         "connection_memory_bytes",
         "Memory the listener's connections use now (buffers, HTTP/2 stream state)",
         |s| s.memory.bytes() as f64,
@@ -66,6 +71,11 @@ const LISTENER_COUNTERS: &[(&str, &str, Count)] = &[
         "connections_served_apart",
         "Connections whose first request was for a critical module, served on the critical executor (orchestrator.critical_first)",
         |s| s.moved_critical.load(Ordering::Relaxed),
+    ),
+    (
+        "connections_apart_full",
+        "Connections whose first request was for a critical module, served like any other because node.max_connections_apart were already apart",
+        |s| s.apart_full.load(Ordering::Relaxed),
     ),
 ];
 
