@@ -370,8 +370,9 @@ pub struct OrchestratorSettings {
     /// Critical work first (default true): while a critical module's guests run or ran in the
     /// last second, normal modules' new guests start on threads in the kernel's idle scheduling
     /// class, preempted the moment a critical guest or a connection wants the core; and a
-    /// plaintext HTTP/1 connection whose first request is for a critical module is served on
-    /// the critical executor, apart from other connections. B9, a critical module's p99 over
+    /// HTTP/1 connection (plaintext or TLS) whose first request is for a critical module is
+    /// served on the critical executor, apart from other connections (at most
+    /// `node.max_connections_apart` at once). B9, a critical module's p99 over
     /// calm in the same run (five runs without, four with): beside normal guests looping
     /// until their clients leave 2.1-2.6x without, 1.0-1.2x with; looping on host calls
     /// 2.0-2.6x, 0.9-1.5x; logging at their limit 1.4-1.7x, 0.8-1.1x; 2,000 slowloris clients

@@ -4,24 +4,32 @@
 //! order. A flood of other connections (thousands of slowloris clients dripping header bytes in
 //! bursts, a storm of connects and resets) fills those queues, and a critical request's
 //! connection waits its turn behind them: in B9 the critical module's p99 was 1.6-2.4x its calm
-//! p99 under slowloris with the node at 7% of a core. So a plaintext HTTP/1 connection whose
-//! first request head, complete in the first bytes the client sent, routes to a critical module
-//! moves its socket to the critical runtime (its own threads and its own I/O driver) and is
-//! served there until it closes, under the same limits, caps and accounting (1.1-1.4x in B9).
+//! p99 under slowloris with the node at 7% of a core. So an HTTP/1 connection whose first
+//! request head, complete in the first bytes the client sent, routes to a critical module moves
+//! its socket to the critical runtime (its own threads and its own I/O driver) and is served
+//! there until it closes, under the same limits, caps and accounting (1.1-1.4x in B9).
 //!
-//! Decision worth knowing: the head is *peeked*, not read, so hyper reads it afterwards as if
-//! nothing happened, and only a head complete in what has arrived counts: a client that drips
-//! its head (slowloris) stays on the main runtime whatever route it names, and a connection
-//! that sends nothing at all is closed at `header_read_timeout` counted from accept, as the
-//! watchdog would. TLS and HTTP/2 with prior knowledge stay on the main runtime (the head is
-//! not readable in the clear or not an HTTP/1 request line). A client that opens with a
-//! critical request and then sends others keeps its connection where it is: what its requests
-//! run on is still decided per request. At most `node.max_connections_apart` connections are
-//! apart at once; beyond that a connection is served on the main runtime, as any other (a
-//! flood of connections opening with a critical request does not crowd the critical threads).
+//! Decision worth knowing: on a plaintext connection the head is *peeked*, not read, so hyper
+//! reads it afterwards as if nothing happened. A TLS connection is looked at after its
+//! handshake (on the main runtime): its first decrypted bytes are read once and put back in
+//! front of the stream ([`Rewind`]); if they are a critical head, the socket is taken from under
+//! the TLS session ([`super::linger::Returning::detach`]), moved, and put back on the other
+//! side, so the session's state moves whole. Only a head complete in what has arrived counts:
+//! a client that drips its head (slowloris) stays on the main runtime whatever route it names,
+//! and a connection that sends nothing at all is closed at `header_read_timeout` counted from
+//! accept, as the watchdog would. HTTP/2 (prior knowledge, or chosen by ALPN) stays on the main
+//! runtime: one connection carries every module's streams. A client that opens with a critical
+//! request and then sends others keeps its connection where it is: what its requests run on is
+//! still decided per request. At most `node.max_connections_apart` connections are apart at
+//! once; beyond that a connection is served on the main runtime, as any other (a flood of
+//! connections opening with a critical request does not crowd the critical threads).
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -97,6 +105,103 @@ impl CriticalHome {
             Some(path) if (self.routes_to_critical)(path) => FirstHead::Critical,
             _ => FirstHead::Other,
         }
+    }
+}
+
+impl CriticalHome {
+    /// Reads a TLS connection's first decrypted bytes (one read, waiting for them until
+    /// `deadline`) and says whether they are a complete request head for a critical module.
+    /// Decrypted bytes cannot be peeked, so they are returned, for [`Rewind`] to give to hyper.
+    pub(crate) async fn read_first_head<S: AsyncRead + Unpin>(
+        &self,
+        stream: &mut S,
+        deadline: Instant,
+    ) -> (Vec<u8>, FirstHead) {
+        let mut buf = vec![0u8; PEEK_BYTES];
+        let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return (Vec::new(), FirstHead::Silent),
+            Ok(Err(_) | Ok(0)) => return (Vec::new(), FirstHead::Other),
+            Ok(Ok(n)) => n,
+        };
+        buf.truncate(n);
+        let first = match request_path(&buf) {
+            Some(path) if (self.routes_to_critical)(path) => FirstHead::Critical,
+            _ => FirstHead::Other,
+        };
+        (buf, first)
+    }
+}
+
+/// A stream with bytes already read from it put back in front: what hyper reads first.
+pub(crate) struct Rewind<S> {
+    read: Vec<u8>,
+    at: usize,
+    stream: S,
+}
+
+impl<S> Rewind<S> {
+    pub(crate) fn new(read: Vec<u8>, stream: S) -> Rewind<S> {
+        Rewind {
+            read,
+            at: 0,
+            stream,
+        }
+    }
+
+    /// The stream under the bytes put back.
+    pub(crate) fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.at < this.read.len() {
+            let n = buf.remaining().min(this.read.len() - this.at);
+            buf.put_slice(&this.read[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.read.len() {
+                this.read = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

@@ -83,8 +83,19 @@ impl Returning {
         Pin::new(
             self.stream
                 .as_mut()
-                .expect("the socket is taken only when dropped"),
+                .expect("the socket is taken only when dropped or between runtimes"),
         )
+    }
+
+    /// Takes the socket out, to move it to another runtime under the layers above it (TLS);
+    /// nothing may read or write through this until [`Returning::attach`].
+    pub(crate) fn detach(&mut self) -> Option<TcpStream> {
+        self.stream.take()
+    }
+
+    /// Puts a socket taken by [`Returning::detach`] back.
+    pub(crate) fn attach(&mut self, stream: TcpStream) {
+        self.stream = Some(stream);
     }
 }
 

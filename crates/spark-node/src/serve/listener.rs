@@ -33,13 +33,15 @@ use hyper_util::server::conn::auto;
 use spark_manifest::{H2_KEEPALIVE_TIMEOUT, ListenerLimits};
 use spark_runtime::host_memory::{Charged, HostAccount};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 use super::bodies::{Outgoing, RequestBody};
 use super::connection::{CloseReason, Connection, Verdict, Watched, verdict};
-use super::critical_home::{AbortOnDrop, CriticalHome, FirstHead};
+use super::critical_home::{AbortOnDrop, CriticalHome, FirstHead, Rewind};
 use super::front::NodeBody;
 use super::linger::{Lingered, Returning, returning};
 use super::tls::TlsTerminator;
@@ -246,28 +248,21 @@ impl Connected {
             FirstHead::Other => self.serve().await,
             FirstHead::Silent => self.stats.closed_for(CloseReason::HeaderTimeout),
             FirstHead::Critical => {
-                let Some(_place) = home.place() else {
-                    self.stats.apart_full.fetch_add(1, Ordering::Relaxed);
+                let Some(place) = place_apart(home, &self.stats) else {
                     return self.serve().await;
                 };
                 let Ok(socket) = self.stream.into_std() else {
                     return;
                 };
-                self.stats.moved_critical.fetch_add(1, Ordering::Relaxed);
-                let _apart = GaugeGuard::new(self.stats.clone(), |s| &s.apart);
-                let memory = self.stats.memory.clone();
-                let apart = home.runtime.spawn(Charged::new(
-                    async move {
-                        // Registered with the critical runtime's I/O driver from here on.
-                        let Ok(stream) = TcpStream::from_std(socket) else {
-                            return;
-                        };
-                        Connected { stream, ..self }.serve().await;
-                    },
-                    memory,
-                ));
-                let _abort = AbortOnDrop(apart.abort_handle());
-                let _ = apart.await;
+                let stats = self.stats.clone();
+                apart(home, &stats, place, async move {
+                    // Registered with the critical runtime's I/O driver from here on.
+                    let Ok(stream) = TcpStream::from_std(socket) else {
+                        return;
+                    };
+                    Connected { stream, ..self }.serve().await;
+                })
+                .await;
             }
         }
     }
@@ -301,41 +296,118 @@ impl Connected {
         }
     }
 
-    /// Serves HTTP on the connection until hyper ends it or the node cuts it.
+    /// Terminates TLS if the listener has it (a TLS connection whose first request is for a
+    /// critical module is served apart from here), then serves HTTP.
     async fn serve_socket(
         socket: Returning,
         peer: SocketAddr,
         accepted: tokio::time::Instant,
         handler: &Handler,
         config: &ListenerConfig,
+        stats: &Arc<ListenerStats>,
+        shutdown: &CancellationToken,
+    ) -> Ended {
+        let conn = Connection::new(config.limits.h2_reset_budget, accepted);
+        let io = match &config.tls {
+            None => Either::Left(socket),
+            Some(tls) => match Self::open_tls(tls, socket, peer, accepted, &conn, config, stats)
+                .await
+            {
+                Opened::Here(stream) => Either::Right(stream),
+                Opened::Closed => return Ended::ByNode,
+                Opened::Apart(home, place, mut stream) => {
+                    // The socket leaves from under the TLS session, whose state moves whole.
+                    let Some(Ok(socket)) = stream
+                        .get_mut()
+                        .get_mut()
+                        .0
+                        .detach()
+                        .map(TcpStream::into_std)
+                    else {
+                        return Ended::ByNode;
+                    };
+                    let (handler, config, moved_stats, shutdown) = (
+                        handler.clone(),
+                        config.clone(),
+                        stats.clone(),
+                        shutdown.clone(),
+                    );
+                    let served = apart(home, stats, place, async move {
+                        let Ok(socket) = TcpStream::from_std(socket) else {
+                            return Ended::ByNode;
+                        };
+                        stream.get_mut().get_mut().0.attach(socket);
+                        let io = Either::Right(stream);
+                        Self::serve_http(io, conn, peer, &handler, &config, &moved_stats, &shutdown)
+                            .await
+                    });
+                    return served.await.unwrap_or(Ended::ByNode);
+                }
+            },
+        };
+        Self::serve_http(io, conn, peer, handler, config, stats, shutdown).await
+    }
+
+    /// The TLS handshake, within the header timeout, then (HTTP/1 with a critical home) a look
+    /// at the first request head: where the connection is to be served.
+    async fn open_tls<'h>(
+        tls: &TlsTerminator,
+        socket: Returning,
+        peer: SocketAddr,
+        accepted: tokio::time::Instant,
+        conn: &Connection,
+        config: &'h ListenerConfig,
+        stats: &ListenerStats,
+    ) -> Opened<'h> {
+        let limits = config.limits;
+        let handshake = tls.accept(socket);
+        let (mut stream, h2) = match tokio::time::timeout(limits.header_read_timeout, handshake)
+            .await
+        {
+            Ok(Ok(accepted)) => accepted,
+            Ok(Err(error)) => {
+                tracing::debug!(peer = %peer, error = %spark_error::chain(&error), "TLS handshake failed");
+                stats.closed_for(CloseReason::Handshake);
+                return Opened::Closed;
+            }
+            Err(_) => {
+                stats.closed_for(CloseReason::Handshake);
+                return Opened::Closed;
+            }
+        };
+        if h2 {
+            conn.set_h2();
+        }
+        let Some(home) = config.critical_home.as_ref().filter(|_| !h2) else {
+            return Opened::Here(Rewind::new(Vec::new(), stream));
+        };
+        let deadline = accepted + limits.header_read_timeout;
+        let (read, first) = home.read_first_head(&mut stream, deadline).await;
+        let stream = Rewind::new(read, stream);
+        match first {
+            FirstHead::Silent => {
+                stats.closed_for(CloseReason::HeaderTimeout);
+                Opened::Closed
+            }
+            FirstHead::Critical => match place_apart(home, stats) {
+                Some(place) => Opened::Apart(home, place, stream),
+                None => Opened::Here(stream),
+            },
+            FirstHead::Other => Opened::Here(stream),
+        }
+    }
+
+    /// Serves HTTP on the connection until hyper ends it or the node cuts it.
+    async fn serve_http(
+        io: Either<Returning, Rewind<TlsStream<Returning>>>,
+        conn: Arc<Connection>,
+        peer: SocketAddr,
+        handler: &Handler,
+        config: &ListenerConfig,
         stats: &ListenerStats,
         shutdown: &CancellationToken,
     ) -> Ended {
         let limits = config.limits;
-        let conn = Connection::new(limits.h2_reset_budget, accepted);
-        let io = match &config.tls {
-            None => Either::Left(socket),
-            Some(tls) => {
-                let handshake = tls.accept(socket);
-                match tokio::time::timeout(limits.header_read_timeout, handshake).await {
-                    Ok(Ok((stream, h2))) => {
-                        if h2 {
-                            conn.set_h2();
-                        }
-                        Either::Right(stream)
-                    }
-                    Ok(Err(error)) => {
-                        tracing::debug!(peer = %peer, error = %spark_error::chain(&error), "TLS handshake failed");
-                        stats.closed_for(CloseReason::Handshake);
-                        return Ended::ByNode;
-                    }
-                    Err(_) => {
-                        stats.closed_for(CloseReason::Handshake);
-                        return Ended::ByNode;
-                    }
-                }
-            }
-        };
         let io = TokioIo::new(Watched::new(io, conn.clone()));
         let service = {
             let (conn, handler) = (conn.clone(), handler.clone());
@@ -400,7 +472,49 @@ impl Connected {
     }
 }
 
-/// A connection counted in [`ListenerStats::open`] until dropped.
+/// Where a TLS connection is served once its handshake is done.
+enum Opened<'h> {
+    /// On this runtime.
+    Here(Rewind<TlsStream<Returning>>),
+    /// On the critical runtime, in a place apart.
+    Apart(
+        &'h CriticalHome,
+        OwnedSemaphorePermit,
+        Rewind<TlsStream<Returning>>,
+    ),
+    /// Nowhere: the handshake failed or the client said nothing in time.
+    Closed,
+}
+
+/// A place apart for a connection whose first request is critical (`None`, counted: all taken).
+fn place_apart(home: &CriticalHome, stats: &ListenerStats) -> Option<OwnedSemaphorePermit> {
+    let place = home.place();
+    if place.is_none() {
+        stats.apart_full.fetch_add(1, Ordering::Relaxed);
+    }
+    place
+}
+
+/// Serves a connection on the critical runtime (`serve::critical_home`) holding its `place`:
+/// counted, in the gauge of connections apart, charged to the listener's memory account, and
+/// aborted if the accepting task is dropped (the listener aborts those after its grace).
+async fn apart<T: Send + 'static>(
+    home: &CriticalHome,
+    stats: &Arc<ListenerStats>,
+    place: OwnedSemaphorePermit,
+    connection: impl Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    stats.moved_critical.fetch_add(1, Ordering::Relaxed);
+    let _apart = GaugeGuard::new(stats.clone(), |s| &s.apart);
+    let task = home
+        .runtime
+        .spawn(Charged::new(connection, stats.memory.clone()));
+    let _abort = AbortOnDrop(task.abort_handle());
+    let served = task.await.ok();
+    drop(place);
+    served
+}
+
 /// One unit of a listener gauge (open connections, connections apart), held while it lasts.
 struct GaugeGuard(Arc<ListenerStats>, fn(&ListenerStats) -> &AtomicU64);
 

@@ -1,6 +1,7 @@
 //! TLS on the public listener: two certificates chosen by SNI, HTTP/1.1 and HTTP/2 by ALPN,
 //! a handshake that never finishes cut off at the header timeout, and a certificate replaced
-//! on disk picked up without a restart while open connections carry on.
+//! on disk picked up without a restart while open connections carry on; a connection whose
+//! first request is for a critical module served apart, TLS session and all, within its cap.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -193,5 +194,146 @@ request_body = "64KiB"
         .body(Empty::new())
         .unwrap();
     assert_eq!(kept.send_request(request).await.unwrap().status(), 200);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_connection_that_opens_with_a_critical_request_is_served_apart() {
+    let certs = tempfile::tempdir().unwrap();
+    let a = issue(certs.path(), "a", "a.test");
+    let dir = certs.path().display();
+    let manifest = format!(
+        r#"
+version = 1
+[node]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+header_read_timeout = "1s"
+max_connections_apart = 1
+[[node.tls]]
+cert = "{dir}/a.pem"
+key = "{dir}/a.key"
+
+[[module]]
+id = "shop"
+component = "{{guest:hello}}"
+routes = ["/shop"]
+priority = "critical"
+[module.limits]
+request_body = "64KiB"
+
+[[module]]
+id = "echo"
+component = "{{guest:echo}}"
+routes = ["/echo/..."]
+"#
+    );
+    let node = TestNode::start(&manifest).await.unwrap();
+    let apart = r#"spark_connections_served_apart_total{listener="public"}"#;
+    let apart_now = r#"spark_connections_apart{listener="public"}"#;
+    let full = r#"spark_connections_apart_full_total{listener="public"}"#;
+    let h1 = connector(&[&a], &[b"http/1.1"]);
+
+    // The first decrypted bytes are a critical head: the connection moves with its TLS session,
+    // and goes on serving whatever comes next.
+    let (status, mut moved) = h1_get(handshake(&node, &h1, "a.test").await, "/shop").await;
+    assert_eq!(status, 200);
+    let request = http::Request::get("/echo/x")
+        .header("host", "a.test")
+        .body(Empty::new())
+        .unwrap();
+    moved
+        .ready()
+        .await
+        .expect("the moved connection stays open");
+    let response = moved.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    // Read whole, so the client keeps the connection.
+    response.into_body().collect().await.unwrap();
+    assert_eq!(
+        (series(&node, apart).await, series(&node, apart_now).await),
+        (1.0, 1.0)
+    );
+
+    // Its one place apart is taken: the next critical connection is served like any other.
+    let (status, _other) = h1_get(handshake(&node, &h1, "a.test").await, "/shop").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (series(&node, apart).await, series(&node, full).await),
+        (1.0, 1.0)
+    );
+    drop(moved);
+    assert_eq!(
+        super::support::series_settles(&node, apart_now, 0.0, Duration::from_secs(5)).await,
+        0.0,
+        "a closed connection gives its place back"
+    );
+
+    // A refused upload on a moved connection: the 413 is read whole, the socket lingers after
+    // coming back from the critical runtime.
+    let mut upload = handshake(&node, &h1, "a.test").await;
+    upload
+        .write_all(b"POST /shop HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2097152\r\n\r\n")
+        .await
+        .unwrap();
+    upload
+        .write_all(&vec![b'x'; 2 << 20])
+        .await
+        .expect("the refused body is taken, not reset");
+    upload.flush().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), upload.read_to_end(&mut answer))
+        .await
+        .expect("the node closed the connection")
+        .expect("an answer and a clean TLS close, not a reset");
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(series(&node, apart).await, 2.0);
+
+    // HTTP/2 chosen by ALPN stays where it is.
+    let h2 = connector(&[&a], &[b"h2"]);
+    let stream = handshake(&node, &h2, "a.test").await;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get("https://a.test/shop")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+    assert_eq!(series(&node, apart).await, 2.0);
+
+    // A client that completes its handshake and then says nothing is closed at the header
+    // timeout, counted from accept.
+    let started = std::time::Instant::now();
+    let mut silent = handshake(&node, &h1, "a.test").await;
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(3), silent.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "closed by the node: {read:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        series(
+            &node,
+            r#"spark_connections_closed_total{listener="public",reason="header_timeout"}"#
+        )
+        .await
+            >= 1.0
+    );
+    drop((_other, sender));
+    for gauge in [r#"spark_connections_open{listener="public"}"#, apart_now] {
+        assert_eq!(
+            super::support::series_settles(&node, gauge, 0.0, Duration::from_secs(5)).await,
+            0.0,
+            "{gauge}"
+        );
+    }
     node.stop().await;
 }
