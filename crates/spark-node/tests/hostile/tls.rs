@@ -83,6 +83,51 @@ async fn h1_get(
     (status, sender)
 }
 
+/// An HTTP/2 connection over TLS (ALPN `h2`) and one `GET path` on it: its status, and the
+/// sender that keeps the connection open.
+async fn h2_get(
+    node: &TestNode,
+    connector: &TlsConnector,
+    path: &str,
+) -> (u16, hyper::client::conn::http2::SendRequest<Empty<Bytes>>) {
+    let stream = handshake(node, connector, "a.test").await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(format!("https://a.test{path}"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let status = sender
+        .send_request(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    (status, sender)
+}
+
+/// Uploads a 2 MiB body to `path` whole before reading, as a plain script does, and returns
+/// the answer read to the end of the stream (the node lingers rather than resetting).
+async fn refused_upload(node: &TestNode, connector: &TlsConnector, path: &str) -> String {
+    let mut upload = handshake(node, connector, "a.test").await;
+    let head = format!("POST {path} HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2097152\r\n\r\n");
+    upload.write_all(head.as_bytes()).await.unwrap();
+    upload
+        .write_all(&vec![b'x'; 2 << 20])
+        .await
+        .expect("the refused body is taken, not reset");
+    upload.flush().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), upload.read_to_end(&mut answer))
+        .await
+        .expect("the node closed the connection")
+        .expect("an answer and a clean TLS close, not a reset");
+    String::from_utf8_lossy(&answer).to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_certificates_by_sni_both_protocols_and_a_swap_without_restart() {
     let certs = tempfile::tempdir().unwrap();
@@ -126,40 +171,11 @@ request_body = "64KiB"
     assert_eq!(status, 200, "HTTP/1.1 over TLS");
 
     let h2 = connector(&[&a], &[b"h2"]);
-    let stream = handshake(&node, &h2, "a.test").await;
-    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let request = http::Request::get("https://a.test/shop")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    assert_eq!(
-        sender.send_request(request).await.unwrap().status(),
-        200,
-        "HTTP/2 over TLS"
-    );
+    assert_eq!(h2_get(&node, &h2, "/shop").await.0, 200, "HTTP/2 over TLS");
 
     // A client that uploads a refused body whole before reading still reads the 413 over TLS
     // (the node lingers, `serve::linger`, rather than resetting the connection).
-    let mut upload = handshake(&node, &both, "a.test").await;
-    upload
-        .write_all(b"POST /echo/body HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2097152\r\n\r\n")
-        .await
-        .unwrap();
-    upload
-        .write_all(&vec![b'x'; 2 << 20])
-        .await
-        .expect("the refused body is taken, not reset");
-    upload.flush().await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), upload.read_to_end(&mut answer))
-        .await
-        .expect("the node closed the connection")
-        .expect("an answer and a clean TLS close, not a reset");
-    let answer = String::from_utf8_lossy(&answer).to_string();
+    let answer = refused_upload(&node, &both, "/echo/body").await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     // A handshake that never finishes is cut off like a head that never finishes.
@@ -271,37 +287,13 @@ routes = ["/echo/..."]
 
     // A refused upload on a moved connection: the 413 is read whole, the socket lingers after
     // coming back from the critical runtime.
-    let mut upload = handshake(&node, &h1, "a.test").await;
-    upload
-        .write_all(b"POST /shop HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2097152\r\n\r\n")
-        .await
-        .unwrap();
-    upload
-        .write_all(&vec![b'x'; 2 << 20])
-        .await
-        .expect("the refused body is taken, not reset");
-    upload.flush().await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), upload.read_to_end(&mut answer))
-        .await
-        .expect("the node closed the connection")
-        .expect("an answer and a clean TLS close, not a reset");
-    let answer = String::from_utf8_lossy(&answer).to_string();
+    let answer = refused_upload(&node, &h1, "/shop").await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert_eq!(series(&node, apart).await, 2.0);
 
     // HTTP/2 chosen by ALPN stays where it is.
-    let h2 = connector(&[&a], &[b"h2"]);
-    let stream = handshake(&node, &h2, "a.test").await;
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let request = http::Request::get("https://a.test/shop")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+    let (status, sender) = h2_get(&node, &connector(&[&a], &[b"h2"]), "/shop").await;
+    assert_eq!(status, 200);
     assert_eq!(series(&node, apart).await, 2.0);
 
     // A client that completes its handshake and then says nothing is closed at the header
