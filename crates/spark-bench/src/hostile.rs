@@ -34,6 +34,9 @@ pub struct HostileOptions {
     pub faults: PathBuf,
     /// Shorter phases: 5 s each instead of 12 s.
     pub quick: bool,
+    /// Seconds per phase, overriding `quick`'s and the default: each phase's p99 is its worst
+    /// 1% of `100 x seconds` critical requests, so longer phases make it steadier.
+    pub phase_secs: Option<f64>,
     /// Where `hostile.json` (and the node log, if kept) go.
     pub out_dir: PathBuf,
 }
@@ -224,7 +227,9 @@ fn open_fds(pid: u32) -> u64 {
 
 /// Runs B9 and writes `hostile.json`.
 pub async fn run(options: &HostileOptions) -> Result<HostileReport, BenchError> {
-    let secs = if options.quick { 5.0 } else { 12.0 };
+    let secs = options
+        .phase_secs
+        .unwrap_or(if options.quick { 5.0 } else { 12.0 });
     let phase = Duration::from_secs_f64(secs);
     let manifest = |addr, admin| manifest(options, addr, admin);
     let mut node = SparkNode::start(NodeLaunch {

@@ -115,10 +115,29 @@ fn bench_replay_apps_is_a_count_or_all() {
     );
 }
 
+/// `spark bench hostile --phase-secs` takes seconds between 1 and 600 (its runs are not in the
+/// tests: B9 takes minutes and is measured, not asserted).
+#[test]
+fn bench_hostile_phase_secs_are_checked() {
+    for bad in ["0", "601", "soon"] {
+        refuses(
+            &["hostile", "--phase-secs", bad],
+            &format!("expected seconds between 1 and 600, got `{bad}`"),
+        );
+    }
+}
+
 /// `spark bench replay ARGS` fails, and its error says `says`.
 fn replay_refuses(args: &[&str], says: &str) {
+    let mut all = vec!["replay"];
+    all.extend_from_slice(args);
+    refuses(&all, says);
+}
+
+/// `spark bench ARGS` fails, and its error says `says`.
+fn refuses(args: &[&str], says: &str) {
     let output = Command::new(env!("CARGO_BIN_EXE_spark"))
-        .args(["bench", "replay"])
+        .arg("bench")
         .args(args)
         .output()
         .unwrap();
