@@ -44,11 +44,11 @@ pub(crate) struct CriticalHome {
     /// The critical guests' runtime.
     pub(crate) runtime: tokio::runtime::Handle,
     /// Whether a request path routes to a critical module now.
-    pub(crate) routes_to_critical: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    routes_to_critical: Arc<dyn Fn(&str) -> bool + Send + Sync>,
     /// Places for connections served apart (`node.max_connections_apart`): once they are
     /// taken, a connection that opens with a critical request is served like any other, so a
     /// flood of them cannot move onto the critical threads.
-    pub(crate) places: Arc<tokio::sync::Semaphore>,
+    places: Arc<tokio::sync::Semaphore>,
 }
 
 impl CriticalHome {
@@ -69,20 +69,7 @@ impl CriticalHome {
     pub(crate) fn place(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.places.clone().try_acquire_owned().ok()
     }
-}
 
-/// What the first bytes of a connection say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FirstHead {
-    /// A complete HTTP/1 request head for a critical module.
-    Critical,
-    /// Anything else: another route, a partial head, TLS, HTTP/2, the client gone.
-    Other,
-    /// Nothing at all before the deadline.
-    Silent,
-}
-
-impl CriticalHome {
     /// Peeks at the connection's first bytes, waiting for them until `deadline`. The buffer is
     /// taken once bytes are there (a silent connection holds none) and on the heap, where the
     /// connection's memory account sees it.
@@ -100,15 +87,9 @@ impl CriticalHome {
             Ok(Ok(buf)) if buf.is_empty() => return FirstHead::Other,
             Ok(Ok(buf)) => buf,
         };
-        let n = buf.len();
-        match request_path(&buf[..n]) {
-            Some(path) if (self.routes_to_critical)(path) => FirstHead::Critical,
-            _ => FirstHead::Other,
-        }
+        self.says(&buf)
     }
-}
 
-impl CriticalHome {
     /// Reads a TLS connection's first decrypted bytes (one read, waiting for them until
     /// `deadline`) and says whether they are a complete request head for a critical module.
     /// Decrypted bytes cannot be peeked, so they are returned, for [`Rewind`] to give to hyper.
@@ -124,12 +105,28 @@ impl CriticalHome {
             Ok(Ok(n)) => n,
         };
         buf.truncate(n);
-        let first = match request_path(&buf) {
-            Some(path) if (self.routes_to_critical)(path) => FirstHead::Critical,
-            _ => FirstHead::Other,
-        };
+        let first = self.says(&buf);
         (buf, first)
     }
+
+    /// Whether `bytes` start with a complete request head for a critical module.
+    fn says(&self, bytes: &[u8]) -> FirstHead {
+        match request_path(bytes) {
+            Some(path) if (self.routes_to_critical)(path) => FirstHead::Critical,
+            _ => FirstHead::Other,
+        }
+    }
+}
+
+/// What the first bytes of a connection say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstHead {
+    /// A complete HTTP/1 request head for a critical module.
+    Critical,
+    /// Anything else: another route, a partial head, TLS, HTTP/2, the client gone.
+    Other,
+    /// Nothing at all before the deadline.
+    Silent,
 }
 
 /// A stream with bytes already read from it put back in front: what hyper reads first.
