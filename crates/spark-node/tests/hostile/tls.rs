@@ -1,7 +1,8 @@
 //! TLS on the public listener: two certificates chosen by SNI, HTTP/1.1 and HTTP/2 by ALPN,
 //! a handshake that never finishes cut off at the header timeout, and a certificate replaced
 //! on disk picked up without a restart while open connections carry on; a connection whose
-//! first request is for a critical module served apart, TLS session and all, within its cap.
+//! first request is for a critical module served apart, TLS session and all, within its cap,
+//! giving everything back when its client leaves mid-request.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -239,6 +240,15 @@ priority = "critical"
 request_body = "64KiB"
 
 [[module]]
+id = "vip"
+component = "{{guest:faults}}"
+routes = ["/vip/..."]
+priority = "critical"
+[module.limits]
+timeout = "30s"
+cpu_time = "30s"
+
+[[module]]
 id = "echo"
 component = "{{guest:echo}}"
 routes = ["/echo/..."]
@@ -285,16 +295,41 @@ routes = ["/echo/..."]
         "a closed connection gives its place back"
     );
 
+    // A client that leaves a moved connection while its critical guest runs gives back the
+    // guest's slot and its place apart.
+    let mut leaving = handshake(&node, &h1, "a.test").await;
+    leaving
+        .write_all(b"GET /vip/loop HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    leaving.flush().await.unwrap();
+    let vip = node.node.snapshot().module("vip").cloned().unwrap();
+    assert!(
+        spark_testkit::eventually(Duration::from_secs(5), || vip.admission.running() == 1).await,
+        "the loop runs"
+    );
+    assert_eq!(series(&node, apart_now).await, 1.0);
+    drop(leaving);
+    assert_eq!(
+        super::support::settle(&node, "vip", Duration::from_secs(5)).await,
+        super::support::IDLE
+    );
+    assert_eq!(
+        super::support::series_settles(&node, apart_now, 0.0, Duration::from_secs(5)).await,
+        0.0
+    );
+    assert_eq!(series(&node, apart).await, 2.0);
+
     // A refused upload on a moved connection: the 413 is read whole, the socket lingers after
     // coming back from the critical runtime.
     let answer = refused_upload(&node, &h1, "/shop").await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert_eq!(series(&node, apart).await, 2.0);
+    assert_eq!(series(&node, apart).await, 3.0);
 
     // HTTP/2 chosen by ALPN stays where it is.
     let (status, sender) = h2_get(&node, &connector(&[&a], &[b"h2"]), "/shop").await;
     assert_eq!(status, 200);
-    assert_eq!(series(&node, apart).await, 2.0);
+    assert_eq!(series(&node, apart).await, 3.0);
 
     // A client that completes its handshake and then says nothing is closed at the header
     // timeout, counted from accept.
