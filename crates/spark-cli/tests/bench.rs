@@ -182,6 +182,10 @@ fn bench_density_quick_reports_every_key_and_writes_density_json() {
             "p50_ms",
             "p99_ms",
             "lazy_first_ms",
+            "rss_after_mb",
+            "loaded_code_mb",
+            "loaded_code_limit_mb",
+            "code_evictions",
             "errors"
         ]
     );
@@ -193,6 +197,13 @@ fn bench_density_quick_reports_every_key_and_writes_density_json() {
     assert_eq!(result["requests"], 300);
     assert!(result["restart_s"].as_f64().unwrap() > 0.0, "{json}");
     assert!(result["rss_mb"].as_f64().unwrap() > 0.0, "{json}");
+    // The default budget (256 MiB) holds 100 hello copies: loaded code is on the ledger,
+    // within its limit.
+    let (code, limit) = (
+        result["loaded_code_mb"].as_f64().unwrap(),
+        result["loaded_code_limit_mb"].as_f64().unwrap(),
+    );
+    assert!(code > 0.0 && code <= limit, "{json}");
 }
 
 /// B4 live, quick: a small trace (four apps: every minute, every five, twice, a burst)

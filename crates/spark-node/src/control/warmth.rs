@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, Ticker};
 use crate::serve::activity::{ActivityLog, Watcher};
+use crate::serve::loaded::{LoadedCode, LoadedCodeFigures, load_bytes};
 use crate::serve::snapshot::{LastSnapshot, ModuleSlot, SharedSnapshot, Snapshot};
 
 /// MB-minutes of memory worth one second of cold start of a module called once a day. Edge
@@ -94,10 +95,11 @@ pub struct ModuleWarmth {
     pub calls_per_day: Option<f64>,
 }
 
-/// What the controller last decided, for `/v1/predictor` and `spark status`.
-#[derive(Debug, Default)]
+/// What the controller last decided, for `/v1/predictor` and `spark status`, and the node's
+/// loaded code as it is now.
 pub struct WarmthView {
     state: Mutex<WarmthState>,
+    loaded: Arc<LoadedCode>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -111,16 +113,30 @@ pub struct WarmthState {
     /// (all of them after a deploy).
     #[serde(default)]
     pub modules_read: usize,
+    /// The loaded code of non-critical modules now, its limit and the evictions made for
+    /// requests' loads ([`crate::serve::loaded`]).
+    #[serde(default)]
+    pub loaded_code: LoadedCodeFigures,
 }
 
 impl WarmthView {
+    /// A view of `loaded`, with nothing decided yet.
+    pub(crate) fn new(loaded: Arc<LoadedCode>) -> WarmthView {
+        WarmthView {
+            state: Mutex::default(),
+            loaded,
+        }
+    }
+
     /// Records something an operator should know about the history (shown in the status).
     pub fn note(&self, text: String) {
         self.state.lock().expect("warmth view").history_note = Some(text);
     }
 
     pub fn state(&self) -> WarmthState {
-        self.state.lock().expect("warmth view").clone()
+        let mut state = self.state.lock().expect("warmth view").clone();
+        state.loaded_code = self.loaded.figures();
+        state
     }
 }
 
@@ -379,6 +395,7 @@ impl WarmthController {
                 describe(slot, target, forecast.as_ref()),
             ));
         }
+        self.publish(&snapshot, &active, &plan.eviction_order);
         // What the predictor keeps loaded is what it expects to be called: its background
         // optimization (if it still runs baseline code) goes first.
         if let Some(slot) = snapshot.modules.first() {
@@ -396,6 +413,29 @@ impl WarmthController {
         }
         state.modules.extend(modules);
         state.eviction_order = plan.eviction_order;
+    }
+
+    /// Tells the ledger of loaded code what this revision decided: the budget left for code
+    /// once the ready instances kept are counted (shrunk as the plan's was), and the plan's
+    /// eviction order, by which requests' loads make room until the next revision.
+    fn publish(&self, snapshot: &Snapshot, active: &[&Arc<ModuleSlot>], eviction_order: &[String]) {
+        let keep = 1.0 - self.budget.pressure();
+        let budget = (self.settings.memory_budget as f64 * keep) as u64;
+        let instances: u64 = active
+            .iter()
+            .filter(|slot| slot.spec.priority != Priority::Critical)
+            .map(|slot| {
+                let ready = slot.residency.current().map_or(0, |g| g.ready_count());
+                ready as u64 * instance_bytes(slot)
+            })
+            .sum();
+        let order = eviction_order
+            .iter()
+            .filter_map(|id| snapshot.module(id))
+            .map(|slot| slot.residency.cell());
+        self.view
+            .loaded
+            .plan(Some(budget.saturating_sub(instances)), order);
     }
 
     /// The predictor's plan for the candidates that have a forecast or are loaded: their
@@ -577,9 +617,9 @@ impl WarmthController {
                     n => stats.instantiate_nanos as f64 / n as f64 / 1e6,
                 });
         LevelCosts {
-            load_bytes: (info.code_bytes as u64).max(64 << 10),
+            load_bytes: load_bytes(info.code_bytes),
             load_ms: load_ms.max(0.1),
-            instance_bytes: slot.stats.instance_bytes().max(64 << 10),
+            instance_bytes: instance_bytes(slot),
             instantiate_ms,
         }
     }
@@ -642,6 +682,12 @@ impl WarmthController {
             }
         }
     }
+}
+
+/// What a ready instance of this module costs in the budget: its memory as measured, and never
+/// less than 64 KiB.
+fn instance_bytes(slot: &ModuleSlot) -> u64 {
+    slot.stats.instance_bytes().max(64 << 10)
 }
 
 fn unknown_forecast() -> Forecast {

@@ -44,6 +44,7 @@ use crate::serve::executor::{GuestExecutor, ThreadPriority};
 use crate::serve::front::Front;
 use crate::serve::jobs;
 use crate::serve::listener::ListenerStats;
+use crate::serve::loaded::LoadedCode;
 use crate::serve::snapshot::{SharedSnapshot, Snapshot};
 
 /// Everything needed to start a node.
@@ -220,6 +221,10 @@ impl RunningNode {
         )
         .map_err(NodeError::Tracing)?
         .unzip();
+        // Loaded code is bounded by the predictor's budget from the start (its revisions set
+        // the limit from then on); with the predictor off every module stays loaded.
+        let predictor = &manifest.predictor;
+        let loaded = LoadedCode::new(predictor.enabled.then_some(predictor.memory_budget));
         let metrics = Arc::new(NodeMetrics::new(
             snapshot.clone(),
             control.clone(),
@@ -229,6 +234,7 @@ impl RunningNode {
                 public: listeners[0].clone(),
                 admin: listeners[1].clone(),
                 tracing: exporter.map(|e| e.stats().clone()),
+                loaded: loaded.clone(),
             },
         ));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -288,6 +294,7 @@ impl RunningNode {
             files_base: files_base(&manifest.source),
             kv_replicas: kv_replicas.clone(),
             activity: activity.clone(),
+            loaded: loaded.clone(),
         };
         let clock = options.clock.clone();
         let deployer = Arc::new(
@@ -314,7 +321,7 @@ impl RunningNode {
             scheme: public.scheme(),
             tracing: tracer,
         });
-        let warmth = Arc::new(WarmthView::default());
+        let warmth = Arc::new(WarmthView::new(loaded));
         if let Some(warning) = store_warning {
             warmth.note(format!("{warning}; demand history starts empty"));
         }

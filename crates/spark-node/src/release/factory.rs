@@ -17,6 +17,7 @@ use spark_store::Store;
 use crate::admin::metrics::NodeMetrics;
 use crate::serve::activity::ActivityLog;
 use crate::serve::capacity::reservation;
+use crate::serve::loaded::LoadedCode;
 use crate::serve::pacing::ModulePacer;
 use crate::serve::residency::{Residency, prepare_artifact};
 use crate::serve::snapshot::{ModuleSlot, SlotControls};
@@ -128,6 +129,8 @@ pub struct ModuleFactory {
     pub kv_replicas: Arc<spark_runtime::spin::KvReplicas>,
     /// Where modules are listed when they have work (for the control loop and the predictor).
     pub activity: Arc<ActivityLog>,
+    /// The ledger every module's loaded code is on.
+    pub loaded: Arc<LoadedCode>,
 }
 
 impl ModuleFactory {
@@ -166,6 +169,7 @@ impl ModuleFactory {
             controls,
             prepared,
             app,
+            self.loaded.clone(),
         );
         let metrics = self.metrics.module(spec.id.as_str());
         let slot = Arc::new(ModuleSlot::new(
@@ -239,6 +243,7 @@ impl ModuleFactory {
             digest.to_owned(),
             tier,
             app,
+            self.loaded.clone(),
         );
         let metrics = self.metrics.module(spec.id.as_str());
         Some(Arc::new(ModuleSlot::new(

@@ -28,6 +28,7 @@ pub(crate) mod jobs;
 pub(crate) mod latency;
 pub(crate) mod linger;
 pub(crate) mod listener;
+pub(crate) mod loaded;
 pub(crate) mod pacing;
 pub(crate) mod residency;
 pub(crate) mod snapshot;

@@ -5,20 +5,23 @@
 //! The decision worth knowing: unloading only drops the node's reference. Requests in flight
 //! hold their own reference to the module, so its code stays mapped until the last of them
 //! finishes; nothing running is ever cut short by an eviction. Loads are single-flight: many
-//! requests arriving at a cold module cause one load, not many.
+//! requests arriving at a cold module cause one load, not many. Every load and unload goes
+//! through the node's [`LoadedCode`] ledger, and a request's load makes room there at once
+//! when it takes the loaded code over the predictor's budget (see [`crate::serve::loaded`]).
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
 use spark_manifest::{ModuleSpec, Trigger};
 use spark_runtime::{
     CodeSource, Expect, GuestLimits, GuestModule, GuestSettings, LoadError, LoadReport,
     ModuleControls, Prepared, ReadWasm, Runtime,
 };
 use spark_store::Store;
+
+use crate::serve::loaded::{CodeCell, LoadedCode};
 
 /// What a cold start cost one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -152,20 +155,22 @@ impl Loader {
 
 /// A module's residency.
 pub struct Residency {
-    loaded: ArcSwapOption<GuestModule>,
+    code: Arc<CodeCell>,
+    ledger: Arc<LoadedCode>,
     loading: tokio::sync::Mutex<()>,
     loader: Loader,
     info: Mutex<CodeInfo>,
     cold_loads: AtomicU64,
     cold_compiles: AtomicU64,
     cold_nanos: AtomicU64,
-    unloads: AtomicU64,
     /// Loads so far (the one at registration included): a new value means a new load report.
     loads: AtomicU64,
 }
 
 impl Residency {
-    /// A module already loaded from `prepared` (its artifact is `prepared.digest` in `store`).
+    /// A module already loaded from `prepared` (its artifact is `prepared.digest` in `store`),
+    /// on `ledger`.
+    #[allow(clippy::too_many_arguments)]
     pub fn loaded(
         runtime: Runtime,
         store: Arc<Store>,
@@ -173,6 +178,7 @@ impl Residency {
         controls: ModuleControls,
         prepared: Arc<Prepared>,
         app: Arc<spark_runtime::spin::AppHost>,
+        ledger: Arc<LoadedCode>,
     ) -> Residency {
         let digest = prepared.digest.clone();
         let loader = Loader {
@@ -184,16 +190,19 @@ impl Residency {
             app,
         };
         let info = CodeInfo::of(&prepared);
+        let code_bytes = prepared.code_bytes;
         let module = loader.module(prepared);
+        let code = ledger.cell(pinned(&loader.spec));
+        ledger.put(&code, module, code_bytes);
         Residency {
-            loaded: ArcSwapOption::from_pointee(module),
+            code,
+            ledger,
             loading: tokio::sync::Mutex::new(()),
             loader,
             info: Mutex::new(info),
             cold_loads: AtomicU64::new(0),
             cold_compiles: AtomicU64::new(0),
             cold_nanos: AtomicU64::new(0),
-            unloads: AtomicU64::new(0),
             loads: AtomicU64::new(1),
         }
     }
@@ -205,6 +214,7 @@ impl Residency {
 
     /// A module registered without loading it: its code is in the AOT cache (at `tier`) and is
     /// loaded by its first request, or when the predictor pre-warms it.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_disk(
         runtime: Runtime,
         store: Arc<Store>,
@@ -213,10 +223,12 @@ impl Residency {
         digest: String,
         tier: spark_runtime::TierState,
         app: Arc<spark_runtime::spin::AppHost>,
+        ledger: Arc<LoadedCode>,
     ) -> Residency {
         let info = CodeInfo::on_disk(&digest, tier);
         Residency {
-            loaded: ArcSwapOption::empty(),
+            code: ledger.cell(pinned(&spec)),
+            ledger,
             loading: tokio::sync::Mutex::new(()),
             loader: Loader {
                 runtime,
@@ -230,7 +242,6 @@ impl Residency {
             cold_loads: AtomicU64::new(0),
             cold_compiles: AtomicU64::new(0),
             cold_nanos: AtomicU64::new(0),
-            unloads: AtomicU64::new(0),
             loads: AtomicU64::new(0),
         }
     }
@@ -242,17 +253,19 @@ impl Residency {
 
     /// Whether its code is in memory now (cheaper than [`Residency::current`]).
     pub fn is_loaded(&self) -> bool {
-        self.loaded.load().is_some()
+        self.code.is_loaded()
     }
 
     /// The module, if its code is in memory now.
     pub fn current(&self) -> Option<GuestModule> {
-        self.loaded.load_full().map(|m| (*m).clone())
+        self.code.current().map(|m| (*m).clone())
     }
 
-    /// The module, loading it first if needed (then also saying what the cold start cost).
+    /// The module for a request, loading it first if needed (then also saying what the cold
+    /// start cost); a load makes room on the ledger before the request runs.
     pub async fn acquire(&self) -> Result<(GuestModule, Option<ColdStart>), LoadError> {
         if let Some(module) = self.current() {
+            self.ledger.touch(&self.code);
             return Ok((module, None));
         }
         let started = Instant::now();
@@ -269,6 +282,7 @@ impl Residency {
             ));
         }
         let module = self.load().await?;
+        self.ledger.make_room(&self.code);
         let cold = ColdStart {
             source: module.prepared().report.source,
             took: started.elapsed(),
@@ -302,8 +316,9 @@ impl Residency {
             prepare_artifact(&loader.runtime, &loader.store, &loader.digest, &loader.spec).await?;
         *self.info.lock().expect("info lock") = CodeInfo::of(&prepared);
         self.loads.fetch_add(1, Ordering::Relaxed);
+        let code_bytes = prepared.code_bytes;
         let module = loader.module(prepared);
-        self.loaded.store(Some(Arc::new(module.clone())));
+        self.ledger.put(&self.code, module.clone(), code_bytes);
         Ok(module)
     }
 
@@ -316,11 +331,12 @@ impl Residency {
     /// Drops the node's reference to the module's code (and its ready instances). Requests in
     /// flight keep theirs. True if it was loaded.
     pub fn unload(&self) -> bool {
-        let was = self.loaded.swap(None).is_some();
-        if was {
-            self.unloads.fetch_add(1, Ordering::Relaxed);
-        }
-        was
+        self.ledger.take(&self.code, true)
+    }
+
+    /// Its code's cell on the ledger (the plan's eviction order names cells).
+    pub(crate) fn cell(&self) -> &CodeCell {
+        &self.code
     }
 
     pub fn info(&self) -> CodeInfo {
@@ -333,9 +349,21 @@ impl Residency {
             loads: self.cold_loads.load(Ordering::Relaxed),
             compiles: self.cold_compiles.load(Ordering::Relaxed),
             seconds: self.cold_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-            unloads: self.unloads.load(Ordering::Relaxed),
+            unloads: self.code.unloads(),
         }
     }
+}
+
+impl Drop for Residency {
+    /// A version dropped (after a deploy) leaves the ledger with its code.
+    fn drop(&mut self) {
+        self.ledger.take(&self.code, false);
+    }
+}
+
+/// Critical modules stay loaded whatever the budget: their code is not the budget's.
+fn pinned(spec: &ModuleSpec) -> bool {
+    spec.priority == spark_manifest::Priority::Critical
 }
 
 /// Cold-start counters of one module.

@@ -1,7 +1,9 @@
 //! Many registered modules: a restarted node registers the modules whose code its AOT cache
 //! holds without loading any, serves a never-loaded one on its first request (from the cache
 //! on disk), and its control loop and predictor plan only the modules that are active.
-//! Clients that hang up while their module loads leave nothing held.
+//! Clients that hang up while their module loads leave nothing held, and clients that ask
+//! for module after module (one at a time or all at once) keep loaded code within the
+//! predictor's budget between its revisions.
 
 use std::time::Duration;
 
@@ -193,6 +195,107 @@ async fn clients_leaving_during_a_lazy_load_leave_nothing_held() {
             (200, "Hello from Spark!\n")
         );
     }
+    node.stop().await;
+}
+
+fn loaded_code(node: &TestNode) -> (u64, u64, u64) {
+    let figures = node.node.warmth().state().loaded_code;
+    let limit = figures.limit.expect("the predictor bounds loaded code");
+    (figures.bytes, limit, figures.evictions)
+}
+
+/// A client asking for every registered module in turn, the predictor's revision far away:
+/// each load on demand makes room before its request runs, least recently used first, so
+/// loaded code stays within the budget (the module just loaded may top it alone) and memory
+/// follows the budget, not the modules registered. The same all at once, and the critical
+/// module is never evicted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_asking_for_module_after_module_keep_loaded_code_within_the_budget() {
+    const COPIES: usize = 16;
+    const FIT: u64 = 3;
+    let components = tempfile::tempdir().unwrap();
+    let hello = std::fs::read(guest("hello")).unwrap();
+    let mut modules = String::new();
+    for i in 0..COPIES {
+        let path = components.path().join(format!("m-{i}.wasm"));
+        std::fs::write(&path, distinct(&hello, i)).unwrap();
+        modules.push_str(&format!(
+            "\n[[module]]\nid = \"m-{i}\"\ncomponent = \"{}\"\nroutes = [\"/m-{i}/...\"]\n",
+            path.display()
+        ));
+    }
+    modules.push_str(
+        "\n[[module]]\nid = \"shop\"\ncomponent = \"{guest:hello}\"\nroutes = [\"/shop\"]\npriority = \"critical\"\n",
+    );
+    // The first start builds (and loads) every copy: what one costs on the ledger.
+    let first = TestNode::start(&format!("version = 1\n{modules}"))
+        .await
+        .unwrap();
+    let each = first.node.warmth().state().loaded_code.bytes / COPIES as u64;
+    assert!(each >= 64 << 10, "{each}");
+    let dir = first.stop().await;
+
+    // Room for three copies and a half; no revision (a manual clock that never moves).
+    let budget = FIT * each + each / 2;
+    let manifest = format!(
+        "version = 1\n[predictor]\nmemory_budget = \"{}KiB\"\n{modules}",
+        budget / 1024
+    );
+    let node = TestNode::start_in_manual(&manifest, dir).await.unwrap();
+    let (_, limit, _) = loaded_code(&node);
+    assert!(
+        limit >= budget - 1024 && limit <= budget,
+        "{limit} vs {budget}"
+    );
+    for i in 0..COPIES {
+        let reply = get(&node.url(&format!("/m-{i}/"))).await.unwrap();
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, "Hello from Spark!\n")
+        );
+        let (bytes, limit, _) = loaded_code(&node);
+        assert!(bytes <= limit, "after /m-{i}/: {bytes} loaded over {limit}");
+        let mut expected: Vec<String> = (i.saturating_sub(FIT as usize - 1)..=i)
+            .map(|k| format!("m-{k}"))
+            .collect();
+        expected.push("shop".to_owned());
+        let mut now = loaded(&node);
+        now.sort();
+        expected.sort();
+        assert_eq!(
+            now, expected,
+            "the three most recently used, and the critical one"
+        );
+    }
+    let (_, _, evictions) = loaded_code(&node);
+    assert_eq!(evictions, COPIES as u64 - FIT);
+    // The most recently used stays warm; the first is loaded again, and serves.
+    let warm = get(&node.url(&format!("/m-{}/", COPIES - 1)))
+        .await
+        .unwrap();
+    assert!(!warm.headers.contains_key("spark-cold-start"));
+    let again = get(&node.url("/m-0/")).await.unwrap();
+    assert_eq!(again.status, 200);
+    assert!(again.headers.contains_key("spark-cold-start"));
+
+    // All at once: every request served, and within the budget once they are.
+    let burst = (0..COPIES).map(|i| {
+        let url = node.url(&format!("/m-{i}/"));
+        async move { get(&url).await.unwrap().status }
+    });
+    let statuses = futures::future::join_all(burst).await;
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let (bytes, limit, _) = loaded_code(&node);
+    assert!(
+        bytes <= limit,
+        "after the burst: {bytes} loaded over {limit}"
+    );
+    assert!(loaded(&node).contains(&"shop".to_owned()));
+    let page = get(&node.admin_url("/metrics")).await.unwrap().text();
+    let gauge = |name: &str| metric(&page, name).unwrap_or_else(|| panic!("no {name}"));
+    assert_eq!(gauge("spark_loaded_code_bytes"), bytes as f64);
+    assert_eq!(gauge("spark_loaded_code_limit_bytes"), limit as f64);
+    assert!(gauge("spark_loaded_code_evictions_total") >= (2 * COPIES) as f64 - 2.0 * FIT as f64);
     node.stop().await;
 }
 

@@ -1,7 +1,7 @@
 //! Front-door metrics read at scrape time: each listener's connections (open, accepted,
 //! refused and closed by reason, the memory they use), the node's capacity (instance slots
-//! and reserved invocation memory) and the host memory guests hold outside their linear
-//! memory.
+//! and reserved invocation memory), the host memory guests hold outside their linear
+//! memory, and the loaded code on the node's ledger.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::serve::capacity::NodeCapacity;
 use crate::serve::listener::ListenerStats;
+use crate::serve::loaded::LoadedCode;
 
 /// What the front-door collector reads.
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct FrontView {
     pub admin: Arc<ListenerStats>,
     /// The span exporter's counters (`None`: tracing is off, and the series are absent).
     pub tracing: Option<Arc<spark_trace::ExportStats>>,
+    /// The ledger of loaded code.
+    pub loaded: Arc<LoadedCode>,
 }
 
 impl std::fmt::Debug for FrontView {
@@ -161,11 +164,31 @@ impl Collector for FrontView {
                 spark_runtime::host_memory_in_use() as f64,
             ),
         ];
-        for (name, help, value) in node_gauges {
+        let code = self.loaded.figures();
+        let limit = code.limit.map(|limit| {
+            (
+                "loaded_code_limit_bytes",
+                "What loaded code may reach before a request's load evicts other modules (the predictor's budget less its ready instances)",
+                limit as f64,
+            )
+        });
+        let loaded = (
+            "loaded_code_bytes",
+            "Loaded code of non-critical modules, in the predictor's units (native code, at least 64 KiB a module)",
+            code.bytes as f64,
+        );
+        for (name, help, value) in node_gauges.into_iter().chain([loaded]).chain(limit) {
             let metric = ConstGauge::new(value);
             let family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
             metric.encode(family)?;
         }
+        let evictions = ConstCounter::new(code.evictions);
+        evictions.encode(encoder.encode_descriptor(
+            "loaded_code_evictions",
+            "Modules evicted to make room for a request's load between the predictor's revisions",
+            None,
+            evictions.metric_type(),
+        )?)?;
         if let Some(stats) = &self.tracing {
             encode_tracing(stats, &mut encoder)?;
         }
