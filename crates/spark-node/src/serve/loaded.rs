@@ -9,12 +9,16 @@
 //! would follow what was registered instead of what the predictor keeps. So a load made for a
 //! request makes room at once when it takes the total over the limit, before the request runs:
 //!
-//! - first the modules loaded on demand since the last revision (the plan has not judged them),
-//!   least recently used first;
-//! - then the plan's own, least likely to be called first (the plan's eviction order);
+//! - first the modules the last revision kept, least likely to be called first (its eviction
+//!   order): what that revision valued least, and what the next one would drop first;
+//! - then the modules loaded on demand since (the plan has not judged them), least recently
+//!   used first: each was called moments ago, when a module is likeliest to be called again;
 //! - never a critical module (they are not on the ledger: the budget is not theirs) nor the
 //!   module just loaded, so a request always gets its module, and the total stays within the
 //!   limit plus that one module.
+//!
+//! A client walking every route of the node thus costs the plan's modules their warmth until
+//! the next revision loads them again, never memory beyond the budget.
 //!
 //! Evicting only drops the node's reference, as the controller's evictions do: requests in
 //! flight keep the code they hold.
@@ -222,14 +226,14 @@ impl LoadedCode {
     }
 }
 
-/// Which goes first: unjudged before judged (`false` first), then the plan's rank, then the
-/// least recently used.
+/// Which goes first: judged by the plan before loaded since (`false` first), then the plan's
+/// rank, then the least recently used.
 type EvictionKey = (bool, usize, u64);
 
 impl Ledger {
-    /// The next module to evict, other than `keep`: not judged by the plan yet and least
-    /// recently used first, then the plan's least likely. A cell that no longer exists (its
-    /// version was dropped) comes first, with `None`.
+    /// The next module to evict, other than `keep`: the plan's least likely first, then those
+    /// loaded since, least recently used first. A cell that no longer exists (its version was
+    /// dropped) comes first, with `None`.
     fn victim(&self, keep: u64) -> Option<(u64, Option<Arc<CodeCell>>)> {
         let mut best: Option<(EvictionKey, u64, Arc<CodeCell>)> = None;
         for (&id, entry) in &self.entries {
@@ -240,8 +244,8 @@ impl Ledger {
                 return Some((id, None));
             };
             let key = match entry.rank {
-                None => (false, 0, cell.used.load(Ordering::Relaxed)),
-                Some(rank) => (true, rank, 0),
+                Some(rank) => (false, rank, 0),
+                None => (true, 0, cell.used.load(Ordering::Relaxed)),
             };
             if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
                 best = Some((key, id, cell));
@@ -272,28 +276,41 @@ mod tests {
     }
 
     #[test]
-    fn room_is_made_from_unjudged_modules_least_recently_used_first_then_the_plans_order() {
+    fn room_is_made_from_the_plans_least_likely_first_then_the_least_recently_used() {
         let ledger = LoadedCode::new(Some(300));
-        let cells: Vec<Arc<CodeCell>> = (0..5).map(|_| ledger.cell(false)).collect();
+        let cells: Vec<Arc<CodeCell>> = (0..6).map(|_| ledger.cell(false)).collect();
         for (i, cell) in cells.iter().enumerate().take(3) {
             entry(&ledger, cell, 100, i as u64 + 1);
         }
         // The plan judged 0, 1 and 2: 2 is the least likely, then 0, then 1.
         ledger.plan(Some(300), [&*cells[2], &*cells[0], &*cells[1]]);
-        // Two loads on demand since: 3 (used at 10) and 4 (used at 5, just loaded).
+        // Loads on demand since: 3 (used at 10), 4 (used at 7) and 5 (used at 5, just loaded).
         entry(&ledger, &cells[3], 100, 10);
-        entry(&ledger, &cells[4], 100, 5);
-        assert_eq!(ledger.figures().bytes, 500);
-        assert_eq!(
-            ledger.state.lock().unwrap().victim(cells[4].id).unwrap().0,
-            cells[3].id
-        );
-        ledger.make_room(&cells[4]);
-        let state = ledger.state.lock().unwrap();
-        let mut left: Vec<u64> = state.entries.keys().copied().collect();
-        left.sort();
-        assert_eq!(left, [cells[0].id, cells[1].id, cells[4].id]);
-        assert_eq!(state.total, 300);
+        entry(&ledger, &cells[4], 100, 7);
+        entry(&ledger, &cells[5], 100, 5);
+        assert_eq!(ledger.figures().bytes, 600);
+        let victim =
+            |ledger: &LoadedCode| ledger.state.lock().unwrap().victim(cells[5].id).unwrap().0;
+        assert_eq!(victim(&ledger), cells[2].id);
+        ledger.make_room(&cells[5]);
+        let left = |ledger: &LoadedCode| {
+            let mut ids: Vec<u64> = ledger
+                .state
+                .lock()
+                .unwrap()
+                .entries
+                .keys()
+                .copied()
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(left(&ledger), [cells[3].id, cells[4].id, cells[5].id]);
+        assert_eq!(ledger.figures().bytes, 300);
+        // With the plan's modules gone, the least recently used of the others goes.
+        entry(&ledger, &cells[0], 100, 11);
+        ledger.make_room(&cells[0]);
+        assert_eq!(left(&ledger), [cells[0].id, cells[3].id, cells[4].id]);
     }
 
     #[test]

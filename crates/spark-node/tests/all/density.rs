@@ -28,6 +28,22 @@ fn distinct(hello: &[u8], index: usize) -> Vec<u8> {
     bytes
 }
 
+/// Writes `count` distinct copies of `hello` into `dir`: their modules `m-0`, `m-1`, ...
+/// (routes `/m-<i>/...`) as manifest text.
+fn copies(dir: &std::path::Path, count: usize) -> String {
+    let hello = std::fs::read(guest("hello")).unwrap();
+    let mut modules = String::new();
+    for i in 0..count {
+        let path = dir.join(format!("m-{i}.wasm"));
+        std::fs::write(&path, distinct(&hello, i)).unwrap();
+        modules.push_str(&format!(
+            "\n[[module]]\nid = \"m-{i}\"\ncomponent = \"{}\"\nroutes = [\"/m-{i}/...\"]\n",
+            path.display()
+        ));
+    }
+    modules
+}
+
 fn loaded(node: &TestNode) -> Vec<String> {
     node.node
         .snapshot()
@@ -41,16 +57,8 @@ fn loaded(node: &TestNode) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_registers_cached_modules_without_loading_and_plans_only_active_ones() {
     let components = tempfile::tempdir().unwrap();
-    let hello = std::fs::read(guest("hello")).unwrap();
     let mut manifest = String::from("version = 1\n[predictor]\ninterval = \"1s\"\n");
-    for i in 0..MODULES {
-        let path = components.path().join(format!("m-{i}.wasm"));
-        std::fs::write(&path, distinct(&hello, i)).unwrap();
-        manifest.push_str(&format!(
-            "\n[[module]]\nid = \"m-{i}\"\ncomponent = \"{}\"\nroutes = [\"/m-{i}/...\"]\n",
-            path.display()
-        ));
-    }
+    manifest.push_str(&copies(components.path(), MODULES));
     manifest.push_str(
         "\n[[module]]\nid = \"shop\"\ncomponent = \"{guest:hello}\"\nroutes = [\"/shop\"]\npriority = \"critical\"\n",
     );
@@ -153,16 +161,7 @@ async fn a_restart_registers_cached_modules_without_loading_and_plans_only_activ
 async fn clients_leaving_during_a_lazy_load_leave_nothing_held() {
     const COPIES: usize = 6;
     let components = tempfile::tempdir().unwrap();
-    let hello = std::fs::read(guest("hello")).unwrap();
-    let mut manifest = String::from("version = 1\n");
-    for i in 0..COPIES {
-        let path = components.path().join(format!("m-{i}.wasm"));
-        std::fs::write(&path, distinct(&hello, i)).unwrap();
-        manifest.push_str(&format!(
-            "\n[[module]]\nid = \"m-{i}\"\ncomponent = \"{}\"\nroutes = [\"/m-{i}/...\"]\n",
-            path.display()
-        ));
-    }
+    let manifest = format!("version = 1\n{}", copies(components.path(), COPIES));
     let dir = TestNode::start(&manifest).await.unwrap().stop().await;
     let node = TestNode::start_in(&manifest, dir, PoolingMode::Auto)
         .await
@@ -214,16 +213,7 @@ async fn clients_asking_for_module_after_module_keep_loaded_code_within_the_budg
     const COPIES: usize = 16;
     const FIT: u64 = 3;
     let components = tempfile::tempdir().unwrap();
-    let hello = std::fs::read(guest("hello")).unwrap();
-    let mut modules = String::new();
-    for i in 0..COPIES {
-        let path = components.path().join(format!("m-{i}.wasm"));
-        std::fs::write(&path, distinct(&hello, i)).unwrap();
-        modules.push_str(&format!(
-            "\n[[module]]\nid = \"m-{i}\"\ncomponent = \"{}\"\nroutes = [\"/m-{i}/...\"]\n",
-            path.display()
-        ));
-    }
+    let mut modules = copies(components.path(), COPIES);
     modules.push_str(
         "\n[[module]]\nid = \"shop\"\ncomponent = \"{guest:hello}\"\nroutes = [\"/shop\"]\npriority = \"critical\"\n",
     );
