@@ -231,6 +231,10 @@ async fn up_serves_reports_status_and_stops_gracefully_on_sigterm() {
         stdout.contains("hello") && stdout.contains("/api/...") && stdout.contains("every 3600s"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("loaded code: ") && stdout.contains(" MiB (0 module(s) evicted"),
+        "the predictor's budget bounds loaded code: {stdout}"
+    );
 
     // Run in the manifest's folder, an admin command finds the node's token by itself.
     let (output, stdout, stderr) = run(spark()

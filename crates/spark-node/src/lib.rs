@@ -40,3 +40,4 @@ pub use node::{NodeError, NodeOptions, RunningNode};
 pub use release::deploy::{DeployOutcome, DeployRequest, ReleaseSummary, RolloutStatus};
 pub use release::fleet::FleetOptions;
 pub use serve::jobs::JobOutcome;
+pub use serve::loaded::LoadedCodeFigures;

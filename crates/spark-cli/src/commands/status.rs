@@ -50,6 +50,15 @@ fn print(status: &NodeStatus) {
             optimizer.queued
         );
     }
+    let code = &status.loaded_code;
+    if let Some(limit) = code.limit {
+        println!(
+            "loaded code: {:.1} of {:.1} MiB ({} module(s) evicted to make room for requests)",
+            code.bytes as f64 / 1_048_576.0,
+            limit as f64 / 1_048_576.0,
+            code.evictions
+        );
+    }
     for c in &status.canaries {
         println!(
             "canary: module '{}' at {:.0}% on {} ({} requests, {} errors)",

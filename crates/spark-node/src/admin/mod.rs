@@ -121,6 +121,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 
 async fn node_status(State(state): State<Arc<AdminState>>) -> Json<NodeStatus> {
     let snapshot = state.snapshot.load();
+    let warmth = state.warmth.state();
     Json(NodeStatus {
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_secs: state.started.elapsed().as_secs(),
@@ -133,13 +134,14 @@ async fn node_status(State(state): State<Arc<AdminState>>) -> Json<NodeStatus> {
             .first()
             .map(|slot| slot.residency.runtime().optimizer_status()),
         release: snapshot.release.clone(),
-        modules: status::modules(&snapshot, &state.warmth.state()),
+        modules: status::modules(&snapshot, &warmth),
         canaries: status::canaries(&snapshot),
         orchestrator: state
             .orchestrator
             .as_deref()
             .map(|view| status::orchestrator(view, 20)),
         nn: state.nn.as_ref().map(spark_nn::NnService::status),
+        loaded_code: warmth.loaded_code,
     })
 }
 

@@ -43,6 +43,10 @@ pub struct NodeStatus {
     /// `None` when the node runs no inference host (no `[nn]`).
     #[serde(default)]
     pub nn: Option<spark_nn::NnStatus>,
+    /// Loaded code of non-critical modules, its limit (the predictor's budget less its ready
+    /// instances) and the modules evicted to make room for requests' loads.
+    #[serde(default)]
+    pub loaded_code: crate::serve::loaded::LoadedCodeFigures,
 }
 
 /// A canary version during a rollout.
