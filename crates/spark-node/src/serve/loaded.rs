@@ -167,10 +167,14 @@ impl LoadedCode {
         was
     }
 
-    /// Marks `cell` used by a request now.
+    /// Marks `cell` used by a request now. Every request to a loaded module does this, so it
+    /// writes only when a load happened since the cell's last stamp: a busy module's requests
+    /// on several cores read the stamp and leave its cache line shared.
     pub fn touch(&self, cell: &CodeCell) {
-        cell.used
-            .store(self.loads.load(Ordering::Relaxed), Ordering::Relaxed);
+        let now = self.loads.load(Ordering::Relaxed);
+        if cell.used.load(Ordering::Relaxed) != now {
+            cell.used.store(now, Ordering::Relaxed);
+        }
     }
 
     /// After a request's load into `keep`: evicts others until the total is within the limit

@@ -207,7 +207,7 @@ fn loaded_code(node: &TestNode) -> (u64, u64, u64) {
 /// each load on demand makes room before its request runs, least recently used first, so
 /// loaded code stays within the budget (the module just loaded may top it alone) and memory
 /// follows the budget, not the modules registered. The same all at once, and the critical
-/// module is never evicted.
+/// module is never evicted, and clients that hang up mid-walk leave nothing held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_asking_for_module_after_module_keep_loaded_code_within_the_budget() {
     const COPIES: usize = 16;
@@ -286,6 +286,37 @@ async fn clients_asking_for_module_after_module_keep_loaded_code_within_the_budg
     assert_eq!(gauge("spark_loaded_code_bytes"), bytes as f64);
     assert_eq!(gauge("spark_loaded_code_limit_bytes"), limit as f64);
     assert!(gauge("spark_loaded_code_evictions_total") >= (2 * COPIES) as f64 - 2.0 * FIT as f64);
+
+    // Clients that ask for every module and hang up at once, while the loads evict one
+    // another: nothing held afterwards, loaded code within the budget, and modules serve.
+    for i in 0..COPIES {
+        let mut stream = tokio::net::TcpStream::connect(node.node.http_addr)
+            .await
+            .unwrap();
+        let request = format!("GET /m-{i}/ HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        drop(stream);
+    }
+    spark_testkit::wait_until(
+        Duration::from_secs(10),
+        "the node's gauges at rest",
+        || async {
+            let page = get(&node.admin_url("/metrics")).await.unwrap().text();
+            let gauge = |name: &str| metric(&page, name).unwrap_or_else(|| panic!("no {name}"));
+            gauge("spark_node_slots_in_use") == 0.0
+                && gauge("spark_node_memory_reserved_bytes") == 0.0
+        },
+    )
+    .await;
+    let (bytes, limit, _) = loaded_code(&node);
+    assert!(
+        bytes <= limit,
+        "after clients left: {bytes} loaded over {limit}"
+    );
+    for i in [0, COPIES / 2, COPIES - 1] {
+        let reply = get(&node.url(&format!("/m-{i}/"))).await.unwrap();
+        assert_eq!(reply.status, 200);
+    }
     node.stop().await;
 }
 
