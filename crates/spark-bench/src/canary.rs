@@ -367,6 +367,7 @@ pub async fn run(options: &CanaryOptions) -> Result<CanaryReport, BenchError> {
         ready_path: "/api/env",
         out_dir: &options.out_dir,
         log_name: "canary-node",
+        tls: None,
     })
     .await?;
     let digest = uploaded_digest(&node, &options.component).await?;

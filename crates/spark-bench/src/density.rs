@@ -131,7 +131,7 @@ fn memory_kib(pid: u32) -> Result<(u64, u64), BenchError> {
 }
 
 /// User + system CPU time of a process so far, seconds (`/proc/<pid>/stat`).
-fn cpu_seconds(pid: u32) -> Result<f64, BenchError> {
+pub(crate) fn cpu_seconds(pid: u32) -> Result<f64, BenchError> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command (which may hold spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -227,6 +227,7 @@ async fn measure(options: &DensityOptions, modules: usize) -> Result<DensityResu
             ready_path: "/m-0/",
             out_dir: &options.out_dir,
             log_name: "density-node",
+            tls: None,
         },
         within,
     )

@@ -4,6 +4,11 @@
 //! exhaust host memory through host interfaces, and a log flood run against other modules.
 //! The calm phase (critical load alone) is the baseline, measured in the same run.
 //!
+//! With `tls`, the node's listener serves TLS (a certificate made for the run) and every
+//! client, the critical one included, speaks TLS: each attack pays and costs the node its
+//! handshakes, half the slowloris connections stop in the middle of theirs, and one more
+//! phase, a handshake flood, runs full handshakes that never send a request.
+//!
 //! Per phase: the critical module's success rate and p99 (over calm), the node's resident
 //! memory peak (against its `node.max_memory`), its open file descriptors, the most guests the
 //! attacked module ran at once (against its concurrency), and restarts.
@@ -19,6 +24,8 @@ use serde::Serialize;
 
 use crate::admin::status;
 use crate::attacks::{self, Attack};
+use crate::density::cpu_seconds;
+use crate::dial::{BenchTls, Dialer};
 use crate::node::{NodeLaunch, SparkNode};
 use crate::openloop::{self, Phase};
 use crate::{BenchError, write_json};
@@ -37,6 +44,8 @@ pub struct HostileOptions {
     /// Seconds per phase, overriding `quick`'s and the default: each phase's p99 is its worst
     /// 1% of `100 x seconds` critical requests, so longer phases make it steadier.
     pub phase_secs: Option<f64>,
+    /// Every client over TLS, and a handshake flood phase.
+    pub tls: bool,
     /// Where `hostile.json` (and the node log, if kept) go.
     pub out_dir: PathBuf,
 }
@@ -47,6 +56,8 @@ const SPIN_CONCURRENCY: u32 = 4;
 const CRITICAL_RATE: f64 = 100.0;
 const SLOWLORIS: usize = 2000;
 const ZERO_WINDOW: usize = 50;
+/// Clients of the handshake flood, each handshaking again as soon as it is done.
+const HANDSHAKERS: usize = 16;
 
 /// What one phase measured.
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +78,8 @@ pub struct PhaseResult {
     pub rss_peak_mb: f64,
     /// Most file descriptors the node process had open at once (sampled every 100 ms).
     pub fds_peak: u64,
+    /// CPU the node process used over the phase, percent of one core.
+    pub node_cpu_pct: f64,
     /// The most guests the looping module ran at once (its concurrency is the limit).
     pub spin_guests_peak: f64,
     /// Requests or connections the phase's attacks made.
@@ -76,6 +89,8 @@ pub struct PhaseResult {
 /// The B9 result, as written to `hostile.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostileReport {
+    /// Whether every client spoke TLS.
+    pub tls: bool,
     /// Length of each phase, seconds.
     pub phase_secs: f64,
     /// Open-loop rate of the critical load, requests per second.
@@ -90,8 +105,14 @@ pub struct HostileReport {
     pub restarts: u64,
 }
 
-fn manifest(options: &HostileOptions, addr: SocketAddr, admin: SocketAddr) -> String {
+fn manifest(
+    options: &HostileOptions,
+    tls: Option<&BenchTls>,
+    addr: SocketAddr,
+    admin: SocketAddr,
+) -> String {
     let (hello, faults) = (options.component.display(), options.faults.display());
+    let certificate = tls.map(BenchTls::manifest_entry).unwrap_or_default();
     format!(
         r#"version = 1
 [node]
@@ -102,7 +123,7 @@ header_read_timeout = "2s"
 idle_timeout = "5s"
 send_timeout = "2s"
 request_body_timeout = "2s"
-
+{certificate}
 [[module]]
 id = "shop"
 component = "{hello}"
@@ -143,39 +164,51 @@ log = "64KiB"
     )
 }
 
-/// The attacks of each phase after calm; the last phase runs them all at once.
-const PHASES: [&str; 7] = [
-    "calm",
-    "disconnect storm",
-    "slowloris",
-    "zero-window readers",
-    "host-memory hogs",
-    "log flood",
-    "all together",
-];
+/// The phases: calm, each attack alone, then all of them at once (the handshake flood only
+/// over TLS).
+fn phases(tls: bool) -> Vec<&'static str> {
+    let mut phases = vec![
+        "calm",
+        "disconnect storm",
+        "slowloris",
+        "zero-window readers",
+        "host-memory hogs",
+        "log flood",
+    ];
+    if tls {
+        phases.push("handshake flood");
+    }
+    phases.push("all together");
+    phases
+}
 
-fn launch(phase: usize, to: SocketAddr, hold: Duration) -> Vec<Attack> {
-    let storm = || attacks::disconnect_storm(to, "/spin/loop", 40, 2);
-    let slow = || attacks::slowloris(to, "/shop/", SLOWLORIS);
-    let readers = || attacks::zero_window(to, "/stream/huge?mb=256", ZERO_WINDOW, hold);
+fn launch(phase: &str, dialer: &Dialer, to: SocketAddr, hold: Duration) -> Vec<Attack> {
+    let storm = || attacks::disconnect_storm(dialer, to, "/spin/loop", 40, 2);
+    let slow = || attacks::slowloris(dialer, to, "/shop/", SLOWLORIS);
+    let readers = || attacks::zero_window(dialer, to, "/stream/huge?mb=256", ZERO_WINDOW, hold);
     let hogs = || {
         vec![
-            attacks::repeat(to, "/hog/hog-fields", 2, 40),
-            attacks::repeat(to, "/hog/hog-bodies", 2, 41),
-            attacks::repeat(to, "/hog/hog-handles", 2, 42),
+            attacks::repeat(dialer, to, "/hog/hog-fields", 2, 40),
+            attacks::repeat(dialer, to, "/hog/hog-bodies", 2, 41),
+            attacks::repeat(dialer, to, "/hog/hog-handles", 2, 42),
         ]
     };
-    let flood = || attacks::repeat(to, "/hog/log-flood?mb=8", 2, 43);
+    let flood = || attacks::repeat(dialer, to, "/hog/log-flood?mb=8", 2, 43);
+    let handshakes = || attacks::handshake_flood(dialer, to, HANDSHAKERS);
     match phase {
-        0 => vec![],
-        1 => vec![storm()],
-        2 => vec![slow()],
-        3 => vec![readers()],
-        4 => hogs(),
-        5 => vec![flood()],
+        "calm" => vec![],
+        "disconnect storm" => vec![storm()],
+        "slowloris" => vec![slow()],
+        "zero-window readers" => vec![readers()],
+        "host-memory hogs" => hogs(),
+        "log flood" => vec![flood()],
+        "handshake flood" => vec![handshakes()],
         _ => {
             let mut all = vec![storm(), slow(), readers(), flood()];
             all.extend(hogs());
+            if dialer.is_tls() {
+                all.push(handshakes());
+            }
             all
         }
     }
@@ -231,13 +264,21 @@ pub async fn run(options: &HostileOptions) -> Result<HostileReport, BenchError> 
         .phase_secs
         .unwrap_or(if options.quick { 5.0 } else { 12.0 });
     let phase = Duration::from_secs_f64(secs);
-    let manifest = |addr, admin| manifest(options, addr, admin);
+    let certificates = tempfile::tempdir()?;
+    let tls = match options.tls {
+        true => Some(Arc::new(BenchTls::issue(certificates.path())?)),
+        false => None,
+    };
+    let dialer = tls.clone().map_or_else(Dialer::plain, Dialer::tls);
+    let names = phases(options.tls);
+    let manifest = |addr, admin| manifest(options, tls.as_deref(), addr, admin);
     let mut node = SparkNode::start(NodeLaunch {
         spark: &options.spark,
         manifest: &manifest,
         ready_path: "/shop/",
         out_dir: &options.out_dir,
         log_name: "hostile-node",
+        tls: tls.clone(),
     })
     .await?;
     let before = status(node.admin, &node.token).await?;
@@ -247,18 +288,20 @@ pub async fn run(options: &HostileOptions) -> Result<HostileReport, BenchError> 
         rate: CRITICAL_RATE,
     };
     let mut load = vec![warmup];
-    load.extend(PHASES.iter().map(|_| Phase {
+    load.extend(names.iter().map(|_| Phase {
         duration: phase,
         rate: CRITICAL_RATE,
     }));
-    let critical = openloop::run_apart(node.addr, "/shop/".into(), load, 1);
+    let critical = openloop::run_apart(node.addr, "/shop/".into(), load, 1, tls.clone());
     tokio::time::sleep(warmup.duration).await;
     let mut peaks = Vec::new();
     let mut attempts = Vec::new();
-    for index in 0..PHASES.len() {
+    let mut node_cpu = Vec::new();
+    for name in &names {
+        let (cpu_before, started) = (cpu_seconds(node.pid())?, std::time::Instant::now());
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = sample_peaks(node.pid(), node.admin, stop.clone());
-        let running = launch(index, node.addr, options_hold());
+        let running = launch(name, &dialer, node.addr, options_hold());
         tokio::time::sleep(phase).await;
         let mut made = 0;
         for attack in running {
@@ -267,6 +310,8 @@ pub async fn run(options: &HostileOptions) -> Result<HostileReport, BenchError> 
         stop.store(true, Ordering::Relaxed);
         peaks.push(sampler.await.map_err(BenchError::runtime)?);
         attempts.push(made);
+        let used = cpu_seconds(node.pid())? - cpu_before;
+        node_cpu.push(100.0 * used / started.elapsed().as_secs_f64());
     }
     let critical = critical.await.map_err(BenchError::runtime)?;
     let restarts = if node.alive() {
@@ -275,7 +320,7 @@ pub async fn run(options: &HostileOptions) -> Result<HostileReport, BenchError> 
     } else {
         1
     };
-    let phases = PHASES
+    let phases = names
         .iter()
         .enumerate()
         .map(|(i, name)| {
@@ -289,12 +334,14 @@ pub async fn run(options: &HostileOptions) -> Result<HostileReport, BenchError> 
                 crit_p99_ms: critical.phase_p99_ms[i],
                 rss_peak_mb: peaks[i].rss_kib as f64 / 1024.0,
                 fds_peak: peaks[i].fds,
+                node_cpu_pct: node_cpu[i],
                 spin_guests_peak: peaks[i].spin_guests,
                 attack_requests: attempts[i],
             }
         })
         .collect();
     let report = HostileReport {
+        tls: options.tls,
         phase_secs: secs,
         critical_rate: CRITICAL_RATE,
         max_memory_mb: MAX_MEMORY_MB,
@@ -315,11 +362,19 @@ fn options_hold() -> Duration {
 /// The table and the closing `hostile:` line.
 pub fn render(report: &HostileReport) -> String {
     let mut out = format!(
-        "B9 hostile clients and guests: critical at {} req/s, {:.0} s per phase; node.max_memory {} MiB; looping module concurrency {}\n",
-        report.critical_rate, report.phase_secs, report.max_memory_mb, report.spin_concurrency
+        "B9 hostile clients and guests{}: critical at {} req/s, {:.0} s per phase; node.max_memory {} MiB; looping module concurrency {}\n",
+        if report.tls {
+            ", every client over TLS"
+        } else {
+            ""
+        },
+        report.critical_rate,
+        report.phase_secs,
+        report.max_memory_mb,
+        report.spin_concurrency
     );
     out.push_str(&format!(
-        "{:<22} {:>9} {:>7} {:>9} {:>9} {:>8} {:>7} {:>11} {:>9}\n",
+        "{:<22} {:>9} {:>7} {:>9} {:>9} {:>8} {:>7} {:>9} {:>11} {:>9}\n",
         "phase",
         "crit ok",
         "errors",
@@ -327,12 +382,13 @@ pub fn render(report: &HostileReport) -> String {
         "p99 ms",
         "rss MB",
         "fds",
+        "node cpu%",
         "spin guests",
         "attacks"
     ));
     for p in &report.phases {
         out.push_str(&format!(
-            "{:<22} {:>9} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>7} {:>11.0} {:>9}\n",
+            "{:<22} {:>9} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>7} {:>9.0} {:>11.0} {:>9}\n",
             p.name,
             p.crit_ok,
             p.crit_errors,
@@ -340,6 +396,7 @@ pub fn render(report: &HostileReport) -> String {
             p.crit_p99_ms,
             p.rss_peak_mb,
             p.fds_peak,
+            p.node_cpu_pct,
             p.spin_guests_peak,
             p.attack_requests
         ));
@@ -361,7 +418,8 @@ pub fn render(report: &HostileReport) -> String {
         .filter(|p| p.spin_guests_peak > f64::from(report.spin_concurrency))
         .count();
     out.push_str(&format!(
-        "hostile: crit_success_pct={success:.2} crit_p99_ratio={p99_ratio:.3} crit_p99_ratio_all={:.3} rss_peak_mb={:.0} max_memory_mb={} fds_peak={:.0} guests_over_limit={over} restarts={}\n",
+        "hostile: transport={} crit_success_pct={success:.2} crit_p99_ratio={p99_ratio:.3} crit_p99_ratio_all={:.3} rss_peak_mb={:.0} max_memory_mb={} fds_peak={:.0} guests_over_limit={over} restarts={}\n",
+        if report.tls { "tls" } else { "tcp" },
         all.crit_p99_ms / calm.crit_p99_ms.max(f64::EPSILON),
         worst(|p| p.rss_peak_mb),
         report.max_memory_mb,

@@ -9,6 +9,7 @@ pub mod attacks;
 pub mod canary;
 pub mod coldstart;
 pub mod density;
+pub mod dial;
 pub mod fleet;
 pub mod hostile;
 pub mod loadgen;

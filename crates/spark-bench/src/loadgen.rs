@@ -5,6 +5,7 @@
 //! binary with nothing else installed; both sides of every comparison use the same generator
 //! in the same run, which is what makes the ratio meaningful on a shared, noisy machine.
 
+use crate::dial::{Alpn, Dialer};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -155,9 +156,27 @@ async fn connect(
 
 /// Waits until `target` answers `GET path` with a success, or `timeout` passes.
 pub async fn wait_ready(target: SocketAddr, path: &str, timeout: Duration) -> bool {
+    wait_ready_over(&Dialer::plain(), target, path, timeout).await
+}
+
+/// As [`wait_ready`], over `dialer`'s connections (TLS, for a node that serves TLS).
+pub async fn wait_ready_over(
+    dialer: &Dialer,
+    target: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if let Ok(mut sender) = connect(target).await {
+        let connected = async {
+            let stream = dialer.dial(None, target, Alpn::Http1).await?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(std::io::Error::other)?;
+            tokio::spawn(conn);
+            Ok::<_, std::io::Error>(sender)
+        };
+        if let Ok(mut sender) = connected.await {
             let request = http::Request::get(path)
                 .header(http::header::HOST, target.to_string())
                 .body(Empty::<Bytes>::new())

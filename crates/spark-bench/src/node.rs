@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::dial::{BenchTls, Dialer};
 use crate::{BenchError, free_port, loadgen};
 
 /// A running node.
@@ -47,6 +49,9 @@ pub struct NodeLaunch<'a> {
     pub out_dir: &'a Path,
     /// Name of that log file, without `.log`.
     pub log_name: &'a str,
+    /// The certificate the manifest gives the node's listener, if it serves TLS (readiness
+    /// is checked over TLS then).
+    pub tls: Option<Arc<BenchTls>>,
 }
 
 /// `spark up <manifest>`, its log in `<out_dir>/<log_name>.log` with `SPARK_BENCH_NODE_LOG`.
@@ -91,7 +96,8 @@ impl SparkNode {
         let path = dir.path().join("spark.toml");
         std::fs::write(&path, (launch.manifest)(addr, admin))?;
         let mut child = spawn(launch.spark, &path, Some((launch.out_dir, launch.log_name)))?;
-        if !loadgen::wait_ready(addr, launch.ready_path, ready_within).await {
+        let dialer = launch.tls.clone().map_or_else(Dialer::plain, Dialer::tls);
+        if !loadgen::wait_ready_over(&dialer, addr, launch.ready_path, ready_within).await {
             let _ = child.kill();
             let _ = child.wait();
             return Err(BenchError::NotReady(addr.to_string()));

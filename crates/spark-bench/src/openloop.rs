@@ -15,6 +15,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
+use crate::dial::{BenchTls, TlsConnect};
+
 /// A stretch of constant request rate.
 #[derive(Debug, Clone, Copy)]
 pub struct Phase {
@@ -56,6 +58,33 @@ fn client() -> PooledClient {
         .build_http()
 }
 
+/// The open loop's pool of keep-alive connections: plain, or TLS to the run's certificate.
+#[derive(Clone)]
+enum Pool {
+    Plain(PooledClient),
+    Tls(Client<TlsConnect, Empty<Bytes>>),
+}
+
+impl Pool {
+    fn new(tls: Option<Arc<BenchTls>>) -> Pool {
+        match tls {
+            None => Pool::Plain(client()),
+            Some(tls) => Pool::Tls(
+                Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(512)
+                    .build(TlsConnect(tls)),
+            ),
+        }
+    }
+
+    async fn send(&self, addr: SocketAddr, path: &str) -> Result<(), RequestFailed> {
+        match self {
+            Pool::Plain(client) => send(client, "http", addr, path).await,
+            Pool::Tls(client) => send(client, "https", addr, path).await,
+        }
+    }
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds")
 }
@@ -84,11 +113,19 @@ pub enum RequestFailed {
 pub async fn get(addr: SocketAddr, path: &str) -> Result<(), RequestFailed> {
     thread_local! { static CLIENT: PooledClient = client(); }
     let client = CLIENT.with(Clone::clone);
-    send(&client, addr, path).await
+    send(&client, "http", addr, path).await
 }
 
-async fn send(client: &PooledClient, addr: SocketAddr, path: &str) -> Result<(), RequestFailed> {
-    let uri: http::Uri = format!("http://{addr}{path}")
+async fn send<C>(
+    client: &Client<C, Empty<Bytes>>,
+    scheme: &str,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<(), RequestFailed>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let uri: http::Uri = format!("{scheme}://{addr}{path}")
         .parse()
         .map_err(RequestFailed::Uri)?;
     let response = client.get(uri).await.map_err(RequestFailed::Send)?;
@@ -105,15 +142,16 @@ async fn send(client: &PooledClient, addr: SocketAddr, path: &str) -> Result<(),
     }
 }
 
-/// Sends `GET path` at each phase's rate, phase after phase. The first `warmup` phases load
-/// the server but are left out of the results.
+/// Sends `GET path` at each phase's rate, phase after phase, over TLS with `tls`. The first
+/// `warmup` phases load the server but are left out of the results.
 pub async fn run(
     addr: SocketAddr,
     path: String,
     phases: Vec<Phase>,
     warmup: usize,
+    tls: Option<Arc<BenchTls>>,
 ) -> OpenLoopResult {
-    let client = client();
+    let client = Pool::new(tls);
     let per_phase: Arc<Vec<Mutex<Histogram<u64>>>> =
         Arc::new(phases.iter().map(|_| Mutex::new(histogram())).collect());
     let errors: Arc<Vec<Mutex<BTreeMap<String, u64>>>> =
@@ -134,7 +172,7 @@ pub async fn run(
             );
             tokio::time::sleep_until(scheduled).await;
             tasks.push(tokio::spawn(async move {
-                let sent = tokio::time::timeout(REQUEST_TIMEOUT, send(&client, addr, &path)).await;
+                let sent = tokio::time::timeout(REQUEST_TIMEOUT, client.send(addr, &path)).await;
                 match sent.unwrap_or(Err(RequestFailed::Timeout)) {
                     Ok(()) => {
                         let micros = scheduled.elapsed().as_micros() as u64;
@@ -191,6 +229,7 @@ pub fn run_apart(
     path: String,
     phases: Vec<Phase>,
     warmup: usize,
+    tls: Option<Arc<BenchTls>>,
 ) -> tokio::sync::oneshot::Receiver<OpenLoopResult> {
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -200,7 +239,7 @@ pub fn run_apart(
                 .enable_all()
                 .build()
                 .expect("a current-thread runtime builds");
-            let _ = done.send(runtime.block_on(run(addr, path, phases, warmup)));
+            let _ = done.send(runtime.block_on(run(addr, path, phases, warmup, tls)));
         })
         .expect("the open-loop thread starts");
     result

@@ -170,6 +170,7 @@ async fn start_node(
         } else {
             "surge-node-off"
         },
+        tls: None,
     })
     .await
 }
@@ -183,7 +184,15 @@ async fn one_run(
     phases: &[Phase; 3],
 ) -> Result<SurgeRun, BenchError> {
     let node = start_node(options, orchestrated, jobs).await?;
-    let storm = storm.then(|| crate::attacks::disconnect_storm(node.addr, "/bg/loop", 40, 2));
+    let storm = storm.then(|| {
+        crate::attacks::disconnect_storm(
+            &crate::dial::Dialer::plain(),
+            node.addr,
+            "/bg/loop",
+            40,
+            2,
+        )
+    });
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     // Steady critical load first, so the orchestrator knows what normal looks like.
     let warmup = Phase {
@@ -193,7 +202,7 @@ async fn one_run(
     let path = format!("/shop/?work={CRITICAL_WORK}");
     let mut all_phases = vec![warmup];
     all_phases.extend_from_slice(phases);
-    let critical = openloop::run_apart(node.addr, path, all_phases, 1);
+    let critical = openloop::run_apart(node.addr, path, all_phases, 1, None);
     tokio::time::sleep(WARMUP).await;
     let first = status(node.admin, &node.token).await?;
     let mut marks = vec![(Instant::now(), first.clone())];

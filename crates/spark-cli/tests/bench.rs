@@ -3,6 +3,7 @@
 //! options and output are quoted by other documents; tract only (`--no-ort`), so the run is
 //! short and the same on every machine, and the failing stand-in NPU is measured too.
 //! `spark bench density --quick`: 100 distinct components on a real node, its closing line.
+//! `spark bench hostile --tls`, one second a phase: every attack over TLS against a real node.
 
 use std::process::Command;
 
@@ -204,6 +205,54 @@ fn bench_density_quick_reports_every_key_and_writes_density_json() {
         result["loaded_code_limit_mb"].as_f64().unwrap(),
     );
     assert!(code > 0.0 && code <= limit, "{json}");
+}
+
+/// B9 over TLS, one second a phase: every client (the critical one, each attack, the
+/// handshake flood) speaks TLS to a real node presenting the run's certificate; the critical
+/// module answers every request, no guest runs past its limit, nothing restarts.
+#[test]
+fn bench_hostile_over_tls_runs_every_attack_and_keeps_the_critical_module_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let (stdout, _) = spark(&[
+        "bench",
+        "hostile",
+        "--tls",
+        "--phase-secs",
+        "1",
+        "--component",
+        &guest("hello").display().to_string(),
+        "--out",
+        &out,
+    ]);
+    let last = stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("hostile: transport=tls crit_success_pct=100.00 "),
+        "{stdout}"
+    );
+    assert!(last.contains(" guests_over_limit=0 restarts=0"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("hostile.json")).unwrap()).unwrap();
+    assert_eq!(json["tls"], true);
+    let phases = json["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "calm",
+            "disconnect storm",
+            "slowloris",
+            "zero-window readers",
+            "host-memory hogs",
+            "log flood",
+            "handshake flood",
+            "all together"
+        ]
+    );
+    for phase in &phases[1..] {
+        assert!(phase["attack_requests"].as_u64().unwrap() > 0, "{phase}");
+        assert_eq!(phase["crit_errors"], 0, "{phase}");
+    }
 }
 
 /// B4 live, quick: a small trace (four apps: every minute, every five, twice, a burst)

@@ -336,6 +336,7 @@ async fn equal_budget(
         ready_path: "/app-0/",
         out_dir: &options.out_dir,
         log_name: "replay-probe-node",
+        tls: None,
     })
     .await?;
     let (status, body) = probe.admin_call("GET", "/v1/status", Vec::new()).await?;
@@ -445,6 +446,7 @@ async fn run_live(
         ready_path: "/app-0/",
         out_dir: &options.out_dir,
         log_name: &format!("replay-node-{}", policy.name()),
+        tls: None,
     })
     .await?;
     // Give the predictor a few ticks to settle the startup state before the first call.

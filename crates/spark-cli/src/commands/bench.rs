@@ -57,6 +57,9 @@ enum Scenario {
         /// 100 critical requests a second, so longer phases make it steadier.
         #[arg(long, value_name = "SECONDS", value_parser = phase_seconds)]
         phase_secs: Option<f64>,
+        /// Every client over TLS (a certificate made for the run), and a handshake flood phase.
+        #[arg(long)]
+        tls: bool,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -256,6 +259,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             component,
             quick,
             phase_secs,
+            tls,
             out,
         } => {
             let options = hostile::HostileOptions {
@@ -264,6 +268,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 faults: component_or(None, "faults")?,
                 quick,
                 phase_secs,
+                tls,
                 out_dir: out.unwrap_or_else(spark_bench::default_out_dir),
             };
             let report = hostile::run(&options).await?;
