@@ -168,25 +168,7 @@ async fn clients_leaving_during_a_lazy_load_leave_nothing_held() {
         .unwrap();
     assert!(loaded(&node).is_empty(), "nothing loaded at startup");
 
-    for i in 0..COPIES {
-        let mut stream = tokio::net::TcpStream::connect(node.node.http_addr)
-            .await
-            .unwrap();
-        let request = format!("GET /m-{i}/ HTTP/1.1\r\nHost: x\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        drop(stream);
-    }
-    spark_testkit::wait_until(
-        Duration::from_secs(10),
-        "the node's gauges at rest",
-        || async {
-            let page = get(&node.admin_url("/metrics")).await.unwrap().text();
-            let gauge = |name: &str| metric(&page, name).unwrap_or_else(|| panic!("no {name}"));
-            gauge("spark_node_slots_in_use") == 0.0
-                && gauge("spark_node_memory_reserved_bytes") == 0.0
-        },
-    )
-    .await;
+    hang_up_on_every_module(&node, COPIES).await;
     for i in 0..COPIES {
         let reply = get(&node.url(&format!("/m-{i}/"))).await.unwrap();
         assert_eq!(
@@ -289,25 +271,7 @@ async fn clients_asking_for_module_after_module_keep_loaded_code_within_the_budg
 
     // Clients that ask for every module and hang up at once, while the loads evict one
     // another: nothing held afterwards, loaded code within the budget, and modules serve.
-    for i in 0..COPIES {
-        let mut stream = tokio::net::TcpStream::connect(node.node.http_addr)
-            .await
-            .unwrap();
-        let request = format!("GET /m-{i}/ HTTP/1.1\r\nHost: x\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        drop(stream);
-    }
-    spark_testkit::wait_until(
-        Duration::from_secs(10),
-        "the node's gauges at rest",
-        || async {
-            let page = get(&node.admin_url("/metrics")).await.unwrap().text();
-            let gauge = |name: &str| metric(&page, name).unwrap_or_else(|| panic!("no {name}"));
-            gauge("spark_node_slots_in_use") == 0.0
-                && gauge("spark_node_memory_reserved_bytes") == 0.0
-        },
-    )
-    .await;
+    hang_up_on_every_module(&node, COPIES).await;
     let (bytes, limit, _) = loaded_code(&node);
     assert!(
         bytes <= limit,
@@ -403,4 +367,28 @@ async fn a_component_rewritten_between_starts_is_hashed_again_and_its_new_bytes_
     let refused = TestNode::start_in(&manifest, dir, PoolingMode::Auto).await;
     let error = spark_error::chain(&refused.err().expect("garbage is refused")).to_string();
     assert!(error.contains("changing"), "{error}");
+}
+
+/// A client for each of modules `m-0` .. `m-{copies - 1}` that sends its request and hangs up
+/// at once; returns when the node holds no slot and no reserved memory any more.
+async fn hang_up_on_every_module(node: &TestNode, copies: usize) {
+    for i in 0..copies {
+        let mut stream = tokio::net::TcpStream::connect(node.node.http_addr)
+            .await
+            .unwrap();
+        let request = format!("GET /m-{i}/ HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        drop(stream);
+    }
+    spark_testkit::wait_until(
+        Duration::from_secs(10),
+        "the node's gauges at rest",
+        || async {
+            let page = get(&node.admin_url("/metrics")).await.unwrap().text();
+            let gauge = |name: &str| metric(&page, name).unwrap_or_else(|| panic!("no {name}"));
+            gauge("spark_node_slots_in_use") == 0.0
+                && gauge("spark_node_memory_reserved_bytes") == 0.0
+        },
+    )
+    .await;
 }
