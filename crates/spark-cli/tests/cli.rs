@@ -337,6 +337,26 @@ async fn serve_applies_its_flags_to_the_module() {
     assert!(server.wait_exit(Duration::from_secs(15)).success());
 }
 
+/// A signal sent the moment `spark serve` says it serves (a supervisor's SIGTERM, a test's
+/// SIGINT) shuts it down gracefully: the handlers are in place before the banner, so the
+/// signal never meets the default action, which kills the process.
+#[test]
+fn a_signal_right_after_the_banner_still_shuts_down_gracefully() {
+    for signal in ["INT", "TERM"] {
+        let data = tempfile::tempdir().unwrap();
+        let mut server = Process::spawn(
+            spark()
+                .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+                .arg(data.path())
+                .arg(guest("hello")),
+        );
+        server.line_with("Serving");
+        server.signal(signal);
+        let status = server.wait_exit(Duration::from_secs(15));
+        assert!(status.success(), "SIG{signal}: {status}");
+    }
+}
+
 /// Like `wasmtime serve`, several `spark serve` run side by side on the default data directory
 /// (each component and address gets its own store).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

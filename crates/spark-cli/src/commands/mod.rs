@@ -108,27 +108,44 @@ pub(crate) fn data_dir(flag: Option<PathBuf>, manifest: &spark_manifest::Manifes
         })
 }
 
-/// Waits for SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => { result.context("waiting for SIGINT")?; Ok("SIGINT") }
-        _ = term.recv() => Ok("SIGTERM"),
+/// SIGINT and SIGTERM, caught from the moment this is made. Made before the node starts, so
+/// a signal sent as soon as it says it serves (a supervisor, a test) shuts it down gracefully
+/// instead of meeting the default action, which kills the process.
+pub(crate) struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers (a tokio runtime must be running).
+    pub(crate) fn install() -> anyhow::Result<ShutdownSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    /// Waits for either; names the one that came. (`up` and `serve` race the node's start
+    /// against it: a signal during a long first start stops the process, as it did before the
+    /// handlers were installed that early.)
+    pub(crate) async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
     }
 }
 
 /// Runs a started node until a signal, then shuts it down gracefully.
-pub(crate) async fn serve_until_signal(node: spark_node::RunningNode) -> anyhow::Result<()> {
+pub(crate) async fn serve_until_signal(
+    node: spark_node::RunningNode,
+    mut signals: ShutdownSignals,
+) -> anyhow::Result<()> {
     let token = node.shutdown_token();
     tokio::spawn(async move {
-        match shutdown_signal().await {
-            Ok(signal) => tracing::info!(signal, "shutting down: finishing in-flight requests"),
-            Err(e) => tracing::error!(
-                error = %spark_error::chain(&*e),
-                "signal handling failed; shutting down"
-            ),
-        }
+        let signal = signals.next().await;
+        tracing::info!(signal, "shutting down: finishing in-flight requests");
         token.cancel();
     });
     node.wait().await;

@@ -99,10 +99,12 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         manifest,
         clock: spark_node::Clock::system(),
     };
+    let mut signals = super::ShutdownSignals::install()?;
     let starting = super::progress::Starting::begin(&options.manifest);
-    let node = RunningNode::start(options)
-        .await
-        .context("starting the node")?;
+    let node = tokio::select! {
+        started = RunningNode::start(options) => started.context("starting the node")?,
+        signal = signals.next() => anyhow::bail!("stopped by {signal} while starting"),
+    };
     starting.done();
     println!(
         "Serving {} on http://{}/ (admin http://{})",
@@ -110,7 +112,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         node.http_addr,
         node.admin_addr
     );
-    super::serve_until_signal(node).await
+    super::serve_until_signal(node, signals).await
 }
 
 /// The one-module manifest `spark serve` runs: the component at `/...`, with the flags.

@@ -118,9 +118,13 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         clock: spark_node::Clock::system(),
     };
     let starting = super::progress::Starting::begin(&manifest);
-    let mut node = RunningNode::start(options)
-        .await
-        .with_context(|| format!("starting the node from {}", path.display()))?;
+    let mut signals = super::ShutdownSignals::install()?;
+    let mut node = tokio::select! {
+        started = RunningNode::start(options) => {
+            started.with_context(|| format!("starting the node from {}", path.display()))?
+        }
+        signal = signals.next() => anyhow::bail!("stopped by {signal} while starting"),
+    };
     starting.done();
     print_hints(
         &manifest,
@@ -140,7 +144,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         node.join_fleet(fleet);
     }
-    super::serve_until_signal(node).await
+    super::serve_until_signal(node, signals).await
 }
 
 /// The flags an admin command needs to reach this node from the current folder: the admin

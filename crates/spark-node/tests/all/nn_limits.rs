@@ -263,12 +263,13 @@ async fn a_compute_past_the_timeout_ends_the_request_with_504_at_the_deadline() 
         "{:?}",
         service.status()
     );
-    // It really outlived the answer: a synchronous compute would have held the 504 this long.
-    // (How much longer depends on the machine's speed: the model is slow, not timed.)
+    // It really outlived the answer: `abandoned` counts computations that ended after their
+    // request was answered, and it ended after the 504 arrived. (By how much depends on the
+    // machine's speed: the model is slow, not timed; a 250 ms margin failed once, 244 ms.)
     let computed = asked.elapsed();
     eprintln!("504 after {took:?}; the computation ended about {computed:?} after the request");
     assert!(
-        computed >= took + Duration::from_millis(250),
+        computed > took,
         "the computation ended {computed:?} after the request, its 504 after {took:?}"
     );
     assert_eq!(nn_counter(&node, "running").await, 0);
