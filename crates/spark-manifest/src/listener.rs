@@ -26,6 +26,12 @@ pub struct ListenerLimits {
     pub max_connections: u32,
     /// Connections open at once from one client address.
     pub max_connections_per_client: u32,
+    /// Connections a second one client address may open and leave unused, after a burst of
+    /// `max_connections_per_client` (zero: no limit): every connection takes a token at
+    /// accept and one that carried a request gives it back, so a client that opens and closes
+    /// connections without using them (a TLS handshake flood) is reset at accept, before its
+    /// handshake, and one that opens a connection per request is not held to it.
+    pub max_connection_rate_per_client: u32,
     /// Connections served apart on the critical executor at once (those whose first request is
     /// for a critical module, with `orchestrator.critical_first`); beyond it they are served
     /// like any other. Zero: none is.
@@ -59,6 +65,10 @@ pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 /// Default `node.max_connections_per_client`.
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 256;
+/// Default `node.max_connection_rate_per_client`: unused connections a second. A client
+/// whose connections carry requests never spends it; one opening a hundred a second that
+/// carry nothing, for longer than its burst, is flooding.
+pub const DEFAULT_MAX_CONNECTION_RATE_PER_CLIENT: u32 = 100;
 /// Default `node.max_connections_apart`: a critical client's connection pool, not a flood.
 pub const DEFAULT_MAX_CONNECTIONS_APART: u32 = 64;
 /// Default `node.admin_max_connections`.
@@ -85,6 +95,7 @@ impl Default for ListenerLimits {
             request_body_timeout: DEFAULT_REQUEST_BODY_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            max_connection_rate_per_client: DEFAULT_MAX_CONNECTION_RATE_PER_CLIENT,
             max_connections_apart: DEFAULT_MAX_CONNECTIONS_APART,
             h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             h2_keepalive_interval: DEFAULT_H2_KEEPALIVE_INTERVAL,

@@ -63,6 +63,7 @@ pub(crate) struct RawNode {
     pub max_memory: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<i64>>,
     pub max_connections_per_client: Option<Spanned<i64>>,
+    pub max_connection_rate_per_client: Option<Spanned<i64>>,
     pub max_connections_apart: Option<Spanned<i64>>,
     pub admin_max_connections: Option<Spanned<i64>>,
     pub header_read_timeout: Option<Spanned<String>>,

@@ -123,6 +123,7 @@ fn front_door_limits_and_certificates_are_validated() {
 max_memory = "2GiB"
 max_connections = 500
 max_connections_per_client = 1000
+max_connection_rate_per_client = 0
 max_connections_apart = 600
 header_read_timeout = "5s"
 idle_timeout = "30s"
@@ -159,6 +160,7 @@ routes = ["/"]
         limits.max_connections_apart, 500,
         "nor do the connections served apart"
     );
+    assert_eq!(limits.max_connection_rate_per_client, 0, "no rate limit");
     assert_eq!(limits.header_read_timeout, Duration::from_secs(5));
     assert_eq!(limits.idle_timeout, Duration::from_secs(30));
     assert_eq!(limits.send_timeout, Duration::from_secs(10));
@@ -189,12 +191,17 @@ routes = ["/"]
         defaults.limits.max_connections_apart,
         DEFAULT_MAX_CONNECTIONS_APART
     );
+    assert_eq!(
+        defaults.limits.max_connection_rate_per_client,
+        DEFAULT_MAX_CONNECTION_RATE_PER_CLIENT
+    );
 
     for (field, value, expect) in [
         ("header_read_timeout", "\"0s\"", "between 100ms and 1h"),
         ("idle_timeout", "\"2h\"", "between 100ms and 1h"),
         ("max_connections", "0", "between 1 and"),
         ("max_connections_apart", "-1", "between 0 and"),
+        ("max_connection_rate_per_client", "-5", "between 0 and"),
         ("max_memory", "\"1MiB\"", "at least 16MiB"),
         ("h2_keepalive_interval", "\"10ms\"", "or \"0s\": off"),
         ("linger_time", "\"2m\"", "at most 1m"),

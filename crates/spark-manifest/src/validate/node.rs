@@ -17,6 +17,8 @@ const TIMEOUTS: RangeInclusive<Duration> = Duration::from_millis(100)..=Duration
 /// The longest `node.linger_time`: a lingering connection keeps its place under the caps.
 const MAX_LINGER_TIME: Duration = Duration::from_secs(60);
 const MAX_CONNECTIONS: i64 = 1_000_000;
+/// Most `node.max_connection_rate_per_client` (new connections a second; 0 is no limit).
+const MAX_CONNECTION_RATE: i64 = 1_000_000;
 const MAX_STREAMS: i64 = 10_000;
 /// An export request waits at least this for its collector, and at most this.
 const OTLP_TIMEOUTS: RangeInclusive<Duration> =
@@ -112,6 +114,12 @@ impl Validator<'_> {
             1..=MAX_CONNECTIONS,
             "node.max_connections_per_client",
         ) as u32;
+        let rate = self.int(
+            raw.max_connection_rate_per_client.as_ref(),
+            i64::from(d.max_connection_rate_per_client),
+            0..=MAX_CONNECTION_RATE,
+            "node.max_connection_rate_per_client",
+        ) as u32;
         let apart = self.int(
             raw.max_connections_apart.as_ref(),
             i64::from(d.max_connections_apart),
@@ -167,6 +175,7 @@ impl Validator<'_> {
             ),
             max_connections,
             max_connections_per_client: per_client.min(max_connections),
+            max_connection_rate_per_client: rate,
             max_connections_apart: apart.min(max_connections),
             h2_max_concurrent_streams: self.int(
                 raw.h2_max_concurrent_streams.as_ref(),

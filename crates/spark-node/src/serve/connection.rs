@@ -201,6 +201,16 @@ impl Connection {
         }
     }
 
+    /// When it was accepted.
+    pub(crate) fn accepted(&self) -> Instant {
+        self.accepted
+    }
+
+    /// Whether a request head arrived on it (ever).
+    pub(crate) fn carried_requests(&self) -> bool {
+        self.requests.load(Ordering::Acquire) > 0
+    }
+
     /// Marks the connection as HTTP/2 (from ALPN, or from the preface it sent).
     pub(crate) fn set_h2(&self) {
         self.h2.store(true, Ordering::Relaxed);

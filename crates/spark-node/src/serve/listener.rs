@@ -3,9 +3,11 @@
 //! Both the public and the admin listener run here, each with its own caps.
 //!
 //! What a client can hold, and for how long: a connection (at most `max_connections` in all,
-//! `max_connections_per_client` per address, refused at accept beyond either, and beyond the
-//! listener's share of memory), for at most `header_read_timeout` without a complete request
-//! head, `idle_timeout` without a request, `send_timeout` without taking its response;
+//! `max_connections_per_client` per address, `max_connection_rate_per_client` a second per
+//! address of those that carry no request, after a burst of its cap; refused at accept beyond
+//! any of them, and beyond the listener's share of memory), for at most
+//! `header_read_timeout` without a complete request head, `idle_timeout` without a request,
+//! `send_timeout` without taking its response;
 //! requests within the module's admission and the node's capacity, each only as long as its
 //! connection and its guest's limits allow. Overload is refused fast (a reset at accept, a 503
 //! from admission), never by `accept()` failing: the connection cap sits well below the
@@ -41,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bodies::{Outgoing, RequestBody};
 use super::connection::{CloseReason, Connection, Verdict, Watched, verdict};
+use super::connection_rate::ConnectionRates;
 use super::critical_home::{AbortOnDrop, CriticalHome, FirstHead, Rewind};
 use super::front::NodeBody;
 use super::linger::{Lingered, Returning, returning};
@@ -92,6 +95,7 @@ pub struct ListenerStats {
     pub accepted: AtomicU64,
     pub refused_total_cap: AtomicU64,
     pub refused_client_cap: AtomicU64,
+    pub refused_client_rate: AtomicU64,
     pub refused_memory: AtomicU64,
     /// Connections served apart, on the critical runtime (`serve::critical_home`).
     pub moved_critical: AtomicU64,
@@ -112,6 +116,7 @@ impl Default for ListenerStats {
             accepted: AtomicU64::default(),
             refused_total_cap: AtomicU64::default(),
             refused_client_cap: AtomicU64::default(),
+            refused_client_rate: AtomicU64::default(),
             refused_memory: AtomicU64::default(),
             moved_critical: AtomicU64::default(),
             apart_full: AtomicU64::default(),
@@ -177,6 +182,7 @@ pub(crate) async fn serve(
             None => gate.admit(peer.ip()).map_err(|cap| match cap {
                 Cap::Total => &stats.refused_total_cap,
                 Cap::PerClient => &stats.refused_client_cap,
+                Cap::ClientRate => &stats.refused_client_rate,
             }),
         };
         let permit = match permit {
@@ -187,10 +193,12 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        let accepted = tokio::time::Instant::now();
         let task = Connected {
             stream,
             peer,
-            accepted: tokio::time::Instant::now(),
+            accepted,
+            conn: Connection::new(config.limits.h2_reset_budget, accepted),
             handler: handler.clone(),
             config: config.clone(),
             stats: stats.clone(),
@@ -218,6 +226,8 @@ struct Connected {
     peer: SocketAddr,
     /// When it was accepted: the request-head timeout counts from here.
     accepted: tokio::time::Instant,
+    /// What its watchdog judges, and whether it carried a request.
+    conn: Arc<Connection>,
     handler: Handler,
     config: ListenerConfig,
     stats: Arc<ListenerStats>,
@@ -227,8 +237,9 @@ struct Connected {
 impl Connected {
     /// Serves the connection, lingering included, holding its place under the caps (`permit`)
     /// and in the open-connections gauge until the socket closes.
-    async fn run(self, permit: Permit) {
+    async fn run(self, mut permit: Permit) {
         let _open = GaugeGuard::new(self.stats.clone(), |s| &s.open);
+        let conn = self.conn.clone();
         match (&self.config.critical_home, &self.config.tls) {
             (Some(home), None) => {
                 let home = home.clone();
@@ -236,6 +247,7 @@ impl Connected {
             }
             _ => self.serve().await,
         }
+        permit.carried_requests = conn.carried_requests();
         drop(permit);
     }
 
@@ -276,8 +288,8 @@ impl Connected {
         let (socket, returned) = returning(self.stream);
         let ended = Self::serve_socket(
             socket,
+            self.conn.clone(),
             self.peer,
-            self.accepted,
             &self.handler,
             &self.config,
             &self.stats,
@@ -300,19 +312,16 @@ impl Connected {
     /// critical module is served apart from here), then serves HTTP.
     async fn serve_socket(
         socket: Returning,
+        conn: Arc<Connection>,
         peer: SocketAddr,
-        accepted: tokio::time::Instant,
         handler: &Handler,
         config: &ListenerConfig,
         stats: &Arc<ListenerStats>,
         shutdown: &CancellationToken,
     ) -> Ended {
-        let conn = Connection::new(config.limits.h2_reset_budget, accepted);
         let io = match &config.tls {
             None => Either::Left(socket),
-            Some(tls) => match Self::open_tls(tls, socket, peer, accepted, &conn, config, stats)
-                .await
-            {
+            Some(tls) => match Self::open_tls(tls, socket, peer, &conn, config, stats).await {
                 Opened::Here(stream) => Either::Right(stream),
                 Opened::Closed => return Ended::ByNode,
                 Opened::Apart(home, place, mut stream) => {
@@ -354,7 +363,6 @@ impl Connected {
         tls: &TlsTerminator,
         socket: Returning,
         peer: SocketAddr,
-        accepted: tokio::time::Instant,
         conn: &Connection,
         config: &'h ListenerConfig,
         stats: &ListenerStats,
@@ -381,7 +389,7 @@ impl Connected {
         let Some(home) = config.critical_home.as_ref().filter(|_| !h2) else {
             return Opened::Here(Rewind::new(Vec::new(), stream));
         };
-        let deadline = accepted + limits.header_read_timeout;
+        let deadline = conn.accepted() + limits.header_read_timeout;
         let (read, first) = home.read_first_head(&mut stream, deadline).await;
         let stream = Rewind::new(read, stream);
         match first {
@@ -595,44 +603,80 @@ where
 enum Cap {
     Total,
     PerClient,
+    ClientRate,
 }
 
-/// Open connections, in all and per client address.
+/// Open connections, in all and per client address, and how fast each client opens them.
 struct Gate {
     limits: ListenerLimits,
-    open: Mutex<(u32, HashMap<IpAddr, u32>)>,
+    /// Where the connection rates' time starts.
+    origin: std::time::Instant,
+    open: Mutex<Open>,
 }
 
-/// One open connection's place under the caps; given back on drop.
+struct Open {
+    total: u32,
+    per_client: HashMap<IpAddr, u32>,
+    rates: ConnectionRates,
+}
+
+/// One open connection's place under the caps; given back on drop, with its client's
+/// connection token if it carried a request.
 struct Permit {
     gate: Arc<Gate>,
     peer: IpAddr,
+    /// The connection carried at least one request: the client used it for what connections
+    /// are for, so its token goes back (only connections that carry nothing spend the rate).
+    carried_requests: bool,
 }
 
 impl Gate {
     fn new(limits: ListenerLimits) -> Gate {
         Gate {
             limits,
-            open: Mutex::new((0, HashMap::new())),
+            origin: std::time::Instant::now(),
+            open: Mutex::new(Open {
+                total: 0,
+                per_client: HashMap::new(),
+                rates: ConnectionRates::new(
+                    limits.max_connection_rate_per_client,
+                    limits.max_connections_per_client,
+                ),
+            }),
         }
     }
 
+    /// A place for a connection from `peer` now.
     fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Permit, Cap> {
+        self.admit_at(peer, self.origin.elapsed())
+    }
+
+    /// A place for a connection from `peer` at `now` (since `origin`). Only an admitted
+    /// connection takes a token of its client's rate.
+    fn admit_at(self: &Arc<Self>, peer: IpAddr, now: Duration) -> Result<Permit, Cap> {
         let peer = canonical(peer);
         let mut open = self.open.lock().expect("gate lock");
-        let (total, per_client) = &mut *open;
+        let Open {
+            total,
+            per_client,
+            rates,
+        } = &mut *open;
         if *total >= self.limits.max_connections {
             return Err(Cap::Total);
         }
-        let mine = per_client.entry(peer).or_insert(0);
-        if *mine >= self.limits.max_connections_per_client {
+        let mine = per_client.get(&peer).copied().unwrap_or(0);
+        if mine >= self.limits.max_connections_per_client {
             return Err(Cap::PerClient);
         }
-        *mine += 1;
+        if !rates.admit(peer, now) {
+            return Err(Cap::ClientRate);
+        }
+        *per_client.entry(peer).or_insert(0) += 1;
         *total += 1;
         Ok(Permit {
             gate: self.clone(),
             peer,
+            carried_requests: false,
         })
     }
 }
@@ -640,7 +684,14 @@ impl Gate {
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut open = self.gate.open.lock().expect("gate lock");
-        let (total, per_client) = &mut *open;
+        let Open {
+            total,
+            per_client,
+            rates,
+        } = &mut *open;
+        if self.carried_requests {
+            rates.give_back(self.peer, self.gate.origin.elapsed());
+        }
         *total -= 1;
         if let Some(mine) = per_client.get_mut(&self.peer) {
             *mine -= 1;
@@ -731,6 +782,37 @@ mod tests {
         assert!(matches!(gate.admit(b), Err(Cap::Total)));
         drop(first);
         assert!(gate.admit(b).is_ok(), "a closed connection frees its place");
+    }
+
+    #[test]
+    fn the_gate_limits_how_fast_one_client_opens_connections() {
+        let limits = ListenerLimits {
+            max_connections_per_client: 4,
+            max_connection_rate_per_client: 10,
+            ..ListenerLimits::default()
+        };
+        let gate = Arc::new(Gate::new(limits));
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let at = Duration::from_millis;
+        // A burst of ten (a second's worth, more than the cap of four open at once), each
+        // closed at once.
+        for _ in 0..10 {
+            drop(gate.admit_at(a, at(0)).unwrap());
+        }
+        assert!(matches!(gate.admit_at(a, at(0)), Err(Cap::ClientRate)));
+        assert!(
+            gate.admit_at(IpAddr::from([10, 0, 0, 2]), at(0)).is_ok(),
+            "another client has its own rate"
+        );
+        let held: Vec<_> = (0..4)
+            .map(|i| gate.admit_at(a, at(1_000 + i)).unwrap())
+            .collect();
+        assert!(
+            matches!(gate.admit_at(a, at(2_000)), Err(Cap::PerClient)),
+            "the open cap first; a refused connection takes no token"
+        );
+        drop(held);
+        assert!(gate.admit_at(a, at(2_000)).is_ok());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub(crate) mod admission;
 pub(crate) mod bodies;
 pub(crate) mod capacity;
 pub(crate) mod connection;
+pub(crate) mod connection_rate;
 pub(crate) mod critical_home;
 pub(crate) mod executor;
 pub(crate) mod front;

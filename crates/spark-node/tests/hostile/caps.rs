@@ -173,3 +173,69 @@ async fn lingering_connections_count_against_the_caps_until_their_linger_ends() 
     drop(lingering);
     node.stop().await;
 }
+
+const RATED: &str = r#"
+version = 1
+[node]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+max_connections_per_client = 12
+max_connection_rate_per_client = 4
+header_read_timeout = "30s"
+
+[[module]]
+id = "shop"
+component = "{guest:hello}"
+routes = ["/shop"]
+"#;
+
+/// A client that opens connections and closes them unused (what a handshake flood or a
+/// connect-and-close loop does) gets its burst and then its rate: the rest are reset at
+/// accept. A client opening a connection per request is never held to it (each used
+/// connection gives its token back), another client has its own rate, and the first is served
+/// again once its rate allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_opening_connections_in_a_loop_is_held_to_its_connection_rate() {
+    let node = TestNode::start(RATED).await.unwrap();
+    let to = node.node.http_addr;
+    let refused_by_rate = || {
+        series(
+            &node,
+            r#"spark_connections_refused_total{listener="public",reason="max_connection_rate_per_client"}"#,
+        )
+    };
+    // A connection per request, 40 in a row from one client: all served.
+    for n in 0..40 {
+        let mut stream = connect_from([127, 0, 0, 8], to).await;
+        assert!(
+            served(&mut stream).await,
+            "request {n} on its own connection"
+        );
+    }
+    assert_eq!(refused_by_rate().await, 0.0);
+
+    // 40 opened and closed unused: the burst is the per-client cap (12), then 4 a second.
+    let started = Instant::now();
+    for _ in 0..40 {
+        drop(try_connect_from([127, 0, 0, 6], to).await);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let allowed = 12 + (elapsed * 4.0).ceil() as u32 + 1;
+    spark_testkit::wait_until(Duration::from_secs(10), "the node saw all 40", || async {
+        let refused = refused_by_rate().await;
+        refused >= f64::from(40 - allowed)
+    })
+    .await;
+    let refused = refused_by_rate().await;
+    assert!(
+        refused <= 28.0,
+        "{refused} refused of 40 in {elapsed:.2} s: the burst of 12 gets in"
+    );
+    assert!(refused_by_rate().await >= 1.0);
+    // Another client has its own rate.
+    assert!(served(&mut connect_from([127, 0, 0, 7], to).await).await);
+    // A token comes back every 250 ms.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(served(&mut connect_from([127, 0, 0, 6], to).await).await);
+    node.stop().await;
+}

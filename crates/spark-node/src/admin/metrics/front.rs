@@ -115,6 +115,7 @@ impl Collector for FrontView {
             for (reason, counter) in [
                 ("max_connections", &stats.refused_total_cap),
                 ("max_connections_per_client", &stats.refused_client_cap),
+                ("max_connection_rate_per_client", &stats.refused_client_rate),
                 ("connection_memory", &stats.refused_memory),
             ] {
                 ConstCounter::new(counter.load(Ordering::Relaxed))
