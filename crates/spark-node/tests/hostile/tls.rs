@@ -364,3 +364,75 @@ routes = ["/echo/..."]
     }
     node.stop().await;
 }
+
+/// A client flooding the node with TLS handshakes it never uses is held to its connection
+/// rate: once its burst is spent its connections are reset at accept, before the node does
+/// any handshake work for them, while another client's handshake and request go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_flood_is_reset_before_its_handshakes_once_its_rate_is_spent() {
+    let certs = tempfile::tempdir().unwrap();
+    let a = issue(certs.path(), "a", "a.test");
+    let dir = certs.path().display();
+    let manifest = format!(
+        r#"
+version = 1
+[node]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+max_connections_per_client = 8
+max_connection_rate_per_client = 2
+[[node.tls]]
+cert = "{dir}/a.pem"
+key = "{dir}/a.key"
+
+[[module]]
+id = "shop"
+component = "{{guest:hello}}"
+routes = ["/shop"]
+"#
+    );
+    let node = TestNode::start(&manifest).await.unwrap();
+    let tls = connector(&[&a], &[b"http/1.1"]);
+    let started = std::time::Instant::now();
+    let mut completed = 0u32;
+    for _ in 0..30 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 9], 0)))
+            .unwrap();
+        let Ok(tcp) = socket.connect(node.node.http_addr).await else {
+            continue;
+        };
+        let name = ServerName::try_from("a.test").unwrap();
+        if tls.connect(name, tcp).await.is_ok() {
+            completed += 1;
+        }
+    }
+    let allowed = 8 + (started.elapsed().as_secs_f64() * 2.0).ceil() as u32 + 1;
+    assert!(
+        (8..=allowed).contains(&completed),
+        "{completed} handshakes completed of 30 (at most {allowed})"
+    );
+    let refused = series(
+        &node,
+        r#"spark_connections_refused_total{listener="public",reason="max_connection_rate_per_client"}"#,
+    )
+    .await;
+    assert_eq!(
+        refused,
+        f64::from(30 - completed),
+        "every other one reset at accept"
+    );
+    assert_eq!(
+        series(
+            &node,
+            r#"spark_connections_closed_total{listener="public",reason="tls_handshake"}"#
+        )
+        .await,
+        0.0,
+        "no handshake was started for them"
+    );
+    let (status, _) = h1_get(handshake(&node, &tls, "a.test").await, "/shop").await;
+    assert_eq!(status, 200, "another client is served");
+    node.stop().await;
+}
