@@ -702,10 +702,16 @@ impl Drop for Permit {
     }
 }
 
-/// An IPv4 client is the same client over IPv4-mapped IPv6.
+/// The client an address belongs to, for the per-client caps: an IPv4 address (the same over
+/// IPv4-mapped IPv6), or an IPv6 /64. A host is given a whole /64 and picks addresses in it
+/// freely (privacy extensions, or an attacker counting up), so per-address caps on IPv6
+/// would cap nothing; the /64 is what one host or one site's network holds.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
         v4 => v4,
     }
 }
@@ -782,6 +788,31 @@ mod tests {
         assert!(matches!(gate.admit(b), Err(Cap::Total)));
         drop(first);
         assert!(gate.admit(b).is_ok(), "a closed connection frees its place");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let limits = ListenerLimits {
+            max_connections_per_client: 2,
+            ..ListenerLimits::default()
+        };
+        let gate = Arc::new(Gate::new(limits));
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:fffe".parse().unwrap();
+        let next_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _a = gate.admit(one).unwrap();
+        let _b = gate.admit(same_64).unwrap();
+        assert!(
+            matches!(
+                gate.admit("2001:db8:1:2::99".parse().unwrap()),
+                Err(Cap::PerClient)
+            ),
+            "another address of the same /64 is the same client"
+        );
+        assert!(
+            gate.admit(next_64).is_ok(),
+            "the next /64 is another client"
+        );
     }
 
     #[test]
