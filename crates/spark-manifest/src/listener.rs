@@ -28,9 +28,10 @@ pub struct ListenerLimits {
     pub max_connections_per_client: u32,
     /// Connections a second one client address may open and leave unused, after a burst of
     /// `max_connections_per_client` (zero: no limit): every connection takes a token at
-    /// accept and one that carried a request gives it back, so a client that opens and closes
-    /// connections without using them (a TLS handshake flood) is reset at accept, before its
-    /// handshake, and one that opens a connection per request is not held to it.
+    /// accept and one that carried a request gives it back (unless the node cut it for
+    /// misbehaviour), so a client that opens and closes connections without using them (a TLS
+    /// handshake flood) is reset at accept, before its handshake, and one that opens a
+    /// connection per request is not held to it.
     pub max_connection_rate_per_client: u32,
     /// Connections served apart on the critical executor at once (those whose first request is
     /// for a critical module, with `orchestrator.critical_first`); beyond it they are served

@@ -143,6 +143,8 @@ pub(crate) struct Connection {
     stalls: Mutex<Vec<Weak<AtomicU64>>>,
     resets: Mutex<ResetBudget>,
     abusive: AtomicBool,
+    /// The node cut it for how its client behaved (anything but idleness).
+    cut: AtomicBool,
     /// Wakes the watchdog when the connection must go now.
     pub(crate) alarm: Notify,
 }
@@ -162,6 +164,7 @@ impl Connection {
             stalls: Mutex::new(Vec::new()),
             resets: Mutex::new(ResetBudget::new(reset_budget)),
             abusive: AtomicBool::new(false),
+            cut: AtomicBool::new(false),
             alarm: Notify::new(),
         })
     }
@@ -206,9 +209,19 @@ impl Connection {
         self.accepted
     }
 
-    /// Whether a request head arrived on it (ever).
-    pub(crate) fn carried_requests(&self) -> bool {
-        self.requests.load(Ordering::Acquire) > 0
+    /// Whether it was used as connections are meant to be: a request head arrived on it, and
+    /// the node did not have to cut it for how its client behaved (its connection token goes
+    /// back, `serve::connection_rate`).
+    pub(crate) fn well_used(&self) -> bool {
+        self.requests.load(Ordering::Acquire) > 0 && !self.cut.load(Ordering::Acquire)
+    }
+
+    /// The node closes it for how its client behaved: a stalled head, body or read, more
+    /// abandoned requests than its budget, a linger cut short.
+    pub(crate) fn cut(&self, reason: CloseReason) {
+        if reason != CloseReason::Idle {
+            self.cut.store(true, Ordering::Release);
+        }
     }
 
     /// Marks the connection as HTTP/2 (from ALPN, or from the preface it sent).

@@ -1,7 +1,9 @@
 //! How fast one client may open connections that carry nothing: a token bucket per client
 //! address. Every connection takes a token at accept and a connection that carried a request
-//! gives it back when it closes, so a client that opens and closes connections without using
-//! them (a TLS handshake flood, a connect-and-close loop, slowloris reconnecting) is reset at
+//! gives it back when it closes, unless the node cut it for misbehaviour (a reset budget
+//! spent, a stalled head, body or read), so a client that opens and closes connections without
+//! using them (a TLS handshake flood, a connect-and-close loop, slowloris reconnecting, a
+//! rapid-reset client reconnecting each time it is cut off) is reset at
 //! accept once its bucket is empty, before a TLS handshake costs the node anything, while a
 //! client opening a connection per request is held only by admission (its tokens in use are
 //! its open connections, which the per-client cap bounds below the burst). The open-connection

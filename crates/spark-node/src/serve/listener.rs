@@ -247,7 +247,7 @@ impl Connected {
             }
             _ => self.serve().await,
         }
-        permit.carried_requests = conn.carried_requests();
+        permit.give_back = conn.well_used();
         drop(permit);
     }
 
@@ -305,6 +305,7 @@ impl Connected {
         {
             tracing::debug!(peer = %self.peer, "connection closed: the client was still sending at the end of its linger");
             self.stats.closed_for(CloseReason::Linger);
+            self.conn.cut(CloseReason::Linger);
         }
     }
 
@@ -452,6 +453,7 @@ impl Connected {
                 () = conn.alarm.notified() => {
                     tracing::info!(peer = %peer, "connection closed: it abandoned more requests than its reset budget");
                     stats.closed_for(CloseReason::ResetBudget);
+                    conn.cut(CloseReason::ResetBudget);
                     return Ended::ByNode;
                 }
                 _ = watchdog.tick() => {
@@ -471,6 +473,7 @@ impl Connected {
                         Verdict::Close(reason) => {
                             tracing::debug!(peer = %peer, reason = reason.as_str(), "connection closed");
                             stats.closed_for(reason);
+                            conn.cut(reason);
                             return Ended::ByNode;
                         }
                     }
@@ -625,9 +628,10 @@ struct Open {
 struct Permit {
     gate: Arc<Gate>,
     peer: IpAddr,
-    /// The connection carried at least one request: the client used it for what connections
-    /// are for, so its token goes back (only connections that carry nothing spend the rate).
-    carried_requests: bool,
+    /// The connection carried a request and was not cut for misbehaviour: the client used it
+    /// for what connections are for, so its token goes back (only connections that carry
+    /// nothing, or are cut, spend the rate).
+    give_back: bool,
 }
 
 impl Gate {
@@ -676,7 +680,7 @@ impl Gate {
         Ok(Permit {
             gate: self.clone(),
             peer,
-            carried_requests: false,
+            give_back: false,
         })
     }
 }
@@ -689,7 +693,7 @@ impl Drop for Permit {
             per_client,
             rates,
         } = &mut *open;
-        if self.carried_requests {
+        if self.give_back {
             rates.give_back(self.peer, self.gate.origin.elapsed());
         }
         *total -= 1;

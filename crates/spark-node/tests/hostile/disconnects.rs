@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use spark_testkit::{TestNode, get};
 
 use super::support::{IDLE, gauges, h2, raw, request, series, settle};
@@ -246,6 +247,64 @@ async fn a_connection_that_resets_past_its_budget_is_closed() {
             >= 1.0
     );
     assert_eq!(gauges(&node, "spin").await.queued, 0);
+    node.stop().await;
+}
+
+/// A client that reconnects each time its connection is closed for resetting too many
+/// streams is held to its connection rate: a connection cut for misbehaviour does not give
+/// its token back, though it carried requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_past_the_reset_budget_spends_the_connection_rate() {
+    let manifest = STORM.replace(
+        "max_instances = 20",
+        "max_instances = 20\nh2_reset_budget = 5\nmax_connections_per_client = 2\nmax_connection_rate_per_client = 1",
+    );
+    let node = TestNode::start(&manifest).await.unwrap();
+    // Resets streams on a new HTTP/2 connection until the node closes it (or refuses it at
+    // once); true if any request was answered or abandoned on it before.
+    let reset_until_closed = || async {
+        let Ok(stream) = tokio::net::TcpStream::connect(node.node.http_addr).await else {
+            return false;
+        };
+        let Ok((mut sender, connection)) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await
+        else {
+            return false;
+        };
+        tokio::spawn(connection);
+        let mut sent = false;
+        for _ in 0..30 {
+            if sender.ready().await.is_err() {
+                break;
+            }
+            let response = sender.send_request(request(&node, "/spin/loop"));
+            sent = true;
+            let _ = tokio::time::timeout(Duration::from_millis(20), response).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sent
+    };
+    // The burst is two connections; each is cut, and neither gives its token back.
+    assert!(reset_until_closed().await);
+    assert!(reset_until_closed().await);
+    let refused = r#"spark_connections_refused_total{listener="public",reason="max_connection_rate_per_client"}"#;
+    let mut attempts = 0;
+    while series(&node, refused).await < 1.0 {
+        reset_until_closed().await;
+        attempts += 1;
+        assert!(
+            attempts < 5,
+            "the reconnecting client was never held to its rate"
+        );
+    }
+    assert!(
+        series(
+            &node,
+            r#"spark_connections_closed_total{listener="public",reason="reset_budget"}"#
+        )
+        .await
+            >= 2.0
+    );
     node.stop().await;
 }
 
