@@ -84,6 +84,9 @@ pub struct PhaseResult {
     pub spin_guests_peak: f64,
     /// Requests or connections the phase's attacks made.
     pub attack_requests: u64,
+    /// Connections the node reset at accept over the phase (any cap: per client, per
+    /// client's rate, in all, connection memory).
+    pub refused_at_accept: u64,
 }
 
 /// The B9 result, as written to `hostile.json`.
@@ -243,6 +246,17 @@ fn sample_peaks(
     })
 }
 
+/// Connections the node's public listener has reset at accept so far, for any reason.
+async fn refused_at_accept(admin: SocketAddr) -> Result<u64, BenchError> {
+    let page = crate::admin::metrics(admin).await?;
+    let total = page
+        .lines()
+        .filter(|line| line.starts_with(r#"spark_connections_refused_total{listener="public","#))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    Ok(total as u64)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -297,8 +311,10 @@ pub async fn run(options: &HostileOptions) -> Result<HostileReport, BenchError> 
     let mut peaks = Vec::new();
     let mut attempts = Vec::new();
     let mut node_cpu = Vec::new();
+    let mut refused = Vec::new();
     for name in &names {
         let (cpu_before, started) = (cpu_seconds(node.pid())?, std::time::Instant::now());
+        let refused_before = refused_at_accept(node.admin).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = sample_peaks(node.pid(), node.admin, stop.clone());
         let running = launch(name, &dialer, node.addr, options_hold());
@@ -312,6 +328,7 @@ pub async fn run(options: &HostileOptions) -> Result<HostileReport, BenchError> 
         attempts.push(made);
         let used = cpu_seconds(node.pid())? - cpu_before;
         node_cpu.push(100.0 * used / started.elapsed().as_secs_f64());
+        refused.push(refused_at_accept(node.admin).await? - refused_before);
     }
     let critical = critical.await.map_err(BenchError::runtime)?;
     let restarts = if node.alive() {
@@ -337,6 +354,7 @@ pub async fn run(options: &HostileOptions) -> Result<HostileReport, BenchError> 
                 node_cpu_pct: node_cpu[i],
                 spin_guests_peak: peaks[i].spin_guests,
                 attack_requests: attempts[i],
+                refused_at_accept: refused[i],
             }
         })
         .collect();
@@ -374,7 +392,7 @@ pub fn render(report: &HostileReport) -> String {
         report.spin_concurrency
     );
     out.push_str(&format!(
-        "{:<22} {:>9} {:>7} {:>9} {:>9} {:>8} {:>7} {:>9} {:>11} {:>9}\n",
+        "{:<22} {:>9} {:>7} {:>9} {:>9} {:>8} {:>7} {:>9} {:>11} {:>9} {:>9}\n",
         "phase",
         "crit ok",
         "errors",
@@ -384,11 +402,12 @@ pub fn render(report: &HostileReport) -> String {
         "fds",
         "node cpu%",
         "spin guests",
-        "attacks"
+        "attacks",
+        "refused"
     ));
     for p in &report.phases {
         out.push_str(&format!(
-            "{:<22} {:>9} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>7} {:>9.0} {:>11.0} {:>9}\n",
+            "{:<22} {:>9} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>7} {:>9.0} {:>11.0} {:>9} {:>9}\n",
             p.name,
             p.crit_ok,
             p.crit_errors,
@@ -398,7 +417,8 @@ pub fn render(report: &HostileReport) -> String {
             p.fds_peak,
             p.node_cpu_pct,
             p.spin_guests_peak,
-            p.attack_requests
+            p.attack_requests,
+            p.refused_at_accept
         ));
         for (why, n) in &p.crit_error_kinds {
             out.push_str(&format!("    {n} x {why}\n"));

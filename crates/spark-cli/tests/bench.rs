@@ -251,6 +251,7 @@ fn bench_hostile_over_tls_runs_every_attack_and_keeps_the_critical_module_answer
     );
     for phase in &phases[1..] {
         assert!(phase["attack_requests"].as_u64().unwrap() > 0, "{phase}");
+        assert!(phase["refused_at_accept"].as_u64().is_some(), "{phase}");
         assert_eq!(phase["crit_errors"], 0, "{phase}");
     }
 }
