@@ -174,21 +174,6 @@ async fn lingering_connections_count_against_the_caps_until_their_linger_ends() 
     node.stop().await;
 }
 
-const RATED: &str = r#"
-version = 1
-[node]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-max_connections_per_client = 12
-max_connection_rate_per_client = 4
-header_read_timeout = "30s"
-
-[[module]]
-id = "shop"
-component = "{guest:hello}"
-routes = ["/shop"]
-"#;
-
 /// A client that opens connections and closes them unused (what a handshake flood or a
 /// connect-and-close loop does) gets its burst and then its rate: the rest are reset at
 /// accept. A client opening a connection per request is never held to it (each used
@@ -196,7 +181,11 @@ routes = ["/shop"]
 /// again once its rate allows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_opening_connections_in_a_loop_is_held_to_its_connection_rate() {
-    let node = TestNode::start(RATED).await.unwrap();
+    let rated = CAPPED.replace(
+        "header_read_timeout",
+        "max_connection_rate_per_client = 4\nheader_read_timeout",
+    );
+    let node = TestNode::start(&rated).await.unwrap();
     let to = node.node.http_addr;
     let refused_by_rate = || {
         series(

@@ -39,6 +39,30 @@ fn issue(dir: &Path, stem: &str, name: &str) -> Issued {
     }
 }
 
+/// A node serving TLS with certificate `a` (in `certs`), `[node]` settings `node`, and the
+/// module `shop` (`hello` at `/shop`) followed by `more` (the rest of `shop`'s table, then
+/// other modules).
+fn with_certificate_a(certs: &Path, node: &str, more: &str) -> String {
+    let dir = certs.display();
+    format!(
+        r#"
+version = 1
+[node]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+{node}
+[[node.tls]]
+cert = "{dir}/a.pem"
+key = "{dir}/a.key"
+
+[[module]]
+id = "shop"
+component = "{{guest:hello}}"
+routes = ["/shop"]
+{more}"#
+    )
+}
+
 fn connector(trusted: &[&Issued], alpn: &[&[u8]]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for cert in trusted {
@@ -218,30 +242,16 @@ request_body = "64KiB"
 async fn a_tls_connection_that_opens_with_a_critical_request_is_served_apart() {
     let certs = tempfile::tempdir().unwrap();
     let a = issue(certs.path(), "a", "a.test");
-    let dir = certs.path().display();
-    let manifest = format!(
-        r#"
-version = 1
-[node]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-header_read_timeout = "1s"
-max_connections_apart = 1
-[[node.tls]]
-cert = "{dir}/a.pem"
-key = "{dir}/a.key"
-
-[[module]]
-id = "shop"
-component = "{{guest:hello}}"
-routes = ["/shop"]
-priority = "critical"
+    let manifest = with_certificate_a(
+        certs.path(),
+        "header_read_timeout = \"1s\"\nmax_connections_apart = 1",
+        r#"priority = "critical"
 [module.limits]
 request_body = "64KiB"
 
 [[module]]
 id = "vip"
-component = "{{guest:faults}}"
+component = "{guest:faults}"
 routes = ["/vip/..."]
 priority = "critical"
 [module.limits]
@@ -250,9 +260,9 @@ cpu_time = "30s"
 
 [[module]]
 id = "echo"
-component = "{{guest:echo}}"
+component = "{guest:echo}"
 routes = ["/echo/..."]
-"#
+"#,
     );
     let node = TestNode::start(&manifest).await.unwrap();
     let apart = r#"spark_connections_served_apart_total{listener="public"}"#;
@@ -372,24 +382,10 @@ routes = ["/echo/..."]
 async fn a_handshake_flood_is_reset_before_its_handshakes_once_its_rate_is_spent() {
     let certs = tempfile::tempdir().unwrap();
     let a = issue(certs.path(), "a", "a.test");
-    let dir = certs.path().display();
-    let manifest = format!(
-        r#"
-version = 1
-[node]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-max_connections_per_client = 8
-max_connection_rate_per_client = 2
-[[node.tls]]
-cert = "{dir}/a.pem"
-key = "{dir}/a.key"
-
-[[module]]
-id = "shop"
-component = "{{guest:hello}}"
-routes = ["/shop"]
-"#
+    let manifest = with_certificate_a(
+        certs.path(),
+        "max_connections_per_client = 8\nmax_connection_rate_per_client = 2",
+        "",
     );
     let node = TestNode::start(&manifest).await.unwrap();
     let tls = connector(&[&a], &[b"http/1.1"]);
