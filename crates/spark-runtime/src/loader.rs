@@ -101,8 +101,7 @@ pub struct Prepared {
     pub entry: Entry,
     /// How the load went.
     pub report: LoadReport,
-    /// Bytes of its loaded artifact image: native code with its metadata, data and memory
-    /// images (what the component costs in memory when loaded).
+    /// Bytes of native code (what the component costs in memory when loaded).
     pub code_bytes: usize,
     /// Which tier this code is, and how long the load took to reach each tier.
     pub tier: TierStatus,
@@ -399,11 +398,7 @@ pub(crate) fn link(
         image_ms = imaging.elapsed().as_secs_f64() * 1e3,
         "code linked"
     );
-    // The whole mapped artifact (native code, its metadata, data and memory images), not
-    // only the text: what the process holds while the component is loaded, within ~0.2 MB of
-    // anonymous memory per module.
-    let image = component.image_range();
-    let code_bytes = image.end.addr() - image.start.addr();
+    let code_bytes = component.text().len();
     Ok(Arc::new(Prepared {
         digest,
         entry,

@@ -37,8 +37,8 @@ pub struct CodeInfo {
     pub digest: String,
     pub world: &'static str,
     pub report: LoadReport,
-    /// Size of the loaded image of the code it runs now (baseline or optimized; the last it
-    /// ran when unloaded): what keeping the module loaded costs.
+    /// Native code size of the code it runs now (baseline or optimized; the last it ran when
+    /// unloaded): what keeping the module loaded costs.
     pub code_bytes: usize,
     /// The tier its code was loaded at (see `ModuleSlot::tier` for the live one).
     pub tier: spark_runtime::TierStatus,
