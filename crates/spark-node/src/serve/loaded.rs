@@ -206,13 +206,10 @@ impl LoadedCode {
     }
 
     /// What the controller decided at a revision: the limit (`None`: unbounded) and the
-    /// plan's eviction order over the loaded cells, least likely to be called first. Modules
-    /// whose code changed size since it was loaded (baseline code swapped for optimized
-    /// code) are priced again at their code now.
+    /// plan's eviction order over the loaded cells, least likely to be called first.
     pub fn plan<'a>(&self, limit: Option<u64>, order: impl IntoIterator<Item = &'a CodeCell>) {
         let mut ledger = self.state.lock().expect("loaded code ledger");
         ledger.limit = limit;
-        ledger.reprice();
         for entry in ledger.entries.values_mut() {
             entry.rank = None;
         }
@@ -224,8 +221,7 @@ impl LoadedCode {
     }
 
     pub fn figures(&self) -> LoadedCodeFigures {
-        let mut ledger = self.state.lock().expect("loaded code ledger");
-        ledger.reprice();
+        let ledger = self.state.lock().expect("loaded code ledger");
         LoadedCodeFigures {
             bytes: ledger.total,
             limit: ledger.limit,
@@ -239,25 +235,6 @@ impl LoadedCode {
 type EvictionKey = (bool, usize, u64);
 
 impl Ledger {
-    /// Prices every entry at the code its cell holds now: a module on baseline code is put at
-    /// the baseline's size, and its background compile swaps in optimized code of another
-    /// size without passing through the ledger.
-    fn reprice(&mut self) {
-        let Ledger { total, entries, .. } = self;
-        for entry in entries.values_mut() {
-            let Some(now) = entry
-                .cell
-                .upgrade()
-                .and_then(|cell| cell.current())
-                .map(|module| load_bytes(module.prepared().code_bytes))
-            else {
-                continue;
-            };
-            *total = *total - entry.bytes + now;
-            entry.bytes = now;
-        }
-    }
-
     /// The next module to evict, other than `keep`: the plan's least likely first, then those
     /// loaded since, least recently used first. A cell that no longer exists (its version was
     /// dropped) comes first, with `None`.

@@ -37,8 +37,7 @@ pub struct CodeInfo {
     pub digest: String,
     pub world: &'static str,
     pub report: LoadReport,
-    /// Native code size of the code it runs now (baseline or optimized; the last it ran when
-    /// unloaded): what keeping the module loaded costs.
+    /// Native code size: what keeping the module loaded costs.
     pub code_bytes: usize,
     /// The tier its code was loaded at (see `ModuleSlot::tier` for the live one).
     pub tier: spark_runtime::TierStatus,
@@ -341,12 +340,7 @@ impl Residency {
     }
 
     pub fn info(&self) -> CodeInfo {
-        let mut info = self.info.lock().expect("info lock").clone();
-        // Loaded on baseline code and optimized since: the code it runs now.
-        if let Some(module) = self.code.current() {
-            info.code_bytes = module.prepared().code_bytes;
-        }
-        info
+        self.info.lock().expect("info lock").clone()
     }
 
     /// (loads from the AOT cache, compiles, total time) of cold starts so far, and unloads.

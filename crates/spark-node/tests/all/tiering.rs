@@ -58,23 +58,6 @@ async fn until_optimized(node: &TestNode, module: &str) {
     }
 }
 
-fn code_bytes(node: &TestNode, module: &str) -> u64 {
-    node.node
-        .snapshot()
-        .module(module)
-        .unwrap()
-        .info()
-        .code_bytes as u64
-}
-
-/// What `hello` and `echo` cost on the loaded-code ledger (their code, at least 64 KiB each).
-fn priced(node: &TestNode) -> u64 {
-    ["hello", "echo"]
-        .iter()
-        .map(|m| code_bytes(node, m).max(64 << 10))
-        .sum()
-}
-
 fn artifacts(node_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(node_dir.join("data/aot"))
         .unwrap()
@@ -109,12 +92,6 @@ async fn a_new_component_is_served_on_baseline_code_then_switches_with_no_failed
     assert_eq!(tier(&node, "echo"), TierState::Baseline);
     let status = node.node.snapshot().module("hello").unwrap().tier();
     assert!(status.to_baseline_ms.is_some() && status.to_optimized_ms.is_none());
-    let baseline_bytes = code_bytes(&node, "hello");
-    assert_eq!(
-        node.node.warmth().state().loaded_code.bytes,
-        priced(&node),
-        "the ledger prices baseline code"
-    );
 
     // Requests run back to back on four connections across the swap.
     let stop = Arc::new(AtomicBool::new(false));
@@ -186,14 +163,6 @@ async fn a_new_component_is_served_on_baseline_code_then_switches_with_no_failed
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-
-    // The loaded code is priced at the code it runs now, not at its first load's.
-    assert_ne!(code_bytes(&node, "hello"), baseline_bytes);
-    assert_eq!(
-        node.node.warmth().state().loaded_code.bytes,
-        priced(&node),
-        "the ledger prices optimized code"
-    );
 
     let metrics = get(&node.admin_url("/metrics")).await.unwrap().text();
     assert!(
