@@ -37,6 +37,11 @@ mod engine;
 mod error;
 mod guest;
 mod guest_log;
+#[allow(
+    unsafe_code,
+    reason = "malloc_trim and sysconf through libc; each call has its SAFETY note"
+)]
+pub mod heap;
 mod host;
 #[allow(
     unsafe_code,

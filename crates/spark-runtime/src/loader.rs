@@ -124,6 +124,25 @@ pub(crate) struct SharedCode {
     made_in: Duration,
 }
 
+impl SharedCode {
+    /// Code just made; making it and dropping it are the code churn after which the node
+    /// gives freed heap back ([`crate::heap`]).
+    fn new(component: Component, made_by: CodeSource, made_in: Duration) -> SharedCode {
+        crate::heap::note_code_churn();
+        SharedCode {
+            component,
+            made_by,
+            made_in,
+        }
+    }
+}
+
+impl Drop for SharedCode {
+    fn drop(&mut self) {
+        crate::heap::note_code_churn();
+    }
+}
+
 /// Compiled components by digest, so identical components are compiled (or loaded from the
 /// AOT cache) once however many modules use them, and kept in memory once while any of them
 /// is loaded. Concurrent loads of one digest wait for the first instead of compiling again.
@@ -160,11 +179,7 @@ impl CodeCache {
         let Some((component, source)) = make()? else {
             return Ok(None);
         };
-        let code = Arc::new(SharedCode {
-            component,
-            made_by: source,
-            made_in: started.elapsed(),
-        });
+        let code = Arc::new(SharedCode::new(component, source, started.elapsed()));
         *shared = Arc::downgrade(&code);
         Ok(Some((code, source)))
     }
@@ -182,11 +197,7 @@ impl CodeCache {
         if let Some(code) = shared.upgrade() {
             return code;
         }
-        let code = Arc::new(SharedCode {
-            component,
-            made_by: CodeSource::Compiled,
-            made_in,
-        });
+        let code = Arc::new(SharedCode::new(component, CodeSource::Compiled, made_in));
         *shared = Arc::downgrade(&code);
         code
     }

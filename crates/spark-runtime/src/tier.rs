@@ -600,7 +600,10 @@ fn start_optimizing(
         // A runtime dropped meanwhile: the tier-up ends as interrupted.
         let Some(runtime) = weak.upgrade() else { return };
         let compiling = Instant::now();
-        let outcome = match wasmtime::component::Component::new(&runtime.engine, &bytes) {
+        let compiled = wasmtime::component::Component::new(&runtime.engine, &bytes);
+        // The compile's own allocations are freed now, whether its code is kept or not.
+        crate::heap::note_code_churn();
+        let outcome = match compiled {
             Ok(component) => {
                 loader::store_artifact(runtime.cache.as_ref(), &path, &digest, &component);
                 let code = runtime.code.insert(&digest, component, compiling.elapsed());

@@ -9,6 +9,7 @@
 //! CPU time so its cost is visible (`spark_orchestrator_cpu_seconds_total`).
 
 mod apply;
+pub(crate) mod heap;
 pub(crate) mod nn;
 mod observe;
 pub(crate) mod warmth;

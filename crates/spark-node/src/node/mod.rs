@@ -393,6 +393,10 @@ impl RunningNode {
         let warm_budget = controller.budget();
         tasks.push(tokio::spawn(controller.run(shutdown.clone())));
         tasks.push(tokio::spawn(deployer.clone().run(shutdown.clone())));
+        tasks.push(tokio::spawn(crate::control::heap::trim_after_code_churn(
+            &clock,
+            shutdown.clone(),
+        )));
         if let (Some(service), Some(settings)) = (&nn, &manifest.nn)
             && !settings.rediscover.is_zero()
         {

@@ -183,6 +183,22 @@ impl Collector for FrontView {
             let family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
             metric.encode(family)?;
         }
+        let (trims, released) = spark_runtime::heap::trims();
+        for (name, help, value) in [
+            (
+                "heap_trims",
+                "Times the node gave freed heap back to the kernel after compiles, loads or evictions",
+                trims,
+            ),
+            (
+                "heap_trimmed_bytes",
+                "Resident bytes those trims gave back",
+                released,
+            ),
+        ] {
+            let metric = ConstCounter::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+        }
         let evictions = ConstCounter::new(code.evictions);
         evictions.encode(encoder.encode_descriptor(
             "loaded_code_evictions",
