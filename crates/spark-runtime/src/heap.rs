@@ -8,9 +8,9 @@
 //! 176 MB after `malloc_trim` (2026-12-06). Memory that follows what the predictor keeps
 //! loaded, not what the node once compiled, needs that freed memory handed back.
 //!
-//! So the runtime counts its code churn ([`note_code_churn`]: code made, compiled or dropped)
-//! and the node trims the heap ([`trim`]) once a burst of churn has settled ([`SettledChurn`],
-//! pure: it is given the count and decides).
+//! So the runtime counts its code churn ([`crate::Runtime::code_churn`]: code made, compiled or
+//! dropped) and the node trims the heap ([`trim`]) once a burst of churn has settled
+//! ([`SettledChurn`], pure: it is given the time and the count and decides).
 //!
 //! The decision worth knowing: a trim locks each arena in turn while it hands that arena's free
 //! pages back, so a request allocating in it waits (milliseconds). Trims therefore follow
@@ -21,40 +21,44 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Code made (compiled or loaded from the cache) and code dropped, since the process started.
-static CODE_CHURN: AtomicU64 = AtomicU64::new(0);
 /// Trims so far.
 static TRIMS: AtomicU64 = AtomicU64::new(0);
 /// Resident bytes the trims gave back (resident size before less after, each trim).
 static RELEASED: AtomicU64 = AtomicU64::new(0);
 
-/// Counts one piece of code churn: a component compiled, loaded or dropped.
-pub fn note_code_churn() {
-    CODE_CHURN.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Code churn so far.
-pub fn code_churn() -> u64 {
-    CODE_CHURN.load(Ordering::Relaxed)
-}
+/// Churn that is a burst (a deploy, a start, a walk over many modules): trimmed as soon as it
+/// settles.
+pub const BURST: u64 = 32;
+/// Smaller churn (an eviction now and then) is trimmed at most this often: a trim after one
+/// eviction gives back a few MB and still locks every arena once.
+pub const TRICKLE_SPACING: Duration = Duration::from_secs(60);
 
 /// Decides when to trim: once the churn count has moved since the last trim and then held
-/// still for one check (a burst of compiles, loads or evictions is over).
+/// still for one check (the burst is over), at once after a [`BURST`], at most every
+/// [`TRICKLE_SPACING`] after less.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SettledChurn {
     trimmed_at: u64,
+    trimmed_when: Option<Duration>,
     previous: Option<u64>,
 }
 
 impl SettledChurn {
-    /// Given the churn count now (checks at a steady pace), whether to trim now.
-    pub fn due(&mut self, churn: u64) -> bool {
+    /// Given the time (any monotonic origin) and the churn count now, checked at a steady
+    /// pace: whether to trim now.
+    pub fn due(&mut self, now: Duration, churn: u64) -> bool {
         let settled = self.previous == Some(churn) && churn != self.trimmed_at;
         self.previous = Some(churn);
-        if settled {
+        let worth_it = churn.abs_diff(self.trimmed_at) >= BURST
+            || self
+                .trimmed_when
+                .is_none_or(|when| now.saturating_sub(when) >= TRICKLE_SPACING);
+        let due = settled && worth_it;
+        if due {
             self.trimmed_at = churn;
+            self.trimmed_when = Some(now);
         }
-        settled
+        due
     }
 }
 
@@ -130,28 +134,53 @@ fn page_size() -> u64 {
 mod tests {
     use super::*;
 
+    const CHECK: Duration = Duration::from_secs(2);
+
+    /// The rule's answers to `counts`, one check every [`CHECK`] from `start`.
+    fn answers(rule: &mut SettledChurn, start: Duration, counts: &[u64]) -> Vec<bool> {
+        (0u32..)
+            .zip(counts)
+            .map(|(i, &churn)| rule.due(start + CHECK * i, churn))
+            .collect()
+    }
+
     #[test]
     fn a_burst_is_trimmed_once_it_has_held_still_for_one_check() {
         let mut rule = SettledChurn::default();
-        assert!(!rule.due(0), "nothing has churned");
-        assert!(!rule.due(0));
-        assert!(!rule.due(40), "compiles under way");
-        assert!(!rule.due(90), "still under way");
-        assert!(rule.due(90), "settled: trim");
-        assert!(!rule.due(90), "and only once");
-        assert!(!rule.due(90));
-        assert!(!rule.due(91), "one eviction");
-        assert!(rule.due(91), "trimmed after it too");
+        assert_eq!(
+            answers(&mut rule, Duration::ZERO, &[0, 0, 40, 90, 90, 90, 90]),
+            [false, false, false, false, true, false, false],
+            "nothing churned; compiles under way; settled: trim, once"
+        );
+        assert_eq!(
+            answers(&mut rule, CHECK * 7, &[130, 130]),
+            [false, true],
+            "another burst soon after: trimmed too"
+        );
+    }
+
+    #[test]
+    fn trickling_churn_is_trimmed_at_most_once_a_spacing() {
+        let mut rule = SettledChurn::default();
+        assert_eq!(answers(&mut rule, Duration::ZERO, &[1, 1]), [false, true]);
+        let soon = answers(&mut rule, CHECK * 2, &[2, 2, 3, 3, 3]);
+        assert_eq!(soon, [false; 5], "an eviction now and then waits");
+        let later = TRICKLE_SPACING + CHECK;
+        assert_eq!(
+            answers(&mut rule, later, &[3, 3]),
+            [true, false],
+            "a spacing after the last trim, what trickled in is trimmed"
+        );
     }
 
     #[test]
     fn churn_before_the_first_check_is_trimmed_at_the_second() {
         let mut rule = SettledChurn::default();
-        assert!(
-            !rule.due(3_000),
+        assert_eq!(
+            answers(&mut rule, Duration::from_secs(40), &[3_000, 3_000]),
+            [false, true],
             "a first start compiled everything before the first check"
         );
-        assert!(rule.due(3_000));
     }
 
     #[test]

@@ -336,6 +336,13 @@ impl Runtime {
         self.inner.optimizer.gate().set_hot(digests);
     }
 
+    /// Code this runtime made (compiled or loaded from the AOT cache, in either tier), compiled
+    /// or dropped so far: the churn after which the node gives freed heap back ([`heap`]).
+    pub fn code_churn(&self) -> u64 {
+        let baseline = self.inner.baseline.as_ref().map_or(0, |b| b.code_churn());
+        self.inner.code.churn() + baseline
+    }
+
     /// What the background optimizer is doing (postponed, queued compiles).
     pub fn optimizer_status(&self) -> OptimizerStatus {
         self.inner.optimizer.status()

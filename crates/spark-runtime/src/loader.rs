@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -101,7 +102,8 @@ pub struct Prepared {
     pub entry: Entry,
     /// How the load went.
     pub report: LoadReport,
-    /// Bytes of native code (what the component costs in memory when loaded).
+    /// Bytes of its loaded artifact image: native code with its metadata, data and memory
+    /// images (what the component costs in memory when loaded).
     pub code_bytes: usize,
     /// Which tier this code is, and how long the load took to reach each tier.
     pub tier: TierStatus,
@@ -122,24 +124,32 @@ pub(crate) struct SharedCode {
     /// How it was made and how long that took.
     made_by: CodeSource,
     made_in: Duration,
+    /// The cache's churn count, moved again when this code is dropped.
+    churn: Arc<AtomicU64>,
 }
 
 impl SharedCode {
     /// Code just made; making it and dropping it are the code churn after which the node
     /// gives freed heap back ([`crate::heap`]).
-    fn new(component: Component, made_by: CodeSource, made_in: Duration) -> SharedCode {
-        crate::heap::note_code_churn();
+    fn new(
+        component: Component,
+        made_by: CodeSource,
+        made_in: Duration,
+        churn: &Arc<AtomicU64>,
+    ) -> SharedCode {
+        churn.fetch_add(1, Ordering::Relaxed);
         SharedCode {
             component,
             made_by,
             made_in,
+            churn: churn.clone(),
         }
     }
 }
 
 impl Drop for SharedCode {
     fn drop(&mut self) {
-        crate::heap::note_code_churn();
+        self.churn.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -149,9 +159,22 @@ impl Drop for SharedCode {
 #[derive(Default)]
 pub(crate) struct CodeCache {
     by_digest: Mutex<HashMap<String, Arc<Mutex<Weak<SharedCode>>>>>,
+    /// Code made (compiled or loaded from the AOT cache), compiled and dropped: the churn
+    /// after which the node gives freed heap back ([`crate::heap`]).
+    churn: Arc<AtomicU64>,
 }
 
 impl CodeCache {
+    /// The churn so far.
+    pub(crate) fn churn(&self) -> u64 {
+        self.churn.load(Ordering::Relaxed)
+    }
+
+    /// Counts a compile whose code may not be kept (its allocations are freed either way).
+    pub(crate) fn note_compile(&self) {
+        self.churn.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The code for `digest`: shared if some module holds it, else made by `make` (only one
     /// caller per digest makes it; the others wait and share).
     pub(crate) fn get_or_make(
@@ -179,7 +202,12 @@ impl CodeCache {
         let Some((component, source)) = make()? else {
             return Ok(None);
         };
-        let code = Arc::new(SharedCode::new(component, source, started.elapsed()));
+        let code = Arc::new(SharedCode::new(
+            component,
+            source,
+            started.elapsed(),
+            &self.churn,
+        ));
         *shared = Arc::downgrade(&code);
         Ok(Some((code, source)))
     }
@@ -197,7 +225,12 @@ impl CodeCache {
         if let Some(code) = shared.upgrade() {
             return code;
         }
-        let code = Arc::new(SharedCode::new(component, CodeSource::Compiled, made_in));
+        let code = Arc::new(SharedCode::new(
+            component,
+            CodeSource::Compiled,
+            made_in,
+            &self.churn,
+        ));
         *shared = Arc::downgrade(&code);
         code
     }
@@ -409,7 +442,11 @@ pub(crate) fn link(
         image_ms = imaging.elapsed().as_secs_f64() * 1e3,
         "code linked"
     );
-    let code_bytes = component.text().len();
+    // The whole mapped artifact (native code, its metadata, data and memory images), not
+    // only the text: what the process holds while the component is loaded, within ~0.2 MB of
+    // anonymous memory per module.
+    let image = component.image_range();
+    let code_bytes = image.end.addr() - image.start.addr();
     Ok(Arc::new(Prepared {
         digest,
         entry,

@@ -145,6 +145,11 @@ impl Baseline {
         self.cache.as_ref()
     }
 
+    /// The baseline code cache's churn (see [`crate::Runtime::code_churn`]).
+    pub(crate) fn code_churn(&self) -> u64 {
+        self.code.churn()
+    }
+
     fn code(&self, nn: bool) -> Code<'_> {
         Code {
             engine: &self.engine,
@@ -602,7 +607,7 @@ fn start_optimizing(
         let compiling = Instant::now();
         let compiled = wasmtime::component::Component::new(&runtime.engine, &bytes);
         // The compile's own allocations are freed now, whether its code is kept or not.
-        crate::heap::note_code_churn();
+        runtime.code.note_compile();
         let outcome = match compiled {
             Ok(component) => {
                 loader::store_artifact(runtime.cache.as_ref(), &path, &digest, &component);

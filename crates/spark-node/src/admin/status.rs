@@ -137,7 +137,7 @@ pub struct ModuleStatus {
     /// the times its load took to reach baseline and optimized code.
     #[serde(default)]
     pub tier: Option<spark_runtime::TierStatus>,
-    /// Native code in memory while loaded.
+    /// Its loaded artifact image (native code, metadata, data images) while loaded.
     pub code_bytes: u64,
     /// The module's limits; `concurrency` is the cap in force now.
     pub limits: LimitsStatus,

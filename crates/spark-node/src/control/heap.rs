@@ -3,12 +3,13 @@
 //!
 //! A task of its own, paced by the node's [`Clock`] like the other control loops and running
 //! whether or not the orchestrator does: every [`CHECK_EVERY`] it reads the runtime's code
-//! churn, and when [`SettledChurn`] says a burst has settled it trims on a blocking thread.
-//! The request path never waits for it except on an arena lock while a trim hands that
-//! arena's pages back.
+//! churn ([`Runtime::code_churn`]), and when [`SettledChurn`] says a burst has settled (or
+//! trickling churn has waited its spacing) it trims on a blocking thread. The request path
+//! never waits for it except on an arena lock while a trim hands that arena's pages back.
 
 use std::time::Duration;
 
+use spark_runtime::Runtime;
 use spark_runtime::heap::{self, SettledChurn};
 use tokio_util::sync::CancellationToken;
 
@@ -20,10 +21,12 @@ pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Trims after each settled burst of code churn until `shutdown`. Its ticker is taken now,
 /// before the task runs, so a manual clock knows the loop from the start.
 pub(crate) fn trim_after_code_churn(
+    runtime: Runtime,
     clock: &Clock,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
     let mut ticker = clock.ticker("heap", CHECK_EVERY);
+    let clock = clock.clone();
     async move {
         let mut rule = SettledChurn::default();
         loop {
@@ -31,7 +34,7 @@ pub(crate) fn trim_after_code_churn(
                 () = ticker.tick() => {}
                 () = shutdown.cancelled() => return,
             }
-            if !rule.due(heap::code_churn()) {
+            if !rule.due(clock.now(), runtime.code_churn()) {
                 continue;
             }
             if let Ok(trimmed) = tokio::task::spawn_blocking(heap::trim).await {

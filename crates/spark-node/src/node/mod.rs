@@ -394,6 +394,7 @@ impl RunningNode {
         tasks.push(tokio::spawn(controller.run(shutdown.clone())));
         tasks.push(tokio::spawn(deployer.clone().run(shutdown.clone())));
         tasks.push(tokio::spawn(crate::control::heap::trim_after_code_churn(
+            runtime.clone(),
             &clock,
             shutdown.clone(),
         )));

@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex, Weak};
 use arc_swap::ArcSwapOption;
 use spark_runtime::GuestModule;
 
-/// What keeping a module's code loaded costs in the predictor's units: its native code, and
-/// never less than 64 KiB (the metadata and memory images beside small code).
+/// What keeping a module's code loaded costs in the predictor's units: its loaded artifact
+/// image (native code, metadata, data images), and never less than 64 KiB.
 pub(crate) fn load_bytes(code_bytes: usize) -> u64 {
     (code_bytes as u64).max(64 << 10)
 }
@@ -130,7 +130,7 @@ impl LoadedCode {
         })
     }
 
-    /// Puts `module` (whose native code is `code_bytes`) into `cell`.
+    /// Puts `module` (whose loaded image is `code_bytes`) into `cell`.
     pub fn put(&self, cell: &Arc<CodeCell>, module: GuestModule, code_bytes: usize) {
         let stamp = self.loads.fetch_add(1, Ordering::Relaxed) + 1;
         cell.used.store(stamp, Ordering::Relaxed);

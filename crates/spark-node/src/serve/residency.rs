@@ -37,7 +37,8 @@ pub struct CodeInfo {
     pub digest: String,
     pub world: &'static str,
     pub report: LoadReport,
-    /// Native code size: what keeping the module loaded costs.
+    /// Size of the loaded image of its code (code, metadata, data images): what keeping the
+    /// module loaded costs.
     pub code_bytes: usize,
     /// The tier its code was loaded at (see `ModuleSlot::tier` for the live one).
     pub tier: spark_runtime::TierStatus,

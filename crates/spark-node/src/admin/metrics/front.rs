@@ -175,7 +175,7 @@ impl Collector for FrontView {
         });
         let loaded = (
             "loaded_code_bytes",
-            "Loaded code of non-critical modules, in the predictor's units (native code, at least 64 KiB a module)",
+            "Loaded code of non-critical modules, in the predictor's units (each module's loaded artifact image: native code, metadata and data images; at least 64 KiB)",
             code.bytes as f64,
         );
         for (name, help, value) in node_gauges.into_iter().chain([loaded]).chain(limit) {
