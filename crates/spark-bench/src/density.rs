@@ -72,8 +72,12 @@ pub struct DensityResult {
     pub p99_ms: f64,
     /// Resident memory after the random requests, MiB.
     pub rss_after_mb: f64,
+    /// Resident memory once the optimizer has compiled what the random requests loaded and
+    /// the node has given back the heap those compiles freed (see `spark_runtime::heap`), MiB.
+    #[serde(default)]
+    pub rss_settled_mb: f64,
     /// Loaded code on the node's ledger after the random requests (the predictor's units:
-    /// native code, at least 64 KiB a module), MiB.
+    /// each module's loaded artifact image, at least 64 KiB), MiB.
     pub loaded_code_mb: f64,
     /// What the ledger lets loaded code reach (the predictor's budget less its ready
     /// instances), MiB.
@@ -277,6 +281,14 @@ async fn measure(options: &DensityOptions, modules: usize) -> Result<DensityResu
     let (histogram, errors) = random_requests(&client, addr, modules, count).await;
     let (rss_after, _) = memory_kib(pid)?;
     let page = crate::admin::metrics(node.admin).await?;
+    // Settled: the optimizer has compiled what the requests loaded on baseline code, and
+    // three of the node's heap checks later the heap those compiles freed is given back.
+    let settle = Instant::now() + Duration::from_secs(if options.quick { 20 } else { 180 });
+    while Instant::now() < settle && optimizer_busy(node.admin).await {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (rss_settled, _) = memory_kib(pid)?;
     let mib = |series: &str| crate::admin::series(&page, series).unwrap_or(0.0) / 1_048_576.0;
     let loaded_code_mb = mib("spark_loaded_code_bytes");
     let loaded_code_limit_mb = mib("spark_loaded_code_limit_bytes");
@@ -302,6 +314,7 @@ async fn measure(options: &DensityOptions, modules: usize) -> Result<DensityResu
         p50_ms: histogram.value_at_quantile(0.50) as f64 / 1e3,
         p99_ms: histogram.value_at_quantile(0.99) as f64 / 1e3,
         rss_after_mb: rss_after as f64 / 1024.0,
+        rss_settled_mb: rss_settled as f64 / 1024.0,
         loaded_code_mb,
         loaded_code_limit_mb,
         code_evictions,
@@ -361,11 +374,11 @@ pub async fn run(options: &DensityOptions) -> Result<DensityReport, BenchError> 
 /// The table and the closing `density:` line (for the largest size).
 pub fn render(report: &DensityReport) -> String {
     let mut out = String::from(
-        "MODULES  COLD(s)  RESTART(s)  RSS(MB)  KB/MODULE  VM(GB)  CONTROL CPU(%)  IDLE CPU(%)  LAZY FIRST(ms)  P50(ms)  P99(ms)  RSS AFTER(MB)  CODE/LIMIT(MB)  EVICTED  ERRORS\n",
+        "MODULES  COLD(s)  RESTART(s)  RSS(MB)  KB/MODULE  VM(GB)  CONTROL CPU(%)  IDLE CPU(%)  LAZY FIRST(ms)  P50(ms)  P99(ms)  RSS AFTER(MB)  SETTLED(MB)  CODE/LIMIT(MB)  EVICTED  ERRORS\n",
     );
     for r in &report.results {
         out.push_str(&format!(
-            "{:>7}  {:>7.2}  {:>10.3}  {:>7.1}  {:>9.1}  {:>6.0}  {:>14.3}  {:>11.2}  {:>14.2}  {:>7.2}  {:>7.2}  {:>13.1}  {:>14}  {:>7}  {:>6}\n",
+            "{:>7}  {:>7.2}  {:>10.3}  {:>7.1}  {:>9.1}  {:>6.0}  {:>14.3}  {:>11.2}  {:>14.2}  {:>7.2}  {:>7.2}  {:>13.1}  {:>11.1}  {:>14}  {:>7}  {:>6}\n",
             r.modules,
             r.cold_start_s,
             r.restart_s,
@@ -378,6 +391,7 @@ pub fn render(report: &DensityReport) -> String {
             r.p50_ms,
             r.p99_ms,
             r.rss_after_mb,
+            r.rss_settled_mb,
             format!("{:.0}/{:.0}", r.loaded_code_mb, r.loaded_code_limit_mb),
             r.code_evictions,
             r.errors
@@ -385,7 +399,7 @@ pub fn render(report: &DensityReport) -> String {
     }
     if let Some(r) = report.results.last() {
         out.push_str(&format!(
-            "density: modules={} cold_start_s={:.2} restart_s={:.3} rss_mb={:.1} rss_per_module_kb={:.1} vm_reserved_gb={:.1} control_cpu_pct={:.3} idle_cpu_pct={:.2} p50_ms={:.2} p99_ms={:.2} lazy_first_ms={:.2} rss_after_mb={:.1} loaded_code_mb={:.1} loaded_code_limit_mb={:.1} code_evictions={} errors={}\n",
+            "density: modules={} cold_start_s={:.2} restart_s={:.3} rss_mb={:.1} rss_per_module_kb={:.1} vm_reserved_gb={:.1} control_cpu_pct={:.3} idle_cpu_pct={:.2} p50_ms={:.2} p99_ms={:.2} lazy_first_ms={:.2} rss_after_mb={:.1} rss_settled_mb={:.1} loaded_code_mb={:.1} loaded_code_limit_mb={:.1} code_evictions={} errors={}\n",
             r.modules,
             r.cold_start_s,
             r.restart_s,
@@ -398,6 +412,7 @@ pub fn render(report: &DensityReport) -> String {
             r.p99_ms,
             r.lazy_first_ms,
             r.rss_after_mb,
+            r.rss_settled_mb,
             r.loaded_code_mb,
             r.loaded_code_limit_mb,
             r.code_evictions,

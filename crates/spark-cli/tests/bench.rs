@@ -184,6 +184,7 @@ fn bench_density_quick_reports_every_key_and_writes_density_json() {
             "p99_ms",
             "lazy_first_ms",
             "rss_after_mb",
+            "rss_settled_mb",
             "loaded_code_mb",
             "loaded_code_limit_mb",
             "code_evictions",
