@@ -44,6 +44,17 @@ fn copies(dir: &std::path::Path, count: usize) -> String {
     modules
 }
 
+/// Asks each of the first `count` copies for its page, which each must serve.
+async fn every_copy_serves(node: &TestNode, count: usize) {
+    for i in 0..count {
+        let reply = get(&node.url(&format!("/m-{i}/"))).await.unwrap();
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, "Hello from Spark!\n")
+        );
+    }
+}
+
 fn loaded(node: &TestNode) -> Vec<String> {
     node.node
         .snapshot()
@@ -169,13 +180,7 @@ async fn clients_leaving_during_a_lazy_load_leave_nothing_held() {
     assert!(loaded(&node).is_empty(), "nothing loaded at startup");
 
     hang_up_on_every_module(&node, COPIES).await;
-    for i in 0..COPIES {
-        let reply = get(&node.url(&format!("/m-{i}/"))).await.unwrap();
-        assert_eq!(
-            (reply.status, reply.text().as_str()),
-            (200, "Hello from Spark!\n")
-        );
-    }
+    every_copy_serves(&node, COPIES).await;
     node.stop().await;
 }
 
@@ -418,12 +423,6 @@ async fn the_heap_a_first_start_compiled_with_is_given_back_once_compiling_settl
     let page = get(&node.admin_url("/metrics")).await.unwrap().text();
     assert!(metric(&page, "spark_heap_trims_total").is_some_and(|n| n >= 1.0));
     assert!(metric(&page, "spark_heap_trimmed_bytes_total").is_some());
-    for i in 0..COPIES {
-        let reply = get(&node.url(&format!("/m-{i}/"))).await.unwrap();
-        assert_eq!(
-            (reply.status, reply.text().as_str()),
-            (200, "Hello from Spark!\n")
-        );
-    }
+    every_copy_serves(&node, COPIES).await;
     node.stop().await;
 }

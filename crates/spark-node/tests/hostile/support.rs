@@ -59,12 +59,18 @@ pub(crate) async fn settle(node: &TestNode, module: &str, within: Duration) -> G
     }
 }
 
-/// One series from the admin listener's metrics.
+/// One series from the admin listener's metrics. The scrape comes from the attackers' address
+/// and the admin listener has the same per-client caps, so a scrape reset at accept (the node
+/// doing its job) is tried again for a few seconds.
 pub(crate) async fn series(node: &TestNode, name: &str) -> f64 {
-    let page = get(&node.admin_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let page = loop {
+        match get(&node.admin_url("/metrics")).await {
+            Ok(reply) => break reply.text(),
+            Err(e) if tokio::time::Instant::now() >= deadline => panic!("metrics: {e:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
     metric(&page, name).unwrap_or_else(|| panic!("no series {name}"))
 }
 
