@@ -3,8 +3,9 @@
 //!
 //! A task of its own, paced by the node's [`Clock`] like the other control loops and running
 //! whether or not the orchestrator does: every [`CHECK_EVERY`] it reads the runtime's code
-//! churn ([`Runtime::code_churn`]), and when [`SettledChurn`] says a burst has settled (or
-//! trickling churn has waited its spacing) it trims on a blocking thread. The request path
+//! churn ([`Runtime::code_churn`]) and the process's resident size, and when [`SettledChurn`]
+//! says a burst has settled (or trickling churn has waited its spacing, or a long burst has
+//! grown the process by [`heap::GROWTH`]) it trims on a blocking thread. The request path
 //! never waits for it except on an arena lock while a trim hands that arena's pages back.
 
 use std::time::Duration;
@@ -34,10 +35,11 @@ pub(crate) fn trim_after_code_churn(
                 () = ticker.tick() => {}
                 () = shutdown.cancelled() => return,
             }
-            if !rule.due(clock.now(), runtime.code_churn()) {
+            if !rule.due(clock.now(), runtime.code_churn(), heap::resident_bytes()) {
                 continue;
             }
             if let Ok(trimmed) = tokio::task::spawn_blocking(heap::trim).await {
+                rule.trimmed(trimmed.resident);
                 tracing::debug!(
                     released_mb = trimmed.released as f64 / 1_048_576.0,
                     took_ms = trimmed.took.as_secs_f64() * 1e3,
