@@ -214,7 +214,7 @@ async fn stored_response(
             component,
             digest,
             len,
-            Box::new(move || Ok(std::fs::read(&file)?)),
+            std::sync::Arc::new(move || Ok(std::fs::read(&file)?)),
             Expect::Http,
             true,
         )

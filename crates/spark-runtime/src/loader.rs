@@ -279,8 +279,10 @@ pub(crate) struct Wasm {
     len: u64,
 }
 
-/// Reads a component's bytes (from the node's store, which checks them against their digest).
-pub type ReadWasm = Box<dyn FnOnce() -> Result<Vec<u8>, spark_error::BoxError> + Send>;
+/// Reads a component's bytes (from the node's store, which checks them against their digest),
+/// as often as asked: a compile queued for later reads them when it starts, so the queue holds
+/// no component's bytes.
+pub type ReadWasm = Arc<dyn Fn() -> Result<Vec<u8>, spark_error::BoxError> + Send + Sync>;
 
 impl Wasm {
     /// Bytes in memory (already checked to be a component's header).
@@ -308,13 +310,26 @@ impl Wasm {
         self.len
     }
 
+    /// The same component for a later compile: a stored one read again then (through the same
+    /// reader), one in memory sharing these bytes.
+    pub(crate) fn again(&self) -> Wasm {
+        match (&self.read, &self.bytes, &self.to_compile) {
+            (Some(read), _, _) => Wasm::stored(self.len, read.clone()),
+            (None, Some(bytes), _) | (None, None, Some(bytes)) => Wasm::in_memory(bytes.clone()),
+            (None, None, None) => Wasm::stored(
+                self.len,
+                Arc::new(|| Err("the component's bytes are gone".into())),
+            ),
+        }
+    }
+
     /// The bytes to compile (read now if they were not yet): checked to start as a component
     /// does, with WASI 0.3 release-candidate names renamed to the final ones.
     pub(crate) fn bytes(&mut self, path: &Path) -> Result<Arc<[u8]>, LoadError> {
         if let Some(bytes) = &self.to_compile {
             return Ok(bytes.clone());
         }
-        let given = match (self.bytes.take(), self.read.take()) {
+        let given = match (self.bytes.take(), &self.read) {
             (Some(bytes), _) => bytes,
             (None, Some(read)) => {
                 let bytes: Arc<[u8]> =
@@ -630,4 +645,57 @@ fn classify(
         path: path.to_path_buf(),
         reason: format!("{wanted}; it exports [{}]", exports.join(", ")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// An empty component: its preamble alone.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    #[test]
+    fn a_stored_component_is_read_again_by_a_later_compile_not_held_for_it() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = reads.clone();
+        let mut now = Wasm::stored(
+            8,
+            Arc::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(EMPTY_COMPONENT.to_vec())
+            }),
+        );
+        let mut later = now.again();
+        assert_eq!(reads.load(Ordering::SeqCst), 0, "queued without reading");
+        assert_eq!(&*now.bytes(Path::new("m")).unwrap(), EMPTY_COMPONENT);
+        let mut after_a_read = now.again();
+        assert_eq!(&*later.bytes(Path::new("m")).unwrap(), EMPTY_COMPONENT);
+        assert_eq!(
+            &*after_a_read.bytes(Path::new("m")).unwrap(),
+            EMPTY_COMPONENT
+        );
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            3,
+            "each read when it compiles"
+        );
+    }
+
+    #[test]
+    fn a_component_in_memory_shares_its_bytes_with_a_later_compile() {
+        let bytes: Arc<[u8]> = Arc::from(EMPTY_COMPONENT);
+        let mut now = Wasm::in_memory(bytes.clone());
+        let compiled = now.bytes(Path::new("m")).unwrap();
+        let mut later = now.again();
+        assert!(Arc::ptr_eq(
+            &later.bytes(Path::new("m")).unwrap(),
+            &compiled
+        ));
+        assert!(
+            Arc::ptr_eq(&compiled, &bytes),
+            "nothing to rename: the same bytes"
+        );
+    }
 }

@@ -183,13 +183,19 @@ fn host_supports_winch() -> Result<(), String> {
 
 /// The background optimizer: low-priority threads, the optimizations under way, and the
 /// components Winch refused.
+///
+/// One compile runs at a time, on all the pool's threads (Cranelift compiles a component's
+/// functions in parallel inside the pool): a dispatcher thread takes the next queued compile
+/// from the gate and runs it in the pool, waiting for it to end before it takes another. The
+/// queue never lives in the pool, because a rayon thread waiting for its share of a compile
+/// runs whatever else the pool holds: with every queued compile spawned into the pool, each
+/// started inside the previous one's wait, so a burst of large components (a first start of
+/// JavaScript components) compiled dozens at once, nested, each holding its memory until the
+/// innermost finished (20 of them: 1.8 GB of heap; the first queued finished last).
 pub(crate) struct Optimizer {
-    pool: rayon::ThreadPool,
     pending: Mutex<HashMap<String, Weak<TierUp>>>,
     rejected: Mutex<HashMap<String, String>>,
-    /// Wait this long before starting a background compile (tests hold the baseline tier).
-    delay: Duration,
-    /// Compiles waiting for a thread and for the node's permission.
+    /// Compiles waiting for the dispatcher and for the node's permission.
     gate: Arc<Gate>,
 }
 
@@ -201,6 +207,8 @@ pub(crate) struct Optimizer {
 pub(crate) struct Gate {
     state: Mutex<GateState>,
     changed: Condvar,
+    /// How long after it is queued a compile may start at the earliest.
+    delay: Duration,
 }
 
 #[derive(Default)]
@@ -217,6 +225,8 @@ struct GateState {
 struct Queued {
     digest: String,
     seq: u64,
+    /// Not started before this (the optimizer's test delay after it was queued).
+    not_before: Instant,
     run: Box<dyn FnOnce() + Send>,
 }
 
@@ -232,33 +242,53 @@ pub struct OptimizerStatus {
 }
 
 impl Gate {
+    /// Queues a compile, due after the gate's delay.
     fn push(&self, digest: &str, run: Box<dyn FnOnce() + Send>) {
+        let not_before = Instant::now() + self.delay;
         let mut state = self.state.lock().expect("optimizer gate");
         let seq = state.next_seq;
         state.next_seq += 1;
         state.queue.push(Queued {
             digest: digest.to_owned(),
             seq,
+            not_before,
             run,
         });
+        self.changed.notify_all();
     }
 
-    /// Waits for the gate to open, then takes the best queued compile (none when closed).
+    /// Waits for the gate to be open with a compile queued and due, then takes the best due
+    /// one (none once closed).
     fn take(&self) -> Option<Queued> {
         let mut state = self.state.lock().expect("optimizer gate");
-        while state.held.is_some() && !state.closed {
+        loop {
+            if state.closed {
+                return None;
+            }
+            if state.held.is_none() {
+                let now = Instant::now();
+                let best = state
+                    .queue
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, q)| q.not_before <= now)
+                    .min_by_key(|(_, q)| (!state.hot.contains(&q.digest), q.seq))
+                    .map(|(i, _)| i);
+                if let Some(best) = best {
+                    return Some(state.queue.remove(best));
+                }
+                if let Some(due) = state.queue.iter().map(|q| q.not_before).min() {
+                    let wait = due.saturating_duration_since(now);
+                    state = self
+                        .changed
+                        .wait_timeout(state, wait)
+                        .expect("optimizer gate")
+                        .0;
+                    continue;
+                }
+            }
             state = self.changed.wait(state).expect("optimizer gate");
         }
-        if state.closed {
-            return None;
-        }
-        let best = state
-            .queue
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, q)| (!state.hot.contains(&q.digest), q.seq))
-            .map(|(i, _)| i)?;
-        Some(state.queue.remove(best))
     }
 
     pub(crate) fn hold(&self, held: Option<String>) {
@@ -305,6 +335,8 @@ impl Gate {
 }
 
 impl Optimizer {
+    /// The pool and its dispatcher; each compile starts `delay` after it was queued at the
+    /// earliest (0 in production: tests hold the baseline tier with it).
     pub(crate) fn start(delay: Duration) -> Result<Optimizer, RuntimeError> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pool = rayon::ThreadPoolBuilder::new()
@@ -314,12 +346,19 @@ impl Optimizer {
             .panic_handler(|_| tracing::error!("a background optimization panicked"))
             .build()
             .map_err(|e| RuntimeError::Optimizer(Box::new(e)))?;
+        let gate = Arc::new(Gate {
+            delay,
+            ..Gate::default()
+        });
+        let dispatch_gate = gate.clone();
+        std::thread::Builder::new()
+            .name("spark-optimizer".to_owned())
+            .spawn(move || dispatch(&dispatch_gate, &pool))
+            .map_err(|e| RuntimeError::Optimizer(Box::new(e)))?;
         Ok(Optimizer {
-            pool,
             pending: Mutex::default(),
             rejected: Mutex::default(),
-            delay,
-            gate: Arc::default(),
+            gate,
         })
     }
 
@@ -340,17 +379,22 @@ impl Optimizer {
         self.gate.status()
     }
 
-    /// Queues a compile of `digest` and a thread to run the best queued one when allowed
-    /// (after the test delay, so that a test can hold the baseline tier or the gate first).
+    /// Queues a compile of `digest`; the dispatcher runs it when it is the best queued one
+    /// and the gate is open.
     fn submit(&self, digest: &str, run: Box<dyn FnOnce() + Send>) {
         self.gate.push(digest, run);
-        let (gate, delay) = (self.gate.clone(), self.delay);
-        self.pool.spawn(move || {
-            std::thread::sleep(delay);
-            if let Some(job) = gate.take() {
-                (job.run)();
-            }
-        });
+    }
+}
+
+/// The dispatcher's loop: the best queued compile, run in the pool (the calling thread only
+/// waits), then the next, until the gate closes.
+fn dispatch(gate: &Gate, pool: &rayon::ThreadPool) {
+    while let Some(job) = gate.take() {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.install(job.run)));
+        if ran.is_err() {
+            // The compile's tier-up ended as interrupted when its closure unwound.
+            tracing::error!("a background optimization panicked");
+        }
     }
 }
 
@@ -547,10 +591,9 @@ pub(crate) fn prepare(
         Err(e) => return Err(e),
     };
     let to_baseline = started.elapsed();
-    // Baseline code loaded from the AOT cache has not read the bytes yet; the optimizer needs
-    // them.
-    let bytes = wasm.bytes(path)?;
-    let tier_up = start_optimizing(runtime, path, &digest, bytes, started);
+    // The optimizer reads the bytes when the compile starts (baseline code loaded from the AOT
+    // cache has not read them at all): a queue of large components holds none of them.
+    let tier_up = start_optimizing(runtime, path, &digest, wasm.again(), started);
     let pending = Pending {
         tier_up,
         runtime: runtime.clone(),
@@ -579,7 +622,7 @@ fn start_optimizing(
     runtime: &Arc<crate::RuntimeInner>,
     path: &Path,
     digest: &str,
-    bytes: Arc<[u8]>,
+    mut wasm: Wasm,
     started: Instant,
 ) -> Arc<TierUp> {
     let optimizer = &runtime.optimizer;
@@ -605,7 +648,16 @@ fn start_optimizing(
         // A runtime dropped meanwhile: the tier-up ends as interrupted.
         let Some(runtime) = weak.upgrade() else { return };
         let compiling = Instant::now();
+        let bytes = match wasm.bytes(&path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let reason = format!("reading the component: {}", spark_error::chain(&e));
+                tracing::warn!(path = %path.display(), %reason, "background optimization failed");
+                return job.0.finish(Err(reason));
+            }
+        };
         let compiled = wasmtime::component::Component::new(&runtime.engine, &bytes);
+        drop(bytes);
         // The compile's own allocations are freed now, whether its code is kept or not.
         runtime.code.note_compile();
         let outcome = match compiled {
@@ -647,14 +699,48 @@ mod gate_tests {
     fn compiles_run_in_the_idle_scheduling_class() {
         let optimizer = Optimizer::start(Duration::ZERO).unwrap();
         let (tx, rx) = mpsc::channel();
-        optimizer
-            .pool
-            .spawn(move || tx.send(crate::priority::current_policy().unwrap()).unwrap());
+        optimizer.submit(
+            "c",
+            Box::new(move || tx.send(crate::priority::current_policy().unwrap()).unwrap()),
+        );
         assert_eq!(rx.recv().unwrap(), libc::SCHED_IDLE as u32);
         assert_eq!(
             crate::priority::current_policy().unwrap(),
             libc::SCHED_OTHER as u32,
             "the caller's own class is untouched"
+        );
+    }
+
+    #[test]
+    fn queued_compiles_run_one_at_a_time_in_the_order_queued() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let optimizer = Optimizer::start(Duration::ZERO).unwrap();
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (tx, rx) = mpsc::channel();
+        for i in 0..8 {
+            let (running, most, tx) = (running.clone(), most.clone(), tx.clone());
+            let compile = move || {
+                most.fetch_max(running.fetch_add(1, SeqCst) + 1, SeqCst);
+                // A compile's parallel part: a thread waiting for the other half runs
+                // whatever else the pool holds.
+                let half = || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    rayon::current_thread_index().is_some()
+                };
+                let (a, b) = rayon::join(half, half);
+                running.fetch_sub(1, SeqCst);
+                tx.send((i, a && b)).unwrap();
+            };
+            optimizer.submit(&format!("c{i}"), Box::new(compile));
+        }
+        let done: Vec<(i32, bool)> = (0..8)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        assert_eq!(most.load(SeqCst), 1, "never two compiles at once");
+        assert_eq!(
+            done,
+            (0..8).map(|i| (i, true)).collect::<Vec<_>>(),
+            "oldest first, each on the pool's threads"
         );
     }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use spark_manifest::{ModuleSpec, Priority, Trigger};
 use spark_runtime::{
-    CriticalFirst, CriticalWork, InvokeError, LatencySink, LoadError, ModuleControls, ModuleStats,
-    OutboundPacing, Prepared, Runtime,
+    CriticalFirst, CriticalWork, GuestModule, InvokeError, LatencySink, LoadError, ModuleControls,
+    ModuleStats, OutboundPacing, Prepared, Runtime,
 };
 use spark_store::Store;
 
@@ -162,7 +162,7 @@ impl ModuleFactory {
         );
         let (controls, slot_controls) = self.placement.controls(spec);
         let stats = controls.stats.clone();
-        let residency = Residency::loaded(
+        let (residency, guest) = Residency::loaded(
             self.runtime.clone(),
             self.store.clone(),
             spec.clone(),
@@ -181,8 +181,10 @@ impl ModuleFactory {
             release.to_owned(),
             self.activity.activity(spec.id.as_str()),
         ));
-        check_instance(&slot).await?;
-        check_health(&slot).await?;
+        check_instance(&guest).await?;
+        check_health(&slot.spec, &guest).await?;
+        drop(guest);
+        slot.residency.make_room();
         Ok(slot)
     }
 
@@ -319,11 +321,8 @@ impl ModuleFactory {
     }
 }
 
-/// An HTTP module must instantiate; the instance is kept ready for its first request.
-async fn check_instance(slot: &ModuleSlot) -> Result<(), BuildError> {
-    let Some(guest) = slot.residency.current() else {
-        return Ok(());
-    };
+/// A module must instantiate; the instance is kept ready for its first request.
+async fn check_instance(guest: &GuestModule) -> Result<(), BuildError> {
     guest
         .prewarm(1)
         .await
@@ -332,16 +331,13 @@ async fn check_instance(slot: &ModuleSlot) -> Result<(), BuildError> {
 }
 
 /// Sends `GET <health>` to the module and requires a 2xx within [`HEALTH_TIMEOUT`].
-async fn check_health(slot: &ModuleSlot) -> Result<(), BuildError> {
-    let Some(path) = slot.spec.health.clone() else {
+async fn check_health(spec: &ModuleSpec, guest: &GuestModule) -> Result<(), BuildError> {
+    let Some(path) = spec.health.clone() else {
         return Ok(());
     };
     let fail = |reason: spark_error::BoxError| BuildError::Health {
         path: path.clone(),
         source: reason,
-    };
-    let Some(guest) = slot.residency.current() else {
-        return Err(fail("not loaded".into()));
     };
     let status = tokio::time::timeout(HEALTH_TIMEOUT, guest.probe(&path))
         .await

@@ -18,7 +18,10 @@
 //!   limit plus that one module.
 //!
 //! A client walking every route of the node thus costs the plan's modules their warmth until
-//! the next revision loads them again, never memory beyond the budget.
+//! the next revision loads them again, never memory beyond the budget. A build (a first
+//! start, a deploy, a rollback) makes room the same way once its module is checked, so a
+//! node starting more modules than its budget holds keeps the budget's worth, not all it
+//! built.
 //!
 //! Evicting only drops the node's reference, as the controller's evictions do: requests in
 //! flight keep the code they hold.

@@ -124,7 +124,7 @@ pub(crate) async fn prepare_artifact(
         .map_err(|e| unavailable(e.into()))?
         .len();
     let store = store.clone();
-    let read: ReadWasm = Box::new(move || Ok(store.artifacts().get(&parsed)?));
+    let read: ReadWasm = Arc::new(move || Ok(store.artifacts().get(&parsed)?));
     runtime
         .prepare_stored(&name, digest, len, read, expect(spec), spec.tiering)
         .await
@@ -170,7 +170,8 @@ pub struct Residency {
 
 impl Residency {
     /// A module already loaded from `prepared` (its artifact is `prepared.digest` in `store`),
-    /// on `ledger`.
+    /// on `ledger`, and the module itself (held by the caller while it checks the module: the
+    /// ledger may evict it meanwhile to make room for another).
     #[allow(clippy::too_many_arguments)]
     pub fn loaded(
         runtime: Runtime,
@@ -180,7 +181,7 @@ impl Residency {
         prepared: Arc<Prepared>,
         app: Arc<spark_runtime::spin::AppHost>,
         ledger: Arc<LoadedCode>,
-    ) -> Residency {
+    ) -> (Residency, GuestModule) {
         let digest = prepared.digest.clone();
         let loader = Loader {
             runtime,
@@ -194,8 +195,8 @@ impl Residency {
         let code_bytes = prepared.code_bytes;
         let module = loader.module(prepared);
         let code = ledger.cell(pinned(&loader.spec));
-        ledger.put(&code, module, code_bytes);
-        Residency {
+        ledger.put(&code, module.clone(), code_bytes);
+        let residency = Residency {
             code,
             ledger,
             loading: tokio::sync::Mutex::new(()),
@@ -205,7 +206,15 @@ impl Residency {
             cold_compiles: AtomicU64::new(0),
             cold_nanos: AtomicU64::new(0),
             loads: AtomicU64::new(1),
-        }
+        };
+        (residency, module)
+    }
+
+    /// After a build: evicts other modules until the ledger is within its limit, as a
+    /// request's load does, so a start or deploy of many modules holds what the predictor's
+    /// budget allows (plus the modules being built), not every module it built.
+    pub fn make_room(&self) -> usize {
+        self.ledger.make_room(&self.code)
     }
 
     /// Its key-value stores and variables.

@@ -289,6 +289,46 @@ async fn clients_asking_for_module_after_module_keep_loaded_code_within_the_budg
     node.stop().await;
 }
 
+/// A first start builds every module (compiled, instantiated once, checked) and keeps what
+/// the predictor's budget holds: each build makes room as a request's load does, so a node
+/// whose modules' code outgrows its budget does not hold all of it while it starts (100
+/// JavaScript components held 3.6 GB at once before), and every module serves afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_keeps_only_what_the_budget_holds_of_the_modules_it_built() {
+    const COPIES: usize = 12;
+    const FIT: u64 = 3;
+    let components = tempfile::tempdir().unwrap();
+    let modules = copies(components.path(), COPIES);
+    // What one copy costs on the ledger, from a first start whose budget holds them all.
+    let first = TestNode::start(&format!("version = 1\n{modules}"))
+        .await
+        .unwrap();
+    let each = first.node.warmth().state().loaded_code.bytes / COPIES as u64;
+    assert_eq!(loaded(&first).len(), COPIES, "all fit the default budget");
+    first.stop().await;
+
+    // A first start again (a data directory of its own: every copy built anew), with room
+    // for three copies and a half.
+    let budget = FIT * each + each / 2;
+    let node = TestNode::start_manual(&format!(
+        "version = 1\n[predictor]\nmemory_budget = \"{}KiB\"\n{modules}",
+        budget / 1024
+    ))
+    .await
+    .unwrap();
+    let (bytes, limit, evictions) = loaded_code(&node);
+    assert!(bytes <= limit, "{bytes} loaded over {limit}");
+    let kept = loaded(&node).len() as u64;
+    assert!((1..=FIT).contains(&kept), "{kept} of {COPIES} kept");
+    assert_eq!(
+        evictions,
+        COPIES as u64 - kept,
+        "every other build made room"
+    );
+    every_copy_serves(&node, COPIES).await;
+    node.stop().await;
+}
+
 /// `hello` with its greeting's bytes changed in place: a component of the same size that
 /// answers something else.
 fn shouting(hello: &[u8]) -> Vec<u8> {
