@@ -123,8 +123,11 @@ pub(crate) async fn prepare_artifact(
     let len = std::fs::metadata(store.artifacts().path(&parsed))
         .map_err(|e| unavailable(e.into()))?
         .len();
-    let store = store.clone();
-    let read: ReadWasm = Arc::new(move || Ok(store.artifacts().get(&parsed)?));
+    // The artifact directory, not the store: a compile queued for later reads through this,
+    // and must not keep the store's database open after the node has stopped (a restart in
+    // the same process would find it locked).
+    let artifacts = store.artifacts().clone();
+    let read: ReadWasm = Arc::new(move || Ok(artifacts.get(&parsed)?));
     runtime
         .prepare_stored(&name, digest, len, read, expect(spec), spec.tiering)
         .await
