@@ -219,7 +219,7 @@ mod tests {
     fn a_long_burst_is_trimmed_each_time_it_has_grown_by_the_growth() {
         let mut rule = SettledChurn::default();
         // (churn, resident MB, MB a trim there would leave) every check: compiles one after
-        // another, each freeing heap; from the fifth on, the growth is code kept loaded.
+        // another, each freeing heap; from the sixth on, the growth is code kept loaded.
         let checks = [
             (0, 100, 100),
             (2, 150, 100),
