@@ -43,7 +43,7 @@ pub(crate) fn config() -> NnConfig {
     }
 }
 
-/// A deliberately slow real model (`spark-testkit`'s `nn::samples::slow_model`, a few seconds
+/// A deliberately slow real model (`spark-testkit`'s `nn::samples::slow_model`, about a second
 /// on tract here), registered as `slow` next to the real one; `dir` keeps its file.
 pub(crate) fn config_with_slow_model(dir: &std::path::Path) -> NnConfig {
     let path = dir.join("slow.onnx");
