@@ -255,9 +255,10 @@ async fn a_compute_past_the_timeout_ends_the_request_with_504_at_the_deadline() 
         "504 after {took:?}, not near the 500 ms deadline"
     );
     // The computation goes on in the background; the node serves meanwhile.
+    // Well within the computation's 1.6-1.8 s, with room for a loaded CI's scheduling.
     let up = Instant::now();
     still_up(&node).await;
-    assert!(up.elapsed() < Duration::from_millis(500));
+    assert!(up.elapsed() < Duration::from_secs(1), "{:?}", up.elapsed());
     let service = node.node.nn().unwrap().clone();
     let abandoned = || service.status().abandoned == 1;
     assert!(
