@@ -295,7 +295,7 @@ impl Residency {
             ));
         }
         let module = self.load().await?;
-        self.ledger.make_room(&self.code);
+        self.make_room();
         let cold = ColdStart {
             source: module.prepared().report.source,
             took: started.elapsed(),
