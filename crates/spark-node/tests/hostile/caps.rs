@@ -204,6 +204,14 @@ async fn a_client_opening_connections_in_a_loop_is_held_to_its_connection_rate()
     assert_eq!(refused_by_rate().await, 0.0);
 
     // 40 opened and closed unused: the burst is the per-client cap (12), then 4 a second.
+    // Each is refused by the rate, or by the per-client cap while the node has not yet seen
+    // earlier ones closed (on a loaded machine it lags the client's loop).
+    let refused_by_cap = || {
+        series(
+            &node,
+            r#"spark_connections_refused_total{listener="public",reason="max_connections_per_client"}"#,
+        )
+    };
     let started = Instant::now();
     for _ in 0..40 {
         drop(try_connect_from([127, 0, 0, 6], to).await);
@@ -211,16 +219,21 @@ async fn a_client_opening_connections_in_a_loop_is_held_to_its_connection_rate()
     let elapsed = started.elapsed().as_secs_f64();
     let allowed = 12 + (elapsed * 4.0).ceil() as u32 + 1;
     spark_testkit::wait_until(Duration::from_secs(10), "the node saw all 40", || async {
-        let refused = refused_by_rate().await;
+        let refused = refused_by_rate().await + refused_by_cap().await;
         refused >= f64::from(40 - allowed)
     })
     .await;
-    let refused = refused_by_rate().await;
+    let refused = refused_by_rate().await + refused_by_cap().await;
     assert!(
         refused <= 28.0,
         "{refused} refused of 40 in {elapsed:.2} s: the burst of 12 gets in"
     );
-    assert!(refused_by_rate().await >= 1.0);
+    // Once the node has caught up, a client still opening and closing is refused by its rate.
+    spark_testkit::wait_until(Duration::from_secs(10), "a refusal by the rate", || async {
+        drop(try_connect_from([127, 0, 0, 6], to).await);
+        refused_by_rate().await >= 1.0
+    })
+    .await;
     // Another client has its own rate.
     assert!(served(&mut connect_from([127, 0, 0, 7], to).await).await);
     // A token comes back every 250 ms.
