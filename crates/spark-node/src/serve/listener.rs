@@ -426,7 +426,7 @@ impl Connected {
                 request.extensions_mut().insert(ClientAddr(peer));
                 let response = handler(request);
                 async move {
-                    let response = response.await;
+                    let response = super::gathered::gather(response.await).await;
                     Ok::<_, Infallible>(Outgoing::wrap(response, guard))
                 }
             })

@@ -26,6 +26,7 @@ pub(crate) mod critical_home;
 pub(crate) mod executor;
 pub(crate) mod front;
 pub(crate) mod gate;
+pub(crate) mod gathered;
 pub(crate) mod jobs;
 pub(crate) mod latency;
 pub(crate) mod linger;
