@@ -137,14 +137,12 @@ mod tests {
     use http_body_util::{BodyExt, StreamBody};
     use std::convert::Infallible;
 
-    type Frames = futures::channel::mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>;
+    type Sent = Result<Frame<Bytes>, Infallible>;
+    type Frames = futures::channel::mpsc::UnboundedSender<Sent>;
+    type Streamed = StreamBody<futures::channel::mpsc::UnboundedReceiver<Sent>>;
 
-    fn channel() -> (
-        Frames,
-        Response<
-            StreamBody<futures::channel::mpsc::UnboundedReceiver<Result<Frame<Bytes>, Infallible>>>,
-        >,
-    ) {
+    /// A response whose body's frames are sent through the channel.
+    fn channel() -> (Frames, Response<Streamed>) {
         let (tx, rx) = futures::channel::mpsc::unbounded();
         (tx, Response::new(StreamBody::new(rx)))
     }

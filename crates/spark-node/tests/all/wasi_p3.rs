@@ -757,3 +757,44 @@ async fn an_instance_kept_idle_serves_the_next_requests_within_its_life() {
     everything_given_back(&node, "reuse").await;
     node.stop().await;
 }
+
+/// The head of a raw HTTP/1.1 GET's response, lower-cased, read as soon as it arrives.
+async fn head_of(node: &TestNode, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(node.node.http_addr)
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: spark\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("the head within 5 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before the head: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).to_lowercase()
+}
+
+/// A small response's body is gathered with its head (`serve::gathered`): it goes out with
+/// its length, not chunked; a body that never ends still gets its head and first chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_response_goes_out_with_its_length_and_a_stream_still_streams() {
+    let node = TestNode::start(MANIFEST).await.unwrap();
+    for path in ["/p3/", "/hello"] {
+        let head = head_of(&node, path).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("content-length:"), "{path}: {head}");
+        assert!(!head.contains("transfer-encoding"), "{path}: {head}");
+    }
+    let head = head_of(&node, "/p3/stall").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    node.stop().await;
+}
