@@ -3,7 +3,9 @@
 //! replays it as its `Spark` policy).
 //!
 //! An idle period is cut into one-minute bins after the last call (edges half a minute off whole
-//! minutes, so a timer's calls land mid-bin; sub-minute gaps get a partial first bin). A bin
+//! minutes, so a timer's calls land mid-bin; sub-minute gaps get a partial first bin), and a bin
+//! is cut again where the model's repeat expert claims a window narrower than the minute (its
+//! [`AppModel::sharp_edges`]: a timer known to the second is loaded for seconds). A bin
 //! `[a, b)` is loaded when the value of the cold starts it avoids exceeds the memory it wastes:
 //! `value x (S(a) - S(b)) > memory x integral of S over [a, b)`, with `S` the model's survival
 //! of the gap (the integral, by Simpson's rule, is the expected idle time in the bin). That is
@@ -63,7 +65,8 @@ pub fn critical_budget(
 }
 
 /// The bins of one idle period with their critical budgets: one per minute, edges half a
-/// minute off whole minutes after the last call (so a timer's calls land mid-bin).
+/// minute off whole minutes after the last call (so a timer's calls land mid-bin), cut again at
+/// the model's sharp edges.
 #[derive(Debug, Clone)]
 pub struct CriticalBins<'a> {
     model: &'a AppModel,
@@ -71,6 +74,8 @@ pub struct CriticalBins<'a> {
     x: f64,
     s_x: f64,
     scale: f64,
+    /// The model's sharp edges after `x`, ascending.
+    edges: Vec<f64>,
 }
 
 impl<'a> CriticalBins<'a> {
@@ -79,12 +84,15 @@ impl<'a> CriticalBins<'a> {
         let last = model.last_call().unwrap_or(idle_start);
         let x = (idle_start - last).max(0.0);
         let scale = critical_budget(model.calls_per_day(), memory_mb, 1.0, 0.0, 1.0);
+        let mut edges = model.sharp_edges();
+        edges.retain(|&e| e > x);
         CriticalBins {
             model,
             last,
             x,
             s_x: model.survival(x),
             scale,
+            edges,
         }
     }
 }
@@ -100,6 +108,11 @@ impl Iterator for CriticalBins<'_> {
         let mut b = (a + 0.5).floor() + 0.5;
         if b <= a {
             b += 1.0;
+        }
+        let passed = self.edges.iter().take_while(|&&e| e <= a).count();
+        self.edges.drain(..passed);
+        if let Some(&e) = self.edges.first().filter(|&&e| e < b) {
+            b = e;
         }
         let s_m = self.model.survival((a + b) / 2.0);
         let s_b = self.model.survival(b);

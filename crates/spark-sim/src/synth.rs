@@ -154,6 +154,7 @@ pub fn trace(patterns: &[Pattern], minutes: u32, duration_ms: f64, seed: u64) ->
         .iter()
         .enumerate()
         .map(|(i, &p)| AppTrace {
+            placement: Default::default(),
             id: format!("app{i}"),
             functions: 1,
             counts: counts(p, minutes, &mut rng),
@@ -184,6 +185,7 @@ pub fn mixed(apps: usize, minutes: u32, seed: u64) -> TraceSet {
             rng.unit() * 60_000.0
         };
         set.apps.push(AppTrace {
+            placement: Default::default(),
             id: format!("app{i}-{}", kind(pattern)),
             functions: 1,
             counts,

@@ -276,6 +276,7 @@ mod tests {
     #[test]
     fn the_node_cost_twin_keeps_no_more_than_the_live_node_did() {
         let app = |every: u32| spark_sim::trace::AppTrace {
+            placement: Default::default(),
             id: String::new(),
             functions: 1,
             counts: (0..120)

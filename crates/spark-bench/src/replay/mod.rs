@@ -686,6 +686,7 @@ mod tests {
     #[test]
     fn mean_residency_is_the_share_of_all_memory_kept_loaded() {
         let app = |memory_mb| spark_sim::trace::AppTrace {
+            placement: Default::default(),
             id: String::new(),
             functions: 1,
             counts: vec![(0, 1)],

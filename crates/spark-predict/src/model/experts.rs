@@ -23,12 +23,15 @@ pub fn prior(x: f64) -> f64 {
 pub const RECENT_GAPS: usize = 8;
 
 /// The last [`RECENT_GAPS`] gaps, each predicted again with a tolerance: the *repeat* expert
-/// (tolerance half a minute: timers land in the same minute) and the *recent* expert
-/// (tolerance growing with the gap, for loosely regular and bursty apps).
+/// (as precise as the app's own gaps have repeated, see [`RecentGaps::repeat_tolerance`]) and
+/// the *recent* expert (tolerance growing with the gap, for loosely regular and bursty apps).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecentGaps {
     gaps: Vec<f64>,
     next: usize,
+    /// The repeat expert's tolerance of each gap in `gaps` (same order), set on every push.
+    #[serde(default)]
+    repeat: Vec<f64>,
 }
 
 impl RecentGaps {
@@ -40,6 +43,32 @@ impl RecentGaps {
             self.gaps[self.next] = gap;
         }
         self.next = (self.next + 1) % RECENT_GAPS;
+        self.repeat = (0..self.gaps.len())
+            .map(|i| repeat_tolerance(&self.gaps, i))
+            .collect();
+    }
+
+    /// The repeat expert's view: each kept gap with its tolerance.
+    pub fn repeats(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        let cached = self.repeat.len() == self.gaps.len();
+        self.gaps.iter().enumerate().map(move |(i, &g)| {
+            let d = if cached {
+                self.repeat[i]
+            } else {
+                repeat_tolerance(&self.gaps, i)
+            };
+            (g, d)
+        })
+    }
+
+    /// Survival of the repeat expert: each kept gap `g` predicted uniform on `g ± d`, `d` its
+    /// repeat tolerance.
+    pub fn repeat_survival(&self, x: f64) -> f64 {
+        if self.gaps.is_empty() {
+            return prior(x);
+        }
+        let sum: f64 = self.repeats().map(|(g, d)| uniform_survival(x, g, d)).sum();
+        sum / self.gaps.len() as f64
     }
 
     /// The gaps kept, oldest first.
@@ -66,15 +95,7 @@ impl RecentGaps {
         let sum: f64 = self
             .gaps
             .iter()
-            .map(|&g| {
-                let d = tolerance(g);
-                let (lo, hi) = ((g - d).max(0.0), g + d);
-                if hi - lo < 1e-9 {
-                    f64::from(u8::from(x < hi))
-                } else {
-                    ((hi - x) / (hi - lo)).clamp(0.0, 1.0)
-                }
-            })
+            .map(|&g| uniform_survival(x, g, tolerance(g)))
             .sum();
         sum / self.gaps.len() as f64
     }
@@ -94,10 +115,50 @@ impl RecentGaps {
     }
 }
 
-/// Tolerance of the repeat expert: half a minute (half the gap for sub-minute gaps, which
-/// come from several calls in one minute).
+/// `P(gap > x)` for a gap uniform on `g ± d` (cut at 0).
+fn uniform_survival(x: f64, g: f64, d: f64) -> f64 {
+    let (lo, hi) = ((g - d).max(0.0), g + d);
+    if hi - lo < 1e-9 {
+        f64::from(u8::from(x < hi))
+    } else {
+        ((hi - x) / (hi - lo)).clamp(0.0, 1.0)
+    }
+}
+
+/// The widest tolerance of the repeat expert: half a minute (half the gap for sub-minute gaps,
+/// which come from several calls in one minute). The trace's resolution is the minute, so a
+/// timer's calls land in the same minute, not necessarily at the same second.
 pub fn exact_tolerance(gap: f64) -> f64 {
     0.5 * gap.clamp(1e-3, 1.0)
+}
+
+/// The finest tolerance of the repeat expert (minutes; 3 s): gaps that repeat closer than this
+/// are still predicted this wide. The node sees calls and moves modules on revisions (250 ms by
+/// default) and a load takes its time, so a window much narrower than this would be missed live.
+pub const FINE_TOLERANCE_MIN: f64 = 0.05;
+
+/// The repeat expert's tolerance of `gaps[i]`, learned from how closely the app's gaps have
+/// repeated: the kept gaps within a minute of it (it included) agree; the spread of the
+/// draws they look like (their range x `(n + 1) / (n - 1)`: the range of `n` uniform draws
+/// covers `(n - 1) / (n + 1)` of their spread on average, so two gaps close by chance do not
+/// make a sharp timer), between [`FINE_TOLERANCE_MIN`] and [`exact_tolerance`]; no other gap
+/// agreeing: the widest.
+/// A timer whose gaps agree to the second is predicted to the second (a load window of seconds,
+/// not of a minute, before each run); an app whose gaps scatter over the minute keeps the
+/// minute, so the expert claims no precision its data does not show.
+pub fn repeat_tolerance(gaps: &[f64], i: usize) -> f64 {
+    let g = gaps[i];
+    let widest = exact_tolerance(g);
+    let agree = || gaps.iter().copied().filter(|&h| (g - h).abs() <= 1.0);
+    let n = agree().count() as f64;
+    if n < 2.0 {
+        return widest;
+    }
+    let lo = agree().fold(f64::INFINITY, f64::min);
+    let hi = agree().fold(f64::NEG_INFINITY, f64::max);
+    // The range of n uniform draws covers (n - 1) / (n + 1) of their spread on average.
+    let spread = (hi - lo) * (n + 1.0) / (n - 1.0);
+    spread.clamp(FINE_TOLERANCE_MIN.min(widest), widest)
 }
 
 /// Tolerance of the recent expert: the repeat one plus a quarter of the gap.
@@ -330,6 +391,42 @@ mod tests {
             irregular.push(g);
         }
         assert_eq!(irregular.period(), None);
+    }
+
+    #[test]
+    fn the_repeat_tolerance_is_as_fine_as_the_gaps_have_repeated() {
+        let of = |gaps: &[f64]| {
+            let mut r = RecentGaps::default();
+            for &g in gaps {
+                r.push(g);
+            }
+            r.repeats().collect::<Vec<_>>()
+        };
+        // A timer to the second: its windows are seconds wide.
+        for (g, d) in of(&[15.0, 15.0, 15.0, 15.0]) {
+            assert_eq!((g, d), (15.0, FINE_TOLERANCE_MIN));
+        }
+        // Three gaps that agree within 12 s: the spread they suggest, twice their range.
+        for (_, d) in of(&[15.0, 15.2, 15.1]) {
+            assert!((d - 0.4).abs() < 1e-9, "{d}");
+        }
+        // Eight: little more than their range.
+        for (_, d) in of(&[15.0, 15.1, 15.05, 15.0, 15.1, 15.02, 15.08, 15.04]) {
+            assert!((d - 0.1 * 9.0 / 7.0).abs() < 1e-9, "{d}");
+        }
+        // Scattered over the minute, or alone: the whole half minute.
+        assert!(of(&[15.0, 15.9, 15.5]).iter().all(|&(_, d)| d == 0.5));
+        assert!(of(&[3.0, 40.0, 7.0]).iter().all(|&(_, d)| d == 0.5));
+        // Several calls a minute: never wider than half the gap.
+        assert!(of(&[0.25, 0.25, 0.5]).iter().all(|&(g, d)| d <= 0.5 * g));
+        // The repeat survival drops within the window and only there.
+        let mut r = RecentGaps::default();
+        for _ in 0..4 {
+            r.push(15.0);
+        }
+        assert_eq!(r.repeat_survival(14.9), 1.0);
+        assert_eq!(r.repeat_survival(15.1), 0.0);
+        assert!((r.repeat_survival(15.0) - 0.5).abs() < 1e-9);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The per-application demand model: when is the next call likely, learned online from calls.
 //!
 //! The model predicts the gap from an app's last call to its next one as a mixture of experts
-//! (see [`experts`] and [`periodic`]): *repeat* (the last gaps again, to the minute: timers),
-//! *recent* (the last gaps, loosely: bursts and rate changes), *histogram* (the long-term
+//! (see [`experts`] and [`periodic`]): *repeat* (the last gaps again, as precisely as they
+//! have repeated: timers), *recent* (the last gaps, loosely: bursts and rate changes), *histogram* (the long-term
 //! idle-time distribution, as the hybrid policy keeps, on log bins up to a week), *burst-rate*
 //! (Poisson at the last hour's rate), *daily-rate* (Poisson at an uncertain long-run rate),
 //! *phase* (a period detected by autocorrelation, in absolute time: timers mixed with other
@@ -28,8 +28,7 @@ pub use periodic::PhaseFit;
 use serde::{Deserialize, Serialize};
 
 use experts::{
-    DAY_MIN, DailyRate, LogHistogram, RecentGaps, ShortRate, TimeOfDay, exact_tolerance,
-    loose_tolerance, prior,
+    DAY_MIN, DailyRate, LogHistogram, RecentGaps, ShortRate, TimeOfDay, loose_tolerance, prior,
 };
 use periodic::PhaseModel;
 
@@ -119,7 +118,7 @@ impl AppModel {
 
     fn expert_survival(&self, expert: usize, last: f64, x: f64) -> f64 {
         match expert {
-            0 => self.recent.survival(x, exact_tolerance),
+            0 => self.recent.repeat_survival(x),
             1 => self.recent.survival(x, loose_tolerance),
             2 => self.histogram.survival(x),
             3 => self.rate.survival(x),
@@ -178,6 +177,21 @@ impl AppModel {
             }
         }
         Some(now + high as f64)
+    }
+
+    /// Where the repeat expert's mass starts or ends inside a minute (minutes after the last
+    /// call, ascending): the edges of its windows narrower than the minute, where a decision
+    /// finer than the minute pays (a timer known to the second is loaded for seconds).
+    pub fn sharp_edges(&self) -> Vec<f64> {
+        let mut edges: Vec<f64> = self
+            .recent
+            .repeats()
+            .filter(|&(g, d)| d < experts::exact_tolerance(g))
+            .flat_map(|(g, d)| [(g - d).max(0.0), g + d])
+            .collect();
+        edges.sort_by(f64::total_cmp);
+        edges.dedup();
+        edges
     }
 
     /// Time of the last call.

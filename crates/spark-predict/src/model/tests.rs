@@ -99,3 +99,39 @@ fn quantile_bisection_agrees_with_a_minute_by_minute_scan() {
     }
     assert_eq!(AppModel::default().quantile_after(5.0, 0.5, 1440.0), None);
 }
+
+#[test]
+fn a_timer_known_to_the_second_is_loaded_for_seconds_around_its_run() {
+    let mut m = AppModel::default();
+    for k in 0..40 {
+        m.observe(f64::from(15 * k) + 0.5);
+    }
+    let last = m.last_call().unwrap();
+    let bins: Vec<_> = crate::policy::CriticalBins::new(&m, last, 100.0)
+        .take_while(|b| b.start < last + 20.0)
+        .collect();
+    assert!(
+        bins.windows(2).all(|w| w[0].end == w[1].start),
+        "contiguous"
+    );
+    let cheapest = bins
+        .iter()
+        .min_by(|a, b| a.budget.total_cmp(&b.budget))
+        .unwrap();
+    let width = cheapest.end - cheapest.start;
+    assert!(
+        (cheapest.start - (last + 15.0 - FINE)).abs() < 1e-9 && (width - 2.0 * FINE).abs() < 1e-9,
+        "{cheapest:?}"
+    );
+    // The rest of that minute costs far more per cold start avoided.
+    let rest = bins
+        .iter()
+        .find(|b| b.end == cheapest.start)
+        .expect("the minute's part before the window");
+    assert!(
+        rest.budget > 10.0 * cheapest.budget,
+        "{rest:?} {cheapest:?}"
+    );
+}
+
+const FINE: f64 = experts::FINE_TOLERANCE_MIN;

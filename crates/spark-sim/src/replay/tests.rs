@@ -7,6 +7,7 @@ use crate::trace::AppTrace;
 
 fn app(counts: &[(u32, u32)], duration_ms: f64, memory_mb: f64) -> AppTrace {
     AppTrace {
+        placement: Default::default(),
         id: "a".into(),
         functions: 1,
         counts: counts.to_vec(),
@@ -194,6 +195,7 @@ fn more_budget_never_means_more_cold_starts_or_less_memory() {
 #[test]
 fn executing_memory_merges_overlapping_calls_and_stops_at_the_end() {
     let app = AppTrace {
+        placement: Default::default(),
         id: "a".into(),
         functions: 1,
         // Arrivals 0.5; 2.25, 2.75; 9.5, two minutes each: 0.5-2.5, then the two overlapping

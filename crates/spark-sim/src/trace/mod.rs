@@ -47,6 +47,28 @@ pub struct AppTrace {
     pub duration_ms: f64,
     /// Memory while loaded (MB).
     pub memory_mb: f64,
+    /// Where a minute's calls fall within it.
+    pub placement: Placement,
+}
+
+/// Where a minute's calls fall within the minute: the trace only counts them.
+///
+/// Decision worth knowing: [`Placement::Even`] is B4's rule (`BENCHMARKS.md`), and it makes
+/// every gap between two minutes with one call each a whole number of minutes, so any app
+/// called about once a minute or less looks like a timer to the second. A policy that learns
+/// sub-minute precision profits from that rule, not from the apps; [`Placement::Scattered`]
+/// is the same trace with that regularity taken away (the robustness run reports both).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// A minute's n calls at `m + (j + 0.5) / n`, `j = 0..n`.
+    #[default]
+    Even,
+    /// Each call uniform within its minute, independently (a hash of the seed, the app, the
+    /// minute and the call: the same calls on every replay), in time order.
+    Scattered {
+        /// Varies the draw.
+        seed: u64,
+    },
 }
 
 impl AppTrace {
@@ -55,16 +77,51 @@ impl AppTrace {
         self.counts.iter().map(|&(_, c)| u64::from(c)).sum()
     }
 
-    /// Arrival times in minutes: a minute's n calls at `m + (j + 0.5) / n`, `j = 0..n`.
+    /// Arrival times in minutes, in order, placed within their minutes by [`Self::placement`]
+    /// (by default a minute's n calls at `m + (j + 0.5) / n`, `j = 0..n`).
     pub fn arrivals(&self) -> impl Iterator<Item = f64> + '_ {
-        self.counts.iter().flat_map(|&(m, n)| {
+        let salt = match self.placement {
+            Placement::Even => None,
+            Placement::Scattered { seed } => {
+                Some(self.id.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                }))
+            }
+        };
+        self.counts.iter().flat_map(move |&(m, n)| {
             let n_f = f64::from(n);
-            (0..n).map(move |j| f64::from(m) + (f64::from(j) + 0.5) / n_f)
+            let mut within: Vec<f64> = match salt {
+                None => (0..n).map(|j| (f64::from(j) + 0.5) / n_f).collect(),
+                Some(salt) => (0..n)
+                    .map(|j| unit_hash(salt ^ (u64::from(m) << 32 | u64::from(j))))
+                    .collect(),
+            };
+            within.sort_by(f64::total_cmp);
+            within.into_iter().map(move |w| f64::from(m) + w)
         })
     }
 }
 
+/// A uniform number in `[0, 1)` from `x` (SplitMix64's finaliser).
+fn unit_hash(x: u64) -> f64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
 impl TraceSet {
+    /// The same trace with every app's calls placed at random within their minutes
+    /// ([`Placement::Scattered`]).
+    pub fn scattered(&self, seed: u64) -> TraceSet {
+        let mut t = self.clone();
+        for app in &mut t.apps {
+            app.placement = Placement::Scattered { seed };
+        }
+        t
+    }
+
     /// Joins parsed files into a trace (see the module doc for the rules).
     pub fn assemble(
         inv: Invocations,
@@ -87,6 +144,7 @@ impl TraceSet {
                     .copied()
                     .unwrap_or(fallback_mb);
                 AppTrace {
+                    placement: Default::default(),
                     functions: a.functions.len(),
                     counts: a.counts,
                     duration_ms,
@@ -185,6 +243,7 @@ mod tests {
     #[test]
     fn arrivals_spread_evenly_within_a_minute() {
         let app = AppTrace {
+            placement: Default::default(),
             id: "a".into(),
             functions: 1,
             counts: vec![(0, 1), (2, 4)],
@@ -194,6 +253,42 @@ mod tests {
         let t: Vec<f64> = app.arrivals().collect();
         assert_eq!(t, vec![0.5, 2.125, 2.375, 2.625, 2.875]);
         assert_eq!(app.invocations(), 5);
+    }
+
+    #[test]
+    fn scattered_arrivals_keep_their_minutes_and_order_and_repeat_per_seed() {
+        let app = AppTrace {
+            placement: Placement::Scattered { seed: 1 },
+            id: "a".into(),
+            functions: 1,
+            counts: vec![(0, 1), (2, 4), (3, 1), (9, 1)],
+            duration_ms: 0.0,
+            memory_mb: 1.0,
+        };
+        let t: Vec<f64> = app.arrivals().collect();
+        assert_eq!(t.len(), 7);
+        let minutes: Vec<u32> = t.iter().map(|&x| x.floor() as u32).collect();
+        assert_eq!(minutes, vec![0, 2, 2, 2, 2, 3, 9]);
+        assert!(t.windows(2).all(|w| w[0] <= w[1]), "{t:?}");
+        let gaps: Vec<f64> = [t[5] - t[0], t[6] - t[5]].to_vec();
+        assert!(
+            gaps.iter().all(|g| g.fract() != 0.0),
+            "no whole-minute gaps: {gaps:?}"
+        );
+        assert_eq!(app.arrivals().collect::<Vec<_>>(), t, "the same every time");
+        let other = AppTrace {
+            placement: Placement::Scattered { seed: 2 },
+            ..app.clone()
+        };
+        assert_ne!(other.arrivals().collect::<Vec<_>>(), t);
+        let set = TraceSet {
+            minutes: 10,
+            apps: vec![AppTrace {
+                placement: Placement::Even,
+                ..app
+            }],
+        };
+        assert_eq!(set.scattered(1).apps[0].arrivals().collect::<Vec<_>>(), t);
     }
 
     #[test]
