@@ -118,18 +118,19 @@ fn sim_robustness_prints_the_spread_and_refuses_its_options_alone() {
     for case in [
         "real: learn hours 0-12, score 12-24",
         "real: learn hours 12-24, score 0-12 (rotated)",
+        "real: calls at random within their minute",
         "real: apps half 0 (salted hash)",
     ] {
         assert!(stdout.contains(case), "{case}: {stdout}");
     }
     let summary = stdout.lines().last().unwrap();
     assert!(
-        summary.starts_with("B4-robustness: cases=3 vs_hybrid_min="),
+        summary.starts_with("B4-robustness: cases=4 vs_hybrid_min="),
         "{summary}"
     );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("b4-robustness.json")).unwrap()).unwrap();
-    assert_eq!(json["cases"].as_array().unwrap().len(), 3);
+    assert_eq!(json["cases"].as_array().unwrap().len(), 4);
 
     let (output, _, stderr) = spark_sim(&["--invocations", &inv, "--halves", "2"], dir.path());
     assert!(!output.status.success());

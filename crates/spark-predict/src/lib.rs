@@ -27,7 +27,8 @@
 //!
 //! - **The model** ([`model::AppModel`]): per application (module), a mixture of experts, each
 //!   predicting the gap from the last call to the next as a survival function: the last gaps
-//!   to the minute (timers), the last gaps loosely (bursts), a decayed log-binned idle-time
+//!   as precisely as they have repeated (timers, to the second when they run to the second),
+//!   the last gaps loosely (bursts), a decayed log-binned idle-time
 //!   histogram (the hybrid policy's view, without its 4-hour limit), a Poisson rate over the
 //!   last hour, a Poisson rate with an uncertain long-run rate (a Lomax: its hazard falls as
 //!   the quiet lasts), a phase expert (period detected by autocorrelation of burst starts,

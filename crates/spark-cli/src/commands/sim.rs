@@ -2,7 +2,8 @@
 //! in simulated time (benchmark B4): fixed keep-alive, the hybrid histogram policy, Spark's
 //! predictor under a memory budget, and the oracle; table on stdout, JSON and plots on disk.
 //! With `--robustness`, the same on variants of the trace (app halves, halves swapped in time,
-//! synthetic traces) and the spread of Spark's ratios.
+//! calls placed at random within their minutes, synthetic traces) and the spread of Spark's
+//! ratios.
 
 use std::path::PathBuf;
 
@@ -30,7 +31,8 @@ pub(crate) struct SimArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Instead of one run: B4 on random halves of the apps, on the trace's halves swapped in
-    /// time and on synthetic traces; prints the spread of Spark's p75 ratios.
+    /// time, on the trace with its calls placed at random within their minutes and on
+    /// synthetic traces; prints the spread of Spark's p75 ratios.
     #[arg(long)]
     robustness: bool,
     /// With `--robustness`: random halves of the apps.
