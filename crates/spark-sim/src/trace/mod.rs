@@ -90,14 +90,20 @@ impl AppTrace {
         };
         self.counts.iter().flat_map(move |&(m, n)| {
             let n_f = f64::from(n);
-            let mut within: Vec<f64> = match salt {
-                None => (0..n).map(|j| (f64::from(j) + 0.5) / n_f).collect(),
-                Some(salt) => (0..n)
+            // Scattered calls are drawn, then put in time order; even ones need no list.
+            let scattered = salt.map(|salt| {
+                let mut within: Vec<f64> = (0..n)
                     .map(|j| unit_hash(salt ^ (u64::from(m) << 32 | u64::from(j))))
-                    .collect(),
-            };
-            within.sort_by(f64::total_cmp);
-            within.into_iter().map(move |w| f64::from(m) + w)
+                    .collect();
+                within.sort_by(f64::total_cmp);
+                within
+            });
+            (0..n).map(move |j| {
+                f64::from(m)
+                    + scattered
+                        .as_ref()
+                        .map_or((f64::from(j) + 0.5) / n_f, |w| w[j as usize])
+            })
         })
     }
 }
