@@ -2,14 +2,14 @@
 //! value, shared by the node's [`crate::live::WarmthPlanner`] and the B4 simulator (`spark-sim`
 //! replays it as its `Spark` policy).
 //!
-//! An idle period is cut into one-minute bins after the last call (edges half a minute off whole
-//! minutes, so a timer's calls land mid-bin; sub-minute gaps get a partial first bin), and a bin
-//! is cut again where the model's repeat expert claims a window narrower than the minute (its
-//! [`AppModel::sharp_edges`]: a timer known to the second is loaded for seconds). A bin
+//! An idle period is cut into six-second bins after the last call ([`BIN_MIN`]; edges three
+//! seconds off whole multiples of six seconds, so a timer's calls land mid-bin), and a bin is
+//! cut again where the model's repeat expert claims a window narrower than a bin would place
+//! (its [`AppModel::sharp_edges`]: a timer known to the second is loaded for seconds). A bin
 //! `[a, b)` is loaded when the value of the cold starts it avoids exceeds the memory it wastes:
 //! `value x (S(a) - S(b)) > memory x integral of S over [a, b)`, with `S` the model's survival
-//! of the gap (the integral, by Simpson's rule, is the expected idle time in the bin). That is
-//! the optimal rule for the Lagrangian "cold starts x value + memory x time" under the model's
+//! of the gap (the integral, by the trapezoid rule, is the expected idle time in the bin). That
+//! is the optimal rule for the Lagrangian "cold starts x value + memory x time" under the model's
 //! distribution, so sweeping the budget traces the best trade-off curve the model can reach;
 //! each bin carries its *critical budget* (where the two sides are equal, [`CriticalBins`]),
 //! which lets the simulator score a whole grid of budgets in one replay.
@@ -26,6 +26,11 @@ use crate::model::AppModel;
 
 /// Gaps beyond this (minutes; one week) are never planned for.
 pub const MAX_PLAN_MIN: f64 = 7.0 * 1440.0;
+
+/// Width of a decision bin (minutes): six seconds, so a load decision can start or end within
+/// a minute where the model's hazard changes within it (the first minutes after a call, where
+/// a busy app's next call is likely, and the edges of a timer's window).
+pub const BIN_MIN: f64 = 0.1;
 
 /// A stretch of an idle period (in the model's minutes) and the smallest budget at which it is
 /// loaded (strictly above).
@@ -64,9 +69,9 @@ pub fn critical_budget(
     memory_mb * idle_min / (gain * cold_start_weight(calls_per_day))
 }
 
-/// The bins of one idle period with their critical budgets: one per minute, edges half a
-/// minute off whole minutes after the last call (so a timer's calls land mid-bin), cut again at
-/// the model's sharp edges.
+/// The bins of one idle period with their critical budgets: one per six seconds, edges three
+/// seconds off whole multiples of six after the last call (so a whole-minute gap lands mid-bin),
+/// cut again at the model's sharp edges.
 #[derive(Debug, Clone)]
 pub struct CriticalBins<'a> {
     model: &'a AppModel,
@@ -105,18 +110,17 @@ impl Iterator for CriticalBins<'_> {
             return None;
         }
         let a = self.x;
-        let mut b = (a + 0.5).floor() + 0.5;
-        if b <= a {
-            b += 1.0;
+        let mut b = ((a / BIN_MIN + 0.5).floor() + 0.5) * BIN_MIN;
+        if b <= a + BIN_MIN * 1e-6 {
+            b += BIN_MIN;
         }
         let passed = self.edges.iter().take_while(|&&e| e <= a).count();
         self.edges.drain(..passed);
         if let Some(&e) = self.edges.first().filter(|&&e| e < b) {
             b = e;
         }
-        let s_m = self.model.survival((a + b) / 2.0);
         let s_b = self.model.survival(b);
-        let idle = (b - a) * (self.s_x + 4.0 * s_m + s_b) / 6.0;
+        let idle = (b - a) * (self.s_x + s_b) / 2.0;
         let gain = self.s_x - s_b;
         let budget = if gain > 0.0 {
             self.scale * idle / gain

@@ -4,9 +4,11 @@
 //! for the gap between Spark and the baselines (issue 13: "the mean cold-start share is where
 //! the oracle gap is").
 //!
-//! Usage: `breakdown INVOCATIONS DURATIONS MEMORY BUDGET [MEMBER]` (MEMBER: a name from
-//! `spark sim`'s hybrid family table, default `hybrid-min10-ka240`; BUDGET: e.g. the `budget`
-//! of `spark@MEMBER` in `b4.json`).
+//! Usage: `breakdown INVOCATIONS DURATIONS MEMORY BUDGET [MEMBER] [--line PERCENT]` (MEMBER: a
+//! name from `spark sim`'s hybrid family table, default `hybrid-min10-ka240`; BUDGET: e.g. the
+//! `budget` of `spark@MEMBER` in `b4.json`; `--line`: also count, per class, the apps whose
+//! cold-start % is above PERCENT and those one cold start above it, e.g. half the member's
+//! p75, to see which apps a p75 target needs).
 
 use std::path::Path;
 
@@ -25,9 +27,19 @@ const CLASSES: [&str; 7] = [
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let a: Vec<String> = std::env::args().collect();
+    let mut a: Vec<String> = std::env::args().collect();
+    let line = match a.iter().position(|x| x == "--line") {
+        Some(i) => {
+            let value = a.get(i + 1).ok_or("--line PERCENT")?.parse::<f64>()?;
+            a.drain(i..i + 2);
+            Some(value)
+        }
+        None => None,
+    };
     if a.len() < 5 {
-        return Err("usage: breakdown INVOCATIONS DURATIONS MEMORY BUDGET [MEMBER]".into());
+        return Err(
+            "usage: breakdown INVOCATIONS DURATIONS MEMORY BUDGET [MEMBER] [--line PERCENT]".into(),
+        );
     }
     let t = TraceSet::load(
         Path::new(&a[1]),
@@ -48,6 +60,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     // Per class: apps, then per run (mean cold %, MB-min, cold starts).
     let mut acc = vec![(0usize, [(0.0f64, 0.0f64, 0u64); 3]); CLASSES.len()];
+    // Per class, for the member and Spark: apps above the line, and of them those one cold
+    // start above it.
+    let mut above = vec![[(0u32, 0u32); 2]; CLASSES.len()];
     for (i, app) in t.apps.iter().enumerate() {
         let n = runs[0][i].scored.invocations;
         if n == 0 {
@@ -70,6 +85,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         };
         acc[class].0 += 1;
+        if let Some(line) = line {
+            let share = |cold: u64| 100.0 * cold as f64 / n as f64;
+            for (k, run) in runs[..2].iter().enumerate() {
+                let cold = run[i].scored.cold;
+                if share(cold) > line {
+                    above[class][k].0 += 1;
+                    if share(cold - 1) <= line {
+                        above[class][k].1 += 1;
+                    }
+                }
+            }
+        }
         for (k, run) in runs.iter().enumerate() {
             let o: &AppOutcome = &run[i];
             let e = &mut acc[class].1[k];
@@ -98,6 +125,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             r[2].0 / n,
             r[2].2
         );
+    }
+    if let Some(line) = line {
+        println!("apps above {line} % (of them, one cold start above it): member | spark");
+        let mut total = [0, 0];
+        for (class, a) in CLASSES.iter().zip(&above) {
+            println!(
+                "{class:<14} {:>5} ({:>4}) | {:>5} ({:>4})",
+                a[0].0, a[0].1, a[1].0, a[1].1
+            );
+            total[0] += a[0].0;
+            total[1] += a[1].0;
+        }
+        println!("{:<14} {:>5}        | {:>5}", "all", total[0], total[1]);
     }
     Ok(())
 }

@@ -8,7 +8,8 @@
 //! *phase* (a period detected by autocorrelation, in absolute time: timers mixed with other
 //! calls), *time-of-day* (the hourly profile over past days), and a heavy-tailed *prior*.
 //! Each expert gives a survival function; after every call each expert is scored on the
-//! probability it gave to the gap that happened, and the mixture weights are the softmax of
+//! probability it gave to the gap that happened (to within a quarter of it, at most half a
+//! minute: [`score_window`]), and the mixture weights are the softmax of
 //! those log-scores with forgetting ([`FORGETTING`]), so an app's weights follow what has been
 //! predicting it lately. The prior keeps a floor weight ([`PRIOR_FLOOR`]) so no app is ever
 //! declared certain never to come back.
@@ -52,6 +53,12 @@ pub const FORGETTING: f64 = 0.9;
 pub const PRIOR_FLOOR: f64 = 0.02;
 /// Probability floor when scoring an expert, so one miss does not erase it.
 const SCORE_FLOOR: f64 = 1e-4;
+/// An expert is scored on the probability it gave to a window around the gap that came, this
+/// share of the gap on either side (see [`score_window`]).
+pub const SCORE_SHARE: f64 = 0.25;
+/// The widest half-window an expert is scored on (minutes): a trace records calls per minute,
+/// so a longer gap is not known more precisely than this.
+pub const SCORE_HALF_WIDTH_MAX: f64 = 0.5;
 const PRIOR: usize = EXPERTS - 1;
 
 /// What the model knows about one application.
@@ -108,7 +115,7 @@ impl AppModel {
     }
 
     fn score(&mut self, last: f64, gap: f64) {
-        let (lo, hi) = ((gap - 0.5).max(0.0), gap + 0.5);
+        let (lo, hi) = score_window(gap);
         for e in 0..EXPERTS {
             let p = self.expert_survival(e, last, lo) - self.expert_survival(e, last, hi);
             self.log_score[e] = FORGETTING * self.log_score[e] + p.max(SCORE_FLOOR).ln();
@@ -231,6 +238,21 @@ impl AppModel {
     pub fn weights(&self) -> [f64; EXPERTS] {
         self.weights
     }
+}
+
+/// The window `(lo, hi)` an expert is scored on after a gap of `gap` minutes: a quarter of the
+/// gap on either side ([`SCORE_SHARE`]), between the repeat expert's finest tolerance (3 s) and
+/// half a minute ([`SCORE_HALF_WIDTH_MAX`]).
+///
+/// Gaps span five decades, so what tells experts apart is relative: an expert that expected a
+/// call 10 s after the last one and one that expected it at 40 s are both "right" about a 20 s
+/// gap when scored on a whole minute around it, and the mixture then cannot learn which of them
+/// knows the app. (Until 2026-12-06 every gap was scored on +-half a minute.) Long gaps keep the
+/// half minute: a share of them would be minutes wide and stop rewarding the experts that know
+/// a timer to the minute.
+pub fn score_window(gap: f64) -> (f64, f64) {
+    let half = (SCORE_SHARE * gap).clamp(experts::FINE_TOLERANCE_MIN, SCORE_HALF_WIDTH_MAX);
+    ((gap - half).max(0.0), gap + half)
 }
 
 /// Softmax of the log-scores, with the prior's floor.

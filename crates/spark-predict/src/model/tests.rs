@@ -135,3 +135,32 @@ fn a_timer_known_to_the_second_is_loaded_for_seconds_around_its_run() {
 }
 
 const FINE: f64 = experts::FINE_TOLERANCE_MIN;
+
+#[test]
+fn experts_are_scored_at_the_scale_of_the_gap() {
+    // A quarter of the gap on either side, between 3 s and half a minute.
+    assert_eq!(score_window(0.0), (0.0, FINE));
+    let (lo, hi) = score_window(0.4);
+    assert!(
+        (lo - 0.3).abs() < 1e-12 && (hi - 0.5).abs() < 1e-12,
+        "{lo} {hi}"
+    );
+    assert_eq!(score_window(60.0), (59.5, 60.5));
+}
+
+#[test]
+fn a_poller_every_ten_seconds_is_told_apart_from_a_loose_burst() {
+    // Scored on a whole minute around a 10 s gap, every expert that expects a call within the
+    // minute looks as right as the one that knows it comes at 10 s; scored at the gap's scale,
+    // the mixture learns the poller, so nearly no call is expected in the first 5 s and nearly
+    // every call by 15 s.
+    let mut m = AppModel::default();
+    for k in 0..60 {
+        m.observe(f64::from(k) / 6.0);
+    }
+    let last = m.last_call().unwrap();
+    let early = m.p_call_within(last, 5.0 / 60.0).unwrap();
+    let by_15s = m.p_call_within(last, 15.0 / 60.0).unwrap();
+    assert!(early < 0.1, "P(call within 5 s) = {early}");
+    assert!(by_15s > 0.9, "P(call within 15 s) = {by_15s}");
+}
