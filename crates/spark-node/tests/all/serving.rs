@@ -100,8 +100,26 @@ async fn serves_many_concurrent_requests_with_fresh_instances() {
     }
     let status = node.node.snapshot();
     let hello = status.module("hello").unwrap();
-    let stats = hello.stats.snapshot();
-    assert_eq!(stats.invocations, 200);
-    assert_eq!(stats.instantiations, 200, "one fresh instance per request");
+    // The predictor may have made instances ready ahead of calls (a revision during the burst
+    // on a loaded machine): those are fresh too, and any not taken yet are still in the pool.
+    // Read until an instance being made ready is not half counted.
+    let ready = || hello.residency.current().map_or(0, |g| g.ready_count()) as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let before = ready();
+        let stats = hello.stats.snapshot();
+        let settled = before == ready();
+        assert_eq!(stats.invocations, 200);
+        if settled && stats.instantiations == 200 + before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "one fresh instance per request: {} instantiations for 200 requests and {before} \
+             ready instances",
+            stats.instantiations
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     node.stop().await;
 }
