@@ -4,8 +4,8 @@
 //!
 //! An idle period is cut into six-second bins after the last call ([`BIN_MIN`]; edges three
 //! seconds off whole multiples of six seconds, so a timer's calls land mid-bin), and a bin is
-//! cut again where the model's repeat expert claims a window narrower than a bin would place
-//! (its [`AppModel::sharp_edges`]: a timer known to the second is loaded for seconds). A bin
+//! cut again at the edges of the repeat expert's windows narrower than a minute (the model's
+//! [`AppModel::sharp_edges`]: a timer known to the second is loaded for seconds). A bin
 //! `[a, b)` is loaded when the value of the cold starts it avoids exceeds the memory it wastes:
 //! `value x (S(a) - S(b)) > memory x integral of S over [a, b)`, with `S` the model's survival
 //! of the gap (the integral, by the trapezoid rule, is the expected idle time in the bin). That
