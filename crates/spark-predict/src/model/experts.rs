@@ -23,7 +23,7 @@ pub fn prior(x: f64) -> f64 {
 pub const RECENT_GAPS: usize = 8;
 
 /// The last [`RECENT_GAPS`] gaps, each predicted again with a tolerance: the *repeat* expert
-/// (as precise as the app's own gaps have repeated, see [`RecentGaps::repeat_tolerance`]) and
+/// (as precise as the app's own gaps have repeated, see [`repeat_tolerance`]) and
 /// the *recent* expert (tolerance growing with the gap, for loosely regular and bursty apps).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecentGaps {

@@ -21,7 +21,7 @@ pub(super) const SNAPSHOT_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistorySnapshot {
-    /// Format version ([`SNAPSHOT_VERSION`]).
+    /// Format version (`SNAPSHOT_VERSION`).
     pub version: u32,
     /// `(minute since the Unix epoch, calls)`, ascending, non-empty minutes only.
     pub minutes: Vec<(u64, u32)>,
