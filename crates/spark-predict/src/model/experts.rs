@@ -133,8 +133,9 @@ pub fn exact_tolerance(gap: f64) -> f64 {
 }
 
 /// The finest tolerance of the repeat expert (minutes; 3 s): gaps that repeat closer than this
-/// are still predicted this wide. The node sees calls and moves modules on revisions (250 ms by
-/// default) and a load takes its time, so a window much narrower than this would be missed live.
+/// are still predicted this wide. The node sees calls and moves modules on revisions (every
+/// `predictor.interval`, 10 s by default; 250 ms in a 60x replay) and a load takes its time, so
+/// a window much narrower than this would be missed live.
 pub const FINE_TOLERANCE_MIN: f64 = 0.05;
 
 /// The repeat expert's tolerance of `gaps[i]`, learned from how closely the app's gaps have

@@ -2,8 +2,9 @@
 //!
 //! The model predicts the gap from an app's last call to its next one as a mixture of experts
 //! (see [`experts`] and [`periodic`]): *repeat* (the last gaps again, as precisely as they
-//! have repeated: timers), *recent* (the last gaps, loosely: bursts and rate changes), *histogram* (the long-term
-//! idle-time distribution, as the hybrid policy keeps, on log bins up to a week), *burst-rate*
+//! have repeated: timers), *recent* (the last gaps, loosely: bursts and rate changes),
+//! *histogram* (the long-term idle-time distribution, as the hybrid policy keeps, on log bins
+//! up to a week), *burst-rate*
 //! (Poisson at the last hour's rate), *daily-rate* (Poisson at an uncertain long-run rate),
 //! *phase* (a period detected by autocorrelation, in absolute time: timers mixed with other
 //! calls), *time-of-day* (the hourly profile over past days), and a heavy-tailed *prior*.

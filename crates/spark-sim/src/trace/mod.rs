@@ -20,6 +20,7 @@ pub use attributes::{Durations, Memory, parse_durations, parse_memory};
 pub use invocations::{AppInvocations, Invocations, parse_invocations};
 
 use crate::error::{ParseErrorKind, TraceError};
+use crate::synth::Rng;
 
 /// Memory of every application when no memory file is given (MB): the order of the median of
 /// the Azure 2019 trace's per-application average allocated memory.
@@ -93,7 +94,7 @@ impl AppTrace {
             // Scattered calls are drawn, then put in time order; even ones need no list.
             let scattered = salt.map(|salt| {
                 let mut within: Vec<f64> = (0..n)
-                    .map(|j| unit_hash(salt ^ (u64::from(m) << 32 | u64::from(j))))
+                    .map(|j| Rng::new(salt ^ (u64::from(m) << 32 | u64::from(j))).unit())
                     .collect();
                 within.sort_by(f64::total_cmp);
                 within
@@ -106,15 +107,6 @@ impl AppTrace {
             })
         })
     }
-}
-
-/// A uniform number in `[0, 1)` from `x` (SplitMix64's finaliser).
-fn unit_hash(x: u64) -> f64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl TraceSet {
